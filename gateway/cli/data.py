@@ -1,0 +1,59 @@
+"""``hunch data``: generate demo data, import and export Personalize-format datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gateway.settings import load_settings
+
+
+@click.group()
+def data() -> None:
+    """Personalize-format datasets: generate demo data, import, export."""
+
+
+@data.command()
+@click.option("--users", default=2000, show_default=True, type=click.IntRange(min=10))
+@click.option("--polls", default=5000, show_default=True, type=click.IntRange(min=10))
+@click.option("--days", default=14, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--follow-effect/--no-follow-effect", default=True, show_default=True,
+              help="Plant extra engagement with polls of people a user follows.")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+def generate(users: int, polls: int, days: int, seed: int, follow_effect: bool,
+             out_dir: Path) -> None:
+    """Write realistic demo data (Interactions, Items, Users, impressions, follows and
+    the planted ground truth) to OUT_DIR. Same seed, same bytes."""
+    from recsys.demo_data import generate_demo_data
+
+    summary = generate_demo_data(
+        out_dir, users=users, polls=polls, days=days, seed=seed,
+        follow_effect=follow_effect, progress=True,
+    )
+    click.echo(summary.describe())
+
+
+@data.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--mode", type=click.Choice(["incremental", "full"]), default="incremental",
+              show_default=True, help="full replaces everything stored; incremental adds.")
+def import_(directory: Path, mode: str) -> None:
+    """Validate DIRECTORY's CSVs and import them into the event store, all or nothing."""
+    from recsys.datasets import import_directory
+
+    settings = load_settings()
+    report = import_directory(directory, settings.events_db, mode=mode, progress=True)
+    click.echo(report.describe())
+
+
+@data.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def export(directory: Path) -> None:
+    """Write the stored datasets to DIRECTORY in Personalize's bulk CSV format."""
+    from recsys.datasets import export_directory
+
+    settings = load_settings()
+    report = export_directory(settings.events_db, directory)
+    click.echo(report.describe())

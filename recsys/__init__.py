@@ -1,0 +1,1 @@
+"""The Hunch recommendation engine: datasets, event store, recipes, filters, mixer."""

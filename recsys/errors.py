@@ -1,0 +1,32 @@
+"""Typed errors of the engine. Each carries a message a user can act on."""
+
+from __future__ import annotations
+
+
+class HunchError(Exception):
+    """Base of every error the engine raises on purpose (never a bug)."""
+
+
+class DatasetValidationError(HunchError):
+    """A bulk dataset has problems; ``problems`` lists ``file:line: reason`` strings."""
+
+    max_shown = 20
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        shown = problems[: self.max_shown]
+        more = len(problems) - len(shown)
+        tail = f"\n... and {more} more" if more > 0 else ""
+        super().__init__(
+            f"{len(problems)} problem(s) in the dataset, nothing was imported:\n"
+            + "\n".join(shown)
+            + tail
+        )
+
+
+class SchemaError(HunchError):
+    """A dataset schema file is not a valid Personalize Avro schema."""
+
+
+class InvalidEvent(HunchError):
+    """An event or catalog record is malformed (empty id, over-long field, ...)."""

@@ -1,0 +1,197 @@
+"""Amazon Personalize dataset schemas (Avro records) for Interactions, Items and Users.
+
+Personalize describes each dataset with an Avro record schema in the namespace
+``com.amazonaws.personalize.schema``. String fields count only when declared
+``categorical`` (values separated by ``|``) or, for Items, ``textual``. These are the
+schemas of the Hunch app's datasets; a data directory may carry its own
+``<dataset>.schema.json`` to override them (see :func:`load_schema`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from recsys.errors import SchemaError
+
+NAMESPACE = "com.amazonaws.personalize.schema"
+
+# Limits from Personalize's documentation; named so the reason travels with the number.
+MAX_ID_LENGTH = 256  # USER_ID, ITEM_ID, RECOMMENDATION_ID
+MAX_CATEGORICAL_LENGTH = 1000  # a whole categorical value, all `|`-separated parts
+MAX_IMPRESSION_LENGTH = 1000  # the pipe-separated IMPRESSION column
+MAX_TEXTUAL_LENGTH = 20_000  # textual fields are cut (not rejected) past this
+MAX_USER_METADATA_FIELDS = 5
+
+DatasetName = Literal["interactions", "items", "users"]
+DATASETS: tuple[DatasetName, ...] = ("interactions", "items", "users")
+CSV_FILES: dict[str, str] = {
+    "interactions": "interactions.csv",
+    "items": "items.csv",
+    "users": "users.csv",
+}
+PROMOTIONAL_EVENT = "PROMOTIONAL_EVENT"  # the CATEGORY of polls that promotions push
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of a dataset, as its Avro schema declares it."""
+
+    name: str
+    type: str  # "string", "long", "int", "float", "double", "boolean"
+    nullable: bool = False
+    categorical: bool = False
+    textual: bool = False
+
+    @property
+    def numeric(self) -> bool:
+        return self.type in ("long", "int", "float", "double")
+
+    def to_avro(self) -> dict:
+        avro_type: str | list[str] = ["null", self.type] if self.nullable else self.type
+        out: dict = {"name": self.name, "type": avro_type}
+        if self.categorical:
+            out["categorical"] = True
+        if self.textual:
+            out["textual"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class DatasetSchema:
+    """A dataset's schema: its name, its fields in CSV column order, its id column(s)."""
+
+    dataset: DatasetName
+    fields: tuple[Field, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def required(self) -> list[str]:
+        return [f.name for f in self.fields if not f.nullable]
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def to_avro(self) -> dict:
+        return {
+            "type": "record",
+            "name": self.dataset.capitalize(),
+            "namespace": NAMESPACE,
+            "fields": [f.to_avro() for f in self.fields],
+            "version": "1.0",
+        }
+
+
+INTERACTIONS = DatasetSchema(
+    "interactions",
+    (
+        Field("USER_ID", "string"),
+        Field("ITEM_ID", "string"),
+        Field("TIMESTAMP", "long"),
+        Field("EVENT_TYPE", "string"),
+        Field("EVENT_VALUE", "float", nullable=True),
+        Field("IMPRESSION", "string", nullable=True),
+        Field("RECOMMENDATION_ID", "string", nullable=True),
+    ),
+)
+
+ITEMS = DatasetSchema(
+    "items",
+    (
+        Field("ITEM_ID", "string"),
+        Field("CATEGORY", "string", categorical=True),
+        Field("AUTHOR_ID", "string", categorical=True),
+        Field("CREATION_TIMESTAMP", "long"),
+        Field("QUESTION", "string", nullable=True, textual=True),
+        Field("OPTIONS", "string", nullable=True, textual=True),
+        Field("DESCRIPTION", "string", nullable=True, textual=True),
+        Field("OPTION_DESCRIPTIONS", "string", nullable=True, textual=True),
+        Field("COMMENTS", "string", nullable=True, textual=True),
+    ),
+)
+
+USERS = DatasetSchema(
+    "users",
+    (
+        Field("USER_ID", "string"),
+        Field("AGE", "int", nullable=True),
+        Field("LOCALE", "string", nullable=True, categorical=True),
+        # Written by the follower graph's `hunch graph cluster` (graph exports them).
+        Field("CLUSTER", "string", nullable=True, categorical=True),
+        Field("COMMUNITY", "string", nullable=True, categorical=True),
+    ),
+)
+
+DEFAULT_SCHEMAS: dict[str, DatasetSchema] = {
+    "interactions": INTERACTIONS,
+    "items": ITEMS,
+    "users": USERS,
+}
+
+_ID_FIELDS = {"interactions": ("USER_ID", "ITEM_ID"), "items": ("ITEM_ID",), "users": ("USER_ID",)}
+_AVRO_TYPES = {"string", "long", "int", "float", "double", "boolean"}
+
+
+def schema_from_avro(dataset: DatasetName, avro: dict, source: str = "schema") -> DatasetSchema:
+    """Build a :class:`DatasetSchema` from an Avro record, checking Personalize's rules."""
+    if avro.get("type") != "record" or not isinstance(avro.get("fields"), list):
+        raise SchemaError(f"{source}: expected an Avro record with a 'fields' list")
+    fields: list[Field] = []
+    for i, raw in enumerate(avro["fields"]):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if not name:
+            raise SchemaError(f"{source}: field #{i + 1} has no name")
+        avro_type = raw.get("type")
+        nullable = False
+        if isinstance(avro_type, list):
+            non_null = [t for t in avro_type if t != "null"]
+            nullable = "null" in avro_type
+            avro_type = non_null[0] if len(non_null) == 1 else None
+        if avro_type not in _AVRO_TYPES:
+            raise SchemaError(f"{source}: field {name} has unsupported type {raw.get('type')!r}")
+        textual = bool(raw.get("textual"))
+        if textual and dataset != "items":
+            raise SchemaError(f"{source}: field {name}: only Items may have textual fields")
+        fields.append(
+            Field(name, avro_type, nullable, bool(raw.get("categorical")), textual)
+        )
+    names = [f.name for f in fields]
+    for required in _ID_FIELDS[dataset] + (("TIMESTAMP",) if dataset == "interactions" else ()):
+        if required not in names:
+            raise SchemaError(f"{source}: the {dataset} schema must declare {required}")
+    if dataset == "users" and not 1 <= len(fields) - 1 <= MAX_USER_METADATA_FIELDS:
+        raise SchemaError(
+            f"{source}: Users needs 1 to {MAX_USER_METADATA_FIELDS} metadata fields, "
+            f"got {len(fields) - 1}"
+        )
+    return DatasetSchema(dataset, tuple(fields))
+
+
+def schema_path(directory: Path, dataset: DatasetName) -> Path:
+    return Path(directory) / f"{dataset}.schema.json"
+
+
+def load_schema(directory: Path, dataset: DatasetName) -> DatasetSchema:
+    """The schema in ``directory/<dataset>.schema.json`` if present, else the default."""
+    path = schema_path(directory, dataset)
+    if not path.exists():
+        return DEFAULT_SCHEMAS[dataset]
+    try:
+        avro = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SchemaError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    return schema_from_avro(dataset, avro, str(path))
+
+
+def write_schema(directory: Path, schema: DatasetSchema) -> Path:
+    path = schema_path(directory, schema.dataset)
+    path.write_text(json.dumps(schema.to_avro(), indent=2) + "\n")
+    return path
