@@ -12,13 +12,14 @@ class DatasetValidationError(HunchError):
 
     max_shown = 20
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], total: int | None = None):
         self.problems = problems
+        self.total = len(problems) if total is None else total
         shown = problems[: self.max_shown]
-        more = len(problems) - len(shown)
+        more = self.total - len(shown)
         tail = f"\n... and {more} more" if more > 0 else ""
         super().__init__(
-            f"{len(problems)} problem(s) in the dataset, nothing was imported:\n"
+            f"{self.total} problem(s) in the dataset, nothing was imported:\n"
             + "\n".join(shown)
             + tail
         )

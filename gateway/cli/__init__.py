@@ -30,9 +30,10 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that `import gateway.cli` stays free of side effects elsewhere.
-    from gateway.cli import data
+    from gateway.cli import data, demo
 
     cli.add_command(data.data)
+    cli.add_command(demo.demo)
 
 
 _register()

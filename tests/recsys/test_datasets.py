@@ -1,0 +1,209 @@
+"""Personalize-format datasets: validation with file:line reasons, all-or-nothing import,
+and export that round-trips."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from recsys.datasets import (
+    MissingDataset,
+    clean_text,
+    export_directory,
+    import_directory,
+    load_directory,
+)
+from recsys.errors import DatasetValidationError, SchemaError
+from recsys.schemas import INTERACTIONS, ITEMS, USERS, write_schema
+
+GOOD_INTERACTIONS = [
+    ["u1", "p1", "1700000000", "HUNCH", "1.0", "p1|p2|p3", "rec-1"],
+    ["u1", "p2", "1700000060", "COMMENT", "12", "", ""],
+    ["u2", "p1", "1700000100", "HUNCH", "", "p1", ""],
+]
+GOOD_ITEMS = [
+    ["p1", "SPORTS", "u9", "1699990000", "Who wins the <b>derby</b>?", "Home|Away", "", "", ""],
+    ["p2", "PROMOTIONAL_EVENT|MUSIC", "u8", "1699990500", "Best album", "A|B", "d", "", "nice"],
+    ["p3", "MUSIC", "u8", "1699991000", "", "", "", "", ""],
+]
+GOOD_USERS = [["u1", "34", "en_US", "", ""], ["u2", "", "fr_FR", "c1", "m2"]]
+
+
+def _write(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def make_dir(tmp_path: Path, interactions=None, items=None, users=None, impressions=None,
+             interaction_header=None) -> Path:
+    d = tmp_path / "data"
+    d.mkdir(exist_ok=True)
+    _write(d / "interactions.csv", interaction_header or INTERACTIONS.names,
+           GOOD_INTERACTIONS if interactions is None else interactions)
+    _write(d / "items.csv", ITEMS.names, GOOD_ITEMS if items is None else items)
+    _write(d / "users.csv", USERS.names, GOOD_USERS if users is None else users)
+    if impressions is not None:
+        _write(d / "impressions.csv", ["USER_ID", "TIMESTAMP", "IMPRESSION", "RECOMMENDATION_ID"],
+               impressions)
+    return d
+
+
+def problems_of(directory: Path) -> list[str]:
+    with pytest.raises(DatasetValidationError) as info:
+        load_directory(directory)
+    return info.value.problems
+
+
+def test_valid_directory_loads_typed_records(tmp_path):
+    data = load_directory(make_dir(tmp_path, impressions=[["u1", "1700000200", "p2|p3", ""]]))
+    assert len(data.interactions) == 3
+    first = data.interactions[0]
+    assert (first.user_id, first.item_id, first.timestamp) == ("u1", "p1", 1700000000)
+    assert first.impression == ("p1", "p2", "p3")
+    assert first.recommendation_id == "rec-1"
+    assert data.interactions[2].event_value is None
+    assert data.items["p2"]["CATEGORY"] == "PROMOTIONAL_EVENT|MUSIC"
+    assert data.items["p1"]["CREATION_TIMESTAMP"] == 1699990000
+    # textual fields lose their markup (Personalize strips it)
+    assert data.items["p1"]["QUESTION"] == "Who wins the derby ?"
+    assert data.users["u1"]["AGE"] == 34 and data.users["u1"]["CLUSTER"] is None
+    assert data.impressions[0].item_ids == ("p2", "p3")
+    assert len(data.fingerprint) == 32
+
+
+@pytest.mark.parametrize(
+    "row, reason",
+    [
+        (["u1", "p1", "yesterday", "HUNCH", "", "", ""], "TIMESTAMP 'yesterday' is not an integer"),
+        (["u1", "p1", "1700000000", "HUNCH", "lots", "", ""], "EVENT_VALUE 'lots' is not a number"),
+        (["", "p1", "1700000000", "HUNCH", "", "", ""], "USER_ID is empty but required"),
+        (["u" * 257, "p1", "1700000000", "HUNCH", "", "", ""], "ids may have at most 256"),
+        (["u1", "p1", "1700000000", "HUNCH", "", "|".join(["p1234567"] * 130), ""],
+         "IMPRESSION is 1169 characters long"),
+        (["u1", "p1", "1700000000"], "expected 7 fields, found 3"),
+    ],
+)
+def test_each_interaction_problem_names_file_and_line(tmp_path, row, reason):
+    rows = [GOOD_INTERACTIONS[0], row]
+    problems = problems_of(make_dir(tmp_path, interactions=rows))
+    assert len(problems) == 1
+    assert problems[0].startswith("interactions.csv:3: ")
+    assert reason in problems[0]
+
+
+def test_overlong_categorical_and_duplicate_item(tmp_path):
+    items = [GOOD_ITEMS[0], ["p9", "X" * 1001, "u1", "1", "", "", "", "", ""], GOOD_ITEMS[0]]
+    problems = problems_of(make_dir(tmp_path, items=items))
+    assert any(p.startswith("items.csv:3: CATEGORY is 1001 characters") for p in problems)
+    assert any(p.startswith("items.csv:4: ITEM_ID 'p1' already appeared on line 2")
+               for p in problems)
+
+
+def test_missing_and_unknown_columns_reported_on_header_line(tmp_path):
+    header = ["USER_ID", "ITEM_ID", "WHEN", "EVENT_TYPE", "EVENT_VALUE", "IMPRESSION",
+              "RECOMMENDATION_ID"]
+    problems = problems_of(make_dir(tmp_path, interaction_header=header))
+    assert any(p.startswith("interactions.csv:1: unknown column(s) WHEN") for p in problems)
+    assert any(p.startswith("interactions.csv:1: missing required column(s) TIMESTAMP")
+               for p in problems)
+
+
+def test_every_problem_counted_but_first_twenty_shown(tmp_path):
+    rows = [["u1", "p1", "bad", "HUNCH", "", "", ""]] * 45
+    with pytest.raises(DatasetValidationError) as info:
+        load_directory(make_dir(tmp_path, interactions=rows))
+    err = info.value
+    assert err.total == 45
+    text = str(err)
+    assert text.startswith("45 problem(s)")
+    assert "interactions.csv:21:" in text and "interactions.csv:22:" not in text
+    assert "... and 25 more" in text
+
+
+def test_problems_across_files_are_all_reported(tmp_path):
+    problems = problems_of(make_dir(
+        tmp_path,
+        interactions=[["u1", "p1", "x", "HUNCH", "", "", ""]],
+        users=[["u1", "old", "en", "", ""]],
+    ))
+    assert {p.split(":")[0] for p in problems} == {"interactions.csv", "users.csv"}
+
+
+def test_missing_interactions_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingDataset, match="interactions.csv"):
+        load_directory(tmp_path / "empty")
+
+
+def test_custom_schema_file_is_honoured(tmp_path):
+    d = make_dir(tmp_path)
+    schema = json.loads(json.dumps(USERS.to_avro()))
+    schema["fields"] = [f for f in schema["fields"] if f["name"] in ("USER_ID", "LOCALE")]
+    (d / "users.schema.json").write_text(json.dumps(schema))
+    # users.csv still has AGE, CLUSTER, COMMUNITY: now unknown columns
+    problems = problems_of(d)
+    assert any("users.csv:1: unknown column(s) AGE, CLUSTER, COMMUNITY" in p for p in problems)
+
+
+def test_invalid_schema_file_is_a_schema_error(tmp_path):
+    d = make_dir(tmp_path)
+    (d / "items.schema.json").write_text('{"type": "record", "fields": [{"name": "X", "type": "string"}]}')
+    with pytest.raises(SchemaError, match="must declare ITEM_ID"):
+        load_directory(d)
+
+
+def test_clean_text_strips_markup_and_cuts():
+    assert clean_text("  <p>Hello</p>\n\n world  ") == "Hello world"
+    assert len(clean_text("word " * 10_000)) == 20_000
+
+
+def test_failed_import_changes_nothing(tmp_path):
+    from recsys.events import EventStore
+
+    db = tmp_path / "events.sqlite3"
+    import_directory(make_dir(tmp_path), db)
+    with EventStore(db) as store:
+        before = store.counts()
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    good_rows = [[f"u{i}", "p1", str(1700000000 + i), "HUNCH", "", "", ""] for i in range(500)]
+    bad = make_dir(bad_dir, interactions=good_rows + [["u1", "p1", "never", "HUNCH", "", "", ""]])
+    with pytest.raises(DatasetValidationError):
+        import_directory(bad, db, mode="full")
+    with EventStore(db) as store:
+        assert store.counts() == before
+
+
+def test_import_export_round_trip(tmp_path):
+    from recsys.events import EventStore
+
+    src = make_dir(tmp_path, impressions=[["u1", "1700000200", "p2|p3", "rec-1"]])
+    db = tmp_path / "events.sqlite3"
+    import_directory(src, db)
+    out = tmp_path / "out"
+    report = export_directory(db, out)
+    assert report.counts["interactions"] == 3
+    a, b = load_directory(src), load_directory(out)
+    assert sorted(a.interactions, key=lambda e: e.event_id) == sorted(
+        b.interactions, key=lambda e: e.event_id)
+    assert a.items == b.items and a.users == b.users
+    assert a.impressions == b.impressions
+    # importing the same directory twice adds nothing (event ids are derived from content)
+    import_directory(src, db)
+    with EventStore(db) as store:
+        assert store.counts()["interactions"] == 3
+
+
+def test_schema_files_written_are_valid_avro_records(tmp_path):
+    path = write_schema(tmp_path, ITEMS)
+    avro = json.loads(path.read_text())
+    assert avro["namespace"] == "com.amazonaws.personalize.schema"
+    textual = {f["name"] for f in avro["fields"] if f.get("textual")}
+    assert textual == {"QUESTION", "OPTIONS", "DESCRIPTION", "OPTION_DESCRIPTIONS", "COMMENTS"}
+    categorical = {f["name"] for f in avro["fields"] if f.get("categorical")}
+    assert {"CATEGORY", "AUTHOR_ID"} <= categorical
