@@ -1,0 +1,242 @@
+"""Feed sessions: stable ``first``/``after`` paging with opaque, signed cursors.
+
+Personalize has no pagination token; callers page and de-duplicate themselves, and users
+complain of the same polls again and again. Here a feed session remembers every poll it
+has placed, in order. Page k is a slice of that list; the list grows only at its end, by
+mixing polls that are not in it yet. So pages never repeat or skip a poll, and asking
+again with the same cursor returns the same page.
+
+The list lives in a store shared by every worker process of a host (SQLite) or of many
+hosts (Redis); two workers extending one session at once settle on whichever wrote first.
+
+A cursor is ``base64url(json)`` + ``.`` + an HMAC-SHA256 signature over it: it names the
+session, the user and the position, and expires with the session.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from recsys.errors import HunchError
+from recsys.mixer import FeedItem
+
+DEFAULT_SESSION_TTL_SECONDS = 30 * 60  # a scrolling session; a new app open starts anew
+
+
+class InvalidCursor(HunchError):
+    """The ``after`` cursor was altered, belongs to someone else, or is not ours."""
+
+
+class ExpiredCursor(HunchError):
+    """The ``after`` cursor's feed session has expired; start again without a cursor."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    session_id: str
+    user_id: str
+    position: int  # items before the next page
+    expires_at: float
+
+
+class CursorSigner:
+    """Signs and verifies cursors with a server secret (HMAC-SHA256)."""
+
+    def __init__(self, secret: str | bytes):
+        if not secret:
+            raise ValueError("a cursor secret is required")
+        self._key = secret.encode() if isinstance(secret, str) else secret
+
+    def encode(self, cursor: Cursor) -> str:
+        body = json.dumps(
+            {"s": cursor.session_id, "u": cursor.user_id, "p": cursor.position,
+             "e": round(cursor.expires_at, 3)},
+            separators=(",", ":"),
+        ).encode()
+        payload = base64.urlsafe_b64encode(body).rstrip(b"=")
+        signature = base64.urlsafe_b64encode(
+            hmac.new(self._key, payload, hashlib.sha256).digest()
+        ).rstrip(b"=")
+        return (payload + b"." + signature).decode()
+
+    def decode(self, text: str, user_id: str, now: float | None = None) -> Cursor:
+        payload, dot, signature = text.encode().partition(b".")
+        if not dot:
+            raise InvalidCursor("the cursor is malformed; pass a cursor from a previous page")
+        expected = base64.urlsafe_b64encode(
+            hmac.new(self._key, payload, hashlib.sha256).digest()
+        ).rstrip(b"=")
+        if not hmac.compare_digest(signature, expected):
+            raise InvalidCursor("the cursor was altered; pass it back exactly as received")
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+            cursor = Cursor(str(raw["s"]), str(raw["u"]), int(raw["p"]), float(raw["e"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidCursor("the cursor is malformed") from exc
+        if cursor.user_id != user_id:
+            raise InvalidCursor("the cursor belongs to another user's feed")
+        if (now if now is not None else time.time()) > cursor.expires_at:
+            raise ExpiredCursor("the feed session expired; ask for the feed without a cursor")
+        return cursor
+
+
+class FeedSessionStore(Protocol):
+    """Where feed sessions live, shared by every worker that serves the feed."""
+
+    def create(self, user_id: str, ttl_seconds: float) -> tuple[str, float]: ...
+
+    def expires_at(self, session_id: str) -> float | None: ...
+
+    def items(self, session_id: str, start: int = 0, limit: int | None = None) -> list[FeedItem]: ...
+
+    def placed_ids(self, session_id: str) -> set[str]: ...
+
+    def extend(self, session_id: str, at: int, items: Sequence[FeedItem]) -> bool:
+        """Append ``items`` at position ``at`` if the session holds exactly ``at`` items;
+        returns False when another worker extended it first."""
+
+
+class SQLiteFeedSessionStore:
+    """Feed sessions in a SQLite file shared by the worker processes of one host."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
+                                     isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")  # sessions are soft state
+        self._conn.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS feed_sessions (
+                session_id TEXT PRIMARY KEY, user_id TEXT NOT NULL,
+                created_at REAL NOT NULL, expires_at REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS feed_session_items (
+                session_id TEXT NOT NULL, position INTEGER NOT NULL, item_id TEXT NOT NULL,
+                source TEXT NOT NULL, score REAL NOT NULL, rank INTEGER NOT NULL,
+                recommendation_id TEXT NOT NULL, promotion_name TEXT,
+                PRIMARY KEY (session_id, position));
+            CREATE INDEX IF NOT EXISTS feed_sessions_expiry ON feed_sessions (expires_at);
+            """
+        )
+
+    def create(self, user_id: str, ttl_seconds: float) -> tuple[str, float]:
+        now = time.time()
+        session_id = uuid.uuid4().hex
+        expires = now + ttl_seconds
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Expired sessions are swept as new ones start, so the file stays small.
+                self._conn.execute(
+                    "DELETE FROM feed_session_items WHERE session_id IN "
+                    "(SELECT session_id FROM feed_sessions WHERE expires_at < ?)", (now,))
+                self._conn.execute("DELETE FROM feed_sessions WHERE expires_at < ?", (now,))
+                self._conn.execute(
+                    "INSERT INTO feed_sessions VALUES (?, ?, ?, ?)",
+                    (session_id, user_id, now, expires))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return session_id, expires
+
+    def expires_at(self, session_id: str) -> float | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT expires_at FROM feed_sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def items(self, session_id: str, start: int = 0, limit: int | None = None) -> list[FeedItem]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT item_id, source, score, rank, recommendation_id, promotion_name "
+                "FROM feed_session_items WHERE session_id = ? AND position >= ? "
+                "ORDER BY position LIMIT ?",
+                (session_id, start, -1 if limit is None else limit),
+            ).fetchall()
+        return [FeedItem(*row) for row in rows]
+
+    def placed_ids(self, session_id: str) -> set[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT item_id FROM feed_session_items WHERE session_id = ?", (session_id,)
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def extend(self, session_id: str, at: int, items: Sequence[FeedItem]) -> bool:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                (count,) = self._conn.execute(
+                    "SELECT COUNT(*) FROM feed_session_items WHERE session_id = ?",
+                    (session_id,),
+                ).fetchone()
+                if count != at:
+                    self._conn.execute("ROLLBACK")
+                    return False
+                self._conn.executemany(
+                    "INSERT INTO feed_session_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (session_id, at + i, it.item_id, it.source, it.score, it.rank,
+                         it.recommendation_id, it.promotion_name)
+                        for i, it in enumerate(items)
+                    ],
+                )
+                self._conn.execute("COMMIT")
+                return True
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class InMemoryFeedSessionStore:
+    """Feed sessions of a single process (tests, notebooks)."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, tuple[str, float, list[FeedItem]]] = {}
+        self._lock = threading.Lock()
+
+    def create(self, user_id: str, ttl_seconds: float) -> tuple[str, float]:
+        session_id = uuid.uuid4().hex
+        expires = time.time() + ttl_seconds
+        with self._lock:
+            self._sessions[session_id] = (user_id, expires, [])
+        return session_id, expires
+
+    def expires_at(self, session_id: str) -> float | None:
+        entry = self._sessions.get(session_id)
+        return entry[1] if entry else None
+
+    def items(self, session_id: str, start: int = 0, limit: int | None = None) -> list[FeedItem]:
+        placed = self._sessions[session_id][2]
+        end = None if limit is None else start + limit
+        return list(placed[start:end])
+
+    def placed_ids(self, session_id: str) -> set[str]:
+        return {it.item_id for it in self._sessions[session_id][2]}
+
+    def extend(self, session_id: str, at: int, items: Sequence[FeedItem]) -> bool:
+        with self._lock:
+            placed = self._sessions[session_id][2]
+            if len(placed) != at:
+                return False
+            placed.extend(items)
+            return True

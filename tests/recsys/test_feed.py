@@ -1,0 +1,282 @@
+"""The mixer, promotions and feed sessions: ratios, de-duplication, backfill, stable
+paging, signed cursors, Personalize's promotion semantics."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+
+import pytest
+
+from recsys.feed import FeedService, InvalidPageSize
+from recsys.feed_sessions import (
+    CursorSigner,
+    ExpiredCursor,
+    InMemoryFeedSessionStore,
+    InvalidCursor,
+    SQLiteFeedSessionStore,
+)
+from recsys.mixer import (
+    POPULARITY_COUNT,
+    TRENDING_NOW,
+    USER_PERSONALIZATION,
+    InvalidSlotPlan,
+    Mixer,
+    MixRequest,
+    SlotPlan,
+)
+from recsys.promotions import (
+    InvalidPromotion,
+    Promotion,
+    PromotionAlreadyExists,
+    PromotionStore,
+    UnknownPromotion,
+    interleave_promoted,
+)
+from recsys.recipes.base import ScoredItem
+
+
+class RankedList:
+    """A candidate source over a fixed ranking (what a recipe returns for everyone)."""
+
+    def __init__(self, name: str, item_ids: list[str]):
+        self.name = name
+        self.item_ids = item_ids
+        self.calls = 0
+
+    def candidates(self, user_id, n, *, exclude=(), allow=None):
+        self.calls += 1
+        out = []
+        for rank, item in enumerate(self.item_ids):
+            if item in exclude or (allow is not None and not allow(item)):
+                continue
+            out.append(ScoredItem(item, 1.0 / (rank + 1)))
+            if len(out) == n:
+                break
+        return out
+
+
+def sources(n_up=2000, n_tr=2000, n_pop=2000, overlap=True):
+    # Overlapping rankings so that de-duplication matters.
+    up = [f"p{i}" for i in range(n_up)]
+    tr = [f"p{i}" for i in range(0, 2 * n_tr, 2)] if overlap else [f"t{i}" for i in range(n_tr)]
+    pop = [f"p{i}" for i in range(0, 3 * n_pop, 3)] if overlap else [f"q{i}" for i in range(n_pop)]
+    return {
+        USER_PERSONALIZATION: RankedList(USER_PERSONALIZATION, up),
+        TRENDING_NOW: RankedList(TRENDING_NOW, tr),
+        POPULARITY_COUNT: RankedList(POPULARITY_COUNT, pop),
+    }
+
+
+def test_default_plan_is_three_personalized_one_trending_one_popular():
+    mixer = Mixer(sources(overlap=False))
+    page = mixer.mix(MixRequest("u1", 20))
+    assert [it.source for it in page[:5]] == [USER_PERSONALIZATION] * 3 + [TRENDING_NOW, POPULARITY_COUNT]
+    assert Counter(it.source for it in page) == {
+        USER_PERSONALIZATION: 12, TRENDING_NOW: 4, POPULARITY_COUNT: 4}
+    # each placed poll carries its rank within its source and its score
+    trending = [it for it in page if it.source == TRENDING_NOW]
+    assert [it.rank for it in trending] == [1, 2, 3, 4]
+    assert trending[0].item_id == "t0" and trending[0].score == 1.0
+
+
+def test_no_duplicates_within_a_page_when_sources_overlap():
+    page = Mixer(sources()).mix(MixRequest("u1", 50))
+    ids = [it.item_id for it in page]
+    assert len(ids) == 50 == len(set(ids))
+    # trending's top item p0 is also UP's top: trending moves on to its next one
+    assert page[3].source == TRENDING_NOW and page[3].item_id != "p0"
+
+
+def test_exhausted_source_is_backfilled_to_exactly_first_items():
+    srcs = sources(n_tr=2, overlap=False)
+    page = Mixer(srcs).mix(MixRequest("u1", 30))
+    assert len(page) == 30
+    assert sum(it.source == TRENDING_NOW for it in page) == 2
+
+
+def test_short_page_only_when_every_source_is_dry():
+    srcs = sources(n_up=3, n_tr=2, n_pop=1, overlap=False)
+    page = Mixer(srcs).mix(MixRequest("u1", 20))
+    assert len(page) == 6
+
+
+def test_request_filter_and_exclusions_apply():
+    page = Mixer(sources()).mix(MixRequest("u1", 30, exclude={"p0", "p1"},
+                                           allow=lambda i: int(i[1:]) % 2 == 1))
+    ids = {it.item_id for it in page}
+    assert "p1" not in ids and "p0" not in ids
+    assert all(int(i[1:]) % 2 == 1 for i in ids)
+
+
+def test_slot_plan_parse_and_validation():
+    plan = SlotPlan.parse("user-personalization*2, in-network, trending-now")
+    assert plan.block == (USER_PERSONALIZATION, USER_PERSONALIZATION, "in-network", TRENDING_NOW)
+    with pytest.raises(InvalidSlotPlan, match="in-network"):
+        Mixer(sources(), plan)
+    with pytest.raises(InvalidSlotPlan, match="NAME\\*COUNT"):
+        SlotPlan.parse("trending-now*x")
+
+
+def make_feed(store=None, **kw):
+    return FeedService(Mixer(sources()), store or InMemoryFeedSessionStore(),
+                       CursorSigner("test-secret"), **kw)
+
+
+def test_fifty_pages_never_repeat_or_skip():
+    feed = make_feed()
+    seen: list[str] = []
+    after = None
+    for _ in range(50):
+        page = feed.page("u1", 20, after)
+        assert len(page.items) == 20
+        seen += [it.item_id for it in page.items]
+        after = page.end_cursor
+    assert len(seen) == len(set(seen)) == 1000
+    # same cursor, same page (stable): re-asking the first page's cursor repeats page 2
+    first = feed.page("u2", 10)
+    second = feed.page("u2", 10, first.end_cursor)
+    again = feed.page("u2", 10, first.end_cursor)
+    assert [i.item_id for i in again.items] == [i.item_id for i in second.items]
+
+
+def test_a_new_request_without_cursor_starts_a_new_session():
+    feed = make_feed()
+    a, b = feed.page("u1", 5), feed.page("u1", 5)
+    assert a.session_id != b.session_id
+    assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
+
+
+def test_tampered_foreign_and_expired_cursors_are_rejected():
+    feed = make_feed(session_ttl_seconds=60)
+    page = feed.page("u1", 5)
+    cursor = page.end_cursor
+    payload, sig = cursor.split(".")
+    flipped = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1]
+    with pytest.raises(InvalidCursor, match="altered"):
+        feed.page("u1", 5, flipped + "." + sig)
+    with pytest.raises(InvalidCursor, match="another user"):
+        feed.page("u2", 5, cursor)
+    with pytest.raises(InvalidCursor, match="malformed"):
+        feed.page("u1", 5, "garbage")
+    import time
+    with pytest.raises(ExpiredCursor):
+        feed.page("u1", 5, cursor, now=time.time() + 61)
+    with pytest.raises(InvalidPageSize):
+        feed.page("u1", 101)
+
+
+def test_interacted_polls_are_excluded_and_recommendations_reported():
+    reported = []
+    feed = make_feed(interactions_exclusion=lambda user: {"p0", "p1", "p2"},
+                     on_recommendation=lambda rid, user, items: reported.append((rid, user, items)))
+    page = feed.page("u1", 10)
+    ids = [it.item_id for it in page.items]
+    assert not {"p0", "p1", "p2"} & set(ids)
+    assert reported == [(page.recommendation_id, "u1", ids)]
+    assert all(it.recommendation_id == page.recommendation_id for it in page.items)
+
+
+def test_one_session_paged_alternately_through_two_processes(tmp_path):
+    """Two worker processes share one SQLite session store: no repeats, no skips."""
+    db = tmp_path / "sessions.sqlite3"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+        from test_feed import make_feed
+        from recsys.feed_sessions import SQLiteFeedSessionStore
+        feed = make_feed(SQLiteFeedSessionStore({str(db)!r}))
+        for line in sys.stdin:
+            after = line.strip() or None
+            page = feed.page("u1", 7, after)
+            print(page.end_cursor + " " + ",".join(i.item_id for i in page.items), flush=True)
+    """)
+    workers = [subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        seen, after = [], ""
+        for turn in range(10):
+            w = workers[turn % 2]
+            w.stdin.write(after + "\n")
+            w.stdin.flush()
+            after, ids = w.stdout.readline().split()
+            seen += ids.split(",")
+    finally:
+        for w in workers:
+            w.stdin.close()
+            w.wait(timeout=30)
+    assert len(seen) == 70 == len(set(seen))
+    # no skips: the same session read back in order is exactly what was served
+    store = SQLiteFeedSessionStore(db)
+    (session_id,) = {r[0] for r in store._conn.execute("SELECT session_id FROM feed_sessions")}
+    assert [i.item_id for i in store.items(session_id)] == seen
+
+
+# --- promotions -------------------------------------------------------------------------
+
+def test_interleave_keeps_relative_order_and_share():
+    regular = [f"r{i}" for i in range(20)]
+    promoted = [f"x{i}" for i in range(20)]
+    page, positions = interleave_promoted(regular, promoted, 20, 5, random.Random(1))
+    assert len(page) == 20 and len(positions) == 5
+    assert [p for p in page if p.startswith("x")] == ["x0", "x1", "x2", "x3", "x4"]
+    assert [p for p in page if p.startswith("r")] == regular[:15]
+    # positions are random: another seed places them elsewhere
+    _, other = interleave_promoted(regular, promoted, 20, 5, random.Random(2))
+    assert positions != other
+
+
+def test_as_many_as_possible_when_too_few_match():
+    page, positions = interleave_promoted([f"r{i}" for i in range(20)], ["x0", "x1"], 20, 10,
+                                          random.Random(0))
+    assert len(page) == 20 and len(positions) == 2
+
+
+def test_promotion_validation_and_count():
+    with pytest.raises(InvalidPromotion, match="1 to 100"):
+        Promotion("p", 0, 'INCLUDE ItemID WHERE Items.CATEGORY IN ("PROMOTIONAL_EVENT")')
+    with pytest.raises(InvalidPromotion, match="end time"):
+        Promotion("p", 10, "x", start_at=10, end_at=5)
+    promo = Promotion("p", 25, "x")
+    assert promo.promoted_count(20) == 5 and promo.promoted_count(1) == 1
+
+
+def test_feed_applies_active_promotion_with_its_own_filter():
+    promo = Promotion("spring", 20, "INCLUDE ItemID WHERE Items.CATEGORY IN (\"PROMO\")")
+    promoted_ids = {f"p{i}" for i in range(500, 2000, 7)}
+    feed = make_feed(
+        active_promotion=lambda: promo,
+        promotion_filter=lambda p, user: promoted_ids.__contains__,
+    )
+    # the request's filter (odd ids only) must not apply to promoted polls
+    page = feed.page("u1", 20, allow=lambda i: int(i[1:]) % 2 == 1)
+    promoted = [it for it in page.items if it.promotion_name == "spring"]
+    assert len(promoted) == 4
+    assert all(it.item_id in promoted_ids for it in promoted)
+    assert any(int(it.item_id[1:]) % 2 == 0 for it in promoted)
+    assert all(int(it.item_id[1:]) % 2 == 1 for it in page.items if it.promotion_name is None)
+    assert len({it.item_id for it in page.items}) == 20
+
+
+def test_promotion_store_is_durable_and_picks_the_active_one(tmp_path):
+    db = tmp_path / "events.sqlite3"
+    store = PromotionStore(db)
+    store.create(Promotion("low", 10, "x", priority=1))
+    store.create(Promotion("high", 10, "x", priority=5, start_at=100, end_at=200))
+    with pytest.raises(PromotionAlreadyExists):
+        store.create(Promotion("low", 20, "x"))
+    assert store.active(now=150).name == "high"
+    assert store.active(now=250).name == "low"
+    store.update("low", percent_promoted_items=30)
+    with pytest.raises(InvalidPromotion):
+        store.update("low", percent_promoted_items=300)
+    store.close()
+    reopened = PromotionStore(db)
+    assert reopened.get("low").percent_promoted_items == 30
+    reopened.delete("high")
+    with pytest.raises(UnknownPromotion):
+        reopened.get("high")
+    assert [p.name for p in reopened.list()] == ["low"]
