@@ -123,7 +123,8 @@ class FeedService:
         promoted: list[FeedItem] = []
         if source is not None:
             ranked = source.candidates(request.user_id, k, exclude=request.exclude,
-                                       allow=predicate)
+                                       allow=predicate, filter_name=promotion.filter_name,
+                                       filter_values=promotion.filter_values)
             promoted = [
                 FeedItem(c.item_id, source.name, float(c.score), rank,
                          request.recommendation_id, promotion.name)
@@ -133,7 +134,7 @@ class FeedService:
         regular_request = MixRequest(
             request.user_id, request.first, request.start,
             request.exclude | {p.item_id for p in promoted}, request.allow,
-            request.recommendation_id)
+            request.recommendation_id, request.filter_name, request.filter_values)
         regular = self.mixer.mix(regular_request)
         rng = random.Random(request.recommendation_id)
         page, _ = interleave_promoted(regular, promoted, request.first, k, rng)

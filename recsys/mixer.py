@@ -52,7 +52,12 @@ class CandidateSource(Protocol):
         *,
         exclude: Collection[str] = (),
         allow: Callable[[str], bool] | None = None,
-    ) -> list[ScoredItem]: ...
+        filter_name: str | None = None,
+        filter_values: dict[str, str] | None = None,
+    ) -> list[ScoredItem]:
+        """Up to ``n`` polls, best first. ``allow`` is the request's filter compiled for
+        local use; ``filter_name``/``filter_values`` name the same filter for a remote
+        backend (Amazon Personalize applies it server-side by its ARN)."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +116,10 @@ class MixRequest:
     first: int
     start: int = 0  # feed position of the page's first slot (keeps the block rhythm)
     exclude: set[str] = field(default_factory=set)  # placed before, interacted, over-seen
-    allow: Callable[[str], bool] | None = None  # the request's filter
+    allow: Callable[[str], bool] | None = None  # the request's filter, compiled
     recommendation_id: str = ""
+    filter_name: str | None = None  # the same filter by name, for remote backends
+    filter_values: dict[str, str] | None = None
 
 
 class Mixer:
@@ -169,7 +176,8 @@ class _SourceQueue:
 
     def _fetch(self, n: int) -> None:
         self.items = self.source.candidates(
-            self.request.user_id, n, exclude=self.request.exclude, allow=self.request.allow
+            self.request.user_id, n, exclude=self.request.exclude, allow=self.request.allow,
+            filter_name=self.request.filter_name, filter_values=self.request.filter_values,
         )
         # A source that returned fewer than asked has nothing more to give.
         self.exhausted = len(self.items) < n

@@ -44,11 +44,14 @@ class PromotionAlreadyExists(HunchError):
 class Promotion:
     name: str
     percent_promoted_items: int
-    filter_expression: str  # which polls may be promoted (Personalize filter language)
+    # Which polls may be promoted: an expression in Personalize's filter language, or the
+    # name of a stored filter (needed for the Personalize backend, which takes its ARN).
+    filter_expression: str = ""
     filter_values: dict[str, str] = field(default_factory=dict)
     start_at: float | None = None  # epoch seconds; None = already started
     end_at: float | None = None  # None = never ends
     priority: int = 0  # the highest-priority active promotion wins
+    filter_name: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name) > MAX_PROMOTION_NAME_LENGTH:
@@ -60,8 +63,10 @@ class Promotion:
             raise InvalidPromotion(
                 f"percentPromotedItems must be an integer from 1 to 100, "
                 f"got {self.percent_promoted_items!r}")
-        if not self.filter_expression.strip():
-            raise InvalidPromotion("a promotion needs a filter expression for its polls")
+        if not self.filter_expression.strip() and not self.filter_name:
+            raise InvalidPromotion(
+                "a promotion needs a filter (an expression or a stored filter's name) "
+                "that selects the polls it promotes")
         if self.start_at is not None and self.end_at is not None and self.end_at <= self.start_at:
             raise InvalidPromotion("a promotion's end time must come after its start time")
 

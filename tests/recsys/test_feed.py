@@ -47,7 +47,8 @@ class RankedList:
         self.item_ids = item_ids
         self.calls = 0
 
-    def candidates(self, user_id, n, *, exclude=(), allow=None):
+    def candidates(self, user_id, n, *, exclude=(), allow=None, filter_name=None,
+                   filter_values=None):
         self.calls += 1
         out = []
         for rank, item in enumerate(self.item_ids):
