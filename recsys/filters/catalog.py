@@ -1,0 +1,245 @@
+"""A columnar index of catalog metadata (polls or users) that filters evaluate against.
+
+Filters run on every feed request over tens of thousands of candidates, so per-item
+Python work is out of the question. The catalog is turned once into numpy columns:
+each record gets a row index; numeric fields become a float array (NaN = missing);
+categorical fields become, per value, the array of rows holding it. A condition such
+as ``Items.CATEGORY IN ("sport", "music")`` is then one boolean mask over the whole
+catalog, memoised until the catalog changes, and filtering candidates is a gather.
+
+Categorical values are kept as row lists rather than one boolean mask per value (what
+one might write first): a field like AUTHOR_ID has about as many values as there are
+polls, and a mask per value would need rows x values bytes.
+
+Row ``len(catalog)`` is always a blank row (no metadata). Unknown ids map to index -1,
+which numpy reads as that blank row, so they need no special case anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from recsys.errors import HunchError
+from recsys.schemas import DatasetSchema
+
+CATEGORICAL_SEPARATOR = "|"  # Personalize's separator inside a categorical value
+_INITIAL_CAPACITY = 1024  # rows; doubled as polls arrive, so appends stay amortised O(1)
+_MAX_MEMOISED_MASKS = 512  # distinct condition masks kept per catalog version
+UNKNOWN = -1  # index of an id the catalog has never seen (reads the blank row)
+
+
+class InvalidCatalogRecord(HunchError):
+    """A catalog record cannot be indexed (a numeric field holds text, no id, ...)."""
+
+
+class Catalog:
+    """Columnar, incrementally updatable index of records keyed by id.
+
+    Build it once from ``{id: {FIELD: value}}`` (the shape :mod:`recsys.datasets`
+    loads) and :meth:`upsert` new or changed records as they arrive. With a
+    ``schema``, its numeric fields are numeric, its categorical string fields are
+    categorical and everything else (textual, boolean, ids) is not indexed; without
+    one, numbers are numeric and strings categorical.
+    """
+
+    def __init__(
+        self,
+        records: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        schema: DatasetSchema | None = None,
+    ) -> None:
+        self.schema = schema
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.version = 0
+        self._capacity = _INITIAL_CAPACITY
+        self._numeric: dict[str, np.ndarray] = {}
+        self._categorical: dict[str, dict[str, set[int]]] = {}
+        self._row_values: dict[str, list[tuple[str, ...] | None]] = {}
+        self._postings_cache: dict[tuple[str, str], np.ndarray] = {}
+        self._masks: dict[tuple, np.ndarray] = {}
+        self._kinds: dict[str, str] = {}
+        if schema is not None:
+            for f in schema.fields:
+                if f.numeric:
+                    self._kinds[f.name] = "numeric"
+                elif f.type == "string" and f.categorical:
+                    self._kinds[f.name] = "categorical"
+        if records:
+            self.upsert(records)
+
+    # ------------------------------------------------------------------ building
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def kind(self, field: str) -> str | None:
+        """``"numeric"``, ``"categorical"`` or None when the field is not indexed."""
+        return self._kinds.get(field)
+
+    def upsert(self, records: Mapping[str, Mapping[str, Any]]) -> None:
+        """Add new records and replace existing ones (a poll edited or created)."""
+        for record_id, record in records.items():
+            if not isinstance(record_id, str) or not record_id:
+                raise InvalidCatalogRecord(f"record id {record_id!r} must be a non-empty string")
+            row = self.index.get(record_id)
+            if row is None:
+                row = len(self.ids)
+                if row + 1 >= self._capacity:
+                    self._grow()
+                self.ids.append(record_id)
+                self.index[record_id] = row
+                for values in self._row_values.values():
+                    values.append(None)
+            else:
+                self._clear_row(row)
+            for field, value in record.items():
+                self._set(row, record_id, field, value)
+        self.version += 1
+        self._masks.clear()
+
+    def _grow(self) -> None:
+        self._capacity *= 2
+        for field, column in self._numeric.items():
+            grown = np.full(self._capacity, np.nan)
+            grown[: len(column)] = column
+            self._numeric[field] = grown
+
+    def _clear_row(self, row: int) -> None:
+        for column in self._numeric.values():
+            column[row] = np.nan
+        for field, values in self._row_values.items():
+            old = values[row]
+            if old:
+                postings = self._categorical[field]
+                for v in old:
+                    postings[v].discard(row)
+                    self._postings_cache.pop((field, v), None)
+            values[row] = None
+
+    def _set(self, row: int, record_id: str, field: str, value: Any) -> None:
+        if value is None:
+            return
+        kind = self._kinds.get(field)
+        if kind is None:
+            if self.schema is not None or isinstance(value, bool):
+                return  # not filterable: textual, boolean, ids, unknown to the schema
+            if isinstance(value, (int, float)):
+                kind = "numeric"
+            elif isinstance(value, str):
+                kind = "categorical"
+            else:
+                return
+            self._kinds[field] = kind
+        if kind == "numeric":
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InvalidCatalogRecord(
+                    f"{record_id}: {field} is numeric but holds {value!r}"
+                ) from None
+            if math.isnan(number):
+                return
+            column = self._numeric.get(field)
+            if column is None:
+                column = self._numeric[field] = np.full(self._capacity, np.nan)
+            column[row] = number
+            return
+        parts = tuple(p for p in str(value).split(CATEGORICAL_SEPARATOR) if p != "")
+        if not parts:
+            return
+        row_values = self._row_values.get(field)
+        if row_values is None:
+            row_values = self._row_values[field] = [None] * len(self.ids)
+            self._categorical[field] = {}
+        row_values[row] = parts
+        postings = self._categorical[field]
+        for v in parts:
+            postings.setdefault(v, set()).add(row)
+            self._postings_cache.pop((field, v), None)
+
+    # ------------------------------------------------------------------ reading
+
+    def indices(self, ids: Iterable[str]) -> np.ndarray:
+        """Row index of each id; unknown ids get :data:`UNKNOWN` (the blank row)."""
+        # map() over dict.get keeps the per-id work in C; this is the one O(candidates)
+        # Python step, so recipes that can should hand row indices instead of ids.
+        return np.fromiter(map(self.index.get, ids, repeat(UNKNOWN)), dtype=np.int64)
+
+    def _rows(self, field: str, value: str) -> np.ndarray:
+        key = (field, value)
+        cached = self._postings_cache.get(key)
+        if cached is None:
+            rows = self._categorical.get(field, {}).get(value, ())
+            cached = np.fromiter(rows, dtype=np.int64, count=len(rows))
+            self._postings_cache[key] = cached
+        return cached
+
+    def _memo(self, key: tuple, build) -> np.ndarray:
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = build()
+            mask.flags.writeable = False  # shared between requests: nobody may edit it
+            if len(self._masks) >= _MAX_MEMOISED_MASKS:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[key] = mask
+        return mask
+
+    def value_mask(self, field: str, values: Sequence[str]) -> np.ndarray:
+        """Rows (plus the blank row) where any of the field's values is in ``values``.
+
+        For a numeric field, ``values`` are compared as numbers."""
+        key = ("in", field, tuple(sorted(set(values))))
+
+        def build() -> np.ndarray:
+            mask = np.zeros(len(self.ids) + 1, dtype=bool)
+            if self._kinds.get(field) == "numeric":
+                numbers = [float(v) for v in values]
+                column = self._numeric.get(field)
+                if column is not None:
+                    mask[:] = np.isin(column[: len(self.ids) + 1], numbers)
+                return mask
+            for v in key[2]:
+                mask[self._rows(field, v)] = True
+            return mask
+
+        return self._memo(key, build)
+
+    def compare_mask(self, field: str, op: str, number: float) -> np.ndarray:
+        """Rows whose numeric field satisfies ``field <op> number`` (missing: False)."""
+        key = ("cmp", field, op, number)
+
+        def build() -> np.ndarray:
+            column = self._numeric.get(field)
+            if column is None:
+                return np.zeros(len(self.ids) + 1, dtype=bool)
+            view = column[: len(self.ids) + 1]
+            with np.errstate(invalid="ignore"):
+                out = _COMPARE[op](view, number)
+            if op == "!=":
+                out &= ~np.isnan(view)
+            return out
+
+        return self._memo(key, build)
+
+    def rows_of(self, ids: Iterable[str]) -> np.ndarray:
+        """Row indices of the known ids among ``ids`` (unknown ones are dropped)."""
+        get = self.index.get
+        return np.fromiter(
+            (r for r in (get(i) for i in ids) if r is not None), dtype=np.int64
+        )
+
+
+_COMPARE = {
+    "=": np.equal,
+    "!=": np.not_equal,
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+}
