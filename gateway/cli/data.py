@@ -21,16 +21,25 @@ def data() -> None:
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--follow-effect/--no-follow-effect", default=True, show_default=True,
               help="Plant extra engagement with polls of people a user follows.")
+@click.option("--interactions", default=None, type=click.IntRange(min=1),
+              help="Exact number of interactions (default: ~10 per user per day).")
+@click.option("--follow-boost", default=None, type=click.FloatRange(min=0),
+              help="Strength of the follow effect (default 3.0).")
+@click.option("--burst-timescale", default=None, type=click.IntRange(min=60),
+              help="Duration of planted viral bursts, in seconds (default 3 hours).")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def generate(users: int, polls: int, days: int, seed: int, follow_effect: bool,
-             out_dir: Path) -> None:
+             interactions: int | None, follow_boost: float | None,
+             burst_timescale: int | None, out_dir: Path) -> None:
     """Write realistic demo data (Interactions, Items, Users, impressions, follows and
     the planted ground truth) to OUT_DIR. Same seed, same bytes."""
     from recsys.demo_data import generate_demo_data
 
+    extra = {k: v for k, v in (("interactions", interactions), ("follow_boost", follow_boost),
+                                 ("burst_timescale", burst_timescale)) if v is not None}
     summary = generate_demo_data(
         out_dir, users=users, polls=polls, days=days, seed=seed,
-        follow_effect=follow_effect, progress=True,
+        follow_effect=follow_effect, progress=True, **extra,
     )
     click.echo(summary.describe())
 

@@ -207,3 +207,21 @@ def test_schema_files_written_are_valid_avro_records(tmp_path):
     assert textual == {"QUESTION", "OPTIONS", "DESCRIPTION", "OPTION_DESCRIPTIONS", "COMMENTS"}
     categorical = {f["name"] for f in avro["fields"] if f.get("categorical")}
     assert {"CATEGORY", "AUTHOR_ID"} <= categorical
+
+
+def test_demo_data_round_trips_through_the_store(tmp_path):
+    from recsys.demo_data import generate_demo_data
+
+    src = tmp_path / "demo"
+    generate_demo_data(src, users=120, polls=240, days=3, seed=5)
+    db = tmp_path / "events.sqlite3"
+    report = import_directory(src, db)
+    assert report.datasets.interactions
+    out = tmp_path / "exported"
+    export_directory(db, out)
+    a, b = load_directory(src), load_directory(out)
+    assert sorted(a.interactions, key=lambda e: e.event_id) == sorted(
+        b.interactions, key=lambda e: e.event_id)
+    assert sorted(a.impressions, key=lambda e: e.event_id) == sorted(
+        b.impressions, key=lambda e: e.event_id)
+    assert a.items == b.items and a.users == b.users
