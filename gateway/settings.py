@@ -1,25 +1,90 @@
-"""Settings read from the environment with the ``HUNCH_`` prefix (pydantic-settings)."""
+"""Settings read from the environment with the ``HUNCH_`` prefix (pydantic-settings).
+
+Every key has a default that runs the embedded mode on one laptop; the README's
+"Settings" table lists them. Nested values (dicts) are given as JSON, for example
+``HUNCH_PERSONALIZE_CAMPAIGN_ARNS='{"user-personalization": "arn:..."}'``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EXCLUSION_FILTER = 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("HUNCH", "COMMENT")'
 
 
 class Settings(BaseSettings):
-    """Every key has a default that runs the embedded mode on one laptop."""
-
     model_config = SettingsConfigDict(env_prefix="HUNCH_", env_file=".env", extra="ignore")
 
-    # Where the embedded state lives: the SQLite event store and trained model artifacts.
-    home: Path = Path(".hunch")
-    # The SQLite event store (WAL mode); defaults to <home>/events.sqlite3.
-    db_path: Path | None = None
+    # --- where state lives ------------------------------------------------------------
+    home: Path = Path(".hunch")  # event store, artifacts, sessions, demo data
+    db_path: Path | None = None  # the SQLite event store; default <home>/events.sqlite3
+    artifacts_path: Path | None = None  # trained models; default <home>/artifacts
+    sessions_path: Path | None = None  # feed sessions; default <home>/sessions.sqlite3
+
+    # --- the server --------------------------------------------------------------------
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+    # --- auth (bearer JWT) ----------------------------------------------------------
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"  # pinned: tokens with others fail
+    jwt_secret: str = "dev-only-secret-change-me-in-production-0123456789"  # HS256
+    jwt_public_key: str = ""  # RS256: PEM text of the issuer's public key
+    jwt_audience: str = "hunch-app"
+    jwt_issuer: str = "hunch-auth"
+
+    # --- protection ---------------------------------------------------------------------
+    max_query_depth: int = 10  # the deepest real query (feed > edges > node > ...) is 5
+    max_query_tokens: int = 2000
+    max_aliases: int = 15
+    max_body_bytes: int = 64 * 1024  # a recordImpressions of 100 ids is ~5 KiB
+    mutation_rate_per_minute: int = 600  # per user and worker; a scroll sends ~1/s
+    max_page_size: int = 100
+
+    # --- the feed -----------------------------------------------------------------------
+    cursor_secret: str = "dev-only-cursor-secret-change-me"
+    session_ttl_seconds: float = 30 * 60
+    slot_plan: str = "user-personalization*3,trending-now,popularity-count"
+    in_network: bool = False  # add polls of followees as a slot type (needs the graph)
+    exclusion_filter: str = DEFAULT_EXCLUSION_FILTER  # '' to show interacted polls again
+    exclude_seen_times: int = 0  # >0: hide polls the user saw this many times (0 = off)
+
+    # --- the follower graph ---------------------------------------------------------------
+    graph_store: Literal["memory", "neo4j"] = "memory"
+    neo4j_uri: str = "bolt://127.0.0.1:7687"
+    neo4j_user: str = "neo4j"
+    neo4j_password: str = "hunch-dev-password"
+
+    # --- recipes backend ------------------------------------------------------------------
+    backend: Literal["local", "personalize"] = "local"
+    personalize_region: str = "us-east-1"
+    personalize_campaign_arns: dict[str, str] = Field(default_factory=dict)
+    personalize_filter_arns: dict[str, str] = Field(default_factory=dict)
+    personalize_tracking_id: str = ""
+    personalize_items_dataset_arn: str = ""
+    personalize_users_dataset_arn: str = ""
+    personalize_endpoint_url: str | None = None
 
     @property
     def events_db(self) -> Path:
         return self.db_path or self.home / "events.sqlite3"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.artifacts_path or self.home / "artifacts"
+
+    @property
+    def sessions_db(self) -> Path:
+        return self.sessions_path or self.home / "sessions.sqlite3"
+
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
 
 
 def load_settings() -> Settings:

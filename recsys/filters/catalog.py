@@ -165,6 +165,14 @@ class Catalog:
 
     # ------------------------------------------------------------------ reading
 
+    def numeric_value(self, row: int, field: str) -> float | None:
+        """The numeric ``field`` of the record in ``row``, or None when it has none."""
+        column = self._numeric.get(field)
+        if column is None or row >= len(self.ids):
+            return None
+        value = float(column[row])
+        return None if math.isnan(value) else value
+
     def indices(self, ids: Iterable[str]) -> np.ndarray:
         """Row index of each id; unknown ids get :data:`UNKNOWN` (the blank row)."""
         # map() over dict.get keeps the per-id work in C; this is the one O(candidates)

@@ -1,0 +1,202 @@
+"""Serving trained recipes: the newest version of each, swapped in while running.
+
+:class:`RecipeService` answers ``recommend`` from the newest published version of each
+recipe (see :mod:`recsys.artifacts`). Hot swap: at most once per
+``check_seconds`` a request looks at the artifact directory listing (no file is opened);
+when a newer version is there, the requesting thread loads it *and catches it up with
+the event store* before replacing the live model by a single reference assignment, so a
+request already running keeps the model it started with and no request ever sees a model
+that has not yet caught up. Other threads keep serving the old version meanwhile.
+
+Events recorded after training reach every recipe the same way: each request first
+reads ``events_since(last_seq)`` from the event store (one indexed SQLite query, usually
+empty) and feeds it to the model's ``observe``, so popularity and trending counters move
+at once and user-personalization sees the requesting user's latest events (and everyone
+else's, for its popularity and impression counts) before it ranks. Where the tail starts:
+the manifest's ``event_seq`` when the trainer recorded one, else the start of the store,
+keeping only events newer than the manifest's ``trained_until`` (the newest timestamp
+trained on). Chosen because models trained from a CSV directory cannot know store
+sequence numbers, while timestamps say exactly which events the model already learned;
+the cost is that an event stored late with a timestamp older than ``trained_until`` waits
+for the next training.
+
+Why not hand user-personalization the user's ``latest_events`` per request instead: its
+``observe`` counts every event it is given (popularity, impressions), so the same event
+arriving through both the tail and the per-user query would count twice, and without the
+tail its global counts would only move for users who happen to ask.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from recsys.artifacts import RECIPES, Artifact, ArtifactNotFound, ArtifactStore
+from recsys.events import Impression, Interaction
+from recsys.recipes.base import ScoredItem
+
+# A directory listing per recipe at most this often: new versions appear within a few
+# seconds, and a busy server does not list the directory on every request.
+HOT_SWAP_CHECK_SECONDS = 5.0
+# Events read from the store per query while catching up.
+TAIL_BATCH = 10_000
+
+
+class EventSource(Protocol):
+    """What serving needs from :class:`recsys.events.EventStore`."""
+
+    def events_since(self, seq: int, limit: int = ...) -> list[tuple[int, Interaction | Impression]]: ...
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """One answer: the ranked polls, and which model version produced them and why."""
+
+    recipe: str
+    version: str
+    items: list[ScoredItem]
+    reason: str | None = None  # e.g. "trending" or "popular-fallback"
+
+
+@dataclass
+class _Live:
+    """A loaded version and what it has been fed since it was trained."""
+
+    artifact: Artifact
+    last_seq: int = 0
+    trained_until: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def version(self) -> str:
+        return self.artifact.version
+
+
+class RecipeService:
+    """Serves the newest version of each trained recipe under ``artifact_root``."""
+
+    def __init__(
+        self,
+        artifact_root: Path | str,
+        event_store: EventSource | None = None,
+        *,
+        check_seconds: float = HOT_SWAP_CHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = ArtifactStore(artifact_root)
+        self.event_store = event_store
+        self.check_seconds = check_seconds
+        self._clock = clock
+        self._live: dict[str, _Live] = {}
+        self._last_check: dict[str, float] = {}
+        self._loading: dict[str, threading.Lock] = {name: threading.Lock() for name in RECIPES}
+        self._added_items: dict[str, dict[str, Any]] = {}
+
+    def available(self) -> list[str]:
+        """Recipes that have at least one published version."""
+        return [name for name in RECIPES if self.store.latest(name) is not None]
+
+    def version(self, recipe: str) -> str | None:
+        """The version now serving ``recipe`` (loading it if needed)."""
+        live = self._current(recipe)
+        return live.version if live else None
+
+    def recommend(
+        self,
+        recipe: str,
+        user_id: str | None,
+        n: int = 25,
+        *,
+        now: float | None = None,
+        exclude: Collection[str] = (),
+        allow: Callable[[str], bool] | None = None,
+    ) -> Recommendations:
+        """Top ``n`` polls from the newest version of ``recipe``, events folded in."""
+        live = self._current(recipe)
+        if live is None:
+            raise ArtifactNotFound(
+                f"no trained {recipe} model in {self.store.root}; run "
+                f"`hunch train --recipe {recipe} --data DIR` first"
+            )
+        model = live.artifact.model
+        with live.lock:
+            self._tail(live)
+            rank = getattr(model, "rank", None)
+            if callable(rank):  # trending-now says why (trending or popular fallback)
+                ranked = rank(n, now=now, exclude=exclude, allow=allow)
+                return Recommendations(recipe, live.version, ranked.items, ranked.reason)
+            items = model.recommend(user_id, n, now=now, exclude=exclude, allow=allow)
+        return Recommendations(recipe, live.version, items)
+
+    # -- hot swap -----------------------------------------------------------------
+
+    def _current(self, recipe: str) -> _Live | None:
+        live = self._live.get(recipe)
+        now = self._clock()
+        due = now - self._last_check.get(recipe, -float("inf")) >= self.check_seconds
+        if live is not None and not due:
+            return live
+        loading = self._loading.get(recipe)
+        if loading is None:
+            self.store.versions(recipe)  # raises UnknownRecipe with the choices
+        # One thread loads; the others keep serving what is live (or wait if nothing is).
+        if not loading.acquire(blocking=live is None):
+            return live
+        try:
+            live = self._live.get(recipe)
+            if live is not None and self._clock() - self._last_check.get(
+                    recipe, -float("inf")) < self.check_seconds:
+                return live  # another thread just checked
+            self._last_check[recipe] = self._clock()
+            newest = self.store.latest(recipe)
+            if newest is None or (live is not None and live.version == newest):
+                return live
+            fresh = self._prepare(self.store.load(recipe, newest))
+            self._live[recipe] = fresh  # the swap: one assignment
+            return fresh
+        finally:
+            loading.release()
+
+    def _prepare(self, artifact: Artifact) -> _Live:
+        manifest = artifact.manifest
+        live = _Live(artifact, last_seq=int(manifest.get("event_seq") or 0),
+                     trained_until=manifest.get("trained_until"))
+        if "event_seq" in manifest:
+            live.trained_until = None  # the sequence number already says what is new
+        if self._added_items:
+            artifact.model.add_items(dict(self._added_items))
+        self._tail(live)
+        return live
+
+    # -- events -------------------------------------------------------------------
+
+    def _is_new(self, live: _Live, event: Interaction | Impression) -> bool:
+        return live.trained_until is None or event.timestamp > live.trained_until
+
+    def _tail(self, live: _Live) -> None:
+        if self.event_store is None:
+            return
+        while True:
+            batch = self.event_store.events_since(live.last_seq, TAIL_BATCH)
+            if not batch:
+                return
+            live.last_seq = batch[-1][0]
+            live.artifact.model.observe([e for _, e in batch if self._is_new(live, e)])
+            if len(batch) < TAIL_BATCH:
+                return
+
+    def add_items(self, items: dict[str, dict[str, Any]]) -> None:
+        """New polls (catalog ingest): recommendable at once by every live model, and by
+        versions loaded later (which were trained before these polls existed)."""
+        self._added_items.update(items)
+        for live in list(self._live.values()):
+            with live.lock:
+                live.artifact.model.add_items(items)
+
+    def describe(self) -> dict[str, Any]:
+        """What is live: recipe -> version (for health and readiness routes)."""
+        return {name: live.version for name, live in self._live.items()}

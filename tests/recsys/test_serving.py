@@ -1,0 +1,153 @@
+"""RecipeService: newest version served, hot-swapped safely, stored events folded in."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from recsys.artifacts import ArtifactNotFound, ArtifactStore, UnknownRecipe
+from recsys.events import EventStore, Impression, Interaction
+from recsys.recipes.base import TrainingData
+from recsys.recipes.popularity_count import PopularityCount
+from recsys.recipes.trending_now import TrendingNow
+from recsys.serving import RecipeService
+
+HOUR = 3600
+T0 = 1_700_000_000 - 1_700_000_000 % (3 * HOUR)
+
+
+class Clock:
+    """A hand-moved clock, so hot-swap checks happen when the test says."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def votes(poll: str, users: str, t: int = T0) -> list[Interaction]:
+    return [Interaction(u, poll, "HUNCH", t) for u in users]
+
+
+def publish_popularity(store: ArtifactStore, events: list[Interaction]) -> str:
+    model = PopularityCount().fit(TrainingData(events))
+    newest = max(e.timestamp for e in events)
+    return store.publish("popularity-count", model, model.params(), "fp",
+                         extra={"trained_until": newest})
+
+
+def ids(recs) -> list[str]:
+    return [i.item_id for i in recs.items]
+
+
+def test_serves_the_newest_version_and_swaps_after_the_check_interval(tmp_path):
+    store = ArtifactStore(tmp_path)
+    v1 = publish_popularity(store, votes("first", "abc"))
+    clock = Clock()
+    service = RecipeService(tmp_path, check_seconds=5, clock=clock)
+    answer = service.recommend("popularity-count", "u1")
+    assert (answer.version, ids(answer)) == (v1, ["first"])
+
+    v2 = publish_popularity(store, votes("second", "abc"))
+    clock.t = 1  # within the interval: keeps serving what is live without looking
+    assert service.recommend("popularity-count", "u1").version == v1
+    clock.t = 6
+    answer = service.recommend("popularity-count", "u1")
+    assert (answer.version, ids(answer)) == (v2, ["second"])
+    assert service.describe() == {"popularity-count": v2}
+
+
+def test_a_request_in_flight_keeps_the_model_it_started_with(tmp_path):
+    store = ArtifactStore(tmp_path)
+    v1 = publish_popularity(store, votes("old", "ab"))
+    service = RecipeService(tmp_path, check_seconds=0)
+    service.recommend("popularity-count", None)  # v1 is live
+    inside, release = threading.Event(), threading.Event()
+    results = {}
+
+    def slow_allow(_poll: str) -> bool:
+        inside.set()
+        release.wait(10)
+        return True
+
+    def in_flight():
+        results["slow"] = service.recommend("popularity-count", None, allow=slow_allow)
+
+    worker = threading.Thread(target=in_flight)
+    worker.start()
+    assert inside.wait(10)
+    v2 = publish_popularity(store, votes("new", "ab"))
+    fast = service.recommend("popularity-count", None)  # swaps while the other runs
+    release.set()
+    worker.join(10)
+    assert (fast.version, ids(fast)) == (v2, ["new"])
+    assert (results["slow"].version, ids(results["slow"])) == (v1, ["old"])
+
+
+def test_events_stored_after_training_count_at_once_and_old_ones_not_twice(tmp_path):
+    training = votes("steady", "abc") + votes("rising", "a")
+    events = EventStore(tmp_path / "events.sqlite3")
+    events.append_many(training)  # the store holds what the model was trained on too
+    publish_popularity(ArtifactStore(tmp_path / "artifacts"), training)
+    service = RecipeService(tmp_path / "artifacts", events)
+    assert ids(service.recommend("popularity-count", None)) == ["steady", "rising"]
+
+    events.append_many(votes("rising", "bcd", T0 + 60))
+    assert ids(service.recommend("popularity-count", None)) == ["rising", "steady"]
+    answer = service.recommend("popularity-count", None)
+    assert [round(i.score, 3) for i in answer.items] == [round(4 / 7, 3), round(3 / 7, 3)]
+    events.close()
+
+
+def test_trending_folds_stored_events_and_says_why(tmp_path):
+    training = votes("a", "xyz", T0 + 10)
+    events = EventStore(tmp_path / "events.sqlite3")
+    model = TrendingNow().fit(TrainingData(training))
+    ArtifactStore(tmp_path / "artifacts").publish(
+        "trending-now", model, model.params(), "fp", extra={"trained_until": T0 + 10})
+    service = RecipeService(tmp_path / "artifacts", events)
+    quiet = service.recommend("trending-now", None, now=T0 + 3 * 3 * HOUR)
+    assert quiet.reason == "popular-fallback" and ids(quiet) == ["a"]
+
+    burst = [Interaction(f"v{k}", "b", "HUNCH", T0 + 3 * HOUR + k) for k in range(20)]
+    events.append_many(burst + [Impression("v0", ("a",), T0 + 3 * HOUR)])
+    hot = service.recommend("trending-now", None, now=T0 + 2 * 3 * HOUR)
+    assert hot.reason == "trending" and ids(hot) == ["b"]
+    events.close()
+
+
+def test_missing_model_and_unknown_recipe_say_what_to_do(tmp_path):
+    service = RecipeService(tmp_path)
+    with pytest.raises(ArtifactNotFound, match="hunch train --recipe trending-now"):
+        service.recommend("trending-now", "u")
+    with pytest.raises(UnknownRecipe, match="popularity-count"):
+        service.recommend("most-popular", "u")
+    assert service.available() == []
+
+
+def test_hunch_train_then_recommend_from_the_command_line(tmp_path):
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+    from recsys.datasets import load_directory
+    from recsys.demo_data import generate_demo_data
+
+    generate_demo_data(tmp_path / "data", users=60, polls=80, days=2, seed=3)
+    env = {"HUNCH_HOME": str(tmp_path / "home")}
+    runner = CliRunner()
+    trained = runner.invoke(cli, ["train", "--recipe", "popularity-count", "--data",
+                                  str(tmp_path / "data"), "--param", "event_type=HUNCH",
+                                  "--no-metrics"], env=env)
+    assert trained.exit_code == 0, trained.output
+    assert "published popularity-count version" in trained.output
+    shown = runner.invoke(cli, ["recommend", "--user", "u0001", "-n", "3"], env=env)
+    assert shown.exit_code == 0, shown.output
+    expected = PopularityCount(event_type="HUNCH").fit(
+        load_directory(tmp_path / "data").training_data()).recommend(None, 3)
+    for item in expected:
+        assert item.item_id in shown.output
+    bad = runner.invoke(cli, ["recommend", "--user", "u1", "--recipe", "trending-now"], env=env)
+    assert bad.exit_code == 2
+    assert "hunch train --recipe trending-now" in bad.output
