@@ -1,0 +1,170 @@
+"""``hunch evaluate``: our recipes against peer baselines on Personalize's offline split.
+
+Presentation only; the protocol lives in recsys/evaluation. Progress bars go to stderr
+so that ``--json`` output on stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+# Short column titles for Personalize's metric names, in its order.
+_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("coverage", "cov"),
+    ("mean_reciprocal_rank_at_25", "MRR@25"),
+    ("normalized_discounted_cumulative_gain_at_5", "NDCG@5"),
+    ("normalized_discounted_cumulative_gain_at_10", "NDCG@10"),
+    ("normalized_discounted_cumulative_gain_at_25", "NDCG@25"),
+    ("precision_at_5", "P@5"),
+    ("precision_at_10", "P@10"),
+    ("precision_at_25", "P@25"),
+    ("recall_at_25", "R@25"),
+)
+
+
+class _RichProgress:
+    """One bar per fold, advancing as each model finishes."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[int, int] = {}
+
+    def fold_started(self, fold: int, folds: int, models: Sequence[str]) -> None:
+        self.tasks[fold] = self.progress.add_task(f"fold {fold + 1}/{folds}", total=len(models))
+
+    def model_finished(self, fold: int, model: str) -> None:
+        self.progress.update(self.tasks[fold], advance=1,
+                             description=f"fold {fold + 1}: {model} done")
+
+
+def _fmt(estimate: dict | None, with_ci: bool = True) -> str:
+    if not estimate or estimate.get("mean") is None:
+        return "-"
+    text = f"{estimate['mean']:.4f}"
+    if with_ci and estimate.get("ci_low") is not None:
+        text += f"\n[{estimate['ci_low']:.3f}, {estimate['ci_high']:.3f}]"
+    return text
+
+
+def render(report: dict, console: Console) -> None:
+    """Print the tables of a report in its JSON shape (see recsys.evaluation.evaluate)."""
+    protocol, dataset = report["protocol"], report["dataset"]
+    title = (f"{protocol['split']} split, {protocol['folds']} fold(s), seed {protocol['seed']}: "
+             f"{dataset['users']:,} users, {dataset['items']:,} polls, "
+             f"{dataset['interactions']:,} interactions; mean [95% CI over held-out users]")
+    table = Table(title=title, show_lines=True)
+    table.add_column("model")
+    for _, short in _COLUMNS:
+        table.add_column(short, justify="right")
+    table.add_column("fit s", justify="right")
+    table.add_column("tune s", justify="right")
+    for m in report["models"]:
+        if m["status"] != "ok":
+            continue
+        table.add_row(m["key"], *[_fmt(m["metrics"].get(k)) for k, _ in _COLUMNS],
+                      f"{m['fit_seconds']:.2f}", f"{m['tune_seconds']:.2f}")
+    console.print(table)
+
+    if protocol["folds"] > 1:
+        per_fold = Table(title="NDCG@10 per fold")
+        per_fold.add_column("model")
+        for f in report["folds"]:
+            per_fold.add_column(f"fold {f['fold'] + 1}", justify="right")
+        for m in report["models"]:
+            if m["status"] == "ok":
+                per_fold.add_row(m["key"], *[
+                    f"{pf['metrics']['normalized_discounted_cumulative_gain_at_10']:.4f}"
+                    for pf in m["per_fold"]])
+        console.print(per_fold)
+
+    slices = Table(title="slices: cold polls (<{} training interactions), cold users (<{} input "
+                         "events), heavy users (>= {:g} events)".format(
+                             protocol["cold_poll_max_training_interactions"],
+                             protocol["cold_user_max_input_events"],
+                             protocol["heavy_user_min_events"]))
+    slices.add_column("model")
+    for name in ("cold polls R@25", "cold users NDCG@10", "cold users R@25",
+                 "heavy users NDCG@10", "heavy users R@25"):
+        slices.add_column(name, justify="right")
+    for m in report["models"]:
+        if m["status"] != "ok":
+            continue
+        s = m["slices"]
+        slices.add_row(
+            m["key"], _fmt(s["cold_polls"]["recall_at_25"]),
+            _fmt(s["cold_users"]["normalized_discounted_cumulative_gain_at_10"]),
+            _fmt(s["cold_users"]["recall_at_25"]),
+            _fmt(s["heavy_users"]["normalized_discounted_cumulative_gain_at_10"]),
+            _fmt(s["heavy_users"]["recall_at_25"]),
+        )
+    console.print(slices)
+    users = {m["key"]: m["slices"]["cold_polls"]["recall_at_25"]["users"]
+             for m in report["models"] if m["status"] == "ok"}
+    if users:
+        console.print(f"cold-poll slice: {max(users.values())} held-out user(s) with a cold relevant poll")
+
+    comparison = report["comparison"]
+    if comparison is None:
+        console.print("UP / best peer: not available (user-personalization or every peer was not run)")
+    else:
+        ratio, diff = comparison["ratio"], comparison["difference"]
+        ci = (f" (95% CI {ratio['ci_low']:.3f} to {ratio['ci_high']:.3f})"
+              if ratio.get("ci_low") is not None else "")
+        ratio_text = "n/a" if ratio["mean"] is None else f"{ratio['mean']:.3f}"
+        console.print(
+            f"UP / best peer ({comparison['best_peer']}) NDCG@10 = {ratio_text}{ci}; "
+            f"paired difference {_fmt(diff).replace(chr(10), ' ')}"
+        )
+    text = report["text_on_cold_polls"]
+    if text is not None:
+        console.print(
+            "cold polls R@25, UP with text vs without: "
+            f"{_fmt(text['with_text'], False)} vs {_fmt(text['without_text'], False)}, "
+            f"paired difference {_fmt(text['difference']).replace(chr(10), ' ')}"
+        )
+    for note in report["notes"]:
+        console.print(f"note: {note}")
+
+
+@click.command()
+@click.option("--data", "data_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A Personalize-format directory (interactions.csv, items.csv, users.csv).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (stable shape).")
+@click.option("--split", type=click.Choice(["personalize", "temporal"]), default="personalize",
+              show_default=True, help="personalize: 10% of users held out; temporal: one cut-off.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--folds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="1 = Personalize's single split; K >= 2 holds every user out once.")
+@click.option("--models", default="", metavar="LIST",
+              help="Comma-separated: up,up-notext,popularity-count,trending-now,ease,als,bpr,"
+                   "item-knn,most-popular,random (default: all).")
+@click.option("--ease-max-items", default=None, type=click.IntRange(min=1),
+              help="Skip EASE above this catalog size (default 20,000).")
+def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, models: str,
+             ease_max_items: int | None) -> None:
+    """Evaluate our recipes and peer baselines on DATA with Personalize's offline metrics."""
+    from recsys.datasets import load_directory
+    from recsys.evaluation import EASE_MAX_ITEMS, evaluate as run_evaluation, parse_models
+
+    parse_models(models)  # fail on a typo before loading anything
+    data = load_directory(data_dir).training_data()
+    progress_console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=progress_console, transient=True) as bars:
+        report = run_evaluation(
+            data, split=split, folds=folds, seed=seed, models=models or None,
+            ease_max_items=ease_max_items or EASE_MAX_ITEMS, progress=_RichProgress(bars),
+        )
+    shape = report.to_json()
+    if as_json:
+        click.echo(json.dumps(shape, indent=2))
+    else:
+        render(shape, Console(width=200))

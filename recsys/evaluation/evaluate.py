@@ -1,0 +1,592 @@
+"""Offline evaluation: our recipes against peer baselines, on one split, honestly.
+
+Every model of a run sees the same folds and the same events. Held-out users' input
+events reach peers as rows of the training matrix and our recipes as part of their
+:class:`~recsys.recipes.base.TrainingData` (not through ``observe``): both learn from
+exactly the same events, and a recipe need not support streaming to be evaluated.
+Polls a held-out user already touched are excluded from every model's list, as a feed
+would. Hyperparameters (ALS grid, EASE's lambda and weighting) are chosen inside each
+fold on a validation split carved from that fold's training users only.
+
+``EvaluationReport.to_json()`` is the stable machine-readable shape
+(``schema_version`` 1)::
+
+    {
+      "schema_version": 1,
+      "dataset": {"users": int, "items": int, "interactions": int},
+      "protocol": {"split": "personalize"|"temporal", "folds": int, "seed": int,
+                   "confidence_level": 0.95, "bootstrap_samples": int,
+                   "cold_poll_max_training_interactions": int,
+                   "cold_user_max_input_events": int, "heavy_user_min_events": float},
+      "folds": [{"fold": int, "training_interactions": int, "held_out_users": int,
+                 "scored_users": int, "cutoff": int|null}],
+      "models": [{
+          "key": str, "name": str, "kind": "recipe"|"peer",
+          "status": "ok"|"skipped"|"failed", "note": str|null,
+          "fit_seconds": float, "tune_seconds": float,      # summed over folds
+          "hyperparameters": [{...} per fold],
+          "metrics": {<metric>: {"mean": float|null, "ci_low": float|null,
+                                 "ci_high": float|null, "users": int}},
+          "per_fold": [{"fold": int, "fit_seconds": float, "tune_seconds": float,
+                        "metrics": {<metric>: float}}],
+          "slices": {"cold_polls": {"recall_at_25": <estimate>},
+                     "cold_users": {"normalized_discounted_cumulative_gain_at_10": <estimate>,
+                                    "recall_at_25": <estimate>},
+                     "heavy_users": {same as cold_users}}
+      }],
+      "comparison": null | {"model": "up", "best_peer": str,
+                            "metric": "normalized_discounted_cumulative_gain_at_10",
+                            "ratio": <estimate>, "difference": <estimate>},
+      "text_on_cold_polls": null | {"with_text": <estimate>, "without_text": <estimate>,
+                                    "difference": <estimate>},
+      "notes": [str]
+    }
+
+``<metric>`` is each of Personalize's names (``coverage``,
+``mean_reciprocal_rank_at_25``, ``normalized_discounted_cumulative_gain_at_{5,10,25}``,
+``precision_at_{5,10,25}``) plus ``recall_at_25``; coverage has no interval (it is a
+property of all lists together; its mean is over folds). Skipped and failed models carry empty
+``metrics``, ``per_fold`` and ``slices``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from sklearn.model_selection import ParameterGrid
+from threadpoolctl import threadpool_limits
+
+from recsys.errors import HunchError
+from recsys.evaluation import metrics as M
+from recsys.evaluation.intervals import (
+    BOOTSTRAP_SAMPLES,
+    CONFIDENCE_LEVEL,
+    Estimate,
+    mean_interval,
+    paired_difference,
+    paired_ratio,
+)
+from recsys.evaluation.peers import (
+    ALS,
+    BPR,
+    EASE,
+    EASE_MAX_ITEMS,
+    ItemKNN,
+    MostPopular,
+    Peer,
+    PeerSkipped,
+    RandomPolls,
+    UserItemMatrix,
+)
+from recsys.evaluation.split import (
+    EvaluationSplit,
+    EvaluationSplitError,
+    HeldOutUser,
+    temporal_split,
+    user_folds,
+    validation_split,
+)
+from recsys.recipes.base import TrainingData
+
+SCHEMA_VERSION = 1
+# A poll with fewer training interactions than this is "cold": collaborative signals
+# are too thin to place it, so only metadata (text, category, author) can.
+COLD_POLL_MAX_TRAINING_INTERACTIONS = 5
+# A user with fewer input events than this is "cold" for the same reason.
+COLD_USER_MAX_INPUT_EVENTS = 5
+# Heavy users: their count of events in the whole dataset is at or above this quantile
+# of all users' counts (one threshold for every fold, so folds are comparable).
+HEAVY_USER_QUANTILE = 0.9
+# The headline comparison: Personalize's console leads with NDCG@10.
+HEADLINE_METRIC = "normalized_discounted_cumulative_gain_at_10"
+UP_KEY, UP_NO_TEXT_KEY = "up", "up-notext"
+
+
+class UnknownModel(HunchError):
+    """A name given to --models is not one the evaluation knows."""
+
+
+class RecipeUnavailable(HunchError):
+    """One of our recipes cannot be built here (module not written yet, no such option)."""
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """What every model of one fold is given."""
+
+    split: EvaluationSplit
+    catalog: Sequence[str]
+    data: TrainingData
+    matrix: UserItemMatrix
+    now: float | None
+
+    @classmethod
+    def build(cls, split: EvaluationSplit, catalog: Sequence[str], source: TrainingData) -> _Fold:
+        data = TrainingData(
+            interactions=list(split.training),
+            items=source.items,
+            users=source.users,
+            impressions=split.training_impressions(source.impressions),
+        )
+        # Temporal folds recommend "as of" the cut-off; a user split has no such moment,
+        # so recipes use their default (the newest event they saw).
+        now = float(split.cutoff) if split.cutoff is not None else None
+        return cls(split, catalog, data, UserItemMatrix.build(split.training, catalog), now)
+
+
+class Contender(Protocol):
+    """A model as the evaluation drives it: tune on validation, fit, rank held-out users."""
+
+    key: str
+    name: str
+    kind: str
+
+    def tune(self, validation: _Fold, seed: int) -> dict[str, Any]: ...
+
+    def fit(self, fold: _Fold, params: Mapping[str, Any]) -> None: ...
+
+    def rank(self, fold: _Fold, users: Sequence[HeldOutUser], n: int) -> list[list[str]]: ...
+
+
+def _headline(fold: _Fold, contender: Contender, params: Mapping[str, Any]) -> float:
+    users = fold.split.scored_users
+    contender.fit(fold, params)
+    lists = contender.rank(fold, users, M.EVALUATION_DEPTH)
+    return float(np.mean([M.ndcg_at_k(r, u.relevant_items, 10) for r, u in zip(lists, users)]))
+
+
+class PeerContender:
+    """A matrix peer; tuned over ``grid`` when it has one."""
+
+    kind = "peer"
+
+    def __init__(self, key: str, factory: Callable[..., Peer], grid: Mapping[str, Sequence] | None = None,
+                 fixed: Mapping[str, Any] | None = None) -> None:
+        self.key, self.factory, self.grid = key, factory, grid
+        self.fixed = dict(fixed or {})
+        self.name = key
+        self.model: Peer | None = None
+
+    def tune(self, validation: _Fold, seed: int) -> dict[str, Any]:
+        if not self.grid:
+            return {}
+        scored = [(_headline(validation, self, p), i, p)
+                  for i, p in enumerate(ParameterGrid(dict(self.grid)))]
+        best = max(scored, key=lambda s: (s[0], -s[1]))  # ties: the first (simplest) combination
+        return dict(best[2])
+
+    def fit(self, fold: _Fold, params: Mapping[str, Any]) -> None:
+        self.model = self.factory(**self.fixed, **params).fit(fold.matrix.matrix)
+
+    def rank(self, fold: _Fold, users: Sequence[HeldOutUser], n: int) -> list[list[str]]:
+        assert self.model is not None
+        rows = np.array([fold.matrix.user_row[u.user_id] for u in users], dtype=np.int64)
+        top = self.model.recommend(rows, fold.matrix.matrix, n)
+        items = fold.matrix.item_ids
+        return [[items[j] for j in row if j >= 0] for row in top]
+
+
+# Our recipes: key -> (module, Recipe.name, constructor arguments). Exploration is off
+# because Personalize's offline metrics score the solution version, before a campaign's
+# explorationWeight applies; its random bonus would only blur the comparison.
+_RECIPES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    UP_KEY: ("recsys.recipes.user_personalization", "user-personalization",
+             {"exploration_weight": 0.0}),
+    UP_NO_TEXT_KEY: ("recsys.recipes.user_personalization", "user-personalization",
+                     {"exploration_weight": 0.0, "use_text": False}),
+    "popularity-count": ("recsys.recipes.popularity_count", "popularity-count", {}),
+    "trending-now": ("recsys.recipes.trending_now", "trending-now", {}),
+}
+
+
+def _recipe_class(module_name: str, recipe_name: str) -> type:
+    """Find the recipe class lazily: the modules are written by other people, maybe later."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise RecipeUnavailable(f"{module_name} does not exist yet") from None
+    classes = [
+        obj for _, obj in inspect.getmembers(module, inspect.isclass)
+        if obj.__module__ == module.__name__ and callable(getattr(obj, "fit", None))
+        and callable(getattr(obj, "recommend", None))
+    ]
+    named = [c for c in classes if getattr(c, "name", None) == recipe_name]
+    if named or len(classes) == 1:
+        return (named or classes)[0]
+    raise RecipeUnavailable(f"{module_name} has no recipe class named {recipe_name!r}")
+
+
+class RecipeContender:
+    """One of our recipes, driven only through the Recipe protocol."""
+
+    kind = "recipe"
+
+    def __init__(self, key: str, seed: int = 0) -> None:
+        self.key, self.seed = key, seed
+        self.module_name, self.name, self.kwargs = _RECIPES[key]
+        self.recipe: Any = None
+
+    def check(self) -> None:
+        cls = _recipe_class(self.module_name, self.name)
+        accepted = inspect.signature(cls).parameters
+        missing = [k for k in self.kwargs if k not in accepted
+                   and not any(p.kind is p.VAR_KEYWORD for p in accepted.values())]
+        if missing:
+            raise RecipeUnavailable(f"{cls.__name__} takes no {', '.join(missing)} parameter")
+
+    def tune(self, validation: _Fold, seed: int) -> dict[str, Any]:
+        return {}  # our recipes run with their shipped defaults: that is what we serve
+
+    def fit(self, fold: _Fold, params: Mapping[str, Any]) -> None:
+        cls = _recipe_class(self.module_name, self.name)
+        kwargs = {**self.kwargs, **params}
+        if "random_state" in inspect.signature(cls).parameters:
+            kwargs["random_state"] = self.seed
+        with threadpool_limits(1, "blas"):  # the recipes use implicit, which asks for this
+            self.recipe = cls(**kwargs).fit(fold.data)
+
+    def rank(self, fold: _Fold, users: Sequence[HeldOutUser], n: int) -> list[list[str]]:
+        return [
+            [s.item_id for s in self.recipe.recommend(u.user_id, n, now=fold.now,
+                                                      exclude=u.input_items)]
+            for u in users
+        ]
+
+
+def _peer(key: str, seed: int, ease_max_items: int) -> PeerContender:
+    if key == "als":
+        return PeerContender(key, ALS, ALS.GRID, {"random_state": seed})
+    if key == "bpr":
+        return PeerContender(key, BPR, None, {"random_state": seed})
+    if key == "item-knn":
+        return PeerContender(key, ItemKNN)
+    if key == "ease":
+        return PeerContender(key, EASE, EASE.GRID, {"max_items": ease_max_items})
+    if key == "most-popular":
+        return PeerContender(key, MostPopular)
+    return PeerContender(key, RandomPolls, None, {"random_state": seed})
+
+
+PEER_KEYS: tuple[str, ...] = ("ease", "als", "bpr", "item-knn", "most-popular", "random")
+RECIPE_KEYS: tuple[str, ...] = tuple(_RECIPES)
+MODEL_KEYS: tuple[str, ...] = RECIPE_KEYS + PEER_KEYS
+
+
+def parse_models(spec: str | Sequence[str] | None) -> list[str]:
+    """Model keys from ``"up,als,bpr"`` (or a list); all of them when empty."""
+    if not spec:
+        return list(MODEL_KEYS)
+    keys = [k.strip().lower() for k in (spec.split(",") if isinstance(spec, str) else spec)]
+    keys = [k for k in keys if k]
+    unknown = [k for k in keys if k not in MODEL_KEYS]
+    if unknown:
+        raise UnknownModel(
+            f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODEL_KEYS)}"
+        )
+    return list(dict.fromkeys(keys))
+
+
+class EvaluationProgress(Protocol):
+    """Told what the evaluation is doing, so a CLI can draw progress bars."""
+
+    def fold_started(self, fold: int, folds: int, models: Sequence[str]) -> None: ...
+
+    def model_finished(self, fold: int, model: str) -> None: ...
+
+
+class _Silent:
+    def fold_started(self, fold: int, folds: int, models: Sequence[str]) -> None:
+        pass
+
+    def model_finished(self, fold: int, model: str) -> None:
+        pass
+
+
+@dataclass
+class _FoldOutcome:
+    fold: int
+    per_user: dict[str, np.ndarray]
+    coverage: float
+    cold_poll_recall: np.ndarray
+    cold_users: np.ndarray
+    heavy_users: np.ndarray
+    fit_seconds: float
+    tune_seconds: float
+    params: dict[str, Any]
+
+
+@dataclass
+class ModelResult:
+    """Everything measured about one model over all folds."""
+
+    key: str
+    name: str
+    kind: str
+    status: str = "ok"
+    note: str | None = None
+    folds: list[_FoldOutcome] = field(default_factory=list)
+
+    def pooled(self, metric: str) -> np.ndarray:
+        """Per-user values of ``metric`` over every fold (each user once per fold held out)."""
+        return np.concatenate([f.per_user[metric] for f in self.folds]) if self.folds else np.array([])
+
+    def pooled_slice(self, metric: str, slice_name: str) -> np.ndarray:
+        if not self.folds:
+            return np.array([])
+        if slice_name == "cold_polls":
+            return np.concatenate([f.cold_poll_recall for f in self.folds])
+        mask_of = {"cold_users": lambda f: f.cold_users, "heavy_users": lambda f: f.heavy_users}
+        return np.concatenate([f.per_user[metric][mask_of[slice_name](f)] for f in self.folds])
+
+    @property
+    def fit_seconds(self) -> float:
+        return sum(f.fit_seconds for f in self.folds)
+
+    @property
+    def tune_seconds(self) -> float:
+        return sum(f.tune_seconds for f in self.folds)
+
+
+@dataclass
+class EvaluationReport:
+    """The outcome of ``evaluate``: per-model results, comparisons, notes."""
+
+    dataset: dict[str, int]
+    protocol: dict[str, Any]
+    folds: list[dict[str, Any]]
+    models: list[ModelResult]
+    notes: list[str]
+    seed: int = 0
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES
+
+    def model(self, key: str) -> ModelResult:
+        return next(m for m in self.models if m.key == key)
+
+    def ok_models(self) -> list[ModelResult]:
+        return [m for m in self.models if m.status == "ok"]
+
+    def estimate(self, key: str, metric: str) -> Estimate:
+        m = self.model(key)
+        if metric == "coverage":
+            values = [f.coverage for f in m.folds]
+            return Estimate(float(np.mean(values)) if values else float("nan"), None, None,
+                            len(m.pooled(HEADLINE_METRIC)))
+        return mean_interval(m.pooled(metric), seed=self.seed, samples=self.bootstrap_samples)
+
+    def best_peer(self) -> ModelResult | None:
+        peers = [m for m in self.ok_models() if m.kind == "peer"]
+        return max(peers, key=lambda m: float(np.mean(m.pooled(HEADLINE_METRIC))), default=None)
+
+    def comparison(self) -> dict[str, Any] | None:
+        """UP's headline metric over the best peer's, paired per user."""
+        up = next((m for m in self.ok_models() if m.key == UP_KEY), None)
+        peer = self.best_peer()
+        if up is None or peer is None:
+            return None
+        a, b = up.pooled(HEADLINE_METRIC), peer.pooled(HEADLINE_METRIC)
+        kw = {"seed": self.seed, "samples": self.bootstrap_samples}
+        return {
+            "model": UP_KEY, "best_peer": peer.key, "metric": HEADLINE_METRIC,
+            "ratio": paired_ratio(a, b, **kw), "difference": paired_difference(a, b, **kw),
+        }
+
+    def text_on_cold_polls(self) -> dict[str, Estimate] | None:
+        """UP with text vs without, recall@25 on cold polls, paired per user."""
+        ok = {m.key: m for m in self.ok_models()}
+        if UP_KEY not in ok or UP_NO_TEXT_KEY not in ok:
+            return None
+        a = ok[UP_KEY].pooled_slice(M.RECALL_METRIC, "cold_polls")
+        b = ok[UP_NO_TEXT_KEY].pooled_slice(M.RECALL_METRIC, "cold_polls")
+        kw = {"seed": self.seed, "samples": self.bootstrap_samples}
+        return {"with_text": mean_interval(a, **kw), "without_text": mean_interval(b, **kw),
+                "difference": paired_difference(a, b, **kw)}
+
+    def slices(self, key: str) -> dict[str, dict[str, Estimate]]:
+        m = self.model(key)
+        kw = {"seed": self.seed, "samples": self.bootstrap_samples}
+        out: dict[str, dict[str, Estimate]] = {
+            "cold_polls": {M.RECALL_METRIC: mean_interval(m.pooled_slice(M.RECALL_METRIC, "cold_polls"), **kw)}
+        }
+        for name in ("cold_users", "heavy_users"):
+            out[name] = {metric: mean_interval(m.pooled_slice(metric, name), **kw)
+                         for metric in (HEADLINE_METRIC, M.RECALL_METRIC)}
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented, stable shape (see this module's docstring)."""
+        models = []
+        for m in self.models:
+            entry: dict[str, Any] = {
+                "key": m.key, "name": m.name, "kind": m.kind, "status": m.status, "note": m.note,
+                "fit_seconds": m.fit_seconds, "tune_seconds": m.tune_seconds,
+                "hyperparameters": [f.params for f in m.folds],
+                "metrics": {}, "per_fold": [], "slices": {},
+            }
+            if m.status == "ok":
+                entry["metrics"] = {k: self.estimate(m.key, k).to_json()
+                                    for k in M.PERSONALIZE_METRICS + (M.RECALL_METRIC,)}
+                entry["per_fold"] = [
+                    {"fold": f.fold, "fit_seconds": f.fit_seconds, "tune_seconds": f.tune_seconds,
+                     "metrics": {"coverage": f.coverage,
+                                 **{k: float(np.mean(v)) if len(v) else None
+                                    for k, v in f.per_user.items()}}}
+                    for f in m.folds
+                ]
+                entry["slices"] = {s: {k: e.to_json() for k, e in v.items()}
+                                   for s, v in self.slices(m.key).items()}
+            models.append(entry)
+        comparison = self.comparison()
+        text = self.text_on_cold_polls()
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "dataset": self.dataset,
+            "protocol": self.protocol,
+            "folds": self.folds,
+            "models": models,
+            "comparison": None if comparison is None else {
+                k: (v.to_json() if isinstance(v, Estimate) else v) for k, v in comparison.items()
+            },
+            "text_on_cold_polls": None if text is None else {k: v.to_json() for k, v in text.items()},
+            "notes": self.notes,
+        }
+
+
+def _contenders(keys: Sequence[str], seed: int, ease_max_items: int,
+                notes: list[str]) -> list[Contender | ModelResult]:
+    out: list[Contender | ModelResult] = []
+    for key in keys:
+        if key in _RECIPES:
+            contender = RecipeContender(key, seed)
+            try:
+                contender.check()
+            except RecipeUnavailable as exc:
+                note = f"{key} skipped: {exc}"
+                notes.append(note)
+                out.append(ModelResult(key, contender.name, "recipe", "skipped", note))
+                continue
+            out.append(contender)
+        else:
+            out.append(_peer(key, seed, ease_max_items))
+    return out
+
+
+def evaluate(
+    data: TrainingData,
+    *,
+    split: str = "personalize",
+    folds: int = 1,
+    seed: int = 0,
+    models: str | Sequence[str] | None = None,
+    ease_max_items: int = EASE_MAX_ITEMS,
+    bootstrap_samples: int = BOOTSTRAP_SAMPLES,
+    progress: EvaluationProgress | None = None,
+) -> EvaluationReport:
+    """Evaluate ``models`` (keys of :data:`MODEL_KEYS`) on ``data``; see the module doc."""
+    progress = progress or _Silent()
+    keys = parse_models(models)
+    if split not in ("personalize", "temporal"):
+        raise EvaluationSplitError(f"--split must be personalize or temporal, not {split!r}")
+    if split == "temporal" and folds != 1:
+        raise EvaluationSplitError(
+            "--folds applies to --split personalize only; a temporal split has one cut-off"
+        )
+    interactions = list(data.interactions)
+    splits = (user_folds(interactions, folds, seed=seed) if split == "personalize"
+              else [temporal_split(interactions)])
+    catalog = sorted(set(data.items) | {e.item_id for e in interactions})
+    events_per_user = Counter(e.user_id for e in interactions)
+    heavy_min = float(np.quantile(list(events_per_user.values()), HEAVY_USER_QUANTILE))
+
+    notes: list[str] = []
+    contenders = _contenders(keys, seed, ease_max_items, notes)
+    results = {c.key: (c if isinstance(c, ModelResult) else ModelResult(c.key, c.name, c.kind))
+               for c in contenders}
+    fold_rows: list[dict[str, Any]] = []
+    for split_ in splits:
+        progress.fold_started(split_.fold, len(splits), keys)
+        fold = _Fold.build(split_, catalog, data)
+        users = split_.scored_users
+        fold_rows.append({
+            "fold": split_.fold, "training_interactions": len(split_.training),
+            "held_out_users": len(split_.held_out), "scored_users": len(users),
+            "cutoff": split_.cutoff,
+        })
+        if not users:
+            raise EvaluationSplitError(
+                f"fold {split_.fold} has no held-out user with a new poll to predict; "
+                "the data needs more users with several interactions"
+            )
+        validation: _Fold | None = None
+        training_counts = Counter(e.item_id for e in split_.training)
+        cold_sets = [{i for i in u.relevant_items
+                      if training_counts[i] < COLD_POLL_MAX_TRAINING_INTERACTIONS} for u in users]
+        cold_users = np.array([len(u.input) < COLD_USER_MAX_INPUT_EVENTS for u in users])
+        heavy_users = np.array([events_per_user[u.user_id] >= heavy_min for u in users])
+        for contender in contenders:
+            result = results[contender.key]
+            if isinstance(contender, ModelResult) or result.status != "ok":
+                progress.model_finished(split_.fold, contender.key)
+                continue
+            try:
+                started = time.perf_counter()
+                params: dict[str, Any] = {}
+                if getattr(contender, "grid", None):
+                    if validation is None:
+                        validation = _Fold.build(validation_split(split_, seed=seed + 1), catalog, data)
+                    params = contender.tune(validation, seed)
+                tuned = time.perf_counter()
+                contender.fit(fold, params)
+                fitted = time.perf_counter()
+                lists = contender.rank(fold, users, M.EVALUATION_DEPTH)
+            except PeerSkipped as exc:
+                result.status, result.note = "skipped", str(exc)
+                notes.append(str(exc))
+                result.folds.clear()
+                progress.model_finished(split_.fold, contender.key)
+                continue
+            except Exception as exc:
+                if contender.kind != "recipe":
+                    raise
+                # A recipe's bug must not hide every other model's numbers; it is
+                # reported as a failure, with the error, for its owner to fix.
+                result.status = "failed"
+                result.note = f"{contender.key} failed in fold {split_.fold}: {type(exc).__name__}: {exc}"
+                notes.append(result.note)
+                result.folds.clear()
+                progress.model_finished(split_.fold, contender.key)
+                continue
+            per_user = [M.user_metrics(r, u.relevant_items) for r, u in zip(lists, users)]
+            result.folds.append(_FoldOutcome(
+                fold=split_.fold,
+                per_user={k: np.array([p[k] for p in per_user]) for k in M.PER_USER_METRICS},
+                coverage=M.coverage(lists, len(catalog)),
+                cold_poll_recall=np.array([M.recall_at_k(r, c, M.EVALUATION_DEPTH)
+                                           for r, c in zip(lists, cold_sets) if c]),
+                cold_users=cold_users, heavy_users=heavy_users,
+                fit_seconds=fitted - tuned, tune_seconds=tuned - started, params=params,
+            ))
+            progress.model_finished(split_.fold, contender.key)
+
+    return EvaluationReport(
+        dataset={"users": len(events_per_user), "items": len(catalog),
+                 "interactions": len(interactions)},
+        protocol={
+            "split": split, "folds": len(splits), "seed": seed,
+            "confidence_level": CONFIDENCE_LEVEL, "bootstrap_samples": bootstrap_samples,
+            "cold_poll_max_training_interactions": COLD_POLL_MAX_TRAINING_INTERACTIONS,
+            "cold_user_max_input_events": COLD_USER_MAX_INPUT_EVENTS,
+            "heavy_user_min_events": heavy_min,
+        },
+        folds=fold_rows,
+        models=[results[c.key] for c in contenders],
+        notes=notes, seed=seed, bootstrap_samples=bootstrap_samples,
+    )

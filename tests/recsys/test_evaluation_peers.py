@@ -1,0 +1,84 @@
+"""Peers and intervals: EASE's closed form, exclusion of seen polls, honest intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys.evaluation import (
+    ALS,
+    BPR,
+    EASE,
+    ItemKNN,
+    MostPopular,
+    PeerSkipped,
+    RandomPolls,
+    ease_weights,
+    mean_interval,
+    paired_ratio,
+)
+
+
+def test_ease_closed_form_matches_brute_force_ridge() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.random((30, 6)) < 0.4).astype(float)
+    l2 = 3.0
+    closed = ease_weights(sp.csr_matrix(x), l2)
+    # Brute force: each poll's column regressed on the others with ridge penalty l2.
+    brute = np.zeros((6, 6))
+    for j in range(6):
+        others = [k for k in range(6) if k != j]
+        a = x[:, others]
+        brute[others, j] = np.linalg.solve(a.T @ a + l2 * np.eye(5), a.T @ x[:, j])
+    np.testing.assert_allclose(closed, brute, atol=1e-9)
+    assert np.all(np.diag(closed) == 0)
+
+
+def _matrix() -> sp.csr_matrix:
+    rng = np.random.default_rng(1)
+    return sp.csr_matrix((rng.random((40, 25)) < 0.2).astype(np.float32))
+
+
+@pytest.mark.parametrize("peer", [
+    MostPopular(), RandomPolls(random_state=0), EASE(l2=10.0), ALS(factors=4, iterations=3),
+    BPR(factors=4, iterations=5), ItemKNN(neighbours=10),
+], ids=lambda p: p.name)
+def test_peers_never_recommend_polls_already_seen(peer) -> None:
+    m = _matrix()
+    rows = np.arange(m.shape[0])
+    top = peer.fit(m).recommend(rows, m, 10)
+    assert top.shape[0] == len(rows)
+    for r in rows:
+        picked = [j for j in top[r] if j >= 0]
+        assert picked, "every user has unseen polls to recommend"
+        assert set(picked).isdisjoint(m[r].indices)
+        assert len(set(picked)) == len(picked)
+
+
+def test_most_popular_ranks_by_distinct_users() -> None:
+    m = sp.csr_matrix(np.array([[1, 0, 1, 0], [0, 0, 1, 0], [5, 0, 1, 0], [0, 0, 0, 0]], float))
+    top = MostPopular().fit(m).recommend(np.array([3]), m, 3)
+    assert list(top[0]) == [2, 0, 1] or list(top[0]) == [2, 0, 3]
+
+
+def test_ease_refuses_a_catalog_past_its_limit() -> None:
+    with pytest.raises(PeerSkipped, match="--ease-max-items"):
+        EASE(max_items=10).fit(_matrix())
+
+
+def test_interval_shrinks_as_users_grow() -> None:
+    rng = np.random.default_rng(5)
+    small = mean_interval(rng.random(40), seed=0)
+    large = mean_interval(rng.random(4000), seed=0)
+    assert small.low < small.mean < small.high
+    assert (large.high - large.low) < (small.high - small.low) / 4
+
+
+def test_paired_ratio_sees_a_consistent_small_gain() -> None:
+    rng = np.random.default_rng(6)
+    base = rng.random(500)
+    better = base * 1.05 + 0.001
+    ratio = paired_ratio(better, base, seed=0)
+    assert ratio.low > 1.0  # paired: the per-user noise cancels
+    assert ratio.mean == pytest.approx(better.mean() / base.mean())

@@ -1,0 +1,192 @@
+"""`evaluate` and `hunch evaluate` end to end on small synthetic datasets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recsys.evaluation import MODEL_KEYS, PERSONALIZE_METRICS, UnknownModel, evaluate
+from recsys.evaluation.split import EvaluationSplitError
+from tests.recsys._evaluation_data import synthetic_polls, write_ratings_directory
+
+PEERS = "ease,bpr,item-knn,most-popular,random"  # ALS alone below: its grid is the slow part
+REPO = Path(__file__).resolve().parents[2]
+ESTIMATE_KEYS = {"mean", "ci_low", "ci_high", "users"}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_polls(users=200, polls=70, seed=11)
+
+
+@pytest.fixture(scope="module")
+def report(data):
+    return evaluate(data, folds=2, seed=0, models=PEERS, bootstrap_samples=200)
+
+
+def test_every_peer_runs_and_beats_random_where_it_should(report) -> None:
+    shape = report.to_json()
+    by_key = {m["key"]: m for m in shape["models"]}
+    assert set(by_key) == set(PEERS.split(","))
+    assert all(m["status"] == "ok" for m in by_key.values())
+    ndcg = {k: m["metrics"]["normalized_discounted_cumulative_gain_at_10"]["mean"]
+            for k, m in by_key.items()}
+    # Users follow topics in this data: learning peers must find that, random cannot.
+    for key in ("ease", "item-knn"):
+        assert ndcg[key] > ndcg["random"] + 0.05, ndcg
+
+
+def test_als_is_tuned_on_its_grid_and_learns(data) -> None:
+    shape = evaluate(data, models="als,random", folds=2, seed=1, bootstrap_samples=50).to_json()
+    als, rnd = shape["models"]
+    assert als["status"] == "ok"
+    assert all(p["factors"] in (16, 64) for p in als["hyperparameters"])
+    ndcg = "normalized_discounted_cumulative_gain_at_10"
+    assert als["metrics"][ndcg]["mean"] > rnd["metrics"][ndcg]["mean"] + 0.05
+
+
+def test_hyperparameters_are_chosen_per_fold_from_the_grids(report) -> None:
+    shape = report.to_json()
+    ease = next(m for m in shape["models"] if m["key"] == "ease")
+    assert len(ease["hyperparameters"]) == 2
+    for params in ease["hyperparameters"]:
+        assert params["l2"] in (50.0, 100.0, 200.0, 500.0, 1000.0)
+        assert params["weighting"] in ("binary", "log")
+
+
+def test_json_shape_is_the_documented_one(report) -> None:
+    shape = json.loads(json.dumps(report.to_json(), allow_nan=False))  # valid strict JSON
+    assert set(shape) == {"schema_version", "dataset", "protocol", "folds", "models",
+                          "comparison", "text_on_cold_polls", "notes"}
+    assert shape["schema_version"] == 1
+    assert set(shape["dataset"]) == {"users", "items", "interactions"}
+    assert shape["protocol"]["split"] == "personalize" and shape["protocol"]["folds"] == 2
+    assert [f["fold"] for f in shape["folds"]] == [0, 1]
+    for model in shape["models"]:
+        assert {"key", "name", "kind", "status", "note", "fit_seconds", "tune_seconds",
+                "hyperparameters", "metrics", "per_fold", "slices"} <= set(model)
+        assert set(model["metrics"]) == set(PERSONALIZE_METRICS) | {"recall_at_25"}
+        for estimate in model["metrics"].values():
+            assert set(estimate) == ESTIMATE_KEYS
+        assert set(model["slices"]) == {"cold_polls", "cold_users", "heavy_users"}
+        assert len(model["per_fold"]) == 2
+    # No UP in this run: the comparison is absent, not invented.
+    assert shape["comparison"] is None
+
+
+def test_folds_score_every_eligible_user_once(data, report) -> None:
+    shape = report.to_json()
+    users = sum(f["scored_users"] for f in shape["folds"])
+    ease = next(m for m in shape["models"] if m["key"] == "ease")
+    assert ease["metrics"]["precision_at_5"]["users"] == users
+    assert users > 150  # nearly everyone of the 200 users is held out once
+
+
+def test_tuning_and_training_never_see_relevant_events(data, monkeypatch) -> None:
+    from recsys.evaluation import evaluate as evaluate_fn
+    from recsys.evaluation import peers, user_folds
+
+    built: list[set[str]] = []  # event ids of every matrix a peer trains or tunes on
+    real_build = peers.UserItemMatrix.build.__func__
+
+    def spy(cls, interactions, catalog):
+        interactions = list(interactions)
+        built.append({e.event_id for e in interactions})
+        return real_build(cls, interactions, catalog)
+
+    monkeypatch.setattr(peers.UserItemMatrix, "build", classmethod(spy))
+    evaluate_fn(data, folds=2, seed=3, models="ease", bootstrap_samples=50)
+    folds = user_folds(data.interactions, 2, seed=3)
+    assert len(built) == 4  # per fold: its training matrix, then its validation matrix
+    for fold in folds:
+        hidden = {e.event_id for u in fold.held_out.values() for e in u.relevant_events}
+        for matrix_events in built[2 * fold.fold: 2 * fold.fold + 2]:
+            assert hidden and matrix_events and matrix_events.isdisjoint(hidden)
+
+
+def test_ease_is_skipped_with_a_note_past_its_catalog_limit(data) -> None:
+    shape = evaluate(data, models="ease,most-popular", ease_max_items=10,
+                     bootstrap_samples=50).to_json()
+    ease = next(m for m in shape["models"] if m["key"] == "ease")
+    assert ease["status"] == "skipped" and "--ease-max-items" in ease["note"]
+    assert any("ease skipped" in n for n in shape["notes"])
+
+
+def test_temporal_split_runs_and_refuses_folds(data) -> None:
+    shape = evaluate(data, split="temporal", models="most-popular,item-knn",
+                     bootstrap_samples=50).to_json()
+    assert shape["folds"][0]["cutoff"] is not None
+    with pytest.raises(EvaluationSplitError, match="--folds"):
+        evaluate(data, split="temporal", folds=3, models="random")
+
+
+def test_unknown_model_names_the_valid_ones(data) -> None:
+    with pytest.raises(UnknownModel, match="item-knn"):
+        evaluate(data, models="als,knnn")
+    assert "up" in MODEL_KEYS and "ease" in MODEL_KEYS
+
+
+def _hunch(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from gateway.cli import main; main()", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def ratings_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("ratings")
+    write_ratings_directory(directory, users=120, polls=50, seed=2)
+    return directory
+
+
+def test_cli_prints_a_table_on_a_ratings_dataset(ratings_dir) -> None:
+    run = _hunch("evaluate", "--data", str(ratings_dir), "--models", "most-popular,item-knn,random")
+    assert run.returncode == 0, run.stderr
+    assert "NDCG@10" in run.stdout and "item-knn" in run.stdout and "most-popular" in run.stdout
+    assert "UP / best peer" in run.stdout
+
+
+def _hunch_in_process(*args: str):
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_cli_json_is_parseable_and_stable(ratings_dir) -> None:
+    run = _hunch_in_process("evaluate", "--data", str(ratings_dir), "--json", "--seed", "4",
+                            "--models", "random,most-popular")
+    assert run.exit_code == 0, run.output
+    shape = json.loads(run.stdout)
+    assert shape["schema_version"] == 1 and shape["protocol"]["seed"] == 4
+    assert [m["key"] for m in shape["models"]] == ["random", "most-popular"]
+
+
+def test_cli_rejects_an_unknown_model_in_one_line(ratings_dir) -> None:
+    run = _hunch_in_process("evaluate", "--data", str(ratings_dir), "--models", "alss")
+    assert run.exit_code == 2
+    assert "unknown model(s) alss" in run.stderr
+
+
+def test_our_recipes_run_through_the_recipe_protocol(data) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("recsys.recipes.user_personalization") is None:
+        pytest.skip("recsys/recipes/user_personalization.py not written yet")
+    shape = evaluate(data, models="up,up-notext,popularity-count,trending-now,item-knn",
+                     seed=2, bootstrap_samples=100).to_json()
+    by_key = {m["key"]: m for m in shape["models"]}
+    for key in ("up", "up-notext", "popularity-count", "trending-now"):
+        assert by_key[key]["kind"] == "recipe"
+        assert by_key[key]["status"] == "ok" or by_key[key]["note"], by_key[key]
+    if by_key["up"]["status"] == "ok":
+        assert shape["comparison"]["best_peer"] == "item-knn"
+        assert shape["comparison"]["ratio"]["mean"] > 0
+    if by_key["up"]["status"] == by_key["up-notext"]["status"] == "ok":
+        assert set(shape["text_on_cold_polls"]) == {"with_text", "without_text", "difference"}

@@ -1,0 +1,289 @@
+"""User-Personalization: what a feed user would notice.
+
+The world is small and built by hand: three communities (football, baking, pets) whose
+members vote mostly on their own topic's polls, each poll with a question in words of
+its topic. Tests reach for behaviour (what ranks above what), never for internals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.events import Impression, Interaction
+from recsys.recipes.base import Recipe, TrainingData
+from recsys.recipes.user_personalization import (
+    NotFitted,
+    UserPersonalization,
+    UserPersonalizationError,
+)
+
+DAY = 86_400
+T0 = 1_700_000_000
+TOPICS = {
+    "football": ["football", "goal", "striker", "match", "league", "penalty", "stadium"],
+    "baking": ["bread", "flour", "oven", "dough", "cake", "sourdough", "yeast"],
+    "pets": ["dog", "cat", "puppy", "kitten", "leash", "vet", "pet"],
+}
+POLLS_PER_TOPIC = 30
+USERS_PER_TOPIC = 20
+NEWEST = T0 + 60 * DAY  # the newest training event
+
+
+def _question(topic: str, n: int) -> str:
+    words = TOPICS[topic]
+    return (f"Poll {n}: what do you think about the {words[n % 7]} and the "
+            f"{words[(n + 2) % 7]}, or maybe the {words[(n + 4) % 7]}?")
+
+
+def _world(seed: int = 0) -> TrainingData:
+    rng = np.random.default_rng(seed)
+    items: dict[str, dict] = {}
+    for topic in TOPICS:
+        for n in range(POLLS_PER_TOPIC):
+            items[f"{topic}-{n}"] = {
+                "CATEGORY": "GENERAL", "AUTHOR_ID": f"author-{n % 5}",
+                # Old polls: well outside the 30-day exploration window.
+                "CREATION_TIMESTAMP": T0 + n * DAY // 10,
+                "QUESTION": _question(topic, n), "OPTIONS": "yes|no",
+            }
+    users: dict[str, dict] = {}
+    interactions: list[Interaction] = []
+    for topic in TOPICS:
+        for u in range(USERS_PER_TOPIC):
+            user_id = f"{topic}-fan-{u}"
+            users[user_id] = {"COMMUNITY": topic, "AGE": 30, "LOCALE": "en_GB"}
+            own = rng.choice(POLLS_PER_TOPIC, size=10, replace=False)
+            other_topic = rng.choice([t for t in TOPICS if t != topic])
+            for k, n in enumerate(own):
+                interactions.append(Interaction(
+                    user_id, f"{topic}-{n}", "HUNCH", T0 + (k + 1) * 5 * DAY))
+            interactions.append(Interaction(
+                user_id, f"{other_topic}-{rng.integers(POLLS_PER_TOPIC)}", "HUNCH",
+                T0 + 55 * DAY))
+    interactions.append(Interaction("football-fan-0", "football-0", "COMMENT", NEWEST))
+    # A new user known only from metadata: a baker who has not voted yet.
+    users["new-baker"] = {"COMMUNITY": "baking", "AGE": 30, "LOCALE": "en_GB"}
+    return TrainingData(interactions=interactions, items=items, users=users)
+
+
+def _topic_share(recs, topic: str) -> float:
+    return sum(r.item_id.startswith(topic) for r in recs) / max(1, len(recs))
+
+
+@pytest.fixture(scope="module")
+def world() -> TrainingData:
+    return _world()
+
+
+@pytest.fixture(scope="module")
+def fitted(world: TrainingData) -> UserPersonalization:
+    return UserPersonalization(factors=8, iterations=8, exploration_weight=0.0).fit(world)
+
+
+def _fresh(world: TrainingData, **params) -> UserPersonalization:
+    params.setdefault("factors", 8)
+    params.setdefault("iterations", 8)
+    params.setdefault("exploration_weight", 0.0)
+    return UserPersonalization(**params).fit(world)
+
+
+def test_is_a_recipe_and_serves_a_known_user_their_topic(fitted) -> None:
+    assert isinstance(fitted, Recipe)
+    recs = fitted.recommend("football-fan-3", 10)
+    assert len(recs) == 10
+    assert [r.score for r in recs] == sorted((r.score for r in recs), reverse=True)
+    assert _topic_share(recs, "football") >= 0.8
+
+
+def test_cold_poll_scored_from_text_ranks_by_the_users_interests(world) -> None:
+    model = _fresh(world)
+    model.add_items({
+        "cold-football": {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer",
+                          "CREATION_TIMESTAMP": NEWEST - DAY,
+                          "QUESTION": "Which striker scores the winning goal in the league match?"},
+        "cold-baking": {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer",
+                        "CREATION_TIMESTAMP": NEWEST - DAY,
+                        "QUESTION": "Which flour makes the best sourdough bread dough?"},
+    })
+    scores = model.score_all("football-fan-3", now=NEWEST)
+    football, baking = (scores[model.item_index_[i]] for i in ("cold-football", "cold-baking"))
+    assert np.isfinite(football) and np.isfinite(baking)
+    assert football > baking
+    scores = model.score_all("baking-fan-3", now=NEWEST)
+    assert scores[model.item_index_["cold-baking"]] > scores[model.item_index_["cold-football"]]
+
+
+def test_without_text_the_cold_polls_cannot_be_told_apart(world) -> None:
+    model = _fresh(world, use_text=False)
+    same_meta = {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer",
+                 "CREATION_TIMESTAMP": NEWEST - DAY}
+    model.add_items({
+        "cold-football": {**same_meta, "QUESTION": "striker goal league match"},
+        "cold-baking": {**same_meta, "QUESTION": "flour sourdough bread dough"},
+    })
+    scores = model.score_all("football-fan-3", now=NEWEST)
+    assert scores[model.item_index_["cold-football"]] == pytest.approx(
+        scores[model.item_index_["cold-baking"]])
+
+
+def test_text_fields_select_what_is_read(world) -> None:
+    # Only OPTIONS is read, and every poll's OPTIONS is "yes|no": text says nothing.
+    model = _fresh(world, text_fields=("OPTIONS",))
+    same_meta = {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer", "OPTIONS": "yes|no",
+                 "CREATION_TIMESTAMP": NEWEST - DAY}
+    model.add_items({
+        "cold-football": {**same_meta, "QUESTION": "striker goal league match"},
+        "cold-baking": {**same_meta, "QUESTION": "flour sourdough bread dough"},
+    })
+    scores = model.score_all("football-fan-3", now=NEWEST)
+    assert scores[model.item_index_["cold-football"]] == pytest.approx(
+        scores[model.item_index_["cold-baking"]])
+
+
+def test_cold_user_is_served_from_their_segment_then_from_their_first_events(world) -> None:
+    model = _fresh(world)
+    before = model.recommend("new-baker", 10, now=NEWEST)
+    assert _topic_share(before, "baking") >= 0.6
+    model.observe([Interaction("new-baker", f"pets-{n}", "HUNCH", NEWEST + n)
+                   for n in range(5)])
+    after = model.recommend("new-baker", 10, now=NEWEST + 10)
+    assert _topic_share(after, "pets") > _topic_share(before, "pets")
+    assert not {f"pets-{n}" for n in range(5)} & {r.item_id for r in after}
+
+
+def test_events_after_training_change_the_next_feed_without_retraining(world) -> None:
+    model = _fresh(world)
+    before = model.recommend("football-fan-5", 10)
+    assert _topic_share(before, "football") >= 0.8
+    model.observe([Interaction("football-fan-5", f"pets-{n}", "COMMENT", NEWEST + n)
+                   for n in range(10, 30)])
+    after = model.recommend("football-fan-5", 10)
+    assert _topic_share(after, "pets") > _topic_share(before, "pets")
+
+
+def test_unknown_poll_in_an_event_becomes_recommendable(fitted, world) -> None:
+    model = _fresh(world)
+    model.observe([Interaction("someone", "brand-new-poll", "HUNCH", NEWEST + 5)])
+    assert "brand-new-poll" in model.item_index_
+    assert np.isfinite(model.score_all("football-fan-1")[model.item_index_["brand-new-poll"]])
+
+
+def test_event_weights_change_the_ranking(world) -> None:
+    events = [Interaction("mixed", "baking-1", "COMMENT", NEWEST + 1)] + [
+        Interaction("mixed", f"pets-{n}", "HUNCH", NEWEST + 2 + n) for n in range(3)]
+
+    def baking_share(comment_weight: float) -> float:
+        model = _fresh(world, event_weights={"HUNCH": 1.0, "COMMENT": comment_weight})
+        model.observe(events)
+        return _topic_share(model.recommend("mixed", 10), "baking")
+
+    assert baking_share(8.0) > baking_share(0.5)
+
+
+def _with_new_polls(world: TrainingData) -> TrainingData:
+    items = dict(world.items)
+    for n in range(6):
+        items[f"fresh-{n}"] = {"CATEGORY": "GENERAL", "AUTHOR_ID": "author-9",
+                               "CREATION_TIMESTAMP": NEWEST - 2 * DAY,
+                               "QUESTION": f"Totally new question number {n}"}
+    return TrainingData(interactions=world.interactions, items=items, users=world.users)
+
+
+def test_exploration_weight_zero_adds_nothing(world) -> None:
+    data = _with_new_polls(world)
+    model = _fresh(data, exploration_weight=0.0)
+    plain = model.score_all("pets-fan-2")
+    recs = model.recommend("pets-fan-2", 25)
+    assert not model.exploration_bonus("pets-fan-2").any()
+    model.exploration_weight = 0.8
+    assert not np.array_equal(model.score_all("pets-fan-2"), plain)
+    model.exploration_weight = 0.0
+    np.testing.assert_array_equal(model.score_all("pets-fan-2"), plain)
+    assert model.recommend("pets-fan-2", 25) == recs
+
+
+def test_exploration_gives_new_polls_exposure_shrinking_with_impressions(world) -> None:
+    data = _with_new_polls(world)
+    model = _fresh(data, exploration_weight=0.0)
+    fresh = {f"fresh-{n}" for n in range(6)}
+
+    def exposure() -> int:
+        return sum(len(fresh & {r.item_id for r in model.recommend(u, 25)})
+                   for u in ("pets-fan-2", "baking-fan-4", "football-fan-7"))
+
+    without = exposure()
+    model.exploration_weight = 1.0
+    assert exposure() > without
+
+    model.observe([Impression(f"viewer-{k}", ("fresh-0",), NEWEST + k) for k in range(40)])
+    bonus = model.exploration_bonus("pets-fan-2")
+    assert bonus[model.item_index_["fresh-0"]] < bonus[model.item_index_["fresh-1"]]
+    # Older than the 30-day cut-off: no bonus at all.
+    assert bonus[model.item_index_["pets-0"]] == 0.0
+    model.exploration_item_age_cutoff_days = 1.0
+    assert not model.exploration_bonus("pets-fan-2")[model.item_index_["fresh-1"]]
+
+
+def test_impressions_in_interactions_count_as_exposure(world) -> None:
+    model = _fresh(_with_new_polls(world), exploration_weight=1.0)
+    model.observe([Interaction(f"voter-{k}", "pets-3", "HUNCH", NEWEST + k,
+                               impression=("fresh-2", "pets-3")) for k in range(30)])
+    bonus = model.exploration_bonus("x")
+    assert bonus[model.item_index_["fresh-2"]] < bonus[model.item_index_["fresh-3"]]
+
+
+def test_exclude_and_allow_are_respected(fitted) -> None:
+    full = fitted.recommend("baking-fan-1", 10)
+    banned = {full[0].item_id, full[3].item_id}
+    recs = fitted.recommend("baking-fan-1", 10, exclude=banned)
+    assert len(recs) == 10 and not banned & {r.item_id for r in recs}
+    only_pets = fitted.recommend("baking-fan-1", 10, allow=lambda i: i.startswith("pets"))
+    assert len(only_pets) == 10 and _topic_share(only_pets, "pets") == 1.0
+    assert fitted.recommend("baking-fan-1", 5, allow=lambda i: False) == []
+
+
+def test_polls_the_user_voted_on_are_not_shown_again(fitted, world) -> None:
+    voted = {e.item_id for e in world.interactions if e.user_id == "pets-fan-0"}
+    recs = fitted.recommend("pets-fan-0", 60)
+    assert not voted & {r.item_id for r in recs}
+
+
+def test_save_load_round_trip_gives_identical_recommendations(world, tmp_path) -> None:
+    model = _fresh(_with_new_polls(world), exploration_weight=0.3)
+    model.observe([Interaction("late-user", "pets-2", "HUNCH", NEWEST + 3),
+                   Impression("late-user", ("fresh-1",), NEWEST + 4)])
+    model.save(tmp_path)
+    loaded = UserPersonalization.load(tmp_path)
+    for user in ("late-user", "football-fan-2", "new-baker", None, "stranger"):
+        assert loaded.recommend(user, 25) == model.recommend(user, 25)
+    new_poll = {"cold": {"CATEGORY": "GENERAL", "AUTHOR_ID": "a",
+                         "CREATION_TIMESTAMP": NEWEST, "QUESTION": "bread flour oven"}}
+    model.add_items(new_poll)
+    loaded.add_items(new_poll)
+    assert loaded.recommend("baking-fan-2", 25) == model.recommend("baking-fan-2", 25)
+
+
+def test_blend_is_learned_from_training_users_when_there_are_enough(world) -> None:
+    big = _world(seed=1)
+    # Ten times the users: enough validation users to learn the blend from.
+    interactions = [Interaction(f"{e.user_id}#{r}", e.item_id, e.event_type, e.timestamp + r)
+                    for r in range(10) for e in big.interactions]
+    users = {f"{u}#{r}": m for r in range(10) for u, m in big.users.items()}
+    model = _fresh(TrainingData(interactions, big.items, users))
+    assert model.validation_size_["users"] >= 30
+    assert model.blend_["collaborative"] > 0 or model.blend_["content"] > 0
+    assert _topic_share(model.recommend("pets-fan-1#3", 10), "pets") >= 0.8
+
+
+def test_misuse_is_a_typed_error_that_says_what_to_fix(tmp_path) -> None:
+    with pytest.raises(UserPersonalizationError, match=r"exploration_weight must be in \[0, 1\]"):
+        UserPersonalization(exploration_weight=1.5)
+    with pytest.raises(UserPersonalizationError, match="text_fields"):
+        UserPersonalization(text_fields=("TITLE",))
+    with pytest.raises(NotFitted, match="fit"):
+        UserPersonalization().recommend("u")
+    with pytest.raises(UserPersonalizationError, match="no interactions|none"):
+        UserPersonalization().fit(TrainingData(interactions=[]))
+    with pytest.raises(UserPersonalizationError, match="holds no saved"):
+        UserPersonalization.load(tmp_path)
