@@ -240,3 +240,66 @@ class InMemoryFeedSessionStore:
                 return False
             placed.extend(items)
             return True
+
+
+# Appends only when the list still holds exactly ARGV[1] items (first writer wins), then
+# refreshes both keys' time to live. Atomic inside Redis.
+_REDIS_EXTEND = """
+if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[1]) then return 0 end
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class RedisFeedSessionStore:
+    """Feed sessions in Redis, shared by the gateways of several hosts.
+
+    Keys: ``<prefix>:<session>:meta`` (a hash: user, expires_at) and
+    ``<prefix>:<session>:items`` (a list of JSON items); both expire with the session.
+    """
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "hunch:feed"):
+        import redis
+
+        self._redis = redis.Redis.from_url(url)
+        self.prefix = prefix
+        self._extend_script = self._redis.register_script(_REDIS_EXTEND)
+
+    def _keys(self, session_id: str) -> tuple[str, str]:
+        return f"{self.prefix}:{session_id}:meta", f"{self.prefix}:{session_id}:items"
+
+    def create(self, user_id: str, ttl_seconds: float) -> tuple[str, float]:
+        session_id = uuid.uuid4().hex
+        expires = time.time() + ttl_seconds
+        meta, _ = self._keys(session_id)
+        pipe = self._redis.pipeline()
+        pipe.hset(meta, mapping={"user": user_id, "expires_at": repr(expires)})
+        pipe.pexpire(meta, int(ttl_seconds * 1000))
+        pipe.execute()
+        return session_id, expires
+
+    def expires_at(self, session_id: str) -> float | None:
+        value = self._redis.hget(self._keys(session_id)[0], "expires_at")
+        return float(value) if value is not None else None
+
+    def items(self, session_id: str, start: int = 0, limit: int | None = None) -> list[FeedItem]:
+        end = -1 if limit is None else start + limit - 1
+        raw = self._redis.lrange(self._keys(session_id)[1], start, end)
+        return [FeedItem(**json.loads(r)) for r in raw]
+
+    def placed_ids(self, session_id: str) -> set[str]:
+        return {it.item_id for it in self.items(session_id)}
+
+    def extend(self, session_id: str, at: int, items: Sequence[FeedItem]) -> bool:
+        expires = self.expires_at(session_id)
+        if expires is None:
+            return False
+        ttl_ms = max(1, int((expires - time.time()) * 1000))
+        payload = [json.dumps(it.__dict__, separators=(",", ":")) for it in items]
+        return bool(self._extend_script(keys=list(self._keys(session_id)),
+                                        args=[at, ttl_ms, *payload]))
+
+    def close(self) -> None:
+        self._redis.close()

@@ -1,0 +1,73 @@
+"""Feed sessions in a real Redis server: several hosts share one session."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+from recsys.feed_sessions import RedisFeedSessionStore
+from tests.conftest import require_or_skip
+from tests.recsys.test_feed import make_feed
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    binary = shutil.which("redis-server")
+    require_or_skip(binary is not None, "redis-server is not installed (scripts/test.sh installs it)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    for _ in range(100):
+        try:
+            redis.Redis.from_url(url).ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_fifty_pages_never_repeat(redis_url):
+    feed = make_feed(RedisFeedSessionStore(redis_url))
+    seen, after = [], None
+    for _ in range(50):
+        page = feed.page("u1", 20, after)
+        seen += [i.item_id for i in page.items]
+        after = page.end_cursor
+    assert len(seen) == 1000 == len(set(seen))
+
+
+def test_two_hosts_page_one_session_alternately(redis_url):
+    host_a = make_feed(RedisFeedSessionStore(redis_url))
+    host_b = make_feed(RedisFeedSessionStore(redis_url))
+    seen, after = [], None
+    for turn in range(10):
+        page = (host_a if turn % 2 == 0 else host_b).page("u7", 9, after)
+        seen += [i.item_id for i in page.items]
+        after = page.end_cursor
+    assert len(seen) == 90 == len(set(seen))
+
+
+def test_first_writer_wins_and_sessions_expire(redis_url):
+    store = RedisFeedSessionStore(redis_url)
+    from recsys.mixer import FeedItem
+
+    sid, _ = store.create("u1", ttl_seconds=0.5)
+    item = FeedItem("p1", "trending-now", 1.0, 1, "rid")
+    assert store.extend(sid, 0, [item]) is True
+    assert store.extend(sid, 0, [FeedItem("p2", "trending-now", 1.0, 1, "rid")]) is False
+    assert [i.item_id for i in store.items(sid)] == ["p1"]
+    time.sleep(0.7)
+    assert store.expires_at(sid) is None and store.items(sid) == []
