@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     jwt_issuer: str = "hunch-auth"
 
     # --- protection ---------------------------------------------------------------------
-    max_query_depth: int = 10  # the deepest real query (feed > edges > node > ...) is 5
+    # feed > edges > node > author > polls is 5 deep; poll.author.polls recurses, so cap it
+    max_query_depth: int = 6
     max_query_tokens: int = 2000
     max_aliases: int = 15
     max_body_bytes: int = 64 * 1024  # a recordImpressions of 100 ids is ~5 KiB
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
 
     # --- the feed -----------------------------------------------------------------------
     cursor_secret: str = "dev-only-cursor-secret-change-me"
+    # sqlite: shared by the workers of one host; redis: shared by several hosts
+    session_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "redis://127.0.0.1:6379/0"
     session_ttl_seconds: float = 30 * 60
     slot_plan: str = "user-personalization*3,trending-now,popularity-count"
     in_network: bool = False  # add polls of followees as a slot type (needs the graph)
@@ -56,6 +60,8 @@ class Settings(BaseSettings):
 
     # --- the follower graph ---------------------------------------------------------------
     graph_store: Literal["memory", "neo4j"] = "memory"
+    # memory store only: follows.csv loaded at startup (the demo sets it)
+    follows_path: Path | None = None
     neo4j_uri: str = "bolt://127.0.0.1:7687"
     neo4j_user: str = "neo4j"
     neo4j_password: str = "hunch-dev-password"

@@ -35,9 +35,10 @@ __all__ = [
 ENCODER_FILE = "encoder.json"
 _ARRAYS_FILE = "encoder.npz"
 
-# 64 dimensions keep the per-request dot product over 50k polls cheap while holding
-# enough topic signal; more buys little on short poll texts.
-DEFAULT_TEXT_DIMENSIONS = 64
+# 32 dimensions hold the topic signal of short poll texts (the demo's 16 topics fit
+# easily) while keeping the per-request dot product over 50k polls cheap: the serving
+# matrix is read whole on every request, so each dimension costs latency.
+DEFAULT_TEXT_DIMENSIONS = 32
 # Caps the vocabulary so memory and the saved JSON stay small on large catalogs.
 DEFAULT_MAX_VOCABULARY = 50_000
 # A term seen in a single poll cannot link two polls; dropping it removes noise.
@@ -108,6 +109,11 @@ class TfidfSvdEncoder:
         )
 
     def fit(self, texts: Sequence[str]) -> Self:
+        self.fit_transform(texts)
+        return self
+
+    def fit_transform(self, texts: Sequence[str]) -> np.ndarray:
+        """Fit on ``texts`` and return their vectors, reading the texts only once."""
         from sklearn.decomposition import TruncatedSVD
 
         cleaned = _clean_all(texts)
@@ -124,7 +130,7 @@ class TfidfSvdEncoder:
                 self.vocabulary_: dict[str, int] = {}
                 self.idf_ = np.zeros(0, dtype=np.float32)
                 self.components_ = np.zeros((0, 0), dtype=np.float32)
-                return self
+                return np.zeros((len(texts), 1), dtype=np.float32)
         self.vocabulary_ = {term: int(i) for term, i in vectorizer.vocabulary_.items()}
         self.idf_ = vectorizer.idf_.astype(np.float32)
         # TruncatedSVD needs fewer components than terms and documents.
@@ -136,7 +142,13 @@ class TfidfSvdEncoder:
             svd.fit(matrix)
             self.components_ = svd.components_.astype(np.float32)
         self._fitted_vectorizer = vectorizer
-        return self
+        return self._project(matrix)
+
+    def _project(self, tfidf: Any) -> np.ndarray:
+        dense = np.asarray(tfidf @ self.components_.T, dtype=np.float32)
+        norms = np.linalg.norm(dense, axis=1, keepdims=True)
+        np.divide(dense, norms, out=dense, where=norms > 0)
+        return dense
 
     def _restored_vectorizer(self) -> Any:
         vectorizer = getattr(self, "_fitted_vectorizer", None)
@@ -156,11 +168,7 @@ class TfidfSvdEncoder:
             raise TextEncoderNotFitted("TfidfSvdEncoder: call fit(texts) before transform")
         if not self.vocabulary_:
             return np.zeros((len(texts), max(1, self.dimensions)), dtype=np.float32)
-        tfidf = self._restored_vectorizer().transform(_clean_all(texts))
-        dense = np.asarray(tfidf @ self.components_.T, dtype=np.float32)
-        norms = np.linalg.norm(dense, axis=1, keepdims=True)
-        np.divide(dense, norms, out=dense, where=norms > 0)
-        return dense
+        return self._project(self._restored_vectorizer().transform(_clean_all(texts)))
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from graph.errors import GraphError
 from recsys.errors import HunchError
 
 
@@ -18,7 +19,7 @@ class _HunchGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except HunchError as exc:
+        except (HunchError, GraphError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 
@@ -33,7 +34,24 @@ def _register() -> None:
     from gateway.cli import data, demo
 
     cli.add_command(data.data)
+    from gateway.cli import neo4j
+    cli.add_command(neo4j.neo4j)
     cli.add_command(demo.demo)
+    from gateway.cli.evaluate import evaluate as evaluate_command
+    cli.add_command(evaluate_command)
+    from gateway.cli.graph import graph as graph_command
+    cli.add_command(graph_command)
+    from gateway.cli import recipes
+    cli.add_command(recipes.train)
+    cli.add_command(recipes.recommend)
+    from gateway.cli import serve
+    cli.add_command(serve.serve)
+    cli.add_command(serve.token)
+    cli.add_command(serve.export_schema)
+    from gateway.cli import analyze
+    cli.add_command(analyze.analyze)
+    cli.add_command(analyze.tune)
+    cli.add_command(analyze.report)
 
 
 _register()

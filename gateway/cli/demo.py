@@ -1,7 +1,9 @@
 """``hunch demo``: the embedded default end to end on one laptop.
 
-Generates demo data (once), imports it into the event store and prints a summary.
-As the recipes and the gateway land, it trains them and serves the feed.
+Generates demo data (once), imports it, clusters the follower graph in the in-process
+store (labels become the users' CLUSTER and COMMUNITY metadata), trains the three
+recipes, prints a development token and an example query, and serves the feed with
+GraphiQL on http://127.0.0.1:8000/graphql.
 """
 
 from __future__ import annotations
@@ -12,16 +14,27 @@ import click
 
 from gateway.settings import load_settings
 
+EXAMPLE_QUERY = """{
+  feed(first: 10) {
+    recommendationId
+    pageInfo { hasNextPage endCursor }
+    edges { source score promotionName node { id categories question } }
+  }
+}"""
+
 
 @click.command()
 @click.option("--users", default=2000, show_default=True, type=click.IntRange(min=10))
 @click.option("--polls", default=5000, show_default=True, type=click.IntRange(min=10))
 @click.option("--days", default=14, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=1, show_default=True, type=int)
-def demo(users: int, polls: int, days: int, seed: int) -> None:
-    """Generate demo data, import it, and show what the engine holds."""
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Serve the feed after preparing (--no-serve: prepare and exit).")
+def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
+    """Generate, import, cluster, train, then serve the feed with GraphiQL."""
     from recsys.datasets import import_directory
     from recsys.demo_data import generate_demo_data
+    from recsys.training import train
 
     settings = load_settings()
     data_dir = Path(settings.home) / "demo-data"
@@ -29,5 +42,65 @@ def demo(users: int, polls: int, days: int, seed: int) -> None:
         summary = generate_demo_data(data_dir, users=users, polls=polls, days=days, seed=seed,
                                      progress=True)
         click.echo(summary.describe())
+    _cluster(data_dir, Path(settings.home) / "graph-report")
     report = import_directory(data_dir, settings.events_db, mode="full", progress=True)
     click.echo(report.describe())
+    for recipe in ("popularity-count", "trending-now", "user-personalization"):
+        manifest = train(recipe, data_dir, settings.artifacts_dir, {})
+        click.echo(f"trained {recipe} version {manifest['version']}")
+
+    from gateway.auth import issue_token
+
+    with (data_dir / "users.csv").open() as fh:
+        fh.readline()
+        user = fh.readline().split(",")[0]
+    token = issue_token(settings, user)
+    admin = issue_token(settings, "internal-tools", admin=True)
+    url = f"http://{settings.host}:{settings.port}/graphql"
+    click.echo(f"\nDevelopment token for user {user} (24 h):\n  {token}")
+    click.echo(f"Admin token (internal tools):\n  {admin}")
+    click.echo(f"\nGraphiQL: {url}  (add the header  Authorization: Bearer <token>)")
+    click.echo(f"Example query:\n{EXAMPLE_QUERY}")
+    click.echo(f"\ncurl -s {url} -H 'Authorization: Bearer {token[:16]}...' "
+               "-H 'content-type: application/json' -d '{\"query\": \"{ feed(first: 5) "
+               "{ edges { source node { id question } } } }\"}'\n")
+    if serve:
+        import os
+
+        from gateway.cli.serve import serve as serve_command
+
+        # The embedded graph store starts empty: give it the demo's follows.
+        os.environ.setdefault("HUNCH_FOLLOWS_PATH", str(data_dir / "follows.csv"))
+
+        click.get_current_context().invoke(serve_command)
+
+
+def _cluster(data_dir: Path, report_dir: Path) -> None:
+    """Cluster the follower graph in the in-process store; CLUSTER and COMMUNITY land in
+    data_dir/users.csv, the report (JSON + plots) in report_dir."""
+    import asyncio
+    import shutil
+
+    from graph.analytics import ClusterOptions, cluster_store, load_ground_truth, read_follows_csv
+    from graph.memory_store import InMemoryGraphStore
+    from graph.store import Follow
+
+    async def run() -> dict:
+        store = InMemoryGraphStore()
+        rows = read_follows_csv(data_dir / "follows.csv")
+        await store.upsert_follows(Follow(a, b, t) for a, b, t in rows)
+        truth_file = data_dir / "ground_truth.json"
+        truth = load_ground_truth(truth_file) if truth_file.exists() else None
+        outcome = await cluster_store(store, report_dir, ClusterOptions(),
+                                      data_dir / "users.csv", truth, lambda step: None)
+        return outcome.summary
+
+    summary = asyncio.run(run())
+    for name in ("users.csv", "users.schema.json"):
+        shutil.copyfile(report_dir / name, data_dir / name)
+    method = summary["community_method"]
+    click.echo(
+        f"clustered the follower graph: K-Means k={summary['kmeans']['k']}, "
+        f"{summary['communities'][method]['count']} {method} communities"
+        + (f", NMI vs planted {summary['nmi']}" if summary.get("nmi") else "")
+        + f" (report in {report_dir})")

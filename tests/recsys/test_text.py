@@ -88,3 +88,10 @@ def test_sentence_encoder_runs_when_installed() -> None:
         pytest.skip("no local sentence-transformers model")
     vectors = encoder.transform(POLLS[:2])
     assert vectors.shape[0] == 2 and np.isfinite(vectors).all()
+
+
+def test_fit_transform_gives_the_vectors_transform_gives() -> None:
+    encoder = TfidfSvdEncoder(n_components=4)
+    fitted_vectors = encoder.fit_transform(POLLS)
+    np.testing.assert_allclose(fitted_vectors, encoder.transform(POLLS), atol=1e-5)
+    assert TfidfSvdEncoder().fit_transform(["", ""]).shape[0] == 2

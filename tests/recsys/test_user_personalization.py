@@ -287,3 +287,37 @@ def test_misuse_is_a_typed_error_that_says_what_to_fix(tmp_path) -> None:
         UserPersonalization().fit(TrainingData(interactions=[]))
     with pytest.raises(UserPersonalizationError, match="holds no saved"):
         UserPersonalization.load(tmp_path)
+
+
+def test_recommend_ranks_exactly_as_score_all_orders_the_polls(fitted) -> None:
+    scores = fitted.score_all("pets-fan-4")
+    voted = set(fitted.interacted_["pets-fan-4"].tolist())
+    best = [fitted.item_ids_[i] for i in np.argsort(-scores, kind="stable") if i not in voted]
+    recs = fitted.recommend("pets-fan-4", 15)
+    assert [r.item_id for r in recs] == best[:15]
+    assert [r.score for r in recs] == pytest.approx([scores[fitted.item_index_[i]]
+                                                     for i in best[:15]])
+
+
+def test_streamed_votes_lift_a_poll_for_everyone_at_once(world) -> None:
+    model = _fresh(world)
+    before = model.score_all("baking-fan-6")[model.item_index_["pets-7"]]
+    model.observe([Interaction(f"crowd-{k}", "pets-7", "HUNCH", NEWEST + k) for k in range(50)])
+    after = model.score_all("baking-fan-6")[model.item_index_["pets-7"]]
+    assert after > before
+
+
+def test_a_just_posted_poll_outranks_its_week_old_twin(world) -> None:
+    model = _fresh(world)
+    twin = {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer",
+            "QUESTION": "Which flour makes the best sourdough bread dough?"}
+    model.add_items({"fresh-twin": {**twin, "CREATION_TIMESTAMP": NEWEST - 3_600},
+                     "stale-twin": {**twin, "CREATION_TIMESTAMP": NEWEST - 9 * DAY}})
+    scores = model.score_all("baking-fan-1", now=NEWEST)
+    assert scores[model.item_index_["fresh-twin"]] > scores[model.item_index_["stale-twin"]]
+    no_recency = _fresh(world, use_recency=False)
+    no_recency.add_items({"fresh-twin": {**twin, "CREATION_TIMESTAMP": NEWEST - 3_600},
+                          "stale-twin": {**twin, "CREATION_TIMESTAMP": NEWEST - 9 * DAY}})
+    flat = no_recency.score_all("baking-fan-1", now=NEWEST)
+    assert flat[no_recency.item_index_["fresh-twin"]] == pytest.approx(
+        flat[no_recency.item_index_["stale-twin"]])

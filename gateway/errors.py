@@ -1,0 +1,125 @@
+"""Stable error codes for every GraphQL error, masking, and per-user rate limits.
+
+Each typed error maps to one ``extensions.code``. Errors that are not ours (bugs) are
+logged with their traceback and reach the client only as "Unexpected error." with code
+INTERNAL_SERVER_ERROR: no stack traces to clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from gateway.auth import Forbidden, Unauthorized
+from graph.errors import GraphError, GraphUnavailable
+from recsys.errors import HunchError
+from recsys.feed import InvalidPageSize
+from recsys.feed_sessions import ExpiredCursor, InvalidCursor
+
+log = logging.getLogger("gateway.errors")
+
+
+class RateLimited(HunchError):
+    """Too many mutations from one user in a short time."""
+
+
+# Most specific first: the first matching class decides the code.
+ERROR_CODES: list[tuple[type[BaseException], str]] = [
+    (Unauthorized, "UNAUTHENTICATED"),
+    (Forbidden, "FORBIDDEN"),
+    (RateLimited, "RATE_LIMITED"),
+    (ExpiredCursor, "CURSOR_EXPIRED"),
+    (InvalidCursor, "INVALID_CURSOR"),
+    (InvalidPageSize, "PAGE_SIZE_EXCEEDED"),
+    (GraphUnavailable, "GRAPH_UNAVAILABLE"),
+    (HunchError, "BAD_USER_INPUT"),
+    (GraphError, "BAD_USER_INPUT"),
+]
+
+
+def code_for(error: GraphQLError) -> tuple[str, bool]:
+    """(code, mask?) for one error."""
+    original = error.original_error
+    if original is None:
+        # Raised by graphql-core itself: parse and validation failures (depth, aliases,
+        # tokens, unknown fields, bad variables). Their messages are safe to show.
+        if "Syntax Error" in error.message or "exceeds the maximum" in error.message.lower():
+            return "GRAPHQL_PARSE_FAILED", False
+        return "GRAPHQL_VALIDATION_FAILED", False
+    if isinstance(original, GraphQLError):
+        return code_for(original)
+    for cls, code in ERROR_CODES:
+        if isinstance(original, cls):
+            return code, False
+    return "INTERNAL_SERVER_ERROR", True
+
+
+class ErrorCodes(SchemaExtension):
+    """Gives every error a code and masks the unexpected ones."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not getattr(result, "errors", None):
+            return
+        processed = []
+        for error in result.errors:
+            code, mask = code_for(error)
+            if mask:
+                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+                error = GraphQLError("Unexpected error.", nodes=error.nodes,
+                                     positions=error.positions, path=error.path,
+                                     extensions={"code": code})
+            else:
+                error = GraphQLError(error.message, nodes=error.nodes, positions=error.positions,
+                                     path=error.path,
+                                     extensions={**(error.extensions or {}), "code": code})
+            _count(code)
+            processed.append(error)
+        result.errors = processed
+
+
+def _count(code: str) -> None:
+    from gateway import metrics
+
+    metrics.ERRORS.labels(code).inc()
+
+
+class ResponseExtensions(SchemaExtension):
+    """Adds ``extensions.degraded`` when part of the answer was served without a
+    dependency (e.g. the follower graph)."""
+
+    def get_results(self) -> dict:
+        context = self.execution_context.context
+        degraded = context.get("degraded") if isinstance(context, dict) else None
+        return {"degraded": sorted(set(degraded))} if degraded else {}
+
+
+class RateLimiter:
+    """A token bucket per user: ``rate_per_minute`` sustained, bursts of a tenth of it.
+
+    Per worker process: with N workers the effective limit is up to N times higher,
+    which is fine for abuse protection (exact global limits belong to the edge proxy).
+    """
+
+    def __init__(self, rate_per_minute: int):
+        self.rate = rate_per_minute / 60.0
+        self.burst = max(10.0, rate_per_minute / 10.0)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, user_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(user_id, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1.0:
+                self._buckets[user_id] = (tokens, now)
+                return False
+            self._buckets[user_id] = (tokens - 1.0, now)
+            return True

@@ -1,0 +1,523 @@
+"""The GraphQL schema (strawberry): the feed, events, follows, and internal-tool fields.
+
+Expected failures are union result types (``UnknownPoll``, ``InvalidFilterExpression``,
+``GraphUnavailable``...), so a client handles them as data. Every other error is raised
+and carries a stable ``extensions.code`` (see :mod:`gateway.errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Annotated, Any
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from gateway.auth import Forbidden, Principal
+from gateway.errors import RateLimited
+from graph.errors import GraphError
+from recsys.errors import HunchError, InvalidEvent
+from recsys.events import Interaction
+from recsys.filters import FilterAlreadyExists, InvalidFilterExpression, UnknownFilter
+from recsys.promotions import (
+    InvalidPromotion,
+    Promotion as PromotionRecord,
+    PromotionAlreadyExists,
+    UnknownPromotion,
+)
+from recsys.schemas import MAX_ID_LENGTH
+
+MAX_IMPRESSIONS_PER_CALL = 100  # a screenful is ~5; a long scroll batched is < 100
+
+
+# ---------------------------------------------------------------------- types
+
+
+@strawberry.type(description="Someone who writes polls.")
+class Author:
+    id: strawberry.ID
+
+    @strawberry.field(description="The author's newest polls ('more from this author').")
+    def polls(self, info: Info, first: int = 10) -> list["Poll"]:
+        _principal(info)
+        services = _services(info)
+        ids = services.polls_by_author(str(self.id), max(0, min(first, 50)))
+        return [Poll.from_record(r) for r in (services.events.get_item(i) for i in ids) if r]
+
+
+@strawberry.type
+class Poll:
+    id: strawberry.ID
+    categories: list[str]
+    author_id: str | None
+    created_at: int | None
+    question: str | None
+    options: str | None
+    description: str | None
+
+    @strawberry.field
+    def author(self) -> Author | None:
+        return Author(id=strawberry.ID(self.author_id)) if self.author_id else None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> "Poll":
+        category = record.get("CATEGORY") or ""
+        return cls(
+            id=strawberry.ID(record["ITEM_ID"]),
+            categories=[c for c in str(category).split("|") if c],
+            author_id=record.get("AUTHOR_ID"),
+            created_at=record.get("CREATION_TIMESTAMP"),
+            question=record.get("QUESTION"),
+            options=record.get("OPTIONS"),
+            description=record.get("DESCRIPTION"),
+        )
+
+
+@strawberry.type
+class FeedEdge:
+    cursor: str
+    node: Poll
+    source: str = strawberry.field(description="The recipe that placed this poll.")
+    score: float
+    rank: int = strawberry.field(description="1-based rank within its source's list.")
+    promotion_name: str | None
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class FeedConnection:
+    edges: list[FeedEdge]
+    page_info: PageInfo
+    recommendation_id: str
+
+
+@strawberry.type
+class Me:
+    id: strawberry.ID
+    cluster: str | None
+    community: str | None
+    locale: str | None
+
+
+@strawberry.type
+class Promotion:
+    name: str
+    percent_promoted_items: int
+    filter_expression: str
+    filter_name: str | None
+    filter_values: JSON
+    start_at: float | None
+    end_at: float | None
+    priority: int
+
+    @classmethod
+    def from_record(cls, p: PromotionRecord) -> "Promotion":
+        return cls(name=p.name, percent_promoted_items=p.percent_promoted_items,
+                   filter_expression=p.filter_expression, filter_name=p.filter_name,
+                   filter_values=p.filter_values, start_at=p.start_at, end_at=p.end_at,
+                   priority=p.priority)
+
+
+@strawberry.type
+class Filter:
+    name: str
+    expression: str
+    parameters: list[str]
+    created_at: float
+
+
+@strawberry.type
+class Recorded:
+    stored: bool = strawberry.field(description="False when the event id was already stored.")
+    event_id: str
+
+
+@strawberry.type
+class Deleted:
+    name: str
+
+
+@strawberry.type
+class FollowChanged:
+    follower: str
+    followee: str
+    following: bool
+
+
+# Expected failures, as data.
+@strawberry.type
+class UnknownPollError:
+    message: str
+    poll_id: str
+
+
+@strawberry.type
+class InvalidInputError:
+    message: str
+
+
+@strawberry.type
+class GraphUnavailableError:
+    message: str
+
+
+@strawberry.type
+class InvalidFilterExpressionError:
+    message: str
+
+
+@strawberry.type
+class NotFoundError:
+    message: str
+
+
+@strawberry.type
+class AlreadyExistsError:
+    message: str
+
+
+RecordInteractionResult = Annotated[
+    Recorded | UnknownPollError | InvalidInputError,
+    strawberry.union("RecordInteractionResult")]
+RecordImpressionsResult = Annotated[
+    Recorded | InvalidInputError, strawberry.union("RecordImpressionsResult")]
+FollowResult = Annotated[
+    FollowChanged | GraphUnavailableError | InvalidInputError, strawberry.union("FollowResult")]
+UpsertPollResult = Annotated[Poll | InvalidInputError, strawberry.union("UpsertPollResult")]
+PromotionResult = Annotated[
+    Promotion | InvalidInputError | NotFoundError | AlreadyExistsError,
+    strawberry.union("PromotionResult")]
+DeleteResult = Annotated[Deleted | NotFoundError, strawberry.union("DeleteResult")]
+FilterResult = Annotated[
+    Filter | InvalidFilterExpressionError | AlreadyExistsError,
+    strawberry.union("FilterResult")]
+
+
+@strawberry.input
+class InteractionInput:
+    poll_id: strawberry.ID
+    event_type: str = "HUNCH"
+    event_value: float | None = None
+    recommendation_id: str | None = None
+    impression: list[strawberry.ID] | None = None
+    event_id: str | None = strawberry.field(
+        default=None, description="Client-chosen id; a retry with the same id is ignored.")
+    at: float | None = strawberry.field(default=None, description="Epoch seconds; now if absent.")
+
+
+@strawberry.input
+class PollInput:
+    id: strawberry.ID
+    categories: list[str]
+    author_id: str
+    created_at: int | None = None
+    question: str | None = None
+    options: str | None = None
+    description: str | None = None
+    option_descriptions: str | None = None
+    comments: str | None = None
+
+
+@strawberry.input
+class PromotionInput:
+    percent_promoted_items: int
+    filter_expression: str = ""
+    filter_name: str | None = None
+    filter_values: JSON | None = None
+    start_at: float | None = None
+    end_at: float | None = None
+    priority: int = 0
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _principal(info: Info) -> Principal:
+    return info.context["principal"]()
+
+
+def _admin(info: Info) -> Principal:
+    principal = _principal(info)
+    if not principal.is_admin:
+        raise Forbidden("this field is for internal tools: it needs a token with role admin")
+    return principal
+
+
+def _check_rate(info: Info, principal: Principal) -> None:
+    if not info.context["rate_limiter"].allow(principal.user_id):
+        raise RateLimited("too many mutations; slow down and retry in a few seconds")
+
+
+def _services(info: Info):
+    return info.context["services"]
+
+
+def _filter_from(record) -> Filter:
+    return Filter(name=record.name, expression=record.expression,
+                  parameters=[p.name for p in record.compiled.parameters],
+                  created_at=record.created_at)
+
+
+# ---------------------------------------------------------------------- query
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The user's feed, a page of `first` polls after `after`.")
+    async def feed(self, info: Info, first: int = 20, after: str | None = None,
+                   user_id: strawberry.ID | None = None, filter: str | None = None,
+                   filter_values: JSON | None = None) -> FeedConnection:
+        principal = _principal(info)
+        target = str(user_id) if user_id else principal.user_id
+        if target != principal.user_id and not principal.is_admin:
+            raise Forbidden("a user can read only their own feed")
+        services = _services(info)
+        values = _string_dict(filter_values, "filterValues") if filter_values else None
+        result = await asyncio.to_thread(services.feed, target, first, after, filter, values)
+        info.context["degraded"].extend(result.degraded)
+        page = result.page
+        records = {i.item_id: services.events.get_item(i.item_id) for i in page.items}
+        edges = [
+            FeedEdge(
+                cursor=page.end_cursor,
+                node=Poll.from_record(records[i.item_id] or {"ITEM_ID": i.item_id}),
+                source=i.source, score=i.score, rank=i.rank, promotion_name=i.promotion_name,
+            )
+            for i in page.items
+        ]
+        return FeedConnection(edges=edges,
+                              page_info=PageInfo(has_next_page=page.has_next_page,
+                                                 end_cursor=page.end_cursor),
+                              recommendation_id=page.recommendation_id)
+
+    @strawberry.field
+    def poll(self, info: Info, id: strawberry.ID) -> Poll | None:
+        _principal(info)
+        record = _services(info).events.get_item(str(id))
+        return Poll.from_record(record) if record else None
+
+    @strawberry.field
+    def me(self, info: Info) -> Me:
+        principal = _principal(info)
+        record = _services(info).events.get_user(principal.user_id) or {}
+        return Me(id=strawberry.ID(principal.user_id), cluster=record.get("CLUSTER"),
+                  community=record.get("COMMUNITY"), locale=record.get("LOCALE"))
+
+    @strawberry.field(description="Internal tools: every stored promotion.")
+    def promotions(self, info: Info) -> list[Promotion]:
+        _admin(info)
+        return [Promotion.from_record(p) for p in _services(info).promotions.list()]
+
+    @strawberry.field(description="Internal tools: every stored filter.")
+    def filters(self, info: Info) -> list[Filter]:
+        _admin(info)
+        return [_filter_from(f) for f in _services(info).filters.list()]
+
+
+def _string_dict(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise InvalidEvent(f"{what} must be an object of string values")
+    return value
+
+
+# ---------------------------------------------------------------------- mutation
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Polls the user saw (impression-only event).")
+    def record_impressions(self, info: Info, poll_ids: list[strawberry.ID],
+                           recommendation_id: str | None = None,
+                           at: float | None = None) -> RecordImpressionsResult:
+        principal = _principal(info)
+        _check_rate(info, principal)
+        if not poll_ids or len(poll_ids) > MAX_IMPRESSIONS_PER_CALL:
+            return InvalidInputError(
+                message=f"pollIds needs 1 to {MAX_IMPRESSIONS_PER_CALL} ids")
+        try:
+            event_id = _services(info).record_impressions(
+                principal.user_id, [str(p) for p in poll_ids], recommendation_id, at)
+        except InvalidEvent as exc:
+            return InvalidInputError(message=str(exc))
+        return Recorded(stored=True, event_id=event_id)
+
+    @strawberry.mutation(description="The user voted, commented, ... on a poll.")
+    def record_interaction(self, info: Info, input: InteractionInput) -> RecordInteractionResult:
+        principal = _principal(info)
+        _check_rate(info, principal)
+        services = _services(info)
+        poll_id = str(input.poll_id)
+        if services.events.get_item(poll_id) is None:
+            return UnknownPollError(message=f"no poll {poll_id!r}; upsert it first",
+                                    poll_id=poll_id)
+        if not input.event_type.strip():
+            return InvalidInputError(message="eventType must not be empty")
+        try:
+            event = Interaction(
+                principal.user_id, poll_id, input.event_type.strip().upper(),
+                int(input.at if input.at is not None else time.time()), input.event_value,
+                tuple(str(i) for i in (input.impression or ())), input.recommendation_id,
+                event_id=input.event_id or uuid.uuid4().hex,
+            )
+            stored = services.record_interaction(event)
+        except InvalidEvent as exc:
+            return InvalidInputError(message=str(exc))
+        return Recorded(stored=stored, event_id=event.event_id)
+
+    @strawberry.mutation
+    async def follow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
+        principal = _principal(info)
+        _check_rate(info, principal)
+        if str(user_id) == principal.user_id:
+            return InvalidInputError(message="a user cannot follow themselves")
+        try:
+            await _services(info).follow(principal.user_id, str(user_id))
+        except GraphError as exc:
+            return GraphUnavailableError(message=str(exc))
+        return FollowChanged(follower=principal.user_id, followee=str(user_id), following=True)
+
+    @strawberry.mutation
+    async def unfollow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
+        principal = _principal(info)
+        _check_rate(info, principal)
+        try:
+            await _services(info).unfollow(principal.user_id, str(user_id))
+        except GraphError as exc:
+            return GraphUnavailableError(message=str(exc))
+        return FollowChanged(follower=principal.user_id, followee=str(user_id), following=False)
+
+    @strawberry.mutation(description="Catalog ingest: a new or changed poll, text included.")
+    def upsert_poll(self, info: Info, input: PollInput) -> UpsertPollResult:
+        principal = _principal(info)
+        _check_rate(info, principal)
+        if not principal.is_admin and input.author_id != principal.user_id:
+            raise Forbidden("only the poll's author or an internal tool may upsert it")
+        if not str(input.id) or len(str(input.id)) > MAX_ID_LENGTH:
+            return InvalidInputError(message=f"id needs 1 to {MAX_ID_LENGTH} characters")
+        if not input.categories:
+            return InvalidInputError(message="categories needs at least one category")
+        from recsys.datasets import clean_text
+
+        record: dict[str, Any] = {
+            "ITEM_ID": str(input.id),
+            "CATEGORY": "|".join(input.categories),
+            "AUTHOR_ID": input.author_id,
+            "CREATION_TIMESTAMP": input.created_at or int(time.time()),
+        }
+        for name, value in (("QUESTION", input.question), ("OPTIONS", input.options),
+                            ("DESCRIPTION", input.description),
+                            ("OPTION_DESCRIPTIONS", input.option_descriptions),
+                            ("COMMENTS", input.comments)):
+            if value is not None:
+                record[name] = clean_text(value)
+        try:
+            stored = _services(info).upsert_poll(record)
+        except InvalidEvent as exc:
+            return InvalidInputError(message=str(exc))
+        return Poll.from_record(stored)
+
+    @strawberry.mutation
+    def create_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
+        _admin(info)
+        services = _services(info)
+        try:
+            if input.filter_name:
+                services.filters.get(input.filter_name)
+            promotion = PromotionRecord(
+                name=name, percent_promoted_items=input.percent_promoted_items,
+                filter_expression=input.filter_expression, filter_name=input.filter_name,
+                filter_values=_string_dict(input.filter_values or {}, "filterValues"),
+                start_at=input.start_at, end_at=input.end_at, priority=input.priority)
+            if promotion.filter_expression:
+                from recsys.filters import compile_filter
+
+                compile_filter(promotion.filter_expression)
+            services.promotions.create(promotion)
+        except (InvalidPromotion, InvalidFilterExpression, InvalidEvent) as exc:
+            return InvalidInputError(message=str(exc))
+        except UnknownFilter as exc:
+            return NotFoundError(message=str(exc))
+        except PromotionAlreadyExists as exc:
+            return AlreadyExistsError(message=str(exc))
+        return Promotion.from_record(promotion)
+
+    @strawberry.mutation
+    def update_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
+        _admin(info)
+        try:
+            updated = _services(info).promotions.update(
+                name, percent_promoted_items=input.percent_promoted_items,
+                filter_expression=input.filter_expression, filter_name=input.filter_name,
+                filter_values=_string_dict(input.filter_values or {}, "filterValues"),
+                start_at=input.start_at, end_at=input.end_at, priority=input.priority)
+        except (InvalidPromotion, InvalidEvent) as exc:
+            return InvalidInputError(message=str(exc))
+        except UnknownPromotion as exc:
+            return NotFoundError(message=str(exc))
+        return Promotion.from_record(updated)
+
+    @strawberry.mutation
+    def delete_promotion(self, info: Info, name: str) -> DeleteResult:
+        _admin(info)
+        try:
+            _services(info).promotions.delete(name)
+        except UnknownPromotion as exc:
+            return NotFoundError(message=str(exc))
+        return Deleted(name=name)
+
+    @strawberry.mutation(description="Filters are immutable: delete and create to change one.")
+    def create_filter(self, info: Info, name: str, expression: str) -> FilterResult:
+        _admin(info)
+        try:
+            record = _services(info).filters.create(name, expression)
+        except InvalidFilterExpression as exc:
+            return InvalidFilterExpressionError(message=str(exc))
+        except FilterAlreadyExists as exc:
+            return AlreadyExistsError(message=str(exc))
+        except HunchError as exc:
+            return InvalidFilterExpressionError(message=str(exc))
+        return _filter_from(record)
+
+    @strawberry.mutation
+    def delete_filter(self, info: Info, name: str) -> DeleteResult:
+        _admin(info)
+        try:
+            _services(info).filters.delete(name)
+        except UnknownFilter as exc:
+            return NotFoundError(message=str(exc))
+        return Deleted(name=name)
+
+
+def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases: int):
+    from strawberry.extensions import (
+        DisableIntrospection,
+        MaxAliasesLimiter,
+        MaxTokensLimiter,
+        QueryDepthLimiter,
+    )
+
+    from gateway.errors import ErrorCodes, ResponseExtensions
+
+    extensions: list[Any] = [
+        QueryDepthLimiter(max_depth=max_depth),
+        MaxTokensLimiter(max_token_count=max_tokens),
+        MaxAliasesLimiter(max_alias_count=max_aliases),
+        ErrorCodes(),
+        ResponseExtensions(),
+    ]
+    if not development:
+        extensions.append(DisableIntrospection())
+    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+# The schema as the code defines it; schema.graphql at the repository root must match.
+schema = strawberry.Schema(query=Query, mutation=Mutation)

@@ -1,0 +1,342 @@
+"""The composition root: builds the engine's parts from settings and wires them together.
+
+Everything a GraphQL resolver needs lives on :class:`Services`: the event store, the
+served recipes, filters and promotions, the feed (mixer + sessions), the follower graph.
+recsys and graph never meet except here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gateway import metrics
+from gateway.settings import Settings
+from graph.errors import GraphError, GraphUnavailable
+from graph.store import Follow, GraphStore, PollAuthorship
+from recsys.artifacts import ArtifactNotFound
+from recsys.backends import InNetworkSource
+from recsys.events import EventStore, Impression, Interaction
+from recsys.feed import FeedPage, FeedService
+from recsys.feed_sessions import CursorSigner, SQLiteFeedSessionStore
+from recsys.filters import Catalog, CompiledFilter, FilterContext, FilterStore, compile_filter
+from recsys.mixer import IN_NETWORK, Mixer, SlotPlan
+from recsys.promotions import Promotion, PromotionStore
+from recsys.recipes.base import ScoredItem
+from recsys.schemas import ITEMS
+from recsys.serving import RecipeService
+
+log = logging.getLogger(__name__)
+
+# How often a worker re-reads the poll catalog that other workers may have extended.
+CATALOG_REFRESH_SECONDS = 2.0
+# Interactions filters look at a user's last 100 interactions per event type (Personalize).
+RECENT_EVENTS_PER_TYPE = 100
+
+
+class ServedRecipeSource:
+    """A recipe served by :class:`RecipeService` as a mixer candidate source.
+
+    A recipe with no trained model yet gives no candidates (the mixer backfills from
+    the others) and counts as a fallback, so the feed works from the first minute.
+    """
+
+    def __init__(self, name: str, recipes: RecipeService):
+        self.name = name
+        self.recipes = recipes
+
+    def candidates(self, user_id: str, n: int, *, exclude: Collection[str] = (),
+                   allow: Callable[[str], bool] | None = None,
+                   filter_name: str | None = None,
+                   filter_values: dict[str, str] | None = None) -> list[ScoredItem]:
+        started = time.perf_counter()
+        try:
+            return self.recipes.recommend(self.name, user_id, n, exclude=exclude,
+                                          allow=allow).items
+        except ArtifactNotFound:
+            metrics.FALLBACKS.labels(self.name, "no-model").inc()
+            return []
+        finally:
+            metrics.SOURCE_LATENCY.labels(self.name).observe(time.perf_counter() - started)
+
+
+@dataclass
+class FeedResult:
+    page: FeedPage
+    degraded: list[str] = field(default_factory=list)
+
+
+class Services:
+    """The running engine of one worker process."""
+
+    def __init__(self, settings: Settings, graph: GraphStore | None = None):
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.events = EventStore(settings.events_db)
+        self.recipes = RecipeService(settings.artifacts_dir, self.events)
+        self.filters = FilterStore(settings.events_db)
+        self.promotions = PromotionStore(settings.events_db)
+        self.graph = graph if graph is not None else _make_graph(settings)
+        self.graph_degraded = False
+        self._catalog_lock = threading.Lock()
+        self.catalog = Catalog(schema=ITEMS)
+        self._catalog_count = -1
+        self._catalog_checked = 0.0
+        self.refresh_catalog(force=True)
+        self.exclusion: CompiledFilter | None = (
+            compile_filter(settings.exclusion_filter) if settings.exclusion_filter else None)
+
+        plan = SlotPlan.parse(settings.slot_plan)
+        if settings.in_network and IN_NETWORK not in plan.block:
+            plan = SlotPlan(plan.block + (IN_NETWORK,), plan.backfill)
+        sources: dict[str, Any] = {
+            name: ServedRecipeSource(name, self.recipes)
+            for name in ("user-personalization", "trending-now", "popularity-count")
+        }
+        if settings.in_network:
+            sources[IN_NETWORK] = InNetworkSource(self._followees_sync, self._polls_by_authors_sync)
+        self.mixer = Mixer(sources, plan)
+        self.feed_service = FeedService(
+            self.mixer,
+            _make_session_store(settings),
+            CursorSigner(settings.cursor_secret),
+            session_ttl_seconds=settings.session_ttl_seconds,
+            active_promotion=self.promotions.active,
+            promotion_filter=self._promotion_predicate,
+            on_recommendation=self._record_recommendation,
+            max_page_size=settings.max_page_size,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ catalog
+
+    def refresh_catalog(self, force: bool = False) -> None:
+        """Pick up polls that other workers stored (cheap: a COUNT at most every 2 s)."""
+        now = time.monotonic()
+        if not force and now - self._catalog_checked < CATALOG_REFRESH_SECONDS:
+            return
+        with self._catalog_lock:
+            self._catalog_checked = now
+            count = self.events.counts()["items"]
+            if count == self._catalog_count and not force:
+                return
+            records = {r["ITEM_ID"]: r for r in self.events.items()}
+            new = {k: v for k, v in records.items() if k not in self.catalog.index}
+            self.catalog.upsert(records)
+            self._catalog_count = count
+        if new and not force:
+            # Polls another worker ingested: recommendable here too (trending, exploration).
+            self.recipes.add_items(new)
+
+    # ------------------------------------------------------------------ feed
+
+    def feed(self, user_id: str, first: int, after: str | None,
+             filter_name: str | None = None, filter_values: dict[str, str] | None = None,
+             ) -> FeedResult:
+        self.refresh_catalog()
+        context = self._filter_context(user_id)
+        named = self.filters.get(filter_name).compiled if filter_name else None
+        masks: list[np.ndarray] = []
+        with self._catalog_lock:  # the catalog is not safe to read while it is updated
+            if self.exclusion is not None:
+                masks.append(self.exclusion.bind().catalog_mask(context))
+            if named is not None:
+                masks.append(named.bind(filter_values).catalog_mask(context))
+            allow = self._mask_predicate(masks)
+        page = self.feed_service.page(user_id, first, after, allow=allow)
+        degraded = ["in-network"] if self.settings.in_network and self.graph_degraded else []
+        return FeedResult(page, degraded)
+
+    def _filter_context(self, user_id: str) -> FilterContext:
+        latest = self.events.latest_events(user_id, per_type=RECENT_EVENTS_PER_TYPE)
+        recent = {etype: [e.item_id for e in reversed(evts)] for etype, evts in latest.items()}
+        return FilterContext(self.catalog, self.events.get_user(user_id) or {}, recent)
+
+    def _mask_predicate(self, masks: list[np.ndarray]) -> Callable[[str], bool] | None:
+        if not masks:
+            return None
+        combined = masks[0]
+        for m in masks[1:]:
+            combined = combined & m
+        index = self.catalog.index
+
+        def allow(item_id: str) -> bool:
+            row = index.get(item_id)
+            # A poll the catalog does not know yet cannot be judged by metadata: allow it
+            # only if no filter said anything (it has no interactions either).
+            return bool(combined[row]) if row is not None and row < len(combined) else True
+
+        return allow
+
+    def _promotion_predicate(self, promotion: Promotion, user_id: str) -> Callable[[str], bool]:
+        if promotion.filter_name:
+            compiled = self.filters.get(promotion.filter_name).compiled
+        else:
+            compiled = compile_filter(promotion.filter_expression)
+        context = self._filter_context(user_id)
+        with self._catalog_lock:
+            mask = compiled.bind(promotion.filter_values).catalog_mask(context)
+        predicate = self._mask_predicate([mask])
+        assert predicate is not None
+        return predicate
+
+    def polls_by_author(self, author_id: str, n: int) -> list[str]:
+        """The author's newest ``n`` polls, from the catalog's AUTHOR_ID index."""
+        with self._catalog_lock:
+            mask = self.catalog.value_mask("AUTHOR_ID", [author_id])
+            rows = np.flatnonzero(mask[: len(self.catalog)])
+            created = [self.catalog.numeric_value(int(r), "CREATION_TIMESTAMP") or 0.0
+                       for r in rows]
+            ids = [self.catalog.ids[int(r)] for r in rows]
+        return [i for _, i in sorted(zip(created, ids), reverse=True)[:n]]
+
+    def _record_recommendation(self, recommendation_id: str, user_id: str,
+                               item_ids: list[str]) -> None:
+        # What a response showed, so that an event carrying only its recommendation id
+        # still counts as an impression (Personalize's implicit impressions).
+        self.events.record_recommendation(recommendation_id, user_id, item_ids, int(time.time()))
+
+    # ------------------------------------------------------------------ events
+
+    def record_impressions(self, user_id: str, poll_ids: list[str],
+                           recommendation_id: str | None, at: float | None) -> str:
+        event = Impression(user_id, tuple(poll_ids), int(at if at is not None else time.time()),
+                           recommendation_id, event_id=uuid.uuid4().hex)
+        if self.events.append(event):
+            metrics.EVENTS_INGESTED.labels("impression").inc()
+        return event.event_id
+
+    def record_interaction(self, event: Interaction) -> bool:
+        stored = self.events.append(event)
+        if stored:
+            metrics.EVENTS_INGESTED.labels("interaction").inc()
+        return stored
+
+    def upsert_poll(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.events.upsert_items([record])
+        stored = self.events.get_item(record["ITEM_ID"]) or record
+        with self._catalog_lock:
+            self.catalog.upsert({stored["ITEM_ID"]: stored})
+        self.recipes.add_items({stored["ITEM_ID"]: stored})
+        return stored
+
+    # ------------------------------------------------------------------ graph
+
+    async def follow(self, follower: str, followee: str) -> None:
+        await self._graph_call(self.graph.follow(follower, followee, int(time.time())))
+
+    async def unfollow(self, follower: str, followee: str) -> bool:
+        return await self._graph_call(self.graph.unfollow(follower, followee))
+
+    async def followees(self, user_id: str) -> list[str]:
+        return await self._graph_call(self.graph.followees(user_id))
+
+    async def _graph_call(self, awaitable):
+        try:
+            result = await awaitable
+        except GraphError:
+            self.graph_degraded = True
+            raise
+        except OSError as exc:  # connection refused and friends
+            self.graph_degraded = True
+            raise GraphUnavailable(f"the follower graph is unreachable: {exc}") from exc
+        self.graph_degraded = False
+        return result
+
+    def _followees_sync(self, user_id: str) -> list[str]:
+        return self._run_graph(self.graph.followees(user_id)) or []
+
+    def _polls_by_authors_sync(self, authors: list[str], limit: int) -> list[tuple[str, float]]:
+        polls = self._run_graph(self.graph.polls_by_authors(authors, limit)) or []
+        out = []
+        for poll_id in polls:
+            row = self.catalog.index.get(poll_id)
+            created = (self.catalog.numeric_value(row, "CREATION_TIMESTAMP")
+                       if row is not None else None)
+            out.append((poll_id, float(created or 0.0)))
+        return out
+
+    def _run_graph(self, coro):
+        """Run a graph call from synchronous mixer code; on failure, degrade quietly."""
+        loop = self._loop
+        try:
+            if loop is not None and loop.is_running():
+                return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=2.0)
+            return asyncio.run(coro)
+        except Exception as exc:  # the feed must not fail because the graph did
+            self.graph_degraded = True
+            metrics.FALLBACKS.labels(IN_NETWORK, type(exc).__name__).inc()
+            log.warning("follower graph unavailable for the in-network source: %s", exc)
+            return None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Load follows.csv into the in-process graph (embedded mode) with poll authors."""
+        path = self.settings.follows_path
+        if self.settings.graph_store != "memory" or path is None or not path.exists():
+            return
+        from graph.analytics import read_follows_csv
+
+        polls = [(r["ITEM_ID"], r["AUTHOR_ID"], int(r.get("CREATION_TIMESTAMP") or 0))
+                 for r in self.events.items() if r.get("AUTHOR_ID")]
+        await load_follows(self.graph, read_follows_csv(path), polls)
+
+    async def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        checks["models"] = self.recipes.available()
+        try:
+            self.events.check_writable()
+            checks["store"] = "writable"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["store"] = f"not writable: {exc}"
+        if self.settings.graph_store == "neo4j":
+            try:
+                await self.graph.counts()
+                checks["neo4j"] = "reachable"
+            except Exception as exc:  # noqa: BLE001
+                checks["neo4j"] = f"unreachable: {exc}"
+        checks["ready"] = bool(checks["models"]) and checks["store"] == "writable" and (
+            checks.get("neo4j", "reachable") == "reachable")
+        return checks
+
+    async def close(self) -> None:
+        try:
+            await self.graph.close()
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            pass
+        self.events.close()
+
+
+def _make_session_store(settings: Settings):
+    if settings.session_store == "redis":
+        from recsys.feed_sessions import RedisFeedSessionStore
+
+        return RedisFeedSessionStore(settings.redis_url)
+    return SQLiteFeedSessionStore(settings.sessions_db)
+
+
+def _make_graph(settings: Settings) -> GraphStore:
+    if settings.graph_store == "neo4j":
+        from graph.neo4j_store import Neo4jGraphStore
+
+        return Neo4jGraphStore(settings.neo4j_uri, settings.neo4j_user, settings.neo4j_password)
+    from graph.memory_store import InMemoryGraphStore
+
+    return InMemoryGraphStore()
+
+
+async def load_follows(graph: GraphStore, rows: list[tuple[str, str, int]],
+                       polls: list[tuple[str, str, int]]) -> None:
+    """Bulk-load follows and poll authorship (the demo and tests)."""
+    await graph.ensure_schema()
+    await graph.upsert_follows(Follow(a, b, ts) for a, b, ts in rows)
+    await graph.upsert_polls(PollAuthorship(p, a, ts) for p, a, ts in polls)

@@ -1,0 +1,443 @@
+"""The clustering pipeline in Python: follows from a GraphStore -> features -> K-Means and
+communities -> evaluation -> labels written back -> Users dataset -> report.
+
+This is the path that runs without GDS (the embedded store, or Neo4j without the plugin);
+``graph.gds`` runs the same steps inside Neo4j and shares the write-back, export and
+report from here, so both paths produce the same files.
+
+The graph package may not import ``recsys`` (dependencies point gateway -> graph), so the
+Users dataset is written here directly in Personalize's bulk CSV format: USER_ID, CLUSTER,
+COMMUNITY (categorical strings such as "c3" and "m12"), merged into an existing users.csv
+when there is one. Users outside the graph's core (isolated users, components smaller
+than ``MIN_COMPONENT_SIZE``) share the label "none" for both fields.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from graph.clustering import (
+    DEFAULT_K_RANGE,
+    KMeansClusters,
+    best_communities,
+    cluster_kmeans,
+    detect_communities,
+    group_sizes,
+    nmi,
+)
+from graph.errors import GraphError
+from graph.features import MIN_COMPONENT_SIZE, build_follow_graph, compute_features
+from graph.report import write_report, write_summary
+from graph.store import GraphStore, Labels
+
+NONE_LABEL = "none"
+CLUSTER_PREFIX = "c"
+COMMUNITY_PREFIX = "m"
+USERS_CSV = "users.csv"
+USERS_SCHEMA = "users.schema.json"
+AVRO_NAMESPACE = "com.amazonaws.personalize.schema"
+# Personalize accepts 1 to 5 metadata fields in the Users dataset.
+MAX_USER_METADATA_FIELDS = 5
+# Columns the Hunch Users dataset already knows (mirrors recsys.schemas.USERS, which this
+# package may not import; tests/graph/test_analytics.py checks that they agree).
+KNOWN_USER_FIELDS: dict[str, dict] = {
+    "AGE": {"name": "AGE", "type": ["null", "int"]},
+    "LOCALE": {"name": "LOCALE", "type": ["null", "string"], "categorical": True},
+}
+LABEL_FIELDS = ("CLUSTER", "COMMUNITY")
+
+Progress = Callable[[str], None]
+
+
+class GraphAnalyticsError(GraphError):
+    """Base of the graph analytics' typed errors; the gateway maps them to one line."""
+
+
+class EmptyFollowGraph(GraphAnalyticsError):
+    """There are too few follows to cluster."""
+
+
+class InvalidUsersDataset(GraphAnalyticsError):
+    """An existing users.csv / users.schema.json cannot be merged with the labels."""
+
+
+class InvalidGroundTruth(GraphAnalyticsError):
+    """The ground-truth file has no user -> community mapping."""
+
+
+@dataclass
+class ClusterOptions:
+    """What to run: ``k`` fixed, or chosen over ``k_range`` (inclusive)."""
+
+    k: int | None = None
+    k_range: tuple[int, int] = DEFAULT_K_RANGE
+    methods: tuple[str, ...] = ("leiden", "louvain")
+    feature_set: str = "embedding"
+    seed: int = 0
+
+
+@dataclass
+class ClusterOutcome:
+    """Everything a run produced: labels per user, the summary for report.json, and the
+    embedding sample for the projection plot."""
+
+    labels: dict[str, Labels]
+    summary: dict
+    embedding: np.ndarray | None = field(default=None, repr=False)
+    community_ids: np.ndarray | None = field(default=None, repr=False)
+
+
+def analyze_edges(
+    edges: Iterable[tuple[str, str]],
+    options: ClusterOptions | None = None,
+    ground_truth: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> ClusterOutcome:
+    """Features, K-Means, communities and evaluation on follows pulled into Python."""
+    options = options or ClusterOptions()
+    say = progress or (lambda _step: None)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[step] = round(now - clock, 3)
+        clock = now
+
+    say("building the follow graph")
+    graph = build_follow_graph(edges)
+    lap("build_graph")
+    core_users = int(graph.in_core.sum())
+    needed = (options.k or options.k_range[0]) + 1
+    if core_users < max(needed, MIN_COMPONENT_SIZE):
+        raise EmptyFollowGraph(
+            f"only {core_users} users sit in connected groups of >= {MIN_COMPONENT_SIZE} "
+            f"({graph.n_follows} follows): load follows first (hunch graph cluster --follows "
+            "follows.csv) or ask for a smaller k"
+        )
+    dims = options.k or options.k_range[1]
+    say("computing features (degrees, betweenness, clustering, spectral embedding)")
+    features = compute_features(graph, embedding_dims=min(dims, core_users - 2), seed=options.seed)
+    lap("features")
+    say("K-Means" + (f" with k={options.k}" if options.k else f" over k in {options.k_range}"))
+    kmeans = cluster_kmeans(
+        graph, features, k=options.k, k_range=options.k_range,
+        feature_set=options.feature_set, seed=options.seed,
+    )
+    lap("kmeans")
+    say("community detection: " + ", ".join(options.methods))
+    found = detect_communities(graph, options.methods, seed=options.seed)
+    chosen = best_communities(found)
+    lap("communities")
+
+    labels = {
+        uid: Labels(cluster=label_name(CLUSTER_PREFIX, c), community=label_name(COMMUNITY_PREFIX, m))
+        for uid, c, m in zip(graph.user_ids, kmeans.labels.tolist(), chosen.labels.tolist())
+    }
+    summary = {
+        "engine": "python",
+        "users": graph.n_users,
+        "follows": graph.n_follows,
+        "users_labelled_none": int(graph.n_users - core_users),
+        "none_label": (
+            f"users in connected groups of fewer than {MIN_COMPONENT_SIZE} users share "
+            f"CLUSTER and COMMUNITY '{NONE_LABEL}'"
+        ),
+        "features": {
+            "kmeans_input": options.feature_set,
+            "embedding": "row-normalised leading eigenvectors of the normalised symmetric adjacency",
+            "betweenness": "exact" if features.betweenness_exact else "estimated from sampled sources",
+        },
+        "kmeans": kmeans_summary(kmeans),
+        "communities": {
+            m: {"count": c.count, "modularity": round(c.modularity, 4)} for m, c in found.items()
+        },
+        "community_method": chosen.method,
+        "community_method_chosen_by": "highest modularity",
+        "community_sizes": named_sizes(COMMUNITY_PREFIX, chosen.labels),
+        "nmi": None,
+        "timings_s": timings,
+    }
+    if ground_truth:
+        summary["nmi"] = {
+            "cluster": round_or_none(nmi(kmeans.labels, graph.user_ids, dict(ground_truth))),
+            **{m: round_or_none(nmi(c.labels, graph.user_ids, dict(ground_truth))) for m, c in found.items()},
+            "community": round_or_none(nmi(chosen.labels, graph.user_ids, dict(ground_truth))),
+        }
+    return ClusterOutcome(labels, summary, features.spectral_embedding(), chosen.labels)
+
+
+def kmeans_summary(kmeans: KMeansClusters) -> dict:
+    return {
+        "k": kmeans.k,
+        "chosen_by": kmeans.chosen_by,
+        "feature_set": kmeans.feature_set,
+        "silhouette": round(kmeans.silhouette, 4),
+        "modularity": round(kmeans.modularity, 4),
+        "silhouette_by_k": {str(k): round(v, 4) for k, v in kmeans.silhouette_by_k.items()},
+        "modularity_by_k": {str(k): round(v, 4) for k, v in kmeans.modularity_by_k.items()},
+        "sizes": named_sizes(CLUSTER_PREFIX, kmeans.labels),
+    }
+
+
+def label_name(prefix: str, label: int) -> str:
+    return NONE_LABEL if label < 0 else f"{prefix}{label}"
+
+
+def named_sizes(prefix: str, labels: np.ndarray) -> dict[str, int]:
+    return {label_name(prefix, k): v for k, v in group_sizes(labels).items()}
+
+
+def round_or_none(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+async def cluster_store(
+    store: GraphStore,
+    out_dir: Path,
+    options: ClusterOptions | None = None,
+    users_csv: Path | None = None,
+    ground_truth: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> ClusterOutcome:
+    """The whole Python path against a store: pull follows, analyse, write labels in one
+    ``set_labels`` call, export users.csv and write the report into ``out_dir``."""
+    say = progress or (lambda _step: None)
+    started = time.perf_counter()
+    say("pulling follows from the graph store")
+    edges = await store.edges()
+    pulled = time.perf_counter() - started
+    outcome = analyze_edges(edges, options, ground_truth, progress)
+    outcome.summary["timings_s"] = {"pull_edges": round(pulled, 3), **outcome.summary["timings_s"]}
+    await finish(store, outcome, out_dir, users_csv, progress)
+    outcome.summary["timings_s"]["total"] = round(time.perf_counter() - started, 3)
+    write_summary(out_dir, outcome.summary)
+    return outcome
+
+
+async def finish(
+    store: GraphStore,
+    outcome: ClusterOutcome,
+    out_dir: Path,
+    users_csv: Path | None,
+    progress: Progress | None = None,
+) -> None:
+    """Shared tail of both engines: users the store knows but the follows do not get
+    "none"; labels are written in one transaction; then users.csv and the report."""
+    say = progress or (lambda _step: None)
+    known = await store.labels()
+    followless = [uid for uid in known if uid not in outcome.labels]
+    for uid in followless:
+        outcome.labels[uid] = Labels(NONE_LABEL, NONE_LABEL)
+    summary = outcome.summary
+    summary["users_labelled"] = len(outcome.labels)
+    summary["users_labelled_none"] += len(followless)
+    # Sizes over every labelled user, "none" included, as they land in users.csv.
+    summary["kmeans"]["sizes"] = dict(Counter(lab.cluster for lab in outcome.labels.values()))
+    summary["community_sizes"] = dict(Counter(lab.community for lab in outcome.labels.values()))
+    say(f"writing labels of {len(outcome.labels)} users to the graph store")
+    t = time.perf_counter()
+    await store.set_labels(outcome.labels)
+    outcome.summary["timings_s"]["write_labels"] = round(time.perf_counter() - t, 3)
+    say("exporting the Users dataset and the report")
+    path = export_users_dataset(outcome.labels, out_dir, users_csv)
+    outcome.summary["users_csv"] = str(path)
+    write_report(
+        out_dir, outcome.summary, outcome.embedding, outcome.community_ids,
+    )
+
+
+def load_ground_truth(path: Path) -> dict[str, str]:
+    """A planted user -> community mapping from a ground-truth JSON file.
+
+    Accepts the mapping itself or an object holding it under one of
+    ``communities``, ``user_community``, ``user_communities``, ``community_of``.
+    """
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidGroundTruth(f"{path}: cannot read ground truth ({exc})") from exc
+    candidates = [raw] if isinstance(raw, dict) else []
+    if isinstance(raw, dict):
+        candidates += [raw.get(k) for k in ("communities", "user_community", "user_communities", "community_of")]
+    for mapping in candidates:
+        if isinstance(mapping, dict) and mapping and all(
+            isinstance(v, (str, int)) for v in mapping.values()
+        ):
+            return {str(k): str(v) for k, v in mapping.items()}
+    raise InvalidGroundTruth(
+        f"{path}: expected a JSON object mapping user ids to community ids "
+        "(at the top level or under 'communities')"
+    )
+
+
+def export_users_dataset(
+    labels: Mapping[str, Labels], out_dir: Path, users_csv: Path | None = None
+) -> Path:
+    """Write ``out_dir/users.csv`` and ``users.schema.json`` with CLUSTER and COMMUNITY.
+
+    The rows and other columns of ``users_csv`` (or of an existing ``out_dir/users.csv``)
+    are kept; users it lacks are added, users without labels get "none". Both files are
+    replaced atomically (temp file + rename), so a reader never sees half a dataset.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = users_csv or (out_dir / USERS_CSV)
+    header, rows = _read_users(source) if source.exists() else (["USER_ID"], [])
+    for name in LABEL_FIELDS:
+        if name not in header:
+            header.append(name)
+    schema = _users_schema(header, source.parent / USERS_SCHEMA)
+    seen = set()
+    for row in rows:
+        lab = labels.get(row["USER_ID"], Labels(NONE_LABEL, NONE_LABEL))
+        row["CLUSTER"], row["COMMUNITY"] = lab.cluster or NONE_LABEL, lab.community or NONE_LABEL
+        seen.add(row["USER_ID"])
+    for uid, lab in labels.items():
+        if uid not in seen:
+            rows.append({
+                "USER_ID": uid,
+                "CLUSTER": lab.cluster or NONE_LABEL,
+                "COMMUNITY": lab.community or NONE_LABEL,
+            })
+    target = out_dir / USERS_CSV
+    _atomic_write(target, lambda fh: _write_rows(fh, header, rows))
+    _atomic_write(out_dir / USERS_SCHEMA, lambda fh: json.dump(schema, fh, indent=2))
+    return target
+
+
+def _read_users(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = list(reader.fieldnames or [])
+        if "USER_ID" not in header:
+            raise InvalidUsersDataset(
+                f"{path}: no USER_ID column in the header {header}; a Users dataset needs one"
+            )
+        return header, [dict(r) for r in reader]
+
+
+def _users_schema(header: list[str], existing_schema: Path) -> dict:
+    declared: dict[str, dict] = {}
+    if existing_schema.exists():
+        try:
+            declared = {f["name"]: f for f in json.loads(existing_schema.read_text())["fields"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidUsersDataset(f"{existing_schema}: not an Avro record schema ({exc})") from exc
+    fields = []
+    for name in header:
+        if name == "USER_ID":
+            fields.append({"name": "USER_ID", "type": "string"})
+        elif name in LABEL_FIELDS:
+            fields.append({"name": name, "type": ["null", "string"], "categorical": True})
+        else:
+            # Unknown extra columns are kept as nullable categorical strings: the only
+            # string kind Personalize counts in a Users dataset.
+            fields.append(declared.get(name) or KNOWN_USER_FIELDS.get(name) or {
+                "name": name, "type": ["null", "string"], "categorical": True,
+            })
+    metadata = len(fields) - 1
+    if metadata > MAX_USER_METADATA_FIELDS:
+        raise InvalidUsersDataset(
+            f"users.csv would have {metadata} metadata columns ({', '.join(header[1:])}); "
+            f"Personalize allows at most {MAX_USER_METADATA_FIELDS}: drop some columns first"
+        )
+    return {
+        "type": "record",
+        "name": "Users",
+        "namespace": AVRO_NAMESPACE,
+        "fields": fields,
+        "version": "1.0",
+    }
+
+
+def _write_rows(fh, header: list[str], rows: list[dict[str, str]]) -> None:
+    writer = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _atomic_write(path: Path, write: Callable) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_follows_csv(path: Path) -> list[tuple[str, str, int]]:
+    """(follower, followee, timestamp) rows of a follows.csv (FOLLOWER_ID, FOLLOWEE_ID,
+    TIMESTAMP), as the demo generator writes it."""
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"FOLLOWER_ID", "FOLLOWEE_ID"} - set(reader.fieldnames or [])
+            if missing:
+                raise GraphAnalyticsError(
+                    f"{path}: missing column(s) {sorted(missing)}; expected FOLLOWER_ID, "
+                    "FOLLOWEE_ID, TIMESTAMP"
+                )
+            out = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    ts = int(row.get("TIMESTAMP") or 0)
+                except ValueError:
+                    raise GraphAnalyticsError(
+                        f"{path}:{line}: TIMESTAMP {row['TIMESTAMP']!r} is not epoch seconds"
+                    ) from None
+                out.append((row["FOLLOWER_ID"], row["FOLLOWEE_ID"], ts))
+            return out
+    except OSError as exc:
+        raise GraphAnalyticsError(f"{path}: cannot read follows ({exc})") from exc
+
+
+def plant_follow_graph(
+    n_users: int = 2_000,
+    n_communities: int = 8,
+    avg_follows: float = 10.0,
+    inside_share: float = 0.8,
+    seed: int = 0,
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """A planted-partition follow graph for tests and benchmarks: community sizes drawn
+    from a Dirichlet, heavy-tailed (Pareto) popularity so in-degree is heavy-tailed, and
+    ``inside_share`` of each user's follows inside their own community.
+
+    Returns (follows, user -> planted community). The demo generator
+    (recsys.demo_data) writes the realistic data set; this one is for measuring recovery.
+    """
+    rng = np.random.default_rng(seed)
+    # Concentration 3: sizes vary by a factor of ~4 between smallest and largest.
+    shares = rng.dirichlet(np.full(n_communities, 3.0))
+    community = np.sort(rng.choice(n_communities, size=n_users, p=shares))
+    popularity = rng.pareto(1.5, n_users) + 1.0
+    out_degree = np.maximum(1, rng.poisson(avg_follows, n_users))
+    src = np.repeat(np.arange(n_users), out_degree)
+    inside = rng.random(len(src)) < inside_share
+    dst = np.empty(len(src), dtype=np.int64)
+    dst[~inside] = rng.choice(n_users, size=int((~inside).sum()), p=popularity / popularity.sum())
+    for c in range(n_communities):
+        members = np.flatnonzero(community == c)
+        pick = inside & (community[src] == c)
+        weights = popularity[members] / popularity[members].sum()
+        dst[pick] = members[rng.choice(len(members), size=int(pick.sum()), p=weights)]
+    # A user cannot follow themselves, nor follow someone twice.
+    pairs = np.unique(np.column_stack([src, dst])[src != dst], axis=0)
+    ids = np.array([f"u{i}" for i in range(n_users)])
+    follows = list(zip(ids[pairs[:, 0]].tolist(), ids[pairs[:, 1]].tolist()))
+    truth = {ids[i]: f"p{community[i]}" for i in range(n_users)}
+    return follows, truth

@@ -1,0 +1,120 @@
+"""The roadmap report: one HTML page with the tables and PNG plots of the analyses, plus
+every number as JSON (issue 7, part 5).
+
+Why plain HTML written here: a self-contained page (tables + <img> of PNGs beside it)
+opens anywhere without a server; matplotlib's Agg backend draws without a display.
+Matplotlib is imported inside the functions so importing this module has no side effects.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from recsys.analysis.follow_impact import NDCG, SHARE, FollowImpactResult
+from recsys.analysis.trend_tuning import TrendTuningResult
+
+REPORT_HTML = "report.html"
+REPORT_JSON = "report.json"
+PLOT_DPI = 100  # small PNGs: a report page, not a print
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "<p>(no rows)</p>"
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in r.values()) + "</tr>"
+                   for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _plot_follow_impact(result: FollowImpactResult, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    names = list(result.variants)
+    left.bar(names, [result.variants[n][SHARE] for n in names], color="tab:blue")
+    left.axhline(result.natural_rate, color="tab:red", linestyle="--", label="natural rate")
+    left.set_ylabel("share of feed polls from followees")
+    left.tick_params(axis="x", rotation=45)
+    left.legend()
+    for name, points in result.curve.items():
+        right.plot([p[SHARE] for p in points], [p[NDCG] for p in points], marker="o", label=name)
+    right.set_xlabel("followee share")
+    right.set_ylabel("NDCG@10")
+    right.set_title("trade-off over the user-segment weight")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+
+
+def _plot_trend(result: TrendTuningResult, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = [s.frequency for s in result.scores]
+    ax.bar(names, [s.ndcg_at_10 for s in result.scores], label="NDCG@10")
+    ax.plot(names, [s.precision_at_10 for s in result.scores], "o-", color="tab:orange",
+            label="precision@10")
+    ax.set_title(f"trend discovery frequency (recommended: {result.recommended})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+
+
+def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = None,
+                 trend: TrendTuningResult | None = None) -> Path:
+    """Write report.html, report.json and the PNGs into ``out_dir``; returns the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sections, numbers = [], {}
+    if follow is not None:
+        _plot_follow_impact(follow, out / "follow_impact.png")
+        numbers["follow_impact"] = follow.to_json()
+        variant_rows = [{"variant": n, **v} for n, v in follow.variants.items()]
+        comparison_rows = [{k: c.to_json()[k] for k in (
+            "treatment", "baseline", "metric", "users", "difference", "ci_low", "ci_high",
+            "paired_t_p", "wilcoxon_p", "holm_p", "z_test_p", "effect_size_dz", "significant")}
+            for c in follow.comparisons]
+        if follow.engagement is not None:
+            e = follow.engagement.to_json()
+            comparison_rows.insert(0, {k: e[k] for k in comparison_rows[0]})
+        sections.append(
+            "<h2>Follow impact</h2>"
+            f"<p>{follow.users} held-out users, seeds {list(follow.seeds)}; natural rate "
+            f"{follow.natural_rate:.4g}; graph effect on feed share: "
+            f"{follow.verdict['graph_effect']}; follow effect in engagement: "
+            f"{follow.verdict['follow_effect_in_engagement']}; best labelling: "
+            f"{html.escape(follow.verdict['best_labelling'])}.</p>"
+            + _table(variant_rows) + _table(comparison_rows)
+            + '<img src="follow_impact.png" alt="follow impact">')
+    if trend is not None:
+        _plot_trend(trend, out / "trend_tuning.png")
+        numbers["trend_tuning"] = trend.to_json()
+        sections.append(
+            f"<h2>Trend discovery frequency</h2><p>recommended: "
+            f"{html.escape(trend.recommended)}</p>" + _table(trend.to_json()["table"])
+            + '<img src="trend_tuning.png" alt="trend tuning">')
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>Hunch roadmap evidence"
+            "</title><style>table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:2px 6px}</style></head><body><h1>Hunch roadmap evidence</h1>"
+            + "".join(sections) + "</body></html>")
+    (out / REPORT_JSON).write_text(json.dumps(numbers, indent=1) + "\n", encoding="utf-8")
+    path = out / REPORT_HTML
+    path.write_text(page, encoding="utf-8")
+    return path

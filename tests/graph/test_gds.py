@@ -1,0 +1,109 @@
+"""The GDS clustering path against a real Neo4j 5 with the GDS plugin (skipped locally
+when none answers at HUNCH_NEO4J_URI, a failure in CI).
+
+The server's database may hold other tests' users; these tests add their own planted
+users under a unique prefix, judge only those, and delete them afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import uuid
+
+import pytest
+
+from graph.analytics import ClusterOptions, plant_follow_graph
+from graph.errors import GraphUnavailable
+from graph.store import Follow, Labels
+from tests.conftest import require_or_skip
+
+PLANTED_COMMUNITIES = 5
+
+pytestmark = pytest.mark.neo4j
+
+
+def _gds_server():
+    """(driver, "") when Neo4j with GDS answers, else (None, why not)."""
+    from graph.gds import gds_version, neo4j_settings, open_driver
+
+    settings = neo4j_settings()
+    try:
+        driver = open_driver(settings.uri, settings.user, settings.password)
+    except GraphUnavailable as exc:
+        return None, str(exc)
+    if gds_version(driver) is None:
+        driver.close()
+        return None, f"Neo4j at {settings.uri} has no GDS plugin"
+    return driver, ""
+
+
+@pytest.fixture(scope="module")
+def gds_run(tmp_path_factory):
+    from graph.gds import cluster_in_gds
+    from graph.neo4j_store import Neo4jGraphStore
+
+    from graph.gds import neo4j_settings
+
+    driver, why_not = _gds_server()
+    require_or_skip(driver is not None, f"GDS path needs Neo4j with GDS: {why_not}")
+    settings = neo4j_settings()
+    prefix = f"gdstest-{uuid.uuid4().hex[:8]}-"
+    follows, truth = plant_follow_graph(n_users=800, n_communities=PLANTED_COMMUNITIES, seed=5)
+    follows = [(prefix + a, prefix + b) for a, b in follows]
+    truth = {prefix + u: c for u, c in truth.items()}
+    out = tmp_path_factory.mktemp("gds")
+    existing = out / "users.csv"
+    existing.write_text(f"USER_ID,LOCALE\n{prefix}u0,en_GB\n")
+
+    async def go():
+        store = Neo4jGraphStore(settings.uri, settings.user, settings.password)
+        try:
+            await store.ensure_schema()
+            await store.upsert_follows(Follow(a, b, 1_700_000_000) for a, b in follows)
+            outcome = await cluster_in_gds(
+                store, driver, out, ClusterOptions(k_range=(4, 6)), ground_truth=truth
+            )
+            return outcome, await store.labels(list(truth))
+        finally:
+            await store.close()
+
+    try:
+        outcome, stored = asyncio.run(go())
+        yield outcome, stored, out, prefix
+    finally:
+        driver.execute_query(
+            "MATCH (u:User) WHERE u.id STARTS WITH $p DETACH DELETE u", {"p": prefix}
+        )
+        driver.close()
+
+
+def test_gds_communities_recover_the_planted_partition(gds_run):
+    outcome, _, _, _ = gds_run
+    assert outcome.summary["engine"] == "gds"
+    assert outcome.summary["nmi"]["community"] >= 0.9
+    chosen = outcome.summary["community_method"]
+    mods = {m: c["modularity"] for m, c in outcome.summary["communities"].items()}
+    assert mods[chosen] == max(mods.values())
+
+
+def test_gds_kmeans_chooses_k_over_the_range_and_reports_both_numbers(gds_run):
+    km = gds_run[0].summary["kmeans"]
+    assert set(km["silhouette_by_k"]) == set(km["modularity_by_k"]) == {"4", "5", "6"}
+    assert 4 <= km["k"] <= 6
+    assert km["modularity"] > 0.3
+
+
+def test_gds_labels_are_written_back_and_exported(gds_run):
+    outcome, stored, out, prefix = gds_run
+    assert stored == {u: outcome.labels[u] for u in stored}
+    assert all(lab.cluster and lab.community for lab in stored.values())
+    assert len({lab.community for lab in stored.values()} - {"none"}) >= PLANTED_COMMUNITIES - 1
+    with (out / "users.csv").open() as fh:
+        rows = {r["USER_ID"]: r for r in csv.DictReader(fh)}
+    assert rows[f"{prefix}u0"]["LOCALE"] == "en_GB"  # merged, not replaced
+    assert Labels(rows[f"{prefix}u0"]["CLUSTER"], rows[f"{prefix}u0"]["COMMUNITY"]) == stored[f"{prefix}u0"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["engine"] == "gds" and report["timings_s"]["total"] > 0
+    assert (out / "projection.png").stat().st_size > 0

@@ -1,0 +1,245 @@
+"""End to end over real HTTP: uvicorn in a subprocess, a small trained demo engine,
+JWT auth, paging, impressions, promotions, protection limits, and kill -9 durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.auth import issue_token
+from gateway.settings import Settings
+
+FEED = """query Feed($first: Int!, $after: String) {
+  feed(first: $first, after: $after) {
+    recommendationId
+    pageInfo { hasNextPage endCursor }
+    edges { source score rank promotionName node { id categories question } }
+  }
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """A small demo engine: generated data, imported, three recipes trained."""
+    home = tmp_path_factory.mktemp("hunch-home")
+    data = home / "data"
+    env = {**os.environ, "HUNCH_HOME": str(home)}
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "gateway", *args], env=env, check=True,
+        capture_output=True, text=True, timeout=300)
+    run("data", "generate", "--users", "150", "--polls", "300", "--days", "5", "--seed", "3",
+        str(data))
+    run("data", "import", str(data))
+    for recipe in ("popularity-count", "trending-now", "user-personalization"):
+        run("train", "--recipe", recipe, "--data", str(data))
+    return home
+
+
+class Server:
+    def __init__(self, home: Path, workers: int = 1, **env_extra: str):
+        self.home = home
+        self.port = _free_port()
+        self.env = {**os.environ, "HUNCH_HOME": str(home), "HUNCH_PORT": str(self.port),
+                    **env_extra}
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Server":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--workers", str(self.workers)],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError("server did not start in 60 s")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def gql(self, query: str, variables: dict | None = None, token: str | None = None,
+            **kw) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}},
+                          headers=headers, timeout=30, **kw)
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    srv = Server(home).start()
+    yield srv
+    srv.stop()
+
+
+def token(user: str, admin: bool = False) -> str:
+    return issue_token(Settings(), user, admin=admin)
+
+
+def _user(home: Path) -> str:
+    import csv
+
+    with (home / "data" / "users.csv").open() as fh:
+        return next(csv.DictReader(fh))["USER_ID"]
+
+
+def test_ten_pages_without_a_repeat(server, home):
+    user = _user(home)
+    seen, after = [], None
+    for _ in range(10):
+        body = server.gql(FEED, {"first": 10, "after": after}, token(user)).json()
+        assert "errors" not in body, body
+        feed = body["data"]["feed"]
+        seen += [e["node"]["id"] for e in feed["edges"]]
+        after = feed["pageInfo"]["endCursor"]
+        assert feed["recommendationId"]
+    assert len(seen) == 100 == len(set(seen))
+    sources = {e["source"] for e in body["data"]["feed"]["edges"]}
+    assert "user-personalization" in sources
+
+
+def test_errors_have_codes_and_the_server_stays_up(server, home):
+    user = _user(home)
+    # no token
+    r = server.gql(FEED, {"first": 5})
+    assert r.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    # bad token
+    r = server.gql(FEED, {"first": 5}, "not-a-jwt")
+    assert r.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    # another user's feed
+    r = server.gql('{ feed(first: 5, userId: "someone-else") { recommendationId } }',
+                   token=token(user))
+    assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    # internal-tool fields need admin
+    r = server.gql("{ promotions { name } }", token=token(user))
+    assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    # page size
+    r = server.gql(FEED, {"first": 1000}, token(user))
+    assert r.json()["errors"][0]["extensions"]["code"] == "PAGE_SIZE_EXCEEDED"
+    # malformed query
+    r = server.gql("{ feed(first: ", token=token(user))
+    assert r.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    # too deep: poll.author.polls recurses; the limit is 6 levels
+    nested = "{ feed(first: 1) { edges { node { author { polls { author { polls { id } } } } } } } }"
+    r = server.gql(nested, token=token(user))
+    assert r.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "depth" in r.json()["errors"][0]["message"]
+    ok = "{ feed(first: 2) { edges { node { author { polls(first: 2) { id } } } } } }"
+    assert "errors" not in server.gql(ok, token=token(user)).json()
+    # too many aliases
+    aliases = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(40)) + " }"
+    r = server.gql(aliases, token=token(user))
+    assert r.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    # oversized body
+    r = httpx.post(f"{server.url}/graphql", content=b"{" + b" " * 200_000 + b"}",
+                   headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 413
+    assert r.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    # tampered cursor
+    page = server.gql(FEED, {"first": 3}, token(user)).json()["data"]["feed"]
+    cursor = page["pageInfo"]["endCursor"]
+    bad = cursor[:5] + ("x" if cursor[5] != "x" else "y") + cursor[6:]
+    r = server.gql(FEED, {"first": 3, "after": bad}, token(user))
+    assert r.json()["errors"][0]["extensions"]["code"] == "INVALID_CURSOR"
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_recorded_impressions_lower_the_exploration_bonus(server, home):
+    user = _user(home)
+    admin = token("tools", admin=True)
+    created = int(time.time())
+    for pid in ("fresh-a", "fresh-b"):
+        r = server.gql(
+            """mutation($id: ID!, $t: Int) { upsertPoll(input: {id: $id, categories: ["SPORTS"],
+               authorId: "tools", createdAt: $t, question: "Who wins the derby tonight?"}) {
+               __typename ... on Poll { id } } }""", {"id": pid, "t": created}, admin)
+        assert r.json()["data"]["upsertPoll"]["__typename"] == "Poll", r.json()
+    impressions = """mutation($ids: [ID!]!) { recordImpressions(pollIds: $ids) {
+        __typename ... on Recorded { stored eventId } } }"""
+    for _ in range(30):
+        r = server.gql(impressions, {"ids": ["fresh-a"]}, token(user))
+        assert r.json()["data"]["recordImpressions"]["__typename"] == "Recorded"
+    from recsys.events import EventStore
+
+    with EventStore(home / "events.sqlite3") as store:
+        counts = store.impression_counts()
+    assert counts.get("fresh-a", 0) >= 30 and counts.get("fresh-b", 0) == 0
+
+
+def test_admin_promotion_shows_promoted_polls(server, home):
+    user = _user(home)
+    admin = token("tools", admin=True)
+    r = server.gql("""mutation { createPromotion(name: "promo-events", input: {
+        percentPromotedItems: 20,
+        filterExpression: "INCLUDE ItemID WHERE Items.CATEGORY IN (\\"PROMOTIONAL_EVENT\\")"}) {
+        __typename ... on Promotion { name } ... on InvalidInputError { message } } }""",
+                   token=admin)
+    assert r.json()["data"]["createPromotion"]["__typename"] == "Promotion", r.json()
+    try:
+        feed = server.gql(FEED, {"first": 10}, token(user)).json()["data"]["feed"]
+        promoted = [e for e in feed["edges"] if e["promotionName"] == "promo-events"]
+        assert len(promoted) == 2
+        assert all("PROMOTIONAL_EVENT" in e["node"]["categories"] for e in promoted)
+    finally:
+        r = server.gql('mutation { deletePromotion(name: "promo-events") { __typename } }',
+                       token=admin)
+        assert r.json()["data"]["deletePromotion"]["__typename"] == "Deleted"
+
+
+def test_acknowledged_interactions_survive_kill_9(home):
+    srv = Server(home).start()
+    user = _user(home)
+    import csv
+
+    with (home / "data" / "items.csv").open() as fh:
+        poll = next(csv.DictReader(fh))["ITEM_ID"]
+    acked = []
+    try:
+        for i in range(20):
+            r = srv.gql("""mutation($p: ID!, $e: String) { recordInteraction(input: {
+                pollId: $p, eventType: "COMMENT", eventId: $e}) { __typename
+                ... on Recorded { eventId stored } } }""", {"p": poll, "e": f"kill9-{i}"},
+                        token(user))
+            data = r.json()["data"]["recordInteraction"]
+            assert data["__typename"] == "Recorded"
+            acked.append(data["eventId"])
+    finally:
+        srv.stop(signal.SIGKILL)
+    srv2 = Server(home).start()
+    try:
+        from recsys.events import EventStore
+
+        with EventStore(home / "events.sqlite3") as store:
+            stored = {e.event_id for e in store.latest_events(user, per_type=100).get("COMMENT", [])}
+        assert set(acked) <= stored
+        # and a retry of an acknowledged event id is ignored
+        r = srv2.gql("""mutation($p: ID!) { recordInteraction(input: {pollId: $p,
+            eventType: "COMMENT", eventId: "kill9-0"}) { ... on Recorded { stored } } }""",
+                     {"p": poll}, token(user))
+        assert r.json()["data"]["recordInteraction"]["stored"] is False
+    finally:
+        srv2.stop()
