@@ -189,6 +189,16 @@ class RecipeService:
             if len(batch) < TAIL_BATCH:
                 return
 
+    def model(self, recipe: str):
+        """The live model of ``recipe``, caught up with the event store (for analyses
+        and tests that inspect it; requests should use :meth:`recommend`)."""
+        live = self._current(recipe)
+        if live is None:
+            raise ArtifactNotFound(f"no trained {recipe} model in {self.store.root}")
+        with live.lock:
+            self._tail(live)
+        return live.artifact.model
+
     def add_items(self, items: dict[str, dict[str, Any]]) -> None:
         """New polls (catalog ingest): recommendable at once by every live model, and by
         versions loaded later (which were trained before these polls existed)."""

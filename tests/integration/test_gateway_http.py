@@ -184,10 +184,19 @@ def test_recorded_impressions_lower_the_exploration_bonus(server, home):
         r = server.gql(impressions, {"ids": ["fresh-a"]}, token(user))
         assert r.json()["data"]["recordImpressions"]["__typename"] == "Recorded"
     from recsys.events import EventStore
+    from recsys.serving import RecipeService
 
     with EventStore(home / "events.sqlite3") as store:
         counts = store.impression_counts()
-    assert counts.get("fresh-a", 0) >= 30 and counts.get("fresh-b", 0) == 0
+        assert counts.get("fresh-a", 0) >= 30 and counts.get("fresh-b", 0) == 0
+        # The served model, caught up with the store, explores the unseen poll more.
+        service = RecipeService(home / "artifacts", store)
+        service.add_items({p: store.get_item(p) for p in ("fresh-a", "fresh-b")})
+        model = service.model("user-personalization")
+        bonus = model.exploration_bonus(user, now=time.time())
+        row = {item: i for i, item in enumerate(model.item_ids_)}
+        assert bonus[row["fresh-b"]] > 0
+        assert bonus[row["fresh-a"]] < bonus[row["fresh-b"]]
 
 
 def test_admin_promotion_shows_promoted_polls(server, home):
