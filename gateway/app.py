@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.types.unset import UNSET
 
 from gateway import metrics
 from gateway.auth import Authenticator, Principal
@@ -128,18 +129,18 @@ class HunchGraphQL(GraphQL):
                 "services": self.services_ref["services"], "rate_limiter": self.rate_limiter,
                 "degraded": []}
 
-    async def handle_request(self, request) -> Response:  # type: ignore[override]
+    async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[override]
         started = time.perf_counter()
         operation = "unknown"
         try:
-            if request.method == "POST":
+            if getattr(request, "method", None) == "POST":
                 with contextlib.suppress(Exception):
-                    body = json.loads(await request.body())
-                    operation = _root_field(body.get("query") or "") if isinstance(body, dict) else operation
-            return await super().handle_request(request)
+                    body = json.loads(await request.body())  # Starlette caches the body
+                    if isinstance(body, dict):
+                        operation = _root_field(body.get("query") or "")
+            return await super().run(request, context, root_value)
         finally:
-            duration = time.perf_counter() - started
-            metrics.OPERATION_LATENCY.labels(operation).observe(duration)
+            metrics.OPERATION_LATENCY.labels(operation).observe(time.perf_counter() - started)
 
 
 def _root_field(query: str) -> str:

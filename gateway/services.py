@@ -101,6 +101,9 @@ class Services:
             name: ServedRecipeSource(name, self.recipes)
             for name in ("user-personalization", "trending-now", "popularity-count")
         }
+        self.personalize_events = None
+        if settings.backend == "personalize":
+            sources.update(self._personalize_sources(sources["popularity-count"]))
         if settings.in_network:
             sources[IN_NETWORK] = InNetworkSource(self._followees_sync, self._polls_by_authors_sync)
         self.mixer = Mixer(sources, plan)
@@ -115,6 +118,48 @@ class Services:
             max_page_size=settings.max_page_size,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _personalize_sources(self, local_popular: ServedRecipeSource) -> dict[str, Any]:
+        """Recipes served by Amazon Personalize campaigns (those with an ARN in settings);
+        on errors or throttling each falls back to the local popularity list."""
+        from recsys.backends import (
+            PersonalizeConfig,
+            PersonalizeEventSink,
+            PersonalizeRecipeSource,
+            make_clients,
+        )
+
+        s = self.settings
+        config = PersonalizeConfig(
+            region=s.personalize_region, campaign_arns=s.personalize_campaign_arns,
+            filter_arns=s.personalize_filter_arns, tracking_id=s.personalize_tracking_id,
+            items_dataset_arn=s.personalize_items_dataset_arn,
+            users_dataset_arn=s.personalize_users_dataset_arn,
+            endpoint_url=s.personalize_endpoint_url)
+        runtime, events = make_clients(config)
+        if config.tracking_id:
+            self.personalize_events = PersonalizeEventSink(config, events)
+
+        def on_fallback(source: str, reason: str) -> None:
+            metrics.FALLBACKS.labels(source, reason).inc()
+
+        return {
+            name: PersonalizeRecipeSource(name, config, runtime,
+                                          fallback=local_popular.candidates,
+                                          on_fallback=on_fallback)
+            for name in config.campaign_arns
+        }
+
+    def _forward(self, user_id: str, event) -> None:
+        """Send an event to Personalize's tracker too. The local store is the record:
+        a failure here is logged and counted, never lost and never the client's error."""
+        if self.personalize_events is None:
+            return
+        try:
+            self.personalize_events.put_events(user_id, user_id, [event])
+        except Exception as exc:  # noqa: BLE001 - forwarding must not fail the request
+            metrics.FALLBACKS.labels("personalize-events", type(exc).__name__).inc()
+            log.warning("could not forward an event to Personalize: %s", exc)
 
     # ------------------------------------------------------------------ catalog
 
@@ -212,12 +257,14 @@ class Services:
                            recommendation_id, event_id=uuid.uuid4().hex)
         if self.events.append(event):
             metrics.EVENTS_INGESTED.labels("impression").inc()
+            self._forward(user_id, event)
         return event.event_id
 
     def record_interaction(self, event: Interaction) -> bool:
         stored = self.events.append(event)
         if stored:
             metrics.EVENTS_INGESTED.labels("interaction").inc()
+            self._forward(event.user_id, event)
         return stored
 
     def upsert_poll(self, record: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``hunch analyze follow-impact``, ``hunch tune trending`` and ``hunch report``.
+"""``hunch analyze follow-impact|export-served|text|exploration``, ``hunch tune trending``
+and ``hunch report``.
 
 The composition root: follow-impact needs CLUSTER/COMMUNITY labels, which the graph
 package computes; recsys may not import graph, so this module runs graph analytics on
@@ -60,6 +61,22 @@ def run_follow_impact(data_dir: Path, *, seeds: tuple[int, ...] = (0, 1),
                          progress=say)
 
 
+def run_served_impact(data_dir: Path, served_csv: Path, follows_csv: Path | None = None,
+                      progress=None):
+    """Follow impact on a served-feed log (recsys.analysis.served documents the format)."""
+    from recsys.analysis.follow_impact import labels_from_users, read_follows
+    from recsys.analysis.served import read_served, served_follow_impact
+    from recsys.datasets import load_directory
+
+    say = progress or (lambda _m: None)
+    follows_csv = follows_csv or data_dir / FOLLOWS_FILE
+    say(f"loading {data_dir} and {served_csv}")
+    ds = load_directory(data_dir)
+    labels = labels_from_users(ds.users) or graph_labels(follows_csv, progress=say)
+    return served_follow_impact(read_served(served_csv), read_follows(follows_csv), ds.items,
+                                labels)
+
+
 def run_trend_tuning(data_dir: Path, progress=None):
     from recsys.analysis.trend_tuning import tune_trending
     from recsys.datasets import load_directory
@@ -81,10 +98,34 @@ def analyze() -> None:
 @_data
 @click.option("--seeds", default=2, show_default=True, help="Model seeds averaged per user.")
 @click.option("--max-users", type=int, default=None, help="Sample this many held-out users.")
+@click.option("--served", "served_csv", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Analyse this served-feed log (see export-served) instead of retraining.")
+@click.option("--follows", "follows_csv", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="follows.csv (default: the one in --data).")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 def follow_impact_command(data_dir: Path, seeds: int, max_users: int | None,
+                          served_csv: Path | None, follows_csv: Path | None,
                           as_json: bool) -> None:
     """Do follow-graph labels raise the share of polls from followees, at what cost?"""
+    if served_csv is not None:
+        with _status(not as_json) as say:
+            served = run_served_impact(data_dir, served_csv, follows_csv, progress=say)
+        out = served.to_json()
+        if as_json:
+            click.echo(json.dumps(out, indent=1))
+            return
+        c = out["comparison"]
+        click.echo(f"{out['users']} users, {out['served']} served polls; followee share "
+                   f"{c['mean_treatment']:.4f} vs control {c['mean_baseline']:.4f} "
+                   f"(difference {c['difference']:.4f}, 95% CI {c['ci_low']:.4f}.."
+                   f"{c['ci_high']:.4f}, paired t p {c['paired_t_p']:.3g}); "
+                   f"follow effect: {out['follow_effect']}")
+        for source, v in out["by_source"].items():
+            click.echo(f"  {source:22s} served {v['served']:6d}  followee share "
+                       f"{v['followee_share']:.4f}")
+        return
     with _status(not as_json) as say:
         result = run_follow_impact(data_dir, seeds=tuple(range(seeds)), max_users=max_users,
                                    progress=say)
@@ -96,6 +137,71 @@ def follow_impact_command(data_dir: Path, seeds: int, max_users: int | None,
         click.echo(f"{name:22s} followee share {v['followee_share']:.4f}  "
                    f"NDCG@10 {v['ndcg_at_10']:.4f}")
     click.echo(f"natural rate {out['natural_rate']:.4f}; verdict {out['verdict']}")
+
+
+@analyze.command("export-served")
+@click.option("--sessions", "sessions_db", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The gateway's feed sessions (default <HUNCH_HOME>/sessions.sqlite3).")
+@click.option("--out", "out_csv", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def export_served_command(sessions_db: Path | None, out_csv: Path) -> None:
+    """Write the polls the gateway served (feed sessions) as served.csv."""
+    from recsys.analysis.served import export_served
+
+    if sessions_db is None:
+        from gateway.settings import load_settings
+
+        sessions_db = load_settings().sessions_db
+    rows = export_served(sessions_db, out_csv)
+    click.echo(f"wrote {rows} served polls to {out_csv}")
+
+
+def run_text_ablation(data_dir: Path, progress=None):
+    from recsys.analysis.text_ablation import text_ablation
+    from recsys.datasets import load_directory
+
+    ds = load_directory(data_dir)
+    return text_ablation(ds.interactions, ds.items, ds.users, impressions=ds.impressions,
+                         progress=progress)
+
+
+def run_exploration(data_dir: Path, progress=None):
+    from recsys.analysis.exploration import exploration_replay
+    from recsys.datasets import load_directory
+
+    ds = load_directory(data_dir)
+    return exploration_replay(ds.interactions, ds.items, ds.users,
+                              impressions=ds.impressions, progress=progress)
+
+
+@analyze.command("text")
+@_data
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def text_command(data_dir: Path, as_json: bool) -> None:
+    """What each poll text field adds, overall (NDCG@10) and on cold polls (recall@25)."""
+    with _status(not as_json) as say:
+        result = run_text_ablation(data_dir, progress=say)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+        return
+    for name, v in result.variants.items():
+        click.echo(f"{name:28s} NDCG@10 {v['ndcg_at_10']:.4f}  cold-poll recall@25 "
+                   f"{v['cold_poll_recall_at_25']:.4f}")
+
+
+@analyze.command("exploration")
+@_data
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def exploration_command(data_dir: Path, as_json: bool) -> None:
+    """Replay held-out time: new-poll exposure and wasted impressions per exploration weight."""
+    with _status(not as_json) as say:
+        result = run_exploration(data_dir, progress=say)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1))
+        return
+    for name, v in result.arms.items():
+        click.echo(f"{name:36s} new polls {v['new_poll_share']:.4f}  dead impressions "
+                   f"{v['dead_impression_share']:.4f}  NDCG@10 {v['ndcg_at_10']:.4f}")
 
 
 @click.group()
@@ -119,12 +225,20 @@ def tune_trending_command(data_dir: Path) -> None:
 @_data
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--seeds", default=2, show_default=True)
-def report(data_dir: Path, out_dir: Path, seeds: int) -> None:
+@click.option("--served", "served_csv", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Also analyse this served-feed log.")
+def report(data_dir: Path, out_dir: Path, seeds: int, served_csv: Path | None) -> None:
     """One HTML page (tables + PNG plots) and report.json of the roadmap analyses."""
     from recsys.analysis.report import write_report
 
     with _status(True) as say:
         follow = run_follow_impact(data_dir, seeds=tuple(range(seeds)), progress=say)
         trend = run_trend_tuning(data_dir, progress=say)
-        path = write_report(out_dir, follow=follow, trend=trend)
+        text = run_text_ablation(data_dir, progress=say)
+        exploration = run_exploration(data_dir, progress=say)
+        served = run_served_impact(data_dir, served_csv, progress=say) if served_csv else None
+        say("writing the report")
+        path = write_report(out_dir, follow=follow, trend=trend, text=text,
+                            exploration=exploration, served=served)
     click.echo(f"wrote {path}")

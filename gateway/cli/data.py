@@ -27,16 +27,19 @@ def data() -> None:
               help="Strength of the follow effect (default 3.0).")
 @click.option("--burst-timescale", default=None, type=click.IntRange(min=60),
               help="Duration of planted viral bursts, in seconds (default 3 hours).")
+@click.option("--burst-share", default=None, type=click.FloatRange(min=0, max=0.5, min_open=True),
+              help="Share of interactions the planted bursts add (default 0.03).")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 def generate(users: int, polls: int, days: int, seed: int, follow_effect: bool,
              interactions: int | None, follow_boost: float | None,
-             burst_timescale: int | None, out_dir: Path) -> None:
+             burst_timescale: int | None, burst_share: float | None, out_dir: Path) -> None:
     """Write realistic demo data (Interactions, Items, Users, impressions, follows and
     the planted ground truth) to OUT_DIR. Same seed, same bytes."""
     from recsys.demo_data import generate_demo_data
 
     extra = {k: v for k, v in (("interactions", interactions), ("follow_boost", follow_boost),
-                                 ("burst_timescale", burst_timescale)) if v is not None}
+                                 ("burst_timescale", burst_timescale),
+                                 ("burst_share", burst_share)) if v is not None}
     summary = generate_demo_data(
         out_dir, users=users, polls=polls, days=days, seed=seed,
         follow_effect=follow_effect, progress=True, **extra,

@@ -134,6 +134,7 @@ class _FakePersonalize(BaseHTTPRequestHandler):
 
     requests: list = []
     throttle = False
+    item_ids: list[str] | None = None  # what the campaign recommends (default p0, p1, ...)
 
     def do_POST(self):  # noqa: N802 (http.server naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
@@ -145,8 +146,10 @@ class _FakePersonalize(BaseHTTPRequestHandler):
                 self.send_header("x-amzn-ErrorType", "ThrottlingException")
             else:
                 n = body["numResults"]
+                ids = type(self).item_ids or [f"p{i}" for i in range(n)]
                 payload = json.dumps({
-                    "itemList": [{"itemId": f"p{i}", "score": 1 / (i + 1)} for i in range(n)],
+                    "itemList": [{"itemId": ids[i], "score": 1 / (i + 1)}
+                                 for i in range(min(n, len(ids)))],
                     "recommendationId": "RID-HTTP"}).encode()
                 self.send_response(200)
         else:
@@ -165,6 +168,7 @@ class _FakePersonalize(BaseHTTPRequestHandler):
 def endpoint():
     _FakePersonalize.requests = []
     _FakePersonalize.throttle = False
+    _FakePersonalize.item_ids = None
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakePersonalize)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

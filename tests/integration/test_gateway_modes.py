@@ -1,0 +1,98 @@
+"""Degraded and production modes over real HTTP: Neo4j down, Amazon Personalize as the
+backend (a local endpoint speaking its protocol), and the operations routes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from http.server import ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Server, _free_port, _user, token
+from tests.recsys.test_personalize_backend import _FakePersonalize
+
+FEED = "{ feed(first: 10) { recommendationId edges { source node { id } } } }"
+
+
+def test_neo4j_down_feed_still_served_and_follow_is_a_typed_error(home):
+    closed_port = _free_port()  # nothing listens there
+    srv = Server(home, HUNCH_GRAPH_STORE="neo4j", HUNCH_IN_NETWORK="true",
+                 HUNCH_NEO4J_URI=f"bolt://127.0.0.1:{closed_port}").start()
+    try:
+        user = _user(home)
+        body = srv.gql(FEED, token=token(user)).json()
+        assert "errors" not in body, body
+        assert len(body["data"]["feed"]["edges"]) == 10
+        assert body["extensions"]["degraded"] == ["in-network"]
+        r = srv.gql('mutation { follow(userId: "someone") { __typename '
+                    '... on GraphUnavailableError { message } } }', token=token(user)).json()
+        assert r["data"]["follow"]["__typename"] == "GraphUnavailableError"
+        assert "unreachable" in r["data"]["follow"]["message"]
+        ready = httpx.get(f"{srv.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["neo4j"].startswith("unreachable")
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def personalize_endpoint(home):
+    with (home / "data" / "items.csv").open() as fh:
+        polls = [row["ITEM_ID"] for row in csv.DictReader(fh)]
+    _FakePersonalize.requests = []
+    _FakePersonalize.throttle = False
+    _FakePersonalize.item_ids = polls[::-1]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakePersonalize)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", polls
+    server.shutdown()
+    server.server_close()
+    _FakePersonalize.item_ids = None
+
+
+def test_personalize_backend_serves_forwards_events_and_falls_back(home, personalize_endpoint):
+    url, _ = personalize_endpoint
+    arn = "arn:aws:personalize:us-east-1:123456789012:campaign/hunch-up"
+    srv = Server(home, HUNCH_BACKEND="personalize",
+                 HUNCH_PERSONALIZE_CAMPAIGN_ARNS=json.dumps({"user-personalization": arn}),
+                 HUNCH_PERSONALIZE_TRACKING_ID="tracking-1",
+                 HUNCH_PERSONALIZE_ENDPOINT_URL=url,
+                 AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                 AWS_DEFAULT_REGION="us-east-1").start()
+    try:
+        user = _user(home)
+        feed = srv.gql(FEED, token=token(user)).json()["data"]["feed"]
+        sources = [e["source"] for e in feed["edges"]]
+        assert sources.count("user-personalization") == 6
+        calls = [b for p, b in _FakePersonalize.requests if p == "/recommendations"]
+        assert calls and calls[0]["campaignArn"] == arn and calls[0]["userId"] == user
+        # an interaction goes to the local store and to Personalize's tracker
+        poll = feed["edges"][0]["node"]["id"]
+        r = srv.gql("""mutation($p: ID!, $r: String) { recordInteraction(input: {pollId: $p,
+            eventType: "HUNCH", recommendationId: $r}) { __typename } }""",
+                    {"p": poll, "r": feed["recommendationId"]}, token(user)).json()
+        assert r["data"]["recordInteraction"]["__typename"] == "Recorded"
+        events = [b for p, b in _FakePersonalize.requests if p == "/events"]
+        assert events[-1]["eventList"][0]["itemId"] == poll
+        assert events[-1]["trackingId"] == "tracking-1"
+        # throttling: the feed is still full, from the local popularity list
+        _FakePersonalize.throttle = True
+        feed = srv.gql(FEED, token=token("another-user")).json()["data"]["feed"]
+        assert len(feed["edges"]) == 10
+        metrics = httpx.get(f"{srv.url}/metrics", timeout=10).text
+        assert 'hunch_fallbacks_total{reason="ThrottlingException",source="user-personalization"}' in metrics
+    finally:
+        srv.stop()
+
+
+def test_metrics_and_health_routes(server, home):
+    user = _user(home)
+    server.gql(FEED, token=token(user))
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'hunch_graphql_operation_seconds_bucket{le="0.05",operation="feed"}' in metrics
+    assert "hunch_recipe_source_seconds_count" in metrics
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/readyz").json()
+    assert ready["ready"] is True and "user-personalization" in ready["models"]
