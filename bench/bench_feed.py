@@ -6,7 +6,8 @@ the mixer, a new feed session in SQLite, recording the recommendation) over many
 beside a baseline measured in the same run: the three recipes' ``recommend`` calls alone
 for the same users (what the page cannot avoid).
 
-Goal (issue: feed composition): p99 <= 10 ms on one core at 50k polls.
+Goal (issue: feed composition): p99 <= 10 ms on one core at 50k polls (Services limits
+BLAS to HUNCH_BLAS_THREADS=1 thread, as each gateway worker does).
 Run: ``python bench/bench_feed.py [--polls 50000] [--requests 300]``.
 """
 
@@ -29,19 +30,7 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p * len(values)))] * 1000
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--polls", type=int, default=50_000)
-    parser.add_argument("--users", type=int, default=5_000)
-    parser.add_argument("--interactions", type=int, default=300_000)
-    parser.add_argument("--requests", type=int, default=300)
-    args = parser.parse_args()
-
-    home = Path(tempfile.mkdtemp(prefix="hunch-bench-feed-"))
-    env = {**os.environ, "HUNCH_HOME": str(home)}
-    data = home / "data"
-    print(f"building a demo engine with {args.polls:,} polls in {home} ...", flush=True)
-
+def _build(env: dict, data: Path, args) -> None:
     def hunch(*a: str) -> None:
         subprocess.run([sys.executable, "-m", "gateway", *a], env=env, check=True,
                        capture_output=True, text=True)
@@ -52,6 +41,23 @@ def main() -> None:
     for recipe in ("popularity-count", "trending-now", "user-personalization"):
         hunch("train", "--recipe", recipe, "--data", str(data))
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--polls", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=5_000)
+    parser.add_argument("--interactions", type=int, default=300_000)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--home", type=Path, help="reuse an engine built by an earlier run")
+    args = parser.parse_args()
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="hunch-bench-feed-"))
+    env = {**os.environ, "HUNCH_HOME": str(home)}
+    data = home / "data"
+    if args.home is None:
+        print(f"building a demo engine with {args.polls:,} polls in {home} ...", flush=True)
+        _build(env, data, args)
+
     os.environ["HUNCH_HOME"] = str(home)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from gateway.services import Services
@@ -59,9 +65,11 @@ def main() -> None:
     from recsys.promotions import Promotion
 
     services = Services(Settings())
+    # create() is idempotent for the same expression; a promotion may exist from a reuse
     services.filters.create("no-nsfw-or-chosen", 'EXCLUDE ItemID WHERE Items.CATEGORY IN ($C)')
-    services.promotions.create(Promotion(
-        "events", 20, 'INCLUDE ItemID WHERE Items.CATEGORY IN ("PROMOTIONAL_EVENT")'))
+    if not any(p.name == "events" for p in services.promotions.list()):
+        services.promotions.create(Promotion(
+            "events", 20, 'INCLUDE ItemID WHERE Items.CATEGORY IN ("PROMOTIONAL_EVENT")'))
     with (data / "users.csv").open() as fh:
         users = [row["USER_ID"] for _, row in zip(range(args.requests), csv.DictReader(fh))]
 
@@ -70,11 +78,13 @@ def main() -> None:
         services.feed(user, 20, None, "no-nsfw-or-chosen", {"C": '"MUSIC"'})
 
     page_times, recipe_times = [], []
+    up = services.recipes.model("user-personalization")
     for user in users:
         started = time.perf_counter()
         result = services.feed(user, 20, None, "no-nsfw-or-chosen", {"C": '"MUSIC"'})
         page_times.append(time.perf_counter() - started)
         assert len(result.page.items) == 20
+        up._last_scores = None  # the baseline must not reuse the page's cached scores
         started = time.perf_counter()
         for recipe in ("user-personalization", "trending-now", "popularity-count"):
             services.recipes.recommend(recipe, user, 25)

@@ -442,6 +442,7 @@ class Mutation:
 
                 compile_filter(promotion.filter_expression)
             services.promotions.create(promotion)
+            services.promotions_changed()
         except (InvalidPromotion, InvalidFilterExpression, InvalidEvent) as exc:
             return InvalidInputError(message=str(exc))
         except UnknownFilter as exc:
@@ -454,6 +455,7 @@ class Mutation:
     def update_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
         _admin(info)
         try:
+            _services(info).promotions_changed()
             updated = _services(info).promotions.update(
                 name, percent_promoted_items=input.percent_promoted_items,
                 filter_expression=input.filter_expression, filter_name=input.filter_name,
@@ -470,6 +472,7 @@ class Mutation:
         _admin(info)
         try:
             _services(info).promotions.delete(name)
+            _services(info).promotions_changed()
         except UnknownPromotion as exc:
             return NotFoundError(message=str(exc))
         return Deleted(name=name)

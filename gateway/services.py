@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 CATALOG_REFRESH_SECONDS = 2.0
 # Interactions filters look at a user's last 100 interactions per event type (Personalize).
 RECENT_EVENTS_PER_TYPE = 100
+# How often queued feed responses are written (see RecommendationLog).
+RECOMMENDATION_FLUSH_SECONDS = 0.2
+# How stale the active promotion may be in a worker after an internal tool changes it.
+PROMOTION_REFRESH_SECONDS = 1.0
 
 
 class ServedRecipeSource:
@@ -68,6 +72,47 @@ class ServedRecipeSource:
             metrics.SOURCE_LATENCY.labels(self.name).observe(time.perf_counter() - started)
 
 
+class RecommendationLog:
+    """Writes what each feed response showed, off the request path, in batches.
+
+    A response's items are soft state (they only turn later events that name the
+    recommendation id into implicit impressions), so requests append them to a list
+    and one thread writes that list every ``RECOMMENDATION_FLUSH_SECONDS`` instead of
+    costing each request an fsync. ``close`` flushes what is pending (graceful
+    shutdown); a crash loses at most that interval's worth, never an acknowledged event.
+    """
+
+    def __init__(self, events: EventStore):
+        self.events = events
+        self._pending: list[tuple[str, str, list[str], int]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="recommendation-log", daemon=True)
+        self._thread.start()
+
+    def record(self, recommendation_id: str, user_id: str, item_ids: list[str]) -> None:
+        with self._lock:  # no wake-up of the writer: it polls, requests never wait on it
+            self._pending.append((recommendation_id, user_id, item_ids, int(time.time())))
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if batch:
+            try:
+                self.events.record_recommendations(batch)
+            except Exception:  # noqa: BLE001 - logged; the feed keeps serving
+                log.exception("could not store %d recommendation(s)", len(batch))
+
+    def _run(self) -> None:
+        while not self._stop.wait(RECOMMENDATION_FLUSH_SECONDS):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+
 @dataclass
 class FeedResult:
     page: FeedPage
@@ -79,12 +124,17 @@ class Services:
 
     def __init__(self, settings: Settings, graph: GraphStore | None = None):
         self.settings = settings
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=settings.blas_threads)
         settings.home.mkdir(parents=True, exist_ok=True)
         self.events = EventStore(settings.events_db)
         self.recipes = RecipeService(settings.artifacts_dir, self.events)
         self.filters = FilterStore(settings.events_db)
         self.promotions = PromotionStore(settings.events_db)
         self.graph = graph if graph is not None else _make_graph(settings)
+        self.recommendation_log = RecommendationLog(self.events)
+        self._request = threading.local()  # per-request memo (one feed runs in one thread)
         self.graph_degraded = False
         self._catalog_lock = threading.Lock()
         self.catalog = Catalog(schema=ITEMS)
@@ -112,7 +162,7 @@ class Services:
             _make_session_store(settings),
             CursorSigner(settings.cursor_secret),
             session_ttl_seconds=settings.session_ttl_seconds,
-            active_promotion=self.promotions.active,
+            active_promotion=self._active_promotion,
             promotion_filter=self._promotion_predicate,
             on_recommendation=self._record_recommendation,
             max_page_size=settings.max_page_size,
@@ -187,6 +237,7 @@ class Services:
              filter_name: str | None = None, filter_values: dict[str, str] | None = None,
              ) -> FeedResult:
         self.refresh_catalog()
+        self._request.context = None  # a new request: read the user's events afresh
         context = self._filter_context(user_id)
         named = self.filters.get(filter_name).compiled if filter_name else None
         masks: list[np.ndarray] = []
@@ -201,9 +252,13 @@ class Services:
         return FeedResult(page, degraded)
 
     def _filter_context(self, user_id: str) -> FilterContext:
-        latest = self.events.latest_events(user_id, per_type=RECENT_EVENTS_PER_TYPE)
-        recent = {etype: [e.item_id for e in reversed(evts)] for etype, evts in latest.items()}
-        return FilterContext(self.catalog, self.events.get_user(user_id) or {}, recent)
+        cached = getattr(self._request, "context", None)
+        if cached is not None and cached[0] == user_id:
+            return cached[1]
+        recent = self.events.latest_item_ids(user_id, per_type=RECENT_EVENTS_PER_TYPE)
+        context = FilterContext(self.catalog, self.events.get_user(user_id) or {}, recent)
+        self._request.context = (user_id, context)
+        return context
 
     def _mask_predicate(self, masks: list[np.ndarray]) -> Callable[[str], bool] | None:
         if not masks:
@@ -225,7 +280,7 @@ class Services:
         if promotion.filter_name:
             compiled = self.filters.get(promotion.filter_name).compiled
         else:
-            compiled = compile_filter(promotion.filter_expression)
+            compiled = self._compiled(promotion.filter_expression)
         context = self._filter_context(user_id)
         with self._catalog_lock:
             mask = compiled.bind(promotion.filter_values).catalog_mask(context)
@@ -243,11 +298,34 @@ class Services:
             ids = [self.catalog.ids[int(r)] for r in rows]
         return [i for _, i in sorted(zip(created, ids), reverse=True)[:n]]
 
+    def promotions_changed(self) -> None:
+        """This worker changed a promotion: apply it from the next request."""
+        self._promotion_cache = None
+
+    def _active_promotion(self) -> Promotion | None:
+        """The active promotion, re-read at most every PROMOTION_REFRESH_SECONDS (a
+        change by an internal tool reaches every worker within that time)."""
+        now = time.monotonic()
+        cached = getattr(self, "_promotion_cache", None)
+        if cached is not None and now - cached[0] < PROMOTION_REFRESH_SECONDS:
+            return cached[1]
+        active = self.promotions.active()
+        self._promotion_cache = (now, active)
+        return active
+
+    def _compiled(self, expression: str) -> CompiledFilter:
+        """Compile once, reuse: promotions name their filter by expression."""
+        cache = self.__dict__.setdefault("_compiled_cache", {})
+        compiled = cache.get(expression)
+        if compiled is None:
+            compiled = cache[expression] = compile_filter(expression)
+        return compiled
+
     def _record_recommendation(self, recommendation_id: str, user_id: str,
                                item_ids: list[str]) -> None:
         # What a response showed, so that an event carrying only its recommendation id
         # still counts as an impression (Personalize's implicit impressions).
-        self.events.record_recommendation(recommendation_id, user_id, item_ids, int(time.time()))
+        self.recommendation_log.record(recommendation_id, user_id, item_ids)
 
     # ------------------------------------------------------------------ events
 
@@ -356,6 +434,7 @@ class Services:
         return checks
 
     async def close(self) -> None:
+        self.recommendation_log.close()  # flush what is queued
         try:
             await self.graph.close()
         except Exception:  # noqa: BLE001 - shutting down anyway

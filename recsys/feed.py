@@ -80,7 +80,8 @@ class FeedService:
             session_id, expires = self.sessions.create(user_id, self.session_ttl_seconds)
             position = 0
 
-        items = self.sessions.items(session_id, position, first)
+        # A new session holds nothing yet: no need to read it back.
+        items = self.sessions.items(session_id, position, first) if after else []
         exhausted = False
         if len(items) < first:
             exhausted = self._extend(user_id, session_id, position + first, allow)

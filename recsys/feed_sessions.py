@@ -32,6 +32,7 @@ from recsys.errors import HunchError
 from recsys.mixer import FeedItem
 
 DEFAULT_SESSION_TTL_SECONDS = 30 * 60  # a scrolling session; a new app open starts anew
+SWEEP_SECONDS = 60.0  # how often a store deletes expired sessions
 
 
 class InvalidCursor(HunchError):
@@ -114,6 +115,7 @@ class SQLiteFeedSessionStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._swept_at = 0.0
         self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
                                      isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -139,11 +141,14 @@ class SQLiteFeedSessionStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                # Expired sessions are swept as new ones start, so the file stays small.
-                self._conn.execute(
-                    "DELETE FROM feed_session_items WHERE session_id IN "
-                    "(SELECT session_id FROM feed_sessions WHERE expires_at < ?)", (now,))
-                self._conn.execute("DELETE FROM feed_sessions WHERE expires_at < ?", (now,))
+                # Expired sessions are swept now and then as new ones start, so the file
+                # stays small without a sweep on every request.
+                if now - self._swept_at > SWEEP_SECONDS:
+                    self._swept_at = now
+                    self._conn.execute(
+                        "DELETE FROM feed_session_items WHERE session_id IN "
+                        "(SELECT session_id FROM feed_sessions WHERE expires_at < ?)", (now,))
+                    self._conn.execute("DELETE FROM feed_sessions WHERE expires_at < ?", (now,))
                 self._conn.execute(
                     "INSERT INTO feed_sessions VALUES (?, ?, ?, ?)",
                     (session_id, user_id, now, expires))

@@ -266,6 +266,7 @@ class UserPersonalization:
     def fit(self, data: TrainingData) -> Self:
         """Learn factors, metadata maps, segment lifts and the blend from ``data``."""
         self._check_params()
+        self._changed()
         interactions = sorted(data.interactions, key=lambda e: e.timestamp)
         if not interactions:
             raise UserPersonalizationError(
@@ -850,11 +851,23 @@ class UserPersonalization:
         return bonus
 
     def _final_scores(self, user_id: str | None, now: float | None) -> np.ndarray:
+        # One feed page asks for the same user's scores more than once (regular and
+        # promoted slots): the last answer is kept until the model changes.
+        key = (user_id, now, getattr(self, "_version", 0), self.exploration_weight,
+               self.exploration_item_age_cutoff_days, self.use_recency)
+        cached = getattr(self, "_last_scores", None)
+        if cached is not None and cached[0] == key:
+            return cached[1].copy()
         score = self._serving_scores(user_id, self._reference_time(user_id, now))
         if self.exploration_weight > 0:
             start, tail = self._exploration_tail(user_id, now)
             score[start:] += tail
+        self._last_scores = (key, score.copy())
         return score
+
+    def _changed(self) -> None:
+        """Something the scores depend on moved: forget the cached scores."""
+        self._version = getattr(self, "_version", 0) + 1
 
     def score_all(self, user_id: str | None, *, now: float | None = None) -> np.ndarray:
         """Every poll's score for the user (exploration included), in ``item_ids_`` order."""
@@ -908,6 +921,7 @@ class UserPersonalization:
     def observe(self, events: Iterable[Interaction | Impression]) -> None:
         """Fold streamed interactions and impressions in at once, without retraining."""
         self._require_fitted()
+        self._changed()
         for event in events:
             if isinstance(event, Impression):
                 self._count_impression(event.item_ids)
@@ -936,6 +950,7 @@ class UserPersonalization:
     def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:
         """Make new polls recommendable at once, scored from their metadata and text."""
         self._require_fitted()
+        self._changed()
         new = [i for i in items if i not in self.item_index_]
         known = [i for i in items if i in self.item_index_]
         ids = new + known
