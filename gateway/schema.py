@@ -284,11 +284,11 @@ class Query:
         result = await asyncio.to_thread(services.feed, target, first, after, filter, values)
         info.context["degraded"].extend(result.degraded)
         page = result.page
-        records = {i.item_id: services.events.get_item(i.item_id) for i in page.items}
+        records = services.events.get_items(i.item_id for i in page.items)
         edges = [
             FeedEdge(
                 cursor=page.end_cursor,
-                node=Poll.from_record(records[i.item_id] or {"ITEM_ID": i.item_id}),
+                node=Poll.from_record(records.get(i.item_id) or {"ITEM_ID": i.item_id}),
                 source=i.source, score=i.score, rank=i.rank, promotion_name=i.promotion_name,
             )
             for i in page.items

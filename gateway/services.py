@@ -405,7 +405,10 @@ class Services:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Load follows.csv into the in-process graph (embedded mode) with poll authors."""
+        """Load the newest models before the first request (so it is not the one that
+        pays for loading), and follows.csv into the in-process graph in embedded mode."""
+        for recipe in self.recipes.available():
+            await asyncio.to_thread(self.recipes.model, recipe)
         path = self.settings.follows_path
         if self.settings.graph_store != "memory" or path is None or not path.exists():
             return

@@ -19,7 +19,9 @@ ones *for the right reasons*. So the generator plants known structure, writes it
   follow boost to 1 so an analysis can test that it detects the effect only when planted.
 - **viral bursts**: some polls get a sudden wave of votes starting at a known onset and
   lasting ``burst_timescale`` seconds (3 hours by default, Trending-Now's default
-  interval), well above the interval before it.
+  interval), well above the interval before it; together they add ``burst_share`` of
+  the interactions (3 % by default; the trend-tuning backtest raises it so that bursts,
+  not the recency wave of new polls, decide which frequency fits).
 
 Event types and values (the EVENT_VALUE column):
 
@@ -94,6 +96,10 @@ EXPECTED_COMMENT_SHARE = 0.08  # first guess of comments per vote; the sampler t
 COMMENT_WORDS_MEDIAN = 8.0
 COMMENT_DELAY_MEAN = 15 * 60  # a comment follows the vote by a few minutes
 BURST_SHARE = 0.03  # share of all interactions that the planted bursts add
+# With an explicit ``burst_share`` the number of bursts grows so that a typical burst
+# stays at this share of its per-burst cap: a large share then means more bursts, not
+# bursts clipped at the cap (which would silently give a smaller share than asked).
+BURST_CAP_FILL = 0.5
 MIN_BURST_VOTES = 20  # a burst smaller than this would not stand out in small data
 MAX_BURST_USER_SHARE = 0.5  # a burst reaches at most this share of users (one vote each)
 POLLS_PER_BURST = 250  # one burst per this many polls (at least MIN_BURSTS)
@@ -470,18 +476,24 @@ def _sample_votes(rng: np.random.Generator, w: _World, sampler: _UserSampler, ta
     return np.concatenate(got_u), np.concatenate(got_p), np.concatenate(got_t)
 
 
+def _burst_cap(n_users: int, total: int, n_bursts: int) -> int:
+    """Most votes one burst may have: a share of users, and never half the data."""
+    cap = max(MIN_BURST_VOTES, int(MAX_BURST_USER_SHARE * n_users))
+    # Bursts may never take more than half the interactions asked for (tiny datasets).
+    return min(cap, max(1, total // (2 * max(n_bursts, 1))))
+
+
 def _plant_bursts(rng: np.random.Generator, w: _World, sampler: _UserSampler, n_bursts: int,
-                  total: int, timescale: int, end: int) -> list[dict]:
+                  total: int, timescale: int, end: int,
+                  burst_share: float = BURST_SHARE) -> list[dict]:
     n_users = len(w.activity)
     eligible = np.flatnonzero(w.created + BURST_ONSET_DELAY[1] + timescale < end)
     if len(eligible) == 0:
         eligible = np.flatnonzero(w.created + BURST_ONSET_DELAY[0] + timescale < end)
     n_bursts = min(n_bursts, len(eligible))
     polls = np.sort(rng.choice(eligible, size=n_bursts, replace=False))
-    mean_size = BURST_SHARE * total / max(n_bursts, 1)
-    cap = max(MIN_BURST_VOTES, int(MAX_BURST_USER_SHARE * n_users))
-    # Bursts may never take more than half the interactions asked for (tiny datasets).
-    cap = min(cap, max(1, total // (2 * max(n_bursts, 1))))
+    mean_size = burst_share * total / max(n_bursts, 1)
+    cap = _burst_cap(n_users, total, n_bursts)
     bursts = []
     for p in polls.tolist():
         size = int(np.clip(rng.lognormal(math.log(max(mean_size, 1)), 0.4),
@@ -587,7 +599,11 @@ def _poll_text(rng: np.random.Generator, topic: str, promotional: bool,
 
 
 def _validate(users: int, polls: int, days: int, total: int, burst_timescale: int,
-              follow_boost: float) -> None:
+              follow_boost: float, burst_share: float | None = None) -> None:
+    if burst_share is not None and not 0.0 < burst_share <= 0.5:
+        raise DemoDataError(
+            f"burst_share={burst_share} must be in (0, 0.5]: the share of interactions the "
+            "planted bursts add (default 0.03); above half, bursts would be the whole feed")
     if users < 10 or polls < 10 or days < 1:
         raise DemoDataError(
             f"need at least 10 users, 10 polls and 1 day (got users={users}, polls={polls}, "
@@ -619,6 +635,7 @@ def generate_demo_data(
     follow_effect: bool = True,
     follow_boost: float = DEFAULT_FOLLOW_BOOST,
     burst_timescale: int = DEFAULT_BURST_TIMESCALE,
+    burst_share: float | None = None,
     bursts: int | None = None,
     interactions: int | None = None,
     events_per_user: float | None = None,
@@ -631,7 +648,10 @@ def generate_demo_data(
     user over the window) set the size; by default each user averages
     ``DEFAULT_EVENTS_PER_USER_PER_DAY * days`` events (fewer for a tiny catalog).
     ``follow_effect=False`` plants no follow effect (``follow_boost`` is then ignored);
-    ``burst_timescale`` (seconds) is how long each planted viral burst lasts.
+    ``burst_timescale`` (seconds) is how long each planted viral burst lasts;
+    ``burst_share`` is the share of interactions the bursts add (default
+    ``BURST_SHARE``; when given, the number of bursts grows as needed to reach it unless
+    ``bursts`` is given too).
     """
     if interactions is not None and events_per_user is not None:
         raise DemoDataError("give interactions or events_per_user, not both")
@@ -640,8 +660,11 @@ def generate_demo_data(
                               DEFAULT_MAX_POLL_SHARE * polls)
     total = int(interactions if interactions is not None else round(events_per_user * users))
     burst_timescale = int(burst_timescale)
-    _validate(users, polls, days, total, burst_timescale, follow_boost)
+    _validate(users, polls, days, total, burst_timescale, follow_boost, burst_share)
     n_bursts = bursts if bursts is not None else max(MIN_BURSTS, polls // POLLS_PER_BURST)
+    if burst_share is not None and bursts is None:
+        typical = BURST_CAP_FILL * _burst_cap(users, total, n_bursts)
+        n_bursts = max(n_bursts, math.ceil(burst_share * total / typical))
     out = Path(out_dir)
     end = start + days * DAY
     boost = follow_boost if follow_effect else 1.0
@@ -663,7 +686,8 @@ def generate_demo_data(
         sampler = _UserSampler(world, boost)
 
         step(_STAGES[3])
-        planted = _plant_bursts(rng, world, sampler, n_bursts, total, burst_timescale, end)
+        planted = _plant_bursts(rng, world, sampler, n_bursts, total, burst_timescale, end,
+                                BURST_SHARE if burst_share is None else burst_share)
         bu = np.concatenate([b["users"] for b in planted]) if planted else np.zeros(0, int)
         bp = np.concatenate([np.full(len(b["users"]), b["poll"]) for b in planted]) \
             if planted else np.zeros(0, int)
@@ -741,6 +765,8 @@ def generate_demo_data(
             seed=seed, users=users, polls=polls, days=days, start=start, end=end,
             follow_effect=follow_effect, follow_boost=boost,
             burst_timescale=burst_timescale, interactions=total,
+            # Only when asked for: default output stays byte-identical to earlier versions.
+            **({} if burst_share is None else {"burst_share": burst_share}),
         ))
     return summary
 

@@ -459,6 +459,15 @@ class EventStore:
                 params.append(value)
         return self._read(f"SELECT COUNT(*) FROM events WHERE {' AND '.join(where)}", params)[0][0]
 
+    def seq_before(self, timestamp: int) -> int:
+        """A sequence number below every event newer than ``timestamp``: tailing
+        :meth:`events_since` from it skips the bulk of events already trained on."""
+        rows = self._read(
+            "SELECT MIN(seq) FROM events WHERE kind IN (?, ?) AND timestamp > ?",
+            (_INTERACTION, _IMPRESSION, timestamp))
+        first = rows[0][0] if rows else None
+        return self.last_seq() if first is None else max(0, int(first) - 1)
+
     def latest_item_ids(self, user_id: str, per_type: int = DEFAULT_LATEST_PER_TYPE
                         ) -> dict[str, list[str]]:
         """The polls of a user's newest ``per_type`` interactions of each event type,
@@ -564,6 +573,19 @@ class EventStore:
         """The poll's record (ITEM_ID plus metadata), or None when unknown."""
         rows = self._read("SELECT item_id, fields FROM items WHERE item_id = ?", (item_id,))
         return _record_from("ITEM_ID", rows[0]) if rows else None
+
+    def get_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The records of these polls (unknown ids are left out), in one query."""
+        ids = list(dict.fromkeys(item_ids))
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 500):  # SQLite's variable limit, with room
+            chunk = ids[start:start + 500]
+            rows = self._read(
+                f"SELECT item_id, fields FROM items WHERE item_id IN ({', '.join('?' * len(chunk))})",
+                tuple(chunk))
+            for row in rows:
+                out[row[0]] = _record_from("ITEM_ID", row)
+        return out
 
     def get_user(self, user_id: str) -> dict[str, Any] | None:
         """The user's record (USER_ID plus metadata), or None when unknown."""

@@ -167,6 +167,9 @@ class RecipeService:
                      trained_until=manifest.get("trained_until"))
         if "event_seq" in manifest:
             live.trained_until = None  # the sequence number already says what is new
+        elif live.trained_until is not None and hasattr(self.event_store, "seq_before"):
+            # Skip, in one indexed query, the events the model was trained on.
+            live.last_seq = self.event_store.seq_before(int(live.trained_until))
         if self._added_items:
             artifact.model.add_items(dict(self._added_items))
         self._tail(live)

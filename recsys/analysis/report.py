@@ -14,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recsys.analysis.exploration import DEAD_SHARE, NEW_SHARE, ExplorationResult
 from recsys.analysis.follow_impact import NDCG, SHARE, FollowImpactResult
+from recsys.analysis.served import ServedImpactResult
+from recsys.analysis.text_ablation import TextAblationResult
 from recsys.analysis.trend_tuning import TrendTuningResult
 
 REPORT_HTML = "report.html"
@@ -77,8 +80,56 @@ def _plot_trend(result: TrendTuningResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _plot_text(result: TextAblationResult, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result.field_contributions()
+    fields = sorted({r["field"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("ndcg_at_10", "cold_poll_recall_at_25")):
+        gains = [next(r["gain"] for r in rows if r["field"] == f and r["metric"] == metric)
+                 for f in fields]
+        ax.barh(fields, gains, color="tab:green")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(f"loss of {metric} without the field")
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+
+
+def _plot_exploration(result: ExplorationResult, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result.arms)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], [result.arms[n][NEW_SHARE] for n in names], 0.4,
+           label="new-poll exposure")
+    ax.bar([i + 0.2 for i in x], [result.arms[n][DEAD_SHARE] for n in names], 0.4,
+           label="impressions on polls nobody engages with")
+    ax.set_xticks(list(x), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("share of feed slots")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=PLOT_DPI)
+    plt.close(fig)
+
+
+def _comparison_rows(comparisons) -> list[dict[str, Any]]:
+    keys = ("treatment", "baseline", "metric", "users", "difference", "ci_low", "ci_high",
+            "paired_t_p", "holm_p", "significant")
+    return [{k: c.to_json()[k] for k in keys} for c in comparisons]
+
+
 def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = None,
-                 trend: TrendTuningResult | None = None) -> Path:
+                 trend: TrendTuningResult | None = None,
+                 text: TextAblationResult | None = None,
+                 exploration: ExplorationResult | None = None,
+                 served: ServedImpactResult | None = None) -> Path:
     """Write report.html, report.json and the PNGs into ``out_dir``; returns the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +161,31 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
             f"<h2>Trend discovery frequency</h2><p>recommended: "
             f"{html.escape(trend.recommended)}</p>" + _table(trend.to_json()["table"])
             + '<img src="trend_tuning.png" alt="trend tuning">')
+    if served is not None:
+        numbers["served_follow_impact"] = served.to_json()
+        sections.append(
+            f"<h2>Follow impact on the served feed</h2><p>{served.users} users, "
+            f"{served.served} served polls; follow effect: {served.follow_effect}.</p>"
+            + _table([{"source": k, **v} for k, v in served.by_source.items()])
+            + _table(_comparison_rows([served.comparison])))
+    if text is not None:
+        _plot_text(text, out / "text_ablation.png")
+        numbers["text_ablation"] = text.to_json()
+        sections.append(
+            f"<h2>Poll text</h2><p>{text.users} held-out users ({text.cold_users} with cold "
+            "polls to find); each row drops one field from the full model.</p>"
+            + _table([{"variant": n, **v} for n, v in text.variants.items()])
+            + _table(text.field_contributions())
+            + '<img src="text_ablation.png" alt="text ablation">')
+    if exploration is not None:
+        _plot_exploration(exploration, out / "exploration.png")
+        numbers["exploration"] = exploration.to_json()
+        sections.append(
+            f"<h2>Exploration</h2><p>replay of held-out time from {exploration.cutoff}, "
+            f"{exploration.requests} feeds per arm.</p>"
+            + _table([{"arm": n, **v} for n, v in exploration.arms.items()])
+            + _table(_comparison_rows(exploration.comparisons))
+            + '<img src="exploration.png" alt="exploration">')
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>Hunch roadmap evidence"
             "</title><style>table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:2px 6px}</style></head><body><h1>Hunch roadmap evidence</h1>"

@@ -1,0 +1,91 @@
+"""Poll-text ablation, the exploration replay, and the report that shows all analyses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recsys.analysis.exploration import NEW_SHARE, arm_name, exploration_replay
+from recsys.analysis.report import write_report
+from recsys.analysis.text_ablation import NO_TEXT, TextAblationError, text_ablation
+from recsys.analysis.trend_tuning import tune_trending
+from recsys.datasets import load_directory
+from recsys.demo_data import generate_demo_data
+from recsys.recipes.user_personalization import TEXT_FIELDS
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tx")
+    generate_demo_data(d, users=300, polls=600, days=5, seed=2)
+    return load_directory(d)
+
+
+@pytest.fixture(scope="module")
+def ablation(demo):
+    return text_ablation(demo.interactions, demo.items, demo.users,
+                         impressions=demo.impressions)
+
+
+@pytest.fixture(scope="module")
+def replay(demo):
+    return exploration_replay(demo.interactions, demo.items, demo.users,
+                              impressions=demo.impressions)
+
+
+def test_every_text_field_is_ablated_overall_and_on_cold_polls(ablation):
+    rows = ablation.field_contributions()
+    assert {r["field"] for r in rows} == set(TEXT_FIELDS)
+    assert {r["metric"] for r in rows} == {"ndcg_at_10", "cold_poll_recall_at_25"}
+    assert NO_TEXT in ablation.variants and ablation.cold_users > 0
+    assert all(c.holm_p >= c.paired_t_p for c in ablation.comparisons)
+
+
+def test_a_field_without_text_is_not_ablated_and_no_text_at_all_is_an_error(demo):
+    blank = {pid: {**m, "DESCRIPTION": ""} for pid, m in demo.items.items()}
+    result = text_ablation(demo.interactions, blank, demo.users,
+                           fields=("QUESTION", "DESCRIPTION"))
+    assert {r["field"] for r in result.field_contributions()} == {"QUESTION"}
+    with pytest.raises(TextAblationError, match="no text"):
+        text_ablation(demo.interactions, blank, demo.users, fields=("DESCRIPTION",))
+
+
+def test_exploration_shows_new_polls_more_the_higher_its_weight(replay):
+    assert len(replay.arms) == 6  # three weights, with and without impressions
+    for with_imps in (False, True):
+        more = next(c for c in replay.comparisons if c.metric == NEW_SHARE
+                    and c.treatment == arm_name(0.6, with_imps)
+                    and c.baseline == arm_name(0.0, with_imps))
+        assert more.difference > 0 and more.significant
+
+
+def test_report_shows_all_analyses_with_numbers_and_images(demo, ablation, replay, tmp_path):
+    from PIL import Image
+
+    trend = tune_trending(demo.interactions, warmup=86_400)
+    page = write_report(tmp_path, trend=trend, text=ablation, exploration=replay)
+    html = page.read_text()
+    for title in ("Trend discovery frequency", "Poll text", "Exploration"):
+        assert f"<h2>{title}" in html
+    cells = [c.split("</td>")[0] for c in html.split("<td>")[1:]]
+    numeric = [c for c in cells if _is_number(c)]
+    assert len(numeric) > 50
+    for png in ("trend_tuning.png", "text_ablation.png", "exploration.png"):
+        assert f'src="{png}"' in html
+        with Image.open(tmp_path / png) as im:
+            im.verify()
+        with Image.open(tmp_path / png) as im:
+            assert im.size[0] > 100
+    numbers = json.loads((tmp_path / "report.json").read_text())
+    assert set(numbers) == {"trend_tuning", "text_ablation", "exploration"}
+    assert numbers["exploration"]["requests"] == replay.requests
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
