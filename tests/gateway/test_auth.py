@@ -1,0 +1,73 @@
+"""Bearer JWT: pinned algorithm, exp/aud/iss checked, sub is the user, admin role."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from gateway.auth import Authenticator, Unauthorized, issue_token
+from gateway.settings import Settings
+
+
+def settings(**kw) -> Settings:
+    return Settings(jwt_secret="s" * 40, **kw)
+
+
+def claims(**kw):
+    now = int(time.time())
+    base = {"sub": "u1", "aud": "hunch-app", "iss": "hunch-auth", "iat": now, "exp": now + 60}
+    base.update(kw)
+    return base
+
+
+def test_valid_token_gives_the_user_and_role():
+    s = settings()
+    auth = Authenticator(s)
+    assert auth.authenticate(f"Bearer {issue_token(s, 'u1')}").user_id == "u1"
+    principal = auth.authenticate(f"Bearer {issue_token(s, 'ops', admin=True)}")
+    assert principal.is_admin and principal.user_id == "ops"
+
+
+@pytest.mark.parametrize("bad, message", [
+    (claims(exp=int(time.time()) - 5), "expired"),
+    (claims(aud="someone-else"), "(?i)audience"),
+    (claims(iss="evil"), "(?i)issuer"),
+    ({k: v for k, v in claims().items() if k != "exp"}, "exp"),
+])
+def test_bad_claims_are_refused(bad, message):
+    token = jwt.encode(bad, "s" * 40, algorithm="HS256")
+    with pytest.raises(Unauthorized, match=message):
+        Authenticator(settings()).authenticate(f"Bearer {token}")
+
+
+def test_algorithm_is_pinned():
+    unsigned = jwt.encode(claims(), None, algorithm="none")
+    with pytest.raises(Unauthorized):
+        Authenticator(settings()).authenticate(f"Bearer {unsigned}")
+    other = jwt.encode(claims(), "s" * 40, algorithm="HS512")
+    with pytest.raises(Unauthorized):
+        Authenticator(settings()).authenticate(f"Bearer {other}")
+    with pytest.raises(Unauthorized, match="Bearer"):
+        Authenticator(settings()).authenticate("Basic abc")
+    with pytest.raises(Unauthorized, match="missing"):
+        Authenticator(settings()).authenticate(None)
+
+
+def test_rs256_with_the_issuers_public_key():
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    s = Settings(jwt_algorithm="RS256", jwt_public_key=public_pem)
+    token = issue_token(s, "u9", private_key=private_pem)
+    assert Authenticator(s).authenticate(f"Bearer {token}").user_id == "u9"
+    # an HS256 token signed with the public key as secret (the classic confusion) fails
+    forged = jwt.encode(claims(), "x" * 40, algorithm="HS256")
+    with pytest.raises(Unauthorized):
+        Authenticator(s).authenticate(f"Bearer {forged}")
