@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 
 from graph._validation import check_follows, check_labels, check_limit, last_by_key
 from graph.errors import UnknownUser
-from graph.store import Follow, Labels, PollAuthorship
+from graph.store import Engagement, Follow, Labels, PollAuthorship
 
 
 class InMemoryGraphStore:
-    """Users, follows, polls authored and labels, kept in memory for one process."""
+    """Users, follows, polls authored, engagements and labels, kept in memory for one process."""
 
     def __init__(self) -> None:
         self._labels: dict[str, Labels] = {}  # every known user, labelled or not
@@ -28,6 +28,9 @@ class InMemoryGraphStore:
         self._followers: dict[str, set[str]] = {}
         self._polls: dict[str, PollAuthorship] = {}
         self._polls_of: dict[str, set[str]] = {}  # author -> poll ids
+        # (poll, user, event type) -> latest timestamp; polls seen only here have no author.
+        self._engaged: dict[tuple[str, str, str], int] = {}
+        self._engaged_polls: set[str] = set()
 
     async def ensure_schema(self) -> None:
         """Nothing to create: dict keys are already unique."""
@@ -87,6 +90,23 @@ class InMemoryGraphStore:
         polls.sort(key=lambda p: p.created_at, reverse=True)
         return [p.poll_id for p in polls[:limit]]
 
+    async def upsert_engagements(self, engagements: Iterable[Engagement]) -> int:
+        latest: dict[tuple[str, str, str], int] = {}
+        for e in engagements:
+            key = (e.poll_id, e.user_id, e.event_type)
+            latest[key] = max(e.timestamp, latest.get(key, e.timestamp))
+        for (poll_id, user_id, event_type), at in latest.items():
+            self._add_user(user_id)
+            self._engaged_polls.add(poll_id)
+            key = (poll_id, user_id, event_type)
+            self._engaged[key] = max(at, self._engaged.get(key, at))
+        return len(latest)
+
+    async def engagements(self, poll_ids: Iterable[str] | None = None) -> list[Engagement]:
+        wanted = None if poll_ids is None else set(poll_ids)
+        return [Engagement(u, p, t, at) for (p, u, t), at in sorted(self._engaged.items())
+                if wanted is None or p in wanted]
+
     async def set_labels(self, labels: Mapping[str, Labels]) -> int:
         check_labels(labels)
         missing = [u for u in labels if u not in self._labels]
@@ -107,7 +127,7 @@ class InMemoryGraphStore:
         return {
             "users": len(self._labels),
             "follows": sum(len(out) for out in self._followees.values()),
-            "polls": len(self._polls),
+            "polls": len(self._engaged_polls.union(self._polls)),
         }
 
     async def close(self) -> None:

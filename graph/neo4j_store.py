@@ -1,7 +1,8 @@
 """Neo4jGraphStore: the follower graph in Neo4j 5 through the official async driver.
 
 Model: ``(:User {id, cluster, community})``, ``(:User)-[:FOLLOWS {since}]->(:User)``,
-``(:User)-[:AUTHORED]->(:Poll {id, created_at})``. Bulk writes go through ``UNWIND`` in
+``(:User)-[:AUTHORED]->(:Poll {id, created_at})``, ``(:User)-[:ENGAGED {type, at}]->(:Poll)``
+(one per user, poll and event type, holding the latest timestamp). Bulk writes go through ``UNWIND`` in
 batches inside managed transactions (``execute_write``), so the driver retries transient
 failures; each batch commits on its own except in ``set_labels``, which writes every
 batch in one transaction so that a failure leaves all labels as they were.
@@ -22,7 +23,7 @@ from neo4j.exceptions import AuthError, ConfigurationError, ServiceUnavailable, 
 
 from graph._validation import check_follows, check_labels, check_limit, last_by_key
 from graph.errors import GraphUnavailable, UnknownUser
-from graph.store import Follow, Labels, PollAuthorship
+from graph.store import Engagement, Follow, Labels, PollAuthorship
 
 T = TypeVar("T")
 
@@ -47,6 +48,9 @@ _SCHEMA = (
     "CREATE CONSTRAINT poll_id IF NOT EXISTS FOR (p:Poll) REQUIRE p.id IS UNIQUE",
     # polls_by_authors orders by it.
     "CREATE INDEX poll_created_at IF NOT EXISTS FOR (p:Poll) ON (p.created_at)",
+    # The analyst queries (graph/cypher/) start from the members of one cluster or community.
+    "CREATE INDEX user_cluster IF NOT EXISTS FOR (u:User) ON (u.cluster)",
+    "CREATE INDEX user_community IF NOT EXISTS FOR (u:User) ON (u.community)",
 )
 
 _UPSERT_USERS = "UNWIND $ids AS id MERGE (:User {id: id})"
@@ -94,6 +98,33 @@ MATCH (:User {id: id})-[:AUTHORED]->(p:Poll)
 RETURN p.id AS id
 ORDER BY p.created_at DESC, p.id
 LIMIT $limit
+"""
+
+_UPSERT_ENGAGED_POLLS = "UNWIND $ids AS id MERGE (:Poll {id: id})"
+
+# Users and polls are merged first, in their own statements, for the reason at
+# _UPSERT_FOLLOWS. A replayed older event never moves `at` back.
+_UPSERT_ENGAGEMENTS = """
+UNWIND $rows AS row
+MATCH (u:User {id: row.user}), (p:Poll {id: row.poll})
+MERGE (u)-[e:ENGAGED {type: row.type}]->(p)
+ON CREATE SET e.at = row.at
+ON MATCH SET e.at = CASE WHEN row.at > e.at THEN row.at ELSE e.at END
+"""
+
+# One record of rows, for the reason given at _EDGES.
+_ALL_ENGAGEMENTS = """
+MATCH (u:User)-[e:ENGAGED]->(p:Poll)
+WITH u.id AS user, p.id AS poll, e.type AS type, e.at AS at
+ORDER BY poll, user, type
+RETURN collect([user, poll, type, at]) AS rows
+"""
+_SOME_ENGAGEMENTS = """
+UNWIND $ids AS id
+MATCH (u:User)-[e:ENGAGED]->(p:Poll {id: id})
+WITH u.id AS user, p.id AS poll, e.type AS type, e.at AS at
+ORDER BY poll, user, type
+RETURN collect([user, poll, type, at]) AS rows
 """
 
 _SET_LABELS = """
@@ -283,6 +314,32 @@ class Neo4jGraphStore:
         rows = await self._read_rows(
             _POLLS_BY_AUTHORS, ids=list(dict.fromkeys(author_ids)), limit=limit)
         return [r["id"] for r in rows]
+
+    async def upsert_engagements(self, engagements: Iterable[Engagement]) -> int:
+        latest: dict[tuple[str, str, str], int] = {}
+        for e in engagements:
+            key = (e.user_id, e.poll_id, e.event_type)
+            latest[key] = max(e.timestamp, latest.get(key, e.timestamp))
+        rows = [{"user": u, "poll": p, "type": t, "at": at} for (u, p, t), at in latest.items()]
+        for batch in _batches(rows, self.batch_size):
+            users = list(dict.fromkeys(r["user"] for r in batch))
+            polls = list(dict.fromkeys(r["poll"] for r in batch))
+
+            async def work(tx: AsyncManagedTransaction, users=users, polls=polls,
+                           batch=batch) -> None:
+                await (await tx.run(_UPSERT_USERS, ids=users)).consume()
+                await (await tx.run(_UPSERT_ENGAGED_POLLS, ids=polls)).consume()
+                await (await tx.run(_UPSERT_ENGAGEMENTS, rows=batch)).consume()
+
+            await self._run(True, work)
+        return len(rows)
+
+    async def engagements(self, poll_ids: Iterable[str] | None = None) -> list[Engagement]:
+        if poll_ids is None:
+            rows = await self._read_rows(_ALL_ENGAGEMENTS)
+        else:
+            rows = await self._read_rows(_SOME_ENGAGEMENTS, ids=list(dict.fromkeys(poll_ids)))
+        return [Engagement(u, p, t, at) for u, p, t, at in rows[0]["rows"]]
 
     async def set_labels(self, labels: Mapping[str, Labels]) -> int:
         check_labels(labels)

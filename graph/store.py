@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from graph.errors import InvalidGraphData
+
 
 @dataclass(frozen=True)
 class Follow:
@@ -27,6 +29,30 @@ class PollAuthorship:
     poll_id: str
     author_id: str
     created_at: int
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """``user_id`` engaged with ``poll_id`` (a hunch, a comment...) at ``timestamp``.
+
+    The graph keeps one engagement per (user, poll, event type), holding the latest
+    timestamp seen: enough for "polls popular inside a community", and the full event log
+    stays in the event store where it belongs.
+    """
+
+    user_id: str
+    poll_id: str
+    event_type: str
+    timestamp: int
+
+    def __post_init__(self) -> None:
+        # Checked here so that both stores refuse the same rows before writing anything;
+        # Neo4j cannot MERGE a relationship on a null type.
+        if not isinstance(self.event_type, str) or not self.event_type:
+            raise InvalidGraphData(
+                f"engagement of user {self.user_id!r} with poll {self.poll_id!r} needs a "
+                f"non-empty EVENT_TYPE (e.g. HUNCH), got {self.event_type!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -61,6 +87,13 @@ class GraphStore(Protocol):
 
     async def polls_by_authors(self, author_ids: Iterable[str], limit: int = 500) -> list[str]:
         """Polls written by these authors, newest first (the in-network candidate source)."""
+
+    async def upsert_engagements(self, engagements: Iterable[Engagement]) -> int:
+        """Bulk upsert in batches, one per (user, poll, event type) keeping the latest
+        timestamp; creates missing users and polls; returns distinct engagements written."""
+
+    async def engagements(self, poll_ids: Iterable[str] | None = None) -> list[Engagement]:
+        """Engagements with these polls (every poll when None), ordered by poll, user, type."""
 
     async def set_labels(self, labels: Mapping[str, Labels]) -> int:
         """Write labels of many users in one transaction: all of them or none."""

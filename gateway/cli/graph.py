@@ -1,10 +1,15 @@
 """``hunch graph``: follower-graph analytics (``cluster``: features, K-Means, communities,
-labels written back, Users dataset exported, report)."""
+labels written back, Users dataset exported, report), ``load`` (Personalize-format CSVs into
+Neo4j) and ``query`` (the analysts' Cypher queries of graph/cypher/, as a table)."""
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -145,3 +150,199 @@ async def _run(store_kind, follows, load, engine, options, out_dir, users_csv, g
         finally:
             driver.close()
             await store.close()
+
+
+# -- hunch graph load ------------------------------------------------------------------
+
+# Rows of interactions.csv held at once: engagements stream into Neo4j in chunks this big,
+# so a file of millions of events loads in bounded memory (the store batches each chunk).
+LOAD_CHUNK_ROWS = 50_000
+# Personalize's EVENT_TYPE column is optional; without it every event is of this one type.
+DEFAULT_EVENT_TYPE = "INTERACTION"
+
+
+def _csv_rows(path: Path, required: tuple[str, ...], what: str) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a CSV, after checking its header names ``required``."""
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise GraphCommandError(
+                    f"{path}: missing column(s) {missing}; a {what} file needs "
+                    f"{', '.join(required)}")
+            for line, row in enumerate(reader, start=2):
+                yield line, row
+    except OSError as exc:
+        raise GraphCommandError(f"{path}: cannot read the {what} file ({exc})") from exc
+
+
+def _epoch(path: Path, line: int, column: str, text: str | None) -> int:
+    try:
+        return int(float(text)) if text else 0
+    except ValueError:
+        raise GraphCommandError(
+            f"{path}:{line}: {column} {text!r} is not epoch seconds") from None
+
+
+def _read_polls(path: Path) -> tuple[list, int]:
+    """Authored polls of items.csv, and how many rows had no AUTHOR_ID (skipped)."""
+    from graph.store import PollAuthorship
+
+    polls, authorless = [], 0
+    for line, row in _csv_rows(path, ("ITEM_ID", "AUTHOR_ID"), "items"):
+        if not row["AUTHOR_ID"]:
+            authorless += 1
+            continue
+        created = _epoch(path, line, "CREATION_TIMESTAMP", row.get("CREATION_TIMESTAMP"))
+        polls.append(PollAuthorship(row["ITEM_ID"], row["AUTHOR_ID"], created))
+    return polls, authorless
+
+
+def _engagement_chunks(path: Path) -> Iterator[list]:
+    from graph.errors import InvalidGraphData
+    from graph.store import Engagement
+
+    chunk = []
+    for line, row in _csv_rows(path, ("USER_ID", "ITEM_ID", "TIMESTAMP"), "interactions"):
+        at = _epoch(path, line, "TIMESTAMP", row["TIMESTAMP"])
+        try:
+            chunk.append(Engagement(row["USER_ID"], row["ITEM_ID"],
+                                    row.get("EVENT_TYPE") or DEFAULT_EVENT_TYPE, at))
+        except InvalidGraphData as exc:
+            raise GraphCommandError(f"{path}:{line}: {exc}") from None
+        if len(chunk) >= LOAD_CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@graph.command()
+@click.option("--interactions", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="interactions.csv (USER_ID, ITEM_ID, TIMESTAMP, EVENT_TYPE): ENGAGED edges.")
+@click.option("--follows", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="follows.csv (FOLLOWER_ID, FOLLOWEE_ID, TIMESTAMP): FOLLOWS edges.")
+@click.option("--items", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="items.csv (ITEM_ID, AUTHOR_ID, CREATION_TIMESTAMP): AUTHORED edges.")
+def load(interactions: Path | None, follows: Path | None, items: Path | None) -> None:
+    """Load Personalize-format CSVs into Neo4j (HUNCH_NEO4J_URI/USER/PASSWORD).
+
+    Upserts: loading the same files again changes nothing. Cluster and community labels
+    come from `hunch graph cluster --store neo4j`.
+    """
+    if not (interactions or follows or items):
+        raise click.UsageError("give at least one of --interactions, --follows, --items")
+    from graph.errors import GraphError
+
+    try:
+        written, counts = asyncio.run(_load(interactions, follows, items))
+    except GraphError as exc:
+        raise GraphCommandError(str(exc)) from exc
+    click.echo(", ".join(f"{n:,} {what}" for what, n in written.items()) + " loaded; graph now "
+               "holds " + ", ".join(f"{n:,} {what}" for what, n in counts.items()))
+
+
+async def _load(interactions: Path | None, follows: Path | None,
+                items: Path | None) -> tuple[dict[str, int], dict[str, int]]:
+    from graph.analytics import GraphAnalyticsError, read_follows_csv
+    from graph.neo4j_store import Neo4jGraphStore
+    from graph.store import Follow
+
+    # Files are read before anything is written where they fit in memory, so a bad row
+    # in items.csv or follows.csv leaves the graph as it was.
+    polls, authorless = _read_polls(items) if items else ([], 0)
+    try:
+        follow_rows = read_follows_csv(follows) if follows else []
+    except GraphAnalyticsError as exc:
+        raise GraphCommandError(str(exc)) from exc
+    if authorless:
+        click.echo(f"{items}: {authorless} item(s) without AUTHOR_ID skipped", err=True)
+
+    store = Neo4jGraphStore.from_env()
+    written: dict[str, int] = {}
+    try:
+        await store.ensure_schema()
+        if items:
+            written["polls"] = await store.upsert_polls(polls)
+        if follows:
+            written["follows"] = await store.upsert_follows(
+                Follow(a, b, t) for a, b, t in follow_rows)
+        if interactions:
+            written["engagements"] = 0
+            for chunk in _engagement_chunks(interactions):
+                written["engagements"] += await store.upsert_engagements(chunk)
+        counts = await store.counts()
+    finally:
+        await store.close()
+    return written, counts
+
+
+# -- hunch graph query -----------------------------------------------------------------
+
+def _param(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r}: write it as NAME=VALUE, e.g. limit=5",
+                                     param_hint="--param")
+        out[key.strip()] = text
+    return out
+
+
+@graph.command()
+@click.argument("name", required=False)
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="A query parameter; repeat for more. Lists: a,b,c. null: no value.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON lines, not a table.")
+def query(name: str | None, params: tuple[str, ...], as_json: bool) -> None:
+    """Run the analysts' Cypher query NAME against Neo4j (HUNCH_NEO4J_URI/USER/PASSWORD)
+    and print its rows. Without NAME, list the queries and their parameters.
+    See docs/analyst-queries.md."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from graph.analyst_queries import load_query, query_names, run_query
+    from graph.errors import GraphError
+    from graph.gds import neo4j_settings, open_driver
+
+    console = Console()
+    try:
+        if name is None:
+            table = Table("query", "question", "parameters", show_lines=True)
+            for query_name in query_names():
+                q = load_query(query_name)
+                table.add_row(query_name, q.question, "\n".join(
+                    f"{p.name} ({p.kind}{'' if p.required else f', default {_cell(p.default)}'})"
+                    for p in q.parameters))
+            console.print(table)
+            return
+        bound = load_query(name).bind(_param(params))  # bad input fails before connecting
+        settings = neo4j_settings()
+        driver = open_driver(settings.uri, settings.user, settings.password)
+        try:
+            result = run_query(driver, name, bound)
+        finally:
+            driver.close()
+    except GraphError as exc:
+        raise GraphCommandError(str(exc)) from exc
+    if as_json:
+        for row in result.rows:
+            click.echo(json.dumps(row, default=str))
+        return
+    table = Table(title=f"{name} ({len(result.rows)} rows)")
+    for column in result.columns:
+        # Fold rather than cut with an ellipsis: a truncated user id is a wrong user id.
+        table.add_column(column, overflow="fold")
+    for row in result.rows:
+        table.add_row(*(_cell(row[c]) for c in result.columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)

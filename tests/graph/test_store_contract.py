@@ -18,7 +18,7 @@ from graph.errors import GraphUnavailable, InvalidGraphData, UnknownUser
 from graph.memory_store import InMemoryGraphStore
 from graph.neo4j_store import Neo4jGraphStore
 from graph.server import Neo4jSettings
-from graph.store import Follow, GraphStore, Labels, PollAuthorship
+from graph.store import Engagement, Follow, GraphStore, Labels, PollAuthorship
 from tests.conftest import require_or_skip
 
 pytestmark = pytest.mark.anyio
@@ -202,6 +202,55 @@ async def test_counts_of_an_empty_graph(store: GraphStore) -> None:
     assert await store.counts() == {"users": 0, "follows": 0, "polls": 0}
     assert await store.edges() == []
     assert await store.labels() == {}
+
+
+
+# -- engagements: (:User)-[:ENGAGED {type, at}]->(:Poll), for "polls popular inside a community"
+
+async def test_engagements_are_one_per_user_poll_and_type_with_the_latest_time(
+        store: GraphStore) -> None:
+    await store.upsert_polls([PollAuthorship("p1", "ann", 10)])
+    rows = [Engagement("bob", "p1", "HUNCH", 100), Engagement("bob", "p1", "COMMENT", 110),
+            Engagement("bob", "p1", "HUNCH", 150),  # a second vote: still one HUNCH edge
+            Engagement("cat", "p1", "HUNCH", 120), Engagement("cat", "p2", "HUNCH", 130)]
+    assert await store.upsert_engagements(rows) == 4
+    assert await store.engagements(["p1"]) == [
+        Engagement("bob", "p1", "COMMENT", 110), Engagement("bob", "p1", "HUNCH", 150),
+        Engagement("cat", "p1", "HUNCH", 120)]
+    # Engagement creates the users and the polls it names, authorless ones included.
+    assert await store.counts() == {"users": 3, "follows": 0, "polls": 2}
+    assert await store.authors(["p1", "p2"]) == {"p1": "ann"}
+
+    # Replaying the log changes nothing, and an older event never moves the time back.
+    assert await store.upsert_engagements(rows + [Engagement("bob", "p1", "HUNCH", 1)]) == 4
+    assert len(await store.engagements()) == 4
+    assert Engagement("bob", "p1", "HUNCH", 150) in await store.engagements(["p1"])
+    assert await store.engagements(["p404"]) == []
+
+
+async def test_bulk_engagements_span_batches(store: GraphStore) -> None:
+    if isinstance(store, Neo4jGraphStore):
+        store.batch_size = 700  # several batches and a remainder
+    rng = random.Random(3)
+    rows = [Engagement(f"u{rng.randrange(300)}", f"p{rng.randrange(200)}",
+                       rng.choice(["HUNCH", "COMMENT"]), 1_700_000_000 + i)
+            for i in range(3_000)]
+    distinct = {(e.user_id, e.poll_id, e.event_type) for e in rows}
+    assert await store.upsert_engagements(rows) == len(distinct)
+    stored = await store.engagements()
+    assert {(e.user_id, e.poll_id, e.event_type) for e in stored} == distinct
+    latest = {}
+    for e in rows:
+        latest[(e.user_id, e.poll_id, e.event_type)] = e.timestamp
+    assert all(e.timestamp == latest[(e.user_id, e.poll_id, e.event_type)] for e in stored)
+    assert stored == sorted(stored, key=lambda e: (e.poll_id, e.user_id, e.event_type))
+
+
+async def test_an_engagement_without_event_type_is_refused(store: GraphStore) -> None:
+    with pytest.raises(InvalidGraphData, match="EVENT_TYPE"):
+        await store.upsert_engagements(
+            [Engagement("ann", "p1", "HUNCH", 1), Engagement("bob", "p1", "", 2)])
+    assert await store.counts() == {"users": 0, "follows": 0, "polls": 0}
 
 
 # -- Neo4j only: its schema, and what happens when the server is not there or says no --
