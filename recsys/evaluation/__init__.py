@@ -10,6 +10,7 @@ from recsys.evaluation.evaluate import (
     UnknownModel,
     evaluate,
     parse_models,
+    report_json_schema,
 )
 from recsys.evaluation.intervals import Estimate, mean_interval, paired_difference, paired_ratio
 from recsys.evaluation.metrics import (
@@ -51,6 +52,6 @@ __all__ = [
     "ModelResult", "MostPopular", "PeerSkipped", "RandomPolls", "RecipeUnavailable",
     "UnknownModel", "UserItemMatrix", "coverage", "ease_weights", "evaluate",
     "mean_interval", "ndcg_at_k", "paired_difference", "paired_ratio", "parse_models",
-    "personalize_split", "precision_at_k", "recall_at_k", "reciprocal_rank_at_k",
+    "personalize_split", "precision_at_k", "recall_at_k", "reciprocal_rank_at_k", "report_json_schema",
     "temporal_split", "user_folds", "user_metrics", "validation_split",
 ]

