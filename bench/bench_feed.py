@@ -65,6 +65,7 @@ def main() -> None:
     from recsys.promotions import Promotion
 
     services = Services(Settings())
+    services.warm_up()  # as the gateway does at startup
     # create() is idempotent for the same expression; a promotion may exist from a reuse
     services.filters.create("no-nsfw-or-chosen", 'EXCLUDE ItemID WHERE Items.CATEGORY IN ($C)')
     if not any(p.name == "events" for p in services.promotions.list()):

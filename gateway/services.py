@@ -8,6 +8,7 @@ recsys and graph never meet except here.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -111,6 +112,7 @@ class RecommendationLog:
         self._stop.set()
         self._thread.join(timeout=30)
         self.flush()
+        self.events.close()
 
 
 @dataclass
@@ -133,7 +135,9 @@ class Services:
         self.filters = FilterStore(settings.events_db)
         self.promotions = PromotionStore(settings.events_db)
         self.graph = graph if graph is not None else _make_graph(settings)
-        self.recommendation_log = RecommendationLog(self.events)
+        # Its own connection: its commits (fsync) must not hold the lock that the feed's
+        # reads of the event store take.
+        self.recommendation_log = RecommendationLog(EventStore(settings.events_db))
         self._request = threading.local()  # per-request memo (one feed runs in one thread)
         self.graph_degraded = False
         self._catalog_lock = threading.Lock()
@@ -220,7 +224,7 @@ class Services:
             return
         with self._catalog_lock:
             self._catalog_checked = now
-            count = self.events.counts()["items"]
+            count = self.events.count_items()
             if count == self._catalog_count and not force:
                 return
             records = {r["ITEM_ID"]: r for r in self.events.items()}
@@ -404,11 +408,19 @@ class Services:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def warm_up(self) -> None:
+        """Load every trained model, then move what is loaded out of the garbage
+        collector's sight: the models hold millions of long-lived objects, and full
+        collections walking them showed up as the feed's slowest requests."""
+        for recipe in self.recipes.available():
+            self.recipes.model(recipe)
+        gc.collect()
+        gc.freeze()
+
     async def start(self) -> None:
         """Load the newest models before the first request (so it is not the one that
         pays for loading), and follows.csv into the in-process graph in embedded mode."""
-        for recipe in self.recipes.available():
-            await asyncio.to_thread(self.recipes.model, recipe)
+        await asyncio.to_thread(self.warm_up)
         path = self.settings.follows_path
         if self.settings.graph_store != "memory" or path is None or not path.exists():
             return

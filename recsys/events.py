@@ -459,6 +459,10 @@ class EventStore:
                 params.append(value)
         return self._read(f"SELECT COUNT(*) FROM events WHERE {' AND '.join(where)}", params)[0][0]
 
+    def count_items(self) -> int:
+        """How many polls the catalog holds (cheap: the events table is not counted)."""
+        return int(self._read("SELECT COUNT(*) FROM items")[0][0])
+
     def seq_before(self, timestamp: int) -> int:
         """A sequence number below every event newer than ``timestamp``: tailing
         :meth:`events_since` from it skips the bulk of events already trained on."""

@@ -33,6 +33,7 @@ from recsys.mixer import FeedItem
 
 DEFAULT_SESSION_TTL_SECONDS = 30 * 60  # a scrolling session; a new app open starts anew
 SWEEP_SECONDS = 60.0  # how often a store deletes expired sessions
+CHECKPOINT_SECONDS = 2.0  # how often the sessions WAL is folded into the database
 
 
 class InvalidCursor(HunchError):
@@ -120,6 +121,12 @@ class SQLiteFeedSessionStore:
                                      isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # sessions are soft state
+        # Checkpoints (the only fsyncs at NORMAL) run on a thread of their own, not
+        # inside whichever feed request happens to commit the 1000th page.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = threading.Thread(target=self._checkpoint_forever,
+                                              name="sessions-checkpoint", daemon=True)
+        self._closed = threading.Event()
         self._conn.executescript(
             """
             CREATE TABLE IF NOT EXISTS feed_sessions (
@@ -134,10 +141,25 @@ class SQLiteFeedSessionStore:
             """
         )
 
+    def _checkpoint_forever(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            while not self._closed.wait(CHECKPOINT_SECONDS):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:  # busy now; the next round catches up
+                    pass
+        finally:
+            conn.close()
+
     def create(self, user_id: str, ttl_seconds: float) -> tuple[str, float]:
         now = time.time()
         session_id = uuid.uuid4().hex
         expires = now + ttl_seconds
+        if not self._checkpointer.is_alive() and not self._closed.is_set():
+            with self._lock:
+                if not self._checkpointer.is_alive():
+                    self._checkpointer.start()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -208,6 +230,7 @@ class SQLiteFeedSessionStore:
                 raise
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             self._conn.close()
 
