@@ -143,8 +143,12 @@ class Services:
         self._catalog_lock = threading.Lock()
         self.catalog = Catalog(schema=ITEMS)
         self._catalog_count = -1
-        self._catalog_checked = 0.0
         self.refresh_catalog(force=True)
+        # Polls other workers ingest are picked up by a thread, off the request path.
+        self._stopping = threading.Event()
+        self._catalog_thread = threading.Thread(target=self._refresh_catalog_forever,
+                                                name="catalog-refresh", daemon=True)
+        self._catalog_thread.start()
         self.exclusion: CompiledFilter | None = (
             compile_filter(settings.exclusion_filter) if settings.exclusion_filter else None)
 
@@ -217,17 +221,21 @@ class Services:
 
     # ------------------------------------------------------------------ catalog
 
+    def _refresh_catalog_forever(self) -> None:
+        while not self._stopping.wait(CATALOG_REFRESH_SECONDS):
+            try:
+                self.refresh_catalog()
+            except Exception:  # noqa: BLE001 - logged; retried at the next tick
+                log.exception("catalog refresh failed")
+
     def refresh_catalog(self, force: bool = False) -> None:
-        """Pick up polls that other workers stored (cheap: a COUNT at most every 2 s)."""
-        now = time.monotonic()
-        if not force and now - self._catalog_checked < CATALOG_REFRESH_SECONDS:
+        """Pick up polls that other workers stored (a COUNT, then a read only when the
+        count moved). Runs on the catalog-refresh thread every CATALOG_REFRESH_SECONDS."""
+        count = self.events.count_items()  # outside the lock: requests keep reading
+        if count == self._catalog_count and not force:
             return
+        records = {r["ITEM_ID"]: r for r in self.events.items()}
         with self._catalog_lock:
-            self._catalog_checked = now
-            count = self.events.count_items()
-            if count == self._catalog_count and not force:
-                return
-            records = {r["ITEM_ID"]: r for r in self.events.items()}
             new = {k: v for k, v in records.items() if k not in self.catalog.index}
             self.catalog.upsert(records)
             self._catalog_count = count
@@ -240,7 +248,6 @@ class Services:
     def feed(self, user_id: str, first: int, after: str | None,
              filter_name: str | None = None, filter_values: dict[str, str] | None = None,
              ) -> FeedResult:
-        self.refresh_catalog()
         self._request.context = None  # a new request: read the user's events afresh
         context = self._filter_context(user_id)
         named = self.filters.get(filter_name).compiled if filter_name else None
@@ -449,6 +456,7 @@ class Services:
         return checks
 
     async def close(self) -> None:
+        self._stopping.set()
         self.recommendation_log.close()  # flush what is queued
         try:
             await self.graph.close()
