@@ -85,6 +85,13 @@ GDS_TOLERANCE = 1e-7
 GDS_MAX_LEVELS = 10
 GDS_MAX_ITERATIONS = 50
 KMEANS_RESTARTS = 4
+# gds.modularity.stats runs single-threaded. GDS 2.13's ModularityCalculator maps each
+# label through a HugeLongLongMap whose lookups share one scan cursor (a field of the
+# map) across the counting threads; under load a thread's scan is redirected by
+# another's, the lookup misses, and GDS indexes its per-community array with -1
+# ("Index -1 out of bounds for length 50" at 100k users, k=50). One thread is a single
+# pass over the ties (0.1 s at 2M relationships), cheaper than the threads on 2 cores.
+MODULARITY_CONCURRENCY = 1
 # Seconds to wait for Bolt: a refused port fails at once, this bounds a silent host.
 CONNECTION_TIMEOUT_S = 5.0
 
@@ -375,12 +382,13 @@ def _stream_embedding(driver: Driver, name: str, position: dict[int, int], n: in
 
 
 def _modularity(driver: Driver, name: str, prop: str) -> float:
-    """Modularity of a labelling on the undirected ties, by GDS's modularity metric."""
+    """Modularity of a labelling on the undirected ties, by GDS's modularity metric
+    (single-threaded: see MODULARITY_CONCURRENCY)."""
     return float(_q(
         driver,
-        "CALL gds.modularity.stats($g, {relationshipTypes: ['TIES'], communityProperty: $p}) "
-        "YIELD modularity RETURN modularity",
-        g=name, p=prop,
+        "CALL gds.modularity.stats($g, {relationshipTypes: ['TIES'], communityProperty: $p, "
+        "concurrency: $threads}) YIELD modularity RETURN modularity",
+        g=name, p=prop, threads=MODULARITY_CONCURRENCY,
     )[0]["modularity"])
 
 

@@ -107,3 +107,54 @@ def test_gds_labels_are_written_back_and_exported(gds_run):
     report = json.loads((out / "report.json").read_text())
     assert report["engine"] == "gds" and report["timings_s"]["total"] > 0
     assert (out / "projection.png").stat().st_size > 0
+
+
+# Big enough that the counting threads of gds.modularity.stats overlap for a while
+# (the 100k-user benchmark failed there), small enough to project in a few seconds.
+RACE_USERS = 20_000
+RACE_COMMUNITIES = 50
+RACE_REPEATS = 5
+ISOLATED_USERS = 3
+
+
+def test_kmeans_modularity_is_computed_for_every_labelling_and_matches_igraph():
+    """Regression: at 100k users and k=50, gds.modularity.stats failed with "Index -1 out
+    of bounds for length 50" because GDS 2.13's label lookup shares one cursor across
+    its threads. The labelling here has the failing shape (labels 0..49 on every user,
+    isolated users included) on a projection of its own, so other tests' users cannot
+    change the expected number; igraph gives the expected modularity."""
+    import igraph
+
+    from graph.gds import _modularity
+
+    driver, why_not = _gds_server()
+    require_or_skip(driver is not None, f"GDS path needs Neo4j with GDS: {why_not}")
+    follows, truth = plant_follow_graph(
+        n_users=RACE_USERS, n_communities=RACE_COMMUNITIES, seed=11
+    )
+    index = {u: i for i, u in enumerate(truth)}
+    label = {index[u]: int(c[1:]) for u, c in truth.items()}
+    # A mutual follow is one tie, as in the pipeline's projection (aggregation SINGLE).
+    ties = sorted({(min(index[a], index[b]), max(index[a], index[b])) for a, b in follows})
+    edges = [[a, b, label[a], label[b]] for a, b in ties]
+    isolated = [[RACE_USERS + i, None, i % RACE_COMMUNITIES, None] for i in range(ISOLATED_USERS)]
+    name = f"gdstest-modularity-{uuid.uuid4().hex[:8]}"
+    try:
+        projected = driver.execute_query(
+            "UNWIND $rows AS r "
+            "WITH gds.graph.project($g, r[0], r[1], {sourceNodeProperties: {c: r[2]}, "
+            "targetNodeProperties: CASE WHEN r[1] IS NULL THEN null ELSE {c: r[3]} END, "
+            "relationshipType: 'TIES'}, {undirectedRelationshipTypes: ['TIES']}) AS g "
+            "RETURN g.nodeCount AS nodes",
+            {"g": name, "rows": edges + isolated},
+        ).records[0]["nodes"]
+        assert projected == RACE_USERS + ISOLATED_USERS
+        got = [_modularity(driver, name, "c") for _ in range(RACE_REPEATS)]
+    finally:
+        driver.execute_query("CALL gds.graph.drop($g, false) YIELD graphName RETURN 1", {"g": name})
+        driver.close()
+    expected = igraph.Graph(n=RACE_USERS, edges=ties).modularity(
+        [label[i] for i in range(RACE_USERS)]
+    )
+    assert expected > 0.3  # the planted labelling is a real community structure
+    assert got == pytest.approx([expected] * RACE_REPEATS, abs=1e-9)
