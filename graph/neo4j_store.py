@@ -266,16 +266,15 @@ class Neo4jGraphStore:
 
     async def upsert_follows(self, follows: Iterable[Follow]) -> int:
         rows = last_by_key(check_follows(follows), lambda f: (f.follower, f.followee))
+        # Every user once, before the follows: merging each batch's users again cost as
+        # much as the follows themselves. Sorted by follower so that a batch touches few
+        # users' relationship chains.
+        await self.upsert_users(u for f in rows for u in (f.follower, f.followee))
+        rows.sort(key=lambda f: (f.follower, f.followee))
         for batch in _batches(rows, self.batch_size):
-            users = list(dict.fromkeys(u for f in batch for u in (f.follower, f.followee)))
             params = [{"follower": f.follower, "followee": f.followee, "since": f.timestamp}
                       for f in batch]
-
-            async def work(tx: AsyncManagedTransaction, users=users, params=params) -> None:
-                await (await tx.run(_UPSERT_USERS, ids=users)).consume()
-                await (await tx.run(_UPSERT_FOLLOWS, rows=params)).consume()
-
-            await self._run(True, work)
+            await self._write(_UPSERT_FOLLOWS, rows=params)
         return len(rows)
 
     async def follow(self, follower: str, followee: str, timestamp: int) -> None:
