@@ -321,3 +321,61 @@ def test_a_just_posted_poll_outranks_its_week_old_twin(world) -> None:
     flat = no_recency.score_all("baking-fan-1", now=NEWEST)
     assert flat[no_recency.item_index_["fresh-twin"]] == pytest.approx(
         flat[no_recency.item_index_["stale-twin"]])
+
+
+def _brute_force_ease(world: TrainingData, model: UserPersonalization, l2: float) -> np.ndarray:
+    """Steck's closed form by a dense inverse, on the model's poll order."""
+    x = np.zeros((len(model.user_ids_), len(model.item_ids_)))
+    for e in world.interactions:
+        x[model.user_ids_.index(e.user_id), model.item_index_[e.item_id]] = 1.0
+    p = np.linalg.inv(x.T @ x + l2 * np.eye(x.shape[1]))
+    b = np.eye(x.shape[1]) - p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def test_item_item_scores_are_eases_closed_form(world) -> None:
+    model = _fresh(world, learn_blend=False, use_recency=False)
+    expected_b = _brute_force_ease(world, model, model.item_item_l2_)
+    # Only the item-item term left in the blend: a user's scores are EASE's, x_u @ B.
+    model.blend_ = {name: 0.0 for name in model.blend_} | {"item_item": 1.0}
+    model._refresh_static()
+    user = "baking-fan-4"
+    x_u = np.zeros(len(model.item_ids_))
+    x_u[[model.item_index_[e.item_id] for e in world.interactions if e.user_id == user]] = 1
+    np.testing.assert_allclose(model.score_all(user), x_u @ expected_b, atol=1e-4)
+    # And a user with a single recent vote is served that poll's EASE neighbours first.
+    model.observe([Interaction("newcomer", "pets-3", "HUNCH", NEWEST + 1)])
+    top = [r.item_id for r in model.recommend("newcomer", 5)]
+    row = expected_b[model.item_index_["pets-3"]].copy()
+    row[model.item_index_["pets-3"]] = -np.inf
+    assert top[0] == model.item_ids_[int(np.argmax(row))]
+
+
+def test_item_item_is_off_above_its_catalog_size_limit(world, tmp_path) -> None:
+    limited = _fresh(world, item_item_max_items=len(world.items) - 1)
+    assert limited.item_item_ is None
+    # Without it the recipe still serves each fan their topic, and saves and loads.
+    assert _topic_share(limited.recommend("pets-fan-5", 10), "pets") >= 0.8
+    limited.save(tmp_path)
+    loaded = UserPersonalization.load(tmp_path)
+    assert loaded.item_item_ is None
+    assert loaded.recommend("pets-fan-5", 10) == limited.recommend("pets-fan-5", 10)
+    on = _fresh(world, item_item_max_items=len(world.items))
+    assert on.item_item_ is not None and on.item_item_.shape == (len(world.items),) * 2
+
+
+def test_item_item_lambda_is_chosen_on_training_users_validation(world) -> None:
+    from recsys.recipes.user_personalization import ITEM_ITEM_L2_GRID
+
+    big = _world(seed=2)
+    interactions = [Interaction(f"{e.user_id}#{r}", e.item_id, e.event_type, e.timestamp + r)
+                    for r in range(10) for e in big.interactions]
+    users = {f"{u}#{r}": m for r in range(10) for u, m in big.users.items()}
+    model = _fresh(TrainingData(interactions, big.items, users))
+    assert model.item_item_l2_ in ITEM_ITEM_L2_GRID
+    # The shipped B is refitted on every event with that lambda.
+    np.testing.assert_allclose(
+        model.item_item_,
+        _brute_force_ease(TrainingData(interactions), model, model.item_item_l2_),
+        atol=1e-4)
