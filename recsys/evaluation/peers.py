@@ -17,19 +17,16 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from recsys.ease import ease_scores, ease_spectrum, ease_weights
 from recsys.errors import HunchError
 from recsys.events import Interaction
 
 # EASE's item-item matrix is dense: 20,000 polls is 1.6 GB in float32 and minutes of
 # CPU, the most a laptop-sized evaluation should take on.
 EASE_MAX_ITEMS = 20_000
-# Up to this size EASE works in float64; above it float32 halves the memory.
-# With lambda >= 50 the regularised Gram matrix is well conditioned enough for float32.
-_EASE_FLOAT64_MAX_ITEMS = 8_000
 # Users scored per batch when a peer fills dense score rows (batch x catalog floats).
 _SCORE_BATCH_USERS = 512
 # implicit's own threads: one, because BPR's parallel SGD is not reproducible across
@@ -248,77 +245,6 @@ class ItemKNN(_ImplicitPeer):
         return CosineRecommender(K=self.neighbours, num_threads=IMPLICIT_THREADS)
 
 
-def _ease_spectrum(x: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenpairs ``(w, V)`` with ``X^T X = V diag(w) V^T`` (V: items x rank).
-
-    Decomposes whichever Gram matrix is smaller: ``X^T X`` (items x items) or
-    ``X X^T`` (users x users), taking ``V = X^T U / sqrt(w)`` in the second case. On the
-    demo data (2,000 users, 5,000 polls) that is an eigendecomposition of 2,000 x 2,000
-    instead of an inversion of 5,000 x 5,000 per lambda. Directions outside V have
-    eigenvalue 0, which :func:`_ease_inverse_terms` accounts for exactly.
-    """
-    n_users, n_items = x.shape
-    dtype = np.float64 if n_items <= _EASE_FLOAT64_MAX_ITEMS else np.float32
-    xs = sp.csr_matrix(x, dtype=dtype)
-    if n_items <= n_users:
-        w, v = scipy.linalg.eigh((xs.T @ xs).toarray(), driver="evd", overwrite_a=True)
-        return np.clip(w, 0.0, None), v
-    w, u = scipy.linalg.eigh((xs @ xs.T).toarray(), driver="evd", overwrite_a=True)
-    # Eigenvalues at rounding level carry no direction; dividing by their root would
-    # amplify noise, and dropping them is exact (they are zeros of the Gram matrix).
-    keep = w > max(float(w.max(initial=0.0)), 1.0) * max(n_users, n_items) * np.finfo(dtype).eps
-    w, u = w[keep], u[:, keep]
-    v = np.asarray(xs.T @ u) / np.sqrt(w)
-    return w, v.astype(dtype, copy=False)
-
-
-def _ease_inverse_terms(w: np.ndarray, v: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
-    """``d`` and ``diag(P)`` for ``P = (X^T X + l2 I)^-1 = I / l2 + V diag(d) V^T``."""
-    d = 1.0 / (w + l2) - 1.0 / l2
-    return d, 1.0 / l2 + (v * v) @ d
-
-
-def ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:
-    """EASE's closed form: B = I - P diag(1/diag(P)), P = (X^T X + l2 I)^-1.
-
-    The ridge regression of every poll's column on all the others, with a zero
-    diagonal so that a poll cannot predict itself. P is built from one
-    eigendecomposition (see :func:`_ease_spectrum`), not a dense inversion.
-    """
-    w, v = _ease_spectrum(x)
-    d, diag_p = _ease_inverse_terms(w, v, l2)
-    p = (v * d) @ v.T
-    p[np.diag_indices_from(p)] += 1.0 / l2
-    b = -p / diag_p[np.newaxis, :]
-    b[np.diag_indices_from(b)] = 0.0
-    return b
-
-
-def _ease_scores(xr: np.ndarray, xrv: np.ndarray, w: np.ndarray, v: np.ndarray,
-                 l2: float) -> np.ndarray:
-    """``xr @ B`` for lambda ``l2`` without forming B (``xrv`` is ``xr @ V``)."""
-    d, diag_p = _ease_inverse_terms(w, v, l2)
-    xp = xr / l2 + (xrv * d) @ v.T
-    # X B = X - X P diag(1/diag(P)); B's diagonal is zero by construction.
-    return xr - xp / diag_p[np.newaxis, :]
-
-
-def ease_regularization_path(
-    x: sp.csr_matrix, l2s: Sequence[float], rows: np.ndarray
-) -> Iterator[tuple[float, np.ndarray]]:
-    """EASE's scores of ``rows`` of ``x`` for every lambda, from one eigendecomposition.
-
-    With ``X^T X = V diag(w) V^T`` every lambda costs ``rows x rank x items`` work
-    instead of a new items x items inversion, which is what makes tuning lambda cheap.
-    Yields ``(l2, scores)``, scores equal to ``x[rows] @ ease_weights(x, l2)``.
-    """
-    w, v = _ease_spectrum(x)
-    xr = np.asarray(x[rows].toarray(), dtype=v.dtype)
-    xrv = xr @ v
-    for l2 in l2s:
-        yield float(l2), _ease_scores(xr, xrv, w, v, l2)
-
-
 def ease_grid_rankings(
     user_items: sp.csr_matrix, rows: np.ndarray, n: int,
     l2s: Sequence[float], weightings: Sequence[str],
@@ -331,14 +257,14 @@ def ease_grid_rankings(
     """
     for weighting in weightings:
         x = EASE.weigh(user_items, weighting)
-        w, v = _ease_spectrum(x)
+        w, v = ease_spectrum(x)
         batches = []
         for start in range(0, len(rows), _SCORE_BATCH_USERS):
             batch = rows[start:start + _SCORE_BATCH_USERS]
             xr = np.asarray(x[batch].toarray(), dtype=v.dtype)
             batches.append((batch, xr, xr @ v))
         for l2 in l2s:
-            top = [_top_n_unseen(_ease_scores(xr, xrv, w, v, l2), user_items[batch], n)
+            top = [_top_n_unseen(ease_scores(xr, xrv, w, v, l2), user_items[batch], n)
                    for batch, xr, xrv in batches]
             yield ({"l2": float(l2), "weighting": weighting},
                    np.vstack(top) if top else np.empty((0, n), dtype=np.int64))

@@ -486,7 +486,7 @@ class UserPersonalization:
 
     def _item_item_weights(self, users: np.ndarray, items: np.ndarray, l2: float
                            ) -> np.ndarray:
-        from recsys.evaluation.peers import ease_weights
+        from recsys.ease import ease_weights
 
         return ease_weights(self._user_poll_matrix(users, items), l2).astype(np.float32)
 
@@ -495,7 +495,7 @@ class UserPersonalization:
         """The lambda of :data:`ITEM_ITEM_L2_GRID` with the best validation NDCG@10."""
         from sklearn.metrics import ndcg_score
 
-        from recsys.evaluation.peers import ease_regularization_path
+        from recsys.ease import ease_regularization_path
 
         x = self._user_poll_matrix(users[keep], items[keep])
         rows = np.unique(users[is_target])[:ITEM_ITEM_TUNING_USERS]

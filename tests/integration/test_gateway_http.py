@@ -3,16 +3,10 @@ JWT auth, paging, impressions, promotions, protection limits, and kill -9 durabi
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.integration.conftest import Server, _user, token
 

@@ -89,7 +89,7 @@ def test_paired_ratio_sees_a_consistent_small_gain() -> None:
 
 @pytest.mark.parametrize("users", [40, 12], ids=["items-gram", "users-gram"])
 def test_ease_regularization_path_matches_each_closed_form(users: int) -> None:
-    from recsys.evaluation.peers import ease_regularization_path
+    from recsys.ease import ease_regularization_path
 
     rng = np.random.default_rng(7)
     x = sp.csr_matrix((rng.random((users, 25)) < 0.2).astype(float))
