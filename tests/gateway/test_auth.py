@@ -19,7 +19,8 @@ def settings(**kw) -> Settings:
 
 def claims(**kw):
     now = int(time.time())
-    base = {"sub": "u1", "aud": "hunch-app", "iss": "hunch-auth", "iat": now, "exp": now + 60}
+    # An hour: parametrize builds these at collection, long before the test runs.
+    base = {"sub": "u1", "aud": "hunch-app", "iss": "hunch-auth", "iat": now, "exp": now + 3600}
     base.update(kw)
     return base
 
