@@ -97,6 +97,19 @@ class ClusterOutcome:
     community_ids: np.ndarray | None = field(default=None, repr=False)
 
 
+class StepTimer:
+    """Seconds spent in each named step of a clustering pipeline, for the report."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.timings[step] = round(now - self._clock, 3)
+        self._clock = now
+
+
 def analyze_edges(
     edges: Iterable[tuple[str, str]],
     options: ClusterOptions | None = None,
@@ -106,14 +119,8 @@ def analyze_edges(
     """Features, K-Means, communities and evaluation on follows pulled into Python."""
     options = options or ClusterOptions()
     say = progress or (lambda _step: None)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[step] = round(now - clock, 3)
-        clock = now
+    timer = StepTimer()
+    timings, lap = timer.timings, timer.lap
 
     say("building the follow graph")
     graph = build_follow_graph(edges)

@@ -45,6 +45,7 @@ from graph.analytics import (
     ClusterOutcome,
     GraphAnalyticsError,
     Progress,
+    StepTimer,
     finish,
     kmeans_summary,
     label_name,
@@ -189,14 +190,8 @@ def analyze_in_gds(
     """Run the analytics inside GDS and bring back labels, numbers and an embedding sample."""
     options = options or ClusterOptions()
     say = progress or (lambda _step: None)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[step] = round(now - clock, 3)
-        clock = now
+    timer = StepTimer()
+    timings, lap = timer.timings, timer.lap
 
     name = f"hunch-cluster-{uuid.uuid4().hex[:12]}"
     say("projecting the follow graph in GDS")
