@@ -2,15 +2,20 @@
 
 This is the pipeline a ``feed(first, after)`` request runs, top to bottom:
 
-1. open the feed session (no cursor) or verify the cursor and find the session;
+1. verify the cursor and read the session once (expiry and every poll it placed);
+   without a cursor there is no session yet;
 2. if the session already holds the asked-for positions, return them (same cursor, same
    page);
 3. otherwise mix new polls: everything this session placed, everything the user already
    voted on or commented (``interactions_exclusion``), and polls seen too often are
    excluded; the request's filter applies to regular slots;
 4. apply the active promotion to the new page (its own filter, its share of slots);
-5. append the page to the session (first writer wins across workers), report the
-   response to ``on_recommendation`` (implicit impressions), sign the next cursor.
+5. store the page: a new session is created holding it, in one write; an existing one is
+   extended (first writer wins across workers). Report the response to
+   ``on_recommendation`` (implicit impressions) and sign the next cursor.
+
+The session store is the only I/O here: one read for a page after a cursor, one write
+for a page that places new polls, and nothing else.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ from recsys.mixer import USER_PERSONALIZATION, FeedItem, Mixer, MixRequest
 from recsys.promotions import Promotion, interleave_promoted
 
 MAX_PAGE_SIZE = 100  # a phone shows ~5 polls at once; 100 is many screens of prefetch
+# Two workers racing to extend one session: the loser re-reads and, since the winner's
+# page now covers its positions, returns it. After this many lost races a client is
+# hammering one cursor; answering with what the session holds beats looping.
+_EXTEND_ATTEMPTS = 3
 
 ItemPredicate = Callable[[str], bool]
 
@@ -70,49 +79,60 @@ class FeedService:
         if not 1 <= first <= self.max_page_size:
             raise InvalidPageSize(f"first must be between 1 and {self.max_page_size}, got {first}")
         now = time.time() if now is None else now
-        if after:
-            cursor = self.signer.decode(after, user_id, now=now)
-            expires = self.sessions.expires_at(cursor.session_id)
-            if expires is None or expires < now:
+        if not after:
+            return self._first_page(user_id, first, allow)
+        cursor = self.signer.decode(after, user_id, now=now)
+        session_id, position = cursor.session_id, cursor.position
+        end = position + first
+        for attempt in range(_EXTEND_ATTEMPTS):  # another worker may extend it meanwhile
+            snapshot = self.sessions.snapshot(session_id)
+            if snapshot is None or snapshot.expires_at < now:
                 raise ExpiredCursor("the feed session expired; ask for the feed without a cursor")
-            session_id, position = cursor.session_id, cursor.position
-        else:
-            session_id, expires = self.sessions.create(user_id, self.session_ttl_seconds)
-            position = 0
+            placed = snapshot.items
+            if len(placed) >= end or attempt == _EXTEND_ATTEMPTS - 1:
+                # Held already (the same cursor again, or a racing worker's page); after
+                # the last lost race, what the session holds is the truthful answer.
+                return self._page(placed, position, first, False, session_id, user_id,
+                                  snapshot.expires_at)
+            new_items = self._mix(user_id, end - len(placed), placed, allow)
+            if self.sessions.extend(session_id, len(placed), new_items):
+                self._report(new_items, user_id)
+                exhausted = len(placed) + len(new_items) < end
+                return self._page(placed + new_items, position, first, exhausted,
+                                  session_id, user_id, snapshot.expires_at)
+        raise AssertionError("unreachable: the last attempt returns")
 
-        # A new session holds nothing yet: no need to read it back.
-        items = self.sessions.items(session_id, position, first) if after else []
-        exhausted = False
-        if len(items) < first:
-            exhausted = self._extend(user_id, session_id, position + first, allow)
-            items = self.sessions.items(session_id, position, first)
+    def _first_page(self, user_id: str, first: int, allow: ItemPredicate | None) -> FeedPage:
+        """A new session, created holding its first page: nobody else can know its id
+        yet, so there is no race and one write stores both."""
+        items = self._mix(user_id, first, [], allow)
+        session_id, expires = self.sessions.create(user_id, self.session_ttl_seconds, items)
+        self._report(items, user_id)
+        return self._page(items, 0, first, len(items) < first, session_id, user_id, expires)
+
+    def _page(self, placed: list[FeedItem], position: int, first: int, exhausted: bool,
+              session_id: str, user_id: str, expires: float) -> FeedPage:
+        items = placed[position:position + first]
         end = position + len(items)
-        has_next = not exhausted or len(self.sessions.items(session_id, end, 1)) > 0
+        has_next = not exhausted or len(placed) > end
         cursor = self.signer.encode(Cursor(session_id, user_id, end, expires))
         recommendation_id = items[0].recommendation_id if items else ""
         return FeedPage(items, cursor, has_next, recommendation_id, session_id)
 
-    def _extend(self, user_id: str, session_id: str, until: int,
-                allow: ItemPredicate | None) -> bool:
-        """Mix polls until the session holds ``until`` of them; True if sources ran dry."""
-        for _ in range(3):  # another worker may extend the same session concurrently
-            placed = self.sessions.items(session_id)
-            need = until - len(placed)
-            if need <= 0:
-                return False
-            exclude = {it.item_id for it in placed}
-            if self.interactions_exclusion is not None:
-                exclude |= self.interactions_exclusion(user_id)
-            recommendation_id = uuid.uuid4().hex
-            request = MixRequest(user_id, need, start=len(placed), exclude=exclude,
-                                 allow=allow, recommendation_id=recommendation_id)
-            new_items = self._with_promotion(request)
-            if self.sessions.extend(session_id, len(placed), new_items):
-                if self.on_recommendation is not None and new_items:
-                    self.on_recommendation(recommendation_id, user_id,
-                                           [it.item_id for it in new_items])
-                return len(new_items) < need
-        return False
+    def _mix(self, user_id: str, need: int, placed: list[FeedItem],
+             allow: ItemPredicate | None) -> list[FeedItem]:
+        """``need`` new polls for a session that already placed ``placed``."""
+        exclude = {it.item_id for it in placed}
+        if self.interactions_exclusion is not None:
+            exclude |= self.interactions_exclusion(user_id)
+        request = MixRequest(user_id, need, start=len(placed), exclude=exclude,
+                             allow=allow, recommendation_id=uuid.uuid4().hex)
+        return self._with_promotion(request)
+
+    def _report(self, new_items: list[FeedItem], user_id: str) -> None:
+        if self.on_recommendation is not None and new_items:
+            self.on_recommendation(new_items[0].recommendation_id, user_id,
+                                   [it.item_id for it in new_items])
 
     def _with_promotion(self, request: MixRequest) -> list[FeedItem]:
         promotion = self.active_promotion() if self.active_promotion else None

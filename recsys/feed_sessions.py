@@ -11,11 +11,19 @@ hosts (Redis); two workers extending one session at once settle on whichever wro
 
 A cursor is ``base64url(json)`` + ``.`` + an HMAC-SHA256 signature over it: it names the
 session, the user and the position, and expires with the session.
+
+A page costs the store at most one read and one write: a new session is created together
+with its first page (:meth:`FeedSessionStore.create` with ``items``; nobody else knows its
+id yet, so nothing can race it), and a page after a cursor reads the session once
+(:meth:`FeedSessionStore.snapshot`) and, when it needs more polls, appends them in one
+conditional write. The write is committed before the page is returned, so the next page
+of the same session can be served by any other worker.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -24,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +41,10 @@ from recsys.mixer import FeedItem
 
 DEFAULT_SESSION_TTL_SECONDS = 30 * 60  # a scrolling session; a new app open starts anew
 SWEEP_SECONDS = 60.0  # how often a store deletes expired sessions
+# Expired sessions deleted per write transaction by the sweep: small enough that a feed
+# request waiting for the write lock meanwhile waits about a millisecond, not for a
+# whole minute's worth of sessions.
+SWEEP_BATCH_SESSIONS = 200
 CHECKPOINT_SECONDS = 2.0  # how often the sessions WAL is folded into the database
 
 
@@ -93,10 +105,23 @@ class CursorSigner:
         return cursor
 
 
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """A session as one read saw it: when it expires and every poll placed, in order."""
+
+    expires_at: float
+    items: list[FeedItem] = field(default_factory=list)
+
+
 class FeedSessionStore(Protocol):
     """Where feed sessions live, shared by every worker that serves the feed."""
 
-    def create(self, user_id: str, ttl_seconds: float) -> tuple[str, float]: ...
+    def create(self, user_id: str, ttl_seconds: float,
+               items: Sequence[FeedItem] = ()) -> tuple[str, float]:
+        """Open a session holding ``items`` (its first page), in one write."""
+
+    def snapshot(self, session_id: str) -> SessionSnapshot | None:
+        """Expiry and placed polls in one read; None when the session is unknown."""
 
     def expires_at(self, session_id: str) -> float | None: ...
 
@@ -107,6 +132,9 @@ class FeedSessionStore(Protocol):
     def extend(self, session_id: str, at: int, items: Sequence[FeedItem]) -> bool:
         """Append ``items`` at position ``at`` if the session holds exactly ``at`` items;
         returns False when another worker extended it first."""
+
+
+_NO_LOCK = contextlib.nullcontext()
 
 
 class SQLiteFeedSessionStore:
@@ -121,8 +149,8 @@ class SQLiteFeedSessionStore:
                                      isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # sessions are soft state
-        # Checkpoints (the only fsyncs at NORMAL) run on a thread of their own, not
-        # inside whichever feed request happens to commit the 1000th page.
+        # Checkpoints (the only fsyncs at NORMAL) and the sweep of expired sessions run
+        # on a thread of their own, not inside whichever feed request comes along.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._checkpointer = threading.Thread(target=self._checkpoint_forever,
                                               name="sessions-checkpoint", daemon=True)
@@ -146,13 +174,40 @@ class SQLiteFeedSessionStore:
         try:
             while not self._closed.wait(CHECKPOINT_SECONDS):
                 try:
+                    if time.time() - self._swept_at > SWEEP_SECONDS:
+                        self.sweep(conn)
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error:  # busy now; the next round catches up
                     pass
         finally:
             conn.close()
 
-    def create(self, user_id: str, ttl_seconds: float) -> tuple[str, float]:
+    def sweep(self, conn: sqlite3.Connection | None = None) -> int:
+        """Delete expired sessions, a batch per transaction; returns how many."""
+        conn = conn or self._conn
+        now = self._swept_at = time.time()
+        swept = 0
+        while True:
+            with self._lock if conn is self._conn else _NO_LOCK:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = [r[0] for r in conn.execute(
+                        "SELECT session_id FROM feed_sessions WHERE expires_at < ? LIMIT ?",
+                        (now, SWEEP_BATCH_SESSIONS))]
+                    marks = ",".join("?" * len(ids))
+                    conn.execute(f"DELETE FROM feed_session_items WHERE session_id IN ({marks})",
+                                 ids)
+                    conn.execute(f"DELETE FROM feed_sessions WHERE session_id IN ({marks})", ids)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            swept += len(ids)
+            if len(ids) < SWEEP_BATCH_SESSIONS:
+                return swept
+
+    def create(self, user_id: str, ttl_seconds: float,
+               items: Sequence[FeedItem] = ()) -> tuple[str, float]:
         now = time.time()
         session_id = uuid.uuid4().hex
         expires = now + ttl_seconds
@@ -163,22 +218,40 @@ class SQLiteFeedSessionStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                # Expired sessions are swept now and then as new ones start, so the file
-                # stays small without a sweep on every request.
-                if now - self._swept_at > SWEEP_SECONDS:
-                    self._swept_at = now
-                    self._conn.execute(
-                        "DELETE FROM feed_session_items WHERE session_id IN "
-                        "(SELECT session_id FROM feed_sessions WHERE expires_at < ?)", (now,))
-                    self._conn.execute("DELETE FROM feed_sessions WHERE expires_at < ?", (now,))
                 self._conn.execute(
                     "INSERT INTO feed_sessions VALUES (?, ?, ?, ?)",
                     (session_id, user_id, now, expires))
+                self._insert_items(session_id, 0, items)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
         return session_id, expires
+
+    def snapshot(self, session_id: str) -> SessionSnapshot | None:
+        with self._lock:
+            # One statement, so expiry and items come from one consistent read.
+            rows = self._conn.execute(
+                "SELECT s.expires_at, i.item_id, i.source, i.score, i.rank, "
+                "i.recommendation_id, i.promotion_name FROM feed_sessions AS s "
+                "LEFT JOIN feed_session_items AS i ON i.session_id = s.session_id "
+                "WHERE s.session_id = ? ORDER BY i.position", (session_id,),
+            ).fetchall()
+        if not rows:
+            return None
+        if rows[0][1] is None:  # the LEFT JOIN's row of a session without items
+            return SessionSnapshot(rows[0][0])
+        return SessionSnapshot(rows[0][0], [FeedItem(*row[1:]) for row in rows])
+
+    def _insert_items(self, session_id: str, at: int, items: Sequence[FeedItem]) -> None:
+        self._conn.executemany(
+            "INSERT INTO feed_session_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (session_id, at + i, it.item_id, it.source, it.score, it.rank,
+                 it.recommendation_id, it.promotion_name)
+                for i, it in enumerate(items)
+            ],
+        )
 
     def expires_at(self, session_id: str) -> float | None:
         with self._lock:
@@ -215,14 +288,7 @@ class SQLiteFeedSessionStore:
                 if count != at:
                     self._conn.execute("ROLLBACK")
                     return False
-                self._conn.executemany(
-                    "INSERT INTO feed_session_items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (session_id, at + i, it.item_id, it.source, it.score, it.rank,
-                         it.recommendation_id, it.promotion_name)
-                        for i, it in enumerate(items)
-                    ],
-                )
+                self._insert_items(session_id, at, items)
                 self._conn.execute("COMMIT")
                 return True
             except BaseException:
@@ -242,12 +308,17 @@ class InMemoryFeedSessionStore:
         self._sessions: dict[str, tuple[str, float, list[FeedItem]]] = {}
         self._lock = threading.Lock()
 
-    def create(self, user_id: str, ttl_seconds: float) -> tuple[str, float]:
+    def create(self, user_id: str, ttl_seconds: float,
+               items: Sequence[FeedItem] = ()) -> tuple[str, float]:
         session_id = uuid.uuid4().hex
         expires = time.time() + ttl_seconds
         with self._lock:
-            self._sessions[session_id] = (user_id, expires, [])
+            self._sessions[session_id] = (user_id, expires, list(items))
         return session_id, expires
+
+    def snapshot(self, session_id: str) -> SessionSnapshot | None:
+        entry = self._sessions.get(session_id)
+        return SessionSnapshot(entry[1], list(entry[2])) if entry else None
 
     def expires_at(self, session_id: str) -> float | None:
         entry = self._sessions.get(session_id)
@@ -298,15 +369,29 @@ class RedisFeedSessionStore:
     def _keys(self, session_id: str) -> tuple[str, str]:
         return f"{self.prefix}:{session_id}:meta", f"{self.prefix}:{session_id}:items"
 
-    def create(self, user_id: str, ttl_seconds: float) -> tuple[str, float]:
+    def create(self, user_id: str, ttl_seconds: float,
+               items: Sequence[FeedItem] = ()) -> tuple[str, float]:
         session_id = uuid.uuid4().hex
         expires = time.time() + ttl_seconds
-        meta, _ = self._keys(session_id)
-        pipe = self._redis.pipeline()
+        meta, listed = self._keys(session_id)
+        pipe = self._redis.pipeline()  # MULTI/EXEC: the session appears whole or not at all
         pipe.hset(meta, mapping={"user": user_id, "expires_at": repr(expires)})
         pipe.pexpire(meta, int(ttl_seconds * 1000))
+        if items:
+            pipe.rpush(listed, *(_redis_item(it) for it in items))
+            pipe.pexpire(listed, int(ttl_seconds * 1000))
         pipe.execute()
         return session_id, expires
+
+    def snapshot(self, session_id: str) -> SessionSnapshot | None:
+        meta, listed = self._keys(session_id)
+        pipe = self._redis.pipeline()
+        pipe.hget(meta, "expires_at")
+        pipe.lrange(listed, 0, -1)
+        expires, raw = pipe.execute()
+        if expires is None:
+            return None
+        return SessionSnapshot(float(expires), [FeedItem(**json.loads(r)) for r in raw])
 
     def expires_at(self, session_id: str) -> float | None:
         value = self._redis.hget(self._keys(session_id)[0], "expires_at")
@@ -325,9 +410,13 @@ class RedisFeedSessionStore:
         if expires is None:
             return False
         ttl_ms = max(1, int((expires - time.time()) * 1000))
-        payload = [json.dumps(it.__dict__, separators=(",", ":")) for it in items]
+        payload = [_redis_item(it) for it in items]
         return bool(self._extend_script(keys=list(self._keys(session_id)),
                                         args=[at, ttl_ms, *payload]))
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _redis_item(item: FeedItem) -> str:
+    return json.dumps(item.__dict__, separators=(",", ":"))

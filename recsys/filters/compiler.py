@@ -24,6 +24,7 @@ Semantics chosen where Personalize's guide is silent (documented for users):
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
@@ -156,6 +157,11 @@ class BoundFilter:
     def __init__(self, target: Target, expressions: list[_BoundExpression]):
         self.target = target
         self._expressions = expressions
+        # Metadata-only filters give every user the same mask: keep the last one, for
+        # as long as the catalog is unchanged (its version moves on every upsert).
+        self._per_user = any(expr.if_conditions or _uses_interactions(expr.where)
+                             for expr in expressions)
+        self._last: tuple[weakref.ref, int, np.ndarray] | None = None  # catalog, version, mask
 
     # -- public
     def mask(self, candidates: Sequence[str] | np.ndarray, context) -> np.ndarray:
@@ -174,8 +180,21 @@ class BoundFilter:
         return list(compress(candidates, keep.tolist()))
 
     def catalog_mask(self, context) -> np.ndarray:
-        """Keep-mask over every catalog row plus the blank row (length ``len + 1``)."""
+        """Keep-mask over every catalog row plus the blank row (length ``len + 1``).
+        Read-only: it may be shared with other requests."""
         catalog = self._catalog(context)
+        if self._per_user:
+            return self._build_mask(catalog, context)
+        last = self._last
+        if last is not None and last[0]() is catalog and last[1] == catalog.version:
+            return last[2]
+        version = catalog.version
+        mask = self._build_mask(catalog, context)
+        mask.flags.writeable = False
+        self._last = (weakref.ref(catalog), version, mask)
+        return mask
+
+    def _build_mask(self, catalog: Catalog, context) -> np.ndarray:
         size = len(catalog) + 1
         include: np.ndarray | None = None
         exclude: np.ndarray | None = None
@@ -212,6 +231,12 @@ class BoundFilter:
         masks = [self._evaluate(child, catalog, events, size) for child in children]
         reduce = np.logical_and.reduce if op == "AND" else np.logical_or.reduce
         return reduce(masks)
+
+
+def _uses_interactions(node: _BoundNode) -> bool:
+    if isinstance(node, _BoundCondition):
+        return node.dataset == "Interactions"
+    return any(_uses_interactions(child) for child in node[1])
 
 
 def _as_rows(candidates: Sequence[str] | np.ndarray, catalog: Catalog) -> np.ndarray:
@@ -315,6 +340,11 @@ def _user_condition_holds(cond: _BoundCondition, context) -> bool:
 
 # ------------------------------------------------------------------------ compiled
 
+# Bound forms kept per compiled filter; a request's values are usually a handful of
+# categories, so a few hundred sets cover them, and a cleared cache costs one bind each.
+BOUND_CACHE_SIZE = 256
+
+
 class CompiledFilter:
     """A filter expression checked and ready; :meth:`bind` it per request."""
 
@@ -325,6 +355,9 @@ class CompiledFilter:
             FilterParameter(name, required)
             for name, required in expression.parameters().items()
         )
+        # Requests repeat the same values ("\"MUSIC\""): bound forms are immutable, so
+        # each set of values is parsed and bound once.
+        self._bound: dict[tuple[tuple[str, str], ...], BoundFilter] = {}
         # With no parameters the bound form never changes: build it once.
         self._static: BoundFilter | None = None
         if not self.parameters:
@@ -338,6 +371,21 @@ class CompiledFilter:
         """Parse the request's filter values once and fix which conditions apply."""
         if self._static is not None and not values:
             return self._static
+        try:
+            key: tuple | None = tuple(sorted(values.items())) if values else ()
+            bound = self._bound.get(key)
+        except (TypeError, AttributeError):  # not a mapping of strings: _bind reports it
+            key, bound = None, None
+        if bound is not None:
+            return bound
+        bound = self._bind(values)
+        if key is not None:
+            if len(self._bound) >= BOUND_CACHE_SIZE:
+                self._bound.clear()  # values that churn (timestamps): start over
+            self._bound[key] = bound
+        return bound
+
+    def _bind(self, values: Mapping[str, str] | None) -> BoundFilter:
         values = dict(values or {})
         if len(values) > MAX_PARAMETERS:
             raise InvalidFilterValues(

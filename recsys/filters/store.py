@@ -73,6 +73,7 @@ class FilterStore:
         self._schemas = {"items_schema": items_schema, "users_schema": users_schema}
         self._lock = threading.Lock()
         self._compiled: dict[tuple[str, str], CompiledFilter] = {}
+        self._read_at: dict[str, tuple[float, NamedFilter]] = {}  # see get(max_age_seconds)
         self._conn = sqlite3.connect(
             str(self.path), timeout=_BUSY_TIMEOUT_SECONDS, check_same_thread=False,
             isolation_level=None,  # explicit transactions below
@@ -124,8 +125,22 @@ class FilterStore:
         self._compiled[(name, expression)] = compiled
         return NamedFilter(name, expression, created_at, compiled)
 
-    def get(self, name: str) -> NamedFilter:
-        """The filter called ``name``; raises :class:`UnknownFilter`."""
+    def get(self, name: str, *, max_age_seconds: float | None = None) -> NamedFilter:
+        """The filter called ``name``; raises :class:`UnknownFilter`.
+
+        With ``max_age_seconds``, a definition this object read at most that long ago is
+        returned without reading the file (the feed asks on every request; a filter never
+        changes, so the age only bounds how long another process's delete goes unseen).
+        """
+        if max_age_seconds is not None:
+            seen = self._read_at.get(name)
+            if seen is not None and time.monotonic() - seen[0] <= max_age_seconds:
+                return seen[1]
+        named = self._get(name)
+        self._read_at[name] = (time.monotonic(), named)
+        return named
+
+    def _get(self, name: str) -> NamedFilter:
         with self._lock:
             row = self._conn.execute(
                 "SELECT expression, created_at FROM filters WHERE name = ?", (name,)
@@ -148,6 +163,7 @@ class FilterStore:
             deleted = self._conn.execute(
                 "DELETE FROM filters WHERE name = ?", (name,)
             ).rowcount
+        self._read_at.pop(name, None)
         if not deleted:
             raise UnknownFilter(f"no filter named {name!r} to delete")
         for key in [k for k in self._compiled if k[0] == name]:

@@ -281,3 +281,138 @@ def test_promotion_store_is_durable_and_picks_the_active_one(tmp_path):
     with pytest.raises(UnknownPromotion):
         reopened.get("high")
     assert [p.name for p in reopened.list()] == ["low"]
+
+
+# --- what the feed keeps between requests -------------------------------------------
+
+def test_a_new_session_is_stored_with_its_first_page_and_read_back_elsewhere(tmp_path):
+    """The first page and its session are one write; another worker's store sees both."""
+    db = tmp_path / "sessions.sqlite3"
+    feed = make_feed(SQLiteFeedSessionStore(db))
+    first = feed.page("u1", 20)
+    other_worker = SQLiteFeedSessionStore(db)
+    snapshot = other_worker.snapshot(first.session_id)
+    assert [i.item_id for i in snapshot.items] == [i.item_id for i in first.items]
+    assert snapshot.items[0].recommendation_id == first.recommendation_id
+    assert other_worker.snapshot("no-such-session") is None
+    # the next page, served by the other worker, continues without a repeat
+    second = make_feed(other_worker).page("u1", 20, first.end_cursor)
+    assert not {i.item_id for i in first.items} & {i.item_id for i in second.items}
+
+
+def test_a_lost_race_returns_the_winners_page(tmp_path):
+    """Two workers extend one session at once: the loser serves what the winner stored."""
+    db = tmp_path / "sessions.sqlite3"
+    store = SQLiteFeedSessionStore(db)
+    feed = make_feed(store)
+    first = feed.page("u1", 5)
+    rival = SQLiteFeedSessionStore(db)
+    real_extend = store.extend
+
+    def extend_after_rival(session_id, at, items):
+        from recsys.mixer import FeedItem
+
+        rival.extend(session_id, at, [FeedItem(f"r{i}", "trending-now", 1.0, i + 1, "rid")
+                                      for i in range(5)])
+        return real_extend(session_id, at, items)
+
+    store.extend = extend_after_rival
+    page = feed.page("u1", 5, first.end_cursor)
+    assert [i.item_id for i in page.items] == [f"r{i}" for i in range(5)]
+
+
+def test_latest_interactions_follow_events_stored_by_another_process(tmp_path):
+    from recsys.events import EventStore, Interaction, LatestInteractionsCache
+
+    db = tmp_path / "events.sqlite3"
+    writer = EventStore(db)  # another worker's connection
+    writer.append(Interaction("u1", "p1", "HUNCH", 100))
+    writer.upsert_users([{"USER_ID": "u1", "AGE": 30}])
+    clock = [0.0]
+    cache = LatestInteractionsCache(EventStore(db), per_type=2, user_ttl_seconds=60,
+                                    clock=lambda: clock[0])
+    recent, user = cache.get("u1")
+    assert recent == {"hunch": ["p1"]} and user["AGE"] == 30
+    writer.append(Interaction("u1", "p2", "HUNCH", 101))
+    writer.append(Interaction("u1", "p3", "HUNCH", 102))
+    writer.append(Interaction("u2", "p9", "COMMENT", 103))
+    recent, _ = cache.get("u1")
+    assert recent == {"hunch": ["p2", "p3"]}  # the newest two, oldest first
+    assert cache.get("u2")[0] == {"comment": ["p9"]}
+    # user records have no sequence number: a change shows once the TTL has passed
+    writer.upsert_users([{"USER_ID": "u1", "AGE": 31}])
+    assert cache.get("u1")[1]["AGE"] == 30
+    clock[0] = 61.0
+    assert cache.get("u1")[1]["AGE"] == 31
+
+
+def test_bound_filters_are_reused_per_values_and_follow_catalog_changes():
+    from recsys.filters import Catalog, FilterContext, compile_filter
+
+    catalog = Catalog({"a": {"CATEGORY": "MUSIC"}, "b": {"CATEGORY": "PETS"}})
+    context = FilterContext(catalog)
+    named = compile_filter("EXCLUDE ItemID WHERE Items.CATEGORY IN ($C)")
+    music = named.bind({"C": '"MUSIC"'})
+    assert named.bind({"C": '"MUSIC"'}) is music
+    assert list(music.apply(["a", "b"], context)) == ["b"]
+    assert list(named.bind({"C": '"PETS"'}).apply(["a", "b"], context)) == ["a"]
+    # the shared mask of a metadata-only filter is rebuilt when a poll changes category
+    catalog.upsert({"b": {"CATEGORY": "MUSIC"}, "c": {"CATEGORY": "PETS"}})
+    assert list(music.apply(["a", "b", "c"], context)) == ["c"]
+    with pytest.raises(ValueError):
+        music.catalog_mask(context)[0] = True  # shared between requests: read-only
+
+
+def test_a_vote_stored_by_another_worker_leaves_the_next_feed(tmp_path):
+    """The gateway keeps what filters read of a user between requests; a vote stored by
+    any worker must still keep that poll out of the user's very next page."""
+    import asyncio
+
+    from gateway.services import Services
+    from gateway.settings import Settings
+    from recsys.artifacts import ArtifactStore
+    from recsys.events import EventStore, Interaction
+    from recsys.recipes.base import TrainingData
+    from recsys.recipes.popularity_count import PopularityCount
+
+    settings = Settings(home=tmp_path, graph_store="memory")
+    polls = {f"p{i}": {"CATEGORY": "MUSIC" if i % 2 else "PETS", "CREATION_TIMESTAMP": 1}
+             for i in range(40)}
+    votes = [Interaction(f"fan{j}", f"p{i}", "HUNCH", 1_000 + j)
+             for i in range(40) for j in range(40 - i)]  # p0 most popular
+    with EventStore(settings.events_db) as store:
+        store.upsert_items([{"ITEM_ID": k, **v} for k, v in polls.items()])
+        store.append_many(votes)
+    model = PopularityCount().fit(TrainingData(votes, polls))
+    ArtifactStore(settings.artifacts_dir).publish("popularity-count", model, {}, "test",
+                                                  extra={"trained_until": 1_000 + 40})
+    services = Services(settings)
+    try:
+        first = [i.item_id for i in services.feed("u1", 10, None).page.items]
+        assert first[:3] == ["p0", "p1", "p2"]  # popularity backfills every slot
+        with EventStore(settings.events_db) as other_worker:
+            other_worker.append(Interaction("u1", "p0", "HUNCH", 2_000))
+        again = [i.item_id for i in services.feed("u1", 10, None).page.items]
+        assert "p0" not in again and again[:2] == ["p1", "p2"]
+        # the request's own filter still applies, from a cached definition
+        services.filters.create("no-music", "EXCLUDE ItemID WHERE Items.CATEGORY IN ($C)")
+        pets = services.feed("u1", 10, None, "no-music", {"C": '"MUSIC"'}).page.items
+        assert [i.item_id for i in pets][:3] == ["p2", "p4", "p6"]
+    finally:
+        asyncio.run(services.close())
+
+
+def test_expired_sessions_are_swept_in_batches_and_live_ones_kept(tmp_path, monkeypatch):
+    import recsys.feed_sessions as feed_sessions
+    from recsys.mixer import FeedItem
+
+    monkeypatch.setattr(feed_sessions, "SWEEP_BATCH_SESSIONS", 3)
+    store = SQLiteFeedSessionStore(tmp_path / "sessions.sqlite3")
+    item = FeedItem("p1", "trending-now", 1.0, 1, "rid")
+    expired = [store.create("u1", -1, [item])[0] for _ in range(7)]
+    live, _ = store.create("u1", 60, [item])
+    assert store.sweep() == 7
+    assert all(store.snapshot(s) is None for s in expired)
+    assert [i.item_id for i in store.snapshot(live).items] == ["p1"]
+    rows = store._conn.execute("SELECT COUNT(*) FROM feed_session_items").fetchone()[0]
+    assert rows == 1
