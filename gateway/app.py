@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,7 +21,6 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.types.unset import UNSET
 
 from gateway import metrics
 from gateway.auth import Authenticator, Principal
@@ -31,6 +30,12 @@ from gateway.services import Services
 from gateway.settings import Settings, load_settings
 
 log = logging.getLogger("gateway")
+
+# Threads per worker that compute feed pages. A page is mostly Python holding the GIL,
+# so more threads do not add throughput; they only make the pages in flight take turns
+# (every one finishes late) and contend on the recipes' and stores' locks. Two keep one
+# page computing while another waits on SQLite I/O.
+FEED_THREADS = 2
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -106,15 +111,21 @@ class _TooLarge(Exception):
 
 
 class HunchGraphQL(GraphQL):
-    """Strawberry's ASGI view with our context (services, lazy auth) and metrics."""
+    """Strawberry's ASGI view with our context (services, lazy auth, the feed's threads).
+
+    Operation latency is observed by :class:`gateway.metrics.OperationLatency`, a schema
+    extension that reads the parsed document rather than decoding the body again.
+    """
 
     def __init__(self, schema, services_ref: dict, authenticator: Authenticator,
-                 rate_limiter: RateLimiter, development: bool):
+                 rate_limiter: RateLimiter, development: bool,
+                 feed_executor: Executor | None = None):
         super().__init__(schema, graphql_ide="graphiql" if development else None,
                          allow_queries_via_get=False)
         self.services_ref = services_ref
         self.authenticator = authenticator
         self.rate_limiter = rate_limiter
+        self.feed_executor = feed_executor
 
     async def get_context(self, request, response) -> dict[str, Any]:
         cached: list[Principal] = []
@@ -127,42 +138,7 @@ class HunchGraphQL(GraphQL):
 
         return {"request": request, "response": response, "principal": principal,
                 "services": self.services_ref["services"], "rate_limiter": self.rate_limiter,
-                "degraded": []}
-
-    async def run(self, request, context=UNSET, root_value=UNSET):  # type: ignore[override]
-        started = time.perf_counter()
-        operation = "unknown"
-        try:
-            if getattr(request, "method", None) == "POST":
-                with contextlib.suppress(Exception):
-                    body = json.loads(await request.body())  # Starlette caches the body
-                    if isinstance(body, dict):
-                        operation = _root_field(body.get("query") or "")
-            return await super().run(request, context, root_value)
-        finally:
-            metrics.OPERATION_LATENCY.labels(operation).observe(time.perf_counter() - started)
-
-
-def _root_field(query: str) -> str:
-    """The first root field's name, for metrics labels (cheap, no full parse)."""
-    depth = 0
-    word = []
-    for ch in query:
-        if ch == "{":
-            depth += 1
-            if depth == 1:
-                word = []
-            continue
-        if ch == "}":
-            depth -= 1
-            continue
-        if depth == 1:
-            if ch.isalnum() or ch == "_":
-                word.append(ch)
-            elif word:
-                name = "".join(word)
-                return name if len(name) < 40 else "unknown"
-    return "".join(word) or "unknown"
+                "feed_executor": self.feed_executor, "degraded": []}
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
@@ -170,9 +146,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     services_ref: dict[str, Any] = {"services": services}
     schema = build_schema(settings.development, settings.max_query_depth,
                           settings.max_query_tokens, settings.max_aliases)
+    feed_executor = ThreadPoolExecutor(FEED_THREADS, thread_name_prefix="feed")
     graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings),
                                RateLimiter(settings.mutation_rate_per_minute),
-                               settings.development)
+                               settings.development, feed_executor)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -199,6 +176,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         try:
             yield
         finally:
+            feed_executor.shutdown(wait=True)  # in-flight pages finish before the stores close
             await services_ref["services"].close()
             log.info("gateway stopped")
 

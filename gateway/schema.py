@@ -8,13 +8,20 @@ and carries a stable ``extensions.code`` (see :mod:`gateway.errors`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any
 
 import strawberry
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse, validate
+from strawberry.extensions import SchemaExtension
 from strawberry.scalars import JSON
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField
 
 from gateway.auth import Forbidden, Principal
 from gateway.errors import RateLimited
@@ -281,10 +288,20 @@ class Query:
             raise Forbidden("a user can read only their own feed")
         services = _services(info)
         values = _string_dict(filter_values, "filterValues") if filter_values else None
-        result = await asyncio.to_thread(services.feed, target, first, after, filter, values)
+        with_records = _selects_poll_metadata(info)
+
+        def compute() -> tuple[Any, dict[str, dict[str, Any]]]:
+            # The page and its polls' records in one trip off the event loop: reading
+            # the records there blocked every other request on the store's lock.
+            result = services.feed(target, first, after, filter, values)
+            records = (services.events.get_items(i.item_id for i in result.page.items)
+                       if with_records else {})
+            return result, records
+
+        executor = info.context.get("feed_executor")
+        result, records = await asyncio.get_running_loop().run_in_executor(executor, compute)
         info.context["degraded"].extend(result.degraded)
         page = result.page
-        records = services.events.get_items(i.item_id for i in page.items)
         edges = [
             FeedEdge(
                 cursor=page.end_cursor,
@@ -322,6 +339,34 @@ class Query:
         return [_filter_from(f) for f in _services(info).filters.list()]
 
 
+def _selects_poll_metadata(info: Info) -> bool:
+    """Whether the feed query asks for any Poll field beyond its id.
+
+    Clients that render from their own poll cache ask for ``node { id }`` only; for
+    them the page needs no read of the polls' records at all.
+    """
+    nodes = _children(_children(info.selected_fields, "edges"), "node")
+    return any(f.name not in _ID_ONLY for node in nodes for f in _flatten(node.selections))
+
+
+_ID_ONLY = frozenset({"id", "__typename"})
+
+
+def _flatten(selections: list[Any]) -> list[SelectedField]:
+    """Fields of a selection set, with fragments (spread or inline) opened."""
+    out: list[SelectedField] = []
+    for s in selections:
+        if isinstance(s, SelectedField):
+            out.append(s)
+        else:
+            out.extend(_flatten(s.selections))
+    return out
+
+
+def _children(parents: list[SelectedField], name: str) -> list[SelectedField]:
+    return [f for parent in parents for f in _flatten(parent.selections) if f.name == name]
+
+
 def _string_dict(value: Any, what: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -335,43 +380,52 @@ def _string_dict(value: Any, what: str) -> dict[str, str]:
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Polls the user saw (impression-only event).")
-    def record_impressions(self, info: Info, poll_ids: list[strawberry.ID],
-                           recommendation_id: str | None = None,
-                           at: float | None = None) -> RecordImpressionsResult:
+    async def record_impressions(self, info: Info, poll_ids: list[strawberry.ID],
+                                 recommendation_id: str | None = None,
+                                 at: float | None = None) -> RecordImpressionsResult:
         principal = _principal(info)
         _check_rate(info, principal)
         if not poll_ids or len(poll_ids) > MAX_IMPRESSIONS_PER_CALL:
             return InvalidInputError(
                 message=f"pollIds needs 1 to {MAX_IMPRESSIONS_PER_CALL} ids")
         try:
-            event_id = _services(info).record_impressions(
-                principal.user_id, [str(p) for p in poll_ids], recommendation_id, at)
+            # A durable write (commit) waits on the disk: off the event loop, so the
+            # worker's other requests (feed pages) are not held up behind it.
+            event_id = await asyncio.to_thread(
+                _services(info).record_impressions, principal.user_id,
+                [str(p) for p in poll_ids], recommendation_id, at)
         except InvalidEvent as exc:
             return InvalidInputError(message=str(exc))
         return Recorded(stored=True, event_id=event_id)
 
     @strawberry.mutation(description="The user voted, commented, ... on a poll.")
-    def record_interaction(self, info: Info, input: InteractionInput) -> RecordInteractionResult:
+    async def record_interaction(self, info: Info, input: InteractionInput,
+                                 ) -> RecordInteractionResult:
         principal = _principal(info)
         _check_rate(info, principal)
         services = _services(info)
         poll_id = str(input.poll_id)
-        if services.events.get_item(poll_id) is None:
-            return UnknownPollError(message=f"no poll {poll_id!r}; upsert it first",
-                                    poll_id=poll_id)
-        if not input.event_type.strip():
-            return InvalidInputError(message="eventType must not be empty")
-        try:
-            event = Interaction(
-                principal.user_id, poll_id, input.event_type.strip().upper(),
-                int(input.at if input.at is not None else time.time()), input.event_value,
-                tuple(str(i) for i in (input.impression or ())), input.recommendation_id,
-                event_id=input.event_id or uuid.uuid4().hex,
-            )
-            stored = services.record_interaction(event)
-        except InvalidEvent as exc:
-            return InvalidInputError(message=str(exc))
-        return Recorded(stored=stored, event_id=event.event_id)
+
+        def record() -> RecordInteractionResult:
+            # The poll lookup and the durable write, off the event loop (see above).
+            if services.events.get_item(poll_id) is None:
+                return UnknownPollError(message=f"no poll {poll_id!r}; upsert it first",
+                                        poll_id=poll_id)
+            if not input.event_type.strip():
+                return InvalidInputError(message="eventType must not be empty")
+            try:
+                event = Interaction(
+                    principal.user_id, poll_id, input.event_type.strip().upper(),
+                    int(input.at if input.at is not None else time.time()), input.event_value,
+                    tuple(str(i) for i in (input.impression or ())), input.recommendation_id,
+                    event_id=input.event_id or uuid.uuid4().hex,
+                )
+                stored = services.record_interaction(event)
+            except InvalidEvent as exc:
+                return InvalidInputError(message=str(exc))
+            return Recorded(stored=stored, event_id=event.event_id)
+
+        return await asyncio.to_thread(record)
 
     @strawberry.mutation
     async def follow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
@@ -500,31 +554,121 @@ class Mutation:
         return Deleted(name=name)
 
 
+# Distinct documents kept parsed and validated: mobile clients send a handful, internal
+# tools a few more; beyond that the least recently used is dropped (an LRU, so a flood
+# of unique queries cannot grow memory: at most this many bodies of max_body_bytes).
+PREPARED_DOCUMENTS_CACHED = 256
+
+
+class PreparedDocuments:
+    """Prepares each distinct document once: parsed (at most ``max_tokens`` tokens) and
+    validated (the schema's rules plus ``rules``), keyed by its text.
+
+    Parsing was ~10% of a feed request and validation more; strawberry's ParserCache
+    and ValidationCache key the second step by the parsed document, whose structural
+    hash walks the whole tree on every request. Keying both by the query text (with
+    the parse options and validation rules, which a schema fixes) costs one string
+    hash. A document that does not parse is left to strawberry's own parse step, so
+    its syntax error reaches :class:`ErrorCodes` with GRAPHQL_PARSE_FAILED; it is not
+    cached. Validation errors are cached like successes: the same text fails the same
+    way (depth, aliases, unknown fields).
+    """
+
+    def __init__(self, max_tokens: int, rules: Iterable[type[ASTValidationRule]] = (),
+                 maxsize: int = PREPARED_DOCUMENTS_CACHED):
+        self.max_tokens = max_tokens
+        self.rules = tuple(rules)
+        self.maxsize = maxsize
+        self._documents: OrderedDict[tuple, DocumentNode] = OrderedDict()
+        self._errors: OrderedDict[tuple, list[GraphQLError]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def extension(self) -> SchemaExtension:
+        """A per-request extension that uses this cache (pass the bound method)."""
+        return _PreparedDocumentsExtension(self)
+
+    def document(self, query: str, options: dict[str, Any]) -> DocumentNode:
+        key = (query, tuple(sorted(options.items())))
+        with self._lock:
+            found = self._documents.get(key)
+            if found is not None:
+                self._documents.move_to_end(key)
+                return found
+        document = parse(query, **options)  # raises GraphQLError: not cached
+        self._store(self._documents, key, document)
+        return document
+
+    def errors(self, query: str, rules: tuple, run: Callable[[], list[GraphQLError]],
+               ) -> list[GraphQLError]:
+        """The validation errors of ``query`` under ``rules`` (``run`` validates it)."""
+        key = (query, rules)
+        with self._lock:
+            found = self._errors.get(key)
+            if found is not None:
+                self._errors.move_to_end(key)
+                return found
+        errors = run()
+        self._store(self._errors, key, errors)
+        return errors
+
+    def _store(self, entries: OrderedDict, key: tuple, value: Any) -> None:
+        with self._lock:
+            entries[key] = value
+            while len(entries) > self.maxsize:
+                entries.popitem(last=False)
+
+
+class _PreparedDocumentsExtension(SchemaExtension):
+    def __init__(self, cache: PreparedDocuments):
+        self.cache = cache
+        self.from_cache = False
+
+    def on_operation(self) -> Iterator[None]:
+        # What MaxTokensLimiter and AddValidationRules do, in one extension: each
+        # extension costs every request a hook lookup per phase.
+        context = self.execution_context
+        context.parse_options["max_tokens"] = self.cache.max_tokens
+        context.validation_rules = context.validation_rules + self.cache.rules
+        yield
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query and context.graphql_document is None:
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = self.cache.document(
+                    context.query, context.parse_options)
+                self.from_cache = True
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        if self.from_cache and context.query:
+            document = context.graphql_document
+            assert document is not None
+            context.pre_execution_errors = self.cache.errors(
+                context.query, tuple(context.validation_rules),
+                lambda: validate(context.schema._schema, document, context.validation_rules))
+        yield
+
+
 def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases: int):
-    from strawberry.extensions import (
-        DisableIntrospection,
-        MaxAliasesLimiter,
-        MaxTokensLimiter,
-        QueryDepthLimiter,
-        ValidationCache,
-    )
+    from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter
 
     from gateway.errors import ErrorCodes, ResponseExtensions
+    from gateway.metrics import OperationLatency
 
-    extensions: list[Any] = [
-        # Mobile clients send the same few documents: validate each once (validation
-        # was ~6 ms of a ~19 ms feed request). Limits still apply: a document that
-        # fails them fails again from the cache. (ParserCache is left out: with it a
-        # syntax error escapes the ErrorCodes extension and loses its code.)
-        ValidationCache(maxsize=256),
-        QueryDepthLimiter(max_depth=max_depth),
-        MaxTokensLimiter(max_token_count=max_tokens),
-        MaxAliasesLimiter(max_alias_count=max_aliases),
-        ErrorCodes(),
-        ResponseExtensions(),
-    ]
+    # The limits' rule classes are made once: the validation cache is keyed by them,
+    # and a limiter built per request would bring new classes (and miss) every time.
+    limits = [QueryDepthLimiter(max_depth=max_depth), MaxAliasesLimiter(max_aliases)]
     if not development:
-        extensions.append(DisableIntrospection())
+        limits.append(DisableIntrospection())
+    documents = PreparedDocuments(max_tokens,
+                                  [rule for limit in limits for rule in limit.validation_rules])
+    # Classes and factories, not shared instances: strawberry builds them per request,
+    # and an extension that reads self.execution_context after an await must see its
+    # own request's (a shared instance saw whichever request came last).
+    extensions: list[Any] = [OperationLatency, documents.extension, ErrorCodes,
+                             ResponseExtensions]
     return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
 
 

@@ -72,3 +72,39 @@ def test_rs256_with_the_issuers_public_key():
     forged = jwt.encode(claims(), "x" * 40, algorithm="HS256")
     with pytest.raises(Unauthorized):
         Authenticator(s).authenticate(f"Bearer {forged}")
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_remembered_token_still_expires_on_time():
+    s = settings()
+    clock = Clock(time.time())
+    auth = Authenticator(s, clock=clock)
+    header = f"Bearer {issue_token(s, 'u1', lifetime=60)}"
+    assert auth.authenticate(header).user_id == "u1"
+    clock.t += 30
+    assert auth.authenticate(header).user_id == "u1"  # from the cache, still valid
+    clock.t += 31
+    with pytest.raises(Unauthorized, match="expired"):
+        auth.authenticate(header)
+
+
+def test_refused_tokens_are_refused_every_time_and_do_not_crowd_out_good_ones():
+    s = settings()
+    auth = Authenticator(s, cache_size=2)
+    forged = jwt.encode(claims(sub="mallory"), "x" * 40, algorithm="HS256")
+    for _ in range(3):
+        with pytest.raises(Unauthorized, match="(?i)signature"):
+            auth.authenticate(f"Bearer {forged}")
+    users = [f"u{i}" for i in range(5)]
+    headers = [f"Bearer {issue_token(s, u)}" for u in users]
+    for _ in range(2):  # more users than the cache holds: the oldest are verified again
+        assert [auth.authenticate(h).user_id for h in headers] == users
+    admin = f"Bearer {issue_token(s, 'ops', admin=True)}"
+    assert auth.authenticate(admin).is_admin and auth.authenticate(admin).is_admin
