@@ -112,7 +112,7 @@ def main() -> None:
         users = [row["USER_ID"] for _, row in zip(range(args.users_timed + 20),
                                                   csv.DictReader(fh))]
     warm, users = users[:20], users[20:]
-    values = {"C": '"MUSIC"'}
+    values = {"C": '"ENTERTAINMENT"'}
 
     def page(user: str, after: str | None):
         return services.feed(user, 20, after, "no-nsfw-or-chosen", values)

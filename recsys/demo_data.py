@@ -10,18 +10,24 @@ ones *for the right reasons*. So the generator plants known structure, writes it
   popularity-weighted choice), so in-degree is heavy-tailed and many users follow few.
 - **topics**, each with a vocabulary; each community prefers a Dirichlet mix of topics and
   each user adds individual noise to it. A poll's topic is drawn from its author's mix,
-  its CATEGORY is the topic's name (a few polls are ``PROMOTIONAL_EVENT``) and its text
-  fields mix topic words with generic ones (QUESTION clearest, comments noisiest).
+  its CATEGORY is the coarse group of its topic (``TOPIC_CATEGORY``: 16 topics in 5
+  categories, e.g. sports and fitness are both SPORTS; a few polls are
+  ``PROMOTIONAL_EVENT``) and its text fields mix topic words with generic ones (QUESTION
+  clearest, comments noisiest), so only the text tells a poll's topic.
 - **engagement** of user *u* with poll *p* at time *t* is proportional to
   ``activity(u) * affinity(u, topic(p)) * appeal(p) * recency(t - created(p))
   * diurnal(t) * follow_boost**[u follows author(p)]``; the poll's appeal is fed back by
   the engagement it already got (rich get richer). ``follow_effect=False`` sets the
   follow boost to 1 so an analysis can test that it detects the effect only when planted.
-- **viral bursts**: some polls get a sudden wave of votes starting at a known onset and
-  lasting ``burst_timescale`` seconds (3 hours by default, Trending-Now's default
-  interval), well above the interval before it; together they add ``burst_share`` of
-  the interactions (3 % by default; the trend-tuning backtest raises it so that bursts,
-  not the recency wave of new polls, decide which frequency fits).
+- **viral bursts**: some polls get a sudden wave of votes starting at a known onset, well
+  above the interval before it, whose rate then decays exponentially with time constant
+  ``burst_timescale`` (3 hours by default, Trending-Now's default interval): attention
+  jumps and relaxes, as measured for shared content (Crane & Sornette 2008, Lehmann et al.
+  2012), rather than switching off at a deadline. The wave is cut after
+  ``BURST_SPAN_TIMESCALES`` timescales (its ``duration`` in ground_truth.json, beside its
+  ``timescale``). Together bursts add ``burst_share`` of the interactions (3 % by
+  default; the trend-tuning backtest raises it so that bursts, not the recency wave of
+  new polls, decide which frequency fits).
 
 Event types and values (the EVENT_VALUE column):
 
@@ -105,6 +111,9 @@ MAX_BURST_USER_SHARE = 0.5  # a burst reaches at most this share of users (one v
 POLLS_PER_BURST = 250  # one burst per this many polls (at least MIN_BURSTS)
 MIN_BURSTS = 3
 BURST_ONSET_DELAY = (0.5 * DAY, 3 * DAY)  # bursts hit polls that had time to go quiet
+# A wave is cut after this many timescales: e**-3 = 5 % of its votes would remain, spread
+# thinner than the poll's background, so the cut changes nothing a model could see.
+BURST_SPAN_TIMESCALES = 3
 IMPRESSION_MEAN_SIZE = 5  # polls visible on one screen of the feed
 IMPRESSION_MAX_SIZE = 10  # keeps the pipe-joined list far below MAX_IMPRESSION_LENGTH
 IMPRESSION_RECENCY_GAP = 20.0  # mean rank gap between shown polls, newest first
@@ -212,9 +221,25 @@ STOCK_OPTIONS: tuple[str, ...] = ("Yes, definitely", "No way", "Not sure, maybe"
                                   'Depends on the "vibe"')
 
 
+# CATEGORY is coarse, as in real apps (SPORTS, not "tennis"): several topics share one
+# category, so what a poll is really about is visible only in its text (and in who
+# engages with it). With one category per topic, text could add nothing CATEGORY did
+# not already say, and the cold-poll value of text could not be measured.
+TOPIC_CATEGORY: dict[str, str] = {
+    "politics": "SOCIETY", "finance": "SOCIETY", "parenting": "SOCIETY",
+    "music": "ENTERTAINMENT", "movies": "ENTERTAINMENT", "gaming": "ENTERTAINMENT",
+    "books": "ENTERTAINMENT",
+    "food": "LIFESTYLE", "travel": "LIFESTYLE", "fashion": "LIFESTYLE", "pets": "LIFESTYLE",
+    "technology": "SCIENCE_AND_TECH", "science": "SCIENCE_AND_TECH",
+    "cars": "SCIENCE_AND_TECH",
+    "sports": "SPORTS", "fitness": "SPORTS",
+}
+CATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(TOPIC_CATEGORY.values()))
+
+
 def category_of(topic: str) -> str:
-    """The CATEGORY value of a (non-promotional) poll about ``topic``."""
-    return topic.upper()
+    """The CATEGORY value of a (non-promotional) poll about ``topic``: its coarse group."""
+    return TOPIC_CATEGORY[topic]
 
 
 # --- Public result -------------------------------------------------------------------
@@ -505,8 +530,14 @@ def _plant_bursts(rng: np.random.Generator, w: _World, sampler: _UserSampler, n_
         weights[w.author[p]] = 0.0
         size = min(size, int(np.count_nonzero(weights)))
         users = rng.choice(n_users, size=size, replace=False, p=weights / weights.sum())
-        times = onset + rng.integers(0, timescale, size)
-        bursts.append(dict(poll=p, onset=onset, users=users, times=times))
+        # Exponential decay with mean ``timescale``, cut after BURST_SPAN_TIMESCALES of
+        # them or at the end of the window (inverse CDF of the cut distribution). The
+        # uniform draw is the one a flat burst used, so the rest of the data stays the same.
+        span = max(1, min(BURST_SPAN_TIMESCALES * timescale, end - onset))
+        u = (rng.integers(0, timescale, size) + 0.5) / timescale
+        offsets = -timescale * np.log1p(-u * -np.expm1(-span / timescale))
+        times = onset + np.minimum(offsets.astype(np.int64), span - 1)
+        bursts.append(dict(poll=p, onset=onset, users=users, times=times, span=span))
     return bursts
 
 
@@ -648,7 +679,7 @@ def generate_demo_data(
     user over the window) set the size; by default each user averages
     ``DEFAULT_EVENTS_PER_USER_PER_DAY * days`` events (fewer for a tiny catalog).
     ``follow_effect=False`` plants no follow effect (``follow_boost`` is then ignored);
-    ``burst_timescale`` (seconds) is how long each planted viral burst lasts;
+    ``burst_timescale`` (seconds) is the decay time of each planted viral burst;
     ``burst_share`` is the share of interactions the bursts add (default
     ``BURST_SHARE``; when given, the number of bursts grows as needed to reach it unless
     ``bursts`` is given too).
@@ -826,13 +857,15 @@ def _write_ground_truth(out: Path, w: _World, planted: list[dict], user_ids: lis
         ],
         "user_community": dict(zip(user_ids, w.community.tolist())),
         "polls": {
-            pid: {"topic": TOPICS[t], "author": user_ids[a], "promotional": pr}
+            pid: {"topic": TOPICS[t], "author": user_ids[a], "promotional": pr,
+                  "category": schemas.PROMOTIONAL_EVENT if pr else category_of(TOPICS[t])}
             for pid, t, a, pr in zip(poll_ids, w.topic.tolist(), w.author.tolist(),
                                      w.promotional.tolist())
         },
         "bursts": [
             {"item_id": poll_ids[b["poll"]], "onset": b["onset"],
-             "duration": params["burst_timescale"], "size": len(b["users"])}
+             "duration": b["span"],
+             "timescale": params["burst_timescale"], "size": len(b["users"])}
             for b in planted
         ],
         "counts": {

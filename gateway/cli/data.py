@@ -26,7 +26,8 @@ def data() -> None:
 @click.option("--follow-boost", default=None, type=click.FloatRange(min=0),
               help="Strength of the follow effect (default 3.0).")
 @click.option("--burst-timescale", default=None, type=click.IntRange(min=60),
-              help="Duration of planted viral bursts, in seconds (default 3 hours).")
+              help="Decay time of planted viral bursts, in seconds (default 3 hours); "
+                   "each wave lasts up to 3 of them.")
 @click.option("--burst-share", default=None, type=click.FloatRange(min=0, max=0.5, min_open=True),
               help="Share of interactions the planted bursts add (default 0.03).")
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))

@@ -22,14 +22,13 @@ from recsys.analysis.text_ablation import TextAblationError, TextAblationResult,
 from recsys.analysis.trend_tuning import (
     TrendTuningError,
     TrendTuningResult,
-    latency_matched_frequency,
     tune_trending,
 )
 
 __all__ = [
     "ExplorationReplayError", "ExplorationResult", "ServedImpactResult", "ServedLogError",
     "TextAblationError", "TextAblationResult", "exploration_replay", "export_served",
-    "latency_matched_frequency", "read_served", "served_follow_impact", "text_ablation",
+    "read_served", "served_follow_impact", "text_ablation",
     "FollowImpactConfig", "FollowImpactError", "FollowImpactResult", "TrendTuningError",
     "TrendTuningResult", "follow_impact", "read_follows", "tune_trending", "write_report",
 ]

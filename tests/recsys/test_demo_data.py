@@ -260,7 +260,24 @@ def test_poll_topics_match_categories_and_authors(base):
             assert r["CATEGORY"] == schemas.PROMOTIONAL_EVENT
         else:
             assert r["CATEGORY"] == category_of(truth["topic"])
+        assert truth["category"] == r["CATEGORY"]
     assert 0 < promotional < 0.1 * len(base.items)
+
+
+def test_categories_are_coarser_than_topics_so_only_text_tells_the_topic(base):
+    # Real apps file a tennis poll under SPORTS: several topics share each category, so
+    # a model that reads CATEGORY alone cannot tell a user's topics apart; text can.
+    topics_of: dict[str, set[str]] = {}
+    for t in base.truth["topics"]:
+        topics_of.setdefault(t["category"], set()).add(t["name"])
+    assert 3 <= len(topics_of) <= len(base.truth["topics"]) // 2
+    assert all(len(topics) >= 2 for topics in topics_of.values())
+    seen: dict[str, set[str]] = {}
+    for r in base.items:
+        poll = base.truth["polls"][r["ITEM_ID"]]
+        if not poll["promotional"]:
+            seen.setdefault(r["CATEGORY"], set()).add(poll["topic"])
+    assert all(len(topics) >= 2 for topics in seen.values())
 
 
 def test_question_text_carries_the_topic(base):
@@ -298,7 +315,9 @@ def test_burst_timescale_is_settable(tmp_path):
     for burst in truth["bursts"]:
         times = [int(r["TIMESTAMP"]) for r in rows if r["ITEM_ID"] == burst["item_id"]]
         first_hour = sum(burst["onset"] <= t < burst["onset"] + HOUR for t in times)
-        whole = sum(burst["onset"] <= t < burst["onset"] + DAY for t in times)
+        # The wave decays with a one-day time constant and stops after "duration".
+        assert burst["timescale"] == DAY and burst["duration"] >= DAY
+        whole = sum(burst["onset"] <= t < burst["onset"] + burst["duration"] for t in times)
         # Spread over the day, not packed into the first hour.
         assert whole >= burst["size"] and first_hour < 0.25 * whole
 

@@ -337,8 +337,10 @@ def _brute_force_ease(world: TrainingData, model: UserPersonalization, l2: float
 def test_item_item_scores_are_eases_closed_form(world) -> None:
     model = _fresh(world, learn_blend=False, use_recency=False)
     expected_b = _brute_force_ease(world, model, model.item_item_l2_)
-    # Only the item-item term left in the blend: a user's scores are EASE's, x_u @ B.
+    # Only the item-item term left in the blend, and no borrowing from content
+    # neighbours (tested below): a user's scores are EASE's, x_u @ B.
     model.blend_ = {name: 0.0 for name in model.blend_} | {"item_item": 1.0}
+    model.item_item_neighbours_ = None
     model._refresh_static()
     user = "baking-fan-4"
     x_u = np.zeros(len(model.item_ids_))
@@ -379,3 +381,52 @@ def test_item_item_lambda_is_chosen_on_training_users_validation(world) -> None:
         model.item_item_,
         _brute_force_ease(TrainingData(interactions), model, model.item_item_l2_),
         atol=1e-4)
+
+
+def test_a_new_polls_item_item_score_comes_from_the_polls_its_text_resembles(world) -> None:
+    # EASE alone gives a poll nobody voted on a score of 0 for everyone; the item-item
+    # term instead borrows the scores of the voted polls its text resembles.
+    model = _fresh(world, learn_blend=False, use_recency=False)
+    model.blend_ = {name: 0.0 for name in model.blend_} | {"item_item": 1.0}
+    model._refresh_static()
+    same_meta = {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer",
+                 "CREATION_TIMESTAMP": NEWEST - DAY}
+    model.add_items({
+        "cold-football": {**same_meta, "QUESTION": "Which striker scores the goal in the "
+                                                   "league match at the stadium?"},
+        "cold-baking": {**same_meta, "QUESTION": "Which flour makes the best sourdough "
+                                                 "bread dough in the oven?"},
+    })
+    for fan, own, other, other_topic in (
+            ("football-fan-3", "cold-football", "cold-baking", "baking"),
+            ("baking-fan-3", "cold-baking", "cold-football", "football")):
+        scores = model.score_all(fan)
+        own_score = scores[model.item_index_[own]]
+        assert own_score > scores[model.item_index_[other]]
+        # Above every voted poll of the topic the fan does not follow.
+        assert own_score > max(scores[model.item_index_[f"{other_topic}-{n}"]]
+                               for n in range(POLLS_PER_TOPIC))
+
+
+def test_a_cold_poll_matching_the_users_history_ranks_high_in_a_learned_blend() -> None:
+    # A learned blend (enough validation users), one CATEGORY for every poll: only the
+    # text says which new poll is about football.
+    big = _world(seed=3)
+    interactions = [Interaction(f"{e.user_id}#{r}", e.item_id, e.event_type, e.timestamp + r)
+                    for r in range(10) for e in big.interactions]
+    users = {f"{u}#{r}": m for r in range(10) for u, m in big.users.items()}
+    model = _fresh(TrainingData(interactions, big.items, users))
+    same_meta = {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer",
+                 "CREATION_TIMESTAMP": NEWEST - DAY}
+    model.add_items({
+        "cold-football": {**same_meta, "QUESTION": "Which striker scores the goal in the "
+                                                   "league match at the stadium?"},
+        "cold-pets": {**same_meta, "QUESTION": "Does your puppy pull the leash when the "
+                                               "kitten and the cat are at the vet?"},
+    })
+    recs = [r.item_id for r in model.recommend("football-fan-4#2", 10, now=NEWEST)]
+    # A young poll on the fan's topic is what they engage with next: it leads the feed;
+    # its equally young twin on another topic, if shown at all, comes after it.
+    assert recs[0] == "cold-football"
+    recs = [r.item_id for r in model.recommend("pets-fan-4#2", 10, now=NEWEST)]
+    assert recs[0] == "cold-pets"
