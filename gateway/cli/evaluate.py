@@ -129,6 +129,16 @@ def render(report: dict, console: Console) -> None:
             f"{_fmt(text['with_text'], False)} vs {_fmt(text['without_text'], False)}, "
             f"paired difference {_fmt(text['difference']).replace(chr(10), ' ')}"
         )
+    among_cold = report["text_on_cold_candidates"]
+    if among_cold is not None:
+        ratio = among_cold["ratio"]
+        ratio_text = "n/a" if ratio["mean"] is None else f"{ratio['mean']:.3f}"
+        console.print(
+            "cold polls ranked among cold polls only, R@25, UP with text vs without: "
+            f"{_fmt(among_cold['with_text'], False)} vs {_fmt(among_cold['without_text'], False)}, "
+            f"ratio {ratio_text}, paired difference "
+            f"{_fmt(among_cold['difference']).replace(chr(10), ' ')}"
+        )
     for note in report["notes"]:
         console.print(f"note: {note}")
 

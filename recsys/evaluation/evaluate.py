@@ -31,6 +31,7 @@ fold on a validation split carved from that fold's training users only.
           "per_fold": [{"fold": int, "fit_seconds": float, "tune_seconds": float,
                         "metrics": {<metric>: float}}],
           "slices": {"cold_polls": {"recall_at_25": <estimate>},
+                     "cold_candidates": {"recall_at_25": <estimate>},  # among cold polls only
                      "cold_users": {"normalized_discounted_cumulative_gain_at_10": <estimate>,
                                     "recall_at_25": <estimate>},
                      "heavy_users": {same as cold_users}}
@@ -40,6 +41,8 @@ fold on a validation split carved from that fold's training users only.
                             "ratio": <estimate>, "difference": <estimate>},
       "text_on_cold_polls": null | {"with_text": <estimate>, "without_text": <estimate>,
                                     "difference": <estimate>},
+      "text_on_cold_candidates": null | {"with_text": <estimate>, "without_text": <estimate>,
+                                         "difference": <estimate>, "ratio": <estimate>},
       "notes": [str]
     }
 
@@ -544,26 +547,12 @@ class EvaluationReport:
         return {"with_text": mean_interval(a, **kw), "without_text": mean_interval(b, **kw),
                 "difference": paired_difference(a, b, **kw), "ratio": paired_ratio(a, b, **kw)}
 
-    def cold_candidates_note(self) -> str | None:
-        """One line on the cold-candidates protocol, for the report's notes."""
-        text = self.text_on_cold_candidates()
-        if text is None:
-            return None
-
-        def fmt(e: Estimate) -> str:
-            ci = f" [{e.low:.3f}, {e.high:.3f}]" if e.low is not None else ""
-            return f"{e.mean:.4f}{ci}"
-
-        return (f"cold polls ranked among cold polls only (R@{COLD_CANDIDATES_DEPTH}, "
-                f"{text['with_text'].users} users): UP with text {fmt(text['with_text'])} vs "
-                f"without {fmt(text['without_text'])}, ratio {fmt(text['ratio'])}, paired "
-                f"difference {fmt(text['difference'])}")
-
     def slices(self, key: str) -> dict[str, dict[str, Estimate]]:
         m = self.model(key)
         kw = {"seed": self.seed, "samples": self.bootstrap_samples}
         out: dict[str, dict[str, Estimate]] = {
-            "cold_polls": {M.RECALL_METRIC: mean_interval(m.pooled_slice(M.RECALL_METRIC, "cold_polls"), **kw)}
+            name: {M.RECALL_METRIC: mean_interval(m.pooled_slice(M.RECALL_METRIC, name), **kw)}
+            for name in ("cold_polls", "cold_candidates")
         }
         for name in ("cold_users", "heavy_users"):
             out[name] = {metric: mean_interval(m.pooled_slice(metric, name), **kw)
@@ -595,6 +584,7 @@ class EvaluationReport:
             models.append(entry)
         comparison = self.comparison()
         text = self.text_on_cold_polls()
+        among_cold = self.text_on_cold_candidates()
         return {
             "schema_version": SCHEMA_VERSION,
             "dataset": self.dataset,
@@ -605,6 +595,8 @@ class EvaluationReport:
                 k: (v.to_json() if isinstance(v, Estimate) else v) for k, v in comparison.items()
             },
             "text_on_cold_polls": None if text is None else {k: v.to_json() for k, v in text.items()},
+            "text_on_cold_candidates": (None if among_cold is None
+                                        else {k: v.to_json() for k, v in among_cold.items()}),
             "notes": self.notes,
         }
 
@@ -776,7 +768,4 @@ def evaluate(
         models=[results[c.key] for c in contenders],
         notes=notes, seed=seed, bootstrap_samples=bootstrap_samples,
     )
-    note = report.cold_candidates_note()
-    if note is not None:
-        report.notes.append(note)
     return report

@@ -94,7 +94,8 @@ def test_schema_rejects_a_report_that_drifts_from_it(report) -> None:
 def test_json_shape_is_the_documented_one(report) -> None:
     shape = json.loads(json.dumps(report.to_json(), allow_nan=False))  # valid strict JSON
     assert set(shape) == {"schema_version", "dataset", "protocol", "folds", "models",
-                          "comparison", "text_on_cold_polls", "notes"}
+                          "comparison", "text_on_cold_polls", "text_on_cold_candidates",
+                          "notes"}
     assert shape["schema_version"] == 1
     assert set(shape["dataset"]) == {"users", "items", "interactions"}
     assert shape["protocol"]["split"] == "personalize" and shape["protocol"]["folds"] == 2
@@ -105,7 +106,8 @@ def test_json_shape_is_the_documented_one(report) -> None:
         assert set(model["metrics"]) == set(PERSONALIZE_METRICS) | {"recall_at_25"}
         for estimate in model["metrics"].values():
             assert set(estimate) == ESTIMATE_KEYS
-        assert set(model["slices"]) == {"cold_polls", "cold_users", "heavy_users"}
+        assert set(model["slices"]) == {"cold_polls", "cold_candidates", "cold_users",
+                                            "heavy_users"}
         assert len(model["per_fold"]) == 2
     # No UP in this run: the comparison is absent, not invented.
     assert shape["comparison"] is None
@@ -224,6 +226,8 @@ def test_our_recipes_run_through_the_recipe_protocol(data) -> None:
         assert shape["comparison"]["ratio"]["mean"] > 0
     if by_key["up"]["status"] == by_key["up-notext"]["status"] == "ok":
         assert set(shape["text_on_cold_polls"]) == {"with_text", "without_text", "difference"}
+        assert set(shape["text_on_cold_candidates"]) == {"with_text", "without_text",
+                                                         "difference", "ratio"}
     _validate(shape)
 
 
@@ -302,3 +306,22 @@ def test_tuning_follows_a_knob_past_the_edge_of_its_grid(monkeypatch) -> None:
 
 def ALS_FACTORY(**kwargs):  # never fitted: the test replaces validation scoring
     raise AssertionError("not used")
+
+
+def test_cold_candidates_recall_is_at_least_the_full_lists() -> None:
+    # A top 25 drawn from cold polls only holds at least the cold polls the full top 25
+    # holds, for the same users as the full-list cold slice.
+    data = synthetic_polls(users=200, polls=400, seed=11)
+    report = evaluate(data, models="up,up-notext,most-popular", seed=0, bootstrap_samples=50)
+    gained = False
+    for m in report.ok_models():
+        full = m.pooled_slice("recall_at_25", "cold_polls")
+        among = m.pooled_slice("recall_at_25", "cold_candidates")
+        assert len(among) == len(full) > 0
+        assert (among >= full - 1e-9).all()
+        gained |= among.mean() > full.mean()
+    assert gained
+    shape = report.to_json()
+    assert shape["text_on_cold_candidates"]["with_text"]["users"] == len(
+        report.model("up").pooled_slice("recall_at_25", "cold_candidates"))
+    _validate(shape)
