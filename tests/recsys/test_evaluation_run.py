@@ -107,7 +107,7 @@ def test_json_shape_is_the_documented_one(report) -> None:
         for estimate in model["metrics"].values():
             assert set(estimate) == ESTIMATE_KEYS
         assert set(model["slices"]) == {"cold_polls", "cold_candidates", "cold_users",
-                                            "heavy_users"}
+                                        "heavy_users"}
         assert len(model["per_fold"]) == 2
     # No UP in this run: the comparison is absent, not invented.
     assert shape["comparison"] is None
