@@ -8,12 +8,15 @@ in-degree, 80 % of follows inside the community):
   back, users.csv and report (goal: 100k users / 1M follows in <= 180 s),
 
 then prints both paths' numbers, the goals, NMI against the planted communities, and the
-ratio GDS / Python measured in the same run (the baseline). The GDS column needs a Neo4j
-with GDS at HUNCH_NEO4J_URI; without one it says so and prints the Python column alone.
+ratio GDS / Python measured in the same run (the baseline), and the CPU seconds the
+load cost the Neo4j server and this process (steadier than wall time on a shared
+machine). The GDS column needs a Neo4j with GDS at HUNCH_NEO4J_URI; without one it says
+so and prints the Python column alone.
 The benchmark's users carry a unique id prefix and are deleted from Neo4j afterwards.
 
     python bench/bench_graph.py            # full size: 100k users, 1M follows (minutes)
     python bench/bench_graph.py --quick    # 10k users, 100k follows
+    python bench/bench_graph.py --users 20000 --skip-python   # 200k follows, GDS only
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ LOAD_GOAL_S = 60.0  # 1M follows
 CLUSTER_GOAL_S = 180.0  # 100k users, 1M follows, end to end
 FULL = {"users": 100_000, "communities": 50, "follows_per_user": 10.0}
 QUICK = {"users": 10_000, "communities": 10, "follows_per_user": 10.0}
+# --users N plants communities of this size on average, as the full run does.
+USERS_PER_COMMUNITY = 2_000
 
 
 def _follows(pairs):
@@ -60,6 +65,7 @@ async def _gds_path(pairs, truth, options, out: Path) -> dict | str:
     from graph.errors import GraphUnavailable
     from graph.gds import cluster_in_gds, gds_version, neo4j_settings, open_driver
     from graph.neo4j_store import Neo4jGraphStore
+    from graph.server import cpu_seconds
 
     settings = neo4j_settings()
     try:
@@ -75,12 +81,15 @@ async def _gds_path(pairs, truth, options, out: Path) -> dict | str:
     store = Neo4jGraphStore(settings.uri, settings.user, settings.password)
     try:
         await store.ensure_schema()
+        server_before, client_before = cpu_seconds(), time.process_time()
         started = time.perf_counter()
         await store.upsert_follows(_follows(pairs))
         loaded = time.perf_counter()
+        load_cpu = _load_cpu(server_before, cpu_seconds(), client_before, time.process_time())
         outcome = await cluster_in_gds(store, driver, out, options, ground_truth=truth)
         done = time.perf_counter()
-        return {"load": loaded - started, "cluster": done - loaded, "summary": outcome.summary}
+        return {"load": loaded - started, "cluster": done - loaded, "summary": outcome.summary,
+                "load_cpu": load_cpu}
     finally:
         await store.close()
         with driver.session() as session:
@@ -92,6 +101,16 @@ async def _gds_path(pairs, truth, options, out: Path) -> dict | str:
         driver.close()
 
 
+def _load_cpu(server_before: float | None, server_after: float | None, client_before: float,
+              client_after: float) -> str:
+    # CPU seconds do not grow when other processes take the cores, unlike wall time: the
+    # number to compare between runs on a shared machine.
+    server = ("server CPU unknown (not the server of HUNCH_NEO4J_HOME)"
+              if server_after is None or server_before is None
+              else f"server CPU {server_after - server_before:.1f} s")
+    return f"{server}, client CPU {client_after - client_before:.1f} s"
+
+
 def _print_path(name: str, result: dict | str) -> None:
     if isinstance(result, dict):
         s = result["summary"]
@@ -99,6 +118,8 @@ def _print_path(name: str, result: dict | str) -> None:
               f"NMI {s['nmi']}; communities "
               f"{ {m: c['count'] for m, c in s['communities'].items()} }; "
               f"steps {s['timings_s']}", flush=True)
+        if "load_cpu" in result:
+            print(f"{name} load: {result['load_cpu']}", flush=True)
     else:
         print(f"{name}: {result}", flush=True)
 
@@ -112,14 +133,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10k users / 100k follows")
     parser.add_argument("--skip-gds", action="store_true")
     parser.add_argument("--skip-python", action="store_true")
+    parser.add_argument("--users", type=int,
+                        help="planted users (10 follows each, communities of ~2,000): "
+                             "e.g. 20000 for 200k follows while iterating")
     parser.add_argument("--k", type=int, help="K-Means k (default: the planted count)")
     args = parser.parse_args()
     size = QUICK if args.quick else FULL
+    if args.users:
+        size = {**FULL, "users": args.users,
+                "communities": max(2, args.users // USERS_PER_COMMUNITY)}
     pairs, truth = plant_follow_graph(
         size["users"], size["communities"], size["follows_per_user"], seed=7
     )
-    # Goals are for the full size; a quick run scales them by its share of 1M follows.
-    scale = len(pairs) / 1_000_000 if args.quick else 1.0
+    # Goals are for the full size; a smaller run scales them by its share of 1M follows.
+    smaller = args.quick or (args.users or FULL["users"]) < FULL["users"]
+    scale = len(pairs) / 1_000_000 if smaller else 1.0
     options = ClusterOptions(k=args.k or size["communities"])
     print(f"planted graph: {size['users']} users, {len(pairs)} follows, "
           f"{size['communities']} communities; K-Means k={options.k}")
@@ -142,8 +170,8 @@ def main() -> None:
     if isinstance(gds, dict) and isinstance(py, dict):
         print(f"ratio GDS / Python: load {gds['load'] / py['load']:.2f}x, "
               f"cluster {gds['cluster'] / py['cluster']:.2f}x (below 1 means GDS is faster)")
-    if args.quick:
-        print(f"(goals scaled linearly to {scale:.2f}M follows; run without --quick for the real goals)")
+    if smaller:
+        print(f"(goals scaled linearly to {scale:.2f}M follows; run at full size for the real goals)")
 
 
 if __name__ == "__main__":

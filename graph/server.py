@@ -366,6 +366,22 @@ def status(settings: Neo4jSettings | None = None) -> ServerStatus:
                         gds_version=versions["gds"], apoc_version=versions["apoc"])
 
 
+def cpu_seconds(settings: Neo4jSettings | None = None) -> float | None:
+    """CPU time (user + system) the managed server has used so far, or None when it is
+    not ours or there is no /proc. Benchmarks on a shared machine diff it around a step:
+    unlike wall time, it does not grow when other processes take the cores."""
+    settings = settings or Neo4jSettings()
+    pid = _running_pid(settings)
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # utime and stime, the 14th and 15th fields of stat (12th and 13th after the name).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m graph.server",
                                      description=__doc__.split("\n")[0])

@@ -158,3 +158,45 @@ def test_kmeans_modularity_is_computed_for_every_labelling_and_matches_igraph():
     )
     assert expected > 0.3  # the planted labelling is a real community structure
     assert got == pytest.approx([expected] * RACE_REPEATS, abs=1e-9)
+
+
+def test_streamed_features_land_on_the_users_asked_for():
+    """Features come back as one record of lists, and the embedding only for a sample of
+    users: each vector and degree must still sit on the row of its own user, or the
+    silhouette and the projection plot describe somebody else."""
+    from graph.gds import FASTRP_DIMENSIONS, _stream_embedding, _stream_props
+
+    driver, why_not = _gds_server()
+    require_or_skip(driver is not None, f"GDS path needs Neo4j with GDS: {why_not}")
+    follows, truth = plant_follow_graph(n_users=300, n_communities=3, seed=3)
+    index = {u: i for i, u in enumerate(truth)}
+    edges = [[index[a], index[b]] for a, b in follows]
+    name = f"gdstest-stream-{uuid.uuid4().hex[:8]}"
+    try:
+        driver.execute_query(
+            "UNWIND $rows AS r WITH gds.graph.project($g, r[0], r[1]) AS g RETURN g.nodeCount",
+            {"g": name, "rows": edges})
+        driver.execute_query(
+            "CALL gds.fastRP.mutate($g, {embeddingDimension: $dims, randomSeed: 1, "
+            "mutateProperty: 'embedding'}) YIELD nodePropertiesWritten "
+            "WITH 1 AS done CALL gds.degree.mutate($g, {mutateProperty: 'out_degree'}) "
+            "YIELD nodePropertiesWritten RETURN done",
+            {"g": name, "dims": FASTRP_DIMENSIONS})
+        full = {r["nodeId"]: r["propertyValue"] for r in driver.execute_query(
+            "CALL gds.graph.nodeProperty.stream($g, 'embedding') YIELD nodeId, propertyValue "
+            "RETURN nodeId, propertyValue", {"g": name}).records}
+        sample = sorted(full, reverse=True)[::7]  # not in the server's order
+        got = _stream_embedding(driver, name, sample)
+        position = {nid: i for i, nid in enumerate(sorted(full, reverse=True))}
+        degrees = _stream_props(driver, name, ["out_degree"], position, len(position))
+    finally:
+        driver.execute_query("CALL gds.graph.drop($g, false) YIELD graphName RETURN 1", {"g": name})
+        driver.close()
+    assert got.shape == (len(sample), FASTRP_DIMENSIONS)
+    assert got.tolist() == [full[nid] for nid in sample]  # same floats, same Bolt decoding
+    out_degree = {}
+    for a, _ in edges:
+        out_degree[a] = out_degree.get(a, 0) + 1
+    # The projection's node ids are the ints given to gds.graph.project.
+    expected = [out_degree.get(nid, 0) for nid in sorted(full, reverse=True)]
+    assert degrees["out_degree"].tolist() == expected

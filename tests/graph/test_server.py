@@ -108,3 +108,30 @@ def test_start_stop_restart_keeps_data_and_the_first_password(tmp_path: Path) ->
         assert [r["id"] for r in records] == ["kept"]
     finally:
         server.stop(settings)
+
+
+def test_cpu_seconds_of_the_managed_server_and_of_none(tmp_path: Path) -> None:
+    # What bench/bench_graph.py reports beside wall time; a stand-in process carries the
+    # server's main class on its command line, as the real one does.
+    import subprocess
+    import sys
+    import time
+
+    settings = _settings(tmp_path, _free_port())
+    assert server.cpu_seconds(settings) is None  # no pid file: nothing of ours runs
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass", server.MAIN_CLASS])
+    try:
+        settings.home.mkdir(parents=True)
+        (settings.home / "neo4j.pid").write_text(f"{busy.pid}\n")
+        first = server.cpu_seconds(settings)
+        assert first is not None
+        # Spins until the kernel has counted a tick more (at once on an idle core, later
+        # on a busy machine; the deadline only stops a broken count from hanging).
+        deadline = time.monotonic() + 30
+        while server.cpu_seconds(settings) <= first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.cpu_seconds(settings) > first
+    finally:
+        busy.kill()
+        busy.wait()
+    assert server.cpu_seconds(settings) is None  # gone, and no pid reuse mistaken for it

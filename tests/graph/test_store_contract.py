@@ -7,6 +7,7 @@ Each Neo4j test starts from an empty database.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 
@@ -91,6 +92,27 @@ async def test_bulk_follows_span_batches_and_create_missing_users(store: GraphSt
     # Upserting again changes nothing but the timestamps: no duplicate edges.
     assert await store.upsert_follows(follows[:3_000]) == 3_000
     assert (await store.counts())["follows"] == 8_000
+
+
+async def test_new_and_known_followers_in_one_upsert(store: GraphStore) -> None:
+    # Neo4j writes follows of users who follow nobody yet another way than the rest.
+    await store.upsert_follows([Follow("ann", "bob", 1), Follow("ann", "cat", 2)])
+    again = [Follow("ann", "bob", 3), Follow("ann", "dan", 4), Follow("bob", "ann", 5),
+             Follow("cat", "ann", 6), Follow("cat", "bob", 7)]
+    assert await store.upsert_follows(again) == 5
+    assert await store.followees("ann") == ["bob", "cat", "dan"]
+    assert await store.followees("cat") == ["ann", "bob"]
+    assert (await store.counts())["follows"] == 6
+
+
+async def test_concurrent_upserts_of_the_same_follows_make_one_tie_each(
+        store: GraphStore) -> None:
+    # Writers that all find the same users following nobody must not all create the ties.
+    follows = _follow_graph(users=300, follows=3_000)
+    await asyncio.gather(*(store.upsert_follows(follows) for _ in range(3)),
+                         *(store.follow(f.follower, f.followee, 1) for f in follows[:20]))
+    assert (await store.counts())["follows"] == 3_000
+    assert sorted(await store.edges()) == sorted((f.follower, f.followee) for f in follows)
 
 
 async def test_duplicate_rows_in_one_upsert_count_once(store: GraphStore) -> None:
