@@ -193,15 +193,42 @@ def text_command(data_dir: Path, as_json: bool) -> None:
 @_data
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 def exploration_command(data_dir: Path, as_json: bool) -> None:
-    """Replay held-out time: new-poll exposure and wasted impressions per exploration weight."""
+    """Replay held-out time: exposure of new and unproven polls, its spread, wasted
+    impressions and NDCG@10 per exploration weight, with and without impressions."""
     with _status(not as_json) as say:
         result = run_exploration(data_dir, progress=say)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
         return
+    _echo_exploration(result)
+
+
+def _echo_exploration(result) -> None:
+    from recsys.analysis.exploration import ARM_METRICS, METRICS
+
+    columns = (*METRICS, *ARM_METRICS)
+    short = {"new_poll_share": "new", "unproven_poll_share": "unproven",
+             "dead_impression_share": "dead", "ndcg_at_10": "NDCG@10",
+             "new_poll_breadth": "new breadth", "unproven_poll_breadth": "unpr breadth",
+             "new_poll_impression_gini": "new Gini", "new_poll_top10_share": "new top10"}
+    click.echo(f"{result.requests} feeds per arm; polls new in the window "
+               f"{result.eligible.get('new_polls')}, unproven "
+               f"{result.eligible.get('unproven_polls')}")
+    click.echo(f"{'arm':36s}" + "".join(f"{short[c]:>13s}" for c in columns))
     for name, v in result.arms.items():
-        click.echo(f"{name:36s} new polls {v['new_poll_share']:.4f}  dead impressions "
-                   f"{v['dead_impression_share']:.4f}  NDCG@10 {v['ndcg_at_10']:.4f}")
+        click.echo(f"{name:36s}" + "".join(f"{v[c]:13.4f}" for c in columns))
+    click.echo("differences (treatment - baseline, * = significant):")
+    rows = [(c.metric, c.treatment, c.baseline, c.difference, c.significant)
+            for c in (*result.comparisons, *result.arm_comparisons)]
+    for metric, treatment, baseline, diff, sig in rows:
+        click.echo(f"  {short[metric]:>12s}  {treatment:32s} vs {baseline:32s} "
+                   f"{diff:+.4f}{' *' if sig else ''}")
+    if result.headroom:
+        h = result.headroom
+        reach = ", ".join(f"weight {w}: {s:.3f}" for w, s in h["reachable_share"].items())
+        click.echo(f"unproven polls sit a median {h['median_gap_below_last_slot']:.2f} score "
+                   f"units below the feed's last slot (bonus of an unseen poll at weight 1: "
+                   f"{h['max_bonus_at_weight_1']:g}); share within reach: {reach}")
 
 
 @click.group()

@@ -14,7 +14,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from recsys.analysis.exploration import DEAD_SHARE, NEW_SHARE, ExplorationResult
+from recsys.analysis.exploration import (
+    BREADTH_NEW,
+    BREADTH_UNPROVEN,
+    DEAD_SHARE,
+    GINI_NEW,
+    NEW_SHARE,
+    UNPROVEN_INTERACTIONS,
+    UNPROVEN_SHARE,
+    ExplorationResult,
+)
 from recsys.analysis.follow_impact import NDCG, SHARE, FollowImpactResult
 from recsys.analysis.served import ServedImpactResult
 from recsys.analysis.text_ablation import TextAblationResult
@@ -105,18 +114,41 @@ def _plot_exploration(result: ExplorationResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(result.arms)
-    fig, ax = plt.subplots(figsize=(8, 4))
-    x = range(len(names))
-    ax.bar([i - 0.2 for i in x], [result.arms[n][NEW_SHARE] for n in names], 0.4,
-           label="new-poll exposure")
-    ax.bar([i + 0.2 for i in x], [result.arms[n][DEAD_SHARE] for n in names], 0.4,
-           label="impressions on polls nobody engages with")
-    ax.set_xticks(list(x), names, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("share of feed slots")
-    ax.legend()
+    panels = (("share of feed slots", ((NEW_SHARE, "new polls"),
+                                       (UNPROVEN_SHARE, "unproven polls"),
+                                       (DEAD_SHARE, "polls nobody engages with"))),
+              ("over all feeds of the arm", ((BREADTH_NEW, "new polls shown / new polls"),
+                                             (BREADTH_UNPROVEN,
+                                              "unproven polls shown / unproven polls"),
+                                             (GINI_NEW, "Gini of new-poll impressions"))))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = list(range(len(names)))
+    for ax, (ylabel, bars) in zip(axes, panels):
+        width = 0.8 / len(bars)
+        top = 0.0
+        for k, (metric, label) in enumerate(bars):
+            heights = [result.arms[n].get(metric, 0.0) for n in names]
+            top = max(top, *heights)
+            ax.bar([i + (k - (len(bars) - 1) / 2) * width for i in x], heights, width,
+                   label=label)
+        ax.set_ylim(0, max(top, 0.01) * 1.4)  # room above the bars for the legend
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=PLOT_DPI)
     plt.close(fig)
+
+
+def _headroom_text(result: ExplorationResult) -> str:
+    h = result.headroom
+    if not h:
+        return ""
+    reach = ", ".join(f"{share:.1%} at weight {w}" for w, share in h["reachable_share"].items())
+    return (f" Without exploration, unproven polls sit a median "
+            f"{h['median_gap_below_last_slot']:.2f} score units below the feed's last slot; "
+            f"an unseen poll's bonus is at most {h['max_bonus_at_weight_1']:g} at weight 1, "
+            f"so the share of them within reach is {reach}.")
 
 
 def _comparison_rows(comparisons) -> list[dict[str, Any]]:
@@ -182,9 +214,15 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
         numbers["exploration"] = exploration.to_json()
         sections.append(
             f"<h2>Exploration</h2><p>replay of held-out time from {exploration.cutoff}, "
-            f"{exploration.requests} feeds per arm.</p>"
+            f"{exploration.requests} feeds per arm; "
+            f"{exploration.eligible.get('new_polls')} polls were new and "
+            f"{exploration.eligible.get('unproven_polls')} unproven (fewer than "
+            f"{UNPROVEN_INTERACTIONS} interactions) during it.{_headroom_text(exploration)}"
+            "</p>"
             + _table([{"arm": n, **v} for n, v in exploration.arms.items()])
             + _table(_comparison_rows(exploration.comparisons))
+            + "<p>Arm-level metrics, paired bootstrap over requests:</p>"
+            + _table([c.to_json() for c in exploration.arm_comparisons])
             + '<img src="exploration.png" alt="exploration">')
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>Hunch roadmap evidence"
             "</title><style>table{border-collapse:collapse}td,th{border:1px solid #ccc;"

@@ -6,7 +6,15 @@ import json
 
 import pytest
 
-from recsys.analysis.exploration import NEW_SHARE, arm_name, exploration_replay
+from recsys.analysis.exploration import (
+    BREADTH_NEW,
+    GINI_NEW,
+    NEW_SHARE,
+    UNPROVEN_SHARE,
+    ExplorationReplayError,
+    arm_name,
+    exploration_replay,
+)
 from recsys.analysis.report import write_report
 from recsys.analysis.text_ablation import NO_TEXT, TextAblationError, text_ablation
 from recsys.analysis.trend_tuning import tune_trending
@@ -51,13 +59,38 @@ def test_a_field_without_text_is_not_ablated_and_no_text_at_all_is_an_error(demo
         text_ablation(demo.interactions, blank, demo.users, fields=("DESCRIPTION",))
 
 
-def test_exploration_shows_new_polls_more_the_higher_its_weight(replay):
+def _compared(replay, metric, treatment, baseline):
+    pool = [*replay.comparisons, *replay.arm_comparisons]
+    return next(c for c in pool if c.metric == metric and c.treatment == treatment
+                and c.baseline == baseline)
+
+
+def test_exploration_spreads_exposure_over_new_and_unproven_polls(replay):
     assert len(replay.arms) == 6  # three weights, with and without impressions
     for with_imps in (False, True):
-        more = next(c for c in replay.comparisons if c.metric == NEW_SHARE
-                    and c.treatment == arm_name(0.6, with_imps)
-                    and c.baseline == arm_name(0.0, with_imps))
+        more = _compared(replay, NEW_SHARE, arm_name(0.6, with_imps), arm_name(0.0, with_imps))
         assert more.difference > 0 and more.significant
+        flatter = _compared(replay, GINI_NEW, arm_name(0.6, with_imps),
+                            arm_name(0.0, with_imps))
+        assert flatter.difference < 0 and flatter.significant
+    # Without impressions the bonus lasts longest: more distinct new polls get shown and
+    # more slots go to polls with fewer than UNPROVEN_INTERACTIONS votes.
+    wider = _compared(replay, BREADTH_NEW, arm_name(0.6, False), arm_name(0.0, False))
+    assert wider.difference > 0 and wider.significant
+    unproven = _compared(replay, UNPROVEN_SHARE, arm_name(0.6, False), arm_name(0.0, False))
+    assert unproven.difference > 0 and unproven.significant
+    reach = replay.headroom["reachable_share"]
+    assert reach["0"] == 0 < reach["0.3"] < reach["0.6"]
+
+
+def test_impressions_only_act_through_the_bonus_and_shrink_it(replay):
+    # At weight 0 the impressions a model has seen cannot change a single feed.
+    assert replay.arms[arm_name(0.0, True)] == replay.arms[arm_name(0.0, False)]
+    # Demo polls collect hundreds of impressions before a handful of votes, so with
+    # impressions data the same weight explores less.
+    for metric in (NEW_SHARE, UNPROVEN_SHARE):
+        less = _compared(replay, metric, arm_name(0.6, True), arm_name(0.6, False))
+        assert less.difference < 0 and less.significant
 
 
 def test_report_shows_all_analyses_with_numbers_and_images(demo, ablation, replay, tmp_path):
@@ -80,6 +113,16 @@ def test_report_shows_all_analyses_with_numbers_and_images(demo, ablation, repla
     numbers = json.loads((tmp_path / "report.json").read_text())
     assert set(numbers) == {"trend_tuning", "text_ablation", "exploration"}
     assert numbers["exploration"]["requests"] == replay.requests
+    assert len(numbers["exploration"]["arm_comparisons"]) == len(replay.arm_comparisons) > 0
+    for metric in (UNPROVEN_SHARE, BREADTH_NEW, GINI_NEW):
+        assert f"<th>{metric}</th>" in html
+
+
+def test_replay_refuses_weights_it_cannot_compare(demo):
+    with pytest.raises(ExplorationReplayError, match="include 0"):
+        exploration_replay(demo.interactions, demo.items, demo.users, weights=(0.3, 0.6))
+    with pytest.raises(ExplorationReplayError, match=r"\[0, 1\]"):
+        exploration_replay(demo.interactions, demo.items, demo.users, weights=(0.0, 1.5))
 
 
 def _is_number(text: str) -> bool:
