@@ -31,7 +31,7 @@ from recsys.feed_sessions import CursorSigner, SQLiteFeedSessionStore
 from recsys.filters import Catalog, CompiledFilter, FilterContext, FilterStore, compile_filter
 from recsys.mixer import IN_NETWORK, Mixer, SlotPlan
 from recsys.promotions import Promotion, PromotionStore
-from recsys.recipes.base import ScoredItem
+from recsys.recipes.base import PollMask, ScoredItem
 from recsys.schemas import ITEMS
 from recsys.serving import RecipeService
 
@@ -293,25 +293,19 @@ class Services:
         self._request.context = (user_id, context)
         return context
 
-    def _mask_predicate(self, masks: list[np.ndarray]) -> Callable[[str], bool] | None:
+    def _mask_predicate(self, masks: list[np.ndarray]) -> PollMask | None:
+        """The request's filters as one keep-mask over the catalog's rows (call with the
+        catalog lock held). It is a predicate too; User-Personalization applies it to the
+        whole catalog at once instead of asking per candidate (hundreds of calls per page
+        for a selective promotion filter). A poll the catalog does not know yet cannot be
+        judged by metadata: it is allowed (it has no interactions either)."""
         if not masks:
             return None
         combined = masks[0]
         for m in masks[1:]:
             combined = combined & m
-        index = self.catalog.index
-        # Recipes call this once per candidate (hundreds per page for a selective
-        # promotion filter): indexing bytes skips building a numpy bool per call.
-        keep = combined.tobytes()
-        size = len(keep)
-
-        def allow(item_id: str) -> bool:
-            row = index.get(item_id)
-            # A poll the catalog does not know yet cannot be judged by metadata: allow it
-            # only if no filter said anything (it has no interactions either).
-            return row is None or row >= size or keep[row] == 1
-
-        return allow
+        # Masks may be longer than the catalog (spare capacity): only real rows count.
+        return PollMask(combined[: len(self.catalog)], self.catalog.ids, self.catalog.index)
 
     def _promotion_predicate(self, promotion: Promotion, user_id: str) -> Callable[[str], bool]:
         if promotion.filter_name:
@@ -322,7 +316,7 @@ class Services:
         context = self._filter_context(user_id)
         with self._catalog_lock:
             mask = compiled.bind(promotion.filter_values).catalog_mask(context)
-        predicate = self._mask_predicate([mask])
+            predicate = self._mask_predicate([mask])
         assert predicate is not None
         return predicate
 

@@ -198,6 +198,11 @@ class TfidfSvdEncoder:
             encoder.idf_ = arrays["idf"]
             encoder.components_ = arrays["components"]
         encoder.vocabulary_ = state["vocabulary"]
+        if encoder.vocabulary_:
+            # Pay for importing scikit-learn and rebuilding the vectorizer here, when a
+            # model loads, not in the first poll ingested while serving: that took 2-5 s
+            # under the model's lock, and every feed request of the worker waited.
+            encoder.transform(["warm up"])
         return encoder
 
 

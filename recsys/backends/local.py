@@ -11,8 +11,9 @@ from recsys.recipes.base import Recipe, ScoredItem
 class LocalRecipeSource:
     """A fitted :class:`Recipe` (or anything with its ``recommend``) as a candidate source.
 
-    The request's filter arrives compiled as ``allow``; the filter's name is only for
-    remote backends and is ignored here.
+    The request's filter arrives compiled as ``allow`` (a predicate, or a
+    :class:`~recsys.recipes.base.PollMask` that the recipe applies to its whole catalog
+    at once); the filter's name is only for remote backends and is ignored here.
     """
 
     def __init__(self, name: str, recipe: Recipe | Callable[[], Recipe]):

@@ -30,7 +30,7 @@ import numpy as np
 
 from recsys.errors import HunchError
 from recsys.events import Impression, Interaction
-from recsys.recipes.base import ScoredItem, TrainingData
+from recsys.recipes.base import CatalogRows, PollMask, ScoredItem, TrainingData
 
 # A (poll, user) pair is one int64: poll index in the high 32 bits, user index in the low.
 _USER_BITS = 32
@@ -97,19 +97,28 @@ def select_top(
     exclude: Collection[str] = (),
     allow: Callable[[str], bool] | None = None,
     score_of: Callable[[float], float] = float,
+    rows: CatalogRows | None = None,
 ) -> list[ScoredItem]:
     """The ``n`` best polls by ``scores`` (``-inf`` = not eligible), best first.
 
     Ties go to the poll with the lower index (the one seen first), so equal inputs give
     equal lists. Excluded polls and those ``allow`` rejects are skipped. ``score_of``
     turns a ranking key into the reported score (normalising only the ``n`` returned).
+    With ``rows`` (the caller's map onto the catalog), an ``allow`` that is a
+    :class:`PollMask` is applied to every poll at once before ranking: the same list,
+    without one call per candidate or a rescan when the filter rejects many.
     """
     size = min(len(scores), len(item_ids))
     if n <= 0 or size == 0:
         return []
     # Work on eligible polls only: numpy's partition is slow on many equal values, and a
     # trending list is a few hundred growing polls among tens of thousands of -inf.
-    eligible = np.flatnonzero(scores[:size] > -np.inf)
+    if rows is not None and isinstance(allow, PollMask):
+        keep = rows.keep(allow, item_ids, index)[:size]
+        eligible = np.flatnonzero((scores[:size] > -np.inf) & keep)
+        allow = None
+    else:
+        eligible = np.flatnonzero(scores[:size] > -np.inf)
     values = scores[eligible]  # a copy: exclusions below do not touch the caller's array
     for item_id in exclude:
         i = index.get(item_id)
@@ -175,6 +184,7 @@ class PopularityCount:
 
     def _reset(self, item_ids: Iterable[str], user_ids: Iterable[str]) -> None:
         self._items = _ItemIndex(item_ids)
+        self._catalog_rows = CatalogRows()  # this index mapped onto the request's catalog
         self._users = _ItemIndex(user_ids)
         self._counts = np.zeros(max(len(self._items), 64), dtype=np.int64)
         # The ranking key, kept in step with _counts: the count, or -inf for polls nobody
@@ -276,7 +286,7 @@ class PopularityCount:
         self._require_fitted()
         share = 1.0 / max(self._total, 1)
         return select_top(self._rank_key[: len(self._items)], self._items.ids,
-                          self._items.index, n, exclude, allow,
+                          self._items.index, n, exclude, allow, rows=self._catalog_rows,
                           score_of=lambda count: count * share)
 
     # -- persistence --------------------------------------------------------------

@@ -37,7 +37,7 @@ import numpy as np
 
 from recsys.errors import HunchError
 from recsys.events import Impression, Interaction
-from recsys.recipes.base import ScoredItem, TrainingData
+from recsys.recipes.base import CatalogRows, ScoredItem, TrainingData
 from recsys.recipes.popularity_count import (
     InvalidRecipeParameter,
     ModelNotFitted,
@@ -117,6 +117,7 @@ class TrendingNow:
 
     def _reset(self, item_ids: Iterable[str]) -> None:
         self._items = _ItemIndex(item_ids)
+        self._catalog_rows = CatalogRows()  # this index mapped onto the request's catalog
         self._cap = max(len(self._items), 64)
         self._totals = np.zeros(self._cap, dtype=np.int64)
         self._buckets: dict[int, np.ndarray] = {}
@@ -253,12 +254,14 @@ class TrendingNow:
             now = self._newest_ts if self._newest_ts is not None else 0
         scores = self._growth(now)
         if scores is not None:
-            items = select_top(scores, self._items.ids, self._items.index, n, exclude, allow)
+            items = select_top(scores, self._items.ids, self._items.index, n, exclude, allow,
+                               rows=self._catalog_rows)
             return TrendingList(items, "trending")
         totals = self._totals[: len(self._items)]
         total = totals.sum()
         scores = np.where(totals > 0, totals / max(total, 1), -np.inf)
-        items = select_top(scores, self._items.ids, self._items.index, n, exclude, allow)
+        items = select_top(scores, self._items.ids, self._items.index, n, exclude, allow,
+                           rows=self._catalog_rows)
         return TrendingList(items, "popular-fallback")
 
     def recommend(

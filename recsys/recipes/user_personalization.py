@@ -67,7 +67,7 @@ import scipy.sparse as sp
 
 from recsys.errors import HunchError
 from recsys.events import Impression, Interaction
-from recsys.recipes.base import ScoredItem, TrainingData
+from recsys.recipes.base import CatalogRows, PollMask, ScoredItem, TrainingData
 from recsys.text import TextEncoder, TfidfSvdEncoder, load_encoder
 
 __all__ = ["UserPersonalization", "UserPersonalizationError", "NotFitted", "TEXT_FIELDS"]
@@ -130,6 +130,11 @@ ENGAGEMENT_CURVE_STEPS = 64
 # Combined segment rows kept per request-time segment set; each is one float32 per poll
 # (200 kB at 50k polls), so 64 of them stay small while covering the common segment sets.
 SEGMENT_ROW_CACHE_SIZE = 64
+# Per-poll arrays grow by at least this share of the catalog when a poll arrives, so
+# ingesting polls one by one (every ~2 s per worker) copies the 50k-row arrays only
+# once per ~6k polls instead of on every poll, while the model holds the serving lock.
+ARRAY_GROWTH_SHARE = 0.125
+ARRAY_GROWTH_MIN_ROWS = 256
 
 # Item-item component (EASE's closed form, Steck 2019): B is dense, catalog² float32, so
 # it is built only up to this many polls (10,000 polls: 400 MB and an eigendecomposition
@@ -711,8 +716,15 @@ class UserPersonalization:
 
     def _content(self, text: np.ndarray, categorical: sp.csr_matrix) -> np.ndarray:
         # Text and topic categories together describe what a user's interests look like.
-        dense = np.hstack([text, categorical[:, self._content_columns()].toarray()]).astype(
-            np.float32)
+        # The columns are fixed once fitted (ingest adds no category values); worked out
+        # again per call they were half the cost of ingesting one poll at 50k polls.
+        cached = getattr(self, "_content_cols", None)
+        if cached is None or cached[0] is not self.categorical_index_ or cached[1] != len(
+                self.categorical_index_):
+            cached = (self.categorical_index_, len(self.categorical_index_),
+                      self._content_columns())
+            self._content_cols = cached
+        dense = np.hstack([text, categorical[:, cached[2]].toarray()]).astype(np.float32)
         norms = np.linalg.norm(dense, axis=1, keepdims=True)
         np.divide(dense, norms, out=dense, where=norms > 0)
         return dense
@@ -868,6 +880,8 @@ class UserPersonalization:
         self._sorted_creation = self.creation_[self._order]
         self._poll_statics()
         self._segment_rows: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        if not hasattr(self, "_catalog_rows"):
+            self._catalog_rows = CatalogRows()  # grows with the index; survives rebuilds
         k = self.factors
         self._matrix = np.empty((len(self.item_ids_), k + self.content_.shape[1]), np.float32)
         self._bias = np.empty(len(self.item_ids_), np.float32)
@@ -989,6 +1003,10 @@ class UserPersonalization:
         """The blend-weighted mean segment lift of a segment set, in serving order."""
         key = tuple(sorted(segs))
         row = self._segment_rows.get(key)
+        if row is not None and len(row) < len(self._order):
+            # Polls appended since (_extend_serving) have no segment lift yet.
+            row = np.concatenate([row, np.zeros(len(self._order) - len(row), np.float32)])
+            self._segment_rows[key] = row
         if row is None:
             row = (self.blend_["segment"] * self.segment_lift_[list(key)].mean(0))[
                 self._order].astype(np.float32)
@@ -1011,10 +1029,18 @@ class UserPersonalization:
 
     def _serving_scores(self, user_id: str | None, t_ref: float) -> np.ndarray:
         """Blend scores without exploration, in serving (creation) order."""
-        vector, profile, segs = self._user_state(user_id)
-        q = np.concatenate([vector, profile]).astype(np.float32)
-        score = self._matrix @ q
-        score += self._bias
+        b = self.blend_
+        if any(b[f] for f in ("collaborative", "cold_collaborative", "content", "cold_content")):
+            vector, profile, segs = self._user_state(user_id)
+            q = np.concatenate([vector, profile]).astype(np.float32)
+            score = self._matrix @ q
+            score += self._bias
+        else:
+            # A blend that learned no weight for either affinity has an all-zero matrix:
+            # the fold-in and the catalog-wide product (most of a request's cost) would
+            # only add zeros.
+            segs = self.user_segments_.get(user_id, []) if user_id is not None else []
+            score = self._bias.copy()
         if segs and self.blend_["segment"]:
             score += self._segment_row(segs)
         if self.blend_["item_item"]:
@@ -1102,22 +1128,35 @@ class UserPersonalization:
         out: list[ScoredItem] = []
         if n == 0:
             return out
+        positions = None  # the serving positions `score` holds (None: every one)
+        if isinstance(allow, PollMask):
+            # One vector operation instead of one call per candidate, and no rescans
+            # from the top when a selective filter rejects most of the head.
+            keep = self._catalog_rows.keep(allow, self.item_ids_, self.item_index_)[
+                self._order]
+            if np.count_nonzero(keep) * 2 < len(keep):
+                # Selective (a promotion's filter keeps ~3 %): rank only what it keeps.
+                positions = np.flatnonzero(keep)
+                score = score[positions]
+            else:
+                np.putmask(score, ~keep, -np.inf)
+            allow = None
         # Look a little deeper than n so `allow` rejections rarely force a full sort.
         depth = min(len(score), max(2 * n, n + 50))
         while True:
             head = np.argpartition(-score, depth - 1)[:depth] if depth < len(score) else \
                 np.arange(len(score))
+            where = head if positions is None else positions[head]
             # Ties break by poll id order, as a sort over the catalog would.
-            head = head[np.lexsort((self._order[head], -score[head]))]
+            rank = np.lexsort((self._order[where], -score[head]))
             out = []
-            for p in head.tolist():
-                s = score[p]
-                if not np.isfinite(s):
+            for s, p in zip(score[head[rank]].tolist(), where[rank].tolist()):
+                if not math.isfinite(s):
                     break
                 item_id = self.item_ids_[self._order[p]]
                 if allow is not None and not allow(item_id):
                     continue
-                out.append(ScoredItem(item_id, float(s)))
+                out.append(ScoredItem(item_id, s))
                 if len(out) == n:
                     return out
             if depth >= len(score):
@@ -1155,7 +1194,13 @@ class UserPersonalization:
             self.interacted_[event.user_id] = np.union1d(seen, [i]).astype(np.int32)
 
     def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:
-        """Make new polls recommendable at once, scored from their metadata and text."""
+        """Make new polls recommendable at once, scored from their metadata and text.
+
+        Incremental: only the new polls are encoded and given serving rows (appended to
+        arrays with spare capacity), so ingesting one poll at 50k polls costs a few ms
+        under the serving lock, not a pass over the catalog (100-150 ms). A poll older
+        than the newest one, or a known poll whose creation time changed, rebuilds the
+        creation order instead."""
         self._require_fitted()
         self._changed()
         new = [i for i in items if i not in self.item_index_]
@@ -1169,19 +1214,20 @@ class UserPersonalization:
         content = self._content(text, categorical)
         stamps = np.array([float(items[i].get("CREATION_TIMESTAMP") or self.newest_timestamp_)
                            for i in ids])
+        first = len(self.item_ids_)
         for item_id in new:
             self.item_index_[item_id] = len(self.item_ids_)
             self.item_ids_.append(item_id)
         n_new = len(new)
         if n_new:
-            self.item_factors_ = np.vstack([self.item_factors_, predicted[:n_new]])
-            self.content_ = np.vstack([self.content_, content[:n_new]])
-            self.creation_ = np.concatenate([self.creation_, stamps[:n_new]])
+            self._append("item_factors_", predicted[:n_new])
+            self._append("content_", content[:n_new])
+            self._append("creation_", stamps[:n_new])
             zeros = np.zeros(n_new, np.float32)
-            self.counts_ = np.concatenate([self.counts_, zeros])
-            self.impressions_ = np.concatenate([self.impressions_, zeros])
-            self.segment_lift_ = np.hstack([
-                self.segment_lift_, np.zeros((len(self.segment_lift_), n_new), np.float32)])
+            self._append("counts_", zeros)
+            self._append("impressions_", zeros)
+            self._append("segment_lift_",
+                         np.zeros((len(self.segment_lift_), n_new), np.float32), axis=1)
             if getattr(self, "item_item_neighbours_", None) is not None:
                 # A new poll has no EASE column: its item-item score is all borrowed.
                 self.item_item_neighbours_ = sp.vstack([
@@ -1189,12 +1235,70 @@ class UserPersonalization:
                     self._content_neighbours(np.arange(len(self.item_ids_) - n_new,
                                                        len(self.item_ids_)))], format="csr")
         # Known polls get fresh metadata: content and creation time, factor kept if warm.
+        moved = False
         for j, item_id in enumerate(known, start=n_new):
             i = self.item_index_[item_id]
             self.content_[i] = content[j]
             if items[item_id].get("CREATION_TIMESTAMP") is not None:
+                moved |= bool(self.creation_[i] != stamps[j])
                 self.creation_[i] = stamps[j]
-        self._refresh_static()
+        if moved or not self._extend_serving(first, n_new):
+            self._refresh_static()  # the creation order changed: rebuild it
+            return
+        if known:
+            self._refresh_polls(np.array([self.item_index_[i] for i in known], np.int64))
+
+    def _append(self, name: str, rows: np.ndarray, axis: int = 0) -> None:
+        """Append ``rows`` to the per-poll array attribute ``name`` along ``axis``. The
+        attribute is a view of a larger buffer, so most appends copy only the new rows
+        (amortised growth, see :data:`ARRAY_GROWTH_SHARE`)."""
+        current = getattr(self, name)
+        buffers: dict[str, np.ndarray] = self.__dict__.setdefault("_buffers", {})
+        buffer = buffers.get(name)
+        n, m = current.shape[axis], rows.shape[axis]
+        if buffer is None or current.base is not buffer or buffer.shape[axis] < n + m:
+            shape = list(current.shape)
+            shape[axis] = n + m + max(m, ARRAY_GROWTH_MIN_ROWS, int(n * ARRAY_GROWTH_SHARE))
+            buffer = np.empty(shape, current.dtype)
+            buffer[(slice(None),) * axis + (slice(0, n),)] = current
+            buffers[name] = buffer
+        buffer[(slice(None),) * axis + (slice(n, n + m),)] = rows
+        setattr(self, name, buffer[(slice(None),) * axis + (slice(0, n + m),)])
+
+    def _extend_serving(self, first: int, n_new: int) -> bool:
+        """Add serving rows for the polls ``first:first + n_new`` just appended, without
+        going over the catalog. Possible when they are at least as new as every poll
+        (the usual case: a poll is ingested when it is created), so they go to the end of
+        the creation order; False otherwise (the caller rebuilds).
+
+        The user-independent engagement scale (events per unit of engagement curve) is
+        kept as it is, as streamed events already do (``_poll_changed``): a poll created
+        at the model's clock has reached none of its curve, so it would not move it."""
+        if not n_new:
+            return True
+        idx = np.arange(first, first + n_new)
+        stamps = self.creation_[idx]
+        if len(self._sorted_creation) and stamps.min() < self._sorted_creation[-1]:
+            return False
+        # A stable sort puts ties after the older ids, as the full argsort would.
+        order = idx[np.argsort(stamps, kind="stable")]
+        position = np.empty(n_new, self._position.dtype)
+        position[order - first] = np.arange(first, first + n_new)
+        factors = self.item_factors_[idx].astype(np.float64)
+        self._yty += factors.T @ factors
+        self._append("_order", order.astype(self._order.dtype))
+        self._append("_position", position)
+        self._append("_sorted_creation", self.creation_[order])
+        counts = self.counts_[idx]
+        self._append("_popularity", np.log1p(counts).astype(np.float32))
+        self._append("_coldness", (COLD_ITEM_PRIOR_STRENGTH / (
+            COLD_ITEM_PRIOR_STRENGTH + counts)).astype(np.float32))
+        self._append("_appeal", self._appeal_of(idx, self._engagement_reached(idx)))
+        self._append("_matrix", np.zeros((n_new, self._matrix.shape[1]), np.float32))
+        self._append("_bias", np.zeros(n_new, np.float32))
+        self._append("_explore_base", np.zeros(n_new, np.float32))
+        self._refresh_polls(idx)
+        return True
 
     # ------------------------------------------------------------------ persistence
     def _require_fitted(self) -> None:
@@ -1315,4 +1419,19 @@ class UserPersonalization:
             cut = np.cumsum(a["interacted_lengths"])[:-1]
             model.interacted_ = dict(zip(users, np.split(a["interacted_items"], cut)))
         model._refresh_static()
+        model._reserve_growth()
         return model
+
+    def _reserve_growth(self) -> None:
+        """Give the per-poll arrays their spare rows now: a served model is loaded once
+        and then ingests polls, and the first ingest would otherwise copy every array
+        (~30 ms at 50k polls) while holding the serving lock."""
+        none = np.zeros(0, np.float32)
+        for name in ("item_factors_", "content_", "_matrix"):
+            self._append(name, np.zeros((0, getattr(self, name).shape[1]), np.float32))
+        self._append("segment_lift_", np.zeros((len(self.segment_lift_), 0), np.float32),
+                     axis=1)
+        for name in ("creation_", "counts_", "impressions_", "_order", "_position",
+                     "_sorted_creation", "_popularity", "_coldness", "_appeal", "_bias",
+                     "_explore_base"):
+            self._append(name, none)
