@@ -48,23 +48,21 @@ single feed shows):
   as 0): 0 = every new poll shown equally, 1 = all new-poll slots on one poll;
 - **top-10 share**: slots of the 10 most shown new polls / all new-poll slots.
 
-Why the **headroom** diagnostic: an unseen poll's bonus is at most ``weight *
-EXPLORATION_BONUS_SCALE`` score units, so the replay also measures, in the weight-0 arm,
+Why the **headroom** diagnostic: an unseen poll's bonus is at most ``weight`` times the
+request's bonus scale (the gap between its best and its average score, at least
+``EXPLORATION_BONUS_SCALE``), so the replay also measures, in the weight-0 arm,
 how far each posted unproven poll sits below the feed's last slot and which share of
 them a bonus of that size could lift into the feed at all.
 
-What the default demo data show (2,000 users, 5,000 polls, 14 days; 600 feeds per arm):
-unproven polls sit a median ~4.5 score units below the last slot while the bonus at
-weight 0.6 is at most 0.6, so none is within reach; exploration only reorders polls
-near the top (new-poll share 0.645 -> 0.671, new-poll breadth 0.133 -> 0.145, NDCG@10
-0.0564 -> 0.0547 at weight 0.6 without impressions), and with impressions data it does
-even less (breadth 0.134 at 0.6), because a median demo poll has 405 impressions against
-31 interactions at the cut-off, so counting impressions divides its bonus
-(``1 / sqrt(1 + impressions + interactions)``) by ~3.6. Exposure stays concentrated (Gini
-of new-poll impressions ~0.95). With the bonus scaled 5x (a test of the recipe, not a
-setting) the same replay on the small demo data moves unproven-poll share from 0.002 to
-0.83 at weight 0.6 without impressions and to 0.07 with them: the replay does show what
-exploration does once the bonus can reach the polls it is for.
+What the default demo data show (2,000 users, 5,000 polls, 14 days; 600 feeds per arm;
+the bonus scaled to each request's score spread): without impressions data, weight 0.3
+and 0.6 raise the new-poll share 0.58 -> 0.66 -> 0.79, the unproven-poll share
+0.000 -> 0.027 -> 0.234 and new-poll breadth 0.11 -> 0.18 -> 0.28, at an NDCG@10 cost
+of 0.0647 -> 0.0606 -> 0.0366; with impressions data the same weights do much less
+(new-poll share 0.59 and 0.61, breadth 0.12 and 0.14, NDCG@10 unchanged), because a
+median demo poll has ~400 impressions against ~30 interactions at the cut-off, and
+counting impressions divides its bonus (``1 / sqrt(1 + impressions + interactions)``)
+by ~3.6. Exposure stays concentrated (Gini of new-poll impressions 0.91-0.96).
 
 Per-feed metrics are compared per user (paired t deciding, Wilcoxon and bootstrap
 beside, Holm over the family) against weight 0 of the same impressions arm, and each
@@ -393,19 +391,22 @@ def _unproven_gaps(model: UserPersonalization, user_id: str, now: float,
         return np.zeros(0)
     last_slot = np.partition(score[posted], -FEED_DEPTH)[-FEED_DEPTH]
     unproven = posted & (model.counts_ < UNPROVEN_INTERACTIONS)
-    return np.maximum(last_slot - score[unproven], 0.0)
+    # In units of this request's bonus at weight 1 (the model scales it to the spread of
+    # the request's scores), so "reachable at weight w" is simply gap < w.
+    scale = model._exploration_scale(score)
+    return np.maximum(last_slot - score[unproven], 0.0) / scale
 
 
 def _headroom(gaps: list[np.ndarray], weights: Sequence[float]) -> dict[str, Any]:
     """Whether the bonus can reach unproven polls at all: an unseen poll gets at most
-    ``weight * EXPLORATION_BONUS_SCALE``, so a poll further below the last slot than that
-    cannot enter the feed at that weight."""
+    ``weight`` times the request's bonus scale (gaps are in those units), so a poll
+    further below the last slot than that cannot enter the feed at that weight."""
     pooled = np.concatenate(gaps) if gaps else np.zeros(0)
     if not len(pooled):
         return {}
     return {"median_gap_below_last_slot": float(np.median(pooled)),
-            "max_bonus_at_weight_1": EXPLORATION_BONUS_SCALE,
-            "reachable_share": {f"{w:g}": float((pooled < w * EXPLORATION_BONUS_SCALE).mean())
+            "max_bonus_at_weight_1": 1.0,  # gaps are in units of the request's bonus scale
+            "reachable_share": {f"{w:g}": float((pooled < w).mean())
                                 for w in weights}}
 
 

@@ -116,8 +116,11 @@ VALIDATION_TARGET_FRACTION = 0.1  # Personalize's split: newest 10 % are relevan
 VALIDATION_CANDIDATES = 200
 HARD_NEGATIVES = 30
 RANDOM_NEGATIVES = 30
-# Exploration bonus of an unseen new poll at weight 1, in blend (logit) units: one
-# logit is a clear but not overwhelming push against a typical head-of-feed gap.
+# Exploration bonus of an unseen new poll at weight 1: the gap between this request's
+# best score and its average poll's, so that weight w lifts an unproven poll by w of the
+# way from a typical poll to the head of the feed, whatever scale the learned blend has
+# (a fixed logit never reached unproven polls once the blend grew confident: they sat
+# ~4.5 logits below the last slot). At least this many logits when the scores are flat.
 EXPLORATION_BONUS_SCALE = 1.0
 EXPLORATION_NOISE = 0.1  # relative spread of the bonus, "a little random noise"
 
@@ -838,9 +841,13 @@ class UserPersonalization:
             return
         X = np.vstack(rows)
         y = np.concatenate(labels)
-        model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=500)
+        model = LogisticRegression(C=1.0, fit_intercept=True, max_iter=500)
         model.fit(X, y)
-        coef = model.coef_.ravel()
+        coef = model.coef_.ravel().copy()
+        # Every row has exactly one age step, so the unpenalised intercept belongs to each
+        # step's weight; without it L2 pulled a rarely seen step towards 0, i.e. above the
+        # well-seen (negative) steps, and old polls outranked new ones on small data.
+        coef[len(_FEATURES):] += model.intercept_[0]
         # A negative weight on an affinity would say "show what the user dislikes": that
         # is validation noise, never a preference, so it is floored at zero.
         for j, name in enumerate(_FEATURES):
@@ -1055,7 +1062,15 @@ class UserPersonalization:
             self._add_age_term(score, t_ref)
         return score
 
-    def _exploration_tail(self, user_id: str | None, now: float | None
+    @staticmethod
+    def _exploration_scale(score: np.ndarray) -> float:
+        """The bonus of an unseen new poll at weight 1 for a request with these scores."""
+        finite = score[np.isfinite(score)]
+        if not len(finite):
+            return EXPLORATION_BONUS_SCALE
+        return max(EXPLORATION_BONUS_SCALE, float(finite.max() - finite.mean()))
+
+    def _exploration_tail(self, user_id: str | None, now: float | None, scale: float
                           ) -> tuple[int, np.ndarray]:
         """(first serving position eligible for exploration, bonus of each eligible)."""
         horizon = float(now) if now is not None else float(self.newest_timestamp_)
@@ -1068,7 +1083,7 @@ class UserPersonalization:
         noise *= 2 * EXPLORATION_NOISE
         noise += 1 - EXPLORATION_NOISE
         noise *= self._explore_base[start:]
-        noise *= self.exploration_weight * EXPLORATION_BONUS_SCALE
+        noise *= self.exploration_weight * scale
         return start, noise
 
     def exploration_bonus(self, user_id: str | None = None, now: float | None = None
@@ -1079,7 +1094,8 @@ class UserPersonalization:
         bonus = np.zeros(len(self.item_ids_), np.float32)
         if self.exploration_weight <= 0:
             return bonus
-        start, tail = self._exploration_tail(user_id, now)
+        score = self._serving_scores(user_id, self._reference_time(user_id, now))
+        start, tail = self._exploration_tail(user_id, now, self._exploration_scale(score))
         bonus[self._order[start:]] = tail
         return bonus
 
@@ -1093,7 +1109,7 @@ class UserPersonalization:
             return cached[1].copy()
         score = self._serving_scores(user_id, self._reference_time(user_id, now))
         if self.exploration_weight > 0:
-            start, tail = self._exploration_tail(user_id, now)
+            start, tail = self._exploration_tail(user_id, now, self._exploration_scale(score))
             score[start:] += tail
         self._last_scores = (key, score.copy())
         return score
