@@ -17,6 +17,7 @@ The benchmark's users carry a unique id prefix and are deleted from Neo4j afterw
     python bench/bench_graph.py            # full size: 100k users, 1M follows (minutes)
     python bench/bench_graph.py --quick    # 10k users, 100k follows
     python bench/bench_graph.py --users 20000 --skip-python   # 200k follows, GDS only
+    python bench/bench_graph.py --users 20000 --skip-python --load-only   # the load alone
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ async def _python_path(pairs, truth, options, out: Path) -> dict:
     return {"load": loaded - started, "cluster": done - loaded, "summary": outcome.summary}
 
 
-async def _gds_path(pairs, truth, options, out: Path) -> dict | str:
+async def _gds_path(pairs, truth, options, out: Path, load_only: bool = False) -> dict | str:
     from graph.errors import GraphUnavailable
     from graph.gds import cluster_in_gds, gds_version, neo4j_settings, open_driver
     from graph.neo4j_store import Neo4jGraphStore
@@ -86,6 +87,8 @@ async def _gds_path(pairs, truth, options, out: Path) -> dict | str:
         await store.upsert_follows(_follows(pairs))
         loaded = time.perf_counter()
         load_cpu = _load_cpu(server_before, cpu_seconds(), client_before, time.process_time())
+        if load_only:
+            return {"load": loaded - started, "load_cpu": load_cpu}
         outcome = await cluster_in_gds(store, driver, out, options, ground_truth=truth)
         done = time.perf_counter()
         return {"load": loaded - started, "cluster": done - loaded, "summary": outcome.summary,
@@ -112,7 +115,10 @@ def _load_cpu(server_before: float | None, server_after: float | None, client_be
 
 
 def _print_path(name: str, result: dict | str) -> None:
-    if isinstance(result, dict):
+    if isinstance(result, dict) and "summary" not in result:
+        print(f"{name}: load {result['load']:.1f} s (clustering skipped)", flush=True)
+        print(f"{name} load: {result['load_cpu']}", flush=True)
+    elif isinstance(result, dict):
         s = result["summary"]
         print(f"{name}: load {result['load']:.1f} s, cluster {result['cluster']:.1f} s; "
               f"NMI {s['nmi']}; communities "
@@ -125,7 +131,7 @@ def _print_path(name: str, result: dict | str) -> None:
 
 
 def _cell(result, key: str) -> str:
-    return f"{result[key]:.1f} s" if isinstance(result, dict) else "-"
+    return f"{result[key]:.1f} s" if isinstance(result, dict) and key in result else "-"
 
 
 def main() -> None:
@@ -136,6 +142,8 @@ def main() -> None:
     parser.add_argument("--users", type=int,
                         help="planted users (10 follows each, communities of ~2,000): "
                              "e.g. 20000 for 200k follows while iterating")
+    parser.add_argument("--load-only", action="store_true",
+                        help="GDS path: load the follows and stop (iterating on the load)")
     parser.add_argument("--k", type=int, help="K-Means k (default: the planted count)")
     args = parser.parse_args()
     size = QUICK if args.quick else FULL
@@ -157,7 +165,7 @@ def main() -> None:
         _print_path("Python", py)
         try:
             gds = "skipped" if args.skip_gds else asyncio.run(
-                _gds_path(pairs, truth, options, Path(tmp) / "gds"))
+                _gds_path(pairs, truth, options, Path(tmp) / "gds", args.load_only))
         except (GraphError, Neo4jError, DriverError) as exc:
             # Print what the Python path measured even when the server fails mid-run.
             gds = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
@@ -167,7 +175,7 @@ def main() -> None:
           f"{f'{LOAD_GOAL_S * scale:.0f} s':>14}")
     print(f"{'cluster end to end':<34}{_cell(gds, 'cluster'):>12}{_cell(py, 'cluster'):>12}"
           f"{f'{CLUSTER_GOAL_S * scale:.0f} s':>14}")
-    if isinstance(gds, dict) and isinstance(py, dict):
+    if isinstance(gds, dict) and isinstance(py, dict) and "cluster" in gds:
         print(f"ratio GDS / Python: load {gds['load'] / py['load']:.2f}x, "
               f"cluster {gds['cluster'] / py['cluster']:.2f}x (below 1 means GDS is faster)")
     if smaller:

@@ -38,6 +38,15 @@ public final class HunchNeo4jServer {
     /** Neo4j 5 refuses passwords shorter than this (dbms.security.auth_minimum_password_length). */
     private static final int MIN_PASSWORD_LENGTH = 8;
 
+    /**
+     * Transaction logs kept after a checkpoint (db.tx_log.rotation.retention_policy).
+     * Old logs serve only incremental backups and cluster members catching up, which a
+     * dev/test server has neither of; Neo4j's default, "2 days", kept 7.6 GB of logs here
+     * after an afternoon of 1M-follow benchmark loads. Recovery needs only the logs since
+     * the last checkpoint, which Neo4j keeps whatever this says.
+     */
+    private static final String TX_LOG_RETENTION = "1G size";
+
     private HunchNeo4jServer() {}
 
     public static void main(String[] argv) throws Exception {
@@ -61,6 +70,7 @@ public final class HunchNeo4jServer {
                 .setConfig(GraphDatabaseSettings.procedure_unrestricted, List.of("gds.*", "apoc.*"))
                 .setConfig(GraphDatabaseSettings.auth_enabled, true)
                 .setConfig(GraphDatabaseSettings.pagecache_memory, SettingValueParsers.BYTES.parse(pagecache))
+                .setConfig(GraphDatabaseSettings.keep_logical_logs, TX_LOG_RETENTION)
                 .build();
 
         CountDownLatch stopped = new CountDownLatch(1);
