@@ -45,6 +45,11 @@ RECENT_EVENTS_PER_TYPE = 100
 RECOMMENDATION_FLUSH_SECONDS = 0.2
 # How stale the active promotion may be in a worker after an internal tool changes it.
 PROMOTION_REFRESH_SECONDS = 1.0
+# How often a thread folds newly stored events into the live models. Without it the first
+# feed request after a burst of events paid for folding all of them under the model's lock
+# (about 0.5 s for 5,000 impressions), and every page queued behind it waited too: the
+# feed's p99 at 200 req/s. Folding 1 s of events is a few ms.
+MODEL_TAIL_SECONDS = 1.0
 # How long a named filter's definition is reused without reading the file: filters never
 # change, so this only bounds how long another process's delete goes unseen.
 FILTER_REFRESH_SECONDS = 1.0
@@ -157,6 +162,7 @@ class Services:
         self.refresh_catalog(force=True)
         # Polls other workers ingest are picked up by a thread, off the request path.
         self._stopping = threading.Event()
+        self._tail_thread: threading.Thread | None = None  # started by start()
         self._catalog_thread = threading.Thread(target=self._refresh_catalog_forever,
                                                 name="catalog-refresh", daemon=True)
         self._catalog_thread.start()
@@ -436,6 +442,14 @@ class Services:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def _tail_models_forever(self) -> None:
+        while not self._stopping.wait(MODEL_TAIL_SECONDS):
+            for recipe in self.recipes.available():
+                try:
+                    self.recipes.model(recipe)  # folds what is new, under the model's lock
+                except Exception:  # noqa: BLE001 - logged; requests fold it themselves
+                    log.exception("folding new events into %s failed", recipe)
+
     def warm_up(self) -> None:
         """Load every trained model, then move what is loaded out of the garbage
         collector's sight: the models hold millions of long-lived objects, and full
@@ -449,6 +463,10 @@ class Services:
         """Load the newest models before the first request (so it is not the one that
         pays for loading), and follows.csv into the in-process graph in embedded mode."""
         await asyncio.to_thread(self.warm_up)
+        # After warm_up: it must not load the models a second time, concurrently.
+        self._tail_thread = threading.Thread(target=self._tail_models_forever,
+                                             name="model-tail", daemon=True)
+        self._tail_thread.start()
         path = self.settings.follows_path
         if self.settings.graph_store != "memory" or path is None or not path.exists():
             return
@@ -483,6 +501,8 @@ class Services:
             await self.graph.close()
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
+        if self._tail_thread is not None:
+            self._tail_thread.join(timeout=10)  # it may be mid-read on the feed's connection
         self.events.close()
         self._feed_events.close()
         self._catalog_thread.join(timeout=10)  # it may be mid-read on its connection
