@@ -33,9 +33,10 @@ log = logging.getLogger("gateway")
 
 # Threads per worker that compute feed pages. A page is mostly Python holding the GIL,
 # so more threads do not add throughput; they only make the pages in flight take turns
-# (every one finishes late) and contend on the recipes' and stores' locks. Two keep one
-# page computing while another waits on SQLite I/O.
-FEED_THREADS = 2
+# (every one finishes late) and contend on the recipes' and stores' locks. Measured with
+# bench/bench_gateway.py at 200 feed req/s: two threads cost 6.3-6.5 ms of server CPU
+# per page and p99 55-61 ms (lock and GIL hand-offs); one thread 5.0-6.0 ms and 39-41 ms.
+FEED_THREADS = 1
 
 
 class JsonLogFormatter(logging.Formatter):
