@@ -541,17 +541,8 @@ class EventStore:
         """Durably remember what a response showed, so events that name its
         ``recommendation_id`` count as implicit impressions. True when new; a repeated
         id keeps the first record."""
-        items = tuple(item_ids)
-        _check_id("recommendation_id", recommendation_id)
-        _check_id("user_id", user_id)
-        for item in items:
-            _check_id("item id in the recommendation", item)
-        _check_timestamp(timestamp)
-        row = (recommendation_id, user_id, json.dumps(items), timestamp)
-        return bool(self._write(lambda conn: conn.execute(
-            "INSERT OR IGNORE INTO recommendations (recommendation_id, user_id, item_ids, "
-            "timestamp) VALUES (?, ?, ?, ?)", row,
-        ).rowcount))
+        return bool(self.record_recommendations([(recommendation_id, user_id, item_ids,
+                                                   timestamp)]))
 
     def recommendation_items(self, recommendation_id: str) -> tuple[str, ...] | None:
         """The polls a recorded recommendation showed, in order; None when unknown."""

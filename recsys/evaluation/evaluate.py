@@ -526,26 +526,26 @@ class EvaluationReport:
 
     def text_on_cold_polls(self) -> dict[str, Estimate] | None:
         """UP with text vs without, recall@25 on cold polls, paired per user."""
-        ok = {m.key: m for m in self.ok_models()}
-        if UP_KEY not in ok or UP_NO_TEXT_KEY not in ok:
-            return None
-        a = ok[UP_KEY].pooled_slice(M.RECALL_METRIC, "cold_polls")
-        b = ok[UP_NO_TEXT_KEY].pooled_slice(M.RECALL_METRIC, "cold_polls")
-        kw = {"seed": self.seed, "samples": self.bootstrap_samples}
-        return {"with_text": mean_interval(a, **kw), "without_text": mean_interval(b, **kw),
-                "difference": paired_difference(a, b, **kw)}
+        return self._text_against_no_text("cold_polls")
 
     def text_on_cold_candidates(self) -> dict[str, Estimate] | None:
         """UP with text vs without, recall@25 among cold polls only, paired per user;
         with the ratio of means, the issue's bar (at least 2)."""
+        return self._text_against_no_text("cold_candidates", with_ratio=True)
+
+    def _text_against_no_text(self, slice_name: str, with_ratio: bool = False
+                              ) -> dict[str, Estimate] | None:
         ok = {m.key: m for m in self.ok_models()}
         if UP_KEY not in ok or UP_NO_TEXT_KEY not in ok:
             return None
-        a = ok[UP_KEY].pooled_slice(M.RECALL_METRIC, "cold_candidates")
-        b = ok[UP_NO_TEXT_KEY].pooled_slice(M.RECALL_METRIC, "cold_candidates")
+        a = ok[UP_KEY].pooled_slice(M.RECALL_METRIC, slice_name)
+        b = ok[UP_NO_TEXT_KEY].pooled_slice(M.RECALL_METRIC, slice_name)
         kw = {"seed": self.seed, "samples": self.bootstrap_samples}
-        return {"with_text": mean_interval(a, **kw), "without_text": mean_interval(b, **kw),
-                "difference": paired_difference(a, b, **kw), "ratio": paired_ratio(a, b, **kw)}
+        out = {"with_text": mean_interval(a, **kw), "without_text": mean_interval(b, **kw),
+               "difference": paired_difference(a, b, **kw)}
+        if with_ratio:
+            out["ratio"] = paired_ratio(a, b, **kw)
+        return out
 
     def slices(self, key: str) -> dict[str, dict[str, Estimate]]:
         m = self.model(key)

@@ -87,6 +87,15 @@ def _fresh(world: TrainingData, **params) -> UserPersonalization:
     params.setdefault("exploration_weight", 0.0)
     return UserPersonalization(**params).fit(world)
 
+def _ten_times_the_users(seed: int) -> TrainingData:
+    """A world with ten copies of every user: enough validation users to learn the blend."""
+    big = _world(seed=seed)
+    interactions = [Interaction(f"{e.user_id}#{r}", e.item_id, e.event_type, e.timestamp + r)
+                    for r in range(10) for e in big.interactions]
+    users = {f"{u}#{r}": m for r in range(10) for u, m in big.users.items()}
+    return TrainingData(interactions, big.items, users)
+
+
 
 def test_is_a_recipe_and_serves_a_known_user_their_topic(fitted) -> None:
     assert isinstance(fitted, Recipe)
@@ -265,12 +274,7 @@ def test_save_load_round_trip_gives_identical_recommendations(world, tmp_path) -
 
 
 def test_blend_is_learned_from_training_users_when_there_are_enough(world) -> None:
-    big = _world(seed=1)
-    # Ten times the users: enough validation users to learn the blend from.
-    interactions = [Interaction(f"{e.user_id}#{r}", e.item_id, e.event_type, e.timestamp + r)
-                    for r in range(10) for e in big.interactions]
-    users = {f"{u}#{r}": m for r in range(10) for u, m in big.users.items()}
-    model = _fresh(TrainingData(interactions, big.items, users))
+    model = _fresh(_ten_times_the_users(seed=1))
     assert model.validation_size_["users"] >= 30
     assert model.blend_["collaborative"] > 0 or model.blend_["content"] > 0
     assert _topic_share(model.recommend("pets-fan-1#3", 10), "pets") >= 0.8
@@ -370,16 +374,13 @@ def test_item_item_is_off_above_its_catalog_size_limit(world, tmp_path) -> None:
 def test_item_item_lambda_is_chosen_on_training_users_validation(world) -> None:
     from recsys.recipes.user_personalization import ITEM_ITEM_L2_GRID
 
-    big = _world(seed=2)
-    interactions = [Interaction(f"{e.user_id}#{r}", e.item_id, e.event_type, e.timestamp + r)
-                    for r in range(10) for e in big.interactions]
-    users = {f"{u}#{r}": m for r in range(10) for u, m in big.users.items()}
-    model = _fresh(TrainingData(interactions, big.items, users))
+    data = _ten_times_the_users(seed=2)
+    model = _fresh(data)
     assert model.item_item_l2_ in ITEM_ITEM_L2_GRID
     # The shipped B is refitted on every event with that lambda.
     np.testing.assert_allclose(
         model.item_item_,
-        _brute_force_ease(TrainingData(interactions), model, model.item_item_l2_),
+        _brute_force_ease(TrainingData(data.interactions), model, model.item_item_l2_),
         atol=1e-4)
 
 
@@ -411,11 +412,7 @@ def test_a_new_polls_item_item_score_comes_from_the_polls_its_text_resembles(wor
 def test_a_cold_poll_matching_the_users_history_ranks_high_in_a_learned_blend() -> None:
     # A learned blend (enough validation users), one CATEGORY for every poll: only the
     # text says which new poll is about football.
-    big = _world(seed=3)
-    interactions = [Interaction(f"{e.user_id}#{r}", e.item_id, e.event_type, e.timestamp + r)
-                    for r in range(10) for e in big.interactions]
-    users = {f"{u}#{r}": m for r in range(10) for u, m in big.users.items()}
-    model = _fresh(TrainingData(interactions, big.items, users))
+    model = _fresh(_ten_times_the_users(seed=3))
     same_meta = {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer",
                  "CREATION_TIMESTAMP": NEWEST - DAY}
     model.add_items({
