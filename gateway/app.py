@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
@@ -19,12 +20,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from cross_web import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from gateway import metrics
 from gateway.auth import Authenticator, Principal
-from gateway.errors import RateLimiter
+from gateway.errors import RateLimiter, clip_message
+from gateway.production import check_production
 from gateway.schema import build_schema
 from gateway.services import Services
 from gateway.settings import Settings, load_settings
@@ -111,6 +114,72 @@ class _TooLarge(Exception):
     pass
 
 
+# A JSON string escape of a UTF-16 surrogate (\ud800-\udfff). Paired ones decode to one
+# character; a lone one decodes to a str that cannot be encoded (SQLite, UTF-8 output).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+_HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+                     413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+def graphql_error_response(status: int, message: str, code: str | None = None) -> Response:
+    """A refusal before GraphQL runs, shaped like a GraphQL error so clients parse one form."""
+    code = code or _HTTP_ERROR_CODES.get(status, "BAD_REQUEST")
+    metrics.ERRORS.labels(code).inc()
+    return JSONResponse({"errors": [{"message": clip_message(message),
+                                     "extensions": {"code": code}}]}, status_code=status)
+
+
+def decode_request_json(data: str | bytes) -> Any:
+    """The request body as JSON, or HTTP 400 naming what is wrong with it.
+
+    Strict where the standard library is lenient: UTF-8 only (RFC 8259 section 8.1;
+    ``json.loads`` of bytes would guess UTF-16/32), no NaN/Infinity literals (they are
+    not JSON and reach resolvers as floats no field accepts), valid Unicode strings.
+    """
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise HTTPException(400, f"the request body is not valid UTF-8 "
+                                     f"(byte {exc.start}); send JSON encoded as UTF-8") from exc
+    try:
+        value = json.loads(data, parse_constant=_not_json)
+    except RecursionError as exc:
+        raise HTTPException(400, "the request body nests JSON too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, and the constants refused above
+        raise HTTPException(400, f"the request body is not valid JSON: {exc}") from exc
+    if _SURROGATE_ESCAPE.search(data):
+        where = _lone_surrogate(value)
+        if where is not None:
+            raise HTTPException(400, f"{where} holds a lone UTF-16 surrogate "
+                                     "(\\ud800-\\udfff): strings must be valid Unicode")
+    return value
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """Where a string that is not valid Unicode sits in ``value`` (None if nowhere)."""
+    stack: list[tuple[Any, str]] = [(value, "request")]
+    while stack:  # iterative: the body's nesting is the client's choice
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                stack.append((key, f"a key in {where}"))
+                stack.append((child, f"{where}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return where.encode("utf-8", "backslashreplace").decode()[:200]
+    return None
+
+
 class HunchGraphQL(GraphQL):
     """Strawberry's ASGI view with our context (services, lazy auth, the feed's threads).
 
@@ -128,6 +197,33 @@ class HunchGraphQL(GraphQL):
         self.rate_limiter = rate_limiter
         self.feed_executor = feed_executor
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every answer is GraphQL-shaped JSON; a request the view cannot handle is a 400
+        (strawberry's is text/plain) and a bug a masked 500, never a dropped connection."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            response = graphql_error_response(exc.status_code, exc.reason)
+        except _TooLarge:
+            raise  # BodySizeLimit answers 413
+        except Exception:
+            log.exception("unexpected error serving a GraphQL request")
+            response = graphql_error_response(500, "Unexpected error.", "INTERNAL_SERVER_ERROR")
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return decode_request_json(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        value = super().parse_json(data)
+        if not isinstance(value, (dict, list)):  # a list is a batch: strawberry decides
+            raise HTTPException(400, 'the request body must be a JSON object: '
+                                     '{"query": "...", "variables": {...}}')
+        return value
+
     async def get_context(self, request, response) -> dict[str, Any]:
         cached: list[Principal] = []
 
@@ -144,6 +240,7 @@ class HunchGraphQL(GraphQL):
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
     settings = settings or load_settings()
+    check_production(settings)
     services_ref: dict[str, Any] = {"services": services}
     schema = build_schema(settings.development, settings.max_query_depth,
                           settings.max_query_tokens, settings.max_aliases)

@@ -1,13 +1,15 @@
 """Stable error codes for every GraphQL error, masking, and per-user rate limits.
 
-Each typed error maps to one ``extensions.code``. Errors that are not ours (bugs) are
+Each typed error maps to one ``extensions.code``. Errors that are not the client's fault
+(bugs, and the engine's own failures: the event store, a model, configuration) are
 logged with their traceback and reach the client only as "Unexpected error." with code
-INTERNAL_SERVER_ERROR: no stack traces to clients.
+INTERNAL_SERVER_ERROR: no stack traces or internal messages to clients.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -16,10 +18,19 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from gateway.auth import Forbidden, Unauthorized
-from graph.errors import GraphError, GraphUnavailable
-from recsys.errors import HunchError
+from graph.errors import GraphUnavailable, InvalidGraphData, UnknownUser
+from recsys.errors import HunchError, InvalidEvent
 from recsys.feed import InvalidPageSize
 from recsys.feed_sessions import ExpiredCursor, InvalidCursor
+from recsys.filters import (
+    FilterAlreadyExists,
+    InvalidCatalogRecord,
+    InvalidFilterExpression,
+    UnknownFilter,
+)
+from recsys.filters.compiler import FilterNotApplicable, InvalidFilterValues
+from recsys.filters.store import InvalidFilterName
+from recsys.promotions import InvalidPromotion, PromotionAlreadyExists, UnknownPromotion
 
 log = logging.getLogger("gateway.errors")
 
@@ -28,8 +39,19 @@ class RateLimited(HunchError):
     """Too many mutations from one user in a short time."""
 
 
+# The engine's errors that a request can cause (what it names, the client can fix). Any
+# other engine error (EventStoreError, CorruptArtifact, NotFitted, ...) is not the
+# client's fault: it is masked like a bug. A new user-input error is added here.
+USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidEvent, InvalidCatalogRecord,
+    InvalidFilterExpression, InvalidFilterValues, FilterNotApplicable, UnknownFilter,
+    InvalidFilterName, FilterAlreadyExists,
+    InvalidPromotion, UnknownPromotion, PromotionAlreadyExists,
+    UnknownUser, InvalidGraphData,
+)
+
 # Most specific first: the first matching class decides the code.
-ERROR_CODES: list[tuple[type[BaseException], str]] = [
+ERROR_CODES: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
     (Unauthorized, "UNAUTHENTICATED"),
     (Forbidden, "FORBIDDEN"),
     (RateLimited, "RATE_LIMITED"),
@@ -37,9 +59,21 @@ ERROR_CODES: list[tuple[type[BaseException], str]] = [
     (InvalidCursor, "INVALID_CURSOR"),
     (InvalidPageSize, "PAGE_SIZE_EXCEEDED"),
     (GraphUnavailable, "GRAPH_UNAVAILABLE"),
-    (HunchError, "BAD_USER_INPUT"),
-    (GraphError, "BAD_USER_INPUT"),
+    (USER_INPUT_ERRORS, "BAD_USER_INPUT"),
 ]
+
+# Messages can echo the client's input (an id, a filter name): a 60 KB id is not sent
+# back whole. Our own messages are one line, well under this.
+MAX_ERROR_MESSAGE_CHARS = 300
+
+# graphql-core's " Did you mean 'createPromotion'?" names fields the caller may not see.
+_SUGGESTION = re.compile(r" Did you mean [^?]*\?")
+
+
+def clip_message(message: str) -> str:
+    if len(message) <= MAX_ERROR_MESSAGE_CHARS:
+        return message
+    return message[:MAX_ERROR_MESSAGE_CHARS] + f"... ({len(message)} characters)"
 
 
 def code_for(error: GraphQLError) -> tuple[str, bool]:
@@ -62,6 +96,8 @@ def code_for(error: GraphQLError) -> tuple[str, bool]:
 class ErrorCodes(SchemaExtension):
     """Gives every error a code and masks the unexpected ones."""
 
+    hide_suggestions = False
+
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
@@ -76,12 +112,21 @@ class ErrorCodes(SchemaExtension):
                                      positions=error.positions, path=error.path,
                                      extensions={"code": code})
             else:
-                error = GraphQLError(error.message, nodes=error.nodes, positions=error.positions,
+                message = clip_message(error.message)
+                if self.hide_suggestions:
+                    message = _SUGGESTION.sub("", message)
+                error = GraphQLError(message, nodes=error.nodes, positions=error.positions,
                                      path=error.path,
                                      extensions={**(error.extensions or {}), "code": code})
             _count(code)
             processed.append(error)
         result.errors = processed
+
+
+class ProductionErrorCodes(ErrorCodes):
+    """Production: no "Did you mean ...?" (suggestions reveal fields a caller may not see)."""
+
+    hide_suggestions = True
 
 
 def _count(code: str) -> None:

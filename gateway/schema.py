@@ -654,7 +654,7 @@ class _PreparedDocumentsExtension(SchemaExtension):
 def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases: int):
     from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter
 
-    from gateway.errors import ErrorCodes, ResponseExtensions
+    from gateway.errors import ErrorCodes, ProductionErrorCodes, ResponseExtensions
     from gateway.metrics import OperationLatency
 
     # The limits' rule classes are made once: the validation cache is keyed by them,
@@ -667,7 +667,8 @@ def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases
     # Classes and factories, not shared instances: strawberry builds them per request,
     # and an extension that reads self.execution_context after an await must see its
     # own request's (a shared instance saw whichever request came last).
-    extensions: list[Any] = [OperationLatency, documents.extension, ErrorCodes,
+    error_codes = ErrorCodes if development else ProductionErrorCodes
+    extensions: list[Any] = [OperationLatency, documents.extension, error_codes,
                              ResponseExtensions]
     return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
 

@@ -19,7 +19,10 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     from gateway.app import configure_logging
 
+    from gateway.production import check_production
+
     settings = load_settings()
+    check_production(settings)  # before any worker starts: one line, exit 2
     configure_logging()
     uvicorn.run(
         "gateway.app:create_app", factory=True,

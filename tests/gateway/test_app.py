@@ -33,7 +33,8 @@ fragment Shown on Poll { id question }"""
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """A home with 30 polls and a popularity model, so the feed has something to serve."""
-    s = Settings(home=tmp_path, jwt_secret="s" * 40, environment="production")
+    s = Settings(home=tmp_path, jwt_secret="s" * 40, cursor_secret="c" * 40,
+                 environment="production")
     events = EventStore(s.events_db)
     events.upsert_items([
         {"ITEM_ID": p, "CATEGORY": "sports|news", "AUTHOR_ID": "a1",

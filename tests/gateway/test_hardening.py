@@ -1,0 +1,130 @@
+"""Production refusals and error masking, in process (real Services on a small engine,
+over ASGI). The same app under real uvicorn and hostile input: tests/integration/
+test_adversarial.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gateway.app import create_app
+from gateway.services import Services
+from gateway.settings import Settings
+from recsys.errors import HunchError
+from tests.gateway.test_app import codes, gql, serve, settings  # noqa: F401 - a fixture
+
+STRONG = "k" * 40
+
+
+@pytest.mark.parametrize("secrets, variable", [
+    ({"cursor_secret": STRONG}, "HUNCH_JWT_SECRET"),  # the published default
+    ({"jwt_secret": "short-but-not-default", "cursor_secret": STRONG}, "HUNCH_JWT_SECRET"),
+    ({"jwt_secret": STRONG}, "HUNCH_CURSOR_SECRET"),
+    ({"jwt_secret": STRONG, "cursor_secret": "x" * 31}, "HUNCH_CURSOR_SECRET"),
+])
+def test_production_refuses_default_or_short_secrets(tmp_path, secrets, variable):
+    settings = Settings(home=tmp_path, environment="production", **secrets)
+    with pytest.raises(HunchError) as refused:
+        create_app(settings)
+    message = str(refused.value)
+    assert variable in message and "\n" not in message
+    # development keeps the defaults for the demo; RS256 has no JWT secret to check
+    create_app(Settings(home=tmp_path, **secrets))
+    if variable == "HUNCH_JWT_SECRET":
+        create_app(Settings(home=tmp_path, environment="production", jwt_algorithm="RS256",
+                            jwt_public_key=_rsa_public_pem(), cursor_secret=STRONG))
+
+
+def _rsa_public_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    return key.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_a_secret_is_measured_in_bytes(tmp_path):  # 16 characters, 32 bytes
+    create_app(Settings(home=tmp_path, environment="production", jwt_secret="é" * 16,
+                        cursor_secret=STRONG))
+
+
+def test_hunch_serve_exits_with_one_line_naming_the_variable(tmp_path):
+    env = {**os.environ, "HUNCH_HOME": str(tmp_path), "HUNCH_ENVIRONMENT": "production",
+           "HUNCH_JWT_SECRET": STRONG, "HUNCH_PORT": "1"}  # never bound: refused first
+    env.pop("HUNCH_CURSOR_SECRET", None)
+    try:
+        done = subprocess.run([sys.executable, "-m", "gateway", "serve"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("hunch serve kept running in production with the default cursor secret")
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "HUNCH_CURSOR_SECRET" in lines[0], done.stderr
+
+
+def test_production_hides_suggestions_introspection_and_the_ide(settings):  # noqa: F811
+    async def scenario(client):
+        typo = (await gql(client, settings, "{ feedd { recommendationId } }")).json()
+        assert codes(typo) == ["GRAPHQL_VALIDATION_FAILED"]
+        assert "Did you mean" not in typo["errors"][0]["message"]
+        assert "feedd" in typo["errors"][0]["message"]  # still says what is wrong
+        # an admin-only mutation's name must not be suggested to anyone
+        near = (await gql(client, settings, "mutation { createPromotio(name: \"x\") }")).json()
+        assert "createPromotion" not in str(near), near
+        # suggestions made while coercing variables (input fields) are hidden too
+        upsert = "mutation($i: PollInput!) { upsertPoll(input: $i) { __typename } }"
+        bad_field = (await gql(client, settings, upsert, {"i": {
+            "id": "p1", "categories": ["x"], "authorId": "reader", "questio": "q"}})).json()
+        assert bad_field.get("errors") and "Did you mean" not in str(bad_field), bad_field
+        introspection = (await gql(client, settings, "{ __type(name: \"Mutation\") { name } }")).json()
+        assert codes(introspection) == ["GRAPHQL_VALIDATION_FAILED"]
+        ide = await client.get("/graphql", headers={"accept": "text/html"})
+        assert ide.status_code == 404 and "graphiql" not in ide.text.lower()
+
+    serve(settings, scenario)
+
+
+def test_development_keeps_suggestions(settings):  # noqa: F811
+    settings = settings.model_copy(update={"environment": "development"})
+
+    async def scenario(client):
+        typo = (await gql(client, settings, "{ feedd { recommendationId } }")).json()
+        assert "Did you mean 'feed'?" in typo["errors"][0]["message"]
+
+    serve(settings, scenario)
+
+
+def test_engine_failures_are_masked_and_user_mistakes_stay_typed(settings):  # noqa: F811
+    services = Services(settings)
+    app = create_app(settings, services)
+
+    async def scenario(client):
+        # A user mistake: typed, and the echoed name is cut short.
+        body = (await gql(client, settings, "query($f: String) { feed(filter: $f) { "
+                          "recommendationId } }", {"f": "f" * 50_000})).json()
+        assert codes(body) == ["BAD_USER_INPUT"]
+        assert "no filter named" in body["errors"][0]["message"]
+        assert len(body["errors"][0]["message"]) < 500
+        # The event store failing is not the client's fault: no code that blames the
+        # input, and no message naming the file.
+        services.events.close()
+        body = (await gql(client, settings, '{ poll(id: "p1") { id } }')).json()
+        assert codes(body) == ["INTERNAL_SERVER_ERROR"]
+        assert body["errors"][0]["message"] == "Unexpected error."
+        assert str(settings.home) not in str(body)
+
+    import asyncio
+
+    import httpx
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                await scenario(client)
+
+    asyncio.run(main())
