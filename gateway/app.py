@@ -214,6 +214,22 @@ class HunchGraphQL(GraphQL):
             response = graphql_error_response(500, "Unexpected error.", "INTERNAL_SERVER_ERROR")
         await response(scope, receive, send)
 
+    async def process_result(self, request: Request, result: Any) -> Any:
+        """ErrorCodes gives every error a code; one without escaped it (an exception
+        outside the resolvers, e.g. in a validation rule, whose message strawberry
+        passes on): masked like any bug."""
+        response = await super().process_result(request, result)
+        if not response.get("errors"):
+            return response
+        for i, error in enumerate(response["errors"]):
+            if not (error.get("extensions") or {}).get("code"):
+                original = result.errors[i].original_error if i < len(result.errors) else None
+                log.error("unexpected error outside the resolvers", exc_info=original)
+                metrics.ERRORS.labels("INTERNAL_SERVER_ERROR").inc()
+                response["errors"][i] = {"message": "Unexpected error.",
+                                         "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+        return response
+
     def decode_json(self, data: str | bytes) -> object:
         return decode_request_json(data)
 

@@ -654,16 +654,18 @@ class _PreparedDocumentsExtension(SchemaExtension):
 def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases: int):
     from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter
 
+    from gateway.document_limits import bounded_fragments
     from gateway.errors import ErrorCodes, ProductionErrorCodes, ResponseExtensions
     from gateway.metrics import OperationLatency
 
     # The limits' rule classes are made once: the validation cache is keyed by them,
     # and a limiter built per request would bring new classes (and miss) every time.
-    limits = [QueryDepthLimiter(max_depth=max_depth), MaxAliasesLimiter(max_aliases)]
-    if not development:
-        limits.append(DisableIntrospection())
-    documents = PreparedDocuments(max_tokens,
-                                  [rule for limit in limits for rule in limit.validation_rules])
+    # The depth and alias walks re-expand fragments at every spread: bounded first.
+    walks = [QueryDepthLimiter(max_depth=max_depth), MaxAliasesLimiter(max_aliases)]
+    limits = [*walks, *([] if development else [DisableIntrospection()])]
+    documents = PreparedDocuments(max_tokens, [
+        bounded_fragments(rule) if limit in walks else rule
+        for limit in limits for rule in limit.validation_rules])
     # Classes and factories, not shared instances: strawberry builds them per request,
     # and an extension that reads self.execution_context after an await must see its
     # own request's (a shared instance saw whichever request came last).

@@ -128,3 +128,35 @@ def test_engine_failures_are_masked_and_user_mistakes_stay_typed(settings):  # n
                 await scenario(client)
 
     asyncio.run(main())
+
+
+def _doubling(levels: int) -> str:
+    """Each fragment spreads the next one twice: 2**levels selections from ~35 bytes each."""
+    fragments = " ".join(f"fragment F{i} on Query {{ __typename ...F{i + 1} ...F{i + 1} }}"
+                         for i in range(levels))
+    return f"{{ ...F0 }} {fragments} fragment F{levels} on Query {{ __typename }}"
+
+
+def test_fragments_that_double_are_refused_without_walking_them():
+    """30 doublings are 2**30 selections: the depth and alias limits walked each spread
+    anew and never finished (one request pinned a worker). Counting once per fragment,
+    the document is refused; small fragment use still runs, and the depth and alias
+    limits still see through fragments."""
+    from gateway.document_limits import MAX_EXPANDED_SELECTIONS
+    from gateway.schema import build_schema
+
+    schema = build_schema(True, max_depth=6, max_tokens=2000, max_aliases=15)
+    refused = schema.execute_sync(_doubling(30))
+    assert [e.message for e in refused.errors] == [
+        f"the document expands to over {MAX_EXPANDED_SELECTIONS} fields through its "
+        "fragments; spread each fragment once"]
+    small = schema.execute_sync(_doubling(4))
+    assert small.errors is None and small.data == {"__typename": "Query"}
+    aliases = " ".join(f"a{i}: __typename" for i in range(20))
+    too_many = schema.execute_sync(f"{{ ...A }} fragment A on Query {{ {aliases} }}")
+    assert "aliases" in too_many.errors[0].message
+    deep = ("{ ...D } fragment D on Query { poll(id: \"p\") { author { polls { author { "
+            "polls { author { polls { id } } } } } } } }")
+    assert "depth" in schema.execute_sync(deep).errors[0].message
+    unknown = schema.execute_sync("{ ...Nope }")
+    assert [e.message for e in unknown.errors] == ["Unknown fragment 'Nope'."]

@@ -1,0 +1,115 @@
+"""A bound on how far a document's fragments expand, checked before the depth limit.
+
+strawberry's QueryDepthLimiter and MaxAliasesLimiter walk every fragment spread anew:
+30 fragments that each spread the next one twice (~1 KB) make them walk 2^30
+selections, pinning a worker for good. The expanded size is counted here once per
+fragment (memoized, linear in the document), and those walks run only on documents
+that stay under the bound.
+"""
+
+from __future__ import annotations
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+)
+
+# Selections a document may reach once its fragments are expanded. A feed page asks
+# for ~20; fifteen aliased copies of a rich query stay under 1,000.
+MAX_EXPANDED_SELECTIONS = 5_000
+
+_UNSET = object()
+
+
+def expanded_selections(document: DocumentNode, cap: int) -> int | None:
+    """How many selections the operations reach with fragments expanded (stops counting
+    past ``cap``), or None when a spread names no fragment of the document (the
+    KnownFragmentNames rule reports that)."""
+    fragments = {d.name.value: d for d in document.definitions
+                 if isinstance(d, FragmentDefinitionNode)}
+    sizes: dict[str, int] = {}
+    in_progress: set[str] = set()
+
+    def size_of(selection_set: SelectionSetNode | None) -> int | None:
+        if selection_set is None:
+            return 0
+        total = 0
+        for selection in selection_set.selections:
+            if isinstance(selection, FieldNode):
+                inner = size_of(selection.selection_set)
+                if inner is None:
+                    return None
+                total += 1 + inner
+            elif isinstance(selection, InlineFragmentNode):
+                inner = size_of(selection.selection_set)
+                if inner is None:
+                    return None
+                total += inner
+            elif isinstance(selection, FragmentSpreadNode):
+                inner = fragment_size(selection.name.value)
+                if inner is None:
+                    return None
+                total += inner
+            if total > cap:
+                return total
+        return total
+
+    def fragment_size(name: str) -> int | None:
+        if name in sizes:
+            return sizes[name]
+        if name not in fragments:
+            return None
+        if name in in_progress:  # a cycle: NoFragmentCycles reports it
+            return 0
+        in_progress.add(name)
+        size = size_of(fragments[name].selection_set)
+        in_progress.discard(name)
+        if size is None:
+            return None
+        sizes[name] = min(size, cap + 1)
+        return sizes[name]
+
+    total = 0
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            size = size_of(definition.selection_set)
+            if size is None:
+                return None
+            total += size
+            if total > cap:
+                break
+    return total
+
+
+def bounded_fragments(rule: type[ValidationRule],
+                      cap: int = MAX_EXPANDED_SELECTIONS) -> type[ValidationRule]:
+    """``rule`` (a rule that walks expanded fragments when it is made, as the depth and
+    alias limiters do) run only on documents whose fragments expand to at most ``cap``
+    selections; larger ones get a validation error instead."""
+
+    class BoundedFragments(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            # Counted once per validation, reported once, for all the wrapped rules.
+            size = getattr(context, "_expanded_selections", _UNSET)
+            if size is _UNSET:
+                size = expanded_selections(context.document, cap)
+                context._expanded_selections = size  # type: ignore[attr-defined]
+                if size is not None and size > cap:
+                    context.report_error(GraphQLError(
+                        f"the document expands to over {cap} fields through its "
+                        "fragments; spread each fragment once"))
+            if size is None or size > cap:
+                return  # too large, or an unknown fragment (KnownFragmentNamesRule says)
+            rule(context)  # its work is done when it is made
+
+    BoundedFragments.__name__ = f"Bounded{rule.__name__}"
+    return BoundedFragments
