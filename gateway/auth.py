@@ -17,6 +17,7 @@ import jwt
 
 from gateway.settings import Settings
 from recsys.errors import HunchError
+from recsys.schemas import MAX_ID_LENGTH
 
 ADMIN_ROLE = "admin"
 DEV_TOKEN_LIFETIME_SECONDS = 24 * 3600
@@ -103,6 +104,10 @@ class Authenticator:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthorized("the token's sub claim must be the user id")
+        if len(sub) > MAX_ID_LENGTH or not _valid_unicode(sub):
+            # The id reaches the stores as USER_ID: it must fit the schema's limits.
+            raise Unauthorized(f"the token's sub claim must be a user id of at most "
+                               f"{MAX_ID_LENGTH} characters of valid Unicode")
         # PyJWT checked exp against the wall clock; later hits check it against ours.
         return Principal(sub, claims.get("role") == ADMIN_ROLE), float(claims["exp"])
 
@@ -119,3 +124,11 @@ def issue_token(settings: Settings, user_id: str, *, admin: bool = False,
     if key is None:
         raise HunchError("issuing an RS256 token needs the private key")
     return jwt.encode(claims, key, algorithm=settings.jwt_algorithm)
+
+
+def _valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")  # a lone surrogate (JSON "\\ud800") cannot be encoded
+    except UnicodeEncodeError:
+        return False
+    return True

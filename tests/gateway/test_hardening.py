@@ -160,3 +160,14 @@ def test_fragments_that_double_are_refused_without_walking_them():
     assert "depth" in schema.execute_sync(deep).errors[0].message
     unknown = schema.execute_sync("{ ...Nope }")
     assert [e.message for e in unknown.errors] == ["Unknown fragment 'Nope'."]
+
+
+@pytest.mark.parametrize("sub", ["\ud800", "u" * 257])
+def test_a_token_whose_user_id_no_store_can_hold_is_refused(tmp_path, sub):
+    """The sub claim becomes USER_ID in the stores: a lone surrogate or an over-long id
+    failed there as INTERNAL_SERVER_ERROR on every request with that token."""
+    from gateway.auth import Authenticator, Unauthorized, issue_token
+
+    settings = Settings(home=tmp_path)
+    with pytest.raises(Unauthorized, match="sub claim"):
+        Authenticator(settings).authenticate(f"Bearer {issue_token(settings, sub)}")

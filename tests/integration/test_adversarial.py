@@ -82,11 +82,9 @@ class Tally:
         return (f"{self.name}: {self.cases} cases tried, {self.server_errors} 5xx, "
                 f"{self.internal_errors} internal errors, {self.leaks} leaks")
 
-    def report(self, request: pytest.FixtureRequest) -> None:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line("")
-            reporter.write_line(self.line())
+    def report(self, capsys: pytest.CaptureFixture) -> None:
+        with capsys.disabled():  # the summary shows in every run, not only on failure
+            print("\n" + self.line())
         assert self.cases > 0
         assert not (self.server_errors or self.internal_errors or self.leaks), (
             self.line() + "\n" + "\n".join(self.offenders))
@@ -164,7 +162,7 @@ def hostile(home, tmp_path_factory):
 # ----------------------------------------------------------------- schemathesis
 
 
-def test_schemathesis_finds_no_server_error_internal_error_or_leak(hostile, request):
+def test_schemathesis_finds_no_server_error_internal_error_or_leak(hostile, capsys):
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
     from schemathesis.generation import GenerationMode
@@ -192,7 +190,7 @@ def test_schemathesis_finds_no_server_error_internal_error_or_leak(hostile, requ
                             None, status=response.status_code, text=response.text)
 
             call()
-    tally.report(request)
+    tally.report(capsys)
 
 
 # ----------------------------------------------------------------- hand-written
@@ -340,7 +338,7 @@ def _bodies(poll: str, user: str) -> list[tuple[str, bytes | str, bool]]:
     return cases
 
 
-def test_hand_written_hostile_requests(hostile, request):
+def test_hand_written_hostile_requests(hostile, capsys):
     tally = Tally("adversarial hand-written")
     poll = _polls(hostile.home)[0]
     user, admin = hostile.token(), hostile.token(admin=True)
@@ -382,7 +380,7 @@ def test_hand_written_hostile_requests(hostile, request):
                       f'mutation {{ recordImpressions(pollIds: ["{poll}"]) {{ __typename }} }}'):
             body = _gql(query)
             tally.judge(f"token {label}: {query[:30]}", body, hostile.post(body, token))
-    tally.report(request)
+    tally.report(capsys)
 
 
 def test_a_bad_request_keeps_the_connection_usable(hostile):
