@@ -97,6 +97,8 @@ class FeedEdge:
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+    has_previous_page: bool = False  # forward paging only: true past the first page
+    start_cursor: str | None = None
 
 
 @strawberry.type
@@ -302,17 +304,22 @@ class Query:
         result, records = await asyncio.get_running_loop().run_in_executor(executor, compute)
         info.context["degraded"].extend(result.degraded)
         page = result.page
+        # Each edge's own cursor, signed only when the query reads one.
+        cursors = (page.edge_cursors() if _selects_edge_cursors(info)
+                   else [""] * len(page.items))
         edges = [
             FeedEdge(
-                cursor=page.end_cursor,
+                cursor=cursor,
                 node=Poll.from_record(records.get(i.item_id) or {"ITEM_ID": i.item_id}),
                 source=i.source, score=i.score, rank=i.rank, promotion_name=i.promotion_name,
             )
-            for i in page.items
+            for i, cursor in zip(page.items, cursors)
         ]
         return FeedConnection(edges=edges,
                               page_info=PageInfo(has_next_page=page.has_next_page,
-                                                 end_cursor=page.end_cursor),
+                                                 end_cursor=page.end_cursor,
+                                                 has_previous_page=page.position > 0,
+                                                 start_cursor=cursors[0] if cursors else None),
                               recommendation_id=page.recommendation_id)
 
     @strawberry.field
@@ -350,6 +357,12 @@ def _selects_poll_metadata(info: Info) -> bool:
 
 
 _ID_ONLY = frozenset({"id", "__typename"})
+
+
+def _selects_edge_cursors(info: Info) -> bool:
+    """Whether the feed query reads ``edges { cursor }`` or ``pageInfo { startCursor }``."""
+    return bool(_children(_children(info.selected_fields, "edges"), "cursor")
+                or _children(_children(info.selected_fields, "pageInfo"), "startCursor"))
 
 
 def _flatten(selections: list[Any]) -> list[SelectedField]:
