@@ -14,6 +14,10 @@ This is the pipeline a ``feed(first, after)`` request runs, top to bottom:
    extended (first writer wins across workers). Report the response to
    ``on_recommendation`` (implicit impressions) and sign the next cursor.
 
+Every poll of a page has its own cursor too (its position + 1, signed only when a client
+asks): ``after`` it, step 2 replays what the session placed past that poll and step 3
+mixes the rest, so Relay clients that splice pages by edge cursor keep the whole feed.
+
 The session store is the only I/O here: one read for a page after a cursor, one write
 for a page that places new polls, and nothing else.
 """

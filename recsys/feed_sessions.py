@@ -10,7 +10,8 @@ The list lives in a store shared by every worker process of a host (SQLite) or o
 hosts (Redis); two workers extending one session at once settle on whichever wrote first.
 
 A cursor is ``base64url(json)`` + ``.`` + an HMAC-SHA256 signature over it: it names the
-session, the user and the position, and expires with the session.
+session, the user and the position, and expires with the session. Each poll placed has
+one (the position after it), the same text whenever that position is signed again.
 
 A page costs the store at most one read and one write: a new session is created together
 with its first page (:meth:`FeedSessionStore.create` with ``items``; nobody else knows its
