@@ -85,7 +85,8 @@ class Poll:
 
 @strawberry.type
 class FeedEdge:
-    cursor: str
+    cursor: str = strawberry.field(
+        description="This poll's own cursor: `after` it, the feed resumes right after it.")
     node: Poll
     source: str = strawberry.field(description="The recipe that placed this poll.")
     score: float
