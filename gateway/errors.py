@@ -17,7 +17,7 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.auth import Forbidden, Unauthorized
 from graph.errors import GraphError, GraphUnavailable
-from recsys.errors import HunchError
+from recsys.errors import HunchError, NotPollAuthor
 from recsys.feed import InvalidPageSize
 from recsys.feed_sessions import ExpiredCursor, InvalidCursor
 
@@ -32,6 +32,7 @@ class RateLimited(HunchError):
 ERROR_CODES: list[tuple[type[BaseException], str]] = [
     (Unauthorized, "UNAUTHENTICATED"),
     (Forbidden, "FORBIDDEN"),
+    (NotPollAuthor, "FORBIDDEN"),
     (RateLimited, "RATE_LIMITED"),
     (ExpiredCursor, "CURSOR_EXPIRED"),
     (InvalidCursor, "INVALID_CURSOR"),

@@ -383,9 +383,11 @@ class Services:
             self._forward(event.user_id, event)
         return stored
 
-    def upsert_poll(self, record: dict[str, Any]) -> dict[str, Any]:
-        self.events.upsert_items([record])
-        stored = self.events.get_item(record["ITEM_ID"]) or record
+    def upsert_poll(self, record: dict[str, Any], acting_user: str,
+                    admin: bool = False) -> dict[str, Any]:
+        """Store a new or changed poll for ``acting_user`` (ownership checked in the
+        write's transaction, see :meth:`EventStore.upsert_item`) and serve it at once."""
+        stored = self.events.upsert_item(record, acting_user=acting_user, admin=admin)
         with self._catalog_lock:
             self.catalog.upsert({stored["ITEM_ID"]: stored})
         self.recipes.add_items({stored["ITEM_ID"]: stored})
