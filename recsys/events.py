@@ -267,6 +267,9 @@ class EventStore:
         if version < SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # Again under the write lock: another process may have migrated meanwhile
+                # (ALTER TABLE, unlike CREATE ... IF NOT EXISTS, cannot run twice).
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
