@@ -491,8 +491,9 @@ class Mutation:
         record: dict[str, Any] = {
             "ITEM_ID": str(input.id),
             "CATEGORY": "|".join(input.categories),
-            "CREATION_TIMESTAMP": input.created_at or int(time.time()),
         }
+        if input.created_at is not None:  # left out: now for a new poll, kept on an edit
+            record["CREATION_TIMESTAMP"] = input.created_at
         if input.author_id is not None:  # left out: the caller, or the stored author
             record["AUTHOR_ID"] = input.author_id
         for name, value in (("QUESTION", input.question), ("OPTIONS", input.options),

@@ -608,7 +608,7 @@ class EventStore:
         """Add or change one poll on behalf of ``acting_user`` and return the stored
         record. Ownership is checked in the write's own transaction, so no other write
         can slip between the check and the change: a new poll gets the caller as
-        AUTHOR_ID when it names none, and must name the caller otherwise; an existing
+        AUTHOR_ID when it names none (and now as CREATION_TIMESTAMP), and must name the caller otherwise; an existing
         poll may be changed only by its stored author (and not given away). ``admin``
         (internal tools) may do both for any author. Raises :class:`NotPollAuthor`."""
         item_id, _ = _catalog_row("ITEM_ID", record, 1)  # validates before any lock
@@ -619,6 +619,8 @@ class EventStore:
                 (item_id,)).fetchone()
             fields = dict(record)
             if found is None:
+                if fields.get("CREATION_TIMESTAMP") is None:
+                    fields["CREATION_TIMESTAMP"] = int(time.time())
                 if fields.get("AUTHOR_ID") is None:
                     fields["AUTHOR_ID"] = acting_user
                 elif not admin and fields["AUTHOR_ID"] != acting_user:

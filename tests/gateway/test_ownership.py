@@ -66,6 +66,9 @@ def test_another_user_cannot_take_over_a_poll_and_its_author_and_admins_can_edit
 
     serve(settings, scenario)
     assert _stored(settings, "p1")["QUESTION"] == "moderated"
+    # edits without createdAt keep the creation time (an edit is not a new poll)
+    assert _stored(settings, "p1")["CREATION_TIMESTAMP"] == before["CREATION_TIMESTAMP"]
+    assert _stored(settings, "b-own")["CREATION_TIMESTAMP"] > before["CREATION_TIMESTAMP"]
     assert _stored(settings, "b-own")["AUTHOR_ID"] == "b"
 
 
@@ -78,7 +81,7 @@ def test_the_store_checks_ownership_in_the_write_transaction(tmp_path):
         with pytest.raises(NotPollAuthor):  # a stored poll without author: admins only
             store.upsert_items([{"ITEM_ID": "orphan", "CATEGORY": "X"}])
             store.upsert_item({"ITEM_ID": "orphan", "QUESTION": "?"}, acting_user="bob")
-        assert store.get_item("p") == {"ITEM_ID": "p", "CATEGORY": "X", "AUTHOR_ID": "ann"}
+        assert store.get_item("p") == created  # unchanged by the refused write
         edited = store.upsert_item({"ITEM_ID": "p", "QUESTION": "?"}, acting_user="bob",
                                    admin=True)
         assert edited["AUTHOR_ID"] == "ann" and edited["QUESTION"] == "?"
