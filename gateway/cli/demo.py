@@ -60,6 +60,10 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
         report = import_directory(data_dir, settings.events_db, mode="incremental",
                                   progress=True)
         click.echo(report.describe())
+    if settings.graph_store == "neo4j":  # the compose route: the demo's graph is not there
+        click.echo(f"the follower graph is Neo4j ({settings.neo4j_uri}); to load the demo's "
+                   f"follows into it: hunch graph load --follows {data_dir / 'follows.csv'} "
+                   f"--items {data_dir / 'items.csv'}")
     artifacts = ArtifactStore(settings.artifacts_dir)
     for recipe in ("popularity-count", "trending-now", "user-personalization"):
         if artifacts.latest(recipe) is not None:  # trained at an earlier start
