@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     mutation_rate_per_minute: int = 600  # a scroll sends ~1 batch of impressions a second
     # A reader asks a page every few seconds; faster is a script, and a page is the
     # costliest request (~5 ms of server CPU): 5 pages/s sustained, bursts of 30.
-    feed_rate_per_minute: int = 300
+    feed_rate_per_minute: int = Field(300, ge=1)
     max_page_size: int = 100
 
     # --- the feed -----------------------------------------------------------------------
