@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 import uuid
@@ -28,6 +29,7 @@ from gateway.errors import RateLimited
 from graph.errors import GraphError
 from recsys.errors import HunchError, InvalidEvent
 from recsys.events import Interaction
+from recsys.feed import InvalidPageSize
 from recsys.filters import FilterAlreadyExists, InvalidFilterExpression, UnknownFilter
 from recsys.promotions import (
     InvalidPromotion,
@@ -47,12 +49,21 @@ MAX_IMPRESSIONS_PER_CALL = 100  # a screenful is ~5; a long scroll batched is < 
 class Author:
     id: strawberry.ID
 
-    @strawberry.field(description="The author's newest polls ('more from this author').")
-    def polls(self, info: Info, first: int = 10) -> list["Poll"]:
+    @strawberry.field(description="The author's newest polls ('more from this author'); "
+                      "`first` is at most HUNCH_MAX_PAGE_SIZE, more is PAGE_SIZE_EXCEEDED.")
+    async def polls(self, info: Info, first: int = 10) -> list["Poll"]:
         _principal(info)
         services = _services(info)
-        ids = services.polls_by_author(str(self.id), max(0, min(first, 50)))
-        return [Poll.from_record(r) for r in (services.events.get_item(i) for i in ids) if r]
+        bound = services.settings.max_page_size
+        if not 0 <= first <= bound:
+            raise InvalidPageSize(f"first must be between 0 and {bound}, got {first}")
+
+        def read() -> list[Poll]:  # the catalog lock and the store: off the event loop
+            ids = services.polls_by_author(str(self.id), first)  # newest first
+            records = services.events.get_items(ids)
+            return [Poll.from_record(records[i]) for i in ids if i in records]
+
+        return await asyncio.to_thread(read)
 
 
 @strawberry.type
@@ -227,7 +238,8 @@ class InteractionInput:
 class PollInput:
     id: strawberry.ID
     categories: list[str]
-    author_id: str
+    author_id: str | None = strawberry.field(
+        default=None, description="The caller when left out; others need an admin token.")
     created_at: int | None = None
     question: str | None = None
     options: str | None = None
@@ -261,9 +273,21 @@ def _admin(info: Info) -> Principal:
     return principal
 
 
-def _check_rate(info: Info, principal: Principal) -> None:
-    if not info.context["rate_limiter"].allow(principal.user_id):
-        raise RateLimited("too many mutations; slow down and retry in a few seconds")
+async def _check_rate(info: Info, principal: Principal, kind: str = "mutations") -> None:
+    limiter = info.context["feed_rate_limiter" if kind == "feed" else "rate_limiter"]
+    if limiter is not None and not await limiter.allow(principal.user_id):
+        raise RateLimited(f"too many {kind}; slow down and retry in a few seconds")
+
+
+def _in_thread(resolver: Callable[..., Any]) -> Callable[..., Any]:
+    """A synchronous resolver that reads or writes the stores, run in a worker thread:
+    on the event loop a commit's fsync or a store lock held it up for every request."""
+
+    @functools.wraps(resolver)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(resolver, *args, **kwargs)
+
+    return run
 
 
 def _services(info: Info):
@@ -286,6 +310,7 @@ class Query:
                    user_id: strawberry.ID | None = None, filter: str | None = None,
                    filter_values: JSON | None = None) -> FeedConnection:
         principal = _principal(info)
+        await _check_rate(info, principal, "feed")
         target = str(user_id) if user_id else principal.user_id
         if target != principal.user_id and not principal.is_admin:
             raise Forbidden("a user can read only their own feed")
@@ -324,27 +349,30 @@ class Query:
                               recommendation_id=page.recommendation_id)
 
     @strawberry.field
-    def poll(self, info: Info, id: strawberry.ID) -> Poll | None:
+    async def poll(self, info: Info, id: strawberry.ID) -> Poll | None:
         _principal(info)
-        record = _services(info).events.get_item(str(id))
+        # Reads wait on the store's lock (behind a commit's fsync): off the event loop.
+        record = await asyncio.to_thread(_services(info).events.get_item, str(id))
         return Poll.from_record(record) if record else None
 
     @strawberry.field
-    def me(self, info: Info) -> Me:
+    async def me(self, info: Info) -> Me:
         principal = _principal(info)
-        record = _services(info).events.get_user(principal.user_id) or {}
+        record = await asyncio.to_thread(_services(info).events.get_user,
+                                         principal.user_id) or {}
         return Me(id=strawberry.ID(principal.user_id), cluster=record.get("CLUSTER"),
                   community=record.get("COMMUNITY"), locale=record.get("LOCALE"))
 
     @strawberry.field(description="Internal tools: every stored promotion.")
-    def promotions(self, info: Info) -> list[Promotion]:
+    async def promotions(self, info: Info) -> list[Promotion]:
         _admin(info)
-        return [Promotion.from_record(p) for p in _services(info).promotions.list()]
+        stored = await asyncio.to_thread(_services(info).promotions.list)
+        return [Promotion.from_record(p) for p in stored]
 
     @strawberry.field(description="Internal tools: every stored filter.")
-    def filters(self, info: Info) -> list[Filter]:
+    async def filters(self, info: Info) -> list[Filter]:
         _admin(info)
-        return [_filter_from(f) for f in _services(info).filters.list()]
+        return [_filter_from(f) for f in await asyncio.to_thread(_services(info).filters.list)]
 
 
 def _selects_poll_metadata(info: Info) -> bool:
@@ -398,7 +426,7 @@ class Mutation:
                                  recommendation_id: str | None = None,
                                  at: float | None = None) -> RecordImpressionsResult:
         principal = _principal(info)
-        _check_rate(info, principal)
+        await _check_rate(info, principal)
         if not poll_ids or len(poll_ids) > MAX_IMPRESSIONS_PER_CALL:
             return InvalidInputError(
                 message=f"pollIds needs 1 to {MAX_IMPRESSIONS_PER_CALL} ids")
@@ -416,7 +444,7 @@ class Mutation:
     async def record_interaction(self, info: Info, input: InteractionInput,
                                  ) -> RecordInteractionResult:
         principal = _principal(info)
-        _check_rate(info, principal)
+        await _check_rate(info, principal)
         services = _services(info)
         poll_id = str(input.poll_id)
 
@@ -444,7 +472,7 @@ class Mutation:
     @strawberry.mutation
     async def follow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
-        _check_rate(info, principal)
+        await _check_rate(info, principal)
         if str(user_id) == principal.user_id:
             return InvalidInputError(message="a user cannot follow themselves")
         try:
@@ -456,19 +484,18 @@ class Mutation:
     @strawberry.mutation
     async def unfollow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
-        _check_rate(info, principal)
+        await _check_rate(info, principal)
         try:
             await _services(info).unfollow(principal.user_id, str(user_id))
         except GraphError as exc:
             return GraphUnavailableError(message=str(exc))
         return FollowChanged(follower=principal.user_id, followee=str(user_id), following=False)
 
-    @strawberry.mutation(description="Catalog ingest: a new or changed poll, text included.")
-    def upsert_poll(self, info: Info, input: PollInput) -> UpsertPollResult:
+    @strawberry.mutation(description="Catalog ingest: a new or changed poll, text included. "
+                         "Only a poll's author (or an internal tool) may change it.")
+    async def upsert_poll(self, info: Info, input: PollInput) -> UpsertPollResult:
         principal = _principal(info)
-        _check_rate(info, principal)
-        if not principal.is_admin and input.author_id != principal.user_id:
-            raise Forbidden("only the poll's author or an internal tool may upsert it")
+        await _check_rate(info, principal)
         if not str(input.id) or len(str(input.id)) > MAX_ID_LENGTH:
             return InvalidInputError(message=f"id needs 1 to {MAX_ID_LENGTH} characters")
         if not input.categories:
@@ -478,9 +505,11 @@ class Mutation:
         record: dict[str, Any] = {
             "ITEM_ID": str(input.id),
             "CATEGORY": "|".join(input.categories),
-            "AUTHOR_ID": input.author_id,
-            "CREATION_TIMESTAMP": input.created_at or int(time.time()),
         }
+        if input.created_at is not None:  # left out: now for a new poll, kept on an edit
+            record["CREATION_TIMESTAMP"] = input.created_at
+        if input.author_id is not None:  # left out: the caller, or the stored author
+            record["AUTHOR_ID"] = input.author_id
         for name, value in (("QUESTION", input.question), ("OPTIONS", input.options),
                             ("DESCRIPTION", input.description),
                             ("OPTION_DESCRIPTIONS", input.option_descriptions),
@@ -488,12 +517,16 @@ class Mutation:
             if value is not None:
                 record[name] = clean_text(value)
         try:
-            stored = _services(info).upsert_poll(record)
+            # An fsync and every model's lock (the poll joins the live models): off the
+            # event loop, like recordInteraction.
+            stored = await asyncio.to_thread(_services(info).upsert_poll, record,
+                                             principal.user_id, principal.is_admin)
         except InvalidEvent as exc:
             return InvalidInputError(message=str(exc))
         return Poll.from_record(stored)
 
     @strawberry.mutation
+    @_in_thread
     def create_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
         _admin(info)
         services = _services(info)
@@ -520,6 +553,7 @@ class Mutation:
         return Promotion.from_record(promotion)
 
     @strawberry.mutation
+    @_in_thread
     def update_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
         _admin(info)
         try:
@@ -536,6 +570,7 @@ class Mutation:
         return Promotion.from_record(updated)
 
     @strawberry.mutation
+    @_in_thread
     def delete_promotion(self, info: Info, name: str) -> DeleteResult:
         _admin(info)
         try:
@@ -546,6 +581,7 @@ class Mutation:
         return Deleted(name=name)
 
     @strawberry.mutation(description="Filters are immutable: delete and create to change one.")
+    @_in_thread
     def create_filter(self, info: Info, name: str, expression: str) -> FilterResult:
         _admin(info)
         try:
@@ -559,6 +595,7 @@ class Mutation:
         return _filter_from(record)
 
     @strawberry.mutation
+    @_in_thread
     def delete_filter(self, info: Info, name: str) -> DeleteResult:
         _admin(info)
         try:
