@@ -6,7 +6,11 @@ COPY recsys ./recsys
 COPY graph ./graph
 COPY gateway ./gateway
 RUN pip install --no-cache-dir .
-ENV HUNCH_HOME=/data
+# 0.0.0.0 inside the container: on 127.0.0.1 the published port reaches nothing
+# (compose publishes it on the host's 127.0.0.1 only).
+ENV HUNCH_HOME=/data \
+    HUNCH_HOST=0.0.0.0
 VOLUME /data
 EXPOSE 8000
+# Imports and trains the demo only into an empty /data: a restart keeps stored events.
 CMD ["hunch", "demo"]

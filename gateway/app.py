@@ -26,8 +26,9 @@ from strawberry.asgi import GraphQL
 
 from gateway import metrics
 from gateway.auth import Authenticator, Principal
-from gateway.errors import RateLimiter, clip_message
+from gateway.errors import clip_message
 from gateway.production import check_production
+from gateway.rate_limit import RateLimiter, make_rate_limiter
 from gateway.schema import build_schema
 from gateway.services import Services
 from gateway.settings import Settings, load_settings
@@ -189,12 +190,14 @@ class HunchGraphQL(GraphQL):
 
     def __init__(self, schema, services_ref: dict, authenticator: Authenticator,
                  rate_limiter: RateLimiter, development: bool,
-                 feed_executor: Executor | None = None):
+                 feed_executor: Executor | None = None,
+                 feed_rate_limiter: RateLimiter | None = None):
         super().__init__(schema, graphql_ide="graphiql" if development else None,
                          allow_queries_via_get=False)
         self.services_ref = services_ref
         self.authenticator = authenticator
         self.rate_limiter = rate_limiter
+        self.feed_rate_limiter = feed_rate_limiter
         self.feed_executor = feed_executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -251,7 +254,12 @@ class HunchGraphQL(GraphQL):
 
         return {"request": request, "response": response, "principal": principal,
                 "services": self.services_ref["services"], "rate_limiter": self.rate_limiter,
+                "feed_rate_limiter": self.feed_rate_limiter,
                 "feed_executor": self.feed_executor, "degraded": []}
+
+
+async def _nothing() -> None:
+    pass
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
@@ -261,9 +269,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     schema = build_schema(settings.development, settings.max_query_depth,
                           settings.max_query_tokens, settings.max_aliases)
     feed_executor = ThreadPoolExecutor(FEED_THREADS, thread_name_prefix="feed")
-    graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings),
-                               RateLimiter(settings.mutation_rate_per_minute),
-                               settings.development, feed_executor)
+    limiters = [make_rate_limiter(scope, rate, settings.session_store, settings.redis_url)
+                for scope, rate in (("mutation", settings.mutation_rate_per_minute),
+                                    ("feed", settings.feed_rate_per_minute))]
+    graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings), limiters[0],
+                               settings.development, feed_executor, limiters[1])
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -291,6 +301,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             yield
         finally:
             feed_executor.shutdown(wait=True)  # in-flight pages finish before the stores close
+            for limiter in limiters:
+                with contextlib.suppress(Exception):  # shutting down anyway
+                    await getattr(limiter, "close", _nothing)()
             await services_ref["services"].close()
             log.info("gateway stopped")
 

@@ -1,4 +1,4 @@
-"""Stable error codes for every GraphQL error, masking, and per-user rate limits.
+"""Stable error codes for every GraphQL error, and masking.
 
 Each typed error maps to one ``extensions.code``. Errors that are not the client's fault
 (bugs, and the engine's own failures: the event store, a model, configuration) are
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
-import time
 from collections.abc import Iterator
 
 from graphql import GraphQLError
@@ -19,7 +17,7 @@ from strawberry.extensions import SchemaExtension
 
 from gateway.auth import Forbidden, Unauthorized
 from graph.errors import GraphUnavailable, InvalidGraphData, UnknownUser
-from recsys.errors import HunchError, InvalidEvent
+from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
 from recsys.feed import InvalidPageSize
 from recsys.feed_sessions import ExpiredCursor, InvalidCursor
 from recsys.filters import (
@@ -54,6 +52,7 @@ USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
 ERROR_CODES: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
     (Unauthorized, "UNAUTHENTICATED"),
     (Forbidden, "FORBIDDEN"),
+    (NotPollAuthor, "FORBIDDEN"),
     (RateLimited, "RATE_LIMITED"),
     (ExpiredCursor, "CURSOR_EXPIRED"),
     (InvalidCursor, "INVALID_CURSOR"),
@@ -143,28 +142,3 @@ class ResponseExtensions(SchemaExtension):
         context = self.execution_context.context
         degraded = context.get("degraded") if isinstance(context, dict) else None
         return {"degraded": sorted(set(degraded))} if degraded else {}
-
-
-class RateLimiter:
-    """A token bucket per user: ``rate_per_minute`` sustained, bursts of a tenth of it.
-
-    Per worker process: with N workers the effective limit is up to N times higher,
-    which is fine for abuse protection (exact global limits belong to the edge proxy).
-    """
-
-    def __init__(self, rate_per_minute: int):
-        self.rate = rate_per_minute / 60.0
-        self.burst = max(10.0, rate_per_minute / 10.0)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, user_id: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(user_id, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < 1.0:
-                self._buckets[user_id] = (tokens, now)
-                return False
-            self._buckets[user_id] = (tokens - 1.0, now)
-            return True

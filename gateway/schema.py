@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 import uuid
@@ -28,6 +29,7 @@ from gateway.errors import RateLimited
 from graph.errors import GraphError
 from recsys.errors import HunchError, InvalidEvent
 from recsys.events import Interaction
+from recsys.feed import InvalidPageSize
 from recsys.filters import FilterAlreadyExists, InvalidFilterExpression, UnknownFilter
 from recsys.promotions import (
     InvalidPromotion,
@@ -47,12 +49,21 @@ MAX_IMPRESSIONS_PER_CALL = 100  # a screenful is ~5; a long scroll batched is < 
 class Author:
     id: strawberry.ID
 
-    @strawberry.field(description="The author's newest polls ('more from this author').")
-    def polls(self, info: Info, first: int = 10) -> list["Poll"]:
+    @strawberry.field(description="The author's newest polls ('more from this author'); "
+                      "`first` is at most HUNCH_MAX_PAGE_SIZE, more is PAGE_SIZE_EXCEEDED.")
+    async def polls(self, info: Info, first: int = 10) -> list["Poll"]:
         _principal(info)
         services = _services(info)
-        ids = services.polls_by_author(str(self.id), max(0, min(first, 50)))
-        return [Poll.from_record(r) for r in (services.events.get_item(i) for i in ids) if r]
+        bound = services.settings.max_page_size
+        if not 0 <= first <= bound:
+            raise InvalidPageSize(f"first must be between 0 and {bound}, got {first}")
+
+        def read() -> list[Poll]:  # the catalog lock and the store: off the event loop
+            ids = services.polls_by_author(str(self.id), first)  # newest first
+            records = services.events.get_items(ids)
+            return [Poll.from_record(records[i]) for i in ids if i in records]
+
+        return await asyncio.to_thread(read)
 
 
 @strawberry.type
@@ -85,7 +96,8 @@ class Poll:
 
 @strawberry.type
 class FeedEdge:
-    cursor: str
+    cursor: str = strawberry.field(
+        description="This poll's own cursor: `after` it, the feed resumes right after it.")
     node: Poll
     source: str = strawberry.field(description="The recipe that placed this poll.")
     score: float
@@ -97,6 +109,8 @@ class FeedEdge:
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+    has_previous_page: bool = False  # forward paging only: true past the first page
+    start_cursor: str | None = None
 
 
 @strawberry.type
@@ -224,7 +238,8 @@ class InteractionInput:
 class PollInput:
     id: strawberry.ID
     categories: list[str]
-    author_id: str
+    author_id: str | None = strawberry.field(
+        default=None, description="The caller when left out; others need an admin token.")
     created_at: int | None = None
     question: str | None = None
     options: str | None = None
@@ -258,9 +273,21 @@ def _admin(info: Info) -> Principal:
     return principal
 
 
-def _check_rate(info: Info, principal: Principal) -> None:
-    if not info.context["rate_limiter"].allow(principal.user_id):
-        raise RateLimited("too many mutations; slow down and retry in a few seconds")
+async def _check_rate(info: Info, principal: Principal, kind: str = "mutations") -> None:
+    limiter = info.context["feed_rate_limiter" if kind == "feed" else "rate_limiter"]
+    if limiter is not None and not await limiter.allow(principal.user_id):
+        raise RateLimited(f"too many {kind}; slow down and retry in a few seconds")
+
+
+def _in_thread(resolver: Callable[..., Any]) -> Callable[..., Any]:
+    """A synchronous resolver that reads or writes the stores, run in a worker thread:
+    on the event loop a commit's fsync or a store lock held it up for every request."""
+
+    @functools.wraps(resolver)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(resolver, *args, **kwargs)
+
+    return run
 
 
 def _services(info: Info):
@@ -283,6 +310,7 @@ class Query:
                    user_id: strawberry.ID | None = None, filter: str | None = None,
                    filter_values: JSON | None = None) -> FeedConnection:
         principal = _principal(info)
+        await _check_rate(info, principal, "feed")
         target = str(user_id) if user_id else principal.user_id
         if target != principal.user_id and not principal.is_admin:
             raise Forbidden("a user can read only their own feed")
@@ -302,41 +330,49 @@ class Query:
         result, records = await asyncio.get_running_loop().run_in_executor(executor, compute)
         info.context["degraded"].extend(result.degraded)
         page = result.page
+        # Each edge's own cursor, signed only when the query reads one.
+        cursors = (page.edge_cursors() if _selects_edge_cursors(info)
+                   else [""] * len(page.items))
         edges = [
             FeedEdge(
-                cursor=page.end_cursor,
+                cursor=cursor,
                 node=Poll.from_record(records.get(i.item_id) or {"ITEM_ID": i.item_id}),
                 source=i.source, score=i.score, rank=i.rank, promotion_name=i.promotion_name,
             )
-            for i in page.items
+            for i, cursor in zip(page.items, cursors)
         ]
         return FeedConnection(edges=edges,
                               page_info=PageInfo(has_next_page=page.has_next_page,
-                                                 end_cursor=page.end_cursor),
+                                                 end_cursor=page.end_cursor,
+                                                 has_previous_page=page.position > 0,
+                                                 start_cursor=cursors[0] if cursors else None),
                               recommendation_id=page.recommendation_id)
 
     @strawberry.field
-    def poll(self, info: Info, id: strawberry.ID) -> Poll | None:
+    async def poll(self, info: Info, id: strawberry.ID) -> Poll | None:
         _principal(info)
-        record = _services(info).events.get_item(str(id))
+        # Reads wait on the store's lock (behind a commit's fsync): off the event loop.
+        record = await asyncio.to_thread(_services(info).events.get_item, str(id))
         return Poll.from_record(record) if record else None
 
     @strawberry.field
-    def me(self, info: Info) -> Me:
+    async def me(self, info: Info) -> Me:
         principal = _principal(info)
-        record = _services(info).events.get_user(principal.user_id) or {}
+        record = await asyncio.to_thread(_services(info).events.get_user,
+                                         principal.user_id) or {}
         return Me(id=strawberry.ID(principal.user_id), cluster=record.get("CLUSTER"),
                   community=record.get("COMMUNITY"), locale=record.get("LOCALE"))
 
     @strawberry.field(description="Internal tools: every stored promotion.")
-    def promotions(self, info: Info) -> list[Promotion]:
+    async def promotions(self, info: Info) -> list[Promotion]:
         _admin(info)
-        return [Promotion.from_record(p) for p in _services(info).promotions.list()]
+        stored = await asyncio.to_thread(_services(info).promotions.list)
+        return [Promotion.from_record(p) for p in stored]
 
     @strawberry.field(description="Internal tools: every stored filter.")
-    def filters(self, info: Info) -> list[Filter]:
+    async def filters(self, info: Info) -> list[Filter]:
         _admin(info)
-        return [_filter_from(f) for f in _services(info).filters.list()]
+        return [_filter_from(f) for f in await asyncio.to_thread(_services(info).filters.list)]
 
 
 def _selects_poll_metadata(info: Info) -> bool:
@@ -350,6 +386,12 @@ def _selects_poll_metadata(info: Info) -> bool:
 
 
 _ID_ONLY = frozenset({"id", "__typename"})
+
+
+def _selects_edge_cursors(info: Info) -> bool:
+    """Whether the feed query reads ``edges { cursor }`` or ``pageInfo { startCursor }``."""
+    return bool(_children(_children(info.selected_fields, "edges"), "cursor")
+                or _children(_children(info.selected_fields, "pageInfo"), "startCursor"))
 
 
 def _flatten(selections: list[Any]) -> list[SelectedField]:
@@ -384,7 +426,7 @@ class Mutation:
                                  recommendation_id: str | None = None,
                                  at: float | None = None) -> RecordImpressionsResult:
         principal = _principal(info)
-        _check_rate(info, principal)
+        await _check_rate(info, principal)
         if not poll_ids or len(poll_ids) > MAX_IMPRESSIONS_PER_CALL:
             return InvalidInputError(
                 message=f"pollIds needs 1 to {MAX_IMPRESSIONS_PER_CALL} ids")
@@ -402,7 +444,7 @@ class Mutation:
     async def record_interaction(self, info: Info, input: InteractionInput,
                                  ) -> RecordInteractionResult:
         principal = _principal(info)
-        _check_rate(info, principal)
+        await _check_rate(info, principal)
         services = _services(info)
         poll_id = str(input.poll_id)
 
@@ -430,7 +472,7 @@ class Mutation:
     @strawberry.mutation
     async def follow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
-        _check_rate(info, principal)
+        await _check_rate(info, principal)
         if str(user_id) == principal.user_id:
             return InvalidInputError(message="a user cannot follow themselves")
         try:
@@ -442,19 +484,18 @@ class Mutation:
     @strawberry.mutation
     async def unfollow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
-        _check_rate(info, principal)
+        await _check_rate(info, principal)
         try:
             await _services(info).unfollow(principal.user_id, str(user_id))
         except GraphError as exc:
             return GraphUnavailableError(message=str(exc))
         return FollowChanged(follower=principal.user_id, followee=str(user_id), following=False)
 
-    @strawberry.mutation(description="Catalog ingest: a new or changed poll, text included.")
-    def upsert_poll(self, info: Info, input: PollInput) -> UpsertPollResult:
+    @strawberry.mutation(description="Catalog ingest: a new or changed poll, text included. "
+                         "Only a poll's author (or an internal tool) may change it.")
+    async def upsert_poll(self, info: Info, input: PollInput) -> UpsertPollResult:
         principal = _principal(info)
-        _check_rate(info, principal)
-        if not principal.is_admin and input.author_id != principal.user_id:
-            raise Forbidden("only the poll's author or an internal tool may upsert it")
+        await _check_rate(info, principal)
         if not str(input.id) or len(str(input.id)) > MAX_ID_LENGTH:
             return InvalidInputError(message=f"id needs 1 to {MAX_ID_LENGTH} characters")
         if not input.categories:
@@ -464,9 +505,11 @@ class Mutation:
         record: dict[str, Any] = {
             "ITEM_ID": str(input.id),
             "CATEGORY": "|".join(input.categories),
-            "AUTHOR_ID": input.author_id,
-            "CREATION_TIMESTAMP": input.created_at or int(time.time()),
         }
+        if input.created_at is not None:  # left out: now for a new poll, kept on an edit
+            record["CREATION_TIMESTAMP"] = input.created_at
+        if input.author_id is not None:  # left out: the caller, or the stored author
+            record["AUTHOR_ID"] = input.author_id
         for name, value in (("QUESTION", input.question), ("OPTIONS", input.options),
                             ("DESCRIPTION", input.description),
                             ("OPTION_DESCRIPTIONS", input.option_descriptions),
@@ -474,12 +517,16 @@ class Mutation:
             if value is not None:
                 record[name] = clean_text(value)
         try:
-            stored = _services(info).upsert_poll(record)
+            # An fsync and every model's lock (the poll joins the live models): off the
+            # event loop, like recordInteraction.
+            stored = await asyncio.to_thread(_services(info).upsert_poll, record,
+                                             principal.user_id, principal.is_admin)
         except InvalidEvent as exc:
             return InvalidInputError(message=str(exc))
         return Poll.from_record(stored)
 
     @strawberry.mutation
+    @_in_thread
     def create_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
         _admin(info)
         services = _services(info)
@@ -506,6 +553,7 @@ class Mutation:
         return Promotion.from_record(promotion)
 
     @strawberry.mutation
+    @_in_thread
     def update_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
         _admin(info)
         try:
@@ -522,6 +570,7 @@ class Mutation:
         return Promotion.from_record(updated)
 
     @strawberry.mutation
+    @_in_thread
     def delete_promotion(self, info: Info, name: str) -> DeleteResult:
         _admin(info)
         try:
@@ -532,6 +581,7 @@ class Mutation:
         return Deleted(name=name)
 
     @strawberry.mutation(description="Filters are immutable: delete and create to change one.")
+    @_in_thread
     def create_filter(self, info: Info, name: str, expression: str) -> FilterResult:
         _admin(info)
         try:
@@ -545,6 +595,7 @@ class Mutation:
         return _filter_from(record)
 
     @strawberry.mutation
+    @_in_thread
     def delete_filter(self, info: Info, name: str) -> DeleteResult:
         _admin(info)
         try:

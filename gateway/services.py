@@ -157,7 +157,7 @@ class Services:
         self.graph_degraded = False
         self._catalog_lock = threading.Lock()
         self.catalog = Catalog(schema=ITEMS)
-        self._catalog_count = -1
+        self._catalog_seq = 0  # the newest catalog sequence number read (see refresh)
         self._catalog_events = EventStore(settings.events_db)  # see _feed_events
         self.refresh_catalog(force=True)
         # Polls other workers ingest are picked up by a thread, off the request path.
@@ -246,29 +246,30 @@ class Services:
                 log.exception("catalog refresh failed")
 
     def refresh_catalog(self, force: bool = False) -> None:
-        """Pick up polls that other workers stored (a COUNT, then a read only when the
-        count moved). Runs on the catalog-refresh thread every CATALOG_REFRESH_SECONDS."""
+        """Pick up polls that other workers added or changed: those stamped with a
+        catalog sequence number above the last one read here (one indexed query when
+        nothing changed). Runs on the catalog-refresh thread every
+        CATALOG_REFRESH_SECONDS; ``force`` reads the whole catalog (startup)."""
         events = self._catalog_events
-        count = events.count_items()  # outside the lock: requests keep reading
-        if count == self._catalog_count and not force:
-            return
         if force:
+            seq = events.catalog_seq()  # first: a write during the read is read again later
             records = {r["ITEM_ID"]: r for r in events.items()}
-        else:
-            # Only the polls this worker lacks: re-indexing all 50k under the catalog lock
-            # took ~0.75 s (after ~0.85 s decoding them), and every feed request waited.
-            known = self.catalog.index
-            records = events.get_items([i for i in events.item_ids() if i not in known])
-            if not records:  # this worker stored them itself (upsert_poll)
-                self._catalog_count = count
+            with self._catalog_lock:
+                self.catalog.upsert(records)
+                self._catalog_seq = seq
+            return
+        while True:
+            # A page at a time, outside the lock: requests keep reading the catalog.
+            seq, records = events.items_updated_since(self._catalog_seq)
+            if not records:
                 return
-        with self._catalog_lock:
-            new = {k: v for k, v in records.items() if k not in self.catalog.index}
-            self.catalog.upsert(records)
-            self._catalog_count = count
-        if new and not force:
-            # Polls another worker ingested: recommendable here too (trending, exploration).
-            self.recipes.add_items(new)
+            with self._catalog_lock:
+                self.catalog.upsert(records)
+                self._catalog_seq = seq
+            # New polls become recommendable here too (trending, exploration); edited
+            # ones get their new text and categories (a worker's own edits come back
+            # once too: re-applying a record is harmless).
+            self.recipes.add_items(records)
 
     # ------------------------------------------------------------------ feed
 
@@ -383,9 +384,11 @@ class Services:
             self._forward(event.user_id, event)
         return stored
 
-    def upsert_poll(self, record: dict[str, Any]) -> dict[str, Any]:
-        self.events.upsert_items([record])
-        stored = self.events.get_item(record["ITEM_ID"]) or record
+    def upsert_poll(self, record: dict[str, Any], acting_user: str,
+                    admin: bool = False) -> dict[str, Any]:
+        """Store a new or changed poll for ``acting_user`` (ownership checked in the
+        write's transaction, see :meth:`EventStore.upsert_item`) and serve it at once."""
+        stored = self.events.upsert_item(record, acting_user=acting_user, admin=admin)
         with self._catalog_lock:
             self.catalog.upsert({stored["ITEM_ID"]: stored})
         self.recipes.add_items({stored["ITEM_ID"]: stored})

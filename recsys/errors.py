@@ -31,3 +31,7 @@ class SchemaError(HunchError):
 
 class InvalidEvent(HunchError):
     """An event or catalog record is malformed (empty id, over-long field, ...)."""
+
+
+class NotPollAuthor(HunchError):
+    """A user tried to create a poll for someone else or change a poll they did not write."""

@@ -27,6 +27,7 @@ Nothing here is hand-made that SQLite already does: uniqueness, transactions, JS
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import sqlite3
@@ -39,7 +40,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
-from recsys.errors import HunchError, InvalidEvent
+from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
 from recsys.schemas import MAX_ID_LENGTH, MAX_IMPRESSION_LENGTH
 
 
@@ -103,7 +104,7 @@ class Impression:
 
 # --------------------------------------------------------------------------- the store
 
-SCHEMA_VERSION = 1  # PRAGMA user_version of files this code writes; bump on migrations
+SCHEMA_VERSION = 2  # PRAGMA user_version of files this code writes; bump on migrations
 # Write transactions last milliseconds; a worker that waits this long for the write lock
 # is facing a stuck process, and an error it can report beats hanging a request forever.
 BUSY_TIMEOUT_MS = 30_000
@@ -163,6 +164,21 @@ CREATE TABLE IF NOT EXISTS recommendations (
 ) WITHOUT ROWID;
 """
 
+# Schema changes after version 1, applied in order to older files (and to new ones after
+# _SCHEMA). 2: every catalog write stamps the poll with the next catalog sequence number
+# (a counter that survives full imports), so a worker follows edits, not only new polls.
+_MIGRATIONS = {
+    2: """
+    ALTER TABLE items ADD COLUMN updated_seq INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS items_by_update ON items (updated_seq);
+    CREATE TABLE IF NOT EXISTS catalog_seq (
+        only INTEGER PRIMARY KEY CHECK (only = 0),
+        value INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO catalog_seq (only, value) VALUES (0, 0);
+    """,
+}
+
 _EVENT_COLUMNS = (
     "seq, kind, event_id, user_id, item_id, event_type, event_value, timestamp, "
     "impression, recommendation_id"
@@ -174,8 +190,8 @@ _INSERT_EVENT = (
 # JSON merge patch (RFC 7396): given fields replace stored ones, a null removes one; a
 # new record is patched onto {} so it never stores nulls either.
 _UPSERT_ITEM = (
-    "INSERT INTO items (item_id, fields) VALUES (?1, json_patch('{}', ?2)) "
-    "ON CONFLICT (item_id) DO UPDATE SET fields = json_patch(fields, ?2)"
+    "INSERT INTO items (item_id, fields, updated_seq) VALUES (?1, json_patch('{}', ?2), ?3) "
+    "ON CONFLICT (item_id) DO UPDATE SET fields = json_patch(fields, ?2), updated_seq = ?3"
 )
 _UPSERT_USER = (
     "INSERT INTO users (user_id, fields) VALUES (?1, json_patch('{}', ?2)) "
@@ -251,9 +267,16 @@ class EventStore:
         if version < SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # Again under the write lock: another process may have migrated meanwhile
+                # (ALTER TABLE, unlike CREATE ... IF NOT EXISTS, cannot run twice).
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                    for statement in _MIGRATIONS[target].split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -578,7 +601,48 @@ class EventStore:
         rows = [_catalog_row("ITEM_ID", r, n) for n, r in enumerate(records, 1)]
         if not rows:
             return 0
-        return self._write(lambda conn: conn.executemany(_UPSERT_ITEM, rows).rowcount)
+        return self._write(lambda conn: _upsert_stamped(conn, rows))
+
+    def upsert_item(self, record: Mapping[str, Any], *, acting_user: str,
+                    admin: bool = False) -> dict[str, Any]:
+        """Add or change one poll on behalf of ``acting_user`` and return the stored
+        record. Ownership is checked in the write's own transaction, so no other write
+        can slip between the check and the change: a new poll gets the caller as
+        AUTHOR_ID when it names none (and now as CREATION_TIMESTAMP), and must name the caller otherwise; an existing
+        poll may be changed only by its stored author (and not given away). ``admin``
+        (internal tools) may do both for any author. Raises :class:`NotPollAuthor`."""
+        item_id, _ = _catalog_row("ITEM_ID", record, 1)  # validates before any lock
+
+        def work(conn: sqlite3.Connection) -> dict[str, Any]:
+            found = conn.execute(
+                "SELECT json_extract(fields, '$.AUTHOR_ID') FROM items WHERE item_id = ?",
+                (item_id,)).fetchone()
+            fields = dict(record)
+            if found is None:
+                if fields.get("CREATION_TIMESTAMP") is None:
+                    fields["CREATION_TIMESTAMP"] = int(time.time())
+                if fields.get("AUTHOR_ID") is None:
+                    fields["AUTHOR_ID"] = acting_user
+                elif not admin and fields["AUTHOR_ID"] != acting_user:
+                    raise NotPollAuthor(
+                        f"a new poll's authorId must be the caller ({acting_user!r:.80}); "
+                        "leave it out to author the poll yourself")
+            elif not admin:
+                stored = found[0]
+                if stored != acting_user:
+                    raise NotPollAuthor(
+                        f"poll {item_id!r:.80} belongs to another author; only its author "
+                        "or an internal tool may change it")
+                if fields.get("AUTHOR_ID", stored) != stored:
+                    raise NotPollAuthor(
+                        f"poll {item_id!r:.80}: an author cannot give a poll to someone "
+                        "else; leave authorId out or set it to yourself")
+            _upsert_stamped(conn, [_catalog_row("ITEM_ID", fields, 1)])
+            row = conn.execute("SELECT item_id, fields FROM items WHERE item_id = ?",
+                               (item_id,)).fetchone()
+            return _record_from("ITEM_ID", row)
+
+        return self._write(work)
 
     def upsert_users(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Add or update users; merged like :meth:`upsert_items`."""
@@ -609,6 +673,23 @@ class EventStore:
         """The user's record (USER_ID plus metadata), or None when unknown."""
         rows = self._read("SELECT user_id, fields FROM users WHERE user_id = ?", (user_id,))
         return _record_from("USER_ID", rows[0]) if rows else None
+
+    def catalog_seq(self) -> int:
+        """The newest catalog sequence number (0 for a new store): pass it to
+        :meth:`items_updated_since` later to get only the polls written after now."""
+        return int(self._read("SELECT value FROM catalog_seq")[0][0])
+
+    def items_updated_since(self, seq: int, limit: int = PAGE_SIZE,
+                            ) -> tuple[int, dict[str, dict[str, Any]]]:
+        """Polls added or changed after catalog sequence number ``seq``, by whichever
+        process: ``(newest seq read, records by ITEM_ID)``. Fewer than ``limit``
+        records means up to date; otherwise ask again from the returned seq."""
+        rows = self._read(
+            "SELECT item_id, fields, updated_seq FROM items WHERE updated_seq > ? "
+            "ORDER BY updated_seq LIMIT ?", (seq, limit))
+        if not rows:
+            return seq, {}
+        return rows[-1][2], {row[0]: _record_from("ITEM_ID", row[:2]) for row in rows}
 
     def item_ids(self) -> list[str]:
         """Every poll's id, without decoding any record (to find the polls a process
@@ -669,9 +750,8 @@ class EventStore:
             new_impressions = conn.executemany(
                 _INSERT_EVENT, (_impression_row(e) for e in impressions)
             ).rowcount
-            n_items = conn.executemany(
-                _UPSERT_ITEM, (_catalog_row("ITEM_ID", r, n) for n, r in enumerate(items, 1))
-            ).rowcount
+            n_items = _upsert_stamped(
+                conn, (_catalog_row("ITEM_ID", r, n) for n, r in enumerate(items, 1)))
             n_users = conn.executemany(
                 _UPSERT_USER, (_catalog_row("USER_ID", r, n) for n, r in enumerate(users, 1))
             ).rowcount
@@ -890,6 +970,24 @@ def _catalog_row(key: str, record: Mapping[str, Any], number: int) -> tuple[str,
             f"booleans, lists): {exc}"
         ) from exc
     return ident, text  # type: ignore[return-value]
+
+
+def _upsert_stamped(conn: sqlite3.Connection, rows: Iterable[tuple[str, str]]) -> int:
+    """Upsert catalog rows, each stamped with the next catalog sequence number (call
+    inside a write transaction: writers are serialised, so numbers follow commit order
+    and a reader that has seen N never misses a later write)."""
+    start = conn.execute("SELECT value FROM catalog_seq").fetchone()[0]
+    numbers = itertools.count(start + 1)
+    last = [start]
+
+    def stamped() -> Iterator[tuple[str, str, int]]:
+        for item_id, fields in rows:
+            last[0] = next(numbers)
+            yield item_id, fields, last[0]
+
+    written = conn.executemany(_UPSERT_ITEM, stamped()).rowcount
+    conn.execute("UPDATE catalog_seq SET value = ?", (last[0],))
+    return written
 
 
 def _record_from(key: str, row: tuple[str, str]) -> dict[str, Any]:

@@ -14,6 +14,10 @@ This is the pipeline a ``feed(first, after)`` request runs, top to bottom:
    extended (first writer wins across workers). Report the response to
    ``on_recommendation`` (implicit impressions) and sign the next cursor.
 
+Every poll of a page has its own cursor too (its position + 1, signed only when a client
+asks): ``after`` it, step 2 replays what the session placed past that poll and step 3
+mixes the rest, so Relay clients that splice pages by edge cursor keep the whole feed.
+
 The session store is the only I/O here: one read for a page after a cursor, one write
 for a page that places new polls, and nothing else.
 """
@@ -23,8 +27,9 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 
 from recsys.errors import HunchError
 from recsys.feed_sessions import (
@@ -57,6 +62,20 @@ class FeedPage:
     has_next_page: bool
     recommendation_id: str
     session_id: str
+    position: int = 0  # polls of the session before this page's first
+    # Signs cursors of this page's session at given positions. Edge cursors are signed
+    # only when asked for: a signature per edge would be most of a page's cursor cost.
+    sign_positions: Callable[[Sequence[int]], list[str]] | None = field(default=None,
+                                                                         repr=False)
+
+    def edge_cursors(self) -> list[str]:
+        """Each poll's own cursor: ``after`` it, the feed resumes right after that poll
+        (Relay clients such as Apollo's ``relayStylePagination`` splice pages by it).
+        The last one is ``end_cursor``."""
+        if self.sign_positions is None:
+            raise ValueError("this page was built without a cursor signer")
+        return self.sign_positions(range(self.position + 1,
+                                         self.position + len(self.items) + 1))
 
 
 @dataclass
@@ -117,7 +136,9 @@ class FeedService:
         has_next = not exhausted or len(placed) > end
         cursor = self.signer.encode(Cursor(session_id, user_id, end, expires))
         recommendation_id = items[0].recommendation_id if items else ""
-        return FeedPage(items, cursor, has_next, recommendation_id, session_id)
+        return FeedPage(items, cursor, has_next, recommendation_id, session_id, position,
+                        partial(self.signer.encode_run, session_id, user_id,
+                                expires_at=expires))
 
     def _mix(self, user_id: str, need: int, placed: list[FeedItem],
              allow: ItemPredicate | None) -> list[FeedItem]:

@@ -10,7 +10,8 @@ The list lives in a store shared by every worker process of a host (SQLite) or o
 hosts (Redis); two workers extending one session at once settle on whichever wrote first.
 
 A cursor is ``base64url(json)`` + ``.`` + an HMAC-SHA256 signature over it: it names the
-session, the user and the position, and expires with the session.
+session, the user and the position, and expires with the session. Each poll placed has
+one (the position after it), the same text whenever that position is signed again.
 
 A page costs the store at most one read and one write: a new session is created together
 with its first page (:meth:`FeedSessionStore.create` with ``items``; nobody else knows its
@@ -73,25 +74,35 @@ class CursorSigner:
         self._key = secret.encode() if isinstance(secret, str) else secret
 
     def encode(self, cursor: Cursor) -> str:
-        body = json.dumps(
-            {"s": cursor.session_id, "u": cursor.user_id, "p": cursor.position,
-             "e": round(cursor.expires_at, 3)},
-            separators=(",", ":"),
-        ).encode()
-        payload = base64.urlsafe_b64encode(body).rstrip(b"=")
-        signature = base64.urlsafe_b64encode(
-            hmac.new(self._key, payload, hashlib.sha256).digest()
-        ).rstrip(b"=")
-        return (payload + b"." + signature).decode()
+        return self.encode_run(cursor.session_id, cursor.user_id, [cursor.position],
+                               cursor.expires_at)[0]
+
+    def encode_run(self, session_id: str, user_id: str, positions: Sequence[int],
+                   expires_at: float) -> list[str]:
+        """Cursors of one session at several positions (a page's edges, one each).
+
+        Only the position differs between them, so the JSON around it is built once;
+        the text is exactly ``json.dumps`` of the cursor's fields in order, so a position
+        gets the same cursor however it is signed.
+        """
+        head = '{"s":%s,"u":%s,"p":' % (json.dumps(session_id), json.dumps(user_id))
+        tail = ',"e":%s}' % json.dumps(round(expires_at, 3))
+        cursors = []
+        for position in positions:
+            payload = base64.urlsafe_b64encode(
+                f"{head}{int(position)}{tail}".encode()).rstrip(b"=")
+            cursors.append((payload + b"." + self._sign(payload)).decode())
+        return cursors
+
+    def _sign(self, payload: bytes) -> bytes:
+        return base64.urlsafe_b64encode(
+            hmac.digest(self._key, payload, hashlib.sha256)).rstrip(b"=")
 
     def decode(self, text: str, user_id: str, now: float | None = None) -> Cursor:
         payload, dot, signature = text.encode().partition(b".")
         if not dot:
             raise InvalidCursor("the cursor is malformed; pass a cursor from a previous page")
-        expected = base64.urlsafe_b64encode(
-            hmac.new(self._key, payload, hashlib.sha256).digest()
-        ).rstrip(b"=")
-        if not hmac.compare_digest(signature, expected):
+        if not hmac.compare_digest(signature, self._sign(payload)):
             raise InvalidCursor("the cursor was altered; pass it back exactly as received")
         try:
             raw = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))

@@ -1,9 +1,10 @@
 """``hunch demo``: the embedded default end to end on one laptop.
 
-Generates demo data (once), imports it, clusters the follower graph in the in-process
-store (labels become the users' CLUSTER and COMMUNITY metadata), trains the three
+Generates demo data (once), clusters the follower graph in the in-process store (labels
+become the users' CLUSTER and COMMUNITY metadata) and imports it, trains the three
 recipes, prints a development token and an example query, and serves the feed with
-GraphiQL on http://127.0.0.1:8000/graphql.
+GraphiQL on http://127.0.0.1:8000/graphql. Run again on the same home (a container's
+restart), it imports and trains nothing: the events stored since are kept.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ EXAMPLE_QUERY = """{
               help="Serve the feed after preparing (--no-serve: prepare and exit).")
 def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
     """Generate, import, cluster, train, then serve the feed with GraphiQL."""
+    from recsys.artifacts import ArtifactStore
     from recsys.datasets import import_directory
     from recsys.demo_data import generate_demo_data
+    from recsys.events import EventStore
     from recsys.training import train
 
     settings = load_settings()
@@ -42,10 +45,29 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
         summary = generate_demo_data(data_dir, users=users, polls=polls, days=days, seed=seed,
                                      progress=True)
         click.echo(summary.describe())
-    _cluster(data_dir, Path(settings.home) / "graph-report")
-    report = import_directory(data_dir, settings.events_db, mode="full", progress=True)
-    click.echo(report.describe())
+    with EventStore(settings.events_db) as store:
+        counts = store.counts()
+    if any(counts.values()):
+        # A restart (the container's entry point runs this at every start): the store
+        # holds acknowledged events since the demo's import; importing again would
+        # merge the demo's rows back over edits, and a full import would delete them.
+        click.echo(f"{settings.events_db} already holds {counts['interactions']} "
+                   f"interactions, {counts['impressions']} impressions and "
+                   f"{counts['items']} polls: the demo data is not imported again "
+                   f"(to start over: hunch data import {data_dir} --mode full)")
+    else:
+        _cluster(data_dir, Path(settings.home) / "graph-report")
+        report = import_directory(data_dir, settings.events_db, mode="incremental",
+                                  progress=True)
+        click.echo(report.describe())
+    if settings.graph_store == "neo4j":  # the compose route: the demo's graph is not there
+        click.echo(f"the follower graph is Neo4j ({settings.neo4j_uri}); to load the demo's "
+                   f"follows into it: hunch graph load --follows {data_dir / 'follows.csv'} "
+                   f"--items {data_dir / 'items.csv'}")
+    artifacts = ArtifactStore(settings.artifacts_dir)
     for recipe in ("popularity-count", "trending-now", "user-personalization"):
+        if artifacts.latest(recipe) is not None:  # trained at an earlier start
+            continue
         manifest = train(recipe, data_dir, settings.artifacts_dir, {})
         click.echo(f"trained {recipe} version {manifest['version']}")
 

@@ -100,10 +100,11 @@ class HostileServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.users = _users(home)
-        # Per-user mutation limits would turn most fuzzed mutations into RATE_LIMITED
-        # before a resolver runs; the limiter has its own tests.
+        # Per-user limits would turn most fuzzed requests into RATE_LIMITED before a
+        # resolver runs; the limiters have their own tests.
         env = {**os.environ, "HUNCH_HOME": str(home), "HUNCH_PORT": str(self.port),
-               "HUNCH_MUTATION_RATE_PER_MINUTE": "1000000"}
+               "HUNCH_MUTATION_RATE_PER_MINUTE": "1000000",
+               "HUNCH_FEED_RATE_PER_MINUTE": "1000000"}
         with log.open("wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env,
                                          stdout=out, stderr=subprocess.STDOUT)

@@ -71,3 +71,10 @@ def test_first_writer_wins_and_sessions_expire(redis_url):
     assert [i.item_id for i in store.items(sid)] == ["p1"]
     time.sleep(0.7)
     assert store.expires_at(sid) is None and store.items(sid) == []
+
+
+def test_after_any_edge_resumes_right_after_it(redis_url):
+    from tests.recsys.test_feed_edge_cursors import check_resume_after_every_edge
+
+    store = RedisFeedSessionStore(redis_url)
+    check_resume_after_every_edge(make_feed(store), store, "u9")

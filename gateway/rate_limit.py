@@ -1,0 +1,132 @@
+"""Per-user rate limits: how many requests of one kind (feed pages, mutations) a user
+may send per minute.
+
+Two implementations of one small protocol (``await limiter.allow(user_id)``):
+
+* :class:`LocalRateLimiter`, one process: a token bucket per user, ``rate_per_minute``
+  sustained with bursts of a tenth of it. Buckets live in a cachetools ``TTLCache``:
+  at most ``max_users`` users, and an idle user's bucket is forgotten once it would have
+  refilled (a forgotten bucket and a full one behave alike), so memory stays bounded
+  however many users come and go. With N workers each enforces its own limit.
+* :class:`RedisRateLimiter`, every worker of every host (``HUNCH_SESSION_STORE=redis``):
+  a fixed one-minute window per user counted in Redis with ``INCR`` + ``EXPIRE`` in one
+  round trip. A fixed window lets a user send up to twice the rate across a window
+  boundary; a sliding log would cost a sorted set per user and request, which a feed
+  page cannot afford. When Redis fails the worker falls back to its own buckets: the
+  limits still hold per worker, and the feed does not fail because the limiter did.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from cachetools import TTLCache
+
+from gateway import metrics
+
+log = logging.getLogger(__name__)
+
+# Users whose buckets one worker keeps. A bucket is a key and two floats in the cache
+# (~250 bytes with its bookkeeping): 100k users of one worker in ~25 MB. Past that the
+# least recently used bucket is forgotten, i.e. that user starts again with a full burst.
+RATE_LIMIT_MAX_USERS = 100_000
+# Redis keys live a window and this much longer, so a window's count is never dropped
+# before the window ends on a host whose clock runs a little behind.
+REDIS_WINDOW_SLACK_SECONDS = 60
+WINDOW_SECONDS = 60
+
+
+class RateLimiter(Protocol):
+    async def allow(self, user_id: str) -> bool:
+        """Count one request of ``user_id``; False when it is over the limit."""
+
+
+class LocalRateLimiter:
+    """A token bucket per user in this process (see the module docstring)."""
+
+    def __init__(self, rate_per_minute: int, *, max_users: int = RATE_LIMIT_MAX_USERS,
+                 clock: Callable[[], float] = time.monotonic):
+        if rate_per_minute < 1:
+            raise ValueError(f"rate_per_minute must be at least 1, got {rate_per_minute}")
+        self.rate = rate_per_minute / 60.0
+        self.burst = max(10.0, rate_per_minute / 10.0)
+        self._clock = clock
+        # An entry idle for longer than a full refill takes would be a full bucket again.
+        self._buckets: TTLCache[str, tuple[float, float]] = TTLCache(
+            maxsize=max_users, ttl=self.burst / self.rate, timer=clock)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._buckets.expire()
+            return len(self._buckets)
+
+    def allow_now(self, user_id: str) -> bool:
+        """:meth:`allow`, synchronously (no I/O here)."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(user_id, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            allowed = tokens >= 1.0
+            self._buckets[user_id] = (tokens - 1.0 if allowed else tokens, now)
+            return allowed
+
+    async def allow(self, user_id: str) -> bool:
+        return self.allow_now(user_id)
+
+
+class RedisRateLimiter:
+    """A fixed one-minute window per user in Redis, shared by every worker and host."""
+
+    def __init__(self, url: str, scope: str, rate_per_minute: int,
+                 fallback: LocalRateLimiter | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.url = url
+        self.scope = scope
+        self.rate_per_minute = rate_per_minute
+        self.fallback = fallback or LocalRateLimiter(rate_per_minute)
+        self._client = None  # made in the event loop that uses it (redis.asyncio)
+        self._degraded = False
+        self._clock = clock  # the wall clock: every host must agree on the window
+
+    async def allow(self, user_id: str) -> bool:
+        import redis.asyncio as redis
+        from redis.exceptions import RedisError
+
+        window = int(self._clock() // WINDOW_SECONDS)
+        key = f"hunch:rate:{self.scope}:{user_id}:{window}"
+        try:
+            if self._client is None:
+                self._client = redis.Redis.from_url(self.url)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, WINDOW_SECONDS + REDIS_WINDOW_SLACK_SECONDS)
+                count, _ = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            metrics.FALLBACKS.labels(f"rate-limit-{self.scope}", type(exc).__name__).inc()
+            if not self._degraded:
+                log.warning("rate limits fall back to this worker's own (Redis: %s)", exc)
+                self._degraded = True
+            return self.fallback.allow_now(user_id)
+        if self._degraded:
+            log.info("rate limits are shared through Redis again")
+            self._degraded = False
+        return int(count) <= self.rate_per_minute
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def make_rate_limiter(scope: str, rate_per_minute: int, session_store: str,
+                      redis_url: str) -> RateLimiter:
+    """The limiter for one kind of request (``scope``: "feed", "mutation"): shared
+    through Redis when the feed sessions are (several hosts), else this worker's own."""
+    if session_store == "redis":
+        return RedisRateLimiter(redis_url, scope, rate_per_minute)
+    return LocalRateLimiter(rate_per_minute)

@@ -1,0 +1,110 @@
+"""The Docker route, checked without Docker (issue 13: the container listened on
+127.0.0.1, compose never selected Neo4j, and every start re-imported the demo, deleting
+the events acknowledged in the previous run)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.settings import Settings
+from recsys.events import EventStore, Interaction
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = Settings.model_config["env_prefix"]
+
+
+def _dockerfile_env() -> dict[str, str]:
+    """ENV KEY=VALUE pairs of the Dockerfile (continuation lines joined)."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0].upper() == "ENV":
+            assert all("=" in w for w in words[1:]), f"use ENV KEY=VALUE: {line}"
+            env.update(w.split("=", 1) for w in words[1:])
+    return env
+
+
+def _compose_env(service: str) -> dict[str, str]:
+    """A compose service's environment, ${VAR:-default} read as its default."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = compose["services"][service].get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
+
+
+def _hunch_vars() -> list[tuple[str, str, str]]:
+    found = [("Dockerfile", k, v) for k, v in _dockerfile_env().items()]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for service in compose["services"]:
+        found += [(f"docker-compose.yml {service}", k, v)
+                  for k, v in _compose_env(service).items()]
+    return [(where, k, v) for where, k, v in found if k.startswith(PREFIX)]
+
+
+def test_every_hunch_variable_of_the_docker_route_is_a_setting():
+    variables = _hunch_vars()
+    assert variables, "the Docker route sets no HUNCH_* variable?"
+    fields = set(Settings.model_fields)
+    unknown = [f"{where}: {k}" for where, k, _ in variables
+               if k.removeprefix(PREFIX).lower() not in fields]
+    assert not unknown, f"not settings (pydantic ignores them silently): {unknown}"
+
+
+def test_the_container_serves_on_all_interfaces_against_the_compose_neo4j(monkeypatch):
+    for name in os.environ:  # only what the image and compose set
+        if name.startswith(PREFIX):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(ROOT / "tests")  # no .env file here
+    for _, key, value in _hunch_vars():
+        monkeypatch.setenv(key, value)
+    container = Settings()  # validates every value too (Literal stores, ints)
+    assert container.host == "0.0.0.0"
+    assert container.graph_store == "neo4j"
+    assert container.neo4j_uri == "bolt://neo4j:7687"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "neo4j" in compose["services"]
+    assert any(v.endswith(":/data") for v in compose["services"]["gateway"]["volumes"])
+
+
+@pytest.mark.slow
+def test_running_the_demo_again_keeps_the_events_stored_between_runs(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    env["HUNCH_HOME"] = str(tmp_path)
+    # this checkout's code, whatever an editable install points at
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+
+    def demo() -> str:
+        run = subprocess.run(
+            [sys.executable, "-m", "gateway", "demo", "--no-serve", "--users", "40",
+             "--polls", "60", "--days", "2", "--seed", "5"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return run.stdout
+
+    demo()
+    home = Settings(home=tmp_path)
+    with EventStore(home.events_db) as store:
+        poll = next(store.items())["ITEM_ID"]
+        before = store.counts()
+        # acknowledged by the gateway while the first run served
+        assert store.append(Interaction("late-voter", poll, "HUNCH", 1_800_000_000,
+                                        event_id="acknowledged"))
+        store.upsert_item({"ITEM_ID": poll, "QUESTION": "edited after the import"},
+                          acting_user="moderator", admin=True)
+    second = demo()
+    with EventStore(home.events_db) as store:
+        assert store.counts()["interactions"] == before["interactions"] + 1
+        assert [e.event_id for e in store.interactions() if e.user_id == "late-voter"] == [
+            "acknowledged"]
+        assert store.get_item(poll)["QUESTION"] == "edited after the import"
+    assert "not imported again" in second

@@ -1,0 +1,189 @@
+"""Limits that hold (issue 13): rate limits on the feed too, bounded limiter memory,
+limits shared through Redis, resolvers that touch the stores off the event loop, and a
+bounded ``Author.polls(first:)``."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import pytest
+
+from gateway import app as gateway_app
+from gateway.app import create_app
+from gateway.auth import issue_token
+from gateway.rate_limit import LocalRateLimiter, RedisRateLimiter, make_rate_limiter
+from gateway.services import Services
+from tests.gateway.test_app import ID_ONLY, codes, gql, serve, settings  # noqa: F401
+from tests.integration.test_redis_sessions import redis_url  # noqa: F401 - the fixture
+
+FROZEN = 1_800_000_030.0  # mid-window: a test never straddles a window boundary
+
+
+def test_the_feed_is_rate_limited_per_user(settings):  # noqa: F811
+    settings.feed_rate_per_minute = 60  # bursts of 10 pages
+
+    async def scenario(client):
+        bodies = [(await gql(client, settings, ID_ONLY, user="scraper")).json()
+                  for _ in range(12)]
+        assert all("errors" not in b for b in bodies[:10]), bodies[:10]
+        assert codes(bodies[11]) == ["RATE_LIMITED"]
+        assert "too many feed" in bodies[11]["errors"][0]["message"]
+        other = (await gql(client, settings, ID_ONLY, user="reader")).json()
+        assert "errors" not in other  # one user's flood costs only that user
+
+    serve(settings, scenario)
+
+
+def test_the_local_limiter_keeps_a_bounded_number_of_users():
+    now = [0.0]
+    limiter = LocalRateLimiter(600, max_users=50, clock=lambda: now[0])
+    for k in range(1_000):
+        assert limiter.allow_now(f"user{k}")
+    assert len(limiter) == 50  # the least recently seen were forgotten
+    # a user that exhausted its burst is refused, and refilled with time
+    assert all(limiter.allow_now("busy") for _ in range(60))
+    assert not limiter.allow_now("busy")
+    now[0] += 1.0
+    assert limiter.allow_now("busy")  # 10 tokens a second
+    # idle buckets expire once they would be full again: nothing is kept for them
+    now[0] += 60.0 / 10 + 1
+    assert len(limiter) == 0
+
+
+def test_limits_are_shared_through_redis_by_every_host(redis_url):  # noqa: F811
+    async def main():
+        host_a = RedisRateLimiter(redis_url, "feed", 5, clock=lambda: FROZEN)
+        host_b = RedisRateLimiter(redis_url, "feed", 5, clock=lambda: FROZEN)
+        try:
+            assert [await host_a.allow("ann") for _ in range(3)] == [True] * 3
+            assert [await host_b.allow("ann") for _ in range(2)] == [True] * 2
+            assert not await host_a.allow("ann") and not await host_b.allow("ann")
+            assert await host_b.allow("bob")  # per user
+            mutations = RedisRateLimiter(redis_url, "mutation", 5, clock=lambda: FROZEN)
+            assert await mutations.allow("ann")  # per kind of request
+            await mutations.close()
+            later = RedisRateLimiter(redis_url, "feed", 5, clock=lambda: FROZEN + 60)
+            assert await later.allow("ann")  # the next window
+            await later.close()
+        finally:
+            await host_a.close()
+            await host_b.close()
+
+    asyncio.run(main())
+
+
+def test_without_redis_the_limits_still_hold_per_worker():
+    async def main():
+        # a port nothing listens on (bound, never listening)
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            url = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+            limiter = RedisRateLimiter(url, "feed", 60)
+            allowed = [await limiter.allow("ann") for _ in range(12)]
+        assert allowed == [True] * 10 + [False] * 2  # the local bucket: a burst of 10
+
+    asyncio.run(main())
+
+
+def test_two_gateways_on_redis_share_a_users_feed_limit(settings, redis_url,  # noqa: F811
+                                                         monkeypatch):
+    settings.session_store = "redis"
+    settings.redis_url = redis_url
+    settings.feed_rate_per_minute = 4
+
+    def frozen(*args, **kwargs):
+        limiter = make_rate_limiter(*args, **kwargs)
+        assert isinstance(limiter, RedisRateLimiter)
+        limiter._clock = lambda: FROZEN + 120  # a window no other test used
+        return limiter
+
+    monkeypatch.setattr(gateway_app, "make_rate_limiter", frozen)
+    apps = [create_app(settings, Services(settings)) for _ in range(2)]
+
+    async def main():
+        async with apps[0].router.lifespan_context(apps[0]), \
+                apps[1].router.lifespan_context(apps[1]):
+            clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=a),
+                                         base_url="http://gw") for a in apps]
+            token = issue_token(settings, "two-host-reader")
+            bodies = []
+            for k in range(6):
+                r = await clients[k % 2].post(
+                    "/graphql", json={"query": ID_ONLY},
+                    headers={"Authorization": f"Bearer {token}"})
+                bodies.append(r.json())
+            for c in clients:
+                await c.aclose()
+        assert [codes(b) for b in bodies] == [[]] * 4 + [["RATE_LIMITED"]] * 2
+
+    asyncio.run(main())
+
+
+def test_resolvers_that_touch_the_stores_run_off_the_event_loop(settings):  # noqa: F811
+    services = Services(settings)
+    threads: dict[str, set[int]] = {}
+
+    def spy(owner, name):
+        method = getattr(owner, name)
+
+        def called(*args, **kwargs):
+            threads.setdefault(f"{type(owner).__name__}.{name}", set()).add(
+                threading.get_ident())
+            return method(*args, **kwargs)
+
+        setattr(owner, name, called)
+
+    for owner, name in ((services.events, "get_item"), (services.events, "get_user"),
+                        (services, "upsert_poll"), (services, "polls_by_author"),
+                        (services.promotions, "list"), (services.promotions, "create"),
+                        (services.filters, "list"), (services.filters, "create")):
+        spy(owner, name)
+    app = create_app(settings, services)
+    admin = issue_token(settings, "tools", admin=True)
+
+    async def main():
+        loop_thread = threading.get_ident()
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                for query in (
+                        '{ poll(id: "p1") { id author { polls(first: 2) { id } } } }',
+                        "{ me { id cluster } }",
+                        'mutation { upsertPoll(input: {id: "p1", categories: ["news"]}) '
+                        "{ __typename } }",
+                        "{ promotions { name } filters { name } }",
+                        'mutation { createPromotion(name: "p", input: {percentPromotedItems: 10,'
+                        ' filterExpression: "INCLUDE ItemID WHERE Items.CATEGORY IN (\\"news\\")"})'
+                        " { __typename } }",
+                        'mutation { createFilter(name: "f", expression: '
+                        '"EXCLUDE ItemID WHERE Items.CATEGORY IN (\\"x\\")") { __typename } }'):
+                    body = (await client.post("/graphql", json={"query": query}, headers={
+                        "Authorization": f"Bearer {admin}"})).json()
+                    assert "errors" not in body, (query, body)
+        return loop_thread
+
+    loop_thread = asyncio.run(main())
+    assert set(threads) == {
+        "EventStore.get_item", "EventStore.get_user", "Services.upsert_poll",
+        "Services.polls_by_author", "PromotionStore.list", "PromotionStore.create",
+        "FilterStore.list", "FilterStore.create"}
+    on_loop = sorted(name for name, idents in threads.items() if loop_thread in idents)
+    assert on_loop == [], f"ran on the event loop: {on_loop}"
+
+
+@pytest.mark.parametrize("first", [101, 10_000, -1])
+def test_author_polls_first_is_bounded_with_a_typed_error(settings, first):  # noqa: F811
+    async def scenario(client):
+        query = '{ poll(id: "p1") { author { polls(first: %d) { id } } } }' % first
+        body = (await gql(client, settings, query)).json()
+        assert codes(body) == ["PAGE_SIZE_EXCEEDED"], body
+        assert "between 0 and 100" in body["errors"][0]["message"]
+        ok = (await gql(client, settings,
+                        '{ poll(id: "p1") { author { polls(first: 100) { id } } } }')).json()
+        assert len(ok["data"]["poll"]["author"]["polls"]) == 30  # all of a1's polls
+
+    serve(settings, scenario)

@@ -1,0 +1,67 @@
+"""The feed through the client people use: Apollo Client 4's ``relayStylePagination``,
+from Node, against a real uvicorn server. Apollo splices each fetched page after the
+cached edge whose cursor is ``after``, so the feed's cursors decide what the app keeps:
+after N pages its cache must hold every poll served, in order."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_or_skip
+from tests.integration.conftest import Server, _user, token
+from tests.integration.test_redis_sessions import redis_url  # noqa: F401 (fixture)
+
+APOLLO_DIR = Path(__file__).parent / "apollo"
+PAGES = 10  # as a user scrolls: ten fetchMore calls
+FIRST = 10  # polls per page
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The Node binary, with the pinned Apollo Client installed (``npm ci``, which uses
+    npm's offline cache when it can)."""
+    node_bin, npm_bin = shutil.which("node"), shutil.which("npm")
+    require_or_skip(node_bin is not None and npm_bin is not None,
+                    "node and npm are needed for the Apollo Client check")
+    installed = APOLLO_DIR / "node_modules" / ".package-lock.json"  # written by npm ci
+    lock = APOLLO_DIR / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        done = subprocess.run([npm_bin, "ci", "--prefer-offline", "--no-audit", "--no-fund"],
+                              cwd=APOLLO_DIR, capture_output=True, text=True, timeout=600)
+        require_or_skip(done.returncode == 0,
+                        f"npm ci in {APOLLO_DIR} failed: {done.stderr[-2000:]}")
+    return node_bin
+
+
+def page_with_apollo(node_bin: str, server: Server, user: str) -> dict[str, list[str]]:
+    done = subprocess.run(
+        [node_bin, "page_feed.mjs", f"{server.url}/graphql", token(user), str(PAGES),
+         str(FIRST)],
+        cwd=APOLLO_DIR, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def two_worker_server(request, home):
+    """Two uvicorn workers, so pages of one session are served by either of them."""
+    env = {"HUNCH_SESSION_STORE": request.param}
+    if request.param == "redis":
+        env["HUNCH_REDIS_URL"] = request.getfixturevalue("redis_url")
+    srv = Server(home, workers=2, **env).start()
+    yield srv
+    srv.stop()
+
+
+def test_apollo_cache_holds_every_poll_served_in_order(node, two_worker_server, home):
+    pages = page_with_apollo(node, two_worker_server, _user(home))
+    served, cached = pages["served"], pages["cached"]
+    assert len(served) == PAGES * FIRST and len(set(served)) == len(served), served
+    # Before edges had their own cursors: 19 of 100 (the first edge of each page).
+    assert cached == served, f"the cache holds {len(cached)} of {len(served)} polls served"
+
