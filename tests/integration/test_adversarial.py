@@ -55,10 +55,12 @@ class Tally:
     server_errors: int = 0
     internal_errors: int = 0
     leaks: int = 0
+    not_graphql: int = 0  # answers from /graphql that are not GraphQL-shaped JSON
     offenders: list[str] = field(default_factory=list)
 
     def judge(self, label: str, sent: bytes | str, response: httpx.Response | None,
-              *, status: int | None = None, text: str | None = None) -> None:
+              *, status: int | None = None, text: str | None = None,
+              graphql_shaped: bool = False) -> None:
         self.cases += 1
         status = response.status_code if response is not None else status
         text = response.text if response is not None else text or ""
@@ -66,7 +68,7 @@ class Tally:
         problems = []
         if status is None or status >= 500:
             self.server_errors += 1
-            problems.append(f"HTTP {status}")
+            problems.append(f"HTTP {status}" if status else "no answer")
         if "INTERNAL_SERVER_ERROR" in text or "Unexpected error." in text:
             self.internal_errors += 1
             problems.append("INTERNAL_SERVER_ERROR")
@@ -74,20 +76,38 @@ class Tally:
         if leaked:
             self.leaks += 1
             problems.append(f"leaks {leaked}")
+        if graphql_shaped and not _graphql_shaped(text):
+            self.not_graphql += 1
+            problems.append("not GraphQL-shaped JSON")
         if problems and len(self.offenders) < 15:
             self.offenders.append(f"{label}: {', '.join(problems)}\n    sent: {sent_text[:300]!r}"
                                   f"\n    got: {text[:300]!r}")
 
     def line(self) -> str:
         return (f"{self.name}: {self.cases} cases tried, {self.server_errors} 5xx, "
-                f"{self.internal_errors} internal errors, {self.leaks} leaks")
+                f"{self.internal_errors} internal errors, {self.leaks} leaks, "
+                f"{self.not_graphql} not GraphQL-shaped")
 
     def report(self, capsys: pytest.CaptureFixture) -> None:
         with capsys.disabled():  # the summary shows in every run, not only on failure
             print("\n" + self.line())
         assert self.cases > 0
-        assert not (self.server_errors or self.internal_errors or self.leaks), (
+        assert not (self.server_errors or self.internal_errors or self.leaks
+                    or self.not_graphql), (
             self.line() + "\n" + "\n".join(self.offenders))
+
+
+def _graphql_shaped(text: str) -> bool:
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return False
+    errors = payload.get("errors") if isinstance(payload, dict) else None
+    if errors is not None:  # each error has a message and a code
+        return isinstance(errors, list) and all(
+            isinstance(e, dict) and e.get("message") and (e.get("extensions") or {}).get("code")
+            for e in errors)
+    return isinstance(payload, dict) and "data" in payload
 
 
 class HostileServer:
@@ -344,17 +364,18 @@ def test_hand_written_hostile_requests(hostile, capsys):
     poll = _polls(hostile.home)[0]
     user, admin = hostile.token(), hostile.token(admin=True)
     for label, body, needs_admin in _bodies(poll, hostile.users[0]):
-        response = hostile.post(body, admin if needs_admin else user)
-        tally.judge(label, body, response)
-        if response.status_code < 500:  # every answer is GraphQL-shaped JSON
-            payload = response.json()
-            assert isinstance(payload, dict) and ("errors" in payload or "data" in payload), (
-                label, response.text[:300])
+        try:
+            response = hostile.post(body, admin if needs_admin else user)
+        except httpx.HTTPError as exc:  # a timeout: the request pinned the server
+            tally.judge(f"{label} (no answer; the rest not sent)", body, None, text=repr(exc))
+            break
+        tally.judge(label, body, response, graphql_shaped=True)
     # content types and methods
     for content_type in ("text/plain", None, "multipart/form-data; boundary=x",
                          "application/json; charset=latin-1", "application/graphql"):
         body = _gql("{ me { id } }")
-        tally.judge(f"content-type {content_type}", body, hostile.post(body, user, content_type))
+        tally.judge(f"content-type {content_type}", body, hostile.post(body, user, content_type),
+                    graphql_shaped=True)
     for method, path in (("PUT", "/graphql"), ("DELETE", "/graphql"), ("GET", "/graphql?query=%7Bme%7Bid%7D%7D"),
                          ("GET", "/graphql?query=mutation%7Bfollow(userId:%22x%22)%7B__typename%7D%7D"),
                          ("GET", "/graphql?query=%7Bme%7Bid%7D%7D&variables=%5B%5D")):
@@ -380,7 +401,8 @@ def test_hand_written_hostile_requests(hostile, capsys):
         for query in ("{ me { id } }", "{ feed(first: 3) { recommendationId } }",
                       f'mutation {{ recordImpressions(pollIds: ["{poll}"]) {{ __typename }} }}'):
             body = _gql(query)
-            tally.judge(f"token {label}: {query[:30]}", body, hostile.post(body, token))
+            tally.judge(f"token {label}: {query[:30]}", body, hostile.post(body, token),
+                        graphql_shaped=True)
     tally.report(capsys)
 
 
