@@ -43,7 +43,8 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
                                      progress=True)
         click.echo(summary.describe())
     _cluster(data_dir, Path(settings.home) / "graph-report")
-    report = import_directory(data_dir, settings.events_db, mode="full", progress=True)
+    report = import_directory(data_dir, settings.events_db, mode="full", progress=True,
+                              rules=settings.event_rules())
     click.echo(report.describe())
     for recipe in ("popularity-count", "trending-now", "user-personalization"):
         manifest = train(recipe, data_dir, settings.artifacts_dir, {})
