@@ -45,6 +45,7 @@ class EventClock:
     def __init__(self, recent: Iterable[int] = (), now: int | None = None) -> None:
         self._recent: list[int] = []  # min-heap of the CLOCK_QUORUM newest timestamps
         self.now: int | None = now
+        self._waiting = True  # whether a kept time is ahead of the clock (until known)
         self.observe_many(recent)
 
     @classmethod
@@ -76,9 +77,19 @@ class EventClock:
             heapq.heapreplace(recent, timestamp)
         else:
             return False  # older than the CLOCK_QUORUM newest: cannot move the clock
+        now = self.now
+        if not self._waiting and now is not None:
+            # The common case, a stream in time order: nothing kept is ahead of the
+            # clock, so only this event can move it.
+            if timestamp <= now:
+                return False
+            if timestamp <= recent[0] + CLOCK_MAX_LEAD_SECONDS:
+                self.now = timestamp
+                return True
         trusted_until = recent[0] + CLOCK_MAX_LEAD_SECONDS
         newest = max(t for t in recent if t <= trusted_until)
-        if self.now is None or newest > self.now:
+        moved = now is None or newest > now
+        if moved:
             self.now = newest
-            return True
-        return False
+        self._waiting = any(t > self.now for t in recent)  # ahead, not yet believed
+        return moved

@@ -145,3 +145,23 @@ def test_trending_saved_and_loaded_keeps_its_clock(tmp_path):
     loaded = TrendingNow.load(tmp_path)
     loaded.observe([Interaction("y", "p", "HUNCH", YEAR_2100 + 1)])  # a second liar
     assert loaded._newest_ts == 1_700_000_019
+
+
+def test_streamed_clock_matches_the_definition_on_shuffled_streams():
+    """Newest time within the lead of the CLOCK_QUORUM-th newest, whatever the order,
+    once the first few events are honest (before that there is nothing to compare)."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        honest = (1_700_000_000 + np.cumsum(rng.integers(0, 4 * 3600, 60))).tolist()
+        outliers = rng.choice([0, YEAR_2100, honest[-1] + 3 * CLOCK_MAX_LEAD_SECONDS],
+                              rng.integers(0, CLOCK_QUORUM)).tolist()
+        rest = honest[CLOCK_QUORUM:] + outliers
+        rng.shuffle(rest)
+        stream = honest[:CLOCK_QUORUM] + rest
+        q = sorted(stream)[-CLOCK_QUORUM]
+        expected = max(t for t in stream if t <= q + CLOCK_MAX_LEAD_SECONDS)
+        clock = EventClock()
+        clock.observe_many(stream)
+        assert clock.now == expected == robust_newest(stream)
