@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from recsys.errors import InvalidEvent
+from recsys.errors import HunchError, InvalidEvent
 from recsys.schemas import MAX_ID_LENGTH
 
 # --- shape ------------------------------------------------------------------------
@@ -152,7 +152,8 @@ class EventRules:
 
     def __post_init__(self) -> None:
         if self.max_age_seconds < 0 or self.max_future_seconds < 0:
-            raise ValueError("event_max_age_seconds and event_max_future_seconds must be >= 0")
+            raise HunchError("HUNCH_EVENT_MAX_AGE_SECONDS and HUNCH_EVENT_MAX_FUTURE_SECONDS "
+                             "must be 0 or more seconds")
         object.__setattr__(self, "event_types",
                            tuple(t.strip().upper() for t in self.event_types if t.strip()))
 
