@@ -213,3 +213,29 @@ def test_ids_at_the_schema_limit_are_fine_and_one_more_is_not(store):
     assert store.append(vote(user_id="u" * MAX_ID_LENGTH))
     with pytest.raises(InvalidEvent, match="too long"):
         store.append(vote(user_id="u" * (MAX_ID_LENGTH + 1)))
+
+
+def test_hunch_data_import_applies_the_configured_history_rule(tmp_path):
+    """The CLI builds its rules from settings: a row from 2100 is named and refused, a
+    type added with HUNCH_EVENT_TYPES is accepted."""
+    import time
+
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    now = int(time.time())
+    env = {"HUNCH_HOME": str(tmp_path / "home")}
+    runner = CliRunner()
+    future = write_interactions(tmp_path / "future", [row("u1", now - DAY),
+                                                      row("liar", YEAR_2100)])
+    refused = runner.invoke(cli, ["data", "import", str(future)], env=env)
+    assert refused.exit_code == 2, refused.output
+    assert "'liar'" in refused.output and "after the server's clock" in refused.output
+    ratings = write_interactions(tmp_path / "ratings", [row("u1", now - DAY, "RATING")])
+    assert runner.invoke(cli, ["data", "import", str(ratings)], env=env).exit_code == 2
+    allowed = runner.invoke(cli, ["data", "import", str(ratings)],
+                            env={**env, "HUNCH_EVENT_TYPES": '["HUNCH", "RATING"]'})
+    assert allowed.exit_code == 0, allowed.output
+    with EventStore(tmp_path / "home" / "events.sqlite3") as store:
+        assert [e.user_id for e in store.interactions()] == ["u1"]
