@@ -42,22 +42,26 @@ def robust_newest(timestamps: Iterable[int] | np.ndarray) -> int | None:
 class EventClock:
     """The streaming form: ``observe`` each event time, read ``now``."""
 
-    def __init__(self, recent: Iterable[int] = (), now: int | None = None) -> None:
+    def __init__(self, recent: Iterable[int] = (), now: int | None = None, *,
+                 max_lead_seconds: int = CLOCK_MAX_LEAD_SECONDS) -> None:
         self._recent: list[int] = []  # min-heap of the CLOCK_QUORUM newest timestamps
         self.now: int | None = now
+        self.max_lead_seconds = max_lead_seconds
         self._waiting = True  # whether a kept time is ahead of the clock (until known)
         self.observe_many(recent)
 
     @classmethod
-    def of(cls, timestamps: Iterable[int] | np.ndarray) -> EventClock:
+    def of(cls, timestamps: Iterable[int] | np.ndarray, *,
+           max_lead_seconds: int = CLOCK_MAX_LEAD_SECONDS) -> EventClock:
         """The clock after all of ``timestamps`` at once (any order)."""
         stamps = (timestamps.astype(np.int64, copy=False) if isinstance(timestamps, np.ndarray)
                   else np.fromiter(timestamps, dtype=np.int64))
         if len(stamps) == 0:
-            return cls()
+            return cls(max_lead_seconds=max_lead_seconds)
         k = min(CLOCK_QUORUM, len(stamps))
         # Oldest first: while the heap fills, its minimum stays the k-th newest of all.
-        return cls(np.sort(np.partition(stamps, len(stamps) - k)[-k:]).tolist())
+        return cls(np.sort(np.partition(stamps, len(stamps) - k)[-k:]).tolist(),
+                   max_lead_seconds=max_lead_seconds)
 
     @property
     def recent(self) -> list[int]:
@@ -83,10 +87,10 @@ class EventClock:
             # clock, so only this event can move it.
             if timestamp <= now:
                 return False
-            if timestamp <= recent[0] + CLOCK_MAX_LEAD_SECONDS:
+            if timestamp <= recent[0] + self.max_lead_seconds:
                 self.now = timestamp
                 return True
-        trusted_until = recent[0] + CLOCK_MAX_LEAD_SECONDS
+        trusted_until = recent[0] + self.max_lead_seconds
         newest = max(t for t in recent if t <= trusted_until)
         moved = now is None or newest > now
         if moved:

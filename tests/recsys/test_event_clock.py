@@ -165,3 +165,23 @@ def test_streamed_clock_matches_the_definition_on_shuffled_streams():
         clock = EventClock()
         clock.observe_many(stream)
         assert clock.now == expected == robust_newest(stream)
+
+
+def test_user_personalization_measures_poll_ages_from_the_real_newest_event(demo, tmp_path):
+    """Its poll ages (recency steps, exploration of new polls) run from this clock: one
+    event at 2100 made every poll look 75 years old, also after a save and load."""
+    from recsys.datasets import load_directory
+    from recsys.recipes.user_personalization import UserPersonalization
+
+    data = load_directory(with_outliers(demo, tmp_path / "polluted")).training_data()
+    model = UserPersonalization(exploration_weight=0.0).fit(data)
+    assert model.newest_timestamp_ == newest_timestamp(demo)
+    poll = data.interactions[0].item_id
+    model.observe([Interaction("liar", poll, "HUNCH", YEAR_2100)])
+    assert model.newest_timestamp_ == newest_timestamp(demo)
+    model.save(tmp_path / "up")
+    loaded = UserPersonalization.load(tmp_path / "up")
+    loaded.observe([Interaction("liar2", poll, "HUNCH", YEAR_2100)])
+    assert loaded.newest_timestamp_ == newest_timestamp(demo)
+    loaded.observe([Interaction("voter", poll, "HUNCH", newest_timestamp(demo) + 60)])
+    assert loaded.newest_timestamp_ == newest_timestamp(demo) + 60
