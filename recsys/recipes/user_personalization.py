@@ -68,6 +68,7 @@ import scipy.sparse as sp
 from recsys.errors import HunchError
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import CatalogRows, PollMask, ScoredItem, TrainingData
+from recsys.recipes.clock import EventClock
 from recsys.text import TextEncoder, TfidfSvdEncoder, load_encoder
 
 __all__ = ["UserPersonalization", "UserPersonalizationError", "NotFitted", "TEXT_FIELDS"]
@@ -123,6 +124,11 @@ RANDOM_NEGATIVES = 30
 # ~4.5 logits below the last slot). At least this many logits when the scores are flat.
 EXPLORATION_BONUS_SCALE = 1.0
 EXPLORATION_NOISE = 0.1  # relative spread of the bonus, "a little random noise"
+# Poll ages run from the newest event, robust to a stray future one (recipes/clock.py).
+# Ages count in days against a 30-day exploration cut-off, and small or synthetic data
+# may leave days between its newest events: an event is believed up to 30 days ahead
+# of the 5th newest (trending's day would ignore an honest newest vote after a lull).
+AGE_CLOCK_MAX_LEAD_SECONDS = 30 * 24 * 3600
 
 # Pseudo-events of the appeal estimate: a poll needs a few events more (or fewer) than
 # its age predicts before it counts as more (or less) appealing than the average poll.
@@ -350,7 +356,9 @@ class UserPersonalization:
         weights = np.fromiter((by_type[e.event_type] for e in interactions),
                               np.float32, len(interactions))
         stamps = np.fromiter((e.timestamp for e in interactions), np.int64, len(interactions))
-        self.newest_timestamp_ = int(stamps.max())
+        # "Now" for poll ages: robust to a stray future timestamp (recipes/clock.py).
+        self._clock = EventClock.of(stamps, max_lead_seconds=AGE_CLOCK_MAX_LEAD_SECONDS)
+        self.newest_timestamp_ = int(self._clock.now)
         self._fill_creation(items, stamps)
 
         self._index_segments(data.users)
@@ -1195,7 +1203,8 @@ class UserPersonalization:
             self.counts_[i] += 1
             if event.impression:
                 self._count_impression(event.impression)
-            self.newest_timestamp_ = max(self.newest_timestamp_, int(event.timestamp))
+            if self._clock.observe(int(event.timestamp)):
+                self.newest_timestamp_ = int(self._clock.now)
             self._poll_changed(i)
             weight = self._event_weight(event.event_type)
             items, weights, stamps = self.recent_.get(
@@ -1409,6 +1418,8 @@ class UserPersonalization:
         model.categorical_index_ = state["categorical_index"]
         model.blend_ = {**{f: 0.0 for f in _FEATURES}, **state["blend"]}
         model.newest_timestamp_ = state["newest_timestamp"]
+        model._clock = EventClock([model.newest_timestamp_],
+                                  max_lead_seconds=AGE_CLOCK_MAX_LEAD_SECONDS)
         model.item_item_l2_ = state.get("item_item_l2", ITEM_ITEM_DEFAULT_L2)
         model.encoder_ = load_encoder(directory / "text_encoder") if state["has_encoder"] \
             else None
