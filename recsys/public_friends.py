@@ -21,9 +21,12 @@ Mapping (docs/public-data.md says the same for users of the command):
   AUTHOR_ID empty (no user wrote an artist: only "engaged with by a followee" applies);
 - users.csv: every user seen in either file.
 
-The archive has no time for listens or friendships; every row gets the snapshot time
-(``SNAPSHOT_TIMESTAMP``), so a protocol that holds out each user's newest events has no
-order to use here: hold out at random on this dataset.
+The archive has no time for listens or friendships. Friendships get the snapshot time
+(``SNAPSHOT_TIMESTAMP``). Listens, by default, get a *random* order: each user's listens
+are one second apart, ending at the snapshot, in a seeded shuffle. A protocol that holds
+out each user's newest events then holds out a random sample, which is the only honest
+holdout when no order exists (with one shared time it could hold out nothing).
+``shuffle_seed=None`` gives every listen the snapshot time instead.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import random
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -135,12 +139,30 @@ def _write(path: Path, header: tuple[str, ...] | list[str], rows) -> None:
         writer.writerows(rows)
 
 
+def _listen_times(plays: dict[tuple[str, str], float], seed: int | None) -> dict:
+    """Each (user, artist)'s timestamp: a seeded random order per user, or the snapshot."""
+    if seed is None:
+        return {pair: SNAPSHOT_TIMESTAMP for pair in plays}
+    by_user: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for pair in sorted(plays, key=lambda p: (int(p[0]), int(p[1]))):
+        by_user[pair[0]].append(pair)
+    rng = random.Random(seed)
+    times = {}
+    for pairs in by_user.values():
+        rng.shuffle(pairs)
+        for rank, pair in enumerate(pairs):  # the last one lands on the snapshot
+            times[pair] = SNAPSHOT_TIMESTAMP - (len(pairs) - 1 - rank)
+    return times
+
+
 def convert_friends(source: Path | str, out_dir: Path | str, *,
-                    expected_sha256: str | None = None) -> FriendsConversionReport:
+                    expected_sha256: str | None = None,
+                    shuffle_seed: int | None = 0) -> FriendsConversionReport:
     """Write follows/interactions/items/users CSVs (and schemas) from a HetRec Last.fm zip.
 
     ``expected_sha256`` defaults to the pinned archive's; a file with other bytes is
-    refused before anything is read or written.
+    refused before anything is read or written. ``shuffle_seed`` orders each user's
+    listens at random (the archive has no times); ``None`` stamps them all at the snapshot.
     """
     source = Path(source)
     if not source.exists():
@@ -179,9 +201,10 @@ def convert_friends(source: Path | str, out_dir: Path | str, *,
     key = lambda pair: (int(pair[0]), int(pair[1]))  # noqa: E731 (numeric, stable order)
     _write(out / FOLLOWS_FILE, FOLLOW_COLUMNS,
            ((a, b, SNAPSHOT_TIMESTAMP) for a, b in sorted(follows, key=key)))
+    times = _listen_times(plays, shuffle_seed)
     _write(out / CSV_FILES["interactions"], INTERACTIONS.names[:5],
-           ((u, a, SNAPSHOT_TIMESTAMP, LISTEN_EVENT_TYPE, f"{w:g}")
-            for (u, a), w in sorted(plays.items(), key=lambda kv: key(kv[0]))))
+           ((u, a, times[(u, a)], LISTEN_EVENT_TYPE, f"{w:g}")
+            for (u, a), w in sorted(plays.items(), key=lambda kv: (times[kv[0]], key(kv[0])))))
     artists = sorted({a for _, a in plays} | set(names), key=int)
     _write(out / CSV_FILES["items"], ["ITEM_ID", "CATEGORY", "AUTHOR_ID", "CREATION_TIMESTAMP",
                                       "DESCRIPTION"],

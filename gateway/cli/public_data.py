@@ -46,10 +46,18 @@ def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: st
 @click.option("--sha256", "expected_sha256", default=None, metavar="HEX",
               help="Accept an archive with this sha256 instead of the pinned one "
                    "(results are then not comparable with runs on the pinned archive).")
-def convert_friends(source: Path, out_dir: Path, expected_sha256: str | None) -> None:
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the random order given to each user's listens (the archive "
+                   "has no times; a newest-events holdout then holds out at random).")
+@click.option("--no-order", is_flag=True,
+              help="Stamp every listen with the snapshot time instead (no holdout by time "
+                   "is possible then).")
+def convert_friends(source: Path, out_dir: Path, expected_sha256: str | None, seed: int,
+                    no_order: bool) -> None:
     """Convert SOURCE, the HetRec 2011 Last.fm archive (hetrec2011-lastfm-2k.zip, pinned
     by sha256), to OUT_DIR/follows.csv (each friendship both ways), interactions.csv (LISTEN,
     play count as EVENT_VALUE), items.csv (artists) and users.csv."""
     from recsys.public_friends import convert_friends as convert
 
-    click.echo(convert(source, out_dir, expected_sha256=expected_sha256).describe())
+    click.echo(convert(source, out_dir, expected_sha256=expected_sha256,
+                       shuffle_seed=None if no_order else seed).describe())

@@ -61,8 +61,32 @@ def test_friendships_become_follows_both_ways_and_listens_become_interactions(
     assert listens == {("2", "51"): 13883.0, ("2", "52"): 11690.0, ("3", "51"): 228.0,
                        ("9", "100"): 5.0}
     assert {e.event_type for e in data.interactions} == {LISTEN_EVENT_TYPE}
-    assert {e.timestamp for e in data.interactions} == {SNAPSHOT_TIMESTAMP}
     assert set(data.users) == {"2", "3", "5", "9"}  # 7's only friendship was with itself
+
+
+def _order(out: Path) -> dict[str, list[str]]:
+    """Each user's artists, oldest listen first."""
+    by_user: dict[str, list[tuple[int, str]]] = {}
+    for e in load_directory(out).interactions:
+        by_user.setdefault(e.user_id, []).append((e.timestamp, e.item_id))
+    for user, events in by_user.items():  # distinct times: a newest-events holdout can work
+        assert len({t for t, _ in events}) == len(events), user
+        assert max(t for t, _ in events) == SNAPSHOT_TIMESTAMP
+    return {u: [a for _, a in sorted(events)] for u, events in by_user.items()}
+
+
+def test_listens_without_times_get_a_seeded_random_order_per_user(tmp_path: Path) -> None:
+    many = PLAYS + "".join(f"4\t{artist}\t1\n" for artist in range(200, 230))
+    source = _archive(tmp_path / "hetrec.zip", **{"user_artists.dat": many})
+    pin = sha256_of(source)
+    orders = [_order(convert_friends(source, tmp_path / f"s{seed}", expected_sha256=pin,
+                                     shuffle_seed=seed).out_dir) for seed in (0, 0, 1)]
+    assert orders[0] == orders[1]  # the same seed, the same order
+    assert orders[0]["4"] != orders[2]["4"]  # another seed, another order (30 listens)
+    assert sorted(orders[0]["4"]) == sorted(orders[2]["4"])
+    convert_friends(source, tmp_path / "flat", expected_sha256=pin, shuffle_seed=None)
+    times = {e.timestamp for e in load_directory(tmp_path / "flat").interactions}
+    assert times == {SNAPSHOT_TIMESTAMP}
 
 
 def test_artists_are_items_with_their_name_and_most_used_tag(tmp_path: Path) -> None:
