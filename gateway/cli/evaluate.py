@@ -15,6 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+# Exit status when any model failed (the report is still printed, for its other numbers).
+FAILED_MODEL_EXIT_CODE = 1
+
 # Short column titles for Personalize's metric names, in its order.
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("coverage", "cov"),
@@ -162,6 +165,7 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
              ease_max_items: int | None) -> None:
     """Evaluate our recipes and peer baselines on DATA with Personalize's offline metrics."""
     from recsys.datasets import load_directory
+    from recsys.demo_data import read_comments
     from recsys.evaluation import EASE_MAX_ITEMS, evaluate as run_evaluation, parse_models
 
     parse_models(models)  # fail on a typo before loading anything
@@ -172,9 +176,17 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
         report = run_evaluation(
             data, split=split, folds=folds, seed=seed, models=models or None,
             ease_max_items=ease_max_items or EASE_MAX_ITEMS, progress=_RichProgress(bars),
+            comment_texts=read_comments(data_dir),
         )
     shape = report.to_json()
     if as_json:
         click.echo(json.dumps(shape, indent=2))
     else:
         render(shape, Console(width=200))
+    failed = [m for m in shape["models"] if m["status"] == "failed"]
+    if failed:
+        # A run with a failed model is not a result: scripts and CI must notice, and the
+        # table above would otherwise read as a complete comparison.
+        for m in failed:
+            click.echo(f"error: {m['note']}", err=True)
+        raise SystemExit(FAILED_MODEL_EXIT_CODE)

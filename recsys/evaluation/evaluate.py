@@ -100,6 +100,9 @@ from recsys.evaluation.split import (
     user_folds,
     validation_split,
 )
+from recsys.datasets import clean_text
+from recsys.demo_data import comments_field
+from recsys.events import Interaction
 from recsys.recipes.base import TrainingData
 
 SCHEMA_VERSION = 1
@@ -167,10 +170,11 @@ class _Fold:
     now: float | None
 
     @classmethod
-    def build(cls, split: EvaluationSplit, catalog: Sequence[str], source: TrainingData) -> _Fold:
+    def build(cls, split: EvaluationSplit, catalog: Sequence[str], source: TrainingData,
+              comment_texts: CommentTexts | None = None) -> _Fold:
         data = TrainingData(
             interactions=list(split.training),
-            items=source.items,
+            items=fold_items(source.items, split.training, comment_texts),
             users=source.users,
             impressions=split.training_impressions(source.impressions),
         )
@@ -195,6 +199,42 @@ class Contender(Protocol):
 
     def rank_among(self, fold: _Fold, users: Sequence[HeldOutUser], n: int,
                    candidates: Collection[str]) -> list[list[str]]: ...
+
+
+# Item fields derived from events: field -> the event type whose events it summarises.
+# Taken from the whole dataset they would carry held-out users' future events (a poll
+# gets COMMENTS text because a held-out user will comment on it), so each fold rebuilds
+# them from its training events only.
+EVENT_DERIVED_FIELDS: dict[str, str] = {"COMMENTS": "COMMENT"}
+CommentTexts = Mapping[tuple[str, str, int], str]  # (user, poll, timestamp) -> text
+
+
+def _has_field(items: Mapping[str, Mapping[str, Any]], name: str) -> bool:
+    return any(record.get(name) for record in items.values())
+
+
+def fold_items(items: Mapping[str, Mapping[str, Any]], training: Sequence[Interaction],
+               comment_texts: CommentTexts | None) -> Mapping[str, Mapping[str, Any]]:
+    """``items`` with COMMENTS rebuilt from the COMMENT events in ``training`` only.
+
+    Without the comments' texts the field cannot be rebuilt and is dropped (set to
+    None): its whole-data value would leak. Items without COMMENTS come back unchanged.
+    """
+    if not _has_field(items, "COMMENTS"):
+        return items
+    texts: dict[str, list[str]] = {}
+    if comment_texts is not None:
+        event_type = EVENT_DERIVED_FIELDS["COMMENTS"]
+        for e in sorted(training, key=lambda e: e.timestamp):  # stable: file order on ties
+            if e.event_type.upper() == event_type:
+                text = comment_texts.get((e.user_id, e.item_id, e.timestamp))
+                if text is not None:
+                    texts.setdefault(e.item_id, []).append(text)
+    return {
+        item: {**record, "COMMENTS": (clean_text(comments_field(texts[item])) or None)
+               if item in texts else None}
+        for item, record in items.items()
+    }
 
 
 def _headline(fold: _Fold, contender: Contender, params: Mapping[str, Any]) -> float:
@@ -653,8 +693,14 @@ def evaluate(
     ease_max_items: int = EASE_MAX_ITEMS,
     bootstrap_samples: int = BOOTSTRAP_SAMPLES,
     progress: EvaluationProgress | None = None,
+    comment_texts: CommentTexts | None = None,
 ) -> EvaluationReport:
-    """Evaluate ``models`` (keys of :data:`MODEL_KEYS`) on ``data``; see the module doc."""
+    """Evaluate ``models`` (keys of :data:`MODEL_KEYS`) on ``data``; see the module doc.
+
+    ``comment_texts`` (each COMMENT event's text, e.g. the demo's comments.csv) lets
+    every fold rebuild the items' COMMENTS from its training events; without it an
+    items' COMMENTS field is dropped (see :func:`fold_items`).
+    """
     progress = progress or _Silent()
     keys = parse_models(models)
     if split not in ("personalize", "temporal"):
@@ -671,13 +717,17 @@ def evaluate(
     heavy_min = float(np.quantile(list(events_per_user.values()), HEAVY_USER_QUANTILE))
 
     notes: list[str] = []
+    if comment_texts is None and _has_field(data.items, "COMMENTS"):
+        notes.append("items' COMMENTS dropped: it summarises comments of every user, held-out "
+                     "users' future ones included, and without each comment's text "
+                     "(comments.csv) it cannot be rebuilt from a fold's training events")
     contenders = _contenders(keys, seed, ease_max_items, notes)
     results = {c.key: (c if isinstance(c, ModelResult) else ModelResult(c.key, c.name, c.kind))
                for c in contenders}
     fold_rows: list[dict[str, Any]] = []
     for split_ in splits:
         progress.fold_started(split_.fold, len(splits), keys)
-        fold = _Fold.build(split_, catalog, data)
+        fold = _Fold.build(split_, catalog, data, comment_texts)
         users = split_.scored_users
         fold_rows.append({
             "fold": split_.fold, "training_interactions": len(split_.training),
@@ -709,7 +759,8 @@ def evaluate(
                 params: dict[str, Any] = {}
                 if getattr(contender, "grid", None):
                     if validation is None:
-                        validation = _Fold.build(validation_split(split_, seed=seed + 1), catalog, data)
+                        validation = _Fold.build(validation_split(split_, seed=seed + 1), catalog, data,
+                                                 comment_texts)
                     params = contender.tune(validation, seed)
                 tuned = time.perf_counter()
                 contender.fit(fold, params)
