@@ -122,7 +122,9 @@ def render(report: dict, console: Console) -> None:
               if ratio.get("ci_low") is not None else "")
         ratio_text = "n/a" if ratio["mean"] is None else f"{ratio['mean']:.3f}"
         console.print(
-            f"UP / best peer ({comparison['best_peer']}) NDCG@10 = {ratio_text}{ci}; "
+            f"UP / best peer ({comparison['best_peer']}, the best of "
+            f"{len(comparison['peers'])} peer configuration(s) on the test folds) "
+            f"NDCG@10 = {ratio_text}{ci}; "
             f"paired difference {_fmt(diff).replace(chr(10), ' ')}"
         )
     text = report["text_on_cold_polls"]
@@ -158,15 +160,21 @@ def render(report: dict, console: Console) -> None:
               help="1 = Personalize's single split; K >= 2 holds every user out once.")
 @click.option("--models", default="", metavar="LIST",
               help="Comma-separated: up,up-notext,popularity-count,trending-now,ease,als,bpr,"
-                   "item-knn,most-popular,random (default: all).")
+                   "item-knn,rp3beta,most-popular,random (default: all). A peer's name runs "
+                   "its tuned and textbook configurations (e.g. ease = ease, "
+                   "ease-textbook-200, ease-textbook-500); a configuration's key runs it alone.")
 @click.option("--ease-max-items", default=None, type=click.IntRange(min=1),
               help="Skip EASE above this catalog size (default 20,000).")
+@click.option("--tuning-folds", default=None, type=click.IntRange(min=1),
+              help="Inner folds of each fold's training users that tuned peers are scored "
+                   "on, pooled (default 3).")
 def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, models: str,
-             ease_max_items: int | None) -> None:
+             ease_max_items: int | None, tuning_folds: int | None) -> None:
     """Evaluate our recipes and peer baselines on DATA with Personalize's offline metrics."""
     from recsys.datasets import load_directory
     from recsys.demo_data import read_comments
     from recsys.evaluation import EASE_MAX_ITEMS, evaluate as run_evaluation, parse_models
+    from recsys.evaluation.evaluate import TUNING_FOLDS
 
     parse_models(models)  # fail on a typo before loading anything
     data = load_directory(data_dir).training_data()
@@ -176,7 +184,7 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
         report = run_evaluation(
             data, split=split, folds=folds, seed=seed, models=models or None,
             ease_max_items=ease_max_items or EASE_MAX_ITEMS, progress=_RichProgress(bars),
-            comment_texts=read_comments(data_dir),
+            comment_texts=read_comments(data_dir), tuning_folds=tuning_folds or TUNING_FOLDS,
         )
     shape = report.to_json()
     if as_json:

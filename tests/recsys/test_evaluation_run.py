@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from recsys.evaluation import MODEL_KEYS, PERSONALIZE_METRICS, UnknownModel, evaluate
+from recsys.evaluation import MODEL_KEYS, PERSONALIZE_METRICS, UnknownModel, evaluate, parse_models
 from recsys.evaluation.split import EvaluationSplitError
 from tests.recsys._evaluation_data import synthetic_polls, write_ratings_directory
 
-PEERS = "ease,bpr,item-knn,most-popular,random"  # ALS alone below: its grid is the slow part
+PEERS = "ease,bpr,item-knn,rp3beta,most-popular,random"  # ALS alone below: its grid is the slow part
 REPO = Path(__file__).resolve().parents[2]
 ESTIMATE_KEYS = {"mean", "ci_low", "ci_high", "users"}
 
@@ -31,22 +31,33 @@ def report(data):
 def test_every_peer_runs_and_beats_random_where_it_should(report) -> None:
     shape = report.to_json()
     by_key = {m["key"]: m for m in shape["models"]}
-    assert set(by_key) == set(PEERS.split(","))
+    # Each family runs its tuned and its textbook configurations.
+    assert set(by_key) == set(PEERS.split(",")) | {
+        "ease-textbook-200", "ease-textbook-500", "item-knn-shrink", "rp3beta-textbook"}
+    assert set(by_key) == set(parse_models(PEERS))
     assert all(m["status"] == "ok" for m in by_key.values())
+    assert by_key["ease"]["configuration"] == "tuned"
+    assert by_key["ease-textbook-200"]["configuration"] == "textbook"
+    assert by_key["ease-textbook-200"]["family"] == "ease"
     ndcg = {k: m["metrics"]["normalized_discounted_cumulative_gain_at_10"]["mean"]
             for k, m in by_key.items()}
     # Users follow topics in this data: learning peers must find that, random cannot.
-    for key in ("ease", "item-knn"):
+    for key in ("ease", "ease-textbook-200", "item-knn", "item-knn-shrink", "rp3beta",
+                "rp3beta-textbook"):
         assert ndcg[key] > ndcg["random"] + 0.05, ndcg
 
 
 def test_als_is_tuned_on_its_grid_and_learns(data) -> None:
     shape = evaluate(data, models="als,random", folds=2, seed=1, bootstrap_samples=50).to_json()
-    als, rnd = shape["models"]
-    assert als["status"] == "ok"
+    by_key = {m["key"]: m for m in shape["models"]}
+    assert list(by_key) == ["als", "als-textbook-128", "als-textbook-64", "random"]
+    assert all(m["status"] == "ok" for m in by_key.values())
+    als, rnd = by_key["als"], by_key["random"]
     from recsys.evaluation import ALS
 
-    assert all(p["factors"] in ALS.GRID["factors"] for p in als["hyperparameters"])
+    # Chosen from the grid or from steps past its edges (never left at a library default).
+    assert all(set(p) == set(ALS.GRID) for p in als["hyperparameters"])
+    assert by_key["als-textbook-128"]["hyperparameters"] == [{}, {}]  # never tuned
     ndcg = "normalized_discounted_cumulative_gain_at_10"
     assert als["metrics"][ndcg]["mean"] > rnd["metrics"][ndcg]["mean"] + 0.05
 
@@ -134,12 +145,13 @@ def test_tuning_and_training_never_see_relevant_events(data, monkeypatch) -> Non
         return real_build(cls, interactions, catalog)
 
     monkeypatch.setattr(peers.UserItemMatrix, "build", classmethod(spy))
-    evaluate_fn(data, folds=2, seed=3, models="ease", bootstrap_samples=50)
+    evaluate_fn(data, folds=2, seed=3, models="ease", bootstrap_samples=50, tuning_folds=3)
     folds = user_folds(data.interactions, 2, seed=3)
-    assert len(built) == 4  # per fold: its training matrix, then its validation matrix
+    per_fold = 1 + 3  # per fold: its training matrix, then one per inner tuning fold
+    assert len(built) == 2 * per_fold
     for fold in folds:
         hidden = {e.event_id for u in fold.held_out.values() for e in u.relevant_events}
-        for matrix_events in built[2 * fold.fold: 2 * fold.fold + 2]:
+        for matrix_events in built[per_fold * fold.fold: per_fold * (fold.fold + 1)]:
             assert hidden and matrix_events and matrix_events.isdisjoint(hidden)
 
 
@@ -409,3 +421,30 @@ def test_comments_without_their_texts_are_dropped_with_a_note(demo_dir, monkeypa
                               for items in seen_items for r in items.values())
     assert any("COMMENTS dropped" in n for n in report.notes)
     assert all(r.get("QUESTION") for items in seen_items for r in items.values())
+
+
+def test_ratio_is_taken_against_the_best_peer_configuration_on_the_test_folds(
+        data, monkeypatch) -> None:
+    import importlib
+
+    import numpy as np
+
+    module = importlib.import_module("recsys.evaluation.evaluate")
+    # A tuning that lands far off (lambda so large EASE is nearly popularity): the
+    # textbook configurations are then better on the test users, and must be the bar.
+    monkeypatch.setattr(module.EaseContender, "tune",
+                        lambda self, validation, seed: {"l2": 1e7, "weighting": "binary"})
+    report = evaluate(data, folds=2, seed=0, models="up,ease,most-popular", bootstrap_samples=50)
+    assert all(m.status == "ok" for m in report.models), [m.note for m in report.models]
+    ndcg = {m.key: float(np.mean(m.pooled("normalized_discounted_cumulative_gain_at_10")))
+            for m in report.ok_models() if m.kind == "peer"}
+    assert set(ndcg) == {"ease", "ease-textbook-200", "ease-textbook-500", "most-popular"}
+    best = max(ndcg, key=ndcg.get)
+    assert report.model(best).configuration == "textbook" and ndcg[best] > ndcg["ease"]
+    comparison = report.to_json()["comparison"]
+    assert comparison["best_peer"] == best
+    assert sorted(comparison["peers"]) == sorted(ndcg)
+    up = float(np.mean(report.model("up").pooled("normalized_discounted_cumulative_gain_at_10")))
+    assert comparison["ratio"]["mean"] == pytest.approx(up / ndcg[best])
+    assert any(n.startswith("ease (tuned)") and "did not transfer" in n for n in report.notes)
+    _validate(report.to_json())
