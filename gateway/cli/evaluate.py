@@ -62,6 +62,8 @@ def render(report: dict, console: Console) -> None:
     title = (f"{protocol['split']} split, {protocol['folds']} fold(s), seed {protocol['seed']}: "
              f"{dataset['users']:,} users, {dataset['items']:,} polls, "
              f"{dataset['interactions']:,} interactions; mean [95% CI over held-out users]")
+    if protocol.get("event_values"):
+        title += f"; event values: {protocol['event_values']}"
     table = Table(title=title, show_lines=True)
     table.add_column("model")
     for _, short in _COLUMNS:
@@ -168,15 +170,25 @@ def render(report: dict, console: Console) -> None:
 @click.option("--tuning-folds", default=None, type=click.IntRange(min=1),
               help="Inner folds of each fold's training users that tuned peers are scored "
                    "on, pooled (default 3).")
+@click.option("--event-value-threshold", default="", metavar="TYPE=VALUE,...",
+              help="Train only on events whose EVENT_VALUE is at least their type's "
+                   "threshold (Personalize's eventValueThreshold), e.g. RATING=4.")
+@click.option("--event-value-confidence", type=click.Choice(["none", "value", "log"]),
+              default="none", show_default=True,
+              help="Weigh each training event by its EVENT_VALUE (value) or 1 + log of it.")
 def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, models: str,
-             ease_max_items: int | None, tuning_folds: int | None) -> None:
+             ease_max_items: int | None, tuning_folds: int | None, event_value_threshold: str,
+             event_value_confidence: str) -> None:
     """Evaluate our recipes and peer baselines on DATA with Personalize's offline metrics."""
     from recsys.datasets import load_directory
     from recsys.demo_data import read_comments
     from recsys.evaluation import EASE_MAX_ITEMS, evaluate as run_evaluation, parse_models
     from recsys.evaluation.evaluate import TUNING_FOLDS
 
+    from recsys.event_values import EventValues
+
     parse_models(models)  # fail on a typo before loading anything
+    event_values = EventValues.parse(event_value_threshold, event_value_confidence)
     data = load_directory(data_dir).training_data()
     progress_console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -185,6 +197,7 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
             data, split=split, folds=folds, seed=seed, models=models or None,
             ease_max_items=ease_max_items or EASE_MAX_ITEMS, progress=_RichProgress(bars),
             comment_texts=read_comments(data_dir), tuning_folds=tuning_folds or TUNING_FOLDS,
+            event_values=event_values,
         )
     shape = report.to_json()
     if as_json:

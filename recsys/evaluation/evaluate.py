@@ -107,6 +107,7 @@ from recsys.evaluation.split import (
 )
 from recsys.datasets import clean_text
 from recsys.demo_data import comments_field
+from recsys.event_values import EventValues
 from recsys.events import Interaction
 from recsys.recipes.base import TrainingData
 
@@ -181,7 +182,8 @@ class _Fold:
 
     @classmethod
     def build(cls, split: EvaluationSplit, catalog: Sequence[str], source: TrainingData,
-              comment_texts: CommentTexts | None = None) -> _Fold:
+              comment_texts: CommentTexts | None = None,
+              event_values: EventValues | None = None) -> _Fold:
         data = TrainingData(
             interactions=list(split.training),
             items=fold_items(source.items, split.training, comment_texts),
@@ -191,7 +193,10 @@ class _Fold:
         # Temporal folds recommend "as of" the cut-off; a user split has no such moment,
         # so recipes use their default (the newest event they saw).
         now = float(split.cutoff) if split.cutoff is not None else None
-        return cls(split, catalog, data, UserItemMatrix.build(split.training, catalog), now)
+        # Held-out users keep a row even when a value threshold drops all their input.
+        matrix = UserItemMatrix.build(split.training, catalog, event_values,
+                                      users=sorted(split.held_out))
+        return cls(split, catalog, data, matrix, now)
 
 
 class Contender(Protocol):
@@ -408,10 +413,11 @@ class RecipeContender:
     family: str | None = None
     configuration: str | None = None
 
-    def __init__(self, key: str, seed: int = 0) -> None:
+    def __init__(self, key: str, seed: int = 0, event_values: EventValues | None = None) -> None:
         self.key, self.seed = key, seed
         self.module_name, self.name, self.kwargs = _RECIPES[key]
         self.recipe: Any = None
+        self.event_values = event_values
 
     def check(self) -> None:
         cls = _recipe_class(self.module_name, self.name)
@@ -421,6 +427,11 @@ class RecipeContender:
         if missing:
             raise RecipeUnavailable(f"{cls.__name__} takes no {', '.join(missing)} parameter")
 
+    def takes_event_values(self) -> bool:
+        cls = _recipe_class(self.module_name, self.name)
+        return (self.event_values is not None
+                and "event_values" in inspect.signature(cls).parameters)
+
     def tune(self, validation: Sequence[_Fold], seed: int) -> dict[str, Any]:
         return {}  # our recipes run with their shipped defaults: that is what we serve
 
@@ -429,6 +440,8 @@ class RecipeContender:
         kwargs = {**self.kwargs, **params}
         if "random_state" in inspect.signature(cls).parameters:
             kwargs["random_state"] = self.seed
+        if self.takes_event_values():
+            kwargs["event_values"] = self.event_values
         with threadpool_limits(1, "blas"):  # the recipes use implicit, which asks for this
             self.recipe = cls(**kwargs).fit(fold.data)
 
@@ -717,11 +730,12 @@ class EvaluationReport:
 
 
 def _contenders(keys: Sequence[str], seed: int, ease_max_items: int,
-                notes: list[str]) -> list[Contender | ModelResult]:
+                notes: list[str], event_values: EventValues | None = None
+                ) -> list[Contender | ModelResult]:
     out: list[Contender | ModelResult] = []
     for key in keys:
         if key in _RECIPES:
-            contender = RecipeContender(key, seed)
+            contender = RecipeContender(key, seed, event_values)
             try:
                 contender.check()
             except RecipeUnavailable as exc:
@@ -730,6 +744,8 @@ def _contenders(keys: Sequence[str], seed: int, ease_max_items: int,
                 out.append(ModelResult(key, contender.name, "recipe", "skipped", note))
                 continue
             out.append(contender)
+            if event_values is not None and not contender.takes_event_values():
+                notes.append(f"{key} trains on every event: it takes no event-value settings")
         else:
             out.append(_peer(key, seed, ease_max_items))
     return out
@@ -788,12 +804,16 @@ def evaluate(
     progress: EvaluationProgress | None = None,
     comment_texts: CommentTexts | None = None,
     tuning_folds: int = TUNING_FOLDS,
+    event_values: EventValues | None = None,
 ) -> EvaluationReport:
     """Evaluate ``models`` (keys of :data:`MODEL_KEYS`) on ``data``; see the module doc.
 
     ``comment_texts`` (each COMMENT event's text, e.g. the demo's comments.csv) lets
     every fold rebuild the items' COMMENTS from its training events; without it an
-    items' COMMENTS field is dropped (see :func:`fold_items`).
+    items' COMMENTS field is dropped (see :func:`fold_items`). ``event_values``
+    (per-type EVENT_VALUE thresholds, value as confidence) applies to the training
+    events of every peer and of each recipe that takes it; relevant events are never
+    filtered (the task stays: predict what the user does next).
     """
     progress = progress or _Silent()
     keys = parse_models(models)
@@ -815,7 +835,9 @@ def evaluate(
         notes.append("items' COMMENTS dropped: it summarises comments of every user, held-out "
                      "users' future ones included, and without each comment's text "
                      "(comments.csv) it cannot be rebuilt from a fold's training events")
-    contenders = _contenders(keys, seed, ease_max_items, notes)
+    if event_values is not None and not event_values.active:
+        event_values = None
+    contenders = _contenders(keys, seed, ease_max_items, notes, event_values)
     results = {c.key: (c if isinstance(c, ModelResult) else
                        ModelResult(c.key, c.name, c.kind, family=c.family,
                                    configuration=c.configuration))
@@ -823,7 +845,7 @@ def evaluate(
     fold_rows: list[dict[str, Any]] = []
     for split_ in splits:
         progress.fold_started(split_.fold, len(splits), keys)
-        fold = _Fold.build(split_, catalog, data, comment_texts)
+        fold = _Fold.build(split_, catalog, data, comment_texts, event_values)
         users = split_.scored_users
         fold_rows.append({
             "fold": split_.fold, "training_interactions": len(split_.training),
@@ -855,7 +877,8 @@ def evaluate(
                 params: dict[str, Any] = {}
                 if getattr(contender, "grid", None):
                     if validation is None:
-                        validation = [_Fold.build(inner, catalog, data, comment_texts)
+                        validation = [_Fold.build(inner, catalog, data, comment_texts,
+                                                  event_values)
                                       for inner in validation_folds(split_, tuning_folds,
                                                                     seed=seed + 1)]
                     params = contender.tune(validation, seed)
@@ -912,6 +935,7 @@ def evaluate(
             "cold_poll_max_training_interactions": COLD_POLL_MAX_TRAINING_INTERACTIONS,
             "cold_user_max_input_events": COLD_USER_MAX_INPUT_EVENTS,
             "heavy_user_min_events": heavy_min,
+            "event_values": None if event_values is None else event_values.to_json(),
         },
         folds=fold_rows,
         models=[results[c.key] for c in contenders],

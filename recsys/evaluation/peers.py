@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from recsys.ease import ease_scores, ease_spectrum, ease_weights
 from recsys.errors import HunchError
+from recsys.event_values import EventValues
 from recsys.events import Interaction
 
 # EASE's item-item matrix is dense: 20,000 polls is 1.6 GB in float32 and minutes of
@@ -52,24 +53,32 @@ class UserItemMatrix:
     item_column: Mapping[str, int]
 
     @classmethod
-    def build(cls, interactions: Iterable[Interaction], catalog: Sequence[str]) -> Self:
+    def build(cls, interactions: Iterable[Interaction], catalog: Sequence[str],
+              event_values: EventValues | None = None, users: Iterable[str] = ()) -> Self:
         """Count each (user, poll) pair; every catalog poll gets a column, touched or not.
 
         Event types and values are not weighted: Personalize trains on every
-        interaction as a positive signal unless told otherwise.
+        interaction as a positive signal unless told otherwise. ``event_values`` tells
+        otherwise: events below their type's threshold are left out, and with a
+        confidence mode each event adds its confidence instead of 1 (ALS and implicit's
+        item-kNN read it; EASE's log weighting reads its log; binary peers ignore it).
         """
         item_column = {item: j for j, item in enumerate(catalog)}
         user_row: dict[str, int] = {}
+        for user in users:  # a row even without events (all below a threshold)
+            user_row.setdefault(user, len(user_row))
         rows: list[int] = []
         cols: list[int] = []
+        values: list[float] = []
         for event in interactions:
             j = item_column.get(event.item_id)
-            if j is None:
+            if j is None or (event_values is not None and not event_values.keeps(event)):
                 continue
             rows.append(user_row.setdefault(event.user_id, len(user_row)))
             cols.append(j)
+            values.append(1.0 if event_values is None else event_values.weight(event))
         matrix = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+            (np.asarray(values, dtype=np.float32), (rows, cols)),
             shape=(len(user_row), len(item_column)),
         )
         matrix.sum_duplicates()

@@ -139,10 +139,10 @@ def test_tuning_and_training_never_see_relevant_events(data, monkeypatch) -> Non
     built: list[set[str]] = []  # event ids of every matrix a peer trains or tunes on
     real_build = peers.UserItemMatrix.build.__func__
 
-    def spy(cls, interactions, catalog):
+    def spy(cls, interactions, catalog, *args, **kwargs):
         interactions = list(interactions)
         built.append({e.event_id for e in interactions})
-        return real_build(cls, interactions, catalog)
+        return real_build(cls, interactions, catalog, *args, **kwargs)
 
     monkeypatch.setattr(peers.UserItemMatrix, "build", classmethod(spy))
     evaluate_fn(data, folds=2, seed=3, models="ease", bootstrap_samples=50, tuning_folds=3)
