@@ -63,7 +63,9 @@ def render(report: dict, console: Console) -> None:
              f"{dataset['users']:,} users, {dataset['items']:,} polls, "
              f"{dataset['interactions']:,} interactions; mean [95% CI over held-out users]")
     if protocol.get("event_values"):
-        title += f"; event values: {protocol['event_values']}"
+        from recsys.event_values import EventValues
+
+        title += f"; trained on {EventValues.coerce(protocol['event_values']).describe()}"
     table = Table(title=title, show_lines=True)
     table.add_column("model")
     for _, short in _COLUMNS:
