@@ -66,6 +66,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import HunchError
+from recsys.event_values import EventValues
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import CatalogRows, PollMask, ScoredItem, TrainingData
 from recsys.recipes.clock import EventClock
@@ -275,6 +276,7 @@ class UserPersonalization:
         item_item_max_items: int = ITEM_ITEM_MAX_ITEMS,
         num_threads: int = 1,
         random_state: int = 0,
+        event_values: EventValues | Mapping[str, Any] | None = None,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -298,6 +300,8 @@ class UserPersonalization:
         self.item_item_max_items = item_item_max_items
         self.num_threads = num_threads
         self.random_state = random_state
+        # EVENT_VALUE thresholds per type and value-as-confidence (recsys/event_values.py).
+        self.event_values = EventValues.coerce(event_values)
         self._check_params()
 
     def _check_params(self) -> None:
@@ -331,6 +335,8 @@ class UserPersonalization:
         self._check_params()
         self._changed()
         interactions = sorted(data.interactions, key=lambda e: e.timestamp)
+        if self.event_values is not None:
+            interactions = self.event_values.training_events(interactions)
         if not interactions:
             raise UserPersonalizationError(
                 "User-Personalization needs interactions to train; the dataset has none"
@@ -355,6 +361,9 @@ class UserPersonalization:
         by_type = {t: self._event_weight(t) for t in {e.event_type for e in interactions}}
         weights = np.fromiter((by_type[e.event_type] for e in interactions),
                               np.float32, len(interactions))
+        if self.event_values is not None and self.event_values.confidence != "none":
+            weights *= np.fromiter((self.event_values.weight(e) for e in interactions),
+                                   np.float32, len(interactions))
         stamps = np.fromiter((e.timestamp for e in interactions), np.int64, len(interactions))
         # "Now" for poll ages: robust to a stray future timestamp (recipes/clock.py).
         self._clock = EventClock.of(stamps, max_lead_seconds=AGE_CLOCK_MAX_LEAD_SECONDS)
@@ -1196,6 +1205,8 @@ class UserPersonalization:
             if isinstance(event, Impression):
                 self._count_impression(event.item_ids)
                 continue
+            if self.event_values is not None and not self.event_values.keeps(event):
+                continue  # below its type's value threshold: not trained on, as in fit
             if event.item_id not in self.item_index_:
                 # An unknown poll is new: it becomes recommendable from this moment.
                 self.add_items({event.item_id: {"CREATION_TIMESTAMP": event.timestamp}})
@@ -1207,6 +1218,8 @@ class UserPersonalization:
                 self.newest_timestamp_ = int(self._clock.now)
             self._poll_changed(i)
             weight = self._event_weight(event.event_type)
+            if self.event_values is not None:
+                weight *= self.event_values.weight(event)
             items, weights, stamps = self.recent_.get(
                 event.user_id, (np.zeros(0, np.int32), np.zeros(0, np.float32),
                                 np.zeros(0, np.int64)))
@@ -1344,6 +1357,7 @@ class UserPersonalization:
             "max_recent_events": self.max_recent_events,
             "item_item_max_items": self.item_item_max_items, "num_threads": self.num_threads,
             "random_state": self.random_state,
+            "event_values": None if self.event_values is None else self.event_values.to_json(),
         }
 
     def save(self, directory: Path) -> None:
