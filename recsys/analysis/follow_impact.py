@@ -221,7 +221,7 @@ def _in_network_source(followees: Mapping[str, frozenset[str]],
 
     def polls_by_authors(authors: list[str], n: int) -> list[tuple[str, float]]:
         polls = [p for a in authors for p in by_author.get(a, ())]
-        polls.sort(key=lambda p: -p[1])
+        polls.sort(key=lambda p: (-p[1], p[0]))  # ties by poll id, never by set order
         return polls[:n]
 
     return InNetworkSource(lambda uid: followees.get(uid, ()), polls_by_authors)
