@@ -148,3 +148,21 @@ def test_report_tables_hold_numbers_and_images_open(planted, tmp_path):
     numbers = json.loads((tmp_path / "report.json").read_text())
     assert numbers["trend_tuning"]["recommended"] == trend.recommended
     assert 0 <= numbers["follow_impact"]["natural_rate"] <= 1
+
+
+def test_cli_prints_a_verdict_per_comparison(tmp_path):
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    generate_demo_data(tmp_path, users=200, polls=300, days=5, seed=1)
+    r = CliRunner().invoke(cli, ["analyze", "follow-impact", "--data", str(tmp_path),
+                                 "--seeds", "1"])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if " vs " in ln]
+    # 6 pairs (each labelling vs permuted and vs none, community vs cluster, in-network vs
+    # none) x 2 metrics, and the engagement control.
+    assert len(lines) == 13
+    assert all(any(v in ln for v in ("raises", "lowers", "no detectable change"))
+               and "of base" in ln for ln in lines)
+    assert "graph effect" in r.output
