@@ -903,7 +903,7 @@ class UserPersonalization:
         self._position[self._order] = np.arange(len(self._order))
         self._sorted_creation = self.creation_[self._order]
         self._poll_statics()
-        self._segment_rows: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._segment_rows: OrderedDict[tuple[float, ...], np.ndarray] = OrderedDict()
         if not hasattr(self, "_catalog_rows"):
             self._catalog_rows = CatalogRows()  # grows with the index; survives rebuilds
         k = self.factors
@@ -1025,14 +1025,16 @@ class UserPersonalization:
 
     def _segment_row(self, segs: Sequence[int]) -> np.ndarray:
         """The blend-weighted mean segment lift of a segment set, in serving order."""
-        key = tuple(sorted(segs))
+        segs = tuple(sorted(segs))
+        # The weight is part of the key: the follow-impact curve rescales it in place.
+        key = (float(self.blend_["segment"]), *segs)
         row = self._segment_rows.get(key)
         if row is not None and len(row) < len(self._order):
             # Polls appended since (_extend_serving) have no segment lift yet.
             row = np.concatenate([row, np.zeros(len(self._order) - len(row), np.float32)])
             self._segment_rows[key] = row
         if row is None:
-            row = (self.blend_["segment"] * self.segment_lift_[list(key)].mean(0))[
+            row = (key[0] * self.segment_lift_[list(segs)].mean(0))[
                 self._order].astype(np.float32)
             self._segment_rows[key] = row
             if len(self._segment_rows) > SEGMENT_ROW_CACHE_SIZE:
@@ -1120,7 +1122,8 @@ class UserPersonalization:
         # One feed page asks for the same user's scores more than once (regular and
         # promoted slots): the last answer is kept until the model changes.
         key = (user_id, now, getattr(self, "_version", 0), self.exploration_weight,
-               self.exploration_item_age_cutoff_days, self.use_recency)
+               self.exploration_item_age_cutoff_days, self.use_recency,
+               tuple(self.blend_.values()))  # weights read live at serving may be rescaled
         cached = getattr(self, "_last_scores", None)
         if cached is not None and cached[0] == key:
             return cached[1].copy()
