@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import functools
 import threading
-import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +26,7 @@ from strawberry.types.nodes import SelectedField
 from gateway.auth import Forbidden, Principal
 from gateway.errors import RateLimited
 from graph.errors import GraphError
+from recsys.admission import MAX_ECHO_CHARS, UnknownPolls
 from recsys.errors import HunchError, InvalidEvent
 from recsys.events import Interaction
 from recsys.feed import InvalidPageSize
@@ -209,7 +209,7 @@ RecordInteractionResult = Annotated[
     Recorded | UnknownPollError | InvalidInputError,
     strawberry.union("RecordInteractionResult")]
 RecordImpressionsResult = Annotated[
-    Recorded | InvalidInputError, strawberry.union("RecordImpressionsResult")]
+    Recorded | UnknownPollError | InvalidInputError, strawberry.union("RecordImpressionsResult")]
 FollowResult = Annotated[
     FollowChanged | GraphUnavailableError | InvalidInputError, strawberry.union("FollowResult")]
 UpsertPollResult = Annotated[Poll | InvalidInputError, strawberry.union("UpsertPollResult")]
@@ -409,6 +409,11 @@ def _children(parents: list[SelectedField], name: str) -> list[SelectedField]:
     return [f for parent in parents for f in _flatten(parent.selections) if f.name == name]
 
 
+def _unknown_poll(error: UnknownPolls) -> UnknownPollError:
+    # The id is echoed cut short (ids are at most MAX_ID_LENGTH once admitted).
+    return UnknownPollError(message=str(error), poll_id=error.poll_ids[0][:MAX_ECHO_CHARS])
+
+
 def _string_dict(value: Any, what: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -436,6 +441,8 @@ class Mutation:
             event_id = await asyncio.to_thread(
                 _services(info).record_impressions, principal.user_id,
                 [str(p) for p in poll_ids], recommendation_id, at)
+        except UnknownPolls as exc:
+            return _unknown_poll(exc)
         except InvalidEvent as exc:
             return InvalidInputError(message=str(exc))
         return Recorded(stored=True, event_id=event_id)
@@ -450,19 +457,18 @@ class Mutation:
 
         def record() -> RecordInteractionResult:
             # The poll lookup and the durable write, off the event loop (see above).
-            if services.events.get_item(poll_id) is None:
-                return UnknownPollError(message=f"no poll {poll_id!r}; upsert it first",
-                                        poll_id=poll_id)
             if not input.event_type.strip():
                 return InvalidInputError(message="eventType must not be empty")
             try:
                 event = Interaction(
                     principal.user_id, poll_id, input.event_type.strip().upper(),
-                    int(input.at if input.at is not None else time.time()), input.event_value,
+                    services.event_rules.event_time(input.at), input.event_value,
                     tuple(str(i) for i in (input.impression or ())), input.recommendation_id,
                     event_id=input.event_id or uuid.uuid4().hex,
                 )
-                stored = services.record_interaction(event)
+                stored = services.record_interaction(event)  # checks the event, then stores
+            except UnknownPolls as exc:
+                return _unknown_poll(exc)
             except InvalidEvent as exc:
                 return InvalidInputError(message=str(exc))
             return Recorded(stored=stored, event_id=event.event_id)

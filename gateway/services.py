@@ -23,6 +23,7 @@ from gateway import metrics
 from gateway.settings import Settings
 from graph.errors import GraphError, GraphUnavailable
 from graph.store import Follow, GraphStore, PollAuthorship
+from recsys.admission import UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
 from recsys.events import EventStore, Impression, Interaction, LatestInteractionsCache
@@ -138,7 +139,8 @@ class Services:
 
         threadpool_limits(limits=settings.blas_threads)
         settings.home.mkdir(parents=True, exist_ok=True)
-        self.events = EventStore(settings.events_db)
+        self.event_rules = settings.event_rules()
+        self.events = EventStore(settings.events_db, self.event_rules)  # admits live events
         # The feed's reads (recipes following new events, the filters' view of a user)
         # get a connection of their own: on the shared one they waited behind appends'
         # fsyncs and behind the catalog refresh's item count (15 ms at 50k polls, every
@@ -370,14 +372,28 @@ class Services:
 
     def record_impressions(self, user_id: str, poll_ids: list[str],
                            recommendation_id: str | None, at: float | None) -> str:
-        event = Impression(user_id, tuple(poll_ids), int(at if at is not None else time.time()),
+        """Store an impression event; :class:`UnknownPolls` when a poll does not exist,
+        as for interactions (the event is checked whole before the catalog is asked)."""
+        event = Impression(user_id, tuple(poll_ids), self.event_rules.event_time(at),
                            recommendation_id, event_id=uuid.uuid4().hex)
+        self.check_event(event)
         if self.events.append(event):
             metrics.EVENTS_INGESTED.labels("impression").inc()
             self._forward(user_id, event)
         return event.event_id
 
+    def check_event(self, event: Interaction | Impression) -> None:
+        """Raise :class:`InvalidEvent` (or :class:`UnknownPolls`) unless the store would
+        admit ``event`` now and every poll it names exists."""
+        self.events.check_live(event)
+        polls = ((event.item_id, *event.impression) if isinstance(event, Interaction)
+                 else event.item_ids)
+        unknown = self.events.unknown_item_ids(polls)
+        if unknown:
+            raise UnknownPolls(unknown)
+
     def record_interaction(self, event: Interaction) -> bool:
+        self.check_event(event)
         stored = self.events.append(event)
         if stored:
             metrics.EVENTS_INGESTED.labels("interaction").inc()

@@ -13,6 +13,14 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from recsys.admission import (
+    DEFAULT_EVENT_TYPES,
+    DEFAULT_HISTORY_FLOOR,
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_FUTURE_SECONDS,
+    EventRules,
+)
+
 DEFAULT_EXCLUSION_FILTER = 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("HUNCH", "COMMENT")'
 
 
@@ -55,6 +63,12 @@ class Settings(BaseSettings):
     # costliest request (~5 ms of server CPU): 5 pages/s sustained, bursts of 30.
     feed_rate_per_minute: int = Field(300, ge=1)
     max_page_size: int = 100
+
+    # --- event admission (see recsys/admission.py for the reasons) -----------------------
+    event_max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS  # live events: a week back at most
+    event_max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS  # clock skew: 5 min ahead
+    event_types: list[str] = list(DEFAULT_EVENT_TYPES)  # JSON list; [] accepts any type
+    event_history_floor: int = DEFAULT_HISTORY_FLOOR  # imports: nothing before 1995-01-01
 
     # --- the feed -----------------------------------------------------------------------
     cursor_secret: str = "dev-only-cursor-secret-change-me"
@@ -100,6 +114,11 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.environment == "development"
+
+    def event_rules(self) -> EventRules:
+        """The admission rules for live and imported events."""
+        return EventRules(self.event_max_age_seconds, self.event_max_future_seconds,
+                          tuple(self.event_types), self.event_history_floor)
 
 
 def load_settings() -> Settings:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recsys.admission import EventRules
 from recsys.errors import DatasetValidationError, HunchError
 from recsys.events import Impression, Interaction
 from recsys.schemas import (
@@ -334,17 +335,24 @@ class ImportReport:
 
 def import_directory(
     directory: Path | str, db_path: Path | str, *, mode: str = "incremental",
-    progress: bool = False,
+    progress: bool = False, rules: EventRules | None = None,
 ) -> ImportReport:
     """Validate ``directory`` completely, then write it to the event store in one
-    transaction: all of it or, on any problem, nothing."""
+    transaction: all of it or, on any problem, nothing. With ``rules``, every event must
+    also pass their history rule (time floor, not in the future, known event type)."""
     from recsys.events import EventStore
 
     if mode not in ("incremental", "full"):
         raise HunchError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
     directory, db_path = Path(directory), Path(db_path)
     data = _with_status(progress, f"validating {directory}", lambda: load_directory(directory))
-    with EventStore(db_path) as store:
+    if rules is not None:
+        problems = (rules.history_problems(data.interactions, CSV_FILES["interactions"])
+                    + rules.history_problems(data.impressions, IMPRESSIONS_FILE))
+        if problems:
+            raise DatasetValidationError(problems[:DatasetValidationError.max_shown],
+                                         total=len(problems))
+    with EventStore(db_path, rules) as store:
         _with_status(
             progress, f"writing to {db_path}",
             lambda: store.import_bulk(

@@ -138,6 +138,15 @@ HUNCH = "HUNCH"
 COMMENT = "COMMENT"
 IMPRESSIONS_FILE = "impressions.csv"
 FOLLOWS_FILE = "follows.csv"
+# The text of every COMMENT event, one row each. items.csv's COMMENTS is derived from it
+# (the first COMMENTS_PER_POLL comments of a poll), so an evaluation can rebuild COMMENTS
+# from the events a fold may learn from instead of leaking held-out users' future ones.
+COMMENTS_FILE = "comments.csv"
+COMMENT_COLUMNS = ("USER_ID", "ITEM_ID", "TIMESTAMP", "TEXT")
+COMMENTS_PER_POLL = 3  # an items row carries a preview of a poll's first few comments
+# A second random stream for the text of comments past the preview: the main stream's
+# draws stay as they were, so items.csv keeps its bytes for the same arguments.
+_COMMENT_TEXT_STREAM = 1
 GROUND_TRUTH_FILE = "ground_truth.json"
 IMPRESSION_COLUMNS = ("USER_ID", "TIMESTAMP", "IMPRESSION", "RECOMMENDATION_ID")
 FOLLOW_COLUMNS = ("FOLLOWER_ID", "FOLLOWEE_ID", "TIMESTAMP")
@@ -595,13 +604,22 @@ def _words(rng: np.random.Generator, topic_words: Sequence[str], n: int,
             for f, a, b in zip(from_topic.tolist(), ti.tolist(), gi.tolist())]
 
 
+def _vocabulary(topic: str, promotional: bool) -> tuple[str, ...]:
+    return TOPIC_VOCABULARY[topic] + (PROMOTIONAL_WORDS if promotional else ())
+
+
+def _comment_text(rng: np.random.Generator, vocab: Sequence[str]) -> str:
+    return (f'"{" ".join(_words(rng, vocab, int(rng.integers(3, 12)), 0.25))}", '
+            + GENERIC_WORDS[int(rng.integers(len(GENERIC_WORDS)))])
+
+
 def _poll_text(rng: np.random.Generator, topic: str, promotional: bool,
-               n_comments: int) -> tuple[str, str, str, str, str]:
-    """QUESTION, OPTIONS, DESCRIPTION, OPTION_DESCRIPTIONS, COMMENTS of one poll.
+               n_comments: int) -> tuple[str, str, str, str, list[str]]:
+    """QUESTION, OPTIONS, DESCRIPTION, OPTION_DESCRIPTIONS and the first comments' texts.
 
     Signal falls field by field: QUESTION is half topic words, comments a quarter.
     """
-    vocab = TOPIC_VOCABULARY[topic] + (PROMOTIONAL_WORDS if promotional else ())
+    vocab = _vocabulary(topic, promotional)
     opener = QUESTION_OPENERS[int(rng.integers(len(QUESTION_OPENERS)))]
     question = f"{opener} {' '.join(_words(rng, vocab, int(rng.integers(3, 8)), 0.5))}?"
     n_opt = int(rng.integers(2, 5))
@@ -621,12 +639,36 @@ def _poll_text(rng: np.random.Generator, topic: str, promotional: bool,
     if rng.random() < 0.4:
         option_descriptions = "|".join(" ".join(_words(rng, vocab, int(rng.integers(2, 6)), 0.2))
                                        for _ in range(n_opt))
-    comments = "\n".join(
-        f'"{" ".join(_words(rng, vocab, int(rng.integers(3, 12)), 0.25))}", '
-        + GENERIC_WORDS[int(rng.integers(len(GENERIC_WORDS)))]
-        for _ in range(min(n_comments, 3))
-    )
+    comments = [_comment_text(rng, vocab) for _ in range(min(n_comments, COMMENTS_PER_POLL))]
     return question, "|".join(options), description, option_descriptions, comments
+
+
+def comments_field(texts: Sequence[str]) -> str:
+    """A poll's COMMENTS item field from its comments' texts, oldest first."""
+    return "\n".join(texts[:COMMENTS_PER_POLL])
+
+
+def read_comments(directory: Path | str) -> dict[tuple[str, str, int], str] | None:
+    """The text of each COMMENT event, keyed by (USER_ID, ITEM_ID, TIMESTAMP), from
+    ``comments.csv``; None when the directory has no such file."""
+    path = Path(directory) / COMMENTS_FILE
+    if not path.exists():
+        return None
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = set(COMMENT_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise DemoDataError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
+                                f"expected {', '.join(COMMENT_COLUMNS)}")
+        out = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                timestamp = int(row["TIMESTAMP"])
+            except ValueError:
+                raise DemoDataError(f"{path}:{line}: TIMESTAMP {row['TIMESTAMP']!r} is not an "
+                                    "integer (epoch seconds)") from None
+            out[row["USER_ID"], row["ITEM_ID"], timestamp] = row["TEXT"]
+        return out
 
 
 def _validate(users: int, polls: int, days: int, total: int, burst_timescale: int,
@@ -774,7 +816,10 @@ def generate_demo_data(
         step(_STAGES[5])
         out.mkdir(parents=True, exist_ok=True)
         comment_counts = np.bincount(ep[is_comment], minlength=polls)
-        _write_items(rng, out, world, poll_ids, user_ids, comment_counts)
+        previews = _write_items(rng, out, world, poll_ids, user_ids, comment_counts)
+        _write_comments(np.random.default_rng([seed, _COMMENT_TEXT_STREAM]), out, world,
+                        previews, eu[is_comment], ep[is_comment], et[is_comment],
+                        user_ids, poll_ids)
         _write_users(out, world, user_ids)
         _write_interactions(out, eu, ep, et, is_comment, value, shown, user_ids, poll_ids)
         _write_csv(out / IMPRESSIONS_FILE, IMPRESSION_COLUMNS,
@@ -819,17 +864,38 @@ def _write_interactions(out: Path, u, p, t, is_comment, value, shown: list[str],
 
 
 def _write_items(rng: np.random.Generator, out: Path, w: _World, poll_ids: list[str],
-                 user_ids: list[str], comment_counts: np.ndarray) -> None:
+                 user_ids: list[str], comment_counts: np.ndarray) -> list[list[str]]:
+    """Write items.csv; returns each poll's first comments' texts (its COMMENTS)."""
     rows = []
+    previews = []
     for i, (topic, promo, author, created, nc) in enumerate(zip(
             w.topic.tolist(), w.promotional.tolist(), w.author.tolist(),
             w.created.tolist(), comment_counts.tolist())):
         name = TOPICS[topic]
-        text = _poll_text(rng, name, promo, nc)
+        *text, comments = _poll_text(rng, name, promo, nc)
+        previews.append(comments)
         category = schemas.PROMOTIONAL_EVENT if promo else category_of(name)
-        rows.append((poll_ids[i], category, user_ids[author], created, *text))
+        rows.append((poll_ids[i], category, user_ids[author], created, *text,
+                     comments_field(comments)))
     _write_csv(out / schemas.CSV_FILES["items"], schemas.ITEMS.names, rows)
     schemas.write_schema(out, schemas.ITEMS)
+    return previews
+
+
+def _write_comments(rng: np.random.Generator, out: Path, w: _World, previews: list[list[str]],
+                    u: np.ndarray, p: np.ndarray, t: np.ndarray, user_ids: list[str],
+                    poll_ids: list[str]) -> None:
+    """comments.csv: every COMMENT event's text. ``u, p, t`` are in file order (time
+    first), so a poll's first comments get the preview texts items.csv shows."""
+    seen = np.zeros(len(poll_ids), np.int64)
+    rows = []
+    for ui, pi, ti in zip(u.tolist(), p.tolist(), t.tolist()):
+        k = seen[pi]
+        seen[pi] += 1
+        text = (previews[pi][k] if k < len(previews[pi]) else
+                _comment_text(rng, _vocabulary(TOPICS[w.topic[pi]], bool(w.promotional[pi]))))
+        rows.append((user_ids[ui], poll_ids[pi], ti, text))
+    _write_csv(out / COMMENTS_FILE, COMMENT_COLUMNS, rows)
 
 
 def _write_users(out: Path, w: _World, user_ids: list[str]) -> None:

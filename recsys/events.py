@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import sqlite3
 import threading
 import time
@@ -40,8 +39,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
+from recsys.admission import (
+    EventRules,
+    check_event_type,
+    check_event_value,
+    check_id as _check_id,
+    check_text,
+    check_timestamp as _check_timestamp,
+)
 from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
-from recsys.schemas import MAX_ID_LENGTH, MAX_IMPRESSION_LENGTH
+from recsys.schemas import MAX_IMPRESSION_LENGTH
 
 
 def derive_event_id(*parts: object) -> str:
@@ -116,7 +123,6 @@ PAGE_SIZE = 5_000
 # event-id index of a million events is ~50 MB, and random inserts into it thrash a
 # small cache. Measured: 1M interactions 13.4 s -> 11.5 s. Restored after the import.
 BULK_IMPORT_CACHE_KIB = 65_536
-MAX_EVENT_TYPE_LENGTH = 256  # PutEvents' eventType limit
 DEFAULT_EVENTS_SINCE_LIMIT = 10_000  # one poll of a follower; it asks again for more
 DEFAULT_LATEST_PER_TYPE = 100  # Personalize's Interactions filters look this far back
 # LatestInteractionsCache: users kept (a 100-per-type history is a few KiB; 10k users of
@@ -127,6 +133,7 @@ LATEST_CACHE_USER_TTL_SECONDS = 60.0
 
 ImportMode = Literal["incremental", "full"]
 _T = TypeVar("_T")
+_E = TypeVar("_E", Interaction, Impression)
 _INTERACTION = "interaction"
 _IMPRESSION = "impression"
 
@@ -219,10 +226,14 @@ class EventStore:
     One object may be shared by threads (a lock guards its connection); several
     processes may open the same file at once. Iterators read in pages and do not hold a
     snapshot, so events appended while one runs may or may not appear in it.
+
+    Every write is checked for shape (:mod:`recsys.admission`); with ``rules``, appended
+    events must also pass its live rules and imported ones its history rules.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, rules: EventRules | None = None) -> None:
         self.path = Path(path)
+        self.rules = rules
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         try:
@@ -370,14 +381,26 @@ class EventStore:
 
     # ------------------------------------------------------------------ events
 
+    def check_live(self, event: Interaction | Impression) -> None:
+        """Raise :class:`InvalidEvent` unless :meth:`append` would take ``event`` now."""
+        _event_row(event)
+        if self.rules is not None:
+            self.rules.check_live(event)
+
     def append(self, event: Interaction | Impression) -> bool:
         """Store one event durably; True when new, False when its id was already stored."""
         row = _event_row(event)
+        if self.rules is not None:
+            self.rules.check_live(event)
         return bool(self._write(lambda conn: conn.execute(_INSERT_EVENT, row).rowcount))
 
     def append_many(self, events: Iterable[Interaction | Impression]) -> int:
         """Store events in one transaction (all or none); returns how many were new."""
+        events = list(events)
         rows = [_event_row(e) for e in events]  # validate all before writing any
+        if self.rules is not None:
+            for event in events:
+                self.rules.check_live(event)
         if not rows:
             return 0
         return self._write(lambda conn: conn.executemany(_INSERT_EVENT, rows).rowcount)
@@ -656,6 +679,18 @@ class EventStore:
         rows = self._read("SELECT item_id, fields FROM items WHERE item_id = ?", (item_id,))
         return _record_from("ITEM_ID", rows[0]) if rows else None
 
+    def unknown_item_ids(self, item_ids: Iterable[str]) -> list[str]:
+        """The ids among ``item_ids`` that the catalog does not hold, in the order given
+        (one query, nothing decoded; ids must be valid, see :func:`admission.check_id`)."""
+        ids = list(dict.fromkeys(item_ids))
+        known: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite's variable limit, with room
+            chunk = ids[start:start + 500]
+            known.update(row[0] for row in self._read(
+                f"SELECT item_id FROM items WHERE item_id IN ({', '.join('?' * len(chunk))})",
+                tuple(chunk)))
+        return [i for i in ids if i not in known]
+
     def get_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The records of these polls (unknown ids are left out), in one query."""
         ids = list(dict.fromkeys(item_ids))
@@ -738,6 +773,9 @@ class EventStore:
         """
         if mode not in ("incremental", "full"):
             raise EventStoreError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
+        if self.rules is not None:
+            interactions = _admitted(interactions, self.rules)
+            impressions = _admitted(impressions, self.rules)
 
         def work(conn: sqlite3.Connection) -> ImportCounts:
             if mode == "full":
@@ -839,19 +877,10 @@ class LatestInteractionsCache:
 # --------------------------------------------------------------------------- rows
 
 
-def _check_id(what: str, value: object) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidEvent(f"{what} must be a non-empty string, got {value!r}")
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidEvent(
-            f"{what} {value[:40]!r}... is {len(value)} characters; Personalize allows at "
-            f"most {MAX_ID_LENGTH}"
-        )
-
-
-def _check_timestamp(timestamp: object) -> None:
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
-        raise InvalidEvent(f"timestamp must be an integer (epoch seconds), got {timestamp!r}")
+def _admitted(events: Iterable[_E], rules: EventRules) -> Iterator[_E]:
+    for event in events:
+        rules.check_history(event)
+        yield event
 
 
 def _impression_json(item_ids: tuple[str, ...], what: str) -> str | None:
@@ -880,18 +909,9 @@ def _interaction_row(e: Interaction) -> tuple[Any, ...]:
     _check_id("event_id", e.event_id)
     _check_id("user_id", e.user_id)
     _check_id("item_id", e.item_id)
-    if not isinstance(e.event_type, str) or len(e.event_type) > MAX_EVENT_TYPE_LENGTH:
-        raise InvalidEvent(
-            f"event_type must be a string of at most {MAX_EVENT_TYPE_LENGTH} characters, "
-            f"got {e.event_type!r:.60}"
-        )
+    check_event_type(e.event_type)
     _check_timestamp(e.timestamp)
-    value = e.event_value
-    if value is not None:
-        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not is_number or not math.isfinite(value):
-            raise InvalidEvent(f"event_value must be a finite number or None, got {value!r}")
-        value = float(value)
+    value = check_event_value(e.event_value)
     if e.recommendation_id is not None:
         _check_id("recommendation_id", e.recommendation_id)
     return (
@@ -969,6 +989,7 @@ def _catalog_row(key: str, record: Mapping[str, Any], number: int) -> tuple[str,
             f"{key} {ident!r}: its fields must be JSON values (strings, finite numbers, "
             f"booleans, lists): {exc}"
         ) from exc
+    check_text(f"a field of {key} {ident!r}", text)
     return ident, text  # type: ignore[return-value]
 
 

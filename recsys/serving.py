@@ -15,7 +15,7 @@ at once and user-personalization sees the requesting user's latest events (and e
 else's, for its popularity and impression counts) before it ranks. Where the tail starts:
 the manifest's ``event_seq`` when the trainer recorded one, else the start of the store,
 keeping only events newer than the manifest's ``trained_until`` (the newest timestamp
-trained on). Chosen because models trained from a CSV directory cannot know store
+trained on, ignoring a few stray future ones: see :mod:`recsys.recipes.clock`). Chosen because models trained from a CSV directory cannot know store
 sequence numbers, while timestamps say exactly which events the model already learned;
 the cost is that an event stored late with a timestamp older than ``trained_until`` waits
 for the next training.

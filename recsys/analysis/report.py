@@ -172,7 +172,8 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
         variant_rows = [{"variant": n, **v} for n, v in follow.variants.items()]
         comparison_rows = [{k: c.to_json()[k] for k in (
             "treatment", "baseline", "metric", "users", "difference", "ci_low", "ci_high",
-            "paired_t_p", "wilcoxon_p", "holm_p", "z_test_p", "effect_size_dz", "significant")}
+            "paired_t_p", "wilcoxon_p", "holm_p", "z_test_p", "effect_size_dz", "verdict",
+            "relative_min_detectable_effect")}
             for c in follow.comparisons]
         if follow.engagement is not None:
             e = follow.engagement.to_json()

@@ -30,7 +30,8 @@ class LocalRecipeSource:
 
 
 class InNetworkSource:
-    """Polls authored by the people a user follows, newest first (off by default).
+    """Polls authored by the people a user follows, newest first, ties by poll id (off
+    by default).
 
     ``followees`` and ``polls_by_authors`` come from the follower graph; the gateway wires
     them (recsys does not import graph). ``polls_by_authors`` returns (poll id, created
@@ -53,7 +54,9 @@ class InNetworkSource:
             return []
         polls = self.polls_by_authors(authors, n + len(exclude))
         out = []
-        for poll_id, created_at in sorted(polls, key=lambda p: -p[1]):
+        # Ties in creation time go to the smaller poll id: the provider's order may come
+        # from a set, and a feed must not depend on the process's hash seed.
+        for poll_id, created_at in sorted(polls, key=lambda p: (-p[1], p[0])):
             if poll_id in exclude or (allow is not None and not allow(poll_id)):
                 continue
             out.append(ScoredItem(poll_id, float(created_at)))

@@ -29,9 +29,11 @@ from recsys.evaluation.peers import (
     EASE,
     EASE_MAX_ITEMS,
     ItemKNN,
+    ItemKNNShrunk,
     MostPopular,
     PeerSkipped,
     RandomPolls,
+    RP3beta,
     UserItemMatrix,
     ease_weights,
 )
@@ -48,7 +50,7 @@ from recsys.evaluation.split import (
 __all__ = [
     "ALS", "BPR", "EASE", "EASE_MAX_ITEMS", "HEADLINE_METRIC", "MODEL_KEYS",
     "PER_USER_METRICS", "PERSONALIZE_METRICS", "Estimate", "EvaluationProgress",
-    "EvaluationReport", "EvaluationSplit", "EvaluationSplitError", "HeldOutUser", "ItemKNN",
+    "EvaluationReport", "EvaluationSplit", "EvaluationSplitError", "HeldOutUser", "ItemKNN", "ItemKNNShrunk", "RP3beta",
     "ModelResult", "MostPopular", "PeerSkipped", "RandomPolls", "RecipeUnavailable",
     "UnknownModel", "UserItemMatrix", "coverage", "ease_weights", "evaluate",
     "mean_interval", "ndcg_at_k", "paired_difference", "paired_ratio", "parse_models",

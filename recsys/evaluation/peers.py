@@ -1,8 +1,9 @@
 """Peer baselines our recipes must beat, all on the same user x poll matrix.
 
 implicit supplies ALS, BPR and item-kNN (well-kept, compiled); most-popular and random
-are the floor any recommender must clear; EASE (Steck, 2019) is written here because no
-installed library has it and its closed form is a few lines of numpy/scipy. Every peer follows
+are the floor any recommender must clear; EASE (Steck, 2019), RP3beta (Paudel et al.,
+2017) and item-kNN with shrinkage are written here because no installed library has
+them and each is a few lines of numpy/scipy. Every peer follows
 one small interface in implicit's spirit: ``fit(user_items)`` then
 ``recommend(rows, user_items, n)``, where the rows of held-out users are already in the
 training matrix (their input events), so nobody needs a fold-in step and every peer
@@ -22,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from recsys.ease import ease_scores, ease_spectrum, ease_weights
 from recsys.errors import HunchError
+from recsys.event_values import EventValues
 from recsys.events import Interaction
 
 # EASE's item-item matrix is dense: 20,000 polls is 1.6 GB in float32 and minutes of
@@ -51,24 +53,32 @@ class UserItemMatrix:
     item_column: Mapping[str, int]
 
     @classmethod
-    def build(cls, interactions: Iterable[Interaction], catalog: Sequence[str]) -> Self:
+    def build(cls, interactions: Iterable[Interaction], catalog: Sequence[str],
+              event_values: EventValues | None = None, users: Iterable[str] = ()) -> Self:
         """Count each (user, poll) pair; every catalog poll gets a column, touched or not.
 
         Event types and values are not weighted: Personalize trains on every
-        interaction as a positive signal unless told otherwise.
+        interaction as a positive signal unless told otherwise. ``event_values`` tells
+        otherwise: events below their type's threshold are left out, and with a
+        confidence mode each event adds its confidence instead of 1 (ALS and implicit's
+        item-kNN read it; EASE's log weighting reads its log; binary peers ignore it).
         """
         item_column = {item: j for j, item in enumerate(catalog)}
         user_row: dict[str, int] = {}
+        for user in users:  # a row even without events (all below a threshold)
+            user_row.setdefault(user, len(user_row))
         rows: list[int] = []
         cols: list[int] = []
+        values: list[float] = []
         for event in interactions:
             j = item_column.get(event.item_id)
-            if j is None:
+            if j is None or (event_values is not None and not event_values.keeps(event)):
                 continue
             rows.append(user_row.setdefault(event.user_id, len(user_row)))
             cols.append(j)
+            values.append(1.0 if event_values is None else event_values.weight(event))
         matrix = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+            (np.asarray(values, dtype=np.float32), (rows, cols)),
             shape=(len(user_row), len(item_column)),
         )
         matrix.sum_duplicates()
@@ -243,6 +253,106 @@ class ItemKNN(_ImplicitPeer):
         from implicit.nearest_neighbours import CosineRecommender
 
         return CosineRecommender(K=self.neighbours, num_threads=IMPLICIT_THREADS)
+
+
+# Dense cells of one block of item-item similarities (float32: 64 MB), so that a
+# 50k-poll catalog is processed in slices instead of one 10 GB matrix.
+_SIMILARITY_BLOCK_CELLS = 1 << 24
+
+
+def _top_k_rows(similarity_rows, n_items: int, k: int) -> sp.csr_matrix:
+    """An items x items sparse matrix keeping the ``k`` largest entries of each row.
+
+    ``similarity_rows(start, stop)`` returns the dense rows ``start:stop``; the diagonal
+    (an item's similarity to itself) is dropped, as an item cannot recommend itself.
+    """
+    k = max(0, min(k, n_items - 1))
+    step = max(1, _SIMILARITY_BLOCK_CELLS // max(n_items, 1))
+    rows, cols, vals = [], [], []
+    for start in range(0, n_items, step):
+        stop = min(n_items, start + step)
+        block = np.asarray(similarity_rows(start, stop), dtype=np.float32)
+        block[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        if k == 0:
+            continue
+        top = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(block, top, axis=1)
+        keep = values > 0
+        rows.append(np.broadcast_to(np.arange(start, stop)[:, None], top.shape)[keep])
+        cols.append(top[keep])
+        vals.append(values[keep])
+    if not rows:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(n_items, n_items), dtype=np.float32)
+
+
+class _ItemSimilarityPeer:
+    """Scores a user as the sum of their polls' rows of a sparse item-item matrix."""
+
+    name: ClassVar[str] = ""
+    similarity_: sp.csr_matrix
+
+    def recommend(self, rows: np.ndarray, user_items: sp.csr_matrix, n: int) -> np.ndarray:
+        x = (user_items > 0).astype(np.float32)
+        return _batched(rows, user_items, n,
+                        lambda batch, _: (x[batch] @ self.similarity_).toarray())
+
+
+class RP3beta(_ItemSimilarityPeer):
+    """RP3beta (Paudel et al. 2017): a 3-step random walk user -> item -> user -> item,
+    each step's probability raised to ``alpha``, the arrival item's score divided by its
+    popularity to the power ``beta``, ``neighbours`` kept per item. Among the strongest
+    simple baselines in Dacrema et al. (2019); defaults are their implementation's."""
+
+    name: ClassVar[str] = "rp3beta"
+    GRID: ClassVar[dict[str, tuple]] = {
+        "alpha": (0.5, 1.0),
+        "beta": (0.3, 0.5, 0.7),
+        "neighbours": (50, 100, 200),
+    }
+
+    def __init__(self, alpha: float = 1.0, beta: float = 0.6, neighbours: int = 100) -> None:
+        self.alpha, self.beta, self.neighbours = alpha, beta, neighbours
+
+    def fit(self, user_items: sp.csr_matrix) -> Self:
+        x = (user_items > 0).astype(np.float64).tocsr()
+        users_per_item = np.asarray(x.sum(axis=0)).ravel()
+        polls_per_user = np.asarray(x.sum(axis=1)).ravel()
+        # P(item | user) and P(user | item), each step's probability raised to alpha.
+        p_ui = sp.diags(1.0 / np.maximum(polls_per_user, 1.0)) @ x
+        p_iu = (sp.diags(1.0 / np.maximum(users_per_item, 1.0)) @ x.T).tocsr()
+        p_ui.data **= self.alpha
+        p_iu.data **= self.alpha
+        with np.errstate(divide="ignore"):
+            penalty = np.where(users_per_item > 0, users_per_item ** -self.beta, 0.0)
+        p_ui = p_ui.tocsc()
+        n_items = x.shape[1]
+        self.similarity_ = _top_k_rows(
+            lambda a, b: (p_iu[a:b] @ p_ui).toarray() * penalty[None, :], n_items,
+            self.neighbours)
+        return self
+
+
+class ItemKNNShrunk(_ItemSimilarityPeer):
+    """Item-item cosine with shrinkage: x_i . x_j / (|x_i| |x_j| + shrink), the
+    ``neighbours`` most similar kept per item (Sarwar et al. 2001; the shrink term damps
+    similarities resting on few co-occurrences, as in Dacrema et al. 2019's ItemKNNCF)."""
+
+    name: ClassVar[str] = "item-knn-shrink"
+
+    def __init__(self, neighbours: int = 100, shrink: float = 100.0) -> None:
+        self.neighbours, self.shrink = neighbours, shrink
+
+    def fit(self, user_items: sp.csr_matrix) -> Self:
+        x = (user_items > 0).astype(np.float64).tocsc()
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
+        xt = x.T.tocsr()
+        self.similarity_ = _top_k_rows(
+            lambda a, b: (xt[a:b] @ x).toarray()
+            / (norms[a:b, None] * norms[None, :] + self.shrink + 1e-12),
+            x.shape[1], self.neighbours)
+        return self
 
 
 def ease_grid_rankings(

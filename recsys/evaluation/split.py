@@ -247,6 +247,23 @@ def temporal_split(
     )
 
 
+def validation_folds(split: EvaluationSplit, folds: int, *, seed: int = 0) -> list[EvaluationSplit]:
+    """Inner folds for tuning, over what the fold's models may learn from only.
+
+    Personalize-kind folds: ``folds`` user folds of the training users' events, so that
+    every training user who can be held out is validated once and a tuned value rests
+    on all of them, not on a few dozen (held-out users are left out entirely, input
+    included). Temporal folds: one temporal split of the events before the cut-off.
+    """
+    if split.kind == "temporal" or folds <= 1:
+        return [validation_split(split, seed=seed)]
+    training = [e for e in split.training if e.user_id not in split.held_out]
+    eligible = len(eligible_users(training))
+    if eligible < 2:
+        return [validation_split(split, seed=seed)]
+    return user_folds(training, min(folds, eligible), seed=seed)
+
+
 def validation_split(split: EvaluationSplit, *, seed: int = 0) -> EvaluationSplit:
     """A split for tuning, carved from what the fold's models may learn from only.
 

@@ -38,6 +38,7 @@ import numpy as np
 from recsys.errors import HunchError
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import CatalogRows, ScoredItem, TrainingData
+from recsys.recipes.clock import EventClock
 from recsys.recipes.popularity_count import (
     InvalidRecipeParameter,
     ModelNotFitted,
@@ -121,6 +122,9 @@ class TrendingNow:
         self._cap = max(len(self._items), 64)
         self._totals = np.zeros(self._cap, dtype=np.int64)
         self._buckets: dict[int, np.ndarray] = {}
+        # "Now" when no time is given: the newest event time, robust to a few outliers
+        # (see recipes/clock.py); _newest_ts is its reading.
+        self._clock = EventClock()
         self._newest_ts: int | None = None
         # Growth scores are cached per (interval, versions of the two intervals compared,
         # catalog size): streamed events mostly land in the interval in progress, which
@@ -157,9 +161,12 @@ class TrendingNow:
         self._ensure_capacity()
         if len(events):
             self._totals[: len(self._items)] += np.bincount(idx, minlength=len(self._items))
-            self._newest_ts = int(ts.max())
+            self._clock = EventClock.of(ts)
+            self._newest_ts = self._clock.now
             buckets = ts // self.interval_seconds
-            for b in range(self._oldest_kept(), int(buckets.max()) + 1):
+            # Only intervals that hold events: a stray event decades ahead made this a
+            # loop over every interval in between.
+            for b in np.unique(buckets[buckets >= self._oldest_kept()]).tolist():
                 counts = np.zeros(self._cap, dtype=np.int64)
                 counts[: len(self._items)] = np.bincount(idx[buckets == b],
                                                          minlength=len(self._items))
@@ -176,11 +183,11 @@ class TrendingNow:
             if i >= self._cap:
                 self._ensure_capacity()
             self._totals[i] += 1
-            if self._newest_ts is None or event.timestamp > self._newest_ts:
-                moved = (self._newest_ts is None or self._newest_ts // self.interval_seconds
-                         != event.timestamp // self.interval_seconds)
-                self._newest_ts = event.timestamp
-                if moved:
+            before = self._newest_ts
+            if self._clock.observe(event.timestamp):
+                self._newest_ts = self._clock.now
+                if before is None or (before // self.interval_seconds
+                                      != self._newest_ts // self.interval_seconds):
                     self._evict()
             b = event.timestamp // self.interval_seconds
             if b >= self._oldest_kept():
@@ -296,6 +303,7 @@ class TrendingNow:
             bucket_counts=np.array([self._buckets[b][:size] for b in bucket_ids],
                                    dtype=np.int64).reshape(len(bucket_ids), size),
             newest_ts=np.array([-1 if self._newest_ts is None else self._newest_ts]),
+            clock_recent=np.array(self._clock.recent, dtype=np.int64),
         )
         (directory / _PARAMS_FILE).write_text(json.dumps(self.params(), indent=2) + "\n")
 
@@ -312,6 +320,10 @@ class TrendingNow:
                 model._buckets[b][:size] = counts
             newest = int(npz["newest_ts"][0])
             model._newest_ts = None if newest < 0 else newest
+            # Versions saved before the clock kept its recent times know only the newest.
+            recent = (npz["clock_recent"].tolist() if "clock_recent" in npz.files
+                      else [] if model._newest_ts is None else [model._newest_ts])
+            model._clock = EventClock(recent, now=model._newest_ts)
         return model
 
     def _require_fitted(self) -> None:

@@ -66,8 +66,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import HunchError
+from recsys.event_values import EventValues
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import CatalogRows, PollMask, ScoredItem, TrainingData
+from recsys.recipes.clock import EventClock
 from recsys.text import TextEncoder, TfidfSvdEncoder, load_encoder
 
 __all__ = ["UserPersonalization", "UserPersonalizationError", "NotFitted", "TEXT_FIELDS"]
@@ -123,6 +125,11 @@ RANDOM_NEGATIVES = 30
 # ~4.5 logits below the last slot). At least this many logits when the scores are flat.
 EXPLORATION_BONUS_SCALE = 1.0
 EXPLORATION_NOISE = 0.1  # relative spread of the bonus, "a little random noise"
+# Poll ages run from the newest event, robust to a stray future one (recipes/clock.py).
+# Ages count in days against a 30-day exploration cut-off, and small or synthetic data
+# may leave days between its newest events: an event is believed up to 30 days ahead
+# of the 5th newest (trending's day would ignore an honest newest vote after a lull).
+AGE_CLOCK_MAX_LEAD_SECONDS = 30 * 24 * 3600
 
 # Pseudo-events of the appeal estimate: a poll needs a few events more (or fewer) than
 # its age predicts before it counts as more (or less) appealing than the average poll.
@@ -269,6 +276,7 @@ class UserPersonalization:
         item_item_max_items: int = ITEM_ITEM_MAX_ITEMS,
         num_threads: int = 1,
         random_state: int = 0,
+        event_values: EventValues | Mapping[str, Any] | None = None,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -292,6 +300,8 @@ class UserPersonalization:
         self.item_item_max_items = item_item_max_items
         self.num_threads = num_threads
         self.random_state = random_state
+        # EVENT_VALUE thresholds per type and value-as-confidence (recsys/event_values.py).
+        self.event_values = EventValues.coerce(event_values)
         self._check_params()
 
     def _check_params(self) -> None:
@@ -325,6 +335,8 @@ class UserPersonalization:
         self._check_params()
         self._changed()
         interactions = sorted(data.interactions, key=lambda e: e.timestamp)
+        if self.event_values is not None:
+            interactions = self.event_values.training_events(interactions)
         if not interactions:
             raise UserPersonalizationError(
                 "User-Personalization needs interactions to train; the dataset has none"
@@ -349,8 +361,13 @@ class UserPersonalization:
         by_type = {t: self._event_weight(t) for t in {e.event_type for e in interactions}}
         weights = np.fromiter((by_type[e.event_type] for e in interactions),
                               np.float32, len(interactions))
+        if self.event_values is not None and self.event_values.confidence != "none":
+            weights *= np.fromiter((self.event_values.weight(e) for e in interactions),
+                                   np.float32, len(interactions))
         stamps = np.fromiter((e.timestamp for e in interactions), np.int64, len(interactions))
-        self.newest_timestamp_ = int(stamps.max())
+        # "Now" for poll ages: robust to a stray future timestamp (recipes/clock.py).
+        self._clock = EventClock.of(stamps, max_lead_seconds=AGE_CLOCK_MAX_LEAD_SECONDS)
+        self.newest_timestamp_ = int(self._clock.now)
         self._fill_creation(items, stamps)
 
         self._index_segments(data.users)
@@ -886,7 +903,7 @@ class UserPersonalization:
         self._position[self._order] = np.arange(len(self._order))
         self._sorted_creation = self.creation_[self._order]
         self._poll_statics()
-        self._segment_rows: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._segment_rows: OrderedDict[tuple[float, ...], np.ndarray] = OrderedDict()
         if not hasattr(self, "_catalog_rows"):
             self._catalog_rows = CatalogRows()  # grows with the index; survives rebuilds
         k = self.factors
@@ -1008,14 +1025,16 @@ class UserPersonalization:
 
     def _segment_row(self, segs: Sequence[int]) -> np.ndarray:
         """The blend-weighted mean segment lift of a segment set, in serving order."""
-        key = tuple(sorted(segs))
+        segs = tuple(sorted(segs))
+        # The weight is part of the key: the follow-impact curve rescales it in place.
+        key = (float(self.blend_["segment"]), *segs)
         row = self._segment_rows.get(key)
         if row is not None and len(row) < len(self._order):
             # Polls appended since (_extend_serving) have no segment lift yet.
             row = np.concatenate([row, np.zeros(len(self._order) - len(row), np.float32)])
             self._segment_rows[key] = row
         if row is None:
-            row = (self.blend_["segment"] * self.segment_lift_[list(key)].mean(0))[
+            row = (key[0] * self.segment_lift_[list(segs)].mean(0))[
                 self._order].astype(np.float32)
             self._segment_rows[key] = row
             if len(self._segment_rows) > SEGMENT_ROW_CACHE_SIZE:
@@ -1103,7 +1122,8 @@ class UserPersonalization:
         # One feed page asks for the same user's scores more than once (regular and
         # promoted slots): the last answer is kept until the model changes.
         key = (user_id, now, getattr(self, "_version", 0), self.exploration_weight,
-               self.exploration_item_age_cutoff_days, self.use_recency)
+               self.exploration_item_age_cutoff_days, self.use_recency,
+               tuple(self.blend_.values()))  # weights read live at serving may be rescaled
         cached = getattr(self, "_last_scores", None)
         if cached is not None and cached[0] == key:
             return cached[1].copy()
@@ -1188,6 +1208,8 @@ class UserPersonalization:
             if isinstance(event, Impression):
                 self._count_impression(event.item_ids)
                 continue
+            if self.event_values is not None and not self.event_values.keeps(event):
+                continue  # below its type's value threshold: not trained on, as in fit
             if event.item_id not in self.item_index_:
                 # An unknown poll is new: it becomes recommendable from this moment.
                 self.add_items({event.item_id: {"CREATION_TIMESTAMP": event.timestamp}})
@@ -1195,9 +1217,12 @@ class UserPersonalization:
             self.counts_[i] += 1
             if event.impression:
                 self._count_impression(event.impression)
-            self.newest_timestamp_ = max(self.newest_timestamp_, int(event.timestamp))
+            if self._clock.observe(int(event.timestamp)):
+                self.newest_timestamp_ = int(self._clock.now)
             self._poll_changed(i)
             weight = self._event_weight(event.event_type)
+            if self.event_values is not None:
+                weight *= self.event_values.weight(event)
             items, weights, stamps = self.recent_.get(
                 event.user_id, (np.zeros(0, np.int32), np.zeros(0, np.float32),
                                 np.zeros(0, np.int64)))
@@ -1335,6 +1360,7 @@ class UserPersonalization:
             "max_recent_events": self.max_recent_events,
             "item_item_max_items": self.item_item_max_items, "num_threads": self.num_threads,
             "random_state": self.random_state,
+            "event_values": None if self.event_values is None else self.event_values.to_json(),
         }
 
     def save(self, directory: Path) -> None:
@@ -1409,6 +1435,8 @@ class UserPersonalization:
         model.categorical_index_ = state["categorical_index"]
         model.blend_ = {**{f: 0.0 for f in _FEATURES}, **state["blend"]}
         model.newest_timestamp_ = state["newest_timestamp"]
+        model._clock = EventClock([model.newest_timestamp_],
+                                  max_lead_seconds=AGE_CLOCK_MAX_LEAD_SECONDS)
         model.item_item_l2_ = state.get("item_item_l2", ITEM_ITEM_DEFAULT_L2)
         model.encoder_ = load_encoder(directory / "text_encoder") if state["has_encoder"] \
             else None

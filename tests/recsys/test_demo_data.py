@@ -367,3 +367,19 @@ def test_cli_generates_and_prints_the_summary(tmp_path):
     assert result.exit_code == 0, result.output
     assert "40 users, 60 polls" in result.output
     assert (out / "interactions.csv").exists() and (out / GROUND_TRUTH_FILE).exists()
+
+
+def test_comments_file_holds_every_comment_and_items_preview_the_first_ones(base):
+    from recsys.datasets import clean_text
+    from recsys.demo_data import comments_field, read_comments
+
+    texts = read_comments(base.out)
+    comments = [r for r in base.interactions if r["EVENT_TYPE"] == "COMMENT"]
+    assert comments and len(texts) == len(comments)
+    first: dict[str, list[str]] = {}
+    for r in comments:  # interactions.csv is in time order
+        first.setdefault(r["ITEM_ID"], []).append(
+            texts[r["USER_ID"], r["ITEM_ID"], int(r["TIMESTAMP"])])
+    for item in base.items:
+        assert clean_text(item["COMMENTS"]) == clean_text(
+            comments_field(first.get(item["ITEM_ID"], [])))

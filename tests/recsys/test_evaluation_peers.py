@@ -11,9 +11,11 @@ from recsys.evaluation import (
     BPR,
     EASE,
     ItemKNN,
+    ItemKNNShrunk,
     MostPopular,
     PeerSkipped,
     RandomPolls,
+    RP3beta,
     ease_weights,
     mean_interval,
     paired_ratio,
@@ -45,7 +47,8 @@ def _matrix() -> sp.csr_matrix:
 
 @pytest.mark.parametrize("peer", [
     MostPopular(), RandomPolls(random_state=0), EASE(l2=10.0), ALS(factors=4, iterations=3),
-    BPR(factors=4, iterations=5), ItemKNN(neighbours=10),
+    BPR(factors=4, iterations=5), ItemKNN(neighbours=10), RP3beta(neighbours=10),
+    ItemKNNShrunk(neighbours=10, shrink=5.0),
 ], ids=lambda p: p.name)
 def test_peers_never_recommend_polls_already_seen(peer) -> None:
     m = _matrix()
@@ -115,3 +118,60 @@ def test_ease_tuned_on_its_path_picks_what_a_plain_grid_search_picks() -> None:
     for (l2, weighting), top in got.items():
         plain = EASE(l2=l2, weighting=weighting).fit(m).recommend(rows, m, 10)
         np.testing.assert_array_equal(top, plain)
+
+
+def _rp3beta_by_hand(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """Paudel et al.'s RP3beta written out densely: P(i->u) P(u->j), each ^alpha, over
+    popularity(j)^beta, no self-similarity."""
+    b = (x > 0).astype(float)
+    p_ui = b / np.maximum(b.sum(axis=1, keepdims=True), 1)
+    p_iu = b.T / np.maximum(b.T.sum(axis=1, keepdims=True), 1)
+    w = (p_iu ** alpha) @ (p_ui ** alpha)
+    popularity = b.sum(axis=0)
+    w = w / np.where(popularity > 0, popularity, 1.0)[None, :] ** beta
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+@pytest.mark.parametrize("block_cells", [1 << 24, 30], ids=["one-block", "many-blocks"])
+def test_rp3beta_matches_its_formula_and_keeps_the_top_neighbours(block_cells, monkeypatch) -> None:
+    from recsys.evaluation import peers
+
+    monkeypatch.setattr(peers, "_SIMILARITY_BLOCK_CELLS", block_cells)
+    m = _matrix()
+    m.data = np.random.default_rng(4).integers(1, 4, m.nnz).astype(np.float32)  # counts
+    expected = _rp3beta_by_hand(m.toarray(), alpha=0.8, beta=0.5)
+    full = RP3beta(alpha=0.8, beta=0.5, neighbours=m.shape[1]).fit(m).similarity_.toarray()
+    np.testing.assert_allclose(full, expected, rtol=1e-5, atol=1e-7)
+    top3 = RP3beta(alpha=0.8, beta=0.5, neighbours=3).fit(m).similarity_.toarray()
+    for i in range(m.shape[1]):
+        kept = np.flatnonzero(top3[i])
+        assert len(kept) <= 3
+        np.testing.assert_allclose(top3[i, kept], expected[i, kept], rtol=1e-5)
+        # Nothing dropped beats what was kept.
+        assert expected[i][np.setdiff1d(np.arange(m.shape[1]), kept)].max(initial=0) <= \
+            top3[i, kept].min() + 1e-7
+
+
+def test_item_knn_with_shrinkage_matches_its_formula() -> None:
+    m = _matrix()
+    b = m.toarray() > 0
+    dot = b.T.astype(float) @ b
+    norms = np.sqrt(np.diag(dot))
+    expected = dot / (norms[:, None] * norms[None, :] + 7.0)
+    np.fill_diagonal(expected, 0.0)
+    got = ItemKNNShrunk(neighbours=m.shape[1], shrink=7.0).fit(m).similarity_.toarray()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_rp3beta_beats_popularity_where_users_follow_topics() -> None:
+    from recsys.evaluation import evaluate
+    from tests.recsys._evaluation_data import synthetic_polls
+
+    data = synthetic_polls(users=200, polls=70, seed=11)
+    report = evaluate(data, folds=2, seed=0, models="rp3beta-textbook,most-popular",
+                      bootstrap_samples=50)
+    ndcg = {m.key: float(np.mean(m.pooled("normalized_discounted_cumulative_gain_at_10")))
+            for m in report.ok_models()}
+    assert set(ndcg) == {"rp3beta-textbook", "most-popular"}
+    assert ndcg["rp3beta-textbook"] > ndcg["most-popular"] + 0.03, ndcg

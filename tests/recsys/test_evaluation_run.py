@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from recsys.evaluation import MODEL_KEYS, PERSONALIZE_METRICS, UnknownModel, evaluate
+from recsys.evaluation import MODEL_KEYS, PERSONALIZE_METRICS, UnknownModel, evaluate, parse_models
 from recsys.evaluation.split import EvaluationSplitError
 from tests.recsys._evaluation_data import synthetic_polls, write_ratings_directory
 
-PEERS = "ease,bpr,item-knn,most-popular,random"  # ALS alone below: its grid is the slow part
+PEERS = "ease,bpr,item-knn,rp3beta,most-popular,random"  # ALS alone below: its grid is the slow part
 REPO = Path(__file__).resolve().parents[2]
 ESTIMATE_KEYS = {"mean", "ci_low", "ci_high", "users"}
 
@@ -31,22 +31,33 @@ def report(data):
 def test_every_peer_runs_and_beats_random_where_it_should(report) -> None:
     shape = report.to_json()
     by_key = {m["key"]: m for m in shape["models"]}
-    assert set(by_key) == set(PEERS.split(","))
+    # Each family runs its tuned and its textbook configurations.
+    assert set(by_key) == set(PEERS.split(",")) | {
+        "ease-textbook-200", "ease-textbook-500", "item-knn-shrink", "rp3beta-textbook"}
+    assert set(by_key) == set(parse_models(PEERS))
     assert all(m["status"] == "ok" for m in by_key.values())
+    assert by_key["ease"]["configuration"] == "tuned"
+    assert by_key["ease-textbook-200"]["configuration"] == "textbook"
+    assert by_key["ease-textbook-200"]["family"] == "ease"
     ndcg = {k: m["metrics"]["normalized_discounted_cumulative_gain_at_10"]["mean"]
             for k, m in by_key.items()}
     # Users follow topics in this data: learning peers must find that, random cannot.
-    for key in ("ease", "item-knn"):
+    for key in ("ease", "ease-textbook-200", "item-knn", "item-knn-shrink", "rp3beta",
+                "rp3beta-textbook"):
         assert ndcg[key] > ndcg["random"] + 0.05, ndcg
 
 
 def test_als_is_tuned_on_its_grid_and_learns(data) -> None:
     shape = evaluate(data, models="als,random", folds=2, seed=1, bootstrap_samples=50).to_json()
-    als, rnd = shape["models"]
-    assert als["status"] == "ok"
+    by_key = {m["key"]: m for m in shape["models"]}
+    assert list(by_key) == ["als", "als-textbook-128", "als-textbook-64", "random"]
+    assert all(m["status"] == "ok" for m in by_key.values())
+    als, rnd = by_key["als"], by_key["random"]
     from recsys.evaluation import ALS
 
-    assert all(p["factors"] in ALS.GRID["factors"] for p in als["hyperparameters"])
+    # Chosen from the grid or from steps past its edges (never left at a library default).
+    assert all(set(p) == set(ALS.GRID) for p in als["hyperparameters"])
+    assert by_key["als-textbook-128"]["hyperparameters"] == [{}, {}]  # never tuned
     ndcg = "normalized_discounted_cumulative_gain_at_10"
     assert als["metrics"][ndcg]["mean"] > rnd["metrics"][ndcg]["mean"] + 0.05
 
@@ -128,18 +139,19 @@ def test_tuning_and_training_never_see_relevant_events(data, monkeypatch) -> Non
     built: list[set[str]] = []  # event ids of every matrix a peer trains or tunes on
     real_build = peers.UserItemMatrix.build.__func__
 
-    def spy(cls, interactions, catalog):
+    def spy(cls, interactions, catalog, *args, **kwargs):
         interactions = list(interactions)
         built.append({e.event_id for e in interactions})
-        return real_build(cls, interactions, catalog)
+        return real_build(cls, interactions, catalog, *args, **kwargs)
 
     monkeypatch.setattr(peers.UserItemMatrix, "build", classmethod(spy))
-    evaluate_fn(data, folds=2, seed=3, models="ease", bootstrap_samples=50)
+    evaluate_fn(data, folds=2, seed=3, models="ease", bootstrap_samples=50, tuning_folds=3)
     folds = user_folds(data.interactions, 2, seed=3)
-    assert len(built) == 4  # per fold: its training matrix, then its validation matrix
+    per_fold = 1 + 3  # per fold: its training matrix, then one per inner tuning fold
+    assert len(built) == 2 * per_fold
     for fold in folds:
         hidden = {e.event_id for u in fold.held_out.values() for e in u.relevant_events}
-        for matrix_events in built[2 * fold.fold: 2 * fold.fold + 2]:
+        for matrix_events in built[per_fold * fold.fold: per_fold * (fold.fold + 1)]:
             assert hidden and matrix_events and matrix_events.isdisjoint(hidden)
 
 
@@ -220,14 +232,12 @@ def test_our_recipes_run_through_the_recipe_protocol(data) -> None:
     by_key = {m["key"]: m for m in shape["models"]}
     for key in ("up", "up-notext", "popularity-count", "trending-now"):
         assert by_key[key]["kind"] == "recipe"
-        assert by_key[key]["status"] == "ok" or by_key[key]["note"], by_key[key]
-    if by_key["up"]["status"] == "ok":
-        assert shape["comparison"]["best_peer"] == "item-knn"
-        assert shape["comparison"]["ratio"]["mean"] > 0
-    if by_key["up"]["status"] == by_key["up-notext"]["status"] == "ok":
-        assert set(shape["text_on_cold_polls"]) == {"with_text", "without_text", "difference"}
-        assert set(shape["text_on_cold_candidates"]) == {"with_text", "without_text",
-                                                         "difference", "ratio"}
+        assert by_key[key]["status"] == "ok", by_key[key]["note"]
+    assert shape["comparison"]["best_peer"] == "item-knn"
+    assert shape["comparison"]["ratio"]["mean"] > 0
+    assert set(shape["text_on_cold_polls"]) == {"with_text", "without_text", "difference"}
+    assert set(shape["text_on_cold_candidates"]) == {"with_text", "without_text",
+                                                     "difference", "ratio"}
     _validate(shape)
 
 
@@ -257,7 +267,7 @@ class SpyRecipe:
         SpyRecipe.seen.append(data)
         return self
 
-    def recommend(self, user_id, n, now=None, exclude=()):
+    def recommend(self, user_id, n, now=None, exclude=(), allow=None):
         return []
 
 
@@ -325,3 +335,116 @@ def test_cold_candidates_recall_is_at_least_the_full_lists() -> None:
     assert shape["text_on_cold_candidates"]["with_text"]["users"] == len(
         report.model("up").pooled_slice("recall_at_25", "cold_candidates"))
     _validate(shape)
+
+
+class BrokenRecipe:
+    """A recipe whose fit raises, as a bug in one of ours would."""
+
+    name = "broken-recipe"
+
+    def fit(self, data):
+        raise RuntimeError("planted bug")
+
+    def recommend(self, user_id, n, now=None, exclude=()):
+        return []
+
+
+def test_cli_exits_non_zero_when_a_model_failed(ratings_dir, monkeypatch) -> None:
+    import importlib
+
+    module = importlib.import_module("recsys.evaluation.evaluate")
+    monkeypatch.setitem(module._RECIPES, "popularity-count", (__name__, "broken-recipe", {}))
+    for extra in ((), ("--json",)):
+        run = _hunch_in_process("evaluate", "--data", str(ratings_dir), *extra,
+                                "--models", "popularity-count,most-popular")
+        assert run.exit_code == 1, run.output
+        assert "popularity-count failed in fold 0: RuntimeError: planted bug" in run.stderr
+        assert "most-popular" in run.stdout  # the other models' numbers are still shown
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    from recsys.demo_data import generate_demo_data
+
+    directory = tmp_path_factory.mktemp("demo")
+    generate_demo_data(directory, users=80, polls=60, days=3, seed=3)
+    return directory
+
+
+def _items_seen_per_fold(data, monkeypatch, **kwargs) -> tuple[list, object]:
+    import importlib
+
+    module = importlib.import_module("recsys.evaluation.evaluate")
+    monkeypatch.setitem(module._RECIPES, "popularity-count", (__name__, "spy-recipe", {}))
+    SpyRecipe.seen = []
+    report = module.evaluate(data, folds=2, seed=0, models="popularity-count",
+                             bootstrap_samples=20, **kwargs)
+    assert report.model("popularity-count").status == "ok", report.model("popularity-count").note
+    return [seen.items for seen in SpyRecipe.seen], report
+
+
+def test_comments_reach_a_model_only_from_its_folds_training_events(demo_dir, monkeypatch) -> None:
+    from recsys.datasets import clean_text, load_directory
+    from recsys.demo_data import read_comments
+    from recsys.evaluation import user_folds
+
+    data = load_directory(demo_dir).training_data()
+    texts = read_comments(demo_dir)
+    seen_items, _ = _items_seen_per_fold(data, monkeypatch, comment_texts=texts)
+    folds = user_folds(data.interactions, 2, seed=0)
+    assert len(seen_items) == len(folds) == 2
+    leaked_any = False
+    for fold, items in zip(folds, seen_items):
+        future = [clean_text(texts[u.user_id, e.item_id, e.timestamp])
+                  for u in fold.held_out.values() for e in u.relevant_events
+                  if e.event_type == "COMMENT"]
+        trained = {(e.item_id, clean_text(texts[e.user_id, e.item_id, e.timestamp]))
+                   for e in fold.training if e.event_type == "COMMENT"}
+        assert future and trained
+        # On the whole data some of these future comments are in their poll's preview.
+        leaked_any |= any(t in (r.get("COMMENTS") or "") for t in future
+                          for r in data.items.values())
+        shown = " ".join(r.get("COMMENTS") or "" for r in items.values())
+        assert not [t for t in future if t in shown]
+        # Rebuilt, not just emptied: training comments' texts are there.
+        assert any(t in (items[i].get("COMMENTS") or "") for i, t in trained)
+    assert leaked_any  # otherwise this test could not fail
+
+
+def test_comments_without_their_texts_are_dropped_with_a_note(demo_dir, monkeypatch) -> None:
+    from recsys.datasets import load_directory
+
+    data = load_directory(demo_dir).training_data()
+    assert any(r.get("COMMENTS") for r in data.items.values())
+    seen_items, report = _items_seen_per_fold(data, monkeypatch)
+    assert seen_items and all(r.get("COMMENTS") is None
+                              for items in seen_items for r in items.values())
+    assert any("COMMENTS dropped" in n for n in report.notes)
+    assert all(r.get("QUESTION") for items in seen_items for r in items.values())
+
+
+def test_ratio_is_taken_against_the_best_peer_configuration_on_the_test_folds(
+        data, monkeypatch) -> None:
+    import importlib
+
+    import numpy as np
+
+    module = importlib.import_module("recsys.evaluation.evaluate")
+    # A tuning that lands far off (lambda so large EASE is nearly popularity): the
+    # textbook configurations are then better on the test users, and must be the bar.
+    monkeypatch.setattr(module.EaseContender, "tune",
+                        lambda self, validation, seed: {"l2": 1e7, "weighting": "binary"})
+    report = evaluate(data, folds=2, seed=0, models="up,ease,most-popular", bootstrap_samples=50)
+    assert all(m.status == "ok" for m in report.models), [m.note for m in report.models]
+    ndcg = {m.key: float(np.mean(m.pooled("normalized_discounted_cumulative_gain_at_10")))
+            for m in report.ok_models() if m.kind == "peer"}
+    assert set(ndcg) == {"ease", "ease-textbook-200", "ease-textbook-500", "most-popular"}
+    best = max(ndcg, key=ndcg.get)
+    assert report.model(best).configuration == "textbook" and ndcg[best] > ndcg["ease"]
+    comparison = report.to_json()["comparison"]
+    assert comparison["best_peer"] == best
+    assert sorted(comparison["peers"]) == sorted(ndcg)
+    up = float(np.mean(report.model("up").pooled("normalized_discounted_cumulative_gain_at_10")))
+    assert comparison["ratio"]["mean"] == pytest.approx(up / ndcg[best])
+    assert any(n.startswith("ease (tuned)") and "did not transfer" in n for n in report.notes)
+    _validate(report.to_json())

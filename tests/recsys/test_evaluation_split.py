@@ -105,3 +105,17 @@ def test_too_few_users_for_the_folds_is_a_clear_error() -> None:
     events = [Interaction("u", "p1", "HUNCH", 1), Interaction("u", "p2", "HUNCH", 2)]
     with pytest.raises(EvaluationSplitError, match="fewer folds"):
         user_folds(events, 3)
+
+
+def test_tuning_folds_validate_every_training_user_once_and_no_held_out_user(events) -> None:
+    from recsys.evaluation.split import validation_folds
+
+    (outer, _) = user_folds(events, 2, seed=0)
+    inner = validation_folds(outer, 3, seed=1)
+    assert len(inner) == 3
+    validated = [u for fold in inner for u in fold.held_out]
+    training_events = [e for e in outer.training if e.user_id not in outer.held_out]
+    assert sorted(validated) == eligible_users(training_events)  # each once
+    assert set(validated).isdisjoint(outer.held_out)
+    for fold in inner:
+        assert {e.user_id for e in fold.training}.isdisjoint(outer.held_out)

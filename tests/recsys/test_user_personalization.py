@@ -161,6 +161,22 @@ def test_cold_user_is_served_from_their_segment_then_from_their_first_events(wor
     assert not {f"pets-{n}" for n in range(5)} & {r.item_id for r in after}
 
 
+def test_rescaling_the_segment_weight_rescales_its_share_of_the_scores(world) -> None:
+    # Follow impact's trade-off curve rescales the learned weight in place; scores must
+    # follow it (cached segment rows once kept the old weight: a flat curve).
+    model = _fresh(world)
+    learned = model.blend_["segment"] or 1.0
+
+    def scores(multiplier: float) -> np.ndarray:
+        model.blend_ = {**model.blend_, "segment": learned * multiplier}
+        return model.score_all("new-baker", now=NEWEST)
+
+    base, once, twice = scores(0.0), scores(1.0), scores(2.0)
+    assert np.abs(once - base).max() > 1e-3
+    np.testing.assert_allclose(twice - once, once - base, atol=1e-4)
+    np.testing.assert_allclose(scores(0.0), base, atol=1e-6)
+
+
 def test_events_after_training_change_the_next_feed_without_retraining(world) -> None:
     model = _fresh(world)
     before = model.recommend("football-fan-5", 10)

