@@ -37,6 +37,8 @@ RATE_LIMIT_MAX_USERS = 100_000
 # Redis keys live a window and this much longer, so a window's count is never dropped
 # before the window ends on a host whose clock runs a little behind.
 REDIS_WINDOW_SLACK_SECONDS = 60
+# A rate check is one round trip (~1-2 ms here); 0.2 s means Redis is in trouble.
+REDIS_TIMEOUT_SECONDS = 0.2
 WINDOW_SECONDS = 60
 
 
@@ -101,7 +103,11 @@ class RedisRateLimiter:
         key = f"hunch:rate:{self.scope}:{user_id}:{window}"
         try:
             if self._client is None:
-                self._client = redis.Redis.from_url(self.url)
+                # Bounded waits: a Redis that hangs (rather than refuses) must fall
+                # back to the local limiter, not stall every request behind it.
+                self._client = redis.Redis.from_url(
+                    self.url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                    socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, WINDOW_SECONDS + REDIS_WINDOW_SLACK_SECONDS)

@@ -26,7 +26,7 @@ from strawberry.types.nodes import SelectedField
 from gateway.auth import Forbidden, Principal
 from gateway.errors import RateLimited
 from graph.errors import GraphError
-from recsys.admission import MAX_ECHO_CHARS, UnknownPolls
+from recsys.admission import MAX_ECHO_CHARS, UnknownPolls, check_id
 from recsys.errors import HunchError, InvalidEvent
 from recsys.events import Interaction
 from recsys.feed import InvalidPageSize
@@ -290,6 +290,15 @@ def _in_thread(resolver: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def _invalid_user_id(user_id: object) -> "InvalidInputError | None":
+    """The followee id's problem (length, Unicode) as a union error, before the graph."""
+    try:
+        check_id("userId", str(user_id))
+    except InvalidEvent as exc:
+        return InvalidInputError(message=str(exc))
+    return None
+
+
 def _services(info: Info):
     return info.context["services"]
 
@@ -479,6 +488,8 @@ class Mutation:
     async def follow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
         await _check_rate(info, principal)
+        if (problem := _invalid_user_id(user_id)) is not None:
+            return problem
         if str(user_id) == principal.user_id:
             return InvalidInputError(message="a user cannot follow themselves")
         try:
@@ -491,6 +502,8 @@ class Mutation:
     async def unfollow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
         await _check_rate(info, principal)
+        if (problem := _invalid_user_id(user_id)) is not None:
+            return problem
         try:
             await _services(info).unfollow(principal.user_id, str(user_id))
         except GraphError as exc:
@@ -513,7 +526,11 @@ class Mutation:
             "CATEGORY": "|".join(input.categories),
         }
         if input.created_at is not None:  # left out: now for a new poll, kept on an edit
-            record["CREATION_TIMESTAMP"] = input.created_at
+            try:
+                record["CREATION_TIMESTAMP"] = _services(info).event_rules.poll_created_at(
+                    input.created_at, internal_tool=principal.is_admin)
+            except InvalidEvent as exc:
+                return InvalidInputError(message=str(exc))
         if input.author_id is not None:  # left out: the caller, or the stored author
             record["AUTHOR_ID"] = input.author_id
         for name, value in (("QUESTION", input.question), ("OPTIONS", input.options),

@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 64 * 1024  # a recordImpressions of 100 ids is ~5 KiB
     # Per user, counted by each worker, or by all of them through Redis when
     # session_store is redis (gateway/rate_limit.py).
-    mutation_rate_per_minute: int = 600  # a scroll sends ~1 batch of impressions a second
+    mutation_rate_per_minute: int = Field(600, ge=1)  # a scroll sends ~1 batch of impressions a second
     # A reader asks a page every few seconds; faster is a script, and a page is the
     # costliest request (~5 ms of server CPU): 5 pages/s sustained, bursts of 30.
     feed_rate_per_minute: int = Field(300, ge=1)

@@ -189,6 +189,24 @@ class EventRules:
         if hasattr(event, "event_type"):
             self.check_type(getattr(event, "event_type"))
 
+    def poll_created_at(self, created_at: int, *, internal_tool: bool) -> int:
+        """A client's ``createdAt`` for a poll. A poll's age drives its rank (UP's age
+        steps, the in-network source's newest-first order), so an author may only date a
+        poll within the live window (a post-dated poll would stay "newest" for ever);
+        internal tools importing history follow the history rule instead."""
+        check_timestamp(created_at)
+        now = self.clock()
+        if internal_tool:
+            if created_at < self.history_floor:
+                raise InvalidEvent(f"createdAt {created_at} is before the history floor "
+                                   f"{self.history_floor}")
+        elif created_at < now - self.max_age_seconds:
+            raise InvalidEvent(
+                f"createdAt {created_at} is more than {self.max_age_seconds} s before the "
+                f"server's clock ({int(now)}); leave it out to date the poll now")
+        self._check_not_future(created_at, now)
+        return created_at
+
     def check_history(self, event: object) -> None:
         """An imported event: not before ``history_floor``, not after now plus skew."""
         timestamp = getattr(event, "timestamp")

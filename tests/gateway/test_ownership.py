@@ -85,3 +85,51 @@ def test_the_store_checks_ownership_in_the_write_transaction(tmp_path):
         edited = store.upsert_item({"ITEM_ID": "p", "QUESTION": "?"}, acting_user="bob",
                                    admin=True)
         assert edited["AUTHOR_ID"] == "ann" and edited["QUESTION"] == "?"
+
+
+def test_an_author_cannot_post_date_or_back_date_a_poll(settings):  # noqa: F811
+    """A poll's age drives its rank (UP's age steps, the in-network source's newest
+    first): a post-dated poll would stay "newest" for ever. Authors date polls within the
+    live window; internal tools importing history may back-date, never post-date."""
+    import time
+
+    async def scenario(client):
+        now = int(time.time())
+        for created_at in (2_147_483_647, now + 3600, -2_147_483_648, now - 30 * 86400):
+            body = (await _upsert(client, settings, "b", id="b-dated", categories=["X"],
+                                  createdAt=created_at)).json()
+            assert body["data"]["upsertPoll"]["__typename"] == "InvalidInputError", body
+            assert _stored(settings, "b-dated") is None
+        body = (await _upsert(client, settings, "b", id="b-dated", categories=["X"],
+                              createdAt=now - 60)).json()
+        assert body["data"]["upsertPoll"]["__typename"] == "Poll", body
+        assert _stored(settings, "b-dated")["CREATION_TIMESTAMP"] == now - 60
+        # The author cannot re-date it into the future either.
+        body = (await _upsert(client, settings, "b", id="b-dated", categories=["X"],
+                              createdAt=2_147_483_647)).json()
+        assert body["data"]["upsertPoll"]["__typename"] == "InvalidInputError", body
+        assert _stored(settings, "b-dated")["CREATION_TIMESTAMP"] == now - 60
+        # Internal tools import history (a year back), but nothing from the future.
+        for created_at, accepted in ((now - 365 * 86400, True), (2_147_483_647, False)):
+            body = (await _upsert(client, settings, "tools", admin=True, id="old",
+                                  categories=["X"], authorId="a1",
+                                  createdAt=created_at)).json()
+            assert (body["data"]["upsertPoll"]["__typename"] == "Poll") is accepted, body
+
+    serve(settings, scenario)
+
+
+def test_follow_refuses_a_user_id_no_store_can_hold(settings):  # noqa: F811
+    token = issue_token(settings, "b")
+    query = """mutation($u: ID!) { follow(userId: $u) { __typename
+      ... on InvalidInputError { message } } unfollow(userId: $u) { __typename } }"""
+
+    async def scenario(client):
+        body = (await client.post("/graphql", json={"query": query,
+                                                    "variables": {"u": "x" * 30_000}},
+                                  headers={"Authorization": f"Bearer {token}"})).json()
+        assert body["data"]["follow"]["__typename"] == "InvalidInputError", body
+        assert len(body["data"]["follow"]["message"]) < 500
+        assert body["data"]["unfollow"]["__typename"] == "InvalidInputError", body
+
+    serve(settings, scenario)
