@@ -140,7 +140,6 @@ def test_report_tables_hold_numbers_and_images_open(planted, tmp_path):
     numeric = [c for c in cells if c.replace(".", "").replace("-", "").replace("e", "")
                .isdigit()]
     assert len(numeric) > 20
-    assert "no detectable change" in text or "raises" in text
     for png in ("follow_impact.png", "trend_tuning.png"):
         assert f'src="{png}"' in text
         with Image.open(tmp_path / png) as im:
