@@ -425,6 +425,20 @@ def test_item_item_in_the_learned_blend_changes_the_ranking_past_the_size_limit(
     assert not np.allclose(windowed.score_all(user), off.score_all(user))
 
 
+def test_served_scores_with_both_item_item_features_are_the_blends_formula(world) -> None:
+    # Serving sums the two item-item features before spreading them to the polls outside
+    # B; that must score exactly as the blend's formula, which adds them spread apart.
+    model = _fresh(world, item_item_max_items=50, item_item_active_polls=40)
+    model.blend_ |= {"item_item": 0.7, "item_item_recent": 1.3}
+    model.add_items({"cold-pets": {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer",
+                                   "CREATION_TIMESTAMP": NEWEST - DAY,
+                                   "QUESTION": "Which puppy leash does the vet like?"}})
+    model._refresh_static()
+    for user in ("pets-fan-2", "football-fan-0", "new-baker"):
+        formula = model._combine(*model._features(user, model._reference_time(user, None)))
+        np.testing.assert_allclose(model.score_all(user), formula, rtol=1e-5, atol=1e-5)
+
+
 def test_item_item_sizes_must_not_be_negative() -> None:
     with pytest.raises(UserPersonalizationError, match="item_item_active_polls"):
         UserPersonalization(item_item_active_polls=-1)
