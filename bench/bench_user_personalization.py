@@ -7,6 +7,11 @@ implicit ALS's ``fit`` on the same matrix, and implicit ALS's own ``recommend`` 
 user with ``recalculate_user=True`` (its fold-in path).
 
 Run: ``python bench/bench_user_personalization.py [--users 5000 --polls 50000 --days 30]``
+
+``--item-item`` instead compares UP with its item-item component (past 10k polls: EASE
+over the active window) against UP without it (baseline), same run, same data: NDCG@10
+and recall@25 of the held-out users of one Personalize split, fit time (and each one's
+ratio to implicit ALS on the same events) and one-request p50/p99.
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--data", type=Path, default=None,
                         help="an existing Personalize-format directory instead of demo data")
+    parser.add_argument("--item-item", action="store_true",
+                        help="compare UP with and without its item-item component")
     args = parser.parse_args()
+    if args.item_item:
+        item_item_comparison(args)
+        return
 
     from threadpoolctl import threadpool_limits
 
@@ -103,6 +113,104 @@ def main() -> None:
               f" folded in on average: p50 {p50:.2f} ms, p99 {p99:.2f} ms (goal <= {P99_GOAL_MS} ms)")
         print(f"baseline implicit ALS recommend (recalculate_user): p50 {a50:.2f} ms, "
               f"p99 {a99:.2f} ms; ratio p99 {p99 / a99:.2f}x")
+
+
+def _request_ms(models, users) -> list[np.ndarray]:
+    """One-request latencies of each model, interleaved request by request, so that a
+    busy machine slows every model alike."""
+    for model in models:
+        model.recommend(users[0], 25)  # warm caches
+    out: list[list[float]] = [[] for _ in models]
+    for user_id in users:
+        for model, times in zip(models, out):
+            started = time.perf_counter()
+            model.recommend(user_id, 25)
+            times.append((time.perf_counter() - started) * 1000)
+    return [np.array(t) for t in out]
+
+
+def item_item_comparison(args: argparse.Namespace) -> None:
+    """UP with its item-item component against UP without it, on one Personalize split."""
+    from threadpoolctl import threadpool_limits
+
+    from recsys.datasets import load_directory
+    from recsys.demo_data import generate_demo_data
+    from recsys.evaluation.metrics import ndcg_at_k, recall_at_k
+    from recsys.evaluation.split import personalize_split
+    from recsys.recipes.base import TrainingData
+    from recsys.recipes.user_personalization import ALS_ALPHA, UserPersonalization
+
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
+        directory = args.data
+        if directory is None:
+            directory = Path(tmp) / "demo"
+            generate_demo_data(directory, users=args.users, polls=args.polls,
+                               days=args.days, seed=args.seed)
+        full = load_directory(directory).training_data()
+        split = personalize_split(full.interactions, seed=0)
+        data = TrainingData(list(split.training), full.items, full.users,
+                            split.training_impressions(full.impressions))
+        held_out = split.scored_users
+        print(f"data: {len(data.interactions):,} training interactions (one Personalize "
+              f"split), {len(data.items):,} polls, {len(held_out)} held-out users scored")
+        import implicit.cpu.als  # noqa: F401  (imports are not training time)
+        import sklearn.decomposition  # noqa: F401
+        import sklearn.linear_model  # noqa: F401
+
+        results = {}
+        for label, params in (("with item-item", {}),
+                              ("without (baseline)", {"item_item_active_polls": 0,
+                                                      "item_item_max_items": 0})):
+            model = UserPersonalization(num_threads=1, random_state=0, **params)
+            started = time.perf_counter()
+            model.fit(data)
+            seconds = time.perf_counter() - started
+            ndcg, recall = [], []
+            for user in held_out:
+                ranked = [r.item_id for r in model.recommend(user.user_id, 25,
+                                                             exclude=user.input_items)]
+                ndcg.append(ndcg_at_k(ranked, user.relevant_items, 10))
+                recall.append(recall_at_k(ranked, user.relevant_items, 25))
+            window = len(model.item_item_) if model.item_item_ is not None else 0
+            results[label] = (model, seconds, np.array(ndcg), np.array(recall))
+            print(f"{label}: B over {window:,} polls, fit {seconds:.2f} s, NDCG@10 "
+                  f"{np.mean(ndcg):.4f}, recall@25 {np.mean(recall):.4f} (blend item_item "
+                  f"{model.blend_['item_item']:.3f}, recent "
+                  f"{model.blend_['item_item_recent']:.3f})", flush=True)
+
+        import scipy.sparse as sp
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        users = [model.user_index_[e.user_id] for e in data.interactions]
+        items = [model.item_index_[e.item_id] for e in data.interactions]
+        weights = [model._event_weight(e.event_type) for e in data.interactions]
+        matrix = sp.csr_matrix((np.array(weights, np.float32), (users, items)),
+                               shape=(len(model.user_ids_), len(model.item_ids_)))
+        als = AlternatingLeastSquares(factors=model.factors, regularization=model.regularization,
+                                      alpha=ALS_ALPHA, iterations=model.iterations,
+                                      num_threads=1, random_state=0)
+        started = time.perf_counter()
+        als.fit(matrix, show_progress=False)
+        als_seconds = time.perf_counter() - started
+
+        (on, on_s, on_n, on_r), (off, off_s, off_n, off_r) = results.values()
+        rng = np.random.default_rng(0)
+        active = [u for u in on.recent_ if len(on.recent_[u][0]) >= 20]
+        on_ms, off_ms = _request_ms([on, off], rng.choice(active, size=REQUESTS))
+        diff = on_n - off_n
+        half = 1.96 * diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+        print(f"NDCG@10 ratio with/without {on_n.mean() / max(off_n.mean(), 1e-12):.3f}"
+              f" (paired difference {diff.mean():+.4f} +- {half:.4f}, 95 % normal); recall@25"
+              f" ratio {on_r.mean() / max(off_r.mean(), 1e-12):.3f}")
+        print(f"fit: with {on_s:.2f} s, without {off_s:.2f} s (ratio {on_s / off_s:.2f}x); "
+              f"implicit ALS {als_seconds:.2f} s: UP/ALS with {on_s / als_seconds:.2f}x, "
+              f"without {off_s / als_seconds:.2f}x (goal <= {TRAINING_RATIO_GOAL}x)")
+        print(f"recommend top 25 (interleaved): p50 with {np.percentile(on_ms, 50):.2f} ms, "
+              f"without {np.percentile(off_ms, 50):.2f} ms; p99: with "
+              f"{np.percentile(on_ms, 99):.2f} ms, without "
+              f"{np.percentile(off_ms, 99):.2f} ms (ratio "
+              f"{np.percentile(on_ms, 99) / np.percentile(off_ms, 99):.2f}x; goal <= "
+              f"{P99_GOAL_MS} ms)")
 
 
 if __name__ == "__main__":

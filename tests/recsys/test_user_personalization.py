@@ -374,8 +374,8 @@ def test_item_item_scores_are_eases_closed_form(world) -> None:
     assert top[0] == model.item_ids_[int(np.argmax(row))]
 
 
-def test_item_item_is_off_above_its_catalog_size_limit(world, tmp_path) -> None:
-    limited = _fresh(world, item_item_max_items=len(world.items) - 1)
+def test_item_item_can_be_switched_off_above_its_catalog_size_limit(world, tmp_path) -> None:
+    limited = _fresh(world, item_item_max_items=len(world.items) - 1, item_item_active_polls=0)
     assert limited.item_item_ is None
     # Without it the recipe still serves each fan their topic, and saves and loads.
     assert _topic_share(limited.recommend("pets-fan-5", 10), "pets") >= 0.8
@@ -385,6 +385,79 @@ def test_item_item_is_off_above_its_catalog_size_limit(world, tmp_path) -> None:
     assert loaded.recommend("pets-fan-5", 10) == limited.recommend("pets-fan-5", 10)
     on = _fresh(world, item_item_max_items=len(world.items))
     assert on.item_item_ is not None and on.item_item_.shape == (len(world.items),) * 2
+
+
+def test_above_its_catalog_size_limit_item_item_covers_the_most_active_polls(
+        world, tmp_path) -> None:
+    # 90 polls, B limited to 50: the 40 most-voted polls form B's active window.
+    model = _fresh(world, learn_blend=False, use_recency=False,
+                   item_item_max_items=50, item_item_active_polls=40)
+    assert model.item_item_ is not None and model.item_item_.shape == (40, 40)
+    counts = np.bincount([model.item_index_[e.item_id] for e in world.interactions],
+                         minlength=len(model.item_ids_))
+    window = model.item_item_polls_
+    assert len(window) == 40 and counts[window].min() >= np.delete(counts, window).max()
+    # Only the item-item term in the blend, no borrowing: the window's scores are EASE's
+    # closed form over the window's polls.
+    model.blend_ = {name: 0.0 for name in model.blend_} | {"item_item": 1.0}
+    neighbours = model.item_item_neighbours_
+    model.item_item_neighbours_ = None
+    model._refresh_static()
+    x = np.zeros((len(model.user_ids_), len(window)))
+    for e in world.interactions:
+        at = np.flatnonzero(window == model.item_index_[e.item_id])
+        x[model.user_ids_.index(e.user_id), at] = 1.0
+    p = np.linalg.inv(x.T @ x + model.item_item_l2_ * np.eye(len(window)))
+    b = np.eye(len(window)) - p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    user = "baking-fan-4"
+    scores = model.score_all(user)
+    expected = x[model.user_ids_.index(user)] @ b
+    np.testing.assert_allclose(scores[window], expected, atol=1e-4)
+    # Non-zero, and highest on a poll of the user's own topic.
+    assert model.item_ids_[window[int(np.argmax(scores[window]))]].startswith("baking")
+    # With the content neighbours back, polls outside the window are scored from the
+    # window polls they resemble, and item-item alone serves each fan their topic.
+    model.item_item_neighbours_ = neighbours
+    model._changed()
+    outside = np.setdiff1d(np.arange(len(model.item_ids_)), window)
+    assert np.abs(model.score_all(user)[outside]).max() > 0
+    for fan, topic in (("pets-fan-5", "pets"), ("baking-fan-2", "baking"),
+                       ("football-fan-7", "football")):
+        assert _topic_share(model.recommend(fan, 10), topic) >= 0.8
+    model.save(tmp_path)
+    loaded = UserPersonalization.load(tmp_path)
+    np.testing.assert_array_equal(loaded.item_item_polls_, window)
+    assert loaded.recommend("pets-fan-5", 10) == model.recommend("pets-fan-5", 10)
+
+
+def test_item_item_in_the_learned_blend_changes_the_ranking_past_the_size_limit() -> None:
+    data = _ten_times_the_users(seed=2)
+    windowed = _fresh(data, item_item_max_items=50, item_item_active_polls=40)
+    off = _fresh(data, item_item_max_items=50, item_item_active_polls=0)
+    assert off.item_item_ is None and windowed.item_item_ is not None
+    assert windowed.blend_["item_item"] + windowed.blend_["item_item_recent"] > 0
+    user = "football-fan-3#0"
+    assert not np.allclose(windowed.score_all(user), off.score_all(user))
+
+
+def test_served_scores_with_both_item_item_features_are_the_blends_formula(world) -> None:
+    # Serving sums the two item-item features before spreading them to the polls outside
+    # B; that must score exactly as the blend's formula, which adds them spread apart.
+    model = _fresh(world, item_item_max_items=50, item_item_active_polls=40)
+    model.blend_ |= {"item_item": 0.7, "item_item_recent": 1.3}
+    model.add_items({"cold-pets": {"CATEGORY": "GENERAL", "AUTHOR_ID": "newcomer",
+                                   "CREATION_TIMESTAMP": NEWEST - DAY,
+                                   "QUESTION": "Which puppy leash does the vet like?"}})
+    model._refresh_static()
+    for user in ("pets-fan-2", "football-fan-0", "new-baker"):
+        formula = model._combine(*model._features(user, model._reference_time(user, None)))
+        np.testing.assert_allclose(model.score_all(user), formula, rtol=1e-5, atol=1e-5)
+
+
+def test_item_item_sizes_must_not_be_negative() -> None:
+    with pytest.raises(UserPersonalizationError, match="item_item_active_polls"):
+        UserPersonalization(item_item_active_polls=-1)
 
 
 def test_item_item_lambda_is_chosen_on_training_users_validation(world) -> None:
