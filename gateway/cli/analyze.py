@@ -169,10 +169,11 @@ def export_served_command(sessions_db: Path | None, out_csv: Path) -> None:
 def run_text_ablation(data_dir: Path, progress=None):
     from recsys.analysis.text_ablation import text_ablation
     from recsys.datasets import load_directory
+    from recsys.demo_data import read_comments
 
     ds = load_directory(data_dir)
     return text_ablation(ds.interactions, ds.items, ds.users, impressions=ds.impressions,
-                         progress=progress)
+                         comment_texts=read_comments(data_dir), progress=progress)
 
 
 def run_exploration(data_dir: Path, progress=None):
