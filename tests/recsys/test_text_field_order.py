@@ -23,8 +23,8 @@ from recsys.demo_data import GROUND_TRUTH_FILE, generate_demo_data, read_comment
 
 SEEDS = (1, 2, 3)
 # Small enough for three seeds in a test; half the users held out so that enough of
-# them (about 60 per seed) have a cold relevant poll for the paired tests.
-SIZE = dict(users=500, polls=1000, days=5)
+# them (50-70 per seed) have a cold relevant poll for the paired tests.
+SIZE = dict(users=400, polls=800, days=5)
 HOLDOUT_FRACTION = 0.5
 
 
