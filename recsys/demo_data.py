@@ -13,7 +13,8 @@ ones *for the right reasons*. So the generator plants known structure, writes it
   its CATEGORY is the coarse group of its topic (``TOPIC_CATEGORY``: 16 topics in 5
   categories, e.g. sports and fitness are both SPORTS; a few polls are
   ``PROMOTIONAL_EVENT``) and its text fields mix topic words with generic ones (QUESTION
-  clearest, comments noisiest), so only the text tells a poll's topic.
+  clearest, comments noisiest: ``TEXT_FIELD_TOPIC_SHARE``, order in ground_truth.json's
+  ``text_field_order``), so only the text tells a poll's topic.
 - **engagement** of user *u* with poll *p* at time *t* is proportional to
   ``activity(u) * affinity(u, topic(p)) * appeal(p) * recency(t - created(p))
   * diurnal(t) * follow_boost**[u follows author(p)]``; the poll's appeal is fed back by
@@ -226,6 +227,24 @@ QUESTION_OPENERS: tuple[str, ...] = (
     "Which", "Would you rather", "Is", "Do you think", "What is your favorite",
     "Hot take:", "Be honest:", "Who wins:",
 )
+# Planted informativeness of the text fields, most to least (ground_truth.json's
+# "text_field_order"). Each field draws a comparable number of words per poll
+# (TEXT_FIELD_WORDS: 4-7 in all, options and option descriptions split over 2-4 options)
+# and the share of them that are topic words falls strictly field by field, so how much a
+# field tells about a poll's topic follows this order alone, with a clear gap between
+# neighbours: an ablation that measures what each field adds must recover it.
+TEXT_FIELD_TOPIC_SHARE: dict[str, float] = {
+    "QUESTION": 0.8, "OPTIONS": 0.55, "DESCRIPTION": 0.35, "OPTION_DESCRIPTIONS": 0.2,
+    "COMMENTS": 0.05,
+}
+TEXT_FIELD_ORDER: tuple[str, ...] = tuple(
+    sorted(TEXT_FIELD_TOPIC_SHARE, key=TEXT_FIELD_TOPIC_SHARE.__getitem__, reverse=True))
+# Words per poll of a field, [low, high) as numpy draws them; per option for the fields
+# written per option. Comparable across fields so that length does not confound the order.
+TEXT_FIELD_WORDS: dict[str, tuple[int, int]] = {
+    "QUESTION": (4, 8), "OPTIONS": (1, 3), "DESCRIPTION": (4, 8),
+    "OPTION_DESCRIPTIONS": (1, 3), "COMMENTS": (4, 8),
+}
 STOCK_OPTIONS: tuple[str, ...] = ("Yes, definitely", "No way", "Not sure, maybe",
                                   'Depends on the "vibe"')
 
@@ -608,8 +627,13 @@ def _vocabulary(topic: str, promotional: bool) -> tuple[str, ...]:
     return TOPIC_VOCABULARY[topic] + (PROMOTIONAL_WORDS if promotional else ())
 
 
+def _field_words(rng: np.random.Generator, vocab: Sequence[str], field: str) -> list[str]:
+    low, high = TEXT_FIELD_WORDS[field]
+    return _words(rng, vocab, int(rng.integers(low, high)), TEXT_FIELD_TOPIC_SHARE[field])
+
+
 def _comment_text(rng: np.random.Generator, vocab: Sequence[str]) -> str:
-    return (f'"{" ".join(_words(rng, vocab, int(rng.integers(3, 12)), 0.25))}", '
+    return (f'"{" ".join(_field_words(rng, vocab, "COMMENTS"))}", '
             + GENERIC_WORDS[int(rng.integers(len(GENERIC_WORDS)))])
 
 
@@ -617,27 +641,27 @@ def _poll_text(rng: np.random.Generator, topic: str, promotional: bool,
                n_comments: int) -> tuple[str, str, str, str, list[str]]:
     """QUESTION, OPTIONS, DESCRIPTION, OPTION_DESCRIPTIONS and the first comments' texts.
 
-    Signal falls field by field: QUESTION is half topic words, comments a quarter.
+    Signal falls field by field in TEXT_FIELD_ORDER (see TEXT_FIELD_TOPIC_SHARE).
     """
     vocab = _vocabulary(topic, promotional)
     opener = QUESTION_OPENERS[int(rng.integers(len(QUESTION_OPENERS)))]
-    question = f"{opener} {' '.join(_words(rng, vocab, int(rng.integers(3, 8)), 0.5))}?"
+    question = f"{opener} {' '.join(_field_words(rng, vocab, 'QUESTION'))}?"
     n_opt = int(rng.integers(2, 5))
     options = []
     for _ in range(n_opt):
         if rng.random() < 0.25:
             options.append(STOCK_OPTIONS[int(rng.integers(len(STOCK_OPTIONS)))])
         else:
-            options.append(" ".join(_words(rng, vocab, int(rng.integers(1, 3)), 0.6)).capitalize())
+            options.append(" ".join(_field_words(rng, vocab, "OPTIONS")).capitalize())
     description = ""
     if rng.random() < 0.7:
-        words = _words(rng, vocab, int(rng.integers(8, 25)), 0.25)
+        words = _field_words(rng, vocab, "DESCRIPTION")
         description = " ".join(words).capitalize() + "."
         if rng.random() < 0.2:  # some descriptions carry quotes and a line break
             description += f'\nAs my friend said, "{words[0]}, {words[-1]}".'
     option_descriptions = ""
     if rng.random() < 0.4:
-        option_descriptions = "|".join(" ".join(_words(rng, vocab, int(rng.integers(2, 6)), 0.2))
+        option_descriptions = "|".join(" ".join(_field_words(rng, vocab, "OPTION_DESCRIPTIONS"))
                                        for _ in range(n_opt))
     comments = [_comment_text(rng, vocab) for _ in range(min(n_comments, COMMENTS_PER_POLL))]
     return question, "|".join(options), description, option_descriptions, comments
@@ -921,6 +945,10 @@ def _write_ground_truth(out: Path, w: _World, planted: list[dict], user_ids: lis
              "mean_age": round(float(w.community_age[c]), 1)}
             for c in range(len(w.community_topics))
         ],
+        # Text fields from most to least informative about a poll's topic, with each
+        # field's share of topic words (TEXT_FIELD_TOPIC_SHARE).
+        "text_field_order": list(TEXT_FIELD_ORDER),
+        "text_field_topic_share": dict(TEXT_FIELD_TOPIC_SHARE),
         "user_community": dict(zip(user_ids, w.community.tolist())),
         "polls": {
             pid: {"topic": TOPICS[t], "author": user_ids[a], "promotional": pr,

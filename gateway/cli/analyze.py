@@ -169,10 +169,11 @@ def export_served_command(sessions_db: Path | None, out_csv: Path) -> None:
 def run_text_ablation(data_dir: Path, progress=None):
     from recsys.analysis.text_ablation import text_ablation
     from recsys.datasets import load_directory
+    from recsys.demo_data import read_comments
 
     ds = load_directory(data_dir)
     return text_ablation(ds.interactions, ds.items, ds.users, impressions=ds.impressions,
-                         progress=progress)
+                         comment_texts=read_comments(data_dir), progress=progress)
 
 
 def run_exploration(data_dir: Path, progress=None):
@@ -197,6 +198,9 @@ def text_command(data_dir: Path, as_json: bool) -> None:
     for name, v in result.variants.items():
         click.echo(f"{name:28s} NDCG@10 {v['ndcg_at_10']:.4f}  cold-poll recall@25 "
                    f"{v['cold_poll_recall_at_25']:.4f}")
+    for r in result.field_ranking():  # each field alone vs no text, on cold candidates
+        click.echo(f"only {r['field']:23s} cold-candidate AUC gain {r['gain']:+.4f}  "
+                   f"Holm p {r['holm_p']:.3g}")
 
 
 @analyze.command("exploration")

@@ -209,6 +209,8 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
             "polls to find); each row drops one field from the full model.</p>"
             + _table([{"variant": n, **v} for n, v in text.variants.items()])
             + _table(text.field_contributions())
+            + "<p>Each field alone against no text, on cold candidates (AUC gain), "
+              "most informative first:</p>" + _table(text.field_ranking())
             + '<img src="text_ablation.png" alt="text ablation">')
     if exploration is not None:
         _plot_exploration(exploration, out / "exploration.png")

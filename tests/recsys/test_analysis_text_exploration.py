@@ -45,7 +45,8 @@ def replay(demo):
 def test_every_text_field_is_ablated_overall_and_on_cold_polls(ablation):
     rows = ablation.field_contributions()
     assert {r["field"] for r in rows} == set(TEXT_FIELDS)
-    assert {r["metric"] for r in rows} == {"ndcg_at_10", "cold_poll_recall_at_25"}
+    assert {r["metric"] for r in rows} == {"ndcg_at_10", "cold_poll_recall_at_25",
+                                           "cold_candidate_auc"}
     assert NO_TEXT in ablation.variants and ablation.cold_users > 0
     assert all(c.holm_p >= c.paired_t_p for c in ablation.comparisons)
 

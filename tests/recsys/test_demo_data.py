@@ -383,3 +383,37 @@ def test_comments_file_holds_every_comment_and_items_preview_the_first_ones(base
     for item in base.items:
         assert clean_text(item["COMMENTS"]) == clean_text(
             comments_field(first.get(item["ITEM_ID"], [])))
+
+
+def test_text_fields_carry_topic_words_in_the_planted_order(base):
+    # Measured from the written items: per field, the share of words that belong to the
+    # poll's topic vocabulary (question openers and stock options dilute the first two)
+    # and the topic words per poll. Both fall strictly along ground_truth.json's
+    # text_field_order (topic words per poll for the authored fields only: COMMENTS grows
+    # with a poll's comments, and cold polls, where text matters, have hardly any).
+    import re
+
+    order = base.truth["text_field_order"]
+    assert sorted(order) == sorted(("QUESTION", "OPTIONS", "DESCRIPTION",
+                                    "OPTION_DESCRIPTIONS", "COMMENTS"))
+    vocab = {t["name"]: set(t["vocabulary"]) for t in base.truth["topics"]}
+    share, per_poll = {}, {}
+    for field in order:
+        hits = total = 0
+        for r in base.items:
+            words = re.findall(r"[a-z]+", r[field].lower())
+            if field == "COMMENTS":  # each comment ends with one generic trailing word
+                words = [w for c in r[field].split("\n") if c
+                         for w in re.findall(r"[a-z]+", c.rsplit(",", 1)[0].lower())]
+            topic = vocab[base.truth["polls"][r["ITEM_ID"]]["topic"]]
+            hits += sum(w in topic for w in words)
+            total += len(words)
+        share[field] = hits / total
+        per_poll[field] = hits / len(base.items)
+    authored = [f for f in order if f != "COMMENTS"]
+    for measured, fields in ((share, order), (per_poll, authored)):
+        values = [measured[f] for f in fields]
+        assert all(a > b for a, b in zip(values, values[1:])), measured
+    planted = base.truth["text_field_topic_share"]
+    assert all(abs(share[f] - planted[f]) < 0.1 for f in order
+               if f not in ("QUESTION", "OPTIONS")), (share, planted)
