@@ -28,6 +28,27 @@ P99_GOAL_MS = 5.0
 REQUESTS = 1_000
 
 
+def _als_baseline(model, data):
+    """The same-run baseline: implicit ALS alone with UP's factors on the same weighted
+    matrix. Returns (fitted ALS, that matrix, fit seconds)."""
+    import scipy.sparse as sp
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from recsys.recipes.user_personalization import ALS_ALPHA
+
+    users = [model.user_index_[e.user_id] for e in data.interactions]
+    items = [model.item_index_[e.item_id] for e in data.interactions]
+    weights = [model._event_weight(e.event_type) for e in data.interactions]
+    matrix = sp.csr_matrix((np.array(weights, np.float32), (users, items)),
+                           shape=(len(model.user_ids_), len(model.item_ids_)))
+    als = AlternatingLeastSquares(factors=model.factors, regularization=model.regularization,
+                                  alpha=ALS_ALPHA, iterations=model.iterations,
+                                  num_threads=1, random_state=0)
+    started = time.perf_counter()
+    als.fit(matrix, show_progress=False)
+    return als, matrix, time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=5_000)
@@ -47,7 +68,7 @@ def main() -> None:
 
     from recsys.datasets import load_directory
     from recsys.demo_data import generate_demo_data
-    from recsys.recipes.user_personalization import ALS_ALPHA, UserPersonalization
+    from recsys.recipes.user_personalization import UserPersonalization
 
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
         directory = args.data
@@ -72,20 +93,7 @@ def main() -> None:
         up_seconds = time.perf_counter() - started
 
         # Baseline: implicit ALS alone with the same factors on the same weighted matrix.
-        import scipy.sparse as sp
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        users = [model.user_index_[e.user_id] for e in data.interactions]
-        items = [model.item_index_[e.item_id] for e in data.interactions]
-        weights = [model._event_weight(e.event_type) for e in data.interactions]
-        matrix = sp.csr_matrix((np.array(weights, np.float32), (users, items)),
-                               shape=(len(model.user_ids_), len(model.item_ids_)))
-        als = AlternatingLeastSquares(factors=model.factors, regularization=model.regularization,
-                                      alpha=ALS_ALPHA, iterations=model.iterations,
-                                      num_threads=1, random_state=0)
-        started = time.perf_counter()
-        als.fit(matrix, show_progress=False)
-        als_seconds = time.perf_counter() - started
+        als, matrix, als_seconds = _als_baseline(model, data)
         ratio = up_seconds / als_seconds
         print(f"training: user-personalization {up_seconds:.2f} s, implicit ALS {als_seconds:.2f} s,"
               f" ratio {ratio:.2f}x (goal <= {TRAINING_RATIO_GOAL}x)")
@@ -138,7 +146,7 @@ def item_item_comparison(args: argparse.Namespace) -> None:
     from recsys.evaluation.metrics import ndcg_at_k, recall_at_k
     from recsys.evaluation.split import personalize_split
     from recsys.recipes.base import TrainingData
-    from recsys.recipes.user_personalization import ALS_ALPHA, UserPersonalization
+    from recsys.recipes.user_personalization import UserPersonalization
 
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
         directory = args.data
@@ -178,20 +186,7 @@ def item_item_comparison(args: argparse.Namespace) -> None:
                   f"{model.blend_['item_item']:.3f}, recent "
                   f"{model.blend_['item_item_recent']:.3f})", flush=True)
 
-        import scipy.sparse as sp
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        users = [model.user_index_[e.user_id] for e in data.interactions]
-        items = [model.item_index_[e.item_id] for e in data.interactions]
-        weights = [model._event_weight(e.event_type) for e in data.interactions]
-        matrix = sp.csr_matrix((np.array(weights, np.float32), (users, items)),
-                               shape=(len(model.user_ids_), len(model.item_ids_)))
-        als = AlternatingLeastSquares(factors=model.factors, regularization=model.regularization,
-                                      alpha=ALS_ALPHA, iterations=model.iterations,
-                                      num_threads=1, random_state=0)
-        started = time.perf_counter()
-        als.fit(matrix, show_progress=False)
-        als_seconds = time.perf_counter() - started
+        _, _, als_seconds = _als_baseline(model, data)
 
         (on, on_s, on_n, on_r), (off, off_s, off_n, off_r) = results.values()
         rng = np.random.default_rng(0)

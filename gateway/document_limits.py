@@ -15,7 +15,6 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
-    InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
@@ -43,21 +42,13 @@ def expanded_selections(document: DocumentNode, cap: int) -> int | None:
             return 0
         total = 0
         for selection in selection_set.selections:
-            if isinstance(selection, FieldNode):
-                inner = size_of(selection.selection_set)
-                if inner is None:
-                    return None
-                total += 1 + inner
-            elif isinstance(selection, InlineFragmentNode):
-                inner = size_of(selection.selection_set)
-                if inner is None:
-                    return None
-                total += inner
-            elif isinstance(selection, FragmentSpreadNode):
+            if isinstance(selection, FragmentSpreadNode):
                 inner = fragment_size(selection.name.value)
-                if inner is None:
-                    return None
-                total += inner
+            else:  # a field (counts itself) or an inline fragment
+                inner = size_of(getattr(selection, "selection_set", None))
+            if inner is None:
+                return None
+            total += inner + isinstance(selection, FieldNode)
             if total > cap:
                 return total
         return total

@@ -726,11 +726,6 @@ class EventStore:
             return seq, {}
         return rows[-1][2], {row[0]: _record_from("ITEM_ID", row[:2]) for row in rows}
 
-    def item_ids(self) -> list[str]:
-        """Every poll's id, without decoding any record (to find the polls a process
-        does not know yet, then read only those with :meth:`get_items`)."""
-        return [row[0] for row in self._read("SELECT item_id FROM items")]
-
     def items(self) -> Iterator[dict[str, Any]]:
         """Every poll's record, by ITEM_ID."""
         return self._catalog("items", "item_id", "ITEM_ID")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from gateway.app import create_app
 from gateway.auth import issue_token
@@ -48,9 +49,11 @@ def settings(tmp_path: Path) -> Settings:
     return s
 
 
-def serve(settings: Settings, scenario: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
-    """Run ``scenario`` against the app, between its startup and shutdown."""
-    app = create_app(settings)
+def serve(settings: Settings, scenario: Callable[[httpx.AsyncClient], Awaitable[None]],
+          app: Starlette | None = None) -> None:
+    """Run ``scenario`` against the app (``create_app(settings)`` unless given), between
+    its startup and shutdown."""
+    app = app if app is not None else create_app(settings)
 
     async def main() -> None:
         async with app.router.lifespan_context(app):

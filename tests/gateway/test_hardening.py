@@ -117,17 +117,7 @@ def test_engine_failures_are_masked_and_user_mistakes_stay_typed(settings):  # n
         assert body["errors"][0]["message"] == "Unexpected error."
         assert str(settings.home) not in str(body)
 
-    import asyncio
-
-    import httpx
-
-    async def main() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                await scenario(client)
-
-    asyncio.run(main())
+    serve(settings, scenario, app)
 
 
 def _doubling(levels: int) -> str:
