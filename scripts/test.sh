@@ -15,6 +15,16 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
+# PostgreSQL backs the several-hosts event store; its tests start throwaway clusters
+# (tests/servers.py) from the server binaries, which Debian keeps in /usr/lib/postgresql.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "PostgreSQL missing: install it (e.g. apt-get install postgresql)" >&2
+  fi
+fi
+
 # Tests that need Neo4j fail (not skip) when CI=true, so CI must have a server.
 eval "$(bash scripts/neo4j-for-tests.sh env)"  # HUNCH_NEO4J_* for the tests
 bash scripts/neo4j-for-tests.sh start

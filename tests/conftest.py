@@ -16,3 +16,40 @@ def require_or_skip(available: bool, why: str) -> None:
     if IN_CI:
         pytest.fail(f"{why} (CI=true: required, not skipped)")
     pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL for the whole session (scripts/test.sh installs it with apt)."""
+    from tests.servers import PostgresServer, postgres_bin_dir
+
+    bin_dir = postgres_bin_dir()
+    require_or_skip(bin_dir is not None,
+                    "PostgreSQL is not installed (scripts/test.sh installs it with apt)")
+    server = PostgresServer(bin_dir).init()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request):
+    """A fresh, empty database per test: tests never see each other's rows."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
+    return postgres_server.create_database(f"t_{name}_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real Redis for the whole session (scripts/test.sh installs it with apt)."""
+    import shutil
+
+    from tests.servers import RedisServer
+
+    binary = shutil.which("redis-server")
+    require_or_skip(binary is not None, "redis-server is not installed (scripts/test.sh installs it)")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    yield server
+    server.destroy()
