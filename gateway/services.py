@@ -148,7 +148,8 @@ class Services:
         self._feed_events = EventStore(settings.events_db)
         self.latest_interactions = LatestInteractionsCache(
             self._feed_events, per_type=RECENT_EVENTS_PER_TYPE)
-        self.recipes = RecipeService(settings.artifacts_dir, self._feed_events)
+        self.recipes = RecipeService(settings.artifact_store(), self._feed_events,
+                                     check_seconds=settings.artifacts_poll_seconds)
         self.filters = FilterStore(settings.events_db)
         self.promotions = PromotionStore(settings.events_db)
         self.graph = graph if graph is not None else _make_graph(settings)

@@ -2,11 +2,16 @@
 
 :class:`RecipeService` answers ``recommend`` from the newest published version of each
 recipe (see :mod:`recsys.artifacts`). Hot swap: at most once per
-``check_seconds`` a request looks at the artifact directory listing (no file is opened);
-when a newer version is there, the requesting thread loads it *and catches it up with
-the event store* before replacing the live model by a single reference assignment, so a
-request already running keeps the model it started with and no request ever sees a model
-that has not yet caught up. Other threads keep serving the old version meanwhile.
+``check_seconds`` per recipe the artifact store is listed (a directory listing, or one S3
+``ListObjectsV2``; no file is opened); when a newer version is there, the thread that
+noticed (a request, or the gateway's model tail, which asks every second) loads it,
+downloading it first from S3, *and catches it up with the event store* before replacing
+the live model by a single reference assignment, so a request already running keeps the
+model it started with and no request ever sees a model that has not yet caught up. Other
+threads keep serving the old version meanwhile. Every host polls the shared store
+itself, so a version published once reaches every gateway within ``check_seconds``
+plus its load time. When the store cannot be reached, or a new version cannot be
+loaded, the live version keeps serving (logged) and the next poll tries again.
 
 Events recorded after training reach every recipe the same way: each request first
 reads ``events_since(last_seq)`` from the event store (one indexed SQLite query, usually
@@ -28,6 +33,7 @@ tail its global counts would only move for users who happen to ask.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -35,12 +41,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from recsys.artifacts import RECIPES, Artifact, ArtifactNotFound, ArtifactStore
+from recsys.artifacts import (
+    RECIPES,
+    Artifact,
+    ArtifactNotFound,
+    ArtifactStore,
+    ArtifactStoreUnavailable,
+    CorruptArtifact,
+    VersionStore,
+)
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import ScoredItem
 
-# A directory listing per recipe at most this often: new versions appear within a few
-# seconds, and a busy server does not list the directory on every request.
+log = logging.getLogger(__name__)
+
+# A store listing per recipe at most this often: new versions appear within a few
+# seconds, and a busy server does not list the store on every request (on S3 a LIST
+# request costs money and ~20 ms). The gateway sets it from HUNCH_ARTIFACTS_POLL_SECONDS.
 HOT_SWAP_CHECK_SECONDS = 5.0
 # Events read from the store per query while catching up.
 TAIL_BATCH = 10_000
@@ -77,28 +94,42 @@ class _Live:
 
 
 class RecipeService:
-    """Serves the newest version of each trained recipe under ``artifact_root``."""
+    """Serves the newest version of each trained recipe in ``artifacts``: a directory, or
+    a store from :func:`recsys.artifacts.open_artifact_store` (S3)."""
 
     def __init__(
         self,
-        artifact_root: Path | str,
+        artifacts: Path | str | VersionStore,
         event_store: EventSource | None = None,
         *,
         check_seconds: float = HOT_SWAP_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store = ArtifactStore(artifact_root)
+        self.store: VersionStore = (ArtifactStore(artifacts)
+                                    if isinstance(artifacts, (Path, str)) else artifacts)
         self.event_store = event_store
         self.check_seconds = check_seconds
         self._clock = clock
         self._live: dict[str, _Live] = {}
-        self._last_check: dict[str, float] = {}
+        # recipe -> (when the store was last listed, the newest version it had then)
+        self._listed: dict[str, tuple[float, str | None]] = {}
         self._loading: dict[str, threading.Lock] = {name: threading.Lock() for name in RECIPES}
         self._added_items: dict[str, dict[str, Any]] = {}
 
     def available(self) -> list[str]:
-        """Recipes that have at least one published version."""
-        return [name for name in RECIPES if self.store.latest(name) is not None]
+        """Recipes that have at least one published version (or a live one while the
+        store cannot be reached)."""
+        out = []
+        for name in RECIPES:
+            try:
+                if self._newest(name) is not None:
+                    out.append(name)
+                    continue
+            except ArtifactStoreUnavailable as exc:
+                log.warning("artifact store unavailable: %s", exc)
+            if name in self._live:
+                out.append(name)
+        return out
 
     def version(self, recipe: str) -> str | None:
         """The version now serving ``recipe`` (loading it if needed)."""
@@ -119,7 +150,7 @@ class RecipeService:
         live = self._current(recipe)
         if live is None:
             raise ArtifactNotFound(
-                f"no trained {recipe} model in {self.store.root}; run "
+                f"no trained {recipe} model in {self.store.location}; run "
                 f"`hunch train --recipe {recipe} --data DIR` first"
             )
         model = live.artifact.model
@@ -134,28 +165,51 @@ class RecipeService:
 
     # -- hot swap -----------------------------------------------------------------
 
-    def _current(self, recipe: str) -> _Live | None:
-        live = self._live.get(recipe)
+    def _newest(self, recipe: str) -> str | None:
+        """The newest published version, listing the store at most every check_seconds
+        (a failed listing counts too: a store that is down is not asked per request)."""
+        listed = self._listed.get(recipe)
         now = self._clock()
-        due = now - self._last_check.get(recipe, -float("inf")) >= self.check_seconds
-        if live is not None and not due:
-            return live
+        if listed is not None and now - listed[0] < self.check_seconds:
+            return listed[1]
+        # Before the listing: concurrent requests keep the old answer instead of listing.
+        self._listed[recipe] = (now, listed[1] if listed else None)
+        newest = self.store.latest(recipe)
+        self._listed[recipe] = (self._clock(), newest)
+        return newest
+
+    def _current(self, recipe: str) -> _Live | None:
         loading = self._loading.get(recipe)
         if loading is None:
             self.store.versions(recipe)  # raises UnknownRecipe with the choices
+        live = self._live.get(recipe)
+        try:
+            newest = self._newest(recipe)
+        except ArtifactStoreUnavailable as exc:
+            if live is None:
+                raise
+            log.warning("%s: serving version %s, the store is unavailable: %s",
+                        recipe, live.version, exc)
+            return live
+        if newest is None or (live is not None and live.version == newest):
+            return live
         # One thread loads; the others keep serving what is live (or wait if nothing is).
         if not loading.acquire(blocking=live is None):
             return live
         try:
             live = self._live.get(recipe)
-            if live is not None and self._clock() - self._last_check.get(
-                    recipe, -float("inf")) < self.check_seconds:
-                return live  # another thread just checked
-            self._last_check[recipe] = self._clock()
-            newest = self.store.latest(recipe)
-            if newest is None or (live is not None and live.version == newest):
+            if live is not None and live.version == newest:
+                return live  # another thread just loaded it
+            try:
+                fresh = self._prepare(self.store.load(recipe, newest))
+            except (ArtifactNotFound, CorruptArtifact) as exc:
+                if live is None:
+                    raise
+                # Not again before the next listing: keep serving the live version.
+                self._listed[recipe] = (self._clock(), live.version)
+                log.warning("%s: could not load version %s, still serving %s: %s",
+                            recipe, newest, live.version, exc)
                 return live
-            fresh = self._prepare(self.store.load(recipe, newest))
             self._live[recipe] = fresh  # the swap: one assignment
             return fresh
         finally:
@@ -197,7 +251,7 @@ class RecipeService:
         and tests that inspect it; requests should use :meth:`recommend`)."""
         live = self._current(recipe)
         if live is None:
-            raise ArtifactNotFound(f"no trained {recipe} model in {self.store.root}")
+            raise ArtifactNotFound(f"no trained {recipe} model in {self.store.location}")
         with live.lock:
             self._tail(live)
         return live.artifact.model
