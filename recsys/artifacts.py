@@ -346,7 +346,7 @@ class S3ArtifactStore:
     """
 
     def __init__(self, url: str, cache_dir: Path | str, *, endpoint_url: str | None = None,
-                 client: Any = None) -> None:
+                 client: Any = None, max_attempts: int = S3_MAX_ATTEMPTS) -> None:
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
             raise InvalidArtifactLocation(
@@ -366,7 +366,7 @@ class S3ArtifactStore:
                 "s3", endpoint_url=endpoint_url,
                 config=Config(connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
                               read_timeout=S3_READ_TIMEOUT_SECONDS,
-                              retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"}))
+                              retries={"max_attempts": max_attempts, "mode": "standard"}))
         self.client = client
 
     def __repr__(self) -> str:

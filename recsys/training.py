@@ -212,10 +212,13 @@ def train_from_store(
     with_metrics: bool = True,
     progress: Callable[[str], None] | None = None,
     snapshot: StoreSnapshot | None = None,
-) -> dict[str, Any]:
+    skip_unchanged: bool = False,
+) -> dict[str, Any] | None:
     """Fit ``recipe_name`` on what the event store ``events`` holds and publish it; the
     manifest's ``event_seq`` tells serving where to tail from. ``snapshot`` reuses one
-    read of the store for several recipes."""
+    read of the store for several recipes. With ``skip_unchanged`` (scheduled training),
+    nothing is trained and None returned when the newest version was trained on the same
+    data with the same parameters: every gateway would only swap in an identical model."""
     params = dict(params or {})
     step = progress or (lambda _name: None)
     build_recipe(recipe_name, params)
@@ -225,14 +228,28 @@ def train_from_store(
     if not data.interactions:
         raise NothingToTrain(f"{events!r} holds no interactions yet: import data "
                              "(`hunch data import DIR`) or wait for events")
+    store = _store(artifacts)
+    if skip_unchanged and _unchanged(store, recipe_name, snap.fingerprint, params):
+        return None
     extra: dict[str, Any] = {
         "event_store": repr(events),
         "event_seq": snap.event_seq,
         "dataset": {"interactions": len(data.interactions), "items": len(data.items),
                     "users": len(data.users), "impressions": len(data.impressions)},
     }
-    return _fit_and_publish(recipe_name, data, snap.fingerprint, _store(artifacts), params,
-                            extra, with_metrics, step)
+    return _fit_and_publish(recipe_name, data, snap.fingerprint, store, params, extra,
+                            with_metrics, step)
+
+
+def _unchanged(store: VersionStore, recipe_name: str, fingerprint: str,
+               params: Mapping[str, Any]) -> bool:
+    newest = store.latest(recipe_name)
+    if newest is None:
+        return False
+    manifest = store.manifest(recipe_name, newest)
+    trained_with = manifest.get("parameters") or {}
+    return (manifest.get("data_fingerprint") == fingerprint
+            and all(trained_with.get(k) == v for k, v in params.items()))
 
 
 def _fit_and_publish(recipe_name: str, data: TrainingData, fingerprint: str,
@@ -278,6 +295,8 @@ def run_schedule(train_round: Callable[[], Sequence[dict[str, Any]]], every_seco
             for manifest in published:
                 log.info("round %d published %s version %s", rounds, manifest["recipe"],
                          manifest["version"])
+            if not published:
+                log.info("round %d: no new data since the newest versions", rounds)
         if max_rounds is not None and rounds >= max_rounds:
             break
         stop.wait(max(0.0, every_seconds - (time.monotonic() - started)))

@@ -49,6 +49,9 @@ def s3_server():
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()

@@ -53,7 +53,8 @@ def _artifact_store(location: str | None):
               help="Compute Personalize's offline metrics (fits the recipe a second time).")
 @click.option("--schedule", "every", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS",
-              help="Train again every SECONDS until SIGTERM or Ctrl-C; a failed round is "
+              help="Train again every SECONDS until SIGTERM or Ctrl-C; a recipe whose data "
+                   "did not change since its newest version is skipped; a failed round is "
                    "logged and retried at the next one.")
 def train(recipes: tuple[str, ...], data_dir: Path | None, params: tuple[str, ...],
           artifacts: str | None, metrics: bool, every: float | None) -> None:
@@ -90,7 +91,7 @@ def _report(manifest: dict) -> None:
 
 
 def _train_round(names: list[str], data_dir: Path | None, params: dict, store,
-                 metrics: bool) -> list[dict]:
+                 metrics: bool, skip_unchanged: bool = False) -> list[dict]:
     """One training of every recipe in ``names``: from ``data_dir``, else from one read
     of the configured event store (so every recipe learns the same events)."""
     from recsys.training import read_event_store, train_from_store
@@ -107,8 +108,10 @@ def _train_round(names: list[str], data_dir: Path | None, params: dict, store,
                              "first (`hunch data import DIR`) or give --data DIR")
     try:
         snapshot = read_event_store(events)
-        return [train_from_store(name, events, store, params, with_metrics=metrics,
-                                 snapshot=snapshot) for name in names]
+        published = [train_from_store(name, events, store, params, with_metrics=metrics,
+                                      snapshot=snapshot, skip_unchanged=skip_unchanged)
+                     for name in names]
+        return [m for m in published if m is not None]
     finally:
         events.close()
 
@@ -134,7 +137,8 @@ def _train_on_schedule(names: list[str], data_dir: Path | None, params: dict, st
                "(SIGTERM or Ctrl-C stops)", err=True)
     try:
         run_schedule(
-            lambda: _train_round(names, data_dir, params, store, metrics),
+            lambda: _train_round(names, data_dir, params, store, metrics,
+                                 skip_unchanged=True),
             every, threading.Event())
     except KeyboardInterrupt:
         pass
