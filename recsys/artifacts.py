@@ -160,7 +160,7 @@ def open_artifact_store(location: Path | str, *, s3_endpoint_url: str | None = N
     """The store at ``location``: ``s3://bucket/prefix`` (versions downloaded into
     ``cache_dir`` before loading) or a directory path, local or a shared mount."""
     text = str(location)
-    if "://" not in text:
+    if "://" not in text and not text.lower().startswith("s3:"):
         return ArtifactStore(text)
     if not text.startswith("s3://"):
         raise InvalidArtifactLocation(

@@ -78,3 +78,26 @@ def test_the_schedule_retrains_from_the_event_store_and_stops_on_sigterm(s3, tmp
         trained_on = [store.load(recipe, v).manifest["event_seq"] for v in versions]
         assert trained_on == [imported_seq, last_seq]
         assert store.load(recipe).model.recommend(None, 3)
+
+
+def test_hunch_train_without_data_trains_every_recipe_on_the_event_store(tmp_path):
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+    from recsys.artifacts import ArtifactStore
+
+    env = {"HUNCH_HOME": str(tmp_path / "home"), "HUNCH_ARTIFACTS_URL": ""}
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["train", "--no-metrics"], env=env)
+    assert missing.exit_code == 2 and "no event store" in missing.output
+    ambiguous = runner.invoke(cli, ["train", "--param", "event_type=HUNCH"], env=env)
+    assert ambiguous.exit_code == 2 and "exactly one --recipe" in ambiguous.output
+
+    generate_demo_data(tmp_path / "data", users=30, polls=40, days=2, seed=7)
+    import_directory(tmp_path / "data", tmp_path / "home" / "events.sqlite3")
+    trained = runner.invoke(cli, ["train", "--no-metrics"], env=env)
+    assert trained.exit_code == 0, trained.output
+    store = ArtifactStore(tmp_path / "home" / "artifacts")
+    for recipe in ("popularity-count", "trending-now", "user-personalization"):
+        assert f"published {recipe} version {store.latest(recipe)}" in trained.output
+        assert store.manifest(recipe)["event_store"].endswith("events.sqlite3')")

@@ -161,6 +161,8 @@ def test_an_unreachable_store_is_a_typed_error_and_serving_keeps_the_live_versio
 def test_store_locations_are_checked(tmp_path):
     with pytest.raises(InvalidArtifactLocation, match="s3://bucket/prefix"):
         open_artifact_store("ftp://host/models", cache_dir=tmp_path)
+    with pytest.raises(InvalidArtifactLocation, match="s3://bucket/prefix"):
+        open_artifact_store("s3:/bucket/models", cache_dir=tmp_path)  # not a directory
     with pytest.raises(InvalidArtifactLocation, match="cache directory"):
         open_artifact_store("s3://bucket/models")
     assert open_artifact_store(tmp_path).location == str(tmp_path)
