@@ -149,7 +149,8 @@ class Services:
         self.latest_interactions = LatestInteractionsCache(
             self._feed_events, per_type=RECENT_EVENTS_PER_TYPE)
         self.recipes = RecipeService(settings.artifact_store(), self._feed_events,
-                                     check_seconds=settings.artifacts_poll_seconds)
+                                     check_seconds=settings.artifacts_poll_seconds,
+                                     background_swap=True)
         self.filters = FilterStore(settings.events_db)
         self.promotions = PromotionStore(settings.events_db)
         self.graph = graph if graph is not None else _make_graph(settings)

@@ -4,8 +4,9 @@
 recipe (see :mod:`recsys.artifacts`). Hot swap: at most once per
 ``check_seconds`` per recipe the artifact store is listed (a directory listing, or one S3
 ``ListObjectsV2``; no file is opened); when a newer version is there, the thread that
-noticed (a request, or the gateway's model tail, which asks every second) loads it,
-downloading it first from S3, *and catches it up with the event store* before replacing
+noticed (a request, or the gateway's model tail, which asks every second) loads it
+(with ``background_swap``, as servers run, a thread of its own does, so no request waits
+for a download from S3), *and catches it up with the event store* before replacing
 the live model by a single reference assignment, so a request already running keeps the
 model it started with and no request ever sees a model that has not yet caught up. Other
 threads keep serving the old version meanwhile. Every host polls the shared store
@@ -104,11 +105,15 @@ class RecipeService:
         *,
         check_seconds: float = HOT_SWAP_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        background_swap: bool = False,
     ) -> None:
         self.store: VersionStore = (ArtifactStore(artifacts)
                                     if isinstance(artifacts, (Path, str)) else artifacts)
         self.event_store = event_store
         self.check_seconds = check_seconds
+        # A server sets it: a newer version is loaded by a thread of its own while every
+        # request, including the one that noticed it, goes on with the live version.
+        self.background_swap = background_swap
         self._clock = clock
         self._live: dict[str, _Live] = {}
         # recipe -> (when the store was last listed, the newest version it had then)
@@ -196,6 +201,15 @@ class RecipeService:
         # One thread loads; the others keep serving what is live (or wait if nothing is).
         if not loading.acquire(blocking=live is None):
             return live
+        if live is not None and self.background_swap:
+            # Off the request: downloading a large model from S3 takes seconds.
+            threading.Thread(target=self._swap, args=(recipe, newest, loading),
+                             name=f"swap-{recipe}", daemon=True).start()
+            return live
+        return self._swap(recipe, newest, loading)
+
+    def _swap(self, recipe: str, newest: str, loading: threading.Lock) -> _Live | None:
+        """Load ``newest`` and make it live (``loading`` is held, and released here)."""
         try:
             live = self._live.get(recipe)
             if live is not None and live.version == newest:
@@ -209,6 +223,13 @@ class RecipeService:
                 self._listed[recipe] = (self._clock(), live.version)
                 log.warning("%s: could not load version %s, still serving %s: %s",
                             recipe, newest, live.version, exc)
+                return live
+            except Exception:
+                if live is None:
+                    raise
+                log.exception("%s: loading version %s failed, still serving %s",
+                              recipe, newest, live.version)
+                self._listed[recipe] = (self._clock(), live.version)
                 return live
             self._live[recipe] = fresh  # the swap: one assignment
             return fresh

@@ -4,6 +4,7 @@ immutable; a store that cannot be reached is a typed error and serving goes on."
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -182,3 +183,33 @@ def test_a_model_trained_from_the_event_store_counts_later_events_once(s3, tmp_p
     assert [(i.item_id, round(i.score, 3)) for i in answer.items] == [
         ("rising", round(4 / 7, 3)), ("steady", round(3 / 7, 3))]
     events.close()
+
+
+def test_a_server_downloads_a_new_version_off_the_request_path(s3, tmp_path):
+    trainer = host(s3, tmp_path, "a")
+    v1 = trainer.publish(POP, favouring("first"), {}, "fp1")
+    downloading, finish = threading.Event(), threading.Event()
+
+    class SlowHost(S3ArtifactStore):
+        def load(self, recipe, version=None):
+            if version != v1:  # the new version: a long download
+                downloading.set()
+                assert finish.wait(60)
+            return super().load(recipe, version)
+
+    server = SlowHost(s3.url(), tmp_path / "b", endpoint_url=s3.endpoint_url)
+    clock = Clock()
+    service = RecipeService(server, check_seconds=5, clock=clock, background_swap=True)
+    assert top(service) == (v1, "first")  # nothing live yet: loaded by the request
+    v2 = trainer.publish(POP, favouring("second"), {}, "fp2")
+    clock.t = 6
+    # The request that notices v2 is answered by v1 while v2 downloads elsewhere.
+    assert top(service) == (v1, "first")
+    assert downloading.wait(60)
+    assert top(service) == (v1, "first")
+    finish.set()
+    for _ in range(600):
+        if service.describe() == {POP: v2}:
+            break
+        threading.Event().wait(0.1)
+    assert top(service) == (v2, "second")
