@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import psycopg
 import pytest
 
 import gateway.services as services_module
@@ -78,6 +79,8 @@ def test_the_feed_keeps_its_promotion_while_postgres_is_down(tmp_path, postgres_
     host = _host(tmp_path, "a", postgres_url)
     try:
         host.promotions.create(Promotion("spring", 20, EXPR))
+        with psycopg.connect(postgres_url) as conn:  # the host really writes to PostgreSQL
+            assert conn.execute("SELECT name FROM promotions").fetchall() == [("spring",)]
         assert host._active_promotion().name == "spring"
         postgres_server.stop()
         try:
