@@ -283,3 +283,12 @@ def test_a_store_opened_during_an_outage_works_once_the_server_is_back(
                 time.sleep(0.2)
     finally:
         store.close()
+
+
+def test_an_unknown_store_url_is_a_typed_error_naming_the_choices():
+    from recsys.promotions import open_promotion_store
+    from recsys.store_db import InvalidStoreUrl
+
+    for opener in (open_filter_store, open_promotion_store):
+        with pytest.raises(InvalidStoreUrl, match="postgresql://"):
+            opener("mysql://db/hunch")
