@@ -12,7 +12,3 @@ def store_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "events.sqlite3")
     return request.getfixturevalue("postgres_url")
-
-
-def is_postgres(store_url: str) -> bool:
-    return store_url.startswith("postgresql://")
