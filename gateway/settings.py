@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # served within this (plus its load); on S3 one LIST per recipe per worker each time.
     artifacts_poll_seconds: float = Field(5.0, gt=0)
     sessions_path: Path | None = None  # feed sessions; default <home>/sessions.sqlite3
+    # Named filters and promotions: postgresql://... shared by several hosts, or a
+    # sqlite:///path; None keeps them in the SQLite event store's file, as before.
+    store_url: str | None = None
 
     # --- the server --------------------------------------------------------------------
     environment: Literal["development", "production"] = "development"
