@@ -510,7 +510,7 @@ class Services:
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
-        checks["models"] = self.recipes.available()
+        checks["models"] = await asyncio.to_thread(self.recipes.available)  # may list S3
         try:
             self.events.check_writable()
             checks["store"] = "writable"

@@ -5,8 +5,8 @@ recipe (see :mod:`recsys.artifacts`). Hot swap: at most once per
 ``check_seconds`` per recipe the artifact store is listed (a directory listing, or one S3
 ``ListObjectsV2``; no file is opened); when a newer version is there, the thread that
 noticed (a request, or the gateway's model tail, which asks every second) loads it
-(with ``background_swap``, as servers run, a thread of its own does, so no request waits
-for a download from S3), *and catches it up with the event store* before replacing
+(with ``background_swap``, as servers run, threads of their own list and load, so no
+request waits for S3), *and catches it up with the event store* before replacing
 the live model by a single reference assignment, so a request already running keeps the
 model it started with and no request ever sees a model that has not yet caught up. Other
 threads keep serving the old version meanwhile. Every host polls the shared store
@@ -114,6 +114,8 @@ class RecipeService:
         # A server sets it: a newer version is loaded by a thread of its own while every
         # request, including the one that noticed it, goes on with the live version.
         self.background_swap = background_swap
+        self._polling: set[str] = set()  # recipes with a background poll running
+        self._polling_guard = threading.Lock()
         self._clock = clock
         self._live: dict[str, _Live] = {}
         # recipe -> (when the store was last listed, the newest version it had then)
@@ -152,7 +154,7 @@ class RecipeService:
         allow: Callable[[str], bool] | None = None,
     ) -> Recommendations:
         """Top ``n`` polls from the newest version of ``recipe``, events folded in."""
-        live = self._current(recipe)
+        live = self._serving(recipe)
         if live is None:
             raise ArtifactNotFound(
                 f"no trained {recipe} model in {self.store.location}; run "
@@ -177,11 +179,37 @@ class RecipeService:
         now = self._clock()
         if listed is not None and now - listed[0] < self.check_seconds:
             return listed[1]
-        # Before the listing: concurrent requests keep the old answer instead of listing.
-        self._listed[recipe] = (now, listed[1] if listed else None)
+        if listed is not None:  # concurrent callers keep the old answer meanwhile
+            self._listed[recipe] = (now, listed[1])
         newest = self.store.latest(recipe)
         self._listed[recipe] = (self._clock(), newest)
         return newest
+
+    def _serving(self, recipe: str) -> _Live | None:
+        """The live version for a request. With ``background_swap`` the store is never
+        asked on a request's time after the first look: a due poll runs on a thread of its
+        own (an S3 endpoint that is down costs its timeouts there), and the request is
+        answered by what is live, or falls back when nothing is yet."""
+        listed = self._listed.get(recipe)
+        if not self.background_swap or listed is None:
+            return self._current(recipe)  # the first look (a server warms up before)
+        if self._clock() - listed[0] >= self.check_seconds:
+            with self._polling_guard:
+                start = recipe not in self._polling
+                self._polling.add(recipe)
+            if start:
+                threading.Thread(target=self._poll_in_background, args=(recipe,),
+                                 name=f"poll-{recipe}", daemon=True).start()
+        return self._live.get(recipe)
+
+    def _poll_in_background(self, recipe: str) -> None:
+        try:
+            self._current(recipe)
+        except Exception as exc:  # noqa: BLE001 - logged; the next due request polls again
+            log.warning("%s: polling the artifact store failed: %s", recipe, exc)
+        finally:
+            with self._polling_guard:
+                self._polling.discard(recipe)
 
     def _current(self, recipe: str) -> _Live | None:
         loading = self._loading.get(recipe)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from gateway.app import create_app
 from gateway.auth import issue_token
@@ -83,5 +84,31 @@ def test_two_gateways_swap_in_a_version_published_to_the_shared_store(s3, tmp_pa
             for settings in hosts:
                 assert (settings.home / "artifacts-cache" / s3.bucket / "models" / POP
                         / v2 / "manifest.json").is_file()
+
+    asyncio.run(main())
+
+
+@pytest.mark.slow  # botocore's retries against a port where nothing listens
+def test_a_gateway_whose_artifact_store_is_down_starts_serves_and_says_not_ready(s3,
+                                                                                  tmp_path):
+    from tests.servers import free_port
+
+    settings = gateway_settings(tmp_path / "host", s3).model_copy(
+        update={"s3_endpoint_url": f"http://127.0.0.1:{free_port()}"})  # nothing listens
+    app = create_app(settings)
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                ready = await client.get("/readyz")
+                token = issue_token(settings, "reader")
+                feed = await client.post(
+                    "/graphql", json={"query": "{ feed(first: 2) { edges { node { id } } } }"},
+                    headers={"Authorization": f"Bearer {token}"})
+        assert ready.status_code == 503 and ready.json()["models"] == []
+        body = feed.json()
+        assert "errors" not in body, body  # no model: the feed falls back, never fails
+        assert body["data"]["feed"]["edges"] == []
 
     asyncio.run(main())
