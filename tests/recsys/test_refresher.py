@@ -204,3 +204,16 @@ def test_a_long_interval_backs_off_from_there(engine):
     engine.reads.down = True
     assert refresher.run_once()[CATALOG].retry_in_seconds == 60.0
     assert refresher.run_once()[CATALOG].retry_in_seconds == 60.0  # not below the interval
+
+
+def test_requests_rank_from_memory_while_the_store_cannot_be_read(engine, caplog):
+    engine.refresher.run_once()
+    before = engine.recipes.recommend("trending-now", None, 3, now=T0)
+    assert len(before.items) == 3
+    engine.reads.down = True
+    for _ in range(3):
+        during = engine.recipes.recommend("trending-now", None, 3, now=T0)
+        assert during.items == before.items
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == "recsys.serving" and r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and STORE_GONE in warned[0]  # once per outage, not per request
