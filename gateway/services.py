@@ -33,6 +33,7 @@ from recsys.filters import Catalog, CompiledFilter, FilterContext, FilterStore, 
 from recsys.mixer import IN_NETWORK, Mixer, SlotPlan
 from recsys.promotions import Promotion, PromotionStore
 from recsys.recipes.base import PollMask, ScoredItem
+from recsys.recommendation_log import RecommendationLog
 from recsys.refresher import Refresher
 from recsys.schemas import ITEMS
 from recsys.serving import RecipeService
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 
 # Interactions filters look at a user's last 100 interactions per event type (Personalize).
 RECENT_EVENTS_PER_TYPE = 100
-# How often queued feed responses are written (see RecommendationLog).
-RECOMMENDATION_FLUSH_SECONDS = 0.2
 # How stale the active promotion may be in a worker after an internal tool changes it.
 PROMOTION_REFRESH_SECONDS = 1.0
 # How long a named filter's definition is reused without reading the file: filters never
@@ -74,48 +73,6 @@ class ServedRecipeSource:
             return []
         finally:
             metrics.SOURCE_LATENCY.labels(self.name).observe(time.perf_counter() - started)
-
-
-class RecommendationLog:
-    """Writes what each feed response showed, off the request path, in batches.
-
-    A response's items are soft state (they only turn later events that name the
-    recommendation id into implicit impressions), so requests append them to a list
-    and one thread writes that list every ``RECOMMENDATION_FLUSH_SECONDS`` instead of
-    costing each request an fsync. ``close`` flushes what is pending (graceful
-    shutdown); a crash loses at most that interval's worth, never an acknowledged event.
-    """
-
-    def __init__(self, events: EventStore):
-        self.events = events
-        self._pending: list[tuple[str, str, list[str], int]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="recommendation-log", daemon=True)
-        self._thread.start()
-
-    def record(self, recommendation_id: str, user_id: str, item_ids: list[str]) -> None:
-        with self._lock:  # no wake-up of the writer: it polls, requests never wait on it
-            self._pending.append((recommendation_id, user_id, item_ids, int(time.time())))
-
-    def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if batch:
-            try:
-                self.events.record_recommendations(batch)
-            except Exception:  # noqa: BLE001 - logged; the feed keeps serving
-                log.exception("could not store %d recommendation(s)", len(batch))
-
-    def _run(self) -> None:
-        while not self._stop.wait(RECOMMENDATION_FLUSH_SECONDS):
-            self.flush()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        self.flush()
-        self.events.close()
 
 
 @dataclass
