@@ -23,10 +23,16 @@ class RecommendationLog:
     and one thread writes that list every ``RECOMMENDATION_FLUSH_SECONDS`` instead of
     costing each request an fsync. ``close`` flushes what is pending (graceful
     shutdown); a crash loses at most that interval's worth, never an acknowledged event.
+    While the store cannot be written (PostgreSQL restarting) batches are dropped, not
+    kept (memory must not grow with an outage), with one warning per outage.
     """
 
-    def __init__(self, events: EventStore):
+    def __init__(self, events: EventStore, *,
+                 flush_seconds: float = RECOMMENDATION_FLUSH_SECONDS):
         self.events = events
+        self.flush_seconds = flush_seconds
+        self.dropped = 0  # recommendations not stored because the store failed
+        self._failing = False
         self._pending: list[tuple[str, str, list[str], int]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -43,11 +49,21 @@ class RecommendationLog:
         if batch:
             try:
                 self.events.record_recommendations(batch)
-            except Exception:  # noqa: BLE001 - logged; the feed keeps serving
-                log.exception("could not store %d recommendation(s)", len(batch))
+            except Exception as exc:  # noqa: BLE001 - logged; the feed keeps serving
+                self.dropped += len(batch)
+                if not self._failing:
+                    log.warning("could not store %d recommendation(s) (%s: %s); dropping "
+                                "them until the store is back", len(batch),
+                                type(exc).__name__, exc, exc_info=exc)
+                self._failing = True
+            else:
+                if self._failing:
+                    log.warning("recommendations are stored again (%d dropped so far)",
+                                self.dropped)
+                self._failing = False
 
     def _run(self) -> None:
-        while not self._stop.wait(RECOMMENDATION_FLUSH_SECONDS):
+        while not self._stop.wait(self.flush_seconds):
             self.flush()
 
     def close(self) -> None:

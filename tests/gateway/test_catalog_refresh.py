@@ -71,11 +71,11 @@ def test_a_failing_refresh_shows_in_metrics_and_readiness_and_recovers(settings)
     import httpx
 
     from gateway.app import create_app
-    from tests.recsys.test_refresher import STORE_GONE, FailingReads
+    from tests.recsys.test_refresher import STORE_GONE, FailingStore
 
     settings = settings.model_copy(update={"refresh_seconds": 3600.0})
     services = Services(settings)
-    reads = services.refresher.store = FailingReads(services.refresher.store)
+    reads = services.refresher.store = FailingStore(services.refresher.store)
     app = create_app(settings, services)
 
     def failures(metrics_text: str) -> str:

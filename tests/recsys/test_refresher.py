@@ -27,7 +27,7 @@ POLLS = [f"p{i}" for i in range(5)]
 STORE_GONE = "disk I/O error"
 
 
-class FailingReads:
+class FailingStore:
     """A real event store whose calls fail as those of a store that went away do:
     every call while ``down``, or one chosen call (:meth:`fail_once`)."""
 
@@ -63,7 +63,7 @@ class FailingReads:
 def engine(tmp_path):
     """A store with polls and votes, a trending model trained on them (TrendingNow counts
     every event it is fed, so an event applied twice shows), and a refresher reading the
-    store through :class:`FailingReads`."""
+    store through :class:`FailingStore`."""
     path = tmp_path / "events.sqlite3"
     votes = [Interaction(f"u{k}", p, "HUNCH", T0 + k) for p in POLLS for k in range(3)]
     with EventStore(path) as store:
@@ -74,7 +74,7 @@ def engine(tmp_path):
     ArtifactStore(tmp_path / "artifacts").publish("trending-now", model, model.params(), "fp",
                                                   extra={"event_seq": seq})
     real = EventStore(path)
-    reads = FailingReads(real)
+    reads = FailingStore(real)
     recipes = RecipeService(tmp_path / "artifacts", reads)
     added: list[str] = []  # every poll handed to the recipes, in order
     add_items = recipes.add_items
