@@ -319,9 +319,7 @@ class Services:
         """Store a new or changed poll for ``acting_user`` (ownership checked in the
         write's transaction, see :meth:`EventStore.upsert_item`) and serve it at once."""
         stored = self.events.upsert_item(record, acting_user=acting_user, admin=admin)
-        with self._catalog_lock:
-            self.catalog.upsert({stored["ITEM_ID"]: stored})
-        self.recipes.add_items({stored["ITEM_ID"]: stored})
+        self.refresher.serve_written({stored["ITEM_ID"]: stored})
         return stored
 
     # ------------------------------------------------------------------ graph

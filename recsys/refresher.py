@@ -146,6 +146,13 @@ class Refresher:
             # once too: re-applying a record is harmless).
             self.recipes.add_items(records)
 
+    def serve_written(self, records: dict[str, dict[str, Any]]) -> None:
+        """Polls this worker just wrote: served at once, without waiting for the next
+        refresh (which reads them back once; re-applying a record is harmless)."""
+        with self.catalog_lock:
+            self.catalog.upsert(records)
+        self.recipes.add_items(records)
+
     def fold_new_events(self) -> None:
         """Fold newly stored events into every live model (and swap in newer versions).
         Every recipe gets its turn; the first failure is raised after all were tried."""
