@@ -238,9 +238,8 @@ class Refresher:
                     if due[task] <= time.monotonic():
                         due[task] = time.monotonic() + self._attempt(task).retry_in_seconds
         except BaseException as exc:
-            # Not a store fault (those are caught per task): a bug. Say so loudly; the
-            # readiness route reports it.
+            # Not a store fault (those are caught per task): a bug, or the interpreter
+            # going down. Said loudly here and by the readiness route; the thread ends.
             self.crashed = f"{type(exc).__name__}: {exc}"
             log.critical("the refresher stopped: %s; this worker's catalog and models no "
                          "longer follow the store", self.crashed, exc_info=exc)
-            raise

@@ -217,3 +217,20 @@ def test_requests_rank_from_memory_while_the_store_cannot_be_read(engine, caplog
     warned = [r.getMessage() for r in caplog.records
               if r.name == "recsys.serving" and r.levelno >= logging.WARNING]
     assert len(warned) == 1 and STORE_GONE in warned[0]  # once per outage, not per request
+
+
+def test_a_thread_ended_by_something_other_than_a_store_error_says_so(engine, caplog):
+    """Store errors are retried; anything that still ends the thread is not silent."""
+    refresher = Refresher(engine.reads, engine.catalog, threading.Lock(), engine.recipes,
+                          interval_seconds=0.01)
+
+    def interpreter_exit() -> list[str]:
+        raise SystemExit("shutting down")  # not an Exception: the per-task guard lets it by
+
+    engine.recipes.available = interpreter_exit
+    refresher.start()
+    refresher._thread.join(timeout=60)
+    assert not refresher.running
+    assert refresher.crashed == "SystemExit: shutting down"
+    assert any(r.levelno == logging.CRITICAL and r.name == "recsys.refresher"
+               for r in caplog.records)
