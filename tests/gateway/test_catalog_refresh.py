@@ -102,3 +102,22 @@ def test_a_failing_refresh_shows_in_metrics_and_readiness_and_recovers(settings)
             await client.aclose()
 
     asyncio.run(main())
+
+
+def test_a_worker_whose_refresher_stopped_is_not_ready(settings):  # noqa: F811
+    services = Services(settings)
+    try:
+        assert asyncio.run(services.readiness())["ready"] is True
+
+        def interpreter_exit() -> list[str]:
+            raise SystemExit("shutting down")  # not a store error: ends the thread
+
+        services.recipes.available = interpreter_exit
+        services.refresher.start()
+        services.refresher._thread.join(timeout=60)  # it ends at its first round
+        del services.recipes.available  # readiness lists the models too
+        checks = asyncio.run(services.readiness())
+        assert checks["ready"] is False
+        assert checks["refresher"]["crashed"] == "SystemExit: shutting down"
+    finally:
+        asyncio.run(services.close())
