@@ -157,22 +157,22 @@ _SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('hunch_schema'))"
 _SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM events"
 # Take the next ``n`` numbers (locking the counter row until COMMIT) and insert the
 # events numbered in the order given; a duplicate id is skipped (its number is not
-# reused, as in SQLite: numbers may skip).
+# reused, as in SQLite: numbers may skip). One statement, so in autocommit mode it is
+# its own transaction: one round trip and one WAL flush per batch. The batch travels as
+# one JSON array (json.dumps is C; psycopg's text arrays cost 4 ms per 100 events).
 _APPEND = (
     "WITH taken AS (UPDATE event_seq SET value = value + %(n)s RETURNING value - %(n)s AS base) "
     "INSERT INTO events (seq, event_id, kind, user_id, item_id, event_type, event_value, "
     "timestamp, impression, recommendation_id) "
     "SELECT taken.base + e.n, e.event_id, e.kind, e.user_id, e.item_id, e.event_type, "
     "e.event_value, e.ts, e.impression, e.recommendation_id FROM taken, "
-    "unnest(%(event_id)s::text[], %(kind)s::text[], %(user_id)s::text[], "
-    "%(item_id)s::text[], %(event_type)s::text[], %(event_value)s::float8[], "
-    "%(ts)s::int8[], %(impression)s::text[], %(recommendation_id)s::text[]) "
-    "WITH ORDINALITY AS e(event_id, kind, user_id, item_id, event_type, event_value, ts, "
-    "impression, recommendation_id, n) ORDER BY e.n "
+    "json_to_recordset(%(rows)s::json) AS e(n int8, event_id text, kind text, "
+    "user_id text, item_id text, event_type text, event_value float8, ts int8, "
+    "impression text, recommendation_id text) ORDER BY e.n "
     "ON CONFLICT (event_id) DO NOTHING"
 )
-_ROW_FIELDS = ("event_id", "kind", "user_id", "item_id", "event_type", "event_value", "ts",
-               "impression", "recommendation_id")
+_ROW_FIELDS = ("n", "event_id", "kind", "user_id", "item_id", "event_type", "event_value",
+               "ts", "impression", "recommendation_id")
 _UPSERT_ITEM = (
     "INSERT INTO items (item_id, fields, updated_seq) "
     "VALUES (%(id)s, hunch_merge_patch('{}', %(fields)s::jsonb), %(seq)s) "
@@ -342,10 +342,10 @@ class PostgresEventStore:
                 self.rules.check_live(event)
         if not rows:
             return 0
-        columns = dict(zip(_ROW_FIELDS, map(list, zip(*rows))))
-        return self._write(
-            lambda conn: conn.execute(_APPEND, {"n": len(rows), **columns}).rowcount,
-            "append events")
+        payload = json.dumps([dict(zip(_ROW_FIELDS, (n, *row)))
+                              for n, row in enumerate(rows, 1)], ensure_ascii=False)
+        with self._connection("append events") as conn:  # one statement: atomic
+            return conn.execute(_APPEND, {"n": len(rows), "rows": payload}).rowcount
 
     def interactions(self) -> Iterator[Interaction]:
         for row in self._events_in_time_order("kind = %s", (_INTERACTION,)):
