@@ -1,4 +1,6 @@
-"""The durable event store, tested on real SQLite files and real processes."""
+"""The SQLite event store's own properties, on real files and real processes: the file
+round trip, kill -9, several processes, refused files and a stuck writer. What every
+store must do is in tests/stores/test_event_store_contract.py (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,41 +9,23 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from recsys import events as events_module
-from recsys.errors import HunchError, InvalidEvent
 from recsys.events import (
     EventStore,
     EventStoreError,
-    ImportCounts,
     Impression,
     Interaction,
 )
-from recsys.schemas import MAX_ID_LENGTH
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def hunch(user: str, poll: str, ts: int, **kw) -> Interaction:
     return Interaction(user, poll, kw.pop("event_type", "HUNCH"), ts, **kw)
-
-
-def snapshot(store: EventStore) -> tuple:
-    """Everything a user of the store can observe."""
-    return (
-        list(store.interactions()), list(store.impressions()), list(store.items()),
-        list(store.users()), store.counts(), store.last_seq(), store.impression_counts(),
-    )
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    with EventStore(tmp_path / "events.db") as s:
-        yield s
 
 
 def run_child(code: str, *args: str, **popen) -> subprocess.Popen:
@@ -149,17 +133,6 @@ def test_four_processes_append_at_once_without_loss(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------- lifecycle
-
-
-def test_a_closed_store_says_so(tmp_path: Path) -> None:
-    s = EventStore(tmp_path / "events.db")
-    s.close()
-    s.close()  # harmless
-    with pytest.raises(EventStoreError, match="closed"):
-        s.append(hunch("u1", "p1", 1))
-    with pytest.raises(EventStoreError, match="closed"):
-        s.check_writable()
-    assert issubclass(EventStoreError, HunchError)
 
 
 def test_a_file_from_a_newer_engine_or_not_sqlite_is_refused(tmp_path: Path) -> None:
