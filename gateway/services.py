@@ -26,6 +26,7 @@ from graph.store import Follow, GraphStore, PollAuthorship
 from recsys.admission import UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
+from recsys.event_stores import open_event_store
 from recsys.events import EventStore, Impression, Interaction, LatestInteractionsCache
 from recsys.feed import FeedPage, FeedService
 from recsys.feed_sessions import CursorSigner, SQLiteFeedSessionStore
@@ -93,12 +94,12 @@ class Services:
         threadpool_limits(limits=settings.blas_threads)
         settings.home.mkdir(parents=True, exist_ok=True)
         self.event_rules = settings.event_rules()
-        self.events = EventStore(settings.events_db, self.event_rules)  # admits live events
+        self.events = open_event_store(settings.event_store_url, self.event_rules)  # admits live events
         # The feed's reads (recipes following new events, the filters' view of a user)
         # get a connection of their own: on the shared one they waited behind appends'
         # fsyncs and behind the catalog refresh's item count (15 ms at 50k polls, every
         # 2 s), since one connection runs one statement at a time.
-        self._feed_events = EventStore(settings.events_db)
+        self._feed_events = open_event_store(settings.event_store_url)
         self.latest_interactions = LatestInteractionsCache(
             self._feed_events, per_type=RECENT_EVENTS_PER_TYPE)
         self.recipes = RecipeService(settings.artifacts_dir, self._feed_events)
@@ -108,12 +109,12 @@ class Services:
         self.graph = graph if graph is not None else _make_graph(settings)
         # Its own connection: its commits (fsync) must not hold the lock that the feed's
         # reads of the event store take.
-        self.recommendation_log = RecommendationLog(EventStore(settings.events_db))
+        self.recommendation_log = RecommendationLog(open_event_store(settings.event_store_url))
         self._request = threading.local()  # per-request memo (one feed runs in one thread)
         self.graph_degraded = False
         self._catalog_lock = threading.Lock()
         self.catalog = Catalog(schema=ITEMS)
-        self._catalog_events = EventStore(settings.events_db)  # see _feed_events
+        self._catalog_events = open_event_store(settings.event_store_url)  # see _feed_events
         # Polls and events other workers store reach this one's catalog and models on
         # the refresher's thread, off the request path (started by start()).
         self.refresher = Refresher(self._catalog_events, self.catalog, self._catalog_lock,

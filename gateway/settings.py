@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # --- where state lives ------------------------------------------------------------
     home: Path = Path(".hunch")  # event store, artifacts, sessions, demo data
     db_path: Path | None = None  # the SQLite event store; default <home>/events.sqlite3
+    # The event store: sqlite:///abs/path or a path (default: db_path), or
+    # postgresql://user:password@host:port/db to share events between hosts.
+    store_url: str | None = None
     artifacts_path: Path | None = None  # trained models; default <home>/artifacts
     sessions_path: Path | None = None  # feed sessions; default <home>/sessions.sqlite3
     # Named filters and promotions: postgresql://... shared by several hosts, or a
@@ -108,6 +111,10 @@ class Settings(BaseSettings):
     @property
     def events_db(self) -> Path:
         return self.db_path or self.home / "events.sqlite3"
+
+    @property
+    def event_store_url(self) -> str:
+        return self.store_url or str(self.events_db)
 
     @property
     def artifacts_dir(self) -> Path:
