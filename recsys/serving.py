@@ -122,6 +122,7 @@ class RecipeService:
         self._listed: dict[str, tuple[float, str | None]] = {}
         self._loading: dict[str, threading.Lock] = {name: threading.Lock() for name in RECIPES}
         self._added_items: dict[str, dict[str, Any]] = {}
+        self._store_failing = False  # the last request's tail could not read the store
 
     def available(self) -> list[str]:
         """Recipes that have at least one published version (or a live one while the
@@ -162,7 +163,7 @@ class RecipeService:
             )
         model = live.artifact.model
         with live.lock:
-            self._tail(live)
+            self._tail_if_readable(live)
             rank = getattr(model, "rank", None)
             if callable(rank):  # trending-now says why (trending or popular fallback)
                 ranked = rank(n, now=now, exclude=exclude, allow=allow)
@@ -294,6 +295,20 @@ class RecipeService:
             live.artifact.model.observe([e for _, e in batch if self._is_new(live, e)])
             if len(batch) < TAIL_BATCH:
                 return
+
+    def _tail_if_readable(self, live: _Live) -> None:
+        """Fold new events in before a request ranks; when the store cannot be read
+        (restarting, a full disk), rank with what is in memory instead of failing the
+        feed: the refresher (recsys/refresher.py) reports the outage and catches up."""
+        try:
+            self._tail(live)
+        except Exception as exc:  # noqa: BLE001 - any store error; warned once per outage
+            if not self._store_failing:
+                log.warning("cannot read new events (%s: %s); recommending from the "
+                            "models in memory", type(exc).__name__, exc)
+            self._store_failing = True
+        else:
+            self._store_failing = False
 
     def model(self, recipe: str):
         """The live model of ``recipe``, caught up with the event store (for analyses

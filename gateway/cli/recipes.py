@@ -104,7 +104,7 @@ def _train_round(names: list[str], data_dir: Path | None, params: dict, store,
     if events is None:
         from recsys.training import NothingToTrain
 
-        raise NothingToTrain(f"no event store at {load_settings().events_db}: import data "
+        raise NothingToTrain(f"no event store at {load_settings().event_store_url}: import data "
                              "first (`hunch data import DIR`) or give --data DIR")
     try:
         snapshot = read_event_store(events)
@@ -217,10 +217,10 @@ def recommend(user_id: str, n: int, recipe: str | None, now: float | None,
 
 
 def _open_event_store():
-    """The configured event store when its file exists (so stored events fold in)."""
-    db = load_settings().events_db
-    if not Path(db).exists():
-        return None
-    from recsys.events import EventStore
+    """The configured event store when it exists (so stored events fold in)."""
+    from recsys.event_stores import is_postgres_url, open_event_store
 
-    return EventStore(db)
+    url = load_settings().event_store_url
+    if not is_postgres_url(url) and not Path(url).exists():
+        return None
+    return open_event_store(url)
