@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     # mount, see recsys/artifacts.py); an S3-compatible store (MinIO, Ceph) by its endpoint.
     artifacts_url: str = ""
     s3_endpoint_url: str | None = None
-    artifacts_cache_path: Path | None = None  # S3 versions downloaded; default <home>/artifacts-cache
+    # where this host downloads S3 versions before loading; default <home>/artifacts-cache
+    artifacts_cache_path: Path | None = None
     # How often each worker lists the store for a newer model version: a new version is
     # served within this (plus its load); on S3 one LIST per recipe per worker each time.
     artifacts_poll_seconds: float = Field(5.0, gt=0)
