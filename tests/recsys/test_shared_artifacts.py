@@ -18,7 +18,7 @@ from recsys.artifacts import (
     S3ArtifactStore,
     open_artifact_store,
 )
-from recsys.events import EventStore, Interaction
+from recsys.events import Interaction
 from recsys.recipes.base import TrainingData
 from recsys.recipes.popularity_count import PopularityCount
 from recsys.serving import RecipeService
@@ -169,8 +169,14 @@ def test_store_locations_are_checked(tmp_path):
     assert open_artifact_store(tmp_path).location == str(tmp_path)
 
 
-def test_a_model_trained_from_the_event_store_counts_later_events_once(s3, tmp_path):
-    events = EventStore(tmp_path / "events.sqlite3")
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_model_trained_from_the_event_store_counts_later_events_once(s3, tmp_path, kind,
+                                                                        request):
+    from recsys.event_stores import open_event_store
+
+    url = (str(tmp_path / "events.sqlite3") if kind == "sqlite"
+           else request.getfixturevalue("postgres_url"))  # the shared store of several hosts
+    events = open_event_store(url)
     events.append_many([Interaction(u, "steady", "HUNCH", 1000 + i)
                         for i, u in enumerate("abc")] + [Interaction("a", "rising", "HUNCH", 1005)])
     manifest = train_from_store(POP, events, host(s3, tmp_path, "trainer"), with_metrics=False)
