@@ -20,6 +20,7 @@ from recsys.admission import (
     DEFAULT_MAX_FUTURE_SECONDS,
     EventRules,
 )
+from recsys.refresher import REFRESH_SECONDS
 
 DEFAULT_EXCLUSION_FILTER = 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("HUNCH", "COMMENT")'
 
@@ -84,6 +85,8 @@ class Settings(BaseSettings):
     in_network: bool = False  # add polls of followees as a slot type (needs the graph)
     exclusion_filter: str = DEFAULT_EXCLUSION_FILTER  # '' to show interacted polls again
     exclude_seen_times: int = 0  # >0: hide polls the user saw this many times (0 = off)
+    # how often a worker reads polls and events other workers stored (recsys/refresher.py)
+    refresh_seconds: float = Field(REFRESH_SECONDS, gt=0)
 
     # --- the follower graph ---------------------------------------------------------------
     graph_store: Literal["memory", "neo4j"] = "memory"
