@@ -7,8 +7,13 @@ down, recovery without reopening, acknowledged appends kept) and schema migratio
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -620,6 +625,41 @@ def test_a_url_the_factory_cannot_use_is_named_and_a_server_down_at_open_is_retr
                             pool_timeout=DOWN_POOL_TIMEOUT_SECONDS) as store:
         with pytest.raises(StoreUnavailable, match="unreachable"):
             store.append(hunch("u1", "p1", 1))
+
+
+_APPEND_AND_ACK = """
+import sys
+from recsys.event_stores import open_event_store
+from recsys.events import Interaction
+store = open_event_store(sys.argv[1])
+i = 0
+while True:
+    batch = [Interaction(f"u{i % 7}", f"p{(i + k) % 50}", "HUNCH", 1_700_000_000 + i,
+                         event_id=f"ack-{i}-{k}") for k in range(3)]
+    store.append_many(batch)
+    print(i, flush=True)  # the ack: only after append_many returned
+    i += 1
+"""
+
+
+def test_appends_acknowledged_by_a_killed_writer_are_kept(store_url, open_store) -> None:
+    """kill -9 of a gateway process mid-write loses no acknowledged event."""
+    repo = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen([sys.executable, "-c", _APPEND_AND_ACK, store_url],
+                             env=dict(os.environ, PYTHONPATH=str(repo)),
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        acked = [int(child.stdout.readline()) for _ in range(100)]
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert acked == list(range(100)), "the child stopped acknowledging appends"
+    with open_store() as store:
+        stored = {e.event_id for e in store.interactions()}
+    assert {f"ack-{i}-{k}" for i in acked for k in range(3)} <= stored
+    assert len(stored) % 3 == 0  # whole batches only
 
 
 # --------------------------------------------------------------------- PostgreSQL faults
