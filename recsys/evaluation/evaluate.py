@@ -395,12 +395,13 @@ def _recipe_class(module_name: str, recipe_name: str) -> type:
         if exc.name != module_name:
             raise
         raise RecipeUnavailable(f"{module_name} does not exist yet") from None
-    classes = [
+    recipes = [
         obj for _, obj in inspect.getmembers(module, inspect.isclass)
-        if obj.__module__ == module.__name__ and callable(getattr(obj, "fit", None))
-        and callable(getattr(obj, "recommend", None))
+        if callable(getattr(obj, "fit", None)) and callable(getattr(obj, "recommend", None))
     ]
-    named = [c for c in classes if getattr(c, "name", None) == recipe_name]
+    # A package re-exports its recipe from a submodule; then only its name can tell.
+    named = [c for c in recipes if getattr(c, "name", None) == recipe_name]
+    classes = [c for c in recipes if c.__module__ == module.__name__]
     if named or len(classes) == 1:
         return (named or classes)[0]
     raise RecipeUnavailable(f"{module_name} has no recipe class named {recipe_name!r}")
