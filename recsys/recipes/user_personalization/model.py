@@ -46,7 +46,7 @@ from recsys.event_values import EventValues
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import CatalogRows, PollMask, ScoredItem, TrainingData
 from recsys.recipes.clock import EventClock
-from recsys.recipes.user_personalization import metadata
+from recsys.recipes.user_personalization import blend, metadata
 from recsys.recipes.user_personalization.components import (
     COMPONENT_NAMES,
     REGISTRY,
@@ -68,7 +68,6 @@ from recsys.recipes.user_personalization.settings import (
     COLD_ITEM_PRIOR_STRENGTH,
     DEFAULT_EVENT_WEIGHTS,
     ENGAGEMENT_CURVE_STEPS,
-    HARD_NEGATIVES,
     ITEM_CATEGORICAL_FIELDS,
     ITEM_ITEM_ACTIVE_POLLS,
     ITEM_ITEM_DEFAULT_L2,
@@ -78,31 +77,17 @@ from recsys.recipes.user_personalization.settings import (
     MIN_EVENTS_FOR_VALIDATION_USER,
     MIN_VALIDATION_USERS,
     POLL_AGE_EDGES_DAYS,
-    RANDOM_NEGATIVES,
     SECONDS_PER_DAY,
     TEXT_FIELDS,
     USER_FIELDS,
-    VALIDATION_CANDIDATES,
     VALIDATION_TARGET_FRACTION,
 )
 from recsys.text import TextEncoder, load_encoder
 
 __all__ = ["UserPersonalization", "UserPersonalizationError", "NotFitted", "TEXT_FIELDS"]
 
-# Blend features of the full model, in design-matrix order (the registered components'
-# columns, in registration order). The poll-level candidates "appeal" (events against
-# what the poll's age predicts), "coldness" (how few events a poll has, as the factor
-# shrink uses it) and the affinities scaled by coldness are computed and served too, but
-# on the demo data (2,000 users, 5,000 polls) they lowered NDCG@10 from 0.187 to
-# 0.153-0.163 without lifting cold-poll recall, so the learned blend leaves them out.
+# Blend features of the full model, in design-matrix order (see blend.py).
 _FEATURES: tuple[str, ...] = tuple(f for c in REGISTRY.values() for f in c.features)
-# Used when the validation split is too small to learn from (tiny catalogs, tests).
-_DEFAULT_BLEND: dict[str, float] = {
-    "collaborative": 1.0, "content": 1.0, "popularity": 0.2, "appeal": 0.0,
-    "segment": 0.3, "coldness": 0.0, "cold_collaborative": 0.0, "cold_content": 0.0,
-    "item_item": 1.0, "item_item_recent": 0.0,
-}
-_DEFAULT_AGE_WEIGHTS = (0.0, 1.0, 0.9, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0, 0.0)
 
 
 class UserPersonalizationError(HunchError):
@@ -294,11 +279,11 @@ class UserPersonalization:
         seen += [i for e in interactions for i in e.impression]
         self._count_impression(seen)
 
-        self.blend_ = self._default_blend()
-        self.age_weights_ = np.array(_DEFAULT_AGE_WEIGHTS, np.float32)
+        self.blend_ = blend.default_weights(self._registered())
+        self.age_weights_ = np.array(blend.DEFAULT_AGE_WEIGHTS, np.float32)
         self._set_history(users, items, weights, stamps, keep)
         if self.learn_blend and is_target.any():
-            self._learn_blend(users, items, stamps, is_target)
+            blend.learn(self, users, items, stamps, is_target)
         # The blend is learned; from here on every event counts.
         self.counts_ = np.bincount(items, minlength=len(self.item_ids_)).astype(np.float32)
         for component in self._registered():
@@ -366,12 +351,6 @@ class UserPersonalization:
         is_target[order[rank >= total - n_targets]] = True
         return is_target
 
-    def _default_blend(self) -> dict[str, float]:
-        """The blend used when there is too little validation to learn one: the default
-        weights of the registered components, 0 for every other's."""
-        owned = {w for c in self._registered() for w in c.weights}
-        return {f: (w if f in owned else 0.0) for f, w in _DEFAULT_BLEND.items()}
-
     def _predict_factors(self, features: sp.csr_matrix) -> np.ndarray:
         return np.asarray(features @ self.ridge_coef_.T, np.float32) + self.ridge_intercept_
 
@@ -401,71 +380,6 @@ class UserPersonalization:
             self.recent_[user_id] = (items[tail].astype(np.int32),
                                      weights[tail].astype(np.float32),
                                      stamps[tail].astype(np.int64))
-
-    # ------------------------------------------------------------------ blend
-    def _learn_blend(self, users: np.ndarray, items: np.ndarray, stamps: np.ndarray,
-                     is_target: np.ndarray) -> None:
-        """Fit the blend weights as a logistic regression on validation users' targets."""
-        from sklearn.linear_model import LogisticRegression
-
-        self._refresh_static()
-        rng = np.random.default_rng(self.random_state + 1)
-        n_items = len(self.item_ids_)
-        targets: dict[int, set[int]] = {}
-        for u, i in zip(users[is_target].tolist(), items[is_target].tolist()):
-            targets.setdefault(u, set()).add(i)
-        rows: list[np.ndarray] = []
-        labels: list[np.ndarray] = []
-        for u, relevant in targets.items():
-            user_id = self.user_ids_[u]
-            recent = self.recent_.get(user_id)
-            if recent is None:
-                continue
-            t_ref = float(recent[2][-1])
-            features, ages = self._features(user_id, t_ref)
-            relevant_arr = np.fromiter(relevant, np.int64)
-            relevant_arr = relevant_arr[~np.isin(relevant_arr, self.interacted_[user_id])]
-            if not len(relevant_arr):
-                continue
-            score = self._combine(features, ages)
-            score[self.interacted_[user_id]] = -np.inf
-            top = np.argpartition(-score, min(VALIDATION_CANDIDATES, n_items - 1))[
-                :VALIDATION_CANDIDATES]
-            hard = np.setdiff1d(top, relevant_arr)
-            hard = rng.choice(hard, size=min(HARD_NEGATIVES, len(hard)), replace=False)
-            rand = rng.integers(0, n_items, RANDOM_NEGATIVES)
-            rand = np.setdiff1d(rand, np.concatenate([relevant_arr, self.interacted_[user_id]]))
-            chosen = np.concatenate([relevant_arr, hard, rand])
-            rows.append(np.hstack([features[:, chosen].T,
-                                   Recency.design(ages[chosen], self._recency_on)]))
-            labels.append(np.r_[np.ones(len(relevant_arr)), np.zeros(len(hard) + len(rand))])
-        if len(rows) < MIN_VALIDATION_USERS:
-            return
-        X = np.vstack(rows)
-        y = np.concatenate(labels)
-        model = LogisticRegression(C=1.0, fit_intercept=True, max_iter=500)
-        model.fit(X, y)
-        coef = model.coef_.ravel().copy()
-        # Every row has exactly one age step, so the unpenalised intercept belongs to each
-        # step's weight; without it L2 pulled a rarely seen step towards 0, i.e. above the
-        # well-seen (negative) steps, and old polls outranked new ones on small data.
-        names = self._blend_features()
-        coef[len(names):] += model.intercept_[0]
-        # A negative weight on an affinity would say "show what the user dislikes": that
-        # is validation noise, never a preference, so it is floored at zero.
-        affinities = {f for c in self._registered() for f in c.affinities}
-        for j, name in enumerate(names):
-            self.blend_[name] = max(0.0, float(coef[j])) if name in affinities \
-                else float(coef[j])
-        # An age step no validation poll fell in (e.g. older than the whole dataset) has
-        # an untrained weight of 0; it takes the weight of the nearest step that was seen.
-        seen = np.flatnonzero(X[:, len(names):].sum(0) > 0)
-        steps = np.arange(len(POLL_AGE_EDGES_DAYS) + 1)
-        self.age_weights_ = np.interp(steps, seen, coef[len(names):][seen]).astype(
-            np.float32)
-        if not self._recency_on:
-            self.age_weights_[:] = 0
-        self.validation_size_ = {"users": len(rows), "rows": int(len(y))}
 
     # ------------------------------------------------------------------ serving
     def _refresh_static(self) -> None:
