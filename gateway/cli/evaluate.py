@@ -188,7 +188,8 @@ def render(report: dict, console: Console) -> None:
 @click.option("--ablate", multiple=True, metavar="COMPONENT",
               help="Also run User-Personalization without this component (repeatable: "
                    "collaborative, content, popularity, segments, item_item, recency, "
-                   "exploration) and print each one's contribution to NDCG@10.")
+                   "exploration) and print each one's contribution to NDCG@10 (UP "
+                   "runs too, on the same folds).")
 @click.option("--event-value-confidence", type=click.Choice(["none", "value", "log"]),
               default="none", show_default=True,
               help="Weigh each training event by its EVENT_VALUE (value) or 1 + log of it.")
