@@ -31,9 +31,6 @@ class Settings(BaseSettings):
     # --- where state lives ------------------------------------------------------------
     home: Path = Path(".hunch")  # event store, artifacts, sessions, demo data
     db_path: Path | None = None  # the SQLite event store; default <home>/events.sqlite3
-    # The event store: sqlite:///abs/path or a path (default: db_path), or
-    # postgresql://user:password@host:port/db to share events between hosts.
-    store_url: str | None = None
     artifacts_path: Path | None = None  # trained models; default <home>/artifacts
     # Several hosts: s3://bucket/prefix instead of the directory (which may also be a shared
     # mount, see recsys/artifacts.py); an S3-compatible store (MinIO, Ceph) by its endpoint.
@@ -45,8 +42,9 @@ class Settings(BaseSettings):
     # served within this (plus its load); on S3 one LIST per recipe per worker each time.
     artifacts_poll_seconds: float = Field(5.0, gt=0)
     sessions_path: Path | None = None  # feed sessions; default <home>/sessions.sqlite3
-    # Named filters and promotions: postgresql://... shared by several hosts, or a
-    # sqlite:///path; None keeps them in the SQLite event store's file, as before.
+    # The event store, named filters and promotions: postgresql://... shared by several
+    # hosts (run `hunch db upgrade` first), or a sqlite:///path; None keeps them in the
+    # SQLite file db_path names, as before.
     store_url: str | None = None
 
     # --- the server --------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``hunch db upgrade``: bring the configured event store's schema up to this code's."""
+"""``hunch db upgrade``: bring the configured stores' schemas up to this code's."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from gateway.settings import load_settings
 
 @click.group()
 def db() -> None:
-    """The event store's database (HUNCH_STORE_URL)."""
+    """The stores' database (HUNCH_STORE_URL): events, named filters, promotions."""
 
 
 @db.command()
 def upgrade() -> None:
     """Apply pending schema migrations; safe while other hosts run or upgrade too."""
-    from recsys.event_stores import describe_url, upgrade_event_store
+    from recsys.event_stores import describe_url, upgrade_stores
 
     url = load_settings().event_store_url
-    versions = upgrade_event_store(url)
+    versions = upgrade_stores(url)
     click.echo(f"{describe_url(url)} schema versions:")
     for component, version in versions.items():
         click.echo(f"  {component}: {version}")
