@@ -176,7 +176,7 @@ def test_a_model_trained_from_the_event_store_counts_later_events_once(s3, tmp_p
 
     url = (str(tmp_path / "events.sqlite3") if kind == "sqlite"
            else request.getfixturevalue("postgres_url"))  # the shared store of several hosts
-    events = open_event_store(url)
+    events = open_event_store(url, upgrade=True)  # as `hunch db upgrade` leaves it
     events.append_many([Interaction(u, "steady", "HUNCH", 1000 + i)
                         for i, u in enumerate("abc")] + [Interaction("a", "rising", "HUNCH", 1005)])
     manifest = train_from_store(POP, events, host(s3, tmp_path, "trainer"), with_metrics=False)
