@@ -38,8 +38,10 @@ from recsys.serving import RecipeService
 
 log = logging.getLogger(__name__)
 
-# How often a worker re-reads the poll catalog that other workers may have extended.
-CATALOG_REFRESH_SECONDS = 2.0
+# How often a worker re-reads the poll catalog that other workers may have extended: a
+# poll upserted on one host is served by the others within a second (issue 16), and a
+# refresh that finds nothing new is one indexed query.
+CATALOG_REFRESH_SECONDS = 0.25
 # Interactions filters look at a user's last 100 interactions per event type (Personalize).
 RECENT_EVENTS_PER_TYPE = 100
 # How often queued feed responses are written (see RecommendationLog).

@@ -1,0 +1,272 @@
+"""Two stateless gateways serving one population (issue 16: several hosts).
+
+Two real uvicorn processes with separate home directories stand in for two hosts. They
+share only what a deployment shares: the event store (one PostgreSQL database through
+``HUNCH_STORE_URL``; or, the cheap variant, one SQLite file through ``HUNCH_DB_PATH``),
+the trained models (one artifacts directory, trained once), Redis for feed sessions and
+rate limits, and the JWT and cursor secrets. Everything else, each host keeps to itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.auth import issue_token
+from gateway.settings import Settings
+from tests.integration.conftest import Server
+
+# The issue's bound: what one host writes, the other serves within a second.
+PROPAGATION_SECONDS = 1.0
+# Low enough to reach in a test, high enough that the other tests' pages stay under it.
+FEED_RATE_PER_MINUTE = 30
+JWT_SECRET = "two-hosts-test-jwt-secret-0123456789abcdef"
+CURSOR_SECRET = "two-hosts-test-cursor-secret"
+PAGES = 6
+
+FEED = """query($first: Int!, $after: String, $filter: String, $values: JSON) {
+  feed(first: $first, after: $after, filter: $filter, filterValues: $values) {
+    pageInfo { endCursor } edges { node { id question categories } } } }"""
+VOTE = """mutation($p: ID!, $e: String) { recordInteraction(input: {pollId: $p,
+  eventType: "HUNCH", eventId: $e}) { __typename ... on Recorded { stored eventId } } }"""
+UPSERT = """mutation($input: PollInput!) { upsertPoll(input: $input) {
+  __typename ... on Poll { id question categories } ... on InvalidInputError { message } } }"""
+CATEGORY_FILTER = "INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)"
+
+STORES = ["sqlite", "postgresql"]
+
+
+def token(user: str, admin: bool = False) -> str:
+    return issue_token(Settings(jwt_secret=JWT_SECRET), user, admin=admin)
+
+
+def _hunch(env: dict[str, str], *args: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "gateway", *args], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+@pytest.fixture(scope="module", params=STORES)
+def shared(request, home, tmp_path_factory, redis_server) -> dict[str, str]:
+    """What every host of one deployment is configured with: the store, the models
+    (the session demo engine's, trained once), Redis, the secrets."""
+    root = tmp_path_factory.mktemp(f"two-hosts-{request.param}")
+    artifacts = root / "artifacts"
+    shutil.copytree(home / "artifacts", artifacts)
+    # A Redis database of its own per variant: rate-limit windows must not carry over.
+    redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{STORES.index(request.param) + 1}"
+    env = {"HUNCH_ARTIFACTS_PATH": str(artifacts), "HUNCH_SESSION_STORE": "redis",
+           "HUNCH_REDIS_URL": redis_url, "HUNCH_JWT_SECRET": JWT_SECRET,
+           "HUNCH_CURSOR_SECRET": CURSOR_SECRET,
+           "HUNCH_FEED_RATE_PER_MINUTE": str(FEED_RATE_PER_MINUTE),
+           "HUNCH_MUTATION_RATE_PER_MINUTE": "1000000"}
+    if request.param == "postgresql":
+        # Without the setting pydantic ignores HUNCH_STORE_URL and each host keeps its own
+        # SQLite file: say so instead of failing on a feed that merely differs.
+        assert "store_url" in Settings.model_fields, "HUNCH_STORE_URL is not a setting yet"
+        postgres = request.getfixturevalue("postgres_server")
+        env["HUNCH_STORE_URL"] = postgres.create_database(f"two_hosts_{uuid.uuid4().hex[:8]}")
+    else:
+        env["HUNCH_DB_PATH"] = str(root / "events.sqlite3")
+    # Imported once, by a home of its own: the hosts find it through the shared settings.
+    _hunch({**_clean_env(), "HUNCH_HOME": str(root / "importer"), **env},
+           "data", "import", str(home / "data"))
+    return env
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("HUNCH_")}
+
+
+def _host(shared: dict[str, str], tmp_path_factory, name: str) -> Server:
+    server = Server(tmp_path_factory.mktemp(f"host-{name}"), **shared)
+    server.env = {**_clean_env(), **server.env}
+    return server
+
+
+@pytest.fixture(scope="module")
+def hosts(shared, tmp_path_factory):
+    a = _host(shared, tmp_path_factory, "a").start()
+    try:
+        b = _host(shared, tmp_path_factory, "b").start()
+    except BaseException:
+        a.stop()
+        raise
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def users(home) -> list[str]:
+    with (home / "data" / "users.csv").open() as fh:
+        return [row["USER_ID"] for row in csv.DictReader(fh)]
+
+
+@pytest.fixture(scope="module")
+def polls(home) -> list[str]:
+    with (home / "data" / "items.csv").open() as fh:
+        return [row["ITEM_ID"] for row in csv.DictReader(fh)]
+
+
+def _page(host: Server, user: str, first: int = 10, after: str | None = None,
+          **variables) -> dict:
+    body = host.gql(FEED, {"first": first, "after": after, **variables}, token(user)).json()
+    assert "errors" not in body, body
+    return body["data"]["feed"]
+
+
+def _ids(page: dict) -> list[str]:
+    return [edge["node"]["id"] for edge in page["edges"]]
+
+
+def _within(deadline_seconds: float, check) -> bool:
+    """Ask ``check`` until it holds or the deadline passes: the deadline bounds the
+    wait, it is not a measurement (a slow machine fails it, a fast one is not faster)."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def test_a_vote_on_one_host_excludes_the_poll_from_the_others_next_page(hosts, users):
+    a, b = hosts
+    voter = users[1]
+    top = _ids(_page(b, voter))[0]
+    # Ranking is deterministic: a new session on B places the same poll first again ...
+    assert _ids(_page(b, voter))[0] == top
+    r = a.gql(VOTE, {"p": top, "e": None}, token(voter)).json()
+    assert r["data"]["recordInteraction"]["__typename"] == "Recorded", r
+    # ... until the vote, stored through A, excludes it on B's very next page.
+    assert top not in _ids(_page(b, voter))
+    assert top not in _ids(_page(a, voter))
+
+
+def test_a_cursor_issued_by_one_host_resumes_on_the_other(hosts, users):
+    a, b = hosts
+    reader = users[2]
+    cursors, pages, after = [], [], None
+    for turn in range(PAGES):  # A, B, A, B, ...
+        host = (a, b)[turn % 2]
+        cursors.append(after)
+        page = _page(host, reader, 8, after)
+        pages.append(_ids(page))
+        after = page["pageInfo"]["endCursor"]
+    served = [poll for page in pages for poll in page]
+    assert len(served) == PAGES * 8 == len(set(served))
+    # Staying on A gives the same sequence: each cursor B resumed, A resumes alike.
+    for cursor, page in zip(cursors[1:], pages[1:]):
+        assert _ids(_page(a, reader, 8, cursor)) == page
+
+
+def test_a_users_feed_rate_limit_is_shared_by_both_hosts(hosts, users):
+    a, b = hosts
+    scroller = users[3]
+    # The limit is a fixed one-minute window in Redis: start in a fresh one so the
+    # burst below cannot straddle two windows.
+    time.sleep(max(0.0, 60 - time.time() % 60) if time.time() % 60 > 45 else 0.0)
+    codes = []
+    for i in range(FEED_RATE_PER_MINUTE + 2):
+        body = (a, b)[i % 2].gql(FEED, {"first": 1}, token(scroller)).json()
+        codes.append(body["errors"][0]["extensions"]["code"] if "errors" in body else "OK")
+    # Each host alone would allow the whole budget; together they allow it once.
+    assert codes == ["OK"] * FEED_RATE_PER_MINUTE + ["RATE_LIMITED"] * 2
+
+
+def test_a_poll_upserted_on_one_host_is_served_by_the_other_and_edits_reach_both(
+        hosts, users):
+    a, b = hosts
+    admin = token("tools", admin=True)
+    name = f"by-category-{uuid.uuid4().hex[:6]}"
+    r = a.gql("""mutation($n: String!, $e: String!) { createFilter(name: $n, expression: $e) {
+        __typename } }""", {"n": name, "e": CATEGORY_FILTER}, admin).json()
+    assert r["data"]["createFilter"]["__typename"] == "Filter", r
+    author, reader = f"author-{uuid.uuid4().hex[:6]}", users[4]
+    poll, first, second = f"poll-{uuid.uuid4().hex[:8]}", f"C{uuid.uuid4().hex[:8]}", \
+        f"C{uuid.uuid4().hex[:8]}"
+
+    def served(host: Server, category: str) -> list[dict]:
+        page = _page(host, reader, 5, filter=name, values={"CATEGORY": f'"{category}"'})
+        return [edge["node"] for edge in page["edges"]]
+
+    created = a.gql(UPSERT, {"input": {"id": poll, "categories": [first], "createdAt": int(
+        time.time()), "question": "Which host answers first?"}}, token(author)).json()
+    assert created["data"]["upsertPoll"]["__typename"] == "Poll", created
+    assert served(b, second) == []  # nothing yet in the category the edit will move it to
+    assert _within(PROPAGATION_SECONDS, lambda: [n["id"] for n in served(b, first)] == [poll])
+
+    # The author edits it on B: new text, new category; both hosts serve the edit.
+    edited = b.gql(UPSERT, {"input": {"id": poll, "categories": [second],
+                                      "question": "Which host answers second?"}},
+                   token(author)).json()
+    assert edited["data"]["upsertPoll"]["__typename"] == "Poll", edited
+    for host in (a, b):
+        assert _within(PROPAGATION_SECONDS, lambda h=host: served(h, second) == [
+            {"id": poll, "question": "Which host answers second?", "categories": [second]}])
+        assert served(host, first) == []
+    # Only its author may edit it, through either host.
+    other = a.gql(UPSERT, {"input": {"id": poll, "categories": [first]}}, token(reader)).json()
+    assert other["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_kill_9_of_a_host_during_writes_loses_no_acknowledged_event(
+        shared, hosts, users, polls, tmp_path_factory):
+    _, b = hosts
+    victim = _host(shared, tmp_path_factory, "victim").start()
+    writer = f"writer-{uuid.uuid4().hex[:6]}"
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        with httpx.Client(timeout=10) as client:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                try:
+                    r = client.post(f"{victim.url}/graphql", headers={
+                        "Authorization": f"Bearer {token(writer)}"}, json={
+                        "query": VOTE, "variables": {"p": polls[i % len(polls)],
+                                                     "e": f"{writer}-{i}"}})
+                    data = r.json()["data"]["recordInteraction"]
+                except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                    return  # the host is gone
+                if data["__typename"] == "Recorded":
+                    acknowledged.append(data["eventId"])
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        assert _within(30, lambda: len(acknowledged) >= 50), "the writes did not start"
+        victim.stop(signal.SIGKILL)  # mid-stream: the writer is still sending
+    finally:
+        stop.set()
+        victim.stop(signal.SIGKILL)
+        thread.join(timeout=30)
+    assert len(acknowledged) >= 50
+    # Every acknowledged event is in the store: the surviving host sees each as a retry.
+    not_stored = []
+    with httpx.Client(timeout=10) as client:
+        for event_id in acknowledged:
+            i = int(event_id.rsplit("-", 1)[1])
+            r = client.post(f"{b.url}/graphql", headers={"Authorization": f"Bearer {token(writer)}"},
+                            json={"query": VOTE, "variables": {"p": polls[i % len(polls)],
+                                                               "e": event_id}}).json()
+            if r["data"]["recordInteraction"] != {"__typename": "Recorded", "stored": False,
+                                                  "eventId": event_id}:
+                not_stored.append(event_id)
+    assert not_stored == []
