@@ -224,49 +224,127 @@ def test_a_poll_upserted_on_one_host_is_served_by_the_other_and_edits_reach_both
     assert other["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
+class Writer(threading.Thread):
+    """Votes of one user through one host, back to back, until stopped or the host is
+    gone; remembers the event ids the host acknowledged and the error codes it sent."""
+
+    def __init__(self, host: Server, polls: list[str]):
+        super().__init__(daemon=True)
+        self.host, self.polls = host, polls
+        self.user = f"writer-{uuid.uuid4().hex[:6]}"
+        self.acknowledged: list[str] = []
+        self.error_codes: list[str] = []
+        self.stopping = threading.Event()
+
+    def poll_of(self, event_id: str) -> str:
+        return self.polls[int(event_id.rsplit("-", 1)[1]) % len(self.polls)]
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {token(self.user)}"}
+        with httpx.Client(timeout=30) as client:
+            for i in range(1_000_000):
+                if self.stopping.is_set():
+                    return
+                event_id = f"{self.user}-{i}"
+                try:
+                    body = client.post(f"{self.host.url}/graphql", headers=headers, json={
+                        "query": VOTE, "variables": {"p": self.poll_of(event_id),
+                                                     "e": event_id}}).json()
+                except (httpx.HTTPError, ValueError):
+                    return  # the host is gone
+                if body.get("errors"):
+                    self.error_codes.append(body["errors"][0]["extensions"]["code"])
+                elif body["data"]["recordInteraction"]["__typename"] == "Recorded":
+                    self.acknowledged.append(event_id)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=60)
+
+    def not_stored(self, host: Server) -> list[str]:
+        """The acknowledged events ``host`` does not find: retrying a stored event id
+        answers ``stored: false`` (events are de-duplicated by id), whichever the store."""
+        missing = []
+        with httpx.Client(timeout=30) as client:
+            for event_id in self.acknowledged:
+                body = client.post(f"{host.url}/graphql", headers={
+                    "Authorization": f"Bearer {token(self.user)}"}, json={
+                    "query": VOTE, "variables": {"p": self.poll_of(event_id),
+                                                 "e": event_id}}).json()
+                if body.get("data", {}).get("recordInteraction") != {
+                        "__typename": "Recorded", "stored": False, "eventId": event_id}:
+                    missing.append(event_id)
+        return missing
+
+
 def test_kill_9_of_a_host_during_writes_loses_no_acknowledged_event(
-        shared, hosts, users, polls, tmp_path_factory):
+        shared, hosts, polls, tmp_path_factory):
     _, b = hosts
     victim = _host(shared, tmp_path_factory, "victim").start()
-    writer = f"writer-{uuid.uuid4().hex[:6]}"
-    acknowledged: list[str] = []
-    stop = threading.Event()
-
-    def write() -> None:
-        with httpx.Client(timeout=10) as client:
-            for i in range(100_000):
-                if stop.is_set():
-                    return
-                try:
-                    r = client.post(f"{victim.url}/graphql", headers={
-                        "Authorization": f"Bearer {token(writer)}"}, json={
-                        "query": VOTE, "variables": {"p": polls[i % len(polls)],
-                                                     "e": f"{writer}-{i}"}})
-                    data = r.json()["data"]["recordInteraction"]
-                except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                    return  # the host is gone
-                if data["__typename"] == "Recorded":
-                    acknowledged.append(data["eventId"])
-
-    thread = threading.Thread(target=write)
-    thread.start()
+    writer = Writer(victim, polls)
+    writer.start()
     try:
-        assert _within(30, lambda: len(acknowledged) >= 50), "the writes did not start"
+        assert _within(30, lambda: len(writer.acknowledged) >= 50), "the writes did not start"
         victim.stop(signal.SIGKILL)  # mid-stream: the writer is still sending
     finally:
-        stop.set()
         victim.stop(signal.SIGKILL)
-        thread.join(timeout=30)
-    assert len(acknowledged) >= 50
-    # Every acknowledged event is in the store: the surviving host sees each as a retry.
-    not_stored = []
-    with httpx.Client(timeout=10) as client:
-        for event_id in acknowledged:
-            i = int(event_id.rsplit("-", 1)[1])
-            r = client.post(f"{b.url}/graphql", headers={"Authorization": f"Bearer {token(writer)}"},
-                            json={"query": VOTE, "variables": {"p": polls[i % len(polls)],
-                                                               "e": event_id}}).json()
-            if r["data"]["recordInteraction"] != {"__typename": "Recorded", "stored": False,
-                                                  "eventId": event_id}:
-                not_stored.append(event_id)
-    assert not_stored == []
+        writer.stop()
+    assert len(writer.acknowledged) >= 50 and writer.error_codes == []
+    assert writer.not_stored(b) == []
+
+
+# The typed error a write gets while the store's server is down: the client retries it
+# (events are de-duplicated by id, so a retry of one that did commit is harmless).
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+# How long the pool may take to notice the server went away or came back.
+STORE_RECONNECT_SECONDS = 30.0
+
+
+def test_a_postgresql_restart_mid_load_fails_writes_retryably_and_keeps_the_feed(
+        shared, hosts, users, polls, request):
+    if "HUNCH_STORE_URL" not in shared:
+        pytest.skip("the SQLite variant has no database server to restart")
+    postgres = request.getfixturevalue("postgres_server")
+    a, b = hosts
+    reader = users[5]
+    writer = Writer(a, polls)
+    writer.start()
+    try:
+        assert _within(30, lambda: len(writer.acknowledged) >= 20), "the writes did not start"
+        postgres.stop()
+        # Writes fail with the typed, retryable error on both hosts ...
+        for host in (a, b):
+            probe = Writer(host, polls)
+            assert _within(STORE_RECONNECT_SECONDS, lambda p=probe: _write_code(p) ==
+                           STORE_UNAVAILABLE), "writes while PostgreSQL is down"
+        # ... while the feed keeps serving from the models in memory.
+        for host in (a, b):
+            body = host.gql(FEED, {"first": 10}, token(reader)).json()
+            assert "errors" not in body, body
+            assert len(body["data"]["feed"]["edges"]) == 10
+    finally:
+        if postgres.proc is None:
+            postgres.start()  # session-scoped: the other tests need it back
+    try:
+        # Back without restarting the gateways: writes succeed again on both.
+        for host in (a, b):
+            probe = Writer(host, polls)
+            assert _within(STORE_RECONNECT_SECONDS, lambda p=probe: _write_code(p) == "OK"), \
+                "writes after PostgreSQL is back"
+    finally:
+        writer.stop()
+    assert set(writer.error_codes) <= {STORE_UNAVAILABLE}
+    # Nothing acknowledged before, during or after the restart was lost.
+    assert writer.not_stored(b) == []
+
+
+def _write_code(writer: Writer) -> str:
+    """One vote through ``writer``'s host: "OK" when stored, else the error code."""
+    event_id = f"{writer.user}-{len(writer.acknowledged) + len(writer.error_codes)}"
+    body = writer.host.gql(VOTE, {"p": writer.poll_of(event_id), "e": event_id},
+                           token(writer.user)).json()
+    if body.get("errors"):
+        writer.error_codes.append(body["errors"][0]["extensions"]["code"])
+        return writer.error_codes[-1]
+    writer.acknowledged.append(event_id)
+    return "OK"
