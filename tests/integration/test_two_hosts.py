@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from gateway.auth import issue_token
+from gateway.rate_limit import WINDOW_SECONDS
 from gateway.settings import Settings
 from tests.integration.conftest import Server
 
@@ -177,9 +178,11 @@ def test_a_cursor_issued_by_one_host_resumes_on_the_other(hosts, users):
 def test_a_users_feed_rate_limit_is_shared_by_both_hosts(hosts, users):
     a, b = hosts
     scroller = users[3]
-    # The limit is a fixed one-minute window in Redis: start in a fresh one so the
-    # burst below cannot straddle two windows.
-    time.sleep(max(0.0, 60 - time.time() % 60) if time.time() % 60 > 45 else 0.0)
+    # The limit is a fixed window in Redis: start in a fresh one when little of this one
+    # is left, so that the burst below cannot straddle two windows.
+    left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
+    if left < WINDOW_SECONDS / 3:
+        time.sleep(left)
     codes = []
     for i in range(FEED_RATE_PER_MINUTE + 2):
         body = (a, b)[i % 2].gql(FEED, {"first": 1}, token(scroller)).json()
