@@ -29,12 +29,14 @@ from recsys.backends import InNetworkSource
 from recsys.events import EventStore, Impression, Interaction, LatestInteractionsCache
 from recsys.feed import FeedPage, FeedService
 from recsys.feed_sessions import CursorSigner, SQLiteFeedSessionStore
-from recsys.filters import Catalog, CompiledFilter, FilterContext, FilterStore, compile_filter
+from recsys.filters import Catalog, CompiledFilter, FilterContext, compile_filter
+from recsys.filters import open_filter_store
 from recsys.mixer import IN_NETWORK, Mixer, SlotPlan
-from recsys.promotions import Promotion, PromotionStore
+from recsys.promotions import Promotion, open_promotion_store, select_active
 from recsys.recipes.base import PollMask, ScoredItem
 from recsys.schemas import ITEMS
 from recsys.serving import RecipeService
+from recsys.store_db import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +153,9 @@ class Services:
         self.latest_interactions = LatestInteractionsCache(
             self._feed_events, per_type=RECENT_EVENTS_PER_TYPE)
         self.recipes = RecipeService(settings.artifacts_dir, self._feed_events)
-        self.filters = FilterStore(settings.events_db)
-        self.promotions = PromotionStore(settings.events_db)
+        # HUNCH_STORE_URL: PostgreSQL shared by several hosts, else the event store's file.
+        self.filters = open_filter_store(settings.store_url or settings.events_db)
+        self.promotions = open_promotion_store(settings.store_url or settings.events_db)
         self.graph = graph if graph is not None else _make_graph(settings)
         # Its own connection: its commits (fsync) must not hold the lock that the feed's
         # reads of the event store take.
@@ -346,15 +349,23 @@ class Services:
         self._promotion_cache = None
 
     def _active_promotion(self) -> Promotion | None:
-        """The active promotion, re-read at most every PROMOTION_REFRESH_SECONDS (a
-        change by an internal tool reaches every worker within that time)."""
+        """The active promotion. The store's version is polled at most every
+        PROMOTION_REFRESH_SECONDS and the promotions re-read only when it moved (a change
+        by an internal tool on any host reaches every worker within that time); which one
+        is active is decided on each request, as windows open and close by the clock."""
         now = time.monotonic()
-        cached = getattr(self, "_promotion_cache", None)
-        if cached is not None and now - cached[0] < PROMOTION_REFRESH_SECONDS:
-            return cached[1]
-        active = self.promotions.active()
-        self._promotion_cache = (now, active)
-        return active
+        cached = getattr(self, "_promotion_cache", None)  # (checked at, version, promotions)
+        if cached is None or now - cached[0] >= PROMOTION_REFRESH_SECONDS:
+            try:
+                version = self.promotions.version()  # read first: a later write moves it
+                promotions = (cached[2] if cached is not None and cached[1] == version
+                              else self.promotions.list())
+                cached = (now, version, promotions)
+            except StoreUnavailable as exc:  # the feed keeps serving what it read last
+                log.warning("promotions not refreshed: %s", exc)
+                cached = (now, None, cached[2] if cached is not None else [])
+            self._promotion_cache = cached
+        return select_active(cached[2], time.time())
 
     def _compiled(self, expression: str) -> CompiledFilter:
         """Compile once, reuse: promotions name their filter by expression."""
@@ -526,6 +537,8 @@ class Services:
             self._tail_thread.join(timeout=10)  # it may be mid-read on the feed's connection
         self.events.close()
         self._feed_events.close()
+        self.filters.close()
+        self.promotions.close()
         self._catalog_thread.join(timeout=10)  # it may be mid-read on its connection
         self._catalog_events.close()
 

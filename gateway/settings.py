@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     db_path: Path | None = None  # the SQLite event store; default <home>/events.sqlite3
     artifacts_path: Path | None = None  # trained models; default <home>/artifacts
     sessions_path: Path | None = None  # feed sessions; default <home>/sessions.sqlite3
+    # Named filters and promotions: postgresql://... shared by several hosts, or a
+    # sqlite:///path; None keeps them in the SQLite event store's file, as before.
+    store_url: str | None = None
 
     # --- the server --------------------------------------------------------------------
     environment: Literal["development", "production"] = "development"

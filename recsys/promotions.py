@@ -8,7 +8,11 @@ positions among the others but keep their own relative order, and each carries
 
 Here a promotion is also stored durably by name, with an optional start and end time and
 a priority, so that the feed applies the active one by itself and internal tools manage
-them (create, update, delete, list) through :class:`PromotionStore`.
+them (create, update, delete, list) through a promotion store: :class:`PromotionStore` in
+SQLite (the embedded default) or ``PostgresPromotionStore`` (recsys/promotions_pg.py) that
+several hosts share, picked by :func:`open_promotion_store` from ``HUNCH_STORE_URL``. Both
+share the logic of :class:`PromotionStoreBase`; every write raises ``version()`` so that
+each host's feed learns of a change by polling one row.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from recsys.errors import HunchError
+from recsys.store_db import BUMP_CHANGES_SQL, CHANGES_TABLE_SQL, store_location
 
 MAX_PROMOTION_NAME_LENGTH = 256
+CHANGES_COMPONENT = "promotions"  # its row in hunch_changes (see version())
 
 
 class InvalidPromotion(HunchError):
@@ -69,6 +76,11 @@ class Promotion:
                 "that selects the polls it promotes")
         if self.start_at is not None and self.end_at is not None and self.end_at <= self.start_at:
             raise InvalidPromotion("a promotion's end time must come after its start time")
+        texts = [self.name, self.filter_expression, self.filter_name or "",
+                 *self.filter_values, *self.filter_values.values()]
+        if any("\x00" in t for t in texts if isinstance(t, str)):
+            # PostgreSQL text cannot hold it; refused in every store alike.
+            raise InvalidPromotion("a promotion's name and filter cannot contain NUL characters")
 
     def active_at(self, now: float) -> bool:
         return (self.start_at is None or self.start_at <= now) and (
@@ -104,7 +116,113 @@ def interleave_promoted(regular: list[T], promoted: list[T], n: int, promoted_co
     return page, positions
 
 
-class PromotionStore:
+def select_active(promotions: Iterable[Promotion], now: float) -> Promotion | None:
+    """The promotion the feed applies at ``now``: the highest priority among those whose
+    window contains ``now`` (ties go to the name that sorts first)."""
+    live = [p for p in promotions if p.active_at(now)]
+    if not live:
+        return None
+    return min(live, key=lambda p: (-p.priority, p.name))
+
+
+class PromotionStoreProtocol(Protocol):
+    """What gateway/ and recsys/ use of a promotion store."""
+
+    def create(self, promotion: Promotion) -> Promotion: ...
+    def update(self, name: str, **changes) -> Promotion: ...
+    def delete(self, name: str) -> None: ...
+    def get(self, name: str) -> Promotion: ...
+    def list(self) -> list[Promotion]: ...
+    def active(self, now: float | None = None) -> Promotion | None: ...
+    def version(self) -> int: ...
+    def upgrade(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class PromotionStoreBase:
+    """The semantics of every promotion store; subclasses provide the row operations
+    (``_insert``, ``_update_row``, ``_delete_row``, ``_body``, ``_bodies``, ``_version``)."""
+
+    def create(self, promotion: Promotion) -> Promotion:
+        if not self._insert(promotion.name, asdict(promotion), time.time()):
+            raise PromotionAlreadyExists(
+                f"a promotion named {promotion.name!r} exists; update it instead")
+        return promotion
+
+    def update(self, name: str, **changes) -> Promotion:
+        def change(body: dict) -> dict:
+            updated = replace(Promotion(**body), **changes)  # validation: __post_init__
+            if updated.name != name:
+                raise InvalidPromotion("a promotion cannot be renamed; create a new one")
+            return asdict(updated)
+
+        # Read, change and write in one transaction: two hosts updating different fields
+        # of one promotion at once both keep their change.
+        body = self._update_row(name, change, time.time())
+        if body is None:
+            raise UnknownPromotion(f"no promotion named {name!r}")
+        return Promotion(**body)
+
+    def delete(self, name: str) -> None:
+        if not self._delete_row(name):
+            raise UnknownPromotion(f"no promotion named {name!r}")
+
+    def get(self, name: str) -> Promotion:
+        body = self._body(name)
+        if body is None:
+            raise UnknownPromotion(f"no promotion named {name!r}")
+        return Promotion(**body)
+
+    def list(self) -> list[Promotion]:
+        return [Promotion(**body) for body in self._bodies()]
+
+    def active(self, now: float | None = None) -> Promotion | None:
+        """The promotion the feed applies now (see :func:`select_active`)."""
+        return select_active(self.list(), time.time() if now is None else now)
+
+    def version(self) -> int:
+        """A counter that every create, update or delete by any host raises: a reader
+        compares it with the one it saw to learn cheaply that promotions changed."""
+        return self._version()
+
+    def upgrade(self) -> None:
+        """Apply pending schema migrations (see recsys/store_db.py)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Row operations of a backend.
+    def _insert(self, name: str, body: dict, updated_at: float) -> bool:
+        """Insert unless the name exists; False when it did."""
+        raise NotImplementedError
+
+    def _update_row(self, name: str, change: Callable[[dict], dict],
+                    updated_at: float) -> dict | None:
+        """Replace the body by ``change(body)`` atomically; None when the name is unknown."""
+        raise NotImplementedError
+
+    def _delete_row(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def _body(self, name: str) -> dict | None:
+        raise NotImplementedError
+
+    def _bodies(self) -> list[dict]:
+        """Every promotion's body, by name (byte order)."""
+        raise NotImplementedError
+
+    def _version(self) -> int:
+        raise NotImplementedError
+
+
+class PromotionStore(PromotionStoreBase):
     """Named promotions in SQLite (the event store's file; a table of its own)."""
 
     def __init__(self, path: str | Path):
@@ -115,57 +233,85 @@ class PromotionStore:
                                      isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # an acknowledged change survives
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS promotions (name TEXT PRIMARY KEY, body TEXT NOT NULL,"
-            " updated_at REAL NOT NULL)")
+        self.upgrade()  # one host owns the file: its tables are created on open, as always
 
-    def create(self, promotion: Promotion) -> Promotion:
+    def upgrade(self) -> None:
         with self._lock:
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS promotions (name TEXT PRIMARY KEY, body TEXT NOT NULL,"
+                " updated_at REAL NOT NULL)")
+            self._conn.execute(CHANGES_TABLE_SQL)
+
+    def _write(self, work: Callable[[], object]) -> object:
+        """Run ``work`` in a write transaction that also raises the version."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute("INSERT INTO promotions VALUES (?, ?, ?)",
-                                   (promotion.name, json.dumps(asdict(promotion)), time.time()))
-            except sqlite3.IntegrityError as exc:
-                raise PromotionAlreadyExists(
-                    f"a promotion named {promotion.name!r} exists; update it instead") from exc
-        return promotion
+                result = work()
+                if result:
+                    self._conn.execute(BUMP_CHANGES_SQL.format(p="?"), (CHANGES_COMPONENT,))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        return result
 
-    def update(self, name: str, **changes) -> Promotion:
-        updated = replace(self.get(name), **changes)  # validation runs in __post_init__
-        if updated.name != name:
-            raise InvalidPromotion("a promotion cannot be renamed; create a new one")
-        with self._lock:
+    def _insert(self, name: str, body: dict, updated_at: float) -> bool:
+        return bool(self._write(lambda: self._conn.execute(
+            "INSERT INTO promotions VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, json.dumps(body), updated_at)).rowcount))
+
+    def _update_row(self, name: str, change: Callable[[dict], dict],
+                    updated_at: float) -> dict | None:
+        def work() -> dict | None:
+            row = self._conn.execute("SELECT body FROM promotions WHERE name = ?",
+                                     (name,)).fetchone()
+            if row is None:
+                return None
+            body = change(json.loads(row[0]))
             self._conn.execute("UPDATE promotions SET body = ?, updated_at = ? WHERE name = ?",
-                               (json.dumps(asdict(updated)), time.time(), name))
-        return updated
+                               (json.dumps(body), updated_at, name))
+            return body
 
-    def delete(self, name: str) -> None:
-        with self._lock:
-            cur = self._conn.execute("DELETE FROM promotions WHERE name = ?", (name,))
-        if cur.rowcount == 0:
-            raise UnknownPromotion(f"no promotion named {name!r}")
+        return self._write(work)
 
-    def get(self, name: str) -> Promotion:
+    def _delete_row(self, name: str) -> bool:
+        return bool(self._write(lambda: self._conn.execute(
+            "DELETE FROM promotions WHERE name = ?", (name,)).rowcount))
+
+    def _body(self, name: str) -> dict | None:
         with self._lock:
             row = self._conn.execute("SELECT body FROM promotions WHERE name = ?",
                                      (name,)).fetchone()
-        if row is None:
-            raise UnknownPromotion(f"no promotion named {name!r}")
-        return Promotion(**json.loads(row[0]))
+        return None if row is None else json.loads(row[0])
 
-    def list(self) -> list[Promotion]:
+    def _bodies(self) -> list[dict]:
         with self._lock:
             rows = self._conn.execute("SELECT body FROM promotions ORDER BY name").fetchall()
-        return [Promotion(**json.loads(r[0])) for r in rows]
+        return [json.loads(r[0]) for r in rows]
 
-    def active(self, now: float | None = None) -> Promotion | None:
-        """The promotion the feed applies now: the highest priority among those whose
-        window contains ``now`` (ties go to the name that sorts first)."""
-        now = time.time() if now is None else now
-        live = [p for p in self.list() if p.active_at(now)]
-        if not live:
-            return None
-        return min(live, key=lambda p: (-p.priority, p.name))
+    def _version(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT seq FROM hunch_changes WHERE component = ?",
+                                     (CHANGES_COMPONENT,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def open_promotion_store(url_or_path: str | Path, *,
+                         upgrade: bool = False) -> PromotionStoreProtocol:
+    """The promotion store that ``HUNCH_STORE_URL`` names: a SQLite path or ``sqlite:///``
+    URL (the event store's file, as today) or a ``postgresql://`` URL.
+
+    On PostgreSQL an outdated schema raises ``SchemaOutdated`` unless ``upgrade`` (what
+    ``hunch db upgrade`` passes); SQLite always creates its tables on open."""
+    kind, where = store_location(url_or_path)
+    if kind == "postgresql":
+        from recsys.promotions_pg import PostgresPromotionStore
+
+        return PostgresPromotionStore(str(where), upgrade=upgrade)
+    return PromotionStore(where)

@@ -28,9 +28,12 @@ from recsys.filters.parser import (
 from recsys.filters.store import (
     FilterAlreadyExists,
     FilterStore,
+    FilterStoreBase,
+    FilterStoreProtocol,
     InvalidFilterName,
     NamedFilter,
     UnknownFilter,
+    open_filter_store,
 )
 
 __all__ = [
@@ -49,6 +52,8 @@ __all__ = [
     "FilterNotApplicable",
     "FilterParameter",
     "FilterStore",
+    "FilterStoreBase",
+    "FilterStoreProtocol",
     "InvalidCatalogRecord",
     "InvalidFilterExpression",
     "InvalidFilterName",
@@ -59,6 +64,7 @@ __all__ = [
     "SegmentContext",
     "UnknownFilter",
     "compile_filter",
+    "open_filter_store",
     "parse_filter",
     "parse_filter_values",
 ]

@@ -31,9 +31,6 @@ from recsys.mixer import (
 from recsys.promotions import (
     InvalidPromotion,
     Promotion,
-    PromotionAlreadyExists,
-    PromotionStore,
-    UnknownPromotion,
     interleave_promoted,
 )
 from recsys.recipes.base import ScoredItem
@@ -260,27 +257,6 @@ def test_feed_applies_active_promotion_with_its_own_filter():
     assert any(int(it.item_id[1:]) % 2 == 0 for it in promoted)
     assert all(int(it.item_id[1:]) % 2 == 1 for it in page.items if it.promotion_name is None)
     assert len({it.item_id for it in page.items}) == 20
-
-
-def test_promotion_store_is_durable_and_picks_the_active_one(tmp_path):
-    db = tmp_path / "events.sqlite3"
-    store = PromotionStore(db)
-    store.create(Promotion("low", 10, "x", priority=1))
-    store.create(Promotion("high", 10, "x", priority=5, start_at=100, end_at=200))
-    with pytest.raises(PromotionAlreadyExists):
-        store.create(Promotion("low", 20, "x"))
-    assert store.active(now=150).name == "high"
-    assert store.active(now=250).name == "low"
-    store.update("low", percent_promoted_items=30)
-    with pytest.raises(InvalidPromotion):
-        store.update("low", percent_promoted_items=300)
-    store.close()
-    reopened = PromotionStore(db)
-    assert reopened.get("low").percent_promoted_items == 30
-    reopened.delete("high")
-    with pytest.raises(UnknownPromotion):
-        reopened.get("high")
-    assert [p.name for p in reopened.list()] == ["low"]
 
 
 # --- what the feed keeps between requests -------------------------------------------
