@@ -79,9 +79,12 @@ def shared(request, home, tmp_path_factory, redis_server) -> dict[str, str]:
         env["HUNCH_STORE_URL"] = postgres.create_database(f"two_hosts_{uuid.uuid4().hex[:8]}")
     else:
         env["HUNCH_DB_PATH"] = str(root / "events.sqlite3")
-    # Imported once, by a home of its own: the hosts find it through the shared settings.
-    _hunch({**_clean_env(), "HUNCH_HOME": str(root / "importer"), **env},
-           "data", "import", str(home / "data"))
+    # Set up and imported once, by a home of its own (as a deploy step would): the hosts
+    # find it through the shared settings.
+    deploy = {**_clean_env(), "HUNCH_HOME": str(root / "importer"), **env}
+    if request.param == "postgresql":
+        _hunch(deploy, "db", "upgrade")
+    _hunch(deploy, "data", "import", str(home / "data"))
     return env
 
 
