@@ -5,11 +5,17 @@ impressions and hunches, with room to spare); a bulk import of 1M interactions t
 under a minute. Single appends are printed for information: each one is a durable
 commit (an fsync), so the disk, not the code, sets that number.
 
+The PostgreSQL store (several hosts) runs the same three workloads in the same run, on a
+throwaway local server (tests/servers.py; fsync and synchronous_commit on, as shipped)
+or on ``--postgres-url``; its goal is the same 10,000 events/s batched and durable, and
+its ratio to the SQLite store is printed.
+
 The baseline is what one writes first: the same rows, the same pragmas (WAL,
 synchronous=FULL), raw ``sqlite3`` into a bare table without the store's unique event-id
 index, secondary indexes or validation. The ratio (store / baseline) is what those cost.
 
     python bench/bench_events.py [--single 500] [--batched 30000] [--bulk 200000]
+                                 [--postgres-url URL | --no-postgres]
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from recsys.events import (  # noqa: E402 - after the path fix above
 )
 
 BATCH = 100  # events per append_many call, as the goal is stated
+# Writers at once in the concurrent run: a gateway's requests append in parallel (each
+# writer its own store object, as separate workers or hosts would have).
+WRITERS = 4
 GOAL_BATCHED_PER_S = 10_000
 GOAL_BULK_1M_S = 60.0
 
@@ -93,7 +102,11 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=500, help="single durable appends")
     parser.add_argument("--batched", type=int, default=30_000, help="events via append_many")
     parser.add_argument("--bulk", type=int, default=200_000, help="interactions via import_bulk")
+    parser.add_argument("--postgres-url", default=None,
+                        help="an empty PostgreSQL database [default: a throwaway local server]")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     args = parser.parse_args()
+    sqlite_rates: dict[str, float] = {}
 
     with tempfile.TemporaryDirectory(prefix="bench-events-") as tmp:
         root = Path(tmp)
@@ -113,6 +126,7 @@ def main() -> None:
         base_rate, _ = _rate(len(rows), bare_single)
         bare.close()
         _line("append (one commit per event)", store_rate, base_rate)
+        sqlite_rates["single"] = store_rate
 
         events = _events(args.batched, offset=10_000_000)
         rows = _rows(events)
@@ -131,6 +145,12 @@ def main() -> None:
         base_rate, _ = _rate(len(rows), bare_batched)
         bare.close()
         _line(f"append_many (batches of {BATCH})", batched_rate, base_rate)
+        sqlite_rates["batched"] = batched_rate
+        events = _events(args.batched, offset=15_000_000)
+        sqlite_rates["concurrent"] = _concurrent(
+            lambda: EventStore(root / "batched.db"), events)
+        print(f"append_many, {WRITERS} writers at once    store {sqlite_rates['concurrent']:>12,.0f}"
+              " events/s")
 
         events = _events(args.bulk, offset=20_000_000)
         rows = _rows(events)
@@ -148,6 +168,7 @@ def main() -> None:
         base_rate, _ = _rate(len(rows), bare_bulk)
         bare.close()
         _line(f"import_bulk ({args.bulk:,} in one txn)", bulk_rate, base_rate)
+        sqlite_rates["bulk"] = bulk_rate
 
     projected = 1_000_000 / bulk_rate
     print(f"\nappend_many goal >= {GOAL_BATCHED_PER_S:,} events/s: "
@@ -156,6 +177,80 @@ def main() -> None:
           f"{'met' if projected < GOAL_BULK_1M_S else 'MISSED'} (projected {projected:.1f} s "
           f"from {args.bulk:,} in {bulk_s:.1f} s; index upkeep grows a little faster than "
           "linear, measure with --bulk 1000000)")
+    if not args.no_postgres:
+        _bench_postgres(args, sqlite_rates)
+
+
+def _bench_postgres(args: argparse.Namespace, sqlite_rates: dict[str, float]) -> None:
+    from recsys.postgres_events import PostgresEventStore
+
+    server = None
+    url = args.postgres_url
+    if url is None:
+        from tests.servers import PostgresServer, postgres_bin_dir
+
+        bin_dir = postgres_bin_dir()
+        if bin_dir is None:
+            print("\nPostgreSQL: not installed (scripts/test.sh installs it); skipped")
+            return
+        server = PostgresServer(bin_dir).init()
+        url = server.url
+    print(f"\nPostgreSQL store vs the SQLite store above ({'throwaway local server' if server else url})")
+    try:
+        with PostgresEventStore(url) as store:
+            events = _events(args.single, offset=30_000_000)
+            single, _ = _rate(len(events), lambda: [store.append(e) for e in events])
+            _pg_line("append (one commit per event)", single, sqlite_rates["single"])
+            events = _events(args.batched, offset=40_000_000)
+            batches = [events[i:i + BATCH] for i in range(0, len(events), BATCH)]
+            batched, _ = _rate(len(events), lambda: [store.append_many(b) for b in batches])
+            _pg_line(f"append_many (batches of {BATCH})", batched, sqlite_rates["batched"])
+            events = _events(args.batched, offset=45_000_000)
+            concurrent = _concurrent(lambda: PostgresEventStore(url), events)
+            _pg_line(f"append_many, {WRITERS} writers at once", concurrent,
+                     sqlite_rates["concurrent"])
+            events = _events(args.bulk, offset=50_000_000)
+            bulk, bulk_s = _rate(len(events), lambda: store.import_bulk(events, mode="full"))
+            _pg_line(f"import_bulk ({args.bulk:,} in one txn)", bulk, sqlite_rates["bulk"])
+            assert store.counts()["interactions"] == args.bulk  # the import was stored
+    finally:
+        if server is not None:
+            server.destroy()
+    best = max(batched, concurrent)
+    print(f"\nPostgreSQL append_many goal >= {GOAL_BATCHED_PER_S:,} events/s (durable): "
+          f"{'met' if best >= GOAL_BATCHED_PER_S else 'MISSED'} ({batched:,.0f} one writer, "
+          f"{concurrent:,.0f} with {WRITERS})")
+    print(f"PostgreSQL import_bulk 1M projected {1_000_000 / bulk:.1f} s "
+          f"(from {args.bulk:,} in {bulk_s:.1f} s)")
+
+
+def _concurrent(open_store: Callable[[], object], events: list[Interaction]) -> float:
+    """Events/s of WRITERS threads appending batches of BATCH, each with its own store."""
+    import threading
+
+    stores = [open_store() for _ in range(WRITERS)]
+    shares = [events[k::WRITERS] for k in range(WRITERS)]
+
+    def write(store, share: list[Interaction]) -> None:
+        for i in range(0, len(share), BATCH):
+            store.append_many(share[i:i + BATCH])
+
+    threads = [threading.Thread(target=write, args=pair) for pair in zip(stores, shares)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rate = len(events) / (time.perf_counter() - t0)
+    for store in stores:
+        store.close()
+    return rate
+
+
+def _pg_line(name: str, postgres: float, sqlite: float) -> None:
+    print(f"{name:<34} postgres {postgres:>10,.0f} events/s   sqlite store "
+          f"{sqlite:>10,.0f} events/s   ratio {postgres / sqlite:5.2f}")
+
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ from strawberry.extensions import SchemaExtension
 from gateway.auth import Forbidden, Unauthorized
 from graph.errors import GraphUnavailable, InvalidGraphData, UnknownUser
 from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
+from recsys.event_stores import StoreUnavailable
 from recsys.feed import InvalidPageSize
 from recsys.feed_sessions import ExpiredCursor, InvalidCursor
 from recsys.filters import (
@@ -58,8 +59,15 @@ ERROR_CODES: list[tuple[type[BaseException] | tuple[type[BaseException], ...], s
     (InvalidCursor, "INVALID_CURSOR"),
     (InvalidPageSize, "PAGE_SIZE_EXCEEDED"),
     (GraphUnavailable, "GRAPH_UNAVAILABLE"),
+    (StoreUnavailable, "STORE_UNAVAILABLE"),
     (USER_INPUT_ERRORS, "BAD_USER_INPUT"),
 ]
+
+# Codes whose message names internals (a database host): the client gets this instead.
+PUBLIC_MESSAGES = {
+    "STORE_UNAVAILABLE": "The event store is unavailable; retry in a moment (a repeated "
+                         "event is stored once).",
+}
 
 # Messages can echo the client's input (an id, a filter name): a 60 KB id is not sent
 # back whole. Our own messages are one line, well under this.
@@ -111,12 +119,14 @@ class ErrorCodes(SchemaExtension):
                                      positions=error.positions, path=error.path,
                                      extensions={"code": code})
             else:
-                message = clip_message(error.message)
+                message = PUBLIC_MESSAGES.get(code) or clip_message(error.message)
                 if self.hide_suggestions:
                     message = _SUGGESTION.sub("", message)
+                extensions = {**(error.extensions or {}), "code": code}
+                if getattr(error.original_error, "retryable", False):
+                    extensions["retryable"] = True  # the client may send it again
                 error = GraphQLError(message, nodes=error.nodes, positions=error.positions,
-                                     path=error.path,
-                                     extensions={**(error.extensions or {}), "code": code})
+                                     path=error.path, extensions=extensions)
             _count(code)
             processed.append(error)
         result.errors = processed

@@ -15,11 +15,14 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
 )
 from strawberry.extensions import SchemaExtension
+
+from recsys.refresher import RefreshHealth
 
 # Buckets around the feed's goals (p99 of 10 ms in process, 50 ms over HTTP).
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -36,6 +39,21 @@ FALLBACKS = Counter(
 EVENTS_INGESTED = Counter(
     "hunch_events_ingested_total", "Events stored (new, after de-duplication)", ["kind"])
 ERRORS = Counter("hunch_graphql_errors_total", "GraphQL errors by code", ["code"])
+# Per worker (multiprocess mode keeps one series per pid): one worker's refresher can
+# fail while the others' do not.
+REFRESH_LAST_SUCCESS = Gauge(
+    "hunch_refresh_last_success_timestamp_seconds",
+    "Unix time a refresh task (catalog, models) last caught up with the store", ["task"])
+REFRESH_FAILURES = Gauge(
+    "hunch_refresh_consecutive_failures",
+    "Failures in a row of a refresh task (0 when it is caught up)", ["task"])
+
+
+def observe_refresh(health: RefreshHealth) -> None:
+    """Publish a refresh task's health (the refresher calls this after every try)."""
+    REFRESH_FAILURES.labels(health.task).set(health.consecutive_failures)
+    if health.last_success is not None:
+        REFRESH_LAST_SUCCESS.labels(health.task).set(health.last_success)
 
 
 class OperationLatency(SchemaExtension):

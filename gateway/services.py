@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from graph.store import Follow, GraphStore, PollAuthorship
 from recsys.admission import UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
+from recsys.event_stores import open_event_store
 from recsys.events import EventStore, Impression, Interaction, LatestInteractionsCache
 from recsys.feed import FeedPage, FeedService
 from recsys.feed_sessions import CursorSigner, SQLiteFeedSessionStore
@@ -34,27 +35,18 @@ from recsys.filters import open_filter_store
 from recsys.mixer import IN_NETWORK, Mixer, SlotPlan
 from recsys.promotions import Promotion, open_promotion_store, select_active
 from recsys.recipes.base import PollMask, ScoredItem
+from recsys.recommendation_log import RecommendationLog
+from recsys.refresher import Refresher
 from recsys.schemas import ITEMS
 from recsys.serving import RecipeService
 from recsys.store_db import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-# How often a worker re-reads the poll catalog that other workers may have extended: a
-# poll upserted on one host is served by the others within a second (issue 16), and a
-# refresh that finds nothing new is one indexed query.
-CATALOG_REFRESH_SECONDS = 0.25
 # Interactions filters look at a user's last 100 interactions per event type (Personalize).
 RECENT_EVENTS_PER_TYPE = 100
-# How often queued feed responses are written (see RecommendationLog).
-RECOMMENDATION_FLUSH_SECONDS = 0.2
 # How stale the active promotion may be in a worker after an internal tool changes it.
 PROMOTION_REFRESH_SECONDS = 1.0
-# How often a thread folds newly stored events into the live models. Without it the first
-# feed request after a burst of events paid for folding all of them under the model's lock
-# (about 0.5 s for 5,000 impressions), and every page queued behind it waited too: the
-# feed's p99 at 200 req/s. Folding 1 s of events is a few ms.
-MODEL_TAIL_SECONDS = 1.0
 # How long a named filter's definition is reused without reading the file: filters never
 # change, so this only bounds how long another process's delete goes unseen.
 FILTER_REFRESH_SECONDS = 1.0
@@ -86,48 +78,6 @@ class ServedRecipeSource:
             metrics.SOURCE_LATENCY.labels(self.name).observe(time.perf_counter() - started)
 
 
-class RecommendationLog:
-    """Writes what each feed response showed, off the request path, in batches.
-
-    A response's items are soft state (they only turn later events that name the
-    recommendation id into implicit impressions), so requests append them to a list
-    and one thread writes that list every ``RECOMMENDATION_FLUSH_SECONDS`` instead of
-    costing each request an fsync. ``close`` flushes what is pending (graceful
-    shutdown); a crash loses at most that interval's worth, never an acknowledged event.
-    """
-
-    def __init__(self, events: EventStore):
-        self.events = events
-        self._pending: list[tuple[str, str, list[str], int]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="recommendation-log", daemon=True)
-        self._thread.start()
-
-    def record(self, recommendation_id: str, user_id: str, item_ids: list[str]) -> None:
-        with self._lock:  # no wake-up of the writer: it polls, requests never wait on it
-            self._pending.append((recommendation_id, user_id, item_ids, int(time.time())))
-
-    def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if batch:
-            try:
-                self.events.record_recommendations(batch)
-            except Exception:  # noqa: BLE001 - logged; the feed keeps serving
-                log.exception("could not store %d recommendation(s)", len(batch))
-
-    def _run(self) -> None:
-        while not self._stop.wait(RECOMMENDATION_FLUSH_SECONDS):
-            self.flush()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        self.flush()
-        self.events.close()
-
-
 @dataclass
 class FeedResult:
     page: FeedPage
@@ -144,12 +94,12 @@ class Services:
         threadpool_limits(limits=settings.blas_threads)
         settings.home.mkdir(parents=True, exist_ok=True)
         self.event_rules = settings.event_rules()
-        self.events = EventStore(settings.events_db, self.event_rules)  # admits live events
+        self.events = open_event_store(settings.event_store_url, self.event_rules)  # admits live events
         # The feed's reads (recipes following new events, the filters' view of a user)
         # get a connection of their own: on the shared one they waited behind appends'
         # fsyncs and behind the catalog refresh's item count (15 ms at 50k polls, every
         # 2 s), since one connection runs one statement at a time.
-        self._feed_events = EventStore(settings.events_db)
+        self._feed_events = open_event_store(settings.event_store_url)
         self.latest_interactions = LatestInteractionsCache(
             self._feed_events, per_type=RECENT_EVENTS_PER_TYPE)
         self.recipes = RecipeService(settings.artifacts_dir, self._feed_events)
@@ -159,20 +109,18 @@ class Services:
         self.graph = graph if graph is not None else _make_graph(settings)
         # Its own connection: its commits (fsync) must not hold the lock that the feed's
         # reads of the event store take.
-        self.recommendation_log = RecommendationLog(EventStore(settings.events_db))
+        self.recommendation_log = RecommendationLog(open_event_store(settings.event_store_url))
         self._request = threading.local()  # per-request memo (one feed runs in one thread)
         self.graph_degraded = False
         self._catalog_lock = threading.Lock()
         self.catalog = Catalog(schema=ITEMS)
-        self._catalog_seq = 0  # the newest catalog sequence number read (see refresh)
-        self._catalog_events = EventStore(settings.events_db)  # see _feed_events
-        self.refresh_catalog(force=True)
-        # Polls other workers ingest are picked up by a thread, off the request path.
-        self._stopping = threading.Event()
-        self._tail_thread: threading.Thread | None = None  # started by start()
-        self._catalog_thread = threading.Thread(target=self._refresh_catalog_forever,
-                                                name="catalog-refresh", daemon=True)
-        self._catalog_thread.start()
+        self._catalog_events = open_event_store(settings.event_store_url)  # see _feed_events
+        # Polls and events other workers store reach this one's catalog and models on
+        # the refresher's thread, off the request path (started by start()).
+        self.refresher = Refresher(self._catalog_events, self.catalog, self._catalog_lock,
+                                   self.recipes, interval_seconds=settings.refresh_seconds,
+                                   on_health=metrics.observe_refresh)
+        self.refresher.load_catalog()
         self.exclusion: CompiledFilter | None = (
             compile_filter(settings.exclusion_filter) if settings.exclusion_filter else None)
 
@@ -242,41 +190,6 @@ class Services:
         except Exception as exc:  # noqa: BLE001 - forwarding must not fail the request
             metrics.FALLBACKS.labels("personalize-events", type(exc).__name__).inc()
             log.warning("could not forward an event to Personalize: %s", exc)
-
-    # ------------------------------------------------------------------ catalog
-
-    def _refresh_catalog_forever(self) -> None:
-        while not self._stopping.wait(CATALOG_REFRESH_SECONDS):
-            try:
-                self.refresh_catalog()
-            except Exception:  # noqa: BLE001 - logged; retried at the next tick
-                log.exception("catalog refresh failed")
-
-    def refresh_catalog(self, force: bool = False) -> None:
-        """Pick up polls that other workers added or changed: those stamped with a
-        catalog sequence number above the last one read here (one indexed query when
-        nothing changed). Runs on the catalog-refresh thread every
-        CATALOG_REFRESH_SECONDS; ``force`` reads the whole catalog (startup)."""
-        events = self._catalog_events
-        if force:
-            seq = events.catalog_seq()  # first: a write during the read is read again later
-            records = {r["ITEM_ID"]: r for r in events.items()}
-            with self._catalog_lock:
-                self.catalog.upsert(records)
-                self._catalog_seq = seq
-            return
-        while True:
-            # A page at a time, outside the lock: requests keep reading the catalog.
-            seq, records = events.items_updated_since(self._catalog_seq)
-            if not records:
-                return
-            with self._catalog_lock:
-                self.catalog.upsert(records)
-                self._catalog_seq = seq
-            # New polls become recommendable here too (trending, exploration); edited
-            # ones get their new text and categories (a worker's own edits come back
-            # once too: re-applying a record is harmless).
-            self.recipes.add_items(records)
 
     # ------------------------------------------------------------------ feed
 
@@ -418,9 +331,7 @@ class Services:
         """Store a new or changed poll for ``acting_user`` (ownership checked in the
         write's transaction, see :meth:`EventStore.upsert_item`) and serve it at once."""
         stored = self.events.upsert_item(record, acting_user=acting_user, admin=admin)
-        with self._catalog_lock:
-            self.catalog.upsert({stored["ITEM_ID"]: stored})
-        self.recipes.add_items({stored["ITEM_ID"]: stored})
+        self.refresher.serve_written({stored["ITEM_ID"]: stored})
         return stored
 
     # ------------------------------------------------------------------ graph
@@ -474,14 +385,6 @@ class Services:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _tail_models_forever(self) -> None:
-        while not self._stopping.wait(MODEL_TAIL_SECONDS):
-            for recipe in self.recipes.available():
-                try:
-                    self.recipes.model(recipe)  # folds what is new, under the model's lock
-                except Exception:  # noqa: BLE001 - logged; requests fold it themselves
-                    log.exception("folding new events into %s failed", recipe)
-
     def warm_up(self) -> None:
         """Load every trained model, then move what is loaded out of the garbage
         collector's sight: the models hold millions of long-lived objects, and full
@@ -495,10 +398,7 @@ class Services:
         """Load the newest models before the first request (so it is not the one that
         pays for loading), and follows.csv into the in-process graph in embedded mode."""
         await asyncio.to_thread(self.warm_up)
-        # After warm_up: it must not load the models a second time, concurrently.
-        self._tail_thread = threading.Thread(target=self._tail_models_forever,
-                                             name="model-tail", daemon=True)
-        self._tail_thread.start()
+        self.refresher.start()  # after warm_up: it must not load the models a second time
         path = self.settings.follows_path
         if self.settings.graph_store != "memory" or path is None or not path.exists():
             return
@@ -522,24 +422,25 @@ class Services:
                 checks["neo4j"] = "reachable"
             except Exception as exc:  # noqa: BLE001
                 checks["neo4j"] = f"unreachable: {exc}"
+        # Informational while the store fails (the store check says so); a refresher that
+        # stopped by a bug leaves this worker's catalog and models behind: not ready.
+        checks["refresher"] = {"crashed": self.refresher.crashed, **{
+            task: asdict(health) for task, health in self.refresher.health().items()}}
         checks["ready"] = bool(checks["models"]) and checks["store"] == "writable" and (
-            checks.get("neo4j", "reachable") == "reachable")
+            checks.get("neo4j", "reachable") == "reachable") and self.refresher.crashed is None
         return checks
 
     async def close(self) -> None:
-        self._stopping.set()
+        self.refresher.stop()  # it may be mid-read on the feed's and the catalog's connections
         self.recommendation_log.close()  # flush what is queued
         try:
             await self.graph.close()
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
-        if self._tail_thread is not None:
-            self._tail_thread.join(timeout=10)  # it may be mid-read on the feed's connection
         self.events.close()
         self._feed_events.close()
         self.filters.close()
         self.promotions.close()
-        self._catalog_thread.join(timeout=10)  # it may be mid-read on its connection
         self._catalog_events.close()
 
 

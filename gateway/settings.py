@@ -20,6 +20,7 @@ from recsys.admission import (
     DEFAULT_MAX_FUTURE_SECONDS,
     EventRules,
 )
+from recsys.refresher import REFRESH_SECONDS
 
 DEFAULT_EXCLUSION_FILTER = 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("HUNCH", "COMMENT")'
 
@@ -30,6 +31,9 @@ class Settings(BaseSettings):
     # --- where state lives ------------------------------------------------------------
     home: Path = Path(".hunch")  # event store, artifacts, sessions, demo data
     db_path: Path | None = None  # the SQLite event store; default <home>/events.sqlite3
+    # The event store: sqlite:///abs/path or a path (default: db_path), or
+    # postgresql://user:password@host:port/db to share events between hosts.
+    store_url: str | None = None
     artifacts_path: Path | None = None  # trained models; default <home>/artifacts
     sessions_path: Path | None = None  # feed sessions; default <home>/sessions.sqlite3
     # Named filters and promotions: postgresql://... shared by several hosts, or a
@@ -83,6 +87,8 @@ class Settings(BaseSettings):
     in_network: bool = False  # add polls of followees as a slot type (needs the graph)
     exclusion_filter: str = DEFAULT_EXCLUSION_FILTER  # '' to show interacted polls again
     exclude_seen_times: int = 0  # >0: hide polls the user saw this many times (0 = off)
+    # how often a worker reads polls and events other workers stored (recsys/refresher.py)
+    refresh_seconds: float = Field(REFRESH_SECONDS, gt=0)
 
     # --- the follower graph ---------------------------------------------------------------
     graph_store: Literal["memory", "neo4j"] = "memory"
@@ -105,6 +111,10 @@ class Settings(BaseSettings):
     @property
     def events_db(self) -> Path:
         return self.db_path or self.home / "events.sqlite3"
+
+    @property
+    def event_store_url(self) -> str:
+        return self.store_url or str(self.events_db)
 
     @property
     def artifacts_dir(self) -> Path:

@@ -24,6 +24,7 @@ from typing import Any
 
 from recsys.admission import EventRules
 from recsys.errors import DatasetValidationError, HunchError
+from recsys.event_stores import describe_url
 from recsys.events import Impression, Interaction
 from recsys.schemas import (
     CSV_FILES,
@@ -322,13 +323,14 @@ def load_directory(directory: Path | str) -> Datasets:
 @dataclass
 class ImportReport:
     directory: Path
-    db_path: Path
+    db_path: Path | str  # the store's path or URL (see recsys.event_stores)
     mode: str
     datasets: Datasets
 
     def describe(self) -> str:
         return (
-            f"imported {self.datasets.describe()} from {self.directory} into {self.db_path} "
+            f"imported {self.datasets.describe()} from {self.directory} into "
+            f"{describe_url(self.db_path)} "
             f"({self.mode})"
         )
 
@@ -339,12 +341,13 @@ def import_directory(
 ) -> ImportReport:
     """Validate ``directory`` completely, then write it to the event store in one
     transaction: all of it or, on any problem, nothing. With ``rules``, every event must
-    also pass their history rule (time floor, not in the future, known event type)."""
-    from recsys.events import EventStore
+    also pass their history rule (time floor, not in the future, known event type).
+    ``db_path`` is a SQLite file or any store URL :func:`open_event_store` takes."""
+    from recsys.event_stores import open_event_store
 
     if mode not in ("incremental", "full"):
         raise HunchError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
-    directory, db_path = Path(directory), Path(db_path)
+    directory = Path(directory)
     data = _with_status(progress, f"validating {directory}", lambda: load_directory(directory))
     if rules is not None:
         problems = (rules.history_problems(data.interactions, CSV_FILES["interactions"])
@@ -352,9 +355,9 @@ def import_directory(
         if problems:
             raise DatasetValidationError(problems[:DatasetValidationError.max_shown],
                                          total=len(problems))
-    with EventStore(db_path, rules) as store:
+    with open_event_store(db_path, rules) as store:
         _with_status(
-            progress, f"writing to {db_path}",
+            progress, f"writing to {describe_url(db_path)}",
             lambda: store.import_bulk(
                 data.interactions, data.impressions, data.items.values(), data.users.values(),
                 mode=mode,
@@ -405,13 +408,13 @@ class ExportReport:
 
 def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport:
     """Write the stored datasets to ``directory`` in Personalize's bulk CSV format, with
-    each dataset's Avro schema beside it."""
-    from recsys.events import EventStore
+    each dataset's Avro schema beside it (``db_path``: a file or a store URL)."""
+    from recsys.event_stores import open_event_store
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    with EventStore(db_path) as store:
+    with open_event_store(db_path) as store:
         schema = DEFAULT_SCHEMAS["interactions"]
         counts["interactions"] = _write_csv(
             directory / CSV_FILES["interactions"],

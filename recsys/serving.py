@@ -28,6 +28,7 @@ tail its global counts would only move for users who happen to ask.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -38,6 +39,8 @@ from typing import Any, Protocol
 from recsys.artifacts import RECIPES, Artifact, ArtifactNotFound, ArtifactStore
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import ScoredItem
+
+log = logging.getLogger(__name__)
 
 # A directory listing per recipe at most this often: new versions appear within a few
 # seconds, and a busy server does not list the directory on every request.
@@ -95,6 +98,7 @@ class RecipeService:
         self._last_check: dict[str, float] = {}
         self._loading: dict[str, threading.Lock] = {name: threading.Lock() for name in RECIPES}
         self._added_items: dict[str, dict[str, Any]] = {}
+        self._store_failing = False  # the last request's tail could not read the store
 
     def available(self) -> list[str]:
         """Recipes that have at least one published version."""
@@ -124,7 +128,7 @@ class RecipeService:
             )
         model = live.artifact.model
         with live.lock:
-            self._tail(live)
+            self._tail_if_readable(live)
             rank = getattr(model, "rank", None)
             if callable(rank):  # trending-now says why (trending or popular fallback)
                 ranked = rank(n, now=now, exclude=exclude, allow=allow)
@@ -191,6 +195,20 @@ class RecipeService:
             live.artifact.model.observe([e for _, e in batch if self._is_new(live, e)])
             if len(batch) < TAIL_BATCH:
                 return
+
+    def _tail_if_readable(self, live: _Live) -> None:
+        """Fold new events in before a request ranks; when the store cannot be read
+        (restarting, a full disk), rank with what is in memory instead of failing the
+        feed: the refresher (recsys/refresher.py) reports the outage and catches up."""
+        try:
+            self._tail(live)
+        except Exception as exc:  # noqa: BLE001 - any store error; warned once per outage
+            if not self._store_failing:
+                log.warning("cannot read new events (%s: %s); recommending from the "
+                            "models in memory", type(exc).__name__, exc)
+            self._store_failing = True
+        else:
+            self._store_failing = False
 
     def model(self, recipe: str):
         """The live model of ``recipe``, caught up with the event store (for analyses

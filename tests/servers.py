@@ -121,6 +121,13 @@ class PostgresServer:
                   "-U", "postgres", name)
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
+    def drop_database(self, name: str) -> None:
+        """Drop a test's database, ending its connections (a no-op while stopped)."""
+        if self.proc is None:
+            return
+        self._run(str(self.bin_dir / "dropdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                  "-U", "postgres", "--force", "--if-exists", name)
+
     def stop(self) -> None:
         """Fast shutdown (SIGINT): clients are disconnected, committed data is kept."""
         if self.proc is not None and self.proc.poll() is None:

@@ -55,6 +55,8 @@ def _register() -> None:
     cli.add_command(analyze.analyze)
     cli.add_command(analyze.tune)
     cli.add_command(analyze.report)
+    from gateway.cli import db
+    cli.add_command(db.db)
 
 
 _register()

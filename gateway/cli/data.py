@@ -57,7 +57,7 @@ def import_(directory: Path, mode: str) -> None:
     from recsys.datasets import import_directory
 
     settings = load_settings()
-    report = import_directory(directory, settings.events_db, mode=mode, progress=True,
+    report = import_directory(directory, settings.event_store_url, mode=mode, progress=True,
                               rules=settings.event_rules())
     click.echo(report.describe())
 
@@ -69,5 +69,5 @@ def export(directory: Path) -> None:
     from recsys.datasets import export_directory
 
     settings = load_settings()
-    report = export_directory(settings.events_db, directory)
+    report = export_directory(settings.event_store_url, directory)
     click.echo(report.describe())

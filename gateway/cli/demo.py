@@ -36,7 +36,7 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
     from recsys.artifacts import ArtifactStore
     from recsys.datasets import import_directory
     from recsys.demo_data import generate_demo_data
-    from recsys.events import EventStore
+    from recsys.event_stores import describe_url, open_event_store
     from recsys.training import train
 
     settings = load_settings()
@@ -45,19 +45,19 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
         summary = generate_demo_data(data_dir, users=users, polls=polls, days=days, seed=seed,
                                      progress=True)
         click.echo(summary.describe())
-    with EventStore(settings.events_db) as store:
+    with open_event_store(settings.event_store_url) as store:
         counts = store.counts()
     if any(counts.values()):
         # A restart (the container's entry point runs this at every start): the store
         # holds acknowledged events since the demo's import; importing again would
         # merge the demo's rows back over edits, and a full import would delete them.
-        click.echo(f"{settings.events_db} already holds {counts['interactions']} "
+        click.echo(f"{describe_url(settings.event_store_url)} already holds {counts['interactions']} "
                    f"interactions, {counts['impressions']} impressions and "
                    f"{counts['items']} polls: the demo data is not imported again "
                    f"(to start over: hunch data import {data_dir} --mode full)")
     else:
         _cluster(data_dir, Path(settings.home) / "graph-report")
-        report = import_directory(data_dir, settings.events_db, mode="incremental",
+        report = import_directory(data_dir, settings.event_store_url, mode="incremental",
                                   progress=True, rules=settings.event_rules())
         click.echo(report.describe())
     if settings.graph_store == "neo4j":  # the compose route: the demo's graph is not there

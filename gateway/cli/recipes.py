@@ -119,10 +119,10 @@ def recommend(user_id: str, n: int, recipe: str | None, now: float | None,
 
 
 def _open_event_store():
-    """The configured event store when its file exists (so stored events fold in)."""
-    db = load_settings().events_db
-    if not Path(db).exists():
-        return None
-    from recsys.events import EventStore
+    """The configured event store when it exists (so stored events fold in)."""
+    from recsys.event_stores import is_postgres_url, open_event_store
 
-    return EventStore(db)
+    url = load_settings().event_store_url
+    if not is_postgres_url(url) and not Path(url).exists():
+        return None
+    return open_event_store(url)

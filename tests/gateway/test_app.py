@@ -192,9 +192,10 @@ def test_events_are_recorded_off_the_event_loop_with_the_same_answers(settings):
 
 
 def test_events_stored_by_another_worker_are_folded_in_before_any_feed_asks(settings):
-    """The model-tail thread folds new events in the background, so no feed request pays
+    """The refresher folds new events in the background, so no feed request pays
     for a backlog (the stall behind the gateway's p99 at 200 req/s)."""
-    from gateway.services import MODEL_TAIL_SECONDS, Services
+    from gateway.services import Services
+    from recsys.refresher import REFRESH_SECONDS
 
     services = Services(settings)
     app = create_app(settings, services)
@@ -208,7 +209,7 @@ def test_events_stored_by_another_worker_are_folded_in_before_any_feed_asks(sett
             other_worker.close()
             # Read the live version directly: the public accessors fold events in themselves.
             live = services.recipes._live["popularity-count"]
-            for _ in range(int(20 * MODEL_TAIL_SECONDS / 0.05)):  # generous: a busy machine
+            for _ in range(int(20 * REFRESH_SECONDS / 0.05)):  # generous: a busy machine
                 if live.last_seq >= newest:
                     break
                 await asyncio.sleep(0.05)

@@ -20,9 +20,8 @@ def _has_category(services: Services, poll: str, category: str) -> bool:
 def test_an_edit_in_one_worker_reaches_another_after_its_refresh(settings):  # noqa: F811
     a, b = Services(settings), Services(settings)
     try:
-        for services in (a, b):  # refresh by hand: no background tick between the asserts
-            services._stopping.set()
-            services._catalog_thread.join()
+        # Refresh by hand: the refresher's thread runs from start(), not called here.
+        assert not a.refresher.running and not b.refresher.running
         given: list[dict] = []
         add_items = b.recipes.add_items
         b.recipes.add_items = lambda items: (given.append(items), add_items(items))[1]
@@ -30,13 +29,13 @@ def test_an_edit_in_one_worker_reaches_another_after_its_refresh(settings):  # n
                       acting_user="a1")
         assert _has_category(a, "p1", "politics")
         assert not _has_category(b, "p1", "politics")  # b has not looked yet
-        b.refresh_catalog()
+        b.refresher.refresh_catalog()
         assert _has_category(b, "p1", "politics") and not _has_category(b, "p1", "sports")
         assert [items["p1"]["QUESTION"] for items in given] == ["edited?"]  # its recipes too
         # A new poll still travels, and nothing is read again when nothing changed.
         a.upsert_poll({"ITEM_ID": "brand-new", "CATEGORY": "science"}, acting_user="a2")
-        b.refresh_catalog()
-        b.refresh_catalog()
+        b.refresher.refresh_catalog()
+        b.refresher.refresh_catalog()
         assert [sorted(items) for items in given] == [["p1"], ["brand-new"]]
         assert b.polls_by_author("a2", 5) == ["brand-new"]
     finally:
@@ -64,3 +63,61 @@ def test_a_version_1_store_is_migrated_and_its_polls_follow_edits(tmp_path):
         store.import_bulk(items=[{"ITEM_ID": "again"}], mode="full")
         later, records = store.items_updated_since(seq)
         assert list(records) == ["again"] and later > seq
+
+
+def test_a_failing_refresh_shows_in_metrics_and_readiness_and_recovers(settings):  # noqa: F811
+    """A worker whose store reads fail keeps serving; /metrics and /readyz say how its
+    refresher is doing. No background tick: the test runs the rounds itself."""
+    import httpx
+
+    from gateway.app import create_app
+    from tests.recsys.test_refresher import STORE_GONE, FailingStore
+
+    settings = settings.model_copy(update={"refresh_seconds": 3600.0})
+    services = Services(settings)
+    reads = services.refresher.store = FailingStore(services.refresher.store)
+    app = create_app(settings, services)
+
+    def failures(metrics_text: str) -> str:
+        return next(line for line in metrics_text.splitlines()
+                    if line.startswith('hunch_refresh_consecutive_failures{task="catalog"}'))
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                       base_url="http://gw")
+            reads.down = True
+            for _ in range(2):
+                await asyncio.to_thread(services.refresher.run_once)
+            assert failures((await client.get("/metrics")).text).endswith(" 2.0")
+            ready = (await client.get("/readyz")).json()
+            assert ready["refresher"]["catalog"]["consecutive_failures"] == 2
+            assert STORE_GONE in ready["refresher"]["catalog"]["last_error"]
+            assert ready["ready"] is True  # writes work: this outage is of reads only
+            reads.down = False
+            await asyncio.to_thread(services.refresher.run_once)
+            text = (await client.get("/metrics")).text
+            assert failures(text).endswith(" 0.0")
+            assert 'hunch_refresh_last_success_timestamp_seconds{task="catalog"}' in text
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_worker_whose_refresher_stopped_is_not_ready(settings):  # noqa: F811
+    services = Services(settings)
+    try:
+        assert asyncio.run(services.readiness())["ready"] is True
+
+        def interpreter_exit() -> list[str]:
+            raise SystemExit("shutting down")  # not a store error: ends the thread
+
+        services.recipes.available = interpreter_exit
+        services.refresher.start()
+        services.refresher._thread.join(timeout=60)  # it ends at its first round
+        del services.recipes.available  # readiness lists the models too
+        checks = asyncio.run(services.readiness())
+        assert checks["ready"] is False
+        assert checks["refresher"]["crashed"] == "SystemExit: shutting down"
+    finally:
+        asyncio.run(services.close())

@@ -1,0 +1,187 @@
+"""What callers need from an event store, and which one a URL selects.
+
+Two stores keep the same contract (``tests/stores/test_event_store_contract.py`` runs the
+same assertions on both):
+
+* :class:`recsys.events.EventStore`: one embedded SQLite file, the default. One host (its
+  worker processes share the file).
+* :class:`recsys.postgres_events.PostgresEventStore`: PostgreSQL, for several hosts that
+  share events, the catalog and the sequence tail.
+
+:func:`open_event_store` picks one from ``HUNCH_STORE_URL``: ``sqlite:///abs/path`` or a
+plain path for SQLite, ``postgresql://...`` (or ``postgres://``) for PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from recsys.admission import EventRules
+from recsys.events import (
+    DEFAULT_EVENTS_SINCE_LIMIT,
+    DEFAULT_LATEST_PER_TYPE,
+    PAGE_SIZE,
+    EventStore,
+    EventStoreError,
+    ImportCounts,
+    ImportMode,
+    Impression,
+    Interaction,
+)
+
+_SQLITE_PREFIX = "sqlite://"
+_POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+class StoreUnavailable(EventStoreError):
+    """The store's server cannot be reached now (down, restarting, network). Nothing
+    the caller did is wrong: retry later. A write that raised this may or may not have
+    been committed; retrying it is safe, events are de-duplicated by id."""
+
+    retryable = True
+
+
+class SchemaOutdated(EventStoreError):
+    """The database's schema is older than this code: run ``hunch db upgrade``."""
+
+
+@runtime_checkable
+class EventStoreProtocol(Protocol):
+    """The event store as its callers use it (gateway services, dataset import/export,
+    the CLI, :class:`recsys.events.LatestInteractionsCache`, serving's event tail).
+
+    Every write is all-or-nothing; appended events are durable once the call returns;
+    an event id is stored once (a later duplicate is ignored); sequence numbers
+    (:meth:`events_since`) and catalog sequence numbers (:meth:`items_updated_since`)
+    grow in commit order, so a follower never misses a write committed later.
+    """
+
+    rules: EventRules | None
+
+    # lifecycle
+    def check_writable(self) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+    # events
+    def check_live(self, event: Interaction | Impression) -> None: ...
+    def append(self, event: Interaction | Impression) -> bool: ...
+    def append_many(self, events: Iterable[Interaction | Impression]) -> int: ...
+    def interactions(self) -> Iterator[Interaction]: ...
+    def impressions(self) -> Iterator[Impression]: ...
+    def events_between(self, start_ts: int, end_ts: int,
+                       event_types: Iterable[str] | None = None) -> Iterator[Interaction]: ...
+    def latest_events(self, user_id: str, per_type: int = DEFAULT_LATEST_PER_TYPE,
+                      event_types: Iterable[str] | None = None,
+                      ) -> dict[str, list[Interaction]]: ...
+    def events_since(self, seq: int, limit: int = DEFAULT_EVENTS_SINCE_LIMIT,
+                     ) -> list[tuple[int, Interaction | Impression]]: ...
+    def last_seq(self) -> int: ...
+    def counts(self) -> dict[str, int]: ...
+    def count_events(self, user_id: str | None = None, item_id: str | None = None,
+                     event_type: str | None = None, since: int | None = None) -> int: ...
+    def count_items(self) -> int: ...
+    def seq_before(self, timestamp: int) -> int: ...
+    def latest_item_ids(self, user_id: str, per_type: int = DEFAULT_LATEST_PER_TYPE,
+                        ) -> dict[str, list[str]]: ...
+    def interacting_users_since(self, seq: int, limit: int = DEFAULT_EVENTS_SINCE_LIMIT,
+                                ) -> tuple[int, set[str], bool]: ...
+
+    # recommendations (implicit impressions)
+    def record_recommendations(self, rows: Iterable[tuple[str, str, Iterable[str], int]],
+                               ) -> int: ...
+    def record_recommendation(self, recommendation_id: str, user_id: str,
+                              item_ids: Iterable[str], timestamp: int) -> bool: ...
+    def recommendation_items(self, recommendation_id: str) -> tuple[str, ...] | None: ...
+    def impression_counts(self, since: int | None = None) -> dict[str, int]: ...
+
+    # catalog
+    def upsert_items(self, records: Iterable[Mapping[str, Any]]) -> int: ...
+    def upsert_item(self, record: Mapping[str, Any], *, acting_user: str,
+                    admin: bool = False) -> dict[str, Any]: ...
+    def upsert_users(self, records: Iterable[Mapping[str, Any]]) -> int: ...
+    def get_item(self, item_id: str) -> dict[str, Any] | None: ...
+    def unknown_item_ids(self, item_ids: Iterable[str]) -> list[str]: ...
+    def get_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+    def get_user(self, user_id: str) -> dict[str, Any] | None: ...
+    def catalog_seq(self) -> int: ...
+    def items_updated_since(self, seq: int, limit: int = PAGE_SIZE,
+                            ) -> tuple[int, dict[str, dict[str, Any]]]: ...
+    def items(self) -> Iterator[dict[str, Any]]: ...
+    def users(self) -> Iterator[dict[str, Any]]: ...
+
+    # bulk
+    def import_bulk(self, interactions: Iterable[Interaction] = (),
+                    impressions: Iterable[Impression] = (),
+                    items: Iterable[Mapping[str, Any]] = (),
+                    users: Iterable[Mapping[str, Any]] = (),
+                    mode: ImportMode = "incremental") -> ImportCounts: ...
+
+
+def is_postgres_url(url: str | Path) -> bool:
+    return isinstance(url, str) and url.startswith(_POSTGRES_PREFIXES)
+
+
+def sqlite_path(url: str | Path) -> Path:
+    """The file a SQLite store URL (``sqlite:///abs/path``) or plain path names."""
+    if isinstance(url, Path):
+        return url
+    if url.startswith(_SQLITE_PREFIX):
+        rest = url[len(_SQLITE_PREFIX):]
+        if rest.startswith("//"):  # SQLAlchemy's spelling of an absolute path
+            rest = rest[1:]
+        if not rest.startswith("/"):
+            raise EventStoreError(
+                f"store URL {url!r}: write sqlite:///absolute/path/events.sqlite3 (three "
+                "slashes, then an absolute path) or give a plain file path")
+        return Path(rest)
+    if "://" in url:
+        raise EventStoreError(
+            f"store URL {url.split('://')[0]!r}:// is not supported; use sqlite:///path, a "
+            "plain path, or postgresql://user@host:port/database")
+    return Path(url)
+
+
+def describe_url(url: str | Path) -> str:
+    """The URL without its password, for messages and logs."""
+    if not is_postgres_url(url):
+        return str(url)
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(str(url))
+    except Exception:  # noqa: BLE001 - a malformed URL: show only its scheme
+        return str(url).split("://")[0] + "://..."
+    shown = {k: v for k, v in parts.items() if k in ("host", "port", "dbname", "user")}
+    return "postgresql://{user}@{host}:{port}/{dbname}".format(
+        **{"user": "", "host": "", "port": "", "dbname": "", **shown})
+
+
+def open_event_store(url: str | Path, rules: EventRules | None = None,
+                     ) -> EventStoreProtocol:
+    """The event store ``url`` names (see the module docstring). ``rules`` are the
+    admission rules applied to appended (live) and imported (history) events."""
+    if is_postgres_url(url):
+        from recsys.postgres_events import PostgresEventStore
+
+        return PostgresEventStore(str(url), rules)
+    return EventStore(sqlite_path(url), rules)
+
+
+def upgrade_event_store(url: str | Path) -> dict[str, int]:
+    """Apply the pending schema migrations of the store ``url`` names; returns the schema
+    version of each component afterwards. Safe to run from several hosts at once."""
+    if is_postgres_url(url):
+        from recsys.postgres_events import upgrade
+
+        return upgrade(str(url))
+    from recsys.events import SCHEMA_VERSION
+
+    # A SQLite file migrates itself when opened (under its write lock), as it always has.
+    EventStore(sqlite_path(url)).close()
+    return {"events": SCHEMA_VERSION}

@@ -1,0 +1,760 @@
+"""The event store on PostgreSQL: the SQLite store's contract, shared by several hosts.
+
+Same behaviour as :class:`recsys.events.EventStore` (the contract suite runs both), with
+PostgreSQL doing the work SQLite's single writer did:
+
+* Durability: a call returns after COMMIT, which PostgreSQL acknowledges once the WAL is
+  flushed (``synchronous_commit`` on, its default), so a returned append survives a
+  crash of the server or of the gateway.
+* Sequence numbers in commit order. A BIGSERIAL would hand out numbers at INSERT time,
+  and two transactions can commit in the other order: a follower that has read up to N
+  could miss a lower number committed later. So every event write first locks the one
+  row of ``event_seq`` (``UPDATE ... RETURNING``, held to COMMIT) and numbers its events
+  after it: writers of events take turns, as SQLite's writers do, and a number is
+  visible only after every lower one is. Batches keep the turns short (one statement
+  per ``append_many``, ``COPY`` for imports). ``catalog_seq`` does the same for polls.
+* De-duplication: ``event_id`` is UNIQUE; writes are ``ON CONFLICT DO NOTHING``.
+* Connections come from a :class:`psycopg_pool.ConnectionPool` that checks each one
+  before handing it out, so after a server restart the store reconnects by itself.
+  While the server cannot be reached, calls raise :class:`StoreUnavailable`
+  (``retryable``) after at most ``pool_timeout`` seconds, never a raw psycopg error.
+* Schema: versioned migrations per component in ``hunch_schema``, applied by
+  :func:`upgrade` (``hunch db upgrade``) under a transaction-level advisory lock, so two
+  hosts upgrading at once is safe. An empty database is set up on first open; a database
+  with an older schema is refused with :class:`SchemaOutdated` (other hosts may still
+  run the old code: upgrading is a deliberate step).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from recsys.admission import EventRules
+from recsys.errors import InvalidEvent, NotPollAuthor
+from recsys.event_stores import SchemaOutdated, StoreUnavailable, describe_url
+from recsys.events import (
+    _EVENT_COLUMNS,
+    _IMPRESSION,
+    _INTERACTION,
+    DEFAULT_EVENTS_SINCE_LIMIT,
+    DEFAULT_LATEST_PER_TYPE,
+    PAGE_SIZE,
+    EventStoreError,
+    ImportCounts,
+    ImportMode,
+    Impression,
+    Interaction,
+    _admitted,
+    _catalog_row,
+    _event_from,
+    _event_row,
+    _impression_from,
+    _impression_row,
+    _interaction_from,
+    _interaction_row,
+    _record_from,
+)
+from recsys.events import _check_id as check_id
+from recsys.events import _check_timestamp as check_timestamp
+
+COMPONENT = "events"  # this store's row in hunch_schema
+# Connections per store object: a gateway worker opens a few store objects (writes, the
+# feed's reads, the recommendation log) and serves requests from a small thread pool.
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 4
+# How long a call waits for a working connection before raising StoreUnavailable: a
+# request fails fast with a retryable error instead of hanging while the server is down.
+POOL_TIMEOUT_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 3  # one connection attempt (libpq's connect_timeout)
+# Catalog rows fetched per IN-list query (a bound array: no variable limit to respect,
+# only the size of one message).
+_ID_CHUNK = 5_000
+
+_T = TypeVar("_T")
+
+# Migration n brings the schema from version n-1 to n. Append new ones; never edit old.
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE events (
+        seq BIGINT PRIMARY KEY,  -- numbered under event_seq's row lock: commit order
+        event_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL CHECK (kind IN ('interaction', 'impression')),
+        user_id TEXT NOT NULL,
+        item_id TEXT,
+        event_type TEXT,  -- stored as given, compared lower-cased (as SQLite's NOCASE)
+        event_value DOUBLE PRECISION,
+        timestamp BIGINT NOT NULL,
+        impression TEXT,  -- JSON array of item ids, NULL when there is no explicit list
+        recommendation_id TEXT
+    );
+    CREATE INDEX events_by_time ON events (kind, timestamp, seq);
+    CREATE INDEX events_by_user ON events (user_id, timestamp);
+    -- The highest event sequence number given out; never reset (full imports included).
+    CREATE TABLE event_seq (
+        one_row INTEGER PRIMARY KEY CHECK (one_row = 0),
+        value BIGINT NOT NULL
+    );
+    INSERT INTO event_seq VALUES (0, 0);
+    CREATE TABLE items (
+        item_id TEXT PRIMARY KEY,
+        fields JSONB NOT NULL,  -- the metadata, without ITEM_ID
+        updated_seq BIGINT NOT NULL
+    );
+    CREATE INDEX items_by_update ON items (updated_seq);
+    CREATE TABLE catalog_seq (
+        one_row INTEGER PRIMARY KEY CHECK (one_row = 0),
+        value BIGINT NOT NULL
+    );
+    INSERT INTO catalog_seq VALUES (0, 0);
+    CREATE TABLE users (
+        user_id TEXT PRIMARY KEY,
+        fields JSONB NOT NULL
+    );
+    CREATE TABLE recommendations (
+        recommendation_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        item_ids TEXT NOT NULL,  -- JSON array, in the order the response listed them
+        timestamp BIGINT NOT NULL
+    );
+    -- JSON merge patch (RFC 7396), what SQLite's json_patch does: given fields replace
+    -- stored ones, a null removes one, objects merge recursively.
+    CREATE FUNCTION hunch_merge_patch(target JSONB, patch JSONB) RETURNS JSONB
+    LANGUAGE plpgsql IMMUTABLE AS $$
+    DECLARE
+        result JSONB;
+        k TEXT;
+        v JSONB;
+    BEGIN
+        IF jsonb_typeof(patch) IS DISTINCT FROM 'object' THEN
+            RETURN patch;
+        END IF;
+        result := CASE WHEN jsonb_typeof(target) = 'object' THEN target ELSE '{}' END;
+        FOR k, v IN SELECT key, value FROM jsonb_each(patch) LOOP
+            IF jsonb_typeof(v) = 'null' THEN
+                result := result - k;
+            ELSE
+                result := jsonb_set(result, ARRAY[k], hunch_merge_patch(result -> k, v));
+            END IF;
+        END LOOP;
+        RETURN result;
+    END
+    $$;
+    """,
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+# One lock for every component's migrations: hunch_schema itself is created under it.
+_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('hunch_schema'))"
+
+_SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM events"
+# Take the next ``n`` numbers (locking the counter row until COMMIT) and insert the
+# events numbered in the order given; a duplicate id is skipped (its number is not
+# reused, as in SQLite: numbers may skip). One statement, so in autocommit mode it is
+# its own transaction: one round trip and one WAL flush per batch. The batch travels as
+# one JSON array (json.dumps is C; psycopg's text arrays cost 4 ms per 100 events).
+_APPEND = (
+    "WITH taken AS (UPDATE event_seq SET value = value + %(n)s RETURNING value - %(n)s AS base) "
+    "INSERT INTO events (seq, event_id, kind, user_id, item_id, event_type, event_value, "
+    "timestamp, impression, recommendation_id) "
+    "SELECT taken.base + e.n, e.event_id, e.kind, e.user_id, e.item_id, e.event_type, "
+    "e.event_value, e.ts, e.impression, e.recommendation_id FROM taken, "
+    "json_to_recordset(%(rows)s::json) AS e(n int8, event_id text, kind text, "
+    "user_id text, item_id text, event_type text, event_value float8, ts int8, "
+    "impression text, recommendation_id text) ORDER BY e.n "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+_ROW_FIELDS = ("n", "event_id", "kind", "user_id", "item_id", "event_type", "event_value",
+               "ts", "impression", "recommendation_id")
+_UPSERT_ITEM = (
+    "INSERT INTO items (item_id, fields, updated_seq) "
+    "VALUES (%(id)s, hunch_merge_patch('{}', %(fields)s::jsonb), %(seq)s) "
+    "ON CONFLICT (item_id) DO UPDATE SET "
+    "fields = hunch_merge_patch(items.fields, %(fields)s::jsonb), updated_seq = %(seq)s"
+)
+_UPSERT_USER = (
+    "INSERT INTO users (user_id, fields) VALUES (%(id)s, hunch_merge_patch('{}', %(fields)s::jsonb)) "
+    "ON CONFLICT (user_id) DO UPDATE SET fields = hunch_merge_patch(users.fields, %(fields)s::jsonb)"
+)
+
+
+class PostgresEventStore:
+    """Durable store of interactions, impressions, the catalog and recommendations in
+    PostgreSQL; see the module docstring. Thread-safe (a connection pool); any number
+    of processes and hosts may open the same database."""
+
+    def __init__(self, url: str, rules: EventRules | None = None, *,
+                 pool_timeout: float = POOL_TIMEOUT_SECONDS, check_schema: bool = True,
+                 max_size: int = POOL_MAX_SIZE) -> None:
+        self.url = url
+        self.rules = rules
+        self.pool_timeout = pool_timeout
+        self._shown = describe_url(url)
+        self._pool: ConnectionPool | None = None
+        try:
+            pool = ConnectionPool(
+                url, min_size=POOL_MIN_SIZE, max_size=max_size, open=False,
+                timeout=pool_timeout, name=f"events {self._shown}",
+                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+                check=ConnectionPool.check_connection,
+            )
+        except psycopg.ProgrammingError as exc:  # a malformed URL
+            raise EventStoreError(f"bad store URL {self._shown}: {exc}") from exc
+        with self._translated("open"):
+            pool.open(wait=True, timeout=pool_timeout)
+        self._pool = pool
+        if check_schema:
+            try:
+                self._check_schema()
+            except BaseException:
+                self.close()
+                raise
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _check_schema(self) -> None:
+        version = self.schema_version()
+        if version == 0:  # an empty database: nothing old runs on it, set it up
+            self.upgrade()
+        elif version < SCHEMA_VERSION:
+            raise SchemaOutdated(
+                f"the event store {self._shown} has schema version {version}, this code "
+                f"needs {SCHEMA_VERSION}: run `hunch db upgrade` (safe while other hosts "
+                "run; migrations only add)")
+        elif version > SCHEMA_VERSION:
+            raise EventStoreError(
+                f"the event store {self._shown} was written by a newer version of the "
+                f"engine (schema {version}, this code knows {SCHEMA_VERSION}); upgrade "
+                "hunch-feed")
+
+    @contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """psycopg's errors as the store's typed ones."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:  # includes the pool's PoolTimeout
+            raise StoreUnavailable(
+                f"the event store {self._shown} is unreachable ({doing}: "
+                f"{_first_line(exc)}); retry in a moment, events are de-duplicated by "
+                "id so a repeated write is safe") from exc
+        except psycopg.Error as exc:
+            raise EventStoreError(
+                f"the event store {self._shown} failed to {doing}: {_first_line(exc)}"
+            ) from exc
+
+    @contextmanager
+    def _connection(self, doing: str) -> Iterator[psycopg.Connection]:
+        if self._pool is None:
+            raise EventStoreError(
+                f"the event store {self._shown} is closed; open a new store")
+        with self._translated(doing), self._pool.connection() as conn:
+            yield conn
+
+    def _write(self, work: Callable[[psycopg.Connection], _T], doing: str = "write") -> _T:
+        """Run ``work(conn)`` in one transaction: all of it is committed, or none."""
+        with self._connection(doing) as conn, conn.transaction():
+            return work(conn)
+
+    def _read(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self._connection("read") as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def schema_version(self) -> int:
+        """This component's schema version in the database (0 when never set up)."""
+        with self._connection("read the schema version") as conn:
+            exists = conn.execute("SELECT to_regclass('hunch_schema')").fetchone()[0]
+            if exists is None:
+                return 0
+            row = conn.execute("SELECT version FROM hunch_schema WHERE component = %s",
+                               (COMPONENT,)).fetchone()
+            return int(row[0]) if row else 0
+
+    def upgrade(self) -> dict[str, int]:
+        """Apply pending migrations (see :func:`upgrade`); the versions afterwards."""
+        with self._connection("upgrade the schema") as conn:
+            return _upgrade(conn, self._shown)
+
+    def check_writable(self) -> None:
+        """Raise unless a write could be taken now (readiness probes): the server is
+        reachable and not a read-only standby."""
+        with self._connection("check for writes") as conn:
+            if conn.execute("SHOW transaction_read_only").fetchone()[0] == "on":
+                raise EventStoreError(
+                    f"the event store {self._shown} is read-only (a standby?); point "
+                    "HUNCH_STORE_URL at the primary")
+
+    def close(self) -> None:
+        """Close the pool; later calls raise :class:`EventStoreError`. Safe to repeat."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresEventStore({self._shown!r})"
+
+    def _events_in_time_order(self, where: str, params: tuple[Any, ...]
+                              ) -> Iterator[tuple[Any, ...]]:
+        """Rows matching ``where`` by (timestamp, seq), fetched a page at a time."""
+        after: tuple[int, int] | None = None
+        while True:
+            if after is None:
+                page_where, page_params = where, params
+            else:
+                page_where = f"{where} AND (timestamp, seq) > (%s, %s)"
+                page_params = params + after
+            rows = self._read(
+                f"{_SELECT_EVENTS} WHERE {page_where} ORDER BY timestamp, seq "
+                f"LIMIT {PAGE_SIZE}", page_params)
+            yield from rows
+            if len(rows) < PAGE_SIZE:
+                return
+            after = (rows[-1][7], rows[-1][0])
+
+    # ------------------------------------------------------------------ events
+
+    def check_live(self, event: Interaction | Impression) -> None:
+        _postgres_row(_event_row(event))
+        if self.rules is not None:
+            self.rules.check_live(event)
+
+    def append(self, event: Interaction | Impression) -> bool:
+        return bool(self.append_many([event]))
+
+    def append_many(self, events: Iterable[Interaction | Impression]) -> int:
+        events = list(events)
+        rows = [_postgres_row(_event_row(e)) for e in events]  # validate all first
+        if self.rules is not None:
+            for event in events:
+                self.rules.check_live(event)
+        if not rows:
+            return 0
+        payload = json.dumps([dict(zip(_ROW_FIELDS, (n, *row)))
+                              for n, row in enumerate(rows, 1)], ensure_ascii=False)
+        with self._connection("append events") as conn:  # one statement: atomic
+            return conn.execute(_APPEND, {"n": len(rows), "rows": payload}).rowcount
+
+    def interactions(self) -> Iterator[Interaction]:
+        for row in self._events_in_time_order("kind = %s", (_INTERACTION,)):
+            yield _interaction_from(row)
+
+    def impressions(self) -> Iterator[Impression]:
+        for row in self._events_in_time_order("kind = %s", (_IMPRESSION,)):
+            yield _impression_from(row)
+
+    def events_between(self, start_ts: int, end_ts: int,
+                       event_types: Iterable[str] | None = None) -> Iterator[Interaction]:
+        where = "kind = %s AND timestamp >= %s AND timestamp < %s"
+        params: tuple[Any, ...] = (_INTERACTION, start_ts, end_ts)
+        if event_types is not None:
+            types = [t.lower() for t in event_types]
+            if not types:
+                return
+            where += " AND lower(event_type) = ANY(%s)"
+            params += (types,)
+        for row in self._events_in_time_order(where, params):
+            yield _interaction_from(row)
+
+    def latest_events(self, user_id: str, per_type: int = DEFAULT_LATEST_PER_TYPE,
+                      event_types: Iterable[str] | None = None,
+                      ) -> dict[str, list[Interaction]]:
+        where = "kind = %s AND user_id = %s"
+        params: tuple[Any, ...] = (_INTERACTION, user_id)
+        asked: dict[str, str] = {}
+        if event_types is not None:
+            types = tuple(event_types)
+            if not types:
+                return {}
+            asked = {t.lower(): t for t in types}
+            where += " AND lower(event_type) = ANY(%s)"
+            params += (list(asked),)
+        rows = self._read(
+            f"SELECT {_EVENT_COLUMNS} FROM ("
+            f"  SELECT *, ROW_NUMBER() OVER (PARTITION BY lower(event_type) "
+            f"    ORDER BY timestamp DESC, seq DESC) AS rank"
+            f"  FROM events WHERE {where}"
+            f") AS ranked WHERE rank <= %s ORDER BY lower(event_type), rank",
+            params + (per_type,))
+        out: dict[str, list[Interaction]] = {}
+        keys: dict[str, str] = {}
+        for row in rows:
+            event = _interaction_from(row)
+            folded = event.event_type.lower()
+            key = keys.setdefault(folded, asked.get(folded, event.event_type))
+            out.setdefault(key, []).append(event)
+        return out
+
+    def events_since(self, seq: int, limit: int = DEFAULT_EVENTS_SINCE_LIMIT,
+                     ) -> list[tuple[int, Interaction | Impression]]:
+        rows = self._read(f"{_SELECT_EVENTS} WHERE seq > %s ORDER BY seq LIMIT %s",
+                          (seq, limit))
+        return [(row[0], _event_from(row)) for row in rows]
+
+    def last_seq(self) -> int:
+        # The committed counter: a number still being written (row lock held) is not
+        # counted, so a follower starting here misses nothing committed after.
+        return int(self._read("SELECT value FROM event_seq")[0][0])
+
+    def counts(self) -> dict[str, int]:
+        interactions, impressions, items, users = self._read(
+            "SELECT (SELECT COUNT(*) FROM events WHERE kind = 'interaction'),"
+            " (SELECT COUNT(*) FROM events WHERE kind = 'impression'),"
+            " (SELECT COUNT(*) FROM items), (SELECT COUNT(*) FROM users)")[0]
+        return {"interactions": interactions, "impressions": impressions,
+                "items": items, "users": users}
+
+    def count_events(self, user_id: str | None = None, item_id: str | None = None,
+                     event_type: str | None = None, since: int | None = None) -> int:
+        where, params = ["kind = %s"], [_INTERACTION]
+        for column, value in (("user_id", user_id), ("item_id", item_id),
+                              ("lower(event_type)", event_type and event_type.lower()),
+                              ("timestamp >=", since)):
+            if value is not None:
+                where.append(f"{column} %s" if column.endswith(">=") else f"{column} = %s")
+                params.append(value)
+        return int(self._read(
+            f"SELECT COUNT(*) FROM events WHERE {' AND '.join(where)}", params)[0][0])
+
+    def count_items(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM items")[0][0])
+
+    def seq_before(self, timestamp: int) -> int:
+        first = self._read("SELECT MIN(seq) FROM events WHERE timestamp > %s",
+                           (timestamp,))[0][0]
+        return self.last_seq() if first is None else max(0, int(first) - 1)
+
+    def latest_item_ids(self, user_id: str, per_type: int = DEFAULT_LATEST_PER_TYPE,
+                        ) -> dict[str, list[str]]:
+        rows = self._read(
+            "SELECT event_type, item_id FROM ("
+            "  SELECT event_type, item_id, timestamp, seq, ROW_NUMBER() OVER ("
+            "    PARTITION BY lower(event_type) ORDER BY timestamp DESC, seq DESC) AS rank"
+            "  FROM events WHERE kind = %s AND user_id = %s"
+            ") AS ranked WHERE rank <= %s ORDER BY timestamp, seq",
+            (_INTERACTION, user_id, per_type))
+        out: dict[str, list[str]] = {}
+        for event_type, item_id in rows:
+            out.setdefault(event_type.lower(), []).append(item_id)
+        return out
+
+    def interacting_users_since(self, seq: int, limit: int = DEFAULT_EVENTS_SINCE_LIMIT,
+                                ) -> tuple[int, set[str], bool]:
+        rows = self._read(
+            "SELECT seq, kind, user_id FROM events WHERE seq > %s ORDER BY seq LIMIT %s",
+            (seq, limit))
+        if not rows:
+            return seq, set(), True
+        users = {user for _, kind, user in rows if kind == _INTERACTION}
+        return rows[-1][0], users, len(rows) < limit
+
+    # ------------------------------------------------------------------ impressions
+
+    def record_recommendations(self, rows: Iterable[tuple[str, str, Iterable[str], int]],
+                               ) -> int:
+        checked = []
+        for recommendation_id, user_id, item_ids, timestamp in rows:
+            items = tuple(item_ids)
+            check_id("recommendation_id", recommendation_id)
+            check_id("user_id", user_id)
+            for item in items:
+                check_id("item id in the recommendation", item)
+            check_timestamp(timestamp)
+            checked.append(_postgres_row(
+                (recommendation_id, user_id, json.dumps(items), timestamp)))
+        if not checked:
+            return 0
+        ids, users, items_json, stamps = map(list, zip(*checked))
+        return self._write(lambda conn: conn.execute(
+            "INSERT INTO recommendations (recommendation_id, user_id, item_ids, timestamp) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::int8[]) "
+            "ON CONFLICT (recommendation_id) DO NOTHING",
+            (ids, users, items_json, stamps)).rowcount, "record recommendations")
+
+    def record_recommendation(self, recommendation_id: str, user_id: str,
+                              item_ids: Iterable[str], timestamp: int) -> bool:
+        return bool(self.record_recommendations([(recommendation_id, user_id, item_ids,
+                                                   timestamp)]))
+
+    def recommendation_items(self, recommendation_id: str) -> tuple[str, ...] | None:
+        rows = self._read(
+            "SELECT item_ids FROM recommendations WHERE recommendation_id = %s",
+            (recommendation_id,))
+        return tuple(json.loads(rows[0][0])) if rows else None
+
+    def impression_counts(self, since: int | None = None) -> dict[str, int]:
+        where, params = ("WHERE e.timestamp >= %s", (since,)) if since is not None else ("", ())
+        rows = self._read(
+            "SELECT shown, COUNT(*) FROM events AS e CROSS JOIN LATERAL "
+            "jsonb_array_elements_text(COALESCE(e.impression, (SELECT r.item_ids FROM "
+            "recommendations AS r WHERE r.recommendation_id = e.recommendation_id))::jsonb"
+            f") AS shown {where} GROUP BY shown", params)
+        return {item: int(n) for item, n in rows}
+
+    # ------------------------------------------------------------------ catalog
+
+    def upsert_items(self, records: Iterable[Mapping[str, Any]]) -> int:
+        rows = [_catalog_pg_row("ITEM_ID", r, n) for n, r in enumerate(records, 1)]
+        if not rows:
+            return 0
+        return self._write(lambda conn: _upsert_stamped(conn, rows), "upsert polls")
+
+    def upsert_item(self, record: Mapping[str, Any], *, acting_user: str,
+                    admin: bool = False) -> dict[str, Any]:
+        item_id, _ = _catalog_pg_row("ITEM_ID", record, 1)  # validates before any lock
+
+        def work(conn: psycopg.Connection) -> dict[str, Any]:
+            # The catalog counter's row lock first: it serialises every poll write, so
+            # two first writes of one new id cannot both see "no such poll"; FOR UPDATE
+            # then holds the poll itself until COMMIT.
+            conn.execute("SELECT value FROM catalog_seq FOR UPDATE")
+            found = conn.execute(
+                "SELECT fields ->> 'AUTHOR_ID' FROM items WHERE item_id = %s FOR UPDATE",
+                (item_id,)).fetchone()
+            fields = dict(record)
+            if found is None:
+                if fields.get("CREATION_TIMESTAMP") is None:
+                    fields["CREATION_TIMESTAMP"] = int(time.time())
+                if fields.get("AUTHOR_ID") is None:
+                    fields["AUTHOR_ID"] = acting_user
+                elif not admin and fields["AUTHOR_ID"] != acting_user:
+                    raise NotPollAuthor(
+                        f"a new poll's authorId must be the caller ({acting_user!r:.80}); "
+                        "leave it out to author the poll yourself")
+            elif not admin:
+                stored = found[0]
+                if stored != acting_user:
+                    raise NotPollAuthor(
+                        f"poll {item_id!r:.80} belongs to another author; only its author "
+                        "or an internal tool may change it")
+                if fields.get("AUTHOR_ID", stored) != stored:
+                    raise NotPollAuthor(
+                        f"poll {item_id!r:.80}: an author cannot give a poll to someone "
+                        "else; leave authorId out or set it to yourself")
+            _upsert_stamped(conn, [_catalog_pg_row("ITEM_ID", fields, 1)])
+            row = conn.execute("SELECT item_id, fields::text FROM items WHERE item_id = %s",
+                               (item_id,)).fetchone()
+            return _record_from("ITEM_ID", row)
+
+        return self._write(work, "upsert a poll")
+
+    def upsert_users(self, records: Iterable[Mapping[str, Any]]) -> int:
+        rows = [_catalog_pg_row("USER_ID", r, n) for n, r in enumerate(records, 1)]
+        if not rows:
+            return 0
+        return self._write(lambda conn: _upsert_users(conn, rows), "upsert users")
+
+    def get_item(self, item_id: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT item_id, fields::text FROM items WHERE item_id = %s",
+                          (item_id,))
+        return _record_from("ITEM_ID", rows[0]) if rows else None
+
+    def unknown_item_ids(self, item_ids: Iterable[str]) -> list[str]:
+        ids = list(dict.fromkeys(item_ids))
+        known: set[str] = set()
+        for start in range(0, len(ids), _ID_CHUNK):
+            known.update(row[0] for row in self._read(
+                "SELECT item_id FROM items WHERE item_id = ANY(%s)",
+                (ids[start:start + _ID_CHUNK],)))
+        return [i for i in ids if i not in known]
+
+    def get_items(self, item_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(dict.fromkeys(item_ids))
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), _ID_CHUNK):
+            for row in self._read("SELECT item_id, fields::text FROM items "
+                                  "WHERE item_id = ANY(%s)", (ids[start:start + _ID_CHUNK],)):
+                out[row[0]] = _record_from("ITEM_ID", row)
+        return out
+
+    def get_user(self, user_id: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT user_id, fields::text FROM users WHERE user_id = %s",
+                          (user_id,))
+        return _record_from("USER_ID", rows[0]) if rows else None
+
+    def catalog_seq(self) -> int:
+        return int(self._read("SELECT value FROM catalog_seq")[0][0])
+
+    def items_updated_since(self, seq: int, limit: int = PAGE_SIZE,
+                            ) -> tuple[int, dict[str, dict[str, Any]]]:
+        rows = self._read(
+            "SELECT item_id, fields::text, updated_seq FROM items WHERE updated_seq > %s "
+            "ORDER BY updated_seq LIMIT %s", (seq, limit))
+        if not rows:
+            return seq, {}
+        return rows[-1][2], {row[0]: _record_from("ITEM_ID", row[:2]) for row in rows}
+
+    def items(self) -> Iterator[dict[str, Any]]:
+        return self._catalog("items", "item_id", "ITEM_ID")
+
+    def users(self) -> Iterator[dict[str, Any]]:
+        return self._catalog("users", "user_id", "USER_ID")
+
+    def _catalog(self, table: str, column: str, key: str) -> Iterator[dict[str, Any]]:
+        # COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
+        order = f'{column} COLLATE "C"'
+        after: str | None = None
+        while True:
+            where, params = ("", ()) if after is None else (f"WHERE {order} > %s", (after,))
+            rows = self._read(f"SELECT {column}, fields::text FROM {table} {where} "
+                              f"ORDER BY {order} LIMIT {PAGE_SIZE}", params)
+            for row in rows:
+                yield _record_from(key, row)
+            if len(rows) < PAGE_SIZE:
+                return
+            after = rows[-1][0]
+
+    # ------------------------------------------------------------------ bulk import
+
+    def import_bulk(self, interactions: Iterable[Interaction] = (),
+                    impressions: Iterable[Impression] = (),
+                    items: Iterable[Mapping[str, Any]] = (),
+                    users: Iterable[Mapping[str, Any]] = (),
+                    mode: ImportMode = "incremental") -> ImportCounts:
+        """Write datasets in ONE transaction (see :meth:`EventStore.import_bulk`). Events
+        go through ``COPY`` into a temporary table, then into ``events`` numbered in
+        input order, duplicates of stored ids (or of earlier rows) skipped."""
+        if mode not in ("incremental", "full"):
+            raise EventStoreError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
+        if self.rules is not None:
+            interactions = _admitted(interactions, self.rules)
+            impressions = _admitted(impressions, self.rules)
+
+        def work(conn: psycopg.Connection) -> ImportCounts:
+            # The counter rows first, as every writer takes them: numbering is in commit
+            # order, and a full import's deletes cannot interleave with an append.
+            base = conn.execute("SELECT value FROM event_seq FOR UPDATE").fetchone()[0]
+            conn.execute("SELECT value FROM catalog_seq FOR UPDATE")
+            if mode == "full":  # DELETE, not TRUNCATE: readers keep their snapshot
+                for table in ("events", "items", "users"):
+                    conn.execute(f"DELETE FROM {table}")
+            conn.execute(
+                "CREATE TEMP TABLE import_events (n BIGINT, event_id TEXT, kind TEXT, "
+                "user_id TEXT, item_id TEXT, event_type TEXT, event_value FLOAT8, "
+                "timestamp BIGINT, impression TEXT, recommendation_id TEXT) ON COMMIT DROP")
+            n = 0
+            with conn.cursor() as cur, cur.copy("COPY import_events FROM STDIN") as copy:
+                for event in interactions:
+                    n += 1
+                    copy.write_row((n, *_postgres_row(_interaction_row(event))))
+                n_interactions = n
+                for event in impressions:
+                    n += 1
+                    copy.write_row((n, *_postgres_row(_impression_row(event))))
+            new = {}
+            for kind, low, high in ((_INTERACTION, 0, n_interactions),
+                                    (_IMPRESSION, n_interactions, n)):
+                new[kind] = conn.execute(
+                    "INSERT INTO events (seq, event_id, kind, user_id, item_id, event_type, "
+                    "event_value, timestamp, impression, recommendation_id) "
+                    "SELECT %s + n, event_id, kind, user_id, item_id, event_type, "
+                    "event_value, timestamp, impression, recommendation_id "
+                    "FROM import_events WHERE n > %s AND n <= %s ORDER BY n "
+                    "ON CONFLICT (event_id) DO NOTHING", (base, low, high)).rowcount
+            conn.execute("UPDATE event_seq SET value = %s", (base + n,))
+            n_items = _upsert_stamped(
+                conn, (_catalog_pg_row("ITEM_ID", r, k) for k, r in enumerate(items, 1)))
+            n_users = _upsert_users(
+                conn, (_catalog_pg_row("USER_ID", r, k) for k, r in enumerate(users, 1)))
+            return ImportCounts(new[_INTERACTION], new[_IMPRESSION], n_items, n_users)
+
+        return self._write(work, "import")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def upgrade(url: str) -> dict[str, int]:
+    """Bring the database ``url`` names to this code's schema (``hunch db upgrade``);
+    returns every component's version afterwards."""
+    with PostgresEventStore(url, check_schema=False) as store:
+        return store.upgrade()
+
+
+def _upgrade(conn: psycopg.Connection, shown: str) -> dict[str, int]:
+    with conn.transaction():
+        # Held to COMMIT: a second host upgrading at once waits here, then finds the
+        # migrations applied and does nothing.
+        conn.execute(_SCHEMA_LOCK)
+        conn.execute("CREATE TABLE IF NOT EXISTS hunch_schema "
+                     "(component TEXT PRIMARY KEY, version INT NOT NULL)")
+        row = conn.execute("SELECT version FROM hunch_schema WHERE component = %s",
+                           (COMPONENT,)).fetchone()
+        current = int(row[0]) if row else 0
+        if current > SCHEMA_VERSION:
+            raise EventStoreError(
+                f"the event store {shown} has schema {current}, newer than this code's "
+                f"{SCHEMA_VERSION}; upgrade hunch-feed")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            conn.execute(MIGRATIONS[version])  # no parameters: several statements allowed
+        conn.execute(
+            "INSERT INTO hunch_schema (component, version) VALUES (%s, %s) "
+            "ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+            (COMPONENT, SCHEMA_VERSION))
+        return dict(conn.execute(
+            "SELECT component, version FROM hunch_schema ORDER BY component").fetchall())
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _postgres_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``row`` unchanged, or :class:`InvalidEvent` for text PostgreSQL cannot store."""
+    for value in row:
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidEvent(
+                f"{value!r:.60} contains a NUL character (\\x00), which PostgreSQL "
+                "cannot store; remove it")
+    return row
+
+
+def _catalog_pg_row(key: str, record: Mapping[str, Any], number: int) -> tuple[str, str]:
+    ident, text = _catalog_row(key, record, number)
+    _postgres_row((ident,))
+    if "\\u0000" in text:  # JSON's escape of NUL: jsonb refuses it
+        raise InvalidEvent(
+            f"{key} {ident!r:.60}: a field contains a NUL character (\\x00), which "
+            "PostgreSQL cannot store; remove it")
+    return ident, text
+
+
+def _upsert_stamped(conn: psycopg.Connection, rows: Iterable[tuple[str, str]]) -> int:
+    """Upsert poll records, each stamped with the next catalog sequence number (under
+    the counter's row lock, held to COMMIT: numbers follow commit order). One
+    statement per record, pipelined: a repeated id merges in input order."""
+    start = conn.execute("SELECT value FROM catalog_seq FOR UPDATE").fetchone()[0]
+    last = [start]
+
+    def stamped() -> Iterator[dict[str, Any]]:
+        for item_id, fields in rows:
+            last[0] += 1
+            yield {"id": item_id, "fields": fields, "seq": last[0]}
+
+    with conn.cursor() as cur:
+        cur.executemany(_UPSERT_ITEM, stamped())
+        written = max(cur.rowcount, 0)
+    if last[0] != start:
+        conn.execute("UPDATE catalog_seq SET value = %s", (last[0],))
+    return written
+
+
+def _upsert_users(conn: psycopg.Connection, rows: Iterable[tuple[str, str]]) -> int:
+    with conn.cursor() as cur:
+        cur.executemany(_UPSERT_USER, ({"id": u, "fields": f} for u, f in rows))
+        return max(cur.rowcount, 0)

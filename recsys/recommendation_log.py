@@ -1,0 +1,73 @@
+"""What each feed response showed, written to the event store off the request path."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from recsys.events import EventStore
+
+log = logging.getLogger(__name__)
+
+# How often queued feed responses are written: a request never waits on an fsync, and a
+# crash loses at most this long's worth of soft state.
+RECOMMENDATION_FLUSH_SECONDS = 0.2
+
+
+class RecommendationLog:
+    """Writes what each feed response showed, off the request path, in batches.
+
+    A response's items are soft state (they only turn later events that name the
+    recommendation id into implicit impressions), so requests append them to a list
+    and one thread writes that list every ``RECOMMENDATION_FLUSH_SECONDS`` instead of
+    costing each request an fsync. ``close`` flushes what is pending (graceful
+    shutdown); a crash loses at most that interval's worth, never an acknowledged event.
+    While the store cannot be written (PostgreSQL restarting) batches are dropped, not
+    kept (memory must not grow with an outage), with one warning per outage.
+    """
+
+    def __init__(self, events: EventStore, *,
+                 flush_seconds: float = RECOMMENDATION_FLUSH_SECONDS):
+        self.events = events
+        self.flush_seconds = flush_seconds
+        self.dropped = 0  # recommendations not stored because the store failed
+        self._failing = False
+        self._pending: list[tuple[str, str, list[str], int]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="recommendation-log", daemon=True)
+        self._thread.start()
+
+    def record(self, recommendation_id: str, user_id: str, item_ids: list[str]) -> None:
+        with self._lock:  # no wake-up of the writer: it polls, requests never wait on it
+            self._pending.append((recommendation_id, user_id, item_ids, int(time.time())))
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if batch:
+            try:
+                self.events.record_recommendations(batch)
+            except Exception as exc:  # noqa: BLE001 - logged; the feed keeps serving
+                self.dropped += len(batch)
+                if not self._failing:
+                    log.warning("could not store %d recommendation(s) (%s: %s); dropping "
+                                "them until the store is back", len(batch),
+                                type(exc).__name__, exc, exc_info=exc)
+                self._failing = True
+            else:
+                if self._failing:
+                    log.warning("recommendations are stored again (%d dropped so far)",
+                                self.dropped)
+                self._failing = False
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.flush()
+        self.events.close()

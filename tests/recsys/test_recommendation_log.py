@@ -1,0 +1,31 @@
+"""What feed responses showed is written behind the requests; a store outage drops those
+batches with one warning, and writing resumes when the store is back."""
+
+from __future__ import annotations
+
+import logging
+
+from recsys.events import EventStore
+from recsys.recommendation_log import RecommendationLog
+from tests.recsys.test_refresher import STORE_GONE, FailingStore
+
+
+def test_an_outage_drops_batches_with_one_warning_and_writing_resumes(tmp_path, caplog):
+    path = tmp_path / "events.sqlite3"
+    store = FailingStore(EventStore(path))
+    # No background flush: the test flushes, so it knows which batch met the outage.
+    recommendations = RecommendationLog(store, flush_seconds=3600)
+    store.down = True
+    for k in range(3):
+        recommendations.record(f"during{k}", "u1", ["p1", "p2"])
+        recommendations.flush()  # does not raise
+    store.down = False
+    recommendations.record("after", "u1", ["p3"])
+    recommendations.close()  # flushes
+    with EventStore(path) as events:
+        assert events.recommendation_items("after") == ("p3",)
+        assert events.recommendation_items("during0") is None
+    assert recommendations.dropped == 3
+    warned = [r.getMessage() for r in caplog.records
+              if r.name == "recsys.recommendation_log" and r.levelno >= logging.WARNING]
+    assert len(warned) == 2 and STORE_GONE in warned[0] and "again" in warned[1]

@@ -1,0 +1,733 @@
+"""The event store contract: the same assertions on every store ``HUNCH_STORE_URL`` can
+select. SQLite runs on a real file; PostgreSQL on the real test server (a fresh, empty
+database per test), through :func:`recsys.event_stores.open_event_store`.
+
+PostgreSQL-only tests at the end: server restart and crash (typed retryable error while
+down, recovery without reopening, acknowledged appends kept) and schema migrations."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from recsys import events as events_module
+from recsys import postgres_events
+from recsys.admission import EventRules
+from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
+from recsys.event_stores import (
+    EventStoreProtocol,
+    SchemaOutdated,
+    StoreUnavailable,
+    open_event_store,
+)
+from recsys.events import (
+    EventStoreError,
+    ImportCounts,
+    Impression,
+    Interaction,
+    LatestInteractionsCache,
+)
+from recsys.postgres_events import PostgresEventStore
+from recsys.schemas import MAX_ID_LENGTH
+
+NOW = 1_764_000_000  # the server clock of the admission tests
+DAY = 24 * 3600
+# How long a PostgreSQL test waits for the restarted server to take writes again: the
+# pool reconnects with a backoff of 1 s, doubling; this bounds a hang, it times nothing.
+RECOVERY_DEADLINE_SECONDS = 60.0
+# A short pool timeout while the server is down: the error comes after this, not 5 s.
+DOWN_POOL_TIMEOUT_SECONDS = 1.0
+
+
+def hunch(user: str, poll: str, ts: int, **kw) -> Interaction:
+    return Interaction(user, poll, kw.pop("event_type", "HUNCH"), ts, **kw)
+
+
+def snapshot(store) -> tuple:
+    """Everything a user of the store can observe."""
+    return (
+        list(store.interactions()), list(store.impressions()), list(store.items()),
+        list(store.users()), store.counts(), store.last_seq(), store.impression_counts(),
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'events.sqlite3'}"  # sqlite:///tmp/...
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def open_store(store_url):
+    """Opens another store object on the same data (another worker or host)."""
+    opened: list = []
+
+    def open_(rules: EventRules | None = None):
+        store = open_event_store(store_url, rules)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store):
+    return open_store()
+
+
+def test_both_stores_keep_the_protocol(store) -> None:
+    assert isinstance(store, EventStoreProtocol)
+
+
+# --------------------------------------------------------------------- moved from
+# tests/recsys/test_events.py (they ran on SQLite only)
+
+def test_catalog_records_are_upserted_by_merging_fields(store) -> None:
+    assert store.upsert_items([
+        {"ITEM_ID": "p1", "CATEGORY": "sports", "CREATION_TIMESTAMP": 10, "QUESTION": "Who?"},
+        {"ITEM_ID": "p2", "CATEGORY": "food|drink", "QUESTION": None},
+    ]) == 2
+    store.upsert_items([{"ITEM_ID": "p1", "CATEGORY": "news", "QUESTION": None}])
+    store.upsert_users([{"USER_ID": "u1", "AGE": 30, "CLUSTER": "c1"}])
+    store.upsert_users([{"USER_ID": "u1", "CLUSTER": "c2"}])
+
+    # given fields replace, missing ones stay, None removes (JSON merge patch)
+    assert store.get_item("p1") == {"ITEM_ID": "p1", "CATEGORY": "news",
+                                    "CREATION_TIMESTAMP": 10}
+    assert store.get_item("p2") == {"ITEM_ID": "p2", "CATEGORY": "food|drink"}
+    assert store.get_item("nope") is None
+    assert store.get_user("u1") == {"USER_ID": "u1", "AGE": 30, "CLUSTER": "c2"}
+    assert store.get_user("nope") is None
+    assert [r["ITEM_ID"] for r in store.items()] == ["p1", "p2"]
+    assert list(store.users()) == [{"USER_ID": "u1", "AGE": 30, "CLUSTER": "c2"}]
+    assert store.counts() == {"interactions": 0, "impressions": 0, "items": 2, "users": 1}
+
+
+# --------------------------------------------------------------------- de-duplication
+
+
+def test_a_later_duplicate_event_id_is_ignored_everywhere(open_store) -> None:
+    first = hunch("u1", "p1", 100, event_id="e1")
+    again = hunch("u1", "p2", 200, event_id="e1")  # same id, different content
+    with open_store() as s:
+        assert s.append(first) is True
+        assert s.append(again) is False
+        # within one batch, and against what is already stored
+        assert s.append_many([hunch("u1", "p3", 300, event_id="e2"),
+                              hunch("u1", "p4", 400, event_id="e2"), first]) == 1
+    with open_store() as other:  # a separate store instance
+        assert other.append(again) is False
+        assert other.append(Impression("u1", ("p1",), 500, event_id="e2")) is False
+        assert [e.item_id for e in other.interactions()] == ["p1", "p3"]
+        assert other.counts()["interactions"] == 2
+        assert other.counts()["impressions"] == 0
+
+
+def test_events_without_an_id_are_deduplicated_by_content(store) -> None:
+    assert store.append(hunch("u1", "p1", 100)) is True
+    assert store.append(hunch("u1", "p1", 100)) is False
+    assert store.append(hunch("u1", "p1", 101)) is True
+
+
+# --------------------------------------------------------------------- reads
+
+
+def test_latest_events_are_newest_first_per_case_insensitive_type(store) -> None:
+    store.append_many([
+        hunch("u1", "p1", 100, event_type="HUNCH"),
+        hunch("u1", "p2", 300, event_type="hunch"),
+        hunch("u1", "p3", 200, event_type="Hunch"),
+        hunch("u1", "p4", 300, event_type="HUNCH", event_id="tie-stored-later"),
+        hunch("u1", "p5", 150, event_type="COMMENT"),
+        hunch("u2", "p6", 999, event_type="HUNCH"),  # someone else
+        Impression("u1", ("p7",), 999),  # not an interaction
+    ])
+    latest = store.latest_events("u1", per_type=3)
+    # key spelled as the newest event of the type; a tie goes to the one stored later
+    assert {k: [e.item_id for e in v] for k, v in latest.items()} == {
+        "HUNCH": ["p4", "p2", "p3"], "COMMENT": ["p5"],
+    }
+    only = store.latest_events("u1", per_type=1, event_types=["hunch"])
+    assert {k: [e.item_id for e in v] for k, v in only.items()} == {"hunch": ["p4"]}
+    assert store.latest_events("u1", event_types=["VIEW"]) == {}
+    assert store.latest_events("nobody") == {}
+
+
+def test_events_between_is_half_open_in_time_order(store) -> None:
+    store.append_many([
+        hunch("u1", "late", 300), hunch("u1", "start", 100),
+        hunch("u2", "mid", 200, event_type="comment"), hunch("u1", "end", 400),
+        Impression("u1", ("p1",), 200),
+    ])
+    assert [e.item_id for e in store.events_between(100, 400)] == ["start", "mid", "late"]
+    assert [e.item_id for e in store.events_between(100, 400, ["COMMENT"])] == ["mid"]
+    assert list(store.events_between(100, 400, [])) == []
+    assert list(store.events_between(500, 600)) == []
+
+
+def test_iterators_keep_time_order_and_insertion_order_of_ties_across_pages(
+    store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events_module, "PAGE_SIZE", 3)  # force several pages
+    monkeypatch.setattr(postgres_events, "PAGE_SIZE", 3)
+    polls = [f"p{i}" for i in range(10)]
+    # stored out of time order, with runs of equal timestamps crossing page boundaries
+    stamps = [50, 10, 10, 10, 10, 30, 30, 30, 30, 20]
+    store.append_many(hunch("u1", p, ts) for p, ts in zip(polls, stamps))
+    store.append_many(Impression("u1", (p,), ts) for p, ts in zip(polls, stamps))
+    expected = ["p1", "p2", "p3", "p4", "p9", "p5", "p6", "p7", "p8", "p0"]
+    assert [e.item_id for e in store.interactions()] == expected
+    assert [e.item_ids[0] for e in store.impressions()] == expected
+    assert [e.item_id for e in store.events_between(10, 31)] == expected[:-1]
+    store.upsert_items({"ITEM_ID": p} for p in polls)
+    assert [r["ITEM_ID"] for r in store.items()] == sorted(polls)
+
+
+def test_counts_and_count_events(store) -> None:
+    store.append_many([
+        hunch("u1", "p1", 100), hunch("u1", "p2", 200, event_type="comment"),
+        hunch("u2", "p1", 300, event_type="Comment"), hunch("u2", "p1", 400),
+        Impression("u1", ("p1", "p2"), 500),
+    ])
+    store.upsert_items([{"ITEM_ID": "p1"}, {"ITEM_ID": "p2"}])
+    store.upsert_users([{"USER_ID": "u1", "AGE": 20}])
+    assert store.counts() == {"interactions": 4, "impressions": 1, "items": 2, "users": 1}
+    assert store.count_events() == 4
+    assert store.count_events(user_id="u1") == 2
+    assert store.count_events(item_id="p1") == 3
+    assert store.count_events(event_type="COMMENT") == 2
+    assert store.count_events(item_id="p1", event_type="hunch", since=300) == 1
+    assert store.count_events(user_id="nobody") == 0
+
+
+def test_events_since_lets_another_process_follow_new_events(open_store) -> None:
+    with open_store() as writer, open_store() as follower:
+        assert follower.last_seq() == 0 and follower.events_since(0) == []
+        writer.append_many([hunch("u1", "p1", 100), hunch("u1", "p2", 50)])
+        writer.append(Impression("u1", ("p3",), 10))
+        got = follower.events_since(0)
+        # storage order, not time order; numbers strictly increasing
+        assert [type(e).__name__ for _, e in got] == ["Interaction", "Interaction", "Impression"]
+        assert [s for s, _ in got] == sorted({s for s, _ in got})
+        last = got[-1][0]
+        assert follower.last_seq() == last
+        assert follower.events_since(last) == []
+        writer.append(hunch("u1", "p1", 100))  # duplicate: nothing new to follow
+        assert follower.events_since(last) == []
+        writer.append(hunch("u2", "p9", 1))
+        new = follower.events_since(last)
+        assert [(e.user_id, e.item_id) for _, e in new] == [("u2", "p9")]
+        assert new[0][0] > last
+        assert len(follower.events_since(0, limit=2)) == 2
+
+
+def test_impression_counts_explicit_only_implicit_and_explicit_wins(store) -> None:
+    assert store.record_recommendation("rec-1", "u1", ["p1", "p2", "p3"], 100) is True
+    assert store.record_recommendation("rec-1", "u1", ["p9"], 101) is False  # first kept
+    assert store.recommendation_items("rec-1") == ("p1", "p2", "p3")
+    assert store.recommendation_items("unknown") is None
+    store.append_many([
+        hunch("u1", "p1", 110, impression=("p1", "p4")),  # explicit list
+        Impression("u1", ("p4", "p5"), 120),  # impression-only event
+        hunch("u1", "p2", 130, recommendation_id="rec-1"),  # implicit: rec-1's polls
+        hunch("u1", "p3", 140, impression=("p5",), recommendation_id="rec-1"),  # explicit wins
+        Impression("u1", (), 150, "rec-1"),  # impression event naming the response
+        hunch("u1", "p6", 160, recommendation_id="never-recorded"),  # unknown: nothing
+        hunch("u1", "p7", 170),  # no impressions at all
+    ])
+    assert store.impression_counts() == {"p1": 3, "p2": 2, "p3": 2, "p4": 2, "p5": 2}
+    assert store.impression_counts(since=130) == {"p1": 2, "p2": 2, "p3": 2, "p5": 1}
+    assert store.impression_counts(since=1_000) == {}
+
+
+# --------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("event", "fix"),
+    [
+        (Interaction("", "p1", "HUNCH", 1), "user_id"),
+        (Interaction("u1", "", "HUNCH", 1), "item_id"),
+        (Interaction("u1", "p" * (MAX_ID_LENGTH + 1), "HUNCH", 1), "item_id"),
+        (Interaction("u1", "p1", "HUNCH", 1, recommendation_id="r" * 300), "recommendation_id"),
+        (Interaction("u1", "p1", "HUNCH", 1, impression=tuple(f"poll-{i:05}" for i in range(100))),
+         "at most 1000"),
+        (Interaction("u1", "p1", "HUNCH", 1, impression=("p1", "")), "item id"),
+        (Interaction("u1", "p1", "HUNCH", 1, impression=("a|b",)), "'|'"),
+        (Interaction("u1", "p1", "HUNCH", 1, event_value=float("nan")), "event_value"),
+        (Interaction("u1", "p1", "HUNCH", "yesterday"), "timestamp"),  # type: ignore[arg-type]
+        (Impression("u1", (), 1), "item_ids"),
+        (Impression("", ("p1",), 1), "user_id"),
+    ],
+)
+def test_invalid_events_are_rejected_and_nothing_is_written(
+    store, event, fix: str
+) -> None:
+    good = hunch("u1", "p1", 1)
+    with pytest.raises(InvalidEvent, match=fix.replace("|", r"\|")):
+        store.append(event)
+    with pytest.raises(InvalidEvent):
+        store.append_many([good, event, hunch("u1", "p2", 2)])
+    with pytest.raises(InvalidEvent):
+        store.import_bulk([good] if isinstance(event, Impression) else [good, event],
+                          [event] if isinstance(event, Impression) else [])
+    assert store.counts() == {"interactions": 0, "impressions": 0, "items": 0, "users": 0}
+    assert store.last_seq() == 0
+
+
+def test_invalid_catalog_records_are_rejected(store) -> None:
+    with pytest.raises(InvalidEvent, match="ITEM_ID of record #2"):
+        store.upsert_items([{"ITEM_ID": "p1"}, {"CATEGORY": "no id"}])
+    with pytest.raises(InvalidEvent, match="JSON"):
+        store.upsert_users([{"USER_ID": "u1", "AGE": object()}])
+    assert store.counts()["items"] == 0 and store.counts()["users"] == 0
+
+
+# --------------------------------------------------------------------- bulk import
+
+
+def test_import_bulk_incremental_then_full(store) -> None:
+    store.append(hunch("u0", "p0", 1, event_id="kept"))
+    store.upsert_items([{"ITEM_ID": "p0", "CATEGORY": "old", "QUESTION": "q"}])
+    counts = store.import_bulk(
+        [hunch("u1", "p1", 10), hunch("u1", "p2", 20), hunch("u0", "p0", 1, event_id="kept")],
+        [Impression("u1", ("p1", "p2"), 5)],
+        [{"ITEM_ID": "p0", "CATEGORY": "new"}, {"ITEM_ID": "p1", "CATEGORY": "x"}],
+        [{"USER_ID": "u1", "AGE": 31}],
+    )
+    assert counts == ImportCounts(interactions=2, impressions=1, items=2, users=1)
+    assert store.counts() == {"interactions": 3, "impressions": 1, "items": 2, "users": 1}
+    assert store.get_item("p0") == {"ITEM_ID": "p0", "CATEGORY": "new", "QUESTION": "q"}
+    before = store.last_seq()
+
+    counts = store.import_bulk([hunch("u9", "p9", 99)], [], [{"ITEM_ID": "p9", "CATEGORY": "z"}],
+                               [], mode="full")
+    assert counts == ImportCounts(interactions=1, impressions=0, items=1, users=0)
+    assert [e.item_id for e in store.interactions()] == ["p9"]
+    assert list(store.impressions()) == []
+    assert list(store.items()) == [{"ITEM_ID": "p9", "CATEGORY": "z"}]
+    assert list(store.users()) == []
+    # followers never see a number twice, even after everything was replaced
+    assert [s for s, _ in store.events_since(0)][0] > before
+    with pytest.raises(EventStoreError, match="incremental"):
+        store.import_bulk([], mode="replace")  # type: ignore[arg-type]
+
+
+class _Broken(Exception):
+    pass
+
+
+def _fails_after(n: int, make):
+    for i in range(n):
+        yield make(i)
+    raise _Broken("the source broke mid-way")
+
+
+@pytest.mark.parametrize("mode", ["incremental", "full"])
+@pytest.mark.parametrize("broken", ["interactions", "impressions", "items", "users"])
+def test_import_bulk_is_all_or_nothing(store, mode: str, broken: str) -> None:
+    store.append_many([hunch("u0", "p0", 1), Impression("u0", ("p0",), 2)])
+    store.upsert_items([{"ITEM_ID": "p0", "CATEGORY": "c"}])
+    store.upsert_users([{"USER_ID": "u0", "AGE": 20}])
+    before = snapshot(store)
+    sources = {
+        "interactions": lambda i: hunch(f"u{i}", f"p{i}", 1000 + i),
+        "impressions": lambda i: Impression(f"u{i}", (f"p{i}",), 1000 + i),
+        "items": lambda i: {"ITEM_ID": f"p{i}", "CATEGORY": "new"},
+        "users": lambda i: {"USER_ID": f"u{i}", "AGE": i},
+    }
+    args = {name: [make(i) for i in range(300)] for name, make in sources.items()}
+    args[broken] = _fails_after(300, sources[broken])
+    with pytest.raises(_Broken):
+        store.import_bulk(**args, mode=mode)
+    assert snapshot(store) == before
+    # and the store still works afterwards
+    assert store.append(hunch("u5", "p5", 5)) is True
+
+
+def test_one_store_shared_by_threads(store) -> None:
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for b in range(20):
+                store.append_many(hunch(f"u{t}", f"p{i}", b, event_id=f"{b}-{i}")
+                                  for i in range(50))  # same ids in every thread
+                store.append(hunch(f"u{t}", "solo", b))
+                store.latest_events(f"u{t}")
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.counts()["interactions"] == 20 * 50 + 4 * 20
+
+
+
+# --------------------------------------------------------------------- round trip, dedup
+
+
+def test_every_field_survives_a_round_trip(open_store) -> None:
+    full = Interaction("u1", "p1", "Hunch", 1_700_000_000, 0.75, ("p1", "p2", "p3"),
+                       "rec-1", "evt-1")
+    bare = Interaction("u2", "p9", "", 1_700_000_001)  # no type, value, list or rec id
+    seen = Impression("u1", ("p4", "p5"), 1_700_000_002, "rec-2", "evt-2")
+    by_rec = Impression("u3", (), 1_700_000_003, "rec-3")
+    odd = Interaction("ü ✓", "p'; DROP TABLE events; --", "HUNCH", 1_700_000_004,
+                      -1.5, ("a b", "ç"), None, "evt-odd")
+    with open_store() as s:
+        assert s.append_many([full, bare, seen, by_rec, odd]) == 5
+    with open_store() as s:  # another process would see the same
+        assert list(s.interactions()) == [full, bare, odd]
+        assert list(s.impressions()) == [seen, by_rec]
+        assert [e for _, e in s.events_since(0)] == [full, bare, seen, by_rec, odd]
+        assert s.latest_events("u1") == {"Hunch": [full]}
+
+
+def test_an_event_id_is_stored_once_across_append_and_bulk_import(open_store) -> None:
+    writer, importer = open_store(), open_store()
+    assert writer.append(hunch("u1", "p1", 100, event_id="live-1")) is True
+    counts = importer.import_bulk(
+        [hunch("u9", "other", 1, event_id="live-1"),  # already appended: ignored
+         hunch("u1", "p2", 101, event_id="bulk-1"),
+         hunch("u1", "p3", 102, event_id="bulk-1")],  # repeated within the import
+        [Impression("u1", ("p4",), 103, event_id="bulk-1"),  # an impression, same id
+         Impression("u1", ("p5",), 104, event_id="bulk-2")])
+    assert counts == ImportCounts(interactions=1, impressions=1, items=0, users=0)
+    assert writer.append(hunch("u1", "p6", 105, event_id="bulk-2")) is False
+    assert writer.append_many([hunch("u1", "p7", 106, event_id="bulk-1"),
+                               hunch("u1", "p8", 107, event_id="live-2")]) == 1
+    assert [(e.event_id, getattr(e, "item_id", None)) for _, e in writer.events_since(0)] == [
+        ("live-1", "p1"), ("bulk-1", "p2"), ("bulk-2", None), ("live-2", "p8")]
+
+
+# --------------------------------------------------------------------- sequence tail
+
+
+def test_a_follower_never_skips_an_event_under_concurrent_writers(open_store) -> None:
+    """Four writers (each its own store object, as separate hosts) append while a
+    follower tails events_since: every stored event reaches the follower exactly once,
+    in increasing sequence order. A number handed out before a lower one commits would
+    be skipped for good."""
+    writers = [open_store() for _ in range(4)]
+    follower = open_store()
+    done = threading.Event()
+    errors: list[BaseException] = []
+    followed: list[tuple[int, str]] = []
+
+    def write(k: int, store) -> None:
+        try:
+            for b in range(40):
+                # ids overlap between writers: duplicates are skipped, never followed twice
+                store.append_many(hunch(f"u{k}", f"p{i}", b, event_id=f"e{(k * 40 + b) // 2}-{i}")
+                                  for i in range(10))
+                store.append(Impression(f"u{k}", ("p1",), b, event_id=f"m{k}-{b}"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def follow() -> None:
+        last = 0
+        try:
+            while True:
+                finished = done.is_set()  # read before the query: a final full pass
+                batch = follower.events_since(last, limit=7)
+                followed.extend((seq, e.event_id) for seq, e in batch)
+                if batch:
+                    last = batch[-1][0]
+                elif finished:
+                    return
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    tail = threading.Thread(target=follow)
+    tail.start()
+    threads = [threading.Thread(target=write, args=(k, s)) for k, s in enumerate(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done.set()
+    tail.join()
+    assert errors == []
+    stored = [(seq, e.event_id) for seq, e in follower.events_since(0, limit=100_000)]
+    assert len(stored) == 4 * 40 // 2 * 10 + 4 * 40
+    assert followed == stored
+    assert [seq for seq, _ in followed] == sorted({seq for seq, _ in followed})
+    assert follower.last_seq() == stored[-1][0]
+
+
+def test_seq_before_and_interacting_users_since(store) -> None:
+    store.append_many([hunch("u1", "p1", 100), hunch("u2", "p2", 200),
+                       Impression("u3", ("p1",), 300)])
+    first, second, third = (seq for seq, _ in store.events_since(0))
+    assert store.seq_before(150) == first  # tail from here: only events after ts 150
+    assert [getattr(e, "item_id", None) for _, e in store.events_since(store.seq_before(150))] == [
+        "p2", None]
+    assert store.seq_before(1_000) == store.last_seq()
+    assert store.interacting_users_since(0) == (third, {"u1", "u2"}, True)
+    assert store.interacting_users_since(0, limit=1) == (first, {"u1"}, False)
+    assert store.interacting_users_since(third) == (third, set(), True)
+
+
+def test_latest_interactions_follow_events_stored_by_another_store(open_store) -> None:
+    writer = open_store()
+    writer.append(hunch("u1", "p1", 100))
+    writer.upsert_users([{"USER_ID": "u1", "AGE": 30}])
+    clock = [0.0]
+    cache = LatestInteractionsCache(open_store(), per_type=2, user_ttl_seconds=60,
+                                    clock=lambda: clock[0])
+    recent, user = cache.get("u1")
+    assert recent == {"hunch": ["p1"]} and user["AGE"] == 30
+    writer.append_many([hunch("u1", "p2", 101), hunch("u1", "p3", 102, event_type="Hunch"),
+                        hunch("u2", "p9", 103, event_type="COMMENT")])
+    assert cache.get("u1")[0] == {"hunch": ["p2", "p3"]}  # the newest two, oldest first
+    assert cache.get("u2")[0] == {"comment": ["p9"]}
+
+
+# --------------------------------------------------------------------- catalog
+
+
+def test_the_catalog_sequence_follows_edits_and_survives_a_full_import(open_store) -> None:
+    writer, worker = open_store(), open_store()
+    seen = worker.catalog_seq()
+    writer.upsert_items([{"ITEM_ID": "a", "CATEGORY": "X"}, {"ITEM_ID": "b"}])
+    seq, records = worker.items_updated_since(seen)
+    assert seq > seen and sorted(records) == ["a", "b"]
+    assert worker.items_updated_since(seq) == (seq, {})
+    writer.upsert_item({"ITEM_ID": "a", "CATEGORY": "Y"}, acting_user="ann", admin=True)
+    later, records = worker.items_updated_since(seq)
+    assert later > seq and list(records) == ["a"] and records["a"]["CATEGORY"] == "Y"
+    assert worker.items_updated_since(seen, limit=1)[1].keys() == {"b"}  # oldest first
+    assert worker.catalog_seq() == later
+    # a full import deletes the polls but never reuses a number a worker has seen
+    writer.import_bulk(items=[{"ITEM_ID": "again"}], mode="full")
+    newest, records = worker.items_updated_since(later)
+    assert list(records) == ["again"] and newest > later
+    assert worker.count_items() == 1
+    assert worker.get_items(["again", "a", "nope"]) == {"again": {"ITEM_ID": "again"}}
+    assert worker.unknown_item_ids(["again", "a", "nope", "a"]) == ["a", "nope"]
+
+
+def test_ownership_is_checked_in_the_write_transaction(store) -> None:
+    created = store.upsert_item({"ITEM_ID": "p", "CATEGORY": "X"}, acting_user="ann")
+    assert created["AUTHOR_ID"] == "ann" and created["CREATION_TIMESTAMP"] > NOW - 365 * DAY
+    with pytest.raises(NotPollAuthor, match="another author"):
+        store.upsert_item({"ITEM_ID": "p", "QUESTION": "mine now"}, acting_user="bob")
+    with pytest.raises(NotPollAuthor, match="give a poll"):
+        store.upsert_item({"ITEM_ID": "p", "AUTHOR_ID": "bob"}, acting_user="ann")
+    with pytest.raises(NotPollAuthor, match="must be the caller"):
+        store.upsert_item({"ITEM_ID": "new", "AUTHOR_ID": "ann"}, acting_user="bob")
+    store.upsert_items([{"ITEM_ID": "orphan", "CATEGORY": "X"}])
+    with pytest.raises(NotPollAuthor):  # a stored poll without author: admins only
+        store.upsert_item({"ITEM_ID": "orphan", "QUESTION": "?"}, acting_user="bob")
+    assert store.get_item("p") == created and store.get_item("new") is None
+    edited = store.upsert_item({"ITEM_ID": "p", "QUESTION": "?"}, acting_user="bob",
+                               admin=True)
+    assert edited == {**created, "QUESTION": "?"}
+
+
+def test_concurrent_first_writes_of_one_poll_leave_one_author(open_store) -> None:
+    stores = [open_store() for _ in range(4)]
+    outcomes: list[str] = []
+
+    def claim(k: int) -> None:
+        try:
+            stores[k].upsert_item({"ITEM_ID": "contested", "QUESTION": f"by {k}"},
+                                  acting_user=f"user{k}")
+            outcomes.append(f"user{k}")
+        except NotPollAuthor:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=claim, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if o != "refused"]
+    assert len(outcomes) == 4 and len(winners) == 1
+    assert stores[0].get_item("contested")["AUTHOR_ID"] == winners[0]
+
+
+# --------------------------------------------------------------------- admission
+
+
+def test_live_rules_refuse_events_and_history_rules_imports(open_store) -> None:
+    store = open_store(EventRules(clock=lambda: NOW))
+    with pytest.raises(InvalidEvent, match="unknown event type 'DEFACE'"):
+        store.append(hunch("u1", "p1", NOW, event_type="DEFACE"))
+    with pytest.raises(InvalidEvent):  # one late event refuses the whole batch
+        store.append_many([hunch("a", "p1", NOW), hunch("b", "p1", NOW + 365 * DAY)])
+    with pytest.raises(InvalidEvent):
+        store.check_live(hunch("u1", "p1", NOW - 365 * DAY))
+    assert store.append(hunch("u1", "p1", NOW, event_type="comment"))  # case-insensitive
+    store.import_bulk([hunch("old", "p1", NOW - 30 * DAY)])
+    with pytest.raises(InvalidEvent, match="history floor"):
+        store.import_bulk([hunch("x", "p1", NOW - DAY), hunch("y", "p1", 5)], mode="full")
+    assert store.counts()["interactions"] == 2
+
+
+def test_ids_at_the_schema_limit_are_fine_and_one_more_is_not(store) -> None:
+    assert store.append(hunch("u" * MAX_ID_LENGTH, "p1", 1))
+    with pytest.raises(InvalidEvent, match="too long"):
+        store.append(hunch("u" * (MAX_ID_LENGTH + 1), "p1", 1))
+
+
+def test_text_either_store_cannot_keep_is_refused_as_invalid(store) -> None:
+    """A NUL character cannot be stored by PostgreSQL: both stores' callers get
+    InvalidEvent (or store it, on SQLite), never a driver error."""
+    for write in (lambda: store.append(hunch("u\x00", "p1", 1)),
+                  lambda: store.upsert_items([{"ITEM_ID": "p1", "QUESTION": "a\x00b"}])):
+        try:
+            write()
+        except InvalidEvent as exc:
+            assert "NUL" in str(exc)
+
+
+# --------------------------------------------------------------------- lifecycle
+
+
+def test_a_closed_store_says_so(open_store) -> None:
+    s = open_store()
+    s.check_writable()
+    s.close()
+    s.close()  # harmless
+    with pytest.raises(EventStoreError, match="closed"):
+        s.append(hunch("u1", "p1", 1))
+    with pytest.raises(EventStoreError, match="closed"):
+        s.check_writable()
+    assert issubclass(EventStoreError, HunchError)
+
+
+def test_a_url_the_factory_cannot_use_is_named() -> None:
+    for url, fix in (("mysql://h/db", "not supported"), ("sqlite://relative.db", "absolute"),
+                     ("postgresql://127.0.0.1:1/x?sslmode=nonsense", "store URL|unreachable")):
+        with pytest.raises(EventStoreError, match=fix):
+            open_event_store(url)
+
+
+# --------------------------------------------------------------------- PostgreSQL faults
+
+
+@pytest.fixture
+def restarted(postgres_server):
+    """The shared server, started again however the test ends."""
+    yield postgres_server
+    if postgres_server.proc is None:
+        postgres_server.start()
+
+
+def _until_up(work):
+    deadline = time.monotonic() + RECOVERY_DEADLINE_SECONDS
+    while True:
+        try:
+            return work()
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_a_restart_fails_writes_with_a_retryable_error_then_recovers(
+        restarted, postgres_url) -> None:
+    store = PostgresEventStore(postgres_url, pool_timeout=DOWN_POOL_TIMEOUT_SECONDS)
+    try:
+        assert store.append(hunch("u1", "p1", 1, event_id="before"))
+        restarted.stop()
+        for call in (lambda: store.append(hunch("u1", "p2", 2, event_id="while-down")),
+                     lambda: store.import_bulk([hunch("u1", "p3", 3)]),
+                     lambda: store.upsert_item({"ITEM_ID": "p"}, acting_user="ann"),
+                     store.last_seq, store.check_writable):
+            with pytest.raises(StoreUnavailable, match="unreachable.*retry") as info:
+                call()
+            assert info.value.retryable is True and isinstance(info.value, EventStoreError)
+        restarted.start()
+        # the same store object, no reopening: the pool reconnects
+        assert _until_up(lambda: store.append(hunch("u1", "p2", 2, event_id="after")))
+        assert [e.event_id for _, e in store.events_since(0)] == ["before", "after"]
+        store.check_writable()
+    finally:
+        store.close()
+
+
+def test_acknowledged_appends_survive_a_server_crash(restarted, postgres_url) -> None:
+    acked: list[str] = []
+    failures: list[BaseException] = []
+    store = PostgresEventStore(postgres_url, pool_timeout=DOWN_POOL_TIMEOUT_SECONDS)
+
+    def write() -> None:
+        for b in range(100_000):
+            batch = [hunch(f"u{b % 7}", f"p{i}", b, event_id=f"ack-{b}-{i}") for i in range(5)]
+            try:
+                store.append_many(batch)
+            except StoreUnavailable as exc:
+                failures.append(exc)
+                return
+            acked.extend(e.event_id for e in batch)  # the ack: only after append returned
+
+    writer = threading.Thread(target=write)
+    try:
+        writer.start()
+        deadline = time.monotonic() + RECOVERY_DEADLINE_SECONDS
+        while len(acked) < 200 and writer.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        restarted.kill()
+        writer.join()
+        assert len(acked) >= 200 and len(failures) == 1
+        restarted.start()
+        stored = _until_up(lambda: {e.event_id for e in store.interactions()})
+        assert set(acked) <= stored
+        assert len(stored) % 5 == 0  # whole batches only
+    finally:
+        store.close()
+
+
+# --------------------------------------------------------------------- PostgreSQL schema
+
+
+def test_an_older_schema_is_refused_until_hunch_db_upgrade(postgres_url, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    PostgresEventStore(postgres_url).close()  # an empty database is set up on first open
+    newer = dict(postgres_events.MIGRATIONS)
+    newer[max(newer) + 1] = "ALTER TABLE events ADD COLUMN IF NOT EXISTS note TEXT"
+    monkeypatch.setattr(postgres_events, "MIGRATIONS", newer)
+    monkeypatch.setattr(postgres_events, "SCHEMA_VERSION", max(newer))
+    with pytest.raises(SchemaOutdated, match="hunch db upgrade"):
+        open_event_store(postgres_url)
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env={"HUNCH_STORE_URL": postgres_url})
+    assert result.exit_code == 0, result.output
+    assert f"events: {max(newer)}" in result.output
+    with open_event_store(postgres_url) as store:
+        assert store.schema_version() == max(newer)
+        store.append(hunch("u1", "p1", 1))
+    monkeypatch.setattr(postgres_events, "SCHEMA_VERSION", max(newer) - 1)  # older code
+    with pytest.raises(EventStoreError, match="newer version"):
+        open_event_store(postgres_url)
+
+
+def test_two_hosts_upgrading_at_once_apply_each_migration_once(postgres_url) -> None:
+    results: list = []
+
+    def upgrade() -> None:
+        try:
+            results.append(postgres_events.upgrade(postgres_url))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [{"events": postgres_events.SCHEMA_VERSION}] * 4

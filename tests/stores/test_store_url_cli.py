@@ -1,0 +1,62 @@
+"""The command line follows HUNCH_STORE_URL: ``hunch data import``/``export`` and
+``hunch db upgrade`` work on SQLite (a plain path or sqlite:///) and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli import cli
+from recsys.event_stores import open_event_store
+from recsys.events import SCHEMA_VERSION
+from recsys.schemas import INTERACTIONS, ITEMS
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'elsewhere' / 'events.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def _csv(path, header, rows) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_data_import_export_and_db_upgrade_use_the_store_url(tmp_path, store_url) -> None:
+    now = int(time.time())
+    data = tmp_path / "data"
+    data.mkdir()
+    _csv(data / "interactions.csv", INTERACTIONS.names,
+         [["u1", "p1", str(now - 60), "HUNCH", "", "p1|p2", ""],
+          ["u2", "p2", str(now - 30), "COMMENT", "", "", ""]])
+    _csv(data / "items.csv", ITEMS.names,
+         [["p1", "SPORTS", "a1", str(now - 600), "Who?", "", "", "", ""],
+          ["p2", "MUSIC", "a2", str(now - 600), "", "", "", "", ""]])
+    env = {"HUNCH_HOME": str(tmp_path / "home"), "HUNCH_STORE_URL": store_url}
+    runner = CliRunner()
+
+    upgraded = runner.invoke(cli, ["db", "upgrade"], env=env)
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "events: " in upgraded.output and "password" not in upgraded.output
+    imported = runner.invoke(cli, ["data", "import", str(data)], env=env)
+    assert imported.exit_code == 0, imported.output
+    again = runner.invoke(cli, ["data", "import", str(data)], env=env)  # de-duplicated
+    assert again.exit_code == 0, again.output
+    with open_event_store(store_url) as store:
+        assert [(e.user_id, e.item_id) for e in store.interactions()] == [("u1", "p1"),
+                                                                        ("u2", "p2")]
+        assert store.get_item("p1")["QUESTION"] == "Who?"
+    assert not (tmp_path / "home" / "events.sqlite3").exists()  # the URL, not the default
+    exported = runner.invoke(cli, ["data", "export", str(tmp_path / "out")], env=env)
+    assert exported.exit_code == 0, exported.output
+    with (tmp_path / "out" / "interactions.csv").open() as fh:
+        assert [row[:2] for row in csv.reader(fh)][1:] == [["u1", "p1"], ["u2", "p2"]]
+    if store_url.startswith("sqlite"):
+        assert f"events: {SCHEMA_VERSION}" in upgraded.output
