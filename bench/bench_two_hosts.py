@@ -231,10 +231,10 @@ def main() -> None:
                 postgres = _start_postgres()
             shared["HUNCH_STORE_URL"] = args.store_url or postgres.url
             print("  importing the engine's data into PostgreSQL ...", flush=True)
-            subprocess.run([sys.executable, "-m", "gateway", "data", "import",
-                            str(home / "data")], cwd=ROOT, check=True, capture_output=True,
-                           env={**_clean_env(), "HUNCH_HOME": str(workdir / "importer"),
-                                **shared})
+            deploy = {**_clean_env(), "HUNCH_HOME": str(workdir / "importer"), **shared}
+            for step in (["db", "upgrade"], ["data", "import", str(home / "data")]):
+                subprocess.run([sys.executable, "-m", "gateway", *step], cwd=ROOT,
+                               check=True, capture_output=True, env=deploy)
         else:
             shared["HUNCH_DB_PATH"] = str(home / "events.sqlite3")
         gateways = [Gateway(workdir / f"host-{name}", args.workers // 2, shared)

@@ -329,6 +329,7 @@ def test_a_postgresql_restart_mid_load_fails_writes_retryably_and_keeps_the_feed
             body = host.gql(FEED, {"first": 10}, token(reader)).json()
             assert "errors" not in body, body
             assert len(body["data"]["feed"]["edges"]) == 10
+            assert "event-store" in body["extensions"]["degraded"]  # says what it lacks
     finally:
         if postgres.proc is None:
             postgres.start()  # session-scoped: the other tests need it back
