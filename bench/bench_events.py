@@ -197,7 +197,7 @@ def _bench_postgres(args: argparse.Namespace, sqlite_rates: dict[str, float]) ->
         url = server.url
     print(f"\nPostgreSQL store vs the SQLite store above ({'throwaway local server' if server else url})")
     try:
-        with PostgresEventStore(url) as store:
+        with PostgresEventStore(url, upgrade=True) as store:
             events = _events(args.single, offset=30_000_000)
             single, _ = _rate(len(events), lambda: [store.append(e) for e in events])
             _pg_line("append (one commit per event)", single, sqlite_rates["single"])

@@ -18,7 +18,7 @@ from strawberry.extensions import SchemaExtension
 from gateway.auth import Forbidden, Unauthorized
 from graph.errors import GraphUnavailable, InvalidGraphData, UnknownUser
 from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
-from recsys.event_stores import StoreUnavailable
+from recsys.store_db import StoreUnavailable  # every shared store's, the event store's too
 from recsys.feed import InvalidPageSize
 from recsys.feed_sessions import ExpiredCursor, InvalidCursor
 from recsys.filters import (

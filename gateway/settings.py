@@ -31,13 +31,11 @@ class Settings(BaseSettings):
     # --- where state lives ------------------------------------------------------------
     home: Path = Path(".hunch")  # event store, artifacts, sessions, demo data
     db_path: Path | None = None  # the SQLite event store; default <home>/events.sqlite3
-    # The event store: sqlite:///abs/path or a path (default: db_path), or
-    # postgresql://user:password@host:port/db to share events between hosts.
-    store_url: str | None = None
     artifacts_path: Path | None = None  # trained models; default <home>/artifacts
     sessions_path: Path | None = None  # feed sessions; default <home>/sessions.sqlite3
-    # Named filters and promotions: postgresql://... shared by several hosts, or a
-    # sqlite:///path; None keeps them in the SQLite event store's file, as before.
+    # The event store, named filters and promotions: postgresql://... shared by several
+    # hosts (run `hunch db upgrade` first), or a sqlite:///path; None keeps them in the
+    # SQLite file db_path names, as before.
     store_url: str | None = None
 
     # --- the server --------------------------------------------------------------------

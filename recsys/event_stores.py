@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from recsys import store_db
 from recsys.admission import EventRules
 from recsys.events import (
     DEFAULT_EVENTS_SINCE_LIMIT,
@@ -31,21 +32,21 @@ from recsys.events import (
     Impression,
     Interaction,
 )
+from recsys.store_db import SchemaOutdated, store_location
 
-_SQLITE_PREFIX = "sqlite://"
-_POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+__all__ = ["EventStoreProtocol", "SchemaOutdated", "StoreUnavailable", "describe_url",
+           "open_event_store", "upgrade_stores"]
 
 
-class StoreUnavailable(EventStoreError):
-    """The store's server cannot be reached now (down, restarting, network). Nothing
-    the caller did is wrong: retry later. A write that raised this may or may not have
-    been committed; retrying it is safe, events are de-duplicated by id."""
+
+class StoreUnavailable(store_db.StoreUnavailable, EventStoreError):
+    """The event store's server cannot be reached now (down, restarting, network).
+    Nothing the caller did is wrong: retry later. A write that raised this may or may not
+    have been committed; retrying it is safe, events are de-duplicated by id. (Also an
+    :class:`EventStoreError`, and the :class:`recsys.store_db.StoreUnavailable` that
+    every shared store raises.)"""
 
     retryable = True
-
-
-class SchemaOutdated(EventStoreError):
-    """The database's schema is older than this code: run ``hunch db upgrade``."""
 
 
 @runtime_checkable
@@ -124,27 +125,7 @@ class EventStoreProtocol(Protocol):
 
 
 def is_postgres_url(url: str | Path) -> bool:
-    return isinstance(url, str) and url.startswith(_POSTGRES_PREFIXES)
-
-
-def sqlite_path(url: str | Path) -> Path:
-    """The file a SQLite store URL (``sqlite:///abs/path``) or plain path names."""
-    if isinstance(url, Path):
-        return url
-    if url.startswith(_SQLITE_PREFIX):
-        rest = url[len(_SQLITE_PREFIX):]
-        if rest.startswith("//"):  # SQLAlchemy's spelling of an absolute path
-            rest = rest[1:]
-        if not rest.startswith("/"):
-            raise EventStoreError(
-                f"store URL {url!r}: write sqlite:///absolute/path/events.sqlite3 (three "
-                "slashes, then an absolute path) or give a plain file path")
-        return Path(rest)
-    if "://" in url:
-        raise EventStoreError(
-            f"store URL {url.split('://')[0]!r}:// is not supported; use sqlite:///path, a "
-            "plain path, or postgresql://user@host:port/database")
-    return Path(url)
+    return store_location(url)[0] == "postgresql"
 
 
 def describe_url(url: str | Path) -> str:
@@ -162,26 +143,33 @@ def describe_url(url: str | Path) -> str:
         **{"user": "", "host": "", "port": "", "dbname": "", **shown})
 
 
-def open_event_store(url: str | Path, rules: EventRules | None = None,
-                     ) -> EventStoreProtocol:
+def open_event_store(url: str | Path, rules: EventRules | None = None, *,
+                     upgrade: bool = False) -> EventStoreProtocol:
     """The event store ``url`` names (see the module docstring). ``rules`` are the
-    admission rules applied to appended (live) and imported (history) events."""
-    if is_postgres_url(url):
+    admission rules applied to appended (live) and imported (history) events. On
+    PostgreSQL an outdated schema raises :class:`SchemaOutdated` unless ``upgrade``
+    (what ``hunch db upgrade`` does); a SQLite file migrates itself on open, as always."""
+    kind, where = store_location(url)
+    if kind == "postgresql":
         from recsys.postgres_events import PostgresEventStore
 
-        return PostgresEventStore(str(url), rules)
-    return EventStore(sqlite_path(url), rules)
+        return PostgresEventStore(str(where), rules, upgrade=upgrade)
+    return EventStore(where, rules)
 
 
-def upgrade_event_store(url: str | Path) -> dict[str, int]:
-    """Apply the pending schema migrations of the store ``url`` names; returns the schema
-    version of each component afterwards. Safe to run from several hosts at once."""
-    if is_postgres_url(url):
-        from recsys.postgres_events import upgrade
+def upgrade_stores(url: str | Path) -> dict[str, int | str]:
+    """``hunch db upgrade``: apply the pending schema migrations of every store ``url``
+    names (events, named filters, promotions); returns each component's version
+    afterwards. Safe to run from several hosts at once (one advisory lock)."""
+    from recsys.filters import open_filter_store
+    from recsys.promotions import open_promotion_store
 
-        return upgrade(str(url))
+    with open_event_store(url, upgrade=True) as events:
+        open_filter_store(url, upgrade=True).close()
+        open_promotion_store(url, upgrade=True).close()
+        if hasattr(events, "schema_versions"):
+            return events.schema_versions()
     from recsys.events import SCHEMA_VERSION
 
-    # A SQLite file migrates itself when opened (under its write lock), as it always has.
-    EventStore(sqlite_path(url)).close()
-    return {"events": SCHEMA_VERSION}
+    # SQLite files migrate (or create their tables) when opened, as they always have.
+    return {"events": SCHEMA_VERSION, "filters": "ready", "promotions": "ready"}

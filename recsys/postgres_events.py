@@ -14,15 +14,16 @@ PostgreSQL doing the work SQLite's single writer did:
   visible only after every lower one is. Batches keep the turns short (one statement
   per ``append_many``, ``COPY`` for imports). ``catalog_seq`` does the same for polls.
 * De-duplication: ``event_id`` is UNIQUE; writes are ``ON CONFLICT DO NOTHING``.
-* Connections come from a :class:`psycopg_pool.ConnectionPool` that checks each one
-  before handing it out, so after a server restart the store reconnects by itself.
-  While the server cannot be reached, calls raise :class:`StoreUnavailable`
-  (``retryable``) after at most ``pool_timeout`` seconds, never a raw psycopg error.
-* Schema: versioned migrations per component in ``hunch_schema``, applied by
-  :func:`upgrade` (``hunch db upgrade``) under a transaction-level advisory lock, so two
-  hosts upgrading at once is safe. An empty database is set up on first open; a database
-  with an older schema is refused with :class:`SchemaOutdated` (other hosts may still
-  run the old code: upgrading is a deliberate step).
+* Connections come from the shared stores' pool (:func:`recsys.store_db.open_pool`),
+  which checks each one before handing it out, so after a server restart the store
+  reconnects by itself. While the server cannot be reached, calls raise
+  :class:`StoreUnavailable` (``retryable``) after at most the pool's wait, never a raw
+  psycopg error; a store may even be opened while the server is down.
+* Schema: versioned migrations of the "events" component in ``hunch_schema``, applied by
+  ``hunch db upgrade`` under a transaction-level advisory lock, so two hosts upgrading at
+  once is safe (:mod:`recsys.store_db`, shared with the filter and promotion stores). A
+  database behind this code is refused with :class:`SchemaOutdated` until then: other
+  hosts may still run the old code, upgrading is a deliberate step.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import psycopg
-from psycopg_pool import ConnectionPool
 
+from recsys import store_db
 from recsys.admission import EventRules
 from recsys.errors import InvalidEvent, NotPollAuthor
-from recsys.event_stores import SchemaOutdated, StoreUnavailable, describe_url
+from recsys.event_stores import StoreUnavailable, describe_url
 from recsys.events import (
     _EVENT_COLUMNS,
     _IMPRESSION,
@@ -66,29 +67,24 @@ from recsys.events import _check_id as check_id
 from recsys.events import _check_timestamp as check_timestamp
 
 COMPONENT = "events"  # this store's row in hunch_schema
-# Connections per store object: a gateway worker opens a few store objects (writes, the
-# feed's reads, the recommendation log) and serves requests from a small thread pool.
-POOL_MIN_SIZE = 1
-POOL_MAX_SIZE = 4
-# How long a call waits for a working connection before raising StoreUnavailable: a
-# request fails fast with a retryable error instead of hanging while the server is down.
-POOL_TIMEOUT_SECONDS = 5.0
-CONNECT_TIMEOUT_SECONDS = 3  # one connection attempt (libpq's connect_timeout)
 # Catalog rows fetched per IN-list query (a bound array: no variable limit to respect,
 # only the size of one message).
 _ID_CHUNK = 5_000
 
 _T = TypeVar("_T")
 
-# Migration n brings the schema from version n-1 to n. Append new ones; never edit old.
-MIGRATIONS: dict[int, str] = {
-    1: """
+# MIGRATIONS[i] brings the schema from version i to i + 1. Append; never edit one.
+MIGRATIONS: list[str] = [
+    # 1: the SQLite store's tables, plus event_seq and the JSON merge patch function
+    # Ids are COLLATE "C": byte order as in SQLite, and index comparisons by memcmp
+    # instead of the locale's rules (ids are opaque, never sorted for people).
+    """
     CREATE TABLE events (
         seq BIGINT PRIMARY KEY,  -- numbered under event_seq's row lock: commit order
-        event_id TEXT NOT NULL UNIQUE,
+        event_id TEXT COLLATE "C" NOT NULL UNIQUE,
         kind TEXT NOT NULL CHECK (kind IN ('interaction', 'impression')),
-        user_id TEXT NOT NULL,
-        item_id TEXT,
+        user_id TEXT COLLATE "C" NOT NULL,
+        item_id TEXT COLLATE "C",
         event_type TEXT,  -- stored as given, compared lower-cased (as SQLite's NOCASE)
         event_value DOUBLE PRECISION,
         timestamp BIGINT NOT NULL,
@@ -104,7 +100,7 @@ MIGRATIONS: dict[int, str] = {
     );
     INSERT INTO event_seq VALUES (0, 0);
     CREATE TABLE items (
-        item_id TEXT PRIMARY KEY,
+        item_id TEXT COLLATE "C" PRIMARY KEY,
         fields JSONB NOT NULL,  -- the metadata, without ITEM_ID
         updated_seq BIGINT NOT NULL
     );
@@ -115,12 +111,12 @@ MIGRATIONS: dict[int, str] = {
     );
     INSERT INTO catalog_seq VALUES (0, 0);
     CREATE TABLE users (
-        user_id TEXT PRIMARY KEY,
+        user_id TEXT COLLATE "C" PRIMARY KEY,
         fields JSONB NOT NULL
     );
     CREATE TABLE recommendations (
-        recommendation_id TEXT PRIMARY KEY,
-        user_id TEXT NOT NULL,
+        recommendation_id TEXT COLLATE "C" PRIMARY KEY,
+        user_id TEXT COLLATE "C" NOT NULL,
         item_ids TEXT NOT NULL,  -- JSON array, in the order the response listed them
         timestamp BIGINT NOT NULL
     );
@@ -148,11 +144,8 @@ MIGRATIONS: dict[int, str] = {
     END
     $$;
     """,
-}
-SCHEMA_VERSION = max(MIGRATIONS)
-
-# One lock for every component's migrations: hunch_schema itself is created under it.
-_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('hunch_schema'))"
+]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM events"
 # Take the next ``n`` numbers (locking the counter row until COMMIT) and insert the
@@ -191,55 +184,34 @@ class PostgresEventStore:
     of processes and hosts may open the same database."""
 
     def __init__(self, url: str, rules: EventRules | None = None, *,
-                 pool_timeout: float = POOL_TIMEOUT_SECONDS, check_schema: bool = True,
-                 max_size: int = POOL_MAX_SIZE) -> None:
+                 pool_timeout: float | None = None, upgrade: bool = False) -> None:
+        """``pool_timeout``: seconds a call waits for a connection before raising
+        :class:`StoreUnavailable` (default the pool's). ``upgrade``: apply pending
+        migrations first (``hunch db upgrade``, tests)."""
         self.url = url
         self.rules = rules
         self.pool_timeout = pool_timeout
         self._shown = describe_url(url)
-        self._pool: ConnectionPool | None = None
+        self._pool = store_db.open_pool(url, name="hunch-events")
+        self._schema = store_db.SchemaGate(self._pool, COMPONENT, SCHEMA_VERSION)
         try:
-            pool = ConnectionPool(
-                url, min_size=POOL_MIN_SIZE, max_size=max_size, open=False,
-                timeout=pool_timeout, name=f"events {self._shown}",
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
-                check=ConnectionPool.check_connection,
-            )
-        except psycopg.ProgrammingError as exc:  # a malformed URL
-            raise EventStoreError(f"bad store URL {self._shown}: {exc}") from exc
-        with self._translated("open"):
-            pool.open(wait=True, timeout=pool_timeout)
-        self._pool = pool
-        if check_schema:
-            try:
-                self._check_schema()
-            except BaseException:
-                self.close()
-                raise
+            with self._translated("open"):
+                self._schema.open(self.upgrade if upgrade else None)
+        except BaseException:  # SchemaOutdated: no pool threads left behind
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ plumbing
-
-    def _check_schema(self) -> None:
-        version = self.schema_version()
-        if version == 0:  # an empty database: nothing old runs on it, set it up
-            self.upgrade()
-        elif version < SCHEMA_VERSION:
-            raise SchemaOutdated(
-                f"the event store {self._shown} has schema version {version}, this code "
-                f"needs {SCHEMA_VERSION}: run `hunch db upgrade` (safe while other hosts "
-                "run; migrations only add)")
-        elif version > SCHEMA_VERSION:
-            raise EventStoreError(
-                f"the event store {self._shown} was written by a newer version of the "
-                f"engine (schema {version}, this code knows {SCHEMA_VERSION}); upgrade "
-                "hunch-feed")
 
     @contextmanager
     def _translated(self, doing: str) -> Iterator[None]:
         """psycopg's errors as the store's typed ones."""
         try:
             yield
-        except psycopg.OperationalError as exc:  # includes the pool's PoolTimeout
+        except StoreUnavailable:
+            raise
+        except (psycopg.OperationalError, store_db.StoreUnavailable) as exc:
+            # OperationalError includes the pool's PoolTimeout
             raise StoreUnavailable(
                 f"the event store {self._shown} is unreachable ({doing}: "
                 f"{_first_line(exc)}); retry in a moment, events are de-duplicated by "
@@ -250,12 +222,16 @@ class PostgresEventStore:
             ) from exc
 
     @contextmanager
-    def _connection(self, doing: str) -> Iterator[psycopg.Connection]:
+    def _connection(self, doing: str, *, schema_checked: bool = True,
+                    ) -> Iterator[psycopg.Connection]:
         if self._pool is None:
             raise EventStoreError(
                 f"the event store {self._shown} is closed; open a new store")
-        with self._translated(doing), self._pool.connection() as conn:
-            yield conn
+        with self._translated(doing):
+            if schema_checked:  # once; postponed while the server is down at open
+                self._schema.check()
+            with self._pool.connection(timeout=self.pool_timeout) as conn:
+                yield conn
 
     def _write(self, work: Callable[[psycopg.Connection], _T], doing: str = "write") -> _T:
         """Run ``work(conn)`` in one transaction: all of it is committed, or none."""
@@ -268,18 +244,23 @@ class PostgresEventStore:
 
     def schema_version(self) -> int:
         """This component's schema version in the database (0 when never set up)."""
-        with self._connection("read the schema version") as conn:
-            exists = conn.execute("SELECT to_regclass('hunch_schema')").fetchone()[0]
-            if exists is None:
-                return 0
-            row = conn.execute("SELECT version FROM hunch_schema WHERE component = %s",
-                               (COMPONENT,)).fetchone()
-            return int(row[0]) if row else 0
+        with self._connection("read the schema version", schema_checked=False) as conn:
+            return store_db.schema_version(conn, COMPONENT)
 
-    def upgrade(self) -> dict[str, int]:
-        """Apply pending migrations (see :func:`upgrade`); the versions afterwards."""
-        with self._connection("upgrade the schema") as conn:
-            return _upgrade(conn, self._shown)
+    def schema_versions(self) -> dict[str, int]:
+        """Every component's schema version in the database (``hunch db upgrade``)."""
+        with self._connection("read the schema versions", schema_checked=False) as conn:
+            if conn.execute("SELECT to_regclass('hunch_schema')").fetchone()[0] is None:
+                return {}
+            return dict(conn.execute(
+                "SELECT component, version FROM hunch_schema ORDER BY component").fetchall())
+
+    def upgrade(self) -> None:
+        """Apply pending migrations (under the schema lock, see :mod:`recsys.store_db`)."""
+        if self._pool is None:
+            raise EventStoreError(f"the event store {self._shown} is closed")
+        with self._translated("upgrade the schema"):
+            store_db.upgrade_component(self._pool, COMPONENT, MIGRATIONS)
 
     def check_writable(self) -> None:
         """Raise unless a write could be taken now (readiness probes): the server is
@@ -603,13 +584,11 @@ class PostgresEventStore:
         return self._catalog("users", "user_id", "USER_ID")
 
     def _catalog(self, table: str, column: str, key: str) -> Iterator[dict[str, Any]]:
-        # COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
-        order = f'{column} COLLATE "C"'
         after: str | None = None
-        while True:
-            where, params = ("", ()) if after is None else (f"WHERE {order} > %s", (after,))
+        while True:  # by the primary key (COLLATE "C": byte order, as SQLite sorts)
+            where, params = ("", ()) if after is None else (f"WHERE {column} > %s", (after,))
             rows = self._read(f"SELECT {column}, fields::text FROM {table} {where} "
-                              f"ORDER BY {order} LIMIT {PAGE_SIZE}", params)
+                              f"ORDER BY {column} LIMIT {PAGE_SIZE}", params)
             for row in rows:
                 yield _record_from(key, row)
             if len(rows) < PAGE_SIZE:
@@ -677,34 +656,10 @@ class PostgresEventStore:
 
 
 def upgrade(url: str) -> dict[str, int]:
-    """Bring the database ``url`` names to this code's schema (``hunch db upgrade``);
+    """Bring the events tables of the database ``url`` names to this code's schema;
     returns every component's version afterwards."""
-    with PostgresEventStore(url, check_schema=False) as store:
-        return store.upgrade()
-
-
-def _upgrade(conn: psycopg.Connection, shown: str) -> dict[str, int]:
-    with conn.transaction():
-        # Held to COMMIT: a second host upgrading at once waits here, then finds the
-        # migrations applied and does nothing.
-        conn.execute(_SCHEMA_LOCK)
-        conn.execute("CREATE TABLE IF NOT EXISTS hunch_schema "
-                     "(component TEXT PRIMARY KEY, version INT NOT NULL)")
-        row = conn.execute("SELECT version FROM hunch_schema WHERE component = %s",
-                           (COMPONENT,)).fetchone()
-        current = int(row[0]) if row else 0
-        if current > SCHEMA_VERSION:
-            raise EventStoreError(
-                f"the event store {shown} has schema {current}, newer than this code's "
-                f"{SCHEMA_VERSION}; upgrade hunch-feed")
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            conn.execute(MIGRATIONS[version])  # no parameters: several statements allowed
-        conn.execute(
-            "INSERT INTO hunch_schema (component, version) VALUES (%s, %s) "
-            "ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-            (COMPONENT, SCHEMA_VERSION))
-        return dict(conn.execute(
-            "SELECT component, version FROM hunch_schema ORDER BY component").fetchall())
+    with PostgresEventStore(url, upgrade=True) as store:
+        return store.schema_versions()
 
 
 # --------------------------------------------------------------------------- rows

@@ -148,6 +148,16 @@ def render(report: dict, console: Console) -> None:
             f"ratio {ratio_text}, paired difference "
             f"{_fmt(among_cold['difference']).replace(chr(10), ' ')}"
         )
+    contributions = report.get("contributions") or []
+    if contributions:
+        table = Table(title="what each User-Personalization component adds: NDCG@10 of UP "
+                            "minus UP without it, paired per user [95% CI]")
+        for name in ("component", "UP", "UP without it", "contribution"):
+            table.add_column(name, justify="left" if name == "component" else "right")
+        for c in contributions:
+            table.add_row(c["component"], _fmt(c["with"], False), _fmt(c["without"], False),
+                          _fmt(c["difference"]).replace(chr(10), " "))
+        console.print(table)
     for note in report["notes"]:
         console.print(f"note: {note}")
 
@@ -175,21 +185,27 @@ def render(report: dict, console: Console) -> None:
 @click.option("--event-value-threshold", default="", metavar="TYPE=VALUE,...",
               help="Train only on events whose EVENT_VALUE is at least their type's "
                    "threshold (Personalize's eventValueThreshold), e.g. RATING=4.")
+@click.option("--ablate", multiple=True, metavar="COMPONENT",
+              help="Also run User-Personalization without this component (repeatable: "
+                   "collaborative, content, popularity, segments, item_item, recency, "
+                   "exploration) and print each one's contribution to NDCG@10 (UP "
+                   "runs too, on the same folds).")
 @click.option("--event-value-confidence", type=click.Choice(["none", "value", "log"]),
               default="none", show_default=True,
               help="Weigh each training event by its EVENT_VALUE (value) or 1 + log of it.")
 def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, models: str,
              ease_max_items: int | None, tuning_folds: int | None, event_value_threshold: str,
-             event_value_confidence: str) -> None:
+             event_value_confidence: str, ablate: tuple[str, ...]) -> None:
     """Evaluate our recipes and peer baselines on DATA with Personalize's offline metrics."""
     from recsys.datasets import load_directory
     from recsys.demo_data import read_comments
     from recsys.evaluation import EASE_MAX_ITEMS, evaluate as run_evaluation, parse_models
-    from recsys.evaluation.evaluate import TUNING_FOLDS
+    from recsys.evaluation.evaluate import TUNING_FOLDS, ablation_keys
 
     from recsys.event_values import EventValues
 
     parse_models(models)  # fail on a typo before loading anything
+    ablation_keys(ablate)
     event_values = EventValues.parse(event_value_threshold, event_value_confidence)
     data = load_directory(data_dir).training_data()
     progress_console = Console(stderr=True)
@@ -199,7 +215,7 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
             data, split=split, folds=folds, seed=seed, models=models or None,
             ease_max_items=ease_max_items or EASE_MAX_ITEMS, progress=_RichProgress(bars),
             comment_texts=read_comments(data_dir), tuning_folds=tuning_folds or TUNING_FOLDS,
-            event_values=event_values,
+            event_values=event_values, ablate=ablate,
         )
     shape = report.to_json()
     if as_json:

@@ -46,6 +46,9 @@ compared with the best configuration of any peer on the test folds.
                                     "difference": <estimate>},
       "text_on_cold_candidates": null | {"with_text": <estimate>, "without_text": <estimate>,
                                          "difference": <estimate>, "ratio": <estimate>},
+      "contributions": [{"component": str, "model": str, "metric": str,
+                         "with": <estimate>, "without": <estimate>,
+                         "difference": <estimate>}],   # only with --ablate, one per NAME
       "notes": [str]
     }
 
@@ -138,6 +141,8 @@ HEAVY_USER_QUANTILE = 0.9
 # The headline comparison: Personalize's console leads with NDCG@10.
 HEADLINE_METRIC = "normalized_discounted_cumulative_gain_at_10"
 UP_KEY, UP_NO_TEXT_KEY = "up", "up-notext"
+# ``--ablate NAME`` runs UP without component NAME under this key, beside UP itself.
+ABLATION_KEY_PREFIX = "up-without-"
 # A tuned knob needs this many numeric values before "it won on the edge" means anything.
 MIN_VALUES_FOR_EDGE_NOTE = 3
 # Steps a search may take past the edge of a knob's grid while validation improves: two
@@ -164,6 +169,33 @@ def report_json_schema() -> dict[str, Any]:
 
 class UnknownModel(HunchError):
     """A name given to --models is not one the evaluation knows."""
+
+
+class UnknownComponent(HunchError):
+    """A name given to --ablate is not one of User-Personalization's components."""
+
+
+def ablation_keys(components: Sequence[str]) -> list[str]:
+    """Model keys of UP without each of ``components``; an unknown name fails with the
+    registered ones listed."""
+    from recsys.recipes.user_personalization import COMPONENT_NAMES
+
+    names = list(dict.fromkeys(c.strip().lower().replace("-", "_") for c in components))
+    unknown = [c for c in names if c not in COMPONENT_NAMES]
+    if unknown:
+        raise UnknownComponent(
+            f"unknown component(s) {', '.join(unknown)} to ablate; User-Personalization "
+            f"registers: {', '.join(COMPONENT_NAMES)}")
+    return [ABLATION_KEY_PREFIX + c for c in names]
+
+
+def _ablated_recipe(key: str) -> tuple[str, str, dict[str, Any]]:
+    """UP's recipe entry with the component named by ``key`` dropped."""
+    from recsys.recipes.user_personalization import COMPONENT_NAMES
+
+    module, name, kwargs = _RECIPES[UP_KEY]
+    dropped = key.removeprefix(ABLATION_KEY_PREFIX)
+    return module, name, {**kwargs, "components": [c for c in COMPONENT_NAMES if c != dropped]}
 
 
 class RecipeUnavailable(HunchError):
@@ -395,12 +427,13 @@ def _recipe_class(module_name: str, recipe_name: str) -> type:
         if exc.name != module_name:
             raise
         raise RecipeUnavailable(f"{module_name} does not exist yet") from None
-    classes = [
+    recipes = [
         obj for _, obj in inspect.getmembers(module, inspect.isclass)
-        if obj.__module__ == module.__name__ and callable(getattr(obj, "fit", None))
-        and callable(getattr(obj, "recommend", None))
+        if callable(getattr(obj, "fit", None)) and callable(getattr(obj, "recommend", None))
     ]
-    named = [c for c in classes if getattr(c, "name", None) == recipe_name]
+    # A package re-exports its recipe from a submodule; then only its name can tell.
+    named = [c for c in recipes if getattr(c, "name", None) == recipe_name]
+    classes = [c for c in recipes if c.__module__ == module.__name__]
     if named or len(classes) == 1:
         return (named or classes)[0]
     raise RecipeUnavailable(f"{module_name} has no recipe class named {recipe_name!r}")
@@ -415,7 +448,8 @@ class RecipeContender:
 
     def __init__(self, key: str, seed: int = 0, event_values: EventValues | None = None) -> None:
         self.key, self.seed = key, seed
-        self.module_name, self.name, self.kwargs = _RECIPES[key]
+        self.module_name, self.name, self.kwargs = (
+            _ablated_recipe(key) if key.startswith(ABLATION_KEY_PREFIX) else _RECIPES[key])
         self.recipe: Any = None
         self.event_values = event_values
 
@@ -674,6 +708,25 @@ class EvaluationReport:
             out["ratio"] = paired_ratio(a, b, **kw)
         return out
 
+    def contributions(self) -> list[dict[str, Any]]:
+        """Each ablated component's contribution: UP's headline metric minus UP's
+        without it, paired per user (the same folds and held-out users)."""
+        ok = {m.key: m for m in self.ok_models()}
+        if UP_KEY not in ok:
+            return []
+        full = ok[UP_KEY].pooled(HEADLINE_METRIC)
+        kw = {"seed": self.seed, "samples": self.bootstrap_samples}
+        out = []
+        for key, m in ok.items():
+            if not key.startswith(ABLATION_KEY_PREFIX):
+                continue
+            without = m.pooled(HEADLINE_METRIC)
+            out.append({"component": key.removeprefix(ABLATION_KEY_PREFIX), "model": key,
+                        "metric": HEADLINE_METRIC, "with": mean_interval(full, **kw),
+                        "without": mean_interval(without, **kw),
+                        "difference": paired_difference(full, without, **kw)})
+        return out
+
     def slices(self, key: str) -> dict[str, dict[str, Estimate]]:
         m = self.model(key)
         kw = {"seed": self.seed, "samples": self.bootstrap_samples}
@@ -713,6 +766,7 @@ class EvaluationReport:
         comparison = self.comparison()
         text = self.text_on_cold_polls()
         among_cold = self.text_on_cold_candidates()
+        contributions = self.contributions()
         return {
             "schema_version": SCHEMA_VERSION,
             "dataset": self.dataset,
@@ -726,6 +780,10 @@ class EvaluationReport:
             "text_on_cold_candidates": (None if among_cold is None
                                         else {k: v.to_json() for k, v in among_cold.items()}),
             "notes": self.notes,
+            # Only when components were ablated: other reports keep their shape.
+            **({"contributions": [{k: (v.to_json() if isinstance(v, Estimate) else v)
+                                   for k, v in c.items()} for c in contributions]}
+               if contributions else {}),
         }
 
 
@@ -734,7 +792,7 @@ def _contenders(keys: Sequence[str], seed: int, ease_max_items: int,
                 ) -> list[Contender | ModelResult]:
     out: list[Contender | ModelResult] = []
     for key in keys:
-        if key in _RECIPES:
+        if key in _RECIPES or key.startswith(ABLATION_KEY_PREFIX):
             contender = RecipeContender(key, seed, event_values)
             try:
                 contender.check()
@@ -805,6 +863,7 @@ def evaluate(
     comment_texts: CommentTexts | None = None,
     tuning_folds: int = TUNING_FOLDS,
     event_values: EventValues | None = None,
+    ablate: Sequence[str] = (),
 ) -> EvaluationReport:
     """Evaluate ``models`` (keys of :data:`MODEL_KEYS`) on ``data``; see the module doc.
 
@@ -813,10 +872,20 @@ def evaluate(
     items' COMMENTS field is dropped (see :func:`fold_items`). ``event_values``
     (per-type EVENT_VALUE thresholds, value as confidence) applies to the training
     events of every peer and of each recipe that takes it; relevant events are never
-    filtered (the task stays: predict what the user does next).
+    filtered (the task stays: predict what the user does next). ``ablate`` (component
+    names of User-Personalization) adds UP without each of them, on the same folds, and
+    the report's ``contributions`` says what each one adds to UP's NDCG@10.
     """
     progress = progress or _Silent()
     keys = parse_models(models)
+    notes: list[str] = []
+    if ablate:
+        # A contribution is measured against UP itself, so UP runs too.
+        keys = list(dict.fromkeys([*keys, UP_KEY, *ablation_keys(ablate)]))
+        if ABLATION_KEY_PREFIX + "exploration" in keys:
+            notes.append("exploration contributes 0 by construction here: offline metrics "
+                         "score the model before a campaign's explorationWeight applies, so "
+                         "UP runs with exploration_weight 0")
     if split not in ("personalize", "temporal"):
         raise EvaluationSplitError(f"--split must be personalize or temporal, not {split!r}")
     if split == "temporal" and folds != 1:
@@ -830,7 +899,6 @@ def evaluate(
     events_per_user = Counter(e.user_id for e in interactions)
     heavy_min = float(np.quantile(list(events_per_user.values()), HEAVY_USER_QUANTILE))
 
-    notes: list[str] = []
     if comment_texts is None and _has_field(data.items, "COMMENTS"):
         notes.append("items' COMMENTS dropped: it summarises comments of every user, held-out "
                      "users' future ones included, and without each comment's text "

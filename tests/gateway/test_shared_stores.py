@@ -13,8 +13,8 @@ import pytest
 import gateway.services as services_module
 from gateway.services import Services
 from gateway.settings import Settings
-from recsys.filters import open_filter_store
-from recsys.promotions import Promotion, open_promotion_store
+from recsys.event_stores import upgrade_stores
+from recsys.promotions import Promotion
 
 EXPR = 'INCLUDE ItemID WHERE Items.CATEGORY IN ("news")'
 
@@ -24,8 +24,7 @@ def shared_store_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite://{tmp_path / 'shared.sqlite3'}"
     url = request.getfixturevalue("postgres_url")
-    open_filter_store(url, upgrade=True).close()  # what `hunch db upgrade` does
-    open_promotion_store(url, upgrade=True).close()
+    upgrade_stores(url)  # `hunch db upgrade`: events, filters, promotions
     return url
 
 
@@ -74,8 +73,7 @@ def test_an_unchanged_version_reads_no_promotions(two_hosts):
 def test_the_feed_keeps_its_promotion_while_postgres_is_down(tmp_path, postgres_server,
                                                              postgres_url, monkeypatch):
     monkeypatch.setattr(services_module, "PROMOTION_REFRESH_SECONDS", 0.0)
-    open_filter_store(postgres_url, upgrade=True).close()
-    open_promotion_store(postgres_url, upgrade=True).close()
+    upgrade_stores(postgres_url)
     host = _host(tmp_path, "a", postgres_url)
     try:
         host.promotions.create(Promotion("spring", 20, EXPR))

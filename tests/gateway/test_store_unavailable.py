@@ -9,7 +9,7 @@ import asyncio
 import time
 
 from gateway.settings import Settings
-from recsys.event_stores import open_event_store
+from recsys.event_stores import open_event_store, upgrade_stores
 from tests.gateway.test_app import POLLS, T0, codes, gql, serve
 
 # Bounds a hang while the pool reconnects (1 s backoff, doubling); times nothing.
@@ -22,6 +22,7 @@ def test_a_write_while_postgres_is_down_is_retryable_and_recovers(
         tmp_path, postgres_server, postgres_url):
     settings = Settings(home=tmp_path, jwt_secret="s" * 40, cursor_secret="c" * 40,
                         environment="production", store_url=postgres_url)
+    upgrade_stores(postgres_url)  # `hunch db upgrade`
     with open_event_store(postgres_url) as store:
         store.upsert_items({"ITEM_ID": p, "AUTHOR_ID": "a1", "CREATION_TIMESTAMP": T0}
                            for p in POLLS)

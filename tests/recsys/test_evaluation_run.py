@@ -448,3 +448,46 @@ def test_ratio_is_taken_against_the_best_peer_configuration_on_the_test_folds(
     assert comparison["ratio"]["mean"] == pytest.approx(up / ndcg[best])
     assert any(n.startswith("ease (tuned)") and "did not transfer" in n for n in report.notes)
     _validate(report.to_json())
+
+
+NDCG10 = "normalized_discounted_cumulative_gain_at_10"
+
+
+def test_ablating_a_component_runs_up_without_it_and_reports_its_contribution(data) -> None:
+    shape = evaluate(data, models="most-popular", folds=2, seed=2, ablate=["item-item"],
+                     bootstrap_samples=100).to_json()
+    by_key = {m["key"]: m for m in shape["models"]}
+    # UP runs too: a contribution is measured against it, on the same folds and users.
+    assert list(by_key) == ["most-popular", "up", "up-without-item_item"]
+    assert all(m["status"] == "ok" for m in by_key.values()), [m["note"] for m in by_key.values()]
+    [contribution] = shape["contributions"]
+    assert contribution["component"] == "item_item"
+    assert contribution["model"] == "up-without-item_item" and contribution["metric"] == NDCG10
+    with_, without = contribution["with"]["mean"], contribution["without"]["mean"]
+    assert with_ == by_key["up"]["metrics"][NDCG10]["mean"]
+    assert without == by_key["up-without-item_item"]["metrics"][NDCG10]["mean"]
+    # Dropping UP's item-item component changes its lists (an ignored --ablate would not).
+    assert without != with_
+    difference = contribution["difference"]
+    assert difference["mean"] == pytest.approx(with_ - without)
+    assert difference["ci_low"] <= difference["mean"] <= difference["ci_high"]
+    _validate(shape)
+
+
+def test_an_unknown_component_to_ablate_names_the_registered_ones(data) -> None:
+    from recsys.evaluation import UnknownComponent
+
+    with pytest.raises(UnknownComponent, match="segmnts.*registers: collaborative, content"):
+        evaluate(data, models="up", ablate=["segmnts"])
+
+
+def test_cli_prints_each_ablated_components_contribution(ratings_dir) -> None:
+    run = _hunch_in_process("evaluate", "--data", str(ratings_dir), "--models", "up",
+                            "--ablate", "item_item", "--ablate", "popularity")
+    assert run.exit_code == 0, run.output
+    assert "what each User-Personalization component adds" in run.stdout
+    table = run.stdout.split("what each User-Personalization component adds")[1]
+    assert "item_item" in table and "popularity" in table
+    bad = _hunch_in_process("evaluate", "--data", str(ratings_dir), "--ablate", "segmnts")
+    assert bad.exit_code == 2
+    assert "unknown component(s) segmnts" in bad.stderr and "item_item" in bad.stderr

@@ -1,0 +1,116 @@
+"""What a User-Personalization component is.
+
+A component is one source of evidence about which polls a user will engage with next
+(collaborative fold-in, item-item, content, segments, popularity, recency,
+exploration). Each has ``fit`` (learn its state from the training events, before the
+blend), ``finish`` (refit on every event once the blend is learned: the validation
+targets are withheld only while the blend learns) and ``score`` (its blend columns for
+one user over the whole catalog, poll-id order). The blend (model.py) is a logistic
+regression over the columns of whichever components are registered; a component that
+is not registered keeps empty state and adds nothing, which is how ``hunch evaluate
+--ablate NAME`` measures what each one is worth.
+
+State lives on the model under the attribute names it always had (``item_item_``,
+``segment_lift_`` ...), so a saved model's files and the streaming code that grows
+per-poll arrays stay one format; a component names the arrays it saves and restores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from recsys.recipes.user_personalization.model import UserPersonalization
+
+
+@dataclass
+class FitEvents:
+    """The training events as index arrays (time order) and what the blend may see."""
+
+    users: np.ndarray
+    items: np.ndarray
+    weights: np.ndarray
+    stamps: np.ndarray
+    # Events outside the blend's validation targets (all True when there is no split).
+    keep: np.ndarray
+    is_target: np.ndarray
+    items_meta: Mapping[str, Mapping[str, Any]]
+    users_meta: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass
+class UserContext:
+    """Who is asking and when: ``t_ref`` is the moment poll ages count from."""
+
+    user_id: str | None
+    t_ref: float
+
+
+class Component(Protocol):
+    name: ClassVar[str]
+    # Blend columns it contributes, in design-matrix order.
+    features: ClassVar[tuple[str, ...]]
+    # Every blend weight it owns, learned or not (zeroed when it is not registered).
+    weights: ClassVar[tuple[str, ...]]
+    # Features whose learned weight is floored at zero: a negative weight on an
+    # affinity would say "show what the user dislikes", which is validation noise.
+    affinities: ClassVar[tuple[str, ...]]
+
+    def fit(self, up: UserPersonalization, events: FitEvents) -> None: ...
+
+    def empty(self, up: UserPersonalization, events: FitEvents) -> None:
+        """Not registered: leave the state the rest of the model reads, empty."""
+
+    def finish(self, up: UserPersonalization, events: FitEvents) -> None: ...
+
+    def score(self, up: UserPersonalization, user: UserContext) -> np.ndarray:
+        """``len(features)`` rows over the catalog (poll-id order)."""
+
+    def save(self, up: UserPersonalization) -> dict[str, np.ndarray]: ...
+
+    def load(self, up: UserPersonalization, arrays: Mapping[str, np.ndarray]) -> None: ...
+
+
+class BaseComponent:
+    """Defaults: nothing to fit again, no columns, no arrays."""
+
+    name: ClassVar[str] = ""
+    features: ClassVar[tuple[str, ...]] = ()
+    weights: ClassVar[tuple[str, ...]] = ()
+    affinities: ClassVar[tuple[str, ...]] = ()
+
+    def fit(self, up: UserPersonalization, events: FitEvents) -> None:
+        pass
+
+    def empty(self, up: UserPersonalization, events: FitEvents) -> None:
+        pass
+
+    def finish(self, up: UserPersonalization, events: FitEvents) -> None:
+        pass
+
+    def score(self, up: UserPersonalization, user: UserContext) -> np.ndarray:
+        return np.zeros((0, len(up.item_ids_)), np.float32)
+
+    def save(self, up: UserPersonalization) -> dict[str, np.ndarray]:
+        return {}
+
+    def load(self, up: UserPersonalization, arrays: Mapping[str, np.ndarray]) -> None:
+        pass
+
+
+def recent_weights(up: UserPersonalization, user_id: str | None
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The polls of the user's latest events and their summed weights (repeated events
+    on one poll add up, as training did); None without history."""
+    recent = up.recent_.get(user_id) if user_id is not None else None
+    if recent is None or not len(recent[0]):
+        return None
+    items, weights, _ = recent
+    uniq, inverse = np.unique(items, return_inverse=True)
+    w = np.zeros(len(uniq), np.float64)
+    np.add.at(w, inverse, weights)
+    return uniq, w

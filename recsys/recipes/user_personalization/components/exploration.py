@@ -1,0 +1,49 @@
+"""Exploration, as Personalize does it: polls younger than the cut-off get a bonus that
+shrinks with their impressions and interactions, with a little seeded noise. It is not
+a blend column: it is added after the blend, scaled to each request's scores."""
+
+from __future__ import annotations
+
+import zlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from recsys.recipes.user_personalization.components.base import BaseComponent
+from recsys.recipes.user_personalization.settings import (
+    EXPLORATION_BONUS_SCALE,
+    EXPLORATION_NOISE,
+    SECONDS_PER_DAY,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from recsys.recipes.user_personalization.model import UserPersonalization
+
+
+class Exploration(BaseComponent):
+    name = "exploration"
+
+    @staticmethod
+    def scale(score: np.ndarray) -> float:
+        """The bonus of an unseen new poll at weight 1 for a request with these scores."""
+        finite = score[np.isfinite(score)]
+        if not len(finite):
+            return EXPLORATION_BONUS_SCALE
+        return max(EXPLORATION_BONUS_SCALE, float(finite.max() - finite.mean()))
+
+    @staticmethod
+    def tail(up: UserPersonalization, user_id: str | None, now: float | None, scale: float
+             ) -> tuple[int, np.ndarray]:
+        """(first serving position eligible for exploration, bonus of each eligible)."""
+        horizon = float(now) if now is not None else float(up.newest_timestamp_)
+        cutoff = horizon - up.exploration_item_age_cutoff_days * SECONDS_PER_DAY
+        start = int(np.searchsorted(up._sorted_creation, cutoff, side="left"))
+        # Seeded per (model seed, user, moment): repeatable, yet varies between users.
+        seed = [up.random_state, zlib.crc32((user_id or "").encode()), int(horizon)]
+        rng = np.random.default_rng(seed)
+        noise = rng.random(len(up._order) - start, dtype=np.float32)
+        noise *= 2 * EXPLORATION_NOISE
+        noise += 1 - EXPLORATION_NOISE
+        noise *= up._explore_base[start:]
+        noise *= up.exploration_weight * scale
+        return start, noise

@@ -1,0 +1,45 @@
+"""Recency: polls are engaged mostly soon after creation, so a poll's age at the
+request's moment enters the blend as a learned step function (one weight per step of
+POLL_AGE_EDGES_DAYS). The steps are the blend's one-hot columns; without this
+component (or with ``use_recency=False``) they collapse into a bare intercept."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from recsys.recipes.user_personalization.components.base import BaseComponent
+from recsys.recipes.user_personalization.settings import POLL_AGE_EDGES_DAYS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from recsys.recipes.user_personalization.model import UserPersonalization
+
+
+class Recency(BaseComponent):
+    name = "recency"
+
+    @staticmethod
+    def steps(up: UserPersonalization, t_ref: float) -> np.ndarray:
+        """Each poll's age step at ``t_ref`` (poll-id order)."""
+        return np.searchsorted(up._age_edges, t_ref - up.creation_, side="right")
+
+    @staticmethod
+    def design(ages: np.ndarray, on: bool) -> np.ndarray:
+        """The blend's age columns: one-hot steps, or all ones (an intercept) when off."""
+        one_hot = np.zeros((len(ages), len(POLL_AGE_EDGES_DAYS) + 1))
+        one_hot[np.arange(len(ages)), ages] = 1
+        if not on:
+            one_hot[:] = 1  # a bare intercept
+        return one_hot
+
+    @staticmethod
+    def add_age_term(up: UserPersonalization, score: np.ndarray, t_ref: float) -> None:
+        """Add each poll's age-step weight to ``score`` (serving order) in place."""
+        # A poll is in step j when its age passed j edges, i.e. it was created at or
+        # before t_ref - edge for j edges; in creation order each step is one run.
+        cuts = np.searchsorted(up._sorted_creation, t_ref - up._age_edges, side="right")
+        bounds = np.r_[0, cuts[::-1], len(score)]
+        for step, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+            if hi > lo:
+                score[lo:hi] += up.age_weights_[len(up._age_edges) - step]

@@ -1,0 +1,120 @@
+"""User-Personalization's settings: the numbers that matter, each with its reason.
+
+Shared by the model (model.py) and its components (components/); the model re-exports
+them, so ``from recsys.recipes.user_personalization.model import ALS_ALPHA`` still works.
+"""
+
+from __future__ import annotations
+
+TEXT_FIELDS: tuple[str, ...] = (
+    "QUESTION", "OPTIONS", "DESCRIPTION", "OPTION_DESCRIPTIONS", "COMMENTS",
+)
+ITEM_CATEGORICAL_FIELDS: tuple[str, ...] = ("CATEGORY", "AUTHOR_ID")
+USER_FIELDS: tuple[str, ...] = ("AGE", "LOCALE", "CLUSTER", "COMMUNITY")
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {"HUNCH": 1.0, "COMMENT": 2.0}
+
+SECONDS_PER_DAY = 86_400
+# Personalize: the user's latest events drive real-time personalization (Interactions
+# filters also look at the last 100 per type); more would slow the request solve.
+MAX_RECENT_EVENTS = 100
+# Age buckets of Personalize-style demographic segmentation; exact ages over-split users.
+AGE_BUCKET_EDGES: tuple[int, ...] = (18, 25, 35, 45, 55, 65)
+# Poll-age steps (days) of the recency feature: a feed's engagement falls off within
+# hours to days of posting; a final open bucket holds everything older than 60 days.
+POLL_AGE_EDGES_DAYS: tuple[float, ...] = (0.0, 0.25, 1.0, 2.0, 4.0, 7.0, 14.0, 30.0, 60.0)
+# ALS confidence per unit of event weight (Hu, Koren & Volinsky's alpha); 10 is their
+# recommended order of magnitude for counts of a few events per pair.
+ALS_ALPHA = 10.0
+# A poll's factor is its ALS vector shrunk towards the metadata prediction with the
+# strength of this many interactions: with 5 votes both count equally.
+COLD_ITEM_PRIOR_STRENGTH = 5.0
+# Polls with at least this many interactions teach the metadata→factor ridge.
+WARM_ITEM_MIN_INTERACTIONS = 10
+# Ridge penalty of the metadata→factor map; strong, since text vectors are noisy.
+METADATA_RIDGE_ALPHA = 10.0
+# A categorical field with more values than this (AUTHOR_ID) stays out of the dense
+# content vector; the metadata ridge still uses it.
+CONTENT_MAX_FIELD_VALUES = 256
+RIDGE_TOLERANCE = 1e-2
+# Additive smoothing of the segment lift (pseudo-interactions per poll).
+SEGMENT_SMOOTHING = 1.0
+# Validation for the blend: below these sizes the learned weights are noise, so the
+# defaults are kept.
+MIN_VALIDATION_USERS = 30
+MAX_VALIDATION_USERS = 3_000
+MIN_EVENTS_FOR_VALIDATION_USER = 5
+VALIDATION_TARGET_FRACTION = 0.1  # Personalize's split: newest 10 % are relevant
+# Negatives per validation user: hard ones from the default ranking's top and random
+# ones from the whole catalog, so the blend learns both to order the head and to
+# keep the tail down.
+VALIDATION_CANDIDATES = 200
+HARD_NEGATIVES = 30
+RANDOM_NEGATIVES = 30
+# Exploration bonus of an unseen new poll at weight 1: the gap between this request's
+# best score and its average poll's, so that weight w lifts an unproven poll by w of the
+# way from a typical poll to the head of the feed, whatever scale the learned blend has
+# (a fixed logit never reached unproven polls once the blend grew confident: they sat
+# ~4.5 logits below the last slot). At least this many logits when the scores are flat.
+EXPLORATION_BONUS_SCALE = 1.0
+EXPLORATION_NOISE = 0.1  # relative spread of the bonus, "a little random noise"
+# Poll ages run from the newest event, robust to a stray future one (recipes/clock.py).
+# Ages count in days against a 30-day exploration cut-off, and small or synthetic data
+# may leave days between its newest events: an event is believed up to 30 days ahead
+# of the 5th newest (trending's day would ignore an honest newest vote after a lull).
+AGE_CLOCK_MAX_LEAD_SECONDS = 30 * 24 * 3600
+
+# Pseudo-events of the appeal estimate: a poll needs a few events more (or fewer) than
+# its age predicts before it counts as more (or less) appealing than the average poll.
+APPEAL_PRIOR_EVENTS = 2.0
+# Quantiles kept of the delay between a poll's creation and its events (the catalog's
+# engagement curve); 64 steps resolve the first hours, where most engagement falls.
+ENGAGEMENT_CURVE_STEPS = 64
+# Combined segment rows kept per request-time segment set; each is one float32 per poll
+# (200 kB at 50k polls), so 64 of them stay small while covering the common segment sets.
+SEGMENT_ROW_CACHE_SIZE = 64
+# Per-poll arrays grow by at least this share of the catalog when a poll arrives, so
+# ingesting polls one by one (every ~2 s per worker) copies the 50k-row arrays only
+# once per ~6k polls instead of on every poll, while the model holds the serving lock.
+ARRAY_GROWTH_SHARE = 0.125
+ARRAY_GROWTH_MIN_ROWS = 256
+
+# Item-item component (EASE's closed form, Steck 2019): B is dense, catalog² float32, so
+# it covers the whole catalog only up to this many polls (10,000 polls: 400 MB and an
+# eigendecomposition of at most 10,000²).
+ITEM_ITEM_MAX_ITEMS = 10_000
+# A larger catalog gets B over its active window: the polls with the most training
+# events; every other poll is scored by its content neighbours in the window (as a cold
+# poll is). Measured on demo data at 50,000 polls (5,000 users, 1.5M events, held-out
+# users of one Personalize split, item-item scores alone): window EASE of 2,000 polls
+# NDCG@10 0.0230 (fit 8 s), of 4,000 polls 0.0208 (73 s: the Gram matrix outgrows the
+# users'); sparse item-kNN cosine (top 100, shrinkage 10) 0.0196 (19 s); popularity
+# 0.0021. So the window, at the size whose eigendecomposition stays a few seconds.
+# In UP on the same split (bench/bench_user_personalization.py --item-item): NDCG@10
+# 0.1036 with the window against 0.0052 without; fit 2.36x implicit ALS; a request
+# costs ~1.2 ms more at p50, most of it the spread to the 48,000 polls outside B.
+ITEM_ITEM_ACTIVE_POLLS = 2_000
+# EASE's lambda is chosen inside fit on the blend's validation split; the grid spans the
+# peer's (recsys/evaluation/peers.py): small catalogs want ~100s, sparse ones ~1,000s.
+ITEM_ITEM_L2_GRID: tuple[float, ...] = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
+# Used when there is no validation split to choose from (tiny data, learn_blend=False).
+ITEM_ITEM_DEFAULT_L2 = 500.0
+# Validation users that choose lambda: each costs a catalog-wide score row per lambda.
+ITEM_ITEM_TUNING_USERS = 1_000
+ITEM_ITEM_TUNING_DEPTH = 10
+# The recent item-item feature halves an event's say every this many newer events: what
+# a user did last predicts what they do next (MovieLens 100k, 3 folds, NDCG@10 of UP:
+# half-life 3 events 0.152, 10 events 0.155, 25 events 0.152).
+ITEM_ITEM_RECENT_HALF_LIFE_EVENTS = 10.0
+# Above this many polls in a user's history, their item-item row is one dense
+# vector-matrix product over B instead of a gather of their rows (same result, no copy).
+ITEM_ITEM_GATHER_MAX_POLLS = 256  # lambda is chosen by validation NDCG@10, the headline metric
+# EASE gives a poll with a handful of votes an almost empty column, so every cold poll
+# scored ~0 on the blend's strongest feature, whatever it said. A poll's item-item score
+# is therefore shrunk towards the mean score of the warm polls its content (text and
+# CATEGORY) resembles most, with the factor shrink's strength (COLD_ITEM_PRIOR_STRENGTH).
+# 20 neighbours average out one poll's appeal yet stay on its topic (a topic of the demo
+# has ~300 polls in 5,000).
+ITEM_ITEM_CONTENT_NEIGHBOURS = 20
+# Rows of the poll x warm-poll similarity computed at once while finding neighbours
+# (1,000 x 10,000 float32: 40 MB).
+NEIGHBOUR_CHUNK = 1_000
