@@ -27,7 +27,6 @@ from recsys.admission import UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
 from recsys.event_stores import open_event_store
-from recsys.event_stores import StoreUnavailable as EventStoreUnavailable
 from recsys.events import EventStore, Impression, Interaction, LatestInteractionsCache
 from recsys.feed import FeedPage, FeedService
 from recsys.feed_sessions import CursorSigner, SQLiteFeedSessionStore
@@ -222,7 +221,7 @@ class Services:
         page is served with poll ids only and marked degraded."""
         try:
             return self.events.get_items(i.item_id for i in result.page.items)
-        except EventStoreUnavailable:
+        except StoreUnavailable:
             if STORE_DEGRADED not in result.degraded:
                 result.degraded.append(STORE_DEGRADED)
             return {}
@@ -231,10 +230,9 @@ class Services:
         cached = getattr(self._request, "context", None)
         if cached is not None and cached[0] == user_id:
             return cached[1]
-        self._request.store_down = False
         try:
             recent, record = self.latest_interactions.get(user_id)
-        except EventStoreUnavailable:
+        except StoreUnavailable:
             # The feed keeps serving from the models in memory while the store is down,
             # filtered by what this worker read of the user last (nothing if never).
             self._request.store_down = True
