@@ -1,10 +1,10 @@
 """Two stateless gateways serving one population (issue 16: several hosts).
 
 Two real uvicorn processes with separate home directories stand in for two hosts. They
-share only what a deployment shares: the event store (one PostgreSQL database through
-``HUNCH_STORE_URL``; or, the cheap variant, one SQLite file through ``HUNCH_DB_PATH``),
-the trained models (one artifacts directory, trained once), Redis for feed sessions and
-rate limits, and the JWT and cursor secrets. Everything else, each host keeps to itself.
+share only what a deployment shares: the event store, filters and promotions (one
+PostgreSQL database through ``HUNCH_STORE_URL``), the trained models (one artifacts
+directory, trained once), Redis for feed sessions and rate limits, and the JWT and
+cursor secrets. Everything else, each host keeps to itself.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -44,9 +43,6 @@ UPSERT = """mutation($input: PollInput!) { upsertPoll(input: $input) {
   __typename ... on Poll { id question categories } ... on InvalidInputError { message } } }"""
 CATEGORY_FILTER = "INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)"
 
-STORES = ["sqlite", "postgresql"]
-
-
 def token(user: str, admin: bool = False) -> str:
     return issue_token(Settings(jwt_secret=JWT_SECRET), user, admin=admin)
 
@@ -57,35 +53,29 @@ def _hunch(env: dict[str, str], *args: str) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
 
 
-@pytest.fixture(scope="module", params=STORES)
-def shared(request, home, tmp_path_factory, redis_server) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def shared(home, tmp_path_factory, postgres_server, redis_server) -> dict[str, str]:
     """What every host of one deployment is configured with: the store, the models
     (the session demo engine's, trained once), Redis, the secrets."""
-    root = tmp_path_factory.mktemp(f"two-hosts-{request.param}")
+    root = tmp_path_factory.mktemp("two-hosts")
     artifacts = root / "artifacts"
     shutil.copytree(home / "artifacts", artifacts)
-    # A Redis database of its own per variant: rate-limit windows must not carry over.
-    redis_url = redis_server.url.rsplit("/", 1)[0] + f"/{STORES.index(request.param) + 1}"
-    env = {"HUNCH_ARTIFACTS_PATH": str(artifacts), "HUNCH_SESSION_STORE": "redis",
-           "HUNCH_REDIS_URL": redis_url, "HUNCH_JWT_SECRET": JWT_SECRET,
-           "HUNCH_CURSOR_SECRET": CURSOR_SECRET,
+    database = f"two_hosts_{uuid.uuid4().hex[:8]}"
+    env = {"HUNCH_STORE_URL": postgres_server.create_database(database),
+           "HUNCH_ARTIFACTS_PATH": str(artifacts), "HUNCH_SESSION_STORE": "redis",
+           # A Redis database of its own: other tests' rate-limit windows stay apart.
+           "HUNCH_REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/1",
+           "HUNCH_JWT_SECRET": JWT_SECRET, "HUNCH_CURSOR_SECRET": CURSOR_SECRET,
            "HUNCH_FEED_RATE_PER_MINUTE": str(FEED_RATE_PER_MINUTE),
            "HUNCH_MUTATION_RATE_PER_MINUTE": "1000000"}
-    if request.param == "postgresql":
-        # Without the setting pydantic ignores HUNCH_STORE_URL and each host keeps its own
-        # SQLite file: say so instead of failing on a feed that merely differs.
-        assert "store_url" in Settings.model_fields, "HUNCH_STORE_URL is not a setting yet"
-        postgres = request.getfixturevalue("postgres_server")
-        env["HUNCH_STORE_URL"] = postgres.create_database(f"two_hosts_{uuid.uuid4().hex[:8]}")
-    else:
-        env["HUNCH_DB_PATH"] = str(root / "events.sqlite3")
     # Set up and imported once, by a home of its own (as a deploy step would): the hosts
     # find it through the shared settings.
     deploy = {**_clean_env(), "HUNCH_HOME": str(root / "importer"), **env}
-    if request.param == "postgresql":
-        _hunch(deploy, "db", "upgrade")
+    _hunch(deploy, "db", "upgrade")
     _hunch(deploy, "data", "import", str(home / "data"))
-    return env
+    yield env
+    # Dropped afterwards: a kept database slows the shutdown checkpoint of restart tests.
+    postgres_server.drop_database(database)
 
 
 def _clean_env() -> dict[str, str]:
@@ -308,10 +298,8 @@ STORE_RECONNECT_SECONDS = 60.0
 
 
 def test_a_postgresql_restart_mid_load_fails_writes_retryably_and_keeps_the_feed(
-        shared, hosts, users, polls, request):
-    if "HUNCH_STORE_URL" not in shared:
-        pytest.skip("the SQLite variant has no database server to restart")
-    postgres = request.getfixturevalue("postgres_server")
+        hosts, users, polls, postgres_server):
+    postgres = postgres_server
     a, b = hosts
     reader = users[5]
     writer = Writer(a, polls)
