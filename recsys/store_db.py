@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -39,6 +40,8 @@ POOL_WAIT_SECONDS = 2.0
 POOL_RECONNECT_SECONDS = 5.0
 # A server that does not answer (a dropped host, not a refused port) fails this fast.
 CONNECT_TIMEOUT_SECONDS = 3
+# A pooled connection unused for this long is checked (one empty round trip) before use.
+CHECK_IDLE_SECONDS = 1.0
 
 SCHEMA_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtext('hunch_schema'))"
 SCHEMA_TABLE_SQL = (
@@ -99,13 +102,34 @@ def open_pool(url: str, name: str):
     without waiting, so a store can be built while the server is down."""
     from psycopg_pool import ConnectionPool
 
+    idle = _CheckWhenIdle()
     return ConnectionPool(
         url, name=name, min_size=1, max_size=POOL_MAX_CONNECTIONS, open=True,
         timeout=POOL_WAIT_SECONDS, reconnect_timeout=POOL_RECONNECT_SECONDS,
         kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
-        # A connection the server dropped (a restart) is replaced instead of failing
-        # the next operation; it costs one empty round trip per checkout.
-        check=ConnectionPool.check_connection)
+        check=idle.check, reset=idle.returned)
+
+
+class _CheckWhenIdle:
+    """The pool's checkout check: a connection the server dropped (a restart) is replaced
+    instead of failing the next operation. The check is an empty round trip, so it runs
+    only on connections idle for ``CHECK_IDLE_SECONDS``: a busy gateway's feed page would
+    otherwise pay one extra round trip per query, and a restart takes longer than that
+    (a query that fails on a dropped connection discards it and is retryable anyway)."""
+
+    def __init__(self) -> None:
+        self._returned_at: dict[int, float] = {}  # id(connection) -> monotonic time
+
+    def returned(self, conn) -> None:
+        self._returned_at[id(conn)] = time.monotonic()
+
+    def check(self, conn) -> None:
+        at = self._returned_at.get(id(conn))
+        if at is not None and time.monotonic() - at < CHECK_IDLE_SECONDS:
+            return
+        from psycopg_pool import ConnectionPool
+
+        ConnectionPool.check_connection(conn)
 
 
 @contextlib.contextmanager
