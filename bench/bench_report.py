@@ -12,7 +12,8 @@ That path takes tens of minutes on the default demo data: use it on a small one
 (``hunch data generate DIR --users 600 --polls 1500``).
 ``--profile N`` prints each section's N most expensive calls (cProfile, cumulative).
 
-Run: ``python bench/bench_report.py --data DIR [--seeds 2] [--old] [--profile 20]``
+Run from the repository root: ``PYTHONPATH=. python bench/bench_report.py --data DIR
+[--seeds 2] [--old] [--profile 20]`` (PYTHONPATH: this checkout, not the installed one).
 """
 
 from __future__ import annotations
@@ -54,16 +55,16 @@ def _timed(name: str, run: Callable[[], Any], profile: int) -> tuple[Any, float,
 
 
 @contextlib.contextmanager
-def _without_shared_ease():
+def _without_shared_fits():
     """The path before issue 15's fix: every fit decomposes its own matrix."""
     from recsys.analysis import follow_impact, text_ablation
 
-    saved = follow_impact.shared_ease, text_ablation.shared_ease
-    follow_impact.shared_ease = text_ablation.shared_ease = contextlib.nullcontext
+    saved = follow_impact.shared_fits, text_ablation.shared_fits
+    follow_impact.shared_fits = text_ablation.shared_fits = contextlib.nullcontext
     try:
         yield
     finally:
-        follow_impact.shared_ease, text_ablation.shared_ease = saved
+        follow_impact.shared_fits, text_ablation.shared_fits = saved
 
 
 def main() -> None:
@@ -116,7 +117,7 @@ def main() -> None:
         print("without shared EASE fits (the path before issue 15):", flush=True)
         for name in ("follow impact", "text ablation"):
             new_json = results[name].to_json()
-            with _without_shared_ease():
+            with _without_shared_fits():
                 old, wall, cpu = _timed(f"{name} (old)", sections[name], 0)
             # CPU seconds are the fairer ratio on a shared machine (load varies).
             print(f"  old / shared: wall {wall / times[name][0]:.2f}x, cpu "

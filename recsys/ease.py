@@ -8,73 +8,17 @@ eigendecomposition of the smaller Gram matrix, so that every l2 of a grid is che
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from recsys.shared_fits import memo, sharing
+
 # Up to this size EASE works in float64; above it float32 halves the memory.
 # With lambda >= 50 the regularised Gram matrix is well conditioned enough for float32.
 _EASE_FLOAT64_MAX_ITEMS = 8_000
-# Results kept by :func:`shared_ease` (oldest dropped first). An analysis fits one model
-# per variant on the same events: per model seed, B from the blend's training events and
-# from every event, plus their spectra. At 5,000 polls an entry is 80-200 MB.
-SHARED_EASE_ENTRIES = 6
-
-_shared: ContextVar[OrderedDict | None] = ContextVar("shared_ease", default=None)
-
-
-@contextmanager
-def shared_ease():
-    """Within the block, EASE's spectrum and weights are computed once per distinct
-    user-poll matrix (and lambda) and then reused.
-
-    EASE is a pure function of the matrix, so a reused result is the result. The
-    analyses fit User-Personalization a dozen times on the same events, changing only
-    user labels or text fields, which never enter the matrix; its eigendecomposition
-    was most of every fit (issue 15). Scoped, not global: a served model keeps no
-    catalog-sized matrices alive after its fit."""
-    token = _shared.set(OrderedDict())
-    try:
-        yield
-    finally:
-        _shared.reset(token)
-
-
-def _matrix_key(kind: str, x: np.ndarray | sp.spmatrix, *extra: object) -> tuple:
-    """A digest of the matrix's content: equal matrices, equal keys."""
-    digest = hashlib.blake2b(digest_size=16)
-    if sp.issparse(x):
-        xs = sp.csr_matrix(x, copy=True)
-        xs.sum_duplicates()  # also sorts the indices: one layout per matrix
-        for part in (xs.indptr, xs.indices, xs.data):
-            digest.update(np.ascontiguousarray(part).tobytes())
-    else:
-        arr = np.asarray(x)
-        digest.update(str(arr.dtype).encode())
-        digest.update(np.ascontiguousarray(arr).tobytes())
-    return (kind, tuple(x.shape), digest.hexdigest(), *extra)
-
-
-def _memo(kind: str, x, compute, *extra):
-    cache = _shared.get()
-    if cache is None:
-        return compute()
-    key = _matrix_key(kind, x, *extra)
-    if key in cache:
-        cache.move_to_end(key)
-        return cache[key]
-    value = compute()
-    cache[key] = value
-    while len(cache) > SHARED_EASE_ENTRIES:
-        cache.popitem(last=False)
-    return value
-
 
 def ease_spectrum(x: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs ``(w, V)`` with ``X^T X = V diag(w) V^T`` (V: items x rank).
@@ -84,9 +28,9 @@ def ease_spectrum(x: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     demo data (2,000 users, 5,000 polls) that is an eigendecomposition of 2,000 x 2,000
     instead of an inversion of 5,000 x 5,000 per lambda. Directions outside V have
     eigenvalue 0, which :func:`ease_inverse_terms` accounts for exactly.
-    Inside :func:`shared_ease` the arrays are shared: read them, never write.
+    Inside ``recsys.shared_fits.shared_fits`` the arrays are shared: read them, never write.
     """
-    return _memo("spectrum", x, lambda: _ease_spectrum(x))
+    return memo("ease spectrum", x, lambda: _ease_spectrum(x))
 
 
 def _ease_spectrum(x: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
@@ -119,12 +63,12 @@ def ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:
     one Cholesky inversion of the items x items Gram matrix (n³ flops: several times
     cheaper than an eigendecomposition, which only pays when it serves a whole lambda
     path); otherwise it is built from the smaller Gram matrix's eigendecomposition (see
-    :func:`ease_spectrum`). Inside :func:`shared_ease` the result is computed once per
+    :func:`ease_spectrum`). Inside ``recsys.shared_fits.shared_fits`` the result is computed once per
     matrix and lambda, and each call gets its own copy.
     """
-    if _shared.get() is None:
+    if not sharing():
         return _ease_weights(x, l2)
-    return _memo("weights", x, lambda: _ease_weights(x, l2), float(l2)).copy()
+    return memo("ease weights", x, lambda: _ease_weights(x, l2), float(l2)).copy()
 
 
 def _ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:

@@ -57,7 +57,7 @@ from recsys.analysis.stats import (
     with_holm,
 )
 from recsys.backends.local import InNetworkSource
-from recsys.ease import shared_ease
+from recsys.shared_fits import shared_fits
 from recsys.errors import HunchError
 from recsys.evaluation.metrics import ndcg_at_k
 from recsys.evaluation.split import HeldOutUser, personalize_split
@@ -325,7 +325,7 @@ def follow_impact(
     curve: dict[str, list[dict[str, float]]] = {}
     networks = {u.user_id: _in_network_source(followees, items, u.cutoff) for u in held} \
         if config.in_network else {}
-    with shared_ease():  # the variants change labels only, never EASE's user-poll matrix
+    with shared_fits():  # the variants change labels only, never EASE's user-poll matrix
         for seed in config.seeds:
             # The in-network variant ranks with the no-labels model (the same fit).
             unlabelled: UserPersonalization | None = None

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from recsys.analysis.stats import PairedComparison, paired_comparison, with_holm
-from recsys.ease import shared_ease
+from recsys.shared_fits import shared_fits
 from recsys.errors import HunchError
 from recsys.evaluation.evaluate import (
     COLD_POLL_MAX_TRAINING_INTERACTIONS,
@@ -147,7 +147,7 @@ def text_ablation(interactions: Sequence[Interaction], items: Mapping[str, Mappi
         variants += [(ONLY + f, {"text_fields": (f,)}) for f in present]
     per_user: dict[str, dict[str, np.ndarray]] = {}
     # Text fields never enter EASE's user-poll matrix: its fit is shared.
-    with shared_ease():
+    with shared_fits():
         for name, params in variants:
             say(f"text ablation: training '{name}'")
             model = UserPersonalization(**{"random_state": seed, **(recipe_params or {}),
