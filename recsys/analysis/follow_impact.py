@@ -250,17 +250,28 @@ def _feed(model: UserPersonalization, user: HeldOutUser, depth: int,
     return [p.item_id for p in placed]
 
 
-def _in_network_source(followees: Mapping[str, frozenset[str]],
-                       items: Mapping[str, Mapping[str, Any]], now: float) -> InNetworkSource:
+def _polls_by_author(items: Mapping[str, Mapping[str, Any]]
+                     ) -> dict[str, list[tuple[str, float]]]:
+    """Author -> (poll, creation time) of every dated poll; built once per analysis."""
     by_author: dict[str, list[tuple[str, float]]] = {}
     for pid, meta in items.items():
         created = meta.get("CREATION_TIMESTAMP")
         author = meta.get("AUTHOR_ID")
-        if author and created is not None and float(created) < now:
+        if author and created is not None:
             by_author.setdefault(str(author), []).append((pid, float(created)))
+    return by_author
+
+
+def _in_network_source(followees: Mapping[str, frozenset[str]],
+                       items: Mapping[str, Mapping[str, Any]], now: float, *,
+                       by_author: Mapping[str, list[tuple[str, float]]] | None = None
+                       ) -> InNetworkSource:
+    """Followees' polls created before ``now``, newest first (``by_author``: the
+    items grouped once by :func:`_polls_by_author`, instead of once per user)."""
+    by_author = _polls_by_author(items) if by_author is None else by_author
 
     def polls_by_authors(authors: list[str], n: int) -> list[tuple[str, float]]:
-        polls = [p for a in authors for p in by_author.get(a, ())]
+        polls = [p for a in authors for p in by_author.get(a, ()) if p[1] < now]
         polls.sort(key=lambda p: (-p[1], p[0]))  # ties by poll id, never by set order
         return polls[:n]
 
@@ -323,8 +334,9 @@ def follow_impact(
         name: {m: [] for m in METRICS} for name, _, _ in variants}
     slots = {name: [0, 0] for name, _, _ in variants}
     curve: dict[str, list[dict[str, float]]] = {}
-    networks = {u.user_id: _in_network_source(followees, items, u.cutoff) for u in held} \
-        if config.in_network else {}
+    by_author = _polls_by_author(items) if config.in_network else {}
+    networks = {u.user_id: _in_network_source(followees, items, u.cutoff, by_author=by_author)
+                for u in held} if config.in_network else {}
     with shared_fits():  # the variants change labels only, never EASE's user-poll matrix
         for seed in config.seeds:
             # The in-network variant ranks with the no-labels model (the same fit).
