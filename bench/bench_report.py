@@ -57,8 +57,11 @@ def _timed(name: str, run: Callable[[], Any], profile: int) -> tuple[Any, float,
 @contextlib.contextmanager
 def _without_shared_fits():
     """The path before issue 15's fix: every fit decomposes its own matrix."""
-    from recsys.analysis import follow_impact, text_ablation
+    import importlib
 
+    # By module path: recsys.analysis exports functions of the same names.
+    follow_impact = importlib.import_module("recsys.analysis.follow_impact")
+    text_ablation = importlib.import_module("recsys.analysis.text_ablation")
     saved = follow_impact.shared_fits, text_ablation.shared_fits
     follow_impact.shared_fits = text_ablation.shared_fits = contextlib.nullcontext
     try:
