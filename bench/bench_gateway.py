@@ -161,6 +161,12 @@ function done(summary, latency, requests)
     p50, p95, p99 = latency:percentile(50) / 1000, latency:percentile(95) / 1000,
                     latency:percentile(99) / 1000
   end
+  local dump = os.getenv("HUNCH_BENCH_LATENCIES")  -- paced runs merged by another bench
+  if dump and rate > 0 then
+    local fh = io.open(dump, "w")
+    for _, v in ipairs(all) do fh:write(string.format("%.3f\n", v)) end
+    fh:close()
+  end
   io.write(string.format('HUNCH_RESULT {"requests": %d, "seconds": %.3f, "errors": %d, ' ..
     '"p50_ms": %.3f, "p95_ms": %.3f, "p99_ms": %.3f}\n', summary.requests,
     summary.duration / 1e6, errors, p50, p95, p99))

@@ -331,8 +331,7 @@ class Query:
             # The page and its polls' records in one trip off the event loop: reading
             # the records there blocked every other request on the store's lock.
             result = services.feed(target, first, after, filter, values)
-            records = (services.events.get_items(i.item_id for i in result.page.items)
-                       if with_records else {})
+            records = services.feed_records(result) if with_records else {}
             return result, records
 
         executor = info.context.get("feed_executor")

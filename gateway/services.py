@@ -43,6 +43,8 @@ from recsys.store_db import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+# extensions.degraded of a feed served without the event store (from models in memory).
+STORE_DEGRADED = "event-store"
 # Interactions filters look at a user's last 100 interactions per event type (Personalize).
 RECENT_EVENTS_PER_TYPE = 100
 # How stale the active promotion may be in a worker after an internal tool changes it.
@@ -102,7 +104,9 @@ class Services:
         self._feed_events = open_event_store(settings.event_store_url)
         self.latest_interactions = LatestInteractionsCache(
             self._feed_events, per_type=RECENT_EVENTS_PER_TYPE)
-        self.recipes = RecipeService(settings.artifacts_dir, self._feed_events)
+        self.recipes = RecipeService(settings.artifact_store(), self._feed_events,
+                                     check_seconds=settings.artifacts_poll_seconds,
+                                     background_swap=True)
         # HUNCH_STORE_URL: PostgreSQL shared by several hosts, else the event store's file.
         self.filters = open_filter_store(settings.store_url or settings.events_db)
         self.promotions = open_promotion_store(settings.store_url or settings.events_db)
@@ -197,6 +201,7 @@ class Services:
              filter_name: str | None = None, filter_values: dict[str, str] | None = None,
              ) -> FeedResult:
         self._request.context = None  # a new request: read the user's events afresh
+        self._request.store_down = False
         context = self._filter_context(user_id)
         named = (self.filters.get(filter_name, max_age_seconds=FILTER_REFRESH_SECONDS).compiled
                  if filter_name else None)
@@ -209,13 +214,31 @@ class Services:
             allow = self._mask_predicate(masks)
         page = self.feed_service.page(user_id, first, after, allow=allow)
         degraded = ["in-network"] if self.settings.in_network and self.graph_degraded else []
+        if self._request.store_down:
+            degraded.append(STORE_DEGRADED)
         return FeedResult(page, degraded)
+
+    def feed_records(self, result: FeedResult) -> dict[str, dict[str, Any]]:
+        """The stored records of a page's polls; while the event store is down, none: the
+        page is served with poll ids only and marked degraded."""
+        try:
+            return self.events.get_items(i.item_id for i in result.page.items)
+        except StoreUnavailable:
+            if STORE_DEGRADED not in result.degraded:
+                result.degraded.append(STORE_DEGRADED)
+            return {}
 
     def _filter_context(self, user_id: str) -> FilterContext:
         cached = getattr(self._request, "context", None)
         if cached is not None and cached[0] == user_id:
             return cached[1]
-        recent, record = self.latest_interactions.get(user_id)
+        try:
+            recent, record = self.latest_interactions.get(user_id)
+        except StoreUnavailable:
+            # The feed keeps serving from the models in memory while the store is down,
+            # filtered by what this worker read of the user last (nothing if never).
+            self._request.store_down = True
+            recent, record = self.latest_interactions.last_read(user_id)
         context = FilterContext(self.catalog, record or {}, recent)
         self._request.context = (user_id, context)
         return context
@@ -410,7 +433,7 @@ class Services:
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
-        checks["models"] = self.recipes.available()
+        checks["models"] = await asyncio.to_thread(self.recipes.available)  # may list S3
         try:
             self.events.check_writable()
             checks["store"] = "writable"

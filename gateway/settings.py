@@ -32,6 +32,15 @@ class Settings(BaseSettings):
     home: Path = Path(".hunch")  # event store, artifacts, sessions, demo data
     db_path: Path | None = None  # the SQLite event store; default <home>/events.sqlite3
     artifacts_path: Path | None = None  # trained models; default <home>/artifacts
+    # Several hosts: s3://bucket/prefix instead of the directory (which may also be a shared
+    # mount, see recsys/artifacts.py); an S3-compatible store (MinIO, Ceph) by its endpoint.
+    artifacts_url: str = ""
+    s3_endpoint_url: str | None = None
+    # where this host downloads S3 versions before loading; default <home>/artifacts-cache
+    artifacts_cache_path: Path | None = None
+    # How often each worker lists the store for a newer model version: a new version is
+    # served within this (plus its load); on S3 one LIST per recipe per worker each time.
+    artifacts_poll_seconds: float = Field(5.0, gt=0)
     sessions_path: Path | None = None  # feed sessions; default <home>/sessions.sqlite3
     # The event store, named filters and promotions: postgresql://... shared by several
     # hosts (run `hunch db upgrade` first), or a sqlite:///path; None keeps them in the
@@ -117,6 +126,18 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.artifacts_path or self.home / "artifacts"
+
+    @property
+    def artifacts_location(self) -> str:
+        return self.artifacts_url or str(self.artifacts_dir)
+
+    def artifact_store(self):
+        """The configured artifact store (a directory, or S3 with a local cache)."""
+        from recsys.artifacts import open_artifact_store
+
+        return open_artifact_store(
+            self.artifacts_location, s3_endpoint_url=self.s3_endpoint_url,
+            cache_dir=self.artifacts_cache_path or self.home / "artifacts-cache")
 
     @property
     def sessions_db(self) -> Path:

@@ -853,6 +853,13 @@ class LatestInteractionsCache:
                 self._entries.popitem(last=False)
             return recent, record
 
+    def last_read(self, user_id: str) -> tuple[dict[str, list[str]], dict[str, Any] | None]:
+        """What :meth:`get` last read for ``user_id``, without asking the store (``({},
+        None)`` when nothing was): for serving while the store cannot be read."""
+        with self._lock:
+            entry = self._entries.get(user_id)
+        return (entry[1], entry[2]) if entry is not None else ({}, None)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -2,11 +2,17 @@
 
 :class:`RecipeService` answers ``recommend`` from the newest published version of each
 recipe (see :mod:`recsys.artifacts`). Hot swap: at most once per
-``check_seconds`` a request looks at the artifact directory listing (no file is opened);
-when a newer version is there, the requesting thread loads it *and catches it up with
-the event store* before replacing the live model by a single reference assignment, so a
-request already running keeps the model it started with and no request ever sees a model
-that has not yet caught up. Other threads keep serving the old version meanwhile.
+``check_seconds`` per recipe the artifact store is listed (a directory listing, or one S3
+``ListObjectsV2``; no file is opened); when a newer version is there, the thread that
+noticed (a request, or the gateway's model tail, which asks every second) loads it
+(with ``background_swap``, as servers run, threads of their own list and load, so no
+request waits for S3), *and catches it up with the event store* before replacing
+the live model by a single reference assignment, so a request already running keeps the
+model it started with and no request ever sees a model that has not yet caught up. Other
+threads keep serving the old version meanwhile. Every host polls the shared store
+itself, so a version published once reaches every gateway within ``check_seconds``
+plus its load time. When the store cannot be reached, or a new version cannot be
+loaded, the live version keeps serving (logged) and the next poll tries again.
 
 Events recorded after training reach every recipe the same way: each request first
 reads ``events_since(last_seq)`` from the event store (one indexed SQLite query, usually
@@ -36,14 +42,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from recsys.artifacts import RECIPES, Artifact, ArtifactNotFound, ArtifactStore
+from recsys.artifacts import (
+    RECIPES,
+    Artifact,
+    ArtifactNotFound,
+    ArtifactStore,
+    ArtifactStoreUnavailable,
+    CorruptArtifact,
+    VersionStore,
+)
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import ScoredItem
 
 log = logging.getLogger(__name__)
 
-# A directory listing per recipe at most this often: new versions appear within a few
-# seconds, and a busy server does not list the directory on every request.
+# A store listing per recipe at most this often: new versions appear within a few
+# seconds, and a busy server does not list the store on every request (on S3 a LIST
+# request costs money and ~20 ms). The gateway sets it from HUNCH_ARTIFACTS_POLL_SECONDS.
 HOT_SWAP_CHECK_SECONDS = 5.0
 # Events read from the store per query while catching up.
 TAIL_BATCH = 10_000
@@ -80,29 +95,49 @@ class _Live:
 
 
 class RecipeService:
-    """Serves the newest version of each trained recipe under ``artifact_root``."""
+    """Serves the newest version of each trained recipe in ``artifacts``: a directory, or
+    a store from :func:`recsys.artifacts.open_artifact_store` (S3)."""
 
     def __init__(
         self,
-        artifact_root: Path | str,
+        artifacts: Path | str | VersionStore,
         event_store: EventSource | None = None,
         *,
         check_seconds: float = HOT_SWAP_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        background_swap: bool = False,
     ) -> None:
-        self.store = ArtifactStore(artifact_root)
+        self.store: VersionStore = (ArtifactStore(artifacts)
+                                    if isinstance(artifacts, (Path, str)) else artifacts)
         self.event_store = event_store
         self.check_seconds = check_seconds
+        # A server sets it: a newer version is loaded by a thread of its own while every
+        # request, including the one that noticed it, goes on with the live version.
+        self.background_swap = background_swap
+        self._polling: set[str] = set()  # recipes with a background poll running
+        self._polling_guard = threading.Lock()
         self._clock = clock
         self._live: dict[str, _Live] = {}
-        self._last_check: dict[str, float] = {}
+        # recipe -> (when the store was last listed, the newest version it had then)
+        self._listed: dict[str, tuple[float, str | None]] = {}
         self._loading: dict[str, threading.Lock] = {name: threading.Lock() for name in RECIPES}
         self._added_items: dict[str, dict[str, Any]] = {}
         self._store_failing = False  # the last request's tail could not read the store
 
     def available(self) -> list[str]:
-        """Recipes that have at least one published version."""
-        return [name for name in RECIPES if self.store.latest(name) is not None]
+        """Recipes that have at least one published version (or a live one while the
+        store cannot be reached)."""
+        out = []
+        for name in RECIPES:
+            try:
+                if self._newest(name) is not None:
+                    out.append(name)
+                    continue
+            except ArtifactStoreUnavailable as exc:
+                log.warning("artifact store unavailable: %s", exc)
+            if name in self._live:
+                out.append(name)
+        return out
 
     def version(self, recipe: str) -> str | None:
         """The version now serving ``recipe`` (loading it if needed)."""
@@ -120,10 +155,10 @@ class RecipeService:
         allow: Callable[[str], bool] | None = None,
     ) -> Recommendations:
         """Top ``n`` polls from the newest version of ``recipe``, events folded in."""
-        live = self._current(recipe)
+        live = self._serving(recipe)
         if live is None:
             raise ArtifactNotFound(
-                f"no trained {recipe} model in {self.store.root}; run "
+                f"no trained {recipe} model in {self.store.location}; run "
                 f"`hunch train --recipe {recipe} --data DIR` first"
             )
         model = live.artifact.model
@@ -138,28 +173,93 @@ class RecipeService:
 
     # -- hot swap -----------------------------------------------------------------
 
-    def _current(self, recipe: str) -> _Live | None:
-        live = self._live.get(recipe)
+    def _newest(self, recipe: str) -> str | None:
+        """The newest published version, listing the store at most every check_seconds
+        (a failed listing counts too: a store that is down is not asked per request)."""
+        listed = self._listed.get(recipe)
         now = self._clock()
-        due = now - self._last_check.get(recipe, -float("inf")) >= self.check_seconds
-        if live is not None and not due:
-            return live
+        if listed is not None and now - listed[0] < self.check_seconds:
+            return listed[1]
+        if listed is not None:  # concurrent callers keep the old answer meanwhile
+            self._listed[recipe] = (now, listed[1])
+        newest = self.store.latest(recipe)
+        self._listed[recipe] = (self._clock(), newest)
+        return newest
+
+    def _serving(self, recipe: str) -> _Live | None:
+        """The live version for a request. With ``background_swap`` the store is never
+        asked on a request's time after the first look: a due poll runs on a thread of its
+        own (an S3 endpoint that is down costs its timeouts there), and the request is
+        answered by what is live, or falls back when nothing is yet."""
+        listed = self._listed.get(recipe)
+        if not self.background_swap or listed is None:
+            return self._current(recipe)  # the first look (a server warms up before)
+        if self._clock() - listed[0] >= self.check_seconds:
+            with self._polling_guard:
+                start = recipe not in self._polling
+                self._polling.add(recipe)
+            if start:
+                threading.Thread(target=self._poll_in_background, args=(recipe,),
+                                 name=f"poll-{recipe}", daemon=True).start()
+        return self._live.get(recipe)
+
+    def _poll_in_background(self, recipe: str) -> None:
+        try:
+            self._current(recipe)
+        except Exception as exc:  # noqa: BLE001 - logged; the next due request polls again
+            log.warning("%s: polling the artifact store failed: %s", recipe, exc)
+        finally:
+            with self._polling_guard:
+                self._polling.discard(recipe)
+
+    def _current(self, recipe: str) -> _Live | None:
         loading = self._loading.get(recipe)
         if loading is None:
             self.store.versions(recipe)  # raises UnknownRecipe with the choices
+        live = self._live.get(recipe)
+        try:
+            newest = self._newest(recipe)
+        except ArtifactStoreUnavailable as exc:
+            if live is None:
+                raise
+            log.warning("%s: serving version %s, the store is unavailable: %s",
+                        recipe, live.version, exc)
+            return live
+        if newest is None or (live is not None and live.version == newest):
+            return live
         # One thread loads; the others keep serving what is live (or wait if nothing is).
         if not loading.acquire(blocking=live is None):
             return live
+        if live is not None and self.background_swap:
+            # Off the request: downloading a large model from S3 takes seconds.
+            threading.Thread(target=self._swap, args=(recipe, newest, loading),
+                             name=f"swap-{recipe}", daemon=True).start()
+            return live
+        return self._swap(recipe, newest, loading)
+
+    def _swap(self, recipe: str, newest: str, loading: threading.Lock) -> _Live | None:
+        """Load ``newest`` and make it live (``loading`` is held, and released here)."""
         try:
             live = self._live.get(recipe)
-            if live is not None and self._clock() - self._last_check.get(
-                    recipe, -float("inf")) < self.check_seconds:
-                return live  # another thread just checked
-            self._last_check[recipe] = self._clock()
-            newest = self.store.latest(recipe)
-            if newest is None or (live is not None and live.version == newest):
+            if live is not None and live.version == newest:
+                return live  # another thread just loaded it
+            try:
+                fresh = self._prepare(self.store.load(recipe, newest))
+            except (ArtifactNotFound, CorruptArtifact) as exc:
+                if live is None:
+                    raise
+                # Not again before the next listing: keep serving the live version.
+                self._listed[recipe] = (self._clock(), live.version)
+                log.warning("%s: could not load version %s, still serving %s: %s",
+                            recipe, newest, live.version, exc)
                 return live
-            fresh = self._prepare(self.store.load(recipe, newest))
+            except Exception:
+                if live is None:
+                    raise
+                log.exception("%s: loading version %s failed, still serving %s",
+                              recipe, newest, live.version)
+                self._listed[recipe] = (self._clock(), live.version)
+                return live
             self._live[recipe] = fresh  # the swap: one assignment
             return fresh
         finally:
@@ -215,7 +315,7 @@ class RecipeService:
         and tests that inspect it; requests should use :meth:`recommend`)."""
         live = self._current(recipe)
         if live is None:
-            raise ArtifactNotFound(f"no trained {recipe} model in {self.store.root}")
+            raise ArtifactNotFound(f"no trained {recipe} model in {self.store.location}")
         with live.lock:
             self._tail(live)
         return live.artifact.model

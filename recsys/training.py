@@ -9,19 +9,29 @@ The metrics are computed on a separate fit (held-out users' newest events hidden
 published model is then fitted on all the data, as Personalize does for a solution
 version. When the data cannot be split (too few users) the metrics are left empty and the
 manifest says why, rather than failing the training.
+
+:func:`train_from_store` trains on what an event store holds instead (several hosts: the
+shared store), and :func:`run_schedule` repeats training rounds until told to stop.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recsys.artifacts import ArtifactStore, recipe_class
+from recsys.artifacts import ArtifactStore, VersionStore, recipe_class
 from recsys.errors import HunchError
+from recsys.events import Interaction
 from recsys.recipes.base import TrainingData
 from recsys.recipes.clock import robust_newest
 
@@ -31,8 +41,17 @@ STEPS: tuple[str, ...] = ("load", "evaluate", "fit", "publish")
 _EVALUATION_DEPTH = 25
 
 
+log = logging.getLogger(__name__)
+# Events read from the event store per query while loading training data.
+_STORE_PAGE = 50_000
+
+
 class InvalidTrainingParameter(HunchError):
     """A ``--param`` the recipe does not take, or one written wrongly."""
+
+
+class NothingToTrain(HunchError):
+    """The event store holds no interactions yet."""
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, Any]:
@@ -114,10 +133,14 @@ def offline_metrics(recipe_name: str, params: Mapping[str, Any], data: TrainingD
     return metrics, None
 
 
+def _store(artifacts: Path | str | VersionStore) -> VersionStore:
+    return ArtifactStore(artifacts) if isinstance(artifacts, (Path, str)) else artifacts
+
+
 def train(
     recipe_name: str,
     data_dir: Path | str,
-    artifact_root: Path | str,
+    artifact_root: Path | str | VersionStore,
     params: Mapping[str, Any] | None = None,
     *,
     with_metrics: bool = True,
@@ -132,8 +155,106 @@ def train(
 
     step("load")
     datasets = load_directory(data_dir)
-    data = datasets.training_data()
+    extra: dict[str, Any] = {
+        "data_dir": str(Path(data_dir).resolve()),
+        "dataset": {"interactions": len(datasets.interactions),
+                    "items": len(datasets.items), "users": len(datasets.users),
+                    "impressions": len(datasets.impressions)},
+    }
+    return _fit_and_publish(recipe_name, datasets.training_data(), datasets.fingerprint,
+                            _store(artifact_root), params, extra, with_metrics, step)
 
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """What an event store held up to one event sequence number, as training data."""
+
+    data: TrainingData
+    event_seq: int  # the newest event included: serving tails the store from here
+    fingerprint: str
+
+
+def read_event_store(events: Any) -> StoreSnapshot:
+    """Every event stored up to now (the store's sequence number read first, so events
+    arriving meanwhile are left to serving's tail, never trained on *and* tailed), plus
+    the catalog and users."""
+    upto = events.last_seq()
+    digest = hashlib.blake2b(digest_size=16)
+    interactions, impressions = [], []
+    seq = 0
+    while seq < upto:
+        batch = events.events_since(seq, _STORE_PAGE)
+        if not batch:
+            break
+        for number, event in batch:
+            if number > upto:
+                break
+            digest.update(event.event_id.encode() + b"\0")
+            (interactions if isinstance(event, Interaction) else impressions).append(event)
+        seq = batch[-1][0]
+    # Recipes learn in time order; the sort is stable, so ties stay in store order.
+    interactions.sort(key=lambda e: e.timestamp)
+    impressions.sort(key=lambda e: e.timestamp)
+    items = {r["ITEM_ID"]: r for r in events.items()}
+    users = {r["USER_ID"]: r for r in events.users()}
+    for record in (items, users):
+        digest.update(json.dumps(record, sort_keys=True, default=str).encode())
+    return StoreSnapshot(TrainingData(interactions, items, users, impressions), upto,
+                         digest.hexdigest())
+
+
+def train_from_store(
+    recipe_name: str,
+    events: Any,
+    artifacts: Path | str | VersionStore,
+    params: Mapping[str, Any] | None = None,
+    *,
+    with_metrics: bool = True,
+    progress: Callable[[str], None] | None = None,
+    snapshot: StoreSnapshot | None = None,
+    skip_unchanged: bool = False,
+) -> dict[str, Any] | None:
+    """Fit ``recipe_name`` on what the event store ``events`` holds and publish it; the
+    manifest's ``event_seq`` tells serving where to tail from. ``snapshot`` reuses one
+    read of the store for several recipes. With ``skip_unchanged`` (scheduled training),
+    nothing is trained and None returned when the newest version was trained on the same
+    data with the same parameters: every gateway would only swap in an identical model."""
+    params = dict(params or {})
+    step = progress or (lambda _name: None)
+    build_recipe(recipe_name, params)
+    step("load")
+    snap = snapshot if snapshot is not None else read_event_store(events)
+    data = snap.data
+    if not data.interactions:
+        raise NothingToTrain(f"{events!r} holds no interactions yet: import data "
+                             "(`hunch data import DIR`) or wait for events")
+    store = _store(artifacts)
+    if skip_unchanged and _unchanged(store, recipe_name, snap.fingerprint, params):
+        return None
+    extra: dict[str, Any] = {
+        "event_store": repr(events),
+        "event_seq": snap.event_seq,
+        "dataset": {"interactions": len(data.interactions), "items": len(data.items),
+                    "users": len(data.users), "impressions": len(data.impressions)},
+    }
+    return _fit_and_publish(recipe_name, data, snap.fingerprint, store, params, extra,
+                            with_metrics, step)
+
+
+def _unchanged(store: VersionStore, recipe_name: str, fingerprint: str,
+               params: Mapping[str, Any]) -> bool:
+    newest = store.latest(recipe_name)
+    if newest is None:
+        return False
+    manifest = store.manifest(recipe_name, newest)
+    trained_with = manifest.get("parameters") or {}
+    return (manifest.get("data_fingerprint") == fingerprint
+            and all(trained_with.get(k) == v for k, v in params.items()))
+
+
+def _fit_and_publish(recipe_name: str, data: TrainingData, fingerprint: str,
+                     store: VersionStore, params: dict[str, Any], extra: dict[str, Any],
+                     with_metrics: bool, step: Callable[[str], None]) -> dict[str, Any]:
     step("evaluate")
     metrics, note = (offline_metrics(recipe_name, params, data) if with_metrics
                      else ({}, "offline metrics not requested"))
@@ -142,22 +263,44 @@ def train(
     model = build_recipe(recipe_name, params).fit(data)
 
     step("publish")
-    store = ArtifactStore(artifact_root)
     # Robust to a stray future timestamp: with the plain maximum, one event from 2100
     # made serving treat every later real event as one the model had already learned.
-    newest = robust_newest(e.timestamp for e in data.interactions)
-    extra: dict[str, Any] = {
-        "trained_until": newest,
-        "data_dir": str(Path(data_dir).resolve()),
-        "dataset": {"interactions": len(datasets.interactions),
-                    "items": len(datasets.items), "users": len(datasets.users),
-                    "impressions": len(datasets.impressions)},
-    }
+    extra = {"trained_until": robust_newest(e.timestamp for e in data.interactions), **extra}
     if note:
         extra["metrics_note"] = note
     version = store.publish(recipe_name, model, _effective_params(model, params),
-                            datasets.fingerprint, metrics, extra=extra)
+                            fingerprint, metrics, extra=extra)
     return store.manifest(recipe_name, version)
+
+
+def run_schedule(train_round: Callable[[], Sequence[dict[str, Any]]], every_seconds: float,
+                 stop: threading.Event, *, max_rounds: int | None = None) -> int:
+    """Call ``train_round`` every ``every_seconds`` (start to start; at once when a round
+    took longer) until ``stop`` is set; returns how many rounds succeeded. A round that
+    raises is logged and the next round tries again: publishing is all or nothing, so a
+    failed or interrupted round never leaves half a model for servers to load."""
+    succeeded = rounds = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        rounds += 1
+        try:
+            published = train_round()
+        except HunchError as exc:  # says what to fix: one line, no traceback
+            log.error("training round %d failed: %s; retrying in %g s", rounds, exc,
+                      every_seconds)
+        except Exception:  # noqa: BLE001 - logged; the schedule goes on
+            log.exception("training round %d failed; retrying in %g s", rounds, every_seconds)
+        else:
+            succeeded += 1
+            for manifest in published:
+                log.info("round %d published %s version %s", rounds, manifest["recipe"],
+                         manifest["version"])
+            if not published:
+                log.info("round %d: no new data since the newest versions", rounds)
+        if max_rounds is not None and rounds >= max_rounds:
+            break
+        stop.wait(max(0.0, every_seconds - (time.monotonic() - started)))
+    return succeeded
 
 
 def _effective_params(model: Any, given: Mapping[str, Any]) -> dict[str, Any]:

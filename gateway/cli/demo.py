@@ -33,7 +33,6 @@ EXAMPLE_QUERY = """{
               help="Serve the feed after preparing (--no-serve: prepare and exit).")
 def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
     """Generate, import, cluster, train, then serve the feed with GraphiQL."""
-    from recsys.artifacts import ArtifactStore
     from recsys.datasets import import_directory
     from recsys.demo_data import generate_demo_data
     from recsys.event_stores import describe_url, open_event_store
@@ -64,11 +63,11 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
         click.echo(f"the follower graph is Neo4j ({settings.neo4j_uri}); to load the demo's "
                    f"follows into it: hunch graph load --follows {data_dir / 'follows.csv'} "
                    f"--items {data_dir / 'items.csv'}")
-    artifacts = ArtifactStore(settings.artifacts_dir)
+    artifacts = settings.artifact_store()  # the gateway's: a directory or S3
     for recipe in ("popularity-count", "trending-now", "user-personalization"):
         if artifacts.latest(recipe) is not None:  # trained at an earlier start
             continue
-        manifest = train(recipe, data_dir, settings.artifacts_dir, {})
+        manifest = train(recipe, data_dir, artifacts, {})
         click.echo(f"trained {recipe} version {manifest['version']}")
 
     from gateway.auth import issue_token

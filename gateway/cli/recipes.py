@@ -1,8 +1,9 @@
 """``hunch train`` and ``hunch recommend``: fit a recipe into a new model version, ask it.
 
-Both default the artifact directory to the settings' ``artifacts_dir``
-(``HUNCH_ARTIFACTS_PATH``, else ``<HUNCH_HOME>/artifacts``) so that the two commands and
-the feed server find each other without options.
+Both default the artifact store to the settings' (``HUNCH_ARTIFACTS_URL``, else
+``HUNCH_ARTIFACTS_PATH``, else ``<HUNCH_HOME>/artifacts``) so that the two commands and
+the feed server find each other without options. Without ``--data``, ``train`` reads the
+configured event store; ``--schedule`` repeats that for a trainer host.
 """
 
 from __future__ import annotations
@@ -22,32 +23,136 @@ _STEP_LABELS = {
 }
 
 
-def _artifact_root(path: Path | None) -> Path:
-    return path if path is not None else load_settings().artifacts_dir
+def _artifact_store(location: str | None):
+    """The store given by --artifacts (a directory or s3://bucket/prefix), else the
+    configured one."""
+    settings = load_settings()
+    if location is None:
+        return settings.artifact_store()
+    from recsys.artifacts import open_artifact_store
+
+    return open_artifact_store(location, s3_endpoint_url=settings.s3_endpoint_url,
+                               cache_dir=settings.artifacts_cache_path
+                               or settings.home / "artifacts-cache")
 
 
 @click.command()
-@click.option("--recipe", required=True, type=click.Choice(_RECIPE_CHOICES))
-@click.option("--data", "data_dir", required=True,
+@click.option("--recipe", "recipes", multiple=True, type=click.Choice(_RECIPE_CHOICES),
+              help="Repeatable [default: every recipe].")
+@click.option("--data", "data_dir", default=None,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A Personalize-format data directory (interactions.csv, items.csv, ...).")
+              help="A Personalize-format data directory (interactions.csv, items.csv, ...) "
+                   "[default: what the configured event store holds].")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="A recipe parameter, e.g. trend_discovery_frequency='1 hour'. Repeatable.")
-@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where model versions are published [default: <HUNCH_HOME>/artifacts].")
+              help="A recipe parameter, e.g. trend_discovery_frequency='1 hour'. Repeatable; "
+                   "needs exactly one --recipe.")
+@click.option("--artifacts", default=None, metavar="DIR|s3://BUCKET/PREFIX",
+              help="Where model versions are published [default: HUNCH_ARTIFACTS_URL, else "
+                   "HUNCH_ARTIFACTS_PATH, else <HUNCH_HOME>/artifacts].")
 @click.option("--metrics/--no-metrics", default=True, show_default=True,
               help="Compute Personalize's offline metrics (fits the recipe a second time).")
-def train(recipe: str, data_dir: Path, params: tuple[str, ...], artifacts: Path | None,
-          metrics: bool) -> None:
-    """Fit RECIPE on a data directory and publish it as a new, immutable model version."""
+@click.option("--schedule", "every", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS",
+              help="Train again every SECONDS until SIGTERM or Ctrl-C; a recipe whose data "
+                   "did not change since its newest version is skipped; a failed round is "
+                   "logged and retried at the next one.")
+def train(recipes: tuple[str, ...], data_dir: Path | None, params: tuple[str, ...],
+          artifacts: str | None, metrics: bool, every: float | None) -> None:
+    """Fit recipes on the event store (or a data directory) and publish each as a new,
+    immutable model version."""
+    from recsys.training import build_recipe, parse_params
+
+    names = list(dict.fromkeys(recipes)) or list(_RECIPE_CHOICES)
+    parsed = parse_params(params)
+    if parsed and len(names) != 1:
+        raise click.UsageError("--param applies to one recipe: give exactly one --recipe")
+    for name in names:
+        build_recipe(name, parsed)  # a bad --param fails before any work
+    store = _artifact_store(artifacts)
+    if every is not None:
+        _train_on_schedule(names, data_dir, parsed, store, metrics, every)
+        return
+    if data_dir is None:
+        for manifest in _train_round(names, None, parsed, store, metrics):
+            _report(manifest)
+        return
+    for name in names:
+        _report(_train_with_progress(name, data_dir, parsed, store, metrics))
+
+
+def _report(manifest: dict) -> None:
+    click.echo(f"published {manifest['recipe']} version {manifest['version']} "
+               f"(data {manifest['data_fingerprint'][:12]}, "
+               f"{manifest['dataset']['interactions']:,} interactions)")
+    for name, value in manifest["metrics"].items():
+        click.echo(f"  {name}: {value:.4f}")
+    if manifest.get("metrics_note"):
+        click.echo(f"  {manifest['metrics_note']}")
+
+
+def _train_round(names: list[str], data_dir: Path | None, params: dict, store,
+                 metrics: bool, skip_unchanged: bool = False) -> list[dict]:
+    """One training of every recipe in ``names``: from ``data_dir``, else from one read
+    of the configured event store (so every recipe learns the same events)."""
+    from recsys.training import read_event_store, train_from_store
+    from recsys.training import train as train_recipe
+
+    if data_dir is not None:
+        return [train_recipe(name, data_dir, store, params, with_metrics=metrics)
+                for name in names]
+    events = _open_event_store()
+    if events is None:
+        from recsys.training import NothingToTrain
+
+        raise NothingToTrain(f"no event store at {load_settings().event_store_url}: import data "
+                             "first (`hunch data import DIR`) or give --data DIR")
+    try:
+        snapshot = read_event_store(events)
+        published = [train_from_store(name, events, store, params, with_metrics=metrics,
+                                      snapshot=snapshot, skip_unchanged=skip_unchanged)
+                     for name in names]
+        return [m for m in published if m is not None]
+    finally:
+        events.close()
+
+
+def _train_on_schedule(names: list[str], data_dir: Path | None, params: dict, store,
+                       metrics: bool, every: float) -> None:
+    import logging
+    import signal
+    import threading
+
+    from recsys.training import run_schedule
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    def on_sigterm(_signum, _frame):
+        # Stop at once, even mid-round: publishing is all or nothing, so an interrupted
+        # round leaves no half model behind (a directory's staging folder is removed, an
+        # S3 version without its manifest does not exist).
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    click.echo(f"training {', '.join(names)} every {every:g} s into {store.location} "
+               "(SIGTERM or Ctrl-C stops)", err=True)
+    try:
+        run_schedule(
+            lambda: _train_round(names, data_dir, params, store, metrics,
+                                 skip_unchanged=True),
+            every, threading.Event())
+    except KeyboardInterrupt:
+        pass
+    click.echo("training schedule stopped", err=True)
+
+
+def _train_with_progress(recipe: str, data_dir: Path, parsed: dict, store,
+                         metrics: bool) -> dict:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from recsys.training import STEPS, build_recipe, parse_params
+    from recsys.training import STEPS
     from recsys.training import train as train_recipe
 
-    parsed = parse_params(params)
-    build_recipe(recipe, parsed)  # a bad --param fails before any progress display
     console = Console(stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
@@ -60,15 +165,8 @@ def train(recipe: str, data_dir: Path, params: tuple[str, ...], artifacts: Path 
             done.append(name)
             progress.update(task, description=f"{recipe}: {_STEP_LABELS.get(name, name)}")
 
-        manifest = train_recipe(recipe, data_dir, _artifact_root(artifacts), parsed,
-                                with_metrics=metrics, progress=step)
-    click.echo(f"published {manifest['recipe']} version {manifest['version']} "
-               f"(data {manifest['data_fingerprint'][:12]}, "
-               f"{manifest['dataset']['interactions']:,} interactions)")
-    for name, value in manifest["metrics"].items():
-        click.echo(f"  {name}: {value:.4f}")
-    if manifest.get("metrics_note"):
-        click.echo(f"  {manifest['metrics_note']}")
+        return train_recipe(recipe, data_dir, store, parsed, with_metrics=metrics,
+                            progress=step)
 
 
 @click.command()
@@ -79,29 +177,29 @@ def train(recipe: str, data_dir: Path, params: tuple[str, ...], artifacts: Path 
               help="[default: the most recently trained recipe]")
 @click.option("--now", type=float, default=None,
               help="Epoch seconds to rank as of [default: the newest event the model saw].")
-@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where model versions are published [default: <HUNCH_HOME>/artifacts].")
+@click.option("--artifacts", default=None, metavar="DIR|s3://BUCKET/PREFIX",
+              help="Where model versions are published [default: HUNCH_ARTIFACTS_URL, else "
+                   "HUNCH_ARTIFACTS_PATH, else <HUNCH_HOME>/artifacts].")
 def recommend(user_id: str, n: int, recipe: str | None, now: float | None,
-              artifacts: Path | None) -> None:
+              artifacts: str | None) -> None:
     """Print the top polls for a user from the newest trained model version."""
     from rich.console import Console
     from rich.table import Table
 
-    from recsys.artifacts import ArtifactNotFound, ArtifactStore
+    from recsys.artifacts import ArtifactNotFound
     from recsys.serving import RecipeService
 
-    root = _artifact_root(artifacts)
+    store = _artifact_store(artifacts)
     if recipe is None:
-        store = ArtifactStore(root)
         trained = [(store.latest(name), name) for name in _RECIPE_CHOICES]
         trained = [(version, name) for version, name in trained if version is not None]
         if not trained:
-            raise ArtifactNotFound(f"no trained model in {root}; run "
+            raise ArtifactNotFound(f"no trained model in {store.location}; run "
                                    "`hunch train --recipe RECIPE --data DIR` first")
         recipe = max(trained)[1]
     event_store = _open_event_store()
     try:
-        answer = RecipeService(root, event_store).recommend(recipe, user_id, n, now=now)
+        answer = RecipeService(store, event_store).recommend(recipe, user_id, n, now=now)
     finally:
         if event_store is not None:
             event_store.close()

@@ -73,7 +73,47 @@ def test_the_container_serves_on_all_interfaces_against_the_compose_neo4j(monkey
     assert container.neo4j_uri == "bolt://neo4j:7687"
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert "neo4j" in compose["services"]
-    assert any(v.endswith(":/data") for v in compose["services"]["gateway"]["volumes"])
+
+
+GATEWAYS = ("gateway-a", "gateway-b")
+
+
+def test_compose_runs_two_gateway_replicas_on_one_postgres_and_one_redis(monkeypatch):
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())  # parses (anchors too)
+    services = compose["services"]
+    assert services["postgres"]["image"].split(":")[0] == "postgres"
+    assert services["redis"]["image"].split(":")[0] == "redis"
+    monkeypatch.chdir(ROOT / "tests")  # no .env file here
+    replicas = []
+    for name in GATEWAYS:
+        for key in [k for k in os.environ if k.startswith(PREFIX)]:
+            monkeypatch.delenv(key)
+        for key, value in {**_dockerfile_env(), **_compose_env(name)}.items():
+            monkeypatch.setenv(key, value)
+        replicas.append(Settings())
+        # A replica starts once the shared state is up and the demo is prepared.
+        needs = services[name]["depends_on"]
+        assert needs["init"]["condition"] == "service_completed_successfully"
+        assert needs["redis"]["condition"] == "service_healthy"
+        assert "postgres" in services["init"]["depends_on"]
+        # Its models come from the volume that init trained into.
+        assert f"artifacts:{replicas[-1].artifacts_dir}" in services[name]["volumes"]
+        assert f"artifacts:{replicas[-1].artifacts_dir}" in services["init"]["volumes"]
+    a, b = replicas
+    # One store on the compose postgres, one Redis for sessions and limits, one secret.
+    for replica in replicas:
+        assert replica.store_url.startswith("postgresql://")
+        assert replica.store_url.split("@", 1)[1].startswith("postgres:")
+        assert replica.session_store == "redis"
+        assert replica.redis_url.startswith("redis://redis:")
+    assert a.store_url == b.store_url and a.redis_url == b.redis_url
+    assert a.artifacts_dir == b.artifacts_dir
+    assert (a.jwt_secret, a.cursor_secret) == (b.jwt_secret, b.cursor_secret)
+    # Reachable side by side from the host.
+    published = [services[name]["ports"][0].rsplit(":", 2) for name in GATEWAYS]
+    assert [host for host, _, _ in published] == ["127.0.0.1"] * 2
+    assert len({port for _, port, _ in published}) == 2
+    assert {int(inner) for _, _, inner in published} == {a.port}
 
 
 @pytest.mark.slow

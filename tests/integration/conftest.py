@@ -51,13 +51,17 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Server":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--workers", str(self.workers)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # The log goes to a file, not a pipe nobody reads: a server that logs more than
+        # the pipe holds (a store outage's warnings) would block on its next log line.
+        self.log = self.home / f"server-{self.port}.log"
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "serve", "--workers", str(self.workers)],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
