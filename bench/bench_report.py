@@ -6,7 +6,7 @@ sections are the ones ``hunch report`` runs, in its order and through the same C
 functions (gateway/cli/analyze.py), then the page is written to a temporary directory.
 
 ``--old`` also runs the sections that fit User-Personalization many times (follow
-impact, text ablation) with EASE's shared fits switched off (each fit decomposes its own
+impact, text ablation) with shared fits switched off (each fit decomposes its own
 user-poll matrix, as before issue 15's fix) and prints the ratio, same run, same data.
 That path takes tens of minutes on the default demo data: use it on a small one
 (``hunch data generate DIR --users 600 --polls 1500``).
@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="as hunch report --seeds")
     parser.add_argument("--old", action="store_true",
                         help="also time follow impact and text ablation without shared "
-                             "EASE fits, and print the ratio (slow: small data only)")
+                             "fits (EASE, ALS), and print the ratio (slow: small data only)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="print each section's N most expensive calls")
     args = parser.parse_args()
@@ -117,7 +117,7 @@ def main() -> None:
           f"(goal: wall under {GOAL_SECONDS:.0f} s)  load now {os.getloadavg()[0]:.1f}")
 
     if args.old:
-        print("without shared EASE fits (the path before issue 15):", flush=True)
+        print("without shared fits (EASE, its lambda and ALS per fit, as before):", flush=True)
         for name in ("follow impact", "text ablation"):
             new_json = results[name].to_json()
             with _without_shared_fits():
