@@ -14,10 +14,11 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from recsys.shared_fits import memo, sharing
+
 # Up to this size EASE works in float64; above it float32 halves the memory.
 # With lambda >= 50 the regularised Gram matrix is well conditioned enough for float32.
 _EASE_FLOAT64_MAX_ITEMS = 8_000
-
 
 def ease_spectrum(x: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs ``(w, V)`` with ``X^T X = V diag(w) V^T`` (V: items x rank).
@@ -27,7 +28,12 @@ def ease_spectrum(x: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     demo data (2,000 users, 5,000 polls) that is an eigendecomposition of 2,000 x 2,000
     instead of an inversion of 5,000 x 5,000 per lambda. Directions outside V have
     eigenvalue 0, which :func:`ease_inverse_terms` accounts for exactly.
+    Inside ``recsys.shared_fits.shared_fits`` the arrays are shared: read them, never write.
     """
+    return memo("ease spectrum", x, lambda: _ease_spectrum(x))
+
+
+def _ease_spectrum(x: np.ndarray | sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
     n_users, n_items = x.shape
     dtype = np.float64 if n_items <= _EASE_FLOAT64_MAX_ITEMS else np.float32
     xs = sp.csr_matrix(x, dtype=dtype)
@@ -57,8 +63,15 @@ def ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:
     one Cholesky inversion of the items x items Gram matrix (n³ flops: several times
     cheaper than an eigendecomposition, which only pays when it serves a whole lambda
     path); otherwise it is built from the smaller Gram matrix's eigendecomposition (see
-    :func:`ease_spectrum`).
+    :func:`ease_spectrum`). Inside ``recsys.shared_fits.shared_fits`` the result is computed once per
+    matrix and lambda, and each call gets its own copy.
     """
+    if not sharing():
+        return _ease_weights(x, l2)
+    return memo("ease weights", x, lambda: _ease_weights(x, l2), float(l2)).copy()
+
+
+def _ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:
     n_users, n_items = x.shape
     if n_items <= n_users:
         dtype = np.float64 if n_items <= _EASE_FLOAT64_MAX_ITEMS else np.float32

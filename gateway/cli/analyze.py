@@ -39,7 +39,7 @@ def graph_labels(follows_csv: Path, progress=None) -> dict[str, dict[str, str]]:
 
 
 def run_follow_impact(data_dir: Path, *, seeds: tuple[int, ...] = (0, 1),
-                      max_users: int | None = None, progress=None):
+                      max_users: int | None = None, progress=None, dataset=None):
     from recsys.analysis.follow_impact import (
         FollowImpactConfig,
         follow_impact,
@@ -50,7 +50,7 @@ def run_follow_impact(data_dir: Path, *, seeds: tuple[int, ...] = (0, 1),
 
     say = progress or (lambda _m: None)
     say(f"loading {data_dir}")
-    ds = load_directory(data_dir)
+    ds = dataset or load_directory(data_dir)
     follows = read_follows(data_dir / FOLLOWS_FILE)
     labels = labels_from_users(ds.users)
     if not labels:
@@ -77,11 +77,12 @@ def run_served_impact(data_dir: Path, served_csv: Path, follows_csv: Path | None
                                 labels)
 
 
-def run_trend_tuning(data_dir: Path, progress=None):
+def run_trend_tuning(data_dir: Path, progress=None, dataset=None):
     from recsys.analysis.trend_tuning import tune_trending
     from recsys.datasets import load_directory
 
-    return tune_trending(load_directory(data_dir).interactions, progress=progress)
+    ds = dataset or load_directory(data_dir)
+    return tune_trending(ds.interactions, progress=progress)
 
 
 _data = click.option("--data", "data_dir", required=True,
@@ -166,21 +167,21 @@ def export_served_command(sessions_db: Path | None, out_csv: Path) -> None:
     click.echo(f"wrote {rows} served polls to {out_csv}")
 
 
-def run_text_ablation(data_dir: Path, progress=None):
+def run_text_ablation(data_dir: Path, progress=None, dataset=None):
     from recsys.analysis.text_ablation import text_ablation
     from recsys.datasets import load_directory
     from recsys.demo_data import read_comments
 
-    ds = load_directory(data_dir)
+    ds = dataset or load_directory(data_dir)
     return text_ablation(ds.interactions, ds.items, ds.users, impressions=ds.impressions,
                          comment_texts=read_comments(data_dir), progress=progress)
 
 
-def run_exploration(data_dir: Path, progress=None):
+def run_exploration(data_dir: Path, progress=None, dataset=None):
     from recsys.analysis.exploration import exploration_replay
     from recsys.datasets import load_directory
 
-    ds = load_directory(data_dir)
+    ds = dataset or load_directory(data_dir)
     return exploration_replay(ds.interactions, ds.items, ds.users,
                               impressions=ds.impressions, progress=progress)
 
@@ -272,12 +273,16 @@ def tune_trending_command(data_dir: Path) -> None:
 def report(data_dir: Path, out_dir: Path, seeds: int, served_csv: Path | None) -> None:
     """One HTML page (tables + PNG plots) and report.json of the roadmap analyses."""
     from recsys.analysis.report import write_report
+    from recsys.datasets import load_directory
 
     with _status(True) as say:
-        follow = run_follow_impact(data_dir, seeds=tuple(range(seeds)), progress=say)
-        trend = run_trend_tuning(data_dir, progress=say)
-        text = run_text_ablation(data_dir, progress=say)
-        exploration = run_exploration(data_dir, progress=say)
+        say(f"loading {data_dir}")
+        ds = load_directory(data_dir)  # once: the analyses only read it
+        follow = run_follow_impact(data_dir, seeds=tuple(range(seeds)), progress=say,
+                                   dataset=ds)
+        trend = run_trend_tuning(data_dir, progress=say, dataset=ds)
+        text = run_text_ablation(data_dir, progress=say, dataset=ds)
+        exploration = run_exploration(data_dir, progress=say, dataset=ds)
         served = run_served_impact(data_dir, served_csv, progress=say) if served_csv else None
         say("writing the report")
         path = write_report(out_dir, follow=follow, trend=trend, text=text,

@@ -57,6 +57,7 @@ from recsys.analysis.stats import (
     with_holm,
 )
 from recsys.backends.local import InNetworkSource
+from recsys.shared_fits import shared_fits
 from recsys.errors import HunchError
 from recsys.evaluation.metrics import ndcg_at_k
 from recsys.evaluation.split import HeldOutUser, personalize_split
@@ -222,6 +223,22 @@ def _variant_users(users: Mapping[str, Mapping[str, Any]], field_values: Mapping
     return out
 
 
+def _fit_variant(training: Sequence[Interaction], items: Mapping[str, Mapping[str, Any]],
+                 users: Mapping[str, Mapping[str, Any]],
+                 labels: Mapping[str, Mapping[str, str]],
+                 impressions: Sequence[Impression], field_name: str | None, *,
+                 shuffle_seed: int | None, params: Mapping[str, Any]) -> UserPersonalization:
+    """User-Personalization on the training events with only ``field_name`` as a user
+    label (none for None), shuffled across users when ``shuffle_seed`` is given."""
+    values = {u: lab[field_name] for u, lab in labels.items()
+              if field_name in lab} if field_name else {}
+    if shuffle_seed is not None:
+        values = permuted(values, seed=shuffle_seed)
+    data = TrainingData(training, items, _variant_users(users, values, field_name),
+                        impressions)
+    return UserPersonalization(**params).fit(data)
+
+
 def _feed(model: UserPersonalization, user: HeldOutUser, depth: int,
           in_network: InNetworkSource | None) -> list[str]:
     if in_network is None:
@@ -233,17 +250,28 @@ def _feed(model: UserPersonalization, user: HeldOutUser, depth: int,
     return [p.item_id for p in placed]
 
 
-def _in_network_source(followees: Mapping[str, frozenset[str]],
-                       items: Mapping[str, Mapping[str, Any]], now: float) -> InNetworkSource:
+def _polls_by_author(items: Mapping[str, Mapping[str, Any]]
+                     ) -> dict[str, list[tuple[str, float]]]:
+    """Author -> (poll, creation time) of every dated poll; built once per analysis."""
     by_author: dict[str, list[tuple[str, float]]] = {}
     for pid, meta in items.items():
         created = meta.get("CREATION_TIMESTAMP")
         author = meta.get("AUTHOR_ID")
-        if author and created is not None and float(created) < now:
+        if author and created is not None:
             by_author.setdefault(str(author), []).append((pid, float(created)))
+    return by_author
+
+
+def _in_network_source(followees: Mapping[str, frozenset[str]],
+                       items: Mapping[str, Mapping[str, Any]], now: float, *,
+                       by_author: Mapping[str, list[tuple[str, float]]] | None = None
+                       ) -> InNetworkSource:
+    """Followees' polls created before ``now``, newest first (``by_author``: the
+    items grouped once by :func:`_polls_by_author`, instead of once per user)."""
+    by_author = _polls_by_author(items) if by_author is None else by_author
 
     def polls_by_authors(authors: list[str], n: int) -> list[tuple[str, float]]:
-        polls = [p for a in authors for p in by_author.get(a, ())]
+        polls = [p for a in authors for p in by_author.get(a, ()) if p[1] < now]
         polls.sort(key=lambda p: (-p[1], p[0]))  # ties by poll id, never by set order
         return polls[:n]
 
@@ -306,37 +334,43 @@ def follow_impact(
         name: {m: [] for m in METRICS} for name, _, _ in variants}
     slots = {name: [0, 0] for name, _, _ in variants}
     curve: dict[str, list[dict[str, float]]] = {}
-    networks = {u.user_id: _in_network_source(followees, items, u.cutoff) for u in held} \
-        if config.in_network else {}
-    for seed in config.seeds:
-        for name, field_name, shuffle in variants:
-            for k in range(config.shuffles if shuffle else 1):
-                say(f"seed {seed}: training and ranking '{name}'"
-                    + (f" (shuffle {k + 1})" if shuffle else ""))
-                values = {u: lab[field_name] for u, lab in labels.items()
-                          if field_name in lab} if field_name else {}
-                if shuffle:
-                    values = permuted(values, seed=1_000 + 100 * seed + k)
-                data = TrainingData(split.training, items,
-                                    _variant_users(users, values, field_name),
-                                    training_impressions)
-                params = {"random_state": seed, **config.recipe_params}
-                model = UserPersonalization(**params).fit(data)
-                run = {m: np.zeros(n_users) for m in METRICS}
-                for j, user in enumerate(held):
-                    feed = _feed(model, user, config.feed_depth,
-                                 networks.get(user.user_id) if name == IN_NETWORK_VARIANT
-                                 else None)
-                    mine = followees.get(user.user_id, frozenset())
-                    run[SHARE][j] = followee_share(feed, mine, author)
-                    run[NDCG][j] = ndcg_at_k(feed, user.relevant_items, 10)
-                    slots[name][0] += sum(1 for p in feed if author.get(p) in mine)
-                    slots[name][1] += len(feed)
-                for m in METRICS:
-                    runs[name][m].append(run[m])
-                if field_name and not shuffle and seed == config.seeds[-1]:
-                    curve[name] = _segment_curve(model, held, followees, author,
-                                                 config.feed_depth)
+    by_author = _polls_by_author(items) if config.in_network else {}
+    networks = {u.user_id: _in_network_source(followees, items, u.cutoff, by_author=by_author)
+                for u in held} if config.in_network else {}
+    with shared_fits():  # the variants change labels only, never EASE's user-poll matrix
+        for seed in config.seeds:
+            # The in-network variant ranks with the no-labels model (the same fit).
+            unlabelled: UserPersonalization | None = None
+            for name, field_name, shuffle in variants:
+                for k in range(config.shuffles if shuffle else 1):
+                    say(f"seed {seed}: training and ranking '{name}'"
+                        + (f" (shuffle {k + 1})" if shuffle else ""))
+                    if field_name is None and unlabelled is not None:
+                        model = unlabelled
+                    else:
+                        model = _fit_variant(split.training, items, users, labels,
+                                             training_impressions, field_name,
+                                             shuffle_seed=1_000 + 100 * seed + k
+                                             if shuffle else None,
+                                             params={"random_state": seed,
+                                                     **config.recipe_params})
+                    if field_name is None:
+                        unlabelled = model
+                    run = {m: np.zeros(n_users) for m in METRICS}
+                    for j, user in enumerate(held):
+                        feed = _feed(model, user, config.feed_depth,
+                                     networks.get(user.user_id) if name == IN_NETWORK_VARIANT
+                                     else None)
+                        mine = followees.get(user.user_id, frozenset())
+                        run[SHARE][j] = followee_share(feed, mine, author)
+                        run[NDCG][j] = ndcg_at_k(feed, user.relevant_items, 10)
+                        slots[name][0] += sum(1 for p in feed if author.get(p) in mine)
+                        slots[name][1] += len(feed)
+                    for m in METRICS:
+                        runs[name][m].append(run[m])
+                    if field_name and not shuffle and seed == config.seeds[-1]:
+                        curve[name] = _segment_curve(model, held, followees, author,
+                                                     config.feed_depth)
     per_run = {name: {m: np.vstack(v) for m, v in ms.items()} for name, ms in runs.items()}
     per_user = {name: {m: v.mean(0) for m, v in ms.items()} for name, ms in per_run.items()}
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from recsys.analysis.stats import PairedComparison, paired_comparison, with_holm
+from recsys.shared_fits import shared_fits
 from recsys.errors import HunchError
 from recsys.evaluation.evaluate import (
     COLD_POLL_MAX_TRAINING_INTERACTIONS,
@@ -145,23 +146,25 @@ def text_ablation(interactions: Sequence[Interaction], items: Mapping[str, Mappi
     if len(present) > 1 and single_fields:
         variants += [(ONLY + f, {"text_fields": (f,)}) for f in present]
     per_user: dict[str, dict[str, np.ndarray]] = {}
-    for name, params in variants:
-        say(f"text ablation: training '{name}'")
-        model = UserPersonalization(**{"random_state": seed, **(recipe_params or {}),
-                                       **params}).fit(data)
-        ndcg, recall = np.zeros(len(held)), np.zeros(len(held))
-        auc = []
-        for j, u in enumerate(held):
-            ranked = [s.item_id for s in model.recommend(u.user_id, EVALUATION_DEPTH,
-                                                         now=u.cutoff, exclude=u.input_items)]
-            ndcg[j] = ndcg_at_k(ranked, u.relevant_items, 10)
-            if cold[j]:
-                recall[j] = recall_at_k(ranked, cold[j], EVALUATION_DEPTH)
-                among = [s.item_id for s in model.recommend(
-                    u.user_id, len(cold_catalog), now=u.cutoff, exclude=u.input_items,
-                    allow=cold_catalog.__contains__)]
-                auc.append(_auc(among, cold[j]))
-        per_user[name] = {NDCG: ndcg, COLD_RECALL: recall[has_cold], COLD_AUC: np.array(auc)}
+    # Text fields never enter EASE's user-poll matrix: its fit is shared.
+    with shared_fits():
+        for name, params in variants:
+            say(f"text ablation: training '{name}'")
+            model = UserPersonalization(**{"random_state": seed, **(recipe_params or {}),
+                                           **params}).fit(data)
+            ndcg, recall = np.zeros(len(held)), np.zeros(len(held))
+            auc = []
+            for j, u in enumerate(held):
+                ranked = [s.item_id for s in model.recommend(u.user_id, EVALUATION_DEPTH,
+                                                             now=u.cutoff, exclude=u.input_items)]
+                ndcg[j] = ndcg_at_k(ranked, u.relevant_items, 10)
+                if cold[j]:
+                    recall[j] = recall_at_k(ranked, cold[j], EVALUATION_DEPTH)
+                    among = [s.item_id for s in model.recommend(
+                        u.user_id, len(cold_catalog), now=u.cutoff, exclude=u.input_items,
+                        allow=cold_catalog.__contains__)]
+                    auc.append(_auc(among, cold[j]))
+            per_user[name] = {NDCG: ndcg, COLD_RECALL: recall[has_cold], COLD_AUC: np.array(auc)}
     comparisons = []
     for name, _ in variants[1:]:
         if name.startswith(ONLY):  # a field alone against no text, where text matters

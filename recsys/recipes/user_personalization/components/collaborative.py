@@ -35,6 +35,7 @@ from recsys.recipes.user_personalization.settings import (
     METADATA_RIDGE_ALPHA,
     WARM_ITEM_MIN_INTERACTIONS,
 )
+from recsys.shared_fits import memo
 
 if TYPE_CHECKING:  # pragma: no cover
     from recsys.recipes.user_personalization.model import UserPersonalization
@@ -102,16 +103,23 @@ class Collaborative(BaseComponent):
         matrix = sp.csr_matrix((weights, (users, items)),
                                shape=(len(up.user_ids_), len(up.item_ids_)), dtype=np.float32)
         matrix.sum_duplicates()
-        # implicit's own loops are parallel; BLAS threads on top only oversubscribe.
-        with threadpool_limits(1, "blas"):
-            model = AlternatingLeastSquares(
-                factors=up.factors, regularization=up.regularization, alpha=ALS_ALPHA,
-                iterations=up.iterations, num_threads=up.num_threads,
-                random_state=up.random_state,
-            )
-            model.fit(matrix, show_progress=False)
-        return (np.asarray(model.item_factors, np.float32),
-                np.asarray(model.user_factors, np.float32))
+
+        def als() -> tuple[np.ndarray, np.ndarray]:
+            # implicit's own loops are parallel; BLAS threads on top only oversubscribe.
+            with threadpool_limits(1, "blas"):
+                model = AlternatingLeastSquares(
+                    factors=up.factors, regularization=up.regularization, alpha=ALS_ALPHA,
+                    iterations=up.iterations, num_threads=up.num_threads,
+                    random_state=up.random_state,
+                )
+                model.fit(matrix, show_progress=False)
+            return (np.asarray(model.item_factors, np.float32),
+                    np.asarray(model.user_factors, np.float32))
+
+        # Inside an analysis's shared_fits block, variants on the same events share it.
+        items_f, users_f = memo("als", matrix, als, up.factors, up.regularization, ALS_ALPHA,
+                                up.iterations, up.num_threads, up.random_state)
+        return items_f.copy(), users_f.copy()
 
     def empty(self, up: UserPersonalization, events: FitEvents) -> None:
         """Dropped: zero factors of the same shape (the serving matrix and the fold-in

@@ -42,6 +42,7 @@ from recsys.recipes.user_personalization.settings import (
     NEIGHBOUR_CHUNK,
     WARM_ITEM_MIN_INTERACTIONS,
 )
+from recsys.shared_fits import matrix_key, memo
 
 if TYPE_CHECKING:  # pragma: no cover
     from recsys.recipes.user_personalization.model import UserPersonalization
@@ -213,16 +214,24 @@ class ItemItem(BaseComponent):
         has_target = np.diff(truth.indptr) > 0
         if not has_target.any():
             return ITEM_ITEM_DEFAULT_L2
-        truth = truth[has_target].toarray()
-        best, best_score = ITEM_ITEM_DEFAULT_L2, -1.0
-        for l2, scores in ease_regularization_path(x, ITEM_ITEM_L2_GRID, rows[has_target]):
-            scores = np.asarray(scores)
-            # Seen polls go to the bottom, as a feed leaves them out.
-            scores[seen[has_target].nonzero()] = scores.min() - 1.0
-            score = ndcg_score(truth, scores, k=ITEM_ITEM_TUNING_DEPTH)
-            if score > best_score:
-                best, best_score = l2, score
-        return best
+        truth = truth[has_target]
+
+        def best_l2() -> float:
+            dense = truth.toarray()
+            best, best_score = ITEM_ITEM_DEFAULT_L2, -1.0
+            for l2, scores in ease_regularization_path(x, ITEM_ITEM_L2_GRID,
+                                                       rows[has_target]):
+                scores = np.asarray(scores)
+                # Seen polls go to the bottom, as a feed leaves them out.
+                scores[seen[has_target].nonzero()] = scores.min() - 1.0
+                score = ndcg_score(dense, scores, k=ITEM_ITEM_TUNING_DEPTH)
+                if score > best_score:
+                    best, best_score = l2, score
+            return best
+
+        # A function of the events and the validation targets only (shared_fits.py).
+        return memo("item-item lambda", x, best_l2, matrix_key(truth),
+                    rows[has_target].tobytes(), ITEM_ITEM_L2_GRID, ITEM_ITEM_TUNING_DEPTH)
 
     @staticmethod
     def scores(up: UserPersonalization, items: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -1,0 +1,113 @@
+"""Shared fits (issue 15): inside ``shared_fits`` a matrix is decomposed once,
+the reused result is the result, and a different matrix or lambda is never mixed up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.sparse as sp
+
+from recsys import ease
+from recsys.ease import ease_regularization_path, ease_spectrum, ease_weights
+from recsys.shared_fits import shared_fits
+
+
+def _votes(seed: int, users: int = 8, polls: int = 12) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    return sp.csr_matrix((rng.random((users, polls)) < 0.4).astype(float))
+
+
+@pytest.fixture
+def eigh_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = scipy.linalg.eigh
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ease.scipy.linalg, "eigh", counting)
+    return calls
+
+
+def test_equal_matrices_are_decomposed_once_and_give_the_unshared_result(
+        eigh_calls: list[int]) -> None:
+    x = _votes(0)
+    alone = ease_weights(x, 5.0)
+    spectrum_alone = ease_spectrum(x)
+    eigh_calls.clear()
+    with shared_fits():
+        # A copy with unsorted duplicates is the same matrix: one decomposition.
+        coo = x.tocoo()
+        twin = sp.csr_matrix((np.r_[coo.data, 0.0 * coo.data[:1]],
+                              (np.r_[coo.row, coo.row[:1]], np.r_[coo.col, coo.col[:1]])),
+                             shape=x.shape)
+        first = ease_weights(x, 5.0)
+        first[0, 0] = 99.0  # each call gets its own copy: this must not leak
+        second = ease_weights(twin, 5.0)
+        w, v = ease_spectrum(twin)
+        list(ease_regularization_path(x, (5.0,), np.arange(3)))
+    assert len(eigh_calls) == 1
+    np.testing.assert_array_equal(second, alone)
+    np.testing.assert_array_equal(w, spectrum_alone[0])
+    np.testing.assert_array_equal(v, spectrum_alone[1])
+
+
+def test_other_matrix_or_lambda_is_computed_afresh(eigh_calls: list[int]) -> None:
+    x, y = _votes(0), _votes(1)
+    with shared_fits():
+        bx, by = ease_weights(x, 5.0), ease_weights(y, 5.0)
+        bx_other_l2 = ease_weights(x, 50.0)
+    # Fewer users than polls: B comes from the spectrum, which x's second lambda reuses.
+    assert len(eigh_calls) == 2
+    np.testing.assert_array_equal(bx, ease_weights(x, 5.0))
+    np.testing.assert_array_equal(by, ease_weights(y, 5.0))
+    np.testing.assert_array_equal(bx_other_l2, ease_weights(x, 50.0))
+    assert not np.array_equal(bx, by)
+
+
+def test_outside_the_block_nothing_is_kept(eigh_calls: list[int]) -> None:
+    x = _votes(0)
+    with shared_fits():
+        ease_weights(x, 5.0)
+    ease_weights(x, 5.0)
+    ease_weights(x, 5.0)
+    assert len(eigh_calls) == 3
+
+
+def test_label_variants_share_als_and_ease_and_serve_as_if_fitted_alone(
+        eigh_calls: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What follow impact does: one fit per user labelling on the same events."""
+    from dataclasses import replace
+
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from recsys.recipes.user_personalization import UserPersonalization
+    from tests.recsys.test_user_personalization import _ten_times_the_users
+
+    data = _ten_times_the_users(seed=3)
+    labelled = replace(data, users={u: {**m, "COMMUNITY": str(len(u) % 3)}
+                                    for u, m in data.users.items()})
+    params = {"factors": 8, "iterations": 8, "exploration_weight": 0.0}
+    als_fits: list[int] = []
+    real_fit = AlternatingLeastSquares.fit
+    monkeypatch.setattr(AlternatingLeastSquares, "fit",
+                        lambda self, *a, **k: (als_fits.append(1), real_fit(self, *a, **k))[1])
+    eigh_calls.clear()
+    alone = [UserPersonalization(**params).fit(d) for d in (data, labelled)]
+    als_alone, eigh_alone = len(als_fits), len(eigh_calls)
+    assert als_alone == 2 and eigh_alone >= 2
+    als_fits.clear()
+    eigh_calls.clear()
+    with shared_fits():
+        shared = [UserPersonalization(**params).fit(d) for d in (data, labelled)]
+    # The second labelling costs no ALS and no eigendecomposition.
+    assert len(als_fits) == 1
+    assert len(eigh_calls) == eigh_alone // 2
+    user = next(iter(data.users))
+    for a, s in zip(alone, shared):
+        np.testing.assert_array_equal(a.item_factors_, s.item_factors_)
+        np.testing.assert_array_equal(a.item_item_, s.item_item_)
+        assert [(r.item_id, r.score) for r in a.recommend(user, 10)] == \
+            [(r.item_id, r.score) for r in s.recommend(user, 10)]
