@@ -17,8 +17,6 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from gateway import metrics
 from gateway.settings import Settings
 from graph.errors import GraphError, GraphUnavailable
@@ -27,14 +25,15 @@ from recsys.admission import UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
 from recsys.event_stores import open_event_store
-from recsys.events import EventStore, Impression, Interaction, LatestInteractionsCache
+from recsys.events import Impression, Interaction, LatestInteractionsCache
 from recsys.feed import FeedPage, FeedService
+from recsys.feed_filters import FeedFilters
 from recsys.feed_sessions import CursorSigner, SQLiteFeedSessionStore
-from recsys.filters import Catalog, CompiledFilter, FilterContext, compile_filter
+from recsys.filters import Catalog, CompiledFilter, compile_filter
 from recsys.filters import open_filter_store
 from recsys.mixer import IN_NETWORK, Mixer, SlotPlan
-from recsys.promotions import Promotion, open_promotion_store, select_active
-from recsys.recipes.base import PollMask, ScoredItem
+from recsys.promotions import Promotion, open_promotion_store
+from recsys.recipes.base import ScoredItem
 from recsys.recommendation_log import RecommendationLog
 from recsys.refresher import Refresher
 from recsys.schemas import ITEMS
@@ -47,11 +46,6 @@ log = logging.getLogger(__name__)
 STORE_DEGRADED = "event-store"
 # Interactions filters look at a user's last 100 interactions per event type (Personalize).
 RECENT_EVENTS_PER_TYPE = 100
-# How stale the active promotion may be in a worker after an internal tool changes it.
-PROMOTION_REFRESH_SECONDS = 1.0
-# How long a named filter's definition is reused without reading the file: filters never
-# change, so this only bounds how long another process's delete goes unseen.
-FILTER_REFRESH_SECONDS = 1.0
 
 
 class ServedRecipeSource:
@@ -114,7 +108,6 @@ class Services:
         # Its own connection: its commits (fsync) must not hold the lock that the feed's
         # reads of the event store take.
         self.recommendation_log = RecommendationLog(open_event_store(settings.event_store_url))
-        self._request = threading.local()  # per-request memo (one feed runs in one thread)
         self.graph_degraded = False
         self._catalog_lock = threading.Lock()
         self.catalog = Catalog(schema=ITEMS)
@@ -127,6 +120,9 @@ class Services:
         self.refresher.load_catalog()
         self.exclusion: CompiledFilter | None = (
             compile_filter(settings.exclusion_filter) if settings.exclusion_filter else None)
+        self.feed_filters = FeedFilters(self.catalog, self._catalog_lock,
+                                        self.latest_interactions, self.filters,
+                                        self.promotions, self.exclusion)
 
         plan = SlotPlan.parse(settings.slot_plan)
         if settings.in_network and IN_NETWORK not in plan.block:
@@ -146,8 +142,8 @@ class Services:
             _make_session_store(settings),
             CursorSigner(settings.cursor_secret),
             session_ttl_seconds=settings.session_ttl_seconds,
-            active_promotion=self._active_promotion,
-            promotion_filter=self._promotion_predicate,
+            active_promotion=self.feed_filters.active_promotion,
+            promotion_filter=self.feed_filters.promotion_predicate,
             on_recommendation=self._record_recommendation,
             max_page_size=settings.max_page_size,
         )
@@ -200,21 +196,11 @@ class Services:
     def feed(self, user_id: str, first: int, after: str | None,
              filter_name: str | None = None, filter_values: dict[str, str] | None = None,
              ) -> FeedResult:
-        self._request.context = None  # a new request: read the user's events afresh
-        self._request.store_down = False
-        context = self._filter_context(user_id)
-        named = (self.filters.get(filter_name, max_age_seconds=FILTER_REFRESH_SECONDS).compiled
-                 if filter_name else None)
-        masks: list[np.ndarray] = []
-        with self._catalog_lock:  # the catalog is not safe to read while it is updated
-            if self.exclusion is not None:
-                masks.append(self.exclusion.bind().catalog_mask(context))
-            if named is not None:
-                masks.append(named.bind(filter_values).catalog_mask(context))
-            allow = self._mask_predicate(masks)
+        self.feed_filters.begin_request()
+        allow = self.feed_filters.allow(user_id, filter_name, filter_values)
         page = self.feed_service.page(user_id, first, after, allow=allow)
         degraded = ["in-network"] if self.settings.in_network and self.graph_degraded else []
-        if self._request.store_down:
+        if self.feed_filters.store_down:
             degraded.append(STORE_DEGRADED)
         return FeedResult(page, degraded)
 
@@ -228,88 +214,15 @@ class Services:
                 result.degraded.append(STORE_DEGRADED)
             return {}
 
-    def _filter_context(self, user_id: str) -> FilterContext:
-        cached = getattr(self._request, "context", None)
-        if cached is not None and cached[0] == user_id:
-            return cached[1]
-        try:
-            recent, record = self.latest_interactions.get(user_id)
-        except StoreUnavailable:
-            # The feed keeps serving from the models in memory while the store is down,
-            # filtered by what this worker read of the user last (nothing if never).
-            self._request.store_down = True
-            recent, record = self.latest_interactions.last_read(user_id)
-        context = FilterContext(self.catalog, record or {}, recent)
-        self._request.context = (user_id, context)
-        return context
-
-    def _mask_predicate(self, masks: list[np.ndarray]) -> PollMask | None:
-        """The request's filters as one keep-mask over the catalog's rows (call with the
-        catalog lock held). It is a predicate too; User-Personalization applies it to the
-        whole catalog at once instead of asking per candidate (hundreds of calls per page
-        for a selective promotion filter). A poll the catalog does not know yet cannot be
-        judged by metadata: it is allowed (it has no interactions either)."""
-        if not masks:
-            return None
-        combined = masks[0]
-        for m in masks[1:]:
-            combined = combined & m
-        # Masks may be longer than the catalog (spare capacity): only real rows count.
-        return PollMask(combined[: len(self.catalog)], self.catalog.ids, self.catalog.index)
-
-    def _promotion_predicate(self, promotion: Promotion, user_id: str) -> Callable[[str], bool]:
-        if promotion.filter_name:
-            compiled = self.filters.get(promotion.filter_name,
-                                        max_age_seconds=FILTER_REFRESH_SECONDS).compiled
-        else:
-            compiled = self._compiled(promotion.filter_expression)
-        context = self._filter_context(user_id)
-        with self._catalog_lock:
-            mask = compiled.bind(promotion.filter_values).catalog_mask(context)
-            predicate = self._mask_predicate([mask])
-        assert predicate is not None
-        return predicate
-
     def polls_by_author(self, author_id: str, n: int) -> list[str]:
-        """The author's newest ``n`` polls, from the catalog's AUTHOR_ID index."""
-        with self._catalog_lock:
-            mask = self.catalog.value_mask("AUTHOR_ID", [author_id])
-            rows = np.flatnonzero(mask[: len(self.catalog)])
-            created = [self.catalog.numeric_value(int(r), "CREATION_TIMESTAMP") or 0.0
-                       for r in rows]
-            ids = [self.catalog.ids[int(r)] for r in rows]
-        return [i for _, i in sorted(zip(created, ids), reverse=True)[:n]]
+        return self.feed_filters.polls_by_author(author_id, n)
 
     def promotions_changed(self) -> None:
         """This worker changed a promotion: apply it from the next request."""
-        self._promotion_cache = None
+        self.feed_filters.promotions_changed()
 
     def _active_promotion(self) -> Promotion | None:
-        """The active promotion. The store's version is polled at most every
-        PROMOTION_REFRESH_SECONDS and the promotions re-read only when it moved (a change
-        by an internal tool on any host reaches every worker within that time); which one
-        is active is decided on each request, as windows open and close by the clock."""
-        now = time.monotonic()
-        cached = getattr(self, "_promotion_cache", None)  # (checked at, version, promotions)
-        if cached is None or now - cached[0] >= PROMOTION_REFRESH_SECONDS:
-            try:
-                version = self.promotions.version()  # read first: a later write moves it
-                promotions = (cached[2] if cached is not None and cached[1] == version
-                              else self.promotions.list())
-                cached = (now, version, promotions)
-            except StoreUnavailable as exc:  # the feed keeps serving what it read last
-                log.warning("promotions not refreshed: %s", exc)
-                cached = (now, None, cached[2] if cached is not None else [])
-            self._promotion_cache = cached
-        return select_active(cached[2], time.time())
-
-    def _compiled(self, expression: str) -> CompiledFilter:
-        """Compile once, reuse: promotions name their filter by expression."""
-        cache = self.__dict__.setdefault("_compiled_cache", {})
-        compiled = cache.get(expression)
-        if compiled is None:
-            compiled = cache[expression] = compile_filter(expression)
-        return compiled
+        return self.feed_filters.active_promotion()
 
     def _record_recommendation(self, recommendation_id: str, user_id: str,
                                item_ids: list[str]) -> None:

@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-import gateway.services as services_module
+import recsys.feed_filters as feed_filters_module
 from gateway.services import Services
 from gateway.settings import Settings
 from recsys.event_stores import upgrade_stores
@@ -37,7 +37,7 @@ def _host(tmp_path, name: str, store_url: str) -> Services:
 @pytest.fixture
 def two_hosts(tmp_path, shared_store_url, monkeypatch):
     # Every call polls the version: the test steps instead of waiting for the period.
-    monkeypatch.setattr(services_module, "PROMOTION_REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(feed_filters_module, "PROMOTION_REFRESH_SECONDS", 0.0)
     a, b = _host(tmp_path, "a", shared_store_url), _host(tmp_path, "b", shared_store_url)
     yield a, b
     for host in (a, b):
@@ -72,7 +72,7 @@ def test_an_unchanged_version_reads_no_promotions(two_hosts):
 
 def test_the_feed_keeps_its_promotion_while_postgres_is_down(tmp_path, postgres_server,
                                                              postgres_url, monkeypatch):
-    monkeypatch.setattr(services_module, "PROMOTION_REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(feed_filters_module, "PROMOTION_REFRESH_SECONDS", 0.0)
     upgrade_stores(postgres_url)
     host = _host(tmp_path, "a", postgres_url)
     try:

@@ -1,0 +1,156 @@
+"""What one feed request is filtered by: the user's recent events and record, the
+exclusion and named filters as masks over the catalog, and the active promotion with its
+filter. Personalize applies filters to every recipe of a request; here they become one
+keep-mask that every source honours.
+
+Owned by the serving layer (one per worker); the gateway calls it per request. A request
+runs in one thread, so the user's filter context is memoised per thread between
+:meth:`FeedFilters.begin_request` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from recsys.events import LatestInteractionsCache
+from recsys.filters import Catalog, CompiledFilter, FilterContext, compile_filter
+from recsys.filters.store import FilterStoreProtocol
+from recsys.promotions import Promotion, PromotionStoreProtocol, select_active
+from recsys.recipes.base import PollMask
+from recsys.store_db import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+# How stale the active promotion may be in a worker after an internal tool changes it.
+PROMOTION_REFRESH_SECONDS = 1.0
+# How long a named filter's definition is reused without reading the store: filters never
+# change, so this only bounds how long another process's delete goes unseen.
+FILTER_REFRESH_SECONDS = 1.0
+
+
+class FeedFilters:
+    """Filters and promotions of feed requests over one worker's catalog."""
+
+    def __init__(self, catalog: Catalog, catalog_lock: threading.Lock,
+                 latest_interactions: LatestInteractionsCache, filters: FilterStoreProtocol,
+                 promotions: PromotionStoreProtocol, exclusion: CompiledFilter | None = None):
+        self.catalog = catalog
+        self._catalog_lock = catalog_lock  # the catalog is not safe to read while updated
+        self.latest_interactions = latest_interactions
+        self.filters = filters
+        self.promotions = promotions
+        self.exclusion = exclusion
+        self._request = threading.local()  # per-request memo (one feed runs in one thread)
+        self._promotion_cache: tuple[float, object, list[Promotion]] | None = None
+        self._compiled_cache: dict[str, CompiledFilter] = {}
+
+    def begin_request(self) -> None:
+        """A new request: read the user's events afresh."""
+        self._request.context = None
+        self._request.store_down = False
+
+    @property
+    def store_down(self) -> bool:
+        """Whether this request's user context came from memory (event store down)."""
+        return getattr(self._request, "store_down", False)
+
+    def allow(self, user_id: str, filter_name: str | None = None,
+              filter_values: dict[str, str] | None = None) -> PollMask | None:
+        """The request's exclusion and named filter as one keep-mask (None: keep all)."""
+        context = self.context(user_id)
+        named = (self.filters.get(filter_name, max_age_seconds=FILTER_REFRESH_SECONDS).compiled
+                 if filter_name else None)
+        masks: list[np.ndarray] = []
+        with self._catalog_lock:
+            if self.exclusion is not None:
+                masks.append(self.exclusion.bind().catalog_mask(context))
+            if named is not None:
+                masks.append(named.bind(filter_values).catalog_mask(context))
+            return self._mask_predicate(masks)
+
+    def context(self, user_id: str) -> FilterContext:
+        cached = getattr(self._request, "context", None)
+        if cached is not None and cached[0] == user_id:
+            return cached[1]
+        try:
+            recent, record = self.latest_interactions.get(user_id)
+        except StoreUnavailable:
+            # The feed keeps serving from the models in memory while the store is down,
+            # filtered by what this worker read of the user last (nothing if never).
+            self._request.store_down = True
+            recent, record = self.latest_interactions.last_read(user_id)
+        context = FilterContext(self.catalog, record or {}, recent)
+        self._request.context = (user_id, context)
+        return context
+
+    def _mask_predicate(self, masks: list[np.ndarray]) -> PollMask | None:
+        """The request's filters as one keep-mask over the catalog's rows (call with the
+        catalog lock held). It is a predicate too; User-Personalization applies it to the
+        whole catalog at once instead of asking per candidate (hundreds of calls per page
+        for a selective promotion filter). A poll the catalog does not know yet cannot be
+        judged by metadata: it is allowed (it has no interactions either)."""
+        if not masks:
+            return None
+        combined = masks[0]
+        for m in masks[1:]:
+            combined = combined & m
+        # Masks may be longer than the catalog (spare capacity): only real rows count.
+        return PollMask(combined[: len(self.catalog)], self.catalog.ids, self.catalog.index)
+
+    def promotion_predicate(self, promotion: Promotion, user_id: str) -> Callable[[str], bool]:
+        if promotion.filter_name:
+            compiled = self.filters.get(promotion.filter_name,
+                                        max_age_seconds=FILTER_REFRESH_SECONDS).compiled
+        else:
+            compiled = self._compiled(promotion.filter_expression)
+        context = self.context(user_id)
+        with self._catalog_lock:
+            mask = compiled.bind(promotion.filter_values).catalog_mask(context)
+            predicate = self._mask_predicate([mask])
+        assert predicate is not None
+        return predicate
+
+    def promotions_changed(self) -> None:
+        """This worker changed a promotion: apply it from the next request."""
+        self._promotion_cache = None
+
+    def active_promotion(self) -> Promotion | None:
+        """The active promotion. The store's version is polled at most every
+        PROMOTION_REFRESH_SECONDS and the promotions re-read only when it moved (a change
+        by an internal tool on any host reaches every worker within that time); which one
+        is active is decided on each request, as windows open and close by the clock."""
+        now = time.monotonic()
+        cached = self._promotion_cache  # (checked at, version, promotions)
+        if cached is None or now - cached[0] >= PROMOTION_REFRESH_SECONDS:
+            try:
+                version = self.promotions.version()  # read first: a later write moves it
+                promotions = (cached[2] if cached is not None and cached[1] == version
+                              else self.promotions.list())
+                cached = (now, version, promotions)
+            except StoreUnavailable as exc:  # the feed keeps serving what it read last
+                log.warning("promotions not refreshed: %s", exc)
+                cached = (now, None, cached[2] if cached is not None else [])
+            self._promotion_cache = cached
+        return select_active(cached[2], time.time())
+
+    def _compiled(self, expression: str) -> CompiledFilter:
+        """Compile once, reuse: promotions name their filter by expression."""
+        compiled = self._compiled_cache.get(expression)
+        if compiled is None:
+            compiled = self._compiled_cache[expression] = compile_filter(expression)
+        return compiled
+
+    def polls_by_author(self, author_id: str, n: int) -> list[str]:
+        """The author's newest ``n`` polls, from the catalog's AUTHOR_ID index."""
+        with self._catalog_lock:
+            mask = self.catalog.value_mask("AUTHOR_ID", [author_id])
+            rows = np.flatnonzero(mask[: len(self.catalog)])
+            created = [self.catalog.numeric_value(int(r), "CREATION_TIMESTAMP") or 0.0
+                       for r in rows]
+            ids = [self.catalog.ids[int(r)] for r in rows]
+        return [i for _, i in sorted(zip(created, ids), reverse=True)[:n]]

@@ -1,0 +1,64 @@
+"""A feed request's filters in the engine (recsys), with real SQLite stores: the user's
+votes and a named filter become one keep-mask; a store outage is served from memory."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from recsys.events import EventStore, Interaction, LatestInteractionsCache
+from recsys.feed_filters import FeedFilters
+from recsys.filters import Catalog, compile_filter
+from recsys.filters.store import open_filter_store
+from recsys.promotions import open_promotion_store
+from recsys.schemas import ITEMS
+from recsys.store_db import StoreUnavailable
+
+POLLS = {"p1": {"CATEGORY": "SPORTS", "AUTHOR_ID": "a1", "CREATION_TIMESTAMP": 10},
+         "p2": {"CATEGORY": "MUSIC", "AUTHOR_ID": "a1", "CREATION_TIMESTAMP": 20},
+         "p3": {"CATEGORY": "SPORTS", "AUTHOR_ID": "a2", "CREATION_TIMESTAMP": 30}}
+
+
+def _filters(tmp_path):
+    db = tmp_path / "events.sqlite3"
+    store = EventStore(db)
+    catalog = Catalog(schema=ITEMS)
+    catalog.upsert(POLLS)
+    named = open_filter_store(db)
+    named.create("by-category", "INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)")
+    exclusion = compile_filter('EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("HUNCH")')
+    latest = LatestInteractionsCache(store)
+    return store, latest, FeedFilters(catalog, threading.Lock(), latest, named,
+                                      open_promotion_store(db), exclusion)
+
+
+def test_votes_and_a_named_filter_make_one_keep_mask(tmp_path):
+    store, _, filters = _filters(tmp_path)
+    store.append(Interaction("u1", "p1", "HUNCH", int(time.time()), event_id="e1"))
+    filters.begin_request()
+    allow = filters.allow("u1", "by-category", {"CATEGORY": '"SPORTS"'})
+    assert [p for p in POLLS if allow(p)] == ["p3"]  # p1 voted, p2 not SPORTS
+    filters.begin_request()
+    assert [p for p in POLLS if filters.allow("u2")(p)] == ["p1", "p2", "p3"]
+    assert not filters.store_down
+
+
+def test_an_outage_filters_by_what_was_read_last_and_says_so(tmp_path, monkeypatch):
+    store, latest, filters = _filters(tmp_path)
+    store.append(Interaction("u1", "p1", "HUNCH", int(time.time()), event_id="e1"))
+    filters.begin_request()
+    filters.allow("u1")
+
+    def down(_user):
+        raise StoreUnavailable("the store is down")
+
+    monkeypatch.setattr(latest, "get", down)
+    filters.begin_request()
+    allow = filters.allow("u1")
+    assert filters.store_down and [p for p in POLLS if allow(p)] == ["p2", "p3"]
+
+
+def test_an_authors_newest_polls_come_from_the_catalog(tmp_path):
+    _, _, filters = _filters(tmp_path)
+    assert filters.polls_by_author("a1", 5) == ["p2", "p1"]
+    assert filters.polls_by_author("a1", 1) == ["p2"]
