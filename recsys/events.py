@@ -33,7 +33,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -640,26 +640,7 @@ class EventStore:
             found = conn.execute(
                 "SELECT json_extract(fields, '$.AUTHOR_ID') FROM items WHERE item_id = ?",
                 (item_id,)).fetchone()
-            fields = dict(record)
-            if found is None:
-                if fields.get("CREATION_TIMESTAMP") is None:
-                    fields["CREATION_TIMESTAMP"] = int(time.time())
-                if fields.get("AUTHOR_ID") is None:
-                    fields["AUTHOR_ID"] = acting_user
-                elif not admin and fields["AUTHOR_ID"] != acting_user:
-                    raise NotPollAuthor(
-                        f"a new poll's authorId must be the caller ({acting_user!r:.80}); "
-                        "leave it out to author the poll yourself")
-            elif not admin:
-                stored = found[0]
-                if stored != acting_user:
-                    raise NotPollAuthor(
-                        f"poll {item_id!r:.80} belongs to another author; only its author "
-                        "or an internal tool may change it")
-                if fields.get("AUTHOR_ID", stored) != stored:
-                    raise NotPollAuthor(
-                        f"poll {item_id!r:.80}: an author cannot give a poll to someone "
-                        "else; leave authorId out or set it to yourself")
+            fields = owned_poll_fields(item_id, record, found, acting_user, admin)
             _upsert_stamped(conn, [_catalog_row("ITEM_ID", fields, 1)])
             row = conn.execute("SELECT item_id, fields FROM items WHERE item_id = ?",
                                (item_id,)).fetchone()
@@ -878,6 +859,36 @@ class LatestInteractionsCache:
 
 # --------------------------------------------------------------------------- rows
 
+
+
+def owned_poll_fields(item_id: str, record: Mapping[str, Any], found: Sequence[Any] | None,
+                      acting_user: str, admin: bool) -> dict[str, Any]:
+    """The fields to store for a poll write, after the ownership rule (both stores call
+    this inside their write transaction). ``found`` is the stored poll's row with its
+    author first, or None for a new poll. A new poll is authored by the caller and dated
+    now unless given; an existing one changes only by its stored author or an admin, and
+    is never given away. Raises :class:`NotPollAuthor`."""
+    fields = dict(record)
+    if found is None:
+        if fields.get("CREATION_TIMESTAMP") is None:
+            fields["CREATION_TIMESTAMP"] = int(time.time())
+        if fields.get("AUTHOR_ID") is None:
+            fields["AUTHOR_ID"] = acting_user
+        elif not admin and fields["AUTHOR_ID"] != acting_user:
+            raise NotPollAuthor(
+                f"a new poll's authorId must be the caller ({acting_user!r:.80}); "
+                "leave it out to author the poll yourself")
+    elif not admin:
+        stored = found[0]
+        if stored != acting_user:
+            raise NotPollAuthor(
+                f"poll {item_id!r:.80} belongs to another author; only its author "
+                "or an internal tool may change it")
+        if fields.get("AUTHOR_ID", stored) != stored:
+            raise NotPollAuthor(
+                f"poll {item_id!r:.80}: an author cannot give a poll to someone "
+                "else; leave authorId out or set it to yourself")
+    return fields
 
 def _admitted(events: Iterable[_E], rules: EventRules) -> Iterator[_E]:
     for event in events:

@@ -29,7 +29,6 @@ PostgreSQL doing the work SQLite's single writer did:
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -39,7 +38,7 @@ import psycopg
 
 from recsys import store_db
 from recsys.admission import EventRules
-from recsys.errors import InvalidEvent, NotPollAuthor
+from recsys.errors import InvalidEvent
 from recsys.event_stores import StoreUnavailable, describe_url
 from recsys.events import (
     _EVENT_COLUMNS,
@@ -64,6 +63,7 @@ from recsys.events import (
     _record_from,
 )
 from recsys.events import _check_id as check_id
+from recsys.events import owned_poll_fields
 from recsys.events import _check_timestamp as check_timestamp
 
 COMPONENT = "events"  # this store's row in hunch_schema
@@ -504,26 +504,7 @@ class PostgresEventStore:
             found = conn.execute(
                 "SELECT fields ->> 'AUTHOR_ID' FROM items WHERE item_id = %s FOR UPDATE",
                 (item_id,)).fetchone()
-            fields = dict(record)
-            if found is None:
-                if fields.get("CREATION_TIMESTAMP") is None:
-                    fields["CREATION_TIMESTAMP"] = int(time.time())
-                if fields.get("AUTHOR_ID") is None:
-                    fields["AUTHOR_ID"] = acting_user
-                elif not admin and fields["AUTHOR_ID"] != acting_user:
-                    raise NotPollAuthor(
-                        f"a new poll's authorId must be the caller ({acting_user!r:.80}); "
-                        "leave it out to author the poll yourself")
-            elif not admin:
-                stored = found[0]
-                if stored != acting_user:
-                    raise NotPollAuthor(
-                        f"poll {item_id!r:.80} belongs to another author; only its author "
-                        "or an internal tool may change it")
-                if fields.get("AUTHOR_ID", stored) != stored:
-                    raise NotPollAuthor(
-                        f"poll {item_id!r:.80}: an author cannot give a poll to someone "
-                        "else; leave authorId out or set it to yourself")
+            fields = owned_poll_fields(item_id, record, found, acting_user, admin)
             _upsert_stamped(conn, [_catalog_pg_row("ITEM_ID", fields, 1)])
             row = conn.execute("SELECT item_id, fields::text FROM items WHERE item_id = %s",
                                (item_id,)).fetchone()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from recsys.errors import HunchError
-from recsys.store_db import BUMP_CHANGES_SQL, CHANGES_TABLE_SQL, store_location
+from recsys.store_db import BUMP_CHANGES_SQL, CHANGES_TABLE_SQL, sqlite_write, store_location
 
 MAX_PROMOTION_NAME_LENGTH = 256
 CHANGES_COMPONENT = "promotions"  # its row in hunch_changes (see version())
@@ -244,17 +244,10 @@ class PromotionStore(PromotionStoreBase):
 
     def _write(self, work: Callable[[], object]) -> object:
         """Run ``work`` in a write transaction that also raises the version."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work()
-                if result:
-                    self._conn.execute(BUMP_CHANGES_SQL.format(p="?"), (CHANGES_COMPONENT,))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+        with sqlite_write(self._conn, self._lock):
+            result = work()
+            if result:
+                self._conn.execute(BUMP_CHANGES_SQL.format(p="?"), (CHANGES_COMPONENT,))
         return result
 
     def _insert(self, name: str, body: dict, updated_at: float) -> bool:

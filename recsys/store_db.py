@@ -133,6 +133,23 @@ class _CheckWhenIdle:
 
 
 @contextlib.contextmanager
+def sqlite_write(conn, lock) -> Iterator[None]:
+    """One SQLite write transaction (``BEGIN IMMEDIATE``: the write lock up front, so a
+    read-then-write cannot be overtaken by another process), committed when the block
+    ends, rolled back on any exception."""
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            if conn.in_transaction:  # the block may have rolled back itself
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+@contextlib.contextmanager
 def unavailable_as_typed(what: str) -> Iterator[None]:
     """Turn psycopg's connection failures into :class:`StoreUnavailable`."""
     import psycopg

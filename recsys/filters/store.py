@@ -30,7 +30,8 @@ from recsys.errors import HunchError
 from recsys.filters.compiler import CompiledFilter, compile_filter
 from recsys.filters.parser import InvalidFilterExpression
 from recsys.schemas import DatasetSchema
-from recsys.store_db import BUMP_CHANGES_SQL, CHANGES_TABLE_SQL, StoreUnavailable, store_location
+from recsys.store_db import (BUMP_CHANGES_SQL, CHANGES_TABLE_SQL, StoreUnavailable, sqlite_write,
+                             store_location)
 
 # Personalize's filter Name shape (botocore): 1-63 characters, letters, digits, - and _.
 _FILTER_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-_]{0,62}")
@@ -230,25 +231,18 @@ class FilterStore(FilterStoreBase):
 
     def _insert_if_absent(self, name: str, expression: str,
                           created_at: float) -> tuple[str, float]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute(
-                    "SELECT expression, created_at FROM filters WHERE name = ?", (name,)
-                ).fetchone()
-                if row is not None:
-                    self._conn.execute("ROLLBACK")
-                    return row[0], row[1]
-                self._conn.execute(
-                    "INSERT INTO filters (name, expression, created_at) VALUES (?, ?, ?)",
-                    (name, expression, created_at),
-                )
-                self._conn.execute(BUMP_CHANGES_SQL.format(p="?"), (CHANGES_COMPONENT,))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+        with sqlite_write(self._conn, self._lock):
+            row = self._conn.execute(
+                "SELECT expression, created_at FROM filters WHERE name = ?", (name,)
+            ).fetchone()
+            if row is not None:
+                self._conn.execute("ROLLBACK")
+                return row[0], row[1]
+            self._conn.execute(
+                "INSERT INTO filters (name, expression, created_at) VALUES (?, ?, ?)",
+                (name, expression, created_at),
+            )
+            self._conn.execute(BUMP_CHANGES_SQL.format(p="?"), (CHANGES_COMPONENT,))
         return expression, created_at
 
     def _row(self, name: str) -> tuple[str, float] | None:
@@ -264,18 +258,11 @@ class FilterStore(FilterStoreBase):
             ).fetchall()
 
     def _delete_row(self, name: str) -> bool:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = self._conn.execute(
-                    "DELETE FROM filters WHERE name = ?", (name,)).rowcount
-                if deleted:
-                    self._conn.execute(BUMP_CHANGES_SQL.format(p="?"), (CHANGES_COMPONENT,))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+        with sqlite_write(self._conn, self._lock):
+            deleted = self._conn.execute(
+                "DELETE FROM filters WHERE name = ?", (name,)).rowcount
+            if deleted:
+                self._conn.execute(BUMP_CHANGES_SQL.format(p="?"), (CHANGES_COMPONENT,))
         return bool(deleted)
 
     def _version(self) -> int:
