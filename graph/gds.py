@@ -22,6 +22,7 @@ Silhouette is computed in Python on a sample of the streamed embedding: GDS's ow
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -70,6 +71,8 @@ from graph.features import (
 from graph.report import PROJECTION_SAMPLE, write_summary
 from graph.store import GraphStore, Labels
 
+log = logging.getLogger(__name__)
+
 # FastRP dimensions: 64 is where K-Means on planted graphs of 50 communities stops
 # improving, and the docs' own guidance for graphs of this size.
 FASTRP_DIMENSIONS = 64
@@ -94,6 +97,11 @@ KMEANS_RESTARTS = 4
 # ("Index -1 out of bounds for length 50" at 100k users, k=50). One thread is a single
 # pass over the ties (0.1 s at 2M relationships), cheaper than the threads on 2 cores.
 MODULARITY_CONCURRENCY = 1
+# Leiden and Louvain run single-threaded too. A seeded Leiden round maps seed labels to
+# communities through the same kind of shared map and, under load in CI, failed with
+# "Index 93 out of bounds for length 37"; one thread also makes randomSeed reproduce
+# the same communities run after run (GDS promises that only at concurrency 1).
+COMMUNITY_CONCURRENCY = 1
 # Users whose embedding comes back to Python: silhouette and the projection plot look
 # at no more than this many (SILHOUETTE_SAMPLE_SIZE, report.PROJECTION_SAMPLE), and
 # streaming all 100k x 64 floats cost seconds of Bolt decoding for nothing.
@@ -430,9 +438,9 @@ def _communities(driver: Driver, name: str, method: str, seed: int) -> tuple[str
                 driver,
                 f"CALL gds.{method}.mutate($g, {{relationshipTypes: ['TIES'], mutateProperty: $prop, "
                 f"maxLevels: $levels, tolerance: $tol, includeIntermediateCommunities: false, "
-                f"{extra}{seeding}}}) YIELD modularity RETURN modularity",
+                f"concurrency: $threads, {extra}{seeding}}}) YIELD modularity RETURN modularity",
                 g=name, prop=prop, levels=GDS_MAX_LEVELS, tol=GDS_TOLERANCE,
-                iters=GDS_MAX_ITERATIONS, seed=seed,
+                iters=GDS_MAX_ITERATIONS, seed=seed, threads=COMMUNITY_CONCURRENCY,
             )[0]
         except ClientError as exc:
             # GDS 2.13 Leiden fails with a NullPointerException when the seed partition
@@ -440,6 +448,13 @@ def _communities(driver: Driver, name: str, method: str, seed: int) -> tuple[str
             if best_prop and "NullPointerException" in (exc.message or ""):
                 break
             raise
+        except GdsStepFailed as exc:
+            # A seeded round only refines a labelling we already hold: if GDS fails on
+            # it for another reason, keep the best round rather than lose the whole run.
+            if not best_prop:
+                raise
+            log.warning("GDS %s round %d failed; keeping %s: %s", method, round_, best_prop, exc)
+            break
         rounds += 1
         q = float(row["modularity"])
         if q < best_q + COMMUNITY_MIN_GAIN:

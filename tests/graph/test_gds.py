@@ -200,3 +200,31 @@ def test_streamed_features_land_on_the_users_asked_for():
     # The projection's node ids are the ints given to gds.graph.project.
     expected = [out_degree.get(nid, 0) for nid in sorted(full, reverse=True)]
     assert degrees["out_degree"].tolist() == expected
+
+
+def test_a_failed_seeded_round_keeps_the_round_before_it(monkeypatch):
+    """GDS 2.13 can fail a seeded Leiden round with an internal error (CI saw
+    "Index 93 out of bounds for length 37"); the rounds before it are a valid
+    labelling, so the run keeps the best of them instead of failing whole. A failed
+    first round (nothing held yet) still fails. No server needed: _q is replaced."""
+    import graph.gds as gds
+
+    calls = []
+
+    def fake_q(driver, query, **params):
+        calls.append(params["prop"])
+        if "seedProperty" in query:
+            raise gds.GdsStepFailed("a GDS procedure failed: ArrayIndexOutOfBoundsException")
+        return [{"modularity": 0.41}]
+
+    monkeypatch.setattr(gds, "_q", fake_q)
+    prop, modularity, rounds = gds._communities(None, "g", "leiden", seed=0)
+    assert (prop, modularity, rounds) == ("leiden_0", 0.41, 1)
+    assert calls == ["leiden_0", "leiden_1"]
+
+    def always_fails(driver, query, **params):
+        raise gds.GdsStepFailed("a GDS procedure failed: out of memory")
+
+    monkeypatch.setattr(gds, "_q", always_fails)
+    with pytest.raises(gds.GdsStepFailed):
+        gds._communities(None, "g", "leiden", seed=0)
