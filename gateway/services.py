@@ -24,6 +24,7 @@ from graph.store import Follow, GraphStore, PollAuthorship
 from recsys.admission import UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
+from recsys.event_head import EventHead
 from recsys.event_stores import open_event_store
 from recsys.events import Impression, Interaction, LatestInteractionsCache
 from recsys.feed import FeedPage, FeedService
@@ -96,11 +97,13 @@ class Services:
         # fsyncs and behind the catalog refresh's item count (15 ms at 50k polls, every
         # 2 s), since one connection runs one statement at a time.
         self._feed_events = open_event_store(settings.event_store_url)
+        # Read once per feed request; the two readers below query only when it moved.
+        self.event_head = EventHead(self._feed_events)
         self.latest_interactions = LatestInteractionsCache(
-            self._feed_events, per_type=RECENT_EVENTS_PER_TYPE)
+            self._feed_events, per_type=RECENT_EVENTS_PER_TYPE, head=self.event_head)
         self.recipes = RecipeService(settings.artifact_store(), self._feed_events,
                                      check_seconds=settings.artifacts_poll_seconds,
-                                     background_swap=True)
+                                     background_swap=True, head=self.event_head)
         # HUNCH_STORE_URL: PostgreSQL shared by several hosts, else the event store's file.
         self.filters = open_filter_store(settings.store_url or settings.events_db)
         self.promotions = open_promotion_store(settings.store_url or settings.events_db)
@@ -197,8 +200,9 @@ class Services:
              filter_name: str | None = None, filter_values: dict[str, str] | None = None,
              ) -> FeedResult:
         self.feed_filters.begin_request()
-        allow = self.feed_filters.allow(user_id, filter_name, filter_values)
-        page = self.feed_service.page(user_id, first, after, allow=allow)
+        with self.event_head.request():
+            allow = self.feed_filters.allow(user_id, filter_name, filter_values)
+            page = self.feed_service.page(user_id, first, after, allow=allow)
         degraded = ["in-network"] if self.settings.in_network and self.graph_degraded else []
         if self.feed_filters.store_down:
             degraded.append(STORE_DEGRADED)
@@ -299,11 +303,12 @@ class Services:
     def _polls_by_authors_sync(self, authors: list[str], limit: int) -> list[tuple[str, float]]:
         polls = self._run_graph(self.graph.polls_by_authors(authors, limit)) or []
         out = []
-        for poll_id in polls:
-            row = self.catalog.index.get(poll_id)
-            created = (self.catalog.numeric_value(row, "CREATION_TIMESTAMP")
-                       if row is not None else None)
-            out.append((poll_id, float(created or 0.0)))
+        with self._catalog_lock:  # the refresher may be growing the catalog's columns
+            for poll_id in polls:
+                row = self.catalog.index.get(poll_id)
+                created = (self.catalog.numeric_value(row, "CREATION_TIMESTAMP")
+                           if row is not None else None)
+                out.append((poll_id, float(created or 0.0)))
         return out
 
     def _run_graph(self, coro):

@@ -48,6 +48,7 @@ from recsys.admission import (
     check_timestamp as _check_timestamp,
 )
 from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
+from recsys.event_head import EventHead
 from recsys.schemas import MAX_IMPRESSION_LENGTH
 
 
@@ -800,8 +801,10 @@ class LatestInteractionsCache:
     def __init__(self, store: EventStore, per_type: int = DEFAULT_LATEST_PER_TYPE, *,
                  max_users: int = LATEST_CACHE_MAX_USERS,
                  user_ttl_seconds: float = LATEST_CACHE_USER_TTL_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 head: EventHead | None = None) -> None:
         self.store = store
+        self.head = head  # per request: skip the catch-up query when nothing is new
         self.per_type = per_type
         self.max_users = max_users
         self.user_ttl_seconds = user_ttl_seconds
@@ -846,14 +849,19 @@ class LatestInteractionsCache:
             self._entries.clear()
 
     def _catch_up(self) -> None:
+        head = self.head.seq() if self.head is not None else None
         if self._seq is None:
-            self._seq = self.store.last_seq()
+            self._seq = self.store.last_seq() if head is None else head
+            return
+        if head is not None and self._seq >= head:
             return
         while True:
             self._seq, users, complete = self.store.interacting_users_since(self._seq)
             for user in users:
                 self._entries.pop(user, None)
             if complete:
+                if head is not None:  # the last numbers may be de-duplicated events'
+                    self._seq = max(self._seq, head)
                 return
 
 

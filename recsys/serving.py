@@ -51,6 +51,7 @@ from recsys.artifacts import (
     CorruptArtifact,
     VersionStore,
 )
+from recsys.event_head import EventHead
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import ScoredItem
 
@@ -106,10 +107,12 @@ class RecipeService:
         check_seconds: float = HOT_SWAP_CHECK_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         background_swap: bool = False,
+        head: EventHead | None = None,
     ) -> None:
         self.store: VersionStore = (ArtifactStore(artifacts)
                                     if isinstance(artifacts, (Path, str)) else artifacts)
         self.event_store = event_store
+        self.head = head  # per request: skip the tail's query when nothing is new
         self.check_seconds = check_seconds
         # A server sets it: a newer version is loaded by a thread of its own while every
         # request, including the one that noticed it, goes on with the live version.
@@ -301,7 +304,11 @@ class RecipeService:
         (restarting, a full disk), rank with what is in memory instead of failing the
         feed: the refresher (recsys/refresher.py) reports the outage and catches up."""
         try:
-            self._tail(live)
+            head = self.head.seq() if self.head is not None else None
+            if head is None or live.last_seq < head:
+                self._tail(live)
+                if head is not None:  # the last numbers may be de-duplicated events'
+                    live.last_seq = max(live.last_seq, head)
         except Exception as exc:  # noqa: BLE001 - any store error; warned once per outage
             if not self._store_failing:
                 log.warning("cannot read new events (%s: %s); recommending from the "

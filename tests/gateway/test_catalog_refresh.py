@@ -121,3 +121,30 @@ def test_a_worker_whose_refresher_stopped_is_not_ready(settings):  # noqa: F811
         assert checks["refresher"]["crashed"] == "SystemExit: shutting down"
     finally:
         asyncio.run(services.close())
+
+
+class LockCheckedCatalog:
+    """The catalog, refusing reads made without the lock the refresher writes under."""
+
+    def __init__(self, catalog, lock) -> None:
+        self._catalog, self._lock = catalog, lock
+
+    def __getattr__(self, name: str):
+        assert self._lock.locked(), f"catalog.{name} read without the catalog lock"
+        return getattr(self._catalog, name)
+
+
+def test_in_network_polls_read_their_creation_time_under_the_catalog_lock(settings):  # noqa: F811
+    """The refresher grows and rewrites the catalog's columns on its own thread (an edit
+    clears a row, then sets it): a read between the two saw no creation time at all.
+    A race that rare cannot be made to fail on demand; the lock discipline can."""
+    services = Services(settings)
+    try:
+        services.upsert_poll({"ITEM_ID": "p-new", "CREATION_TIMESTAMP": 1_700_000_000},
+                             acting_user="ann")
+        services._run_graph = lambda coro: (coro.close(), ["p-new", "p-unknown"])[1]
+        services.catalog = LockCheckedCatalog(services.catalog, services._catalog_lock)
+        assert services._polls_by_authors_sync(["ann"], 10) == [
+            ("p-new", 1_700_000_000.0), ("p-unknown", 0.0)]
+    finally:
+        asyncio.run(services.close())

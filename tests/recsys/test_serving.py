@@ -151,3 +151,52 @@ def test_hunch_train_then_recommend_from_the_command_line(tmp_path):
     bad = runner.invoke(cli, ["recommend", "--user", "u1", "--recipe", "trending-now"], env=env)
     assert bad.exit_code == 2
     assert "hunch train --recipe trending-now" in bad.output
+
+
+class CountingEvents:
+    """An event store that counts the serving layer's reads of it."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.reads: list[str] = []
+
+    def events_since(self, seq: int, limit: int = 10_000):
+        self.reads.append("events_since")
+        return self.store.events_since(seq, limit)
+
+    def last_seq(self) -> int:
+        self.reads.append("last_seq")
+        return self.store.last_seq()
+
+
+def test_within_a_request_the_recipes_read_the_store_once_and_still_see_new_events(tmp_path):
+    from recsys.event_head import EventHead
+
+    training = votes("steady", "abc") + votes("rising", "a")
+    events = EventStore(tmp_path / "events.sqlite3")
+    events.append_many(training)
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    publish_popularity(artifacts, training)
+    model = TrendingNow().fit(TrainingData(training))
+    artifacts.publish("trending-now", model, model.params(), "fp",
+                      extra={"trained_until": T0})
+    counting = CountingEvents(events)
+    head = EventHead(counting)
+    service = RecipeService(tmp_path / "artifacts", counting, head=head)
+    for recipe in ("popularity-count", "trending-now"):
+        service.recommend(recipe, None)  # loaded and caught up
+    counting.reads.clear()
+    with head.request():  # nothing new: one read of the head for both recipes
+        service.recommend("popularity-count", None)
+        service.recommend("trending-now", None)
+    assert counting.reads == ["last_seq"]
+
+    events.append_many(votes("rising", "bcd", T0 + 60))  # stored by another process
+    counting.reads.clear()
+    with head.request():
+        assert ids(service.recommend("popularity-count", None)) == ["rising", "steady"]
+    assert counting.reads == ["last_seq", "events_since"]
+    counting.reads.clear()
+    service.recommend("popularity-count", None)  # outside a request: reads as before
+    assert counting.reads == ["events_since"]
+    events.close()

@@ -502,6 +502,49 @@ def test_latest_interactions_follow_events_stored_by_another_store(open_store) -
     assert cache.get("u2")[0] == {"comment": ["p9"]}
 
 
+class CountingReads:
+    """A store that counts the reads a latest-interactions cache makes of it."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str):
+        method = getattr(self.store, name)
+
+        def counted(*args, **kwargs):
+            self.reads.append(name)
+            return method(*args, **kwargs)
+        return counted
+
+
+def test_latest_interactions_read_the_head_once_per_request_and_miss_no_event(
+        open_store) -> None:
+    from recsys.event_head import EventHead
+
+    writer = open_store()
+    writer.append(hunch("u1", "p1", 100, event_id="e1"))
+    reader = CountingReads(open_store())
+    head = EventHead(reader)
+    cache = LatestInteractionsCache(reader, per_type=5, head=head)
+
+    def request() -> tuple[dict, list[str]]:
+        reader.reads.clear()
+        with head.request():
+            return cache.get("u1")[0], list(reader.reads)
+
+    request()
+    assert request() == ({"hunch": ["p1"]}, ["last_seq"])  # nothing new: one read
+    writer.append(hunch("u1", "p2", 101))  # another host's vote: in the very next request
+    recent, reads = request()
+    assert recent == {"hunch": ["p1", "p2"]} and "interacting_users_since" in reads
+    # A repeated event id (stored once) may still take a sequence number (PostgreSQL):
+    # followed once, then nothing is read again until something new arrives.
+    assert not writer.append(hunch("u1", "p1", 100, event_id="e1"))
+    request()
+    assert request() == ({"hunch": ["p1", "p2"]}, ["last_seq"])
+
+
 # --------------------------------------------------------------------- catalog
 
 
