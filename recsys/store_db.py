@@ -107,7 +107,7 @@ def open_pool(url: str, name: str):
         url, name=name, min_size=1, max_size=POOL_MAX_CONNECTIONS, open=True,
         timeout=POOL_WAIT_SECONDS, reconnect_timeout=POOL_RECONNECT_SECONDS,
         kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
-        check=idle.check, reset=idle.returned)
+        check=idle.check)
 
 
 class _CheckWhenIdle:
@@ -115,17 +115,21 @@ class _CheckWhenIdle:
     instead of failing the next operation. The check is an empty round trip, so it runs
     only on connections idle for ``CHECK_IDLE_SECONDS``: a busy gateway's feed page would
     otherwise pay one extra round trip per query, and a restart takes longer than that
-    (a query that fails on a dropped connection discards it and is retryable anyway)."""
+    (a query that fails on a dropped connection discards it and is retryable anyway).
+
+    Idle counts from the connection's last checkout, which is never later than its last
+    return, so no connection idle that long goes unchecked. Not from a ``reset`` callback
+    at return: with one, the pool hands every returned connection to a worker thread, a
+    thread switch per query (about 0.1 ms of wall and CPU each, more under load)."""
 
     def __init__(self) -> None:
-        self._returned_at: dict[int, float] = {}  # id(connection) -> monotonic time
-
-    def returned(self, conn) -> None:
-        self._returned_at[id(conn)] = time.monotonic()
+        self._checked_out_at: dict[int, float] = {}  # id(connection) -> monotonic time
 
     def check(self, conn) -> None:
-        at = self._returned_at.get(id(conn))
-        if at is not None and time.monotonic() - at < CHECK_IDLE_SECONDS:
+        now = time.monotonic()
+        at = self._checked_out_at.get(id(conn))
+        self._checked_out_at[id(conn)] = now
+        if at is not None and now - at < CHECK_IDLE_SECONDS:
             return
         from psycopg_pool import ConnectionPool
 
