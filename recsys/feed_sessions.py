@@ -352,13 +352,15 @@ class InMemoryFeedSessionStore:
             return True
 
 
-# Appends only when the list still holds exactly ARGV[1] items (first writer wins), then
-# refreshes both keys' time to live. Atomic inside Redis.
+# Appends only when the session exists and its list still holds exactly ARGV[1] items
+# (first writer wins); the list then expires with the session's meta key. Atomic inside
+# Redis, and one round trip: the time to live is read in the script, not asked first.
 _REDIS_EXTEND = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then return 0 end
 if redis.call('LLEN', KEYS[2]) ~= tonumber(ARGV[1]) then return 0 end
-for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 return 1
 """
 
@@ -417,13 +419,9 @@ class RedisFeedSessionStore:
         return {it.item_id for it in self.items(session_id)}
 
     def extend(self, session_id: str, at: int, items: Sequence[FeedItem]) -> bool:
-        expires = self.expires_at(session_id)
-        if expires is None:
-            return False
-        ttl_ms = max(1, int((expires - time.time()) * 1000))
         payload = [_redis_item(it) for it in items]
         return bool(self._extend_script(keys=list(self._keys(session_id)),
-                                        args=[at, ttl_ms, *payload]))
+                                        args=[at, *payload]))
 
     def close(self) -> None:
         self._redis.close()

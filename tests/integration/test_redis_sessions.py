@@ -78,3 +78,27 @@ def test_after_any_edge_resumes_right_after_it(redis_url):
 
     store = RedisFeedSessionStore(redis_url)
     check_resume_after_every_edge(make_feed(store), store, "u9")
+
+
+def test_extending_a_session_is_one_round_trip_and_keeps_its_expiry(redis_url):
+    """A feed page after a cursor reads the session and extends it: the extension asks
+    Redis once (it used to read the expiry first, one more round trip per page)."""
+    import redis
+
+    from recsys.mixer import FeedItem
+
+    store = RedisFeedSessionStore(redis_url)
+    warm, _ = store.create("u0", ttl_seconds=60)
+    store.extend(warm, 0, [])  # Redis has the script now
+    sid, expires = store.create("u1", ttl_seconds=60)
+    sent: list[tuple] = []
+    execute = store._redis.execute_command
+    store._redis.execute_command = lambda *args, **kw: (sent.append(args), execute(*args, **kw))[1]
+    assert store.extend(sid, 0, [FeedItem("p1", "trending-now", 1.0, 1, "rid")]) is True
+    assert [args[0] for args in sent] == ["EVALSHA"]
+    server = redis.Redis.from_url(redis_url)
+    meta, listed = store._keys(sid)
+    assert 0 < server.pttl(listed) <= server.pttl(meta) <= 60_000
+    assert store.expires_at(sid) == expires
+    assert store.extend("no-such-session", 0, [FeedItem("p2", "trending-now", 1.0, 1, "r")]) \
+        is False
