@@ -136,7 +136,10 @@ def _paced(gateways: list[Gateway], rate: float, seconds: float, users: int,
             **{f"p{round(p * 100)}_ms": pct(p) for p in PERCENTILES}}
 
 
-def _measure(name: str, gateways: list[Gateway], args, workdir: Path) -> dict:
+def _measure(name: str, gateways: list[Gateway], args, workdir: Path,
+             servers: tuple[int, ...] = ()) -> dict:
+    """``servers``: process ids of the shared servers (PostgreSQL, Redis) whose CPU
+    counts per request too: the SQLite baseline does that work inside the gateway."""
     for gateway in gateways:
         gateway.wait_ready()
     print(f"  {name}: warm-up {args.warmup:.0f} s, then {args.seconds:.0f} s at "
@@ -144,8 +147,13 @@ def _measure(name: str, gateways: list[Gateway], args, workdir: Path) -> dict:
     if args.warmup > 0:
         _paced(gateways, args.rate, args.warmup, args.connections, workdir)
     cpu_before = [gw._cpu_seconds(g.proc.pid) for g in gateways]
+    servers_before = [gw._cpu_seconds(pid) for pid in servers]
     result = _paced(gateways, args.rate, args.seconds, args.connections, workdir)
     cpu_after = [gw._cpu_seconds(g.proc.pid) for g in gateways]
+    servers_after = [gw._cpu_seconds(pid) for pid in servers]
+    if servers and None not in servers_before + servers_after:
+        spent = sum(after - before for before, after in zip(servers_before, servers_after))
+        result["servers_cpu_ms"] = spent * 1000 / max(1, result["requests"])
     result["loadavg_1m_at_end"] = os.getloadavg()[0]  # other work on the machine shows here
     if None not in cpu_before + cpu_after:
         spent = sum(after - before for before, after in zip(cpu_before, cpu_after))
@@ -254,8 +262,10 @@ def main() -> None:
             shared["HUNCH_DB_PATH"] = str(home / "events.sqlite3")
         gateways = [Gateway(workdir / f"host-{name}", args.workers // 2, shared)
                     for name in "ab"]
+        servers = tuple(s.proc.pid for s in (postgres, redis)
+                        if s is not None and s.proc is not None)
         results.append(_measure(f"two hosts, shared {args.shared_store}", gateways, args,
-                                workdir))
+                                workdir, servers))
     finally:
         for gateway in gateways:
             gateway.stop()
@@ -272,11 +282,13 @@ def main() -> None:
           f"{args.polls} polls; load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after ({os.cpu_count()} CPUs)")
     print(f"{'setup':<28}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
-          f"{'srv cpu ms/req':>16}{'load 1m':>9}")
+          f"{'srv cpu ms/req':>16}{'+pg/redis':>10}{'load 1m':>9}")
     for r in results:
         cpu = f"{r['server_cpu_ms']:.2f}" if "server_cpu_ms" in r else "n/a"
+        shared_cpu = f"{r['servers_cpu_ms']:.2f}" if "servers_cpu_ms" in r else "-"
         print(f"{r['setup']:<28}{r['rps']:>8.1f}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}"
-              f"{r['p99_ms']:>9.2f}{r['errors']:>8}{cpu:>16}{r['loadavg_1m_at_end']:>9.2f}")
+              f"{r['p99_ms']:>9.2f}{r['errors']:>8}{cpu:>16}{shared_cpu:>10}"
+              f"{r['loadavg_1m_at_end']:>9.2f}")
     ratio = two["p99_ms"] / one["p99_ms"] if one["p99_ms"] else float("inf")
     p50_ratio = two["p50_ms"] / one["p50_ms"] if one["p50_ms"] else float("inf")
     print(f"p50 two hosts / one host: {p50_ratio:.2f}")
