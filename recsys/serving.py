@@ -18,7 +18,9 @@ Events recorded after training reach every recipe the same way: each request fir
 reads ``events_since(last_seq)`` from the event store (one indexed SQLite query, usually
 empty) and feeds it to the model's ``observe``, so popularity and trending counters move
 at once and user-personalization sees the requesting user's latest events (and everyone
-else's, for its popularity and impression counts) before it ranks. Where the tail starts:
+else's, for its popularity and impression counts) before it ranks (in a feed request,
+only when the store's head has moved past the model's number: see
+:mod:`recsys.event_head`, one read per request for every recipe). Where the tail starts:
 the manifest's ``event_seq`` when the trainer recorded one, else the start of the store,
 keeping only events newer than the manifest's ``trained_until`` (the newest timestamp
 trained on, ignoring a few stray future ones: see :mod:`recsys.recipes.clock`). Chosen because models trained from a CSV directory cannot know store
