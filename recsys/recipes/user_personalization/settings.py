@@ -36,8 +36,10 @@ METADATA_RIDGE_ALPHA = 10.0
 # content vector; the metadata ridge still uses it.
 CONTENT_MAX_FIELD_VALUES = 256
 RIDGE_TOLERANCE = 1e-2
-# Additive smoothing of the segment lift (pseudo-interactions per poll).
-SEGMENT_SMOOTHING = 1.0
+# Pseudo-events at the catalog's rate added to a segment's count on a poll and to the
+# count its share predicts: a segment needs a few events more (or fewer) than expected
+# before a poll counts as its favourite (or not); like APPEAL_PRIOR_EVENTS.
+SEGMENT_PRIOR_EVENTS = 2.0
 # Validation for the blend: below these sizes the learned weights are noise, so the
 # defaults are kept.
 MIN_VALIDATION_USERS = 30

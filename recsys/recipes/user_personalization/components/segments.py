@@ -21,7 +21,7 @@ from recsys.recipes.user_personalization.components.base import (
 from recsys.recipes.user_personalization.settings import (
     AGE_BUCKET_EDGES,
     SEGMENT_ROW_CACHE_SIZE,
-    SEGMENT_SMOOTHING,
+    SEGMENT_PRIOR_EVENTS,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,12 +55,14 @@ class Segments(BaseComponent):
 
     def fit(self, up: UserPersonalization, events: FitEvents) -> None:
         self._index(up, events.users_meta)
+        self._authors(up, events.items_meta)
         self._factors(up)
         self.set_lift(up, events.users[events.keep], events.items[events.keep])
 
     def empty(self, up: UserPersonalization, events: FitEvents) -> None:
         """Dropped: no user has a segment, so no lift and no segment start."""
         self._index(up, {})
+        self._authors(up, {})
         self._factors(up)
         self.set_lift(up, events.users[:0], events.items[:0])
 
@@ -88,6 +90,17 @@ class Segments(BaseComponent):
             if segs:
                 up.user_segments_[user_id] = segs
         up.segment_index_ = index
+
+    @staticmethod
+    def _authors(up: UserPersonalization, items: Mapping[str, Mapping[str, Any]]) -> None:
+        """Each poll's author as an index (-1 without AUTHOR_ID), for the lift's prior."""
+        index: dict[str, int] = {}
+        author = np.full(len(up.item_ids_), -1, np.int64)
+        for i, poll_id in enumerate(up.item_ids_):
+            value = (items.get(poll_id) or {}).get("AUTHOR_ID")
+            if value not in (None, ""):
+                author[i] = index.setdefault(str(value), len(index))
+        up._poll_author = author
 
     @staticmethod
     def _keys(up: UserPersonalization, meta: Mapping[str, Any]) -> list[str]:
@@ -118,32 +131,50 @@ class Segments(BaseComponent):
 
     @staticmethod
     def set_lift(up: UserPersonalization, users: np.ndarray, items: np.ndarray) -> None:
-        """lift = P(poll | segment) / P(poll), smoothed, in log space, from the events
-        (``up.counts_`` already counts them)."""
+        """lift(segment, poll) = log of the segment's events on the poll over the events
+        its overall share predicts, shrunk with ``SEGMENT_PRIOR_EVENTS`` pseudo-events
+        towards the segment's lift on the poll's *author* (their polls pooled), itself
+        shrunk towards 0 (``up.counts_`` already counts the events).
+
+        Why: a segment of 130 users sees about one event per poll on a catalog of 5,000
+        polls (demo data), so a per-poll lift is mostly prior. Smoothing towards a
+        uniform P(poll | segment), as before, made that prior an anti-popularity score
+        (an unseen niche poll lifted, a popular one pushed down; correlation with log
+        popularity -0.36 for graph communities, -0.43 for shuffled ones), which the
+        blend weighed as popularity, not as the segment. The author prior keeps what a
+        community does over-engage with, whose polls it is (its members and the
+        accounts they follow), also on polls too new to have events."""
         n_items = len(up.item_ids_)
         n_seg = len(up.segment_ids_)
-        seg_counts = np.zeros((max(n_seg, 1), n_items), np.float32)
-        seg_totals = np.zeros(max(n_seg, 1), np.float32)
-        seg_of_user = [up.user_segments_.get(uid, []) for uid in up.user_ids_]
-        if n_seg:
-            rows, cols = [], []
-            for u, segs in enumerate(seg_of_user):
-                for s in segs:
-                    rows.append(s)
-                    cols.append(u)
-            membership = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
-                                       shape=(n_seg, len(up.user_ids_)))
-            ui = sp.csr_matrix((np.ones(len(users), np.float32), (users, items)),
-                               shape=(len(up.user_ids_), n_items))
-            seg_counts = np.asarray((membership @ ui).todense(), np.float32)
-            seg_totals = seg_counts.sum(1)
-        total = up.counts_.sum()
-        p_item = (up.counts_ + SEGMENT_SMOOTHING) / (total + SEGMENT_SMOOTHING * n_items)
-        p_seg = (seg_counts + SEGMENT_SMOOTHING) / (
-            seg_totals[:, None] + SEGMENT_SMOOTHING * n_items)
-        up.segment_lift_ = np.log(p_seg / p_item[None, :]).astype(np.float32)
         if not n_seg:
             up.segment_lift_ = np.zeros((0, n_items), np.float32)
+            return
+        rows, cols = [], []
+        for u, user_id in enumerate(up.user_ids_):
+            for s in up.user_segments_.get(user_id, []):
+                rows.append(s)
+                cols.append(u)
+        membership = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                                   shape=(n_seg, len(up.user_ids_)))
+        ui = sp.csr_matrix((np.ones(len(users), np.float32), (users, items)),
+                           shape=(len(up.user_ids_), n_items))
+        seg_counts = np.asarray((membership @ ui).todense(), np.float32)
+        share = up.counts_ / max(float(up.counts_.sum()), 1.0)
+        expected = (seg_counts.sum(1)[:, None] * share[None, :]).astype(np.float32)
+        prior = np.ones_like(expected)
+        author = getattr(up, "_poll_author", np.full(n_items, -1))[:n_items]
+        known = np.flatnonzero(author >= 0)
+        if len(known):
+            # Sums over each author's polls: (segments x polls) @ (polls x authors).
+            by_author = sp.csr_matrix(
+                (np.ones(len(known), np.float32), (known, author[known])),
+                shape=(n_items, int(author.max()) + 1))
+            on_author = (by_author.T @ seg_counts.T).T
+            expected_on_author = (by_author.T @ expected.T).T
+            prior[:, known] = ((on_author + SEGMENT_PRIOR_EVENTS)
+                               / (expected_on_author + SEGMENT_PRIOR_EVENTS))[:, author[known]]
+        up.segment_lift_ = np.log((seg_counts + SEGMENT_PRIOR_EVENTS * prior)
+                                  / (expected + SEGMENT_PRIOR_EVENTS)).astype(np.float32)
 
     @staticmethod
     def serving_row(up: UserPersonalization, segs: Sequence[int]) -> np.ndarray:
