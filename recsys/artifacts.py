@@ -495,10 +495,27 @@ class S3ArtifactStore:
                 manifest["storage"] = {"upload": upload, "files": files}
                 self._commit(recipe, version, manifest)
             except BaseException:
-                # Files no manifest names are invisible anyway; removing them only saves space.
-                self._delete_quietly(uploaded)
+                # Files no manifest names are invisible anyway; removing them only saves
+                # space. An interrupt (SIGTERM stops a trainer) can land after the manifest
+                # was written: then they are the version's files and stay.
+                if not self._names_upload(recipe, version, upload):
+                    self._delete_quietly(uploaded)
                 raise
         return version
+
+    def _names_upload(self, recipe: str, version: str, upload: str) -> bool:
+        """Whether the manifest of ``version`` names this publish's files; True when
+        the store cannot say (files kept for nothing harm nobody, deleted ones would)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket,
+                                          Key=self._manifest_key(recipe, version))["Body"].read()
+            return (json.loads(body).get("storage") or {}).get("upload") == upload
+        except ClientError as exc:
+            return _error_code(exc) not in ("NoSuchKey", "404")
+        except Exception:  # noqa: BLE001 - unreachable or unreadable: keep the files
+            return True
 
     def _commit(self, recipe: str, version: str, manifest: dict[str, Any]) -> None:
         """Write the manifest only if none exists: the moment the version appears."""
