@@ -96,6 +96,9 @@ def end_to_end(directory: Path) -> dict[str, Any]:
 
 def _up_profile(directory: str, queue: Any) -> None:
     """UP's fit, timed by part, single-threaded."""
+    # threadpoolctl limits only the BLAS libraries already loaded: load them first.
+    import implicit.cpu.als  # noqa: F401
+    import scipy.linalg  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     from recsys.datasets import load_directory

@@ -73,10 +73,19 @@ def train(recipes: tuple[str, ...], data_dir: Path | None, params: tuple[str, ..
     immutable model version. From the event store every recipe is published first and
     the offline metrics (a second fit each) follow: the feed is personalized as soon as
     User-Personalization is published."""
+    with blas_limited(blas_threads):
+        _train(recipes, data_dir, params, artifacts, metrics, every)
+
+
+def blas_limited(threads: int):
+    """A context limiting every BLAS library the fits use to ``threads``. threadpoolctl
+    only reaches libraries already loaded, and numpy and scipy.linalg each bring their
+    own OpenBLAS, so both are loaded first."""
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(blas_threads, user_api="blas"):
-        _train(recipes, data_dir, params, artifacts, metrics, every)
+    return threadpool_limits(threads, user_api="blas")
 
 
 def _train(recipes: tuple[str, ...], data_dir: Path | None, params: tuple[str, ...],

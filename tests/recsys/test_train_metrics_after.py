@@ -128,3 +128,24 @@ def test_s3_records_metrics_beside_the_version(s3, tmp_path, events):
     with pytest.raises(ArtifactNotFound):
         store.record_metrics("popularity-count", "v0", {"coverage": 0.5})
     json.dumps(again)  # plain JSON, as read back
+
+
+def test_the_blas_limit_reaches_every_blas_library_of_a_fresh_process():
+    """In a fresh ``hunch train`` process no BLAS is loaded when the limit is set; one
+    loaded later would keep its default threads (two spun for a shared core)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = ("from gateway.cli.recipes import blas_limited\n"
+             "with blas_limited(1):\n"
+             "    import recsys.ease, implicit.cpu.als\n"
+             "    from threadpoolctl import threadpool_info\n"
+             "    print(sorted({i['num_threads'] for i in threadpool_info()"
+             " if i['user_api'] == 'blas'}), len([i for i in threadpool_info()"
+             " if i['user_api'] == 'blas']))\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], check=True,
+                         env={"OPENBLAS_NUM_THREADS": "2", "PATH": ""})
+    threads, libraries = run.stdout.split("] ")
+    assert threads + "]" == "[1]" and int(libraries) >= 1, run.stdout
