@@ -199,7 +199,8 @@ def main() -> None:
               f"grid points on a {vshape[0]:,}-user validation split: {path:.2f} s)")
         print(f"   ratios: UP/EASE {up / ease:.2f}  UP/EASE tuned {up / tuned:.2f}  "
               f"UP/ALS {up / als:.2f}  EASE/ALS {ease / als:.2f}  "
-              f"UP/(EASE+ALS) {up / (ease + als):.2f}")
+              f"UP/(EASE+ALS) {up / (ease + als):.2f}  UP/(EASE tuned+ALS) "
+              f"{up / (tuned + als):.2f}")
         print(f"   memory: UP/EASE traced peak "
               f"{results['up']['traced_mib'] / max(results['ease']['traced_mib'], 1e-9):.2f}")
 
