@@ -115,3 +115,37 @@ def test_label_variants_share_als_and_ease_and_serve_as_if_fitted_alone(
         np.testing.assert_array_equal(a.item_item_, s.item_item_)
         assert [(r.item_id, r.score) for r in a.recommend(user, 10)] == \
             [(r.item_id, r.score) for r in s.recommend(user, 10)]
+
+
+def test_b_from_a_spectrum_at_hand_is_the_closed_form() -> None:
+    x = _votes(2)  # more polls than users
+    np.testing.assert_allclose(ease_weights(x, 5.0, ease_spectrum(x)), ease_weights(x, 5.0),
+                               atol=1e-12)
+
+
+def test_up_decomposes_once_for_lambda_and_b_and_factorises_once_for_the_final_b(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """More polls than users (MovieLens 100k's shape): the lambda path's eigenvectors
+    also give B before the blend; only B on every event is a new (Cholesky) fit."""
+    from recsys.events import Interaction
+    from recsys.recipes.base import TrainingData
+    from recsys.recipes.user_personalization import UserPersonalization
+
+    calls = {"eigh": 0, "cho_factor": 0}
+    for name in calls:
+        real = getattr(scipy.linalg, name)
+
+        def counting(*args, _name=name, _real=real, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(ease.scipy.linalg, name, counting)
+    # 300 users (30 validation users, the blend's minimum) on 400 polls.
+    rng = np.random.default_rng(4)
+    events = [Interaction(f"u{u}", f"p{p}", "HUNCH", 1_000_000 + 60 * k)
+              for k, (u, p) in enumerate(zip(rng.integers(0, 300, 6000),
+                                             rng.integers(0, 400, 6000)))]
+    model = UserPersonalization(factors=8, iterations=4, exploration_weight=0.0).fit(
+        TrainingData(events))
+    assert model.item_item_ is not None and model.item_item_.shape == (400, 400)
+    assert calls == {"eigh": 1, "cho_factor": 1}

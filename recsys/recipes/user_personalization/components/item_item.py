@@ -131,10 +131,16 @@ class ItemItem(BaseComponent):
             up.item_item_polls_ = np.sort(window[counts[window] > 0])
             if not len(up.item_item_polls_):
                 return
+        spectrum = None
         if is_target.any():
-            up.item_item_l2_ = ItemItem.choose_l2(up, users, items, keep, is_target)
+            from recsys.ease import ease_spectrum
+
+            # The lambda path's eigendecomposition, made once: B below is one product
+            # of it (with more polls than users; else ease_weights inverts).
+            spectrum = ease_spectrum(ItemItem.user_poll_matrix(up, users[keep], items[keep]))
+            up.item_item_l2_ = ItemItem.choose_l2(up, users, items, keep, is_target, spectrum)
         up.item_item_ = ItemItem.weights_of(up, users[keep], items[keep],
-                                                  up.item_item_l2_)
+                                                  up.item_item_l2_, spectrum)
 
     @staticmethod
     def fit_neighbours(up: UserPersonalization) -> None:
@@ -191,16 +197,19 @@ class ItemItem(BaseComponent):
         return x
 
     @staticmethod
-    def weights_of(up: UserPersonalization, users: np.ndarray, items: np.ndarray, l2: float
-                           ) -> np.ndarray:
+    def weights_of(up: UserPersonalization, users: np.ndarray, items: np.ndarray, l2: float,
+                   spectrum: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         from recsys.ease import ease_weights
 
-        return ease_weights(ItemItem.user_poll_matrix(up, users, items), l2).astype(np.float32)
+        return ease_weights(ItemItem.user_poll_matrix(up, users, items), l2,
+                            spectrum).astype(np.float32)
 
     @staticmethod
     def choose_l2(up: UserPersonalization, users: np.ndarray, items: np.ndarray, keep: np.ndarray,
-                             is_target: np.ndarray) -> float:
-        """The lambda of :data:`ITEM_ITEM_L2_GRID` with the best validation NDCG@10."""
+                             is_target: np.ndarray,
+                  spectrum: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+        """The lambda of :data:`ITEM_ITEM_L2_GRID` with the best validation NDCG@10
+        (``spectrum``: recsys.ease.ease_spectrum of the kept events' matrix, if made)."""
         from sklearn.metrics import ndcg_score
 
         from recsys.ease import ease_regularization_path
@@ -220,7 +229,7 @@ class ItemItem(BaseComponent):
             dense = truth.toarray()
             best, best_score = ITEM_ITEM_DEFAULT_L2, -1.0
             for l2, scores in ease_regularization_path(x, ITEM_ITEM_L2_GRID,
-                                                       rows[has_target]):
+                                                       rows[has_target], spectrum):
                 scores = np.asarray(scores)
                 # Seen polls go to the bottom, as a feed leaves them out.
                 scores[seen[has_target].nonzero()] = scores.min() - 1.0
