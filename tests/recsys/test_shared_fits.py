@@ -149,3 +149,20 @@ def test_up_decomposes_once_for_lambda_and_b_and_factorises_once_for_the_final_b
         TrainingData(events))
     assert model.item_item_ is not None and model.item_item_.shape == (400, 400)
     assert calls == {"eigh": 1, "cho_factor": 1}
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "tied"])
+def test_item_item_validation_ndcg_is_sklearns(ties: bool) -> None:
+    from sklearn.metrics import ndcg_score
+
+    from recsys.recipes.user_personalization.components.item_item import ndcg_at
+
+    rng = np.random.default_rng(5)
+    truth = (rng.random((40, 60)) < 0.08).astype(float)
+    truth[3] = 0.0  # a row without targets scores 0, as in sklearn
+    scores = rng.random((40, 60))
+    if ties:  # whole blocks tied across the top 10, as empty B columns score 0
+        scores = np.round(scores * 4) / 4
+    for k in (1, 10, 60):
+        assert ndcg_at(truth, scores, k) == pytest.approx(ndcg_score(truth, scores, k=k),
+                                                         abs=1e-12)
