@@ -119,12 +119,13 @@ def _up_profile(directory: str, queue: Any) -> None:
                 spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
         setattr(owner, name, staticmethod(wrapper) if static else wrapper)
 
-    timed(item_item.ItemItem, "choose_l2", "item-item: lambda on validation (spectrum + path)",
-          True)
-    timed(item_item.ItemItem, "weights_of", "item-item: B (before the blend, then on all)",
-          True)
+    import recsys.ease
+
+    timed(recsys.ease, "ease_spectrum", "item-item: eigendecomposition (lambda path)", False)
+    timed(item_item.ItemItem, "choose_l2", "item-item: lambda path + validation NDCG", True)
+    timed(item_item.ItemItem, "weights_of", "item-item: B before the blend and on all", True)
     timed(item_item.ItemItem, "fit_neighbours", "item-item: content neighbours", True)
-    timed(collaborative.Collaborative, "fit", "collaborative: ALS factors", False)
+    timed(collaborative.Collaborative, "fit", "collaborative: ALS factors, metadata ridge", False)
     timed(blend, "learn", "blend: learned on validation", False)
 
     def fit() -> None:
