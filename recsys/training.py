@@ -274,6 +274,7 @@ def _fit_and_publish(recipe_name: str, data: TrainingData, fingerprint: str,
     version = store.publish(recipe_name, model, _effective_params(model, params),
                             fingerprint, {}, extra=extra)
     manifest = store.manifest(recipe_name, version)
+    del model  # the metrics' own fit need not sit beside it in memory
     if not with_metrics or metrics_later:
         return manifest
     return record_offline_metrics(manifest, data, store, params, step)
