@@ -71,6 +71,9 @@ def _fit_one(model: str, directory: str, queue: Any) -> None:
         import sklearn.decomposition  # noqa: F401
         import sklearn.feature_extraction.text  # noqa: F401
         import sklearn.linear_model  # noqa: F401
+        import sklearn.metrics  # noqa: F401 - the item-item lambda's validation NDCG
+
+        import recsys.ease  # noqa: F401
     def fit() -> Any:
         if model == "als":
             return ALS().fit(matrix)

@@ -64,6 +64,9 @@ def main() -> None:
         item_item_comparison(args)
         return
 
+    # threadpoolctl limits only BLAS libraries already loaded, and scipy.linalg brings
+    # its own OpenBLAS: unloaded here, UP's EASE ran on two threads beside one-thread ALS.
+    import scipy.linalg  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     from recsys.datasets import load_directory

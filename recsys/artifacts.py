@@ -13,6 +13,10 @@ so the newest is found from a directory listing without opening any file; a call
 names versions itself must pick names that sort the same way (e.g. ``v0002`` after
 ``v0001``).
 
+Offline metrics are computed after a version is published (a model serves while they
+are computed), so they live beside the version, not in it: ``<version>.metrics.json``
+(:meth:`ArtifactStore.record_metrics`, :meth:`ArtifactStore.metrics`).
+
 Several hosts share versions in one of two ways (:func:`open_artifact_store`):
 
 - A **shared directory** (NFS, EFS, a CIFS or CephFS mount): the same class, as long as
@@ -61,6 +65,9 @@ _READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 _READ_ONLY_DIR = _READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
 # S3: a version's manifest sits beside its files' folder, as "<version>.manifest.json".
 S3_MANIFEST_SUFFIX = ".manifest.json"
+# Beside a version (a file, so directory listings of versions skip it; an S3 key that is
+# no manifest): its offline metrics, written after the version was published.
+METRICS_SUFFIX = ".metrics.json"
 # Downloaded S3 versions kept per recipe in a host's cache: the live one, the one before
 # (to go back by publishing it again is a new version anyway) and one being swapped in.
 CACHED_VERSIONS_KEPT = 3
@@ -153,6 +160,20 @@ class VersionStore(Protocol):
     def manifest(self, recipe: str, version: str | None = None) -> dict[str, Any]: ...
 
     def load(self, recipe: str, version: str | None = None) -> Artifact: ...
+
+    def record_metrics(self, recipe: str, version: str, metrics: dict[str, float],
+                       note: str | None = None) -> None: ...
+
+    def metrics(self, recipe: str, version: str | None = None) -> dict[str, Any] | None: ...
+
+
+def _metrics_record(recipe: str, version: str, metrics: dict[str, float],
+                    note: str | None) -> bytes:
+    record = {"recipe": recipe, "version": version, "metrics": metrics,
+              "computed_at": datetime.now(UTC).isoformat()}
+    if note:
+        record["metrics_note"] = note
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
 
 
 def open_artifact_store(location: Path | str, *, s3_endpoint_url: str | None = None,
@@ -300,6 +321,31 @@ class ArtifactStore:
         manifest = self.manifest(recipe, path.name)
         model = recipe_class(recipe).load(path / MODEL_DIR)
         return Artifact(recipe, path.name, model, manifest, path)
+
+    def record_metrics(self, recipe: str, version: str, metrics: dict[str, float],
+                       note: str | None = None) -> None:
+        """Record the offline metrics of the published ``version`` (replacing earlier ones),
+        beside it: the version itself never changes. Written whole or not at all."""
+        path = self._version_dir(recipe, version)
+        staging = path.parent / f".metrics-{uuid.uuid4().hex}"
+        try:
+            staging.write_bytes(_metrics_record(recipe, path.name, metrics, note))
+            os.replace(staging, path.parent / f"{path.name}{METRICS_SUFFIX}")
+        finally:
+            staging.unlink(missing_ok=True)
+
+    def metrics(self, recipe: str, version: str | None = None) -> dict[str, Any] | None:
+        """The recorded offline metrics of ``version`` (newest when None): ``metrics``,
+        ``computed_at`` and maybe ``metrics_note``; None while none are recorded."""
+        path = self._version_dir(recipe, version)
+        target = path.parent / f"{path.name}{METRICS_SUFFIX}"
+        try:
+            return json.loads(target.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CorruptArtifact(f"{target}: unreadable metrics ({exc}); delete it and "
+                                  "train again") from exc
 
     def _version_dir(self, recipe: str, version: str | None) -> Path:
         if version is None:
@@ -449,10 +495,27 @@ class S3ArtifactStore:
                 manifest["storage"] = {"upload": upload, "files": files}
                 self._commit(recipe, version, manifest)
             except BaseException:
-                # Files no manifest names are invisible anyway; removing them only saves space.
-                self._delete_quietly(uploaded)
+                # Files no manifest names are invisible anyway; removing them only saves
+                # space. An interrupt (SIGTERM stops a trainer) can land after the manifest
+                # was written: then they are the version's files and stay.
+                if not self._names_upload(recipe, version, upload):
+                    self._delete_quietly(uploaded)
                 raise
         return version
+
+    def _names_upload(self, recipe: str, version: str, upload: str) -> bool:
+        """Whether the manifest of ``version`` names this publish's files; True when
+        the store cannot say (files kept for nothing harm nobody, deleted ones would)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket,
+                                          Key=self._manifest_key(recipe, version))["Body"].read()
+            return (json.loads(body).get("storage") or {}).get("upload") == upload
+        except ClientError as exc:
+            return _error_code(exc) not in ("NoSuchKey", "404")
+        except Exception:  # noqa: BLE001 - unreachable or unreadable: keep the files
+            return True
 
     def _commit(self, recipe: str, version: str, manifest: dict[str, Any]) -> None:
         """Write the manifest only if none exists: the moment the version appears."""
@@ -553,6 +616,39 @@ class S3ArtifactStore:
         manifest = json.loads((path / MANIFEST_FILE).read_text())
         model = recipe_class(recipe).load(path / MODEL_DIR)
         return Artifact(recipe, version, model, manifest, path)
+
+    def record_metrics(self, recipe: str, version: str, metrics: dict[str, float],
+                       note: str | None = None) -> None:
+        """See :meth:`ArtifactStore.record_metrics`: one object beside the manifest."""
+        version = self._resolve(recipe, version)
+        if not self._exists(recipe, version):
+            raise ArtifactNotFound(f"{recipe} has no version {version!r} in {self.location}")
+        with self._talking(f"recording the {recipe} {version} metrics"):
+            self.client.put_object(Bucket=self.bucket, Key=self._metrics_key(recipe, version),
+                                   Body=_metrics_record(recipe, version, metrics, note),
+                                   ContentType="application/json")
+
+    def metrics(self, recipe: str, version: str | None = None) -> dict[str, Any] | None:
+        """See :meth:`ArtifactStore.metrics`."""
+        from botocore.exceptions import ClientError
+
+        version = self._resolve(recipe, version)
+        key = self._metrics_key(recipe, version)
+        with self._talking(f"reading the {recipe} {version} metrics"):
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            except ClientError as exc:
+                if _error_code(exc) in ("NoSuchKey", "404"):
+                    return None
+                raise
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise CorruptArtifact(f"s3://{self.bucket}/{key}: unreadable metrics ({exc}); "
+                                  "delete that object and train again") from exc
+
+    def _metrics_key(self, recipe: str, version: str) -> str:
+        return f"{self.prefix}{recipe}/{version}{METRICS_SUFFIX}"
 
     def _resolve(self, recipe: str, version: str | None) -> str:
         _check_recipe(recipe)

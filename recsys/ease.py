@@ -2,8 +2,9 @@
 evaluation and User-Personalization's item-item component.
 
 B = I - P diag(1/diag(P)) with P = (X^T X + l2 I)^-1: the ridge regression of every
-poll's column on all the others, with a zero diagonal. Everything here goes through one
-eigendecomposition of the smaller Gram matrix, so that every l2 of a grid is cheap.
+poll's column on all the others, with a zero diagonal. A lambda path goes through one
+eigendecomposition of the smaller Gram matrix, so that every l2 of a grid is cheap; one
+lambda is a Cholesky factorisation of the smaller Gram matrix.
 """
 
 from __future__ import annotations
@@ -55,23 +56,31 @@ def ease_inverse_terms(w: np.ndarray, v: np.ndarray, l2: float) -> tuple[np.ndar
     return d, 1.0 / l2 + (v * v) @ d
 
 
-def ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:
+Spectrum = tuple[np.ndarray, np.ndarray]
+
+
+def ease_weights(x: np.ndarray | sp.spmatrix, l2: float,
+                 spectrum: Spectrum | None = None) -> np.ndarray:
     """EASE's closed form: B = I - P diag(1/diag(P)), P = (X^T X + l2 I)^-1.
 
     The ridge regression of every poll's column on all the others, with a zero
     diagonal so that a poll cannot predict itself. With no more polls than users P is
     one Cholesky inversion of the items x items Gram matrix (n³ flops: several times
     cheaper than an eigendecomposition, which only pays when it serves a whole lambda
-    path); otherwise it is built from the smaller Gram matrix's eigendecomposition (see
-    :func:`ease_spectrum`). Inside ``recsys.shared_fits.shared_fits`` the result is computed once per
-    matrix and lambda, and each call gets its own copy.
+    path); with more polls than users it is one Cholesky solve with the users x users
+    Gram matrix (Woodbury's identity), or, when ``spectrum`` (:func:`ease_spectrum` of
+    ``x``) is at hand because a lambda path just used it, one product of its
+    eigenvectors (0.14 s against 0.23 s on MovieLens 100k). Inside
+    ``recsys.shared_fits.shared_fits`` the result is computed once per matrix and
+    lambda, and each call gets its own copy.
     """
     if not sharing():
-        return _ease_weights(x, l2)
-    return memo("ease weights", x, lambda: _ease_weights(x, l2), float(l2)).copy()
+        return _ease_weights(x, l2, spectrum)
+    return memo("ease weights", x, lambda: _ease_weights(x, l2, spectrum), float(l2)).copy()
 
 
-def _ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:
+def _ease_weights(x: np.ndarray | sp.spmatrix, l2: float,
+                  spectrum: Spectrum | None = None) -> np.ndarray:
     n_users, n_items = x.shape
     if n_items <= n_users:
         dtype = np.float64 if n_items <= _EASE_FLOAT64_MAX_ITEMS else np.float32
@@ -88,11 +97,33 @@ def _ease_weights(x: np.ndarray | sp.spmatrix, l2: float) -> np.ndarray:
         b = -p / np.diag(p)[np.newaxis, :]
         b[np.diag_indices_from(b)] = 0.0
         return b
-    w, v = ease_spectrum(x)
-    d, diag_p = ease_inverse_terms(w, v, l2)
-    p = (v * d) @ v.T
-    p[np.diag_indices_from(p)] += 1.0 / l2
-    b = -p / diag_p[np.newaxis, :]
+    if spectrum is not None:  # V is items x users: B is one items x users x items product
+        w, v = spectrum
+        d, diag_p = ease_inverse_terms(w, v, l2)
+        p = (v * d) @ v.T
+        p[np.diag_indices_from(p)] += 1.0 / l2
+        b = -p / diag_p[np.newaxis, :]
+        b[np.diag_indices_from(b)] = 0.0
+        return b
+    # More polls than users: Woodbury's identity, P = (I - X^T (X X^T + l2 I)^-1 X) / l2,
+    # one Cholesky solve with the users x users Gram matrix. On MovieLens 100k (943 x
+    # 1,682) 0.28 s against 0.45 s through the eigendecomposition, which only pays when
+    # it serves a whole lambda path (ease_regularization_path).
+    dtype = np.float64 if n_items <= _EASE_FLOAT64_MAX_ITEMS else np.float32
+    xs = sp.csr_matrix(x, dtype=dtype)
+    kernel = (xs @ xs.T).toarray()
+    kernel[np.diag_indices_from(kernel)] += l2
+    try:
+        factor = scipy.linalg.cho_factor(kernel, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError as exc:  # positive definite for l2 > 0: only rounding
+        raise np.linalg.LinAlgError(f"EASE: Cholesky factorisation failed ({exc})") from exc
+    z = scipy.linalg.cho_solve(factor, xs.toarray(), overwrite_b=True, check_finite=False)
+    p = np.asarray(xs.T.tocsr() @ z)
+    del z
+    p *= -1.0
+    p[np.diag_indices_from(p)] += 1.0
+    p /= l2
+    b = -p / np.diag(p)[np.newaxis, :]
     b[np.diag_indices_from(b)] = 0.0
     return b
 
@@ -107,15 +138,17 @@ def ease_scores(xr: np.ndarray, xrv: np.ndarray, w: np.ndarray, v: np.ndarray,
 
 
 def ease_regularization_path(
-    x: sp.csr_matrix, l2s: Sequence[float], rows: np.ndarray
+    x: sp.csr_matrix, l2s: Sequence[float], rows: np.ndarray,
+    spectrum: Spectrum | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
     """EASE's scores of ``rows`` of ``x`` for every lambda, from one eigendecomposition.
 
     With ``X^T X = V diag(w) V^T`` every lambda costs ``rows x rank x items`` work
     instead of a new items x items inversion, which is what makes tuning lambda cheap.
     Yields ``(l2, scores)``, scores equal to ``x[rows] @ ease_weights(x, l2)``.
+    ``spectrum`` is :func:`ease_spectrum` of ``x`` when the caller already has it.
     """
-    w, v = ease_spectrum(x)
+    w, v = spectrum if spectrum is not None else ease_spectrum(x)
     xr = np.asarray(x[rows].toarray(), dtype=v.dtype)
     xrv = xr @ v
     for l2 in l2s:

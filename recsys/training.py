@@ -1,14 +1,16 @@
 """Training: a data directory in, a published solution version out.
 
 ``train`` loads and validates a Personalize-format directory, fits the recipe with the
-given parameters, computes Personalize's offline metrics for exactly those parameters
-(Personalize's 90/10 user split, via :mod:`recsys.evaluation`), and publishes the model
-with its manifest through :class:`~recsys.artifacts.ArtifactStore`.
+given parameters, publishes the model with its manifest through
+:class:`~recsys.artifacts.ArtifactStore`, and then computes Personalize's offline metrics
+for exactly those parameters (Personalize's 90/10 user split, via
+:mod:`recsys.evaluation`) and records them beside the version.
 
-The metrics are computed on a separate fit (held-out users' newest events hidden); the
-published model is then fitted on all the data, as Personalize does for a solution
-version. When the data cannot be split (too few users) the metrics are left empty and the
-manifest says why, rather than failing the training.
+The published model is fitted on all the data, as Personalize does for a solution
+version; the metrics need a separate fit (held-out users' newest events hidden), as long
+again, so they come after publishing: servers swap the new model in while its metrics
+are computed. When the data cannot be split (too few users) the metrics are left empty
+with a note saying why, rather than failing the training.
 
 :func:`train_from_store` trains on what an event store holds instead (several hosts: the
 shared store), and :func:`run_schedule` repeats training rounds until told to stop.
@@ -36,7 +38,9 @@ from recsys.recipes.base import TrainingData
 from recsys.recipes.clock import robust_newest
 
 # Steps reported to ``progress`` in this order.
-STEPS: tuple[str, ...] = ("load", "evaluate", "fit", "publish")
+STEPS: tuple[str, ...] = ("load", "fit", "publish", "evaluate")
+# The manifest's note while a version's offline metrics are still being computed.
+METRICS_PENDING = "offline metrics: computed after publishing, recorded beside the version"
 # Personalize scores the top 25, its default numResults.
 _EVALUATION_DEPTH = 25
 
@@ -213,12 +217,15 @@ def train_from_store(
     progress: Callable[[str], None] | None = None,
     snapshot: StoreSnapshot | None = None,
     skip_unchanged: bool = False,
+    metrics_later: bool = False,
 ) -> dict[str, Any] | None:
     """Fit ``recipe_name`` on what the event store ``events`` holds and publish it; the
     manifest's ``event_seq`` tells serving where to tail from. ``snapshot`` reuses one
     read of the store for several recipes. With ``skip_unchanged`` (scheduled training),
     nothing is trained and None returned when the newest version was trained on the same
-    data with the same parameters: every gateway would only swap in an identical model."""
+    data with the same parameters: every gateway would only swap in an identical model.
+    With ``metrics_later`` the metrics are left to the caller
+    (:func:`record_offline_metrics`), so that several recipes are all published first."""
     params = dict(params or {})
     step = progress or (lambda _name: None)
     build_recipe(recipe_name, params)
@@ -238,7 +245,7 @@ def train_from_store(
                     "users": len(data.users), "impressions": len(data.impressions)},
     }
     return _fit_and_publish(recipe_name, data, snap.fingerprint, store, params, extra,
-                            with_metrics, step)
+                            with_metrics, step, metrics_later)
 
 
 def _unchanged(store: VersionStore, recipe_name: str, fingerprint: str,
@@ -254,23 +261,38 @@ def _unchanged(store: VersionStore, recipe_name: str, fingerprint: str,
 
 def _fit_and_publish(recipe_name: str, data: TrainingData, fingerprint: str,
                      store: VersionStore, params: dict[str, Any], extra: dict[str, Any],
-                     with_metrics: bool, step: Callable[[str], None]) -> dict[str, Any]:
-    step("evaluate")
-    metrics, note = (offline_metrics(recipe_name, params, data) if with_metrics
-                     else ({}, "offline metrics not requested"))
-
+                     with_metrics: bool, step: Callable[[str], None],
+                     metrics_later: bool = False) -> dict[str, Any]:
     step("fit")
     model = build_recipe(recipe_name, params).fit(data)
 
     step("publish")
     # Robust to a stray future timestamp: with the plain maximum, one event from 2100
     # made serving treat every later real event as one the model had already learned.
-    extra = {"trained_until": robust_newest(e.timestamp for e in data.interactions), **extra}
-    if note:
-        extra["metrics_note"] = note
+    extra = {"trained_until": robust_newest(e.timestamp for e in data.interactions), **extra,
+             "metrics_note": METRICS_PENDING if with_metrics else "offline metrics not requested"}
     version = store.publish(recipe_name, model, _effective_params(model, params),
-                            fingerprint, metrics, extra=extra)
-    return store.manifest(recipe_name, version)
+                            fingerprint, {}, extra=extra)
+    manifest = store.manifest(recipe_name, version)
+    del model  # the metrics' own fit need not sit beside it in memory
+    if not with_metrics or metrics_later:
+        return manifest
+    return record_offline_metrics(manifest, data, store, params, step)
+
+
+def record_offline_metrics(manifest: dict[str, Any], data: TrainingData, store: VersionStore,
+                           params: Mapping[str, Any] | None = None,
+                           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Compute the offline metrics of the published version ``manifest`` describes (its
+    recipe trained with ``params`` on ``data``), record them beside the version and
+    return the manifest with them filled in."""
+    (progress or (lambda _name: None))("evaluate")
+    recipe_name, version = manifest["recipe"], manifest["version"]
+    metrics, note = offline_metrics(recipe_name, params or {}, data)
+    store.record_metrics(recipe_name, version, metrics, note)
+    completed = {**manifest, "metrics": metrics}
+    completed.pop("metrics_note", None)
+    return {**completed, "metrics_note": note} if note else completed
 
 
 def run_schedule(train_round: Callable[[], Sequence[dict[str, Any]]], every_seconds: float,

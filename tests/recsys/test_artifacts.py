@@ -135,12 +135,16 @@ def test_train_publishes_a_version_with_fingerprint_metrics_and_horizon(demo_dir
     manifest = train("trending-now", demo_dir, tmp_path, {"trend_discovery_frequency": "1 hour"},
                      progress=steps.append)
     data = load_directory(demo_dir)
-    assert steps == ["load", "evaluate", "fit", "publish"]
+    assert steps == ["load", "fit", "publish", "evaluate"]
     assert manifest["data_fingerprint"] == data.fingerprint
     assert manifest["parameters"]["trend_discovery_frequency"] == "1 hour"
     assert manifest["trained_until"] == max(e.timestamp for e in data.interactions)
     assert 0 < manifest["metrics"]["coverage"] <= 1
     assert "precision_at_10" in manifest["metrics"]
+    # Recorded beside the version, which never changes after publishing.
+    store = ArtifactStore(tmp_path)
+    assert store.metrics("trending-now", manifest["version"])["metrics"] == manifest["metrics"]
+    assert store.manifest("trending-now", manifest["version"])["metrics"] == {}
     again = train("trending-now", demo_dir, tmp_path, {"trend_discovery_frequency": "1 hour"},
                   with_metrics=False)
     assert again["version"] != manifest["version"]

@@ -114,6 +114,23 @@ def test_a_half_published_version_is_never_loaded(s3, tmp_path):
         host(s3, tmp_path, "d").load(POP, newer)
 
 
+def test_an_interrupt_after_the_manifest_is_written_keeps_the_version_whole(s3, tmp_path):
+    """SIGTERM stops a trainer anywhere: right after its manifest was committed it had
+    removed the files of a published version (seen in test_train_schedule, a flake)."""
+    trainer = host(s3, tmp_path, "a")
+    real_commit = trainer._commit
+
+    def committed_then_killed(*args, **kwargs):
+        real_commit(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    trainer._commit = committed_then_killed
+    with pytest.raises(KeyboardInterrupt):
+        trainer.publish(POP, favouring("kept"), {}, "fp", version="v0001")
+    assert host(s3, tmp_path, "b").load(POP, "v0001").model.recommend(None, 1)[0].item_id \
+        == "kept"
+
+
 def test_publishing_a_version_twice_is_refused_even_in_a_race(s3, tmp_path):
     first, second = host(s3, tmp_path, "a"), host(s3, tmp_path, "b")
     first.publish(POP, favouring("winner"), {}, "fp", version="v0001")

@@ -20,14 +20,17 @@ def _votes(seed: int, users: int = 8, polls: int = 12) -> sp.csr_matrix:
 
 @pytest.fixture
 def eigh_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every decomposition EASE makes with more polls than users: eigendecompositions
+    (a lambda path's spectrum) and Cholesky factorisations (one lambda's B)."""
     calls: list[int] = []
-    real = scipy.linalg.eigh
+    for name in ("eigh", "cho_factor"):
+        real = getattr(scipy.linalg, name)
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
+        def counting(*args, _real=real, **kwargs):
+            calls.append(1)
+            return _real(*args, **kwargs)
 
-    monkeypatch.setattr(ease.scipy.linalg, "eigh", counting)
+        monkeypatch.setattr(ease.scipy.linalg, name, counting)
     return calls
 
 
@@ -48,7 +51,8 @@ def test_equal_matrices_are_decomposed_once_and_give_the_unshared_result(
         second = ease_weights(twin, 5.0)
         w, v = ease_spectrum(twin)
         list(ease_regularization_path(x, (5.0,), np.arange(3)))
-    assert len(eigh_calls) == 1
+    # One factorisation for B, one eigendecomposition for the spectrum and the path.
+    assert len(eigh_calls) == 2
     np.testing.assert_array_equal(second, alone)
     np.testing.assert_array_equal(w, spectrum_alone[0])
     np.testing.assert_array_equal(v, spectrum_alone[1])
@@ -59,8 +63,8 @@ def test_other_matrix_or_lambda_is_computed_afresh(eigh_calls: list[int]) -> Non
     with shared_fits():
         bx, by = ease_weights(x, 5.0), ease_weights(y, 5.0)
         bx_other_l2 = ease_weights(x, 50.0)
-    # Fewer users than polls: B comes from the spectrum, which x's second lambda reuses.
-    assert len(eigh_calls) == 2
+    # Fewer users than polls: each (matrix, lambda) is its own Cholesky factorisation.
+    assert len(eigh_calls) == 3
     np.testing.assert_array_equal(bx, ease_weights(x, 5.0))
     np.testing.assert_array_equal(by, ease_weights(y, 5.0))
     np.testing.assert_array_equal(bx_other_l2, ease_weights(x, 50.0))
@@ -111,3 +115,54 @@ def test_label_variants_share_als_and_ease_and_serve_as_if_fitted_alone(
         np.testing.assert_array_equal(a.item_item_, s.item_item_)
         assert [(r.item_id, r.score) for r in a.recommend(user, 10)] == \
             [(r.item_id, r.score) for r in s.recommend(user, 10)]
+
+
+def test_b_from_a_spectrum_at_hand_is_the_closed_form() -> None:
+    x = _votes(2)  # more polls than users
+    np.testing.assert_allclose(ease_weights(x, 5.0, ease_spectrum(x)), ease_weights(x, 5.0),
+                               atol=1e-12)
+
+
+def test_up_decomposes_once_for_lambda_and_b_and_factorises_once_for_the_final_b(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """More polls than users (MovieLens 100k's shape): the lambda path's eigenvectors
+    also give B before the blend; only B on every event is a new (Cholesky) fit."""
+    from recsys.events import Interaction
+    from recsys.recipes.base import TrainingData
+    from recsys.recipes.user_personalization import UserPersonalization
+
+    calls = {"eigh": 0, "cho_factor": 0}
+    for name in calls:
+        real = getattr(scipy.linalg, name)
+
+        def counting(*args, _name=name, _real=real, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(ease.scipy.linalg, name, counting)
+    # 300 users (30 validation users, the blend's minimum) on 400 polls.
+    rng = np.random.default_rng(4)
+    events = [Interaction(f"u{u}", f"p{p}", "HUNCH", 1_000_000 + 60 * k)
+              for k, (u, p) in enumerate(zip(rng.integers(0, 300, 6000),
+                                             rng.integers(0, 400, 6000)))]
+    model = UserPersonalization(factors=8, iterations=4, exploration_weight=0.0).fit(
+        TrainingData(events))
+    assert model.item_item_ is not None and model.item_item_.shape == (400, 400)
+    assert calls == {"eigh": 1, "cho_factor": 1}
+
+
+@pytest.mark.parametrize("ties", [False, True], ids=["distinct", "tied"])
+def test_item_item_validation_ndcg_is_sklearns(ties: bool) -> None:
+    from sklearn.metrics import ndcg_score
+
+    from recsys.recipes.user_personalization.components.item_item import ndcg_at
+
+    rng = np.random.default_rng(5)
+    truth = (rng.random((40, 60)) < 0.08).astype(float)
+    truth[3] = 0.0  # a row without targets scores 0, as in sklearn
+    scores = rng.random((40, 60))
+    if ties:  # whole blocks tied across the top 10, as empty B columns score 0
+        scores = np.round(scores * 4) / 4
+    for k in (1, 10, 60):
+        assert ndcg_at(truth, scores, k) == pytest.approx(ndcg_score(truth, scores, k=k),
+                                                         abs=1e-12)
