@@ -15,6 +15,9 @@ from pathlib import Path
 import click
 
 FOLLOWS_FILE = "follows.csv"
+# The follow-impact shares, as the table names them (recsys.analysis.follow_impact).
+SHARE_LABELS = {"followee_share": "authored-by-followee share",
+                "engaged_followee_share": "engaged-by-followee share"}
 
 
 @contextmanager
@@ -134,9 +137,10 @@ def follow_impact_command(data_dir: Path, seeds: int, max_users: int | None,
     if as_json:
         click.echo(json.dumps(out, indent=1))
         return
+    shares = [m for m in SHARE_LABELS if m in next(iter(out["variants"].values()))]
     for name, v in out["variants"].items():
-        click.echo(f"{name:22s} followee share {v['followee_share']:.4f}  "
-                   f"NDCG@10 {v['ndcg_at_10']:.4f}")
+        click.echo(f"{name:22s} " + "  ".join(f"{SHARE_LABELS[m]} {v[m]:.4f}" for m in shares)
+                   + f"  NDCG@10 {v['ndcg_at_10']:.4f}")
     for c in [*out["comparisons"], out["engagement"]]:
         mde = c["relative_min_detectable_effect"]
         click.echo(f"{c['metric']:24s} {c['treatment']} vs {c['baseline']}: {c['verdict']} "
@@ -144,7 +148,8 @@ def follow_impact_command(data_dir: Path, seeds: int, max_users: int | None,
                    f"Holm p {c['holm_p']:.3g}, detectable "
                    + (f"{mde:.0%} of base)" if mde is not None else "n/a)"))
     v = out["verdict"]
-    click.echo(f"natural rate {out['natural_rate']:.4f}; graph effect {v['graph_effect']}; "
+    click.echo(f"deciding share: {SHARE_LABELS[out['share_metric']]}; "
+               f"natural rate {out['natural_rate']:.4f}; graph effect {v['graph_effect']}; "
                f"labels raise share: {v['labels_raise_share'] or 'none'}; lower it: "
                f"{v['labels_lower_share'] or 'none'}; follows matter in engagement: "
                f"{v['follow_effect_in_engagement']}")

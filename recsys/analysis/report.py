@@ -24,7 +24,7 @@ from recsys.analysis.exploration import (
     UNPROVEN_SHARE,
     ExplorationResult,
 )
-from recsys.analysis.follow_impact import NDCG, SHARE, FollowImpactResult
+from recsys.analysis.follow_impact import NDCG, FollowImpactResult
 from recsys.analysis.served import ServedImpactResult
 from recsys.analysis.text_ablation import TextAblationResult
 from recsys.analysis.trend_tuning import TrendTuningResult
@@ -54,15 +54,16 @@ def _plot_follow_impact(result: FollowImpactResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    share = result.share_metric  # authored-by or (no authors) engaged-by followees
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     names = list(result.variants)
-    left.bar(names, [result.variants[n][SHARE] for n in names], color="tab:blue")
+    left.bar(names, [result.variants[n][share] for n in names], color="tab:blue")
     left.axhline(result.natural_rate, color="tab:red", linestyle="--", label="natural rate")
     left.set_ylabel("share of feed polls from followees")
     left.tick_params(axis="x", rotation=45)
     left.legend()
     for name, points in result.curve.items():
-        right.plot([p[SHARE] for p in points], [p[NDCG] for p in points], marker="o", label=name)
+        right.plot([p[share] for p in points], [p[NDCG] for p in points], marker="o", label=name)
     right.set_xlabel("followee share")
     right.set_ylabel("NDCG@10")
     right.set_title("trade-off over the user-segment weight")
