@@ -117,3 +117,31 @@ def test_in_network_offers_what_followees_engaged_with_once_newest_first():
                          Interaction("g", "b", "LISTEN", 11), Interaction("f", "c", "LISTEN", 30)])
     source = _in_network_source({"me": frozenset({"f", "g"})}, {}, 20, by_author=rule.by_user)
     assert [s.item_id for s in source.candidates("me", 5)] == ["a", "b"]  # c: after now
+
+
+def test_cli_converts_a_friend_graph_and_reports_the_engaged_share(tmp_path):
+    """The path a user takes: HetRec-format files -> convert-friends -> follow-impact."""
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    events, items, users, follows, _ = _world(0, True)
+    uid = {u: str(n + 2) for n, u in enumerate(users)}  # the archive's ids are numbers
+    iid = {i: str(n + 1) for n, i in enumerate(items)}
+    src = tmp_path / "hetrec"
+    src.mkdir()
+    (src / "user_friends.dat").write_text("userID\tfriendID\n" + "".join(
+        f"{uid[a]}\t{uid[b]}\n" for a, b in follows))
+    (src / "user_artists.dat").write_text("userID\tartistID\tweight\n" + "".join(
+        f"{uid[e.user_id]}\t{iid[e.item_id]}\t1\n" for e in events))
+    runner = CliRunner()
+    converted = runner.invoke(cli, ["data", "convert-friends", str(src), str(tmp_path / "d"),
+                                    "--unpinned"])
+    assert converted.exit_code == 0, converted.output
+    r = runner.invoke(cli, ["analyze", "follow-impact", "--data", str(tmp_path / "d"),
+                            "--seeds", "1"])
+    assert r.exit_code == 0, r.output
+    assert "deciding share: engaged-by-followee share" in r.output
+    rows = [ln for ln in r.output.splitlines() if "NDCG@10" in ln]
+    assert rows and all("engaged-by-followee share" in ln and "authored" not in ln
+                        for ln in rows)
