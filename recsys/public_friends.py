@@ -40,7 +40,6 @@ import random
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -103,18 +102,12 @@ class _Files:
     def open(self, name: str) -> IO[bytes]:
         return self.archive.open(name) if self.archive else open(self.source / name, "rb")
 
-    def close(self) -> None:
+    def __enter__(self) -> _Files:
+        return self
+
+    def __exit__(self, *_exc) -> None:
         if self.archive is not None:
             self.archive.close()
-
-
-@contextmanager
-def _opened(source: Path) -> Iterator[_Files]:
-    files = _Files(source)
-    try:
-        yield files
-    finally:
-        files.close()
 
 
 def _member(archive: _Files, basename: str, source: Path, *, required: bool) -> str | None:
@@ -233,7 +226,7 @@ def convert_friends(source: Path | str, out_dir: Path | str, *,
                what=f"{HETREC_LASTFM} archive ({spec.filename}, from {spec.obtain})")
         if not zipfile.is_zipfile(source):
             raise FriendsFormatError(f"{source} is not a zip archive")
-    with _opened(source) as archive:
+    with _Files(source) as archive:
         friends_name = _member(archive, _FRIENDS, source, required=True)
         plays_name = _member(archive, _PLAYS, source, required=True)
         artists_name = _member(archive, _ARTISTS, source, required=False)
