@@ -278,18 +278,23 @@ def tune_trending_command(data_dir: Path) -> None:
 def report(data_dir: Path, out_dir: Path, seeds: int, served_csv: Path | None) -> None:
     """One HTML page (tables + PNG plots) and report.json of the roadmap analyses."""
     from recsys.analysis.report import write_report
+    from recsys.analysis.trend_tuning import TrendTuningError
     from recsys.datasets import load_directory
 
+    not_run: dict[str, str] = {}
     with _status(True) as say:
         say(f"loading {data_dir}")
         ds = load_directory(data_dir)  # once: the analyses only read it
         follow = run_follow_impact(data_dir, seeds=tuple(range(seeds)), progress=say,
                                    dataset=ds)
-        trend = run_trend_tuning(data_dir, progress=say, dataset=ds)
+        try:
+            trend = run_trend_tuning(data_dir, progress=say, dataset=ds)
+        except TrendTuningError as e:  # e.g. listens without days of times (Last.fm)
+            trend, not_run["trend discovery frequency"] = None, str(e)
         text = run_text_ablation(data_dir, progress=say, dataset=ds)
         exploration = run_exploration(data_dir, progress=say, dataset=ds)
         served = run_served_impact(data_dir, served_csv, progress=say) if served_csv else None
         say("writing the report")
         path = write_report(out_dir, follow=follow, trend=trend, text=text,
-                            exploration=exploration, served=served)
+                            exploration=exploration, served=served, not_run=not_run)
     click.echo(f"wrote {path}")

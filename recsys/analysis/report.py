@@ -162,8 +162,12 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
                  trend: TrendTuningResult | None = None,
                  text: TextAblationResult | None = None,
                  exploration: ExplorationResult | None = None,
-                 served: ServedImpactResult | None = None) -> Path:
-    """Write report.html, report.json and the PNGs into ``out_dir``; returns the HTML path."""
+                 served: ServedImpactResult | None = None,
+                 not_run: Mapping[str, str] | None = None) -> Path:
+    """Write report.html, report.json and the PNGs into ``out_dir``; returns the HTML path.
+
+    ``not_run``: analyses the data cannot support, each with the reason (the page says
+    so instead of failing the whole report)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections, numbers = [], {}
@@ -228,6 +232,11 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
             + "<p>Arm-level metrics, paired bootstrap over requests:</p>"
             + _table([c.to_json() for c in exploration.arm_comparisons])
             + '<img src="exploration.png" alt="exploration">')
+    if not_run:
+        numbers["not_run"] = dict(not_run)
+        sections.append("<h2>Not run</h2><ul>" + "".join(
+            f"<li>{html.escape(name)}: {html.escape(why)}</li>" for name, why in not_run.items())
+            + "</ul>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>Hunch roadmap evidence"
             "</title><style>table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:2px 6px}</style></head><body><h1>Hunch roadmap evidence</h1>"

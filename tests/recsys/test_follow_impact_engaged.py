@@ -119,8 +119,11 @@ def test_in_network_offers_what_followees_engaged_with_once_newest_first():
     assert [s.item_id for s in source.candidates("me", 5)] == ["a", "b"]  # c: after now
 
 
-def test_cli_converts_a_friend_graph_and_reports_the_engaged_share(tmp_path):
-    """The path a user takes: HetRec-format files -> convert-friends -> follow-impact."""
+GENRES = ("jazz", "metal", "folk", "techno", "soul", "punk", "opera", "reggae")
+
+
+def _converted(tmp_path) -> str:
+    """The contagion world written in HetRec's format and converted by the CLI."""
     from click.testing import CliRunner
 
     from gateway.cli import cli
@@ -134,14 +137,43 @@ def test_cli_converts_a_friend_graph_and_reports_the_engaged_share(tmp_path):
         f"{uid[a]}\t{uid[b]}\n" for a, b in follows))
     (src / "user_artists.dat").write_text("userID\tartistID\tweight\n" + "".join(
         f"{uid[e.user_id]}\t{iid[e.item_id]}\t1\n" for e in events))
-    runner = CliRunner()
-    converted = runner.invoke(cli, ["data", "convert-friends", str(src), str(tmp_path / "d"),
-                                    "--unpinned"])
+    (src / "artists.dat").write_text("id\tname\turl\tpictureURL\n" + "".join(  # names: text
+        f"{iid[i]}\t{GENRES[int(i.split('-')[0].lstrip('iu')) % len(GENRES)]} band {i}\tu\tp\n"
+        for i in items))
+    converted = CliRunner().invoke(cli, ["data", "convert-friends", str(src),
+                                         str(tmp_path / "d"), "--unpinned"])
     assert converted.exit_code == 0, converted.output
-    r = runner.invoke(cli, ["analyze", "follow-impact", "--data", str(tmp_path / "d"),
-                            "--seeds", "1"])
+    return str(tmp_path / "d")
+
+
+def test_cli_converts_a_friend_graph_and_reports_the_engaged_share(tmp_path):
+    """The path a user takes: HetRec-format files -> convert-friends -> follow-impact."""
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    r = CliRunner().invoke(cli, ["analyze", "follow-impact", "--data", _converted(tmp_path),
+                                 "--seeds", "1"])
     assert r.exit_code == 0, r.output
     assert "deciding share: engaged-by-followee share" in r.output
     rows = [ln for ln in r.output.splitlines() if "NDCG@10" in ln]
     assert rows and all("engaged-by-followee share" in ln and "authored" not in ln
                         for ln in rows)
+
+
+def test_report_on_listens_without_times_says_what_it_could_not_run(tmp_path):
+    """Converted listens span seconds, not days: the trend backtest cannot run on them,
+    and the report says so beside the analyses that can, instead of failing."""
+    import json
+
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    r = CliRunner().invoke(cli, ["report", "--data", _converted(tmp_path), "--seeds", "1",
+                                 "--out", str(tmp_path / "report")])
+    assert r.exit_code == 0, r.output
+    numbers = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert "spans 0.0 days" in numbers["not_run"]["trend discovery frequency"]
+    assert numbers["follow_impact"]["share_metric"] == ENGAGED_SHARE
+    assert "<h2>Not run</h2>" in (tmp_path / "report" / "report.html").read_text()
