@@ -5,7 +5,9 @@ items in a feed; the demo data plants that effect, so it has to be tried on a gr
 nobody planted. HetRec 2011 Last.fm has mutual friendships and what each user listens
 to, the graph docs/evidence-methods.md describes (1,892 users, 12,717 ties).
 
-The archive's layout (tab-separated, one header line each):
+SOURCE is the archive, or a directory of its files as extracted (pinned one by one,
+``recsys.public_sources.HETREC_LASTFM_FILES``, for where the archive cannot be had).
+The layout (tab-separated, one header line each):
 
 - ``user_friends.dat``: ``userID friendID``; each friendship is listed in both directions;
 - ``user_artists.dat``: ``userID artistID weight`` (weight = that user's play count);
@@ -40,9 +42,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from recsys.errors import HunchError
-from recsys.public_sources import pinned, verify
+from recsys.public_sources import HETREC_LASTFM_FILES, pinned, verify
 from recsys.schemas import CSV_FILES, INTERACTIONS, ITEMS, USERS, DatasetSchema, write_schema
 
 LISTEN_EVENT_TYPE = "LISTEN"
@@ -84,8 +87,31 @@ class FriendsConversionReport:
                 f"CATEGORY)")
 
 
-def _member(archive: zipfile.ZipFile, basename: str, source: Path, *, required: bool) -> str | None:
-    found = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == basename]
+class _Files:
+    """The dataset's files, in a zip archive or in a directory of extracted files."""
+
+    def __init__(self, source: Path):
+        self.source = source
+        self.archive = None if source.is_dir() else zipfile.ZipFile(source)
+
+    def names(self) -> list[str]:
+        if self.archive is not None:
+            return self.archive.namelist()
+        return sorted(p.name for p in self.source.iterdir() if p.is_file())
+
+    def open(self, name: str) -> IO[bytes]:
+        return self.archive.open(name) if self.archive else open(self.source / name, "rb")
+
+    def __enter__(self) -> _Files:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        if self.archive is not None:
+            self.archive.close()
+
+
+def _member(archive: _Files, basename: str, source: Path, *, required: bool) -> str | None:
+    found = [n for n in archive.names() if n.rsplit("/", 1)[-1] == basename]
     if len(found) > 1:
         raise FriendsFormatError(f"{source}: several {basename} in the archive: {', '.join(found)}")
     if not found and required:
@@ -95,7 +121,7 @@ def _member(archive: zipfile.ZipFile, basename: str, source: Path, *, required: 
     return found[0] if found else None
 
 
-def _rows(archive: zipfile.ZipFile, name: str, width: int) -> Iterator[tuple[int, list[str]]]:
+def _rows(archive: _Files, name: str, width: int) -> Iterator[tuple[int, list[str]]]:
     """(line number, first ``width`` fields) of each data line, after the header."""
     # The archive's text files are not all clean UTF-8 (artist names); replace, never fail.
     with io.TextIOWrapper(archive.open(name), encoding="utf-8", errors="replace") as text:
@@ -116,7 +142,7 @@ def _ids(name: str, line: int, *values: str) -> None:
             raise FriendsFormatError(f"{name}:{line}: expected numeric ids, got {v!r}")
 
 
-def _top_tags(archive: zipfile.ZipFile, source: Path) -> dict[str, str]:
+def _top_tags(archive: _Files, source: Path) -> dict[str, str]:
     """Each artist's most used tag (ties: the lower tag id), where tags are present."""
     tags_name = _member(archive, _TAGS, source, required=False)
     taggings_name = _member(archive, _TAGGINGS, source, required=False)
@@ -155,24 +181,52 @@ def _listen_times(plays: dict[tuple[str, str], float], seed: int | None) -> dict
     return times
 
 
+def _verify_extracted(source: Path, *, pinned_files: bool) -> None:
+    """Check a directory of extracted files: the required ones are there, and every
+    pinned file present has its pinned bytes (unless ``pinned_files`` is off)."""
+    spec = HETREC_LASTFM_FILES
+    for name in spec.required:
+        if not (source / name).is_file():
+            raise FriendsFormatError(
+                f"{source}: no {name}; expected HetRec 2011 Last.fm's files ({_FRIENDS}, "
+                f"{_PLAYS}, optionally {_ARTISTS}, {_TAGS}, {_TAGGINGS})")
+    if not pinned_files:
+        return
+    for name, (_, sha256) in spec.files.items():
+        if (source / name).is_file():
+            verify(source / name, sha256,
+                   what=f"{HETREC_LASTFM} {name} (from `{spec.obtain}`)")
+
+
 def convert_friends(source: Path | str, out_dir: Path | str, *,
                     expected_sha256: str | None = None,
-                    shuffle_seed: int | None = 0) -> FriendsConversionReport:
-    """Write follows/interactions/items/users CSVs (and schemas) from a HetRec Last.fm zip.
+                    shuffle_seed: int | None = 0,
+                    pinned_files: bool = True) -> FriendsConversionReport:
+    """Write follows/interactions/items/users CSVs (and schemas) from HetRec Last.fm: the
+    zip archive, or a directory holding its files as extracted.
 
     ``expected_sha256`` defaults to the pinned archive's; a file with other bytes is
-    refused before anything is read or written. ``shuffle_seed`` orders each user's
-    listens at random (the archive has no times); ``None`` stamps them all at the snapshot.
+    refused before anything is read or written. A directory's files are checked one by
+    one against ``HETREC_LASTFM_FILES`` (``pinned_files=False`` skips that, knowingly).
+    ``shuffle_seed`` orders each user's listens at random (the archive has no times);
+    ``None`` stamps them all at the snapshot.
     """
     source = Path(source)
     if not source.exists():
         raise FriendsFormatError(f"{source} does not exist")
-    spec = pinned(HETREC_LASTFM)
-    verify(source, expected_sha256 or spec.sha256,
-           what=f"{HETREC_LASTFM} archive ({spec.filename}, from {spec.obtain})")
-    if not zipfile.is_zipfile(source):
-        raise FriendsFormatError(f"{source} is not a zip archive")
-    with zipfile.ZipFile(source) as archive:
+    if source.is_dir():
+        if expected_sha256 is not None:
+            raise FriendsFormatError(
+                f"{source} is a directory: --sha256 pins an archive; for extracted files "
+                "that are not the pinned ones pass --unpinned")
+        _verify_extracted(source, pinned_files=pinned_files)
+    else:
+        spec = pinned(HETREC_LASTFM)
+        verify(source, expected_sha256 or spec.sha256,
+               what=f"{HETREC_LASTFM} archive ({spec.filename}, from {spec.obtain})")
+        if not zipfile.is_zipfile(source):
+            raise FriendsFormatError(f"{source} is not a zip archive")
+    with _Files(source) as archive:
         friends_name = _member(archive, _FRIENDS, source, required=True)
         plays_name = _member(archive, _PLAYS, source, required=True)
         artists_name = _member(archive, _ARTISTS, source, required=False)

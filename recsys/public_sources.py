@@ -93,6 +93,52 @@ PINNED_SOURCES: dict[str, PinnedSource] = {
 }
 
 
+@dataclass(frozen=True)
+class PinnedFiles:
+    """An archive's files as extracted copies carry them, pinned one by one.
+
+    Why: where the publisher's archive cannot be fetched, the same files may still be had
+    extracted (a public repository that vendors them). Each file is pinned by size and
+    sha256, and ``obtain`` says where those exact bytes come from.
+    """
+
+    name: str  # the archive's pinned source this is an extract of
+    dirname: str
+    files: dict[str, tuple[int, str]]  # file name -> (size, sha256)
+    required: tuple[str, ...]  # files a conversion cannot do without
+    obtain: str
+
+    def cached_path(self) -> Path:
+        return Path(os.environ.get(CACHE_ENV) or _DEFAULT_CACHE) / self.dirname
+
+
+# HetRec Last.fm's files, byte-identical in three public repositories that vendor them
+# independently (Coder-Yu/QRec at 734bcdb, 2016; omarriaga/hybrid-recommender at 4cd67fa,
+# 2017; terrytmp/Recommender at 496869c, 2017); their rows and counts are the readme's.
+# Whether GroupLens' zip holds these bytes or the same rows with CRLF line ends is not
+# known here; a CRLF copy is refused by the pin (convert it with --unpinned, knowingly).
+# user_taggedartists-timestamps.dat (not read) is not pinned.
+HETREC_LASTFM_FILES = PinnedFiles(
+    name="hetrec-lastfm-2k",
+    dirname="hetrec2011-lastfm-2k",
+    files={
+        "user_friends.dat": (
+            226_130, "0360883a3557776e04fdebda851f2e5dd23e796cad7059b968acdebd528d13fa"),
+        "user_artists.dat": (
+            1_203_620, "254272fa721c3935e8be286d28c051b206844307128698ab4eaa41d483379416"),
+        "artists.dat": (
+            1_925_879, "c173881362c6b28551368fecb3c0be5a6a30a6cd859e1f5775413dfe46d48648"),
+        "tags.dat": (
+            222_521, "c815d7216101fd0ba9b9c59fa2a011998d2fd076e0064d281ec4153d95ae8095"),
+        "user_taggedartists.dat": (
+            4_180_216, "c4a9ffae9ab47a9f9b2f0678ab1f7e5c1db4ca818837d8cddd1f5699c5bbf048"),
+    },
+    required=("user_friends.dat", "user_artists.dat"),
+    obtain="git show 734bcdb:dataset/lastfm-2k/FILE in a clone of "
+           "https://github.com/Coder-Yu/QRec (docs/real-friend-graph.md)",
+)
+
+
 def sha256_of(path: Path | str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

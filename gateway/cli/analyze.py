@@ -15,6 +15,9 @@ from pathlib import Path
 import click
 
 FOLLOWS_FILE = "follows.csv"
+# The follow-impact shares, as the table names them (recsys.analysis.follow_impact).
+SHARE_LABELS = {"followee_share": "authored-by-followee share",
+                "engaged_followee_share": "engaged-by-followee share"}
 
 
 @contextmanager
@@ -134,9 +137,10 @@ def follow_impact_command(data_dir: Path, seeds: int, max_users: int | None,
     if as_json:
         click.echo(json.dumps(out, indent=1))
         return
+    shares = [m for m in SHARE_LABELS if m in next(iter(out["variants"].values()))]
     for name, v in out["variants"].items():
-        click.echo(f"{name:22s} followee share {v['followee_share']:.4f}  "
-                   f"NDCG@10 {v['ndcg_at_10']:.4f}")
+        click.echo(f"{name:22s} " + "  ".join(f"{SHARE_LABELS[m]} {v[m]:.4f}" for m in shares)
+                   + f"  NDCG@10 {v['ndcg_at_10']:.4f}")
     for c in [*out["comparisons"], out["engagement"]]:
         mde = c["relative_min_detectable_effect"]
         click.echo(f"{c['metric']:24s} {c['treatment']} vs {c['baseline']}: {c['verdict']} "
@@ -144,7 +148,8 @@ def follow_impact_command(data_dir: Path, seeds: int, max_users: int | None,
                    f"Holm p {c['holm_p']:.3g}, detectable "
                    + (f"{mde:.0%} of base)" if mde is not None else "n/a)"))
     v = out["verdict"]
-    click.echo(f"natural rate {out['natural_rate']:.4f}; graph effect {v['graph_effect']}; "
+    click.echo(f"deciding share: {SHARE_LABELS[out['share_metric']]}; "
+               f"natural rate {out['natural_rate']:.4f}; graph effect {v['graph_effect']}; "
                f"labels raise share: {v['labels_raise_share'] or 'none'}; lower it: "
                f"{v['labels_lower_share'] or 'none'}; follows matter in engagement: "
                f"{v['follow_effect_in_engagement']}")
@@ -273,18 +278,23 @@ def tune_trending_command(data_dir: Path) -> None:
 def report(data_dir: Path, out_dir: Path, seeds: int, served_csv: Path | None) -> None:
     """One HTML page (tables + PNG plots) and report.json of the roadmap analyses."""
     from recsys.analysis.report import write_report
+    from recsys.analysis.trend_tuning import TrendTuningError
     from recsys.datasets import load_directory
 
+    not_run: dict[str, str] = {}
     with _status(True) as say:
         say(f"loading {data_dir}")
         ds = load_directory(data_dir)  # once: the analyses only read it
         follow = run_follow_impact(data_dir, seeds=tuple(range(seeds)), progress=say,
                                    dataset=ds)
-        trend = run_trend_tuning(data_dir, progress=say, dataset=ds)
+        try:
+            trend = run_trend_tuning(data_dir, progress=say, dataset=ds)
+        except TrendTuningError as e:  # e.g. listens without days of times (Last.fm)
+            trend, not_run["trend discovery frequency"] = None, str(e)
         text = run_text_ablation(data_dir, progress=say, dataset=ds)
         exploration = run_exploration(data_dir, progress=say, dataset=ds)
         served = run_served_impact(data_dir, served_csv, progress=say) if served_csv else None
         say("writing the report")
         path = write_report(out_dir, follow=follow, trend=trend, text=text,
-                            exploration=exploration, served=served)
+                            exploration=exploration, served=served, not_run=not_run)
     click.echo(f"wrote {path}")

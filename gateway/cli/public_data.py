@@ -41,7 +41,7 @@ def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: st
 
 
 @click.command("convert-friends")
-@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--sha256", "expected_sha256", default=None, metavar="HEX",
               help="Accept an archive with this sha256 instead of the pinned one "
@@ -49,15 +49,20 @@ def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: st
 @click.option("--seed", default=0, show_default=True, type=int,
               help="Seed of the random order given to each user's listens (the archive "
                    "has no times; a newest-events holdout then holds out at random).")
+@click.option("--unpinned", is_flag=True,
+              help="SOURCE is a directory of files other than the pinned extracted ones: "
+                   "convert them knowingly (results are then not comparable).")
 @click.option("--no-order", is_flag=True,
               help="Stamp every listen with the snapshot time instead (no holdout by time "
                    "is possible then).")
 def convert_friends(source: Path, out_dir: Path, expected_sha256: str | None, seed: int,
-                    no_order: bool) -> None:
+                    unpinned: bool, no_order: bool) -> None:
     """Convert SOURCE, the HetRec 2011 Last.fm archive (hetrec2011-lastfm-2k.zip, pinned
-    by sha256), to OUT_DIR/follows.csv (each friendship both ways), interactions.csv (LISTEN,
-    play count as EVENT_VALUE), items.csv (artists) and users.csv."""
+    by sha256) or a directory of its extracted files (each pinned), to OUT_DIR/follows.csv
+    (each friendship both ways), interactions.csv (LISTEN, play count as EVENT_VALUE),
+    items.csv (artists) and users.csv."""
     from recsys.public_friends import convert_friends as convert
 
     click.echo(convert(source, out_dir, expected_sha256=expected_sha256,
-                       shuffle_seed=None if no_order else seed).describe())
+                       shuffle_seed=None if no_order else seed,
+                       pinned_files=not unpinned).describe())

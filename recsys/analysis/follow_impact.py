@@ -31,6 +31,12 @@ Why it is built this way (docs/evidence-methods.md):
 - **The cost** (NDCG@10 difference) sits beside every share gain, with a curve over the
   weight of the user-segment feature, and the *natural rate* (share of hidden relevant
   polls authored by followees) says what share an accurate feed would have anyway.
+- **Two shares, one rule each**: "authored by a followee" (the poll's AUTHOR_ID is
+  followed) where the data has authors, and "engaged with by a followee" (a followee
+  interacted with the poll in the training events before the user's cut-off), which is
+  the only one that applies to a graph whose items nobody wrote (listeners of artists,
+  docs/real-friend-graph.md). The first share present decides the verdict; both are
+  tested in the one Holm family.
 - **Power**: from the spread of per-user differences, how many users a study needs to
   detect a rise of ``RELATIVE_EFFECT_TO_DETECT`` of the control's followee share.
 
@@ -94,6 +100,7 @@ PERMUTED_SUFFIX = "-permuted"
 CONTROL_DRAWS = 20
 CONTROL_LABEL_FIELD = "COMMUNITY"
 SHARE = "followee_share"
+ENGAGED_SHARE = "engaged_followee_share"
 ENGAGEMENT = "relevant_followee_share"
 NDCG = "ndcg_at_10"
 METRICS = (SHARE, NDCG)
@@ -115,6 +122,9 @@ class FollowImpactConfig:
     relative_effect_to_detect: float = RELATIVE_EFFECT_TO_DETECT
     shuffles: int = SHUFFLES
     in_network: bool = True
+    # The "engaged with by a followee" share: None computes it only when no item has an
+    # author (then it is the share that decides), True adds it beside the authored one.
+    engaged_share: bool | None = None
     recipe_params: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -134,9 +144,11 @@ class FollowImpactResult:
     # Per variant and metric, the mean of every run (model seed x shuffle) and their sd.
     run_spread: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     per_user: dict[str, dict[str, list[float]]] = field(repr=False, default_factory=dict)
+    share_metric: str = SHARE  # the share the verdict, natural rate and curve are about
 
     def to_json(self) -> dict:
         return {
+            "share_metric": self.share_metric,
             "engagement": self.engagement.to_json() if self.engagement else None,
             "users": self.users, "seeds": list(self.seeds), "variants": self.variants,
             "comparisons": [c.to_json() for c in self.comparisons],
@@ -250,6 +262,43 @@ def _feed(model: UserPersonalization, user: HeldOutUser, depth: int,
     return [p.item_id for p in placed]
 
 
+@dataclass(frozen=True)
+class ShareRule:
+    """Which polls count as coming from a set of users, for one share metric.
+
+    ``by_user``: user -> (poll, time). Authorship counts whatever the time (a followee's
+    poll is theirs from the start); an engagement counts only before the user's cut-off
+    (``timed``), so the share never uses what the followees did after the feed was shown.
+    """
+
+    metric: str
+    by_user: Mapping[str, Sequence[tuple[str, float]]]
+    timed: bool
+
+    def polls(self, users: Iterable[str], before: float) -> frozenset[str]:
+        return frozenset(p for u in users for p, t in self.by_user.get(u, ())
+                         if not self.timed or t < before)
+
+
+def authored_rule(author: Mapping[str, str]) -> ShareRule:
+    by_user: dict[str, list[tuple[str, float]]] = {}
+    for pid, who in author.items():
+        if who:
+            by_user.setdefault(who, []).append((pid, 0.0))
+    return ShareRule(SHARE, by_user, timed=False)
+
+
+def engaged_rule(training: Iterable[Interaction]) -> ShareRule:
+    by_user: dict[str, list[tuple[str, float]]] = {}
+    for e in training:
+        by_user.setdefault(e.user_id, []).append((e.item_id, float(e.timestamp)))
+    return ShareRule(ENGAGED_SHARE, by_user, timed=True)
+
+
+def _share_in(polls: Sequence[str], network: Collection[str]) -> float:
+    return sum(1 for p in polls if p in network) / len(polls) if polls else 0.0
+
+
 def _polls_by_author(items: Mapping[str, Mapping[str, Any]]
                      ) -> dict[str, list[tuple[str, float]]]:
     """Author -> (poll, creation time) of every dated poll; built once per analysis."""
@@ -273,7 +322,10 @@ def _in_network_source(followees: Mapping[str, frozenset[str]],
     def polls_by_authors(authors: list[str], n: int) -> list[tuple[str, float]]:
         polls = [p for a in authors for p in by_author.get(a, ()) if p[1] < now]
         polls.sort(key=lambda p: (-p[1], p[0]))  # ties by poll id, never by set order
-        return polls[:n]
+        newest: dict[str, float] = {}  # a poll two followees engaged with comes once
+        for poll, at in polls:
+            newest.setdefault(poll, at)
+        return list(newest.items())[:n]
 
     return InNetworkSource(lambda uid: followees.get(uid, ()), polls_by_authors)
 
@@ -303,8 +355,11 @@ def follow_impact(
     if not followees:
         raise FollowImpactError("no follows: the follow-impact analysis needs follows.csv rows")
     author = {pid: str(m.get("AUTHOR_ID") or "") for pid, m in items.items()}
-    if not any(author.values()):
-        raise FollowImpactError("items.csv has no AUTHOR_ID: cannot tell who wrote a poll")
+    authored = any(author.values())
+    engaged = not authored if config.engaged_share is None else config.engaged_share
+    if not authored and not engaged:
+        raise FollowImpactError("items.csv has no AUTHOR_ID: cannot tell who wrote a poll "
+                                "(the engaged-with share, engaged_share=True, still applies)")
 
     say("splitting users (Personalize's split)")
     split = personalize_split(interactions, seed=config.split_seed,
@@ -319,6 +374,13 @@ def follow_impact(
             f"only {len(held)} held-out users have polls to predict; need at least 10 "
             "(more users or a larger holdout_fraction)")
     training_impressions = split.training_impressions(impressions)
+    rules = ([authored_rule(author)] if authored else []) + (
+        [engaged_rule(split.training)] if engaged else [])
+    primary = rules[0]
+    metrics = (*(r.metric for r in rules), NDCG)
+    # Per share rule and held-out user, the polls that count as their followees'.
+    own = {r.metric: {u.user_id: r.polls(followees.get(u.user_id, ()), u.cutoff) for u in held}
+           for r in rules}
 
     variants: list[tuple[str, str | None, bool]] = [(NO_LABELS, None, False)]
     for f in fields:
@@ -331,10 +393,13 @@ def follow_impact(
                                 "least one shuffle per model seed")
     n_users = len(held)
     runs: dict[str, dict[str, list[np.ndarray]]] = {
-        name: {m: [] for m in METRICS} for name, _, _ in variants}
-    slots = {name: [0, 0] for name, _, _ in variants}
+        name: {m: [] for m in metrics} for name, _, _ in variants}
+    slots = {name: {r.metric: [0, 0] for r in rules} for name, _, _ in variants}
     curve: dict[str, list[dict[str, float]]] = {}
-    by_author = _polls_by_author(items) if config.in_network else {}
+    # The in-network source offers followees' polls by the deciding rule: those they
+    # wrote, or (no authors) those they engaged with, newest first.
+    by_author = ((_polls_by_author(items) if authored else primary.by_user)
+                 if config.in_network else {})
     networks = {u.user_id: _in_network_source(followees, items, u.cutoff, by_author=by_author)
                 for u in held} if config.in_network else {}
     with shared_fits():  # the variants change labels only, never EASE's user-poll matrix
@@ -356,21 +421,22 @@ def follow_impact(
                                                      **config.recipe_params})
                     if field_name is None:
                         unlabelled = model
-                    run = {m: np.zeros(n_users) for m in METRICS}
+                    run = {m: np.zeros(n_users) for m in metrics}
                     for j, user in enumerate(held):
                         feed = _feed(model, user, config.feed_depth,
                                      networks.get(user.user_id) if name == IN_NETWORK_VARIANT
                                      else None)
-                        mine = followees.get(user.user_id, frozenset())
-                        run[SHARE][j] = followee_share(feed, mine, author)
+                        for r in rules:
+                            mine = own[r.metric][user.user_id]
+                            run[r.metric][j] = _share_in(feed, mine)
+                            slots[name][r.metric][0] += sum(1 for p in feed if p in mine)
+                            slots[name][r.metric][1] += len(feed)
                         run[NDCG][j] = ndcg_at_k(feed, user.relevant_items, 10)
-                        slots[name][0] += sum(1 for p in feed if author.get(p) in mine)
-                        slots[name][1] += len(feed)
-                    for m in METRICS:
+                    for m in metrics:
                         runs[name][m].append(run[m])
                     if field_name and not shuffle and seed == config.seeds[-1]:
-                        curve[name] = _segment_curve(model, held, followees, author,
-                                                     config.feed_depth)
+                        curve[name] = _segment_curve(model, held, own[primary.metric],
+                                                     primary.metric, config.feed_depth)
     per_run = {name: {m: np.vstack(v) for m, v in ms.items()} for name, ms in runs.items()}
     per_user = {name: {m: v.mean(0) for m, v in ms.items()} for name, ms in per_run.items()}
 
@@ -383,41 +449,43 @@ def follow_impact(
     if config.in_network:
         pairs.append((IN_NETWORK_VARIANT, NO_LABELS))
     for treatment, baseline in pairs:
-        for metric in METRICS:
-            s = (*slots[treatment], *slots[baseline]) if metric == SHARE else None
+        for metric in metrics:
+            s = ((*slots[treatment][metric], *slots[baseline][metric])
+                 if metric in slots[treatment] else None)
             comparisons.append(paired_comparison(
                 metric, treatment, baseline, per_run[treatment][metric],
                 per_run[baseline][metric], seed=config.split_seed, slots=s))
 
-    relevant_rates = [followee_share(sorted(u.relevant_items), followees.get(u.user_id, ()),
-                                     author) for u in held]
+    relevant_rates = [_share_in(sorted(u.relevant_items), own[primary.metric][u.user_id])
+                      for u in held]
     natural_rate = float(np.mean(relevant_rates))
     say("engagement control: size-matched random followee sets from the same community")
-    control_rates = _control_rates(held, followees, author, labels, config.split_seed)
+    control_rates = _control_rates(held, followees, primary, labels, config.split_seed)
     engagement = paired_comparison(ENGAGEMENT, "own followees", "size-matched control",
                                    np.array(relevant_rates), control_rates,
                                    seed=config.split_seed)
     # One Holm family for every test of the run, the engagement control included.
     *comparisons, engagement = with_holm([*comparisons, engagement])
-    power = _power(comparisons, fields, config.relative_effect_to_detect, n_users)
-    summary = {name: {SHARE: float(per_user[name][SHARE].mean()),
-                      NDCG: float(per_user[name][NDCG].mean()),
-                      "slots": slots[name][1], "users": n_users}
+    power = _power(comparisons, fields, config.relative_effect_to_detect, n_users,
+                   primary.metric)
+    summary = {name: {**{m: float(per_user[name][m].mean()) for m in metrics},
+                      "slots": slots[name][primary.metric][1], "users": n_users}
                for name, _, _ in variants}
     return FollowImpactResult(
         users=n_users, seeds=tuple(config.seeds), variants=summary, comparisons=comparisons,
         natural_rate=natural_rate, power=power, curve=curve,
-        verdict=_verdict(comparisons, fields, engagement),
+        verdict=_verdict(comparisons, fields, engagement, [r.metric for r in rules]),
         engagement=engagement,
         run_spread={name: {m: {"run_means": v.mean(1).tolist(),
                                "sd": float(v.mean(1).std(ddof=1)) if len(v) > 1 else None}
                            for m, v in ms.items()} for name, ms in per_run.items()},
         per_user={n: {m: v.tolist() for m, v in ms.items()} for n, ms in per_user.items()},
+        share_metric=primary.metric,
     )
 
 
 def _control_rates(held: list[HeldOutUser], followees: Mapping[str, frozenset[str]],
-                   author: Mapping[str, str], labels: Mapping[str, Mapping[str, str]],
+                   rule: ShareRule, labels: Mapping[str, Mapping[str, str]],
                    seed: int) -> np.ndarray:
     """Per user, the followee share of their hidden polls had they followed a random
     set of the same size drawn like their community follows (followees weighted by how
@@ -444,13 +512,13 @@ def _control_rates(held: list[HeldOutUser], followees: Mapping[str, frozenset[st
             while len(drawn) < size:
                 drawn.update(rng.choice(candidates, size - len(drawn)).tolist())
             drawn.discard(user.user_id)
-            rates.append(followee_share(relevant, drawn, author))
+            rates.append(_share_in(relevant, rule.polls(drawn, user.cutoff)))
         out[j] = float(np.mean(rates))
     return out
 
 
 def _segment_curve(model: UserPersonalization, held: list[HeldOutUser],
-                   followees: Mapping[str, frozenset[str]], author: Mapping[str, str],
+                   own: Mapping[str, frozenset[str]], metric: str,
                    depth: int) -> list[dict[str, float]]:
     """Share and NDCG@10 as the learned user-segment weight is scaled (the trade-off)."""
     learned = dict(model.blend_)
@@ -461,10 +529,10 @@ def _segment_curve(model: UserPersonalization, held: list[HeldOutUser],
             shares, ndcgs = [], []
             for user in held:
                 feed = _feed(model, user, depth, None)
-                shares.append(followee_share(feed, followees.get(user.user_id, ()), author))
+                shares.append(_share_in(feed, own[user.user_id]))
                 ndcgs.append(ndcg_at_k(feed, user.relevant_items, 10))
             points.append({"segment_weight_multiplier": multiplier,
-                           SHARE: float(np.mean(shares)), NDCG: float(np.mean(ndcgs))})
+                           metric: float(np.mean(shares)), NDCG: float(np.mean(ndcgs))})
     finally:
         model.blend_ = learned
     return points
@@ -479,12 +547,12 @@ def _find(comparisons: list[PairedComparison], treatment: str, baseline: str,
 
 
 def _power(comparisons: list[PairedComparison], fields: list[str], relative: float,
-           n_users: int) -> dict[str, Any]:
+           n_users: int, share: str = SHARE) -> dict[str, Any]:
     out: dict[str, Any] = {"relative_effect_to_detect": relative, "users_measured": n_users,
                            "alpha": 0.05, "power": 0.8, "effect_to_detect": {},
                            "users_needed": {}}
     for f in fields:
-        c = _find(comparisons, f.lower(), f.lower() + PERMUTED_SUFFIX, SHARE)
+        c = _find(comparisons, f.lower(), f.lower() + PERMUTED_SUFFIX, share)
         if c is None:
             continue
         effect = relative * c.mean_baseline  # a rise of `relative` of the control's share
@@ -502,7 +570,7 @@ def _summary(c: PairedComparison) -> dict[str, Any]:
 
 
 def _verdict(comparisons: list[PairedComparison], fields: list[str],
-             engagement: PairedComparison) -> dict[str, Any]:
+             engagement: PairedComparison, shares: Sequence[str] = (SHARE,)) -> dict[str, Any]:
     """The answer in one place: per labelling, does it raise, lower or not detectably
     change the followee share (and NDCG@10) against its permuted control; and is that
     the graph (own follows matter in engagement) or only taste the community shares."""
@@ -510,19 +578,21 @@ def _verdict(comparisons: list[PairedComparison], fields: list[str],
     for f in fields:
         name = f.lower()
         by_labelling[name] = {
-            SHARE: _summary(_find(comparisons, name, name + PERMUTED_SUFFIX, SHARE)),
-            NDCG: _summary(_find(comparisons, name, name + PERMUTED_SUFFIX, NDCG))}
-    best = max(by_labelling, key=lambda n: by_labelling[n][SHARE]["effect"])
+            m: _summary(_find(comparisons, name, name + PERMUTED_SUFFIX, m))
+            for m in (*shares, NDCG)}
+    share = shares[0]  # the first share present decides (authored where there are authors)
+    best = max(by_labelling, key=lambda n: by_labelling[n][share]["effect"])
     follows_matter = engagement.verdict == RAISES
-    raises = [n for n, v in by_labelling.items() if v[SHARE]["verdict"] == RAISES]
+    raises = [n for n, v in by_labelling.items() if v[share]["verdict"] == RAISES]
     return {
         "graph_effect": follows_matter and bool(raises),
         "labels_raise_share": raises,
         "labels_lower_share": [n for n, v in by_labelling.items()
-                               if v[SHARE]["verdict"] == LOWERS],
+                               if v[share]["verdict"] == LOWERS],
         "follow_effect_in_engagement": follows_matter,
         "engagement": _summary(engagement),
         "best_labelling": best,
+        "share_metric": share,
         "by_labelling": by_labelling,
         "rule": "a labelling raises (lowers) the followee share when its share beats (falls "
                 "below) the same labels permuted across users: Holm-corrected paired t "

@@ -24,7 +24,7 @@ from recsys.analysis.exploration import (
     UNPROVEN_SHARE,
     ExplorationResult,
 )
-from recsys.analysis.follow_impact import NDCG, SHARE, FollowImpactResult
+from recsys.analysis.follow_impact import NDCG, FollowImpactResult
 from recsys.analysis.served import ServedImpactResult
 from recsys.analysis.text_ablation import TextAblationResult
 from recsys.analysis.trend_tuning import TrendTuningResult
@@ -54,15 +54,16 @@ def _plot_follow_impact(result: FollowImpactResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    share = result.share_metric  # authored-by or (no authors) engaged-by followees
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     names = list(result.variants)
-    left.bar(names, [result.variants[n][SHARE] for n in names], color="tab:blue")
+    left.bar(names, [result.variants[n][share] for n in names], color="tab:blue")
     left.axhline(result.natural_rate, color="tab:red", linestyle="--", label="natural rate")
     left.set_ylabel("share of feed polls from followees")
     left.tick_params(axis="x", rotation=45)
     left.legend()
     for name, points in result.curve.items():
-        right.plot([p[SHARE] for p in points], [p[NDCG] for p in points], marker="o", label=name)
+        right.plot([p[share] for p in points], [p[NDCG] for p in points], marker="o", label=name)
     right.set_xlabel("followee share")
     right.set_ylabel("NDCG@10")
     right.set_title("trade-off over the user-segment weight")
@@ -161,8 +162,12 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
                  trend: TrendTuningResult | None = None,
                  text: TextAblationResult | None = None,
                  exploration: ExplorationResult | None = None,
-                 served: ServedImpactResult | None = None) -> Path:
-    """Write report.html, report.json and the PNGs into ``out_dir``; returns the HTML path."""
+                 served: ServedImpactResult | None = None,
+                 not_run: Mapping[str, str] | None = None) -> Path:
+    """Write report.html, report.json and the PNGs into ``out_dir``; returns the HTML path.
+
+    ``not_run``: analyses the data cannot support, each with the reason (the page says
+    so instead of failing the whole report)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections, numbers = [], {}
@@ -227,6 +232,11 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
             + "<p>Arm-level metrics, paired bootstrap over requests:</p>"
             + _table([c.to_json() for c in exploration.arm_comparisons])
             + '<img src="exploration.png" alt="exploration">')
+    if not_run:
+        numbers["not_run"] = dict(not_run)
+        sections.append("<h2>Not run</h2><ul>" + "".join(
+            f"<li>{html.escape(name)}: {html.escape(why)}</li>" for name, why in not_run.items())
+            + "</ul>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>Hunch roadmap evidence"
             "</title><style>table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:2px 6px}</style></head><body><h1>Hunch roadmap evidence</h1>"

@@ -18,7 +18,12 @@ from recsys.public_friends import (
     FriendsFormatError,
     convert_friends,
 )
-from recsys.public_sources import PINNED_SOURCES, SourceChecksumError, sha256_of
+from recsys.public_sources import (
+    HETREC_LASTFM_FILES,
+    PINNED_SOURCES,
+    SourceChecksumError,
+    sha256_of,
+)
 
 # A tiny archive in HetRec's layout: 4 users, friendships 2-3 and 3-5 (listed both ways,
 # as the archive lists them) and 7-7 (no edge); user 9 only listens.
@@ -32,14 +37,25 @@ TAGGINGS = ("userID\tartistID\ttagID\tday\tmonth\tyear\n2\t51\t1\t1\t4\t2009\n"
             "2\t52\t2\t1\t4\t2009\n")
 
 
-def _archive(path: Path, **overrides: str | None) -> Path:
+def _files(**overrides: str | None) -> dict[str, str]:
     files = {"user_friends.dat": FRIENDS, "user_artists.dat": PLAYS, "artists.dat": ARTISTS,
              "tags.dat": TAGS, "user_taggedartists.dat": TAGGINGS}
     files.update(overrides)
+    return {name: text for name, text in files.items() if text is not None}
+
+
+def _archive(path: Path, **overrides: str | None) -> Path:
     with zipfile.ZipFile(path, "w") as z:
-        for name, text in files.items():
-            if text is not None:
-                z.writestr(name, text)
+        for name, text in _files(**overrides).items():
+            z.writestr(name, text)
+    return path
+
+
+def _extracted(path: Path, newline: str = "\n", **overrides: str | None) -> Path:
+    """The same files as an unzipped copy (a directory), with ``newline`` line ends."""
+    path.mkdir()
+    for name, text in _files(**overrides).items():
+        (path / name).write_bytes(text.replace("\n", newline).encode())
     return path
 
 
@@ -129,7 +145,52 @@ def test_cli_checks_the_pin_and_says_what_it_wrote(tmp_path: Path) -> None:
     assert "4 users, 2 friendships as 4 follows, 4 LISTEN interactions on 3 artists" in run.output
 
 
+def _outputs(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_extracted_files_convert_like_the_archive_whatever_their_line_ends(
+        tmp_path: Path) -> None:
+    source = _archive(tmp_path / "hetrec.zip")
+    convert_friends(source, tmp_path / "from-zip", expected_sha256=sha256_of(source))
+    for newline in ("\n", "\r\n"):
+        extracted = _extracted(tmp_path / f"files{len(newline)}", newline)
+        report = convert_friends(extracted, tmp_path / f"out{len(newline)}",
+                                 pinned_files=False)
+        assert (report.users, report.friendships, report.interactions) == (4, 2, 4)
+        assert _outputs(tmp_path / f"out{len(newline)}") == _outputs(tmp_path / "from-zip")
+
+
+def test_extracted_files_other_than_the_pinned_ones_are_refused_by_name(
+        tmp_path: Path) -> None:
+    extracted = _extracted(tmp_path / "files")
+    pin = HETREC_LASTFM_FILES.files["user_friends.dat"][1]
+    with pytest.raises(SourceChecksumError, match=f"user_friends.dat.*{pin}"):
+        convert_friends(extracted, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FriendsFormatError, match="--unpinned"):  # --sha256 pins an archive
+        convert_friends(extracted, tmp_path / "out", expected_sha256=pin)
+    missing = _extracted(tmp_path / "no-plays", **{"user_artists.dat": None})
+    with pytest.raises(FriendsFormatError, match="no user_artists.dat"):
+        convert_friends(missing, tmp_path / "out", pinned_files=False)
+
+
+def test_cli_converts_a_directory_of_extracted_files(tmp_path: Path) -> None:
+    from gateway.cli import cli
+
+    extracted = _extracted(tmp_path / "files")
+    refused = CliRunner().invoke(cli, ["data", "convert-friends", str(extracted),
+                                       str(tmp_path / "o")])
+    assert refused.exit_code == 2 and "not the pinned hetrec-lastfm-2k user_friends" in (
+        refused.output)
+    run = CliRunner().invoke(cli, ["data", "convert-friends", str(extracted),
+                                   str(tmp_path / "o"), "--unpinned"])
+    assert run.exit_code == 0, run.output
+    assert "4 users, 2 friendships as 4 follows, 4 LISTEN interactions" in run.output
+
+
 REAL = PINNED_SOURCES["hetrec-lastfm-2k"].cached_path()
+REAL_FILES = HETREC_LASTFM_FILES.cached_path()
 
 
 @pytest.mark.skipif(not REAL.exists(), reason=f"the pinned archive is not at {REAL}")
@@ -138,3 +199,11 @@ def test_the_real_archive_has_the_published_counts(tmp_path: Path) -> None:
     # The archive's readme: 1,892 users, 12,717 friendships, 92,834 user-artist pairs.
     assert (report.friendships, report.interactions) == (12_717, 92_834)
     assert report.users == 1_892
+
+
+@pytest.mark.skipif(not (REAL_FILES / "user_friends.dat").exists(),
+                    reason=f"the pinned extracted files are not in {REAL_FILES}")
+def test_the_real_extracted_files_have_the_published_counts(tmp_path: Path) -> None:
+    report = convert_friends(REAL_FILES, tmp_path / "out")  # every file checked by its pin
+    assert (report.friendships, report.interactions, report.users) == (12_717, 92_834, 1_892)
+    assert report.items == 17_632
