@@ -277,6 +277,7 @@ def tune_trending_command(data_dir: Path) -> None:
               help="Also analyse this served-feed log.")
 def report(data_dir: Path, out_dir: Path, seeds: int, served_csv: Path | None) -> None:
     """One HTML page (tables + PNG plots) and report.json of the roadmap analyses."""
+    from recsys.analysis.exploration import ExplorationReplayError
     from recsys.analysis.report import write_report
     from recsys.analysis.trend_tuning import TrendTuningError
     from recsys.datasets import load_directory
@@ -292,7 +293,10 @@ def report(data_dir: Path, out_dir: Path, seeds: int, served_csv: Path | None) -
         except TrendTuningError as e:  # e.g. listens without days of times (Last.fm)
             trend, not_run["trend discovery frequency"] = None, str(e)
         text = run_text_ablation(data_dir, progress=say, dataset=ds)
-        exploration = run_exploration(data_dir, progress=say, dataset=ds)
+        try:
+            exploration = run_exploration(data_dir, progress=say, dataset=ds)
+        except ExplorationReplayError as e:  # e.g. listens in a synthetic order (Last.fm)
+            exploration, not_run["exploration"] = None, str(e)
         served = run_served_impact(data_dir, served_csv, progress=say) if served_csv else None
         say("writing the report")
         path = write_report(out_dir, follow=follow, trend=trend, text=text,

@@ -102,6 +102,10 @@ NEW_POLL_AGE = 86_400  # "new" = posted in the last day: most engagement comes i
 # about its appeal; on the demo data the median new poll passes 5 within ~3 hours and a
 # tenth of them are still below it after a day.
 UNPROVEN_INTERACTIONS = 5
+# The replay moves a feed through time and a poll counts as new for NEW_POLL_AGE, so the
+# events must span at least that long; times closer than this are an order (e.g. a
+# converter's synthetic one-second steps), not a clock, and every arm would read zeros.
+MIN_EVENT_SPAN = NEW_POLL_AGE
 MAX_REQUESTS = 600  # users replayed; each adds one feed per arm, enough for paired tests
 TOP_POLLS = 10  # "top-10 share": how much of new-poll exposure the 10 most shown take
 NEW_SHARE, UNPROVEN_SHARE = "new_poll_share", "unproven_poll_share"
@@ -247,6 +251,12 @@ def exploration_replay(interactions: Sequence[Interaction],
     events = sorted(interactions, key=lambda e: e.timestamp)
     if len(events) < 100:
         raise ExplorationReplayError(f"only {len(events)} interactions; need at least 100")
+    span = events[-1].timestamp - events[0].timestamp
+    if span < MIN_EVENT_SPAN:
+        raise ExplorationReplayError(
+            f"interaction times span {span} s; the replay needs at least "
+            f"{MIN_EVENT_SPAN / 86_400:g} day of real event times (a poll is new for "
+            f"{NEW_POLL_AGE} s), and times this close are an order, not a clock")
     cutoff = events[int(len(events) * (1 - held_out_fraction))].timestamp
     train = [e for e in events if e.timestamp < cutoff]
     later = [e for e in events if e.timestamp >= cutoff]
@@ -276,6 +286,10 @@ def exploration_replay(interactions: Sequence[Interaction],
         return bisect.bisect_left(votes.get(poll, ()), now)
 
     start, end = requests[0].timestamp, requests[-1].timestamp
+    if not any(c <= start for c in created.values()):
+        raise ExplorationReplayError(
+            "no poll was posted (items.csv CREATION_TIMESTAMP) by the replay's first "
+            "request: every feed would be empty")
     new_polls = sorted(p for p, c in created.items() if start - NEW_POLL_AGE < c <= end)
     unproven_polls = sorted(p for p, c in created.items() if c <= end and
                             interactions_before(p, max(c, start)) < UNPROVEN_INTERACTIONS)

@@ -132,3 +132,29 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _handmade(step: int, created: int):
+    """30 users each voting on 10 of 40 polls, events ``step`` seconds apart."""
+    from recsys.events import Interaction
+
+    events = [Interaction(user_id=f"u{i % 30}", item_id=f"p{(i * 7) % 40}",
+                          event_type="VOTE", timestamp=1_000_000 + i * step)
+              for i in range(300)]
+    items = {f"p{j}": {"CREATION_TIMESTAMP": created, "CATEGORY": "c"} for j in range(40)}
+    users = {f"u{i}": {} for i in range(30)}
+    return events, items, users
+
+
+def test_exploration_does_not_replay_events_whose_times_are_only_an_order():
+    # One second apart, as a converter orders listens that carry no time (Last.fm):
+    # the replay window is seconds long, so every arm would read zeros.
+    events, items, users = _handmade(step=1, created=0)
+    with pytest.raises(ExplorationReplayError, match="order, not a clock"):
+        exploration_replay(events, items, users)
+
+
+def test_exploration_does_not_replay_when_no_poll_exists_at_the_first_request():
+    events, items, users = _handmade(step=3_600, created=2_000_000_000)
+    with pytest.raises(ExplorationReplayError, match="no poll was posted"):
+        exploration_replay(events, items, users)
