@@ -205,8 +205,13 @@ def text_command(data_dir: Path, as_json: bool) -> None:
         click.echo(f"{name:28s} NDCG@10 {v['ndcg_at_10']:.4f}  cold-poll recall@25 "
                    f"{v['cold_poll_recall_at_25']:.4f}")
     for r in result.field_ranking():  # each field alone vs no text, on cold candidates
+        tie = ""
+        if r.get("tied_with_next") is not None:  # the order with the next field
+            tie = (f"  {'tied with' if r['tied_with_next'] else 'above'} next "
+                   f"({r['vs_next']:+.4f} [{r['vs_next_ci_low']:+.4f}, "
+                   f"{r['vs_next_ci_high']:+.4f}])")
         click.echo(f"only {r['field']:23s} cold-candidate AUC gain {r['gain']:+.4f}  "
-                   f"Holm p {r['holm_p']:.3g}")
+                   f"Holm p {r['holm_p']:.3g}{tie}")
 
 
 @analyze.command("exploration")

@@ -215,7 +215,9 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
             + _table([{"variant": n, **v} for n, v in text.variants.items()])
             + _table(text.field_contributions())
             + "<p>Each field alone against no text, on cold candidates (AUC gain), "
-              "most informative first:</p>" + _table(text.field_ranking())
+              "most informative first; <code>tied_with_next</code> = the paired "
+              "interval of this field minus the next one includes 0, so their order "
+              "is not shown by the data:</p>" + _table(text.field_ranking())
             + '<img src="text_ablation.png" alt="text ablation">')
     if exploration is not None:
         _plot_exploration(exploration, out / "exploration.png")

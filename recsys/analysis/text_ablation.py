@@ -17,7 +17,8 @@ Where text matters most is among cold candidates (``hunch evaluate``'s
 signal is thin. There each field is also measured *alone* ("only <field>" against no
 text), by the AUC of the user's cold relevant polls among all cold candidates (every
 cold poll's rank counts, not just a top 25, so small effects are not lost to the cut).
-``field_ranking`` orders the fields by that gain. On the demo data, which plants a
+``field_ranking`` orders the fields by that gain and marks adjacent fields whose paired
+difference is not distinguishable from 0 as tied. On the demo data, which plants a
 field order (ground_truth.json's ``text_field_order``), the most informative field's
 gain is clear; the rest overall add ~0.01 NDCG and their single-field gains are small.
 """
@@ -39,6 +40,7 @@ from recsys.evaluation.evaluate import (
     CommentTexts,
     fold_items,
 )
+from recsys.evaluation.intervals import paired_difference
 from recsys.evaluation.metrics import EVALUATION_DEPTH, ndcg_at_k, recall_at_k
 from recsys.evaluation.split import personalize_split
 from recsys.events import Impression, Interaction
@@ -87,14 +89,35 @@ class TextAblationResult:
 
     def field_ranking(self) -> list[dict[str, Any]]:
         """Fields by what each alone adds to no text on cold candidates, most first
-        (empty when single-field models were not run)."""
+        (empty when single-field models were not run).
+
+        Point estimates order fields whose gains differ by less than the noise, so each
+        row also compares the field with the next one, paired over the same cold-poll
+        users: ``vs_next`` (this field's AUC minus the next one's) with its 95 %
+        bootstrap interval, and ``tied_with_next`` when that interval includes 0 (the
+        order of the two is not shown by the data). Uncorrected: a tie under this
+        interval is a tie under any multiple-testing correction too. The last row, and
+        rows of a result without per-user values, have ``None`` there."""
         rows = [{"field": c.treatment[len(ONLY):], "gain": c.difference,
                  "ci_low": c.ci_low, "ci_high": c.ci_high, "holm_p": c.holm_p,
                  "significant": c.significant}
                 for c in self.comparisons
                 if c.metric == COLD_AUC and c.treatment.startswith(ONLY)
                 and c.baseline == NO_TEXT]
-        return sorted(rows, key=lambda r: r["gain"], reverse=True)
+        rows.sort(key=lambda r: r["gain"], reverse=True)
+        for row, below in zip(rows, [*rows[1:], None]):
+            row.update(vs_next=None, vs_next_ci_low=None, vs_next_ci_high=None,
+                       tied_with_next=None)
+            a = self.per_user.get(ONLY + row["field"], {}).get(COLD_AUC)
+            b = below and self.per_user.get(ONLY + below["field"], {}).get(COLD_AUC)
+            if a is None or b is None or len(a) != len(b) or len(a) < 2:
+                continue
+            step = paired_difference(np.asarray(a), np.asarray(b))
+            tied = (step.low is None or step.high is None
+                    or step.low <= 0 <= step.high)
+            row.update(vs_next=step.mean, vs_next_ci_low=step.low,
+                       vs_next_ci_high=step.high, tied_with_next=bool(tied))
+        return rows
 
     def to_json(self) -> dict[str, Any]:
         return {"users": self.users, "cold_poll_users": self.cold_users,

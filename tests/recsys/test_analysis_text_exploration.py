@@ -158,3 +158,35 @@ def test_exploration_does_not_replay_when_no_poll_exists_at_the_first_request():
     events, items, users = _handmade(step=3_600, created=2_000_000_000)
     with pytest.raises(ExplorationReplayError, match="no poll was posted"):
         exploration_replay(events, items, users)
+
+
+def test_field_ranking_marks_adjacent_fields_the_data_cannot_order(tmp_path):
+    import numpy as np
+
+    from recsys.analysis.stats import paired_comparison
+    from recsys.analysis.text_ablation import COLD_AUC, ONLY, TextAblationResult
+
+    rng = np.random.default_rng(0)
+    none = rng.uniform(0.4, 0.6, 200)
+    noise = rng.normal(0, 0.05, 200)
+    # QUESTION clearly first; DESCRIPTION and OPTIONS differ by far less than the
+    # per-user noise (as on the default demo, +0.0103 vs +0.0101).
+    alone = {"QUESTION": none + 0.10 + noise, "DESCRIPTION": none + 0.0103 + noise,
+             "OPTIONS": none + 0.0101 + rng.normal(0, 0.05, 200)}
+    per_user = {ONLY + f: {COLD_AUC: v.tolist()} for f, v in alone.items()}
+    per_user["no text"] = {COLD_AUC: none.tolist()}
+    result = TextAblationResult(
+        users=200, cold_users=200, variants={},
+        comparisons=[paired_comparison(COLD_AUC, ONLY + f, "no text", v, none)
+                     for f, v in alone.items()],
+        fields=tuple(alone), per_user=per_user)
+    ranking = result.field_ranking()
+    # Which of the two comes second is noise: the ranking must say so.
+    assert ranking[0]["field"] == "QUESTION"
+    assert {r["field"] for r in ranking[1:]} == {"DESCRIPTION", "OPTIONS"}
+    assert [r["tied_with_next"] for r in ranking] == [False, True, None]
+    assert ranking[0]["vs_next_ci_low"] > 0
+    assert ranking[1]["vs_next_ci_low"] <= 0 <= ranking[1]["vs_next_ci_high"]
+    assert json.loads(json.dumps(result.to_json()))["field_ranking"][1]["tied_with_next"]
+    page = write_report(tmp_path, text=result).read_text()
+    assert "tied_with_next" in page
