@@ -175,5 +175,8 @@ def test_report_on_listens_without_times_says_what_it_could_not_run(tmp_path):
     assert r.exit_code == 0, r.output
     numbers = json.loads((tmp_path / "report" / "report.json").read_text())
     assert "spans 0.0 days" in numbers["not_run"]["trend discovery frequency"]
+    # Listens one second apart are an order, not a clock: no exploration replay either.
+    assert "order, not a clock" in numbers["not_run"]["exploration"]
+    assert "exploration" not in numbers
     assert numbers["follow_impact"]["share_metric"] == ENGAGED_SHARE
     assert "<h2>Not run</h2>" in (tmp_path / "report" / "report.html").read_text()
