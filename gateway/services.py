@@ -86,9 +86,9 @@ class Services:
 
     def __init__(self, settings: Settings, graph: GraphStore | None = None):
         self.settings = settings
-        from threadpoolctl import threadpool_limits
+        from recsys.blas import limit_blas
 
-        threadpool_limits(limits=settings.blas_threads)
+        limit_blas(settings.blas_threads)
         settings.home.mkdir(parents=True, exist_ok=True)
         self.event_rules = settings.event_rules()
         self.events = open_event_store(settings.event_store_url, self.event_rules)  # admits live events

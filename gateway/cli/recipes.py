@@ -78,14 +78,10 @@ def train(recipes: tuple[str, ...], data_dir: Path | None, params: tuple[str, ..
 
 
 def blas_limited(threads: int):
-    """A context limiting every BLAS library the fits use to ``threads``. threadpoolctl
-    only reaches libraries already loaded, and numpy and scipy.linalg each bring their
-    own OpenBLAS, so both are loaded first."""
-    import numpy  # noqa: F401
-    import scipy.linalg  # noqa: F401
-    from threadpoolctl import threadpool_limits
+    """A context limiting every BLAS library the fits use to ``threads``."""
+    from recsys.blas import limit_blas
 
-    return threadpool_limits(threads, user_api="blas")
+    return limit_blas(threads)
 
 
 def _train(recipes: tuple[str, ...], data_dir: Path | None, params: tuple[str, ...],

@@ -20,9 +20,10 @@ from recsys.datasets import load_directory
 from recsys.demo_data import generate_demo_data
 
 # Small worlds; half the users held out and 25-poll feeds give ~250 paired users with
-# enough slots each to see the planted effect on every seed. The item-item part of the
-# recipe is off (its eigendecompositions were most of a fit's time; the analysis does not
-# depend on which parts the recipe blends), so a world's four fits take seconds.
+# enough slots each to see the planted effect on every seed. item_item_max_items=0 does
+# not turn item-item off: it puts every catalog on item-item's active-window path (B
+# over the most-interacted polls, item_item_active_polls of them), which at these sizes
+# covers every poll with an event; a world's four fits still take seconds.
 USERS, POLLS, DAYS = 500, 500, 7
 WORLD_SEEDS = (0, 1, 2)
 HOLDOUT = 0.5

@@ -149,3 +149,26 @@ def test_the_blas_limit_reaches_every_blas_library_of_a_fresh_process():
                          env={"OPENBLAS_NUM_THREADS": "2", "PATH": ""})
     threads, libraries = run.stdout.split("] ")
     assert threads + "]" == "[1]" and int(libraries) >= 1, run.stdout
+
+
+def test_a_gateway_worker_limits_scipys_blas_too(tmp_path):
+    """The gateway worker set its BLAS limit before scipy.linalg was loaded, so scipy's
+    own OpenBLAS kept its default threads (2 here) for every request's linear algebra."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = ("import sys\n"
+             "from pathlib import Path\n"
+             "from gateway.settings import Settings\n"
+             "from gateway.services import Services\n"
+             "Services(Settings(home=Path(sys.argv[1])))\n"
+             "import scipy.linalg, recsys.ease\n"
+             "from threadpoolctl import threadpool_info\n"
+             "print(sorted({i['num_threads'] for i in threadpool_info()"
+             " if i['user_api'] == 'blas'}))\n")
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "home")],
+                         capture_output=True, text=True, cwd=root, check=True,
+                         env={"OPENBLAS_NUM_THREADS": "2", "PATH": "", "PYTHONPATH": str(root)})
+    assert run.stdout.strip().splitlines()[-1] == "[1]", run.stdout + run.stderr
