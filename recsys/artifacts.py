@@ -590,23 +590,29 @@ class S3ArtifactStore:
         return versions[-1] if versions else None
 
     def manifest(self, recipe: str, version: str | None = None) -> dict[str, Any]:
+        version = self._resolve(recipe, version)
+        found = self._read_json(self._manifest_key(recipe, version), recipe, version, "manifest")
+        if found is None:
+            known = ", ".join(self.versions(recipe)[-5:]) or "none"
+            raise ArtifactNotFound(f"{recipe} has no version {version!r} in "
+                                   f"{self.location} (newest: {known})")
+        return found
+
+    def _read_json(self, key: str, recipe: str, version: str, what: str) -> dict[str, Any] | None:
+        """One JSON object of a version (its manifest or metrics); None when absent."""
         from botocore.exceptions import ClientError
 
-        version = self._resolve(recipe, version)
-        key = self._manifest_key(recipe, version)
-        with self._talking(f"reading the {recipe} {version} manifest"):
+        with self._talking(f"reading the {recipe} {version} {what}"):
             try:
                 body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
             except ClientError as exc:
                 if _error_code(exc) in ("NoSuchKey", "404"):
-                    known = ", ".join(self.versions(recipe)[-5:]) or "none"
-                    raise ArtifactNotFound(f"{recipe} has no version {version!r} in "
-                                           f"{self.location} (newest: {known})") from exc
+                    return None
                 raise
         try:
             return json.loads(body)
         except json.JSONDecodeError as exc:
-            raise CorruptArtifact(f"s3://{self.bucket}/{key}: unreadable manifest ({exc}); "
+            raise CorruptArtifact(f"s3://{self.bucket}/{key}: unreadable {what} ({exc}); "
                                   "delete that object and train again") from exc
 
     def load(self, recipe: str, version: str | None = None) -> Artifact:
@@ -630,22 +636,8 @@ class S3ArtifactStore:
 
     def metrics(self, recipe: str, version: str | None = None) -> dict[str, Any] | None:
         """See :meth:`ArtifactStore.metrics`."""
-        from botocore.exceptions import ClientError
-
         version = self._resolve(recipe, version)
-        key = self._metrics_key(recipe, version)
-        with self._talking(f"reading the {recipe} {version} metrics"):
-            try:
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            except ClientError as exc:
-                if _error_code(exc) in ("NoSuchKey", "404"):
-                    return None
-                raise
-        try:
-            return json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise CorruptArtifact(f"s3://{self.bucket}/{key}: unreadable metrics ({exc}); "
-                                  "delete that object and train again") from exc
+        return self._read_json(self._metrics_key(recipe, version), recipe, version, "metrics")
 
     def _metrics_key(self, recipe: str, version: str) -> str:
         return f"{self.prefix}{recipe}/{version}{METRICS_SUFFIX}"
