@@ -50,6 +50,7 @@ from recsys.admission import (
 from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
 from recsys.event_head import EventHead
 from recsys.schemas import MAX_IMPRESSION_LENGTH
+from recsys.sqlite_wal import enable_wal
 
 
 def derive_event_id(*parts: object) -> str:
@@ -262,7 +263,7 @@ class EventStore:
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = enable_wal(conn, BUSY_TIMEOUT_MS / 1000)
         if str(mode).lower() != "wal":
             raise EventStoreError(
                 f"{self.path}: SQLite refused WAL mode (got {mode!r}); the store needs a "

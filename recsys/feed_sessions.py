@@ -39,6 +39,7 @@ from typing import Protocol
 
 from recsys.errors import HunchError
 from recsys.mixer import FeedItem
+from recsys.sqlite_wal import enable_wal
 
 DEFAULT_SESSION_TTL_SECONDS = 30 * 60  # a scrolling session; a new app open starts anew
 SWEEP_SECONDS = 60.0  # how often a store deletes expired sessions
@@ -158,7 +159,7 @@ class SQLiteFeedSessionStore:
         self._swept_at = 0.0
         self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
                                      isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=NORMAL")  # sessions are soft state
         # Checkpoints (the only fsyncs at NORMAL) and the sweep of expired sessions run
         # on a thread of their own, not inside whichever feed request comes along.

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from recsys.errors import HunchError
+from recsys.sqlite_wal import enable_wal
 from recsys.store_db import BUMP_CHANGES_SQL, CHANGES_TABLE_SQL, sqlite_write, store_location
 
 MAX_PROMOTION_NAME_LENGTH = 256
@@ -231,7 +232,7 @@ class PromotionStore(PromotionStoreBase):
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
                                      isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=FULL")  # an acknowledged change survives
         self.upgrade()  # one host owns the file: its tables are created on open, as always
 

@@ -30,6 +30,7 @@ from recsys.errors import HunchError
 from recsys.filters.compiler import CompiledFilter, compile_filter
 from recsys.filters.parser import InvalidFilterExpression
 from recsys.schemas import DatasetSchema
+from recsys.sqlite_wal import enable_wal
 from recsys.store_db import (BUMP_CHANGES_SQL, CHANGES_TABLE_SQL, StoreUnavailable, sqlite_write,
                              store_location)
 
@@ -216,7 +217,7 @@ class FilterStore(FilterStoreBase):
             str(self.path), timeout=_BUSY_TIMEOUT_SECONDS, check_same_thread=False,
             isolation_level=None,  # explicit transactions below
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._conn, _BUSY_TIMEOUT_SECONDS)
         self._conn.execute("PRAGMA synchronous=FULL")
         self.upgrade()  # one host owns the file: its tables are created on open, as always
 
