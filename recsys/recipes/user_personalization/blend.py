@@ -20,6 +20,8 @@ import numpy as np
 
 from recsys.recipes.user_personalization.components import BaseComponent, Recency
 from recsys.recipes.user_personalization.settings import (
+    BLEND_INVERSE_L2,
+    BLEND_MAX_ITERATIONS,
     HARD_NEGATIVES,
     MIN_VALIDATION_USERS,
     POLL_AGE_EDGES_DAYS,
@@ -86,7 +88,8 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
         return
     X = np.vstack(rows)
     y = np.concatenate(labels)
-    model = LogisticRegression(C=1.0, fit_intercept=True, max_iter=500)
+    model = LogisticRegression(C=BLEND_INVERSE_L2, fit_intercept=True,
+                               max_iter=BLEND_MAX_ITERATIONS)
     model.fit(X, y)
     coef = model.coef_.ravel().copy()
     # Every row has exactly one age step, so the unpenalised intercept belongs to each

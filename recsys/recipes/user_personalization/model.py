@@ -81,6 +81,7 @@ from recsys.recipes.user_personalization.settings import (
     TEXT_FIELDS,
     USER_FIELDS,
     VALIDATION_TARGET_FRACTION,
+    VALIDATION_USER_SHARE,
 )
 from recsys.text import TextEncoder, load_encoder
 
@@ -331,7 +332,7 @@ class UserPersonalization:
             return is_target
         counts = np.bincount(users, minlength=len(self.user_ids_))
         eligible = np.flatnonzero(counts >= MIN_EVENTS_FOR_VALIDATION_USER)
-        n_val = min(MAX_VALIDATION_USERS, int(len(self.user_ids_) * 0.1))
+        n_val = min(MAX_VALIDATION_USERS, int(len(self.user_ids_) * VALIDATION_USER_SHARE))
         if len(eligible) < MIN_VALIDATION_USERS or n_val < MIN_VALIDATION_USERS:
             return is_target
         rng = np.random.default_rng(self.random_state)

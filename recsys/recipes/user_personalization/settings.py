@@ -2,6 +2,8 @@
 
 Shared by the model (model.py) and its components (components/); the model re-exports
 them, so ``from recsys.recipes.user_personalization.model import ALS_ALPHA`` still works.
+A new setting needs an entry in defaults.py: chosen in fit, or frozen with the data that
+chose it (tests/recsys/test_up_defaults.py fails without one).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ METADATA_RIDGE_ALPHA = 10.0
 # A categorical field with more values than this (AUTHOR_ID) stays out of the dense
 # content vector; the metadata ridge still uses it.
 CONTENT_MAX_FIELD_VALUES = 256
-RIDGE_TOLERANCE = 1e-2
 # Pseudo-events at the catalog's rate added to a segment's count on a poll and to the
 # count its share predicts: a segment needs a few events more (or fewer) than expected
 # before a poll counts as its favourite (or not); like APPEAL_PRIOR_EVENTS.
@@ -45,6 +46,8 @@ SEGMENT_PRIOR_EVENTS = 2.0
 MIN_VALIDATION_USERS = 30
 MAX_VALIDATION_USERS = 3_000
 MIN_EVENTS_FOR_VALIDATION_USER = 5
+# Personalize's split: a tenth of the users, the newest 10 % of their events relevant.
+VALIDATION_USER_SHARE = 0.1
 VALIDATION_TARGET_FRACTION = 0.1  # Personalize's split: newest 10 % are relevant
 # Negatives per validation user: hard ones from the default ranking's top and random
 # ones from the whole catalog, so the blend learns both to order the head and to
@@ -52,6 +55,10 @@ VALIDATION_TARGET_FRACTION = 0.1  # Personalize's split: newest 10 % are relevan
 VALIDATION_CANDIDATES = 200
 HARD_NEGATIVES = 30
 RANDOM_NEGATIVES = 30
+# The blend's logistic regression: scikit-learn's default L2 strength (C, inverse), and
+# iterations enough for lbfgs to converge on ~10 columns.
+BLEND_INVERSE_L2 = 1.0
+BLEND_MAX_ITERATIONS = 500
 # Exploration bonus of an unseen new poll at weight 1: the gap between this request's
 # best score and its average poll's, so that weight w lifts an unproven poll by w of the
 # way from a typical poll to the head of the feed, whatever scale the learned blend has

@@ -1,0 +1,324 @@
+"""Every default of User-Personalization, and what chose it (issue 14's discipline).
+
+Each of UP's constructor parameters and named settings (settings.py, blend.py, the text
+encoder's and the event clock's constants it uses) has one entry here: its value, whether
+it is **chosen in fit** (on the training users' validation split, never on anyone held out
+of ``fit``) or **frozen**, and for a frozen one the data that chose it:
+
+- a development dataset of docs/public-data.md (``movielens-100k``, ``demo``);
+- ``prior-art``: a paper's, Amazon Personalize's or a library's documented default;
+- ``unrecorded``: no code comment, doc or commit names the data. Every such value was set
+  before the confirmation datasets were pinned (a692f3c, 2026-12-03 15:00), when only the
+  demo and MovieLens 100k were in use, so it can only have seen development data;
+- ``none``: not a modelling choice (a unit, a schema field list, a seed, a memory or
+  speed bound that leaves the scores unchanged).
+
+A confirmation dataset (MovieLens 1M, HetRec Last.fm) never appears: tests/recsys/
+test_up_defaults.py fails when a parameter or setting has no entry, when an entry's value
+differs from the code's, and when an entry names a dataset docs/public-data.md lists as
+confirmation. docs/up-defaults.md is generated from this table:
+``python -m recsys.recipes.user_personalization.defaults > docs/up-defaults.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+IN_FIT = "chosen in fit"
+FROZEN = "frozen"
+Chosen = Literal["chosen in fit", "frozen"]
+
+# Sources that are not datasets (see the module docstring).
+PRIOR_ART = "prior-art"
+UNRECORDED = "unrecorded"
+NONE = "none"
+NOT_DATA: frozenset[str] = frozenset({PRIOR_ART, UNRECORDED, NONE})
+
+# Where a name lives: "UserPersonalization" for a constructor parameter, else a module.
+CONSTRUCTOR = "UserPersonalization"
+SETTINGS = "recsys.recipes.user_personalization.settings"
+BLEND = "recsys.recipes.user_personalization.blend"
+COMPONENTS = "recsys.recipes.user_personalization.components"
+TEXT = "recsys.text"
+CLOCK = "recsys.recipes.clock"
+
+
+@dataclass(frozen=True)
+class Default:
+    name: str
+    where: str
+    value: Any
+    chosen: Chosen
+    data: tuple[str, ...]
+    reason: str
+
+    def live_value(self) -> Any:
+        """The value the code has now."""
+        if self.where == CONSTRUCTOR:
+            from recsys.recipes.user_personalization.model import UserPersonalization
+
+            return inspect.signature(UserPersonalization.__init__).parameters[
+                self.name].default
+        return getattr(importlib.import_module(self.where), self.name)
+
+
+def _d(name: str, where: str, value: Any, chosen: Chosen, data: tuple[str, ...] | str,
+       reason: str) -> Default:
+    return Default(name, where, value, chosen, (data,) if isinstance(data, str) else data,
+                   reason)
+
+
+ML100K = "movielens-100k"
+DEMO = "demo"
+
+_COMPONENTS = ("collaborative", "content", "popularity", "segments", "item_item", "recency",
+               "exploration")
+_TEXT_FIELDS = ("QUESTION", "OPTIONS", "DESCRIPTION", "OPTION_DESCRIPTIONS", "COMMENTS")
+_FALLBACK = ("the fallback when the validation split has fewer than "
+             "MIN_VALIDATION_USERS users or learn_blend=False; the fallback value is "
+             "hand-set (dd3cc95), no data recorded")
+
+DEFAULTS: tuple[Default, ...] = (
+    # ---------------------------------------------------------------- constructor
+    _d("factors", CONSTRUCTOR, 64, FROZEN, UNRECORDED,
+       "ALS rank; set in the first commit (dd3cc95, 2026-11-28) with no measurement "
+       "recorded (implicit's own default is 100)"),
+    _d("regularization", CONSTRUCTOR, 0.05, FROZEN, UNRECORDED,
+       "ALS and fold-in ridge; dd3cc95, no measurement recorded"),
+    _d("iterations", CONSTRUCTOR, 15, FROZEN, PRIOR_ART,
+       "implicit's AlternatingLeastSquares default"),
+    _d("event_weights", CONSTRUCTOR, None, FROZEN, NONE,
+       "None means DEFAULT_EVENT_WEIGHTS (see there)"),
+    _d("default_event_weight", CONSTRUCTOR, 1.0, FROZEN, NONE,
+       "an event type without a weight counts as one vote: the unit"),
+    _d("exploration_weight", CONSTRUCTOR, 0.3, FROZEN, PRIOR_ART,
+       "Personalize's campaign default explorationWeight; hunch evaluate sets 0 "
+       "(offline metrics score the solution version, before exploration)"),
+    _d("exploration_item_age_cutoff_days", CONSTRUCTOR, 30.0, FROZEN, PRIOR_ART,
+       "Personalize's default explorationItemAgeCutOff"),
+    _d("use_text", CONSTRUCTOR, True, FROZEN, DEMO,
+       "text is what a cold poll can be matched on: cold-poll recall@25 0 -> 0.014 on the "
+       "demo (hunch evaluate --folds 3, d14ac40); on MovieLens 100k it changed nothing "
+       "(issue 14: 0.0853 without vs 0.0848 with)"),
+    _d("text_fields", CONSTRUCTOR, _TEXT_FIELDS, FROZEN, NONE,
+       "TEXT_FIELDS: every text field of the items schema"),
+    _d("text_encoder", CONSTRUCTOR, None, FROZEN, NONE,
+       "None means TF-IDF + SVD (recsys/text.py): runs offline with no model download; "
+       "the sentence encoder is opt-in"),
+    _d("item_categorical_fields", CONSTRUCTOR, ("CATEGORY", "AUTHOR_ID"), FROZEN, NONE,
+       "ITEM_CATEGORICAL_FIELDS: the items schema's categorical fields"),
+    _d("user_fields", CONSTRUCTOR, ("AGE", "LOCALE", "CLUSTER", "COMMUNITY"), FROZEN, NONE,
+       "USER_FIELDS: the users schema's fields"),
+    _d("use_recency", CONSTRUCTOR, True, FROZEN, NONE,
+       "a switch: the age steps' weights are chosen in fit (DEFAULT_AGE_WEIGHTS), so on "
+       "data without a recency effect they learn to be flat"),
+    _d("learn_blend", CONSTRUCTOR, True, FROZEN, NONE,
+       "a switch: True is what makes the blend weights and lambda chosen in fit"),
+    _d("exclude_interacted", CONSTRUCTOR, True, FROZEN, NONE,
+       "product rule: a user votes once per poll, so a voted poll wastes the slot"),
+    _d("max_recent_events", CONSTRUCTOR, 100, FROZEN, PRIOR_ART,
+       "MAX_RECENT_EVENTS (see there)"),
+    _d("item_item_max_items", CONSTRUCTOR, 10_000, FROZEN, NONE,
+       "ITEM_ITEM_MAX_ITEMS (see there)"),
+    _d("item_item_active_polls", CONSTRUCTOR, 2_000, FROZEN, DEMO,
+       "ITEM_ITEM_ACTIVE_POLLS (see there)"),
+    _d("num_threads", CONSTRUCTOR, 1, FROZEN, NONE, "ALS threads: speed only"),
+    _d("random_state", CONSTRUCTOR, 0, FROZEN, NONE, "seed"),
+    _d("event_values", CONSTRUCTOR, None, FROZEN, PRIOR_ART,
+       "off, as Personalize trains on every event unless an eventValueThreshold is set; "
+       "not yet measured on a development dataset with values (issue 14, item 4)"),
+    _d("components", CONSTRUCTOR, _COMPONENTS, FROZEN, (PRIOR_ART, ML100K),
+       "Personalize's parts (collaborative, metadata and text, segments, recency, "
+       "exploration) plus item_item, kept because on MovieLens 100k (3 folds) it lifted "
+       "UP's NDCG@10 from 0.129 to 0.155 (8c26fa9)"),
+    # ---------------------------------------------------------------- settings.py
+    _d("TEXT_FIELDS", SETTINGS, _TEXT_FIELDS, FROZEN, NONE, "the items schema's text fields"),
+    _d("ITEM_CATEGORICAL_FIELDS", SETTINGS, ("CATEGORY", "AUTHOR_ID"), FROZEN, NONE,
+       "the items schema's categorical fields"),
+    _d("USER_FIELDS", SETTINGS, ("AGE", "LOCALE", "CLUSTER", "COMMUNITY"), FROZEN, NONE,
+       "the users schema's fields"),
+    _d("DEFAULT_EVENT_WEIGHTS", SETTINGS, {"HUNCH": 1.0, "COMMENT": 2.0}, FROZEN,
+       UNRECORDED, "a comment weighs two votes; hand-set in dd3cc95, never measured"),
+    _d("SECONDS_PER_DAY", SETTINGS, 86_400, FROZEN, NONE, "a unit"),
+    _d("MAX_RECENT_EVENTS", SETTINGS, 100, FROZEN, PRIOR_ART,
+       "Personalize's real-time personalization and filters read the latest events (100 "
+       "per type); more slows the request's fold-in solve"),
+    _d("AGE_BUCKET_EDGES", SETTINGS, (18, 25, 35, 45, 55, 65), FROZEN, PRIOR_ART,
+       "the usual demographic age buckets; exact ages over-split users"),
+    _d("POLL_AGE_EDGES_DAYS", SETTINGS, (0.0, 0.25, 1.0, 2.0, 4.0, 7.0, 14.0, 30.0, 60.0),
+       FROZEN, UNRECORDED,
+       "step edges of the recency feature, hand-set in dd3cc95 (a feed's engagement "
+       "falls off within hours to days); each step's weight is chosen in fit"),
+    _d("ALS_ALPHA", SETTINGS, 10.0, FROZEN, PRIOR_ART,
+       "Hu, Koren & Volinsky's recommended order of magnitude of the confidence scale"),
+    _d("COLD_ITEM_PRIOR_STRENGTH", SETTINGS, 5.0, FROZEN, UNRECORDED,
+       "a poll's factor is shrunk towards its metadata prediction with the strength of 5 "
+       "events; dd3cc95, no measurement recorded"),
+    _d("WARM_ITEM_MIN_INTERACTIONS", SETTINGS, 10, FROZEN, UNRECORDED,
+       "polls that teach the metadata ridge and donate item-item scores; dd3cc95"),
+    _d("METADATA_RIDGE_ALPHA", SETTINGS, 10.0, FROZEN, UNRECORDED,
+       "ridge of the metadata -> factor map, strong since text vectors are noisy; dd3cc95"),
+    _d("CONTENT_MAX_FIELD_VALUES", SETTINGS, 256, FROZEN, UNRECORDED,
+       "keeps many-valued fields (AUTHOR_ID) out of the dense content vector; dd3cc95"),
+    _d("SEGMENT_PRIOR_EVENTS", SETTINGS, 2.0, FROZEN, DEMO,
+       "segment lift's prior at the catalog's rate, pooled over the poll's author "
+       "(29e9467): at the default demo size a community sees ~1 event per poll, and the "
+       "old uniform prior made the lift a popularity score"),
+    _d("MIN_VALIDATION_USERS", SETTINGS, 30, FROZEN, UNRECORDED,
+       "below this the learned blend is noise and the fallback is kept; dd3cc95"),
+    _d("MAX_VALIDATION_USERS", SETTINGS, 3_000, FROZEN, NONE,
+       "caps the blend's fit time on large data; dd3cc95"),
+    _d("MIN_EVENTS_FOR_VALIDATION_USER", SETTINGS, 5, FROZEN, UNRECORDED,
+       "a validation user keeps history besides the targets; dd3cc95"),
+    _d("VALIDATION_USER_SHARE", SETTINGS, 0.1, FROZEN, PRIOR_ART,
+       "Personalize's split holds out 10 % of users"),
+    _d("VALIDATION_TARGET_FRACTION", SETTINGS, 0.1, FROZEN, PRIOR_ART,
+       "Personalize's split: each held-out user's newest 10 % of events are relevant"),
+    _d("VALIDATION_CANDIDATES", SETTINGS, 200, FROZEN, UNRECORDED,
+       "head of the current ranking that hard negatives are drawn from; dd3cc95"),
+    _d("HARD_NEGATIVES", SETTINGS, 30, FROZEN, UNRECORDED,
+       "negatives per validation user from the ranking's head; dd3cc95"),
+    _d("RANDOM_NEGATIVES", SETTINGS, 30, FROZEN, UNRECORDED,
+       "negatives per validation user from the whole catalog; dd3cc95"),
+    _d("BLEND_INVERSE_L2", SETTINGS, 1.0, FROZEN, PRIOR_ART,
+       "scikit-learn's LogisticRegression default C"),
+    _d("BLEND_MAX_ITERATIONS", SETTINGS, 500, FROZEN, NONE,
+       "lbfgs iterations, enough to converge"),
+    _d("EXPLORATION_BONUS_SCALE", SETTINGS, 1.0, FROZEN, UNRECORDED,
+       "floor of the exploration bonus in logits; since 1a18566 the bonus scales with the "
+       "request's score spread (unproven polls sat ~4.5 logits below the last slot, on "
+       "data the commit does not name)"),
+    _d("EXPLORATION_NOISE", SETTINGS, 0.1, FROZEN, PRIOR_ART,
+       "Personalize's 'a little random noise' on the exploration bonus"),
+    _d("AGE_CLOCK_MAX_LEAD_SECONDS", SETTINGS, 30 * 24 * 3600, FROZEN, NONE,
+       "robustness: a stray future timestamp cannot age every poll (9ac7ee3); on data "
+       "without one the clock is the newest event"),
+    _d("APPEAL_PRIOR_EVENTS", SETTINGS, 2.0, FROZEN, NONE,
+       "feeds 'appeal', which the learned blend leaves out (see DEFAULT_BLEND): no effect "
+       "on scores"),
+    _d("ENGAGEMENT_CURVE_STEPS", SETTINGS, 64, FROZEN, NONE,
+       "resolution of the engagement curve behind 'appeal': no effect on scores"),
+    _d("SEGMENT_ROW_CACHE_SIZE", SETTINGS, 64, FROZEN, NONE, "cache size: same scores"),
+    _d("ARRAY_GROWTH_SHARE", SETTINGS, 0.125, FROZEN, NONE, "array growth: same scores"),
+    _d("ARRAY_GROWTH_MIN_ROWS", SETTINGS, 256, FROZEN, NONE, "array growth: same scores"),
+    _d("ITEM_ITEM_MAX_ITEMS", SETTINGS, 10_000, FROZEN, NONE,
+       "memory bound: dense B over the whole catalog costs catalog^2 float32 (400 MB at "
+       "10,000 polls); above it the active window"),
+    _d("ITEM_ITEM_ACTIVE_POLLS", SETTINGS, 2_000, FROZEN, DEMO,
+       "demo at 50,000 polls (5,000 users, 1.5M events): window of 2,000 polls NDCG@10 "
+       "0.0230 (fit 8 s) vs 4,000 polls 0.0208 (73 s) vs sparse item-kNN 0.0196 (d450636)"),
+    _d("ITEM_ITEM_L2_GRID", SETTINGS, (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0),
+       FROZEN, DEMO,
+       "the grid lambda is chosen from in fit; spans the EASE peer's grid, whose top was "
+       "extended because 1,000 won every fold on the demo (recsys/evaluation/peers.py)"),
+    _d("ITEM_ITEM_DEFAULT_L2", SETTINGS, 500.0, IN_FIT, UNRECORDED,
+       "lambda is chosen in fit: ItemItem.choose_l2, best validation NDCG@10 of "
+       "ITEM_ITEM_L2_GRID on the blend's validation users; 500 is " + _FALLBACK),
+    _d("ITEM_ITEM_TUNING_USERS", SETTINGS, 1_000, FROZEN, NONE,
+       "cost bound on the validation users that score each lambda"),
+    _d("ITEM_ITEM_TUNING_DEPTH", SETTINGS, 10, FROZEN, NONE,
+       "lambda is chosen by NDCG@10, the headline metric"),
+    _d("ITEM_ITEM_RECENT_HALF_LIFE_EVENTS", SETTINGS, 10.0, FROZEN, ML100K,
+       "MovieLens 100k, 3 folds, UP's NDCG@10: half-life 3 events 0.152, 10 events 0.155, "
+       "25 events 0.152 (8c26fa9)"),
+    _d("ITEM_ITEM_GATHER_MAX_POLLS", SETTINGS, 256, FROZEN, NONE,
+       "gather or dense product: same result, speed only"),
+    _d("ITEM_ITEM_CONTENT_NEIGHBOURS", SETTINGS, 20, FROZEN, DEMO,
+       "a cold poll's item-item score borrows from 20 content neighbours: a demo topic has "
+       "~300 polls in 5,000 (d14ac40)"),
+    _d("NEIGHBOUR_CHUNK", SETTINGS, 1_000, FROZEN, NONE, "memory per chunk: same result"),
+    # ---------------------------------------------------------------- blend.py
+    _d("DEFAULT_BLEND", BLEND, {
+        "collaborative": 1.0, "content": 1.0, "popularity": 0.2, "appeal": 0.0,
+        "segment": 0.3, "coldness": 0.0, "cold_collaborative": 0.0, "cold_content": 0.0,
+        "item_item": 1.0, "item_item_recent": 0.0}, IN_FIT, (UNRECORDED, DEMO),
+       "the blend weights are chosen in fit: blend.learn, a logistic regression on the "
+       "validation users' newest 10 % of events; this table is " + _FALLBACK + ". "
+       "Which columns the learned blend has is frozen on the demo: appeal, coldness and "
+       "the cold_* interactions lowered NDCG@10 from 0.187 to 0.153-0.163 there"),
+    _d("DEFAULT_AGE_WEIGHTS", BLEND, (0.0, 1.0, 0.9, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0, 0.0),
+       IN_FIT, UNRECORDED,
+       "the age steps' weights are chosen in fit by blend.learn (with the intercept folded "
+       "in, 1a18566); this is " + _FALLBACK),
+    # ---------------------------------------------------------------- components
+    _d("COMPONENT_NAMES", COMPONENTS, _COMPONENTS, FROZEN, (PRIOR_ART, ML100K),
+       "the default of components= (see there)"),
+    # ---------------------------------------------------------------- text encoder
+    _d("DEFAULT_TEXT_DIMENSIONS", TEXT, 32, FROZEN, DEMO,
+       "holds the demo's 16 topics; each dimension costs latency at 50k polls"),
+    _d("DEFAULT_MAX_VOCABULARY", TEXT, 50_000, FROZEN, NONE,
+       "memory and saved-model size bound"),
+    _d("DEFAULT_MIN_DOCUMENT_FREQUENCY", TEXT, 2, FROZEN, UNRECORDED,
+       "a term in a single poll cannot link two polls"),
+    # ---------------------------------------------------------------- event clock
+    _d("CLOCK_QUORUM", CLOCK, 5, FROZEN, NONE,
+       "robustness: 'now' is believed once 5 events agree; on data without a stray "
+       "future timestamp the clock is the newest event"),
+)
+
+# Upper-case names in UP's modules that are not defaults.
+NOT_DEFAULTS: dict[str, str] = {
+    "REGISTRY": "the component classes by name; which are on is COMPONENT_NAMES",
+}
+
+
+def by_name() -> dict[str, Default]:
+    return {d.name: d for d in DEFAULTS}
+
+
+def _cell(value: Any) -> str:
+    text = repr(value) if not isinstance(value, (int, float)) or isinstance(value, bool) \
+        else f"{value:,}"
+    return "`" + text.replace("|", "\\|") + "`"
+
+
+def render_markdown() -> str:
+    """docs/up-defaults.md, from DEFAULTS."""
+    chosen = Counter(d.chosen for d in DEFAULTS)
+    frozen_by = Counter(s for d in DEFAULTS if d.chosen == FROZEN for s in d.data)
+    lines = [
+        "# User-Personalization's defaults and the data that chose them",
+        "",
+        "Generated from `recsys/recipes/user_personalization/defaults.py` by",
+        "`python -m recsys.recipes.user_personalization.defaults > docs/up-defaults.md`;",
+        "`tests/recsys/test_up_defaults.py` fails when this file, the table or the code",
+        "disagree, when UP gains a parameter or setting without an entry, and when an entry",
+        "names a confirmation dataset (docs/public-data.md, Roles).",
+        "",
+        "**Chosen in fit** means chosen inside `fit` on the training users' validation",
+        "split (the value shown is then only the fallback for data too small to split).",
+        "**Frozen** values name the data that chose them: a development dataset",
+        "(`movielens-100k`, `demo`), `prior-art` (a paper's, Personalize's or a library's",
+        "default), `unrecorded` (no comment, doc or commit names it; all such values were",
+        "set before the confirmation datasets were pinned on 2026-12-03, when only the",
+        "demo and MovieLens 100k were in use) or `none` (not a modelling choice: units,",
+        "schema fields, seeds, speed and memory bounds with the same scores).",
+        "",
+        f"{len(DEFAULTS)} defaults: {chosen[IN_FIT]} chosen in fit, {chosen[FROZEN]} frozen. "
+        "Frozen, by what chose them (an entry may name two): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(frozen_by.items(), key=lambda kv: -kv[1]))
+        + ".",
+        "",
+        "| name | where | value | chosen | data | reason |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for d in DEFAULTS:
+        where = "constructor" if d.where == CONSTRUCTOR else d.where.rsplit(".", 1)[-1]
+        lines.append(f"| `{d.name}` | {where} | {_cell(d.value)} | {d.chosen} | "
+                     f"{', '.join(d.data)} | {d.reason.replace('|', '/')} |")
+    lines += [
+        "",
+        "Choices that are not named settings, frozen on development data: the item-item",
+        "component itself (MovieLens 100k, above), EASE's binary weighting of the",
+        "user-poll matrix in it, and the learned blend's columns (demo, `DEFAULT_BLEND`).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(render_markdown(), end="")
