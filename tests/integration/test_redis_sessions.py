@@ -122,3 +122,19 @@ def test_every_field_of_a_placed_item_reads_back_as_written(redis_url):
     assert store.items(sid, 1, 2) == first[1:] + later
     assert store.items(sid, 5) == [] and store.snapshot("gone") is None
     store.close()
+
+
+def test_replies_are_parsed_by_hiredis(redis_url):
+    """The C parser is a declared dependency (pyproject.toml): without it redis-py falls
+    back, silently, to its Python parser and each feed page costs more CPU."""
+    from redis._parsers import _HiredisParser
+
+    from recsys.feed_sessions import RedisFeedSessionStore
+
+    store = RedisFeedSessionStore(redis_url)
+    connection = store._redis.connection_pool.get_connection()
+    try:
+        assert isinstance(connection._parser, _HiredisParser)
+    finally:
+        store._redis.connection_pool.release(connection)
+        store.close()
