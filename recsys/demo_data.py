@@ -6,7 +6,8 @@ ones *for the right reasons*. So the generator plants known structure, writes it
 ``ground_truth.json``, and lets tests and analyses check they recover it:
 
 - **communities** of varied sizes (Dirichlet shares); about 80 % of follows stay inside
-  the follower's community; followees are chosen by a heavy-tailed "fitness" (a
+  the follower's community (``follow_within_community`` sets the share and sends the rest
+  to communities of unlike taste); followees are chosen by a heavy-tailed "fitness" (a
   popularity-weighted choice), so in-degree is heavy-tailed and many users follow few.
 - **topics**, each with a vocabulary; each community prefers a Dirichlet mix of topics and
   each user adds individual noise to it. A poll's topic is drawn from its author's mix,
@@ -80,6 +81,11 @@ DEFAULT_FOLLOW_BOOST = 3.0  # a followee's poll is 3x as likely to be engaged: c
 #                             weaker than topic affinity, as in published feed studies
 DEFAULT_BURST_TIMESCALE = 3 * HOUR  # Trending-Now's default trend_discovery_frequency
 FOLLOW_WITHIN_COMMUNITY = 0.8  # share of follows that stay inside the community
+# With ``follow_within_community`` given, a follow that leaves the community picks the
+# followee's community by (1 - cosine of the two topic mixes) ** this: the 4th power gives
+# a community sharing most of the taste (cosine 0.7) under 3 % of the weight of an
+# unlike one (cosine 0.1), so those follows cross tastes, not just community lines.
+CROSS_TASTE_SHARPNESS = 4.0
 FOLLOW_OUTDEGREE_MEDIAN = 12.0  # typical number of accounts a user follows
 FOLLOW_OUTDEGREE_SIGMA = 1.0  # lognormal spread: many follow a few, some follow hundreds
 MAX_FOLLOWS_PER_USER = 500
@@ -387,22 +393,39 @@ def _build_people(rng: np.random.Generator, n_users: int, n_topics: int) -> dict
 
 
 def _build_follows(rng: np.random.Generator, community: np.ndarray, activity: np.ndarray,
-                   start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   start: int, within: float | None = None,
+                   community_topics: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``within`` None: FOLLOW_WITHIN_COMMUNITY of follows drawn inside the community and
+    the rest from everyone (the demo's draw, kept byte for byte). A number: exactly that
+    share inside; the rest go to other communities, the less alike in taste (cosine of
+    the ``community_topics`` mixes) the likelier, so those follows cross tastes."""
     n_users = len(community)
     fitness = (rng.pareto(FOLLOWEE_FITNESS_PARETO, n_users) + 1.0) * np.sqrt(activity)
     outdeg = np.clip(np.rint(rng.lognormal(math.log(FOLLOW_OUTDEGREE_MEDIAN),
                                            FOLLOW_OUTDEGREE_SIGMA, n_users)),
                      1, min(n_users - 1, MAX_FOLLOWS_PER_USER)).astype(np.int64)
     follower = np.repeat(np.arange(n_users), outdeg)
-    inside = rng.random(len(follower)) < FOLLOW_WITHIN_COMMUNITY
+    inside = rng.random(len(follower)) < (FOLLOW_WITHIN_COMMUNITY if within is None else within)
     followee = np.empty(len(follower), dtype=np.int64)
     outside = ~inside
-    followee[outside] = rng.choice(n_users, size=int(outside.sum()), p=fitness / fitness.sum())
-    for c in range(int(community.max()) + 1):
-        members = np.flatnonzero(community == c)
-        pick = inside & (community[follower] == c)
-        w = fitness[members]
+    if within is None:
+        followee[outside] = rng.choice(n_users, size=int(outside.sum()),
+                                       p=fitness / fitness.sum())
+
+    def draw(weight: np.ndarray, pick: np.ndarray) -> None:  # followees by weight x fitness
+        members = np.flatnonzero(weight)
+        w = weight[members] * fitness[members]
         followee[pick] = members[rng.choice(len(members), size=int(pick.sum()), p=w / w.sum())]
+
+    if within is not None:
+        unit = community_topics / np.linalg.norm(community_topics, axis=1, keepdims=True)
+        unlike = np.clip(1.0 - unit @ unit.T, 0.0, 1.0) ** CROSS_TASTE_SHARPNESS
+    for c in range(int(community.max()) + 1):
+        mine = community[follower] == c
+        draw((community == c).astype(float), inside & mine)
+        if within is not None:
+            draw(np.where(community != c, unlike[c, community], 0.0), outside & mine)
     keep = follower != followee
     key = np.unique(follower[keep] * n_users + followee[keep])
     follower, followee = key // n_users, key % n_users
@@ -734,6 +757,7 @@ def generate_demo_data(
     burst_timescale: int = DEFAULT_BURST_TIMESCALE,
     burst_share: float | None = None,
     bursts: int | None = None,
+    follow_within_community: float | None = None,
     interactions: int | None = None,
     events_per_user: float | None = None,
     start: int = DEFAULT_START,
@@ -748,7 +772,11 @@ def generate_demo_data(
     ``burst_timescale`` (seconds) is the decay time of each planted viral burst;
     ``burst_share`` is the share of interactions the bursts add (default
     ``BURST_SHARE``; when given, the number of bursts grows as needed to reach it unless
-    ``bursts`` is given too).
+    ``bursts`` is given too). ``follow_within_community`` (0 to 1) is the exact share of
+    follows inside the follower's community, the rest going to communities unlike it in
+    taste (``CROSS_TASTE_SHARPNESS``); None keeps the demo's follows
+    (``FOLLOW_WITHIN_COMMUNITY`` inside, the rest to anyone). A low share plants a world
+    where labelling users by their taste community pulls feeds away from followees' polls.
     """
     if interactions is not None and events_per_user is not None:
         raise DemoDataError("give interactions or events_per_user, not both")
@@ -758,6 +786,11 @@ def generate_demo_data(
     total = int(interactions if interactions is not None else round(events_per_user * users))
     burst_timescale = int(burst_timescale)
     _validate(users, polls, days, total, burst_timescale, follow_boost, burst_share)
+    if follow_within_community is not None and not 0.0 <= follow_within_community <= 1.0:
+        raise DemoDataError(
+            f"follow_within_community={follow_within_community} must be between 0 and 1: "
+            f"the share of follows inside the community (None: the demo's "
+            f"{FOLLOW_WITHIN_COMMUNITY}, the rest to anyone)")
     n_bursts = bursts if bursts is not None else max(MIN_BURSTS, polls // POLLS_PER_BURST)
     if burst_share is not None and bursts is None:
         typical = BURST_CAP_FILL * _burst_cap(users, total, n_bursts)
@@ -775,7 +808,9 @@ def generate_demo_data(
         people = _build_people(rng, users, len(TOPICS))
         step(_STAGES[1])
         follower, followee, follow_ts = _build_follows(rng, people["community"],
-                                                       people["activity"], start)
+                                                       people["activity"], start,
+                                                       follow_within_community,
+                                                       people["community_topics"])
         step(_STAGES[2])
         poll = _build_polls(rng, polls, people["affinity"], people["activity"], start, days)
         world = _World(follower=follower, followee=followee, follow_ts=follow_ts,
@@ -867,6 +902,8 @@ def generate_demo_data(
             burst_timescale=burst_timescale, interactions=total,
             # Only when asked for: default output stays byte-identical to earlier versions.
             **({} if burst_share is None else {"burst_share": burst_share}),
+            **({} if follow_within_community is None
+               else {"follow_within_community": follow_within_community}),
         ))
     return summary
 

@@ -27,6 +27,7 @@ which is not the call-until-success shape retry libraries wrap.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -156,13 +157,17 @@ class Refresher:
 
     def fold_new_events(self) -> None:
         """Fold newly stored events into every live model (and swap in newer versions).
-        Every recipe gets its turn; the first failure is raised after all were tried."""
+        Every recipe gets its turn; the first failure is raised after all were tried.
+        The round reads the store's head once, as a feed request does: a model already
+        there reads nothing, so a quiet round is one query, not one per recipe."""
         failure: Exception | None = None
-        for recipe in self.recipes.available():
-            try:
-                self.recipes.model(recipe)  # folds what is new, under the model's lock
-            except Exception as exc:  # noqa: BLE001 - raised below, once the others ran
-                failure = failure or exc
+        head = getattr(self.recipes, "head", None)  # the head the recipes follow, if any
+        with head.request() if head is not None else contextlib.nullcontext():
+            for recipe in self.recipes.available():
+                try:
+                    self.recipes.model(recipe)  # folds what is new, under the model's lock
+                except Exception as exc:  # noqa: BLE001 - raised below, once the others ran
+                    failure = failure or exc
         if failure is not None:
             raise failure
 

@@ -18,8 +18,8 @@ Events recorded after training reach every recipe the same way: each request fir
 reads ``events_since(last_seq)`` from the event store (one indexed SQLite query, usually
 empty) and feeds it to the model's ``observe``, so popularity and trending counters move
 at once and user-personalization sees the requesting user's latest events (and everyone
-else's, for its popularity and impression counts) before it ranks (in a feed request,
-only when the store's head has moved past the model's number: see
+else's, for its popularity and impression counts) before it ranks (in a feed request
+and in a refresher round, only when the store's head has moved past the model's number: see
 :mod:`recsys.event_head`, one read per request for every recipe). Where the tail starts:
 the manifest's ``event_seq`` when the trainer recorded one, else the start of the store,
 keeping only events newer than the manifest's ``trained_until`` (the newest timestamp
@@ -301,16 +301,21 @@ class RecipeService:
             if len(batch) < TAIL_BATCH:
                 return
 
+    def _tail_to_head(self, live: _Live) -> None:
+        """:meth:`_tail`, skipped when the head of this request (or refresher round) says
+        nothing is new; outside one, always."""
+        head = self.head.seq() if self.head is not None else None
+        if head is None or live.last_seq < head:
+            self._tail(live)
+            if head is not None:  # the last numbers may be de-duplicated events'
+                live.last_seq = max(live.last_seq, head)
+
     def _tail_if_readable(self, live: _Live) -> None:
         """Fold new events in before a request ranks; when the store cannot be read
         (restarting, a full disk), rank with what is in memory instead of failing the
         feed: the refresher (recsys/refresher.py) reports the outage and catches up."""
         try:
-            head = self.head.seq() if self.head is not None else None
-            if head is None or live.last_seq < head:
-                self._tail(live)
-                if head is not None:  # the last numbers may be de-duplicated events'
-                    live.last_seq = max(live.last_seq, head)
+            self._tail_to_head(live)
         except Exception as exc:  # noqa: BLE001 - any store error; warned once per outage
             if not self._store_failing:
                 log.warning("cannot read new events (%s: %s); recommending from the "
@@ -326,7 +331,7 @@ class RecipeService:
         if live is None:
             raise ArtifactNotFound(f"no trained {recipe} model in {self.store.location}")
         with live.lock:
-            self._tail(live)
+            self._tail_to_head(live)
         return live.artifact.model
 
     def add_items(self, items: dict[str, dict[str, Any]]) -> None:

@@ -152,6 +152,10 @@ def _headroom_text(result: ExplorationResult) -> str:
             f"so the share of them within reach is {reach}.")
 
 
+def _names(names: Sequence[str]) -> str:
+    return html.escape(", ".join(names)) if names else "none"
+
+
 def _comparison_rows(comparisons) -> list[dict[str, Any]]:
     keys = ("treatment", "baseline", "metric", "users", "difference", "ci_low", "ci_high",
             "paired_t_p", "holm_p", "significant")
@@ -189,7 +193,10 @@ def write_report(out_dir: Path | str, *, follow: FollowImpactResult | None = Non
             f"{follow.natural_rate:.4g}; graph effect on feed share: "
             f"{follow.verdict['graph_effect']}; follow effect in engagement: "
             f"{follow.verdict['follow_effect_in_engagement']}; best labelling: "
-            f"{html.escape(follow.verdict['best_labelling'])}.</p>"
+            f"{html.escape(follow.verdict['best_labelling'])}; against their permuted "
+            f"control, labellings that raise the followee share: "
+            f"{_names(follow.verdict['labels_raise_share'])}; that lower it: "
+            f"{_names(follow.verdict['labels_lower_share'])}.</p>"
             + _table(variant_rows) + _table(comparison_rows)
             + '<img src="follow_impact.png" alt="follow impact">')
     if trend is not None:

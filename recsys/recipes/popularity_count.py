@@ -120,12 +120,15 @@ def select_top(
     else:
         eligible = np.flatnonzero(scores[:size] > -np.inf)
     values = scores[eligible]  # a copy: exclusions below do not touch the caller's array
-    for item_id in exclude:
-        i = index.get(item_id)
-        if i is not None and i < size:
-            p = int(np.searchsorted(eligible, i))
-            if p < len(eligible) and eligible[p] == i:
-                values[p] = -np.inf
+    if exclude and len(eligible):
+        # All at once: a feed page excludes the session's placed polls (up to a hundred
+        # by the fifth page), and one searchsorted per poll cost 340 us of the 370 us a
+        # call took at 100 exclusions over 5,000 polls.
+        excluded = np.fromiter((index.get(item_id, -1) for item_id in exclude),
+                               dtype=np.int64, count=len(exclude))
+        excluded = excluded[(excluded >= 0) & (excluded < size)]
+        at = np.minimum(np.searchsorted(eligible, excluded), len(eligible) - 1)
+        values[at[eligible[at] == excluded]] = -np.inf
     count = len(values)
     out: list[ScoredItem] = []
     k = min(count, n * _CANDIDATE_FACTOR + len(exclude))

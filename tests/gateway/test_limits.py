@@ -13,7 +13,13 @@ import pytest
 from gateway import app as gateway_app
 from gateway.app import create_app
 from gateway.auth import issue_token
-from gateway.rate_limit import LocalRateLimiter, RedisRateLimiter, make_rate_limiter
+from gateway.rate_limit import (
+    REDIS_WINDOW_SLACK_SECONDS,
+    WINDOW_SECONDS,
+    LocalRateLimiter,
+    RedisRateLimiter,
+    make_rate_limiter,
+)
 from gateway.services import Services
 from tests.gateway.test_app import ID_ONLY, codes, gql, serve, settings  # noqa: F401
 from tests.integration.test_redis_sessions import redis_url  # noqa: F401 - the fixture
@@ -72,6 +78,56 @@ def test_limits_are_shared_through_redis_by_every_host(redis_url):  # noqa: F811
         finally:
             await host_a.close()
             await host_b.close()
+
+    asyncio.run(main())
+
+
+def _commands_run(client) -> int:
+    """Commands Redis has run since its statistics were reset, the INFO calls aside
+    (those of a script count too: Redis runs them as well)."""
+    stats = client.info("commandstats")
+    return sum(s["calls"] for name, s in stats.items() if not name.startswith("cmdstat_info"))
+
+
+def test_a_redis_rate_check_costs_redis_one_script_call(redis_url):  # noqa: F811
+    """Each check is one command sent (EVALSHA) and two run (its INCR), not a MULTI,
+    INCR, EXPIRE, EXEC transaction: four commands for every feed page of every host."""
+    import redis
+
+    checks = 20
+    admin = redis.Redis.from_url(redis_url)
+
+    async def main():
+        limiter = RedisRateLimiter(redis_url, "feed", checks, clock=lambda: FROZEN)
+        try:
+            assert await limiter.allow("cal")  # the first: the script may be loaded here
+            admin.config_resetstat()
+            assert [await limiter.allow("cal") for _ in range(checks - 1)] == [True] * (checks - 1)
+            run = _commands_run(admin) - 1  # less the CONFIG RESETSTAT
+            assert not await limiter.allow("cal")  # the limit still holds
+        finally:
+            await limiter.close()
+        return run
+
+    run = asyncio.run(main())
+    assert run <= 2 * (checks - 1), f"{run} commands for {checks - 1} checks"
+    # the window's key still expires once its window (and the slack) is over
+    keys = admin.keys("hunch:rate:feed:cal:*")
+    assert len(keys) == 1 and 0 < admin.ttl(keys[0]) <= WINDOW_SECONDS + REDIS_WINDOW_SLACK_SECONDS
+
+
+def test_a_redis_that_lost_its_scripts_still_counts(redis_url):  # noqa: F811
+    import redis
+
+    async def main():
+        limiter = RedisRateLimiter(redis_url, "feed", 3, clock=lambda: FROZEN)
+        try:
+            assert await limiter.allow("dee")
+            redis.Redis.from_url(redis_url).script_flush()  # as a restart does
+            assert [await limiter.allow("dee") for _ in range(3)] == [True, True, False]
+            assert not limiter._degraded  # counted in Redis, not by the local fallback
+        finally:
+            await limiter.close()
 
     asyncio.run(main())
 

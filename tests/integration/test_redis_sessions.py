@@ -105,3 +105,36 @@ def test_extending_a_session_is_one_round_trip_and_keeps_its_expiry(redis_url):
     assert store.expires_at(sid) == expires
     assert store.extend("no-such-session", 0, [FeedItem("p2", "trending-now", 1.0, 1, "r")]) \
         is False
+
+
+def test_every_field_of_a_placed_item_reads_back_as_written(redis_url):
+    from recsys.feed_sessions import RedisFeedSessionStore
+    from recsys.mixer import FeedItem
+
+    store = RedisFeedSessionStore(redis_url, prefix="fields")
+    first = [FeedItem("p1", "trending-now", 0.1 + 0.2, 1, "rid", None),
+             FeedItem("sondage-\u00e9t\u00e9-\u2603", "user-personalization", -1e-300, 2, "rid",
+                      'spring "sale", \\ 50%')]
+    later = [FeedItem("p,3]", "popularity-count", 7.0, 3, "rid2", "")]
+    sid, _ = store.create("u1", 60, first)
+    assert store.extend(sid, 2, later) is True
+    assert store.snapshot(sid).items == first + later
+    assert store.items(sid, 1, 2) == first[1:] + later
+    assert store.items(sid, 5) == [] and store.snapshot("gone") is None
+    store.close()
+
+
+def test_replies_are_parsed_by_hiredis(redis_url):
+    """The C parser is a declared dependency (pyproject.toml): without it redis-py falls
+    back, silently, to its Python parser and each feed page costs more CPU."""
+    from redis._parsers import _HiredisParser
+
+    from recsys.feed_sessions import RedisFeedSessionStore
+
+    store = RedisFeedSessionStore(redis_url)
+    connection = store._redis.connection_pool.get_connection()
+    try:
+        assert isinstance(connection._parser, _HiredisParser)
+    finally:
+        store._redis.connection_pool.release(connection)
+        store.close()

@@ -123,6 +123,55 @@ def test_a_comparison_that_lowers_its_metric_says_so():
     assert flat.relative_min_detectable_effect > 0
 
 
+# A world where a labelling hurts: no follow stays inside the follower's taste community
+# (the generator sends them to communities unlike it in taste) and the labels are those
+# taste communities, from ground_truth.json. The labels pull each feed towards its own
+# community's polls, which followees did not write, so the followee share falls below
+# that of the same labels shuffled. The control: the same labels on the demo's follows
+# (four in five inside the community) raise the share.
+def _taste_run(root: Path, seed: int, within: float | None):
+    d = root / f"taste-{within}-{seed}"
+    generate_demo_data(d, users=USERS, polls=POLLS, days=DAYS, seed=seed,
+                       follow_within_community=within)
+    ds = load_directory(d)
+    truth = json.loads((d / "ground_truth.json").read_text())
+    labels = {u: {"COMMUNITY": str(c)} for u, c in truth["user_community"].items()}
+    return follow_impact(ds.interactions, ds.items, ds.users, read_follows(d / "follows.csv"),
+                         labels=labels, impressions=ds.impressions, config=CONFIG)
+
+
+@pytest.fixture(scope="module")
+def across_tastes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("across")
+    return [_taste_run(root, s, 0.0) for s in WORLD_SEEDS]
+
+
+@pytest.mark.slow  # three worlds, 10-20 s each
+def test_a_labelling_that_pulls_feeds_from_followees_is_reported_as_lowering(across_tastes):
+    for result in across_tastes:
+        v = result.verdict
+        share = v["by_labelling"]["community"]["followee_share"]
+        assert share["verdict"] == "lowers" and share["ci"][1] < 0, share
+        assert v["labels_lower_share"] == ["community"] and not v["labels_raise_share"]
+        assert v["graph_effect"] is False
+
+
+@pytest.mark.slow  # three worlds, 10-20 s each
+def test_the_same_labels_on_follows_within_the_community_do_not_lower(tmp_path):
+    verdicts = [_taste_run(tmp_path, s, None).verdict for s in WORLD_SEEDS]
+    assert not any(v["labels_lower_share"] for v in verdicts), verdicts
+
+
+@pytest.mark.slow  # shares the three worlds above
+def test_report_says_which_labellings_lower_the_share(across_tastes, tmp_path):
+    text = write_report(tmp_path, follow=across_tastes[0]).read_text()
+    summary = text.split("<h2>Follow impact</h2><p>")[1].split("</p>")[0]
+    assert "that lower it: community." in summary, summary
+    assert "that raise the followee share: none;" in summary, summary
+    numbers = json.loads((tmp_path / "report.json").read_text())
+    assert numbers["follow_impact"]["verdict"]["labels_lower_share"] == ["community"]
+
+
 def test_every_test_of_a_run_is_one_holm_family(planted):
     _, result = planted[0]
     family = [*result.comparisons, result.engagement]
@@ -192,3 +241,20 @@ def test_cli_prints_a_verdict_per_comparison(tmp_path):
     assert all(any(v in ln for v in ("raises", "lowers", "no detectable change"))
                and "of base" in ln for ln in lines)
     assert "graph effect" in r.output
+
+
+def test_seeds_in_parallel_processes_give_the_serial_result(tmp_path):
+    # The seeds run in forked processes by default; the answer must not depend on it.
+    d, ds, communities = _world(tmp_path, 0, True)
+    labels = {u: {"COMMUNITY": c} for u, c in communities.items()}
+    follows = read_follows(d / "follows.csv")
+    results = [follow_impact(ds.interactions, ds.items, ds.users, follows, labels=labels,
+                             impressions=ds.impressions,
+                             config=FollowImpactConfig(seeds=(0, 1), shuffles=1,
+                                                       holdout_fraction=HOLDOUT, feed_depth=25,
+                                                       in_network=True, processes=n,
+                                                       recipe_params=CONFIG.recipe_params))
+               for n in (1, 2)]
+    serial, parallel = (json.dumps(r.to_json(), sort_keys=True) for r in results)
+    assert serial == parallel
+    assert results[0].curve["community"]  # the last seed's curve came back from its worker

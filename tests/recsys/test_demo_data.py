@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -242,6 +243,27 @@ def test_communities_cover_users_and_most_follows_stay_inside(base):
     assert 0.7 <= inside <= 0.9
 
 
+def test_follows_can_be_planted_across_tastes(base, tmp_path):
+    generate_demo_data(tmp_path, seed=1, follow_within_community=0.1, **SMALL)
+    crossing = _load(tmp_path)
+    assert crossing.truth["parameters"]["follow_within_community"] == 0.1
+    assert "follow_within_community" not in base.truth["parameters"]
+    community = crossing.truth["user_community"]
+    pairs = [(community[f["FOLLOWER_ID"]], community[f["FOLLOWEE_ID"]])
+             for f in crossing.follows]
+    assert 0.05 <= np.mean([a == b for a, b in pairs]) <= 0.15
+    # Follows that leave go to unlike tastes: their communities' topic mixes are further
+    # apart than those of a followee's community drawn by size from the others.
+    mix = np.array([c["topic_preference"] for c in crossing.truth["communities"]])
+    mix /= np.linalg.norm(mix, axis=1, keepdims=True)
+    alike = mix @ mix.T
+    size = np.array([c["size"] for c in crossing.truth["communities"]], float)
+    by_size = [(alike[a] @ size - size[a]) / (size.sum() - size[a]) for a in range(len(size))]
+    leaving = [(alike[a, b], by_size[a]) for a, b in pairs if a != b]
+    crossed, at_random = np.mean(leaving, axis=0)
+    assert crossed < 0.85 * at_random, (crossed, at_random)
+
+
 def test_follower_counts_are_heavy_tailed(base):
     in_degree = sorted(Counter(f["FOLLOWEE_ID"] for f in base.follows).values())
     out_degree = Counter(f["FOLLOWER_ID"] for f in base.follows)
@@ -350,6 +372,7 @@ def test_popular_polls_get_far_more_than_the_median(base):
     (dict(days=2, burst_timescale=DAY), "burst_timescale"),
     (dict(interactions=10**7), "user-poll pairs"),
     (dict(follow_boost=0.5), "follow_boost"),
+    (dict(follow_within_community=1.5), "follow_within_community"),
 ])
 def test_impossible_parameters_raise_a_typed_error(tmp_path, kwargs, fragment):
     args = dict(users=50, polls=80, days=5, seed=1) | kwargs

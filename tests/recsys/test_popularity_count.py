@@ -114,3 +114,27 @@ def test_deep_filtering_still_returns_the_next_best_in_order():
     assert ids(allowed) == [f"p{p:03d}" for p in range(201, 226)]
     ties = PopularityCount().fit(data(*(hunch("u", f"t{k}") for k in range(50))))
     assert ids(ties.recommend(None, 3)) == ["t0", "t1", "t2"]  # first seen wins a tie
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_select_top_is_the_best_eligible_polls_not_excluded_ties_to_the_lower_index(seed):
+    """Against a plain sort, on scores with ties, ineligible polls, exclusions that are
+    unknown, ineligible or past the scores, and more ids than scores."""
+    import numpy as np
+
+    from recsys.recipes.base import ScoredItem
+    from recsys.recipes.popularity_count import select_top
+
+    rng = np.random.default_rng(seed)
+    polls = int(rng.integers(0, 60))
+    ids = [f"p{i}" for i in range(polls + int(rng.integers(0, 3)))]
+    index = {poll: i for i, poll in enumerate(ids)}
+    scores = rng.integers(0, 6, polls).astype(float)  # many ties
+    scores[rng.random(polls) < 0.3] = -np.inf
+    exclude = {poll for poll in ids if rng.random() < 0.3} | {"unknown"}
+    n = int(rng.integers(1, 12))
+    expected = sorted((i for i in range(min(polls, len(ids)))
+                       if scores[i] > -np.inf and ids[i] not in exclude),
+                      key=lambda i: (-scores[i], i))[:n]
+    assert select_top(scores, ids, index, n, exclude) == [
+        ScoredItem(ids[i], float(scores[i])) for i in expected]

@@ -234,3 +234,43 @@ def test_a_thread_ended_by_something_other_than_a_store_error_says_so(engine, ca
     assert refresher.crashed == "SystemExit: shutting down"
     assert any(r.levelno == logging.CRITICAL and r.name == "recsys.refresher"
                for r in caplog.records)
+
+
+def test_a_quiet_round_reads_the_head_once_not_once_per_model(tmp_path):
+    """The model tail on the event head: with nothing new, a round of the refresher's
+    model task is one read of the store's head, whatever the number of live recipes (it
+    was one events_since per recipe, four times a second per worker)."""
+    from recsys.event_head import EventHead
+    from recsys.recipes.popularity_count import PopularityCount
+    from tests.stores.test_event_store_contract import CountingReads
+
+    path = tmp_path / "events.sqlite3"
+    votes = [Interaction(f"u{k}", p, "HUNCH", T0 + k) for p in POLLS for k in range(3)]
+    with EventStore(path) as store:
+        store.upsert_items([{"ITEM_ID": p, "CATEGORY": "news"} for p in POLLS])
+        store.append_many(votes)
+        seq = store.last_seq()
+    data = TrainingData(votes, items={p: {} for p in POLLS})
+    for recipe, model in (("trending-now", TrendingNow().fit(data)),
+                          ("popularity-count", PopularityCount().fit(data))):
+        ArtifactStore(tmp_path / "artifacts").publish(recipe, model, model.params(), "fp",
+                                                      extra={"event_seq": seq})
+    with EventStore(path) as real, EventStore(path) as writer:
+        reads = CountingReads(real)
+        recipes = RecipeService(tmp_path / "artifacts", reads, head=EventHead(reads))
+        refresher = Refresher(reads, Catalog(schema=ITEMS), threading.Lock(), recipes)
+        engine = SimpleNamespace(recipes=recipes)
+        refresher.fold_new_events()  # loads both models
+        reads.reads.clear()
+        refresher.fold_new_events()
+        assert reads.reads == ["last_seq"]
+        writer.append(Interaction("u9", "p1", "HUNCH", T0 + 50))  # another worker's vote
+        before = counted(engine, "p1", T0 + 50)
+        reads.reads.clear()
+        refresher.fold_new_events()
+        assert counted(engine, "p1", T0 + 50) == before + 1  # folded in, once
+        assert recipes._live["popularity-count"].last_seq == writer.last_seq()
+        assert Counter(reads.reads)["last_seq"] == 1
+        reads.reads.clear()
+        refresher.fold_new_events()
+        assert reads.reads == ["last_seq"]

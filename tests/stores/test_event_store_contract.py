@@ -545,6 +545,66 @@ def test_latest_interactions_read_the_head_once_per_request_and_miss_no_event(
     assert request() == ({"hunch": ["p1", "p2"]}, ["last_seq"])
 
 
+def test_a_users_context_is_read_in_one_call_on_a_cache_miss(open_store) -> None:
+    from recsys.event_head import EventHead
+
+    writer = open_store()
+    writer.append_many([hunch("u1", "p1", 100), hunch("u1", "p2", 101, event_type="Comment"),
+                        hunch("u1", "p3", 102), hunch("u2", "p4", 103)])
+    writer.upsert_users([{"USER_ID": "u1", "AGE": 30}])
+    reader = CountingReads(open_store())
+    head = EventHead(reader)
+    cache = LatestInteractionsCache(reader, per_type=1, head=head)
+    with head.request():
+        cache.get("u2")  # the cache's first request reads where the store stands
+    for user, expected in (("u1", ({"comment": ["p2"], "hunch": ["p3"]},
+                                    {"USER_ID": "u1", "AGE": 30})),
+                           ("u2", ({"hunch": ["p4"]}, None)),  # events, no record
+                           ("u3", ({}, None))):  # unknown
+        cache.clear()
+        reader.reads.clear()
+        with head.request():
+            assert cache.get(user) == expected
+        assert reader.reads == ["last_seq", "user_context"]  # the head, then one read
+        assert reader.store.user_context(user, per_type=1) == (
+            reader.store.latest_item_ids(user, per_type=1), reader.store.get_user(user))
+
+
+def test_a_users_context_is_one_postgresql_statement(postgres_url, monkeypatch) -> None:
+    """On PostgreSQL a feed request for a user not in the cache reads the user's latest
+    interactions and record in one round trip (two before)."""
+    import psycopg
+
+    from recsys.event_head import EventHead
+
+    open_event_store(postgres_url, upgrade=True).close()
+    with open_event_store(postgres_url) as store:
+        store.append_many([hunch("u1", "p1", 100), hunch("u2", "p2", 101)])
+        store.upsert_users([{"USER_ID": "u1", "AGE": 30}, {"USER_ID": "u2", "AGE": 40}])
+        head = EventHead(store)
+        cache = LatestInteractionsCache(store, per_type=5, head=head)
+        statements: list[str] = []
+        real_execute = psycopg.Cursor.execute
+
+        def counted(cursor, query, *args, **kwargs):
+            if str(query).strip():  # the pool's empty liveness check is not a read
+                statements.append(str(query))
+            return real_execute(cursor, query, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+
+        def request(user: str) -> int:
+            statements.clear()
+            with head.request():
+                cache.get(user)
+            return len(statements)
+
+        request("u1")  # the first: reads where the store stands
+        cached = request("u1")  # the head only
+        missed = request("u2")
+        assert missed - cached == 1, statements
+
+
 # --------------------------------------------------------------------- catalog
 
 
