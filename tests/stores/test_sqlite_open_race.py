@@ -25,28 +25,34 @@ PROCESSES = 4
 ROUNDS = 15  # 60 racing opens per store; the old code failed ~5 of them
 
 
-def _open(kind, path, barrier, results):
-    barrier.wait()
-    try:
-        STORES[kind](path)
-        results.put("ok")
-    except Exception as exc:  # reported to the parent, which names it
-        results.put(f"{type(exc).__name__}: {exc}")
+def _open_each_round(kind, root, barrier, results):
+    """One worker: in every round, wait for the others, then open that round's file."""
+    for round_ in range(ROUNDS):
+        barrier.wait(timeout=60)
+        try:
+            STORES[kind](f"{root}/{round_}.sqlite3")
+            results.put("ok")
+        except Exception as exc:  # reported to the parent, which names it
+            results.put(f"{type(exc).__name__}: {exc}")
 
 
 @pytest.mark.parametrize("kind", sorted(STORES))
 def test_processes_opening_a_fresh_store_together_all_succeed(kind, tmp_path):
-    ctx = multiprocessing.get_context("fork")  # the classes are imported already: cheap
-    failures = []
-    for round_ in range(ROUNDS):
-        path = tmp_path / f"{round_}.sqlite3"
-        barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
-        workers = [ctx.Process(target=_open, args=(kind, path, barrier, results))
-                   for _ in range(PROCESSES)]
-        for w in workers:
-            w.start()
-        outcomes = [results.get(timeout=60) for _ in workers]
+    # spawn, not fork: a fork of the test process inherits SQLite's internal mutexes in
+    # whatever state other tests' background threads (session checkpointers) left them,
+    # and the child can hang on its first open. The workers start once per store.
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(PROCESSES), ctx.Queue()
+    workers = [ctx.Process(target=_open_each_round, args=(kind, str(tmp_path), barrier, results))
+               for _ in range(PROCESSES)]
+    for w in workers:
+        w.start()
+    try:
+        outcomes = [results.get(timeout=120) for _ in range(ROUNDS * PROCESSES)]
+    finally:
         for w in workers:
             w.join(timeout=60)
-        failures += [o for o in outcomes if o != "ok"]
+            if w.is_alive():
+                w.kill()
+    failures = [o for o in outcomes if o != "ok"]
     assert not failures, f"{len(failures)} of {ROUNDS * PROCESSES} opens failed: {failures[:3]}"
