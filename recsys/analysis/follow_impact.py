@@ -405,10 +405,8 @@ def follow_impact(
         raise FollowImpactError(f"shuffles={config.shuffles}: the permuted control needs at "
                                 "least one shuffle per model seed")
     n_users = len(held)
-    runs: dict[str, dict[str, list[np.ndarray]]] = {
-        name: {m: [] for m in metrics} for name, _, _ in variants}
-    slots = {name: {r.metric: [0, 0] for r in rules} for name, _, _ in variants}
-    curve: dict[str, list[dict[str, float]]] = {}
+    names = [name for name, _, _ in variants]
+    share_metrics = [r.metric for r in rules]
     # The in-network source offers followees' polls by the deciding rule: those they
     # wrote, or (no authors) those they engaged with, newest first.
     by_author = ((_polls_by_author(items) if authored else primary.by_user)
@@ -423,9 +421,7 @@ def follow_impact(
 
     def one_seed(seed: int, say: Callable[[str], None]) -> _SeedRuns:
         """Every variant's fits and feeds for one model seed."""
-        out = _SeedRuns({name: {m: [] for m in metrics} for name, _, _ in variants},
-                        {name: {r.metric: [0, 0] for r in rules} for name, _, _ in variants},
-                        {})
+        out = _SeedRuns.empty(names, metrics, share_metrics)
         # The in-network variant ranks with the no-labels model (the same fit).
         unlabelled: UserPersonalization | None = None
         # The variants change labels only, never EASE's user-poll matrix: one memo for
@@ -467,14 +463,10 @@ def follow_impact(
     # Merged in seed order, so the result is the same however the seeds were run.
     with shared_fits():
         by_seed = _map_seeds(one_seed, config.seeds, config.processes, say)
+    merged = _SeedRuns.empty(names, metrics, share_metrics)
     for seed_runs in by_seed:
-        for name in seed_runs.runs:
-            for m in metrics:
-                runs[name][m] += seed_runs.runs[name][m]
-            for metric, (hits, total) in seed_runs.slots[name].items():
-                slots[name][metric][0] += hits
-                slots[name][metric][1] += total
-        curve.update(seed_runs.curve)
+        merged.add(seed_runs)
+    runs, slots, curve = merged.runs, merged.slots, merged.curve
     per_run = {name: {m: np.vstack(v) for m, v in ms.items()} for name, ms in runs.items()}
     per_user = {name: {m: v.mean(0) for m, v in ms.items()} for name, ms in per_run.items()}
 
@@ -562,6 +554,22 @@ class _SeedRuns:
     runs: dict[str, dict[str, list[np.ndarray]]]
     slots: dict[str, dict[str, list[int]]]
     curve: dict[str, list[dict[str, float]]]
+
+    @classmethod
+    def empty(cls, names: Sequence[str], metrics: Sequence[str],
+              share_metrics: Sequence[str]) -> _SeedRuns:
+        return cls({n: {m: [] for m in metrics} for n in names},
+                   {n: {m: [0, 0] for m in share_metrics} for n in names}, {})
+
+    def add(self, other: _SeedRuns) -> None:
+        """Append another seed's runs (after this one's) and add its slot counts."""
+        for name, by_metric in other.runs.items():
+            for m, arrays in by_metric.items():
+                self.runs[name][m] += arrays
+            for m, (hits, total) in other.slots[name].items():
+                self.slots[name][m][0] += hits
+                self.slots[name][m][1] += total
+        self.curve.update(other.curve)
 
 
 # The seed function a forked worker runs: set just before the pool forks (closures,

@@ -59,17 +59,23 @@ class FailingStore:
         return call
 
 
-@pytest.fixture
-def engine(tmp_path):
-    """A store with polls and votes, a trending model trained on them (TrendingNow counts
-    every event it is fed, so an event applied twice shows), and a refresher reading the
-    store through :class:`FailingStore`."""
+def _store_with_votes(tmp_path):
+    """An event store with POLLS and three votes on each: (path, votes, last seq)."""
     path = tmp_path / "events.sqlite3"
     votes = [Interaction(f"u{k}", p, "HUNCH", T0 + k) for p in POLLS for k in range(3)]
     with EventStore(path) as store:
         store.upsert_items([{"ITEM_ID": p, "CATEGORY": "news"} for p in POLLS])
         store.append_many(votes)
         seq = store.last_seq()
+    return path, votes, seq
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """A store with polls and votes, a trending model trained on them (TrendingNow counts
+    every event it is fed, so an event applied twice shows), and a refresher reading the
+    store through :class:`FailingStore`."""
+    path, votes, seq = _store_with_votes(tmp_path)
     model = TrendingNow().fit(TrainingData(votes, items={p: {} for p in POLLS}))
     ArtifactStore(tmp_path / "artifacts").publish("trending-now", model, model.params(), "fp",
                                                   extra={"event_seq": seq})
@@ -244,12 +250,7 @@ def test_a_quiet_round_reads_the_head_once_not_once_per_model(tmp_path):
     from recsys.recipes.popularity_count import PopularityCount
     from tests.stores.test_event_store_contract import CountingReads
 
-    path = tmp_path / "events.sqlite3"
-    votes = [Interaction(f"u{k}", p, "HUNCH", T0 + k) for p in POLLS for k in range(3)]
-    with EventStore(path) as store:
-        store.upsert_items([{"ITEM_ID": p, "CATEGORY": "news"} for p in POLLS])
-        store.append_many(votes)
-        seq = store.last_seq()
+    path, votes, seq = _store_with_votes(tmp_path)
     data = TrainingData(votes, items={p: {} for p in POLLS})
     for recipe, model in (("trending-now", TrendingNow().fit(data)),
                           ("popularity-count", PopularityCount().fit(data))):
