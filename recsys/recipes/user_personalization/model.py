@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from itertools import repeat
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -80,6 +81,7 @@ from recsys.recipes.user_personalization.settings import (
     SECONDS_PER_DAY,
     TEXT_FIELDS,
     USER_FIELDS,
+    USER_VECTOR_CACHE_SIZE,
     VALIDATION_TARGET_FRACTION,
     VALIDATION_USER_SHARE,
 )
@@ -97,6 +99,21 @@ class UserPersonalizationError(HunchError):
 
 class NotFitted(UserPersonalizationError):
     """A fitted model was needed."""
+
+
+class _UserVectors:
+    """One user's request-time vectors (see ``UserPersonalization._user_vectors``),
+    each computed when a request first needs it."""
+
+    __slots__ = ("refs", "values", "query", "own", "borrowed", "has_own")
+
+    def __init__(self, refs: tuple[Any, ...], values: tuple[Any, ...]) -> None:
+        self.refs = refs  # what they were computed from, compared by identity
+        self.values = values  # ... and by value
+        self.query: np.ndarray | None = None  # fold-in factor + content profile
+        self.own: np.ndarray | None = None  # item-item scores over B's polls
+        self.borrowed: np.ndarray | None = None  # what content neighbours take of them
+        self.has_own = False
 
 
 class UserPersonalization:
@@ -391,6 +408,7 @@ class UserPersonalization:
         enough for exploration are one contiguous tail. Only the top-n positions are
         mapped back to poll ids.
         """
+        self._vectors_changed()
         self._age_edges = np.array(POLL_AGE_EDGES_DAYS) * SECONDS_PER_DAY
         self._yty = (self.item_factors_.T @ self.item_factors_).astype(np.float64)
         self._order = np.argsort(self.creation_, kind="stable")
@@ -477,15 +495,44 @@ class UserPersonalization:
         weights = np.array([self.blend_[f] for f in self._blend_features()], np.float32)
         return weights @ features + self.age_weights_[ages]
 
+    def _user_vectors(self, user_id: str | None) -> "_UserVectors":
+        """The memo of the user's request-time vectors, valid while everything they are
+        computed from is: the user's events (``observe`` replaces, never mutates, the
+        arrays it keeps per user), their segments, B and its neighbours, the item-item
+        weights, and the poll arrays (``_vectors_epoch`` moves with them)."""
+        b = self.blend_
+        # Arrays are compared by identity (they are replaced when they change), the rest
+        # by value.
+        refs = (self.recent_.get(user_id), self.interacted_.get(user_id),
+                getattr(self, "item_item_", None),
+                getattr(self, "item_item_neighbours_", None))
+        values = (tuple(self.user_segments_.get(user_id, ())),
+                  getattr(self, "_vectors_epoch", 0), b["item_item"], b["item_item_recent"])
+        memo: OrderedDict[str | None, _UserVectors] = self.__dict__.setdefault(
+            "_user_vector_memo", OrderedDict())
+        entry = memo.get(user_id)
+        if (entry is not None and entry.values == values
+                and all(map(operator.is_, entry.refs, refs))):
+            memo.move_to_end(user_id)
+            return entry
+        entry = memo[user_id] = _UserVectors(refs, values)
+        memo.move_to_end(user_id)
+        if len(memo) > USER_VECTOR_CACHE_SIZE:
+            memo.popitem(last=False)
+        return entry
+
     def _serving_scores(self, user_id: str | None, t_ref: float) -> np.ndarray:
         """Blend scores without exploration, in serving (creation) order: the fused form
         of ``_combine(*_features(...))``."""
         b = self.blend_
         segs = self.user_segments_.get(user_id, []) if user_id is not None else []
+        vectors = self._user_vectors(user_id)
         if any(b[f] for f in ("collaborative", "cold_collaborative", "content", "cold_content")):
-            q = np.concatenate([Collaborative.user_vector(self, user_id),
-                                Content.user_profile(self, user_id)]).astype(np.float32)
-            score = self._matrix @ q
+            if vectors.query is None:
+                vectors.query = np.concatenate([
+                    Collaborative.user_vector(self, user_id),
+                    Content.user_profile(self, user_id)]).astype(np.float32)
+            score = self._matrix @ vectors.query
             score += self._bias
         else:
             # A blend that learned no weight for either affinity has an all-zero matrix:
@@ -495,8 +542,13 @@ class UserPersonalization:
         if segs and self.blend_["segment"]:
             score += Segments.serving_row(self, segs)
         if self.blend_["item_item"] or self.blend_["item_item_recent"]:
-            row = ItemItem.serving_row(self, user_id)
-            if row is not None:
+            if not vectors.has_own:
+                vectors.own = ItemItem.user_own(self, user_id)
+                vectors.borrowed = (None if vectors.own is None
+                                    else ItemItem.borrowed(self, vectors.own))
+                vectors.has_own = True
+            if vectors.own is not None:
+                row = ItemItem.spread(self, vectors.own, vectors.borrowed)
                 score += row[self._order]
         if self._recency_on:
             Recency.add_age_term(self, score, t_ref)
@@ -540,6 +592,12 @@ class UserPersonalization:
         """Something the scores depend on moved: forget the cached scores."""
         self._version = getattr(self, "_version", 0) + 1
 
+    def _vectors_changed(self) -> None:
+        """Poll arrays users' request-time vectors are computed from moved (new or
+        edited polls, a refit): forget every user's (streamed events do not: a user's
+        vectors depend on their own events, checked per user)."""
+        self._vectors_epoch = getattr(self, "_vectors_epoch", 0) + 1
+
     def score_all(self, user_id: str | None, *, now: float | None = None) -> np.ndarray:
         """Every poll's score for the user (exploration included), in ``item_ids_`` order."""
         self._require_fitted()
@@ -560,8 +618,9 @@ class UserPersonalization:
         if self.exclude_interacted and user_id in self.interacted_:
             score[self._position[self.interacted_[user_id]]] = -np.inf
         if exclude:
-            idx = [self.item_index_[i] for i in exclude if i in self.item_index_]
-            score[self._position[idx]] = -np.inf
+            idx = np.fromiter(map(self.item_index_.get, exclude, repeat(-1)), np.int64,
+                              len(exclude))  # map(): the lookups stay in C
+            score[self._position[idx[idx >= 0]]] = -np.inf
         n = max(0, int(n))
         out: list[ScoredItem] = []
         if n == 0:
@@ -646,6 +705,7 @@ class UserPersonalization:
         creation order instead."""
         self._require_fitted()
         self._changed()
+        self._vectors_changed()  # factors, content and the fold-in's Gram matrix move
         new = [i for i in items if i not in self.item_index_]
         known = [i for i in items if i in self.item_index_]
         ids = new + known

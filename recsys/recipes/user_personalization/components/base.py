@@ -105,12 +105,20 @@ class BaseComponent:
 def recent_weights(up: UserPersonalization, user_id: str | None
                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """The polls of the user's latest events and their summed weights (repeated events
-    on one poll add up, as training did); None without history."""
+    on one poll add up, as training did); None without history.
+
+    A request asks twice (the collaborative fold-in and the content profile): the last
+    answer is kept with the events tuple it came from, which ``observe`` replaces (never
+    mutates) when the user's events move, so holding it is what makes the memo exact."""
     recent = up.recent_.get(user_id) if user_id is not None else None
     if recent is None or not len(recent[0]):
         return None
+    memo = up.__dict__.get("_recent_weights_memo")
+    if memo is not None and memo[0] is recent:
+        return memo[1]
     items, weights, _ = recent
     uniq, inverse = np.unique(items, return_inverse=True)
-    w = np.zeros(len(uniq), np.float64)
-    np.add.at(w, inverse, weights)
+    # bincount sums in float64 in event order, as np.add.at did, in one pass.
+    w = np.bincount(inverse, weights=weights, minlength=len(uniq))
+    up._recent_weights_memo = (recent, (uniq, w))
     return uniq, w

@@ -4,6 +4,7 @@ a blend column: it is added after the blend, scaled to each request's scores."""
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,12 @@ class Exploration(BaseComponent):
     @staticmethod
     def scale(score: np.ndarray) -> float:
         """The bonus of an unseen new poll at weight 1 for a request with these scores."""
+        if len(score):
+            top, mean = score.max(), score.mean()
+            if math.isfinite(top) and math.isfinite(mean):
+                # Every score is finite (a NaN or an infinity would show in the max or
+                # the mean): the numbers below, without copying the catalog's scores.
+                return max(EXPLORATION_BONUS_SCALE, float(top - mean))
         finite = score[np.isfinite(score)]
         if not len(finite):
             return EXPLORATION_BONUS_SCALE

@@ -275,9 +275,14 @@ class ItemItem(BaseComponent):
         polls = up.item_item_polls_
         # Polls outside B (past the active window, or added after fit) have no row of
         # B: their events say nothing here.
-        at = np.minimum(np.searchsorted(polls, items), len(polls) - 1)
-        inside = polls[at] == items
-        at, weights = at[inside], weights[inside].astype(np.float32)
+        if ItemItem._covers_prefix(polls):  # B's polls are 0..m-1: a poll is its row
+            inside = items < len(polls)
+            at = items[inside]
+        else:
+            at = np.minimum(np.searchsorted(polls, items), len(polls) - 1)
+            inside = polls[at] == items
+            at = at[inside]
+        weights = weights[inside].astype(np.float32)
         if len(at) <= ITEM_ITEM_GATHER_MAX_POLLS:
             own = weights @ b[at]
         else:
@@ -287,20 +292,38 @@ class ItemItem(BaseComponent):
         return own
 
     @staticmethod
-    def spread(up: UserPersonalization, own: np.ndarray) -> np.ndarray:
-        """Scores over B's polls to scores over every poll (poll-id order); linear."""
+    def spread(up: UserPersonalization, own: np.ndarray,
+               borrowed: np.ndarray | None = None) -> np.ndarray:
+        """Scores over B's polls to scores over every poll (poll-id order); linear.
+        ``borrowed``: :meth:`borrowed` of ``own`` when the caller kept it."""
         polls = up.item_item_polls_
         neighbours = getattr(up, "item_item_neighbours_", None)
         row = np.zeros(len(up.item_ids_), np.float32)
+        # Below 10k polls B covers the catalog as it was fitted: slices, not gathers.
+        where = slice(0, len(polls)) if ItemItem._covers_prefix(polls) else polls
         if neighbours is not None:
             # A poll without a column of B takes its content neighbours' scores.
-            row[:neighbours.shape[0]] = neighbours @ own
+            row[:neighbours.shape[0]] = (ItemItem.borrowed(up, own) if borrowed is None
+                                         else borrowed)
             # B's polls are shrunk towards them by how cold each is. A convex mix, not
             # an addition: a warm poll's own column already says it all (adding the
             # borrowed score lowered cold-poll recall on the demo data).
-            own = own + up._coldness[polls] * (row[polls] - own)
-        row[polls] = own
+            own = own + up._coldness[where] * (row[where] - own)
+        row[where] = own
         return row
+
+    @staticmethod
+    def borrowed(up: UserPersonalization, own: np.ndarray) -> np.ndarray | None:
+        """Each poll's content neighbours' scores (poll-id order, the polls the neighbour
+        matrix has rows for); None without neighbours. At 50k polls this sparse product
+        is most of the component's cost per request, and it depends only on ``own``."""
+        neighbours = getattr(up, "item_item_neighbours_", None)
+        return None if neighbours is None else neighbours @ own
+
+    @staticmethod
+    def _covers_prefix(polls: np.ndarray) -> bool:
+        """Whether B's polls (ascending, distinct) are exactly polls 0 .. len - 1."""
+        return bool(len(polls)) and int(polls[-1]) == len(polls) - 1
 
     @staticmethod
     def serving_row(up: UserPersonalization, user_id: str | None) -> np.ndarray | None:
@@ -309,6 +332,14 @@ class ItemItem(BaseComponent):
         Spreading scores to the polls outside B (a sparse product over the catalog) is
         linear, so the two features are summed over B's polls and spread once: at
         50,000 polls that product is most of the component's cost per request."""
+        own = ItemItem.user_own(up, user_id)
+        return None if own is None else ItemItem.spread(up, own)
+
+    @staticmethod
+    def user_own(up: UserPersonalization, user_id: str | None) -> np.ndarray | None:
+        """Both item-item features of the user, blend-weighted and summed, over B's polls
+        (None without B or history): what :meth:`spread` turns into a row. It depends on
+        the user's events, B and the two blend weights only."""
         if getattr(up, "item_item_", None) is None or user_id is None:
             return None
         own = np.zeros(len(up.item_item_), np.float32)
@@ -317,11 +348,11 @@ class ItemItem(BaseComponent):
         if (items is None or not len(items)) and recent is None:
             return None
         if up.blend_["item_item"] and items is not None and len(items):
-            own += up.blend_["item_item"] * ItemItem.own(up, 
+            own += up.blend_["item_item"] * ItemItem.own(up,
                 items, np.ones(len(items), np.float32))
         if up.blend_["item_item_recent"] and recent is not None:
             own += up.blend_["item_item_recent"] * ItemItem.own(up, *recent)
-        return ItemItem.spread(up, own)
+        return own
 
     @staticmethod
     def recent_events(up: UserPersonalization, user_id: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -39,7 +39,10 @@ class Recency(BaseComponent):
         # A poll is in step j when its age passed j edges, i.e. it was created at or
         # before t_ref - edge for j edges; in creation order each step is one run.
         cuts = np.searchsorted(up._sorted_creation, t_ref - up._age_edges, side="right")
-        bounds = np.r_[0, cuts[::-1], len(score)]
-        for step, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        bounds = [0, *cuts[::-1].tolist(), len(score)]  # plain ints: a few slices per request
+        weights = up.age_weights_
+        last = len(up._age_edges)
+        for step in range(len(bounds) - 1):
+            lo, hi = bounds[step], bounds[step + 1]
             if hi > lo:
-                score[lo:hi] += up.age_weights_[len(up._age_edges) - step]
+                score[lo:hi] += weights[last - step]
