@@ -114,6 +114,9 @@ def _bare(services, users: list[str], timestamp: int) -> dict[str, list]:
     return out
 
 
+_LARGEST_SCORE_DIFFERENCE = [0.0]  # over every compared score, to report
+
+
 def _compare(mine: dict, base: dict) -> list[str]:
     problems = []
     for key in sorted(set(base) | set(mine)):
@@ -135,6 +138,9 @@ def _compare(mine: dict, base: dict) -> list[str]:
             if [v for v in x if v is not score] != [v for v in y if v is not base_score]:
                 problems.append(f"{key}[{j}]: {x} != base {y}")
                 break
+            if math.isfinite(score) and math.isfinite(base_score):
+                _LARGEST_SCORE_DIFFERENCE[0] = max(_LARGEST_SCORE_DIFFERENCE[0],
+                                                   abs(score - base_score))
             if not math.isclose(score, base_score, rel_tol=SCORE_RTOL, abs_tol=SCORE_ATOL) and \
                     not (math.isinf(score) and score == base_score):
                 problems.append(f"{key}[{j}]: score {score!r} != base {base_score!r}")
@@ -264,7 +270,8 @@ def main() -> None:
             for p in problems[:20]:
                 print("DIFFERS:", p)
             print(f"compared with {args.compare}: "
-                  f"{'identical' if not problems else f'{len(problems)} differences'}")
+                  f"{'identical' if not problems else f'{len(problems)} differences'} "
+                  f"(largest score difference {_LARGEST_SCORE_DIFFERENCE[0]:.3g})")
             if problems:
                 sys.exit(1)
     if profiler:

@@ -42,6 +42,7 @@ from recsys.recipes.clock import EventClock
 from recsys.recipes.popularity_count import (
     InvalidRecipeParameter,
     ModelNotFitted,
+    Ranking,
     _grow,
     _ItemIndex,
     select_top,
@@ -131,6 +132,8 @@ class TrendingNow:
         # the scores do not read, so the cache survives a steady stream of events.
         self._bucket_version: dict[int, int] = {}
         self._growth_cache: tuple[tuple[int, int, int, int], np.ndarray] | None = None
+        self._ranking = Ranking()  # of the growth scores, or of the popular fallback's
+        self._counted = 0  # interactions counted: the fallback's scores move with it
         self._fitted = True
 
     def _oldest_kept(self) -> int | None:
@@ -183,6 +186,7 @@ class TrendingNow:
             if i >= self._cap:
                 self._ensure_capacity()
             self._totals[i] += 1
+            self._counted += 1
             before = self._newest_ts
             if self._clock.observe(event.timestamp):
                 self._newest_ts = self._clock.now
@@ -261,14 +265,18 @@ class TrendingNow:
             now = self._newest_ts if self._newest_ts is not None else 0
         scores = self._growth(now)
         if scores is not None:
+            assert self._growth_cache is not None  # the key the scores were made under
+            ranking = self._ranking.of(scores, ("trending", self._growth_cache[0]))
             items = select_top(scores, self._items.ids, self._items.index, n, exclude, allow,
-                               rows=self._catalog_rows)
+                               rows=self._catalog_rows, ranking=ranking)
             return TrendingList(items, "trending")
         totals = self._totals[: len(self._items)]
         total = totals.sum()
         scores = np.where(totals > 0, totals / max(total, 1), -np.inf)
+        # Its scores are a function of the totals: they move with every event counted.
+        ranking = self._ranking.of(scores, ("fallback", self._counted, len(totals)))
         items = select_top(scores, self._items.ids, self._items.index, n, exclude, allow,
-                           rows=self._catalog_rows)
+                           rows=self._catalog_rows, ranking=ranking)
         return TrendingList(items, "popular-fallback")
 
     def recommend(

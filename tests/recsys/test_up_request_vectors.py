@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from recsys.events import Impression, Interaction
@@ -160,3 +161,26 @@ def test_a_feed_page_asks_each_source_once_and_scores_the_catalog_once(
     assert dict(asked) == {"user-personalization": 1, "trending-now": 1,
                            "popularity-count": 1}
     assert computed["user_own"] == 2  # this user's first page and the other user's
+
+
+@pytest.mark.parametrize("dropped", ["collaborative", "content"])
+def test_a_block_without_blend_weight_is_not_computed_and_scores_stay_the_formula(
+        model, computed, tmp_path, dropped) -> None:
+    # The demo's learned blend gives collaborative no weight: its fold-in (a solve per
+    # user) would only be multiplied by the zeros the serving matrix holds for it.
+    model.blend_ = {**model.blend_, dropped: 0.0, f"cold_{dropped}": 0.0}
+    model.save(tmp_path)  # the serving matrix is built from the blend at load
+    loaded = UserPersonalization.load(tmp_path)
+    for user in (USER, "new-baker", None):
+        t_ref = loaded._reference_time(user, None)
+        np.testing.assert_allclose(loaded.score_all(user),
+                                   loaded._combine(*loaded._features(user, t_ref)),
+                                   rtol=1e-5, atol=1e-5)
+    computed.clear()
+    loaded._vectors_changed()  # forget the vectors the checks above computed
+    for user in (USER, OTHER):
+        loaded._changed()
+        loaded.recommend(user, 10)
+    skipped, kept = (("user_vector", "user_profile") if dropped == "collaborative"
+                     else ("user_profile", "user_vector"))
+    assert computed[skipped] == 0 and computed[kept] == 2

@@ -105,12 +105,13 @@ class _UserVectors:
     """One user's request-time vectors (see ``UserPersonalization._user_vectors``),
     each computed when a request first needs it."""
 
-    __slots__ = ("refs", "values", "query", "own", "borrowed", "has_own")
+    __slots__ = ("refs", "values", "query", "blocks", "own", "borrowed", "has_own")
 
     def __init__(self, refs: tuple[Any, ...], values: tuple[Any, ...]) -> None:
         self.refs = refs  # what they were computed from, compared by identity
         self.values = values  # ... and by value
         self.query: np.ndarray | None = None  # fold-in factor + content profile
+        self.blocks = (True, True)  # which of the two the query holds (others: zeros)
         self.own: np.ndarray | None = None  # item-item scores over B's polls
         self.borrowed: np.ndarray | None = None  # what content neighbours take of them
         self.has_own = False
@@ -527,11 +528,22 @@ class UserPersonalization:
         b = self.blend_
         segs = self.user_segments_.get(user_id, []) if user_id is not None else []
         vectors = self._user_vectors(user_id)
-        if any(b[f] for f in ("collaborative", "cold_collaborative", "content", "cold_content")):
-            if vectors.query is None:
+        collaborative = bool(b["collaborative"] or b["cold_collaborative"])
+        content = bool(b["content"] or b["cold_content"])
+        if collaborative or content:
+            if vectors.query is None or vectors.blocks != (collaborative, content):
+                # A block whose blend weights are both 0 holds only zeros in the matrix
+                # (the demo's learned blend leaves collaborative out): the fold-in solve
+                # behind it would only be multiplied by them. (The product stays whole:
+                # over a slice of the columns, BLAS sums in another order, and the
+                # scores would move in their last bits.)
+                k = self.factors
                 vectors.query = np.concatenate([
-                    Collaborative.user_vector(self, user_id),
-                    Content.user_profile(self, user_id)]).astype(np.float32)
+                    Collaborative.user_vector(self, user_id) if collaborative
+                    else np.zeros(k, np.float32),
+                    Content.user_profile(self, user_id) if content
+                    else np.zeros(self._matrix.shape[1] - k, np.float32)]).astype(np.float32)
+                vectors.blocks = (collaborative, content)
             score = self._matrix @ vectors.query
             score += self._bias
         else:
@@ -647,10 +659,11 @@ class UserPersonalization:
             # Ties break by poll id order, as a sort over the catalog would.
             rank = np.lexsort((self._order[where], -score[head]))
             out = []
-            for s, p in zip(score[head[rank]].tolist(), where[rank].tolist()):
+            polls = self._order[where[rank]].tolist()  # poll indices, best first
+            for s, i in zip(score[head[rank]].tolist(), polls):
                 if not math.isfinite(s):
                     break
-                item_id = self.item_ids_[self._order[p]]
+                item_id = self.item_ids_[i]
                 if allow is not None and not allow(item_id):
                     continue
                 out.append(ScoredItem(item_id, s))
