@@ -237,10 +237,9 @@ class Catalog:
 
     def rows_of(self, ids: Iterable[str]) -> np.ndarray:
         """Row indices of the known ids among ``ids`` (unknown ones are dropped)."""
-        get = self.index.get
-        return np.fromiter(
-            (r for r in (get(i) for i in ids) if r is not None), dtype=np.int64
-        )
+        # map(): the lookups stay in C (a request's filter reads ~100 recent polls).
+        rows = np.fromiter(map(self.index.get, ids, repeat(-1)), dtype=np.int64)
+        return rows[rows >= 0]
 
 
 _COMPARE = {

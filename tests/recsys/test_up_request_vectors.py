@@ -184,3 +184,23 @@ def test_a_block_without_blend_weight_is_not_computed_and_scores_stay_the_formul
     skipped, kept = (("user_vector", "user_profile") if dropped == "collaborative"
                      else ("user_profile", "user_vector"))
     assert computed[skipped] == 0 and computed[kept] == 2
+
+
+def test_exploration_noise_is_drawn_once_per_user_and_moment(model, monkeypatch) -> None:
+    young = {f"young-{i}": {"CATEGORY": "GENERAL", "AUTHOR_ID": "a",
+                            "CREATION_TIMESTAMP": NEWEST - i * 3600,
+                            "QUESTION": f"bread oven question {i}"} for i in range(8)}
+    model.add_items(young)
+    draws = []
+    original = np.random.default_rng
+    monkeypatch.setattr(np.random, "default_rng",
+                        lambda *a, **k: draws.append(a) or original(*a, **k))
+    first = model.score_all(USER)
+    model.observe([Impression(OTHER, ("young-1", "young-2"), NEWEST)])  # moves the bonus
+    again = model.recommend(USER, 30)
+    assert len(draws) == 1
+    assert (model.score_all(USER) != first).any()
+    assert any(r.item_id.startswith("young") for r in again)
+    assert again == _without_memo(model, USER)
+    model.recommend(USER, 30, now=NEWEST + 3600)  # another moment: another draw
+    assert len(draws) == 3  # (and the one _without_memo made)

@@ -105,7 +105,7 @@ class _UserVectors:
     """One user's request-time vectors (see ``UserPersonalization._user_vectors``),
     each computed when a request first needs it."""
 
-    __slots__ = ("refs", "values", "query", "blocks", "own", "borrowed", "has_own")
+    __slots__ = ("refs", "values", "query", "blocks", "own", "borrowed", "has_own", "noise")
 
     def __init__(self, refs: tuple[Any, ...], values: tuple[Any, ...]) -> None:
         self.refs = refs  # what they were computed from, compared by identity
@@ -115,6 +115,7 @@ class _UserVectors:
         self.own: np.ndarray | None = None  # item-item scores over B's polls
         self.borrowed: np.ndarray | None = None  # what content neighbours take of them
         self.has_own = False
+        self.noise: tuple[tuple[Any, ...], np.ndarray] | None = None  # exploration's draw
 
 
 class UserPersonalization:
@@ -595,7 +596,8 @@ class UserPersonalization:
             return cached[1].copy()
         score = self._serving_scores(user_id, self._reference_time(user_id, now))
         if self._exploring:
-            start, tail = Exploration.tail(self, user_id, now, Exploration.scale(score))
+            start, tail = Exploration.tail(self, user_id, now, Exploration.scale(score),
+                                           self._user_vectors(user_id))
             score[start:] += tail
         self._last_scores = (key, score.copy())
         return score
