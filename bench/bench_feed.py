@@ -158,7 +158,8 @@ def main() -> None:
                 services.record_interaction(Interaction(user, items[0].item_id, "HUNCH", now))
         first_times.append(timed[0])
         next_times.append(timed[1])
-        up._last_scores = None  # the baseline must not reuse the page's cached scores
+        up._changed()  # the baseline must not reuse the page's cached scores...
+        up._vectors_changed()  # ... nor the user's request-time vectors
         started, cpu = time.perf_counter(), time.thread_time()
         for recipe in ("user-personalization", "trending-now", "popularity-count"):
             services.recipes.recommend(recipe, user, 25)

@@ -184,6 +184,16 @@ def main() -> None:
     books: dict[str, list[float]] = defaultdict(list)
     for name, source in list(services.mixer.sources.items()):
         services.mixer.sources[name] = _TimedSource(source, books)
+    allow = services.feed_filters.allow
+
+    def timed_allow(*a, **k):  # the request's filter as a catalog mask
+        started = time.thread_time()
+        try:
+            return allow(*a, **k)
+        finally:
+            books["(request filter mask)"].append(time.thread_time() - started)
+
+    services.feed_filters.allow = timed_allow
     with (args.home / "data" / "users.csv").open() as fh:
         users = [r["USER_ID"] for _, r in zip(range(USERS), csv.DictReader(fh))]
     up = services.recipes.model("user-personalization")
@@ -251,7 +261,7 @@ def main() -> None:
         print(f"{label:<34}{_pct(values, 0.5):>8.3f}{statistics.mean(values) * 1000:>8.3f}"
               f"{_pct(values, 0.99):>8.3f}")
     for name, spent in sorted(books.items()):
-        print(f"  source {name:<25} {calls[name] / n:5.2f} calls/page, "
+        print(f"  {name:<32} {calls[name] / n:5.2f} calls/page, "
               f"{sum(spent) / n * 1000:6.3f} ms/page, {_pct(spent, 0.5):6.3f} ms p50 per call")
     page_mean = statistics.mean(first_cpu + next_cpu)
     print(f"ratio page / baseline (mean): {page_mean / statistics.mean(baseline):.2f}")

@@ -26,6 +26,12 @@ into one float32 matrix and one bias vector, the poll-age term is a few slice ad
 exploration noise is drawn only for the young polls that can receive it. That fused
 path lives here, reading the components' state; ``_features`` scores the same blend
 component by component (the tests hold both to one formula).
+
+What a request computes from the user's own events (the fold-in factor, the content
+profile, the item-item scores over B and what content neighbours borrow of them, the
+exploration noise) is kept per user (``USER_VECTOR_CACHE_SIZE`` users) until those
+events or the poll arrays move: a user's next feed page pays only the passes over the
+catalog, however many other users' events arrive in between.
 """
 
 from __future__ import annotations
