@@ -204,3 +204,21 @@ def test_exploration_noise_is_drawn_once_per_user_and_moment(model, monkeypatch)
     assert again == _without_memo(model, USER)
     model.recommend(USER, 30, now=NEWEST + 3600)  # another moment: another draw
     assert len(draws) == 3  # (and the one _without_memo made)
+
+
+@pytest.mark.parametrize("cold_weight", [0.0, 0.5])
+def test_the_product_with_the_serving_matrix_is_kept_until_a_row_moves(
+        tmp_path, cold_weight) -> None:
+    up = _fresh(_world(), exploration_weight=0.3)
+    up.blend_ = {**up.blend_, "content": 0.8, "cold_content": cold_weight}
+    up.save(tmp_path)  # the serving matrix is built from the blend at load
+    model = UserPersonalization.load(tmp_path)
+    model.recommend(USER, 30)
+    kept = model._user_vectors(USER).affinity
+    # Another user's vote rewrites that poll's row: the same row unless the blend
+    # weighs coldness, which the vote moved.
+    model.observe([Interaction(OTHER, "baking-5", "HUNCH", NEWEST + 5)])
+    served = model.recommend(USER, 30)
+    again = model._user_vectors(USER).affinity
+    assert (again is kept) == (cold_weight == 0.0)
+    assert served == _without_memo(model, USER)

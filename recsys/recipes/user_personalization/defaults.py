@@ -203,7 +203,7 @@ DEFAULTS: tuple[Default, ...] = (
     _d("ENGAGEMENT_CURVE_STEPS", SETTINGS, 64, FROZEN, NONE,
        "resolution of the engagement curve behind 'appeal': no effect on scores"),
     _d("SEGMENT_ROW_CACHE_SIZE", SETTINGS, 64, FROZEN, NONE, "cache size: same scores"),
-    _d("USER_VECTOR_CACHE_SIZE", SETTINGS, 128, FROZEN, NONE, "cache size: same scores"),
+    _d("USER_VECTOR_CACHE_SIZE", SETTINGS, 64, FROZEN, NONE, "cache size: same scores"),
     _d("ARRAY_GROWTH_SHARE", SETTINGS, 0.125, FROZEN, NONE, "array growth: same scores"),
     _d("ARRAY_GROWTH_MIN_ROWS", SETTINGS, 256, FROZEN, NONE, "array growth: same scores"),
     _d("ITEM_ITEM_MAX_ITEMS", SETTINGS, 10_000, FROZEN, NONE,

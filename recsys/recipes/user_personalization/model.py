@@ -29,7 +29,8 @@ component by component (the tests hold both to one formula).
 
 What a request computes from the user's own events (the fold-in factor, the content
 profile, the item-item scores over B and what content neighbours borrow of them, the
-exploration noise) is kept per user (``USER_VECTOR_CACHE_SIZE`` users) until those
+exploration noise, the product with the serving matrix while no row of it moves) is
+kept per user (``USER_VECTOR_CACHE_SIZE`` users) until those
 events or the poll arrays move: a user's next feed page pays only the passes over the
 catalog, however many other users' events arrive in between.
 """
@@ -111,13 +112,16 @@ class _UserVectors:
     """One user's request-time vectors (see ``UserPersonalization._user_vectors``),
     each computed when a request first needs it."""
 
-    __slots__ = ("refs", "values", "query", "blocks", "own", "borrowed", "has_own", "noise")
+    __slots__ = ("refs", "values", "query", "blocks", "affinity", "affinity_of", "own",
+                 "borrowed", "has_own", "noise")
 
     def __init__(self, refs: tuple[Any, ...], values: tuple[Any, ...]) -> None:
         self.refs = refs  # what they were computed from, compared by identity
         self.values = values  # ... and by value
         self.query: np.ndarray | None = None  # fold-in factor + content profile
         self.blocks = (True, True)  # which of the two the query holds (others: zeros)
+        self.affinity: np.ndarray | None = None  # the serving matrix @ query ...
+        self.affinity_of: tuple[Any, int] = (None, -1)  # ... of this matrix and version
         self.own: np.ndarray | None = None  # item-item scores over B's polls
         self.borrowed: np.ndarray | None = None  # what content neighbours take of them
         self.has_own = False
@@ -463,10 +467,16 @@ class UserPersonalization:
         pos = self._position[idx]
         # Both affinities are scaled per poll by its coldness, so the blend's
         # cold-interaction terms stay inside the one matrix-vector product.
-        self._matrix[pos, :k] = self.item_factors_[idx] * (
+        rows = np.empty((len(pos), self._matrix.shape[1]), np.float32)
+        rows[:, :k] = self.item_factors_[idx] * (
             b["collaborative"] + b["cold_collaborative"] * cold)[:, None]
-        self._matrix[pos, k:] = self.content_[idx] * (
-            b["content"] + b["cold_content"] * cold)[:, None]
+        rows[:, k:] = self.content_[idx] * (b["content"] + b["cold_content"] * cold)[:, None]
+        # Users keep their product with the matrix (see _serving_scores) until a row
+        # really moves: an event rewrites its poll's row, which stays the same unless
+        # the blend weighs coldness (the learned demo blends do not).
+        if not np.array_equal(self._matrix[pos], rows):
+            self._matrix[pos] = rows
+            self._matrix_version = getattr(self, "_matrix_version", 0) + 1
         self._bias[pos] = (b["popularity"] * self._popularity[idx]
                            + b["appeal"] * self._appeal[idx] + b["coldness"] * cold)
         exposure = self.impressions_[idx] + self.counts_[idx]
@@ -551,8 +561,13 @@ class UserPersonalization:
                     Content.user_profile(self, user_id) if content
                     else np.zeros(self._matrix.shape[1] - k, np.float32)]).astype(np.float32)
                 vectors.blocks = (collaborative, content)
-            score = self._matrix @ vectors.query
-            score += self._bias
+                vectors.affinity = None
+            version = (self._matrix, getattr(self, "_matrix_version", 0))
+            if vectors.affinity is None or not (vectors.affinity_of[0] is version[0]
+                                                and vectors.affinity_of[1] == version[1]):
+                vectors.affinity = self._matrix @ vectors.query
+                vectors.affinity_of = version
+            score = vectors.affinity + self._bias
         else:
             # A blend that learned no weight for either affinity has an all-zero matrix:
             # the fold-in and the catalog-wide product (most of a request's cost) would

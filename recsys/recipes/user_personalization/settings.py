@@ -82,11 +82,13 @@ ENGAGEMENT_CURVE_STEPS = 64
 # (200 kB at 50k polls), so 64 of them stay small while covering the common segment sets.
 SEGMENT_ROW_CACHE_SIZE = 64
 # Users whose request-time vectors (fold-in factor, content profile, item-item scores
-# over B and the ones their content neighbours borrow) are kept between requests: a
-# user's next feed page reuses them until the user's own events move, however many
-# other users' events arrive meanwhile. Each holds about one float32 per poll (200 kB
-# at 50k polls, 25 MB for all), and covers the users paging at once on one worker.
-USER_VECTOR_CACHE_SIZE = 128
+# over B and the ones their content neighbours borrow, the exploration draw, the product
+# with the serving matrix) are kept between requests: a user's next feed page reuses
+# them until the user's own events move, however many other users' events arrive
+# meanwhile. Each holds up to three float32 per poll (60 kB at 5k polls, 600 kB at 50k:
+# 38 MB for all), and 64 covers the users paging at once on one worker (bench_gateway's
+# load: 16 or 32).
+USER_VECTOR_CACHE_SIZE = 64
 # Per-poll arrays grow by at least this share of the catalog when a poll arrives, so
 # ingesting polls one by one (every ~2 s per worker) copies the 50k-row arrays only
 # once per ~6k polls instead of on every poll, while the model holds the serving lock.
