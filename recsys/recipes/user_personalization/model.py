@@ -683,7 +683,20 @@ class UserPersonalization:
             rank = np.lexsort((self._order[where], -score[head]))
             out = []
             polls = self._order[where[rank]].tolist()  # poll indices, best first
-            for s, i in zip(score[head[rank]].tolist(), polls):
+            ranked = score[head[rank]]
+            if allow is None:  # the usual case (a mask was applied above): no loop
+                finite = np.isfinite(ranked)
+                # Scores are best first: past the first -inf there is nothing to rank,
+                # however deep one looks.
+                count = len(ranked) if finite.all() else int(np.argmin(finite))
+                ids = self.item_ids_
+                out = [ScoredItem(ids[i], s) for i, s in
+                       zip(polls[:min(n, count)], ranked[:min(n, count)].tolist())]
+                if len(out) == n or count < len(ranked) or depth >= len(score):
+                    return out
+                depth = min(len(score), depth * 4)
+                continue
+            for s, i in zip(ranked.tolist(), polls):
                 if not math.isfinite(s):
                     break
                 item_id = self.item_ids_[i]
