@@ -222,3 +222,20 @@ def test_the_product_with_the_serving_matrix_is_kept_until_a_row_moves(
     again = model._user_vectors(USER).affinity
     assert (again is kept) == (cold_weight == 0.0)
     assert served == _without_memo(model, USER)
+
+
+def test_item_item_rows_gathered_or_multiplied_densely_agree(model, monkeypatch) -> None:
+    import recsys.recipes.user_personalization.components.item_item as item_item
+
+    b = model.item_item_
+    rng = np.random.default_rng(0)
+    for k in (3, len(b) // 2, len(b) - 1):  # few polls, the cut, nearly all of B
+        items = np.sort(rng.choice(len(b), k, replace=False)).astype(np.int32)
+        weights = rng.random(k).astype(np.float32)
+        ways = []
+        for share in (0.0, 1.0):  # every history dense, every history gathered
+            monkeypatch.setattr(item_item, "ITEM_ITEM_GATHER_MAX_SHARE", share)
+            ways.append(ItemItem.own(model, items, weights))
+        np.testing.assert_allclose(ways[0], ways[1], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ways[1], weights.astype(np.float64) @ b[items],
+                                   rtol=1e-5, atol=1e-6)

@@ -34,7 +34,7 @@ from recsys.recipes.user_personalization.components.base import (
 from recsys.recipes.user_personalization.settings import (
     ITEM_ITEM_CONTENT_NEIGHBOURS,
     ITEM_ITEM_DEFAULT_L2,
-    ITEM_ITEM_GATHER_MAX_POLLS,
+    ITEM_ITEM_GATHER_MAX_SHARE,
     ITEM_ITEM_L2_GRID,
     ITEM_ITEM_RECENT_HALF_LIFE_EVENTS,
     ITEM_ITEM_TUNING_DEPTH,
@@ -283,7 +283,7 @@ class ItemItem(BaseComponent):
             inside = polls[at] == items
             at = at[inside]
         weights = weights[inside].astype(np.float32)
-        if len(at) <= ITEM_ITEM_GATHER_MAX_POLLS:
+        if len(at) <= ITEM_ITEM_GATHER_MAX_SHARE * len(b):
             own = weights @ b[at]
         else:
             dense = np.zeros(len(b), np.float32)
