@@ -745,7 +745,10 @@ def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases
     error_codes = ErrorCodes if development else ProductionErrorCodes
     extensions: list[Any] = [OperationLatency, documents.extension, error_codes,
                              ResponseExtensions]
-    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
+    from gateway.execution import ScalarFieldsExecutionContext
+
+    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions,
+                             execution_context_class=ScalarFieldsExecutionContext)
 
 
 # The schema as the code defines it; schema.graphql at the repository root must match.

@@ -605,6 +605,55 @@ def test_a_users_context_is_one_postgresql_statement(postgres_url, monkeypatch) 
         assert missed - cached == 1, statements
 
 
+def test_a_batch_of_recommendations_reads_back_as_recorded(store) -> None:
+    """What the recommendation log writes: the first of an id is kept (within a batch
+    too), item lists come back in their order, whatever their text."""
+    odd = ["p,1]", 'p "2"', "sondage-\u00e9t\u00e9-\u2603", "p\\4", "{p5}"]
+    assert store.record_recommendations([
+        ("rec-a", "u1", odd, 100), ("rec-b", "u \"2\"", ["p1"], 101),
+        ("rec-a", "u1", ["p9"], 102)]) == 2
+    assert store.record_recommendations([("rec-b", "u2", ["p9"], 103),
+                                         ("rec-c", "u3", [], 104)]) == 1
+    assert store.recommendation_items("rec-a") == tuple(odd)
+    assert store.recommendation_items("rec-b") == ("p1",)
+    assert store.recommendation_items("rec-c") == ()
+    store.append(Impression("u1", (), 150, "rec-a"))  # implicit: rec-a's polls
+    assert store.impression_counts() == {item: 1 for item in odd}
+
+
+def test_a_batch_of_recommendations_is_one_postgresql_statement(postgres_url,
+                                                                 monkeypatch) -> None:
+    """The recommendation log's write is one statement with one JSON parameter: text
+    arrays cost psycopg a regex escape per element, and an explicit transaction two more
+    round trips (BEGIN, COMMIT) for a statement that is atomic by itself."""
+    import psycopg
+
+    open_event_store(postgres_url, upgrade=True).close()
+    with open_event_store(postgres_url) as store:
+        store.record_recommendation("warm", "u0", ["p0"], 99)  # the pool's first checks
+        statements: list[tuple[str, object]] = []
+        transactions: list[object] = []
+        real_execute, real_transaction = psycopg.Cursor.execute, psycopg.Connection.transaction
+
+        def counted(cursor, query, params=None, *args, **kwargs):
+            if str(query).strip():  # the pool's empty liveness check is not a write
+                statements.append((str(query), params))
+            return real_execute(cursor, query, params, *args, **kwargs)
+
+        def transaction(conn, *args, **kwargs):
+            transactions.append(conn)
+            return real_transaction(conn, *args, **kwargs)
+
+        monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+        monkeypatch.setattr(psycopg.Connection, "transaction", transaction)
+        assert store.record_recommendations(
+            [(f"rec-{i}", "u1", [f"p{k}" for k in range(20)], 100 + i) for i in range(5)]) == 5
+        assert transactions == [] and len(statements) == 1, statements
+        (params,) = [statements[0][1]]
+        assert len(params) == 1 and isinstance(params[0], str)
+        assert store.recommendation_items("rec-4") == tuple(f"p{k}" for k in range(20))
+
+
 # --------------------------------------------------------------------- catalog
 
 
