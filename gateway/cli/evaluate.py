@@ -190,16 +190,21 @@ def render(report: dict, console: Console) -> None:
                    "collaborative, content, popularity, segments, item_item, recency, "
                    "exploration) and print each one's contribution to NDCG@10 (UP "
                    "runs too, on the same folds).")
+@click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep each finished fold in this directory and resume from it: the same "
+                   "command continues an interrupted run (same data, options and code only).")
 @click.option("--event-value-confidence", type=click.Choice(["none", "value", "log"]),
               default="none", show_default=True,
               help="Weigh each training event by its EVENT_VALUE (value) or 1 + log of it.")
 def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, models: str,
              ease_max_items: int | None, tuning_folds: int | None, event_value_threshold: str,
-             event_value_confidence: str, ablate: tuple[str, ...]) -> None:
+             event_value_confidence: str, ablate: tuple[str, ...],
+             checkpoint: Path | None) -> None:
     """Evaluate our recipes and peer baselines on DATA with Personalize's offline metrics."""
     from recsys.datasets import load_directory
     from recsys.demo_data import read_comments
     from recsys.evaluation import EASE_MAX_ITEMS, evaluate as run_evaluation, parse_models
+    from recsys.evaluation.checkpoint import directory_digest
     from recsys.evaluation.evaluate import TUNING_FOLDS, ablation_keys
 
     from recsys.event_values import EventValues
@@ -215,7 +220,8 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
             data, split=split, folds=folds, seed=seed, models=models or None,
             ease_max_items=ease_max_items or EASE_MAX_ITEMS, progress=_RichProgress(bars),
             comment_texts=read_comments(data_dir), tuning_folds=tuning_folds or TUNING_FOLDS,
-            event_values=event_values, ablate=ablate,
+            event_values=event_values, ablate=ablate, checkpoint=checkpoint,
+            data_identity=directory_digest(data_dir) if checkpoint is not None else None,
         )
     shape = report.to_json()
     if as_json:

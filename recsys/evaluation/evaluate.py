@@ -69,6 +69,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -77,6 +78,7 @@ from threadpoolctl import threadpool_limits
 
 from recsys.errors import HunchError
 from recsys.evaluation import metrics as M
+from recsys.evaluation.checkpoint import FoldCheckpoint, code_digest
 from recsys.evaluation.intervals import (
     BOOTSTRAP_SAMPLES,
     CONFIDENCE_LEVEL,
@@ -864,6 +866,8 @@ def evaluate(
     tuning_folds: int = TUNING_FOLDS,
     event_values: EventValues | None = None,
     ablate: Sequence[str] = (),
+    checkpoint: Path | None = None,
+    data_identity: str | None = None,
 ) -> EvaluationReport:
     """Evaluate ``models`` (keys of :data:`MODEL_KEYS`) on ``data``; see the module doc.
 
@@ -875,6 +879,9 @@ def evaluate(
     filtered (the task stays: predict what the user does next). ``ablate`` (component
     names of User-Personalization) adds UP without each of them, on the same folds, and
     the report's ``contributions`` says what each one adds to UP's NDCG@10.
+    ``checkpoint`` (a directory) keeps each finished fold so that an interrupted run
+    resumes where it stopped (recsys.evaluation.checkpoint); ``data_identity`` (e.g. the
+    sha256 of the data files) is then required, so that folds of other data are refused.
     """
     progress = progress or _Silent()
     keys = parse_models(models)
@@ -911,8 +918,30 @@ def evaluate(
                                    configuration=c.configuration))
                for c in contenders}
     fold_rows: list[dict[str, Any]] = []
+    store: FoldCheckpoint | None = None
+    if checkpoint is not None:
+        if not data_identity:
+            raise ValueError("a checkpoint needs data_identity: without it folds measured "
+                             "on other data could be pooled into this run")
+        store = FoldCheckpoint.open(checkpoint, {
+            "data": data_identity, "code": code_digest(), "split": split, "folds": folds,
+            "seed": seed, "models": list(keys), "ease_max_items": ease_max_items,
+            "bootstrap_samples": bootstrap_samples, "tuning_folds": tuning_folds,
+            "event_values": None if event_values is None else event_values.to_json(),
+            "ablate": list(ablate), "comment_texts": comment_texts is not None,
+        })
+        if (state := store.load()) is not None:
+            results, fold_rows, notes[:] = state["results"], state["fold_rows"], state["notes"]
+            for contender in contenders:
+                if contender.key in state["searched"]:
+                    contender.searched = state["searched"][contender.key]
+    finished = {row["fold"] for row in fold_rows}
     for split_ in splits:
         progress.fold_started(split_.fold, len(splits), keys)
+        if split_.fold in finished:
+            for contender in contenders:
+                progress.model_finished(split_.fold, contender.key)
+            continue
         fold = _Fold.build(split_, catalog, data, comment_texts, event_values)
         users = split_.scored_users
         fold_rows.append({
@@ -987,6 +1016,14 @@ def evaluate(
                     for r, c in zip(among_cold, cold_relevant)]),
             ))
             progress.model_finished(split_.fold, contender.key)
+        if store is not None:
+            store.save({"results": results, "fold_rows": fold_rows, "notes": notes,
+                        "searched": {c.key: c.searched for c in contenders
+                                     if hasattr(c, "searched")}})
+    if store is not None and finished:
+        notes.append(f"folds {', '.join(str(f + 1) for f in sorted(finished))} were measured "
+                     f"by an earlier, interrupted run of the same code on the same data "
+                     f"(checkpoint {checkpoint})")
 
     for contender in contenders:
         result = results[contender.key]

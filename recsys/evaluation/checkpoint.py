@@ -1,0 +1,111 @@
+"""Keep a long evaluation's finished folds on disk, so that it can resume.
+
+A confirmation run (docs/public-data.md) on MovieLens 1M takes hours on two cores:
+longer than a working session, and a killed run used to lose every fold it had measured.
+With a checkpoint directory, ``evaluate`` writes its state after each fold (atomically:
+a crash leaves the previous fold's state) and the same command resumes after the last
+finished fold. Nothing is printed before every fold has run, so a confirmation dataset
+stays unseen until its run is whole.
+
+Folds are pooled into one estimate only if they measured the same thing, so a checkpoint
+belongs to one run: the same data files (sha256), the same options and the same code
+(sha256 of ``recsys/``'s sources). Anything else is refused with what differs; run the
+confirmation from a worktree pinned at one commit when it spans sessions.
+
+The state is a pickle: load checkpoints you wrote yourself only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recsys.errors import HunchError
+
+RUN_FILE = "run.json"
+STATE_FILE = "state.pickle"
+
+
+class CheckpointMismatch(HunchError):
+    """The checkpoint directory holds another run's folds (other data, options or code)."""
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def directory_digest(directory: Path, pattern: str = "*", recursive: bool = False) -> str:
+    """One sha256 over the names and bytes of ``directory``'s files (sorted).
+
+    Top-level files only unless ``recursive``: a data directory's files sit at its top,
+    and a checkpoint kept inside it must not change its digest.
+    """
+    h = hashlib.sha256()
+    paths = directory.rglob(pattern) if recursive else directory.glob(pattern)
+    for path in sorted(p for p in paths if p.is_file()):
+        if "__pycache__" in path.parts:
+            continue
+        h.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        h.update(file_digest(path).encode() + b"\n")
+    return h.hexdigest()
+
+
+def code_digest() -> str:
+    """The engine's sources that compute a fold: any change makes folds incomparable."""
+    return directory_digest(Path(__file__).resolve().parents[1], "*.py", recursive=True)
+
+
+@dataclass
+class FoldCheckpoint:
+    """The finished folds of one evaluation run, in ``directory``."""
+
+    directory: Path
+    run: dict[str, Any]
+
+    @classmethod
+    def open(cls, directory: Path, run: dict[str, Any]) -> FoldCheckpoint:
+        """Use ``directory`` for ``run`` (JSON-able), refusing another run's folds."""
+        directory.mkdir(parents=True, exist_ok=True)
+        run_path = directory / RUN_FILE
+        run = json.loads(json.dumps(run, sort_keys=True))  # the shape it is stored in
+        if run_path.exists():
+            stored = json.loads(run_path.read_text())
+            if stored != run:
+                differs = sorted(k for k in set(stored) | set(run) if stored.get(k) != run.get(k))
+                raise CheckpointMismatch(
+                    f"{directory} holds folds of another run (differs in: "
+                    f"{', '.join(differs)}); pass an empty directory, or delete this one "
+                    "to start over"
+                )
+        else:
+            _write_atomically(run_path, json.dumps(run, indent=2, sort_keys=True).encode())
+        return cls(directory, run)
+
+    def load(self) -> dict[str, Any] | None:
+        path = self.directory / STATE_FILE
+        if not path.exists():
+            return None
+        with open(path, "rb") as f:
+            return pickle.load(f)
+
+    def save(self, state: dict[str, Any]) -> None:
+        _write_atomically(self.directory / STATE_FILE,
+                          pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

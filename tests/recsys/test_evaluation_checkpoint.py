@@ -1,0 +1,120 @@
+"""An interrupted `hunch evaluate --checkpoint DIR` resumes after its last finished fold."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from recsys.evaluation import evaluate
+from recsys.evaluation.checkpoint import STATE_FILE, CheckpointMismatch, directory_digest
+from tests.recsys._evaluation_data import synthetic_polls, write_ratings_directory
+
+MODELS = "ease,most-popular"  # ease is tuned: its searched grid must survive a resume too
+# The package re-exports the function `evaluate` under its module's name.
+evaluate_module = importlib.import_module("recsys.evaluation.evaluate")
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _StopAtFold:
+    """Progress that interrupts the run when ``fold`` starts (as a kill would)."""
+
+    def __init__(self, fold: int) -> None:
+        self.fold = fold
+
+    def fold_started(self, fold: int, folds: int, models: Sequence[str]) -> None:
+        if fold == self.fold:
+            raise _Interrupted
+
+    def model_finished(self, fold: int, model: str) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_polls(users=150, polls=60, seed=5)
+
+
+def _run(data, **kwargs):
+    return evaluate(data, folds=3, seed=0, models=MODELS, bootstrap_samples=100, **kwargs)
+
+
+def _measured(shape: dict) -> dict:
+    """What a run measured, without its timings."""
+    return {m["key"]: (m["status"], m["metrics"], m["hyperparameters"]) for m in shape["models"]}
+
+
+def test_an_interrupted_run_resumes_and_reports_what_an_uninterrupted_one_does(
+        data, tmp_path, monkeypatch) -> None:
+    whole = _run(data).to_json()
+    checkpoint = tmp_path / "checkpoint"
+    with pytest.raises(_Interrupted):
+        _run(data, checkpoint=checkpoint, data_identity="synthetic-5",
+             progress=_StopAtFold(2))
+    assert (checkpoint / STATE_FILE).exists()
+
+    fitted_folds: list[int] = []
+    fit = evaluate_module.PeerContender.fit
+
+    def counting_fit(self, fold, params):
+        fitted_folds.append(fold.split.fold)
+        return fit(self, fold, params)
+
+    monkeypatch.setattr(evaluate_module.PeerContender, "fit", counting_fit)
+    resumed = _run(data, checkpoint=checkpoint, data_identity="synthetic-5").to_json()
+    # Only the fold the interruption lost is measured again, once per model.
+    assert fitted_folds == [2] * len(resumed["models"])
+    assert _measured(resumed) == _measured(whole)
+    assert [row["fold"] for row in resumed["folds"]] == [0, 1, 2]
+    resumed_notes = [n for n in resumed["notes"] if "measured by an earlier" not in n]
+    assert resumed_notes == whole["notes"]  # grid-edge notes need every fold's searched grid
+    assert len(resumed["notes"]) == len(whole["notes"]) + 1
+    assert any("folds 1, 2 were measured by an earlier" in n for n in resumed["notes"])
+
+
+def test_a_checkpoint_refuses_another_runs_folds(data, tmp_path) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    with pytest.raises(_Interrupted):
+        _run(data, checkpoint=checkpoint, data_identity="synthetic-5",
+             progress=_StopAtFold(1))
+    with pytest.raises(CheckpointMismatch, match=r"differs in: data\)"):
+        _run(data, checkpoint=checkpoint, data_identity="other data")
+    with pytest.raises(CheckpointMismatch, match=r"differs in: seed\)"):
+        evaluate(data, folds=3, seed=1, models=MODELS, bootstrap_samples=100,
+                 checkpoint=checkpoint, data_identity="synthetic-5")
+    with pytest.raises(ValueError, match="data_identity"):
+        _run(data, checkpoint=tmp_path / "unnamed")
+
+
+def test_cli_resumes_from_a_checkpoint_and_refuses_changed_data(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    directory = tmp_path / "ratings"
+    directory.mkdir()
+    write_ratings_directory(directory, users=100, polls=40, seed=3)
+    # Inside the data directory on purpose: the checkpoint must not change the data's digest.
+    checkpoint = directory / "checkpoint"
+    args = ["evaluate", "--data", str(directory), "--json", "--folds", "2",
+            "--models", "most-popular,item-knn", "--checkpoint", str(checkpoint)]
+    digest = directory_digest(directory)
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    assert directory_digest(directory) == digest
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    assert _measured(json.loads(again.stdout)) == _measured(json.loads(first.stdout))
+
+    interactions = directory / "interactions.csv"
+    lines = interactions.read_text().splitlines(keepends=True)
+    interactions.write_text("".join(lines[:-1]))  # one event fewer: other data
+    changed = CliRunner().invoke(cli, args)
+    assert changed.exit_code != 0
+    assert "differs in: data" in changed.output + (changed.stderr or "")
