@@ -7,11 +7,12 @@ list / leaf / object dispatch of ``complete_value``), which made the page's edge
 40% of the gateway's own CPU per feed request (bench/bench_gateway.py, py-spy).
 
 :class:`ScalarFieldsExecutionContext` takes a shorter path for a field that (a) has no
-resolver of its own (strawberry's default attribute read, which needs no resolve info),
-(b) takes no arguments, and (c) returns a scalar or enum: it reads the attribute and
-coerces it for output as graphql-core would. Anything else, and any case that would be
-an error (an exception, null for a non-null field, a value the scalar refuses), goes
-through graphql-core's own path, so errors keep their messages, paths and locations.
+resolver of its own, permission classes or field extensions (strawberry's default
+attribute read, which needs no resolve info), (b) takes no arguments, and (c) returns a
+scalar or enum: it reads the attribute and coerces it for output as graphql-core would.
+Anything else, and any case that would be an error (an exception, null for a non-null
+field, a value the scalar refuses), goes through graphql-core's own path, so errors keep
+their messages, paths and locations.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ class ScalarFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if node.arguments or (middleware is not None and middleware.middlewares):
             return _NOT_SHORT
         field_def = self.schema.get_field(parent_type, node.name.value)
-        # strawberry marks the resolver of a field without one of its own (no resolver,
-        # no permission classes or field extensions): it reads the attribute, no info
+        # strawberry marks the resolver of any field without one of its own as default,
+        # also one with permission classes or field extensions, which run with the
+        # resolve info: only a basic field (none of those) reads the attribute, no info.
         if field_def is None or field_def.args or not getattr(
-                field_def.resolve, "_is_default", False):
+                field_def.resolve, "_is_default", False) or not getattr(
+                field_def.extensions.get("strawberry-definition"), "is_basic_field", False):
             return _NOT_SHORT
         field_type = field_def.type
         non_null = isinstance(field_type, GraphQLNonNull)

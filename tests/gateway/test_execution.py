@@ -3,6 +3,7 @@ of a feed page, the same answers and the same errors as graphql-core's own path.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 
 import pytest
@@ -103,3 +104,69 @@ def test_a_feed_page_resolves_its_scalar_fields_without_resolve_info(settings, m
 
     serve(settings, scenario)
     assert sorted(built) == sorted(["feed", "pageInfo", "edges"] + ["node"] * 5)
+
+
+checked: list[str] = []
+
+
+class CountingPermission(strawberry.BasePermission):
+    message = "no"
+
+    def has_permission(self, source, info, **kwargs) -> bool:
+        checked.append(type(source).__name__)  # an audit log, say
+        return info.field_name == "secret"  # reads info, as a real check does
+
+
+@strawberry.type
+class Guarded:
+    secret: str = strawberry.field(permission_classes=[CountingPermission])
+
+
+@strawberry.type
+class GuardedQuery:
+    @strawberry.field
+    def guarded(self) -> list[Guarded]:
+        return [Guarded(secret="s1"), Guarded(secret="s2")]
+
+
+def test_a_field_with_a_permission_but_no_resolver_is_checked_once_with_its_info():
+    """strawberry marks such a field's resolver as a default one too, but it runs the
+    permission (a field extension), which needs the resolve info: graphql-core's path
+    only, not a first try without info and a second with it."""
+    checked.clear()
+    for context_class in (ScalarFieldsExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        schema = strawberry.Schema(query=GuardedQuery, execution_context_class=context_class)
+        result = schema.execute_sync("{ guarded { secret } }")
+        assert result.errors is None and result.data == {
+            "guarded": [{"secret": "s1"}, {"secret": "s2"}]}
+    assert checked == ["Guarded"] * 4
+
+
+class AsyncPermission(strawberry.BasePermission):
+    async def has_permission(self, source, info, **kwargs) -> bool:
+        return info.field_name == "secret"
+
+
+@strawberry.type
+class AsyncGuarded:
+    secret: str = strawberry.field(permission_classes=[AsyncPermission])
+
+
+@strawberry.type
+class AsyncGuardedQuery:
+    @strawberry.field
+    def guarded(self) -> list[AsyncGuarded]:
+        return [AsyncGuarded(secret="s1")]
+
+
+def test_an_async_permission_is_not_started_without_its_info(recwarn):
+    """Its resolver returns a coroutine: one started and dropped is a RuntimeWarning
+    ('never awaited') per field."""
+    import gc
+
+    schema = strawberry.Schema(query=AsyncGuardedQuery,
+                               execution_context_class=ScalarFieldsExecutionContext)
+    result = asyncio.run(schema.execute("{ guarded { secret } }"))
+    assert result.errors is None and result.data == {"guarded": [{"secret": "s1"}]}
+    gc.collect()
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -632,6 +632,10 @@ class UserPersonalization:
         edited polls, a refit): forget every user's (streamed events do not: a user's
         vectors depend on their own events, checked per user)."""
         self._vectors_epoch = getattr(self, "_vectors_epoch", 0) + 1
+        # Dropped, not only outdated: a stale entry holds the arrays it was computed from
+        # (B's neighbours, the serving matrix: up to ~90 MB each at 50k polls) until its
+        # user asks again, which a user who left never does.
+        self.__dict__.pop("_user_vector_memo", None)
 
     def score_all(self, user_id: str | None, *, now: float | None = None) -> np.ndarray:
         """Every poll's score for the user (exploration included), in ``item_ids_`` order."""
