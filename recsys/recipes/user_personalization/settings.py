@@ -127,10 +127,12 @@ ITEM_ITEM_RECENT_HALF_LIFE_EVENTS = 10.0
 # vector-matrix product reads all of B once. A fixed count of 256 polls, tuned on the
 # 2,000-poll window, sent 2 % of the demo's users at 5,000 polls (B over the catalog,
 # 100 MB) to a 5.5 ms dense product where gathering their ~300 rows took 0.4 ms; by
-# share the cut is where the two read about as much (measured on one core: 2,000 polls,
-# 300 rows: gather 0.18 ms, dense 0.42 ms; 5,000 polls: 0.40 ms and 5.5 ms). Same
-# scores up to float rounding (the two sum in another order).
-ITEM_ITEM_GATHER_MAX_SHARE = 0.5
+# share the cut is where the two cost about as much. Gathering copies rows, so it costs
+# more per row read than the dense product: on one core, gather / dense is 0.50, 0.54
+# and 0.94 at a fifth of B's rows for B of 2,000, 5,000 and 10,000 polls, but 1.8, 2.5
+# and 2.4 at half of them (0.5 was the cut before; a 5,000-poll history at 10k polls
+# took 52 ms instead of 22). Same scores up to float rounding (another summing order).
+ITEM_ITEM_GATHER_MAX_SHARE = 0.2
 # EASE gives a poll with a handful of votes an almost empty column, so every cold poll
 # scored ~0 on the blend's strongest feature, whatever it said. A poll's item-item score
 # is therefore shrunk towards the mean score of the warm polls its content (text and
