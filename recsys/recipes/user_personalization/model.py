@@ -435,7 +435,7 @@ class UserPersonalization:
         self._matrix = np.empty((len(self.item_ids_), k + self.content_.shape[1]), np.float32)
         self._bias = np.empty(len(self.item_ids_), np.float32)
         self._explore_base = np.empty(len(self.item_ids_), np.float32)
-        self._refresh_polls(np.arange(len(self.item_ids_)))
+        self._refresh_polls(np.arange(len(self.item_ids_)), fresh=True)
 
     def _poll_statics(self) -> None:
         """Per-poll blend inputs that do not depend on the user (poll-id order)."""
@@ -459,8 +459,9 @@ class UserPersonalization:
         return np.log((self.counts_[idx] + APPEAL_PRIOR_EVENTS)
                       / (expected + APPEAL_PRIOR_EVENTS)).astype(np.float32)
 
-    def _refresh_polls(self, idx: np.ndarray) -> None:
-        """Rewrite the serving rows of polls ``idx`` (poll-id order) from the blend."""
+    def _refresh_polls(self, idx: np.ndarray, fresh: bool = False) -> None:
+        """Rewrite the serving rows of polls ``idx`` (poll-id order) from the blend;
+        ``fresh``: the matrix was just allocated, so there is nothing to compare with."""
         b = self.blend_
         k = self.factors
         cold = self._coldness[idx]
@@ -474,7 +475,9 @@ class UserPersonalization:
         # Users keep their product with the matrix (see _serving_scores) until a row
         # really moves: an event rewrites its poll's row, which stays the same unless
         # the blend weighs coldness (the learned demo blends do not).
-        if not np.array_equal(self._matrix[pos], rows):
+        # (On a rebuild the comparison would copy the whole matrix under the serving
+        # lock: ~120 ms and 70 MB at 50k polls, for an answer known in advance.)
+        if fresh or not np.array_equal(self._matrix[pos], rows):
             self._matrix[pos] = rows
             self._matrix_version = getattr(self, "_matrix_version", 0) + 1
         self._bias[pos] = (b["popularity"] * self._popularity[idx]
