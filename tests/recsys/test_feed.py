@@ -392,3 +392,36 @@ def test_expired_sessions_are_swept_in_batches_and_live_ones_kept(tmp_path, monk
     assert [i.item_id for i in store.snapshot(live).items] == ["p1"]
     rows = store._conn.execute("SELECT COUNT(*) FROM feed_session_items").fetchone()[0]
     assert rows == 1
+
+
+def test_the_sweep_lets_go_of_the_write_lock_between_batches(tmp_path, monkeypatch):
+    """A writer in another process must get in between two batches: re-taking the lock
+    at once starved feed requests for as long as a big sweep ran."""
+    import sqlite3
+
+    import recsys.feed_sessions as feed_sessions
+    from recsys.mixer import FeedItem
+
+    monkeypatch.setattr(feed_sessions, "SWEEP_BATCH_SESSIONS", 2)
+    store = SQLiteFeedSessionStore(tmp_path / "sessions.sqlite3")
+    item = FeedItem("p1", "trending-now", 1.0, 1, "rid")
+    for _ in range(5):
+        store.create("u1", -1, [item])
+    other = sqlite3.connect(tmp_path / "sessions.sqlite3", timeout=0, isolation_level=None)
+    writes_between_batches = []
+
+    def pause(seconds: float) -> None:
+        # Longer than SQLite's busy handler's longest sleep, so a waiter wakes inside it.
+        assert seconds > 0.1
+        other.execute("BEGIN IMMEDIATE")  # timeout 0: fails if the sweep held the lock
+        other.execute("INSERT INTO feed_sessions VALUES (?, 'u2', 0, 1e12)",
+                      (f"w{len(writes_between_batches)}",))
+        other.execute("COMMIT")
+        writes_between_batches.append(seconds)
+
+    monkeypatch.setattr(feed_sessions.time, "sleep", pause)
+    try:
+        assert store.sweep() == 5
+    finally:
+        other.close()
+    assert len(writes_between_batches) == 2  # after the two full batches, not the last
