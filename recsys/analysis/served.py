@@ -20,7 +20,7 @@ header, any column order, extra columns ignored)::
     TIMESTAMP          when the response was made (epoch seconds, int)
 
 ``export_served`` writes it from the gateway's feed sessions (SQLite tables
-``feed_sessions`` and ``feed_session_items`` of ``<HUNCH_HOME>/sessions.sqlite3``); sessions
+``feed_sessions`` and ``feed_session_pages`` of ``<HUNCH_HOME>/sessions.sqlite3``); sessions
 expire and are swept as new ones open (30 minutes by default), so run the export
 periodically and append. A Personalize GetRecommendations log converts to the same
 columns (recommendationId, itemList order, SOURCE = the campaign).
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from recsys.analysis.stats import PairedComparison, paired_comparison
+from recsys.feed_sessions import decode_session_items
 from recsys.errors import HunchError
 
 SERVED_COLUMNS: tuple[str, ...] = ("USER_ID", "RECOMMENDATION_ID", "ITEM_ID", "POSITION",
@@ -79,17 +80,22 @@ def export_served(sessions_db: Path | str, out: Path | str) -> int:
             "sessions, or point HUNCH_HOME / --sessions at its sessions.sqlite3")
     conn = sqlite3.connect(f"file:{sessions_db}?mode=ro", uri=True)
     try:
-        rows = conn.execute(
-            "SELECT s.user_id, i.recommendation_id, i.item_id, i.position, i.source, "
-            "CAST(s.created_at AS INTEGER) FROM feed_session_items i "
-            "JOIN feed_sessions s ON s.session_id = i.session_id "
-            "ORDER BY s.created_at, i.session_id, i.position").fetchall()
+        pages = conn.execute(
+            "SELECT s.user_id, CAST(s.created_at AS INTEGER), p.position, p.items "
+            "FROM feed_session_pages p JOIN feed_sessions s ON s.session_id = p.session_id "
+            "ORDER BY s.created_at, p.session_id, p.position").fetchall()
     except sqlite3.OperationalError as exc:
-        raise ServedLogError(f"{sessions_db} is not a feed-sessions database ({exc})") from exc
+        raise ServedLogError(f"{sessions_db} is not a feed-sessions database of this "
+                             f"version: open it with the gateway first ({exc})") from exc
     finally:
         conn.close()
-    write_served((ServedPoll(*r) for r in rows), out)
-    return len(rows)
+    # A page row holds the items one write placed, from its position on.
+    served = [ServedPoll(user_id, item.recommendation_id, item.item_id, at + i, item.source,
+                         created_at)
+              for user_id, created_at, at, raw in pages
+              for i, item in enumerate(decode_session_items([raw]))]
+    write_served(served, out)
+    return len(served)
 
 
 def write_served(polls: Iterable[ServedPoll], out: Path | str) -> None:

@@ -390,7 +390,7 @@ def test_expired_sessions_are_swept_in_batches_and_live_ones_kept(tmp_path, monk
     assert store.sweep() == 7
     assert all(store.snapshot(s) is None for s in expired)
     assert [i.item_id for i in store.snapshot(live).items] == ["p1"]
-    rows = store._conn.execute("SELECT COUNT(*) FROM feed_session_items").fetchone()[0]
+    rows = store._conn.execute("SELECT COUNT(*) FROM feed_session_pages").fetchone()[0]
     assert rows == 1
 
 
@@ -414,7 +414,7 @@ def test_the_sweep_lets_go_of_the_write_lock_between_batches(tmp_path, monkeypat
         # Longer than SQLite's busy handler's longest sleep, so a waiter wakes inside it.
         assert seconds > 0.1
         other.execute("BEGIN IMMEDIATE")  # timeout 0: fails if the sweep held the lock
-        other.execute("INSERT INTO feed_sessions VALUES (?, 'u2', 0, 1e12)",
+        other.execute("INSERT INTO feed_sessions VALUES (?, 'u2', 0, 1e12, 0)",
                       (f"w{len(writes_between_batches)}",))
         other.execute("COMMIT")
         writes_between_batches.append(seconds)
@@ -425,3 +425,47 @@ def test_the_sweep_lets_go_of_the_write_lock_between_batches(tmp_path, monkeypat
     finally:
         other.close()
     assert len(writes_between_batches) == 2  # after the two full batches, not the last
+
+
+def test_a_sessions_file_of_the_old_layout_is_replaced_on_open(tmp_path):
+    """Layout 1 kept a row per placed poll; sessions are soft state, so the upgrade drops
+    them (their clients start a new feed) rather than failing on the old tables."""
+    import sqlite3
+
+    from recsys.feed_sessions import SCHEMA_VERSION
+    from recsys.mixer import FeedItem
+
+    path = tmp_path / "sessions.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE feed_sessions (session_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, "
+        "created_at REAL NOT NULL, expires_at REAL NOT NULL);"
+        "CREATE TABLE feed_session_items (session_id TEXT NOT NULL, position INTEGER NOT NULL,"
+        " item_id TEXT NOT NULL, source TEXT NOT NULL, score REAL NOT NULL, rank INTEGER NOT "
+        "NULL, recommendation_id TEXT NOT NULL, promotion_name TEXT, "
+        "PRIMARY KEY (session_id, position));"
+        "INSERT INTO feed_sessions VALUES ('old', 'u1', 0, 1e12);"
+        "INSERT INTO feed_session_items VALUES ('old', 0, 'p1', 'trending-now', 1, 1, 'r', NULL);")
+    old.close()
+    store = SQLiteFeedSessionStore(path)
+    try:
+        assert store.snapshot("old") is None
+        items = [FeedItem("p-é🙂", "user-personalization", float("inf"), 1, "r1"),
+                 FeedItem("p2", "promotion", 0.5, 2, "r1", "spring")]
+        session, _ = store.create("u1", 60, items[:1])
+        assert store.extend(session, 1, items[1:])
+        assert not store.extend(session, 1, items[1:])  # first writer wins
+        assert store.snapshot(session).items == items
+        assert store.items(session, 1, 1) == items[1:]
+        assert store.placed_ids(session) == {"p-é🙂", "p2"}
+        tables = {r[0] for r in store._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "feed_session_items" not in tables
+        assert store._conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        store.close()
+    reopened = SQLiteFeedSessionStore(path)  # a second open keeps the sessions
+    try:
+        assert reopened.snapshot(session).items == items
+    finally:
+        reopened.close()
