@@ -66,6 +66,7 @@ from recsys.recipes.user_personalization.components import (
     ItemItem,
     Recency,
     Segments,
+    SequenceAware,
     UserContext,
 )
 from recsys.recipes.user_personalization.settings import (
@@ -587,6 +588,10 @@ class UserPersonalization:
             if vectors.own is not None:
                 row = ItemItem.spread(self, vectors.own, vectors.borrowed)
                 score += row[self._order]
+        if self.blend_["sequence"]:
+            row = SequenceAware.row(self, user_id)
+            if row is not None:
+                score += self.blend_["sequence"] * row[self._order]
         if self._recency_on:
             Recency.add_age_term(self, score, t_ref)
         return score
