@@ -109,3 +109,10 @@ def _write_atomically(path: Path, payload: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    # The rename lives in the directory: until it is synced, a crash may lose it (and
+    # with it the fold just reported kept), leaving the previous state.
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

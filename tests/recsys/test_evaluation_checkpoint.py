@@ -118,3 +118,32 @@ def test_cli_resumes_from_a_checkpoint_and_refuses_changed_data(tmp_path) -> Non
     changed = CliRunner().invoke(cli, args)
     assert changed.exit_code != 0
     assert "differs in: data" in changed.output + (changed.stderr or "")
+
+
+def test_a_saved_fold_survives_a_crash_the_rename_is_synced(tmp_path, monkeypatch) -> None:
+    """The state is renamed into place: the rename is durable only once the directory
+    holding it is synced (fsync of the file alone keeps its bytes, not its name)."""
+    import os
+    import stat
+
+    from recsys.evaluation import checkpoint as checkpoint_module
+    from recsys.evaluation.checkpoint import FoldCheckpoint
+
+    store = FoldCheckpoint.open(tmp_path / "checkpoint", {"data": "d"})
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        steps.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint_module.os, "fsync", fsync)
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+    store.save({"fold": 1})
+    assert steps == ["fsync file", "replace", "fsync dir"]
+    assert store.load() == {"fold": 1}
+
