@@ -17,10 +17,12 @@ The state is a pickle: load checkpoints you wrote yourself only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,12 +105,19 @@ class FoldCheckpoint:
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # A temporary file of its own: two runs saving into one directory at once must not
+    # write into (or rename away) each other's half-written file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     # The rename lives in the directory: until it is synced, a crash may lose it (and
     # with it the fold just reported kept), leaving the previous state.
     fd = os.open(path.parent, os.O_RDONLY)
