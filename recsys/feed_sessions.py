@@ -271,7 +271,7 @@ class SQLiteFeedSessionStore:
     def _insert_page(self, session_id: str, at: int, items: Sequence[FeedItem]) -> None:
         if items:
             self._conn.execute("INSERT INTO feed_session_pages VALUES (?, ?, ?)",
-                               (session_id, at, b",".join(map(_item_bytes, items))))
+                               (session_id, at, b",".join(map(_item_json, items))))
 
     def expires_at(self, session_id: str) -> float | None:
         with self._lock:
@@ -432,7 +432,7 @@ class RedisFeedSessionStore:
 _encode_item = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _item_json(item: FeedItem) -> str | bytes:
+def _item_json(item: FeedItem) -> bytes:
     """One item's JSON. orjson writes 20 items in 9 us of CPU against 106 us; the same
     JSON, except that it writes a non-finite score as null where the standard library
     writes NaN / Infinity, and refuses types it does not know: those items are written
@@ -442,12 +442,7 @@ def _item_json(item: FeedItem) -> str | bytes:
             return orjson.dumps(item.__dict__)
         except TypeError:  # orjson.JSONEncodeError: e.g. a numpy score
             pass
-    return _encode_item(item.__dict__)
-
-
-def _item_bytes(item: FeedItem) -> bytes:
-    text = _item_json(item)
-    return text.encode() if isinstance(text, str) else text
+    return _encode_item(item.__dict__).encode()  # ASCII: non-ASCII is escaped
 
 
 def decode_session_items(raw: Sequence[bytes]) -> list[FeedItem]:
