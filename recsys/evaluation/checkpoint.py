@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys.errors import HunchError
+from recsys.public_sources import sha256_of
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.pickle"
@@ -35,14 +36,6 @@ STATE_FILE = "state.pickle"
 
 class CheckpointMismatch(HunchError):
     """The checkpoint directory holds another run's folds (other data, options or code)."""
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def directory_digest(directory: Path, pattern: str = "*", recursive: bool = False) -> str:
@@ -57,7 +50,7 @@ def directory_digest(directory: Path, pattern: str = "*", recursive: bool = Fals
         if "__pycache__" in path.parts:
             continue
         h.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        h.update(file_digest(path).encode() + b"\n")
+        h.update(sha256_of(path).encode() + b"\n")
     return h.hexdigest()
 
 
