@@ -43,6 +43,7 @@ import orjson
 from recsys.errors import HunchError
 from recsys.mixer import FeedItem
 from recsys.sqlite_wal import enable_wal
+from recsys.store_db import sqlite_write
 
 DEFAULT_SESSION_TTL_SECONDS = 30 * 60  # a scrolling session; a new app open starts anew
 SWEEP_SECONDS = 60.0  # how often a store deletes expired sessions
@@ -181,35 +182,30 @@ class SQLiteFeedSessionStore:
     def _migrate(self) -> None:
         """Create the tables, or replace those of an older layout (sessions are soft
         state: sessions open at an upgrade end, and their clients start a new feed)."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")  # one process migrates; others then see it
-            try:
-                (version,) = self._conn.execute("PRAGMA user_version").fetchone()
-                if version < SCHEMA_VERSION:
-                    # Layout 1 kept a row per placed poll: sweeping a session deleted ~100
-                    # rows and rewrote every leaf page they sat on, which (with the WAL
-                    # and checkpoint traffic that follows) put p99 at 426 ms for a feed
-                    # served while 8,000 expired sessions were swept.
-                    self._conn.execute("DROP TABLE IF EXISTS feed_session_items")
-                    self._conn.execute("DROP TABLE IF EXISTS feed_sessions")
-                self._conn.execute(
-                    "CREATE TABLE IF NOT EXISTS feed_sessions ("
-                    "session_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, "
-                    "created_at REAL NOT NULL, expires_at REAL NOT NULL, "
-                    "placed INTEGER NOT NULL)")
-                # One row per write (a first page, or an extension): the items placed,
-                # as JSON objects joined by commas (see _item_json).
-                self._conn.execute(
-                    "CREATE TABLE IF NOT EXISTS feed_session_pages ("
-                    "session_id TEXT NOT NULL, position INTEGER NOT NULL, "
-                    "items BLOB NOT NULL, PRIMARY KEY (session_id, position))")
-                self._conn.execute("CREATE INDEX IF NOT EXISTS feed_sessions_expiry "
-                                   "ON feed_sessions (expires_at)")
-                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        # One process migrates (the write lock up front); the others then see it done.
+        with sqlite_write(self._conn, self._lock):
+            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            if version < SCHEMA_VERSION:
+                # Layout 1 kept a row per placed poll: sweeping a session deleted ~100
+                # rows and rewrote every leaf page they sat on, which (with the WAL
+                # and checkpoint traffic that follows) put p99 at 426 ms for a feed
+                # served while 8,000 expired sessions were swept.
+                self._conn.execute("DROP TABLE IF EXISTS feed_session_items")
+                self._conn.execute("DROP TABLE IF EXISTS feed_sessions")
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS feed_sessions ("
+                "session_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, "
+                "created_at REAL NOT NULL, expires_at REAL NOT NULL, "
+                "placed INTEGER NOT NULL)")
+            # One row per write (a first page, or an extension): the items placed,
+            # as JSON objects joined by commas (see _item_json).
+            self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS feed_session_pages ("
+                "session_id TEXT NOT NULL, position INTEGER NOT NULL, "
+                "items BLOB NOT NULL, PRIMARY KEY (session_id, position))")
+            self._conn.execute("CREATE INDEX IF NOT EXISTS feed_sessions_expiry "
+                               "ON feed_sessions (expires_at)")
+            self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _checkpoint_forever(self) -> None:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -230,20 +226,14 @@ class SQLiteFeedSessionStore:
         now = self._swept_at = time.time()
         swept = 0
         while True:
-            with self._lock if conn is self._conn else _NO_LOCK:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    ids = [r[0] for r in conn.execute(
-                        "SELECT session_id FROM feed_sessions WHERE expires_at < ? LIMIT ?",
-                        (now, SWEEP_BATCH_SESSIONS))]
-                    marks = ",".join("?" * len(ids))
-                    conn.execute(f"DELETE FROM feed_session_pages WHERE session_id IN ({marks})",
-                                 ids)
-                    conn.execute(f"DELETE FROM feed_sessions WHERE session_id IN ({marks})", ids)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            with sqlite_write(conn, self._lock if conn is self._conn else _NO_LOCK):
+                ids = [r[0] for r in conn.execute(
+                    "SELECT session_id FROM feed_sessions WHERE expires_at < ? LIMIT ?",
+                    (now, SWEEP_BATCH_SESSIONS))]
+                marks = ",".join("?" * len(ids))
+                conn.execute(f"DELETE FROM feed_session_pages WHERE session_id IN ({marks})",
+                             ids)
+                conn.execute(f"DELETE FROM feed_sessions WHERE session_id IN ({marks})", ids)
             swept += len(ids)
             if len(ids) < SWEEP_BATCH_SESSIONS:
                 return swept
@@ -258,17 +248,11 @@ class SQLiteFeedSessionStore:
             with self._lock:
                 if not self._checkpointer.is_alive():
                     self._checkpointer.start()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.execute(
-                    "INSERT INTO feed_sessions VALUES (?, ?, ?, ?, ?)",
-                    (session_id, user_id, now, expires, len(items)))
-                self._insert_page(session_id, 0, items)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with sqlite_write(self._conn, self._lock):
+            self._conn.execute(
+                "INSERT INTO feed_sessions VALUES (?, ?, ?, ?, ?)",
+                (session_id, user_id, now, expires, len(items)))
+            self._insert_page(session_id, 0, items)
         return session_id, expires
 
     def snapshot(self, session_id: str) -> SessionSnapshot | None:
@@ -287,7 +271,7 @@ class SQLiteFeedSessionStore:
     def _insert_page(self, session_id: str, at: int, items: Sequence[FeedItem]) -> None:
         if items:
             self._conn.execute("INSERT INTO feed_session_pages VALUES (?, ?, ?)",
-                               (session_id, at, b",".join(map(_item_bytes, items))))
+                               (session_id, at, b",".join(map(_item_json, items))))
 
     def expires_at(self, session_id: str) -> float | None:
         with self._lock:
@@ -305,23 +289,17 @@ class SQLiteFeedSessionStore:
         return {it.item_id for it in self.items(session_id)}
 
     def extend(self, session_id: str, at: int, items: Sequence[FeedItem]) -> bool:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                # First writer wins: only a session still holding exactly ``at`` grows.
-                moved = self._conn.execute(
-                    "UPDATE feed_sessions SET placed = placed + ? "
-                    "WHERE session_id = ? AND placed = ?", (len(items), session_id, at),
-                ).rowcount
-                if not moved:
-                    self._conn.execute("ROLLBACK")
-                    return False
-                self._insert_page(session_id, at, items)
-                self._conn.execute("COMMIT")
-                return True
-            except BaseException:
+        with sqlite_write(self._conn, self._lock):
+            # First writer wins: only a session still holding exactly ``at`` grows.
+            moved = self._conn.execute(
+                "UPDATE feed_sessions SET placed = placed + ? "
+                "WHERE session_id = ? AND placed = ?", (len(items), session_id, at),
+            ).rowcount
+            if not moved:
                 self._conn.execute("ROLLBACK")
-                raise
+                return False
+            self._insert_page(session_id, at, items)
+            return True
 
     def close(self) -> None:
         self._closed.set()
@@ -454,7 +432,7 @@ class RedisFeedSessionStore:
 _encode_item = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _item_json(item: FeedItem) -> str | bytes:
+def _item_json(item: FeedItem) -> bytes:
     """One item's JSON. orjson writes 20 items in 9 us of CPU against 106 us; the same
     JSON, except that it writes a non-finite score as null where the standard library
     writes NaN / Infinity, and refuses types it does not know: those items are written
@@ -464,12 +442,7 @@ def _item_json(item: FeedItem) -> str | bytes:
             return orjson.dumps(item.__dict__)
         except TypeError:  # orjson.JSONEncodeError: e.g. a numpy score
             pass
-    return _encode_item(item.__dict__)
-
-
-def _item_bytes(item: FeedItem) -> bytes:
-    text = _item_json(item)
-    return text.encode() if isinstance(text, str) else text
+    return _encode_item(item.__dict__).encode()  # ASCII: non-ASCII is escaped
 
 
 def decode_session_items(raw: Sequence[bytes]) -> list[FeedItem]:

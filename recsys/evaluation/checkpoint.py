@@ -17,15 +17,18 @@ The state is a pickle: load checkpoints you wrote yourself only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recsys.errors import HunchError
+from recsys.public_sources import sha256_of
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.pickle"
@@ -33,14 +36,6 @@ STATE_FILE = "state.pickle"
 
 class CheckpointMismatch(HunchError):
     """The checkpoint directory holds another run's folds (other data, options or code)."""
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def directory_digest(directory: Path, pattern: str = "*", recursive: bool = False) -> str:
@@ -55,7 +50,7 @@ def directory_digest(directory: Path, pattern: str = "*", recursive: bool = Fals
         if "__pycache__" in path.parts:
             continue
         h.update(path.relative_to(directory).as_posix().encode() + b"\0")
-        h.update(file_digest(path).encode() + b"\n")
+        h.update(sha256_of(path).encode() + b"\n")
     return h.hexdigest()
 
 
@@ -103,9 +98,23 @@ class FoldCheckpoint:
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # A temporary file of its own: two runs saving into one directory at once must not
+    # write into (or rename away) each other's half-written file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    # The rename lives in the directory: until it is synced, a crash may lose it (and
+    # with it the fold just reported kept), leaving the previous state.
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -66,9 +66,12 @@ QUERIES = [
 ]
 
 
+def _schema(context_class, query: type = Query) -> strawberry.Schema:
+    return strawberry.Schema(query=query, execution_context_class=context_class)
+
+
 def _answer(context_class, query: str):
-    schema = strawberry.Schema(query=Query, execution_context_class=context_class)
-    result = schema.execute_sync(query)
+    result = _schema(context_class).execute_sync(query)
     return result.data, [(e.message, e.path, e.locations) for e in result.errors or []]
 
 
@@ -117,34 +120,14 @@ class CountingPermission(strawberry.BasePermission):
         return info.field_name == "secret"  # reads info, as a real check does
 
 
-@strawberry.type
-class Guarded:
-    secret: str = strawberry.field(permission_classes=[CountingPermission])
-
-
-@strawberry.type
-class GuardedQuery:
-    @strawberry.field
-    def guarded(self) -> list[Guarded]:
-        return [Guarded(secret="s1"), Guarded(secret="s2")]
-
-
-def test_a_field_with_a_permission_but_no_resolver_is_checked_once_with_its_info():
-    """strawberry marks such a field's resolver as a default one too, but it runs the
-    permission (a field extension), which needs the resolve info: graphql-core's path
-    only, not a first try without info and a second with it."""
-    checked.clear()
-    for context_class in (ScalarFieldsExecutionContext, StrawberryGraphQLCoreExecutionContext):
-        schema = strawberry.Schema(query=GuardedQuery, execution_context_class=context_class)
-        result = schema.execute_sync("{ guarded { secret } }")
-        assert result.errors is None and result.data == {
-            "guarded": [{"secret": "s1"}, {"secret": "s2"}]}
-    assert checked == ["Guarded"] * 4
-
-
 class AsyncPermission(strawberry.BasePermission):
     async def has_permission(self, source, info, **kwargs) -> bool:
         return info.field_name == "secret"
+
+
+@strawberry.type
+class Guarded:
+    secret: str = strawberry.field(permission_classes=[CountingPermission])
 
 
 @strawberry.type
@@ -153,10 +136,29 @@ class AsyncGuarded:
 
 
 @strawberry.type
-class AsyncGuardedQuery:
+class GuardedQuery:
+    """Resolver-less fields behind a permission checked synchronously, or not."""
+
     @strawberry.field
-    def guarded(self) -> list[AsyncGuarded]:
+    def guarded(self) -> list[Guarded]:
+        return [Guarded(secret="s1"), Guarded(secret="s2")]
+
+    @strawberry.field
+    def async_guarded(self) -> list[AsyncGuarded]:
         return [AsyncGuarded(secret="s1")]
+
+
+def test_a_field_with_a_permission_but_no_resolver_is_checked_once_with_its_info():
+    """strawberry marks such a field's resolver as a default one too, but it runs the
+    permission (a field extension), which needs the resolve info: graphql-core's path
+    only, not a first try without info and a second with it."""
+    checked.clear()
+    for context_class in (ScalarFieldsExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        schema = _schema(context_class, GuardedQuery)
+        result = schema.execute_sync("{ guarded { secret } }")
+        assert result.errors is None and result.data == {
+            "guarded": [{"secret": "s1"}, {"secret": "s2"}]}
+    assert checked == ["Guarded"] * 4
 
 
 def test_an_async_permission_is_not_started_without_its_info(recwarn):
@@ -164,9 +166,8 @@ def test_an_async_permission_is_not_started_without_its_info(recwarn):
     ('never awaited') per field."""
     import gc
 
-    schema = strawberry.Schema(query=AsyncGuardedQuery,
-                               execution_context_class=ScalarFieldsExecutionContext)
-    result = asyncio.run(schema.execute("{ guarded { secret } }"))
-    assert result.errors is None and result.data == {"guarded": [{"secret": "s1"}]}
+    schema = _schema(ScalarFieldsExecutionContext, GuardedQuery)
+    result = asyncio.run(schema.execute("{ asyncGuarded { secret } }"))
+    assert result.errors is None and result.data == {"asyncGuarded": [{"secret": "s1"}]}
     gc.collect()
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

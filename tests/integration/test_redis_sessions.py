@@ -165,7 +165,7 @@ def test_scores_json_has_no_literal_for_read_back_as_written(redis_url):
 
 def test_placed_items_are_encoded_without_the_standard_librarys_encoder(redis_url, monkeypatch):
     """orjson encodes a page's items (~10x less CPU than json's encoder, see
-    feed_sessions._redis_item); json's encoder is left for what orjson cannot write."""
+    feed_sessions._item_json); json's encoder is left for what orjson cannot write."""
     import recsys.feed_sessions as feed_sessions
     from recsys.mixer import FeedItem
 

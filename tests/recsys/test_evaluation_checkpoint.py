@@ -118,3 +118,59 @@ def test_cli_resumes_from_a_checkpoint_and_refuses_changed_data(tmp_path) -> Non
     changed = CliRunner().invoke(cli, args)
     assert changed.exit_code != 0
     assert "differs in: data" in changed.output + (changed.stderr or "")
+
+
+def test_a_saved_fold_survives_a_crash_the_rename_is_synced(tmp_path, monkeypatch) -> None:
+    """The state is renamed into place: the rename is durable only once the directory
+    holding it is synced (fsync of the file alone keeps its bytes, not its name)."""
+    import os
+    import stat
+
+    from recsys.evaluation import checkpoint as checkpoint_module
+    from recsys.evaluation.checkpoint import FoldCheckpoint
+
+    store = FoldCheckpoint.open(tmp_path / "checkpoint", {"data": "d"})
+    steps: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        steps.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        steps.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint_module.os, "fsync", fsync)
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+    store.save({"fold": 1})
+    assert steps == ["fsync file", "replace", "fsync dir"]
+    assert store.load() == {"fold": 1}
+
+
+
+def test_two_runs_saving_into_one_checkpoint_at_once_do_not_collide(tmp_path,
+                                                                    monkeypatch) -> None:
+    """The same command started twice on one directory: each save writes a file of its
+    own and renames it whole, so neither fails and the state is one of the two."""
+    import os
+
+    from recsys.evaluation import checkpoint as checkpoint_module
+    from recsys.evaluation.checkpoint import FoldCheckpoint
+
+    directory = tmp_path / "checkpoint"
+    first = FoldCheckpoint.open(directory, {"data": "d"})
+    second = FoldCheckpoint.open(directory, {"data": "d"})
+    real_replace = os.replace
+    interleaved: list[bool] = []
+
+    def replace(src, dst) -> None:
+        if not interleaved:  # the other run saves between this one's write and rename
+            interleaved.append(True)
+            second.save({"by": "second"})
+        real_replace(src, dst)
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+    first.save({"by": "first"})
+    assert first.load() == {"by": "first"}  # renamed last
+    assert sorted(p.name for p in directory.iterdir()) == ["run.json", STATE_FILE]
