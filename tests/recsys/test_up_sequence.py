@@ -13,6 +13,10 @@ from recsys.events import Interaction
 from recsys.recipes.base import TrainingData
 from recsys.recipes.user_personalization import COMPONENT_NAMES, UserPersonalization
 from recsys.recipes.user_personalization.components.sequence import transitions
+from recsys.recipes.user_personalization.settings import (
+    SEQUENCE_SUCCESSORS,
+    SEQUENCE_WINDOW_EVENTS,
+)
 
 POLLS, USERS, PAIRS = 150, 500, 6
 START = 1_700_000_000
@@ -103,3 +107,17 @@ def test_served_scores_are_the_blends_formula_after_a_save_and_new_polls(tmp_pat
         formula = loaded._combine(*loaded._features(user, t_ref))
         np.testing.assert_allclose(loaded.score_all(user), formula, rtol=1e-5, atol=1e-6)
     assert loaded._features("u0", START)[0][-1][loaded.item_index_["brand-new"]] == 0
+
+
+def test_the_refit_after_the_blend_adds_up_to_a_count_from_scratch() -> None:
+    # fit counts the events the blend may see; finish adds only the pairs that end in a
+    # withheld target (each validation user's newest events) instead of counting again.
+    data, _ = _world(ordered=True, seed=4)
+    model = UserPersonalization(factors=8, iterations=8, exploration_weight=0.0).fit(data)
+    assert model.validation_size_["users"] > 0  # there were targets to add
+    order = sorted(data.interactions, key=lambda e: e.timestamp)
+    users = np.array([model.user_index_[e.user_id] for e in order])
+    items = np.array([model.item_index_[e.item_id] for e in order])
+    scratch = transitions(users, items, len(model.item_ids_), SEQUENCE_WINDOW_EVENTS,
+                          SEQUENCE_SUCCESSORS)
+    np.testing.assert_allclose(model.sequence_.toarray(), scratch.toarray(), rtol=1e-6)
