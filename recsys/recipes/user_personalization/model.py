@@ -589,9 +589,10 @@ class UserPersonalization:
                 row = ItemItem.spread(self, vectors.own, vectors.borrowed)
                 score += row[self._order]
         if self.blend_["sequence"]:
-            row = SequenceAware.row(self, user_id)
-            if row is not None:
-                score += self.blend_["sequence"] * row[self._order]
+            # A few hundred successors: added where they sit, not as a catalog-wide row.
+            found = SequenceAware.successors(self, user_id)
+            if found is not None:
+                np.add.at(score, self._position[found[0]], self.blend_["sequence"] * found[1])
         if self._recency_on:
             Recency.add_age_term(self, score, t_ref)
         return score

@@ -148,9 +148,10 @@ class SequenceAware(BaseComponent):
         return (np.zeros(len(up.item_ids_), np.float32) if row is None else row)[None, :]
 
     @staticmethod
-    def row(up: UserPersonalization, user_id: str | None) -> np.ndarray | None:
-        """The user's sequence scores over every poll (poll-id order); None without the
-        matrix or history. Polls added after fit have no transitions yet: 0."""
+    def successors(up: UserPersonalization, user_id: str | None
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The successors of the user's latest events and their weighted strengths (a
+        poll may repeat: its entries add up); None without the matrix or history."""
         t = getattr(up, "sequence_", None)
         recent = up.recent_.get(user_id) if user_id is not None else None
         if t is None or recent is None or not len(recent[0]):
@@ -158,12 +159,20 @@ class SequenceAware(BaseComponent):
         items = recent[0][-SEQUENCE_LAST_EVENTS:]
         newer = np.arange(len(items))[::-1]  # events are kept in time order
         weights = (0.5 ** (newer / SEQUENCE_HALF_LIFE_EVENTS)).astype(np.float32)
-        inside = items < t.shape[0]
+        inside = items < t.shape[0]  # polls added after fit have no transitions yet
         if not inside.any():
             return None
         picked = t[items[inside]]
-        spread = np.repeat(weights[inside], np.diff(picked.indptr)) * picked.data
-        return np.bincount(picked.indices, weights=spread,
+        return picked.indices, np.repeat(weights[inside], np.diff(picked.indptr)) * picked.data
+
+    @staticmethod
+    def row(up: UserPersonalization, user_id: str | None) -> np.ndarray | None:
+        """The user's sequence scores over every poll (poll-id order); None without the
+        matrix or history."""
+        found = SequenceAware.successors(up, user_id)
+        if found is None:
+            return None
+        return np.bincount(found[0], weights=found[1],
                            minlength=len(up.item_ids_)).astype(np.float32)
 
     def save(self, up: UserPersonalization) -> dict[str, np.ndarray]:
