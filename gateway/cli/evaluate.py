@@ -188,7 +188,7 @@ def render(report: dict, console: Console) -> None:
 @click.option("--ablate", multiple=True, metavar="COMPONENT",
               help="Also run User-Personalization without this component (repeatable: "
                    "collaborative, content, popularity, segments, item_item, recency, "
-                   "exploration) and print each one's contribution to NDCG@10 (UP "
+                   "exploration, sequence) and print each one's contribution to NDCG@10 (UP "
                    "runs too, on the same folds).")
 @click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each finished fold in this directory and resume from it: the same "

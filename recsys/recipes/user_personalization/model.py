@@ -11,7 +11,9 @@ components (components/, one module each; see components/base.py for what one is
   user's start in the factor space;
 - **item_item**: EASE's B over the catalog (or its active window), two columns;
 - **recency**: the poll's age at ``now`` as a learned step function;
-- **exploration**: Personalize's bonus for young, little-seen polls, after the blend.
+- **exploration**: Personalize's bonus for young, little-seen polls, after the blend;
+- **sequence**: what people engaged with right after the polls the user just touched
+  (directed transitions, sparse, so on at any catalog size).
 
 **The blend** of the registered components' columns is a logistic regression learned
 inside ``fit`` on a validation split carved from TRAINING users only (Personalize's
