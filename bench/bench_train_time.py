@@ -103,7 +103,7 @@ def _up_profile(directory: str, queue: Any) -> None:
 
     from recsys.datasets import load_directory
     from recsys.recipes.user_personalization import UserPersonalization, blend
-    from recsys.recipes.user_personalization.components import collaborative, item_item
+    from recsys.recipes.user_personalization.components import collaborative, item_item, sequence
 
     data = load_directory(Path(directory)).training_data()
     spent: dict[str, float] = {}
@@ -127,6 +127,8 @@ def _up_profile(directory: str, queue: Any) -> None:
     timed(item_item.ItemItem, "fit_neighbours", "item-item: content neighbours", True)
     timed(collaborative.Collaborative, "fit", "collaborative: ALS factors, metadata ridge", False)
     timed(blend, "learn", "blend: learned on validation", False)
+    timed(sequence.SequenceAware, "fit", "sequence: transitions before the blend", False)
+    timed(sequence.SequenceAware, "finish", "sequence: pairs ending in a target added", False)
 
     def fit() -> None:
         UserPersonalization(num_threads=1, random_state=0, exploration_weight=0.0).fit(data)

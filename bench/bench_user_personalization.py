@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--data", type=Path, default=None,
                         help="an existing Personalize-format directory instead of demo data")
+    parser.add_argument("--without", action="append", default=[], metavar="COMPONENT",
+                        help="fit UP without this component (repeatable), e.g. to see "
+                             "what one costs against the same-run ALS baseline")
     parser.add_argument("--item-item", action="store_true",
                         help="compare UP with and without its item-item component")
     args = parser.parse_args()
@@ -71,8 +74,9 @@ def main() -> None:
 
     from recsys.datasets import load_directory
     from recsys.demo_data import generate_demo_data
-    from recsys.recipes.user_personalization import UserPersonalization
+    from recsys.recipes.user_personalization import COMPONENT_NAMES, UserPersonalization
 
+    components = [c for c in COMPONENT_NAMES if c not in args.without]
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
         directory = args.data
         if directory is None:
@@ -90,7 +94,9 @@ def main() -> None:
         import sklearn.feature_extraction.text  # noqa: F401
         import sklearn.linear_model  # noqa: F401
 
-        model = UserPersonalization(num_threads=1, random_state=0)
+        model = UserPersonalization(num_threads=1, random_state=0, components=components)
+        if args.without:
+            print(f"UP without {', '.join(args.without)}")
         started = time.perf_counter()
         model.fit(data)
         up_seconds = time.perf_counter() - started
@@ -149,8 +155,9 @@ def item_item_comparison(args: argparse.Namespace) -> None:
     from recsys.evaluation.metrics import ndcg_at_k, recall_at_k
     from recsys.evaluation.split import personalize_split
     from recsys.recipes.base import TrainingData
-    from recsys.recipes.user_personalization import UserPersonalization
+    from recsys.recipes.user_personalization import COMPONENT_NAMES, UserPersonalization
 
+    components = [c for c in COMPONENT_NAMES if c not in args.without]
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
         directory = args.data
         if directory is None:

@@ -77,13 +77,16 @@ def successor_matrix(counts: sp.csr_matrix, items: np.ndarray, successors: int
     its ``successors`` strongest (float32); None when there is no transition."""
     if not counts.nnz:
         return None
-    n_items = counts.shape[0]
-    events = np.bincount(items, minlength=n_items).astype(np.float64)
+    events = np.bincount(items, minlength=counts.shape[0]).astype(np.float64)
     norm = 1.0 / np.sqrt(np.maximum(events, 1.0))
-    rows = np.repeat(np.arange(n_items, dtype=np.int32), np.diff(counts.indptr))
-    normalised = counts.copy()
-    normalised.data *= norm[rows] * norm[counts.indices]
-    return _top_per_row(normalised, successors).astype(np.float32)
+    # A row's own factor orders nothing within the row: cut each row on count x its
+    # column's factor first, then scale the few survivors by the row's (at 50k polls,
+    # 4M entries instead of 20M).
+    by_column = sp.csr_matrix((counts.data * norm[counts.indices], counts.indices,
+                               counts.indptr), shape=counts.shape)
+    top = _top_per_row(by_column, successors)
+    top.data *= np.repeat(norm, np.diff(top.indptr))
+    return top.astype(np.float32)
 
 
 def transitions(users: np.ndarray, items: np.ndarray, n_items: int, window: int,
