@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 if TYPE_CHECKING:  # pragma: no cover
     from recsys.recipes.user_personalization.model import UserPersonalization
@@ -122,3 +123,28 @@ def recent_weights(up: UserPersonalization, user_id: str | None
     w = np.bincount(inverse, weights=weights, minlength=len(uniq))
     up._recent_weights_memo = (recent, (uniq, w))
     return uniq, w
+
+
+def halving_weights(n: int, half_life: float) -> np.ndarray:
+    """Weights of a user's latest ``n`` events (time order, float64): the newest 1, each
+    older one halved every ``half_life`` newer events."""
+    newer = np.arange(n)[::-1]
+    return 0.5 ** (newer / half_life)
+
+
+def sparse_arrays(prefix: str, m: sp.csr_matrix | None) -> dict[str, np.ndarray]:
+    """A CSR matrix (or None: an empty indptr) as the arrays a saved model holds."""
+    if m is None:
+        return {f"{prefix}_indptr": np.zeros(0, np.int64)}
+    return {f"{prefix}_data": m.data, f"{prefix}_indices": m.indices,
+            f"{prefix}_indptr": m.indptr, f"{prefix}_shape": np.array(m.shape)}
+
+
+def sparse_from(prefix: str, arrays: Mapping[str, np.ndarray]) -> sp.csr_matrix | None:
+    """What :func:`sparse_arrays` saved; None when it saved none (or the model predates
+    the arrays)."""
+    files = set(getattr(arrays, "files", arrays))
+    if f"{prefix}_indptr" not in files or not len(arrays[f"{prefix}_indptr"]):
+        return None
+    return sp.csr_matrix((arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"],
+                          arrays[f"{prefix}_indptr"]), shape=tuple(arrays[f"{prefix}_shape"]))

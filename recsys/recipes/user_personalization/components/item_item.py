@@ -30,6 +30,9 @@ from recsys.recipes.user_personalization.components.base import (
     BaseComponent,
     FitEvents,
     UserContext,
+    halving_weights,
+    sparse_arrays,
+    sparse_from,
 )
 from recsys.recipes.user_personalization.settings import (
     ITEM_ITEM_CONTENT_NEIGHBOURS,
@@ -108,10 +111,7 @@ class ItemItem(BaseComponent):
                 self.content_neighbours(up, np.arange(n - n_new, n))], format="csr")
 
     def save(self, up: UserPersonalization) -> dict[str, np.ndarray]:
-        n = getattr(up, "item_item_neighbours_", None)
-        neighbours = ({"neighbours_indptr": np.zeros(0, np.int64)} if n is None else
-                      {"neighbours_data": n.data, "neighbours_indices": n.indices,
-                       "neighbours_indptr": n.indptr, "neighbours_shape": np.array(n.shape)})
+        neighbours = sparse_arrays("neighbours", getattr(up, "item_item_neighbours_", None))
         return {
             "item_item": up.item_item_ if up.item_item_ is not None
             else np.zeros((0, 0), np.float32),
@@ -130,11 +130,7 @@ class ItemItem(BaseComponent):
             else np.arange(len(b))
         up.item_item_pool_ = a["item_item_pool"] if "item_item_pool" in files \
             else np.zeros(0, np.int64)
-        up.item_item_neighbours_ = None
-        if "neighbours_indptr" in files and len(a["neighbours_indptr"]):
-            up.item_item_neighbours_ = sp.csr_matrix(
-                (a["neighbours_data"], a["neighbours_indices"], a["neighbours_indptr"]),
-                shape=tuple(a["neighbours_shape"]))
+        up.item_item_neighbours_ = sparse_from("neighbours", a)
 
     @staticmethod
     def fit_weights(up: UserPersonalization, users: np.ndarray, items: np.ndarray, keep: np.ndarray,
@@ -360,9 +356,8 @@ class ItemItem(BaseComponent):
         recent = up.recent_.get(user_id)
         if recent is None or not len(recent[0]):
             return None
-        items, weights, _ = recent
-        newer = np.arange(len(items))[::-1]  # events are kept in time order
-        return items, weights * 0.5 ** (newer / ITEM_ITEM_RECENT_HALF_LIFE_EVENTS)
+        items, weights, _ = recent  # events are kept in time order
+        return items, weights * halving_weights(len(items), ITEM_ITEM_RECENT_HALF_LIFE_EVENTS)
 
     @staticmethod
     def row(up: UserPersonalization, user_id: str | None) -> np.ndarray | None:

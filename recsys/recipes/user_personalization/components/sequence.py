@@ -26,6 +26,9 @@ from recsys.recipes.user_personalization.components.base import (
     BaseComponent,
     FitEvents,
     UserContext,
+    halving_weights,
+    sparse_arrays,
+    sparse_from,
 )
 from recsys.recipes.user_personalization.settings import (
     SEQUENCE_HALF_LIFE_EVENTS,
@@ -132,10 +135,8 @@ class SequenceAware(BaseComponent):
         # event: counting those alone and adding them gives the counts over all events
         # at a fraction of a second count (tested against a count from scratch).
         counts = self._counts
-        if counts is None:
-            counts = transition_counts(events.users, events.items, len(up.item_ids_),
-                                       SEQUENCE_WINDOW_EVENTS)
-        elif events.is_target.any():
+        assert counts is not None, "finish follows fit, which leaves its counts here"
+        if events.is_target.any():
             counts = counts + transition_counts(events.users, events.items,
                                                 len(up.item_ids_), SEQUENCE_WINDOW_EVENTS,
                                                 later=events.is_target)
@@ -159,9 +160,8 @@ class SequenceAware(BaseComponent):
         recent = up.recent_.get(user_id) if user_id is not None else None
         if t is None or recent is None or not len(recent[0]):
             return None
-        items = recent[0][-SEQUENCE_LAST_EVENTS:]
-        newer = np.arange(len(items))[::-1]  # events are kept in time order
-        weights = (0.5 ** (newer / SEQUENCE_HALF_LIFE_EVENTS)).astype(np.float32)
+        items = recent[0][-SEQUENCE_LAST_EVENTS:]  # events are kept in time order
+        weights = halving_weights(len(items), SEQUENCE_HALF_LIFE_EVENTS).astype(np.float32)
         inside = items < t.shape[0]  # polls added after fit have no transitions yet
         if not inside.any():
             return None
@@ -179,16 +179,7 @@ class SequenceAware(BaseComponent):
                            minlength=len(up.item_ids_)).astype(np.float32)
 
     def save(self, up: UserPersonalization) -> dict[str, np.ndarray]:
-        t = getattr(up, "sequence_", None)
-        if t is None:
-            return {"sequence_indptr": np.zeros(0, np.int64)}
-        return {"sequence_data": t.data, "sequence_indices": t.indices,
-                "sequence_indptr": t.indptr, "sequence_shape": np.array(t.shape)}
+        return sparse_arrays("sequence", getattr(up, "sequence_", None))
 
     def load(self, up: UserPersonalization, arrays: Mapping[str, np.ndarray]) -> None:
-        files = set(getattr(arrays, "files", arrays))
-        up.sequence_ = None  # models saved before this component have none
-        if "sequence_indptr" in files and len(arrays["sequence_indptr"]):
-            up.sequence_ = sp.csr_matrix(
-                (arrays["sequence_data"], arrays["sequence_indices"], arrays["sequence_indptr"]),
-                shape=tuple(arrays["sequence_shape"]))
+        up.sequence_ = sparse_from("sequence", arrays)  # None in models saved before it
