@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys import schemas
+from recsys.arrays import sorted_distinct
 from recsys.errors import HunchError
 
 
@@ -427,7 +428,7 @@ def _build_follows(rng: np.random.Generator, community: np.ndarray, activity: np
         if within is not None:
             draw(np.where(community != c, unlike[c, community], 0.0), outside & mine)
     keep = follower != followee
-    key = np.unique(follower[keep] * n_users + followee[keep])
+    key = sorted_distinct(follower[keep] * n_users + followee[keep])
     follower, followee = key // n_users, key % n_users
     order = np.argsort(followee, kind="stable")  # grouped by followee for _FollowerIndex
     follower, followee = follower[order], followee[order]

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from recsys.arrays import sorted_distinct
 from recsys.errors import HunchError
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import CatalogRows, PollMask, ScoredItem, TrainingData
@@ -262,7 +263,7 @@ class PopularityCount:
                                count=len(counted))
         user_idx = np.fromiter((self._users.add(e.user_id) for e in counted), dtype=np.int64,
                                count=len(counted))
-        self._pairs = np.unique((item_idx << _USER_BITS) | user_idx)
+        self._pairs = sorted_distinct((item_idx << _USER_BITS) | user_idx)
         self._set_counts()
         return self
 
