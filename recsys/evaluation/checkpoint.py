@@ -47,9 +47,10 @@ def directory_digest(directory: Path, pattern: str = "*", recursive: bool = Fals
     h = hashlib.sha256()
     paths = directory.rglob(pattern) if recursive else directory.glob(pattern)
     for path in sorted(p for p in paths if p.is_file()):
-        if "__pycache__" in path.parts:
+        relative = path.relative_to(directory)
+        if "__pycache__" in relative.parts:  # only below ``directory``: it may sit in one
             continue
-        h.update(path.relative_to(directory).as_posix().encode() + b"\0")
+        h.update(relative.as_posix().encode() + b"\0")
         h.update(sha256_of(path).encode() + b"\n")
     return h.hexdigest()
 

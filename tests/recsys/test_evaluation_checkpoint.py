@@ -174,3 +174,17 @@ def test_two_runs_saving_into_one_checkpoint_at_once_do_not_collide(tmp_path,
     first.save({"by": "first"})
     assert first.load() == {"by": "first"}  # renamed last
     assert sorted(p.name for p in directory.iterdir()) == ["run.json", STATE_FILE]
+
+
+def test_directory_digest_skips_bytecode_below_it_not_a_pycache_it_sits_in(tmp_path) -> None:
+    # A checkout that happens to live under a directory named __pycache__ still hashes
+    # its files; only caches inside the hashed directory are left out.
+    root = tmp_path / "__pycache__" / "engine"
+    (root / "__pycache__").mkdir(parents=True)
+    (root / "fold.py").write_text("x = 1\n")
+    before = directory_digest(root, recursive=True)
+    (root / "fold.py").write_text("x = 2\n")
+    assert directory_digest(root, recursive=True) != before
+    changed = directory_digest(root, recursive=True)
+    (root / "__pycache__" / "fold.cpython-311.pyc").write_bytes(b"\x00")
+    assert directory_digest(root, recursive=True) == changed
