@@ -21,8 +21,10 @@ to get them: recsys/public_sources.py, docs/public-data.md).
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recsys.errors import HunchError
 from recsys.schemas import CSV_FILES, INTERACTIONS, write_schema
@@ -32,6 +34,10 @@ REVIEW_EVENT_TYPE = "REVIEW"
 # the order within a user carries information.
 SNAPSHOT_TIMESTAMP = 1_406_073_600
 MAX_LINE_ITEMS = 100_000  # a longer line is not a user's history but a broken file
+# Read at most this many characters of a line: split() would hold every field first.
+MAX_LINE_CHARS = 64 * MAX_LINE_ITEMS
+# What load_directory would read beside interactions.csv: a stale one mixes datasets.
+_OTHER_DATASET_FILES = ("items.csv", "users.csv", "impressions.csv", "follows.csv")
 
 
 class SequencesFormatError(HunchError):
@@ -61,28 +67,42 @@ def read_sequences(source: Path | str) -> dict[str, list[str]]:
     if not source.is_file():
         raise SequencesFormatError(f"{source} does not exist or is not a file")
     sequences: dict[str, list[str]] = {}
-    with open(source, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            user, items = fields[0], fields[1:]
-            if not items:
-                raise SequencesFormatError(
-                    f"{source}:{number}: user {user!r} has no item; each line is "
-                    f"'USER ITEM ITEM ...'")
-            if len(items) > MAX_LINE_ITEMS:
-                raise SequencesFormatError(
-                    f"{source}:{number}: {len(items):,} items on one line (at most "
-                    f"{MAX_LINE_ITEMS:,}); is this a sequences file?")
-            if user in sequences:
-                raise SequencesFormatError(
-                    f"{source}:{number}: user {user!r} has a second line; each user's "
-                    f"items must be on one line, in time order")
-            sequences[user] = items
+    try:
+        with open(source, encoding="utf-8-sig") as f:
+            _read_lines(f, source, sequences)
+    except UnicodeDecodeError as exc:
+        raise SequencesFormatError(
+            f"{source} is not UTF-8 text (byte {exc.start}): is this a sequences "
+            f"file?") from None
     if not sequences:
         raise SequencesFormatError(f"{source} is empty")
     return sequences
+
+
+def _read_lines(f: Any, source: Path, sequences: dict[str, list[str]]) -> None:
+    for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_CHARS + 1), ""),
+                                  start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise SequencesFormatError(
+                f"{source}:{number}: a line longer than {MAX_LINE_CHARS:,} characters; "
+                f"is this a sequences file?")
+        fields = line.split()
+        if not fields:
+            continue
+        user, items = fields[0], fields[1:]
+        if not items:
+            raise SequencesFormatError(
+                f"{source}:{number}: user {user!r} has no item; each line is "
+                f"'USER ITEM ITEM ...'")
+        if len(items) > MAX_LINE_ITEMS:
+            raise SequencesFormatError(
+                f"{source}:{number}: {len(items):,} items on one line (at most "
+                f"{MAX_LINE_ITEMS:,}); is this a sequences file?")
+        if user in sequences:
+            raise SequencesFormatError(
+                f"{source}:{number}: user {user!r} has a second line; each user's "
+                f"items must be on one line, in time order")
+        sequences[user] = items
 
 
 def convert_sequences(source: Path | str, out_dir: Path | str) -> SequencesReport:
@@ -96,13 +116,27 @@ def convert_sequences(source: Path | str, out_dir: Path | str) -> SequencesRepor
             for user, items in sequences.items() for k, item in enumerate(items, start=1)]
     rows.sort(key=lambda r: r[0])  # stable: ties keep the file's user order
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    stale = [n for n in _OTHER_DATASET_FILES if (out / n).exists()]
+    if stale:
+        raise SequencesFormatError(
+            f"{out} already holds {', '.join(stale)}: they would be read with the converted "
+            f"interactions; convert into an empty directory")
     path = out / CSV_FILES["interactions"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"])
-        writer.writerows((user, item, ts, REVIEW_EVENT_TYPE) for ts, user, item in rows)
-    write_schema(out, INTERACTIONS)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(partial, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"])
+            writer.writerows((user, item, ts, REVIEW_EVENT_TYPE) for ts, user, item in rows)
+        write_schema(out, INTERACTIONS)
+        os.replace(partial, path)  # whole or not at all
+    except BaseException as exc:
+        if partial.is_file():
+            partial.unlink()
+        if isinstance(exc, OSError):
+            raise SequencesFormatError(f"cannot write {path}: {exc}") from None
+        raise
     return SequencesReport(
         source=str(source), interactions=len(rows), users=len(sequences),
         items=len({item for items in sequences.values() for item in items}),

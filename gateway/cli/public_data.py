@@ -37,6 +37,7 @@ def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: st
     RATING and the rating as EVENT_VALUE."""
     from recsys.public_ratings import convert_ratings as convert
 
+    _needs_dataset(dataset, expected_sha256)
     if dataset is not None:
         pin = _check(source, dataset, expected_sha256)  # before anything is read
         member = member or pin.member
@@ -88,6 +89,7 @@ def convert_sequences(source: Path, out_dir: Path, dataset: str | None,
     their order (the files keep the order, not the times)."""
     from recsys.public_sequences import convert_sequences as convert
 
+    _needs_dataset(dataset, expected_sha256)
     if dataset is not None:
         _check(source, dataset, expected_sha256)  # before anything is read
     click.echo(convert(source, out_dir).describe())
@@ -98,7 +100,15 @@ def _check(source: Path, dataset: str, expected_sha256: str | None) -> PinnedSou
     passed with --sha256, knowingly)."""
     from recsys.public_sources import pinned, verify, verify_pinned
 
+    if expected_sha256 is not None:
+        expected_sha256 = expected_sha256.strip()
     if expected_sha256 is None:
         return verify_pinned(source, dataset)
     verify(source, expected_sha256, what=f"file --sha256 names (instead of {dataset})")
     return pinned(dataset)
+
+
+def _needs_dataset(dataset: str | None, expected_sha256: str | None) -> None:
+    """--sha256 alone would be ignored, and the user would think SOURCE was checked."""
+    if expected_sha256 is not None and dataset is None:
+        raise click.UsageError("--sha256 applies with --dataset (it replaces that pin)")

@@ -114,3 +114,45 @@ def test_the_real_pinned_file_converts_to_the_published_counts(name: str,
     interactions, users, items = _REAL_COUNTS[name]
     assert f"{interactions:,} REVIEW interactions from {users:,} users on {items:,} items" \
         in run.output
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"u1 10\nu2 \xff 3\n", "not UTF-8"),
+    (b"u1 " + b"1" * (64 * 100_000 + 10), "longer than"),
+])
+def test_bytes_that_are_not_a_sequences_file_are_refused_typed(tmp_path: Path, content: bytes,
+                                                               message: str) -> None:
+    source = tmp_path / "bad.txt"
+    source.write_bytes(content)
+    with pytest.raises(SequencesFormatError, match=message):
+        convert_sequences(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bom_and_windows_line_ends_do_not_reach_the_ids(tmp_path: Path) -> None:
+    source = tmp_path / "crlf.txt"
+    source.write_bytes(b"\xef\xbb\xbfu1 10 11\r\nu2 12\r\n")
+    convert_sequences(source, tmp_path / "out")
+    assert [(r["USER_ID"], r["ITEM_ID"]) for r in _rows(tmp_path / "out")] == [
+        ("u1", "10"), ("u1", "11"), ("u2", "12")]
+
+
+def test_an_out_dir_with_other_dataset_files_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "Toy.txt"
+    source.write_text(SEQUENCES)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "items.csv").write_text("ITEM_ID\nstale\n")
+    with pytest.raises(SequencesFormatError, match="items.csv"):
+        convert_sequences(source, tmp_path / "out")
+    assert not (tmp_path / "out" / "interactions.csv").exists()
+
+
+def test_sha256_without_dataset_is_a_usage_error(tmp_path: Path) -> None:
+    from gateway.cli import cli
+
+    source = tmp_path / "Toy.txt"
+    source.write_text(SEQUENCES)
+    run = CliRunner().invoke(cli, ["data", "convert-sequences", str(source),
+                                   str(tmp_path / "out"), "--sha256", "0" * 64])
+    assert run.exit_code == 2 and "--dataset" in run.output, run.output
+    assert not (tmp_path / "out").exists()

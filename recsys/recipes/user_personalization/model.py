@@ -220,6 +220,10 @@ class UserPersonalization:
             raise UserPersonalizationError(
                 f"event weights must be positive, got {self.event_weights}"
             )
+        if self.max_recent_events < 1:
+            # Requests fold in the latest events: with none kept, history means nothing.
+            raise UserPersonalizationError(
+                f"max_recent_events must be >= 1 (events), got {self.max_recent_events}")
         unknown = [c for c in self.components if c not in REGISTRY]
         if unknown:
             raise UserPersonalizationError(
