@@ -123,6 +123,13 @@ def test_cpu_seconds_of_the_managed_server_and_of_none(tmp_path: Path) -> None:
     try:
         settings.home.mkdir(parents=True)
         (settings.home / "neo4j.pid").write_text(f"{busy.pid}\n")
+        # Until the child has exec'd, its command line is still the parent's and the pid
+        # is rightly not taken for the server's (CI hit that window once): wait for it.
+        cmdline = Path(f"/proc/{busy.pid}/cmdline")
+        deadline = time.monotonic() + 30
+        while server.MAIN_CLASS.encode() not in cmdline.read_bytes() \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
         first = server.cpu_seconds(settings)
         assert first is not None
         # Spins until the kernel has counted a tick more (at once on an idle core, later
