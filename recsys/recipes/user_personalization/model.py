@@ -298,11 +298,14 @@ class UserPersonalization:
         # "Now" for poll ages: robust to a stray future timestamp (recipes/clock.py).
         self._clock = EventClock.of(stamps, max_lead_seconds=AGE_CLOCK_MAX_LEAD_SECONDS)
         self.newest_timestamp_ = int(self._clock.now)
-        self._fill_creation(items, stamps)
-
         is_target = self._validation_targets(users, stamps)
-
         keep = ~is_target
+        # Until the blend is learned a poll without CREATION_TIMESTAMP is as old as its
+        # first *visible* event. Dated by the validation targets themselves, a poll only
+        # targets name sat in an age step of its own ("created after the request"),
+        # exactly where the blend learns: a leak that serving never sees.
+        self._fill_creation(items[keep], stamps[keep])
+
         events = FitEvents(users, items, weights, stamps, keep, is_target, data.items,
                            data.users)
         self._fit_engagement_curve(items[keep], stamps[keep])
@@ -329,6 +332,7 @@ class UserPersonalization:
         if self.learn_blend and is_target.any():
             blend.learn(self, users, items, stamps, is_target)
         # The blend is learned; from here on every event counts.
+        self._fill_creation(items, stamps)
         self.counts_ = np.bincount(items, minlength=len(self.item_ids_)).astype(np.float32)
         for component in self._registered():
             component.finish(self, events)
@@ -346,13 +350,14 @@ class UserPersonalization:
             ts = meta.get("CREATION_TIMESTAMP")
             if ts is not None:
                 self.creation_[self.item_index_[item_id]] = float(ts)
+        self._stated_creation = ~np.isnan(self.creation_)
 
     def _fill_creation(self, items: np.ndarray, stamps: np.ndarray) -> None:
         # Personalize: without CREATION_TIMESTAMP the first interaction stands in; an item
         # with neither is treated as new.
         first = np.full(len(self.item_ids_), np.inf)
         np.minimum.at(first, items, stamps.astype(float))
-        missing = np.isnan(self.creation_)
+        missing = ~self._stated_creation
         self.creation_[missing] = np.where(np.isfinite(first[missing]), first[missing],
                                            float(self.newest_timestamp_))
 

@@ -49,14 +49,13 @@ MIN_EVENTS_FOR_VALIDATION_USER = 5
 # Personalize's split: a tenth of the users, the newest 10 % of their events relevant.
 VALIDATION_USER_SHARE = 0.1
 VALIDATION_TARGET_FRACTION = 0.1  # Personalize's split: newest 10 % are relevant
-# Negatives per validation user: hard ones from the default ranking's top and random
-# ones from the whole catalog, so the blend learns both to order the head and to
-# keep the tail down.
-VALIDATION_CANDIDATES = 200
-HARD_NEGATIVES = 30
-RANDOM_NEGATIVES = 30
-# The blend's logistic regression: scikit-learn's default L2 strength (C, inverse), and
-# iterations enough for lbfgs to converge on ~10 columns.
+# Each validation user's candidate pool (blend.candidate_pool): every column's top polls
+# and a few random ones; its non-targets are subsampled to POOL_NEGATIVES rows.
+POOL_HEAD_PER_COLUMN = 50
+POOL_RANDOM_POLLS = 30
+POOL_NEGATIVES = 60
+# The blend's logistic regression: scikit-learn's default L2 strength (C, inverse) on
+# columns scaled to unit spread, and iterations enough for lbfgs to converge on ~20.
 BLEND_INVERSE_L2 = 1.0
 BLEND_MAX_ITERATIONS = 500
 # Exploration bonus of an unseen new poll at weight 1: the gap between this request's
