@@ -32,18 +32,23 @@ def fit(up: UserPersonalization, items: Mapping[str, Mapping[str, Any]]) -> sp.c
         for key in item_keys(up, meta):
             up.categorical_index_.setdefault(key, len(up.categorical_index_))
     texts = item_texts(up, items, up.item_ids_)
+    up.encoder_ = None
+    text = np.zeros((len(texts), 0), np.float32)
     if up.use_text and up.text_fields:
-        up.encoder_ = up.text_encoder or TfidfSvdEncoder(random_state=up.random_state)
+        encoder = up.text_encoder or TfidfSvdEncoder(random_state=up.random_state)
         # Polls known only from events have no text; they must not shape the encoder.
         described = np.fromiter((i in items for i in up.item_ids_), bool, len(up.item_ids_))
-        if isinstance(up.encoder_, TfidfSvdEncoder) and described.all():
-            text = up.encoder_.fit_transform(texts)  # one pass over the texts
+        if isinstance(encoder, TfidfSvdEncoder) and described.all():
+            encoded = encoder.fit_transform(texts)  # one pass over the texts
         else:
-            up.encoder_.fit([t for t, d in zip(texts, described) if d])
-            text = up.encoder_.transform(texts)
-    else:
-        up.encoder_ = None
-        text = np.zeros((len(texts), 0), np.float32)
+            encoder.fit([t for t, d in zip(texts, described) if d])
+            encoded = encoder.transform(texts)
+        # With no text the encoder can read (none at all, or no word in two polls) its
+        # one zero column gave every poll the same "text", and the item-item component
+        # built all-zero content neighbours that shrank cold polls' scores to nothing.
+        # Without words, UP is the model use_text=False fits.
+        if np.any(encoded):
+            up.encoder_, text = encoder, encoded
     categorical = categorical_matrix(up, items, up.item_ids_)
     up.content_ = content(up, text, categorical)
     return side_features(text, categorical)
