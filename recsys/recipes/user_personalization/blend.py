@@ -98,18 +98,18 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
         if not len(relevant_arr):
             continue
         pool = candidate_pool(features, up.interacted_[user_id], rng)
-        is_target = np.isin(pool, relevant_arr)
-        if not is_target.any():
+        pool_targets = np.isin(pool, relevant_arr)
+        if not pool_targets.any():
             continue  # no target among the contenders: nothing to tell them apart by
-        negatives = pool[~is_target]
+        negatives = pool[~pool_targets]
         negatives = rng.choice(negatives, size=min(POOL_NEGATIVES, len(negatives)),
                                replace=False)
-        chosen = np.concatenate([pool[is_target], negatives])
+        chosen = np.concatenate([pool[pool_targets], negatives])
         # A poll first dated after t_ref is one created since: at serving (t_ref = now)
         # that is the youngest step, never the "from the future" step 0.
         rows.append(np.hstack([features[:, chosen].T,
                                Recency.design(np.maximum(ages[chosen], 1), up._recency_on)]))
-        labels.append(np.r_[np.ones(int(is_target.sum())), np.zeros(len(negatives))])
+        labels.append(np.r_[np.ones(int(pool_targets.sum())), np.zeros(len(negatives))])
     if len(rows) < MIN_VALIDATION_USERS:
         return
     X = np.vstack(rows)
