@@ -24,6 +24,8 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import math
+import os
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -92,10 +94,10 @@ def _lines(source: Path, member: str | None) -> tuple[str, Iterator[str]]:
     if zipfile.is_zipfile(source):
         archive = zipfile.ZipFile(source)
         name = _find_member(archive, member, source)
-        return f"{source.name}:{name}", io.TextIOWrapper(archive.open(name), encoding="utf-8")
+        return f"{source.name}:{name}", io.TextIOWrapper(archive.open(name), encoding="utf-8-sig")
     if member is not None:
         raise RatingsFormatError(f"--member applies to zip archives; {source} is not one")
-    return source.name, open(source, encoding="utf-8")  # noqa: SIM115 (closed by caller)
+    return source.name, open(source, encoding="utf-8-sig")  # noqa: SIM115 (closed by caller)
 
 
 def _parse(lines: Iterable[str], source: str) -> Iterator[Rating]:
@@ -123,12 +125,14 @@ def _parse(lines: Iterable[str], source: str) -> Iterator[Rating]:
             line += 1
             continue
         try:
-            yield Rating(row[index["user"]], row[index["item"]], float(row[index["rating"]]),
-                         int(float(row[index["timestamp"]])))
+            rating, timestamp = float(row[index["rating"]]), float(row[index["timestamp"]])
+            if not (math.isfinite(rating) and math.isfinite(timestamp)):
+                raise ValueError("not a finite number")
+            yield Rating(row[index["user"]], row[index["item"]], rating, int(timestamp))
         except (IndexError, ValueError):
             raise RatingsFormatError(
-                f"{source}:{line}: expected user, item, rating, timestamp separated by tabs, "
-                f"got {row!r}"
+                f"{source}:{line}: expected user, item, rating, timestamp separated by tabs "
+                f"(rating and timestamp finite numbers), got {row!r}"
             ) from None
         line += 1
 
@@ -141,6 +145,9 @@ def read_ratings(source: Path | str, *, member: str | None = None) -> list[Ratin
     name, lines = _lines(source, member)
     try:
         ratings = list(_parse(lines, name))
+    except UnicodeDecodeError as exc:
+        raise RatingsFormatError(
+            f"{name} is not UTF-8 text (byte {exc.start}): is this a ratings file?") from None
     finally:
         lines.close()  # type: ignore[attr-defined]
     ratings.sort(key=lambda r: r.timestamp)
@@ -160,14 +167,22 @@ def convert_ratings(source: Path | str, out_dir: Path | str, *, member: str | No
     if not kept:
         raise RatingsFormatError(f"{source}: no rating left to convert (--min-rating {min_rating})")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / CSV_FILES["interactions"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"])
-        for r in kept:
-            writer.writerow([r.user_id, r.item_id, r.timestamp, RATING_EVENT_TYPE, f"{r.rating:g}"])
-    write_schema(out, INTERACTIONS)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(partial, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"])
+            writer.writerows([r.user_id, r.item_id, r.timestamp, RATING_EVENT_TYPE,
+                              f"{r.rating:g}"] for r in kept)
+        write_schema(out, INTERACTIONS)
+        os.replace(partial, path)  # a converted file is whole, or the old one stays
+    except OSError as exc:
+        raise RatingsFormatError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if partial.is_file():
+            partial.unlink()
     return ConversionReport(
         source=str(source), interactions=len(kept), users=len({r.user_id for r in kept}),
         items=len({r.item_id for r in kept}), skipped_below_min_rating=len(ratings) - len(kept),

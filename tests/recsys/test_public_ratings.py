@@ -59,6 +59,49 @@ def test_a_malformed_line_is_named(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("bad", ["7\t8\tnan\t881250949", "7\t8\t3\tinf",
+                                 "7\t8\t3\t1e400", "7\t8\t-inf\t881250949"])
+def test_a_rating_or_time_that_is_not_a_finite_number_is_refused(tmp_path: Path, bad) -> None:
+    # float() reads all of these; a NaN value or an infinite time must not reach a recipe.
+    source = tmp_path / "u.data"
+    source.write_text(U_DATA + bad + "\n")
+    with pytest.raises(RatingsFormatError, match=r"u\.data:5: .*finite numbers"):
+        convert_ratings(source, tmp_path / "out")
+
+
+def test_bytes_that_are_not_utf8_are_a_typed_error_and_a_bom_is_not_an_id(
+        tmp_path: Path) -> None:
+    source = tmp_path / "u.data"
+    source.write_bytes(U_DATA.encode() + b"7\t\xff\xfe\t3\t881250949\n")
+    with pytest.raises(RatingsFormatError, match="not UTF-8 text"):
+        convert_ratings(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    source.write_bytes(b"\xef\xbb\xbf" + U_DATA.encode())
+    convert_ratings(source, tmp_path / "out")
+    users = {e.user_id for e in load_directory(tmp_path / "out").interactions}
+    assert users == {"196", "186", "22"}
+
+
+def test_a_failed_write_keeps_the_converted_file_there_was(tmp_path: Path) -> None:
+    source = tmp_path / "u.data"
+    source.write_text(U_DATA)
+    out = tmp_path / "out"
+    convert_ratings(source, out)
+    before = (out / "interactions.csv").read_bytes()
+    (out / "interactions.schema.json").unlink()
+    (out / "interactions.schema.json").mkdir()  # the schema cannot be written now
+    source.write_text(U_DATA + "9\t9\t4\t881250999\n")
+    with pytest.raises(RatingsFormatError, match="cannot write"):
+        convert_ratings(source, out)
+    assert (out / "interactions.csv").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["interactions.csv",
+                                                     "interactions.schema.json"]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(RatingsFormatError, match="cannot write"):
+        convert_ratings(source, blocker / "out")  # an output directory under a file
+
+
 def test_cli_converts_and_says_what_it_wrote(tmp_path: Path) -> None:
     from gateway.cli import cli
 
