@@ -25,14 +25,13 @@ import csv
 import io
 import itertools
 import math
-import os
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from recsys.errors import HunchError
-from recsys.schemas import CSV_FILES, INTERACTIONS, write_schema
+from recsys.schemas import CSV_FILES, write_interactions
 
 RATING_EVENT_TYPE = "RATING"
 # Names a ratings file goes by inside an archive, in the order they are looked for.
@@ -166,23 +165,14 @@ def convert_ratings(source: Path | str, out_dir: Path | str, *, member: str | No
     kept = [r for r in ratings if min_rating is None or r.rating >= min_rating]
     if not kept:
         raise RatingsFormatError(f"{source}: no rating left to convert (--min-rating {min_rating})")
-    out = Path(out_dir)
-    path = out / CSV_FILES["interactions"]
-    partial = path.with_name(f".{path.name}.partial")
+    path = Path(out_dir) / CSV_FILES["interactions"]
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(partial, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"])
-            writer.writerows([r.user_id, r.item_id, r.timestamp, RATING_EVENT_TYPE,
-                              f"{r.rating:g}"] for r in kept)
-        write_schema(out, INTERACTIONS)
-        os.replace(partial, path)  # a converted file is whole, or the old one stays
+        write_interactions(Path(out_dir),
+                           ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"],
+                           ([r.user_id, r.item_id, r.timestamp, RATING_EVENT_TYPE,
+                             f"{r.rating:g}"] for r in kept))
     except OSError as exc:
         raise RatingsFormatError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if partial.is_file():
-            partial.unlink()
     return ConversionReport(
         source=str(source), interactions=len(kept), users=len({r.user_id for r in kept}),
         items=len({r.item_id for r in kept}), skipped_below_min_rating=len(ratings) - len(kept),

@@ -20,14 +20,12 @@ to get them: recsys/public_sources.py, docs/public-data.md).
 
 from __future__ import annotations
 
-import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recsys.errors import HunchError
-from recsys.schemas import CSV_FILES, INTERACTIONS, write_schema
+from recsys.schemas import CSV_FILES, write_interactions
 
 REVIEW_EVENT_TYPE = "REVIEW"
 # The end of the synthetic timeline, 2014-07-23 (the end of McAuley's Amazon crawl): only
@@ -122,21 +120,11 @@ def convert_sequences(source: Path | str, out_dir: Path | str) -> SequencesRepor
             f"{out} already holds {', '.join(stale)}: they would be read with the converted "
             f"interactions; convert into an empty directory")
     path = out / CSV_FILES["interactions"]
-    partial = path.with_name(f".{path.name}.partial")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with open(partial, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"])
-            writer.writerows((user, item, ts, REVIEW_EVENT_TYPE) for ts, user, item in rows)
-        write_schema(out, INTERACTIONS)
-        os.replace(partial, path)  # whole or not at all
-    except BaseException as exc:
-        if partial.is_file():
-            partial.unlink()
-        if isinstance(exc, OSError):
-            raise SequencesFormatError(f"cannot write {path}: {exc}") from None
-        raise
+        write_interactions(out, ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"],
+                           ((user, item, ts, REVIEW_EVENT_TYPE) for ts, user, item in rows))
+    except OSError as exc:
+        raise SequencesFormatError(f"cannot write {path}: {exc}") from None
     return SequencesReport(
         source=str(source), interactions=len(rows), users=len(sequences),
         items=len({item for items in sequences.values() for item in items}),

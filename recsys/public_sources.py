@@ -60,7 +60,6 @@ ICLREC_COMMIT = "2890e6c3ff6a22c6699fc19cb863b66786c1cde4"
 ICLREC_DIR = "salesforce-ICLRec"  # where they are kept in the cache, under their own names
 
 
-
 def _iclrec(name: str, stem: str, role: Role, size: int, sha256: str,
             counts: str) -> PinnedSource:
     """One of ICLRec's sequence files, ``data/<stem>.txt``."""

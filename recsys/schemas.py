@@ -9,7 +9,10 @@ schemas of the Hunch app's datasets; a data directory may carry its own
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -194,4 +197,25 @@ def load_schema(directory: Path, dataset: DatasetName) -> DatasetSchema:
 def write_schema(directory: Path, schema: DatasetSchema) -> Path:
     path = schema_path(directory, schema.dataset)
     path.write_text(json.dumps(schema.to_avro(), indent=2) + "\n")
+    return path
+
+
+def write_interactions(directory: Path, header: Sequence[str],
+                       rows: Iterable[Sequence[object]]) -> Path:
+    """Write ``directory/interactions.csv`` and its schema, as the public-data converters
+    do: the CSV goes to a partial file swapped in whole, so a failed write keeps the file
+    there was. An OSError is the caller's to name in its own typed error."""
+    path = directory / CSV_FILES["interactions"]
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(partial, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+        write_schema(directory, INTERACTIONS)
+        os.replace(partial, path)
+    finally:
+        if partial.is_file():
+            partial.unlink()
     return path
