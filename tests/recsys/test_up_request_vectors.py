@@ -251,7 +251,7 @@ def test_replaced_poll_arrays_are_not_kept_alive_by_stale_vectors(model) -> None
     for user in (USER, OTHER):
         model.recommend(user, 30)
     neighbours = weakref.ref(model.item_item_neighbours_)
-    matrix = weakref.ref(model._matrix)
+    matrix = weakref.ref(model._matrix_t)
     model.add_items({"older-poll": {"CATEGORY": "GENERAL", "AUTHOR_ID": "a",
                                     "CREATION_TIMESTAMP": NEWEST - 30 * 86400,
                                     "QUESTION": "bread oven"}})  # older: a rebuild

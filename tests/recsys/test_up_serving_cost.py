@@ -153,3 +153,27 @@ def test_a_blend_without_affinity_weights_ranks_as_its_learned_formula(tmp_path)
         recs = loaded.recommend(user, 20)
         assert [r.item_id for r in recs] == [loaded.item_ids_[i] for i in best]
         assert [r.score for r in recs] == pytest.approx(formula[best].tolist(), rel=1e-5)
+
+
+@pytest.mark.parametrize("popularity", [0.0, 0.7])
+def test_scores_tied_at_the_cut_rank_as_a_sort_over_the_catalog(tmp_path, popularity) -> None:
+    # A request ranks only the head of the catalog. Where scores tie across the head's
+    # cut (every score, with no weight at all; whole runs of polls with the same vote
+    # count, with popularity alone), the polls that make the page must still be the
+    # lowest poll ids among the tied, as a stable sort of every poll would give.
+    model = _fresh(_world())
+    for f in model.blend_:
+        model.blend_[f] = 0.0
+    model.blend_["popularity"] = popularity
+    model.age_weights_[:] = 0
+    model.save(tmp_path)
+    loaded = UserPersonalization.load(tmp_path)
+    for user in (None, "football-fan-3", "new-baker"):
+        formula = loaded._combine(*loaded._features(user, loaded._reference_time(user, None)))
+        assert len(np.unique(formula)) < len(formula) // 4  # the ties this is about
+        seen = set(loaded.interacted_.get(user, np.zeros(0, int)).tolist()) if user else set()
+        for n in (1, 10, 25):
+            assert len(formula) > max(2 * n, n + 50)  # the head is cut inside the catalog
+            best = [i for i in np.argsort(-formula, kind="stable") if i not in seen][:n]
+            assert [r.item_id for r in loaded.recommend(user, n)] == [
+                loaded.item_ids_[i] for i in best]

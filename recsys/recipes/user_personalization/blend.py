@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recsys.arrays import top_k
 from recsys.recipes.user_personalization.components import BaseComponent, Recency
 from recsys.recipes.user_personalization.settings import (
     BLEND_INVERSE_L2,
@@ -69,7 +70,7 @@ def candidate_pool(features: np.ndarray, seen: np.ndarray,
         if k > 0 and row.max() > row.min():  # a constant column has no head
             row = row.copy()
             row[seen] = -np.inf
-            heads.append(np.argpartition(-row, k)[:k])
+            heads.append(top_k(row, k))
     pool = np.unique(np.concatenate(heads))
     return pool[~np.isin(pool, seen)]
 

@@ -51,7 +51,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.arrays import sorted_distinct
+from recsys.arrays import sorted_distinct, top_candidates
 from recsys.errors import HunchError
 from recsys.event_values import EventValues
 from recsys.events import Impression, Interaction
@@ -460,7 +460,10 @@ class UserPersonalization:
         if not hasattr(self, "_catalog_rows"):
             self._catalog_rows = CatalogRows()  # grows with the index; survives rebuilds
         k = self.factors
-        self._matrix = np.empty((len(self.item_ids_), k + self.content_.shape[1]), np.float32)
+        # Features x polls: the request's product reads it as columns, about twice as
+        # fast as the same numbers as rows (0.5 against 1.0 ms at 50k polls, one core).
+        self._matrix_t = np.empty((k + self.content_.shape[1], len(self.item_ids_)),
+                                  np.float32)
         self._bias = np.empty(len(self.item_ids_), np.float32)
         self._explore_base = np.empty(len(self.item_ids_), np.float32)
         self._refresh_polls(np.arange(len(self.item_ids_)), fresh=True)
@@ -496,7 +499,7 @@ class UserPersonalization:
         pos = self._position[idx]
         # Both affinities are scaled per poll by its coldness, so the blend's
         # cold-interaction terms stay inside the one matrix-vector product.
-        rows = np.empty((len(pos), self._matrix.shape[1]), np.float32)
+        rows = np.empty((len(pos), self._matrix_t.shape[0]), np.float32)
         rows[:, :k] = self.item_factors_[idx] * (
             b["collaborative"] + b["cold_collaborative"] * cold)[:, None]
         rows[:, k:] = self.content_[idx] * (b["content"] + b["cold_content"] * cold)[:, None]
@@ -505,8 +508,8 @@ class UserPersonalization:
         # the blend weighs coldness (the learned demo blends do not).
         # (On a rebuild the comparison would copy the whole matrix under the serving
         # lock: ~120 ms and 70 MB at 50k polls, for an answer known in advance.)
-        if fresh or not np.array_equal(self._matrix[pos], rows):
-            self._matrix[pos] = rows
+        if fresh or not np.array_equal(self._matrix_t[:, pos], rows.T):
+            self._matrix_t[:, pos] = rows.T
             self._matrix_version = getattr(self, "_matrix_version", 0) + 1
         self._bias[pos] = (b["popularity"] * self._popularity[idx]
                            + b["appeal"] * self._appeal[idx] + b["coldness"] * cold)
@@ -590,13 +593,13 @@ class UserPersonalization:
                     Collaborative.user_vector(self, user_id) if collaborative
                     else np.zeros(k, np.float32),
                     Content.user_profile(self, user_id) if content
-                    else np.zeros(self._matrix.shape[1] - k, np.float32)]).astype(np.float32)
+                    else np.zeros(self._matrix_t.shape[0] - k, np.float32)]).astype(np.float32)
                 vectors.blocks = (collaborative, content)
                 vectors.affinity = None
-            version = (self._matrix, getattr(self, "_matrix_version", 0))
+            version = (self._matrix_t, getattr(self, "_matrix_version", 0))
             if vectors.affinity is None or not (vectors.affinity_of[0] is version[0]
                                                 and vectors.affinity_of[1] == version[1]):
-                vectors.affinity = self._matrix @ vectors.query
+                vectors.affinity = vectors.query @ self._matrix_t
                 vectors.affinity_of = version
             score = vectors.affinity + self._bias
         else:
@@ -716,8 +719,7 @@ class UserPersonalization:
         # Look a little deeper than n so `allow` rejections rarely force a full sort.
         depth = min(len(score), max(2 * n, n + 50))
         while True:
-            head = np.argpartition(-score, depth - 1)[:depth] if depth < len(score) else \
-                np.arange(len(score))
+            head = self._head(score, depth, positions)
             where = head if positions is None else positions[head]
             # Ties break by poll id order, as a sort over the catalog would.
             rank = np.lexsort((self._order[where], -score[head]))
@@ -748,6 +750,23 @@ class UserPersonalization:
             if depth >= len(score):
                 return out
             depth = min(len(score), depth * 4)
+
+    def _head(self, score: np.ndarray, depth: int, positions: np.ndarray | None
+              ) -> np.ndarray:
+        """Indices into ``score`` of its ``depth`` best, scores tied at the cut going to
+        the lowest poll ids, as a sort over the catalog would rank them; ``positions``:
+        the serving positions ``score`` holds (None: every one)."""
+        head = top_candidates(score, depth)  # the depth best and all tied with the last
+        if len(head) <= depth:
+            return head
+        values = score[head]
+        cut = np.partition(values, len(values) - depth)[len(values) - depth]
+        above, tied = head[values > cut], head[values == cut]
+        need = depth - len(above)
+        if need < len(tied):  # poll ids are distinct: this choice is exact
+            ids = self._order[tied if positions is None else positions[tied]]
+            tied = tied[np.argpartition(ids, need - 1)[:need]]
+        return np.concatenate([above, tied])
 
     # ------------------------------------------------------------------ streaming
     def observe(self, events: Iterable[Interaction | Impression]) -> None:
@@ -881,7 +900,8 @@ class UserPersonalization:
         self._append("_coldness", (COLD_ITEM_PRIOR_STRENGTH / (
             COLD_ITEM_PRIOR_STRENGTH + counts)).astype(np.float32))
         self._append("_appeal", self._appeal_of(idx, self._engagement_reached(idx)))
-        self._append("_matrix", np.zeros((n_new, self._matrix.shape[1]), np.float32))
+        self._append("_matrix_t", np.zeros((self._matrix_t.shape[0], n_new), np.float32),
+                     axis=1)
         self._append("_bias", np.zeros(n_new, np.float32))
         self._append("_explore_base", np.zeros(n_new, np.float32))
         self._refresh_polls(idx)
@@ -998,8 +1018,9 @@ class UserPersonalization:
         and then ingests polls, and the first ingest would otherwise copy every array
         (~30 ms at 50k polls) while holding the serving lock."""
         none = np.zeros(0, np.float32)
-        for name in ("item_factors_", "content_", "_matrix"):
+        for name in ("item_factors_", "content_"):
             self._append(name, np.zeros((0, getattr(self, name).shape[1]), np.float32))
+        self._append("_matrix_t", np.zeros((len(self._matrix_t), 0), np.float32), axis=1)
         self._append("segment_lift_", np.zeros((len(self.segment_lift_), 0), np.float32),
                      axis=1)
         for name in ("creation_", "counts_", "impressions_", "_order", "_position",
