@@ -177,3 +177,14 @@ def test_scores_tied_at_the_cut_rank_as_a_sort_over_the_catalog(tmp_path, popula
             best = [i for i in np.argsort(-formula, kind="stable") if i not in seen][:n]
             assert [r.item_id for r in loaded.recommend(user, n)] == [
                 loaded.item_ids_[i] for i in best]
+        # A selective filter ranks only the polls it keeps: the head is cut among them
+        # (too few here for recommend to cut them, so the cut is asked for directly).
+        serving = loaded._final_scores(user, None)  # serving (creation) order
+        positions = np.flatnonzero([loaded.item_ids_[i][-1] in "1470" and not
+                                    loaded.item_ids_[i].startswith("football")
+                                    for i in loaded._order])
+        head = loaded._head(serving[positions], 8, positions)
+        polls = loaded._order[positions[head]]
+        want = [i for i in np.argsort(-formula, kind="stable")
+                if i in set(loaded._order[positions].tolist())][:8]
+        assert sorted(polls.tolist()) == sorted(want)
