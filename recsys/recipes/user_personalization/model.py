@@ -586,7 +586,7 @@ class UserPersonalization:
                 # A block whose blend weights are both 0 holds only zeros in the matrix
                 # (the demo's learned blend leaves collaborative out): the fold-in solve
                 # behind it would only be multiplied by them. (The product stays whole:
-                # over a slice of the columns, BLAS sums in another order, and the
+                # over a slice of the features, BLAS sums in another order, and the
                 # scores would move in their last bits.)
                 k = self.factors
                 vectors.query = np.concatenate([
