@@ -165,8 +165,14 @@ class SequenceAware(BaseComponent):
         inside = items < t.shape[0]  # polls added after fit have no transitions yet
         if not inside.any():
             return None
-        picked = t[items[inside]]
-        return picked.indices, np.repeat(weights[inside], np.diff(picked.indptr)) * picked.data
+        # The rows' entries gathered by position: what t[rows] holds, without building
+        # a sparse matrix for it (scipy's row indexing was ~0.15 ms of a 3 ms request).
+        rows = items[inside]
+        starts = t.indptr[rows]
+        lengths = t.indptr[rows + 1] - starts
+        at = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(
+            lengths.sum())
+        return t.indices[at], np.repeat(weights[inside], lengths) * t.data[at]
 
     @staticmethod
     def row(up: UserPersonalization, user_id: str | None) -> np.ndarray | None:
