@@ -156,8 +156,9 @@ def _convert_default(out: Path) -> Path:
     if not RECBOLE_WHEEL.exists():
         raise SystemExit(f"{RECBOLE_WHEEL} is missing: give --data DIR (a Personalize-format "
                          "directory) or fetch the public data (`hunch data --help`)")
+    # --no-items: the ratings alone, as every earlier run of this bench measured them.
     subprocess.run([sys.executable, "-m", "gateway", "data", "convert-ratings",
-                    str(RECBOLE_WHEEL), str(out), "--dataset", DEFAULT_DATASET],
+                    str(RECBOLE_WHEEL), str(out), "--dataset", DEFAULT_DATASET, "--no-items"],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return out
 

