@@ -34,9 +34,10 @@ import io
 import itertools
 import math
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO, TypeVar
 
 from recsys.errors import HunchError
 from recsys.schemas import (
@@ -48,6 +49,7 @@ from recsys.schemas import (
 )
 
 RATING_EVENT_TYPE = "RATING"
+T = TypeVar("T")
 # Names a ratings file goes by inside an archive, in the order they are looked for.
 _RATINGS_SUFFIXES = (".inter", "u.data")
 # RecBole's column names for the four fields, and the GroupLens column order.
@@ -130,14 +132,41 @@ def _find_member(archive: zipfile.ZipFile, member: str | None, source: Path) -> 
     return found[0]
 
 
-def _lines(source: Path, member: str | None) -> tuple[str, Iterator[str]]:
+def _open_text(source: Path, member: str | None, *, items: bool = False
+               ) -> tuple[str, TextIO] | None:
+    """The ratings file in ``source`` as text, with the name errors should give it; with
+    ``items``, the RecBole ``.item`` file beside it (same name), or None when there is none."""
     if zipfile.is_zipfile(source):
-        archive = zipfile.ZipFile(source)
-        name = _find_member(archive, member, source)
-        return f"{source.name}:{name}", io.TextIOWrapper(archive.open(name), encoding="utf-8-sig")
+        # The member keeps the file open after the archive is closed (zipfile counts them).
+        with zipfile.ZipFile(source) as archive:
+            name = _find_member(archive, member, source)
+            if items:
+                ratings, name = name, name.removesuffix(".inter") + ".item"
+                if not ratings.endswith(".inter") or name not in archive.namelist():
+                    return None
+            return (f"{source.name}:{name}",
+                    io.TextIOWrapper(archive.open(name), encoding="utf-8-sig"))
     if member is not None:
         raise RatingsFormatError(f"--member applies to zip archives; {source} is not one")
-    return source.name, open(source, encoding="utf-8-sig")  # noqa: SIM115 (closed by caller)
+    path = source
+    if items:
+        path = source.with_suffix(".item")
+        if source.suffix != ".inter" or not path.is_file():
+            return None
+    return path.name, open(path, encoding="utf-8-sig")  # noqa: SIM115 (closed by _read)
+
+
+def _read(opened: tuple[str, TextIO], parse: Callable[[Iterable[str], str], Iterator[T]],
+          what: str) -> list[T]:
+    """Every record ``parse`` finds in an opened file, which is closed after."""
+    name, lines = opened
+    try:
+        return list(parse(lines, name))
+    except UnicodeDecodeError as exc:
+        raise RatingsFormatError(
+            f"{name} is not UTF-8 text (byte {exc.start}): is this a {what}?") from None
+    finally:
+        lines.close()
 
 
 def _parse(lines: Iterable[str], source: str) -> Iterator[Rating]:
@@ -175,22 +204,6 @@ def _parse(lines: Iterable[str], source: str) -> Iterator[Rating]:
                 f"(rating and timestamp finite numbers), got {row!r}"
             ) from None
         line += 1
-
-
-def _item_lines(source: Path, member: str | None) -> tuple[str, Iterator[str]] | None:
-    """The RecBole ``.item`` file beside the ratings (same name), or None."""
-    if zipfile.is_zipfile(source):
-        archive = zipfile.ZipFile(source)
-        ratings = _find_member(archive, member, source)
-        name = ratings.removesuffix(".inter") + ".item"
-        if not ratings.endswith(".inter") or name not in archive.namelist():
-            return None
-        return (f"{source.name}:{name}",
-                io.TextIOWrapper(archive.open(name), encoding="utf-8-sig"))
-    path = source.with_suffix(".item")
-    if source.suffix != ".inter" or not path.is_file():
-        return None
-    return path.name, open(path, encoding="utf-8-sig")  # noqa: SIM115 (closed by caller)
 
 
 def _year(text: str) -> int | None:
@@ -238,18 +251,10 @@ def read_items(source: Path | str, *, member: str | None = None
     """The items of the ``.item`` file beside the ratings in ``source`` (its name, then
     its items in file order), or None when there is none."""
     source = Path(source)
-    found = _item_lines(source, member)
-    if found is None:
+    opened = _open_text(source, member, items=True)
+    if opened is None:
         return None
-    name, lines = found
-    try:
-        return name, list(_parse_items(lines, name))
-    except UnicodeDecodeError as exc:
-        raise RatingsFormatError(
-            f"{name} is not UTF-8 text (byte {exc.start}): is this a RecBole .item file?"
-        ) from None
-    finally:
-        lines.close()  # type: ignore[attr-defined]
+    return opened[0], _read(opened, _parse_items, "RecBole .item file")
 
 
 def read_ratings(source: Path | str, *, member: str | None = None) -> list[Rating]:
@@ -257,14 +262,9 @@ def read_ratings(source: Path | str, *, member: str | None = None) -> list[Ratin
     source = Path(source)
     if not source.exists():
         raise RatingsFormatError(f"{source} does not exist")
-    name, lines = _lines(source, member)
-    try:
-        ratings = list(_parse(lines, name))
-    except UnicodeDecodeError as exc:
-        raise RatingsFormatError(
-            f"{name} is not UTF-8 text (byte {exc.start}): is this a ratings file?") from None
-    finally:
-        lines.close()  # type: ignore[attr-defined]
+    opened = _open_text(source, member)
+    assert opened is not None  # only the items file may be absent
+    ratings = _read(opened, _parse, "ratings file")
     ratings.sort(key=lambda r: r.timestamp)
     return ratings
 
