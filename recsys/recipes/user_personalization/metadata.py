@@ -3,9 +3,9 @@ AUTHOR_ID (one-hot, each field's values sharing one unit of weight) and its text
 a pluggable encoder (recsys/text.py).
 
 Two products: the side features (text + every categorical column) that the
-collaborative component's ridge maps into the factor space, and the dense, unit-length
-content vectors (text + the few-valued fields only) that the content affinity and the
-item-item component's cold-poll neighbours compare.
+collaborative component's ridge maps into the factor space, and the dense content
+vectors (text + the few-valued fields only, at most unit length) that the content
+affinity and the item-item component's cold-poll neighbours compare.
 """
 
 from __future__ import annotations
@@ -117,7 +117,13 @@ def content(up: UserPersonalization, text: np.ndarray, categorical: sp.csr_matri
             up.categorical_index_):
         cached = (up.categorical_index_, len(up.categorical_index_), content_columns(up))
         up._content_cols = cached
-    dense = np.hstack([text, categorical[:, cached[2]].toarray()]).astype(np.float32)
-    norms = np.linalg.norm(dense, axis=1, keepdims=True)
-    np.divide(dense, norms, out=dense, where=norms > 0)
-    return dense
+    topics = categorical[:, cached[2]].toarray()
+    # A poll's topic categories are a whole description: unit length when it has any.
+    norms = np.linalg.norm(topics, axis=1, keepdims=True)
+    np.divide(topics, norms, out=topics, where=norms > 0)
+    # Text keeps its length (the share of its words the encoder's topics explain), so a
+    # text they barely explain resembles nothing much. Each part the catalog has weighs
+    # one unit: two polls alike in everything they say have similarity 1.
+    parts = int(text.shape[1] > 0) + int(topics.shape[1] > 0)
+    dense = np.hstack([text, topics]).astype(np.float32)
+    return dense / np.float32(np.sqrt(max(parts, 1)))
