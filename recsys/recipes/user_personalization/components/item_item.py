@@ -12,8 +12,9 @@ poll is scored like a cold one, from its content neighbours in the window. A col
 B column is nearly empty, so its item-item score is shrunk (like its factor) towards
 the scores of the warm polls its content most resembles, as far as it resembles them:
 a new poll whose text matches what the user engages with is scored like the polls it
-resembles, not like nothing, and one that resembles nothing keeps its own score. On the demo data (2,000 users, 5,000 polls, ``hunch evaluate --folds 3``: 417
-users with a cold relevant poll) this took cold-poll recall@25 with text from 0 to 0.014
+resembles, not like nothing, and one that resembles nothing keeps its own score. On the
+demo data (2,000 users, 5,000 polls, ``hunch evaluate --folds 3``: 417 users with a
+cold relevant poll) this took cold-poll recall@25 with text from 0 to 0.014
 (without text it stays 0; paired difference [0.006, 0.025]) at an unchanged NDCG@10
 (0.167); ranked among cold polls only, text 0.348 vs no text 0.276.
 """
