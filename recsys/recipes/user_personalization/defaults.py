@@ -75,6 +75,7 @@ def _d(name: str, where: str, value: Any, chosen: Chosen, data: tuple[str, ...] 
 ML100K = "movielens-100k"
 DEMO = "demo"
 TOYS = "amazon-toys"
+LASTFM = "hetrec-lastfm-2k"
 
 _COMPONENTS = ("collaborative", "content", "popularity", "segments", "item_item", "recency",
                "exploration", "sequence")
@@ -129,9 +130,12 @@ DEFAULTS: tuple[Default, ...] = (
        "ITEM_ITEM_ACTIVE_POLLS (see there)"),
     _d("num_threads", CONSTRUCTOR, 1, FROZEN, NONE, "ALS threads: speed only"),
     _d("random_state", CONSTRUCTOR, 0, FROZEN, NONE, "seed"),
-    _d("event_values", CONSTRUCTOR, None, FROZEN, PRIOR_ART,
-       "off, as Personalize trains on every event unless an eventValueThreshold is set; "
-       "not yet measured on a development dataset with values (issue 14, item 4)"),
+    _d("event_values", CONSTRUCTOR, None, FROZEN, (PRIOR_ART, ML100K, LASTFM),
+       "off, as Personalize trains on every event unless an eventValueThreshold is set. "
+       "Measured (5 folds, seed 0, UP minus UP without, NDCG@10): MovieLens 100k ratings "
+       "RATING>=4 -0.0246 [-0.0352, -0.0147], rating as confidence +0.0023 [-0.0010, "
+       "+0.0055]; HetRec Last.fm play counts, 1 + log(count) -0.0017 [-0.0049, +0.0014], "
+       "the count -0.0059 [-0.0098, -0.0020] (docs/public-data.md, event values)"),
     _d("components", CONSTRUCTOR, _COMPONENTS, FROZEN, (PRIOR_ART, ML100K),
        "Personalize's parts (collaborative, metadata and text, segments, recency, "
        "exploration) plus item_item, kept because on MovieLens 100k (3 folds) it lifted "
