@@ -117,7 +117,7 @@ PINNED_SOURCES: dict[str, PinnedSource] = {
         _iclrec("amazon-beauty", "Beauty", "confirmation", 1_090_094,
                 "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
                 "Amazon Beauty 5-core: 198,502 reviews, 22,363 users, 12,101 items"),
-        _iclrec("amazon-sports", "Sports_and_Outdoors", "confirmation", 1_707_483,
+        _iclrec("amazon-sports", "Sports_and_Outdoors", "development", 1_707_483,
                 "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
                 "Amazon Sports and Outdoors 5-core: 296,337 reviews, 35,598 users, "
                 "18,357 items"),
