@@ -54,7 +54,8 @@ class PinnedSource:
 # as salesforce/ICLRec vendors them in its repository (data/, commit 2890e6c, 2022).
 # Roles were set before any of them was run: Toys develops (the sparse implicit shape
 # had no development data), Beauty confirms now, Sports and Yelp stay unseen for the
-# confirmation after the next round of development.
+# confirmation after the next round of development. Sports confirmed once (2026-12-05)
+# and was then analysed, so it is development since; Yelp is still unseen.
 ICLREC = "https://github.com/salesforce/ICLRec"
 ICLREC_COMMIT = "2890e6c3ff6a22c6699fc19cb863b66786c1cde4"
 ICLREC_DIR = "salesforce-ICLRec"  # where they are kept in the cache, under their own names

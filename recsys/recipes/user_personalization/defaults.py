@@ -13,7 +13,7 @@ of ``fit``) or **frozen**, and for a frozen one the data that chose it:
 - ``none``: not a modelling choice (a unit, a schema field list, a seed, a memory or
   speed bound that leaves the scores unchanged).
 
-A confirmation dataset (MovieLens 1M, Amazon Beauty, Sports, Yelp) never appears:
+A confirmation dataset (MovieLens 1M, Amazon Beauty, Yelp) never appears:
 tests/recsys/test_up_defaults.py fails when a parameter or setting has no entry, when an
 entry's value differs from the code's, and when an entry names a dataset
 docs/public-data.md lists as confirmation. docs/up-defaults.md is generated from this
