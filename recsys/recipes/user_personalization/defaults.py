@@ -254,8 +254,9 @@ DEFAULTS: tuple[Default, ...] = (
        "~300 polls in 5,000 (d14ac40)"),
     _d("ITEM_ITEM_NEIGHBOUR_PRIOR", SETTINGS, 1.0, FROZEN, PRIOR_ART,
        "content neighbours weigh similarity / (sum + 1): one pseudo-neighbour, a Bayesian "
-       "average's prior, set before its first run; no other value tried. Checked (5 folds, UP minus UP with "
-       "weights summing to 1, NDCG@10): HetRec Last.fm +0.0034 [+0.0019, +0.0050] (the data "
+       "average's prior, set before its first run; no other value tried. Checked (5 folds, "
+       "UP minus UP with weights summing to 1, NDCG@10): HetRec Last.fm +0.0034 [+0.0019, "
+       "+0.0050] (the data "
        "that showed the fault, development since), MovieLens 100k with items +0.0009 "
        "[-0.0012, +0.0030], demo -0.0003 [-0.0023, +0.0017]; similarity / k instead "
        "(no prior) did +0.0047, -0.0005, +0.0000 and took more from cold polls"),
