@@ -48,7 +48,7 @@ def test_every_component_scores_the_whole_catalog_with_its_own_columns(full) -> 
     assert full._blend_features() == tuple(f for c in REGISTRY.values() for f in c.features)
 
 
-@pytest.mark.parametrize("name", ["item_item", "segments", "content", "collaborative", "sequence"])
+@pytest.mark.parametrize("name", ["item_item", "segments", "content", "collaborative", "sequence", "walk"])
 def test_a_dropped_component_has_no_weight_and_changes_the_scores(data, full, name) -> None:
     model = _without(data, name)
     owned = REGISTRY[name].weights
@@ -100,4 +100,4 @@ def test_an_unknown_component_names_the_registered_ones() -> None:
 def test_by_default_every_component_is_registered() -> None:
     assert UserPersonalization().components == COMPONENT_NAMES == (
         "collaborative", "content", "popularity", "segments", "item_item", "recency",
-        "exploration", "sequence")
+        "exploration", "sequence", "walk")

@@ -106,7 +106,8 @@ def test_served_scores_are_the_blends_formula_after_a_save_and_new_polls(tmp_pat
         t_ref = loaded._reference_time(user, None)
         formula = loaded._combine(*loaded._features(user, t_ref))
         np.testing.assert_allclose(loaded.score_all(user), formula, rtol=1e-5, atol=1e-6)
-    assert loaded._features("u0", START)[0][-1][loaded.item_index_["brand-new"]] == 0
+    column = loaded._blend_features().index("sequence")
+    assert loaded._features("u0", START)[0][column][loaded.item_index_["brand-new"]] == 0
 
 
 def test_the_refit_after_the_blend_adds_up_to_a_count_from_scratch() -> None:

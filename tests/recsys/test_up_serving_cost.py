@@ -140,7 +140,7 @@ def test_a_blend_without_affinity_weights_ranks_as_its_learned_formula(tmp_path)
     # serving shortcut must rank exactly as the blend's own formula (used to learn it).
     model = _fresh(_world())
     for f in ("collaborative", "cold_collaborative", "content", "cold_content", "item_item",
-              "item_item_recent", "sequence"):
+              "item_item_recent", "sequence", "walk"):
         model.blend_[f] = 0.0
     model.blend_["popularity"], model.blend_["segment"] = 0.7, 0.4
     model.save(tmp_path)

@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_BLEND: dict[str, float] = {
     "collaborative": 1.0, "content": 1.0, "popularity": 0.2, "appeal": 0.0,
     "segment": 0.3, "coldness": 0.0, "cold_collaborative": 0.0, "cold_content": 0.0,
-    "item_item": 1.0, "item_item_recent": 0.0, "sequence": 0.0,
+    "item_item": 1.0, "item_item_recent": 0.0, "sequence": 0.0, "walk": 0.0,
 }
 DEFAULT_AGE_WEIGHTS = (0.0, 1.0, 0.9, 0.8, 0.6, 0.4, 0.2, 0.1, 0.0, 0.0)
 

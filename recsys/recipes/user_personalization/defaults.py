@@ -75,10 +75,11 @@ def _d(name: str, where: str, value: Any, chosen: Chosen, data: tuple[str, ...] 
 ML100K = "movielens-100k"
 DEMO = "demo"
 TOYS = "amazon-toys"
+SPORTS = "amazon-sports"
 LASTFM = "hetrec-lastfm-2k"
 
 _COMPONENTS = ("collaborative", "content", "popularity", "segments", "item_item", "recency",
-               "exploration", "sequence")
+               "exploration", "sequence", "walk")
 _TEXT_FIELDS = ("QUESTION", "OPTIONS", "DESCRIPTION", "OPTION_DESCRIPTIONS", "COMMENTS")
 _FALLBACK = ("the fallback when the validation split has fewer than "
              "MIN_VALIDATION_USERS users or learn_blend=False; the fallback value is "
@@ -273,11 +274,31 @@ DEFAULTS: tuple[Default, ...] = (
        "30, half-life 10: +0.0126; window 3: last 5 +0.0033, last 10 (half-life 3) +0.0102"),
     _d("SEQUENCE_HALF_LIFE_EVENTS", SETTINGS, 5.0, FROZEN, ML100K,
        "chosen with SEQUENCE_LAST_EVENTS (see there)"),
+    _d("WALK_ALPHA", SETTINGS, 0.5, FROZEN, SPORTS,
+       "what the tuned RP3beta peer chose in 10/10 folds of Amazon Sports' confirmation "
+       "run (development since)"),
+    _d("WALK_NEIGHBOURS", SETTINGS, 200, FROZEN, SPORTS,
+       "what the tuned RP3beta peer chose in 7/10 folds of Amazon Sports (400 and 800 in "
+       "the others)"),
+    _d("WALK_BETA_GRID", SETTINGS, (0.1, 0.2, 0.3, 0.5), FROZEN, SPORTS,
+       "the grid beta is chosen from in fit; spans the tuned RP3beta peer's choices on "
+       "Amazon Sports (0.11-0.3)"),
+    _d("WALK_DEFAULT_BETA", SETTINGS, 0.2, IN_FIT, SPORTS,
+       "beta is chosen in fit: Walk.choose, best validation NDCG@10 of the walk alone over "
+       "WALK_BETA_GRID; 0.2 (the peer's most frequent choice on Sports) is " + _FALLBACK),
+    _d("WALK_HALF_LIFE_EVENTS", SETTINGS, 1.0, FROZEN, (SPORTS, TOYS),
+       "Amazon Sports, 5 folds, UP's NDCG@10: half-life 0.5 event 0.0418, 1 event 0.0418, "
+       "3 events 0.0398, 10 events 0.0388, every touched poll alike 0.0393 (without the "
+       "walk 0.0388)"),
+    _d("WALK_MAX_PAIRS", SETTINGS, 10_000_000, FROZEN, NONE,
+       "cost bound: leaves Amazon Toys, Sports and HetRec Last.fm whole; cuts the 50k-poll "
+       "demo's users to their latest ~47 polls"),
+    _d("WALK_ROW_CHUNK", SETTINGS, 2_000, FROZEN, NONE, "memory per chunk: same result"),
     # ---------------------------------------------------------------- blend.py
     _d("DEFAULT_BLEND", BLEND, {
         "collaborative": 1.0, "content": 1.0, "popularity": 0.2, "appeal": 0.0,
         "segment": 0.3, "coldness": 0.0, "cold_collaborative": 0.0, "cold_content": 0.0,
-        "item_item": 1.0, "item_item_recent": 0.0, "sequence": 0.0}, IN_FIT,
+        "item_item": 1.0, "item_item_recent": 0.0, "sequence": 0.0, "walk": 0.0}, IN_FIT,
        (UNRECORDED, DEMO),
        "the blend weights are chosen in fit: blend.learn, a logistic regression on the "
        "validation users' newest 10 % of events; this table is " + _FALLBACK + ". "

@@ -13,7 +13,9 @@ components (components/, one module each; see components/base.py for what one is
 - **recency**: the poll's age at ``now`` as a learned step function;
 - **exploration**: Personalize's bonus for young, little-seen polls, after the blend;
 - **sequence**: what people engaged with right after the polls the user just touched
-  (directed transitions, sparse, so on at any catalog size).
+  (directed transitions, sparse, so on at any catalog size);
+- **walk**: RP3beta's poll -> user -> poll walk over the whole catalog (sparse), where
+  item-item's dense B covers only an active window.
 
 **The blend** of the registered components' columns is a logistic regression learned
 inside ``fit`` on a validation split carved from TRAINING users only (Personalize's
@@ -71,6 +73,7 @@ from recsys.recipes.user_personalization.components import (
     Segments,
     SequenceAware,
     UserContext,
+    Walk,
 )
 from recsys.recipes.user_personalization.settings import (
     AGE_CLOCK_MAX_LEAD_SECONDS,
@@ -623,6 +626,11 @@ class UserPersonalization:
             found = SequenceAware.successors(self, user_id)
             if found is not None:
                 np.add.at(score, self._position[found[0]], self.blend_["sequence"] * found[1])
+        if self.blend_["walk"]:
+            # ~100 recent events x 200 arrivals: added where they sit, as sequence's.
+            found = Walk.arrivals(self, user_id)
+            if found is not None:
+                np.add.at(score, self._position[found[0]], self.blend_["walk"] * found[1])
         if self._recency_on:
             Recency.add_age_term(self, score, t_ref)
         return score

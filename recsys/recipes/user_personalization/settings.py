@@ -134,6 +134,29 @@ SEQUENCE_WINDOW_EVENTS = 20
 SEQUENCE_SUCCESSORS = 100
 SEQUENCE_LAST_EVENTS = 20
 SEQUENCE_HALF_LIFE_EVENTS = 5.0
+# The walk component (components/walk.py, RP3beta over the whole catalog). Alpha and
+# the neighbours are what the tuned RP3beta peer chose on Amazon Sports (10 folds:
+# alpha 0.5 in 10/10, 200 neighbours in 7/10; development data since); beta is chosen
+# in fit from the grid (the peer chose 0.11-0.3 there; its textbook 0.6 scored 0.0138
+# against the tuned 0.0361), WALK_DEFAULT_BETA when there is no validation split.
+WALK_ALPHA = 0.5
+WALK_NEIGHBOURS = 200
+WALK_BETA_GRID: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)
+WALK_DEFAULT_BETA = 0.2
+# A user's walk column sums the rows of their latest events, each halved every this many
+# newer events: next-event data wants the last event most. Amazon Sports (development,
+# 5 folds, UP's NDCG@10): half-life 0.5 event 0.0418, 1 event 0.0418, 3 events 0.0398,
+# 10 events 0.0388, every touched poll alike (the peer's scoring) 0.0393; UP without the
+# walk 0.0388.
+WALK_HALF_LIFE_EVENTS = 1.0
+# The walk's cost is its (poll, user, poll) pairs: the sum over users of their distinct
+# polls squared. Each user walks from their latest c polls, c the largest that keeps the
+# pairs within this (the demo at 50,000 polls has 824M pairs uncapped, ~10M at c = 47:
+# ~3 s; Amazon Toys 2.9M, Sports 3.8M, HetRec Last.fm 4.6M stay whole, MovieLens 100k's
+# 20M is cut at about c = 200).
+WALK_MAX_PAIRS = 10_000_000
+# Polls whose walks are made (and cut to their neighbours) at once: bounds memory.
+WALK_ROW_CHUNK = 2_000
 # While a user's history holds at most this share of B's polls, their item-item row
 # gathers their rows of B (reads and copies those rows); above it, one dense
 # vector-matrix product reads all of B once. A fixed count of 256 polls, tuned on the

@@ -16,16 +16,17 @@ from recsys.recipes.user_personalization.components.popularity import Popularity
 from recsys.recipes.user_personalization.components.recency import Recency
 from recsys.recipes.user_personalization.components.segments import Segments
 from recsys.recipes.user_personalization.components.sequence import SequenceAware
+from recsys.recipes.user_personalization.components.walk import Walk
 
 # Registration order is the blend's column order (kept as it was before the split, so a
 # model's learned weights and scores did not move). Collaborative fits before segments:
 # a segment's start in the factor space is its members' mean ALS factor.
 REGISTRY: dict[str, type[BaseComponent]] = {
     c.name: c for c in (Collaborative, Content, Popularity, Segments, ItemItem, Recency,
-                        Exploration, SequenceAware)
+                        Exploration, SequenceAware, Walk)
 }
 COMPONENT_NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 __all__ = ["BaseComponent", "Component", "FitEvents", "UserContext", "REGISTRY",
            "COMPONENT_NAMES", "Collaborative", "Content", "Exploration", "ItemItem",
-           "Popularity", "Recency", "Segments", "SequenceAware"]
+           "Popularity", "Recency", "Segments", "SequenceAware", "Walk"]
