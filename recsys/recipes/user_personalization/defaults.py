@@ -295,6 +295,8 @@ DEFAULTS: tuple[Default, ...] = (
        "Amazon Sports, 5 folds, UP's NDCG@10: half-life 0.5 event 0.0418, 1 event 0.0418, "
        "3 events 0.0398, 10 events 0.0388, every touched poll alike 0.0393 (without the "
        "walk 0.0388)"),
+    _d("WALK_LAST_EVENTS", SETTINGS, 20, FROZEN, NONE,
+       "cost bound: at half-life 1 the 21st newest event weighs 1e-6 of the newest"),
     _d("WALK_MAX_PAIRS", SETTINGS, 10_000_000, FROZEN, NONE,
        "cost bound: leaves Amazon Toys, Sports and HetRec Last.fm whole; cuts the 50k-poll "
        "demo's users to their latest ~47 polls"),

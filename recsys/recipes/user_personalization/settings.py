@@ -149,6 +149,9 @@ WALK_DEFAULT_BETA = 0.2
 # 10 events 0.0388, every touched poll alike (the peer's scoring) 0.0393; UP without the
 # walk 0.0388.
 WALK_HALF_LIFE_EVENTS = 1.0
+# Only the latest this many events walk: the 21st newest would weigh 0.5^20 (1e-6) of the
+# newest, and each event adds ~200 entries to a request.
+WALK_LAST_EVENTS = 20
 # The walk's cost is its (poll, user, poll) pairs: the sum over users of their distinct
 # polls squared. Each user walks from their latest c polls, c the largest that keeps the
 # pairs within this (the demo at 50,000 polls has 824M pairs uncapped, ~10M at c = 47:

@@ -43,6 +43,7 @@ from recsys.recipes.user_personalization.settings import (
     WALK_BETA_GRID,
     WALK_DEFAULT_BETA,
     WALK_HALF_LIFE_EVENTS,
+    WALK_LAST_EVENTS,
     WALK_MAX_PAIRS,
     WALK_NEIGHBOURS,
     WALK_ROW_CHUNK,
@@ -186,8 +187,8 @@ class Walk(BaseComponent):
             return
         # Until finish, only the validation users read the walk (to choose beta and to
         # learn the blend): the grid walks from their polls alone.
-        validation = np.unique(events.users[events.is_target])
-        rows = np.flatnonzero(np.asarray(x[validation].sum(axis=0)).ravel())
+        validation = np.isin(events.users, events.users[events.is_target])
+        rows = np.unique(events.items[keep & validation])
         matrices = walk_matrices(x, WALK_ALPHA, WALK_BETA_GRID, WALK_NEIGHBOURS, rows)
         best = self.choose(up, x, events, matrices)
         up.walk_beta_ = WALK_BETA_GRID[best]
@@ -242,8 +243,8 @@ class Walk(BaseComponent):
     def histories(up: UserPersonalization, events: FitEvents, rows: np.ndarray
                   ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """For the users ``rows``, from the events the blend may see: every poll they
-        touched (binary), and their latest ``up.max_recent_events`` events weighted as
-        :meth:`arrivals` weighs them at serving."""
+        touched (binary), and their latest events weighted as :meth:`arrivals` weighs
+        them at serving."""
         idx = np.flatnonzero(events.keep & np.isin(events.users, rows))
         idx = idx[np.argsort(events.users[idx], kind="stable")]  # by user, in time order
         users, items = events.users[idx], events.items[idx]
@@ -252,7 +253,7 @@ class Walk(BaseComponent):
         newer = np.repeat(ends, np.diff(np.r_[-1, ends])) - np.arange(len(idx))
         shape = (len(up.user_ids_), len(up.item_ids_))
         seen = sp.csr_matrix((np.ones(len(idx)), (users, items)), shape=shape)
-        recent = newer < up.max_recent_events
+        recent = newer < min(up.max_recent_events, WALK_LAST_EVENTS)
         weights = events.weights[idx][recent] * 0.5 ** (newer[recent] / WALK_HALF_LIFE_EVENTS)
         latest = sp.csr_matrix((weights, (users[recent], items[recent])), shape=shape)
         seen.sum_duplicates()
@@ -265,15 +266,16 @@ class Walk(BaseComponent):
     @staticmethod
     def arrivals(up: UserPersonalization, user_id: str | None
                  ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The polls the walk reaches from the user's latest events, and how strongly: each
-        event's row weighted by its event type and halved every
-        :data:`WALK_HALF_LIFE_EVENTS` newer events (a poll may repeat: its entries add
-        up); None without the matrix or history."""
+        """The polls the walk reaches from the user's latest :data:`WALK_LAST_EVENTS`
+        events, and how strongly: each event's row weighted by its event type and halved
+        every :data:`WALK_HALF_LIFE_EVENTS` newer events (a poll may repeat: its entries
+        add up); None without the matrix or history."""
         w = getattr(up, "walk_", None)
         recent = up.recent_.get(user_id) if user_id is not None else None
         if w is None or recent is None or not len(recent[0]):
             return None
         items, weights, _ = recent  # events are kept in time order
+        items, weights = items[-WALK_LAST_EVENTS:], weights[-WALK_LAST_EVENTS:]
         weights = (weights * halving_weights(len(items), WALK_HALF_LIFE_EVENTS)).astype(
             np.float32)
         inside = items < w.shape[0]  # polls added after fit have no row yet
