@@ -12,7 +12,8 @@
    evaluation's peer at one lambda; "EASE tuned" adds the evaluation's lambda/weighting
    search on one validation split, as ``hunch evaluate`` fits it.
 3. Where UP's fit goes (its item-item component is EASE's B twice plus a lambda path,
-   then ALS factors and the blend), to say what bar UP can fairly meet.
+   then ALS factors, the sequence and walk components and the blend), to say what bar UP
+   can fairly meet.
 
 The machine's load average is printed before and after: on a shared machine wall times
 move with it, CPU seconds much less.
@@ -103,7 +104,12 @@ def _up_profile(directory: str, queue: Any) -> None:
 
     from recsys.datasets import load_directory
     from recsys.recipes.user_personalization import UserPersonalization, blend
-    from recsys.recipes.user_personalization.components import collaborative, item_item, sequence
+    from recsys.recipes.user_personalization.components import (
+        collaborative,
+        item_item,
+        sequence,
+        walk,
+    )
 
     data = load_directory(Path(directory)).training_data()
     spent: dict[str, float] = {}
@@ -129,6 +135,8 @@ def _up_profile(directory: str, queue: Any) -> None:
     timed(blend, "learn", "blend: learned on validation", False)
     timed(sequence.SequenceAware, "fit", "sequence: transitions before the blend", False)
     timed(sequence.SequenceAware, "finish", "sequence: pairs ending in a target added", False)
+    timed(walk.Walk, "fit", "walk: beta's grid over the validation users' polls", False)
+    timed(walk.Walk, "finish", "walk: the whole catalog at the chosen beta", False)
 
     def fit() -> None:
         UserPersonalization(num_threads=1, random_state=0, exploration_weight=0.0).fit(data)
