@@ -132,6 +132,25 @@ def halving_weights(n: int, half_life: float) -> np.ndarray:
     return 0.5 ** (newer / half_life)
 
 
+def weighted_rows(m: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The entries of ``m``'s rows ``rows``, each scaled by its row's weight, as (columns,
+    values); a column may repeat (its values add up). Rows past ``m``'s last (polls added
+    after fit) have none; None when no row is inside.
+
+    Gathered by position: what ``m[rows]`` holds, without building a sparse matrix for
+    it (scipy's row indexing was ~0.15 ms of a 3 ms request)."""
+    inside = rows < m.shape[0]
+    if not inside.any():
+        return None
+    rows = rows[inside]
+    starts = m.indptr[rows]
+    lengths = m.indptr[rows + 1] - starts
+    at = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(
+        lengths.sum())
+    return m.indices[at], np.repeat(weights[inside], lengths) * m.data[at]
+
+
 def sparse_arrays(prefix: str, m: sp.csr_matrix | None) -> dict[str, np.ndarray]:
     """A CSR matrix (or None: an empty indptr) as the arrays a saved model holds."""
     if m is None:

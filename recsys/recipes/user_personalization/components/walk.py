@@ -35,6 +35,7 @@ from recsys.recipes.user_personalization.components.base import (
     halving_weights,
     sparse_arrays,
     sparse_from,
+    weighted_rows,
 )
 from recsys.recipes.user_personalization.settings import (
     ITEM_ITEM_TUNING_DEPTH,
@@ -278,15 +279,7 @@ class Walk(BaseComponent):
         items, weights = items[-WALK_LAST_EVENTS:], weights[-WALK_LAST_EVENTS:]
         weights = (weights * halving_weights(len(items), WALK_HALF_LIFE_EVENTS)).astype(
             np.float32)
-        inside = items < w.shape[0]  # polls added after fit have no row yet
-        if not inside.any():
-            return None
-        rows = items[inside]
-        starts = w.indptr[rows]
-        lengths = w.indptr[rows + 1] - starts
-        at = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(
-            lengths.sum())
-        return w.indices[at], np.repeat(weights[inside], lengths) * w.data[at]
+        return weighted_rows(w, items, weights)  # polls added after fit have no row yet
 
     @staticmethod
     def row(up: UserPersonalization, user_id: str | None) -> np.ndarray | None:
