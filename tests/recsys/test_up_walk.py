@@ -111,11 +111,10 @@ def test_beta_is_the_one_whose_walk_ranks_the_validation_targets_best() -> None:
     items = np.array([0, 1, 2, 3, 4, 5])
     is_target = np.array([False] * 3 + [True] * 3)
     events = FitEvents(users, items, np.ones(6), np.arange(6), ~is_target, is_target, {}, {})
-    x = Walk.matrix(model, users[~is_target], items[~is_target])
     right = sp.csr_matrix((np.ones(3), ([0, 1, 2], [3, 4, 5])), shape=(6, 6))
     wrong = sp.csr_matrix((np.ones(3), ([0, 1, 2], [4, 5, 3])), shape=(6, 6))
-    assert Walk.choose(model, x, events, [wrong, right]) == 1
-    assert Walk.choose(model, x, events, [right, wrong]) == 0
+    assert Walk.choose(model, events, [wrong, right]) == 1
+    assert Walk.choose(model, events, [right, wrong]) == 0
 
 
 def test_served_scores_are_the_blends_formula_after_a_save_and_new_polls(tmp_path) -> None:

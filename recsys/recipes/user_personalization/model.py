@@ -627,7 +627,7 @@ class UserPersonalization:
             if found is not None:
                 np.add.at(score, self._position[found[0]], self.blend_["sequence"] * found[1])
         if self.blend_["walk"]:
-            # ~100 recent events x 200 arrivals: added where they sit, as sequence's.
+            # 20 latest events x 200 arrivals: added where they sit, as sequence's.
             found = Walk.arrivals(self, user_id)
             if found is not None:
                 np.add.at(score, self._position[found[0]], self.blend_["walk"] * found[1])

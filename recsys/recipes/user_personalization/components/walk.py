@@ -191,7 +191,7 @@ class Walk(BaseComponent):
         validation = np.isin(events.users, events.users[events.is_target])
         rows = np.unique(events.items[keep & validation])
         matrices = walk_matrices(x, WALK_ALPHA, WALK_BETA_GRID, WALK_NEIGHBOURS, rows)
-        best = self.choose(up, x, events, matrices)
+        best = self.choose(up, events, matrices)
         up.walk_beta_ = WALK_BETA_GRID[best]
         up.walk_ = matrices[best]
 
@@ -211,7 +211,7 @@ class Walk(BaseComponent):
                             WALK_MAX_PAIRS)
 
     @staticmethod
-    def choose(up: UserPersonalization, x: sp.csr_matrix, events: FitEvents,
+    def choose(up: UserPersonalization, events: FitEvents,
                matrices: Sequence[sp.csr_matrix]) -> int:
         """Index of the matrix whose column alone (each validation user's latest events,
         weighted as served) ranks the validation users' targets best
@@ -221,7 +221,7 @@ class Walk(BaseComponent):
         rows = np.unique(target_users)[:ITEM_ITEM_TUNING_USERS]
         truth = sp.csr_matrix((np.ones(len(target_users)),
                                (target_users, events.items[events.is_target])),
-                              shape=x.shape)[rows]
+                              shape=(len(up.user_ids_), len(up.item_ids_)))[rows]
         seen, latest = Walk.histories(up, events, rows)
         truth = truth - truth.multiply(seen)  # a poll already touched is not a target
         truth.eliminate_zeros()
