@@ -20,9 +20,10 @@ Why it is built this way (docs/evidence-methods.md):
   can raise the followee share through taste alone (polls of a community's topics are
   mostly written by its members). The graph effect needs both: the labels raise the
   share over their permuted control, *and* users engage with their own followees' polls
-  more than with those of a size-matched random set from their community (the
-  engagement control: taste shared by the community is kept, the choice of whom to
-  follow is not).
+  more than the other members of their community do (the engagement control,
+  recsys.analysis.follow_control: the same followees read through other members' hidden
+  polls, so taste shared by the community is kept, the choice of whom to follow is
+  not).
 - **Holm's correction** over every test of the run, one family: labellings x metrics,
   the in-network comparison and the engagement control.
 - **Three-way verdicts**: every comparison says ``raises``, ``lowers`` (Holm p < 0.05
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from recsys.analysis.follow_control import CONTROL_NAME, Reader, swapped_control
 from recsys.analysis.stats import (
     LOWERS,
     RAISES,
@@ -105,9 +108,6 @@ LABEL_FIELDS: tuple[str, ...] = ("CLUSTER", "COMMUNITY")
 NO_LABELS = "no-labels"
 IN_NETWORK_VARIANT = "in-network"
 PERMUTED_SUFFIX = "-permuted"
-# Random size-matched followee sets drawn per held-out user for the engagement control;
-# 20 draws put the control's own noise well below the per-user spread.
-CONTROL_DRAWS = 20
 CONTROL_LABEL_FIELD = "COMMUNITY"
 SHARE = "followee_share"
 ENGAGED_SHARE = "engaged_followee_share"
@@ -291,6 +291,17 @@ class ShareRule:
     def polls(self, users: Iterable[str], before: float) -> frozenset[str]:
         return frozenset(p for u in users for p, t in self.by_user.get(u, ())
                          if not self.timed or t < before)
+
+    def counted(self, users: Iterable[str]) -> dict[str, float]:
+        """Poll -> the earliest time it counts as ``users``' (-inf: always), so one
+        followee set is read at many cut-offs (the engagement control)."""
+        first: dict[str, float] = {}
+        for u in users:
+            for p, t in self.by_user.get(u, ()):
+                at = t if self.timed else -math.inf
+                if at < first.get(p, math.inf):
+                    first[p] = at
+        return first
 
 
 def authored_rule(author: Mapping[str, str]) -> ShareRule:
@@ -489,9 +500,12 @@ def follow_impact(
     relevant_rates = [_share_in(sorted(u.relevant_items), own[primary.metric][u.user_id])
                       for u in held]
     natural_rate = float(np.mean(relevant_rates))
-    say("engagement control: size-matched random followee sets from the same community")
-    control_rates = _control_rates(held, followees, primary, labels, config.split_seed)
-    engagement = paired_comparison(ENGAGEMENT, "own followees", "size-matched control",
+    say("engagement control: the same followees read through other community members")
+    group = {u: lab.get(CONTROL_LABEL_FIELD, "") for u, lab in labels.items()}
+    readers = [Reader(u.user_id, sorted(u.relevant_items), u.cutoff) for u in held]
+    control_rates = swapped_control(readers, followees, group, primary.counted,
+                                    seed=config.split_seed)
+    engagement = paired_comparison(ENGAGEMENT, "own followees", CONTROL_NAME,
                                    np.array(relevant_rates), control_rates,
                                    seed=config.split_seed)
     # One Holm family for every test of the run, the engagement control included.
@@ -512,39 +526,6 @@ def follow_impact(
         per_user={n: {m: v.tolist() for m, v in ms.items()} for n, ms in per_user.items()},
         share_metric=primary.metric,
     )
-
-
-def _control_rates(held: list[HeldOutUser], followees: Mapping[str, frozenset[str]],
-                   rule: ShareRule, labels: Mapping[str, Mapping[str, str]],
-                   seed: int) -> np.ndarray:
-    """Per user, the followee share of their hidden polls had they followed a random
-    set of the same size drawn like their community follows (followees weighted by how
-    often the community follows them). Topic homophily of the community is kept, the
-    user's own choice of whom to follow is not: under no follow effect the user's own
-    share and this control agree."""
-    rng = np.random.default_rng(seed)
-    group = {u: lab.get(CONTROL_LABEL_FIELD, "") for u, lab in labels.items()}
-    pool: dict[str, list[str]] = {}
-    for follower, targets in followees.items():
-        pool.setdefault(group.get(follower, ""), []).extend(sorted(targets))
-    everyone = [t for targets in pool.values() for t in targets]
-    out = np.zeros(len(held))
-    for j, user in enumerate(held):
-        own = followees.get(user.user_id, frozenset())
-        candidates = np.array(pool.get(group.get(user.user_id, ""), everyone) or everyone)
-        relevant = sorted(user.relevant_items)
-        if not own or not relevant or len(candidates) == 0:
-            continue
-        size = min(len(own), len(set(candidates.tolist())))
-        rates = []
-        for _ in range(CONTROL_DRAWS):
-            drawn: set[str] = set()
-            while len(drawn) < size:
-                drawn.update(rng.choice(candidates, size - len(drawn)).tolist())
-            drawn.discard(user.user_id)
-            rates.append(_share_in(relevant, rule.polls(drawn, user.cutoff)))
-        out[j] = float(np.mean(rates))
-    return out
 
 
 @dataclass
@@ -685,7 +666,7 @@ def _verdict(comparisons: list[PairedComparison], fields: list[str],
                 "p < 0.05 over every test of the run, and the 95 % interval (users and "
                 "runs resampled) excludes 0; otherwise no detectable change, read beside "
                 "the minimum detectable effect. graph_effect: some labelling raises the "
-                "share and users engage with their own followees' polls more than with a "
-                "size-matched random set from their community (without the latter, the "
+                "share and users engage with their own followees' polls more than the other "
+                "members of their community engage with them (without the latter, the "
                 "gain is taste the community shares, not the follows)",
     }

@@ -4,9 +4,9 @@ Why a separate path: offline the follow-impact analysis retrains User-Personaliz
 with and without labels; on production traffic nothing is retrained, the feed that was
 served is the evidence. So this module reads a log of served polls and asks: do people
 see more polls from those they follow than homophily alone gives them? The control is
-the same as offline (docs/evidence-methods.md): per user, a size-matched random set of
-followees drawn like their community's follows; the unit is the user (paired t deciding,
-Wilcoxon beside it, bootstrap interval over users).
+the same as offline (recsys.analysis.follow_control): per user, the share of other
+community members' served polls that the user's followees wrote; the unit is the user
+(paired t deciding, Wilcoxon beside it, bootstrap interval over users).
 
 The served-feed log format (``served.csv``, one row per placed poll; UTF-8 CSV with a
 header, any column order, extra columns ignored)::
@@ -29,23 +29,27 @@ columns (recommendationId, itemList order, SOURCE = the campaign).
 from __future__ import annotations
 
 import csv
+import math
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recsys.analysis.follow_control import (
+    CONTROL_NAME,
+    Reader,
+    share_counted,
+    swapped_control,
+)
 from recsys.analysis.stats import PairedComparison, paired_comparison
 from recsys.feed_sessions import decode_session_items
 from recsys.errors import HunchError
 
 SERVED_COLUMNS: tuple[str, ...] = ("USER_ID", "RECOMMENDATION_ID", "ITEM_ID", "POSITION",
                                    "SOURCE", "TIMESTAMP")
-# Random size-matched followee sets per user for the control; 20 draws put the control's
-# own noise well below the spread between users.
-CONTROL_DRAWS = 20
 # Users served fewer polls than this say little about their feed's make-up.
 MIN_SERVED_PER_USER = 5
 MIN_USERS = 10
@@ -145,15 +149,17 @@ class ServedImpactResult:
         return {"users": self.users, "served": self.served, "by_source": self.by_source,
                 "comparison": self.comparison.to_json(), "follow_effect": self.follow_effect,
                 "rule": "served polls over-represent followees when each user's followee "
-                        "share beats a size-matched random followee set drawn from their "
-                        "community (paired t p < 0.05 and bootstrap interval above 0)"}
+                        "share beats the share of their followees in the served polls of "
+                        "other members of their community (paired t p < 0.05 and bootstrap "
+                        "interval above 0)"}
 
 
 def served_follow_impact(served: Sequence[ServedPoll], follows: Iterable[tuple[str, str]],
                          items: Mapping[str, Mapping[str, Any]],
                          labels: Mapping[str, Mapping[str, str]] | None = None, *,
                          label_field: str = "COMMUNITY", seed: int = 0) -> ServedImpactResult:
-    """Followee share of the served feed per user against the size-matched control."""
+    """Followee share of the served feed per user against the same followees' share of
+    other community members' feeds."""
     author = {pid: str(m.get("AUTHOR_ID") or "") for pid, m in items.items()}
     followees: dict[str, set[str]] = {}
     for a, b in follows:
@@ -170,28 +176,18 @@ def served_follow_impact(served: Sequence[ServedPoll], follows: Iterable[tuple[s
             f"only {len(users)} users with follows were served at least "
             f"{MIN_SERVED_PER_USER} polls; need {MIN_USERS} (log more traffic)")
     group = {u: lab.get(label_field, "") for u, lab in (labels or {}).items()}
-    pool: dict[str, list[str]] = {}
-    for follower, targets in followees.items():
-        pool.setdefault(group.get(follower, ""), []).extend(sorted(targets))
-    rng = np.random.default_rng(seed)
-    own, control = np.zeros(len(users)), np.zeros(len(users))
-    for j, u in enumerate(users):
-        polls = by_user[u]
-        mine = followees[u]
-        own[j] = _share(polls, mine, author)
-        candidates = pool.get(group.get(u, ""), [])
-        if len(set(candidates)) < len(mine):
-            candidates = [t for ts in pool.values() for t in ts]
-        candidates_arr = np.array(candidates)
-        size = min(len(mine), len(set(candidates)))
-        rates = []
-        for _ in range(CONTROL_DRAWS):
-            drawn: set[str] = set()
-            while len(drawn) < size:
-                drawn.update(rng.choice(candidates_arr, size - len(drawn)).tolist())
-            drawn.discard(u)
-            rates.append(_share(polls, drawn, author))
-        control[j] = float(np.mean(rates))
+    written: dict[str, list[str]] = {}
+    for pid, who in author.items():
+        if who:
+            written.setdefault(who, []).append(pid)
+
+    def authored(users: Collection[str]) -> dict[str, float]:  # authorship always counts
+        return {p: -math.inf for u in users for p in written.get(u, ())}
+
+    readers = [Reader(u, by_user[u]) for u in users]
+    own = np.array([share_counted(r.polls, authored(followees[r.user_id]), r.cutoff)
+                    for r in readers])
+    control = swapped_control(readers, followees, group, authored, seed=seed)
     by_source: dict[str, dict[str, float]] = {}
     for p in served:
         s = by_source.setdefault(p.source, {"served": 0, "from_followees": 0})
@@ -199,11 +195,6 @@ def served_follow_impact(served: Sequence[ServedPoll], follows: Iterable[tuple[s
         s["from_followees"] += author.get(p.item_id) in followees.get(p.user_id, ())
     for s in by_source.values():
         s["followee_share"] = s["from_followees"] / s["served"]
-    comparison = paired_comparison(SHARE, "own followees", "size-matched control", own,
+    comparison = paired_comparison(SHARE, "own followees", CONTROL_NAME, own,
                                    control, seed=seed)
     return ServedImpactResult(len(users), len(served), by_source, comparison)
-
-
-def _share(polls: Sequence[str], followees: Iterable[str], author: Mapping[str, str]) -> float:
-    followees = set(followees)
-    return sum(1 for p in polls if author.get(p) in followees) / len(polls) if polls else 0.0

@@ -1,0 +1,93 @@
+"""The engagement control of the follow analyses: the same followees, other users.
+
+Both follow analyses (offline follow impact and the served-feed one) ask whether a user
+engages with (or is served) their own followees' polls more than taste alone explains.
+Each user's own share is compared with a control share that keeps the community's taste
+and drops the user's choice of whom to follow.
+
+**The control holds the followee set fixed and swaps the user**: for user *u*, the
+share of the polls of each other member *v* of *u*'s community that *u*'s followees
+account for (at *v*'s cut-off, without *v*'s own polls), averaged over up to
+:data:`CONTROL_OTHERS` members. When follows do not change engagement, *u* and *v* read
+the same followees through the same community taste, so the two shares agree in
+expectation, whatever made *u* follow whom.
+
+Why not random followee sets: the control used to draw, per user, random sets of the
+same size from the community's follows. That is unbiased only if a user's set is like
+a random draw of its size, and real follow sets are not: a user who follows few tends
+to follow the famous, a set built by repeated popular picks holds more prolific
+authors than a draw of its final size. On the demo generator's worlds with no follow
+effect planted (800 users, 40 seeds), the random-set control found own followees
++0.0033 ± 0.0008 above it (a false "follow effect" on 3 of 40 worlds, and on every
+world once users are many); this control: +0.0001 ± 0.0007 over 21 of those worlds,
+with the planted effect still found on every planted world (+0.0376 vs +0.0373).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Other members of the community each user's followees are read through: 50 put the
+# control's own noise well below the spread between users (the per-user share is a
+# fraction of a few hidden polls), at 50 share counts per user.
+CONTROL_OTHERS = 50
+CONTROL_NAME = "same followees, other members"
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A user as the control reads them: the polls whose share is measured (hidden
+    polls, or served ones) and the time before which a followee's poll counts."""
+
+    user_id: str
+    polls: Sequence[str]
+    cutoff: float = math.inf
+
+
+# Followee set -> poll -> the earliest time it counts as theirs (-inf: always, as for
+# authorship; an engagement time for the engaged-with share).
+Counted = Callable[[Collection[str]], Mapping[str, float]]
+
+
+def share_counted(polls: Sequence[str], counted: Mapping[str, float], cutoff: float) -> float:
+    """Share of ``polls`` that count as the followees' before ``cutoff``."""
+    if not polls:
+        return 0.0
+    return sum(1 for p in polls if counted.get(p, math.inf) < cutoff) / len(polls)
+
+
+def swapped_control(readers: Sequence[Reader], followees: Mapping[str, Collection[str]],
+                    group: Mapping[str, str], counted: Counted, *, seed: int = 0,
+                    others: int = CONTROL_OTHERS) -> np.ndarray:
+    """Per reader *u*: the mean share of other readers of *u*'s group (the whole
+    population when *u* is alone in it) that *u*'s followees account for; 0 for a
+    reader without followees or polls (their own share is 0 too)."""
+    rng = np.random.default_rng(seed)
+    by_group: dict[str, list[int]] = {}
+    for k, r in enumerate(readers):
+        if r.polls:
+            by_group.setdefault(group.get(r.user_id, ""), []).append(k)
+    everyone = [k for members in by_group.values() for k in members]
+    out = np.zeros(len(readers))
+    for j, u in enumerate(readers):
+        own = followees.get(u.user_id)
+        if not own or not u.polls:
+            continue
+        pool = [k for k in by_group.get(group.get(u.user_id, ""), ()) if k != j]
+        if not pool:
+            pool = [k for k in everyone if k != j]
+        if len(pool) > others:
+            pool = sorted(rng.choice(pool, others, replace=False).tolist())
+        theirs = counted(own)
+        rates = []
+        for k in pool:
+            v = readers[k]
+            # A member's own polls never count, as a user never follows themselves.
+            net = counted([f for f in own if f != v.user_id]) if v.user_id in own else theirs
+            rates.append(share_counted(v.polls, net, v.cutoff))
+        out[j] = float(np.mean(rates)) if rates else 0.0
+    return out
