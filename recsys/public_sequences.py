@@ -4,9 +4,14 @@ Why: the other public sources are dense (MovieLens) or have no real order (HetRe
 Last.fm). The sequential-recommendation literature ships sparse implicit datasets with
 many items whose rows keep each user's time order: Amazon review categories (Beauty,
 Sports and Outdoors, Toys and Games; McAuley et al., 5-core) and Yelp, as prepared for
-S3-Rec and vendored by salesforce/ICLRec. One line per user:
+S3-Rec and vendored by salesforce/ICLRec, and Amazon Video Games as SASRec's repository
+ships it (Kang & McAuley 2018). Two layouts: one line per user (``lines``, ICLRec)
 
     USER ITEM ITEM ITEM ...
+
+or one event per line (``pairs``, SASRec), a user's lines in their time order
+
+    USER ITEM
 
 items in the order the user reviewed them; no times, ratings or metadata. Each item
 becomes one interaction (``EVENT_TYPE`` REVIEW). The order is real and the times are not,
@@ -28,6 +33,7 @@ from recsys.errors import HunchError
 from recsys.schemas import CSV_FILES, write_interactions
 
 REVIEW_EVENT_TYPE = "REVIEW"
+LAYOUTS = ("lines", "pairs")
 # The end of the synthetic timeline, 2014-07-23 (the end of McAuley's Amazon crawl): only
 # the order within a user carries information.
 SNAPSHOT_TIMESTAMP = 1_406_073_600
@@ -39,7 +45,8 @@ _OTHER_DATASET_FILES = ("items.csv", "users.csv", "impressions.csv", "follows.cs
 
 
 class SequencesFormatError(HunchError):
-    """A sequences file is not ``USER ITEM ITEM ...`` per line."""
+    """A sequences file is not in its layout (``USER ITEM ITEM ...`` or ``USER ITEM`` per
+    line)."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +66,18 @@ class SequencesReport:
                 f"{self.users:,} users on {self.items:,} items{repeats} (from {self.source})")
 
 
-def read_sequences(source: Path | str) -> dict[str, list[str]]:
-    """Each user's items in time order, as the file lists them."""
+def read_sequences(source: Path | str, layout: str = "lines") -> dict[str, list[str]]:
+    """Each user's items in time order, as the file lists them (``layout``: see the
+    module docstring)."""
+    if layout not in LAYOUTS:
+        raise SequencesFormatError(f"layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     source = Path(source)
     if not source.is_file():
         raise SequencesFormatError(f"{source} does not exist or is not a file")
     sequences: dict[str, list[str]] = {}
     try:
         with open(source, encoding="utf-8-sig") as f:
-            _read_lines(f, source, sequences)
+            _read_lines(f, source, sequences, pairs=layout == "pairs")
     except UnicodeDecodeError as exc:
         raise SequencesFormatError(
             f"{source} is not UTF-8 text (byte {exc.start}): is this a sequences "
@@ -77,7 +87,8 @@ def read_sequences(source: Path | str) -> dict[str, list[str]]:
     return sequences
 
 
-def _read_lines(f: Any, source: Path, sequences: dict[str, list[str]]) -> None:
+def _read_lines(f: Any, source: Path, sequences: dict[str, list[str]], *,
+                pairs: bool) -> None:
     for number, line in enumerate(iter(lambda: f.readline(MAX_LINE_CHARS + 1), ""),
                                   start=1):
         if len(line) > MAX_LINE_CHARS:
@@ -88,6 +99,13 @@ def _read_lines(f: Any, source: Path, sequences: dict[str, list[str]]) -> None:
         if not fields:
             continue
         user, items = fields[0], fields[1:]
+        if pairs:
+            if len(fields) != 2:
+                raise SequencesFormatError(
+                    f"{source}:{number}: {len(fields)} fields; each line of the pairs "
+                    f"layout is 'USER ITEM'")
+            sequences.setdefault(user, []).append(items[0])
+            continue
         if not items:
             raise SequencesFormatError(
                 f"{source}:{number}: user {user!r} has no item; each line is "
@@ -99,17 +117,19 @@ def _read_lines(f: Any, source: Path, sequences: dict[str, list[str]]) -> None:
         if user in sequences:
             raise SequencesFormatError(
                 f"{source}:{number}: user {user!r} has a second line; each user's "
-                f"items must be on one line, in time order")
+                f"items must be on one line, in time order (a file of 'USER ITEM' lines, "
+                f"as SASRec ships its data, is the pairs layout)")
         sequences[user] = items
 
 
-def convert_sequences(source: Path | str, out_dir: Path | str) -> SequencesReport:
+def convert_sequences(source: Path | str, out_dir: Path | str,
+                      layout: str = "lines") -> SequencesReport:
     """Write ``out_dir/interactions.csv`` (and its schema) from a sequences file.
 
     Rows are written in time order; a user's k-th of n items is stamped
     ``SNAPSHOT_TIMESTAMP - (n - k)``.
     """
-    sequences = read_sequences(source)
+    sequences = read_sequences(source, layout)
     rows = [(SNAPSHOT_TIMESTAMP - (len(items) - k), user, item)
             for user, items in sequences.items() for k, item in enumerate(items, start=1)]
     rows.sort(key=lambda r: r[0])  # stable: ties keep the file's user order

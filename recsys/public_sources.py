@@ -45,6 +45,9 @@ class PinnedSource:
     sha256: str
     member: str | None  # the data file inside the archive, where there are several
     obtain: str  # the command (or address) that gets this exact file
+    # For `hunch data convert-sequences`: its layout (recsys/public_sequences.py); None for
+    # the other converters' sources.
+    sequence_layout: str | None = None
 
     def cached_path(self) -> Path:
         return Path(os.environ.get(CACHE_ENV) or _DEFAULT_CACHE) / self.filename
@@ -68,7 +71,17 @@ def _iclrec(name: str, stem: str, role: Role, size: int, sha256: str,
         name=name, shape=f"sparse implicit, many items, in time order (no times): {counts}",
         role=role, filename=f"{ICLREC_DIR}/{stem}.txt", size=size, sha256=sha256,
         member=None, obtain=f"git show {ICLREC_COMMIT[:7]}:data/{stem}.txt in a clone of {ICLREC}",
+        sequence_layout="lines",
     )
+
+
+# SASRec's preparation of Amazon Video Games (Kang & McAuley 2018: 5-core, each user's
+# reviews sorted by time; one "USER ITEM" per line), in its repository (data/, commit
+# e373896). Added 2026-12-05 as a confirmation dataset nobody has run: the same sparse
+# implicit shape as the Amazon categories, for the round after Yelp's.
+SASREC = "https://github.com/kang205/SASRec"
+SASREC_COMMIT = "e3738967fddab206d6eeb4fda433e7a7034dd8b1"
+SASREC_DIR = "kang205-SASRec"
 
 
 PINNED_SOURCES: dict[str, PinnedSource] = {
@@ -126,12 +139,20 @@ PINNED_SOURCES: dict[str, PinnedSource] = {
                 "724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed",
                 "Yelp: 316,354 reviews (11,830 repeat visits), 30,431 users, "
                 "20,033 businesses"),
+        PinnedSource(
+            name="amazon-video-games",
+            shape="sparse implicit, many items, in time order (no times): Amazon Video "
+                  "Games 5-core, 287,107 reviews, 31,013 users, 23,715 items",
+            role="confirmation", filename=f"{SASREC_DIR}/Video.txt", size=3_187_124,
+            sha256="b7376fe24430743f411dc7f567285657b2adb3f74361cc7ba0aee94f3024b651",
+            member=None,
+            obtain=f"git show {SASREC_COMMIT[:7]}:data/Video.txt in a clone of {SASREC}",
+            sequence_layout="pairs"),
     )
 }
 
 # The pinned sources `hunch data convert-sequences` reads (recsys/public_sequences.py).
-SEQUENCE_DATASETS = tuple(n for n, s in PINNED_SOURCES.items()
-                          if s.filename.startswith(f"{ICLREC_DIR}/"))
+SEQUENCE_DATASETS = tuple(n for n, s in PINNED_SOURCES.items() if s.sequence_layout)
 
 
 @dataclass(frozen=True)

@@ -89,19 +89,28 @@ def convert_friends(source: Path, out_dir: Path, expected_sha256: str | None, se
 @click.option("--dataset", default=None, type=click.Choice(SEQUENCE_DATASETS),
               help="A pinned source: SOURCE must have its sha256 (docs/public-data.md lists "
                    "them and how to get each). Without it, SOURCE is converted unchecked.")
+@click.option("--layout", default=None, type=click.Choice(("lines", "pairs")),
+              help="lines: 'USER ITEM ITEM ...', one line per user (ICLRec); pairs: "
+                   "'USER ITEM', one event per line (SASRec). Default: the pinned "
+                   "dataset's, else lines.")
 @_SHA256_OPTION
-def convert_sequences(source: Path, out_dir: Path, dataset: str | None,
+def convert_sequences(source: Path, out_dir: Path, dataset: str | None, layout: str | None,
                       expected_sha256: str | None) -> None:
-    """Convert SOURCE, one line per user of items in time order (``USER ITEM ITEM ...``,
-    as S3-Rec/ICLRec ship Amazon Beauty, Sports, Toys and Yelp), to
-    OUT_DIR/interactions.csv: EVENT_TYPE REVIEW, each user's events one second apart in
-    their order (the files keep the order, not the times)."""
+    """Convert SOURCE, each user's items in time order (``USER ITEM ITEM ...`` per line,
+    as S3-Rec/ICLRec ship Amazon Beauty, Sports, Toys and Yelp, or ``USER ITEM`` per line,
+    as SASRec ships Amazon Video Games), to OUT_DIR/interactions.csv: EVENT_TYPE REVIEW,
+    each user's events one second apart in their order (the files keep the order, not
+    the times)."""
     from recsys.public_sequences import convert_sequences as convert
 
     _needs_dataset(dataset, expected_sha256)
     if dataset is not None:
-        _check(source, dataset, expected_sha256)  # before anything is read
-    click.echo(convert(source, out_dir).describe())
+        pin = _check(source, dataset, expected_sha256)  # before anything is read
+        if layout is not None and layout != pin.sequence_layout:
+            raise click.UsageError(f"{dataset} is in the {pin.sequence_layout} layout, "
+                                   f"not {layout}")
+        layout = pin.sequence_layout
+    click.echo(convert(source, out_dir, layout or "lines").describe())
 
 
 def _check(source: Path, dataset: str, expected_sha256: str | None) -> PinnedSource:

@@ -91,14 +91,17 @@ def test_the_sequence_pins_split_into_development_and_confirmation() -> None:
     roles = {name: PINNED_SOURCES[name].role for name in SEQUENCE_DATASETS}
     # Sports confirmed once (2026-12-05) and was then analysed: development since.
     assert roles == {"amazon-toys": "development", "amazon-beauty": "confirmation",
-                     "amazon-sports": "development", "yelp-sequences": "confirmation"}
+                     "amazon-sports": "development", "yelp-sequences": "confirmation",
+                     "amazon-video-games": "confirmation"}
 
 
 # The counts S3-Rec's paper publishes for its preparation (Zhou et al. 2020, table 1).
 _REAL_COUNTS = {"amazon-beauty": (198_502, 22_363, 12_101),
                 "amazon-sports": (296_337, 35_598, 18_357),
                 "amazon-toys": (167_597, 19_412, 11_924),
-                "yelp-sequences": (316_354, 30_431, 20_033)}
+                "yelp-sequences": (316_354, 30_431, 20_033),
+                # SASRec's paper (Kang & McAuley 2018, table 2): Video Games.
+                "amazon-video-games": (287_107, 31_013, 23_715)}
 
 
 @pytest.mark.parametrize("name", sorted(_REAL_COUNTS))
@@ -157,3 +160,57 @@ def test_sha256_without_dataset_is_a_usage_error(tmp_path: Path) -> None:
                                    str(tmp_path / "out"), "--sha256", "0" * 64])
     assert run.exit_code == 2 and "--dataset" in run.output, run.output
     assert not (tmp_path / "out").exists()
+
+
+# SASRec's layout: one event per line, a user's lines in time order (here interleaved).
+PAIRS = "u1 10\nu2 10\nu1 11\nu2 13\n\nu1 12\nu2 10\nu3 12\nu2 14\n"
+
+
+def test_the_pairs_layout_reads_one_event_per_line_in_file_order(tmp_path: Path) -> None:
+    source = tmp_path / "Video.txt"
+    source.write_text(PAIRS)
+    report = convert_sequences(source, tmp_path / "out", layout="pairs")
+    lines = tmp_path / "Toy.txt"
+    lines.write_text(SEQUENCES)
+    same = convert_sequences(lines, tmp_path / "same")
+    assert (report.interactions, report.users, report.items, report.repeats) == (8, 3, 5, 1)
+    assert _rows(tmp_path / "out") == _rows(tmp_path / "same")  # the same histories
+    assert same.interactions == 8
+
+
+@pytest.mark.parametrize("text, layout, message", [
+    ("u1 10 11\n", "pairs", "3 fields"),
+    ("u1\n", "pairs", "1 fields"),
+    ("u1 10\n", "rows", "layout 'rows'"),
+])
+def test_a_line_outside_its_layout_is_refused(tmp_path: Path, text: str, layout: str,
+                                              message: str) -> None:
+    source = tmp_path / "bad.txt"
+    source.write_text(text)
+    with pytest.raises(SequencesFormatError, match=message):
+        convert_sequences(source, tmp_path / "out", layout=layout)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_takes_the_pinned_datasets_layout_and_refuses_another(tmp_path: Path) -> None:
+    from gateway.cli import cli
+
+    source = tmp_path / "Video.txt"
+    source.write_text(PAIRS)
+    digest = sha256_of(source)
+    run = CliRunner().invoke(cli, ["data", "convert-sequences", str(source),
+                                   str(tmp_path / "out"), "--dataset", "amazon-video-games",
+                                   "--sha256", digest])
+    assert run.exit_code == 0, run.output
+    assert "8 REVIEW interactions from 3 users on 5 items" in run.output
+    run = CliRunner().invoke(cli, ["data", "convert-sequences", str(source),
+                                   str(tmp_path / "lines"), "--dataset", "amazon-video-games",
+                                   "--sha256", digest, "--layout", "lines"])
+    assert run.exit_code == 2 and "pairs layout" in run.output, run.output
+    assert not (tmp_path / "lines").exists()
+    run = CliRunner().invoke(cli, ["data", "convert-sequences", str(source),
+                                   str(tmp_path / "unpinned"), "--layout", "pairs"])
+    assert run.exit_code == 0, run.output
+    run = CliRunner().invoke(cli, ["data", "convert-sequences", str(source),
+                                   str(tmp_path / "as-lines")])
+    assert run.exit_code != 0 and "pairs layout" in run.output, run.output
