@@ -7,8 +7,8 @@ and drops the user's choice of whom to follow.
 
 **The control holds the followee set fixed and swaps the user**: for user *u*, the
 share of the polls of each other member *v* of *u*'s community that *u*'s followees
-account for (at *v*'s cut-off, without *v*'s own polls), averaged over up to
-:data:`CONTROL_OTHERS` members. When follows do not change engagement, *u* and *v* read
+account for (at *v*'s cut-off; *u*'s followees are not among the *v*), averaged over
+up to :data:`CONTROL_OTHERS` members. When follows do not change engagement, *u* and *v* read
 the same followees through the same community taste, so the two shares agree in
 expectation, whatever made *u* follow whom.
 
@@ -17,10 +17,11 @@ same size from the community's follows. That is unbiased only if a user's set is
 a random draw of its size, and real follow sets are not: a user who follows few tends
 to follow the famous, a set built by repeated popular picks holds more prolific
 authors than a draw of its final size. On the demo generator's worlds with no follow
-effect planted (800 users, 40 seeds), the random-set control found own followees
-+0.0033 ± 0.0008 above it (a false "follow effect" on 3 of 40 worlds, and on every
-world once users are many); this control: +0.0001 ± 0.0007 over 21 of those worlds,
-with the planted effect still found on every planted world (+0.0376 vs +0.0373).
+effect planted (800 users, 500 polls, 40 seeds), own followees came out +0.0033 ± 0.0008
+above random sets (a false "follow effect" on 3 of 40 worlds; with more users, a bias
+of that size is significant on every world). This control, on the same 40 worlds:
++0.0007 ± 0.0006 (none raises), and the planted effect is found on 10 of 10 planted
+worlds (+0.0368). Numbers and the test world: docs/evidence-methods.md "Controls".
 """
 
 from __future__ import annotations
@@ -63,9 +64,13 @@ def share_counted(polls: Sequence[str], counted: Mapping[str, float], cutoff: fl
 def swapped_control(readers: Sequence[Reader], followees: Mapping[str, Collection[str]],
                     group: Mapping[str, str], counted: Counted, *, seed: int = 0,
                     others: int = CONTROL_OTHERS) -> np.ndarray:
-    """Per reader *u*: the mean share of other readers of *u*'s group (the whole
-    population when *u* is alone in it) that *u*'s followees account for; 0 for a
-    reader without followees or polls (their own share is 0 too)."""
+    """Per reader *u*: the mean share of the polls of other readers of *u*'s group (the
+    whole population when none is left there) that *u*'s followees account for; 0 for
+    a reader without followees or polls (their own share is 0 too).
+
+    *u*'s followees themselves do not read: *u* never follows *u*, so *u*'s own polls
+    never count in *u*'s share, while a followee's polls would count in theirs (and
+    without them, that followee would read a smaller set than *u* does)."""
     rng = np.random.default_rng(seed)
     by_group: dict[str, list[int]] = {}
     for k, r in enumerate(readers):
@@ -77,17 +82,15 @@ def swapped_control(readers: Sequence[Reader], followees: Mapping[str, Collectio
         own = followees.get(u.user_id)
         if not own or not u.polls:
             continue
-        pool = [k for k in by_group.get(group.get(u.user_id, ""), ()) if k != j]
+        pool = [k for k in by_group.get(group.get(u.user_id, ""), ())
+                if k != j and readers[k].user_id not in own]
         if not pool:
-            pool = [k for k in everyone if k != j]
+            pool = [k for k in everyone if k != j and readers[k].user_id not in own]
+        if not pool:
+            continue
         if len(pool) > others:
             pool = sorted(rng.choice(pool, others, replace=False).tolist())
         theirs = counted(own)
-        rates = []
-        for k in pool:
-            v = readers[k]
-            # A member's own polls never count, as a user never follows themselves.
-            net = counted([f for f in own if f != v.user_id]) if v.user_id in own else theirs
-            rates.append(share_counted(v.polls, net, v.cutoff))
-        out[j] = float(np.mean(rates)) if rates else 0.0
+        out[j] = float(np.mean([share_counted(readers[k].polls, theirs, readers[k].cutoff)
+                                for k in pool]))
     return out

@@ -107,13 +107,12 @@ def test_follows_that_raise_engagement_are_found(seed):
     assert c.verdict == "raises" and c.ci_low > 0, c.to_json()
 
 
-def test_a_members_own_polls_never_count():
-    # u follows v (who wrote p1) and w (who wrote p2); v's hidden polls are their own.
+def test_the_users_followees_do_not_read_for_them():
+    # u follows v (who wrote p1) and w (who wrote p2). v would count their own p1 (u
+    # never counts u's own polls), so only x reads u's followees: p2 of p2, p3.
     written = {"v": ["p1"], "w": ["p2"]}
-    readers = [Reader("u", ["p1", "p2"]), Reader("v", ["p1", "p2"]), Reader("x", ["p2", "p3"])]
-    followees = {"u": {"v", "w"}}
-    control = swapped_control(readers, followees, {}, _authored(written))
-    # v reads only w's p2 (1/2), x reads p2 (1/2).
+    readers = [Reader("u", ["p1", "p2"]), Reader("v", ["p1", "p1b"]), Reader("x", ["p2", "p3"])]
+    control = swapped_control(readers, {"u": {"v", "w"}}, {}, _authored(written))
     assert control[0] == pytest.approx(0.5)
     assert control[1] == 0.0 and control[2] == 0.0  # no followees: no control
 
