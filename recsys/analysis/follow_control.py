@@ -66,7 +66,8 @@ def swapped_control(readers: Sequence[Reader], followees: Mapping[str, Collectio
                     others: int = CONTROL_OTHERS) -> np.ndarray:
     """Per reader *u*: the mean share of the polls of other readers of *u*'s group (the
     whole population when none is left there) that *u*'s followees account for; 0 for
-    a reader without followees or polls (their own share is 0 too).
+    a reader without followees or polls (their own share is 0 too), and *u*'s own share
+    when nobody else reads.
 
     *u*'s followees themselves do not read: *u* never follows *u*, so *u*'s own polls
     never count in *u*'s share, while a followee's polls would count in theirs (and
@@ -86,11 +87,12 @@ def swapped_control(readers: Sequence[Reader], followees: Mapping[str, Collectio
                 if k != j and readers[k].user_id not in own]
         if not pool:
             pool = [k for k in everyone if k != j and readers[k].user_id not in own]
-        if not pool:
+        theirs = counted(own)
+        if not pool:  # nobody else reads: no evidence either way, the user's own share
+            out[j] = share_counted(u.polls, theirs, u.cutoff)
             continue
         if len(pool) > others:
             pool = sorted(rng.choice(pool, others, replace=False).tolist())
-        theirs = counted(own)
         out[j] = float(np.mean([share_counted(readers[k].polls, theirs, readers[k].cutoff)
                                 for k in pool]))
     return out

@@ -128,6 +128,13 @@ def test_members_of_the_same_group_read_first_and_everyone_when_alone():
     assert control[3] == pytest.approx((1.0 + 0.5 + 0.0) / 3)  # nobody in "k": everyone
 
 
+def test_with_nobody_else_to_read_the_control_is_the_users_own_share():
+    # Only u and u's followee have polls: no evidence either way, no difference.
+    readers = [Reader("u", ["p1", "p2"]), Reader("a", ["p1"]), Reader("quiet", [])]
+    control = swapped_control(readers, {"u": {"a"}}, {}, _authored({"a": ["p1"]}))
+    assert control[0] == pytest.approx(0.5)
+
+
 def test_an_engagement_counts_only_before_the_readers_cutoff():
     rule = ShareRule("engaged", {"f": [("p1", 10.0), ("p2", 30.0)],
                                  "g": [("p2", 20.0)]}, timed=True)
