@@ -145,3 +145,17 @@ def test_an_engagement_counts_only_before_the_readers_cutoff():
     assert control[0] == pytest.approx((0.5 + 1.0) / 2)
     untimed = ShareRule("authored", {"f": [("p1", 0.0)]}, timed=False)
     assert untimed.counted(["f"]) == {"p1": -math.inf}
+
+
+@pytest.mark.parametrize("timed", (True, False))
+def test_counted_agrees_with_the_rules_own_polls_at_every_cutoff(timed):
+    # The control reads a followee set through counted(); the user's own share through
+    # polls(): the two must name the same polls at any cut-off.
+    rng = np.random.default_rng(3)
+    by_user = {f"f{k}": [(f"p{rng.integers(30)}", float(rng.integers(100)))
+                         for _ in range(rng.integers(1, 8))] for k in range(10)}
+    rule = ShareRule("share", by_user, timed=timed)
+    users = ["f1", "f4", "f7", "f9"]
+    counted = rule.counted(users)
+    for cutoff in (0.0, 5.0, 50.0, 99.0, 1e9):
+        assert {p for p, t in counted.items() if t < cutoff} == rule.polls(users, cutoff)
