@@ -159,3 +159,21 @@ def test_counted_agrees_with_the_rules_own_polls_at_every_cutoff(timed):
     counted = rule.counted(users)
     for cutoff in (0.0, 5.0, 50.0, 99.0, 1e9):
         assert {p for p, t in counted.items() if t < cutoff} == rule.polls(users, cutoff)
+
+
+def test_members_are_drawn_at_random_and_never_the_user_or_their_followees():
+    from recsys.analysis.follow_control import _sample
+
+    rng = np.random.default_rng(0)
+    candidates = np.arange(200)
+    excluded = {0, 5, 7, 199}
+    seen = np.zeros(200)
+    for _ in range(2_000):
+        drawn = _sample(rng, candidates, excluded, 50)
+        assert len(drawn) == len(set(drawn)) == 50 and not excluded & set(drawn)
+        seen[drawn] += 1
+    eligible = np.delete(seen, sorted(excluded))
+    # each of the 196 eligible members is drawn 50/196 of the time: 510 of 2,000
+    assert eligible.min() > 430 and eligible.max() < 590, (eligible.min(), eligible.max())
+    # fewer candidates than wanted: every eligible one
+    assert sorted(_sample(rng, np.arange(6), excluded, 50)) == [1, 2, 3, 4]
