@@ -162,6 +162,24 @@ def render(report: dict, console: Console) -> None:
         console.print(f"note: {note}")
 
 
+def parse_fold_list(text: str) -> list[int]:
+    """``1-5`` or ``2,4,6`` (1-based, as printed) into 0-based fold numbers."""
+    folds: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        low, dash, high = part.partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            raise click.BadParameter(f"{part!r} is not a fold number or a range such as 1-5",
+                                     param_hint="--only-folds") from None
+        if first < 1 or last < first:
+            raise click.BadParameter(f"{part!r}: folds count from 1, a range low to high",
+                                     param_hint="--only-folds")
+        folds.update(range(first - 1, last))
+    return sorted(folds)
+
+
 @click.command()
 @click.option("--data", "data_dir", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path),
@@ -193,36 +211,49 @@ def render(report: dict, console: Console) -> None:
 @click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each finished fold in this directory and resume from it: the same "
                    "command continues an interrupted run (same data, options and code only).")
+@click.option("--only-folds", default="", metavar="LIST",
+              help="Measure only these folds (e.g. 1-5 or 2,4,6) and keep them in "
+                   "--checkpoint, printing no result: several processes, each with its own "
+                   "folds, share one checkpoint; the command without --only-folds reports.")
 @click.option("--event-value-confidence", type=click.Choice(["none", "value", "log"]),
               default="none", show_default=True,
               help="Weigh each training event by its EVENT_VALUE (value) or 1 + log of it.")
 def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, models: str,
              ease_max_items: int | None, tuning_folds: int | None, event_value_threshold: str,
              event_value_confidence: str, ablate: tuple[str, ...],
-             checkpoint: Path | None) -> None:
+             checkpoint: Path | None, only_folds: str) -> None:
     """Evaluate our recipes and peer baselines on DATA with Personalize's offline metrics."""
     from recsys.datasets import load_directory
     from recsys.demo_data import read_comments
     from recsys.evaluation import EASE_MAX_ITEMS, evaluate as run_evaluation, parse_models
     from recsys.evaluation.checkpoint import directory_digest
-    from recsys.evaluation.evaluate import TUNING_FOLDS, ablation_keys
+    from recsys.evaluation.evaluate import TUNING_FOLDS, FoldsKept, ablation_keys
 
     from recsys.event_values import EventValues
 
     parse_models(models)  # fail on a typo before loading anything
     ablation_keys(ablate)
     event_values = EventValues.parse(event_value_threshold, event_value_confidence)
+    chosen_folds = parse_fold_list(only_folds) if only_folds else None
+    if chosen_folds is not None and checkpoint is None:
+        raise click.UsageError("--only-folds keeps its folds for a later run to report: "
+                               "it needs --checkpoint DIR")
     data = load_directory(data_dir).training_data()
     progress_console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=progress_console, transient=True) as bars:
-        report = run_evaluation(
-            data, split=split, folds=folds, seed=seed, models=models or None,
-            ease_max_items=ease_max_items or EASE_MAX_ITEMS, progress=_RichProgress(bars),
-            comment_texts=read_comments(data_dir), tuning_folds=tuning_folds or TUNING_FOLDS,
-            event_values=event_values, ablate=ablate, checkpoint=checkpoint,
-            data_identity=directory_digest(data_dir) if checkpoint is not None else None,
-        )
+        try:
+            report = run_evaluation(
+                data, split=split, folds=folds, seed=seed, models=models or None,
+                ease_max_items=ease_max_items or EASE_MAX_ITEMS, progress=_RichProgress(bars),
+                comment_texts=read_comments(data_dir), tuning_folds=tuning_folds or TUNING_FOLDS,
+                event_values=event_values, ablate=ablate, checkpoint=checkpoint,
+                data_identity=directory_digest(data_dir) if checkpoint is not None else None,
+                only_folds=chosen_folds,
+            )
+        except FoldsKept as kept:
+            click.echo(str(kept), err=True)
+            return
     shape = report.to_json()
     if as_json:
         click.echo(json.dumps(shape, indent=2))

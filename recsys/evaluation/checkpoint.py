@@ -2,10 +2,12 @@
 
 A confirmation run (docs/public-data.md) on MovieLens 1M takes hours on two cores:
 longer than a working session, and a killed run used to lose every fold it had measured.
-With a checkpoint directory, ``evaluate`` writes its state after each fold (atomically:
-a crash leaves the previous fold's state) and the same command resumes after the last
-finished fold. Nothing is printed before every fold has run, so a confirmation dataset
-stays unseen until its run is whole.
+With a checkpoint directory, ``evaluate`` writes each finished fold to a file of its own
+(atomically: a crash loses at most the fold under way) and the same command resumes with
+the folds not yet kept. Several processes may share one directory, each measuring its own
+folds (``--only-folds``): a run that would take a day on one core takes half on two, and
+its fold files can be carried to another machine. Nothing is printed before every fold
+has run, so a confirmation dataset stays unseen until its run is whole.
 
 Folds are pooled into one estimate only if they measured the same thing, so a checkpoint
 belongs to one run: the same data files (sha256), the same options and the same code
@@ -31,7 +33,7 @@ from recsys.errors import HunchError
 from recsys.public_sources import sha256_of
 
 RUN_FILE = "run.json"
-STATE_FILE = "state.pickle"
+FOLD_FILE = "fold-{:02d}.pickle"  # by the fold's 1-based number, as printed
 
 
 class CheckpointMismatch(HunchError):
@@ -86,16 +88,21 @@ class FoldCheckpoint:
             _write_atomically(run_path, json.dumps(run, indent=2, sort_keys=True).encode())
         return cls(directory, run)
 
-    def load(self) -> dict[str, Any] | None:
-        path = self.directory / STATE_FILE
+    def fold_path(self, fold: int) -> Path:
+        """The file of ``fold`` (0-based, as ``evaluate`` counts)."""
+        return self.directory / FOLD_FILE.format(fold + 1)
+
+    def load_fold(self, fold: int) -> dict[str, Any] | None:
+        """What ``fold`` measured, or None when no run has kept it (yet)."""
+        path = self.fold_path(fold)
         if not path.exists():
             return None
         with open(path, "rb") as f:
             return pickle.load(f)
 
-    def save(self, state: dict[str, Any]) -> None:
-        _write_atomically(self.directory / STATE_FILE,
-                          pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    def save_fold(self, fold: int, record: dict[str, Any]) -> None:
+        _write_atomically(self.fold_path(fold),
+                          pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:

@@ -200,6 +200,10 @@ def _ablated_recipe(key: str) -> tuple[str, str, dict[str, Any]]:
     return module, name, {**kwargs, "components": [c for c in COMPONENT_NAMES if c != dropped]}
 
 
+class FoldsKept(HunchError):
+    """A run with ``only_folds`` measured and kept its folds; it reports nothing by design."""
+
+
 class RecipeUnavailable(HunchError):
     """One of our recipes cannot be built here (module not written yet, no such option)."""
 
@@ -852,6 +856,114 @@ def _tuning_shortfall_notes(results: Sequence[ModelResult]) -> list[str]:
     return notes
 
 
+def _fold_list(folds: Collection[int]) -> str:
+    """0-based folds as the 1-based numbers people read."""
+    return ", ".join(str(f + 1) for f in sorted(folds))
+
+
+def _measure_fold(split_: EvaluationSplit, contenders: Sequence[Any],
+                  results: Mapping[str, ModelResult], stopped: Collection[str],
+                  catalog: list[str], data: TrainingData, comment_texts: CommentTexts | None,
+                  event_values: EventValues | None, tuning_folds: int, seed: int,
+                  events_per_user: Counter, heavy_min: float,
+                  progress: EvaluationProgress) -> dict[str, Any]:
+    """Every contender on one fold: its row, each model's outcome, and the models that
+    stopped (skipped or failed) in it. ``stopped`` are models that stopped in a fold
+    measured before; they are not run again."""
+    fold = _Fold.build(split_, catalog, data, comment_texts, event_values)
+    users = split_.scored_users
+    if not users:
+        raise EvaluationSplitError(
+            f"fold {split_.fold} has no held-out user with a new poll to predict; "
+            "the data needs more users with several interactions"
+        )
+    record: dict[str, Any] = {
+        "row": {"fold": split_.fold, "training_interactions": len(split_.training),
+                "held_out_users": len(split_.held_out), "scored_users": len(users),
+                "cutoff": split_.cutoff},
+        "outcomes": {}, "stopped": {}, "searched": {},
+    }
+    validation: list[_Fold] | None = None
+    training_counts = Counter(e.item_id for e in split_.training)
+    cold_sets = [{i for i in u.relevant_items
+                  if training_counts[i] < COLD_POLL_MAX_TRAINING_INTERACTIONS} for u in users]
+    cold_users = np.array([len(u.input) < COLD_USER_MAX_INPUT_EVENTS for u in users])
+    cold_catalog = frozenset(i for i in catalog
+                             if training_counts[i] < COLD_POLL_MAX_TRAINING_INTERACTIONS)
+    cold_holders = [u for u, c in zip(users, cold_sets) if c]
+    cold_relevant = [c for c in cold_sets if c]
+    heavy_users = np.array([events_per_user[u.user_id] >= heavy_min for u in users])
+    for contender in contenders:
+        if (isinstance(contender, ModelResult) or results[contender.key].status != "ok"
+                or contender.key in stopped):
+            progress.model_finished(split_.fold, contender.key)
+            continue
+        try:
+            started = time.perf_counter()
+            params: dict[str, Any] = {}
+            if getattr(contender, "grid", None):
+                if validation is None:
+                    validation = [_Fold.build(inner, catalog, data, comment_texts,
+                                              event_values)
+                                  for inner in validation_folds(split_, tuning_folds,
+                                                                seed=seed + 1)]
+                params = contender.tune(validation, seed)
+            tuned = time.perf_counter()
+            contender.fit(fold, params)
+            fitted = time.perf_counter()
+            lists = contender.rank(fold, users, M.EVALUATION_DEPTH)
+            among_cold = contender.rank_among(fold, cold_holders, COLD_CANDIDATES_DEPTH,
+                                              cold_catalog)
+        except PeerSkipped as exc:
+            record["stopped"][contender.key] = ("skipped", str(exc))
+            progress.model_finished(split_.fold, contender.key)
+            continue
+        except Exception as exc:
+            if contender.kind != "recipe":
+                raise
+            # A recipe's bug must not hide every other model's numbers; it is
+            # reported as a failure, with the error, for its owner to fix.
+            record["stopped"][contender.key] = (
+                "failed",
+                f"{contender.key} failed in fold {split_.fold}: {type(exc).__name__}: {exc}")
+            progress.model_finished(split_.fold, contender.key)
+            continue
+        per_user = [M.user_metrics(r, u.relevant_items) for r, u in zip(lists, users)]
+        record["outcomes"][contender.key] = _FoldOutcome(
+            fold=split_.fold,
+            per_user={k: np.array([p[k] for p in per_user]) for k in M.PER_USER_METRICS},
+            coverage=M.coverage(lists, len(catalog)),
+            cold_poll_recall=np.array([M.recall_at_k(r, c, M.EVALUATION_DEPTH)
+                                       for r, c in zip(lists, cold_sets) if c]),
+            cold_users=cold_users, heavy_users=heavy_users,
+            fit_seconds=fitted - tuned, tune_seconds=tuned - started, params=params,
+            cold_candidate_recall=np.array([
+                M.recall_at_k(r, c, COLD_CANDIDATES_DEPTH)
+                for r, c in zip(among_cold, cold_relevant)]),
+        )
+        progress.model_finished(split_.fold, contender.key)
+    for contender in contenders:
+        if hasattr(contender, "searched"):
+            record["searched"][contender.key] = {k: set(v) for k, v in contender.searched.items()}
+    return record
+
+
+def _pool_fold(record: Mapping[str, Any], results: Mapping[str, ModelResult],
+               fold_rows: list[dict[str, Any]], notes: list[str]) -> None:
+    """Add one fold's record to the run, as a sequential run would have: a model that
+    stops (skipped, failed) loses its earlier folds and is not pooled after."""
+    fold_rows.append(record["row"])
+    for key, (status, note) in record["stopped"].items():
+        result = results[key]
+        if result.status == "ok":
+            result.status, result.note = status, note
+            result.folds.clear()
+            notes.append(note)
+    for key, outcome in record["outcomes"].items():
+        if results[key].status == "ok":
+            results[key].folds.append(outcome)
+
+
 def evaluate(
     data: TrainingData,
     *,
@@ -868,6 +980,7 @@ def evaluate(
     ablate: Sequence[str] = (),
     checkpoint: Path | None = None,
     data_identity: str | None = None,
+    only_folds: Collection[int] | None = None,
 ) -> EvaluationReport:
     """Evaluate ``models`` (keys of :data:`MODEL_KEYS`) on ``data``; see the module doc.
 
@@ -882,6 +995,9 @@ def evaluate(
     ``checkpoint`` (a directory) keeps each finished fold so that an interrupted run
     resumes where it stopped (recsys.evaluation.checkpoint); ``data_identity`` (e.g. the
     sha256 of the data files) is then required, so that folds of other data are refused.
+    ``only_folds`` (0-based fold numbers; needs ``checkpoint``) measures those folds only,
+    keeps them and raises :class:`FoldsKept` instead of reporting: several processes, each
+    with its own folds, share one checkpoint, and the run without ``only_folds`` reports.
     """
     progress = progress or _Silent()
     keys = parse_models(models)
@@ -917,8 +1033,15 @@ def evaluate(
                        ModelResult(c.key, c.name, c.kind, family=c.family,
                                    configuration=c.configuration))
                for c in contenders}
-    fold_rows: list[dict[str, Any]] = []
     store: FoldCheckpoint | None = None
+    if only_folds is not None:
+        if checkpoint is None:
+            raise EvaluationSplitError("--only-folds keeps its folds for a later run to report: "
+                                       "it needs --checkpoint")
+        outside = sorted(f + 1 for f in only_folds if not 0 <= f < len(splits))
+        if outside:
+            raise EvaluationSplitError(f"--only-folds {', '.join(map(str, outside))}: this run "
+                                       f"has folds 1 to {len(splits)}")
     if checkpoint is not None:
         if not data_identity:
             raise ValueError("a checkpoint needs data_identity: without it folds measured "
@@ -930,100 +1053,51 @@ def evaluate(
             "event_values": None if event_values is None else event_values.to_json(),
             "ablate": list(ablate), "comment_texts": comment_texts is not None,
         })
-        if (state := store.load()) is not None:
-            results, fold_rows, notes[:] = state["results"], state["fold_rows"], state["notes"]
-            for contender in contenders:
-                if contender.key in state["searched"]:
-                    contender.searched = state["searched"][contender.key]
-    finished = {row["fold"] for row in fold_rows}
+    # What each fold measured, by fold: kept apart until every fold is in, then pooled in
+    # fold order, so that folds measured out of order (or by other processes) pool as one
+    # sequential run's would.
+    records: dict[int, dict[str, Any]] = {}
+    measured_here: set[int] = set()
     for split_ in splits:
         progress.fold_started(split_.fold, len(splits), keys)
-        if split_.fold in finished:
+        if store is not None and split_.fold not in records:
+            # Looked up at each fold: a process beside this one may have kept it since.
+            if (kept := store.load_fold(split_.fold)) is not None:
+                records[split_.fold] = kept
+        if split_.fold in records or (only_folds is not None and split_.fold not in only_folds):
             for contender in contenders:
                 progress.model_finished(split_.fold, contender.key)
             continue
-        fold = _Fold.build(split_, catalog, data, comment_texts, event_values)
-        users = split_.scored_users
-        fold_rows.append({
-            "fold": split_.fold, "training_interactions": len(split_.training),
-            "held_out_users": len(split_.held_out), "scored_users": len(users),
-            "cutoff": split_.cutoff,
-        })
-        if not users:
-            raise EvaluationSplitError(
-                f"fold {split_.fold} has no held-out user with a new poll to predict; "
-                "the data needs more users with several interactions"
-            )
-        validation: list[_Fold] | None = None
-        training_counts = Counter(e.item_id for e in split_.training)
-        cold_sets = [{i for i in u.relevant_items
-                      if training_counts[i] < COLD_POLL_MAX_TRAINING_INTERACTIONS} for u in users]
-        cold_users = np.array([len(u.input) < COLD_USER_MAX_INPUT_EVENTS for u in users])
-        cold_catalog = frozenset(i for i in catalog
-                                 if training_counts[i] < COLD_POLL_MAX_TRAINING_INTERACTIONS)
-        cold_holders = [u for u, c in zip(users, cold_sets) if c]
-        cold_relevant = [c for c in cold_sets if c]
-        heavy_users = np.array([events_per_user[u.user_id] >= heavy_min for u in users])
-        for contender in contenders:
-            result = results[contender.key]
-            if isinstance(contender, ModelResult) or result.status != "ok":
-                progress.model_finished(split_.fold, contender.key)
-                continue
-            try:
-                started = time.perf_counter()
-                params: dict[str, Any] = {}
-                if getattr(contender, "grid", None):
-                    if validation is None:
-                        validation = [_Fold.build(inner, catalog, data, comment_texts,
-                                                  event_values)
-                                      for inner in validation_folds(split_, tuning_folds,
-                                                                    seed=seed + 1)]
-                    params = contender.tune(validation, seed)
-                tuned = time.perf_counter()
-                contender.fit(fold, params)
-                fitted = time.perf_counter()
-                lists = contender.rank(fold, users, M.EVALUATION_DEPTH)
-                among_cold = contender.rank_among(fold, cold_holders, COLD_CANDIDATES_DEPTH,
-                                                  cold_catalog)
-            except PeerSkipped as exc:
-                result.status, result.note = "skipped", str(exc)
-                notes.append(str(exc))
-                result.folds.clear()
-                progress.model_finished(split_.fold, contender.key)
-                continue
-            except Exception as exc:
-                if contender.kind != "recipe":
-                    raise
-                # A recipe's bug must not hide every other model's numbers; it is
-                # reported as a failure, with the error, for its owner to fix.
-                result.status = "failed"
-                result.note = f"{contender.key} failed in fold {split_.fold}: {type(exc).__name__}: {exc}"
-                notes.append(result.note)
-                result.folds.clear()
-                progress.model_finished(split_.fold, contender.key)
-                continue
-            per_user = [M.user_metrics(r, u.relevant_items) for r, u in zip(lists, users)]
-            result.folds.append(_FoldOutcome(
-                fold=split_.fold,
-                per_user={k: np.array([p[k] for p in per_user]) for k in M.PER_USER_METRICS},
-                coverage=M.coverage(lists, len(catalog)),
-                cold_poll_recall=np.array([M.recall_at_k(r, c, M.EVALUATION_DEPTH)
-                                           for r, c in zip(lists, cold_sets) if c]),
-                cold_users=cold_users, heavy_users=heavy_users,
-                fit_seconds=fitted - tuned, tune_seconds=tuned - started, params=params,
-                cold_candidate_recall=np.array([
-                    M.recall_at_k(r, c, COLD_CANDIDATES_DEPTH)
-                    for r, c in zip(among_cold, cold_relevant)]),
-            ))
-            progress.model_finished(split_.fold, contender.key)
+        stopped = {key for r in records.values() for key in r["stopped"]}
+        record = _measure_fold(split_, contenders, results, stopped, catalog, data,
+                               comment_texts, event_values, tuning_folds, seed,
+                               events_per_user, heavy_min, progress)
+        records[split_.fold] = record
+        measured_here.add(split_.fold)
         if store is not None:
-            store.save({"results": results, "fold_rows": fold_rows, "notes": notes,
-                        "searched": {c.key: c.searched for c in contenders
-                                     if hasattr(c, "searched")}})
-    if store is not None and finished:
-        notes.append(f"folds {', '.join(str(f + 1) for f in sorted(finished))} were measured "
-                     f"by an earlier, interrupted run of the same code on the same data "
-                     f"(checkpoint {checkpoint})")
+            store.save_fold(split_.fold, record)
+    if only_folds is not None:
+        assert store is not None
+        missing = [s.fold for s in splits if s.fold not in records]
+        raise FoldsKept(
+            f"folds {_fold_list(measured_here) or 'none'} measured here, kept in {checkpoint}; "
+            + (f"still to measure: {_fold_list(missing)}; " if missing else
+               "every fold is in; ")
+            + "the same command without --only-folds measures what is missing and reports")
+
+    fold_rows: list[dict[str, Any]] = []
+    for fold in sorted(records):
+        _pool_fold(records[fold], results, fold_rows, notes)
+    for contender in contenders:
+        if hasattr(contender, "searched"):
+            for record in records.values():
+                for name, values in record["searched"].get(contender.key, {}).items():
+                    contender.searched.setdefault(name, set()).update(values)
+    earlier = sorted(set(records) - measured_here)
+    if earlier:
+        notes.append(f"folds {_fold_list(earlier)} were measured by another run of the same "
+                     f"code on the same data (an earlier, interrupted one, or one beside this "
+                     f"one with --only-folds; checkpoint {checkpoint})")
 
     for contender in contenders:
         result = results[contender.key]

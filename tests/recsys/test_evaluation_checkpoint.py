@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from recsys.evaluation import evaluate
-from recsys.evaluation.checkpoint import STATE_FILE, CheckpointMismatch, directory_digest
+from recsys.evaluation.checkpoint import FOLD_FILE, CheckpointMismatch, directory_digest
+from recsys.evaluation.evaluate import FoldsKept
 from tests.recsys._evaluation_data import synthetic_polls, write_ratings_directory
 
 MODELS = "ease,most-popular"  # ease is tuned: its searched grid must survive a resume too
@@ -57,7 +58,8 @@ def test_an_interrupted_run_resumes_and_reports_what_an_uninterrupted_one_does(
     with pytest.raises(_Interrupted):
         _run(data, checkpoint=checkpoint, data_identity="synthetic-5",
              progress=_StopAtFold(2))
-    assert (checkpoint / STATE_FILE).exists()
+    # Folds 1 and 2 (0-based 0, 1) were kept, each in its own file; fold 3 was not.
+    assert [(checkpoint / FOLD_FILE.format(n)).exists() for n in (1, 2, 3)] == [True, True, False]
 
     fitted_folds: list[int] = []
     fit = evaluate_module.PeerContender.fit
@@ -72,10 +74,10 @@ def test_an_interrupted_run_resumes_and_reports_what_an_uninterrupted_one_does(
     assert fitted_folds == [2] * len(resumed["models"])
     assert _measured(resumed) == _measured(whole)
     assert [row["fold"] for row in resumed["folds"]] == [0, 1, 2]
-    resumed_notes = [n for n in resumed["notes"] if "measured by an earlier" not in n]
+    resumed_notes = [n for n in resumed["notes"] if "measured by another run" not in n]
     assert resumed_notes == whole["notes"]  # grid-edge notes need every fold's searched grid
     assert len(resumed["notes"]) == len(whole["notes"]) + 1
-    assert any("folds 1, 2 were measured by an earlier" in n for n in resumed["notes"])
+    assert any("folds 1, 2 were measured by another run" in n for n in resumed["notes"])
 
 
 def test_a_checkpoint_refuses_another_runs_folds(data, tmp_path) -> None:
@@ -143,9 +145,9 @@ def test_a_saved_fold_survives_a_crash_the_rename_is_synced(tmp_path, monkeypatc
 
     monkeypatch.setattr(checkpoint_module.os, "fsync", fsync)
     monkeypatch.setattr(checkpoint_module.os, "replace", replace)
-    store.save({"fold": 1})
+    store.save_fold(0, {"fold": 1})
     assert steps == ["fsync file", "replace", "fsync dir"]
-    assert store.load() == {"fold": 1}
+    assert store.load_fold(0) == {"fold": 1}
 
 
 
@@ -167,13 +169,13 @@ def test_two_runs_saving_into_one_checkpoint_at_once_do_not_collide(tmp_path,
     def replace(src, dst) -> None:
         if not interleaved:  # the other run saves between this one's write and rename
             interleaved.append(True)
-            second.save({"by": "second"})
+            second.save_fold(0, {"by": "second"})
         real_replace(src, dst)
 
     monkeypatch.setattr(checkpoint_module.os, "replace", replace)
-    first.save({"by": "first"})
-    assert first.load() == {"by": "first"}  # renamed last
-    assert sorted(p.name for p in directory.iterdir()) == ["run.json", STATE_FILE]
+    first.save_fold(0, {"by": "first"})
+    assert first.load_fold(0) == {"by": "first"}  # renamed last
+    assert sorted(p.name for p in directory.iterdir()) == [FOLD_FILE.format(1), "run.json"]
 
 
 def test_directory_digest_skips_bytecode_below_it_not_a_pycache_it_sits_in(tmp_path) -> None:
@@ -188,3 +190,107 @@ def test_directory_digest_skips_bytecode_below_it_not_a_pycache_it_sits_in(tmp_p
     changed = directory_digest(root, recursive=True)
     (root / "__pycache__" / "fold.cpython-311.pyc").write_bytes(b"\x00")
     assert directory_digest(root, recursive=True) == changed
+
+
+def _counting_fits(monkeypatch) -> list[int]:
+    fitted: list[int] = []
+    fit = evaluate_module.PeerContender.fit
+
+    def counting_fit(self, fold, params):
+        fitted.append(fold.split.fold)
+        return fit(self, fold, params)
+
+    monkeypatch.setattr(evaluate_module.PeerContender, "fit", counting_fit)
+    return fitted
+
+
+def test_folds_measured_apart_in_any_order_pool_as_one_sequential_run(
+        data, tmp_path, monkeypatch) -> None:
+    """Two processes, each with its own folds (--only-folds), share one checkpoint; the
+    run without only_folds then measures nothing and reports what one process would."""
+    whole = _run(data).to_json()
+    checkpoint = tmp_path / "checkpoint"
+    fitted = _counting_fits(monkeypatch)
+    with pytest.raises(FoldsKept, match=r"folds 3 measured here.*still to measure: 1, 2"):
+        _run(data, checkpoint=checkpoint, data_identity="synthetic-5", only_folds=[2])
+    with pytest.raises(FoldsKept, match=r"folds 1, 2 measured here.*every fold is in"):
+        _run(data, checkpoint=checkpoint, data_identity="synthetic-5", only_folds=[0, 1, 2])
+    models = len(whole["models"])
+    # Fold 3 (0-based 2) was kept by the first process, so the second did not redo it.
+    assert sorted(fitted) == sorted([2] * models + [0] * models + [1] * models)
+    fitted.clear()
+    pooled = _run(data, checkpoint=checkpoint, data_identity="synthetic-5").to_json()
+    assert fitted == []
+    assert _measured(pooled) == _measured(whole)
+    assert [row["fold"] for row in pooled["folds"]] == [0, 1, 2]
+    assert [n for n in pooled["notes"] if "measured by another run" not in n] == whole["notes"]
+    assert any("folds 1, 2, 3 were measured by another run" in n for n in pooled["notes"])
+
+
+def test_a_recipe_that_fails_in_one_fold_fails_the_pooled_run_whatever_the_order(
+        data, tmp_path, monkeypatch) -> None:
+    fit = evaluate_module.RecipeContender.fit
+
+    def failing_in_fold_2(self, fold, params):
+        if fold.split.fold == 1:
+            raise RuntimeError("broken on fold 2")
+        return fit(self, fold, params)
+
+    monkeypatch.setattr(evaluate_module.RecipeContender, "fit", failing_in_fold_2)
+    models = "popularity-count,most-popular"
+    run = dict(folds=3, seed=0, models=models, bootstrap_samples=100)
+    whole = evaluate(data, **run).to_json()
+    checkpoint = tmp_path / "checkpoint"
+    keep = dict(run, checkpoint=checkpoint, data_identity="synthetic-5")
+    for shard in ([2], [1], [0]):  # the fold after the failure is measured first
+        with pytest.raises(FoldsKept):
+            evaluate(data, only_folds=shard, **keep)
+    pooled = evaluate(data, **keep).to_json()
+    status = {m["key"]: (m["status"], m["note"]) for m in pooled["models"]}
+    assert status == {m["key"]: (m["status"], m["note"]) for m in whole["models"]}
+    assert status["popularity-count"] == (
+        "failed", "popularity-count failed in fold 1: RuntimeError: broken on fold 2")
+    assert status["most-popular"][0] == "ok"
+    assert [n for n in pooled["notes"] if "measured by another run" not in n] == whole["notes"]
+
+
+def test_only_folds_needs_a_checkpoint_and_folds_of_this_run(data, tmp_path) -> None:
+    from recsys.evaluation.split import EvaluationSplitError
+
+    with pytest.raises(EvaluationSplitError, match="needs --checkpoint"):
+        _run(data, only_folds=[0])
+    with pytest.raises(EvaluationSplitError, match="--only-folds 4: this run has folds 1 to 3"):
+        _run(data, checkpoint=tmp_path / "c", data_identity="synthetic-5", only_folds=[3])
+
+
+def test_cli_only_folds_keeps_folds_silently_and_the_plain_command_reports(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+    from gateway.cli.evaluate import parse_fold_list
+
+    assert parse_fold_list("1-3,5") == [0, 1, 2, 4]
+    assert parse_fold_list("2") == [1]
+    directory = tmp_path / "ratings"
+    directory.mkdir()
+    write_ratings_directory(directory, users=100, polls=40, seed=3)
+    base = ["evaluate", "--data", str(directory), "--json", "--folds", "3",
+            "--models", "most-popular,item-knn"]
+    plain = CliRunner().invoke(cli, base)
+    assert plain.exit_code == 0, plain.output
+    for bad, message in (("0", "folds count from 1"), ("2-1", "folds count from 1"),
+                         ("x", "not a fold number")):
+        refused = CliRunner().invoke(cli, [*base, "--checkpoint", str(tmp_path / "c"),
+                                           "--only-folds", bad])
+        assert refused.exit_code == 2 and message in refused.output
+    no_store = CliRunner().invoke(cli, [*base, "--only-folds", "1"])
+    assert no_store.exit_code == 2 and "needs --checkpoint" in no_store.output
+    shard_args = [*base, "--checkpoint", str(tmp_path / "c")]
+    for shard in ("3", "1-2"):
+        kept = CliRunner().invoke(cli, [*shard_args, "--only-folds", shard])
+        assert kept.exit_code == 0, kept.output
+        assert kept.stdout == ""  # nothing of the results is printed before the run is whole
+        assert "measured here" in kept.stderr
+    pooled = CliRunner().invoke(cli, shard_args)
+    assert pooled.exit_code == 0, pooled.output
+    assert _measured(json.loads(pooled.stdout)) == _measured(json.loads(plain.stdout))
