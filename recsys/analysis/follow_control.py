@@ -27,7 +27,7 @@ worlds (+0.0370). Numbers and the test world: docs/evidence-methods.md "Controls
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +47,44 @@ class Reader:
     user_id: str
     polls: Sequence[str]
     cutoff: float = math.inf
+
+
+@dataclass(frozen=True)
+class ShareRule:
+    """Which polls count as coming from a set of users, for one share metric.
+
+    ``by_user``: user -> (poll, time). Authorship counts whatever the time (a followee's
+    poll is theirs from the start); an engagement counts only before the user's cut-off
+    (``timed``), so the share never uses what the followees did after the feed was shown.
+    """
+
+    metric: str
+    by_user: Mapping[str, Sequence[tuple[str, float]]]
+    timed: bool
+
+    def polls(self, users: Iterable[str], before: float) -> frozenset[str]:
+        return frozenset(p for u in users for p, t in self.by_user.get(u, ())
+                         if not self.timed or t < before)
+
+    def counted(self, users: Iterable[str]) -> dict[str, float]:
+        """Poll -> the earliest time it counts as ``users``' (-inf: always), so one
+        followee set is read at many cut-offs (the engagement control)."""
+        first: dict[str, float] = {}
+        for u in users:
+            for p, t in self.by_user.get(u, ()):
+                at = t if self.timed else -math.inf
+                if at < first.get(p, math.inf):
+                    first[p] = at
+        return first
+
+    @classmethod
+    def authored(cls, metric: str, author: Mapping[str, str]) -> ShareRule:
+        """A poll counts as its author's, whatever the time (``author``: poll -> author)."""
+        by_user: dict[str, list[tuple[str, float]]] = {}
+        for pid, who in author.items():
+            if who:
+                by_user.setdefault(who, []).append((pid, 0.0))
+        return cls(metric, by_user, timed=False)
 
 
 # Followee set -> poll -> the earliest time it counts as theirs (-inf: always, as for

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from recsys.analysis.follow_control import CONTROL_NAME, Reader, swapped_control
+from recsys.analysis.follow_control import CONTROL_NAME, Reader, ShareRule, swapped_control
 from recsys.analysis.stats import (
     LOWERS,
     RAISES,
@@ -275,41 +274,8 @@ def _feed(model: UserPersonalization, user: HeldOutUser, depth: int,
     return [p.item_id for p in placed]
 
 
-@dataclass(frozen=True)
-class ShareRule:
-    """Which polls count as coming from a set of users, for one share metric.
-
-    ``by_user``: user -> (poll, time). Authorship counts whatever the time (a followee's
-    poll is theirs from the start); an engagement counts only before the user's cut-off
-    (``timed``), so the share never uses what the followees did after the feed was shown.
-    """
-
-    metric: str
-    by_user: Mapping[str, Sequence[tuple[str, float]]]
-    timed: bool
-
-    def polls(self, users: Iterable[str], before: float) -> frozenset[str]:
-        return frozenset(p for u in users for p, t in self.by_user.get(u, ())
-                         if not self.timed or t < before)
-
-    def counted(self, users: Iterable[str]) -> dict[str, float]:
-        """Poll -> the earliest time it counts as ``users``' (-inf: always), so one
-        followee set is read at many cut-offs (the engagement control)."""
-        first: dict[str, float] = {}
-        for u in users:
-            for p, t in self.by_user.get(u, ()):
-                at = t if self.timed else -math.inf
-                if at < first.get(p, math.inf):
-                    first[p] = at
-        return first
-
-
 def authored_rule(author: Mapping[str, str]) -> ShareRule:
-    by_user: dict[str, list[tuple[str, float]]] = {}
-    for pid, who in author.items():
-        if who:
-            by_user.setdefault(who, []).append((pid, 0.0))
-    return ShareRule(SHARE, by_user, timed=False)
+    return ShareRule.authored(SHARE, author)
 
 
 def engaged_rule(training: Iterable[Interaction]) -> ShareRule:

@@ -29,9 +29,8 @@ columns (recommendationId, itemList order, SOURCE = the campaign).
 from __future__ import annotations
 
 import csv
-import math
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import numpy as np
 from recsys.analysis.follow_control import (
     CONTROL_NAME,
     Reader,
+    ShareRule,
     share_counted,
     swapped_control,
 )
@@ -176,14 +176,7 @@ def served_follow_impact(served: Sequence[ServedPoll], follows: Iterable[tuple[s
             f"only {len(users)} users with follows were served at least "
             f"{MIN_SERVED_PER_USER} polls; need {MIN_USERS} (log more traffic)")
     group = {u: lab.get(label_field, "") for u, lab in (labels or {}).items()}
-    written: dict[str, list[str]] = {}
-    for pid, who in author.items():
-        if who:
-            written.setdefault(who, []).append(pid)
-
-    def authored(users: Collection[str]) -> dict[str, float]:  # authorship always counts
-        return {p: -math.inf for u in users for p in written.get(u, ())}
-
+    authored = ShareRule.authored(SHARE, author).counted
     readers = [Reader(u, by_user[u]) for u in users]
     own = np.array([share_counted(r.polls, authored(followees[r.user_id]), r.cutoff)
                     for r in readers])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recsys.analysis.follow_control import Reader, share_counted, swapped_control
-from recsys.analysis.follow_impact import ShareRule
+from recsys.analysis.follow_control import ShareRule
 from recsys.analysis.stats import paired_comparison
 
 COMMUNITIES, AUTHORS, READERS, HIDDEN = 2, 300, 3_000, 8
