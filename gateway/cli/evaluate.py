@@ -162,9 +162,16 @@ def render(report: dict, console: Console) -> None:
         console.print(f"note: {note}")
 
 
+# No run has this many folds; a bound keeps "1-10000000000" from building a huge set.
+MAX_FOLD_NUMBER = 10_000
+
+
 def parse_fold_list(text: str) -> list[int]:
     """``1-5`` or ``2,4,6`` (1-based, as printed) into 0-based fold numbers."""
     folds: set[int] = set()
+    if not text.strip():
+        raise click.BadParameter("an empty list: name the folds to measure, e.g. 1-5",
+                                 param_hint="--only-folds")
     for part in text.split(","):
         part = part.strip()
         low, dash, high = part.partition("-")
@@ -175,6 +182,9 @@ def parse_fold_list(text: str) -> list[int]:
                                      param_hint="--only-folds") from None
         if first < 1 or last < first:
             raise click.BadParameter(f"{part!r}: folds count from 1, a range low to high",
+                                     param_hint="--only-folds")
+        if last > MAX_FOLD_NUMBER:
+            raise click.BadParameter(f"{part!r}: no run has more than {MAX_FOLD_NUMBER:,} folds",
                                      param_hint="--only-folds")
         folds.update(range(first - 1, last))
     return sorted(folds)
@@ -211,7 +221,7 @@ def parse_fold_list(text: str) -> list[int]:
 @click.option("--checkpoint", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep each finished fold in this directory and resume from it: the same "
                    "command continues an interrupted run (same data, options and code only).")
-@click.option("--only-folds", default="", metavar="LIST",
+@click.option("--only-folds", default=None, metavar="LIST",
               help="Measure only these folds (e.g. 1-5 or 2,4,6) and keep them in "
                    "--checkpoint, printing no result: several processes, each with its own "
                    "folds, share one checkpoint; the command without --only-folds reports.")
@@ -221,7 +231,7 @@ def parse_fold_list(text: str) -> list[int]:
 def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, models: str,
              ease_max_items: int | None, tuning_folds: int | None, event_value_threshold: str,
              event_value_confidence: str, ablate: tuple[str, ...],
-             checkpoint: Path | None, only_folds: str) -> None:
+             checkpoint: Path | None, only_folds: str | None) -> None:
     """Evaluate our recipes and peer baselines on DATA with Personalize's offline metrics."""
     from recsys.datasets import load_directory
     from recsys.demo_data import read_comments
@@ -234,7 +244,7 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
     parse_models(models)  # fail on a typo before loading anything
     ablation_keys(ablate)
     event_values = EventValues.parse(event_value_threshold, event_value_confidence)
-    chosen_folds = parse_fold_list(only_folds) if only_folds else None
+    chosen_folds = parse_fold_list(only_folds) if only_folds is not None else None
     if chosen_folds is not None and checkpoint is None:
         raise click.UsageError("--only-folds keeps its folds for a later run to report: "
                                "it needs --checkpoint DIR")

@@ -75,7 +75,10 @@ class FoldCheckpoint:
         directory.mkdir(parents=True, exist_ok=True)
         run_path = directory / RUN_FILE
         run = json.loads(json.dumps(run, sort_keys=True))  # the shape it is stored in
-        if run_path.exists():
+        payload = json.dumps(run, indent=2, sort_keys=True).encode()
+        # Created exclusively: two processes started together (one per core) must not
+        # both find no run.json and each write its own options, the last one winning.
+        if not _create_exclusively(run_path, payload):
             stored = json.loads(run_path.read_text())
             if stored != run:
                 differs = sorted(k for k in set(stored) | set(run) if stored.get(k) != run.get(k))
@@ -84,9 +87,13 @@ class FoldCheckpoint:
                     f"{', '.join(differs)}); pass an empty directory, or delete this one "
                     "to start over"
                 )
-        else:
-            _write_atomically(run_path, json.dumps(run, indent=2, sort_keys=True).encode())
         return cls(directory, run)
+
+    @property
+    def run_digest(self) -> str:
+        """The run's identity, kept in every fold file: a fold file carried over from
+        another run's directory is refused, not pooled."""
+        return hashlib.sha256(json.dumps(self.run, sort_keys=True).encode()).hexdigest()
 
     def fold_path(self, fold: int) -> Path:
         """The file of ``fold`` (0-based, as ``evaluate`` counts)."""
@@ -97,12 +104,43 @@ class FoldCheckpoint:
         path = self.fold_path(fold)
         if not path.exists():
             return None
-        with open(path, "rb") as f:
-            return pickle.load(f)
+        try:
+            with open(path, "rb") as f:
+                kept = pickle.load(f)
+        except Exception as exc:  # truncated, half-copied, or not a fold file at all
+            raise CheckpointMismatch(
+                f"{path} cannot be read ({type(exc).__name__}: {exc}); delete it to measure "
+                f"fold {fold + 1} again") from exc
+        if not isinstance(kept, dict) or kept.get("run") != self.run_digest:
+            raise CheckpointMismatch(
+                f"{path} was kept by another run (other data, options or code) than "
+                f"{self.directory / RUN_FILE} describes; delete it to measure fold "
+                f"{fold + 1} again with this run")
+        return kept["record"]
 
     def save_fold(self, fold: int, record: dict[str, Any]) -> None:
+        kept = {"run": self.run_digest, "record": record}
         _write_atomically(self.fold_path(fold),
-                          pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
+                          pickle.dumps(kept, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _create_exclusively(path: Path, payload: bytes) -> bool:
+    """Write ``path`` whole unless it exists: False when another process has it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)  # atomic, and fails if the name exists
+        except FileExistsError:
+            return False
+        _sync_directory(path.parent)
+        return True
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
@@ -121,7 +159,11 @@ def _write_atomically(path: Path, payload: bytes) -> None:
         raise
     # The rename lives in the directory: until it is synced, a crash may lose it (and
     # with it the fold just reported kept), leaving the previous state.
-    fd = os.open(path.parent, os.O_RDONLY)
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

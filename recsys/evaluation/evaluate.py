@@ -1088,6 +1088,19 @@ def evaluate(
     fold_rows: list[dict[str, Any]] = []
     for fold in sorted(records):
         _pool_fold(records[fold], results, fold_rows, notes)
+    for result in results.values():
+        # A sequential run measures a model in every fold or stops it. Fewer folds mean
+        # the fold files disagree (one measured again after a later fold left the model
+        # out, as stopped): pooling the rest would compare it on other users.
+        if result.status == "ok" and len(result.folds) != len(records):
+            missing = sorted(set(records) - {f.fold for f in result.folds})
+            result.status = "failed"
+            result.note = (f"{result.key} has no result in fold(s) {_fold_list(missing)} of "
+                           f"checkpoint {checkpoint}: its fold files were measured by runs "
+                           f"that disagree on this model; delete those folds' files and "
+                           f"measure them again")
+            result.folds.clear()
+            notes.append(result.note)
     for contender in contenders:
         if hasattr(contender, "searched"):
             for record in records.values():

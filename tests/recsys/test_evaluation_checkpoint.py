@@ -278,7 +278,8 @@ def test_cli_only_folds_keeps_folds_silently_and_the_plain_command_reports(tmp_p
     plain = CliRunner().invoke(cli, base)
     assert plain.exit_code == 0, plain.output
     for bad, message in (("0", "folds count from 1"), ("2-1", "folds count from 1"),
-                         ("x", "not a fold number")):
+                         ("x", "not a fold number"), ("", "an empty list"),
+                         ("1-10000000000", "no run has more than 10,000 folds")):
         refused = CliRunner().invoke(cli, [*base, "--checkpoint", str(tmp_path / "c"),
                                            "--only-folds", bad])
         assert refused.exit_code == 2 and message in refused.output
@@ -293,3 +294,84 @@ def test_cli_only_folds_keeps_folds_silently_and_the_plain_command_reports(tmp_p
     pooled = CliRunner().invoke(cli, shard_args)
     assert pooled.exit_code == 0, pooled.output
     assert _measured(json.loads(pooled.stdout)) == _measured(json.loads(plain.stdout))
+
+
+def test_a_fold_file_of_another_run_is_refused_not_pooled(data, tmp_path) -> None:
+    """Fold files may be carried to another machine: each names the run that kept it."""
+    import shutil
+
+    other = tmp_path / "other"
+    with pytest.raises(FoldsKept):  # other data and another tuning depth
+        _run(data, checkpoint=other, data_identity="other data", tuning_folds=2, only_folds=[2])
+    mine = tmp_path / "mine"
+    with pytest.raises(FoldsKept):
+        _run(data, checkpoint=mine, data_identity="synthetic-5", only_folds=[0, 1])
+    shutil.copy(other / FOLD_FILE.format(3), mine / FOLD_FILE.format(3))
+    with pytest.raises(CheckpointMismatch, match=r"fold-03.pickle was kept by another run"):
+        _run(data, checkpoint=mine, data_identity="synthetic-5")
+
+
+def test_an_unreadable_fold_file_is_refused_with_what_to_do(data, tmp_path) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    with pytest.raises(FoldsKept):
+        _run(data, checkpoint=checkpoint, data_identity="synthetic-5", only_folds=[0])
+    path = checkpoint / FOLD_FILE.format(1)
+    path.write_bytes(path.read_bytes()[:100])  # a copy cut short
+    with pytest.raises(CheckpointMismatch, match=r"cannot be read .*delete it to measure fold 1"):
+        _run(data, checkpoint=checkpoint, data_identity="synthetic-5", only_folds=[1])
+
+
+def test_two_runs_opening_one_directory_at_once_cannot_both_write_their_options(
+        tmp_path, monkeypatch) -> None:
+    """Started together (one per core), both may find no run.json; only one creates it
+    and the other is compared with it."""
+    import os
+
+    from recsys.evaluation import checkpoint as checkpoint_module
+    from recsys.evaluation.checkpoint import FoldCheckpoint
+
+    directory = tmp_path / "checkpoint"
+    real_link = os.link
+    raced: list[bool] = []
+
+    def link(src, dst) -> None:
+        if not raced:  # the other process creates run.json between this one's write and link
+            raced.append(True)
+            FoldCheckpoint.open(directory, {"tuning_folds": 2})
+        real_link(src, dst)
+
+    monkeypatch.setattr(checkpoint_module.os, "link", link)
+    with pytest.raises(CheckpointMismatch, match=r"differs in: tuning_folds"):
+        FoldCheckpoint.open(directory, {"tuning_folds": 3})
+    assert raced
+    assert json.loads((directory / "run.json").read_text()) == {"tuning_folds": 2}
+    assert sorted(p.name for p in directory.iterdir()) == ["run.json"]  # no temporary left
+
+
+def test_a_model_missing_from_a_fold_file_fails_the_pooled_run(data, tmp_path,
+                                                                monkeypatch) -> None:
+    """A recipe fails in fold 1; the other process leaves it out of folds 2-3 (stopped);
+    fold 1 is then measured again and succeeds. Pooling the one fold left would compare
+    the recipe on other users than every other model: the run says so and fails it."""
+    fit = evaluate_module.RecipeContender.fit
+    failing = {"now": True}
+
+    def flaky(self, fold, params):
+        if failing["now"] and fold.split.fold == 0:
+            raise MemoryError("transient")
+        return fit(self, fold, params)
+
+    monkeypatch.setattr(evaluate_module.RecipeContender, "fit", flaky)
+    run = dict(folds=3, seed=0, models="popularity-count,most-popular", bootstrap_samples=100,
+               checkpoint=tmp_path / "checkpoint", data_identity="synthetic-5")
+    with pytest.raises(FoldsKept):
+        evaluate(data, only_folds=[0], **run)
+    with pytest.raises(FoldsKept):
+        evaluate(data, only_folds=[1, 2], **run)
+    failing["now"] = False
+    (tmp_path / "checkpoint" / FOLD_FILE.format(1)).unlink()  # to measure fold 1 again
+    shape = evaluate(data, **run).to_json()
+    status = {m["key"]: (m["status"], m["note"]) for m in shape["models"]}
+    assert status["popularity-count"][0] == "failed"
+    assert "no result in fold(s) 2, 3" in status["popularity-count"][1]
+    assert status["most-popular"] == ("ok", None)
