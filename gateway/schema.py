@@ -31,6 +31,7 @@ from recsys.errors import HunchError, InvalidEvent
 from recsys.events import Interaction
 from recsys.feed import InvalidPageSize
 from recsys.filters import FilterAlreadyExists, InvalidFilterExpression, UnknownFilter
+from recsys.filters.compiler import InvalidFilterValues, compile_filter
 from recsys.promotions import (
     InvalidPromotion,
     Promotion as PromotionRecord,
@@ -432,6 +433,17 @@ def _string_dict(value: Any, what: str) -> dict[str, str]:
 # ---------------------------------------------------------------------- mutation
 
 
+def _check_promotion_filter(services: Any, promotion: PromotionRecord) -> None:
+    """A promotion applies to every user's feed: refuse one whose filter cannot apply as
+    stored (it does not compile, or an INCLUDE expression's $parameter has no value),
+    as Personalize does, instead of failing every feed request while it is active."""
+    if promotion.filter_expression.strip() and promotion.filter_name:
+        raise InvalidPromotion("give a promotion a filterExpression or a filterName, not both")
+    compiled = (services.filters.get(promotion.filter_name).compiled if promotion.filter_name
+                else compile_filter(promotion.filter_expression))
+    compiled.bind(promotion.filter_values)
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Polls the user saw (impression-only event).")
@@ -553,20 +565,16 @@ class Mutation:
         _admin(info)
         services = _services(info)
         try:
-            if input.filter_name:
-                services.filters.get(input.filter_name)
             promotion = PromotionRecord(
                 name=name, percent_promoted_items=input.percent_promoted_items,
                 filter_expression=input.filter_expression, filter_name=input.filter_name,
                 filter_values=_string_dict(input.filter_values or {}, "filterValues"),
                 start_at=input.start_at, end_at=input.end_at, priority=input.priority)
-            if promotion.filter_expression:
-                from recsys.filters import compile_filter
-
-                compile_filter(promotion.filter_expression)
+            _check_promotion_filter(services, promotion)
             services.promotions.create(promotion)
             services.promotions_changed()
-        except (InvalidPromotion, InvalidFilterExpression, InvalidEvent) as exc:
+        except (InvalidPromotion, InvalidFilterExpression, InvalidFilterValues,
+                InvalidEvent) as exc:
             return InvalidInputError(message=str(exc))
         except UnknownFilter as exc:
             return NotFoundError(message=str(exc))
@@ -578,16 +586,19 @@ class Mutation:
     @_in_thread
     def update_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
         _admin(info)
+        services = _services(info)
         try:
-            _services(info).promotions_changed()
-            updated = _services(info).promotions.update(
-                name, percent_promoted_items=input.percent_promoted_items,
+            updated = services.promotions.update(
+                name, check=functools.partial(_check_promotion_filter, services),
+                percent_promoted_items=input.percent_promoted_items,
                 filter_expression=input.filter_expression, filter_name=input.filter_name,
                 filter_values=_string_dict(input.filter_values or {}, "filterValues"),
                 start_at=input.start_at, end_at=input.end_at, priority=input.priority)
-        except (InvalidPromotion, InvalidEvent) as exc:
+            services.promotions_changed()
+        except (InvalidPromotion, InvalidFilterExpression, InvalidFilterValues,
+                InvalidEvent) as exc:
             return InvalidInputError(message=str(exc))
-        except UnknownPromotion as exc:
+        except (UnknownPromotion, UnknownFilter) as exc:
             return NotFoundError(message=str(exc))
         return Promotion.from_record(updated)
 

@@ -130,7 +130,8 @@ class PromotionStoreProtocol(Protocol):
     """What gateway/ and recsys/ use of a promotion store."""
 
     def create(self, promotion: Promotion) -> Promotion: ...
-    def update(self, name: str, **changes) -> Promotion: ...
+    def update(self, name: str, check: Callable[[Promotion], None] | None = None,
+               **changes) -> Promotion: ...
     def delete(self, name: str) -> None: ...
     def get(self, name: str) -> Promotion: ...
     def list(self) -> list[Promotion]: ...
@@ -150,11 +151,16 @@ class PromotionStoreBase:
                 f"a promotion named {promotion.name!r} exists; update it instead")
         return promotion
 
-    def update(self, name: str, **changes) -> Promotion:
+    def update(self, name: str, check: Callable[[Promotion], None] | None = None,
+               **changes) -> Promotion:
+        """Change ``name``'s fields; ``check`` (e.g. that its filter applies) sees the
+        updated promotion inside the transaction and raises to refuse it."""
         def change(body: dict) -> dict:
             updated = replace(Promotion(**body), **changes)  # validation: __post_init__
             if updated.name != name:
                 raise InvalidPromotion("a promotion cannot be renamed; create a new one")
+            if check is not None:
+                check(updated)
             return asdict(updated)
 
         # Read, change and write in one transaction: two hosts updating different fields

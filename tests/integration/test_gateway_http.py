@@ -131,6 +131,47 @@ def test_admin_promotion_shows_promoted_polls(server, home):
         assert r.json()["data"]["deletePromotion"]["__typename"] == "Deleted"
 
 
+PROMOTION = """mutation($n: String!, $i: PromotionInput!) { %s(name: $n, input: $i) {
+    __typename ... on InvalidInputError { message } ... on NotFoundError { message } } }"""
+
+
+def test_a_promotion_whose_filter_cannot_apply_is_refused_and_feeds_keep_working(server, home):
+    """An INCLUDE filter's $parameter without a value would fail every user's feed while
+    the promotion is active (found by a hostile-client probe): refused on create and on
+    update, as Personalize refuses it, and the feed is served throughout."""
+    user = _user(home)
+    admin = token("tools", admin=True)
+    needs_value = {"percentPromotedItems": 50, "priority": 2147483647,
+                   "filterExpression": "INCLUDE ItemID WHERE Items.CATEGORY IN ($CAT)"}
+    r = server.gql(PROMOTION % "createPromotion", {"n": "p-miss", "i": needs_value}, admin)
+    refused = r.json()["data"]["createPromotion"]
+    assert refused["__typename"] == "InvalidInputError", refused
+    assert "$CAT" in refused["message"]
+    fine = {"percentPromotedItems": 20,
+            "filterExpression": "INCLUDE ItemID WHERE Items.CATEGORY IN ($CAT)",
+            "filterValues": {"CAT": '"PROMOTIONAL_EVENT"'}}
+    r = server.gql(PROMOTION % "createPromotion", {"n": "p-ok", "i": fine}, admin)
+    assert r.json()["data"]["createPromotion"]["__typename"] == "Promotion", r.json()
+    try:
+        for bad in (needs_value,  # the value dropped by an update
+                    {**fine, "filterExpression": "INCLUDE ItemID WHERE Items.CATEGORY IN ("},
+                    {**fine, "filterName": "some-filter"}):  # both: which one applies?
+            r = server.gql(PROMOTION % "updatePromotion", {"n": "p-ok", "i": bad}, admin)
+            assert r.json()["data"]["updatePromotion"]["__typename"] == "InvalidInputError", (
+                bad, r.json())
+        r = server.gql(PROMOTION % "updatePromotion",
+                       {"n": "p-ok", "i": {"percentPromotedItems": 20,
+                                           "filterName": "no-such-filter"}}, admin)
+        assert r.json()["data"]["updatePromotion"]["__typename"] == "NotFoundError", r.json()
+        feed = server.gql(FEED, {"first": 10}, token(user)).json()
+        assert "errors" not in feed, feed
+        promoted = [e for e in feed["data"]["feed"]["edges"] if e["promotionName"] == "p-ok"]
+        assert len(promoted) == 2  # the stored promotion is the one created, unchanged
+    finally:
+        r = server.gql('mutation { deletePromotion(name: "p-ok") { __typename } }', token=admin)
+        assert r.json()["data"]["deletePromotion"]["__typename"] == "Deleted"
+
+
 def test_acknowledged_interactions_survive_kill_9(home):
     srv = Server(home).start()
     user = _user(home)
