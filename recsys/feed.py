@@ -38,6 +38,7 @@ from recsys.feed_sessions import (
     CursorSigner,
     ExpiredCursor,
     FeedSessionStore,
+    InvalidCursor,
 )
 from recsys.mixer import USER_PERSONALIZATION, FeedItem, Mixer, MixRequest
 from recsys.promotions import Promotion, interleave_promoted
@@ -108,6 +109,13 @@ class FeedService:
             if snapshot is None or snapshot.expires_at < now:
                 raise ExpiredCursor("the feed session expired; ask for the feed without a cursor")
             placed = snapshot.items
+            # A cursor can only point where this server handed one out: at or before
+            # the session's end (sessions only grow). A forged one past it made the mix
+            # fill the gap: p=10**9 built a 10**9-slot plan (8 GB), p=150 appended 150
+            # polls at once; a negative one sliced from the end or never moved on.
+            if not 0 <= position <= len(placed):
+                raise InvalidCursor("the cursor points outside its feed session; "
+                                    "ask for the feed again without `after`")
             if len(placed) >= end or attempt == _EXTEND_ATTEMPTS - 1:
                 # Held already (the same cursor again, or a racing worker's page); after
                 # the last lost race, what the session holds is the truthful answer.

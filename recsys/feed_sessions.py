@@ -61,7 +61,11 @@ SCHEMA_VERSION = 2  # the SQLite store's layout (PRAGMA user_version); see _migr
 
 
 class InvalidCursor(HunchError):
-    """The ``after`` cursor was altered, belongs to someone else, or is not ours."""
+    """The ``after`` cursor was altered, belongs to someone else, is not ours, or points
+    outside its session."""
+
+
+MALFORMED_CURSOR = "the cursor is malformed; ask for the feed again without `after`"
 
 
 class ExpiredCursor(HunchError):
@@ -117,9 +121,19 @@ class CursorSigner:
             raise InvalidCursor("the cursor was altered; pass it back exactly as received")
         try:
             raw = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
-            cursor = Cursor(str(raw["s"]), str(raw["u"]), int(raw["p"]), float(raw["e"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidCursor("the cursor is malformed") from exc
+            cursor = Cursor(raw["s"], raw["u"], raw["p"], raw["e"])
+            # Only what encode_run writes: anyone who knows a secret (the development
+            # default is public) can sign any JSON, and a coercing int() / str() let a
+            # "3", 2.5, true or null through as a position or an id.
+            well_formed = (isinstance(cursor.session_id, str)
+                           and isinstance(cursor.user_id, str)
+                           and type(cursor.position) is int  # its range: FeedService.page
+                           and type(cursor.expires_at) in (int, float)
+                           and isfinite(cursor.expires_at))  # NaN would never expire
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            raise InvalidCursor(MALFORMED_CURSOR) from exc
+        if not well_formed:
+            raise InvalidCursor(MALFORMED_CURSOR)
         if cursor.user_id != user_id:
             raise InvalidCursor("the cursor belongs to another user's feed")
         if (now if now is not None else time.time()) > cursor.expires_at:

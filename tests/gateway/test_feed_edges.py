@@ -3,8 +3,13 @@ right after it, and bad cursors keep their typed errors."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
+from dataclasses import replace
 
+from gateway.settings import Settings
+from recsys.feed_sessions import CursorSigner
 from tests.gateway.test_app import codes, gql, serve, settings  # noqa: F401 (fixture)
 
 PAGE = """query($first: Int!, $after: String) { feed(first: $first, after: $after) {
@@ -69,5 +74,54 @@ def test_bad_edge_cursors_keep_their_typed_errors(settings):  # noqa: F811
         time.sleep(1.2)  # past the session's time to live
         body = (await gql(client, settings, PAGE, {"first": 5, "after": cursors[1]})).json()
         assert codes(body) == ["CURSOR_EXPIRED"], body
+
+    serve(settings, scenario)
+
+
+def test_forged_cursors_are_refused_at_once_and_paging_goes_on(settings):  # noqa: F811
+    """The development cursor secret is public: a cursor signed with it may point
+    anywhere. Past the session's end, or below 0, or of the wrong type, it is
+    INVALID_CURSOR (p=10**9 used to allocate ~8 GB and never answer)."""
+    settings.environment = "development"
+    settings.cursor_secret = Settings.model_fields["cursor_secret"].default
+    signer = CursorSigner(settings.cursor_secret)
+
+    def forge(end_cursor: str, **fields) -> str:
+        payload = end_cursor.split(".")[0]
+        raw = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        forged = base64.urlsafe_b64encode(json.dumps({**raw, **fields}).encode()).rstrip(b"=")
+        return (forged + b"." + signer._sign(forged)).decode()
+
+    async def refused(client, after: str) -> None:
+        started = time.perf_counter()
+        body = (await gql(client, settings, PAGE, {"first": 3, "after": after})).json()
+        assert codes(body) == ["INVALID_CURSOR"], body
+        assert "without `after`" in body["errors"][0]["message"]
+        assert time.perf_counter() - started < 2.0
+
+    async def scenario(client):
+        _, first_ids, info = await page(client, settings)  # the session holds 5 polls
+        end = info["endCursor"]
+        real = signer.decode(end, "reader")
+        # 10**6, not 10**9: should this regress, the test fails instead of eating memory
+        for position in (10**6, 150, 6, -5, -1000):
+            await refused(client, signer.encode(replace(real, position=position)))
+        for value in ("5", 5.0, True, None):
+            await refused(client, forge(end, p=value))
+        await refused(client, forge(end, s=None))
+        # the session's end is a cursor the server handed out: it pages on, no repeats,
+        # and the walk runs to the end of the 30 polls with hasNextPage false
+        assert signer.encode(replace(real, position=5)) == end
+        seen, after = list(first_ids), end
+        while True:
+            _, ids, info = await page(client, settings, after, first=10)
+            seen += ids
+            after = info["endCursor"]
+            if not info["hasNextPage"]:
+                break
+        assert len(seen) == len(set(seen)) == 30
+        _, ids, info = await page(client, settings, after)  # past the end: still fine
+        assert ids == [] and info["hasNextPage"] is False and info["endCursor"] == after
+        await refused(client, signer.encode(replace(real, position=31)))
 
     serve(settings, scenario)
