@@ -100,6 +100,20 @@ def code_for(error: GraphQLError) -> tuple[str, bool]:
     return "INTERNAL_SERVER_ERROR", True
 
 
+def log_errors(errors: list[GraphQLError]) -> None:
+    """The log of a request's errors (strawberry's ``Schema.process_errors``): a bug or an
+    engine failure at ERROR with its traceback; a client's mistake (a bad cursor, a rate
+    limit, a forbidden field) in one INFO line, since clients make them all day and a
+    traceback each (~2 KB) buried the real faults."""
+    for error in errors:
+        code, mask = code_for(error)
+        if mask:
+            log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+        else:
+            first_line = clip_message(error.message).split("\n", 1)[0]
+            log.info("client error %s at %s: %s", code, error.path, first_line)
+
+
 class ErrorCodes(SchemaExtension):
     """Gives every error a code and masks the unexpected ones."""
 
@@ -113,8 +127,7 @@ class ErrorCodes(SchemaExtension):
         processed = []
         for error in result.errors:
             code, mask = code_for(error)
-            if mask:
-                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+            if mask:  # logged, with its traceback, by log_errors
                 error = GraphQLError("Unexpected error.", nodes=error.nodes,
                                      positions=error.positions, path=error.path,
                                      extensions={"code": code})

@@ -758,8 +758,16 @@ def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases
                              ResponseExtensions]
     from gateway.execution import ScalarFieldsExecutionContext
 
-    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions,
-                             execution_context_class=ScalarFieldsExecutionContext)
+    return _Schema(query=Query, mutation=Mutation, extensions=extensions,
+                   execution_context_class=ScalarFieldsExecutionContext)
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError],
+                       execution_context: Any = None) -> None:
+        from gateway.errors import log_errors
+
+        log_errors(errors)  # instead of strawberry's: every error at ERROR with a traceback
 
 
 # The schema as the code defines it; schema.graphql at the repository root must match.

@@ -120,6 +120,39 @@ def test_engine_failures_are_masked_and_user_mistakes_stay_typed(settings):  # n
     serve(settings, scenario, app)
 
 
+def test_client_mistakes_log_one_info_line_and_failures_their_traceback(settings,  # noqa: F811
+                                                                        caplog):
+    """A hostile-client probe left 126 ERROR entries with tracebacks (~1.8 KB each) for
+    bad cursors, page sizes and rate limits, none of them a fault: they are one INFO
+    line now, and a real failure still logs at ERROR with its traceback."""
+    import logging
+
+    services = Services(settings)
+    app = create_app(settings, services)
+
+    async def scenario(client):
+        body = (await gql(client, settings, "{ feed(first: 0) { recommendationId } }")).json()
+        assert codes(body) == ["PAGE_SIZE_EXCEEDED"]
+        body = (await gql(client, settings, '{ feed(first: 3, after: "forged") { '
+                          "recommendationId } }")).json()
+        assert codes(body) == ["INVALID_CURSOR"]
+        mistakes = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert mistakes == [], [r.getMessage()[:200] for r in mistakes]
+        lines = [r.getMessage() for r in caplog.records if r.name == "gateway.errors"]
+        assert any(m.startswith("client error PAGE_SIZE_EXCEEDED") for m in lines), lines
+        assert any(m.startswith("client error INVALID_CURSOR") for m in lines), lines
+        assert all("\n" not in m for m in lines)
+        services.events.close()  # the engine failing: not the client's fault
+        body = (await gql(client, settings, '{ poll(id: "p1") { id } }')).json()
+        assert codes(body) == ["INTERNAL_SERVER_ERROR"]
+        failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(failures) == 1 and failures[0].exc_info is not None
+        assert failures[0].name == "gateway.errors"
+
+    with caplog.at_level(logging.INFO):
+        serve(settings, scenario, app)
+
+
 def _doubling(levels: int) -> str:
     """Each fragment spreads the next one twice: 2**levels selections from ~35 bytes each."""
     fragments = " ".join(f"fragment F{i} on Query {{ __typename ...F{i + 1} ...F{i + 1} }}"
