@@ -26,7 +26,13 @@ from strawberry.types.nodes import SelectedField
 from gateway.auth import Forbidden, Principal
 from gateway.errors import RateLimited
 from graph.errors import GraphError
-from recsys.admission import MAX_ECHO_CHARS, UnknownPolls, check_id
+from recsys.admission import (
+    MAX_ECHO_CHARS,
+    UnknownPolls,
+    check_client_id,
+    check_no_control,
+    check_plain,
+)
 from recsys.errors import HunchError, InvalidEvent
 from recsys.events import Interaction
 from recsys.feed import InvalidPageSize
@@ -38,7 +44,6 @@ from recsys.promotions import (
     PromotionAlreadyExists,
     UnknownPromotion,
 )
-from recsys.schemas import MAX_ID_LENGTH
 
 MAX_IMPRESSIONS_PER_CALL = 100  # a screenful is ~5; a long scroll batched is < 100
 
@@ -291,13 +296,48 @@ def _in_thread(resolver: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def _invalid_user_id(user_id: object) -> "InvalidInputError | None":
-    """The followee id's problem (length, Unicode) as a union error, before the graph."""
+def _invalid_ids(*named: tuple[str, object]) -> "InvalidInputError | None":
+    """The first of these client-sent ids (what, value; None is left out) that
+    :func:`check_client_id` refuses, as a union error: every mutation checks its poll,
+    user, event and recommendation ids by this one rule, before any store or the graph."""
     try:
-        check_id("userId", str(user_id))
+        for what, value in named:
+            if value is not None:
+                check_client_id(what, str(value))
     except InvalidEvent as exc:
         return InvalidInputError(message=str(exc))
     return None
+
+
+def _poll_record(input: PollInput) -> dict[str, Any]:
+    """``input`` as the poll's record to store (without CREATION_TIMESTAMP), or
+    :class:`InvalidEvent` saying what to fix."""
+    from recsys.datasets import clean_text, export_problems
+
+    if not input.categories:
+        raise InvalidEvent("categories needs at least one category")
+    for i, category in enumerate(input.categories):
+        if not category:  # "" was stored as an empty CATEGORY, which the import refuses
+            raise InvalidEvent(f"categories[{i}] is empty; send a category name")
+        check_plain(f"categories[{i}]", category)  # "A|B" was stored as two categories
+    record: dict[str, Any] = {"ITEM_ID": str(input.id), "CATEGORY": "|".join(input.categories)}
+    if input.author_id is not None:  # left out: the caller, or the stored author
+        record["AUTHOR_ID"] = input.author_id
+    for name, column, value in (
+            ("question", "QUESTION", input.question), ("options", "OPTIONS", input.options),
+            ("description", "DESCRIPTION", input.description),
+            ("optionDescriptions", "OPTION_DESCRIPTIONS", input.option_descriptions),
+            ("comments", "COMMENTS", input.comments)):
+        if value is not None:
+            # Tabs and newlines pass: clean_text folds them into spaces, as Personalize does.
+            check_no_control(name, value, allow_whitespace=True)
+            record[column] = clean_text(value)
+    # What upsertPoll stores must pass `hunch data import` once exported (CATEGORY at
+    # most 1,000 characters, ...): the import's own checks, not a copy of its numbers.
+    if problems := export_problems(record):
+        raise InvalidEvent("; ".join(problems) + " (CATEGORY is the categories joined "
+                           "with '|': send fewer or shorter ones)")
+    return record
 
 
 def _services(info: Info):
@@ -455,6 +495,9 @@ class Mutation:
         if not poll_ids or len(poll_ids) > MAX_IMPRESSIONS_PER_CALL:
             return InvalidInputError(
                 message=f"pollIds needs 1 to {MAX_IMPRESSIONS_PER_CALL} ids")
+        if (problem := _invalid_ids(*(("pollIds", p) for p in poll_ids),
+                                    ("recommendationId", recommendation_id))) is not None:
+            return problem
         try:
             # A durable write (commit) waits on the disk: off the event loop, so the
             # worker's other requests (feed pages) are not held up behind it.
@@ -474,6 +517,11 @@ class Mutation:
         await _check_rate(info, principal)
         services = _services(info)
         poll_id = str(input.poll_id)
+        if (problem := _invalid_ids(
+                ("pollId", poll_id), *(("impression", i) for i in input.impression or ()),
+                ("eventId", input.event_id), ("recommendationId", input.recommendation_id),
+        )) is not None:
+            return problem
 
         def record() -> RecordInteractionResult:
             # The poll lookup and the durable write, off the event loop (see above).
@@ -499,7 +547,7 @@ class Mutation:
     async def follow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
         await _check_rate(info, principal)
-        if (problem := _invalid_user_id(user_id)) is not None:
+        if (problem := _invalid_ids(("userId", user_id))) is not None:
             return problem
         if str(user_id) == principal.user_id:
             return InvalidInputError(message="a user cannot follow themselves")
@@ -513,7 +561,7 @@ class Mutation:
     async def unfollow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
         await _check_rate(info, principal)
-        if (problem := _invalid_user_id(user_id)) is not None:
+        if (problem := _invalid_ids(("userId", user_id))) is not None:
             return problem
         try:
             await _services(info).unfollow(principal.user_id, str(user_id))
@@ -526,31 +574,13 @@ class Mutation:
     async def upsert_poll(self, info: Info, input: PollInput) -> UpsertPollResult:
         principal = _principal(info)
         await _check_rate(info, principal)
-        if not str(input.id) or len(str(input.id)) > MAX_ID_LENGTH:
-            return InvalidInputError(message=f"id needs 1 to {MAX_ID_LENGTH} characters")
-        if not input.categories:
-            return InvalidInputError(message="categories needs at least one category")
-        from recsys.datasets import clean_text
-
-        record: dict[str, Any] = {
-            "ITEM_ID": str(input.id),
-            "CATEGORY": "|".join(input.categories),
-        }
-        if input.created_at is not None:  # left out: now for a new poll, kept on an edit
-            try:
+        if (problem := _invalid_ids(("id", input.id), ("authorId", input.author_id))) is not None:
+            return problem
+        try:
+            record = _poll_record(input)
+            if input.created_at is not None:  # left out: now for a new poll, kept on an edit
                 record["CREATION_TIMESTAMP"] = _services(info).event_rules.poll_created_at(
                     input.created_at, internal_tool=principal.is_admin)
-            except InvalidEvent as exc:
-                return InvalidInputError(message=str(exc))
-        if input.author_id is not None:  # left out: the caller, or the stored author
-            record["AUTHOR_ID"] = input.author_id
-        for name, value in (("QUESTION", input.question), ("OPTIONS", input.options),
-                            ("DESCRIPTION", input.description),
-                            ("OPTION_DESCRIPTIONS", input.option_descriptions),
-                            ("COMMENTS", input.comments)):
-            if value is not None:
-                record[name] = clean_text(value)
-        try:
             # An fsync and every model's lock (the poll joins the live models): off the
             # event loop, like recordInteraction.
             stored = await asyncio.to_thread(_services(info).upsert_poll, record,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -89,6 +90,39 @@ def check_id(what: str, value: object) -> None:
             f"{MAX_ID_LENGTH} characters"
         )
     check_text(what, value)
+
+
+def check_client_id(what: str, value: object) -> None:
+    """:func:`check_id` plus what an id a client sends may not hold, one rule for every
+    mutation (poll ids, user ids, event and recommendation ids): surrounding whitespace
+    ("u1 " is another user than "u1", and passed the follow-yourself check), control
+    characters (NUL and escapes break logs and CSV tools), and '|', which joins ids in
+    Personalize's IMPRESSION and categorical (AUTHOR_ID) fields: a poll id with it was
+    served but could never be reported seen."""
+    check_id(what, value)
+    check_plain(what, value)  # type: ignore[arg-type]  # check_id: a str
+
+
+def check_plain(what: str, value: str) -> None:
+    """No surrounding whitespace, no control character, no '|' (see
+    :func:`check_client_id`; categories follow it too)."""
+    if value != value.strip():
+        raise InvalidEvent(f"{what} {echo(value)} starts or ends with whitespace; "
+                           "send it without")
+    check_no_control(what, value)
+    if "|" in value:
+        raise InvalidEvent(f"{what} {echo(value)} contains '|', which separates values in "
+                           "Personalize's IMPRESSION and categorical fields; choose one "
+                           "without it")
+
+
+def check_no_control(what: str, value: str, *, allow_whitespace: bool = False) -> None:
+    """No control character (C0, DEL, C1; NUL included). ``allow_whitespace`` lets tab,
+    newline and the like through: in free text they are folded into spaces anyway."""
+    for i, char in enumerate(value):
+        if unicodedata.category(char) == "Cc" and not (allow_whitespace and char.isspace()):
+            raise InvalidEvent(f"{what} {echo(value)} contains the control character "
+                               f"U+{ord(char):04X} at position {i}; send printable text")
 
 
 def check_timestamp(timestamp: object) -> None:

@@ -156,6 +156,23 @@ def _convert(f: Field, raw: str, column: str) -> tuple[Any, str | None]:
     return raw, None
 
 
+def _cell(f: Field, raw: str) -> tuple[Any, str | None]:
+    """Typed value of one cell (None when empty), or why the import refuses it."""
+    if raw == "":
+        return None, None if f.nullable else f"{f.name} is empty but required"
+    return _convert(f, raw, f.name)
+
+
+def export_problems(record: dict[str, Any], schema: DatasetSchema = DEFAULT_SCHEMAS["items"],
+                    ) -> list[str]:
+    """Why the import would refuse ``record``'s fields once ``hunch data export`` wrote
+    them (the import's own cell checks), empty when they round-trip. Writers other than
+    the import (upsertPoll) call it, so the catalog can always be exported and imported
+    back; fields ``record`` leaves out are not checked (an edit keeps the stored ones)."""
+    return [reason for f in schema.fields if f.name in record
+            if (reason := _cell(f, _format(record[f.name]))[1])]
+
+
 def _read_rows(
     path: Path, schema: DatasetSchema, problems: _Problems
 ) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -199,13 +216,7 @@ def _read_rows(
                 record: dict[str, Any] = {}
                 ok = True
                 for f, raw in zip(fields, row):
-                    if raw == "":
-                        if not f.nullable:
-                            problems.add(name, line, f"{f.name} is empty but required")
-                            ok = False
-                        record[f.name] = None
-                        continue
-                    value, reason = _convert(f, raw, f.name)
+                    value, reason = _cell(f, raw)
                     if reason:
                         problems.add(name, line, reason)
                         ok = False

@@ -646,7 +646,8 @@ class EventStore:
 
         def work(conn: sqlite3.Connection) -> dict[str, Any]:
             found = conn.execute(
-                "SELECT json_extract(fields, '$.AUTHOR_ID') FROM items WHERE item_id = ?",
+                "SELECT json_extract(fields, '$.AUTHOR_ID'), "
+                "json_extract(fields, '$.CREATION_TIMESTAMP') FROM items WHERE item_id = ?",
                 (item_id,)).fetchone()
             fields = owned_poll_fields(item_id, record, found, acting_user, admin)
             _upsert_stamped(conn, [_catalog_row("ITEM_ID", fields, 1)])
@@ -880,10 +881,11 @@ class LatestInteractionsCache:
 def owned_poll_fields(item_id: str, record: Mapping[str, Any], found: Sequence[Any] | None,
                       acting_user: str, admin: bool) -> dict[str, Any]:
     """The fields to store for a poll write, after the ownership rule (both stores call
-    this inside their write transaction). ``found`` is the stored poll's row with its
-    author first, or None for a new poll. A new poll is authored by the caller and dated
-    now unless given; an existing one changes only by its stored author or an admin, and
-    is never given away. Raises :class:`NotPollAuthor`."""
+    this inside their write transaction). ``found`` is the stored poll's (author,
+    creation time), or None for a new poll. A new poll is authored by the caller and dated
+    now unless given; an existing one changes only by its stored author or an admin, is
+    never given away and never re-dated. Raises :class:`NotPollAuthor`, or
+    :class:`InvalidEvent` for a new date."""
     fields = dict(record)
     if found is None:
         if fields.get("CREATION_TIMESTAMP") is None:
@@ -904,6 +906,14 @@ def owned_poll_fields(item_id: str, record: Mapping[str, Any], found: Sequence[A
             raise NotPollAuthor(
                 f"poll {item_id!r:.80}: an author cannot give a poll to someone "
                 "else; leave authorId out or set it to yourself")
+    if found is not None and found[1] is not None and fields.get(
+            "CREATION_TIMESTAMP", found[1]) != found[1]:
+        # A poll's age drives its rank: re-dating an old poll to now on every edit would
+        # keep it "newest" for ever. Refused rather than ignored, so the caller learns
+        # its value was not stored; admins too (history is rewritten by the import).
+        raise InvalidEvent(
+            f"poll {item_id!r:.80} was created at {found[1]}; createdAt cannot change "
+            "once a poll exists: leave it out (or send the stored value)")
     return fields
 
 def _admitted(events: Iterable[_E], rules: EventRules) -> Iterator[_E]:

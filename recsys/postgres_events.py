@@ -533,7 +533,8 @@ class PostgresEventStore:
             # then holds the poll itself until COMMIT.
             conn.execute("SELECT value FROM catalog_seq FOR UPDATE")
             found = conn.execute(
-                "SELECT fields ->> 'AUTHOR_ID' FROM items WHERE item_id = %s FOR UPDATE",
+                "SELECT fields ->> 'AUTHOR_ID', fields -> 'CREATION_TIMESTAMP' FROM items "
+                "WHERE item_id = %s FOR UPDATE",
                 (item_id,)).fetchone()
             fields = owned_poll_fields(item_id, record, found, acting_user, admin)
             _upsert_stamped(conn, [_catalog_pg_row("ITEM_ID", fields, 1)])

@@ -696,6 +696,27 @@ def test_ownership_is_checked_in_the_write_transaction(store) -> None:
     assert edited == {**created, "QUESTION": "?"}
 
 
+def test_a_stored_poll_keeps_its_creation_time(store) -> None:
+    """A poll's age drives its rank: an update may not re-date it (admins neither; the
+    bulk import may), so both stores read the stored time in the write's transaction."""
+    created = store.upsert_item({"ITEM_ID": "p", "CATEGORY": "X", "CREATION_TIMESTAMP": NOW},
+                                acting_user="ann")
+    for admin in (False, True):
+        with pytest.raises(InvalidEvent, match="createdAt cannot change"):
+            store.upsert_item({"ITEM_ID": "p", "CREATION_TIMESTAMP": NOW + 1},
+                              acting_user="ann", admin=admin)
+    with pytest.raises(NotPollAuthor):  # ownership first: no date told to others
+        store.upsert_item({"ITEM_ID": "p", "CREATION_TIMESTAMP": NOW + 1}, acting_user="bob")
+    assert store.get_item("p") == created
+    again = store.upsert_item({"ITEM_ID": "p", "CREATION_TIMESTAMP": NOW, "QUESTION": "?"},
+                              acting_user="ann")
+    assert again == {**created, "QUESTION": "?"}
+    store.upsert_items([{"ITEM_ID": "undated", "CATEGORY": "X"}])  # may still be dated
+    dated = store.upsert_item({"ITEM_ID": "undated", "CREATION_TIMESTAMP": NOW},
+                              acting_user="tools", admin=True)
+    assert dated["CREATION_TIMESTAMP"] == NOW
+
+
 def test_concurrent_first_writes_of_one_poll_leave_one_author(open_store) -> None:
     stores = [open_store() for _ in range(4)]
     outcomes: list[str] = []
