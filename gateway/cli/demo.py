@@ -9,6 +9,7 @@ restart), it imports and trains nothing: the events stored since are kept.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -41,8 +42,13 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
     settings = load_settings()
     data_dir = Path(settings.home) / "demo-data"
     if not (data_dir / "interactions.csv").exists():
+        # The demo's history ends now, not on the generator's fixed 2024 dates: events
+        # the served app then records continue it. Ending in 2024, the first live vote
+        # moved Trending-Now's clock to today, past two empty intervals, and trending
+        # fell back to popularity for everyone (found by a client's probe).
+        start = int(time.time()) // 60 * 60 - days * 86_400
         summary = generate_demo_data(data_dir, users=users, polls=polls, days=days, seed=seed,
-                                     progress=True)
+                                     start=start, progress=True)
         click.echo(summary.describe())
     with open_event_store(settings.event_store_url) as store:
         counts = store.counts()
