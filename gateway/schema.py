@@ -163,7 +163,8 @@ class Filter:
 
 @strawberry.type
 class Recorded:
-    stored: bool = strawberry.field(description="False when the event id was already stored.")
+    stored: bool = strawberry.field(
+        description="False when the caller already sent an event with this id.")
     event_id: str
 
 
@@ -236,7 +237,8 @@ class InteractionInput:
     recommendation_id: str | None = None
     impression: list[strawberry.ID] | None = None
     event_id: str | None = strawberry.field(
-        default=None, description="Client-chosen id; a retry with the same id is ignored.")
+        default=None, description="Client-chosen id, unique per user: the same user's retry "
+        "with the same id is ignored.")
     at: float | None = strawberry.field(default=None, description="Epoch seconds; now if absent.")
 
 

@@ -17,7 +17,9 @@ Why SQLite, and why these settings:
   reused: a process that has seen everything up to ``seq`` N can follow new events with
   :meth:`EventStore.events_since` and never miss one committed later.
   Numbers may skip (a duplicate that was ignored still used one up).
-* Event ids are unique; a later duplicate is ignored, as Personalize's PutEvents does.
+* Event ids are unique per user; a later duplicate from the same user is ignored, as
+  Personalize's PutEvents does (its events are sent per user). Ids are client-chosen, so
+  one user's id must never suppress, or reveal, another user's event.
 
 Nothing here is hand-made that SQLite already does: uniqueness, transactions, JSON
 (catalog records are JSON merged with ``json_patch``; impression counts are one
@@ -113,7 +115,7 @@ class Impression:
 
 # --------------------------------------------------------------------------- the store
 
-SCHEMA_VERSION = 2  # PRAGMA user_version of files this code writes; bump on migrations
+SCHEMA_VERSION = 3  # PRAGMA user_version of files this code writes; bump on migrations
 # Write transactions last milliseconds; a worker that waits this long for the write lock
 # is facing a stuck process, and an error it can report beats hanging a request forever.
 BUSY_TIMEOUT_MS = 30_000
@@ -122,8 +124,9 @@ BUSY_TIMEOUT_MS = 30_000
 # reader stops WAL checkpoints and lets the -wal file grow).
 PAGE_SIZE = 5_000
 # Page cache while a bulk import runs (KiB; SQLite's default is 2 MiB): the unique
-# event-id index of a million events is ~50 MB, and random inserts into it thrash a
-# small cache. Measured: 1M interactions 13.4 s -> 11.5 s. Restored after the import.
+# (user, event id) index of a million events is ~50 MB or more, and random inserts into
+# it thrash a small cache. Measured (event-id index then): 1M interactions 13.4 s ->
+# 11.5 s. Restored after the import.
 BULK_IMPORT_CACHE_KIB = 65_536
 DEFAULT_EVENTS_SINCE_LIMIT = 10_000  # one poll of a follower; it asks again for more
 DEFAULT_LATEST_PER_TYPE = 100  # Personalize's Interactions filters look this far back
@@ -139,6 +142,7 @@ _E = TypeVar("_E", Interaction, Impression)
 _INTERACTION = "interaction"
 _IMPRESSION = "impression"
 
+# Version 1; _MIGRATIONS brings it up to date (3 rebuilt ``events``).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     -- AUTOINCREMENT: numbers are never reused, even after a full import deletes rows,
@@ -185,6 +189,39 @@ _MIGRATIONS = {
         value INTEGER NOT NULL
     );
     INSERT OR IGNORE INTO catalog_seq (only, value) VALUES (0, 0);
+    """,
+    # 3: event ids unique per user, not globally (one user's id silently dropped another
+    # user's event). The old UNIQUE is a column constraint, whose index SQLite cannot
+    # drop, so the table is rebuilt (SQLite's documented way): copy, drop, rename, all in
+    # the migration's one transaction. The new key is an index built after the copy: a
+    # sorted build (1M events: ~6 s, while other processes wait up to BUSY_TIMEOUT_MS),
+    # and one a later migration can drop. Rows keep their seq, and the AUTOINCREMENT
+    # counter moves with the table (a rename carries its sqlite_sequence row), so no
+    # number a follower has seen is handed out again.
+    3: """
+    CREATE TABLE events_v3 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('interaction', 'impression')),
+        user_id TEXT NOT NULL,
+        item_id TEXT,
+        event_type TEXT COLLATE NOCASE,
+        event_value REAL,
+        timestamp INTEGER NOT NULL,
+        impression TEXT,
+        recommendation_id TEXT
+    );
+    INSERT INTO events_v3 (seq, event_id, kind, user_id, item_id, event_type, event_value,
+        timestamp, impression, recommendation_id)
+    SELECT seq, event_id, kind, user_id, item_id, event_type, event_value, timestamp,
+        impression, recommendation_id FROM events ORDER BY seq;
+    DELETE FROM sqlite_sequence WHERE name = 'events_v3';
+    UPDATE sqlite_sequence SET name = 'events_v3' WHERE name = 'events';
+    DROP TABLE events;
+    ALTER TABLE events_v3 RENAME TO events;
+    CREATE UNIQUE INDEX events_by_user_event ON events (user_id, event_id);
+    CREATE INDEX events_by_time ON events (kind, timestamp);
+    CREATE INDEX events_by_user ON events (user_id, timestamp);
     """,
 }
 
@@ -390,7 +427,8 @@ class EventStore:
             self.rules.check_live(event)
 
     def append(self, event: Interaction | Impression) -> bool:
-        """Store one event durably; True when new, False when its id was already stored."""
+        """Store one event durably; True when new, False when its user already sent
+        an event with its id."""
         row = _event_row(event)
         if self.rules is not None:
             self.rules.check_live(event)

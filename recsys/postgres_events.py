@@ -13,7 +13,8 @@ PostgreSQL doing the work SQLite's single writer did:
   after it: writers of events take turns, as SQLite's writers do, and a number is
   visible only after every lower one is. Batches keep the turns short (one statement
   per ``append_many``, ``COPY`` for imports). ``catalog_seq`` does the same for polls.
-* De-duplication: ``event_id`` is UNIQUE; writes are ``ON CONFLICT DO NOTHING``.
+* De-duplication: ``(user_id, event_id)`` is UNIQUE (ids are per user, as in SQLite);
+  writes are ``ON CONFLICT DO NOTHING``.
 * Connections come from the shared stores' pool (:func:`recsys.store_db.open_pool`),
   which checks each one before handing it out, so after a server restart the store
   reconnects by itself. While the server cannot be reached, calls raise
@@ -144,6 +145,16 @@ MIGRATIONS: list[str] = [
     END
     $$;
     """,
+    # 2: event ids unique per user, not globally: one user's client id silently dropped
+    # another user's event. Rows are untouched (ids unique overall are unique per user).
+    # Not additive: code one release behind writes ON CONFLICT (event_id), which no
+    # longer matches a constraint, so its appends fail with EventStoreError (nothing
+    # stored, nothing silently dropped) until its host runs this code. The ALTER holds
+    # an exclusive lock on events while it builds the index (1M events: ~4 s).
+    """
+    ALTER TABLE events DROP CONSTRAINT events_event_id_key,
+        ADD CONSTRAINT events_user_event_key UNIQUE (user_id, event_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -162,7 +173,7 @@ _APPEND = (
     "json_to_recordset(%(rows)s::json) AS e(n int8, event_id text, kind text, "
     "user_id text, item_id text, event_type text, event_value float8, ts int8, "
     "impression text, recommendation_id text) ORDER BY e.n "
-    "ON CONFLICT (event_id) DO NOTHING"
+    "ON CONFLICT (user_id, event_id) DO NOTHING"
 )
 _RECORD_RECOMMENDATIONS = (
     "INSERT INTO recommendations (recommendation_id, user_id, item_ids, timestamp) "
@@ -617,7 +628,7 @@ class PostgresEventStore:
                     mode: ImportMode = "incremental") -> ImportCounts:
         """Write datasets in ONE transaction (see :meth:`EventStore.import_bulk`). Events
         go through ``COPY`` into a temporary table, then into ``events`` numbered in
-        input order, duplicates of stored ids (or of earlier rows) skipped."""
+        input order, duplicates of stored (user, id) pairs (or of earlier rows) skipped."""
         if mode not in ("incremental", "full"):
             raise EventStoreError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
         if self.rules is not None:
@@ -654,7 +665,7 @@ class PostgresEventStore:
                     "SELECT %s + n, event_id, kind, user_id, item_id, event_type, "
                     "event_value, timestamp, impression, recommendation_id "
                     "FROM import_events WHERE n > %s AND n <= %s ORDER BY n "
-                    "ON CONFLICT (event_id) DO NOTHING", (base, low, high)).rowcount
+                    "ON CONFLICT (user_id, event_id) DO NOTHING", (base, low, high)).rowcount
             conn.execute("UPDATE event_seq SET value = %s", (base + n,))
             n_items = _upsert_stamped(
                 conn, (_catalog_pg_row("ITEM_ID", r, k) for k, r in enumerate(items, 1)))

@@ -149,6 +149,117 @@ def test_a_file_from_a_newer_engine_or_not_sqlite_is_refused(tmp_path: Path) -> 
         EventStore(junk)
 
 
+# Files of older releases, written with their schema verbatim (not with this code's
+# constants, which move on): schema 1, and 2 = 1 plus the catalog sequence.
+SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL CHECK (kind IN ('interaction', 'impression')),
+    user_id TEXT NOT NULL,
+    item_id TEXT,
+    event_type TEXT COLLATE NOCASE,
+    event_value REAL,
+    timestamp INTEGER NOT NULL,
+    impression TEXT,
+    recommendation_id TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (kind, timestamp);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, timestamp);
+CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, fields TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, fields TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recommendations (
+    recommendation_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, item_ids TEXT NOT NULL,
+    timestamp INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+SCHEMA_2 = SCHEMA_1 + """
+ALTER TABLE items ADD COLUMN updated_seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS items_by_update ON items (updated_seq);
+CREATE TABLE IF NOT EXISTS catalog_seq (
+    only INTEGER PRIMARY KEY CHECK (only = 0),
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO catalog_seq (only, value) VALUES (0, 0);
+"""
+# What the old file holds: events numbered 1, 2, 4 (3 and 5 used up by ignored
+# duplicates), and "client-evt-42", which u0003 could not send under the old key.
+OLD_EVENTS = [
+    (1, Interaction("u0002", "p0002", "HUNCH", 1_700_000_000, event_id="client-evt-42")),
+    (2, Interaction("u0003", "p0003", "COMMENT", 1_700_000_001, 0.5, ("p0001", "p0003"),
+                    "rec-1", "e2")),
+    (4, Impression("u0002", ("p0001", "p0002"), 1_700_000_002, event_id="m1")),
+]
+OLD_LAST_SEQ = 5
+
+
+def write_old_event_file(path: Path, version: int = 2) -> None:
+    """An event store file as a release at schema ``version`` (1 or 2) left it."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.executescript(SCHEMA_2 if version == 2 else SCHEMA_1)
+    raw.executemany(
+        "INSERT INTO events (seq, event_id, kind, user_id, item_id, event_type, event_value,"
+        " timestamp, impression, recommendation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(1, "client-evt-42", "interaction", "u0002", "p0002", "HUNCH", None, 1_700_000_000,
+          None, None),
+         (2, "e2", "interaction", "u0003", "p0003", "COMMENT", 0.5, 1_700_000_001,
+          '["p0001","p0003"]', "rec-1"),
+         (4, "m1", "impression", "u0002", None, None, None, 1_700_000_002,
+          '["p0001","p0002"]', None)])
+    raw.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (OLD_LAST_SEQ,))
+    raw.execute("INSERT INTO items (item_id, fields) VALUES ('p0001', '{\"CATEGORY\":\"news\"}')")
+    raw.execute(f"PRAGMA user_version = {version}")
+    raw.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_file_of_an_older_release_is_migrated_without_losing_events(
+        tmp_path: Path, version: int) -> None:
+    path = tmp_path / "events.db"
+    write_old_event_file(path, version)
+    with EventStore(path) as s:
+        assert s.events_since(0) == OLD_EVENTS  # every event, with its number
+        # the counter moved with the table: no number is handed out twice
+        assert s.last_seq() == OLD_LAST_SEQ
+        assert s.get_item("p0001") == {"ITEM_ID": "p0001", "CATEGORY": "news"}
+        # ids are per user now; the same user's retry is still ignored
+        late = hunch("u0003", "p0003", 1_700_000_010, event_id="client-evt-42")
+        assert s.append(late) is True
+        assert s.append(hunch("u0002", "p9", 1_700_000_011, event_id="client-evt-42")) is False
+        assert s.events_since(OLD_LAST_SEQ) == [(OLD_LAST_SEQ + 1, late)]
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == events_module.SCHEMA_VERSION
+        assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        unique = [name for _, name, is_unique, *_ in raw.execute("PRAGMA index_list(events)")
+                  if is_unique]
+        assert [[c[2] for c in raw.execute(f"PRAGMA index_info({name})")]
+                for name in unique] == [["user_id", "event_id"]]
+    finally:
+        raw.close()
+
+
+_OPEN_AND_COUNT = """
+import sys
+from recsys.events import EventStore
+with EventStore(sys.argv[1]) as store:
+    print(store.counts()["interactions"], store.last_seq())
+"""
+
+
+def test_workers_opening_an_old_file_together_migrate_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    write_old_event_file(path)
+    children = [run_child(_OPEN_AND_COUNT, str(path), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [c.communicate(timeout=120) for c in children]
+    assert [(c.returncode, err) for c, (_, err) in zip(children, outputs)] == [(0, "")] * 4
+    assert {out for out, _ in outputs} == {f"2 {OLD_LAST_SEQ}\n"}
+    with EventStore(path) as s:
+        assert s.events_since(0) == OLD_EVENTS
+
+
 def test_a_writer_stuck_holding_the_lock_gives_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

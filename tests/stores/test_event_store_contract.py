@@ -143,6 +143,30 @@ def test_events_without_an_id_are_deduplicated_by_content(store) -> None:
     assert store.append(hunch("u1", "p1", 101)) is True
 
 
+def test_event_ids_are_unique_per_user_not_across_users(open_store) -> None:
+    # Ids are client-chosen: another user's id must neither drop an event nor reveal
+    # that it was sent (the old global key answered stored=false and stored nothing).
+    with open_store() as s:
+        assert s.append(hunch("u0002", "p0002", 100, event_id="client-evt-42")) is True
+        assert s.append(hunch("u0003", "p0003", 200, event_type="COMMENT",
+                              event_id="client-evt-42")) is True
+        assert s.append(Impression("u0004", ("p1",), 300, event_id="client-evt-42")) is True
+        # the same user's retry is still ignored, whatever it carries
+        assert s.append(hunch("u0003", "p9", 400, event_id="client-evt-42")) is False
+        assert s.append_many([hunch("u0002", "p9", 500, event_id="client-evt-42"),
+                              hunch("u0005", "p0005", 500, event_id="client-evt-42"),
+                              hunch("u0005", "p9", 600, event_id="client-evt-42")]) == 1
+        assert s.import_bulk(interactions=[
+            hunch("u0006", "p0006", 700, event_id="client-evt-42"),
+            hunch("u0004", "p9", 800, event_id="client-evt-42"),  # its impression's id
+        ]).interactions == 1
+    with open_store() as other:  # what every worker sees
+        assert [(e.user_id, e.item_id, e.event_type) for e in other.interactions()] == [
+            ("u0002", "p0002", "HUNCH"), ("u0003", "p0003", "COMMENT"),
+            ("u0005", "p0005", "HUNCH"), ("u0006", "p0006", "HUNCH")]
+        assert [e.user_id for e in other.impressions()] == ["u0004"]
+
+
 # --------------------------------------------------------------------- reads
 
 
@@ -365,8 +389,8 @@ def test_one_store_shared_by_threads(store) -> None:
     def work(t: int) -> None:
         try:
             for b in range(20):
-                store.append_many(hunch(f"u{t}", f"p{i}", b, event_id=f"{b}-{i}")
-                                  for i in range(50))  # same ids in every thread
+                store.append_many(hunch("u-shared", f"p{i}", b, event_id=f"{b}-{i}")
+                                  for i in range(50))  # same user and ids in every thread
                 store.append(hunch(f"u{t}", "solo", b))
                 store.latest_events(f"u{t}")
         except BaseException as exc:  # noqa: BLE001 - reported below
@@ -406,7 +430,7 @@ def test_an_event_id_is_stored_once_across_append_and_bulk_import(open_store) ->
     writer, importer = open_store(), open_store()
     assert writer.append(hunch("u1", "p1", 100, event_id="live-1")) is True
     counts = importer.import_bulk(
-        [hunch("u9", "other", 1, event_id="live-1"),  # already appended: ignored
+        [hunch("u1", "other", 1, event_id="live-1"),  # its user appended it: ignored
          hunch("u1", "p2", 101, event_id="bulk-1"),
          hunch("u1", "p3", 102, event_id="bulk-1")],  # repeated within the import
         [Impression("u1", ("p4",), 103, event_id="bulk-1"),  # an impression, same id
@@ -940,6 +964,38 @@ def test_an_older_schema_is_refused_until_hunch_db_upgrade(postgres_url, monkeyp
     monkeypatch.setattr(postgres_events, "SCHEMA_VERSION", len(newer) - 1)
     with open_event_store(postgres_url) as store:
         assert store.append(hunch("u1", "p2", 2))
+
+
+def test_upgrade_to_per_user_event_ids_keeps_every_event(postgres_url, monkeypatch) -> None:
+    import psycopg
+
+    # A database as the release before left it: schema 1, events under a global key.
+    monkeypatch.setattr(postgres_events, "MIGRATIONS", postgres_events.MIGRATIONS[:1])
+    monkeypatch.setattr(postgres_events, "SCHEMA_VERSION", 1)
+    PostgresEventStore(postgres_url, upgrade=True).close()
+    monkeypatch.undo()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO events (seq, event_id, kind, user_id, item_id, event_type, "
+            "event_value, timestamp, impression, recommendation_id) VALUES "
+            "(1, 'client-evt-42', 'interaction', 'u0002', 'p0002', 'HUNCH', NULL, 100, "
+            "NULL, NULL), (2, 'e2', 'interaction', 'u0003', 'p0003', 'COMMENT', 0.5, 101, "
+            "'[\"p1\"]', 'rec-1'), (4, 'm1', 'impression', 'u0002', NULL, NULL, NULL, 102, "
+            "'[\"p1\",\"p2\"]', NULL)")
+        conn.execute("UPDATE event_seq SET value = 5")  # number 3 and 5 were skipped
+    before = [
+        (1, hunch("u0002", "p0002", 100, event_id="client-evt-42")),
+        (2, Interaction("u0003", "p0003", "COMMENT", 101, 0.5, ("p1",), "rec-1", "e2")),
+        (4, Impression("u0002", ("p1", "p2"), 102, event_id="m1")),
+    ]
+    with pytest.raises(SchemaOutdated):
+        open_event_store(postgres_url)
+    assert postgres_events.upgrade(postgres_url)["events"] == postgres_events.SCHEMA_VERSION
+    with open_event_store(postgres_url) as store:
+        assert store.events_since(0) == before and store.last_seq() == 5
+        assert store.append(hunch("u0003", "p0003", 200, event_id="client-evt-42")) is True
+        assert store.append(hunch("u0002", "p9", 300, event_id="client-evt-42")) is False
+        assert [n for n, _ in store.events_since(5)] == [6]
 
 
 def test_two_hosts_upgrading_at_once_apply_each_migration_once(postgres_url) -> None:

@@ -1,0 +1,78 @@
+"""Event identity over real HTTP, against uvicorn in a subprocess that opens a store file
+an older release wrote (and migrates it): client event ids are per user, a user's retry
+is still ignored, and every event of the old file is still there."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from recsys.events import SCHEMA_VERSION, EventStore
+from tests.integration.conftest import Server, token
+from tests.recsys.test_events import OLD_EVENTS, write_old_event_file
+
+POLLS = ["p0001", "p0002", "p0003"]
+INTERACTION = """mutation($input: InteractionInput!) { recordInteraction(input: $input) {
+  __typename ... on Recorded { stored eventId } ... on InvalidInputError { message } } }"""
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("event-ids-home")
+    write_old_event_file(home / "events.sqlite3")  # holds u0002's "client-evt-42"
+    raw = sqlite3.connect(home / "events.sqlite3")
+    raw.executemany("INSERT OR IGNORE INTO items (item_id, fields) VALUES (?, ?)",
+                    [(p, '{"CATEGORY":"news","AUTHOR_ID":"a1"}') for p in POLLS])
+    raw.commit()
+    raw.close()
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(home):
+    srv = Server(home).start()
+    yield srv
+    srv.stop()
+
+
+def record(server: Server, user: str, **fields) -> dict:
+    body = server.gql(INTERACTION, {"input": fields}, token(user)).json()
+    assert "errors" not in body, body
+    return body["data"]["recordInteraction"]
+
+
+def events_of(home: Path, user: str) -> list:
+    with EventStore(home / "events.sqlite3") as store:
+        return [e for _, e in store.events_since(0) if e.user_id == user]
+
+
+def test_the_old_files_events_are_all_kept(server, home):
+    with EventStore(home / "events.sqlite3") as store:
+        assert store.events_since(0)[:len(OLD_EVENTS)] == OLD_EVENTS
+    raw = sqlite3.connect(home / "events.sqlite3")
+    assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    raw.close()
+
+
+def test_two_users_may_send_the_same_client_event_id(server, home):
+    # the probe's case: u0002 sent "client-evt-42" (stored in the old file), then u0003
+    assert record(server, "u0003", pollId="p0003", eventId="client-evt-42",
+                  eventType="COMMENT") == {
+        "__typename": "Recorded", "stored": True, "eventId": "client-evt-42"}
+    assert [(e.item_id, e.event_type) for e in events_of(home, "u0003")
+            if e.event_id == "client-evt-42"] == [("p0003", "COMMENT")]
+    # and a fresh id, sent by two users in turn
+    for user, poll in (("u0010", "p0001"), ("u0011", "p0002")):
+        assert record(server, user, pollId=poll, eventId="client-evt-7")["stored"] is True
+        assert [e.item_id for e in events_of(home, user)] == [poll]
+
+
+def test_the_same_user_repeating_an_event_id_is_still_deduplicated(server, home):
+    first = record(server, "u0020", pollId="p0001", eventId="retry-1")
+    again = record(server, "u0020", pollId="p0002", eventId="retry-1")  # a retry
+    assert (first["stored"], again["stored"]) == (True, False)
+    assert [e.item_id for e in events_of(home, "u0020")] == ["p0001"]
+    # the old file's own id, retried by its sender
+    assert record(server, "u0002", pollId="p0002", eventId="client-evt-42")["stored"] is False
