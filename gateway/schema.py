@@ -488,7 +488,8 @@ def _check_promotion_filter(services: Any, promotion: PromotionRecord) -> None:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Polls the user saw (impression-only event).")
+    @strawberry.mutation(description=(
+        "Polls the user saw (impression-only event); a poll repeated in one call counts once."))
     async def record_impressions(self, info: Info, poll_ids: list[strawberry.ID],
                                  recommendation_id: str | None = None,
                                  at: float | None = None) -> RecordImpressionsResult:

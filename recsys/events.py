@@ -961,6 +961,10 @@ def _admitted(events: Iterable[_E], rules: EventRules) -> Iterator[_E]:
 
 
 def _impression_json(item_ids: tuple[str, ...], what: str) -> str | None:
+    # A poll is shown once per list however often a client repeats it: duplicates would
+    # count as extra impressions (and lower the poll's exploration bonus). First
+    # occurrence wins, so the order shown is kept. Every store writes lists through here.
+    item_ids = tuple(dict.fromkeys(item_ids))
     if not item_ids:
         return None
     for item in item_ids:

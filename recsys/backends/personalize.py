@@ -229,8 +229,8 @@ class PersonalizeEventSink:
             impression = list(event.impression)
         if event.recommendation_id:
             out["recommendationId"] = event.recommendation_id
-        if impression:
-            out["impression"] = impression[:MAX_IMPRESSION_IDS]
+        if impression:  # each poll once, as the store keeps it (first occurrence)
+            out["impression"] = list(dict.fromkeys(impression))[:MAX_IMPRESSION_IDS]
         if not out["itemId"]:
             del out["itemId"]
         return out

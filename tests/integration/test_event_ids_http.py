@@ -1,6 +1,7 @@
 """Event identity over real HTTP, against uvicorn in a subprocess that opens a store file
 an older release wrote (and migrates it): client event ids are per user, a user's retry
-is still ignored, and every event of the old file is still there."""
+is still ignored, a poll repeated in one impression batch counts once, and every event
+of the old file is still there."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from recsys.events import SCHEMA_VERSION, EventStore
+from recsys.events import SCHEMA_VERSION, EventStore, Impression
 from tests.integration.conftest import Server, token
 from tests.recsys.test_events import OLD_EVENTS, write_old_event_file
 
 POLLS = ["p0001", "p0002", "p0003"]
 INTERACTION = """mutation($input: InteractionInput!) { recordInteraction(input: $input) {
+  __typename ... on Recorded { stored eventId } ... on InvalidInputError { message } } }"""
+IMPRESSIONS = """mutation($ids: [ID!]!) { recordImpressions(pollIds: $ids) {
   __typename ... on Recorded { stored eventId } ... on InvalidInputError { message } } }"""
 
 
@@ -76,3 +79,17 @@ def test_the_same_user_repeating_an_event_id_is_still_deduplicated(server, home)
     assert [e.item_id for e in events_of(home, "u0020")] == ["p0001"]
     # the old file's own id, retried by its sender
     assert record(server, "u0002", pollId="p0002", eventId="client-evt-42")["stored"] is False
+
+
+def test_a_poll_repeated_in_one_impression_batch_is_stored_once(server, home):
+    with EventStore(home / "events.sqlite3") as store:
+        before = store.impression_counts()
+    body = server.gql(IMPRESSIONS, {"ids": ["p0001"] * 5 + ["p0003", "p0001"]},
+                      token("u0030")).json()
+    assert body["data"]["recordImpressions"]["__typename"] == "Recorded", body
+    [event] = events_of(home, "u0030")
+    assert isinstance(event, Impression) and event.item_ids == ("p0001", "p0003")
+    with EventStore(home / "events.sqlite3") as store:
+        after = store.impression_counts()
+    assert {p: after.get(p, 0) - before.get(p, 0) for p in POLLS} == {
+        "p0001": 1, "p0002": 0, "p0003": 1}

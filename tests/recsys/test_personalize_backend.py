@@ -120,6 +120,24 @@ def test_put_events_users_items_match_the_service_model():
         stub.assert_no_pending_responses()
 
 
+def test_forwarded_impressions_name_each_poll_once():
+    # as the store keeps them: a poll repeated in one list counts once, first place kept
+    _, events = make_clients(CONFIG, session())
+    sink = PersonalizeEventSink(CONFIG, events)
+    with Stubber(events) as stub:
+        stub.add_response("put_events", {}, {
+            "trackingId": "tracking-1", "userId": "u1", "sessionId": "s1", "eventList": [
+                {"eventId": "m1", "eventType": "IMPRESSION", "sentAt": ANY, "itemId": "p1",
+                 "impression": ["p1", "p2"]},
+                {"eventId": "e1", "eventType": "HUNCH", "sentAt": ANY, "itemId": "p3",
+                 "impression": ["p2", "p1"]}]})
+        assert sink.put_events("u1", "s1", [
+            Impression("u1", ("p1", "p1", "p2", "p1"), 1_700_000_000, event_id="m1"),
+            Interaction("u1", "p3", "HUNCH", 1_700_000_001, impression=("p2", "p2", "p1"),
+                        event_id="e1")]) == 2
+        stub.assert_no_pending_responses()
+
+
 def test_missing_arns_are_a_clear_error():
     runtime, events = make_clients(CONFIG, session())
     with pytest.raises(PersonalizeNotConfigured, match="trending-now"):

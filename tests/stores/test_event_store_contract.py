@@ -167,6 +167,20 @@ def test_event_ids_are_unique_per_user_not_across_users(open_store) -> None:
         assert [e.user_id for e in other.impressions()] == ["u0004"]
 
 
+def test_a_poll_repeated_in_one_impression_list_counts_once(store) -> None:
+    # One list is one view: a poll seen once per batch counts once, in the order first
+    # shown, however the batch arrives (live, an interaction's list, a bulk import).
+    assert store.append(Impression("u1", ("p0001",) * 5, 100, event_id="m1")) is True
+    store.append(Impression("u1", ("p3", "p1", "p3", "p2", "p1"), 200, event_id="m2"))
+    store.append(hunch("u1", "p9", 300, impression=("p4", "p4", "p5")))
+    store.import_bulk(impressions=[Impression("u2", ("p5", "p5"), 400)])
+    assert [e.item_ids for e in store.impressions()] == [
+        ("p0001",), ("p3", "p1", "p2"), ("p5",)]
+    assert [e.impression for e in store.interactions()] == [("p4", "p5")]
+    assert store.impression_counts() == {"p0001": 1, "p1": 1, "p2": 1, "p3": 1, "p4": 1,
+                                         "p5": 2}
+
+
 # --------------------------------------------------------------------- reads
 
 
