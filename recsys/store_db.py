@@ -210,7 +210,8 @@ def upgrade_component(pool, component: str, migrations: Sequence[str | Callable]
 def check_schema(pool, component: str, expected: int) -> None:
     """Raise :class:`SchemaOutdated` when the database is behind this code. A newer
     schema is accepted: migrations only add, so code one release behind keeps working
-    during a rolling deploy."""
+    during a rolling deploy (one exception, events schema 2: see postgres_events.py's
+    MIGRATIONS and README's `hunch db upgrade`)."""
     with unavailable_as_typed(f"reading the {component} schema version"), \
             pool.connection() as conn:
         found = schema_version(conn, component)
