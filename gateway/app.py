@@ -192,13 +192,15 @@ class HunchGraphQL(GraphQL):
     def __init__(self, schema, services_ref: dict, authenticator: Authenticator,
                  rate_limiter: RateLimiter, development: bool,
                  feed_executor: Executor | None = None,
-                 feed_rate_limiter: RateLimiter | None = None):
+                 feed_rate_limiter: RateLimiter | None = None,
+                 read_rate_limiter: RateLimiter | None = None):
         super().__init__(schema, graphql_ide="graphiql" if development else None,
                          allow_queries_via_get=False)
         self.services_ref = services_ref
         self.authenticator = authenticator
         self.rate_limiter = rate_limiter
         self.feed_rate_limiter = feed_rate_limiter
+        self.read_rate_limiter = read_rate_limiter
         self.feed_executor = feed_executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -265,6 +267,7 @@ class HunchGraphQL(GraphQL):
         return {"request": request, "response": response, "principal": principal,
                 "services": self.services_ref["services"], "rate_limiter": self.rate_limiter,
                 "feed_rate_limiter": self.feed_rate_limiter,
+                "read_rate_limiter": self.read_rate_limiter,
                 "feed_executor": self.feed_executor, "degraded": []}
 
 
@@ -277,13 +280,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     check_production(settings)
     services_ref: dict[str, Any] = {"services": services}
     schema = build_schema(settings.development, settings.max_query_depth,
-                          settings.max_query_tokens, settings.max_aliases)
+                          settings.max_query_tokens, settings.max_aliases,
+                          settings.max_query_nodes, settings.max_page_size)
     feed_executor = ThreadPoolExecutor(FEED_THREADS, thread_name_prefix="feed")
     limiters = [make_rate_limiter(scope, rate, settings.session_store, settings.redis_url)
                 for scope, rate in (("mutation", settings.mutation_rate_per_minute),
-                                    ("feed", settings.feed_rate_per_minute))]
+                                    ("feed", settings.feed_rate_per_minute),
+                                    ("read", settings.read_rate_per_minute))]
     graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings), limiters[0],
-                               settings.development, feed_executor, limiters[1])
+                               settings.development, feed_executor, limiters[1], limiters[2])
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -88,7 +88,8 @@ def code_for(error: GraphQLError) -> tuple[str, bool]:
     original = error.original_error
     if original is None:
         # Raised by graphql-core itself: parse and validation failures (depth, aliases,
-        # tokens, unknown fields, bad variables). Their messages are safe to show.
+        # tokens, unknown fields, bad variables, the node budget of query_cost.py).
+        # Their messages are safe to show.
         if "Syntax Error" in error.message or "exceeds the maximum" in error.message.lower():
             return "GRAPHQL_PARSE_FAILED", False
         return "GRAPHQL_VALIDATION_FAILED", False

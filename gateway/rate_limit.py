@@ -1,5 +1,5 @@
-"""Per-user rate limits: how many requests of one kind (feed pages, mutations) a user
-may send per minute.
+"""Per-user rate limits: how many requests of one kind (feed pages, mutations, reads) a
+user may send per minute.
 
 Two implementations of one small protocol (``await limiter.allow(user_id)``):
 
@@ -145,7 +145,7 @@ class RedisRateLimiter:
 
 def make_rate_limiter(scope: str, rate_per_minute: int, session_store: str,
                       redis_url: str) -> RateLimiter:
-    """The limiter for one kind of request (``scope``: "feed", "mutation"): shared
+    """The limiter for one kind of request (``scope``: "feed", "mutation", "read"): shared
     through Redis when the feed sessions are (several hosts), else this worker's own."""
     if session_store == "redis":
         return RedisRateLimiter(redis_url, scope, rate_per_minute)

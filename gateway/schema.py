@@ -58,7 +58,7 @@ class Author:
     @strawberry.field(description="The author's newest polls ('more from this author'); "
                       "`first` is at most HUNCH_MAX_PAGE_SIZE, more is PAGE_SIZE_EXCEEDED.")
     async def polls(self, info: Info, first: int = 10) -> list["Poll"]:
-        _principal(info)
+        await _check_read_rate(info, _principal(info))
         services = _services(info)
         bound = services.settings.max_page_size
         if not 0 <= first <= bound:
@@ -287,6 +287,23 @@ async def _check_rate(info: Info, principal: Principal, kind: str = "mutations")
         raise RateLimited(f"too many {kind}; slow down and retry in a few seconds")
 
 
+async def _check_read_rate(info: Info, principal: Principal) -> None:
+    """The reads (``poll``, ``me``, ``Author.polls``) count once per request, whichever
+    and however many of them it makes: ``Author.polls`` resolves once per poll of a feed
+    page, and what one request may return is bounded by ``max_query_nodes``. The
+    request's first read asks the limiter; the others wait for the same answer."""
+    limiter = info.context.get("read_rate_limiter")
+    if limiter is None:
+        return
+    allowed = info.context.get("read_rate_allowed")
+    if allowed is None:
+        allowed = info.context["read_rate_allowed"] = asyncio.ensure_future(
+            limiter.allow(principal.user_id))
+    if not await allowed:
+        raise RateLimited("too many reads (poll, me, Author.polls); slow down and retry "
+                          "in a few seconds")
+
+
 def _in_thread(resolver: Callable[..., Any]) -> Callable[..., Any]:
     """A synchronous resolver that reads or writes the stores, run in a worker thread:
     on the event loop a commit's fsync or a store lock held it up for every request."""
@@ -401,7 +418,7 @@ class Query:
 
     @strawberry.field
     async def poll(self, info: Info, id: strawberry.ID) -> Poll | None:
-        _principal(info)
+        await _check_read_rate(info, _principal(info))
         # Reads wait on the store's lock (behind a commit's fsync): off the event loop.
         record = await asyncio.to_thread(_services(info).events.get_item, str(id))
         return Poll.from_record(record) if record else None
@@ -409,6 +426,7 @@ class Query:
     @strawberry.field
     async def me(self, info: Info) -> Me:
         principal = _principal(info)
+        await _check_read_rate(info, principal)
         record = await asyncio.to_thread(_services(info).events.get_user,
                                          principal.user_id) or {}
         return Me(id=strawberry.ID(principal.user_id), cluster=record.get("CLUSTER"),
@@ -768,7 +786,8 @@ class _PreparedDocumentsExtension(SchemaExtension):
         yield
 
 
-def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases: int):
+def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases: int,
+                 max_nodes: int = 500, max_page_size: int = 100):
     from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter
 
     from gateway.document_limits import bounded_fragments
@@ -790,9 +809,13 @@ def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases
     extensions: list[Any] = [OperationLatency, documents.extension, error_codes,
                              ResponseExtensions]
     from gateway.execution import ScalarFieldsExecutionContext
+    from gateway.query_cost import node_budget
 
+    # The node budget needs the variables' values, which validation rules do not see:
+    # it is counted by the executor, before the first resolver (gateway/query_cost.py).
+    executor = node_budget(ScalarFieldsExecutionContext, max_nodes, max_page_size)
     return _Schema(query=Query, mutation=Mutation, extensions=extensions,
-                   execution_context_class=ScalarFieldsExecutionContext)
+                   execution_context_class=executor)
 
 
 class _Schema(strawberry.Schema):

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     max_query_depth: int = 6
     max_query_tokens: int = 2000
     max_aliases: int = 15
+    # Nodes one operation can return, counted as GitHub does (gateway/query_cost.py): each
+    # list's `first` times what its parents return. A feed page of 100 is 100, with
+    # "more from this author" (first: 3) in each 400; 15 aliases of poll.author.polls
+    # (first: 100) are 1,500 (90 MB of poll text), a page of 100 each asking
+    # author.polls(first: 100) 10,100. A poll's text is at most ~64 KB (the body limit),
+    # so 500 also caps an answer near 32 MB of it.
+    max_query_nodes: int = Field(500, ge=1)
     max_body_bytes: int = 64 * 1024  # a recordImpressions of 100 ids is ~5 KiB
     # Per user, counted by each worker, or by all of them through Redis when
     # session_store is redis (gateway/rate_limit.py).
@@ -76,6 +83,11 @@ class Settings(BaseSettings):
     # A reader asks a page every few seconds; faster is a script, and a page is the
     # costliest request (~5 ms of server CPU): 5 pages/s sustained, bursts of 30.
     feed_rate_per_minute: int = Field(300, ge=1)
+    # The reads poll, me and Author.polls: one count per request that makes any of them
+    # (Author.polls resolves once per poll of a page; a request's size is
+    # max_query_nodes' job). Their own limit: a store read costs a fraction of a feed
+    # page, and opening polls must not use up a reader's feed pages, nor the reverse.
+    read_rate_per_minute: int = Field(300, ge=1)
     max_page_size: int = 100
 
     # --- event admission (see recsys/admission.py for the reasons) -----------------------

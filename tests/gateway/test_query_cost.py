@@ -1,0 +1,209 @@
+"""The node budget (gateway/query_cost.py) and the read rate limit, in process over ASGI.
+
+A hostile client's probe: 15 aliases of ``poll { author { polls(first: 100) { <text> } } }``
+(1.4 KB) returned 90 MB of poll text in 0.67 s, and 15 aliased feed pages each asking
+``author { polls(first: 100) }`` returned 9.85 MB; ``poll``, ``me`` and ``Author.polls``
+had no rate limit."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gateway.app import create_app
+from gateway.services import Services
+from recsys.events import EventStore
+from tests.gateway.test_app import codes, gql, serve, settings  # noqa: F401 - a fixture
+
+TEXT = "x" * 2_000  # the probe's polls had ~60 KB of text; 6 KB keeps the test light
+HOARD = 100  # polls the probe's user created (the mutation rate limit allows it)
+
+ATTACK_POLLS = "{ " + " ".join(
+    f'a{i}: poll(id: "p1") {{ author {{ polls(first: 100) '
+    "{ id question options description } } }" for i in range(15)) + " }"
+ATTACK_FEED = "{ " + " ".join(
+    f"a{i}: feed(first: 100) {{ edges {{ node {{ question options description "
+    "author { polls(first: 100) { id question options description } } } } }"
+    for i in range(15)) + " }"
+# What the app asks: a full page with the poll's text and its author's id.
+FULL_PAGE = """query($first: Int!) { feed(first: $first) {
+  pageInfo { endCursor hasNextPage } recommendationId
+  edges { cursor source score rank node { id question options description categories
+    createdAt author { id } } } } }"""
+# The same page where every poll also asks for its author's other polls.
+PAGE_WITH_AUTHOR_POLLS = """query($first: Int!, $more: Int!) { feed(first: $first) {
+  edges { node { id question author { id polls(first: $more) { id question } } } } } }"""
+
+
+@pytest.fixture
+def hoard(settings):  # noqa: F811
+    """The probe's set-up: a1 (author of the feed's polls) wrote 100 more, text and all."""
+    events = EventStore(settings.events_db)
+    events.upsert_items([
+        {"ITEM_ID": f"h{k}", "CATEGORY": "news", "AUTHOR_ID": "a1",
+         "CREATION_TIMESTAMP": 1_700_000_000 + k, "QUESTION": TEXT, "OPTIONS": TEXT,
+         "DESCRIPTION": TEXT} for k in range(HOARD)])
+    events.close()
+    return settings
+
+
+def _spied(settings) -> tuple[Services, list[str]]:  # noqa: F811
+    """Services whose store reads (every resolver's way to data) are recorded."""
+    services = Services(settings)
+    calls: list[str] = []
+    for owner, name in ((services.events, "get_item"), (services.events, "get_items"),
+                        (services.events, "get_user"), (services, "polls_by_author"),
+                        (services, "feed")):
+        method = getattr(owner, name)
+
+        def called(*args, _method=method, _name=name, **kwargs):
+            calls.append(_name)
+            return _method(*args, **kwargs)
+
+        setattr(owner, name, called)
+    return services, calls
+
+
+def _refused(body: dict) -> str:
+    assert codes(body) == ["GRAPHQL_VALIDATION_FAILED"], str(body)[:500]
+    assert body.get("data") is None
+    return body["errors"][0]["message"]
+
+
+def test_the_probes_two_queries_are_refused_before_any_resolver_runs(hoard):
+    services, calls = _spied(hoard)
+
+    async def scenario(client):
+        for query, nodes in ((ATTACK_POLLS, 15 * 100), (ATTACK_FEED, 15 * (100 + 100 * 100))):
+            started = time.perf_counter()
+            response = await gql(client, hoard, query)
+            took = time.perf_counter() - started
+            message = _refused(response.json())
+            assert calls == [], calls  # not one store read: nothing was executed
+            assert took < 1.0, took
+            assert len(response.content) < 1_000
+            assert f"up to {nodes:,} nodes" in message and "budget of 500" in message
+            assert "fewer items per list" in message
+            error = response.json()["errors"][0]
+            assert error["extensions"]["nodes"] == nodes
+            assert error["extensions"]["maxNodes"] == 500
+        # the same user's ordinary reads still work
+        body = (await gql(client, hoard, '{ poll(id: "p1") { author { polls(first: 100) '
+                                         "{ id } } } }")).json()
+        assert "errors" not in body and len(body["data"]["poll"]["author"]["polls"]) == 100
+
+    serve(hoard, scenario, create_app(hoard, services))
+
+
+def test_the_apps_full_page_passes_and_the_page_with_author_polls_does_not(settings):  # noqa: F811
+    async def scenario(client):
+        page = (await gql(client, settings, FULL_PAGE, {"first": 100})).json()  # 100 nodes
+        assert "errors" not in page, page
+        edges = page["data"]["feed"]["edges"]
+        assert len(edges) == 30 and all(e["node"]["author"] == {"id": "a1"} for e in edges)
+        # "more from this author" with 3 each: 100 + 100 * 3 = 400
+        more = (await gql(client, settings, PAGE_WITH_AUTHOR_POLLS,
+                          {"first": 100, "more": 3})).json()
+        assert "errors" not in more, more
+        assert all(len(e["node"]["author"]["polls"]) == 3 for e in more["data"]["feed"]["edges"])
+        # the probe's shape, one page: 100 + 100 * 100 = 10,100
+        message = _refused((await gql(client, settings, PAGE_WITH_AUTHOR_POLLS,
+                                      {"first": 100, "more": 100})).json())
+        assert "up to 10,100 nodes" in message
+
+    serve(settings, scenario)
+
+
+def test_variables_defaults_and_fragments_are_counted(settings):  # noqa: F811
+    polls_of_author = "fragment More on Poll { author { polls(first: $n) { id } } }"
+
+    def aliased(count: int) -> str:
+        return ("query($n: Int! = 100) { " + " ".join(
+            f'a{i}: poll(id: "p1") {{ id ...More }}' for i in range(count)) + " } "
+            + polls_of_author)
+
+    async def scenario(client):
+        # through a fragment, with a variable's default: 5 * 100 is the budget, 6 * 100 over
+        assert "errors" not in (await gql(client, settings, aliased(5))).json()
+        assert "up to 600 nodes" in _refused((await gql(client, settings, aliased(6))).json())
+        # the variable's value, not its default, is what counts
+        small = (await gql(client, settings, aliased(6), {"n": 2})).json()
+        assert "errors" not in small and len(small["data"]["a5"]["author"]["polls"]) == 2
+        # an inline fragment and a missing `first` (the field's default: 20 and 10)
+        default = "{ feed { edges { node { ... on Poll { author { polls { id } } } } } } }"
+        assert "errors" not in (await gql(client, settings, default)).json()  # 20 + 200
+        full = "{ feed(first: 100) { edges { node { author { polls { id } } } } } }"
+        assert "up to 1,100 nodes" in _refused((await gql(client, settings, full)).json())
+        # @include with a variable: what is left out is not counted
+        optional = ("query($more: Boolean!) { feed(first: 100) { edges { node { id "
+                    "author @include(if: $more) { polls(first: 100) { id } } } } } }")
+        assert "errors" not in (await gql(client, settings, optional, {"more": False})).json()
+        _refused((await gql(client, settings, optional, {"more": True})).json())
+        # a `first` the resolver refuses still gets its typed error, counted as a page
+        too_big = (await gql(client, settings, '{ poll(id: "p1") { author { polls('
+                                               "first: 10000) { id } } } }")).json()
+        assert codes(too_big) == ["PAGE_SIZE_EXCEEDED"]
+
+    serve(settings, scenario)
+
+
+def test_the_budget_is_a_setting(settings):  # noqa: F811
+    settings = settings.model_copy(update={"max_query_nodes": 50})
+    query = '{ poll(id: "p1") { author { polls(first: 30) { id } } } }'
+
+    async def scenario(client):
+        assert "errors" not in (await gql(client, settings, query)).json()  # 30
+        message = _refused((await gql(client, settings, query.replace("30", "51"))).json())
+        assert "up to 51 nodes, over the budget of 50" in message
+
+    serve(settings, scenario)
+
+
+def test_the_count_reuses_each_fragment_instead_of_walking_every_spread():
+    """Fragments that each spread the next twice expand to 2**30 pages; the count walks
+    each fragment once (validation refuses such a document first in any case)."""
+    from graphql import parse
+    from graphql.execution import get_variable_values
+
+    from gateway.query_cost import operation_nodes
+    from gateway.schema import schema
+
+    fragments = " ".join(f"fragment F{i} on Poll {{ id ...F{i + 1} ...F{i + 1} }}"
+                         for i in range(30))
+    document = parse('{ poll(id: "p") { ...F0 } } ' + fragments
+                     + " fragment F30 on Poll { author { polls(first: 2) { id } } }")
+    operation, *definitions = document.definitions
+    variables = get_variable_values(schema._schema, [], {})
+    started = time.perf_counter()
+    nodes = operation_nodes(schema._schema, operation,
+                            {d.name.value: d for d in definitions}, variables, 100)
+    assert nodes == 2 * 2**30
+    assert time.perf_counter() - started < 0.5
+
+
+def test_poll_me_and_author_polls_are_rate_limited_once_per_request(settings):  # noqa: F811
+    # Bursts of 10 (the floor), refilled at one a minute: no slow run refills a token.
+    settings = settings.model_copy(update={"read_rate_per_minute": 1})
+    poll_and_author = ('{ me { id } poll(id: "p1") { id author { polls(first: 2) { id } } } '
+                       "other: poll(id: \"p2\") { id } }")
+    page_with_more = "{ feed(first: 5) { edges { node { author { polls(first: 2) { id } } } } } }"
+
+    async def scenario(client):
+        # Each request counts once, however many reads it makes (Author.polls runs once
+        # per poll of a page): 9 requests of 4 reads and one page of 5 fit a burst of 10.
+        bodies = [(await gql(client, settings, poll_and_author, user="scraper")).json()
+                  for _ in range(9)]
+        bodies.append((await gql(client, settings, page_with_more, user="scraper")).json())
+        assert all("errors" not in b for b in bodies), bodies[-1]
+        for query in ('{ poll(id: "p1") { id } }', "{ me { id } }", page_with_more):
+            refused = (await gql(client, settings, query, user="scraper")).json()
+            assert set(codes(refused)) == {"RATE_LIMITED"}, refused
+            assert "too many reads" in refused["errors"][0]["message"]
+        # one user's flood costs only that user, and not their feed pages
+        assert "errors" not in (await gql(client, settings, "{ me { id } }", user="reader")).json()
+        feed = (await gql(client, settings, "{ feed(first: 5) { edges { node { id } } } }",
+                          user="scraper")).json()
+        assert "errors" not in feed, feed
+
+    serve(settings, scenario)
