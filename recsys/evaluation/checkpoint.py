@@ -126,12 +126,8 @@ class FoldCheckpoint:
 
 def _create_exclusively(path: Path, payload: bytes) -> bool:
     """Write ``path`` whole unless it exists: False when another process has it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    tmp = _written_beside(path, payload)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
         try:
             os.link(tmp, path)  # atomic, and fails if the name exists
         except FileExistsError:
@@ -143,15 +139,25 @@ def _create_exclusively(path: Path, payload: bytes) -> bool:
             os.unlink(tmp)
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    # A temporary file of its own: two runs saving into one directory at once must not
-    # write into (or rename away) each other's half-written file.
+def _written_beside(path: Path, payload: bytes) -> str:
+    """``payload`` synced to a temporary file of its own next to ``path``: two runs
+    saving into one directory at once must not write into each other's file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    tmp = _written_beside(path, payload)  # never renames away another run's file
+    try:
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
