@@ -63,6 +63,9 @@ ERROR_CODES: list[tuple[type[BaseException] | tuple[type[BaseException], ...], s
     (USER_INPUT_ERRORS, "BAD_USER_INPUT"),
 ]
 
+# Typed codes that are not the client's doing: a store or the graph is down.
+OUTAGE_CODES = frozenset({"STORE_UNAVAILABLE", "GRAPH_UNAVAILABLE"})
+
 # Codes whose message names internals (a database host): the client gets this instead.
 PUBLIC_MESSAGES = {
     "STORE_UNAVAILABLE": "The event store is unavailable; retry in a moment (a repeated "
@@ -110,6 +113,8 @@ def log_errors(errors: list[GraphQLError]) -> None:
         code, mask = code_for(error)
         if mask:
             log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+        elif code in OUTAGE_CODES:  # typed for the client, but ours to fix: alerting reads these
+            log.error("%s at %s: %s", code, error.path, clip_message(error.message))
         else:
             first_line = clip_message(error.message).split("\n", 1)[0]
             log.info("client error %s at %s: %s", code, error.path, first_line)

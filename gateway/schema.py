@@ -30,6 +30,8 @@ from recsys.admission import (
     MAX_ECHO_CHARS,
     UnknownPolls,
     check_client_id,
+    check_id,
+    check_user_id,
     check_no_control,
     check_plain,
 )
@@ -207,6 +209,11 @@ class NotFoundError:
     message: str
 
 
+@strawberry.type(description="The object is still used by another (a filter by a promotion).")
+class InUseError:
+    message: str
+
+
 @strawberry.type
 class AlreadyExistsError:
     message: str
@@ -224,6 +231,8 @@ PromotionResult = Annotated[
     Promotion | InvalidInputError | NotFoundError | AlreadyExistsError,
     strawberry.union("PromotionResult")]
 DeleteResult = Annotated[Deleted | NotFoundError, strawberry.union("DeleteResult")]
+DeleteFilterResult = Annotated[Deleted | NotFoundError | InUseError,
+                               strawberry.union("DeleteFilterResult")]
 FilterResult = Annotated[
     Filter | InvalidFilterExpressionError | AlreadyExistsError,
     strawberry.union("FilterResult")]
@@ -315,14 +324,18 @@ def _in_thread(resolver: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def _invalid_ids(*named: tuple[str, object]) -> "InvalidInputError | None":
-    """The first of these client-sent ids (what, value; None is left out) that
-    :func:`check_client_id` refuses, as a union error: every mutation checks its poll,
-    user, event and recommendation ids by this one rule, before any store or the graph."""
+def _invalid_ids(*named: tuple[str, object],
+                 check: Callable[[str, object], None] = check_client_id,
+                 ) -> "InvalidInputError | None":
+    """The first of these client-sent ids (what, value; None is left out) that ``check``
+    refuses, as a union error, before any store or the graph. New ids (a poll created,
+    event and recommendation ids) follow :func:`check_client_id`; user ids
+    :func:`check_user_id`; ids of stored polls only :func:`check_id`, since the catalog
+    decides whether they exist (an imported "poll 7 " must still take votes)."""
     try:
         for what, value in named:
             if value is not None:
-                check_client_id(what, str(value))
+                check(what, str(value))
     except InvalidEvent as exc:
         return InvalidInputError(message=str(exc))
     return None
@@ -516,8 +529,8 @@ class Mutation:
         if not poll_ids or len(poll_ids) > MAX_IMPRESSIONS_PER_CALL:
             return InvalidInputError(
                 message=f"pollIds needs 1 to {MAX_IMPRESSIONS_PER_CALL} ids")
-        if (problem := _invalid_ids(*(("pollIds", p) for p in poll_ids),
-                                    ("recommendationId", recommendation_id))) is not None:
+        if (problem := _invalid_ids(*(("pollIds", p) for p in poll_ids), check=check_id)
+                or _invalid_ids(("recommendationId", recommendation_id))) is not None:
             return problem
         try:
             # A durable write (commit) waits on the disk: off the event loop, so the
@@ -538,9 +551,11 @@ class Mutation:
         await _check_rate(info, principal)
         services = _services(info)
         poll_id = str(input.poll_id)
+        event_id = input.event_id or None  # "" is no id: one is generated, as before
         if (problem := _invalid_ids(
                 ("pollId", poll_id), *(("impression", i) for i in input.impression or ()),
-                ("eventId", input.event_id), ("recommendationId", input.recommendation_id),
+                check=check_id) or _invalid_ids(
+                ("eventId", event_id), ("recommendationId", input.recommendation_id),
         )) is not None:
             return problem
 
@@ -553,7 +568,7 @@ class Mutation:
                     principal.user_id, poll_id, input.event_type.strip().upper(),
                     services.event_rules.event_time(input.at), input.event_value,
                     tuple(str(i) for i in (input.impression or ())), input.recommendation_id,
-                    event_id=input.event_id or uuid.uuid4().hex,
+                    event_id=event_id or uuid.uuid4().hex,
                 )
                 stored = services.record_interaction(event)  # checks the event, then stores
             except UnknownPolls as exc:
@@ -568,7 +583,7 @@ class Mutation:
     async def follow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
         await _check_rate(info, principal)
-        if (problem := _invalid_ids(("userId", user_id))) is not None:
+        if (problem := _invalid_ids(("userId", user_id), check=check_user_id)) is not None:
             return problem
         if str(user_id) == principal.user_id:
             return InvalidInputError(message="a user cannot follow themselves")
@@ -582,7 +597,7 @@ class Mutation:
     async def unfollow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
         principal = _principal(info)
         await _check_rate(info, principal)
-        if (problem := _invalid_ids(("userId", user_id))) is not None:
+        if (problem := _invalid_ids(("userId", user_id), check=check_user_id)) is not None:
             return problem
         try:
             await _services(info).unfollow(principal.user_id, str(user_id))
@@ -595,7 +610,8 @@ class Mutation:
     async def upsert_poll(self, info: Info, input: PollInput) -> UpsertPollResult:
         principal = _principal(info)
         await _check_rate(info, principal)
-        if (problem := _invalid_ids(("id", input.id), ("authorId", input.author_id))) is not None:
+        if (problem := _invalid_ids(("id", input.id)) or _invalid_ids(
+                ("authorId", input.author_id), check=check_user_id)) is not None:
             return problem
         try:
             record = _poll_record(input)
@@ -680,10 +696,18 @@ class Mutation:
 
     @strawberry.mutation
     @_in_thread
-    def delete_filter(self, info: Info, name: str) -> DeleteResult:
+    def delete_filter(self, info: Info, name: str) -> DeleteFilterResult:
         _admin(info)
+        services = _services(info)
+        # A promotion naming a deleted filter failed every user's feed while it was
+        # active (its filter is checked when the promotion is written: 57d73c5).
+        users = sorted(p.name for p in services.promotions.list() if p.filter_name == name)
+        if users:
+            return InUseError(message=f"filter {name!r:.80} is used by promotion(s) "
+                                      f"{', '.join(users)[:200]}: delete those promotions "
+                                      "or give them another filter first")
         try:
-            _services(info).filters.delete(name)
+            services.filters.delete(name)
         except UnknownFilter as exc:
             return NotFoundError(message=str(exc))
         return Deleted(name=name)

@@ -93,22 +93,35 @@ def check_id(what: str, value: object) -> None:
 
 
 def check_client_id(what: str, value: object) -> None:
-    """:func:`check_id` plus what an id a client sends may not hold, one rule for every
-    mutation (poll ids, user ids, event and recommendation ids): surrounding whitespace
-    ("u1 " is another user than "u1", and passed the follow-yourself check), control
-    characters (NUL and escapes break logs and CSV tools), and '|', which joins ids in
-    Personalize's IMPRESSION and categorical (AUTHOR_ID) fields: a poll id with it was
-    served but could never be reported seen."""
+    """:func:`check_id` plus what a new id a client names may not hold (polls it
+    creates, event and recommendation ids): surrounding whitespace, control characters
+    (NUL and escapes break logs and CSV tools), and '|', which joins ids in
+    Personalize's IMPRESSION field: a poll id with it was served but could never be
+    reported seen."""
     check_id(what, value)
     check_plain(what, value)  # type: ignore[arg-type]  # check_id: a str
+
+
+def check_user_id(what: str, value: object) -> None:
+    """A user id a client names (follow, authorId): :func:`check_id`, no surrounding
+    whitespace ("u1 " is another user than "u1", and passed the follow-yourself check)
+    and no control character. '|' is allowed: sign-in providers issue ids such as
+    Auth0's "google-oauth2|1093...", and such a user must be followable."""
+    check_id(what, value)
+    check_trimmed(what, value)  # type: ignore[arg-type]
+    check_no_control(what, value)  # type: ignore[arg-type]
+
+
+def check_trimmed(what: str, value: str) -> None:
+    if value != value.strip():
+        raise InvalidEvent(f"{what} {echo(value)} starts or ends with whitespace; "
+                           "send it without")
 
 
 def check_plain(what: str, value: str) -> None:
     """No surrounding whitespace, no control character, no '|' (see
     :func:`check_client_id`; categories follow it too)."""
-    if value != value.strip():
-        raise InvalidEvent(f"{what} {echo(value)} starts or ends with whitespace; "
-                           "send it without")
+    check_trimmed(what, value)
     check_no_control(what, value)
     if "|" in value:
         raise InvalidEvent(f"{what} {echo(value)} contains '|', which separates values in "

@@ -172,6 +172,34 @@ def test_a_promotion_whose_filter_cannot_apply_is_refused_and_feeds_keep_working
         assert r.json()["data"]["deletePromotion"]["__typename"] == "Deleted"
 
 
+def test_a_filter_a_promotion_uses_cannot_be_deleted(server, home):
+    """Deleting the stored filter an active promotion names used to fail every user's
+    feed (review of 57d73c5): refused with InUseError until the promotion goes."""
+    user = _user(home)
+    admin = token("tools", admin=True)
+    deleting = """mutation { deleteFilter(name: "promo-only") { __typename
+        ... on InUseError { message } } }"""
+    r = server.gql("""mutation { createFilter(name: "promo-only", expression:
+        "INCLUDE ItemID WHERE Items.CATEGORY IN (\\"PROMOTIONAL_EVENT\\")") { __typename } }""",
+                   token=admin)
+    assert r.json()["data"]["createFilter"]["__typename"] == "Filter", r.json()
+    r = server.gql(PROMOTION % "createPromotion", {"n": "p-named", "i": {
+        "percentPromotedItems": 20, "filterName": "promo-only"}}, admin)
+    assert r.json()["data"]["createPromotion"]["__typename"] == "Promotion", r.json()
+    try:
+        refused = server.gql(deleting, token=admin).json()["data"]["deleteFilter"]
+        assert refused["__typename"] == "InUseError", refused
+        assert "p-named" in refused["message"]
+        feed = server.gql(FEED, {"first": 10}, token(user)).json()
+        assert "errors" not in feed, feed
+    finally:
+        r = server.gql('mutation { deletePromotion(name: "p-named") { __typename } }',
+                       token=admin)
+        assert r.json()["data"]["deletePromotion"]["__typename"] == "Deleted"
+    deleted = server.gql(deleting, token=admin).json()["data"]["deleteFilter"]
+    assert deleted["__typename"] == "Deleted", deleted
+
+
 def test_acknowledged_interactions_survive_kill_9(home):
     srv = Server(home).start()
     user = _user(home)
