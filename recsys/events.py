@@ -289,6 +289,15 @@ class EventStore:
         except sqlite3.DatabaseError as exc:
             conn.close()
             self._conn = None
+            if isinstance(exc, sqlite3.OperationalError) and (
+                    "locked" in str(exc) or "busy" in str(exc)):
+                # Not a bad file: another process holds it, e.g. while it migrates a
+                # large store (1M events: ~6 s). "Point the store at a new path" would
+                # have an operator start an empty one.
+                raise EventStoreError(
+                    f"{self.path} is busy ({exc}): another process is writing or upgrading "
+                    "it; start this one again once that is done (the file is fine)"
+                ) from exc
             raise EventStoreError(
                 f"{self.path} is not a usable event store ({exc}); point the store at a "
                 "new path or at a file this engine created"

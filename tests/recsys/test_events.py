@@ -278,3 +278,28 @@ def test_a_writer_stuck_holding_the_lock_gives_a_clear_error(
             stuck.close()
         s.check_writable()
         assert s.append(hunch("u1", "p1", 1)) is True  # and it recovers
+
+
+def test_a_store_held_by_another_process_is_busy_not_unusable(tmp_path, monkeypatch) -> None:
+    """Opening waits BUSY_TIMEOUT_MS for a writer (a large migration takes seconds);
+    past it the message must not say to point the store at a new path, which would
+    start an empty store beside a good one (review of migration 3)."""
+    import sqlite3
+
+    from recsys import events as events_module
+    from recsys.events import EventStore, EventStoreError
+
+    path = tmp_path / "events.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.executescript(SCHEMA_2 + "PRAGMA user_version = 2;")  # an older release's file
+    holder.execute("BEGIN EXCLUSIVE")  # as a migrating process holds it
+    monkeypatch.setattr(events_module, "BUSY_TIMEOUT_MS", 200)
+    try:
+        with pytest.raises(EventStoreError) as refused:
+            EventStore(path)
+        assert "is busy" in str(refused.value) and "the file is fine" in str(refused.value)
+        assert "new path" not in str(refused.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    EventStore(path).close()  # once it is free, it opens
