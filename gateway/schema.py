@@ -60,7 +60,9 @@ class Author:
     @strawberry.field(description="The author's newest polls ('more from this author'); "
                       "`first` is at most HUNCH_MAX_PAGE_SIZE, more is PAGE_SIZE_EXCEEDED.")
     async def polls(self, info: Info, first: int = 10) -> list["Poll"]:
-        await _check_read_rate(info, _principal(info))
+        # Not rate-limited itself: it is reached only through `poll`, `me` or `feed`,
+        # each limited once per request, and the node budget bounds its size. Limited
+        # here, an exhausted reader got a feed page with 100 RATE_LIMITED errors.
         services = _services(info)
         bound = services.settings.max_page_size
         if not 0 <= first <= bound:
@@ -328,10 +330,11 @@ def _invalid_ids(*named: tuple[str, object],
                  check: Callable[[str, object], None] = check_client_id,
                  ) -> "InvalidInputError | None":
     """The first of these client-sent ids (what, value; None is left out) that ``check``
-    refuses, as a union error, before any store or the graph. New ids (a poll created,
-    event and recommendation ids) follow :func:`check_client_id`; user ids
-    :func:`check_user_id`; ids of stored polls only :func:`check_id`, since the catalog
-    decides whether they exist (an imported "poll 7 " must still take votes)."""
+    refuses, as a union error, before any store or the graph. A poll created follows
+    :func:`check_client_id` (no '|': it would split IMPRESSION lists); user, event and
+    recommendation ids :func:`check_user_id` ('|' allowed: "google-oauth2|1093:42");
+    ids of stored polls only :func:`check_id`, since the catalog decides whether they
+    exist (an imported "poll 7 " must still take votes)."""
     try:
         for what, value in named:
             if value is not None:
@@ -530,7 +533,8 @@ class Mutation:
             return InvalidInputError(
                 message=f"pollIds needs 1 to {MAX_IMPRESSIONS_PER_CALL} ids")
         if (problem := _invalid_ids(*(("pollIds", p) for p in poll_ids), check=check_id)
-                or _invalid_ids(("recommendationId", recommendation_id))) is not None:
+                or _invalid_ids(("recommendationId", recommendation_id),
+                                check=check_user_id)) is not None:
             return problem
         try:
             # A durable write (commit) waits on the disk: off the event loop, so the
@@ -556,7 +560,7 @@ class Mutation:
                 ("pollId", poll_id), *(("impression", i) for i in input.impression or ()),
                 check=check_id) or _invalid_ids(
                 ("eventId", event_id), ("recommendationId", input.recommendation_id),
-        )) is not None:
+                check=check_user_id)) is not None:
             return problem
 
         def record() -> RecordInteractionResult:

@@ -103,7 +103,8 @@ def check_client_id(what: str, value: object) -> None:
 
 
 def check_user_id(what: str, value: object) -> None:
-    """A user id a client names (follow, authorId): :func:`check_id`, no surrounding
+    """A user id a client names (follow, authorId; event and recommendation ids follow
+    it too, as clients build them from user ids): :func:`check_id`, no surrounding
     whitespace ("u1 " is another user than "u1", and passed the follow-yourself check)
     and no control character. '|' is allowed: sign-in providers issue ids such as
     Auth0's "google-oauth2|1093...", and such a user must be followable."""

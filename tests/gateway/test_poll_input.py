@@ -84,14 +84,15 @@ def test_every_mutation_refuses_the_same_bad_ids(settings, bad, says):  # noqa: 
             body = (await gql(client, settings, FOLLOW, {"u": bad})).json()
             _refused(body, "follow", says)
             _refused(body, "unfollow", says)
-        for interaction in ({"pollId": "p1", "eventId": bad},
-                            {"pollId": "p1", "recommendationId": bad}):
-            if interaction.get("eventId") == "":
-                continue  # no id: one is generated (the last test)
-            body = (await gql(client, settings, INTERACTION, {"i": interaction})).json()
-            _refused(body, "recordInteraction", says)
-        body = (await gql(client, settings, IMPRESSIONS, {"p": ["p1"], "r": bad})).json()
-        _refused(body, "recordImpressions", says)
+        if not user_id_ok:  # event and recommendation ids follow the user-id rule
+            for interaction in ({"pollId": "p1", "eventId": bad},
+                                {"pollId": "p1", "recommendationId": bad}):
+                if interaction.get("eventId") == "":
+                    continue  # no id: one is generated (the last test)
+                body = (await gql(client, settings, INTERACTION, {"i": interaction})).json()
+                _refused(body, "recordInteraction", says)
+            body = (await gql(client, settings, IMPRESSIONS, {"p": ["p1"], "r": bad})).json()
+            _refused(body, "recordImpressions", says)
         for interaction in ({"pollId": bad}, {"pollId": "p1", "impression": ["p2", bad]}):
             body = (await gql(client, settings, INTERACTION, {"i": interaction})).json()
             assert body["data"]["recordInteraction"]["__typename"] in (
@@ -125,6 +126,11 @@ def test_sign_in_providers_user_ids_with_a_bar_can_be_followed_and_author(settin
         body = (await _upsert(client, settings, user=provider_id, id="by-provider-user",
                               categories=["X"], authorId=provider_id)).json()
         assert body["data"]["upsertPoll"]["__typename"] == "Poll", body
+        # Clients build event and recommendation ids from such user ids.
+        body = (await gql(client, settings, INTERACTION, {"i": {
+            "pollId": "p1", "eventId": f"{provider_id}:42",
+            "recommendationId": "rec|1"}})).json()
+        assert body["data"]["recordInteraction"]["__typename"] == "Recorded", body
 
     serve(settings, scenario)
     assert _stored(settings, "by-provider-user")["AUTHOR_ID"] == provider_id
