@@ -19,14 +19,22 @@ both triple. A plain ratio would rank 1 -> 3 equal and 0 -> 1 infinite; ``GROWTH
 keeps a poll's first few events from looking like an explosion. Only polls that grew
 (score > 0) are trending; fewer than ``n`` may come back, and the feed mixer backfills.
 
+**A user counts once per poll per interval.** Personalize counts every interaction, so
+one account voting on one poll 150 times (well under the mutation rate limit) put it at
+the top of everyone's trending list (a client's probe: growth 67 against 4.9 for the
+next poll). Here a poll's count in an interval is the number of users who interacted
+with it then; a burst of many users still shows as before.
+
 Memory stays bounded: one counter per poll for each of the last ``RETAINED_INTERVALS``
-intervals, plus each poll's total (for the popular fallback). The fallback therefore
+intervals, the (user, poll) pairs already counted in those intervals (8 bytes each,
+saved with the model), plus each poll's total (for the popular fallback). The fallback therefore
 ranks by all interactions counted, not by unique users like Popularity-Count: unique
 users need per-user state, which this recipe does not keep on purpose.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -83,6 +91,14 @@ class TrendingList(NamedTuple):
     reason: TrendingReason
 
 
+def _pair_key(user_id: str, item_id: str) -> int:
+    """A (user, poll) pair as 8 bytes, the same in every process (``hash()`` of a str is
+    not), so the pairs counted survive a save and a load."""
+    digest = hashlib.blake2b(f"{user_id}\x00{item_id}".encode("utf-8", "surrogatepass"),
+                             digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
 def growth_scores(current: np.ndarray, previous: np.ndarray,
                   prior: float = GROWTH_PRIOR) -> np.ndarray:
     """Smoothed growth ``(c_now - c_prev) / sqrt(c_prev + prior)`` (see the module doc)."""
@@ -123,6 +139,8 @@ class TrendingNow:
         self._cap = max(len(self._items), 64)
         self._totals = np.zeros(self._cap, dtype=np.int64)
         self._buckets: dict[int, np.ndarray] = {}
+        # Per kept interval, the (user, poll) pairs it counted (see the module doc).
+        self._counted_pairs: dict[int, set[int]] = {}
         # "Now" when no time is given: the newest event time, robust to a few outliers
         # (see recipes/clock.py); _newest_ts is its reading.
         self._clock = EventClock()
@@ -154,6 +172,7 @@ class TrendingNow:
         for b in [b for b in self._buckets if b < oldest]:
             del self._buckets[b]
             self._bucket_version.pop(b, None)
+            self._counted_pairs.pop(b, None)
 
     def fit(self, data: TrainingData) -> Self:
         self._reset(data.items)
@@ -169,11 +188,20 @@ class TrendingNow:
             buckets = ts // self.interval_seconds
             # Only intervals that hold events: a stray event decades ahead made this a
             # loop over every interval in between.
-            for b in np.unique(buckets[buckets >= self._oldest_kept()]).tolist():
+            kept = np.flatnonzero(buckets >= self._oldest_kept())
+            for b in np.unique(buckets[kept]).tolist():
+                pairs: set[int] = set()
+                first: list[int] = []  # each user's first event on a poll in the interval
+                for j in kept[buckets[kept] == b].tolist():
+                    key = _pair_key(events[j].user_id, events[j].item_id)
+                    if key not in pairs:
+                        pairs.add(key)
+                        first.append(j)
                 counts = np.zeros(self._cap, dtype=np.int64)
-                counts[: len(self._items)] = np.bincount(idx[buckets == b],
+                counts[: len(self._items)] = np.bincount(idx[first],
                                                          minlength=len(self._items))
                 self._buckets[b] = counts
+                self._counted_pairs[b] = pairs
         return self
 
     def observe(self, events: Iterable[Interaction | Impression]) -> None:
@@ -195,6 +223,11 @@ class TrendingNow:
                     self._evict()
             b = event.timestamp // self.interval_seconds
             if b >= self._oldest_kept():
+                pairs = self._counted_pairs.setdefault(b, set())
+                key = _pair_key(event.user_id, event.item_id)
+                if key in pairs:  # this user already counts for this poll here
+                    continue
+                pairs.add(key)
                 counts = self._buckets.get(b)
                 if counts is None:
                     counts = self._buckets[b] = np.zeros(self._cap, dtype=np.int64)
@@ -303,6 +336,7 @@ class TrendingNow:
         directory.mkdir(parents=True, exist_ok=True)
         size = len(self._items)
         bucket_ids = sorted(self._buckets)
+        pair_buckets = sorted(self._counted_pairs)
         np.savez(
             directory / _MODEL_FILE,
             item_ids=np.array(self._items.ids, dtype=str),
@@ -312,6 +346,11 @@ class TrendingNow:
                                    dtype=np.int64).reshape(len(bucket_ids), size),
             newest_ts=np.array([-1 if self._newest_ts is None else self._newest_ts]),
             clock_recent=np.array(self._clock.recent, dtype=np.int64),
+            pair_bucket_ids=np.array(pair_buckets, dtype=np.int64),
+            pair_counts=np.array([len(self._counted_pairs[b]) for b in pair_buckets],
+                                 dtype=np.int64),
+            pair_keys=np.array([k for b in pair_buckets for k in sorted(self._counted_pairs[b])],
+                               dtype=np.int64),
         )
         (directory / _PARAMS_FILE).write_text(json.dumps(self.params(), indent=2) + "\n")
 
@@ -332,6 +371,12 @@ class TrendingNow:
             recent = (npz["clock_recent"].tolist() if "clock_recent" in npz.files
                       else [] if model._newest_ts is None else [model._newest_ts])
             model._clock = EventClock(recent, now=model._newest_ts)
+            if "pair_keys" in npz.files:  # versions before 2026-12-05 kept no pairs
+                keys = npz["pair_keys"].tolist()
+                start = 0
+                for b, n in zip(npz["pair_bucket_ids"].tolist(), npz["pair_counts"].tolist()):
+                    model._counted_pairs[b] = set(keys[start:start + n])
+                    start += n
         return model
 
     def _require_fitted(self) -> None:

@@ -163,3 +163,38 @@ def test_late_events_for_a_complete_interval_change_the_next_answer():
     assert ids(model.recommend(None, now=now)) == ["a"]
     model.observe(events_in(1, "late", 30))  # arrived late, for the complete interval
     assert ids(model.recommend(None, now=now)) == ["late", "a"]
+
+
+def _one_account(poll: str, interval: int, count: int, user: str = "spammer") -> list[Interaction]:
+    start = T0 + interval * 3 * HOUR
+    return [Interaction(user, poll, "HUNCH", start + 1 + k) for k in range(count)]
+
+
+def test_one_account_voting_again_and_again_does_not_make_a_poll_trend(tmp_path):
+    """A client's probe: 150 votes by one user on one poll (under the mutation rate
+    limit) made it everyone's top trending poll. A user counts once per poll per
+    interval, in fit, in streamed events, and across a save and a load."""
+    honest = events_in(0, "real", 20) + events_in(1, "real", 60)
+    now = T0 + 2 * 3 * HOUR  # interval 1 just completed
+    # Trained on the spam: one user's 150 votes are one.
+    model = fitted(honest, _one_account("spam", 1, 150))
+    one_vote = {"real": model.rank(10, now=now).items[0].score, "spam": 1 / 5 ** 0.5}
+
+    def scores(m):
+        return {i.item_id: pytest.approx(i.score) for i in m.rank(10, now=now).items}
+
+    assert scores(model) == one_vote  # (1 - 0) / sqrt(0 + prior): one vote
+    assert model.interval_counts(now)[0][model._items.index["spam"]] == 1
+    # Streamed, after a save and a load: still one, and the pairs counted in fit stay.
+    model.save(tmp_path / "m")
+    loaded = TrendingNow.load(tmp_path / "m")
+    loaded.observe(_one_account("spam", 1, 150))
+    assert scores(loaded) == one_vote
+    # 150 different users voting on it is a trend, as before.
+    crowd = [Interaction(f"fan{k}", "spam", "HUNCH", T0 + 2 * 3 * HOUR - 150 + k)
+             for k in range(150)]
+    loaded.observe(crowd)
+    assert ids(loaded.rank(10, now=now).items)[0] == "spam"
+    # The same 150 votes from 150 users, trained on: a trend (the world does catch one).
+    counts = fitted(honest, *[_one_account("spam", 1, 1, user=f"v{k}") for k in range(150)])
+    assert ids(counts.rank(10, now=now).items)[0] == "spam"
