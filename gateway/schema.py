@@ -295,7 +295,8 @@ def _admin(info: Info) -> Principal:
 async def _check_rate(info: Info, principal: Principal, kind: str = "mutations") -> None:
     limiter = info.context["feed_rate_limiter" if kind == "feed" else "rate_limiter"]
     if limiter is not None and not await limiter.allow(principal.user_id):
-        raise RateLimited(f"too many {kind}; slow down and retry in a few seconds")
+        what = "feed pages" if kind == "feed" else kind
+        raise RateLimited(f"too many {what}; slow down and retry in a few seconds")
 
 
 async def _check_read_rate(info: Info, principal: Principal) -> None:

@@ -252,7 +252,7 @@ class EventRules:
             raise InvalidEvent(
                 f"createdAt {created_at} is more than {self.max_age_seconds} s before the "
                 f"server's clock ({int(now)}); leave it out to date the poll now")
-        self._check_not_future(created_at, now)
+        self._check_not_future(created_at, now, "createdAt")
         return created_at
 
     def check_history(self, event: object) -> None:
@@ -280,10 +280,10 @@ class EventRules:
                 problems.append(f"{what} ({where}): {exc}")
         return problems
 
-    def _check_not_future(self, timestamp: int, now: float) -> None:
+    def _check_not_future(self, timestamp: int, now: float, what: str = "at") -> None:
         if timestamp > now + self.max_future_seconds:
             raise InvalidEvent(
-                f"at {timestamp} is more than {self.max_future_seconds} s after the "
+                f"{what} {timestamp} is more than {self.max_future_seconds} s after the "
                 f"server's clock ({int(now)}); check the client's clock (epoch seconds, "
                 "not milliseconds)"
             )

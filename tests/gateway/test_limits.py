@@ -37,7 +37,7 @@ def test_the_feed_is_rate_limited_per_user(settings):  # noqa: F811
                   for _ in range(12)]
         assert all("errors" not in b for b in bodies[:10]), bodies[:10]
         assert codes(bodies[11]) == ["RATE_LIMITED"]
-        assert "too many feed" in bodies[11]["errors"][0]["message"]
+        assert "too many feed pages" in bodies[11]["errors"][0]["message"]
         other = (await gql(client, settings, ID_ONLY, user="reader")).json()
         assert "errors" not in other  # one user's flood costs only that user
 

@@ -239,3 +239,11 @@ def test_hunch_data_import_applies_the_configured_history_rule(tmp_path):
     assert allowed.exit_code == 0, allowed.output
     with EventStore(tmp_path / "home" / "events.sqlite3") as store:
         assert [e.user_id for e in store.interactions()] == ["u1"]
+
+
+def test_a_post_dated_poll_is_refused_naming_created_at_not_at() -> None:
+    """The message names the field the client sent (a probe read "at ... is more than
+    300 s after the server's clock" for upsertPoll's createdAt)."""
+    rules = EventRules(clock=lambda: NOW)
+    with pytest.raises(InvalidEvent, match=r"^createdAt \d+ is more than 300 s after"):
+        rules.poll_created_at(NOW + 3600, internal_tool=False)
