@@ -143,6 +143,11 @@ def _convert(f: Field, raw: str, column: str) -> tuple[Any, str | None]:
         return clean_text(raw), None
     if column in _ID_COLUMNS and len(raw) > MAX_ID_LENGTH:
         return None, f"{column} is {len(raw)} characters long; ids may have at most {MAX_ID_LENGTH}"
+    if column == "ITEM_ID" and "|" in raw:
+        # IMPRESSION lists join item ids with '|': such a poll could be served but never
+        # reported seen (the mutations refuse it as a new poll id too).
+        return None, (f"ITEM_ID {raw[:40]!r} contains '|', which separates the item ids "
+                      "of an IMPRESSION list; choose ids without it")
     if column == "IMPRESSION" and len(raw) > MAX_IMPRESSION_LENGTH:
         return None, (
             f"IMPRESSION is {len(raw)} characters long; at most {MAX_IMPRESSION_LENGTH} "

@@ -247,3 +247,19 @@ def test_a_post_dated_poll_is_refused_naming_created_at_not_at() -> None:
     rules = EventRules(clock=lambda: NOW)
     with pytest.raises(InvalidEvent, match=r"^createdAt \d+ is more than 300 s after"):
         rules.poll_created_at(NOW + 3600, internal_tool=False)
+
+
+def test_the_import_refuses_a_poll_id_with_a_bar_as_upsert_poll_does(tmp_path) -> None:
+    """A probe imported ITEM_ID "probe|pipe": served, but never reportable as seen,
+    since IMPRESSION lists join ids with '|'."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "items.csv").write_text("ITEM_ID,CATEGORY,AUTHOR_ID,CREATION_TIMESTAMP\n"
+                                    f"probe|pipe,X,u2,{NOW - 60}\nfine,X,u2,{NOW - 60}\n")
+    (data / "interactions.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n"
+        f"u1,fine,{NOW - 30},HUNCH\nu1,a|b,{NOW - 20},HUNCH\n")
+    with pytest.raises(DatasetValidationError) as refused:
+        import_directory(data, tmp_path / "events.sqlite3")
+    assert "items.csv:2: ITEM_ID 'probe|pipe' contains '|'" in str(refused.value)
+    assert "interactions.csv:3: ITEM_ID 'a|b' contains '|'" in str(refused.value)
