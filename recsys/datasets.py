@@ -233,9 +233,11 @@ def _read_rows(
 
 
 def _split_ids(value: str | None) -> tuple[str, ...]:
+    # A poll repeated in one list counts once, as the stores keep lists (events.py's
+    # _impression_json): `hunch train --data DIR` must train on what an import stores.
     if not value:
         return ()
-    return tuple(part for part in value.split("|") if part)
+    return tuple(dict.fromkeys(part for part in value.split("|") if part))
 
 
 def _fingerprint(paths: list[Path]) -> str:

@@ -225,3 +225,21 @@ def test_demo_data_round_trips_through_the_store(tmp_path):
     assert sorted(a.impressions, key=lambda e: e.event_id) == sorted(
         b.impressions, key=lambda e: e.event_id)
     assert a.items == b.items and a.users == b.users
+
+
+def test_a_directory_read_keeps_each_impression_list_once_per_poll_as_the_stores_do(tmp_path):
+    """`hunch train --data DIR` reads the files directly: a poll repeated in one
+    IMPRESSION list must count once there too, as the stores keep it (review)."""
+    from recsys.datasets import load_directory
+
+    (tmp_path / "interactions.csv").write_text(
+        "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,IMPRESSION\n"
+        "u1,p1,1700000000,HUNCH,p1|p2|p1|p1|p3\n")
+    (tmp_path / "items.csv").write_text(
+        "ITEM_ID,CATEGORY,AUTHOR_ID,CREATION_TIMESTAMP\n"
+        "p1,X,a,1699999000\np2,X,a,1699999000\np3,X,a,1699999000\n")
+    (tmp_path / "impressions.csv").write_text(
+        "USER_ID,TIMESTAMP,IMPRESSION\nu1,1700000001,p2|p2|p3\n")
+    data = load_directory(tmp_path)
+    assert data.interactions[0].impression == ("p1", "p2", "p3")
+    assert [i.item_ids for i in data.impressions] == [("p2", "p3")]
