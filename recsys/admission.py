@@ -117,6 +117,13 @@ def check_trimmed(what: str, value: str) -> None:
     if value != value.strip():
         raise InvalidEvent(f"{what} {echo(value)} starts or ends with whitespace; "
                            "send it without")
+    for i, char in enumerate(value):
+        # Invisible characters make two ids look alike, and bidirectional overrides
+        # make one read as another in every tool that shows it (U+202E reverses the
+        # rest). U+200D stays: it joins emoji.
+        if unicodedata.category(char) in ("Cf", "Zl", "Zp") and char != "\u200d":
+            raise InvalidEvent(f"{what} {echo(value)} contains the invisible character "
+                               f"U+{ord(char):04X} at position {i}; send visible characters")
 
 
 def check_plain(what: str, value: str) -> None:

@@ -29,7 +29,9 @@ IMPRESSIONS = """mutation($p: [ID!]!, $r: String) { recordImpressions(pollIds: $
 # Ids no mutation may take, and the words its refusal must say.
 BAD_IDS = [("probe|pipe", "'|'"), ("   ", "whitespace"), ("u1 ", "whitespace"),
            (" u1", "whitespace"), ("probe\x00nul", "U+0000"), ("esc\x1b[2J", "U+001B"),
-           ("c1\x9b", "U+009B"), ("", "non-empty"), ("p" * 257, "too long")]
+           ("c1\x9b", "U+009B"), ("", "non-empty"), ("p" * 257, "too long"),
+           ("evil\u202egpj.exe", "U+202E"), ("zero\u200bwidth", "U+200B"),
+           ("bom\ufeff", "U+FEFF"), ("line\u2028sep", "U+2028")]
 
 
 def _upsert(client, settings, user="a1", admin=False, **poll):  # noqa: F811
@@ -120,9 +122,11 @@ def test_sign_in_providers_user_ids_with_a_bar_can_be_followed_and_author(settin
     provider_id = "google-oauth2|109378432"
 
     async def scenario(client):
-        body = (await gql(client, settings, FOLLOW, {"u": provider_id})).json()
-        assert body["data"]["follow"]["__typename"] == "FollowChanged", body
-        assert body["data"]["unfollow"]["__typename"] == "FollowChanged", body
+        for user_id in (provider_id, "Zoë", "李雷", "\U0001F469\u200d\U0001F4BB-dev",
+                        "alice@example.com", "two words"):
+            body = (await gql(client, settings, FOLLOW, {"u": user_id})).json()
+            assert body["data"]["follow"]["__typename"] == "FollowChanged", body
+            assert body["data"]["unfollow"]["__typename"] == "FollowChanged", body
         body = (await _upsert(client, settings, user=provider_id, id="by-provider-user",
                               categories=["X"], authorId=provider_id)).json()
         assert body["data"]["upsertPoll"]["__typename"] == "Poll", body
