@@ -471,9 +471,14 @@ def follow_impact(
     readers = [Reader(u.user_id, sorted(u.relevant_items), u.cutoff) for u in held]
     control_rates = swapped_control(readers, followees, group, primary.counted,
                                     seed=config.split_seed)
+    # Only users who follow someone: one who follows nobody reads 0 against 0, which
+    # says nothing about follows and shrank the effect (they still read for others).
+    following = np.array([bool(followees.get(u.user_id)) for u in held], dtype=bool)
+    if not following.any():  # nobody to compare: everyone, at 0 against 0, says so
+        following[:] = True
     engagement = paired_comparison(ENGAGEMENT, "own followees", CONTROL_NAME,
-                                   np.array(relevant_rates), control_rates,
-                                   seed=config.split_seed)
+                                   np.array(relevant_rates)[following],
+                                   control_rates[following], seed=config.split_seed)
     # One Holm family for every test of the run, the engagement control included.
     *comparisons, engagement = with_holm([*comparisons, engagement])
     power = _power(comparisons, fields, config.relative_effect_to_detect, n_users,

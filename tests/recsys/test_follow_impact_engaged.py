@@ -197,3 +197,19 @@ def test_model_seeds_fit_with_one_blas_thread_whatever_the_machine(processes) ->
     with threadpool_limits(2, "blas"):  # as on a machine with two cores or more
         seen = _map_seeds(blas_threads, [0, 1], processes, lambda _m: None)
     assert seen and all(threads == [1] * len(threads) and threads for threads in seen), seen
+
+
+def test_users_who_follow_nobody_stay_out_of_the_engagement_comparison():
+    """One who follows nobody reads 0 against 0: no evidence about follows, and counted
+    in, they shrank the effect toward 0. A third of the world stops following."""
+    events, items, users, follows, labels = _world(0, True)
+    quiet = {u for u in users if u.endswith(("-0", "-1", "-2", "-3", "-4", "-5", "-6",
+                                             "-7", "-8", "-9"))}
+    kept = [(a, b) for a, b in follows if a not in quiet]
+    result = follow_impact(events, items, users, kept, labels=labels, config=CONFIG)
+    whole = _run(0, True)
+    assert whole.engagement.users == whole.users  # everyone follows someone there
+    # About a third of the held-out users follow nobody now: they are left out.
+    assert 0.5 * result.users < result.engagement.users < 0.8 * result.users
+    # The effect per following user is what the whole world shows, not a third less.
+    assert result.engagement.difference == pytest.approx(whole.engagement.difference, rel=0.25)
