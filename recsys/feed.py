@@ -108,6 +108,8 @@ class FeedService:
             snapshot = self.sessions.snapshot(session_id)
             if snapshot is None or snapshot.expires_at < now:
                 raise ExpiredCursor("the feed session expired; ask for the feed without a cursor")
+            if snapshot.user_id is not None and snapshot.user_id != user_id:
+                raise InvalidCursor("the cursor belongs to another user's feed")
             placed = snapshot.items
             # A cursor can only point where this server handed one out: at or before
             # the session's end (sessions only grow). A forged one past it made the mix

@@ -147,6 +147,9 @@ class SessionSnapshot:
 
     expires_at: float
     items: list[FeedItem] = field(default_factory=list)
+    # Whose feed it is: a cursor naming another user's session is refused even when
+    # its own user id is the caller's (a forged cursor needs only the secret).
+    user_id: str | None = None
 
 
 class FeedSessionStore(Protocol):
@@ -273,14 +276,15 @@ class SQLiteFeedSessionStore:
         with self._lock:
             # One statement, so expiry and items come from one consistent read.
             rows = self._conn.execute(
-                "SELECT s.expires_at, p.items FROM feed_sessions AS s "
+                "SELECT s.expires_at, p.items, s.user_id FROM feed_sessions AS s "
                 "LEFT JOIN feed_session_pages AS p ON p.session_id = s.session_id "
                 "WHERE s.session_id = ? ORDER BY p.position", (session_id,),
             ).fetchall()
         if not rows:
             return None
         pages = [row[1] for row in rows if row[1] is not None]  # LEFT JOIN: none yet
-        return SessionSnapshot(rows[0][0], decode_session_items(pages) if pages else [])
+        return SessionSnapshot(rows[0][0], decode_session_items(pages) if pages else [],
+                               rows[0][2])
 
     def _insert_page(self, session_id: str, at: int, items: Sequence[FeedItem]) -> None:
         if items:
@@ -338,7 +342,7 @@ class InMemoryFeedSessionStore:
 
     def snapshot(self, session_id: str) -> SessionSnapshot | None:
         entry = self._sessions.get(session_id)
-        return SessionSnapshot(entry[1], list(entry[2])) if entry else None
+        return SessionSnapshot(entry[1], list(entry[2]), entry[0]) if entry else None
 
     def expires_at(self, session_id: str) -> float | None:
         entry = self._sessions.get(session_id)
@@ -365,9 +369,9 @@ class InMemoryFeedSessionStore:
 # nil when the session is gone. One command where MULTI/HGET/LRANGE/EXEC were four to
 # build and parse (a continued page's read: ~130 -> ~90 us of a worker's CPU).
 _REDIS_SNAPSHOT = """
-local expires = redis.call('HGET', KEYS[1], 'expires_at')
-if not expires then return false end
-return {expires, redis.call('LRANGE', KEYS[2], 0, -1)}
+local meta = redis.call('HMGET', KEYS[1], 'expires_at', 'user')
+if not meta[1] then return false end
+return {meta[1], redis.call('LRANGE', KEYS[2], 0, -1), meta[2] or false}
 """
 # Appends only when the session exists and its list still holds exactly ARGV[1] items
 # (first writer wins); the list then expires with the session's meta key. Atomic inside
@@ -418,8 +422,9 @@ class RedisFeedSessionStore:
         found = self._snapshot_script(keys=list(self._keys(session_id)))
         if found is None:
             return None
-        expires, raw = found
-        return SessionSnapshot(float(expires), decode_session_items(raw))
+        expires, raw, user = found
+        return SessionSnapshot(float(expires), decode_session_items(raw),
+                               user.decode() if isinstance(user, bytes) else user or None)
 
     def expires_at(self, session_id: str) -> float | None:
         value = self._redis.hget(self._keys(session_id)[0], "expires_at")

@@ -199,9 +199,9 @@ def test_reading_a_session_is_one_command(redis_url):
     pipeline = store._redis.pipeline
     store._redis.pipeline = lambda *args, **kw: (sent.append(("PIPELINE",)), pipeline(*args, **kw))[1]
     snapshot = store.snapshot(sid)
-    assert (snapshot.expires_at, snapshot.items) == (expires, placed)
+    assert (snapshot.expires_at, snapshot.items, snapshot.user_id) == (expires, placed, "u1")
     assert [args[0] for args in sent] == ["EVALSHA"]
-    assert store.snapshot(empty) == SessionSnapshot(empty_expires, [])
+    assert store.snapshot(empty) == SessionSnapshot(empty_expires, [], "u2")
     assert store.snapshot("gone") is None
     store.close()
 

@@ -154,3 +154,17 @@ def test_a_missing_field_is_malformed(feed, key):
 def test_a_payload_that_is_no_cursor_object_is_malformed(feed, text):
     with pytest.raises(InvalidCursor, match="malformed"):
         feed.page("u1", 3, sign_json(text))
+
+
+def test_a_cursor_naming_another_users_session_is_refused(feed):
+    """With the secret, a cursor can carry the caller's user id and a session id of
+    someone else's feed: the session's owner decides, not the cursor's claim."""
+    victim = feed.page("u1", first=5)
+    session = CursorSigner(DEV_SECRET).decode(victim.end_cursor, "u1").session_id
+    forged = CursorSigner(DEV_SECRET).encode(Cursor(session, "intruder", 5,
+                                                    time.time() + 600))
+    with pytest.raises(InvalidCursor, match="another user's feed"):
+        feed.page("intruder", first=5, after=forged)
+    assert len(feed.sessions.snapshot(session).items) == 5  # nothing read or added
+    assert feed.sessions.snapshot(session).user_id == "u1"
+    assert len(feed.page("u1", first=5, after=victim.end_cursor).items) == 5
