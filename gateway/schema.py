@@ -60,9 +60,10 @@ class Author:
     @strawberry.field(description="The author's newest polls ('more from this author'); "
                       "`first` is at most HUNCH_MAX_PAGE_SIZE, more is PAGE_SIZE_EXCEEDED.")
     async def polls(self, info: Info, first: int = 10) -> list["Poll"]:
-        # Not rate-limited itself: it is reached only through `poll`, `me` or `feed`,
-        # each limited once per request, and the node budget bounds its size. Limited
-        # here, an exhausted reader got a feed page with 100 RATE_LIMITED errors.
+        # Not rate-limited itself: it is reached through `poll`, `me` or `feed` (each
+        # limited once per request) or an `upsertPoll`'s answer (the mutation limit),
+        # and the node budget bounds its size. Limited here, an exhausted reader got a
+        # feed page with 100 RATE_LIMITED errors.
         services = _services(info)
         bound = services.settings.max_page_size
         if not 0 <= first <= bound:

@@ -118,12 +118,18 @@ def check_trimmed(what: str, value: str) -> None:
         raise InvalidEvent(f"{what} {echo(value)} starts or ends with whitespace; "
                            "send it without")
     for i, char in enumerate(value):
-        # Invisible characters make two ids look alike, and bidirectional overrides
-        # make one read as another in every tool that shows it (U+202E reverses the
-        # rest). U+200D stays: it joins emoji.
-        if unicodedata.category(char) in ("Cf", "Zl", "Zp") and char != "\u200d":
+        if char in _DECEPTIVE:
             raise InvalidEvent(f"{what} {echo(value)} contains the invisible character "
                                f"U+{ord(char):04X} at position {i}; send visible characters")
+
+
+# Characters that make one id read as another in every tool that shows it (bidirectional
+# overrides and isolates: U+202E reverses the rest) or two ids look alike (zero-width
+# space, BOM, line and paragraph separators). Not the format characters real names and
+# emoji need: U+200C (Persian, Indic), U+200D (emoji), U+200E/U+200F (Hebrew, Arabic),
+# the soft hyphen, emoji tag characters (flags).
+_DECEPTIVE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+                       "\u200b\ufeff\u2028\u2029")
 
 
 def check_plain(what: str, value: str) -> None:

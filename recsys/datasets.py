@@ -18,7 +18,7 @@ import math
 import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +73,18 @@ class Datasets:
     def training_data(self):
         from recsys.recipes.base import TrainingData
 
+        # A poll repeated in one list counts once, as the stores keep lists (events.py's
+        # _impression_json): `hunch train --data DIR` trains on what an import stores.
+        # replace() keeps each event's id, derived from the list as written.
         return TrainingData(
-            interactions=self.interactions,
+            interactions=[e if len(set(e.impression)) == len(e.impression)
+                          else replace(e, impression=tuple(dict.fromkeys(e.impression)))
+                          for e in self.interactions],
             items=self.items,
             users=self.users,
-            impressions=self.impressions,
+            impressions=[m if len(set(m.item_ids)) == len(m.item_ids)
+                         else replace(m, item_ids=tuple(dict.fromkeys(m.item_ids)))
+                         for m in self.impressions],
         )
 
     def describe(self) -> str:
@@ -233,11 +240,12 @@ def _read_rows(
 
 
 def _split_ids(value: str | None) -> tuple[str, ...]:
-    # A poll repeated in one list counts once, as the stores keep lists (events.py's
-    # _impression_json): `hunch train --data DIR` must train on what an import stores.
+    # Repeats kept: an event without EVENT_ID is identified by its contents, the list as
+    # written included, so importing the same file again stays a no-op; training_data()
+    # drops them.
     if not value:
         return ()
-    return tuple(dict.fromkeys(part for part in value.split("|") if part))
+    return tuple(part for part in value.split("|") if part)
 
 
 def _fingerprint(paths: list[Path]) -> str:

@@ -26,8 +26,11 @@ next poll). Here a poll's count in an interval is the number of users who intera
 with it then; a burst of many users still shows as before.
 
 Memory stays bounded: one counter per poll for each of the last ``RETAINED_INTERVALS``
-intervals, the (user, poll) pairs already counted in those intervals (8 bytes each,
-saved with the model), plus each poll's total (for the popular fallback). The fallback therefore
+intervals, the (user, poll) pairs already counted in those intervals (a set of 8-byte
+hashes: ~70 bytes a pair in memory, 8 on disk, saved with the model; so memory grows
+with the distinct voters of the last four intervals, ~70 MB per million pairs), plus
+each poll's total (for the popular fallback). Fitting hashes each event of the kept
+intervals in Python: 1M such events take ~1.3 s instead of 0.3 s. The fallback therefore
 ranks by all interactions counted, not by unique users like Popularity-Count: unique
 users need per-user state, which this recipe does not keep on purpose.
 """

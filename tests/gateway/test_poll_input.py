@@ -123,7 +123,12 @@ def test_sign_in_providers_user_ids_with_a_bar_can_be_followed_and_author(settin
 
     async def scenario(client):
         for user_id in (provider_id, "Zoë", "李雷", "\U0001F469\u200d\U0001F4BB-dev",
-                        "alice@example.com", "two words"):
+                        "alice@example.com", "two words",
+                        "مهسا\u200cرضایی",  # Persian's zero-width non-joiner
+                        "שלום\u200f",  # a right-to-left mark
+                        "\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074"
+                        "\U000E007F",  # the Scotland flag: tag characters
+                        "co\u00adop"):  # a soft hyphen
             body = (await gql(client, settings, FOLLOW, {"u": user_id})).json()
             assert body["data"]["follow"]["__typename"] == "FollowChanged", body
             assert body["data"]["unfollow"]["__typename"] == "FollowChanged", body

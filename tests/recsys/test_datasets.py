@@ -241,5 +241,20 @@ def test_a_directory_read_keeps_each_impression_list_once_per_poll_as_the_stores
     (tmp_path / "impressions.csv").write_text(
         "USER_ID,TIMESTAMP,IMPRESSION\nu1,1700000001,p2|p2|p3\n")
     data = load_directory(tmp_path)
-    assert data.interactions[0].impression == ("p1", "p2", "p3")
-    assert [i.item_ids for i in data.impressions] == [("p2", "p3")]
+    training = data.training_data()
+    assert training.interactions[0].impression == ("p1", "p2", "p3")
+    assert [i.item_ids for i in training.impressions] == [("p2", "p3")]
+    # Each event keeps the id derived from the list as written: importing the same
+    # file again adds nothing, also into a store an older release filled (review).
+    assert [e.event_id for e in training.interactions] == [
+        e.event_id for e in data.interactions]
+    assert data.interactions[0].impression == ("p1", "p2", "p1", "p1", "p3")
+    from recsys.datasets import import_directory
+    from recsys.events import EventStore
+
+    store_path = tmp_path / "events.sqlite3"
+    import_directory(tmp_path, store_path)
+    import_directory(tmp_path, store_path)
+    with EventStore(store_path) as store:
+        assert store.counts()["interactions"] == 1 and store.counts()["impressions"] == 1
+        assert list(store.interactions())[0].event_id == data.interactions[0].event_id
