@@ -30,7 +30,6 @@ from recsys.admission import (
     MAX_ECHO_CHARS,
     UnknownPolls,
     check_client_id,
-    check_id,
     check_user_id,
     check_no_control,
     check_plain,
@@ -334,9 +333,9 @@ def _invalid_ids(*named: tuple[str, object],
     """The first of these client-sent ids (what, value; None is left out) that ``check``
     refuses, as a union error, before any store or the graph. A poll created follows
     :func:`check_client_id` (no '|': it would split IMPRESSION lists); user, event and
-    recommendation ids :func:`check_user_id` ('|' allowed: "google-oauth2|1093:42");
-    ids of stored polls only :func:`check_id`, since the catalog decides whether they
-    exist (an imported "poll 7 " must still take votes)."""
+    recommendation ids :func:`check_user_id` ('|' allowed: "google-oauth2|1093:42").
+    Ids of stored polls are left to the store, which checks them with the event and
+    asks the catalog (an imported "poll 7 " must still take votes)."""
     try:
         for what, value in named:
             if value is not None:
@@ -534,9 +533,9 @@ class Mutation:
         if not poll_ids or len(poll_ids) > MAX_IMPRESSIONS_PER_CALL:
             return InvalidInputError(
                 message=f"pollIds needs 1 to {MAX_IMPRESSIONS_PER_CALL} ids")
-        if (problem := _invalid_ids(*(("pollIds", p) for p in poll_ids), check=check_id)
-                or _invalid_ids(("recommendationId", recommendation_id),
-                                check=check_user_id)) is not None:
+        # The poll ids are the store's to judge (check_id, then the catalog).
+        if (problem := _invalid_ids(("recommendationId", recommendation_id),
+                                    check=check_user_id)) is not None:
             return problem
         try:
             # A durable write (commit) waits on the disk: off the event loop, so the
@@ -558,9 +557,8 @@ class Mutation:
         services = _services(info)
         poll_id = str(input.poll_id)
         event_id = input.event_id or None  # "" is no id: one is generated, as before
+        # The poll ids are the store's to judge (check_id, then the catalog).
         if (problem := _invalid_ids(
-                ("pollId", poll_id), *(("impression", i) for i in input.impression or ()),
-                check=check_id) or _invalid_ids(
                 ("eventId", event_id), ("recommendationId", input.recommendation_id),
                 check=check_user_id)) is not None:
             return problem

@@ -92,28 +92,33 @@ def check_id(what: str, value: object) -> None:
     check_text(what, value)
 
 
-def check_client_id(what: str, value: object) -> None:
-    """:func:`check_id` plus what a new id a client names may not hold (polls it
-    creates, event and recommendation ids): surrounding whitespace, control characters
-    (NUL and escapes break logs and CSV tools), and '|', which joins ids in
-    Personalize's IMPRESSION field: a poll id with it was served but could never be
-    reported seen."""
-    check_id(what, value)
-    check_plain(what, value)  # type: ignore[arg-type]  # check_id: a str
-
-
 def check_user_id(what: str, value: object) -> None:
     """A user id a client names (follow, authorId; event and recommendation ids follow
-    it too, as clients build them from user ids): :func:`check_id`, no surrounding
-    whitespace ("u1 " is another user than "u1", and passed the follow-yourself check)
-    and no control character. '|' is allowed: sign-in providers issue ids such as
+    it too, as clients build them from user ids): :func:`check_id` and
+    :func:`check_printable`. '|' is allowed: sign-in providers issue ids such as
     Auth0's "google-oauth2|1093...", and such a user must be followable."""
     check_id(what, value)
-    check_trimmed(what, value)  # type: ignore[arg-type]
-    check_no_control(what, value)  # type: ignore[arg-type]
+    check_printable(what, value)  # type: ignore[arg-type]  # check_id: a str
 
 
-def check_trimmed(what: str, value: str) -> None:
+def check_client_id(what: str, value: object) -> None:
+    """A new poll's id: :func:`check_user_id` and no '|', which joins ids in
+    Personalize's IMPRESSION field (a poll id with it was served but could never be
+    reported seen)."""
+    check_user_id(what, value)
+    check_no_bar(what, value)  # type: ignore[arg-type]
+
+
+def check_plain(what: str, value: str) -> None:
+    """A categorical value (a category): :func:`check_printable` and no '|'."""
+    check_printable(what, value)
+    check_no_bar(what, value)
+
+
+def check_printable(what: str, value: str) -> None:
+    """No surrounding whitespace ("u1 " is another user than "u1", and passed the
+    follow-yourself check), no deceptive invisible character, no control character
+    (NUL and escapes break logs and CSV tools)."""
     if value != value.strip():
         raise InvalidEvent(f"{what} {echo(value)} starts or ends with whitespace; "
                            "send it without")
@@ -121,6 +126,14 @@ def check_trimmed(what: str, value: str) -> None:
         if char in _DECEPTIVE:
             raise InvalidEvent(f"{what} {echo(value)} contains the invisible character "
                                f"U+{ord(char):04X} at position {i}; send visible characters")
+    check_no_control(what, value)
+
+
+def check_no_bar(what: str, value: str) -> None:
+    if "|" in value:
+        raise InvalidEvent(f"{what} {echo(value)} contains '|', which separates values in "
+                           "Personalize's IMPRESSION and categorical fields; choose one "
+                           "without it")
 
 
 # Characters that make one id read as another in every tool that shows it (bidirectional
@@ -130,17 +143,6 @@ def check_trimmed(what: str, value: str) -> None:
 # the soft hyphen, emoji tag characters (flags).
 _DECEPTIVE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
                        "\u200b\ufeff\u2028\u2029")
-
-
-def check_plain(what: str, value: str) -> None:
-    """No surrounding whitespace, no control character, no '|' (see
-    :func:`check_client_id`; categories follow it too)."""
-    check_trimmed(what, value)
-    check_no_control(what, value)
-    if "|" in value:
-        raise InvalidEvent(f"{what} {echo(value)} contains '|', which separates values in "
-                           "Personalize's IMPRESSION and categorical fields; choose one "
-                           "without it")
 
 
 def check_no_control(what: str, value: str, *, allow_whitespace: bool = False) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from recsys.admission import EventRules
 from recsys.errors import DatasetValidationError, HunchError
 from recsys.event_stores import describe_url
-from recsys.events import Impression, Interaction
+from recsys.events import Impression, Interaction, distinct_impressions
 from recsys.schemas import (
     CSV_FILES,
     DEFAULT_SCHEMAS,
@@ -73,17 +73,17 @@ class Datasets:
     def training_data(self):
         from recsys.recipes.base import TrainingData
 
-        # A poll repeated in one list counts once, as the stores keep lists (events.py's
-        # _impression_json): `hunch train --data DIR` trains on what an import stores.
+        # A poll repeated in one list counts once (events.distinct_impressions), as the
+        # stores keep lists: `hunch train --data DIR` trains on what an import stores.
         # replace() keeps each event's id, derived from the list as written.
         return TrainingData(
             interactions=[e if len(set(e.impression)) == len(e.impression)
-                          else replace(e, impression=tuple(dict.fromkeys(e.impression)))
+                          else replace(e, impression=distinct_impressions(e.impression))
                           for e in self.interactions],
             items=self.items,
             users=self.users,
             impressions=[m if len(set(m.item_ids)) == len(m.item_ids)
-                         else replace(m, item_ids=tuple(dict.fromkeys(m.item_ids)))
+                         else replace(m, item_ids=distinct_impressions(m.item_ids))
                          for m in self.impressions],
         )
 

@@ -969,11 +969,16 @@ def _admitted(events: Iterable[_E], rules: EventRules) -> Iterator[_E]:
         yield event
 
 
+def distinct_impressions(item_ids: Iterable[str]) -> tuple[str, ...]:
+    """A poll is shown once per list however often a client repeats it: duplicates would
+    count as extra impressions (and lower the poll's exploration bonus). First occurrence
+    wins, so the order shown is kept. Every store, the Personalize backend and
+    training from a directory keep lists this way."""
+    return tuple(dict.fromkeys(item_ids))
+
+
 def _impression_json(item_ids: tuple[str, ...], what: str) -> str | None:
-    # A poll is shown once per list however often a client repeats it: duplicates would
-    # count as extra impressions (and lower the poll's exploration bonus). First
-    # occurrence wins, so the order shown is kept. Every store writes lists through here.
-    item_ids = tuple(dict.fromkeys(item_ids))
+    item_ids = distinct_impressions(item_ids)  # every store writes lists through here
     if not item_ids:
         return None
     for item in item_ids:

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from recsys.errors import HunchError
-from recsys.events import Impression, Interaction
+from recsys.events import Impression, Interaction, distinct_impressions
 from recsys.recipes.base import ScoredItem
 
 log = logging.getLogger(__name__)
@@ -229,8 +229,8 @@ class PersonalizeEventSink:
             impression = list(event.impression)
         if event.recommendation_id:
             out["recommendationId"] = event.recommendation_id
-        if impression:  # each poll once, as the store keeps it (first occurrence)
-            out["impression"] = list(dict.fromkeys(impression))[:MAX_IMPRESSION_IDS]
+        if impression:  # each poll once, as the store keeps it
+            out["impression"] = list(distinct_impressions(impression))[:MAX_IMPRESSION_IDS]
         if not out["itemId"]:
             del out["itemId"]
         return out

@@ -60,14 +60,7 @@ def test_an_interrupted_run_resumes_and_reports_what_an_uninterrupted_one_does(
     # Folds 1 and 2 (0-based 0, 1) were kept, each in its own file; fold 3 was not.
     assert [(checkpoint / FOLD_FILE.format(n)).exists() for n in (1, 2, 3)] == [True, True, False]
 
-    fitted_folds: list[int] = []
-    fit = evaluate_module.PeerContender.fit
-
-    def counting_fit(self, fold, params):
-        fitted_folds.append(fold.split.fold)
-        return fit(self, fold, params)
-
-    monkeypatch.setattr(evaluate_module.PeerContender, "fit", counting_fit)
+    fitted_folds = _counting_fits(monkeypatch)
     resumed = _run(data, checkpoint=checkpoint, data_identity="synthetic-5").to_json()
     # Only the fold the interruption lost is measured again, once per model.
     assert fitted_folds == [2] * len(resumed["models"])
