@@ -12,9 +12,15 @@ value, or the field's default; a value outside ``[0, page_size]`` is counted as
 ``page_size`` (the resolver refuses it with PAGE_SIZE_EXCEEDED, having returned no more
 than that). Other fields add nothing of their own: single objects (``poll``, ``me``,
 ``author``) are bounded by the alias limit, and the lists under a page (a connection's
-``edges``) by the page's ``first``. Every alias, repeated field and fragment spread is
-counted (graphql-core may merge identical fields: the count can only be over, never
-under), and ``@skip``/``@include`` are honoured.
+``edges``) by the page's ``first``. ``@skip``/``@include`` are honoured.
+
+Fields are merged as execution merges them (the spec's CollectFields): selections with
+one response key (alias or name) under one parent are one field, their sub-selections
+one set, and a fragment spread twice in one set counts once. Apollo Client colocates
+fragments, so a page whose two fragments each ask ``author { polls(first: 3) }`` gets
+(and is counted) 3 polls per author, not 6; counted per occurrence, a full page with the
+default ``author.polls`` was refused for nodes it could never return. Every distinct
+alias still counts.
 
 So ``feed(first: 100) { edges { node { ... author { id } } } }`` is 100 nodes, and with
 ``author { polls(first: 3) }`` in each node 100 + 100 * 3 = 400.
@@ -25,9 +31,9 @@ only guess ``first: $n``. The count runs instead in the executor's ``execute_ope
 after graphql-core has coerced the variables (the values the resolvers will see) and
 picked the operation, and before the first resolver; a document gets there only if it
 passed validation, the fragment-expansion bound (gateway/document_limits.py) included.
-A selection's count is linear in its multiplier, so each fragment is counted once per
-request and reused at every spread: the walk is linear in the document's text, whatever
-its fragments expand to.
+The walk visits each merged field once: at most the document's expanded size, which
+gateway/document_limits.py bounds (and :data:`MAX_VISITS` bounds here, for callers that
+skip validation).
 """
 
 from __future__ import annotations
@@ -57,14 +63,23 @@ from graphql.utilities import type_from_ast
 PAGE_ARGUMENT = "first"
 
 
+# Merged fields visited before the count gives up ("too complex"): validation's bound on
+# expanded selections (5,000) keeps real documents far below it.
+MAX_VISITS = 50_000
+
+
+class TooComplexToCount(Exception):
+    """The selections nest too deeply or merge into too many fields to count."""
+
+
 def operation_nodes(schema: GraphQLSchema, operation: OperationDefinitionNode,
                     fragments: dict[str, FragmentDefinitionNode], variables: Any,
                     page_size: int) -> int:
     """The nodes ``operation`` can return (see the module docstring); ``variables`` are
-    graphql-core's coerced ``VariableValues``, ``page_size`` the largest ``first``."""
+    graphql-core's coerced ``VariableValues``, ``page_size`` the largest ``first``.
+    Raises :class:`TooComplexToCount` past :data:`MAX_VISITS` merged fields."""
     coerced = variables.coerced if variables is not None else {}
-    fragment_units: dict[str, int] = {}
-    in_progress: set[str] = set()
+    visits = 0
 
     def included(node: Any) -> bool:
         if not node.directives:
@@ -95,46 +110,65 @@ def operation_nodes(schema: GraphQLSchema, operation: OperationDefinitionNode,
             return page_size  # no default, or refused by the resolver (PAGE_SIZE_EXCEEDED)
         return value
 
-    def unit(selection_set: SelectionSetNode | None, parent_type: Any) -> int:
-        """The nodes ``selection_set`` returns for one object of ``parent_type``."""
-        if selection_set is None:
-            return 0
-        total = 0
-        for selection in selection_set.selections:
-            if not included(selection):
-                continue
-            if isinstance(selection, FieldNode):
-                fields = getattr(parent_type, "fields", None) or {}
-                field_def = fields.get(selection.name.value)
-                if field_def is None:  # __typename (introspection is not a page)
+    def collect(selection_sets: list[SelectionSetNode], parent_type: Any
+                ) -> dict[tuple[str, int], tuple[Any, list[FieldNode]]]:
+        """The fields ``selection_sets`` (merged, as one field's sub-selections are)
+        resolve on an object of ``parent_type``, by response key: each with its
+        definition and every node that asks for it."""
+        merged: dict[tuple[str, int], tuple[Any, list[FieldNode]]] = {}
+        spread: set[str] = set()  # a fragment counts once per merged set, as executed
+
+        def visit(selection_set: SelectionSetNode, type_: Any) -> None:
+            for selection in selection_set.selections:
+                if not included(selection):
                     continue
-                inner = unit(selection.selection_set, get_named_type(field_def.type))
-                if PAGE_ARGUMENT in field_def.args:
-                    total += first(field_def, selection) * (1 + inner)
-                else:
-                    total += inner
-            elif isinstance(selection, InlineFragmentNode):
-                condition = selection.type_condition
-                inner_type = (type_from_ast(schema, condition) if condition else None)
-                total += unit(selection.selection_set, inner_type or parent_type)
-            elif isinstance(selection, FragmentSpreadNode):
-                total += fragment_unit(selection.name.value)
+                if isinstance(selection, FieldNode):
+                    field_def = (getattr(type_, "fields", None) or {}).get(
+                        selection.name.value)
+                    if field_def is None:  # __typename (introspection is not a page)
+                        continue
+                    key = (selection.alias or selection.name).value
+                    # Keyed by definition too: fields of exclusive types (a union's
+                    # members) sharing a key are summed, an over-count never an under.
+                    merged.setdefault((key, id(field_def)), (field_def, []))[1].append(
+                        selection)
+                elif isinstance(selection, InlineFragmentNode):
+                    condition = selection.type_condition
+                    inner_type = type_from_ast(schema, condition) if condition else None
+                    visit(selection.selection_set, inner_type or type_)
+                elif isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    fragment = fragments.get(name)
+                    if name in spread or fragment is None:  # validation refuses unknowns
+                        continue
+                    spread.add(name)
+                    visit(fragment.selection_set,
+                          type_from_ast(schema, fragment.type_condition))
+
+        for selection_set in selection_sets:
+            visit(selection_set, parent_type)
+        return merged
+
+    def unit(selection_sets: list[SelectionSetNode], parent_type: Any) -> int:
+        """The nodes the merged ``selection_sets`` return for one object of
+        ``parent_type``."""
+        nonlocal visits
+        total = 0
+        for field_def, nodes in collect(selection_sets, parent_type).values():
+            visits += 1
+            if visits > MAX_VISITS:
+                raise TooComplexToCount
+            inner_sets = [n.selection_set for n in nodes if n.selection_set is not None]
+            inner = unit(inner_sets, get_named_type(field_def.type)) if inner_sets else 0
+            if PAGE_ARGUMENT in field_def.args:
+                # one response key, one page (validation makes their arguments agree)
+                total += max(first(field_def, n) for n in nodes) * (1 + inner)
+            else:
+                total += inner
         return total
 
-    def fragment_unit(name: str) -> int:
-        if name in fragment_units:
-            return fragment_units[name]
-        fragment = fragments.get(name)
-        if fragment is None or name in in_progress:  # validation refuses both
-            return 0
-        in_progress.add(name)
-        fragment_units[name] = unit(fragment.selection_set,
-                                    type_from_ast(schema, fragment.type_condition))
-        in_progress.discard(name)
-        return fragment_units[name]
-
     root_type = schema.get_root_type(operation.operation)
-    return unit(operation.selection_set, root_type)
+    return unit([operation.selection_set], root_type)
 
 
 def too_many_nodes(nodes: int, budget: int, operation: OperationDefinitionNode,
@@ -157,12 +191,13 @@ def node_budget(executor_class: type, max_nodes: int, page_size: int) -> type:
                 nodes: int | None = operation_nodes(
                     self.schema, self.operation, self.fragment_definitions,
                     self.variable_values, page_size)
-            except RecursionError:  # inline fragments nested hundreds deep
+            except (RecursionError, TooComplexToCount):  # nested hundreds deep
                 nodes = None
             # Out of the except block: the error would keep the recursion's frames alive.
             if nodes is None:
-                error = GraphQLError("the query's selections nest too deeply to count "
-                                     "its nodes; nest fewer inline fragments", self.operation)
+                error = GraphQLError("the query's selections nest too deeply (or merge into "
+                                     "too many fields) to count its nodes; nest fewer "
+                                     "inline fragments", self.operation)
             elif nodes > max_nodes:
                 error = too_many_nodes(nodes, max_nodes, self.operation)
             else:

@@ -160,26 +160,92 @@ def test_the_budget_is_a_setting(settings):  # noqa: F811
     serve(settings, scenario)
 
 
-def test_the_count_reuses_each_fragment_instead_of_walking_every_spread():
-    """Fragments that each spread the next twice expand to 2**30 pages; the count walks
-    each fragment once (validation refuses such a document first in any case)."""
+def _count(query: str, variables: dict | None = None) -> int:
     from graphql import parse
     from graphql.execution import get_variable_values
 
     from gateway.query_cost import operation_nodes
     from gateway.schema import schema
 
+    operation, *definitions = parse(query).definitions
+    coerced = get_variable_values(schema._schema, operation.variable_definitions or [],
+                                  variables or {})
+    return operation_nodes(schema._schema, operation,
+                           {d.name.value: d for d in definitions}, coerced, 100)
+
+
+def test_a_fragment_spread_twice_counts_once_and_the_walk_stays_linear():
+    """Fragments that each spread the next twice: execution merges the two spreads (one
+    author.polls of 2), and so does the count, visiting each fragment once."""
     fragments = " ".join(f"fragment F{i} on Poll {{ id ...F{i + 1} ...F{i + 1} }}"
                          for i in range(30))
-    document = parse('{ poll(id: "p") { ...F0 } } ' + fragments
-                     + " fragment F30 on Poll { author { polls(first: 2) { id } } }")
-    operation, *definitions = document.definitions
-    variables = get_variable_values(schema._schema, [], {})
+    query = ('{ poll(id: "p") { ...F0 } } ' + fragments
+             + " fragment F30 on Poll { author { polls(first: 2) { id } } }")
     started = time.perf_counter()
-    nodes = operation_nodes(schema._schema, operation,
-                            {d.name.value: d for d in definitions}, variables, 100)
-    assert nodes == 2 * 2**30
+    assert _count(query) == 2
     assert time.perf_counter() - started < 0.5
+
+
+def test_a_document_merging_into_too_many_fields_is_refused_not_walked():
+    """Distinct aliases do not merge: 2**30 fields. Validation refuses such a document
+    first; called directly, the count gives up after MAX_VISITS fields."""
+    from gateway.query_cost import TooComplexToCount
+
+    fragments = " ".join(
+        f"fragment F{i} on Poll {{ a: author {{ polls(first: 1) {{ ...F{i + 1} }} }} "
+        f"b: author {{ polls(first: 1) {{ ...F{i + 1} }} }} }}" for i in range(30))
+    query = '{ poll(id: "p") { ...F0 } } ' + fragments + " fragment F30 on Poll { id }"
+    started = time.perf_counter()
+    with pytest.raises(TooComplexToCount):
+        _count(query)
+    assert time.perf_counter() - started < 5.0
+
+
+def test_fields_merge_as_execution_merges_them_and_aliases_do_not():
+    polls = "author { polls(first: 3) { id } }"
+    # one response key asked twice (Apollo's colocated fragments, or plain repetition)
+    assert _count("{ feed(first: 100) { edges { node { ...A ...B } } } } "
+                  f"fragment A on Poll {{ id {polls} }} "
+                  f"fragment B on Poll {{ question {polls} }}") == 100 + 100 * 3
+    assert _count(f"{{ feed(first: 100) {{ edges {{ node {{ {polls} {polls} }} }} }} }}") == 400
+    assert _count(f"{{ feed(first: 100) {{ edges {{ node {{ {polls} "
+                  f"... on Poll {{ {polls} }} }} }} }} }}") == 400
+    # the merged field's sub-selections are merged too: polls asked twice inside one author
+    assert _count("{ feed(first: 10) { edges { node { author { polls(first: 5) { id } } "
+                  "author { polls(first: 5) { question } } } } } }") == 10 + 10 * 5
+    # aliases are separate fields, each returned: counted each
+    assert _count(f"{{ feed(first: 100) {{ edges {{ node {{ x: {polls} y: {polls} }} }} }} }}"
+                  ) == 100 + 100 * 6
+    assert _count('{ a: poll(id: "p") { author { polls(first: 100) { id } } } '
+                  'b: poll(id: "p") { author { polls(first: 100) { id } } } }') == 200
+    # a skipped copy does not hide the one that runs
+    assert _count("query($no: Boolean = true) { feed(first: 10) { edges { node { "
+                  "author @skip(if: $no) { polls(first: 50) { id } } "
+                  "author { polls(first: 50) { id } } } } } }") == 10 + 10 * 50
+
+
+def test_apollos_colocated_fragments_get_the_page_they_ask_for(settings):  # noqa: F811
+    """Apollo Client's fragment colocation: a feed item component and an author card
+    each spread their own fragment, both asking the author's polls. Counted once per
+    occurrence, a full page was refused for 700 nodes it could never return."""
+    query = """query Feed($first: Int!) { feed(first: $first) { edges { cursor node {
+        id ...FeedItem ...AuthorCard } } pageInfo { endCursor hasNextPage } } }
+      fragment FeedItem on Poll { question author { id polls(first: 3) { id } } }
+      fragment AuthorCard on Poll { author { id polls(first: 3) { id question } } }"""
+    assert _count(query, {"first": 100}) == 400
+
+    async def scenario(client):
+        body = (await gql(client, settings, query, {"first": 100})).json()
+        assert "errors" not in body, body
+        edges = body["data"]["feed"]["edges"]
+        assert edges and all(len(e["node"]["author"]["polls"]) <= 3 for e in edges)
+        assert all(set(p) == {"id", "question"} for e in edges
+                   for p in e["node"]["author"]["polls"])
+        # what came back is within what was counted
+        returned = len(edges) + sum(len(e["node"]["author"]["polls"]) for e in edges)
+        assert returned <= 400
+
+    serve(settings, scenario)
 
 
 def test_poll_me_and_author_polls_are_rate_limited_once_per_request(settings):  # noqa: F811
