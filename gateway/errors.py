@@ -9,6 +9,7 @@ INTERNAL_SERVER_ERROR: no stack traces or internal messages to clients.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Iterator
 
@@ -35,7 +36,12 @@ log = logging.getLogger("gateway.errors")
 
 
 class RateLimited(HunchError):
-    """Too many mutations from one user in a short time."""
+    """Too many requests of one kind from one user in a short time; ``retry_after`` is
+    when (seconds) the limiter will take the next one."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 # The engine's errors that a request can cause (what it names, the client can fix). Any
@@ -120,6 +126,11 @@ def log_errors(errors: list[GraphQLError]) -> None:
             log.info("client error %s at %s: %s", code, error.path, first_line)
 
 
+def retry_after_seconds(seconds: float) -> int:
+    """A wait in whole seconds, rounded up and at least 1 (0 would invite a retry loop)."""
+    return max(1, math.ceil(seconds))
+
+
 class ErrorCodes(SchemaExtension):
     """Gives every error a code and masks the unexpected ones."""
 
@@ -144,6 +155,9 @@ class ErrorCodes(SchemaExtension):
                 extensions = {**(error.extensions or {}), "code": code}
                 if getattr(error.original_error, "retryable", False):
                     extensions["retryable"] = True  # the client may send it again
+                retry_after = getattr(error.original_error, "retry_after", None)
+                if retry_after is not None:  # whole seconds, as HTTP's Retry-After
+                    extensions["retryAfter"] = retry_after_seconds(retry_after)
                 error = GraphQLError(message, nodes=error.nodes, positions=error.positions,
                                      path=error.path, extensions=extensions)
             _count(code)

@@ -58,6 +58,10 @@ class RateLimiter(Protocol):
     async def allow(self, user_id: str) -> bool:
         """Count one request of ``user_id``; False when it is over the limit."""
 
+    def retry_after(self, user_id: str) -> float:
+        """Seconds until ``user_id`` may send a request again (0 when now), as this
+        limiter knows it without a round trip: what a refused client is told."""
+
 
 class LocalRateLimiter:
     """A token bucket per user in this process (see the module docstring)."""
@@ -91,6 +95,14 @@ class LocalRateLimiter:
 
     async def allow(self, user_id: str) -> bool:
         return self.allow_now(user_id)
+
+    def retry_after(self, user_id: str) -> float:
+        """Until the user's bucket holds a whole token again."""
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(user_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        return max(0.0, (1.0 - tokens) / self.rate)
 
 
 class RedisRateLimiter:
@@ -135,6 +147,12 @@ class RedisRateLimiter:
             log.info("rate limits are shared through Redis again")
             self._degraded = False
         return int(count) <= self.rate_per_minute
+
+    def retry_after(self, user_id: str) -> float:
+        """Until the next window starts (this worker's buckets while Redis is down)."""
+        if self._degraded:
+            return self.fallback.retry_after(user_id)
+        return WINDOW_SECONDS - self._clock() % WINDOW_SECONDS
 
     async def close(self) -> None:
         if self._client is not None:

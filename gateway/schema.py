@@ -24,7 +24,7 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField
 
 from gateway.auth import Forbidden, Principal
-from gateway.errors import RateLimited
+from gateway.errors import RateLimited, retry_after_seconds
 from graph.errors import GraphError
 from recsys.admission import (
     MAX_ECHO_CHARS,
@@ -296,7 +296,7 @@ async def _check_rate(info: Info, principal: Principal, kind: str = "mutations")
     limiter = info.context["feed_rate_limiter" if kind == "feed" else "rate_limiter"]
     if limiter is not None and not await limiter.allow(principal.user_id):
         what = "feed pages" if kind == "feed" else kind
-        raise RateLimited(f"too many {what}; slow down and retry in a few seconds")
+        raise _rate_limited(info, limiter, principal, f"too many {what}")
 
 
 async def _check_read_rate(info: Info, principal: Principal) -> None:
@@ -312,8 +312,20 @@ async def _check_read_rate(info: Info, principal: Principal) -> None:
         allowed = info.context["read_rate_allowed"] = asyncio.ensure_future(
             limiter.allow(principal.user_id))
     if not await allowed:
-        raise RateLimited("too many reads (poll, me, Author.polls); slow down and retry "
-                          "in a few seconds")
+        raise _rate_limited(info, limiter, principal, "too many reads (poll, me, Author.polls)")
+
+
+def _rate_limited(info: Info, limiter: Any, principal: Principal, what: str) -> RateLimited:
+    """The refusal, with when to come back: in the error (``extensions.retryAfter``) and
+    as HTTP's ``Retry-After`` header (the longest wait when several limits refused)."""
+    wait = limiter.retry_after(principal.user_id)
+    seconds = retry_after_seconds(wait)
+    response = info.context.get("response")
+    if response is not None:
+        previous = response.headers.get("retry-after")
+        if previous is None or int(previous) < seconds:
+            response.headers["Retry-After"] = str(seconds)
+    return RateLimited(f"{what}; slow down and retry in {seconds} s", retry_after=wait)
 
 
 def _in_thread(resolver: Callable[..., Any]) -> Callable[..., Any]:

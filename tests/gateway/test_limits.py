@@ -33,11 +33,19 @@ def test_the_feed_is_rate_limited_per_user(settings):  # noqa: F811
     settings.feed_rate_per_minute = 1
 
     async def scenario(client):
-        bodies = [(await gql(client, settings, ID_ONLY, user="scraper")).json()
-                  for _ in range(12)]
+        responses = [await gql(client, settings, ID_ONLY, user="scraper") for _ in range(12)]
+        bodies = [r.json() for r in responses]
         assert all("errors" not in b for b in bodies[:10]), bodies[:10]
+        assert all("retry-after" not in r.headers for r in responses[:10])
         assert codes(bodies[11]) == ["RATE_LIMITED"]
-        assert "too many feed pages" in bodies[11]["errors"][0]["message"]
+        error = bodies[11]["errors"][0]
+        assert "too many feed pages" in error["message"]
+        # when to come back: the bucket refills one page a minute and is empty
+        wait = error["extensions"]["retryAfter"]
+        assert 50 <= wait <= 60, wait
+        assert responses[11].headers["retry-after"] == str(wait)
+        assert f"retry in {wait} s" in error["message"]
+        assert responses[11].status_code == 200  # GraphQL over HTTP: errors in the body
         other = (await gql(client, settings, ID_ONLY, user="reader")).json()
         assert "errors" not in other  # one user's flood costs only that user
 
@@ -53,7 +61,11 @@ def test_the_local_limiter_keeps_a_bounded_number_of_users():
     # a user that exhausted its burst is refused, and refilled with time
     assert all(limiter.allow_now("busy") for _ in range(60))
     assert not limiter.allow_now("busy")
+    # a refused user is told when a token is back (10 a second: within 0.1 s)
+    assert 0.0 < limiter.retry_after("busy") <= 0.1
+    assert limiter.retry_after("someone-new") == 0.0
     now[0] += 1.0
+    assert limiter.retry_after("busy") == 0.0
     assert limiter.allow_now("busy")  # 10 tokens a second
     # idle buckets expire once they would be full again: nothing is kept for them
     now[0] += 60.0 / 10 + 1
@@ -168,15 +180,19 @@ def test_two_gateways_on_redis_share_a_users_feed_limit(settings, redis_url,  # 
             clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=a),
                                          base_url="http://gw") for a in apps]
             token = issue_token(settings, "two-host-reader")
-            bodies = []
+            bodies, waits = [], []
             for k in range(6):
                 r = await clients[k % 2].post(
                     "/graphql", json={"query": ID_ONLY},
                     headers={"Authorization": f"Bearer {token}"})
                 bodies.append(r.json())
+                waits.append(r.headers.get("retry-after"))
             for c in clients:
                 await c.aclose()
         assert [codes(b) for b in bodies] == [[]] * 4 + [["RATE_LIMITED"]] * 2
+        # the shared window ends 30 s after the frozen clock: both hosts say so
+        assert waits == [None] * 4 + ["30"] * 2
+        assert [b["errors"][0]["extensions"]["retryAfter"] for b in bodies[4:]] == [30, 30]
 
     asyncio.run(main())
 
