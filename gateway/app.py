@@ -124,6 +124,22 @@ _HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLO
                      413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
+def _media_type_lowercased(scope: Scope) -> Scope:
+    """``scope`` with its Content-Type's media type in lower case: media types are
+    case-insensitive (RFC 9110, 8.3.1), and strawberry compares them as written, so
+    ``APPLICATION/JSON`` was refused. Parameters (a multipart boundary) stay as sent."""
+    headers = scope.get("headers") or []
+    for k, (name, value) in enumerate(headers):
+        if name.lower() == b"content-type":
+            media_type, sep, parameters = value.partition(b";")
+            if media_type != media_type.lower():
+                headers = list(headers)
+                headers[k] = (name, media_type.lower() + sep + parameters)
+                return {**scope, "headers": headers}
+            break
+    return scope
+
+
 def graphql_error_response(status: int, message: str, code: str | None = None) -> Response:
     """A refusal before GraphQL runs, shaped like a GraphQL error so clients parse one form."""
     code = code or _HTTP_ERROR_CODES.get(status, "BAD_REQUEST")
@@ -210,9 +226,14 @@ class HunchGraphQL(GraphQL):
             await super().__call__(scope, receive, send)
             return
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(Request(scope=_media_type_lowercased(scope),
+                                              receive=receive))
         except HTTPException as exc:
-            response = graphql_error_response(exc.status_code, exc.reason)
+            reason = exc.reason
+            if reason == "Unsupported content type":  # strawberry's words: say what to send
+                reason = ("unsupported Content-Type: send the request as JSON "
+                          "(Content-Type: application/json)")
+            response = graphql_error_response(exc.status_code, reason)
         except _TooLarge:
             raise  # BodySizeLimit answers 413
         except Exception:

@@ -20,7 +20,7 @@ from gateway.auth import Forbidden, Unauthorized
 from graph.errors import GraphUnavailable, InvalidGraphData, UnknownUser
 from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
 from recsys.store_db import StoreUnavailable  # every shared store's, the event store's too
-from recsys.feed import InvalidPageSize
+from recsys.feed import InvalidPageSize, PageSizeExceeded
 from recsys.feed_sessions import ExpiredCursor, InvalidCursor
 from recsys.filters import (
     FilterAlreadyExists,
@@ -52,7 +52,7 @@ USER_INPUT_ERRORS: tuple[type[BaseException], ...] = (
     InvalidFilterExpression, InvalidFilterValues, FilterNotApplicable, UnknownFilter,
     InvalidFilterName, FilterAlreadyExists,
     InvalidPromotion, UnknownPromotion, PromotionAlreadyExists,
-    UnknownUser, InvalidGraphData,
+    UnknownUser, InvalidGraphData, InvalidPageSize,  # first: 0 or below
 )
 
 # Most specific first: the first matching class decides the code.
@@ -63,7 +63,7 @@ ERROR_CODES: list[tuple[type[BaseException] | tuple[type[BaseException], ...], s
     (RateLimited, "RATE_LIMITED"),
     (ExpiredCursor, "CURSOR_EXPIRED"),
     (InvalidCursor, "INVALID_CURSOR"),
-    (InvalidPageSize, "PAGE_SIZE_EXCEEDED"),
+    (PageSizeExceeded, "PAGE_SIZE_EXCEEDED"),
     (GraphUnavailable, "GRAPH_UNAVAILABLE"),
     (StoreUnavailable, "STORE_UNAVAILABLE"),
     (USER_INPUT_ERRORS, "BAD_USER_INPUT"),

@@ -36,7 +36,7 @@ from recsys.admission import (
 )
 from recsys.errors import HunchError, InvalidEvent
 from recsys.events import Interaction
-from recsys.feed import InvalidPageSize
+from recsys.feed import check_page_size
 from recsys.filters import FilterAlreadyExists, InvalidFilterExpression, UnknownFilter
 from recsys.filters.compiler import InvalidFilterValues, compile_filter
 from recsys.promotions import (
@@ -65,8 +65,7 @@ class Author:
         # feed page with 100 RATE_LIMITED errors.
         services = _services(info)
         bound = services.settings.max_page_size
-        if not 0 <= first <= bound:
-            raise InvalidPageSize(f"first must be between 0 and {bound}, got {first}")
+        check_page_size(first, 0, bound)
 
         def read() -> list[Poll]:  # the catalog lock and the store: off the event loop
             ids = services.polls_by_author(str(self.id), first)  # newest first

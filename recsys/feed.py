@@ -53,7 +53,20 @@ ItemPredicate = Callable[[str], bool]
 
 
 class InvalidPageSize(HunchError):
-    """``first`` is out of range."""
+    """``first`` is out of range: below the smallest page (a plain input mistake)."""
+
+
+class PageSizeExceeded(InvalidPageSize):
+    """``first`` asks for more than the largest page."""
+
+
+def check_page_size(first: int, smallest: int, largest: int) -> None:
+    """Refuse a ``first`` outside ``[smallest, largest]``, saying which bound it broke."""
+    if first > largest:
+        raise PageSizeExceeded(f"first must be at most {largest}, got {first}: ask for "
+                               "the rest with the page's endCursor as `after`")
+    if first < smallest:
+        raise InvalidPageSize(f"first must be at least {smallest}, got {first}")
 
 
 @dataclass
@@ -96,8 +109,7 @@ class FeedService:
 
     def page(self, user_id: str, first: int = 20, after: str | None = None, *,
              allow: ItemPredicate | None = None, now: float | None = None) -> FeedPage:
-        if not 1 <= first <= self.max_page_size:
-            raise InvalidPageSize(f"first must be between 1 and {self.max_page_size}, got {first}")
+        check_page_size(first, 1, self.max_page_size)
         now = time.time() if now is None else now
         if not after:
             return self._first_page(user_id, first, allow)

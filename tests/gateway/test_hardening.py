@@ -132,8 +132,12 @@ def test_client_mistakes_log_one_info_line_and_failures_their_traceback(settings
     app = create_app(settings, services)
 
     async def scenario(client):
-        body = (await gql(client, settings, "{ feed(first: 0) { recommendationId } }")).json()
+        body = (await gql(client, settings, "{ feed(first: 101) { recommendationId } }")).json()
         assert codes(body) == ["PAGE_SIZE_EXCEEDED"]
+        # nothing was exceeded: a page of none is an input mistake of its own
+        body = (await gql(client, settings, "{ feed(first: 0) { recommendationId } }")).json()
+        assert codes(body) == ["BAD_USER_INPUT"]
+        assert "first must be at least 1, got 0" in body["errors"][0]["message"]
         body = (await gql(client, settings, '{ feed(first: 3, after: "forged") { '
                           "recommendationId } }")).json()
         assert codes(body) == ["INVALID_CURSOR"]
@@ -215,3 +219,30 @@ def test_a_token_whose_user_id_no_store_can_hold_is_refused(tmp_path, sub):
     settings = Settings(home=tmp_path)
     with pytest.raises(Unauthorized, match="sub claim"):
         Authenticator(settings).authenticate(f"Bearer {issue_token(settings, sub)}")
+
+
+def test_the_content_type_is_read_case_insensitively(settings):  # noqa: F811
+    """Media types are case-insensitive (RFC 9110): ``APPLICATION/JSON`` was refused with
+    strawberry's plain "Unsupported content type"."""
+    import json
+
+    from gateway.auth import issue_token
+
+    body = json.dumps({"query": "{ me { id } }"})
+    token = issue_token(settings, "reader")
+
+    async def scenario(client):
+        for content_type in ("APPLICATION/JSON", "Application/Json; charset=UTF-8",
+                             "application/json"):
+            response = await client.post("/graphql", content=body, headers={
+                "Authorization": f"Bearer {token}", "Content-Type": content_type})
+            assert response.status_code == 200, (content_type, response.text)
+            assert response.json() == {"data": {"me": {"id": "reader"}}}, content_type
+        refused = await client.post("/graphql", content=body, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "TEXT/PLAIN"})
+        assert refused.status_code == 400
+        error = refused.json()["errors"][0]
+        assert error["extensions"]["code"] == "BAD_REQUEST"
+        assert "Content-Type: application/json" in error["message"]
+
+    serve(settings, scenario)
