@@ -19,7 +19,10 @@ a product owner: polls drawing more than they normally do. Raw counts would not 
 reward listing polls that are merely popular (a new poll in its first hours, or any poll
 at the evening peak of the diurnal cycle), which the popular slot already serves. Only
 polls that had an interaction before the cut-off count: no list can show a poll that does
-not exist yet. Precision@10 counts the list's polls among the window's 10 largest surges;
+not exist yet. A user counts once per poll per ``TARGET_HORIZON`` (:func:`counted_events`),
+in the target and the baseline alike, as Trending-Now counts a user once per poll per
+interval: counted raw, one account's 150 votes on one poll were the window's largest
+surge, the very thing the model is built not to list. Precision@10 counts the list's polls among the window's 10 largest surges;
 NDCG@10 grades each poll by its surge. Cut-offs where a list had to fall back to popular
 polls (nothing in its last two intervals) count as cut-offs with no data, and score as
 served.
@@ -109,13 +112,40 @@ class TrendTuningResult:
                        f"{TARGET_HORIZON // 60} minutes after each cut-off (every "
                        f"{CUTOFF_STEP // 60} minutes), i.e. its interactions above its usual "
                        "share of all interactions over the previous "
-                       f"{BASELINE_SECONDS // DAY} days"),
+                       f"{BASELINE_SECONDS // DAY} days, a user counted once per poll per "
+                       f"{TARGET_HORIZON // 60} minutes"),
             "eligible": list(self.eligible),
             "table": [{"frequency": s.frequency, "cutoffs": s.cutoffs,
                        "ndcg_at_10": s.ndcg_at_10, "precision_at_10": s.precision_at_10,
                        "empty_interval_share": s.empty_share} for s in self.scores],
             "comparisons": [c.to_json() for c in self.comparisons],
         }
+
+
+def counted_events(ts: np.ndarray, pairs: np.ndarray, horizon: int) -> np.ndarray:
+    """Which events count (a mask): a (user, poll) pair's event counts unless the same
+    pair had a counted event less than ``horizon`` seconds before, so any window of
+    ``horizon`` holds at most one counted event per pair. ``ts`` sorted; ``pairs`` codes
+    each event's (user, poll)."""
+    counted = np.ones(len(ts), bool)
+    order = np.argsort(pairs, kind="stable")  # by pair, each in time order
+    grouped = pairs[order]
+    repeats = np.flatnonzero(grouped[1:] == grouped[:-1]) + 1  # not a pair's first event
+    if not len(repeats):
+        return counted
+    # Only pairs with several events need the walk (most pairs have one event).
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    ends = np.r_[starts[1:], len(grouped)]
+    several = ends - starts > 1
+    times = ts[order].tolist()
+    for start, end in zip(starts[several].tolist(), ends[several].tolist()):
+        last = times[start]
+        for j in range(start + 1, end):
+            if times[j] - last < horizon:
+                counted[order[j]] = False
+            else:
+                last = times[j]
+    return counted
 
 
 def surge(ts: np.ndarray, polls: np.ndarray, first_seen: np.ndarray, cutoff: int,
@@ -153,11 +183,17 @@ def backtest(events: Sequence[Interaction], frequencies: Sequence[str], *,
     surge over ``[cutoff, cutoff + horizon)``."""
     models = {f: TrendingNow(f).fit(TrainingData([])) for f in frequencies}
     poll_index: dict[str, int] = {}
+    pair_index: dict[tuple[str, str], int] = {}
     ts = np.fromiter((e.timestamp for e in events), np.int64, len(events))
     polls = np.fromiter((poll_index.setdefault(e.item_id, len(poll_index)) for e in events),
                         np.int64, len(events))
+    pairs = np.fromiter((pair_index.setdefault((e.user_id, e.item_id), len(pair_index))
+                         for e in events), np.int64, len(events))
     first_seen = np.full(len(poll_index), np.iinfo(np.int64).max)
     np.minimum.at(first_seen, polls, ts)
+    # The target counts what the model counts: a user once per poll (per horizon).
+    counted = counted_events(ts, pairs, horizon)
+    counted_ts, counted_polls = ts[counted], polls[counted]
     start, end = int(ts.min()), int(ts.max())
     # Whole days of warm-up so that every frequency's intervals line up with the grid.
     first = (start + warmup) // DAY * DAY + DAY
@@ -177,7 +213,7 @@ def backtest(events: Sequence[Interaction], frequencies: Sequence[str], *,
             for model in models.values():
                 model.observe(events[position:stop])
             position = stop
-        gains = surge(ts, polls, first_seen, b, horizon, baseline)
+        gains = surge(counted_ts, counted_polls, first_seen, b, horizon, baseline)
         best = np.argsort(-gains, kind="stable")[:top_k]
         relevant = set(best[gains[best] > 0].tolist())
         for f, model in models.items():

@@ -12,6 +12,8 @@ import pytest
 from recsys.analysis.trend_tuning import (
     MAX_EMPTY_SHARE,
     TrendTuningError,
+    backtest,
+    counted_events,
     surge,
     tune_trending,
 )
@@ -60,6 +62,51 @@ def test_a_poll_that_is_merely_popular_does_not_surge():
     first_seen = np.array([ts[polls == 0].min(), ts[polls == 1].min()])
     gains = surge(ts, polls, first_seen, start + 71 * hour, hour)
     assert gains[0] == 0 and gains[1] > 5
+
+
+def test_a_user_counts_once_per_poll_per_horizon():
+    ts = np.array([0, 10, 3_599, 3_600, 3_700, 7_300, 50, 60])
+    pairs = np.array([0, 0, 0, 0, 0, 0, 1, 2])
+    # pair 0 counts at 0, then at 3,600 (a horizon later), then 7,300; pairs 1 and 2 once
+    assert counted_events(ts, pairs, 3_600).tolist() == [True, False, False, True, False,
+                                                         True, True, True]
+
+
+def test_one_accounts_votes_are_not_a_surge():
+    """Trending-Now counts a user once per poll per interval, so one account's 150 votes
+    on "spam" cannot put it on the list; the target must not reward a list that shows
+    it either. Ten people each voting once on "real" in the same hour are the surge."""
+    start, hour = 1_704_067_200, 3_600
+    events = []
+    for h in range(4 * 24):  # background: every poll draws a vote an hour
+        for p in ("spam", "real", "a", "b", "c"):
+            events.append(Interaction(f"bg{h % 7}-{p}", p, "HUNCH", start + h * hour + 1))
+    target = start + 3 * 24 * hour
+    events += [Interaction("spammer", "spam", "HUNCH", target + 60 + k) for k in range(150)]
+    events += [Interaction(f"fan{k}", "real", "HUNCH", target + 60 + 10 * k) for k in range(10)]
+    events.sort(key=lambda e: e.timestamp)
+    ts = np.array([e.timestamp for e in events])
+    names = ["spam", "real", "a", "b", "c"]
+    polls = np.array([names.index(e.item_id) for e in events])
+    first_seen = np.array([ts[polls == k].min() for k in range(5)])
+    raw = surge(ts, polls, first_seen, target, hour)
+    assert raw[0] > raw[1]  # counted raw, the spam is the surge (the planted effect)
+    pair_index: dict = {}
+    pairs = np.array([pair_index.setdefault((e.user_id, e.item_id), len(pair_index))
+                      for e in events])
+    counted = counted_events(ts, pairs, hour)
+    gains = surge(ts[counted], polls[counted], first_seen, target, hour)
+    assert gains[1] > 5 and gains[0] < 1
+    # The backtest: the spammer's 149 repeats (within three minutes of the first vote)
+    # change neither a model's lists nor the target, so not one score.
+    once = [e for e in events if e.user_id != "spammer"] + [
+        Interaction("spammer", "spam", "HUNCH", target + 60)]
+    once.sort(key=lambda e: e.timestamp)
+    frequencies = ["30 minutes", "1 hour", "3 hours"]
+    with_repeats = backtest(events, frequencies, warmup=2 * 86_400, step=1_800)
+    without = backtest(once, frequencies, warmup=2 * 86_400, step=1_800)
+    assert [(s.ndcg_at_10, s.precision_at_10) for s in with_repeats] == \
+        [(s.ndcg_at_10, s.precision_at_10) for s in without]
 
 
 def test_frequencies_with_mostly_empty_intervals_are_not_recommended():
