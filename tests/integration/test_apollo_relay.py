@@ -1,7 +1,8 @@
 """The feed through the client people use: Apollo Client 4's ``relayStylePagination``,
 from Node, against a real uvicorn server. Apollo splices each fetched page after the
 cached edge whose cursor is ``after``, so the feed's cursors decide what the app keeps:
-after N pages its cache must hold every poll served, in order."""
+after N pages its cache must hold every poll served, in order. And a full page asked the
+way an app of components asks it (colocated fragments) must not be refused."""
 
 from __future__ import annotations
 
@@ -65,3 +66,27 @@ def test_apollo_cache_holds_every_poll_served_in_order(node, two_worker_server, 
     # Before edges had their own cursors: 19 of 100 (the first edge of each page).
     assert cached == served, f"the cache holds {len(cached)} of {len(served)} polls served"
 
+
+
+@pytest.fixture(scope="module")
+def one_worker_server(home):
+    srv = Server(home).start()
+    yield srv
+    srv.stop()
+
+
+def test_a_full_page_of_colocated_fragments_is_served(node, one_worker_server, home):
+    """Two components' fragments each ask the author's 3 latest polls: execution merges
+    them (3 polls per author, 400 nodes for a page of 100), and so must the node
+    budget, which counted them twice (700 > 500) and refused the app's page."""
+    done = subprocess.run(
+        [node, "colocated_page.mjs", f"{one_worker_server.url}/graphql", token(_user(home)),
+         "100"], cwd=APOLLO_DIR, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    page = json.loads(done.stdout.strip().splitlines()[-1])
+    assert page["errors"] is None, page["errors"]
+    assert page["edges"] == 100
+    polls = page["authorPolls"]
+    assert all(1 <= len(p) <= 3 for p in polls), polls[:3]
+    # both fragments' fields on one merged list (Apollo adds __typename)
+    assert all(fields == ["__typename", "id", "question"] for p in polls for fields in p)
