@@ -38,7 +38,7 @@ from recsys.errors import HunchError, InvalidEvent
 from recsys.events import Interaction
 from recsys.feed import check_page_size
 from recsys.filters import FilterAlreadyExists, InvalidFilterExpression, UnknownFilter
-from recsys.filters.compiler import InvalidFilterValues, compile_filter
+from recsys.filters.compiler import InvalidFilterValues
 from recsys.promotions import (
     InvalidPromotion,
     Promotion as PromotionRecord,
@@ -521,17 +521,6 @@ def _string_dict(value: Any, what: str) -> dict[str, str]:
 # ---------------------------------------------------------------------- mutation
 
 
-def _check_promotion_filter(services: Any, promotion: PromotionRecord) -> None:
-    """A promotion applies to every user's feed: refuse one whose filter cannot apply as
-    stored (it does not compile, or an INCLUDE expression's $parameter has no value),
-    as Personalize does, instead of failing every feed request while it is active."""
-    if promotion.filter_expression.strip() and promotion.filter_name:
-        raise InvalidPromotion("give a promotion a filterExpression or a filterName, not both")
-    compiled = (services.filters.get(promotion.filter_name).compiled if promotion.filter_name
-                else compile_filter(promotion.filter_expression))
-    compiled.bind(promotion.filter_values)
-
-
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description=(
@@ -652,7 +641,7 @@ class Mutation:
                 filter_expression=input.filter_expression, filter_name=input.filter_name,
                 filter_values=_string_dict(input.filter_values or {}, "filterValues"),
                 start_at=input.start_at, end_at=input.end_at, priority=input.priority)
-            _check_promotion_filter(services, promotion)
+            services.feed_filters.check_promotion(promotion)
             services.promotions.create(promotion)
             services.promotions_changed()
         except (InvalidPromotion, InvalidFilterExpression, InvalidFilterValues,
@@ -671,7 +660,7 @@ class Mutation:
         services = _services(info)
         try:
             updated = services.promotions.update(
-                name, check=functools.partial(_check_promotion_filter, services),
+                name, check=services.feed_filters.check_promotion,
                 percent_promoted_items=input.percent_promoted_items,
                 filter_expression=input.filter_expression, filter_name=input.filter_name,
                 filter_values=_string_dict(input.filter_values or {}, "filterValues"),

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # extensions.degraded of a feed served without the event store (from models in memory).
 STORE_DEGRADED = "event-store"
+# ... and of one served without the active promotion, whose filter could not apply.
+PROMOTION_DEGRADED = "promotion"
 # Interactions filters look at a user's last 100 interactions per event type (Personalize).
 RECENT_EVENTS_PER_TYPE = 100
 
@@ -206,6 +208,8 @@ class Services:
         degraded = ["in-network"] if self.settings.in_network and self.graph_degraded else []
         if self.feed_filters.store_down:
             degraded.append(STORE_DEGRADED)
+        if self.feed_filters.promotion_skipped:
+            degraded.append(PROMOTION_DEGRADED)
         return FeedResult(page, degraded)
 
     def feed_records(self, result: FeedResult) -> dict[str, dict[str, Any]]:

@@ -102,7 +102,7 @@ class FeedService:
     interactions_exclusion: Callable[[str], set[str]] | None = None
     # The promotion in force and a resolver from its filter to a predicate for a user.
     active_promotion: Callable[[], Promotion | None] | None = None
-    promotion_filter: Callable[[Promotion, str], ItemPredicate] | None = None
+    promotion_filter: Callable[[Promotion, str], ItemPredicate | None] | None = None
     promoted_source: str = USER_PERSONALIZATION  # Personalize ranks promoted items by the campaign
     on_recommendation: Callable[[str, str, list[str]], None] | None = None
     max_page_size: int = MAX_PAGE_SIZE
@@ -183,6 +183,8 @@ class FeedService:
             return self.mixer.mix(request)
         k = promotion.promoted_count(request.first)
         predicate = self.promotion_filter(promotion, request.user_id)
+        if predicate is None:  # its filter cannot apply (deleted meanwhile): none promoted
+            return self.mixer.mix(request)
         source = self.mixer.sources.get(self.promoted_source)
         promoted: list[FeedItem] = []
         if source is not None:

@@ -11,6 +11,7 @@ runs in one thread, so the user's filter context is memoised per thread between
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,9 +19,22 @@ from collections.abc import Callable
 import numpy as np
 
 from recsys.events import LatestInteractionsCache
-from recsys.filters import Catalog, CompiledFilter, FilterContext, compile_filter
+from recsys.filters import (
+    Catalog,
+    CompiledFilter,
+    FilterContext,
+    InvalidFilterExpression,
+    UnknownFilter,
+    compile_filter,
+)
+from recsys.filters.compiler import FilterNotApplicable, InvalidFilterValues
 from recsys.filters.store import FilterStoreProtocol
-from recsys.promotions import Promotion, PromotionStoreProtocol, select_active
+from recsys.promotions import (
+    InvalidPromotion,
+    Promotion,
+    PromotionStoreProtocol,
+    select_active,
+)
 from recsys.recipes.base import PollMask
 from recsys.store_db import StoreUnavailable
 
@@ -31,6 +45,14 @@ PROMOTION_REFRESH_SECONDS = 1.0
 # How long a named filter's definition is reused without reading the store: filters never
 # change, so this only bounds how long another process's delete goes unseen.
 FILTER_REFRESH_SECONDS = 1.0
+# Why a stored promotion's filter can stop applying although it was checked when written:
+# its named filter was deleted by another host meanwhile (the in-use check and the delete
+# are not one transaction across hosts), or a catalog change made it inapplicable.
+PROMOTION_UNUSABLE = (UnknownFilter, InvalidFilterExpression, InvalidFilterValues,
+                      FilterNotApplicable)
+# A promotion that cannot apply is logged at ERROR at most this often (every request
+# meets it while it is active).
+UNUSABLE_PROMOTION_LOG_SECONDS = 60.0
 
 
 class FeedFilters:
@@ -48,11 +70,19 @@ class FeedFilters:
         self._request = threading.local()  # per-request memo (one feed runs in one thread)
         self._promotion_cache: tuple[float, object, list[Promotion]] | None = None
         self._compiled_cache: dict[str, CompiledFilter] = {}
+        self._unusable_logged: dict[str, float] = {}  # promotion name -> when last logged
 
     def begin_request(self) -> None:
         """A new request: read the user's events afresh."""
         self._request.context = None
         self._request.store_down = False
+        self._request.promotion_skipped = None
+
+    @property
+    def promotion_skipped(self) -> str | None:
+        """The active promotion this request was served without (its filter could not
+        apply), or None."""
+        return getattr(self._request, "promotion_skipped", None)
 
     @property
     def store_down(self) -> bool:
@@ -102,16 +132,45 @@ class FeedFilters:
         # Masks may be longer than the catalog (spare capacity): only real rows count.
         return PollMask(combined[: len(self.catalog)], self.catalog.ids, self.catalog.index)
 
-    def promotion_predicate(self, promotion: Promotion, user_id: str) -> Callable[[str], bool]:
+    def promotion_filter(self, promotion: Promotion, *,
+                         max_age_seconds: float | None = None) -> CompiledFilter:
+        """The promotion's filter: its named filter (from the store, reused for up to
+        ``max_age_seconds``) or its own expression, compiled."""
         if promotion.filter_name:
-            compiled = self.filters.get(promotion.filter_name,
-                                        max_age_seconds=FILTER_REFRESH_SECONDS).compiled
-        else:
-            compiled = self._compiled(promotion.filter_expression)
-        context = self.context(user_id)
-        with self._catalog_lock:
-            mask = compiled.bind(promotion.filter_values).catalog_mask(context)
-            predicate = self._mask_predicate([mask])
+            return self.filters.get(promotion.filter_name,
+                                    max_age_seconds=max_age_seconds).compiled
+        return self._compiled(promotion.filter_expression)
+
+    def check_promotion(self, promotion: Promotion) -> None:
+        """Refuse a promotion whose filter cannot apply as it would be stored (it does
+        not compile, names no stored filter, or an INCLUDE expression's $parameter has
+        no value), as Personalize does, instead of serving every feed without it."""
+        if promotion.filter_expression.strip() and promotion.filter_name:
+            raise InvalidPromotion("give a promotion a filterExpression or a filterName, "
+                                   "not both")
+        self.promotion_filter(promotion).bind(promotion.filter_values)
+
+    def promotion_predicate(self, promotion: Promotion, user_id: str
+                            ) -> Callable[[str], bool] | None:
+        """Which polls the promotion may place for this user; None when its filter cannot
+        apply (see :data:`PROMOTION_UNUSABLE`): the feed is then served without the
+        promotion (and says so) rather than failing for every user."""
+        try:
+            compiled = self.promotion_filter(promotion, max_age_seconds=FILTER_REFRESH_SECONDS)
+            context = self.context(user_id)
+            with self._catalog_lock:
+                mask = compiled.bind(promotion.filter_values).catalog_mask(context)
+                predicate = self._mask_predicate([mask])
+        except PROMOTION_UNUSABLE as exc:
+            self._request.promotion_skipped = promotion.name
+            now = time.monotonic()
+            if now - self._unusable_logged.get(promotion.name, -math.inf) \
+                    >= UNUSABLE_PROMOTION_LOG_SECONDS:
+                self._unusable_logged[promotion.name] = now
+                log.error("promotion %r is active but its filter cannot apply (%s): feeds "
+                          "are served without it until it is fixed or deleted",
+                          promotion.name, exc)
+            return None
         assert predicate is not None
         return predicate
 
