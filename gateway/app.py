@@ -229,11 +229,11 @@ class HunchGraphQL(GraphQL):
             response = await self.run(Request(scope=_media_type_lowercased(scope),
                                               receive=receive))
         except HTTPException as exc:
-            reason = exc.reason
-            if reason == "Unsupported content type":  # strawberry's words: say what to send
-                reason = ("unsupported Content-Type: send the request as JSON "
-                          "(Content-Type: application/json)")
-            response = graphql_error_response(exc.status_code, reason)
+            status, reason = exc.status_code, exc.reason
+            if reason == "Unsupported content type":  # strawberry's 400: say what to send
+                status, reason = 415, ("unsupported Content-Type: send the request as JSON "
+                                       "(Content-Type: application/json)")
+            response = graphql_error_response(status, reason)
         except _TooLarge:
             raise  # BodySizeLimit answers 413
         except Exception:

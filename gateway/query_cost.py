@@ -93,7 +93,9 @@ def operation_nodes(schema: GraphQLSchema, operation: OperationDefinitionNode,
     def first(field_def: Any, node: FieldNode) -> int:
         # Only `first` is read (coercing every argument would also parse a feed's
         # filterValues literal, however deep): an int literal, a variable's coerced
-        # value, else the field's default.
+        # value, else the field's default. (Variables are the operation's: graphql-core's
+        # experimental fragment arguments, `...F(n: 100)`, would need theirs too; the
+        # parser refuses that syntax unless asked to accept it, and nothing here asks.)
         value: Any = Undefined
         for argument in node.arguments or ():
             if argument.name.value != PAGE_ARGUMENT:
@@ -195,9 +197,9 @@ def node_budget(executor_class: type, max_nodes: int, page_size: int) -> type:
                 nodes = None
             # Out of the except block: the error would keep the recursion's frames alive.
             if nodes is None:
-                error = GraphQLError("the query's selections nest too deeply (or merge into "
-                                     "too many fields) to count its nodes; nest fewer "
-                                     "inline fragments", self.operation)
+                error = GraphQLError("the query's selections nest too deeply, or expand into "
+                                     "too many fields, to count its nodes: nest fewer "
+                                     "fragments and aliases", self.operation)
             elif nodes > max_nodes:
                 error = too_many_nodes(nodes, max_nodes, self.operation)
             else:

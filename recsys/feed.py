@@ -60,11 +60,12 @@ class PageSizeExceeded(InvalidPageSize):
     """``first`` asks for more than the largest page."""
 
 
-def check_page_size(first: int, smallest: int, largest: int) -> None:
-    """Refuse a ``first`` outside ``[smallest, largest]``, saying which bound it broke."""
+def check_page_size(first: int, smallest: int, largest: int, *, paged: bool = False) -> None:
+    """Refuse a ``first`` outside ``[smallest, largest]``, saying which bound it broke
+    (and, for a paged list, how to get the rest)."""
     if first > largest:
-        raise PageSizeExceeded(f"first must be at most {largest}, got {first}: ask for "
-                               "the rest with the page's endCursor as `after`")
+        rest = ": ask for the rest with the page's endCursor as `after`" if paged else ""
+        raise PageSizeExceeded(f"first must be at most {largest}, got {first}{rest}")
     if first < smallest:
         raise InvalidPageSize(f"first must be at least {smallest}, got {first}")
 
@@ -109,7 +110,7 @@ class FeedService:
 
     def page(self, user_id: str, first: int = 20, after: str | None = None, *,
              allow: ItemPredicate | None = None, now: float | None = None) -> FeedPage:
-        check_page_size(first, 1, self.max_page_size)
+        check_page_size(first, 1, self.max_page_size, paged=True)
         now = time.time() if now is None else now
         if not after:
             return self._first_page(user_id, first, allow)

@@ -19,10 +19,10 @@ a product owner: polls drawing more than they normally do. Raw counts would not 
 reward listing polls that are merely popular (a new poll in its first hours, or any poll
 at the evening peak of the diurnal cycle), which the popular slot already serves. Only
 polls that had an interaction before the cut-off count: no list can show a poll that does
-not exist yet. A user counts once per poll per ``TARGET_HORIZON`` (:func:`counted_events`),
-in the target and the baseline alike, as Trending-Now counts a user once per poll per
-interval: counted raw, one account's 150 votes on one poll were the window's largest
-surge, the very thing the model is built not to list. Precision@10 counts the list's polls among the window's 10 largest surges;
+not exist yet. A user counts once per poll in the target window, and once per
+``TARGET_HORIZON``-long step of the baseline (:func:`previous_events`), as Trending-Now
+counts a user once per poll per interval: counted raw, one account's 150 votes on one
+poll were the window's largest surge, the very thing the model is built not to list. Precision@10 counts the list's polls among the window's 10 largest surges;
 NDCG@10 grades each poll by its surge. Cut-offs where a list had to fall back to popular
 polls (nothing in its last two intervals) count as cut-offs with no data, and score as
 served.
@@ -122,45 +122,49 @@ class TrendTuningResult:
         }
 
 
-def counted_events(ts: np.ndarray, pairs: np.ndarray, horizon: int) -> np.ndarray:
-    """Which events count (a mask): a (user, poll) pair's event counts unless the same
-    pair had a counted event less than ``horizon`` seconds before, so any window of
-    ``horizon`` holds at most one counted event per pair. ``ts`` sorted; ``pairs`` codes
-    each event's (user, poll)."""
-    counted = np.ones(len(ts), bool)
+NO_EARLIER_EVENT = np.iinfo(np.int64).min
+
+
+def previous_events(ts: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """For each event, the time of the same (user, poll) pair's previous event
+    (:data:`NO_EARLIER_EVENT` for its first). ``ts`` sorted; ``pairs`` codes each
+    event's (user, poll). An event is its pair's first in a window starting at ``t0``
+    exactly when its previous event is before ``t0``: a window counts each user once
+    per poll, as Trending-Now's interval does."""
     order = np.argsort(pairs, kind="stable")  # by pair, each in time order
-    grouped = pairs[order]
-    repeats = np.flatnonzero(grouped[1:] == grouped[:-1]) + 1  # not a pair's first event
-    if not len(repeats):
-        return counted
-    # Only pairs with several events need the walk (most pairs have one event).
-    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    ends = np.r_[starts[1:], len(grouped)]
-    several = ends - starts > 1
-    times = ts[order].tolist()
-    for start, end in zip(starts[several].tolist(), ends[several].tolist()):
-        last = times[start]
-        for j in range(start + 1, end):
-            if times[j] - last < horizon:
-                counted[order[j]] = False
-            else:
-                last = times[j]
-    return counted
+    grouped, times = pairs[order], ts[order]
+    previous = np.full(len(ts), NO_EARLIER_EVENT, np.int64)
+    same = np.flatnonzero(grouped[1:] == grouped[:-1]) + 1
+    previous[order[same]] = times[same - 1]
+    return previous
 
 
 def surge(ts: np.ndarray, polls: np.ndarray, first_seen: np.ndarray, cutoff: int,
-          horizon: int, baseline: int = BASELINE_SECONDS) -> np.ndarray:
+          horizon: int, baseline: int = BASELINE_SECONDS,
+          previous: np.ndarray | None = None) -> np.ndarray:
     """Each poll's interactions in ``[cutoff, cutoff + horizon)`` above what its share of
     all interactions over the ``baseline`` before ``cutoff`` predicts (0 where not above,
-    and for polls first seen at or after ``cutoff``). ``ts`` must be sorted."""
+    and for polls first seen at or after ``cutoff``). ``ts`` must be sorted.
+
+    With ``previous`` (:func:`previous_events`) a user counts once per poll: once in
+    the target window, and once per ``horizon``-long step of the baseline (its share is
+    then measured on the target's scale); without it every event counts."""
     n = len(first_seen)
     at, end = np.searchsorted(ts, [cutoff, cutoff + horizon], side="left")
-    upcoming = np.bincount(polls[at:end], minlength=n).astype(float)
-    since = np.maximum(cutoff - baseline, first_seen)
     lo = int(np.searchsorted(ts, cutoff - baseline, side="left"))
-    recent = np.bincount(polls[lo:at], minlength=n).astype(float)
-    # All interactions in the app while each poll existed within the baseline window.
-    traffic = at - np.searchsorted(ts, since, side="left")
+    if previous is None:
+        fresh = np.ones(end - at, bool)
+        counted = np.ones(at - lo, bool)
+    else:
+        fresh = previous[at:end] < cutoff
+        # In the baseline, a pair counts once per horizon-long step, aligned on the epoch.
+        counted = previous[lo:at] < ts[lo:at] // horizon * horizon
+    upcoming = np.bincount(polls[at:end][fresh], minlength=n).astype(float)
+    since = np.maximum(cutoff - baseline, first_seen)
+    recent = np.bincount(polls[lo:at][counted], minlength=n).astype(float)
+    # All (counted) interactions in the app while each poll existed within the baseline.
+    running = np.r_[0, np.cumsum(counted)]
+    traffic = running[-1] - running[np.searchsorted(ts, since, side="left").clip(lo, at) - lo]
     share = np.divide(recent, traffic, out=np.zeros(n), where=traffic > 0)
     excess = upcoming - share * upcoming.sum()
     return np.where((first_seen < cutoff) & (excess > 0), excess, 0.0)
@@ -191,9 +195,8 @@ def backtest(events: Sequence[Interaction], frequencies: Sequence[str], *,
                          for e in events), np.int64, len(events))
     first_seen = np.full(len(poll_index), np.iinfo(np.int64).max)
     np.minimum.at(first_seen, polls, ts)
-    # The target counts what the model counts: a user once per poll (per horizon).
-    counted = counted_events(ts, pairs, horizon)
-    counted_ts, counted_polls = ts[counted], polls[counted]
+    # The target counts what the model counts: a user once per poll (per window).
+    previous = previous_events(ts, pairs)
     start, end = int(ts.min()), int(ts.max())
     # Whole days of warm-up so that every frequency's intervals line up with the grid.
     first = (start + warmup) // DAY * DAY + DAY
@@ -213,7 +216,7 @@ def backtest(events: Sequence[Interaction], frequencies: Sequence[str], *,
             for model in models.values():
                 model.observe(events[position:stop])
             position = stop
-        gains = surge(counted_ts, counted_polls, first_seen, b, horizon, baseline)
+        gains = surge(ts, polls, first_seen, b, horizon, baseline, previous)
         best = np.argsort(-gains, kind="stable")[:top_k]
         relevant = set(best[gains[best] > 0].tolist())
         for f, model in models.items():

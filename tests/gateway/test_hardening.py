@@ -240,9 +240,9 @@ def test_the_content_type_is_read_case_insensitively(settings):  # noqa: F811
             assert response.json() == {"data": {"me": {"id": "reader"}}}, content_type
         refused = await client.post("/graphql", content=body, headers={
             "Authorization": f"Bearer {token}", "Content-Type": "TEXT/PLAIN"})
-        assert refused.status_code == 400
+        assert refused.status_code == 415
         error = refused.json()["errors"][0]
-        assert error["extensions"]["code"] == "BAD_REQUEST"
+        assert error["extensions"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
         assert "Content-Type: application/json" in error["message"]
 
     serve(settings, scenario)

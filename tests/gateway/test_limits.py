@@ -259,6 +259,7 @@ def test_author_polls_first_is_bounded_with_a_typed_error(settings, first, code,
         body = (await gql(client, settings, query)).json()
         assert codes(body) == [code], body
         assert says in body["errors"][0]["message"]
+        assert "endCursor" not in body["errors"][0]["message"]  # a plain list: no cursor
         ok = (await gql(client, settings,
                         '{ poll(id: "p1") { author { polls(first: 100) { id } } } }')).json()
         assert len(ok["data"]["poll"]["author"]["polls"]) == 30  # all of a1's polls

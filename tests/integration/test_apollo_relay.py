@@ -67,7 +67,6 @@ def test_apollo_cache_holds_every_poll_served_in_order(node, two_worker_server, 
     assert cached == served, f"the cache holds {len(cached)} of {len(served)} polls served"
 
 
-
 @pytest.fixture(scope="module")
 def one_worker_server(home):
     srv = Server(home).start()

@@ -13,7 +13,7 @@ from recsys.analysis.trend_tuning import (
     MAX_EMPTY_SHARE,
     TrendTuningError,
     backtest,
-    counted_events,
+    previous_events,
     surge,
     tune_trending,
 )
@@ -64,12 +64,29 @@ def test_a_poll_that_is_merely_popular_does_not_surge():
     assert gains[0] == 0 and gains[1] > 5
 
 
-def test_a_user_counts_once_per_poll_per_horizon():
-    ts = np.array([0, 10, 3_599, 3_600, 3_700, 7_300, 50, 60])
-    pairs = np.array([0, 0, 0, 0, 0, 0, 1, 2])
-    # pair 0 counts at 0, then at 3,600 (a horizon later), then 7,300; pairs 1 and 2 once
-    assert counted_events(ts, pairs, 3_600).tolist() == [True, False, False, True, False,
-                                                         True, True, True]
+def test_a_window_counts_each_user_once_per_poll_it_holds():
+    """Against a count by hand of distinct (user, poll) pairs in each window: a user who
+    comes back every 2,500 s (or 1,000 s) counts once in every window holding a vote of
+    theirs, never zero (a "once per horizon since the last counted vote" rule missed
+    some), and one account's burst counts once."""
+    rng = np.random.default_rng(0)
+    events = [(t, "steady", "p0") for t in range(0, 40_000, 2_500)]
+    events += [(t, "often", "p1") for t in range(500, 40_000, 1_000)]
+    events += [(12_000 + k, "burst", "p2") for k in range(150)]
+    events += [(int(t), f"u{rng.integers(20)}", f"p{rng.integers(3)}")
+               for t in rng.uniform(0, 40_000, 300)]
+    events.sort()
+    ts = np.array([t for t, _, _ in events])
+    polls = np.array([int(p[1:]) for _, _, p in events])
+    pair_index: dict = {}
+    pairs = np.array([pair_index.setdefault((u, p), len(pair_index)) for _, u, p in events])
+    previous = previous_events(ts, pairs)
+    first_seen = np.full(3, -1)  # every poll exists; a zero baseline keeps gains = counts
+    for cutoff in range(1_800, 36_000, 1_800):
+        gains = surge(ts, polls, first_seen, cutoff, 3_600, baseline=0, previous=previous)
+        by_hand = [len({u for t, u, p in events if cutoff <= t < cutoff + 3_600
+                        and p == f"p{k}"}) for k in range(3)]
+        assert gains.tolist() == by_hand, (cutoff, gains, by_hand)
 
 
 def test_one_accounts_votes_are_not_a_surge():
@@ -94,8 +111,7 @@ def test_one_accounts_votes_are_not_a_surge():
     pair_index: dict = {}
     pairs = np.array([pair_index.setdefault((e.user_id, e.item_id), len(pair_index))
                       for e in events])
-    counted = counted_events(ts, pairs, hour)
-    gains = surge(ts[counted], polls[counted], first_seen, target, hour)
+    gains = surge(ts, polls, first_seen, target, hour, previous=previous_events(ts, pairs))
     assert gains[1] > 5 and gains[0] < 1
     # The backtest: the spammer's 149 repeats (within three minutes of the first vote)
     # change neither a model's lists nor the target, so not one score.
