@@ -205,10 +205,10 @@ class FeedFilters:
         return compiled
 
     def polls_by_author(self, author_id: str, n: int) -> list[str]:
-        """The author's newest ``n`` polls, from the catalog's AUTHOR_ID index."""
+        """The author's newest ``n`` polls, from the catalog's AUTHOR_ID index (the
+        whole id: user ids may hold ``|``)."""
         with self._catalog_lock:
-            mask = self.catalog.value_mask("AUTHOR_ID", [author_id])
-            rows = np.flatnonzero(mask[: len(self.catalog)])
+            rows = self.catalog.rows_with_value("AUTHOR_ID", author_id)
             created = [self.catalog.numeric_value(int(r), "CREATION_TIMESTAMP") or 0.0
                        for r in rows]
             ids = [self.catalog.ids[int(r)] for r in rows]

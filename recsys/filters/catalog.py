@@ -218,6 +218,21 @@ class Catalog:
 
         return self._memo(key, build)
 
+    def rows_with_value(self, field: str, value: str) -> np.ndarray:
+        """Rows whose categorical ``field`` holds exactly ``value`` as a whole (sorted).
+        :meth:`value_mask` matches any one of a value's ``|``-separated parts, as
+        Personalize's filters do; an id kept in a categorical field (AUTHOR_ID, whose
+        user ids may hold ``|``: ``google-oauth2|1093``) must match whole, or
+        ``google-oauth2`` would name every Google user's polls."""
+        parts = tuple(p for p in value.split(CATEGORICAL_SEPARATOR) if p != "")
+        row_values = self._row_values.get(field)
+        if not parts or row_values is None:
+            return np.zeros(0, np.int64)
+        rows = np.sort(self._rows(field, parts[0]))
+        if len(parts) == 1 and all(row_values[r] == parts for r in rows.tolist()):
+            return rows
+        return np.array([r for r in rows.tolist() if row_values[r] == parts], np.int64)
+
     def compare_mask(self, field: str, op: str, number: float) -> np.ndarray:
         """Rows whose numeric field satisfies ``field <op> number`` (missing: False)."""
         key = ("cmp", field, op, number)

@@ -62,3 +62,21 @@ def test_an_authors_newest_polls_come_from_the_catalog(tmp_path):
     _, _, filters = _filters(tmp_path)
     assert filters.polls_by_author("a1", 5) == ["p2", "p1"]
     assert filters.polls_by_author("a1", 1) == ["p2"]
+
+
+def test_an_author_id_with_a_bar_is_matched_whole(tmp_path):
+    """Sign-in providers' user ids hold '|' (google-oauth2|1093...), and AUTHOR_ID is a
+    categorical field, split on '|' for filters: matched by its parts, one Google user
+    got none of their polls and "google-oauth2" every Google user's."""
+    _, _, filters = _filters(tmp_path)
+    filters.catalog.upsert({
+        "g1": {"CATEGORY": "X", "AUTHOR_ID": "google-oauth2|1093", "CREATION_TIMESTAMP": 40},
+        "g2": {"CATEGORY": "X", "AUTHOR_ID": "google-oauth2|2000", "CREATION_TIMESTAMP": 50},
+        "g3": {"CATEGORY": "X", "AUTHOR_ID": "1093|google-oauth2", "CREATION_TIMESTAMP": 60},
+        "g4": {"CATEGORY": "X", "AUTHOR_ID": "google-oauth2", "CREATION_TIMESTAMP": 70}})
+    assert filters.polls_by_author("google-oauth2|1093", 5) == ["g1"]
+    assert filters.polls_by_author("google-oauth2|2000", 5) == ["g2"]
+    assert filters.polls_by_author("google-oauth2", 5) == ["g4"]
+    assert filters.polls_by_author("1093", 5) == []
+    assert filters.polls_by_author("|", 5) == []
+    assert filters.polls_by_author("a2", 5) == ["p3"]
