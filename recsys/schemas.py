@@ -147,11 +147,26 @@ DEFAULT_SCHEMAS: dict[str, DatasetSchema] = {
 
 _ID_FIELDS = {"interactions": ("USER_ID", "ITEM_ID"), "items": ("ITEM_ID",), "users": ("USER_ID",)}
 _AVRO_TYPES = {"string", "long", "int", "float", "double", "boolean"}
+# Reserved fields the engine reads as one type (Personalize's rules): a TIMESTAMP
+# declared "string" was read as text and failed deep in import and training.
+_FIELD_TYPES: dict[tuple[str, str], frozenset[str]] = {
+    ("interactions", "USER_ID"): frozenset({"string"}),
+    ("interactions", "ITEM_ID"): frozenset({"string"}),
+    ("interactions", "TIMESTAMP"): frozenset({"long"}),
+    ("interactions", "EVENT_TYPE"): frozenset({"string"}),
+    ("interactions", "EVENT_VALUE"): frozenset({"float", "double", "int", "long"}),
+    ("interactions", "IMPRESSION"): frozenset({"string"}),
+    ("interactions", "RECOMMENDATION_ID"): frozenset({"string"}),
+    ("items", "ITEM_ID"): frozenset({"string"}),
+    ("items", "CREATION_TIMESTAMP"): frozenset({"long"}),
+    ("users", "USER_ID"): frozenset({"string"}),
+}
 
 
 def schema_from_avro(dataset: DatasetName, avro: dict, source: str = "schema") -> DatasetSchema:
     """Build a :class:`DatasetSchema` from an Avro record, checking Personalize's rules."""
-    if avro.get("type") != "record" or not isinstance(avro.get("fields"), list):
+    if not isinstance(avro, dict) or avro.get("type") != "record" \
+            or not isinstance(avro.get("fields"), list):
         raise SchemaError(f"{source}: expected an Avro record with a 'fields' list")
     fields: list[Field] = []
     for i, raw in enumerate(avro["fields"]):
@@ -173,6 +188,11 @@ def schema_from_avro(dataset: DatasetName, avro: dict, source: str = "schema") -
             Field(name, avro_type, nullable, bool(raw.get("categorical")), textual)
         )
     names = [f.name for f in fields]
+    for field in fields:
+        expected = _FIELD_TYPES.get((dataset, field.name))
+        if expected is not None and field.type not in expected:
+            raise SchemaError(f"{source}: field {field.name} must be of type "
+                              f"{' or '.join(sorted(expected))}, not {field.type!r}")
     for required in _ID_FIELDS[dataset] + (("TIMESTAMP",) if dataset == "interactions" else ()):
         if required not in names:
             raise SchemaError(f"{source}: the {dataset} schema must declare {required}")
@@ -194,9 +214,13 @@ def load_schema(directory: Path, dataset: DatasetName) -> DatasetSchema:
     if not path.exists():
         return DEFAULT_SCHEMAS[dataset]
     try:
-        avro = json.loads(path.read_text())
+        avro = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SchemaError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except UnicodeDecodeError as exc:
+        raise SchemaError(f"{path}: not UTF-8 (byte {exc.start}); save it as UTF-8") from exc
+    except IsADirectoryError as exc:
+        raise SchemaError(f"{path}: a directory, not a schema file") from exc
     return schema_from_avro(dataset, avro, str(path))
 
 

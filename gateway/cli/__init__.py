@@ -14,14 +14,35 @@ from recsys.errors import HunchError
 
 
 class _HunchGroup(click.Group):
-    """Turns the engine's typed errors into one-line messages and exit code 2."""
+    """Turns the engine's typed errors into one-line messages and exit code 2; so too
+    what the operating system refuses (a directory where a file should be, no
+    permission, a full disk) and an invalid HUNCH_* setting, which are the user's to
+    fix, not bugs."""
 
     def invoke(self, ctx: click.Context):
+        from pydantic import ValidationError
+        from pydantic_settings import SettingsError
+
         try:
             return super().invoke(ctx)
         except (HunchError, GraphError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except OSError as exc:
+            if exc.errno is None:  # not the system's refusal (a library's own OSError)
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"error: {exc.strerror}{where}", err=True)
+            sys.exit(2)
+        except (SettingsError, ValidationError) as exc:
+            click.echo(f"error: invalid setting: {_one_line(exc)} (HUNCH_* settings are "
+                       "listed in README.md; a list or mapping setting is JSON, e.g. "
+                       "HUNCH_EVENT_TYPES='[\"HUNCH\", \"COMMENT\"]')", err=True)
+            sys.exit(2)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:500]
 
 
 @click.group(cls=_HunchGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -157,6 +157,48 @@ def test_invalid_schema_file_is_a_schema_error(tmp_path):
         load_directory(d)
 
 
+@pytest.mark.parametrize("content, says", [
+    (b"[]", "expected an Avro record"),  # an AttributeError traceback before
+    (b"\xff\xfe{}", "not UTF-8"),  # a UnicodeDecodeError traceback before
+    (json.dumps({"type": "record", "name": "i", "fields": [
+        {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "string"},
+        {"name": "TIMESTAMP", "type": "string"}]}).encode(),
+     "field TIMESTAMP must be of type long, not 'string'"),  # a TypeError deep in import
+    (json.dumps({"type": "record", "name": "i", "fields": [
+        {"name": "USER_ID", "type": "string"}, {"name": "ITEM_ID", "type": "long"},
+        {"name": "TIMESTAMP", "type": "long"}]}).encode(),
+     "field ITEM_ID must be of type string"),
+])
+def test_a_schema_file_the_engine_cannot_read_says_why(tmp_path, content, says):
+    d = make_dir(tmp_path)
+    (d / "interactions.schema.json").write_bytes(content)
+    with pytest.raises(SchemaError, match=says):
+        load_directory(d)
+
+
+def test_what_the_system_refuses_is_one_line_not_a_traceback(tmp_path):
+    """A directory where a file should be, a place the user may not write, an invalid
+    HUNCH_* setting: the user's to fix, said in one line (exit 2), not a traceback."""
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    d = make_dir(tmp_path)
+    (d / "items.csv").unlink()
+    (d / "items.csv").mkdir()
+    runner = CliRunner()
+    env = {"HUNCH_HOME": str(tmp_path / "home")}
+    result = runner.invoke(cli, ["data", "import", str(d)], env=env)
+    assert result.exit_code == 2, result.output
+    assert "Is a directory" in result.output and "items.csv" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(cli, ["data", "export", str(tmp_path / "home")],
+                           env={**env, "HUNCH_EVENT_TYPES": "HUNCH"})
+    assert result.exit_code == 2, result.output
+    assert "invalid setting" in result.output and "event_types" in result.output
+    assert "HUNCH_EVENT_TYPES='[" in result.output
+
+
 def test_clean_text_strips_markup_and_cuts():
     assert clean_text("  <p>Hello</p>\n\n world  ") == "Hello world"
     assert len(clean_text("word " * 10_000)) == 20_000
