@@ -159,6 +159,9 @@ def train(
 
     step("load")
     datasets = load_directory(data_dir)
+    if not datasets.interactions:  # as from the store: no recipe is published empty
+        raise NothingToTrain(f"{data_dir} holds no interactions (interactions.csv has no "
+                             "rows): add some, or train on the event store")
     extra: dict[str, Any] = {
         "data_dir": str(Path(data_dir).resolve()),
         "dataset": {"interactions": len(datasets.interactions),

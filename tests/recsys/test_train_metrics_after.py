@@ -172,3 +172,28 @@ def test_a_gateway_worker_limits_scipys_blas_too(tmp_path):
                          capture_output=True, text=True, cwd=root, check=True,
                          env={"OPENBLAS_NUM_THREADS": "2", "PATH": "", "PYTHONPATH": str(root)})
     assert run.stdout.strip().splitlines()[-1] == "[1]", run.stdout + run.stderr
+
+
+def test_data_without_interactions_publishes_nothing(demo_dir, tmp_path):
+    """`hunch train --data` on an interactions.csv of only its header published
+    Popularity-Count and Trending-Now trained on nothing, then failed on
+    User-Personalization; training from the store refused it before any recipe."""
+    from click.testing import CliRunner
+
+    from gateway.cli import cli
+
+    data = tmp_path / "header-only"
+    data.mkdir()
+    for f in demo_dir.iterdir():
+        if f.is_file():
+            (data / f.name).write_bytes(f.read_bytes())
+    lines = (data / "interactions.csv").read_text().splitlines()
+    (data / "interactions.csv").write_text(lines[0] + "\n")
+    artifacts = tmp_path / "artifacts"
+    result = CliRunner().invoke(cli, ["train", "--data", str(data), "--artifacts",
+                                      str(artifacts)], env={"HUNCH_HOME": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert "holds no interactions" in result.output
+    assert "published" not in result.output
+    assert not artifacts.exists() or not any(artifacts.rglob("*.json")), \
+        list(artifacts.rglob("*"))
