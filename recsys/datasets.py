@@ -432,42 +432,69 @@ class ExportReport:
         return f"exported {parts} to {self.directory}"
 
 
+class ExportFailed(HunchError):
+    """The export could not be written where asked (the directory is left as it was)."""
+
+
 def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport:
     """Write the stored datasets to ``directory`` in Personalize's bulk CSV format, with
-    each dataset's Avro schema beside it (``db_path``: a file or a store URL)."""
+    each dataset's Avro schema beside it (``db_path``: a file or a store URL).
+
+    All or nothing, like the import: every file is written into a staging folder inside
+    ``directory`` first and moved into place only once all are written, so a failed
+    export leaves the directory as it was (it once replaced interactions.csv and
+    items.csv, then failed on users.csv, leaving a mix of two exports)."""
+    import shutil
+    import tempfile
+
     from recsys.event_stores import open_event_store
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
-    with open_event_store(db_path) as store:
-        schema = DEFAULT_SCHEMAS["interactions"]
-        counts["interactions"] = _write_csv(
-            directory / CSV_FILES["interactions"],
-            schema.names,
-            (
-                [e.user_id, e.item_id, e.timestamp, e.event_type or None, e.event_value,
-                 "|".join(e.impression) or None, e.recommendation_id]
-                for e in store.interactions()
-            ),
-        )
-        write_schema(directory, schema)
-        for dataset, records in (("items", list(store.items())), ("users", list(store.users()))):
-            schema = _columns_for(DEFAULT_SCHEMAS[dataset], records)
-            counts[dataset] = _write_csv(
-                directory / CSV_FILES[dataset],
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=directory))
+    try:
+        with open_event_store(db_path) as store:
+            schema = DEFAULT_SCHEMAS["interactions"]
+            counts["interactions"] = _write_csv(
+                staging / CSV_FILES["interactions"],
                 schema.names,
-                ([rec.get(name) for name in schema.names] for rec in records),
+                (
+                    [e.user_id, e.item_id, e.timestamp, e.event_type or None, e.event_value,
+                     "|".join(e.impression) or None, e.recommendation_id]
+                    for e in store.interactions()
+                ),
             )
-            write_schema(directory, schema)
-        counts["impression events"] = _write_csv(
-            directory / IMPRESSIONS_FILE,
-            list(IMPRESSIONS_COLUMNS),
-            (
-                [m.user_id, m.timestamp, "|".join(m.item_ids), m.recommendation_id]
-                for m in store.impressions()
-            ),
-        )
+            write_schema(staging, schema)
+            for dataset, records in (("items", list(store.items())),
+                                     ("users", list(store.users()))):
+                schema = _columns_for(DEFAULT_SCHEMAS[dataset], records)
+                counts[dataset] = _write_csv(
+                    staging / CSV_FILES[dataset],
+                    schema.names,
+                    ([rec.get(name) for name in schema.names] for rec in records),
+                )
+                write_schema(staging, schema)
+            counts["impression events"] = _write_csv(
+                staging / IMPRESSIONS_FILE,
+                list(IMPRESSIONS_COLUMNS),
+                (
+                    [m.user_id, m.timestamp, "|".join(m.item_ids), m.recommendation_id]
+                    for m in store.impressions()
+                ),
+            )
+        written = sorted(staging.iterdir())
+        # Checked before anything moves: a rename onto a directory fails half-way.
+        blocked = [f.name for f in written
+                   if (directory / f.name).exists() and not (directory / f.name).is_file()]
+        if blocked:
+            raise ExportFailed(f"cannot export into {directory}: {', '.join(blocked)} "
+                               "exist(s) there and are not files; export elsewhere or "
+                               "remove them (nothing was written)")
+        for f in written:
+            f.replace(directory / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(directory, counts)
 
 

@@ -241,6 +241,27 @@ def test_import_export_round_trip(tmp_path):
         assert store.counts()["interactions"] == 3
 
 
+def test_a_failed_export_leaves_the_directory_as_it_was(tmp_path):
+    """Exported into a directory where users.csv is a folder, the export replaced
+    interactions.csv and items.csv and then failed: a mix of two exports."""
+    from recsys.datasets import ExportFailed
+
+    db = tmp_path / "events.sqlite3"
+    import_directory(make_dir(tmp_path), db)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "interactions.csv").write_text("old export\n")
+    (out / "users.csv").mkdir()
+    with pytest.raises(ExportFailed, match="users.csv"):
+        export_directory(db, out)
+    assert sorted(p.name for p in out.iterdir()) == ["interactions.csv", "users.csv"]
+    assert (out / "interactions.csv").read_text() == "old export\n"
+    (out / "users.csv").rmdir()
+    export_directory(db, out)  # and once the way is clear, all of it
+    assert len(load_directory(out).interactions) == 3
+    assert not [p for p in out.iterdir() if p.name.startswith(".export-")]
+
+
 def test_schema_files_written_are_valid_avro_records(tmp_path):
     path = write_schema(tmp_path, ITEMS)
     avro = json.loads(path.read_text())
