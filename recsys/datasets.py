@@ -406,20 +406,33 @@ def _format(value: Any) -> str:
 
 
 def _columns_for(schema: DatasetSchema, records: list[dict[str, Any]]) -> DatasetSchema:
-    """The schema's fields plus any field the stored records carry beyond it (kept as
-    nullable categorical strings, so nothing imported is lost on export)."""
-    known = set(schema.names)
-    extra: list[str] = []
+    """The schema the stored ``records`` export under, so that the export imports back
+    (the store keeps records, not the schema they were imported with): the default
+    schema's fields, nullable where some record lacks one (a custom schema without
+    AUTHOR_ID imported fine, and its export was refused), plus every field the records
+    carry beyond it: numeric (long or float) when every value is a number, else a
+    nullable categorical string, so nothing imported is lost on export."""
+    present: dict[str, int] = {}
+    numeric: dict[str, str] = {}  # field -> "long" | "float" while every value is a number
     for rec in records:
-        for name in rec:
-            if name not in known and name not in extra:
-                extra.append(name)
-    if not extra:
-        return schema
-    return DatasetSchema(
-        schema.dataset,
-        schema.fields + tuple(Field(n, "string", nullable=True, categorical=True) for n in extra),
-    )
+        for name, value in rec.items():
+            if value is None or value == "":
+                continue
+            present[name] = present.get(name, 0) + 1
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                numeric[name] = "string"
+            elif numeric.get(name) != "string":
+                kind = "long" if isinstance(value, int) else "float"
+                numeric[name] = "float" if "float" in (kind, numeric.get(name)) else kind
+    known = set(schema.names)
+    fields = [f if f.nullable or present.get(f.name, 0) == len(records)
+              else replace(f, nullable=True) for f in schema.fields]
+    for name in present:
+        if name in known:
+            continue
+        kind = numeric.get(name, "string")
+        fields.append(Field(name, kind, nullable=True, categorical=kind == "string"))
+    return DatasetSchema(schema.dataset, tuple(fields))
 
 
 @dataclass

@@ -262,6 +262,40 @@ def test_a_failed_export_leaves_the_directory_as_it_was(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".export-")]
 
 
+def test_a_custom_items_schema_round_trips_through_export(tmp_path):
+    """The README allows a custom items schema: one without AUTHOR_ID and with a float
+    PRICE imported fine, and its export was refused on re-import (AUTHOR_ID "required")
+    with PRICE turned into a categorical string (2 became "2.0")."""
+    from recsys.events import EventStore
+
+    src = tmp_path / "custom"
+    src.mkdir()
+    (src / "items.schema.json").write_text(json.dumps({
+        "type": "record", "name": "Items", "fields": [
+            {"name": "ITEM_ID", "type": "string"},
+            {"name": "CATEGORY", "type": "string", "categorical": True},
+            {"name": "PRICE", "type": "float"}, {"name": "STOCK", "type": "long"},
+            {"name": "EXTRA", "type": ["null", "string"]}]}))
+    (src / "items.csv").write_text("ITEM_ID,CATEGORY,PRICE,STOCK,EXTRA\n"
+                                   "pX1,SPORTS,1.5,3,x\npX2,SPORTS,2,4,\n")
+    (src / "interactions.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n"
+                                          "u1,pX1,1700000000,HUNCH\n")
+    first, second = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"
+    import_directory(src, first)
+    export_directory(first, tmp_path / "out")
+    import_directory(tmp_path / "out", second)  # refused before
+    with EventStore(first) as a, EventStore(second) as b:
+        assert {r["ITEM_ID"]: r for r in a.items()} == {r["ITEM_ID"]: r for r in b.items()}
+        price = {r["ITEM_ID"]: r["PRICE"] for r in b.items()}
+    assert price == {"pX1": 1.5, "pX2": 2.0}  # numbers, not "2.0"
+    fields = {f["name"]: f for f in json.loads(
+        (tmp_path / "out" / "items.schema.json").read_text())["fields"]}
+    assert fields["PRICE"]["type"] == ["null", "float"] and "categorical" not in fields["PRICE"]
+    assert fields["STOCK"]["type"] == ["null", "long"]
+    assert fields["AUTHOR_ID"]["type"] == ["null", "string"]  # no record has one
+    assert fields["ITEM_ID"]["type"] == "string"
+
+
 def test_schema_files_written_are_valid_avro_records(tmp_path):
     path = write_schema(tmp_path, ITEMS)
     avro = json.loads(path.read_text())
