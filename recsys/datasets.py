@@ -17,6 +17,7 @@ import hashlib
 import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -185,12 +186,20 @@ def export_problems(record: dict[str, Any], schema: DatasetSchema = DEFAULT_SCHE
             if (reason := _cell(f, _format(record[f.name]))[1])]
 
 
+def _some(names: list[str], shown: int = 20) -> str:
+    """Names for a message: the first ``shown`` and how many more."""
+    listed = ", ".join(repr(n) if n != n.strip() or not n else n for n in names[:shown])
+    return listed + (f" and {len(names) - shown:,} more" if len(names) > shown else "")
+
+
 def _read_rows(
     path: Path, schema: DatasetSchema, problems: _Problems
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, typed record) for each valid row; record problems for the rest."""
     name = path.name
-    with path.open(newline="", encoding="utf-8") as fh:
+    # utf-8-sig: a byte-order mark (Excel writes one by default) is not part of the
+    # first column's name; "unknown column USER_ID, missing USER_ID" said nothing.
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         try:
             header = next(reader)
@@ -203,15 +212,17 @@ def _read_rows(
         header = [h.strip() for h in header]
         known = set(schema.names)
         unknown = [h for h in header if h not in known]
-        missing = [r for r in schema.required if r not in header]
-        duplicated = sorted({h for h in header if header.count(h) > 1})
+        missing = [r for r in schema.required if r not in set(header)]
+        # Counted once (header.count per column was quadratic: a 100k-column header
+        # took minutes to refuse).
+        duplicated = sorted(h for h, n in Counter(header).items() if n > 1)
         if unknown:
-            problems.add(name, 1, f"unknown column(s) {', '.join(unknown)}; the {schema.dataset} "
+            problems.add(name, 1, f"unknown column(s) {_some(unknown)}; the {schema.dataset} "
                                   f"schema declares {', '.join(schema.names)}")
         if missing:
             problems.add(name, 1, f"missing required column(s) {', '.join(missing)}")
         if duplicated:
-            problems.add(name, 1, f"duplicated column(s) {', '.join(duplicated)}")
+            problems.add(name, 1, f"duplicated column(s) {_some(duplicated)}")
         if unknown or missing or duplicated:
             return
         fields = [schema.field(h) for h in header]

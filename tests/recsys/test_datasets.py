@@ -199,6 +199,33 @@ def test_what_the_system_refuses_is_one_line_not_a_traceback(tmp_path):
     assert "HUNCH_EVENT_TYPES='[" in result.output
 
 
+def test_a_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    """Excel writes a UTF-8 byte-order mark by default: the header's first column was
+    read as "\ufeffUSER_ID" (unknown) and USER_ID reported missing."""
+    d = make_dir(tmp_path)
+    path = d / "interactions.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(load_directory(d).interactions) == 3
+
+
+def test_a_very_wide_header_is_refused_at_once_with_a_short_message(tmp_path):
+    """header.count per column made a 100k-column header take minutes to refuse, and
+    the message listed every column (789 KB)."""
+    import time
+
+    d = make_dir(tmp_path)
+    path = d / "interactions.csv"
+    lines = path.read_text().splitlines()
+    extra = [f"c{i}" for i in range(100_000)] + ["EVENT_VALUE"] * 50_000
+    path.write_text(",".join([lines[0], *extra]) + "\n")
+    started = time.perf_counter()
+    problems = problems_of(d)
+    assert time.perf_counter() - started < 10
+    assert any("unknown column(s) c0, c1" in p and "and 99,980 more" in p for p in problems)
+    assert any("duplicated column(s) EVENT_VALUE" in p for p in problems)
+    assert sum(len(p) for p in problems) < 2_000
+
+
 def test_clean_text_strips_markup_and_cuts():
     assert clean_text("  <p>Hello</p>\n\n world  ") == "Hello world"
     assert len(clean_text("word " * 10_000)) == 20_000
