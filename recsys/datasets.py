@@ -363,12 +363,20 @@ class ImportReport:
     db_path: Path | str  # the store's path or URL (see recsys.event_stores)
     mode: str
     datasets: Datasets
+    written: Any = None  # the store's ImportCounts: events new to it (the rest it held)
 
     def describe(self) -> str:
+        new = ""
+        if self.written is not None:
+            d = self.datasets
+            held = (len(d.interactions) - self.written.interactions
+                    + len(d.impressions) - self.written.impressions)
+            new = (f"; {self.written.interactions:,} interactions and "
+                   f"{self.written.impressions:,} impression events were new, "
+                   f"{held:,} already stored")
         return (
-            f"imported {self.datasets.describe()} from {self.directory} into "
-            f"{describe_url(self.db_path)} "
-            f"({self.mode})"
+            f"read {self.datasets.describe()} from {self.directory} into "
+            f"{describe_url(self.db_path)} ({self.mode}{new})"
         )
 
 
@@ -393,14 +401,14 @@ def import_directory(
             raise DatasetValidationError(problems[:DatasetValidationError.max_shown],
                                          total=len(problems))
     with open_event_store(db_path, rules) as store:
-        _with_status(
+        written = _with_status(
             progress, f"writing to {describe_url(db_path)}",
             lambda: store.import_bulk(
                 data.interactions, data.impressions, data.items.values(), data.users.values(),
                 mode=mode,
             ),
         )
-    return ImportReport(directory, db_path, mode, data)
+    return ImportReport(directory, db_path, mode, data, written)
 
 
 def _with_status(progress: bool, message: str, work):
