@@ -186,6 +186,17 @@ def export_problems(record: dict[str, Any], schema: DatasetSchema = DEFAULT_SCHE
             if (reason := _cell(f, _format(record[f.name]))[1])]
 
 
+def _present(path: Path, problems: _Problems) -> bool:
+    """Whether an optional dataset file is there. A symbolic link to nothing is a
+    mistake, not an absent file: read as absent, a full import wiped every stored user."""
+    if path.exists():
+        return True
+    if path.is_symlink():
+        problems.add(path.name, 1, f"a symbolic link to {path.readlink()}, which does not "
+                                   "exist; fix the link or remove it")
+    return False
+
+
 def _some(names: list[str], shown: int = 20) -> str:
     """Names for a message: the first ``shown`` and how many more."""
     listed = ", ".join(repr(n) if n != n.strip() or not n else n for n in names[:shown])
@@ -323,7 +334,7 @@ def load_directory(directory: Path | str) -> Datasets:
     users: dict[str, dict[str, Any]] = {}
     for dataset, target, key in (("items", items, "ITEM_ID"), ("users", users, "USER_ID")):
         path = directory / CSV_FILES[dataset]
-        if not path.exists():
+        if not _present(path, problems):
             continue
         present.append(path)
         first_line: dict[str, int] = {}
@@ -338,7 +349,7 @@ def load_directory(directory: Path | str) -> Datasets:
 
     impressions: list[Impression] = []
     impressions_path = directory / IMPRESSIONS_FILE
-    if impressions_path.exists():
+    if _present(impressions_path, problems):
         present.append(impressions_path)
         for _, rec in _read_rows(impressions_path, _impressions_schema(), problems):
             impressions.append(

@@ -226,6 +226,17 @@ def test_a_very_wide_header_is_refused_at_once_with_a_short_message(tmp_path):
     assert sum(len(p) for p in problems) < 2_000
 
 
+def test_a_dangling_link_is_refused_not_read_as_an_absent_file(tmp_path):
+    """users.csv linking to nothing was read as "no users.csv": `--mode full` then wiped
+    every stored user and reported success."""
+    d = make_dir(tmp_path)
+    (d / "users.csv").unlink()
+    (d / "users.csv").symlink_to(tmp_path / "moved-away.csv")
+    problems = problems_of(d)
+    assert any(p.startswith("users.csv:1: a symbolic link to") and "moved-away.csv" in p
+               for p in problems), problems
+
+
 def test_clean_text_strips_markup_and_cuts():
     assert clean_text("  <p>Hello</p>\n\n world  ") == "Hello world"
     assert len(clean_text("word " * 10_000)) == 20_000
