@@ -89,7 +89,7 @@ class FilterStoreBase:
     def __init__(self, items_schema: DatasetSchema | None, users_schema: DatasetSchema | None):
         self._schemas = {"items_schema": items_schema, "users_schema": users_schema}
         self._compiled: dict[tuple[str, str], CompiledFilter] = {}
-        self._read_at: dict[str, tuple[float, NamedFilter]] = {}  # see get(max_age_seconds)
+        self._read_at: dict[str, tuple[float, NamedFilter | None]] = {}  # see get(max_age_seconds)
 
     def __enter__(self):
         return self
@@ -119,6 +119,7 @@ class FilterStoreBase:
                 "filters cannot be edited: delete it first or pick a new name"
             )
         self._compiled.setdefault((name, expression), compiled)
+        self._read_at.pop(name, None)  # "missing" no more, in this process at once
         return self._named(name, expression, created_at)
 
     def get(self, name: str, *, max_age_seconds: float | None = None) -> NamedFilter:
@@ -133,15 +134,20 @@ class FilterStoreBase:
         seen = self._read_at.get(name)
         if max_age_seconds is not None and seen is not None:
             if time.monotonic() - seen[0] <= max_age_seconds:
+                if seen[1] is None:  # known to be missing (a request each would ask)
+                    raise UnknownFilter(f"no filter named {name!r}; create it first")
                 return seen[1]
         try:
             named = self._get(name)
         except StoreUnavailable:
-            if max_age_seconds is None or seen is None:
+            if max_age_seconds is None or seen is None or seen[1] is None:
                 raise
             # Ask again after another max_age_seconds, not on every request meanwhile.
             self._read_at[name] = (time.monotonic(), seen[1])
             return seen[1]
+        except UnknownFilter:
+            self._read_at[name] = (time.monotonic(), None)
+            raise
         self._read_at[name] = (time.monotonic(), named)
         return named
 

@@ -144,6 +144,34 @@ def test_a_delete_elsewhere_is_seen_once_the_cached_definition_is_old_enough(sto
             host_b.get("f", max_age_seconds=0)
 
 
+def test_a_missing_filter_is_remembered_as_missing_as_long_as_a_definition(store_url):
+    """A promotion naming a deleted filter asks for it on every feed request: the answer
+    "missing" is reused for max_age_seconds like a definition, and a create (here or,
+    once the answer is old enough, on another host) is seen."""
+    with open_store(store_url) as host_a, open_store(store_url) as host_b:
+        reads = []
+        original = host_b._get
+
+        def counted(name):
+            reads.append(name)
+            return original(name)
+
+        host_b._get = counted
+        for _ in range(5):
+            with pytest.raises(UnknownFilter):
+                host_b.get("gone", max_age_seconds=3600)
+        assert reads == ["gone"]  # one store read for five requests
+        host_a.create("gone", NO_VOTED)
+        with pytest.raises(UnknownFilter):
+            host_b.get("gone", max_age_seconds=3600)  # still the remembered answer
+        assert host_b.get("gone", max_age_seconds=0).expression == NO_VOTED
+        host_b.create("mine", NO_VOTED)  # a create here is seen here at once
+        with pytest.raises(UnknownFilter):
+            host_a.get("mine2", max_age_seconds=3600)
+        host_a.create("mine2", NO_VOTED)
+        assert host_a.get("mine2", max_age_seconds=3600).expression == NO_VOTED
+
+
 def test_concurrent_creates_of_one_name_one_wins(store_url):
     """Several hosts create one name with different expressions at once: exactly one
     stores its expression, every other gets FilterAlreadyExists."""
