@@ -226,7 +226,7 @@ def test_a_refused_row_leaves_a_filled_store_unchanged(tmp_path):
     db = tmp_path / "events.sqlite3"
     import_directory(write_dir(tmp_path / "good", [f"u1,p1,{T},HUNCH,,,"]), db, rules=rules())
     bad = write_dir(tmp_path / "bad", [f"u2,p2,{T},HUNCH,,,", f" u1 ,p3,{T},HUNCH,,,"],
-                    items=[f"p9,SPORTS,a1,4102444800,Q"])
+                    items=["p9,SPORTS,a1,4102444800,Q"])
     for mode in ("incremental", "full"):
         with pytest.raises(DatasetValidationError) as info:
             import_directory(bad, db, rules=rules(), mode=mode)
