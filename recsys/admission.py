@@ -54,6 +54,14 @@ DEFAULT_MAX_AGE_SECONDS = 7 * 24 * 3600
 # set clock without letting an event sit ahead of Trending-Now's interval for long.
 DEFAULT_MAX_FUTURE_SECONDS = 5 * 60
 DEFAULT_EVENT_TYPES = ("HUNCH", "COMMENT")  # voted, commented (see demo_data)
+# A poll's createdAt is a GraphQL Int (32-bit signed): a CREATION_TIMESTAMP outside
+# 1901-12-13T20:45:52Z .. 2038-01-19T03:14:07Z made `poll { createdAt }` fail ("Int cannot
+# represent non 32-bit signed integer value"). No history floor: public catalogs date
+# films from 1919 (1 January of the release year).
+MIN_CREATION_TIMESTAMP = -(2**31)
+MAX_CREATION_TIMESTAMP = 2**31 - 1
+# A user's AGE in years: older than anyone has lived is a typo or another unit.
+MAX_AGE = 150
 # Bulk history may be old, but not older than this: 1995-01-01, before the oldest public
 # rating history the engine imports (MovieLens 100k, 1997). A missing time read as 0, or
 # an epoch in days or hours, lands before it; one in milliseconds lands after "now".
@@ -152,6 +160,46 @@ def check_no_control(what: str, value: str, *, allow_whitespace: bool = False) -
         if unicodedata.category(char) == "Cc" and not (allow_whitespace and char.isspace()):
             raise InvalidEvent(f"{what} {echo(value)} contains the control character "
                                f"U+{ord(char):04X} at position {i}; send printable text")
+
+
+def canonical_event_type(event_type: str) -> str:
+    """The event type as every writer stores it: stripped and upper-case, as
+    recordInteraction stores it and :class:`EventRules` compares it (" hunch " is the
+    configured HUNCH). Filters, thresholds and event ids then see one spelling."""
+    return event_type.strip().upper()
+
+
+def _integer(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} digits)"
+
+
+def _milliseconds_hint(value: int) -> str:
+    """What to send instead of ``value``: the seconds, when it reads as milliseconds of a
+    time the API can show."""
+    if abs(value) >= 10**11 and MIN_CREATION_TIMESTAMP <= value // 1000 <= MAX_CREATION_TIMESTAMP:
+        return f"; it looks like milliseconds: send epoch seconds ({value // 1000})"
+    return "; send epoch seconds"
+
+
+def check_creation_timestamp(what: str, value: int) -> None:
+    """A poll's CREATION_TIMESTAMP: epoch seconds the API's createdAt (a 32-bit GraphQL
+    Int) can show; a time in milliseconds is named as such."""
+    if value > MAX_CREATION_TIMESTAMP:
+        raise InvalidEvent(
+            f"{what} {_integer(value)} is after 2038-01-19 (a poll cannot be created in "
+            f"the future, and createdAt is a 32-bit Int){_milliseconds_hint(value)}")
+    if value < MIN_CREATION_TIMESTAMP:
+        raise InvalidEvent(
+            f"{what} {_integer(value)} is before 1901-12-13, the earliest time createdAt "
+            f"(a 32-bit Int) can show{_milliseconds_hint(value)}")
+
+
+def check_age(what: str, value: int) -> None:
+    """A user's AGE: whole years, 0 to :data:`MAX_AGE`."""
+    if not 0 <= value <= MAX_AGE:
+        raise InvalidEvent(f"{what} {_integer(value)} is not an age in years; send 0 to "
+                           f"{MAX_AGE}, or leave it empty")
 
 
 def check_timestamp(timestamp: object) -> None:
@@ -269,6 +317,13 @@ class EventRules:
                 f"server's clock ({int(now)}); leave it out to date the poll now")
         self._check_not_future(created_at, now, "createdAt")
         return created_at
+
+    def check_creation_history(self, created_at: int, what: str = "CREATION_TIMESTAMP",
+                               ) -> None:
+        """An imported poll's creation time: not after now plus skew, as imported events
+        (no history floor: public catalogs date films back to 1919)."""
+        check_creation_timestamp(what, created_at)
+        self._check_not_future(created_at, self.clock(), what)
 
     def check_history(self, event: object) -> None:
         """An imported event: not before ``history_floor``, not after now plus skew."""

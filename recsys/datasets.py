@@ -23,8 +23,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from recsys.admission import EventRules
-from recsys.errors import DatasetValidationError, HunchError
+from recsys.admission import (
+    EventRules,
+    canonical_event_type,
+    check_age,
+    check_creation_timestamp,
+    check_no_control,
+    check_printable,
+)
+from recsys.errors import DatasetValidationError, HunchError, InvalidEvent
 from recsys.event_stores import describe_url
 from recsys.events import Impression, Interaction, distinct_impressions
 from recsys.schemas import (
@@ -46,6 +53,11 @@ IMPRESSIONS_COLUMNS = ("USER_ID", "TIMESTAMP", "IMPRESSION", "RECOMMENDATION_ID"
 # place for custom interaction fields yet.
 _INTERACTION_COLUMNS = {f.name for f in DEFAULT_SCHEMAS["interactions"].fields}
 _ID_COLUMNS = {"USER_ID", "ITEM_ID", "RECOMMENDATION_ID"}
+# Ids follow the live API's rules (recsys.admission): no surrounding whitespace (" u1 "
+# became a second user), no control or deceptive invisible character (ESC in an id
+# reached terminals through `hunch recommend`). '|' is allowed where the API allows it
+# (user ids such as "google-oauth2|1093", recommendation ids), not in poll ids.
+_PRINTABLE_COLUMNS = _ID_COLUMNS | {"AUTHOR_ID"}
 _MARKUP = re.compile(r"<[^>]{0,2000}>")
 _WHITESPACE = re.compile(r"\s+")
 # Problems are collected up to this many; past it we keep counting but stop storing text.
@@ -70,6 +82,10 @@ class Datasets:
     impressions: list[Impression]
     schemas: dict[str, DatasetSchema]
     fingerprint: str = ""
+    # (user, event id) -> the id older code derived from the row as written, for rows
+    # whose EVENT_TYPE was not in its stored spelling (" hunch "): an import skips the
+    # row when the store holds that id, so re-importing an old file adds nothing.
+    legacy_event_ids: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def training_data(self):
         from recsys.recipes.base import TrainingData
@@ -120,19 +136,34 @@ def clean_text(value: str) -> str:
     return value[:MAX_TEXTUAL_LENGTH]
 
 
+def _integer(raw: str, column: str) -> tuple[Any, str | None]:
+    try:
+        return int(raw), None
+    except ValueError:
+        try:
+            as_float = float(raw)
+        except ValueError:
+            return None, f"{column} {raw[:40]!r} is not an integer"
+        if as_float.is_integer():
+            return int(as_float), None
+        return None, f"{column} {raw[:40]!r} is not an integer"
+
+
+# Integer fields with a range beyond their type (an event's TIMESTAMP is checked by the
+# store and the history rule, see recsys.admission).
+_RANGE_CHECKS = {"CREATION_TIMESTAMP": check_creation_timestamp, "AGE": check_age}
+
+
 def _convert(f: Field, raw: str, column: str) -> tuple[Any, str | None]:
     """Typed value of one cell, or an error reason."""
     if f.type in ("long", "int"):
-        try:
-            return int(raw), None
-        except ValueError:
+        value, reason = _integer(raw, column)
+        if reason is None and column in _RANGE_CHECKS:
             try:
-                as_float = float(raw)
-            except ValueError:
-                return None, f"{column} {raw[:40]!r} is not an integer"
-            if as_float.is_integer():
-                return int(as_float), None
-            return None, f"{column} {raw[:40]!r} is not an integer"
+                _RANGE_CHECKS[column](column, value)
+            except InvalidEvent as exc:
+                return None, str(exc)
+        return value, reason
     if f.type in ("float", "double"):
         try:
             value = float(raw)
@@ -147,10 +178,22 @@ def _convert(f: Field, raw: str, column: str) -> tuple[Any, str | None]:
             return lowered == "true", None
         return None, f"{column} {raw[:40]!r} is not true or false"
     # string
+    try:
+        return _string(f, raw, column)
+    except InvalidEvent as exc:  # the API's checks (recsys.admission) say what to fix
+        return None, str(exc)
+
+
+def _string(f: Field, raw: str, column: str) -> tuple[Any, str | None]:
     if f.textual:
+        # As upsertPoll: tabs and newlines are folded into spaces, no other control
+        # character (NUL, ESC) is taken.
+        check_no_control(column, raw, allow_whitespace=True)
         return clean_text(raw), None
     if column in _ID_COLUMNS and len(raw) > MAX_ID_LENGTH:
         return None, f"{column} is {len(raw)} characters long; ids may have at most {MAX_ID_LENGTH}"
+    if column in _PRINTABLE_COLUMNS:
+        check_printable(column, raw)
     if column == "ITEM_ID" and "|" in raw:
         # IMPRESSION lists join item ids with '|': such a poll could be served but never
         # reported seen (the mutations refuse it as a new poll id too).
@@ -161,11 +204,19 @@ def _convert(f: Field, raw: str, column: str) -> tuple[Any, str | None]:
             f"IMPRESSION is {len(raw)} characters long; at most {MAX_IMPRESSION_LENGTH} "
             "(send fewer item ids)"
         )
+    if column == "IMPRESSION":
+        for part in raw.split("|"):  # poll ids, as ITEM_ID (empty parts are skipped)
+            if part:
+                check_printable("IMPRESSION item id", part)
     if f.categorical and len(raw) > MAX_CATEGORICAL_LENGTH:
         return None, (
             f"{column} is {len(raw)} characters long; categorical values may have at most "
             f"{MAX_CATEGORICAL_LENGTH}"
         )
+    if f.categorical:
+        for part in raw.split("|"):  # as upsertPoll's categories: "  SPORTS " is not SPORTS
+            if part:
+                check_printable(f"{column} value", part)
     return raw, None
 
 
@@ -292,11 +343,15 @@ def _impressions_schema() -> DatasetSchema:
     )
 
 
-def load_directory(directory: Path | str) -> Datasets:
+def load_directory(directory: Path | str, rules: EventRules | None = None) -> Datasets:
     """Read and validate a Personalize-format data directory.
 
     Raises :class:`DatasetValidationError` listing every problem (``file:line: reason``)
     when anything is wrong, :class:`MissingDataset` when interactions.csv is absent.
+    EVENT_TYPE is stored as :func:`canonical_event_type` spells it; an event repeated
+    (the same id, however its type was spelled) is kept once, as the stores keep it.
+    With ``rules``, a poll's CREATION_TIMESTAMP must not be in the future either (their
+    history rule for events is applied by :func:`import_directory`).
     """
     directory = Path(directory)
     problems = _Problems()
@@ -316,19 +371,27 @@ def load_directory(directory: Path | str) -> Datasets:
         )
     present = [interactions_path]
 
-    interactions: list[Interaction] = []
+    interactions: dict[tuple[str, str], Interaction] = {}
+    legacy_event_ids: dict[tuple[str, str], str] = {}
     for _, rec in _read_rows(interactions_path, schemas["interactions"], problems):
-        interactions.append(
-            Interaction(
-                user_id=rec["USER_ID"],
-                item_id=rec["ITEM_ID"],
-                event_type=rec.get("EVENT_TYPE") or "",
-                timestamp=rec["TIMESTAMP"],
-                event_value=rec.get("EVENT_VALUE"),
-                impression=_split_ids(rec.get("IMPRESSION")),
-                recommendation_id=rec.get("RECOMMENDATION_ID"),
-            )
+        written = rec.get("EVENT_TYPE") or ""
+        event = Interaction(
+            user_id=rec["USER_ID"],
+            item_id=rec["ITEM_ID"],
+            event_type=canonical_event_type(written),
+            timestamp=rec["TIMESTAMP"],
+            event_value=rec.get("EVENT_VALUE"),
+            impression=_split_ids(rec.get("IMPRESSION")),
+            recommendation_id=rec.get("RECOMMENDATION_ID"),
         )
+        key = (event.user_id, event.event_id)
+        if key in interactions:
+            continue  # "HUNCH" and "hunch" rows otherwise alike are one vote
+        interactions[key] = event
+        if written != event.event_type:
+            # The id derives from the content, the type as stored: the id older code
+            # gave this row (from the type as written) is kept to skip it if stored.
+            legacy_event_ids[key] = replace(event, event_type=written, event_id="").event_id
 
     items: dict[str, dict[str, Any]] = {}
     users: dict[str, dict[str, Any]] = {}
@@ -340,6 +403,13 @@ def load_directory(directory: Path | str) -> Datasets:
         first_line: dict[str, int] = {}
         for line, rec in _read_rows(path, schemas[dataset], problems):
             ident = rec[key]
+            created = rec.get("CREATION_TIMESTAMP") if dataset == "items" else None
+            if rules is not None and created is not None:
+                try:
+                    rules.check_creation_history(created)
+                except InvalidEvent as exc:
+                    problems.add(path.name, line, str(exc))
+                    continue
             if ident in first_line:
                 problems.add(path.name, line,
                              f"{key} {ident!r} already appeared on line {first_line[ident]}")
@@ -347,25 +417,24 @@ def load_directory(directory: Path | str) -> Datasets:
             first_line[ident] = line
             target[ident] = rec
 
-    impressions: list[Impression] = []
+    impressions: dict[tuple[str, str], Impression] = {}
     impressions_path = directory / IMPRESSIONS_FILE
     if _present(impressions_path, problems):
         present.append(impressions_path)
         for _, rec in _read_rows(impressions_path, _impressions_schema(), problems):
-            impressions.append(
-                Impression(
-                    user_id=rec["USER_ID"],
-                    item_ids=_split_ids(rec["IMPRESSION"]),
-                    timestamp=rec["TIMESTAMP"],
-                    recommendation_id=rec.get("RECOMMENDATION_ID"),
-                )
+            shown = Impression(
+                user_id=rec["USER_ID"],
+                item_ids=_split_ids(rec["IMPRESSION"]),
+                timestamp=rec["TIMESTAMP"],
+                recommendation_id=rec.get("RECOMMENDATION_ID"),
             )
+            impressions.setdefault((shown.user_id, shown.event_id), shown)
 
     problems.raise_if_any()
     # Stable time order: the store and the recipes rely on it.
-    interactions.sort(key=lambda e: e.timestamp)
-    impressions.sort(key=lambda e: e.timestamp)
-    return Datasets(interactions, items, users, impressions, schemas, _fingerprint(present))
+    return Datasets(sorted(interactions.values(), key=lambda e: e.timestamp), items, users,
+                    sorted(impressions.values(), key=lambda e: e.timestamp), schemas,
+                    _fingerprint(present), legacy_event_ids)
 
 
 @dataclass
@@ -404,7 +473,8 @@ def import_directory(
     if mode not in ("incremental", "full"):
         raise HunchError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
     directory = Path(directory)
-    data = _with_status(progress, f"validating {directory}", lambda: load_directory(directory))
+    data = _with_status(progress, f"validating {directory}",
+                        lambda: load_directory(directory, rules))
     if rules is not None:
         problems = (rules.history_problems(data.interactions, CSV_FILES["interactions"])
                     + rules.history_problems(data.impressions, IMPRESSIONS_FILE))
@@ -412,11 +482,18 @@ def import_directory(
             raise DatasetValidationError(problems[:DatasetValidationError.max_shown],
                                          total=len(problems))
     with open_event_store(db_path, rules) as store:
+        fresh = data.interactions
+        if data.legacy_event_ids and mode == "incremental":
+            stored = store.stored_event_ids(
+                (user, legacy) for (user, _), legacy in data.legacy_event_ids.items())
+            if stored:  # held under the id older code gave them: already stored
+                fresh = [e for e in data.interactions
+                         if (e.user_id, data.legacy_event_ids.get((e.user_id, e.event_id)))
+                         not in stored]
         written = _with_status(
             progress, f"writing to {describe_url(db_path)}",
             lambda: store.import_bulk(
-                data.interactions, data.impressions, data.items.values(), data.users.values(),
-                mode=mode,
+                fresh, data.impressions, data.items.values(), data.users.values(), mode=mode,
             ),
         )
     return ImportReport(directory, db_path, mode, data, written)

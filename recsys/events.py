@@ -716,6 +716,20 @@ class EventStore:
         rows = self._read("SELECT item_id, fields FROM items WHERE item_id = ?", (item_id,))
         return _record_from("ITEM_ID", rows[0]) if rows else None
 
+    def stored_event_ids(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (user id, event id) pairs among ``pairs`` that the store holds (by the
+        unique index, 250 pairs a query)."""
+        pairs = list(dict.fromkeys(pairs))
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(pairs), 250):  # 2 variables a pair: SQLite's limit, with room
+            chunk = pairs[start:start + 250]
+            found.update(self._read(
+                "SELECT e.user_id, e.event_id FROM (VALUES "
+                + ", ".join(["(?, ?)"] * len(chunk))
+                + ") AS v JOIN events AS e ON e.user_id = v.column1 AND e.event_id = v.column2",
+                tuple(x for pair in chunk for x in pair)))
+        return found
+
     def unknown_item_ids(self, item_ids: Iterable[str]) -> list[str]:
         """The ids among ``item_ids`` that the catalog does not hold, in the order given
         (one query, nothing decoded; ids must be valid, see :func:`admission.check_id`)."""

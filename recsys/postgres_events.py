@@ -566,6 +566,19 @@ class PostgresEventStore:
                           (item_id,))
         return _record_from("ITEM_ID", rows[0]) if rows else None
 
+    def stored_event_ids(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The (user id, event id) pairs among ``pairs`` that the store holds."""
+        pairs = list(dict.fromkeys(pairs))
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(pairs), _ID_CHUNK):
+            chunk = pairs[start:start + _ID_CHUNK]
+            found.update((row[0], row[1]) for row in self._read(
+                "SELECT e.user_id, e.event_id FROM unnest(%s::text[], %s::text[]) "
+                "AS v(user_id, event_id) JOIN events e "
+                "ON e.user_id = v.user_id AND e.event_id = v.event_id",
+                ([u for u, _ in chunk], [i for _, i in chunk])))
+        return found
+
     def unknown_item_ids(self, item_ids: Iterable[str]) -> list[str]:
         ids = list(dict.fromkeys(item_ids))
         known: set[str] = set()

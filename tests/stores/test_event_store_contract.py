@@ -143,6 +143,16 @@ def test_events_without_an_id_are_deduplicated_by_content(store) -> None:
     assert store.append(hunch("u1", "p1", 101)) is True
 
 
+def test_stored_event_ids_names_the_pairs_the_store_holds(store) -> None:
+    """What `hunch data import` asks to skip rows an older import stored under the id
+    derived from the row as written (" hunch ")."""
+    store.import_bulk([Interaction("u1", "p1", " hunch ", 1_700_000_000, event_id="e1"),
+                       Interaction("u2", "p1", "HUNCH", 1_700_000_000, event_id="e2")])
+    asked = [("u1", "e1"), ("u2", "e1"), ("u1", "nope")] + [("u", f"x{i}") for i in range(600)]
+    assert store.stored_event_ids(asked) == {("u1", "e1")}
+    assert store.stored_event_ids([]) == set()
+
+
 def test_event_ids_are_unique_per_user_not_across_users(open_store) -> None:
     # Ids are client-chosen: another user's id must neither drop an event nor reveal
     # that it was sent (the old global key answered stored=false and stored nothing).
