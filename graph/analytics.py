@@ -28,6 +28,7 @@ import numpy as np
 
 from graph.clustering import (
     DEFAULT_K_RANGE,
+    ONE_CLUSTER,
     KMeansClusters,
     best_communities,
     cluster_kmeans,
@@ -186,6 +187,12 @@ def analyze_edges(
 
 
 def kmeans_summary(kmeans: KMeansClusters) -> dict:
+    note = {}
+    if kmeans.k == ONE_CLUSTER:
+        note["note"] = (
+            f"the graph has no cluster structure at any k tried: every user in its core "
+            f"shares CLUSTER '{CLUSTER_PREFIX}0', so CLUSTER tells no one apart here"
+        )
     return {
         "k": kmeans.k,
         "chosen_by": kmeans.chosen_by,
@@ -195,6 +202,7 @@ def kmeans_summary(kmeans: KMeansClusters) -> dict:
         "silhouette_by_k": {str(k): round(v, 4) for k, v in kmeans.silhouette_by_k.items()},
         "modularity_by_k": {str(k): round(v, 4) for k, v in kmeans.modularity_by_k.items()},
         "sizes": named_sizes(CLUSTER_PREFIX, kmeans.labels),
+        **note,
     }
 
 

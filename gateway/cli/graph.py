@@ -82,6 +82,8 @@ def cluster(store_kind: str, follows: Path | None, load: bool, k: int | None, k_
         f"{summary['communities'][summary['community_method']]['count']} "
         f"(modularity {summary['communities'][summary['community_method']]['modularity']})"
     )
+    if km.get("note"):
+        click.echo(f"note: {km['note']}")
     if summary.get("nmi"):
         click.echo(f"NMI against the ground truth: {summary['nmi']}")
     click.echo(f"wrote {out_dir}/users.csv, users.schema.json, report.json and plots")
