@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from graph._validation import timestamp_problem, user_id_problem
 from graph.clustering import (
     DEFAULT_K_RANGE,
     ONE_CLUSTER,
@@ -36,7 +37,6 @@ from graph.clustering import (
     group_sizes,
     nmi,
 )
-from graph._validation import timestamp_problem, user_id_problem
 from graph.errors import GraphError
 from graph.features import MIN_COMPONENT_SIZE, build_follow_graph, compute_features
 from graph.report import write_report, write_summary
