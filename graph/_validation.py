@@ -3,6 +3,8 @@ before writing anything."""
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
 
@@ -47,3 +49,68 @@ def check_limit(limit: int) -> None:
 def last_by_key(rows: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
     """Drop duplicates, keeping the last row of each key (an upsert's last write wins)."""
     return list({key(row): row for row in rows}.values())
+
+
+# -- ids and times of follows.csv --------------------------------------------------------
+# The rules of recsys.admission.check_user_id and check_timestamp, which this package may
+# not import (tests/graph/test_analytics.py checks that the two agree): a follows.csv
+# `hunch graph cluster` accepts yields a users.csv `hunch data import` accepts, and users
+# the API could name.
+MAX_ID_LENGTH = 256  # Personalize's limit on ids
+MIN_TIMESTAMP = -62_135_596_800  # 0001-01-01
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
+# Bidirectional overrides and isolates, zero-width space, BOM, line/paragraph separators.
+DECEPTIVE_CHARACTERS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+                                 "\u200b\ufeff\u2028\u2029")
+_ECHO_CHARS = 60
+
+
+def _echo(value: str) -> str:
+    if len(value) > _ECHO_CHARS:
+        return f"{value[:_ECHO_CHARS]!r}... ({len(value)} characters)"
+    return repr(value)
+
+
+def user_id_problem(column: str, value: str) -> str | None:
+    """Why ``value`` cannot be a user id (what to fix), or None. '|' is allowed: sign-in
+    providers issue ids such as "google-oauth2|1093"."""
+    if value == "":
+        return f"{column} is empty but required"
+    if len(value) > MAX_ID_LENGTH:
+        return (f"{column} is {len(value)} characters long; ids may have at most "
+                f"{MAX_ID_LENGTH}")
+    if value != value.strip():
+        return (f"{column} {_echo(value)} starts or ends with whitespace (another user than "
+                "without it); write it without")
+    for i, char in enumerate(value):
+        if char in DECEPTIVE_CHARACTERS:
+            return (f"{column} {_echo(value)} contains the invisible character "
+                    f"U+{ord(char):04X} at position {i}; write visible characters")
+        if unicodedata.category(char) == "Cc":
+            return (f"{column} {_echo(value)} contains the control character "
+                    f"U+{ord(char):04X} at position {i}; write printable text")
+        if unicodedata.category(char) == "Cs":
+            return (f"{column} {_echo(value)} is not valid Unicode (character {i} is a lone "
+                    "surrogate); write UTF-8 text")
+    return None
+
+
+def timestamp_problem(column: str, raw: str) -> tuple[int | None, str | None]:
+    """(epoch seconds, None) or (None, why not), read as the import reads a long: an
+    integer, or a number with no fraction ("1.7e9"), of a real date."""
+    if raw == "":
+        return None, f"{column} is empty but required"
+    try:
+        value = int(raw)
+    except ValueError:
+        try:
+            as_float = float(raw)
+        except ValueError:
+            as_float = math.nan
+        if not (math.isfinite(as_float) and as_float.is_integer()):
+            return None, f"{column} {raw[:40]!r} is not an integer (epoch seconds)"
+        value = int(as_float)
+    if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
+        return None, (f"{column} {raw[:40]!r} is not a date (years 1 to 9999); write epoch "
+                      "seconds")
+    return value, None

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from graph._validation import timestamp_problem, user_id_problem
 from graph.clustering import (
     DEFAULT_K_RANGE,
+    ONE_CLUSTER,
     KMeansClusters,
     best_communities,
     cluster_kmeans,
@@ -127,11 +129,22 @@ def analyze_edges(
     lap("build_graph")
     core_users = int(graph.in_core.sum())
     needed = (options.k or options.k_range[0]) + 1
-    if core_users < max(needed, MIN_COMPONENT_SIZE):
+    if graph.n_follows == 0:
+        raise EmptyFollowGraph(
+            "the graph store holds no follows: load some first (hunch graph cluster "
+            "--follows follows.csv; with --store neo4j add --load)"
+        )
+    if core_users < MIN_COMPONENT_SIZE:
+        raise EmptyFollowGraph(
+            f"no connected group of >= {MIN_COMPONENT_SIZE} users among the "
+            f"{graph.n_users} users of {graph.n_follows} follows, so there is nothing to "
+            "cluster (smaller groups share the label 'none'): add follows that connect them"
+        )
+    if core_users < needed:
         raise EmptyFollowGraph(
             f"only {core_users} users sit in connected groups of >= {MIN_COMPONENT_SIZE} "
-            f"({graph.n_follows} follows): load follows first (hunch graph cluster --follows "
-            "follows.csv) or ask for a smaller k"
+            f"and k={needed - 1} needs at least {needed}: ask for a smaller k "
+            f"(--k or --k-range LOW:HIGH with LOW at most {core_users - 1})"
         )
     dims = options.k or options.k_range[1]
     say("computing features (degrees, betweenness, clustering, spectral embedding)")
@@ -186,6 +199,12 @@ def analyze_edges(
 
 
 def kmeans_summary(kmeans: KMeansClusters) -> dict:
+    note = {}
+    if kmeans.k == ONE_CLUSTER:
+        note["note"] = (
+            f"the graph has no cluster structure at any k tried: every user in its core "
+            f"shares CLUSTER '{CLUSTER_PREFIX}0', so CLUSTER tells no one apart here"
+        )
     return {
         "k": kmeans.k,
         "chosen_by": kmeans.chosen_by,
@@ -195,6 +214,7 @@ def kmeans_summary(kmeans: KMeansClusters) -> dict:
         "silhouette_by_k": {str(k): round(v, 4) for k, v in kmeans.silhouette_by_k.items()},
         "modularity_by_k": {str(k): round(v, 4) for k, v in kmeans.modularity_by_k.items()},
         "sizes": named_sizes(CLUSTER_PREFIX, kmeans.labels),
+        **note,
     }
 
 
@@ -310,6 +330,16 @@ def export_users_dataset(
         lab = labels.get(row["USER_ID"], Labels(NONE_LABEL, NONE_LABEL))
         row["CLUSTER"], row["COMMUNITY"] = lab.cluster or NONE_LABEL, lab.community or NONE_LABEL
         seen.add(row["USER_ID"])
+    required = [f["name"] for f in schema["fields"]
+                if f["name"] != "USER_ID" and not _nullable(f["type"])]
+    new_users = [uid for uid in labels if uid not in seen]
+    if required and new_users:
+        raise InvalidUsersDataset(
+            f"{source.parent / USERS_SCHEMA} declares {', '.join(required)} required, but "
+            f"{len(new_users)} labelled user(s) such as {new_users[0]!r} have no row in "
+            f"{source} to take a value from: make those fields nullable "
+            '(["null", ...]) or add rows for every user'
+        )
     for uid, lab in labels.items():
         if uid not in seen:
             rows.append({
@@ -323,8 +353,12 @@ def export_users_dataset(
     return target
 
 
+def _nullable(avro_type) -> bool:
+    return isinstance(avro_type, list) and "null" in avro_type
+
+
 def _read_users(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         header = list(reader.fieldnames or [])
         if "USER_ID" not in header:
@@ -377,7 +411,7 @@ def _write_rows(fh, header: list[str], rows: list[dict[str, str]]) -> None:
 def _atomic_write(path: Path, write: Callable) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
-        with os.fdopen(fd, "w", newline="") as fh:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -387,30 +421,123 @@ def _atomic_write(path: Path, write: Callable) -> None:
         raise
 
 
+FOLLOW_COLUMNS = ("FOLLOWER_ID", "FOLLOWEE_ID", "TIMESTAMP")
+# Problems listed in the error, as `hunch data import` lists them; the rest are counted.
+MAX_SHOWN_PROBLEMS = 20
+
+
+class InvalidFollowsFile(GraphAnalyticsError):
+    """A follows.csv with problems; ``problems`` lists ``file:line: reason`` strings."""
+
+    def __init__(self, path: Path, problems: list[str], total: int) -> None:
+        self.problems = problems
+        self.total = total
+        shown = problems[:MAX_SHOWN_PROBLEMS]
+        more = f"\n... and {total - len(shown)} more" if total > len(shown) else ""
+        super().__init__(f"{total} problem(s) in {path}, nothing was loaded:\n"
+                         + "\n".join(shown) + more)
+
+
+def _decoded_lines(path: Path, fh, problems: list[str]):
+    """The file's lines as text; a line that is not UTF-8 is a problem and ends the file
+    (decoding line by line names the line, where a buffered decode names a byte offset)."""
+    for number, raw in enumerate(fh, start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(
+                f"{path}:{number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+                f"{exc.start + 1} of the line); save the file as UTF-8"
+            )
+            return
+
+
 def read_follows_csv(path: Path) -> list[tuple[str, str, int]]:
     """(follower, followee, timestamp) rows of a follows.csv (FOLLOWER_ID, FOLLOWEE_ID,
-    TIMESTAMP), as the demo generator writes it."""
+    TIMESTAMP), as the demo generator writes it.
+
+    Checked as `hunch data import` checks its files: the whole file is read and every
+    problem reported as ``file:line: what to fix`` (:class:`InvalidFollowsFile`) before
+    anything is loaded. The header names each column once and no other; every row has
+    one field per column; ids follow the API's user-id rules (non-empty, at most 256
+    characters, no surrounding whitespace, no control or invisible characters; '|' is
+    allowed); TIMESTAMP is integer epoch seconds of a real date; no one follows
+    themselves. So every user a follows.csv creates can be imported as a user."""
+    problems: list[str] = []
+    total = 0
+
+    def problem(line: int, reason: str) -> None:
+        nonlocal total
+        total += 1
+        if len(problems) < 1000:
+            problems.append(f"{path}:{line}: {reason}")
+
+    out: list[tuple[str, str, int]] = []
     try:
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            missing = {"FOLLOWER_ID", "FOLLOWEE_ID"} - set(reader.fieldnames or [])
-            if missing:
-                raise GraphAnalyticsError(
-                    f"{path}: missing column(s) {sorted(missing)}; expected FOLLOWER_ID, "
-                    "FOLLOWEE_ID, TIMESTAMP"
-                )
-            out = []
-            for line, row in enumerate(reader, start=2):
-                try:
-                    ts = int(row.get("TIMESTAMP") or 0)
-                except ValueError:
-                    raise GraphAnalyticsError(
-                        f"{path}:{line}: TIMESTAMP {row['TIMESTAMP']!r} is not epoch seconds"
-                    ) from None
-                out.append((row["FOLLOWER_ID"], row["FOLLOWEE_ID"], ts))
-            return out
+        with path.open("rb") as fh:
+            decode_problems: list[str] = []
+            reader = csv.reader(_decoded_lines(path, fh, decode_problems))
+            line = 1
+            try:
+                header = next(reader, None)
+                if header is None:
+                    if not decode_problems:
+                        problem(1, "the file is empty; expected the header "
+                                   + ",".join(FOLLOW_COLUMNS))
+                else:
+                    header = [h.strip() for h in header]
+                    _check_follows_header(header, lambda reason: problem(1, reason))
+                    if total == 0:
+                        at = [header.index(c) for c in FOLLOW_COLUMNS]
+                        for row in reader:
+                            line = reader.line_num
+                            if not row or (len(row) == 1 and not row[0].strip()):
+                                continue  # blank line
+                            if len(row) != len(header):
+                                problem(line, f"expected {len(header)} fields "
+                                              f"({','.join(header)}), found {len(row)}")
+                                continue
+                            follower, followee, raw_ts = (row[i] for i in at)
+                            reasons = [r for r in (
+                                user_id_problem("FOLLOWER_ID", follower),
+                                user_id_problem("FOLLOWEE_ID", followee),
+                            ) if r]
+                            ts, ts_reason = timestamp_problem("TIMESTAMP", raw_ts)
+                            if ts_reason:
+                                reasons.append(ts_reason)
+                            if not reasons and follower == followee:
+                                reasons.append(f"user {follower!r} follows themselves; drop "
+                                               "the row")
+                            for reason in reasons:
+                                problem(line, reason)
+                            if not reasons:
+                                out.append((follower, followee, ts))
+            except csv.Error as exc:
+                problem(line + 1, f"unreadable CSV ({exc}); check the quoting")
+            for message in decode_problems:
+                total += 1
+                problems.append(message)
     except OSError as exc:
         raise GraphAnalyticsError(f"{path}: cannot read follows ({exc})") from exc
+    if total:
+        raise InvalidFollowsFile(path, problems, total)
+    return out
+
+
+def _check_follows_header(header: list[str], problem: Callable[[str], None]) -> None:
+    if header and header[0].startswith("\ufeff"):
+        problem("the file starts with a byte-order mark; save it as UTF-8 without BOM")
+        return
+    unknown = [h for h in header if h not in FOLLOW_COLUMNS]
+    missing = [c for c in FOLLOW_COLUMNS if c not in header]
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if unknown:
+        problem(f"unknown column(s) {', '.join(unknown)}; a follows file has "
+                f"{', '.join(FOLLOW_COLUMNS)}")
+    if missing:
+        problem(f"missing required column(s) {', '.join(missing)}")
+    if duplicated:
+        problem(f"duplicated column(s) {', '.join(duplicated)}")
 
 
 def plant_follow_graph(

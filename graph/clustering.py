@@ -7,7 +7,11 @@ modularity of the labels predicted it. So:
 - K-Means picks ``k`` by silhouette, but only among the ``k`` whose labels keep at least
   ``MODULARITY_FLOOR_SHARE`` of the best modularity seen over the range; both numbers are
   reported for every ``k``. That blocks the degenerate "one cluster of 97 % of users"
-  choices silhouette alone makes.
+  choices silhouette alone makes. When every ``k`` tried gives labels of negative
+  modularity (a clique, a star: more ties between the clusters than chance would put
+  there), no ``k`` keeps the floor and the graph has no cluster structure in the range:
+  the core shares one cluster (``ONE_CLUSTER``, exported "c0"), whose modularity is 0,
+  better than any split, and the summary says so.
 - The COMMUNITY labelling is whichever of Louvain and Leiden reaches the higher
   modularity; both are reported.
 
@@ -47,6 +51,9 @@ MODULARITY_FLOOR_SHARE = 0.98
 # Seeded Louvain runs; igraph's multilevel lands on different local optima per seed.
 LOUVAIN_RUNS = 4
 DEFAULT_K_RANGE = (4, 30)
+# The "k" of the labelling chosen when no k in the range has labels of positive
+# modularity: every user in the core in one cluster.
+ONE_CLUSTER = 1
 # Below this many users K-Means runs on one thread: a fit takes milliseconds, and
 # OpenMP's thread start and spin-wait cost 10-30x more than that on a busy 2-core host.
 KMEANS_PARALLEL_MIN_USERS = 20_000
@@ -102,7 +109,7 @@ def cluster_kmeans(
     sil_by_k = {c: fits[c][1] for c in fits}
     mod_by_k = {c: fits[c][2] for c in fits}
     chosen, how = (k, "given") if k is not None else choose_k(sil_by_k, mod_by_k)
-    labels, sil, mod = fits[chosen]
+    labels, sil, mod = chosen_fit(fits, chosen, graph.in_core)
     return KMeansClusters(
         chosen, by_size(labels), sil, mod, feature_set, sil_by_k, mod_by_k, how
     )
@@ -110,14 +117,37 @@ def cluster_kmeans(
 
 def choose_k(silhouette_by_k: dict[int, float], modularity_by_k: dict[int, float]) -> tuple[int, str]:
     """The k with the highest silhouette among those whose labels keep
-    ``MODULARITY_FLOOR_SHARE`` of the best modularity; returns (k, how it was chosen)."""
-    floor = MODULARITY_FLOOR_SHARE * max(modularity_by_k.values())
+    ``MODULARITY_FLOOR_SHARE`` of the best modularity; returns (k, how it was chosen).
+
+    ``ONE_CLUSTER`` when every k's labels have negative modularity: then no k keeps the
+    floor, and one cluster for the whole core (modularity 0) beats every split."""
+    best = max(modularity_by_k.values())
+    if best < 0:
+        best_k = max(modularity_by_k, key=lambda c: modularity_by_k[c])
+        return ONE_CLUSTER, (
+            f"no cluster structure: every k tried ({min(modularity_by_k)}.."
+            f"{max(modularity_by_k)}) gave labels of negative modularity (best {best:.4f} "
+            f"at k={best_k}), worse than none, so every user in the graph's core shares "
+            "one cluster"
+        )
+    floor = MODULARITY_FLOOR_SHARE * best
     eligible = [c for c in silhouette_by_k if modularity_by_k[c] >= floor]
     chosen = max(eligible, key=lambda c: silhouette_by_k[c])
     return chosen, (
         f"highest silhouette among k whose labels keep >= {MODULARITY_FLOOR_SHARE:.0%} "
         "of the best modularity in the range"
     )
+
+
+def chosen_fit(
+    fits: dict[int, tuple[np.ndarray, float, float]], chosen: int, in_core: np.ndarray
+) -> tuple[np.ndarray, float, float]:
+    """(labels, silhouette, modularity) of the chosen k: one of ``fits``, or for
+    ``ONE_CLUSTER`` label 0 for the whole core, silhouette 0 (undefined for one cluster)
+    and modularity 0 (one group over the core has none, by definition)."""
+    if chosen == ONE_CLUSTER and chosen not in fits:
+        return np.where(in_core, 0, NO_LABEL), 0.0, 0.0
+    return fits[chosen]
 
 
 def silhouette(x: np.ndarray, labels: np.ndarray, seed: int) -> float:

@@ -59,6 +59,7 @@ from graph.clustering import (
     SILHOUETTE_SAMPLE_SIZE,
     by_size,
     choose_k,
+    chosen_fit,
     nmi,
     silhouette,
 )
@@ -295,7 +296,7 @@ def _analyze_projection(
     sil_by_k = {k: f[1] for k, f in fits.items()}
     mod_by_k = {k: f[2] for k, f in fits.items()}
     chosen_k, how = (options.k, "given") if options.k else choose_k(sil_by_k, mod_by_k)
-    labels, sil, mod = fits[chosen_k]
+    labels, sil, mod = chosen_fit(fits, chosen_k, in_core)
     kmeans = KMeansClusters(chosen_k, by_size(labels), sil, mod, "fastrp", sil_by_k, mod_by_k, how)
     lap("kmeans")
 

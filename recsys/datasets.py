@@ -312,6 +312,23 @@ def _read_rows(
             problems.add(name, line + 1, f"unreadable CSV ({exc})")
 
 
+def file_problems(path: Path, schema: DatasetSchema, key: str | None = None) -> list[str]:
+    """Every ``file:line: reason`` the import would report for ``path`` under ``schema``
+    (its header, each row's cells, a ``key`` repeated), for writers that produce a
+    dataset file from another one (``hunch graph cluster --users-csv``)."""
+    problems = _Problems()
+    first_line: dict[Any, int] = {}
+    for line, rec in _read_rows(path, schema, problems):
+        if key is None:
+            continue
+        if rec[key] in first_line:
+            problems.add(path.name, line,
+                         f"{key} {rec[key]!r} already appeared on line {first_line[rec[key]]}")
+        else:
+            first_line[rec[key]] = line
+    return problems.messages
+
+
 def _split_ids(value: str | None) -> tuple[str, ...]:
     # Repeats kept: an event without EVENT_ID is identified by its contents, the list as
     # written included, so importing the same file again stays a no-op; training_data()

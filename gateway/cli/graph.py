@@ -70,6 +70,7 @@ def cluster(store_kind: str, follows: Path | None, load: bool, k: int | None, k_
         methods=("leiden", "louvain") if method == "both" else (method,), seed=seed,
     )
     try:
+        _check_users_csv(users_csv or out_dir / "users.csv")
         summary = asyncio.run(_run(store_kind, follows, load, engine, options, out_dir,
                                    users_csv, ground_truth))
     except GraphError as exc:
@@ -82,9 +83,39 @@ def cluster(store_kind: str, follows: Path | None, load: bool, k: int | None, k_
         f"{summary['communities'][summary['community_method']]['count']} "
         f"(modularity {summary['communities'][summary['community_method']]['modularity']})"
     )
+    if km.get("note"):
+        click.echo(f"note: {km['note']}")
     if summary.get("nmi"):
         click.echo(f"NMI against the ground truth: {summary['nmi']}")
     click.echo(f"wrote {out_dir}/users.csv, users.schema.json, report.json and plots")
+
+
+def _check_users_csv(path: Path) -> None:
+    """The users.csv whose rows and columns `cluster` keeps (--users-csv, else the one
+    already in --out) must pass `hunch data import` under the schema cluster writes for
+    it, or the exported users.csv would not: checked before anything is clustered."""
+    if not path.exists():
+        return
+    from graph.analytics import LABEL_FIELDS, USERS_SCHEMA, _read_users, _users_schema
+    from recsys.datasets import file_problems
+    from recsys.schemas import schema_from_avro
+
+    try:
+        header, _ = _read_users(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise GraphCommandError(f"{path}: unreadable users file ({exc}); save it as UTF-8 "
+                                "CSV") from None
+    header += [name for name in LABEL_FIELDS if name not in header]
+    schema = schema_from_avro("users", _users_schema(header, path.parent / USERS_SCHEMA),
+                              source=str(path.parent / USERS_SCHEMA))
+    problems = file_problems(path, schema, key="USER_ID")
+    if problems:
+        shown = problems[:20]
+        more = f"\n... and {len(problems) - len(shown)} more" if len(problems) > 20 else ""
+        raise GraphCommandError(
+            f"{len(problems)} problem(s) in {path}, which `hunch graph cluster` would merge "
+            "into the users.csv it writes (and `hunch data import` would refuse); nothing "
+            "was clustered:\n" + "\n".join(shown) + more)
 
 
 async def _run(store_kind, follows, load, engine, options, out_dir, users_csv, ground_truth):
@@ -101,6 +132,9 @@ async def _run(store_kind, follows, load, engine, options, out_dir, users_csv, g
     console = Console(stderr=True)
     truth = load_ground_truth(ground_truth) if ground_truth else None
     rows = read_follows_csv(follows) if follows else None
+    if rows == []:
+        raise GraphAnalyticsError(f"{follows}: no follows after the header; add rows "
+                                  "FOLLOWER_ID,FOLLOWEE_ID,TIMESTAMP")
     with console.status("starting") as status:
         def progress(step: str) -> None:
             console.log(step)

@@ -213,3 +213,47 @@ def test_cli_with_unreachable_neo4j_says_so_and_writes_nothing(tmp_path, monkeyp
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "unreachable" in lines[0]
     assert not out.exists()
+
+
+# -- graphs without cluster structure -------------------------------------------------------
+
+def _clique(n: int) -> list[tuple[str, str]]:
+    return [(f"k{a}", f"k{b}") for a in range(n) for b in range(n) if a != b]
+
+
+def _star(leaves: int) -> list[tuple[str, str]]:
+    return [pair for i in range(1, leaves + 1) for pair in (("hub", f"x{i}"), (f"x{i}", "hub"))]
+
+
+def test_choose_k_gives_one_cluster_when_every_k_has_negative_modularity():
+    from graph.clustering import ONE_CLUSTER, choose_k
+
+    k, how = choose_k({4: 0.3, 5: 0.2}, {4: -0.18, 5: -0.21})
+    assert k == ONE_CLUSTER
+    assert "no cluster structure" in how and "k=4" in how
+    assert choose_k({4: 0.3, 5: 0.2}, {4: 0.0, 5: -0.1})[0] == 4  # 0 still keeps the floor
+
+
+@pytest.mark.parametrize("follows", [_clique(8), _star(6)], ids=["clique8", "star6"])
+def test_a_graph_without_cluster_structure_gets_one_cluster_and_a_note(follows):
+    outcome = analyze_edges(follows, ClusterOptions())
+    km = outcome.summary["kmeans"]
+    assert km["k"] == 1 and km["modularity"] == 0.0 and km["silhouette"] == 0.0
+    assert "no cluster structure" in km["note"]
+    assert all(m < 0 for m in km["modularity_by_k"].values())  # the evidence stays reported
+    assert {lab.cluster for lab in outcome.labels.values()} == {"c0"}
+
+
+def test_cli_cluster_on_a_clique_writes_one_cluster_and_says_why(tmp_path):
+    from gateway.cli import cli
+
+    _write_follows(tmp_path / "follows.csv", _clique(8))
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["graph", "cluster", "--follows",
+                                      str(tmp_path / "follows.csv"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "K-Means k=1" in result.output and "no cluster structure" in result.output
+    with (out / "users.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and {r["CLUSTER"] for r in rows} == {"c0"}
+    assert json.loads((out / "report.json").read_text())["kmeans"]["k"] == 1
