@@ -499,6 +499,7 @@ def import_directory(
             raise DatasetValidationError(problems[:DatasetValidationError.max_shown],
                                          total=len(problems))
     with open_event_store(db_path, rules) as store:
+        _check_polls_known(data, store, mode)
         fresh = data.interactions
         if data.legacy_event_ids and mode == "incremental":
             stored = store.stored_event_ids(
@@ -514,6 +515,32 @@ def import_directory(
             ),
         )
     return ImportReport(directory, db_path, mode, data, written)
+
+
+def _check_polls_known(data: Datasets, store: Any, mode: str) -> None:
+    """Refuse events on polls the catalog will not hold, when there is a catalog (the
+    dataset's items.csv, and in incremental mode the store's polls): the live API
+    refuses such a vote, and a poll without a record was ranked (28 votes put "GHOST"
+    first in Popularity-Count) and served with no question to show. A dataset and a
+    store without any poll (public data converted with --no-items) have no catalog to
+    check against."""
+    named = {e.item_id for e in data.interactions}
+    unknown = named - data.items.keys()
+    if not unknown:
+        return
+    if mode == "incremental":
+        unknown -= store.get_items(sorted(unknown)).keys()
+        has_catalog = bool(data.items) or next(iter(store.items()), None) is not None
+    else:
+        has_catalog = bool(data.items)
+    if not unknown or not has_catalog:
+        return
+    problems = [f"{CSV_FILES['interactions']} (user {e.user_id!r}, poll {e.item_id!r}): no "
+                f"such poll in {CSV_FILES['items']} or the store; add the poll to "
+                f"{CSV_FILES['items']} or leave out its events"
+                for e in data.interactions if e.item_id in unknown]
+    raise DatasetValidationError(problems[:DatasetValidationError.max_shown],
+                                 total=len(problems))
 
 
 def _with_status(progress: bool, message: str, work):

@@ -237,6 +237,40 @@ def test_a_dangling_link_is_refused_not_read_as_an_absent_file(tmp_path):
                for p in problems), problems
 
 
+def test_events_on_polls_the_catalog_will_not_hold_are_refused(tmp_path):
+    """The live API refuses a vote on an unknown poll; the import took them, and 28
+    votes put "GHOST" first in Popularity-Count, served with no question to show.
+    Without any catalog (public data converted with --no-items) there is nothing to
+    check against."""
+    from recsys.events import EventStore
+
+    d = make_dir(tmp_path)
+    db = tmp_path / "events.sqlite3"
+    with (d / "interactions.csv").open("a") as fh:
+        fh.write("u1,GHOST,1700000300,HUNCH,,,\n")
+    with pytest.raises(DatasetValidationError) as info:
+        import_directory(d, db)
+    assert any("poll 'GHOST'" in p and "no such poll" in p for p in info.value.problems)
+    with EventStore(db) as store:
+        assert store.counts()["interactions"] == 0  # nothing imported
+    # a poll the store already holds is known (incremental) ...
+    (d / "items.csv").write_text((d / "items.csv").read_text()
+                                 + "GHOST,X,u9,1699990000,,,,,\n")
+    import_directory(d, db)
+    with EventStore(db) as store:
+        assert store.counts()["interactions"] == 4
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "interactions.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n"
+                                            "u3,GHOST,1700000400,HUNCH\n")
+    import_directory(later, db)
+    # ... and without any catalog there is nothing to check
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "interactions.csv").write_text((later / "interactions.csv").read_text())
+    import_directory(bare, tmp_path / "other.sqlite3")
+
+
 def test_clean_text_strips_markup_and_cuts():
     assert clean_text("  <p>Hello</p>\n\n world  ") == "Hello world"
     assert len(clean_text("word " * 10_000)) == 20_000
