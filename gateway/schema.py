@@ -75,6 +75,15 @@ class Author:
         return await asyncio.to_thread(read)
 
 
+def _int32_or_none(value: Any) -> int | None:
+    """A stored time as GraphQL's Int can carry it: a value older releases imported out
+    of its range (milliseconds, the year 2100) is null, not a field error that fails
+    the whole page for clients that treat any error as failure."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value) if -2**31 <= value < 2**31 else None
+
+
 @strawberry.type
 class Poll:
     id: strawberry.ID
@@ -96,7 +105,7 @@ class Poll:
             id=strawberry.ID(record["ITEM_ID"]),
             categories=[c for c in str(category).split("|") if c],
             author_id=record.get("AUTHOR_ID"),
-            created_at=record.get("CREATION_TIMESTAMP"),
+            created_at=_int32_or_none(record.get("CREATION_TIMESTAMP")),
             question=record.get("QUESTION"),
             options=record.get("OPTIONS"),
             description=record.get("DESCRIPTION"),

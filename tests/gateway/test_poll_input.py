@@ -245,3 +245,24 @@ def test_what_upsert_poll_stores_survives_hunch_data_export_and_import(settings,
     with EventStore(tmp_path / "elsewhere" / "events.sqlite3") as store:
         assert {i["ITEM_ID"]: i for i in store.items()} == before
     assert len(before) == 33
+
+
+def test_a_stored_time_an_int_cannot_carry_is_null_not_an_error(settings):  # noqa: F811
+    """Older releases imported CREATION_TIMESTAMP in milliseconds or far in the future
+    (the import refuses them now): `createdAt` failed with "Int cannot represent non
+    32-bit signed integer value", a field error that fails a page for clients that
+    treat any error as failure."""
+    with EventStore(settings.events_db) as store:
+        store.upsert_items([{"ITEM_ID": "ms", "CATEGORY": "X", "CREATION_TIMESTAMP":
+                             1_704_109_165_000},
+                            {"ITEM_ID": "fine", "CATEGORY": "X", "CREATION_TIMESTAMP":
+                             1_704_109_165}])
+
+    async def scenario(client):
+        body = (await gql(client, settings, '{ a: poll(id: "ms") { id createdAt } '
+                                             'b: poll(id: "fine") { createdAt } }')).json()
+        assert "errors" not in body, body
+        assert body["data"] == {"a": {"id": "ms", "createdAt": None},
+                                "b": {"createdAt": 1_704_109_165}}
+
+    serve(settings, scenario)
