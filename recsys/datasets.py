@@ -30,6 +30,7 @@ from recsys.admission import (
     check_creation_timestamp,
     check_no_control,
     check_printable,
+    check_timestamp,
 )
 from recsys.errors import DatasetValidationError, HunchError, InvalidEvent
 from recsys.event_stores import describe_url
@@ -136,22 +137,34 @@ def clean_text(value: str) -> str:
     return value[:MAX_TEXTUAL_LENGTH]
 
 
+# Numbers as CSV writers write them: ASCII digits, a sign, a decimal point, an exponent.
+# Python's int() and float() also take "1_704_080_658" and other scripts' digits, which
+# no exporter writes: such a cell is more likely a mistake than a number.
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+_NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+
+
 def _integer(raw: str, column: str) -> tuple[Any, str | None]:
-    try:
+    if _INTEGER.fullmatch(raw):
         return int(raw), None
-    except ValueError:
-        try:
-            as_float = float(raw)
-        except ValueError:
-            return None, f"{column} {raw[:40]!r} is not an integer"
-        if as_float.is_integer():
+    if _NUMBER.fullmatch(raw):
+        as_float = float(raw)
+        if as_float.is_integer():  # "1700000000.0", as spreadsheets write integers
             return int(as_float), None
-        return None, f"{column} {raw[:40]!r} is not an integer"
+    return None, f"{column} {raw[:40]!r} is not an integer (digits 0-9)"
+
+
+def _timestamp_in_range(column: str, value: int) -> None:
+    check_timestamp(value)
 
 
 # Integer fields with a range beyond their type (an event's TIMESTAMP is checked by the
 # store and the history rule, see recsys.admission).
-_RANGE_CHECKS = {"CREATION_TIMESTAMP": check_creation_timestamp, "AGE": check_age}
+_RANGE_CHECKS = {"CREATION_TIMESTAMP": check_creation_timestamp, "AGE": check_age,
+                 # a date (years 1 to 9999), also where no store checks it (train --data:
+                 # 1e19 overflowed in the recipes' clock)
+                 "TIMESTAMP": _timestamp_in_range}
+_NON_FINITE = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}
 
 
 def _convert(f: Field, raw: str, column: str) -> tuple[Any, str | None]:
@@ -165,10 +178,9 @@ def _convert(f: Field, raw: str, column: str) -> tuple[Any, str | None]:
                 return None, str(exc)
         return value, reason
     if f.type in ("float", "double"):
-        try:
-            value = float(raw)
-        except ValueError:
+        if not _NUMBER.fullmatch(raw) and raw.strip().lower() not in _NON_FINITE:
             return None, f"{column} {raw[:40]!r} is not a number"
+        value = float(raw)
         if not math.isfinite(value):
             return None, f"{column} {raw[:40]!r} is not a finite number"
         return value, None
@@ -259,16 +271,16 @@ def _read_rows(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, typed record) for each valid row; record problems for the rest."""
     name = path.name
-    # utf-8-sig: a byte-order mark (Excel writes one by default) is not part of the
-    # first column's name; "unknown column USER_ID, missing USER_ID" said nothing.
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
+    undecodable: list[int] = []  # the line that is not UTF-8, once met (reading stops)
+    with path.open("rb") as fh:
+        reader = csv.reader(_utf8_lines(fh, name, problems, undecodable))
         try:
             header = next(reader)
         except StopIteration:
-            problems.add(name, 1, "the file is empty; expected a header row")
+            if not undecodable:
+                problems.add(name, 1, "the file is empty; expected a header row")
             return
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             problems.add(name, 1, f"unreadable header ({exc})")
             return
         header = [h.strip() for h in header]
@@ -292,11 +304,16 @@ def _read_rows(
         line = 1
         try:
             for row in reader:
-                line = reader.line_num
+                first, line = line + 1, reader.line_num
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line
                 if len(row) != width:
-                    problems.add(name, line, f"expected {width} fields, found {len(row)}")
+                    # A row read over several lines holds a quoted newline: most often a
+                    # quote opened and never closed, which swallows the lines after it.
+                    spans = (f" (the row runs from line {first} to line {line}: a quote "
+                             "opened and not closed?)" if line > first else "")
+                    problems.add(name, line, f"expected {width} fields, found "
+                                             f"{len(row)}{spans}")
                     continue
                 record: dict[str, Any] = {}
                 ok = True
@@ -308,8 +325,25 @@ def _read_rows(
                     record[f.name] = value
                 if ok:
                     yield line, record
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             problems.add(name, line + 1, f"unreadable CSV ({exc})")
+
+
+def _utf8_lines(fh: Any, name: str, problems: _Problems, undecodable: list[int]
+                ) -> Iterator[str]:
+    """The file's lines decoded one at a time, so that a byte that is not UTF-8 is
+    reported on its own line (decoded in buffers, one on line 51 was reported as an
+    unreadable header, one on line 182 as line 170); reading stops there. The first
+    line may start with a byte-order mark (Excel writes one by default), which is no
+    part of the first column's name."""
+    for number, raw in enumerate(fh, 1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            undecodable.append(number)
+            problems.add(name, number, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at position "
+                                       f"{exc.start + 1} of the line); save the file as UTF-8")
+            return
 
 
 def file_problems(path: Path, schema: DatasetSchema, key: str | None = None) -> list[str]:

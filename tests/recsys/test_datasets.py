@@ -271,6 +271,61 @@ def test_events_on_polls_the_catalog_will_not_hold_are_refused(tmp_path):
     import_directory(bare, tmp_path / "other.sqlite3")
 
 
+def test_a_byte_that_is_not_utf8_is_reported_on_its_own_line(tmp_path):
+    """Decoded in buffers, a Latin-1 byte on line 51 was "line 1: unreadable header" and
+    one on line 182 was reported at line 170."""
+    d = make_dir(tmp_path)
+    path = d / "interactions.csv"
+    header, *rows = path.read_text().splitlines()
+    body = [header] + [f"u{k},p1,{1700000000 + k},HUNCH,,," for k in range(60)]
+    body[50] = body[50].replace("HUNCH", "HUNCH,caf\xe9")  # line 51
+    path.write_bytes("\n".join(body).encode("utf-8").replace("\xc3\xa9".encode("latin-1"),
+                                                              b"\xe9") + b"\n")
+    problems = problems_of(d)
+    assert problems == ["interactions.csv:51: not UTF-8 (byte 0xe9 at position 28 of the "
+                        "line); save the file as UTF-8"], problems
+
+
+def test_an_unclosed_quote_is_pointed_at(tmp_path):
+    d = make_dir(tmp_path)
+    path = d / "interactions.csv"
+    header, *rows = path.read_text().splitlines()
+    rows[0] = rows[0].replace("HUNCH", '"HUNCH')  # opened on line 2, never closed
+    path.write_text("\n".join([header, *rows]) + "\n")
+    problems = problems_of(d)
+    assert len(problems) == 1 and problems[0].startswith("interactions.csv:4: expected 7")
+    assert "the row runs from line 2 to line 4: a quote opened and not closed?" in problems[0]
+
+
+@pytest.mark.parametrize("cell", ["1_700_000_000", "\u0661\u0667\u0660\u0660\u0660"
+                                  "\u0660\u0660\u0660\u0660\u0660", "1e19", "1e300",
+                                  "-99999999999999"])
+def test_a_timestamp_must_be_ascii_digits_of_a_real_date(tmp_path, cell):
+    """int() takes underscores and other scripts' digits; 1e19 passed as an integer and
+    overflowed in the recipes' clock under `hunch train --data`."""
+    d = make_dir(tmp_path)
+    path = d / "interactions.csv"
+    header, first, *rest = path.read_text().splitlines()
+    path.write_text("\n".join([header, first.replace("1700000000", cell), *rest]) + "\n")
+    problems = problems_of(d)
+    assert len(problems) == 1 and problems[0].startswith("interactions.csv:2:"), problems
+    assert "not an integer" in problems[0] or "is not a date" in problems[0]
+
+
+def test_numbers_as_exporters_write_them_still_read(tmp_path):
+    d = make_dir(tmp_path)
+    path = d / "interactions.csv"
+    header, first, second, *rest = path.read_text().splitlines()
+    first = first.replace("1700000000", "1700000000.0").replace(",1.0,", ",2.5e0,")
+    second = second.replace("1700000060", " 1700000060 ").replace(",12,", ",-.5,")
+    path.write_text("\n".join([header, first, second, *rest]) + "\n")
+    events = sorted(load_directory(d).interactions, key=lambda e: e.timestamp)
+    assert [e.timestamp for e in events[:2]] == [1700000000, 1700000060]
+    assert [e.event_value for e in events[:2]] == [2.5, -0.5]
+    path.write_text("\n".join([header, first.replace(",2.5e0,", ",1_0,"), second]) + "\n")
+    assert any("EVENT_VALUE '1_0' is not a number" in p for p in problems_of(d))
+
+
 def test_clean_text_strips_markup_and_cuts():
     assert clean_text("  <p>Hello</p>\n\n world  ") == "Hello world"
     assert len(clean_text("word " * 10_000)) == 20_000
