@@ -130,6 +130,11 @@ async def _run(store_kind, follows, load, engine, options, out_dir, users_csv, g
     from graph.store import Follow
 
     console = Console(stderr=True)
+    if store_kind == "neo4j" and follows is not None and not load:
+        # Read and then ignored, the file looked clustered while Neo4j's graph was.
+        raise GraphAnalyticsError(
+            "--follows with --store neo4j needs --load to load the file into Neo4j first; "
+            "without --follows, the graph Neo4j already holds is clustered")
     truth = load_ground_truth(ground_truth) if ground_truth else None
     rows = read_follows_csv(follows) if follows else None
     if rows == []:

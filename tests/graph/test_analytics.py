@@ -215,6 +215,21 @@ def test_cli_with_unreachable_neo4j_says_so_and_writes_nothing(tmp_path, monkeyp
     assert not out.exists()
 
 
+def test_cli_refuses_a_follows_file_neo4j_would_ignore(tmp_path):
+    """With --store neo4j and no --load, --follows was read and then ignored: the graph
+    Neo4j held was clustered while the user believed their file was."""
+    from gateway.cli import cli
+
+    follows = tmp_path / "follows.csv"
+    follows.write_text("FOLLOWER_ID,FOLLOWEE_ID,TIMESTAMP\nu1,u2,1700000000\n")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["graph", "cluster", "--store", "neo4j", "--follows",
+                                      str(follows), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "needs --load" in result.output
+    assert not out.exists()
+
+
 # -- graphs without cluster structure -------------------------------------------------------
 
 def _clique(n: int) -> list[tuple[str, str]]:
