@@ -4,6 +4,7 @@ before writing anything."""
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
@@ -95,18 +96,21 @@ def user_id_problem(column: str, value: str) -> str | None:
     return None
 
 
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
+_NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+
+
 def timestamp_problem(column: str, raw: str) -> tuple[int | None, str | None]:
     """(epoch seconds, None) or (None, why not), read as the import reads a long: an
     integer, or a number with no fraction ("1.7e9"), of a real date."""
     if raw == "":
         return None, f"{column} is empty but required"
-    try:
+    # As the import: ASCII digits only (int() also takes "1_700" and other scripts'
+    # digits), a number with no fraction ("1.7e9"), nothing absurdly long.
+    if len(raw) <= 40 and _INTEGER.fullmatch(raw):
         value = int(raw)
-    except ValueError:
-        try:
-            as_float = float(raw)
-        except ValueError:
-            as_float = math.nan
+    else:
+        as_float = float(raw) if len(raw) <= 40 and _NUMBER.fullmatch(raw) else math.nan
         if not (math.isfinite(as_float) and as_float.is_integer()):
             return None, f"{column} {raw[:40]!r} is not an integer (epoch seconds)"
         value = int(as_float)

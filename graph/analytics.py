@@ -358,7 +358,7 @@ def _nullable(avro_type) -> bool:
 
 
 def _read_users(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM is no part of it
         reader = csv.DictReader(fh)
         header = list(reader.fieldnames or [])
         if "USER_ID" not in header:
@@ -443,7 +443,9 @@ def _decoded_lines(path: Path, fh, problems: list[str]):
     (decoding line by line names the line, where a buffered decode names a byte offset)."""
     for number, raw in enumerate(fh, start=1):
         try:
-            yield raw.decode("utf-8")
+            # utf-8-sig on the first line: a byte-order mark (Excel's default) is not
+            # part of the header, as the import reads it
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError as exc:
             problems.append(
                 f"{path}:{number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
@@ -525,9 +527,6 @@ def read_follows_csv(path: Path) -> list[tuple[str, str, int]]:
 
 
 def _check_follows_header(header: list[str], problem: Callable[[str], None]) -> None:
-    if header and header[0].startswith("\ufeff"):
-        problem("the file starts with a byte-order mark; save it as UTF-8 without BOM")
-        return
     unknown = [h for h in header if h not in FOLLOW_COLUMNS]
     missing = [c for c in FOLLOW_COLUMNS if c not in header]
     duplicated = sorted({h for h in header if header.count(h) > 1})

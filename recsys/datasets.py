@@ -145,6 +145,8 @@ _NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 
 
 def _integer(raw: str, column: str) -> tuple[Any, str | None]:
+    if len(raw) > 40:  # no field's integer is this long (int() refuses 4,301 digits)
+        return None, f"{column} {raw[:40]!r}... is not an integer (digits 0-9)"
     if _INTEGER.fullmatch(raw):
         return int(raw), None
     if _NUMBER.fullmatch(raw):
@@ -329,6 +331,9 @@ def _read_rows(
             problems.add(name, line + 1, f"unreadable CSV ({exc})")
 
 
+_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")  # just after a CR that no LF follows
+
+
 def _utf8_lines(fh: Any, name: str, problems: _Problems, undecodable: list[int]
                 ) -> Iterator[str]:
     """The file's lines decoded one at a time, so that a byte that is not UTF-8 is
@@ -336,14 +341,22 @@ def _utf8_lines(fh: Any, name: str, problems: _Problems, undecodable: list[int]
     unreadable header, one on line 182 as line 170); reading stops there. The first
     line may start with a byte-order mark (Excel writes one by default), which is no
     part of the first column's name."""
-    for number, raw in enumerate(fh, 1):
-        try:
-            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            undecodable.append(number)
-            problems.add(name, number, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at position "
-                                       f"{exc.start + 1} of the line); save the file as UTF-8")
-            return
+    number = 0
+    for chunk in fh:
+        # A bare CR ends a line too (Excel for Mac's "CSV (Macintosh)"); binary lines end
+        # at LF only, so such a file came as one line.
+        for raw in _BARE_CR.split(chunk) if b"\r" in chunk else (chunk,):
+            if not raw:
+                continue  # after a file's last CR
+            number += 1
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                undecodable.append(number)
+                problems.add(name, number, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                                           f"position {exc.start + 1} of the line); save "
+                                           "the file as UTF-8")
+                return
 
 
 def file_problems(path: Path, schema: DatasetSchema, key: str | None = None) -> list[str]:
@@ -495,6 +508,7 @@ class ImportReport:
     mode: str
     datasets: Datasets
     written: Any = None  # the store's ImportCounts: events new to it (the rest it held)
+    without_record: int = 0  # interactions on polls the catalog holds no record of
 
     def describe(self) -> str:
         new = ""
@@ -505,9 +519,13 @@ class ImportReport:
             new = (f"; {self.written.interactions:,} interactions and "
                    f"{self.written.impressions:,} impression events were new, "
                    f"{held:,} already stored")
+        note = (f"\nnote: {self.without_record:,} interactions name polls that neither "
+                "items.csv nor the store has a record of: they train the models, and the feed "
+                "can show such a poll by its id only; add the polls to items.csv"
+                if self.without_record else "")
         return (
             f"read {self.datasets.describe()} from {self.directory} into "
-            f"{describe_url(self.db_path)} ({self.mode}{new})"
+            f"{describe_url(self.db_path)} ({self.mode}{new}){note}"
         )
 
 
@@ -533,7 +551,7 @@ def import_directory(
             raise DatasetValidationError(problems[:DatasetValidationError.max_shown],
                                          total=len(problems))
     with open_event_store(db_path, rules) as store:
-        _check_polls_known(data, store, mode)
+        without_record = _polls_without_record(data, store, mode)
         fresh = data.interactions
         if data.legacy_event_ids and mode == "incremental":
             stored = store.stored_event_ids(
@@ -548,33 +566,19 @@ def import_directory(
                 fresh, data.impressions, data.items.values(), data.users.values(), mode=mode,
             ),
         )
-    return ImportReport(directory, db_path, mode, data, written)
+    return ImportReport(directory, db_path, mode, data, written, without_record)
 
 
-def _check_polls_known(data: Datasets, store: Any, mode: str) -> None:
-    """Refuse events on polls the catalog will not hold, when there is a catalog (the
-    dataset's items.csv, and in incremental mode the store's polls): the live API
-    refuses such a vote, and a poll without a record was ranked (28 votes put "GHOST"
-    first in Popularity-Count) and served with no question to show. A dataset and a
-    store without any poll (public data converted with --no-items) have no catalog to
-    check against."""
-    named = {e.item_id for e in data.interactions}
-    unknown = named - data.items.keys()
-    if not unknown:
-        return
-    if mode == "incremental":
-        unknown -= store.get_items(sorted(unknown)).keys()
-        has_catalog = bool(data.items) or next(iter(store.items()), None) is not None
-    else:
-        has_catalog = bool(data.items)
-    if not unknown or not has_catalog:
-        return
-    problems = [f"{CSV_FILES['interactions']} (user {e.user_id!r}, poll {e.item_id!r}): no "
-                f"such poll in {CSV_FILES['items']} or the store; add the poll to "
-                f"{CSV_FILES['items']} or leave out its events"
-                for e in data.interactions if e.item_id in unknown]
-    raise DatasetValidationError(problems[:DatasetValidationError.max_shown],
-                                 total=len(problems))
+def _polls_without_record(data: Datasets, store: Any, mode: str) -> int:
+    """How many of the dataset's interactions name a poll neither its items.csv nor (in
+    incremental mode) the store holds: Personalize takes them, and they train the
+    models, but the feed has nothing to show for such a poll but its id. Counted, not
+    refused: public data converted by ``hunch data convert-ratings`` leaves out the
+    movies without a readable year, and refusing them broke that documented path."""
+    unknown = {e.item_id for e in data.interactions} - data.items.keys()
+    if unknown and mode == "incremental":
+        unknown = set(store.unknown_item_ids(sorted(unknown)))
+    return sum(1 for e in data.interactions if e.item_id in unknown) if unknown else 0
 
 
 def _with_status(progress: bool, message: str, work):

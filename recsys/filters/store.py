@@ -70,6 +70,10 @@ class NamedFilter:
     compiled: CompiledFilter
 
 
+# Filter names remembered as missing (a feed may name any filter): at most about this many.
+MAX_REMEMBERED_MISSING = 1_024
+
+
 class FilterStoreProtocol(Protocol):
     """What gateway/ and recsys/ use of a named-filter store."""
 
@@ -146,6 +150,11 @@ class FilterStoreBase:
             self._read_at[name] = (time.monotonic(), seen[1])
             return seen[1]
         except UnknownFilter:
+            if len(self._read_at) >= MAX_REMEMBERED_MISSING:
+                # Names asked for are the client's: forget the missing ones rather than
+                # remember every name ever tried.
+                for missing in [n for n, (_, f) in self._read_at.items() if f is None]:
+                    del self._read_at[missing]
             self._read_at[name] = (time.monotonic(), None)
             raise
         self._read_at[name] = (time.monotonic(), named)

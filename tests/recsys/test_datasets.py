@@ -237,38 +237,25 @@ def test_a_dangling_link_is_refused_not_read_as_an_absent_file(tmp_path):
                for p in problems), problems
 
 
-def test_events_on_polls_the_catalog_will_not_hold_are_refused(tmp_path):
-    """The live API refuses a vote on an unknown poll; the import took them, and 28
-    votes put "GHOST" first in Popularity-Count, served with no question to show.
-    Without any catalog (public data converted with --no-items) there is nothing to
-    check against."""
-    from recsys.events import EventStore
-
+def test_events_on_polls_without_a_record_are_counted_in_the_summary(tmp_path):
+    """Personalize takes interactions on items it has no record of, and convert-ratings
+    leaves out movies without a readable year: such events are imported (refusing them
+    broke MovieLens' convert-then-import), and the summary says how many there are, as
+    the feed can show such a poll by its id only."""
     d = make_dir(tmp_path)
     db = tmp_path / "events.sqlite3"
     with (d / "interactions.csv").open("a") as fh:
         fh.write("u1,GHOST,1700000300,HUNCH,,,\n")
-    with pytest.raises(DatasetValidationError) as info:
-        import_directory(d, db)
-    assert any("poll 'GHOST'" in p and "no such poll" in p for p in info.value.problems)
-    with EventStore(db) as store:
-        assert store.counts()["interactions"] == 0  # nothing imported
-    # a poll the store already holds is known (incremental) ...
-    (d / "items.csv").write_text((d / "items.csv").read_text()
-                                 + "GHOST,X,u9,1699990000,,,,,\n")
-    import_directory(d, db)
-    with EventStore(db) as store:
-        assert store.counts()["interactions"] == 4
+    report = import_directory(d, db)
+    assert report.without_record == 1
+    assert "note: 1 interactions name polls that neither items.csv nor the store" \
+        in report.describe()
     later = tmp_path / "later"
     later.mkdir()
     (later / "interactions.csv").write_text("USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n"
-                                            "u3,GHOST,1700000400,HUNCH\n")
-    import_directory(later, db)
-    # ... and without any catalog there is nothing to check
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    (bare / "interactions.csv").write_text((later / "interactions.csv").read_text())
-    import_directory(bare, tmp_path / "other.sqlite3")
+                                            "u3,p1,1700000400,HUNCH\n")
+    assert import_directory(later, db).without_record == 0  # p1 is in the store
+    assert "note:" not in import_directory(later, db).describe()
 
 
 def test_a_byte_that_is_not_utf8_is_reported_on_its_own_line(tmp_path):
@@ -284,6 +271,28 @@ def test_a_byte_that_is_not_utf8_is_reported_on_its_own_line(tmp_path):
     problems = problems_of(d)
     assert problems == ["interactions.csv:51: not UTF-8 (byte 0xe9 at position 28 of the "
                         "line); save the file as UTF-8"], problems
+
+
+@pytest.mark.parametrize("ending", [b"\r", b"\r\n", b"\n"], ids=["cr", "crlf", "lf"])
+def test_every_line_ending_reads(tmp_path, ending):
+    """Bare CR ends lines in Excel for Mac's "CSV (Macintosh)": read per line as bytes
+    (for UTF-8 errors by line), such a file came as one line."""
+    d = make_dir(tmp_path)
+    for name in ("interactions.csv", "items.csv"):
+        path = d / name
+        path.write_bytes(ending.join(path.read_bytes().splitlines()) + ending)
+    data = load_directory(d)
+    assert len(data.interactions) == 3 and len(data.items) == 3
+
+
+def test_an_absurdly_long_number_is_refused_not_a_crash(tmp_path):
+    d = make_dir(tmp_path)
+    path = d / "interactions.csv"
+    header, first, *rest = path.read_text().splitlines()
+    path.write_text("\n".join([header, first.replace("1700000000", "9" * 5000), *rest]) + "\n")
+    problems = problems_of(d)
+    assert len(problems) == 1 and "interactions.csv:2: TIMESTAMP" in problems[0]
+    assert "is not an integer" in problems[0] and len(problems[0]) < 200
 
 
 def test_an_unclosed_quote_is_pointed_at(tmp_path):

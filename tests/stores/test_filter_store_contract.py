@@ -170,6 +170,14 @@ def test_a_missing_filter_is_remembered_as_missing_as_long_as_a_definition(store
             host_a.get("mine2", max_age_seconds=3600)
         host_a.create("mine2", NO_VOTED)
         assert host_a.get("mine2", max_age_seconds=3600).expression == NO_VOTED
+        # names are the client's to choose: the missing ones remembered stay bounded
+        from recsys.filters.store import MAX_REMEMBERED_MISSING
+
+        for k in range(3 * MAX_REMEMBERED_MISSING):
+            with pytest.raises(UnknownFilter):
+                host_b.get(f"tried-{k}", max_age_seconds=3600)
+        assert len(host_b._read_at) <= MAX_REMEMBERED_MISSING + 1
+        assert host_b.get("gone", max_age_seconds=3600).expression == NO_VOTED  # kept
 
 
 def test_concurrent_creates_of_one_name_one_wins(store_url):
