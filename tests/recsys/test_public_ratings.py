@@ -69,6 +69,11 @@ def test_an_item_file_beside_the_ratings_becomes_items_with_text(tmp_path: Path)
     assert items["377"]["CATEGORY"] == "unknown"  # CATEGORY is required
     # The interactions are as they were without the file.
     assert report.interactions == 4 and report.items == 4
+    # ... and the converted directory imports as README says (51 has no record: counted)
+    from recsys.datasets import import_directory
+
+    imported = import_directory(tmp_path / "out", tmp_path / "events.sqlite3")
+    assert imported.written.interactions == 4 and imported.without_record == 1
 
 
 def test_a_plain_inter_file_takes_the_item_file_beside_it(tmp_path: Path) -> None:
