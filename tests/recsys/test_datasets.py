@@ -398,6 +398,26 @@ def test_a_failed_export_leaves_the_directory_as_it_was(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".export-")]
 
 
+def test_an_export_from_no_store_writes_nothing(tmp_path):
+    """A mistyped HUNCH_HOME: the export created an empty store and replaced every file
+    of the backup directory with a header, exit 0."""
+    from recsys.datasets import ExportFailed
+
+    backup = tmp_path / "backup"
+    export_directory(_imported(tmp_path), backup)
+    before = {p.name: p.read_bytes() for p in backup.iterdir()}
+    with pytest.raises(ExportFailed, match="no event store at"):
+        export_directory(tmp_path / "typo" / "events.sqlite3", backup)
+    assert {p.name: p.read_bytes() for p in backup.iterdir()} == before
+    assert not (tmp_path / "typo" / "events.sqlite3").exists()
+
+
+def _imported(tmp_path):
+    db = tmp_path / "events.sqlite3"
+    import_directory(make_dir(tmp_path), db)
+    return db
+
+
 def test_a_custom_items_schema_round_trips_through_export(tmp_path):
     """The README allows a custom items schema: one without AUTHOR_ID and with a float
     PRICE imported fine, and its export was refused on re-import (AUTHOR_ID "required")
