@@ -649,9 +649,9 @@ def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport
     import shutil
     import tempfile
 
-    from recsys.event_stores import is_postgres_url, open_event_store
+    from recsys.event_stores import open_event_store, store_exists
 
-    if not is_postgres_url(str(db_path)) and not Path(db_path).exists():
+    if not store_exists(db_path):
         # Opened, a missing SQLite file is created empty, and the export then replaced
         # every file of the directory with a header (a mistyped HUNCH_HOME emptied a
         # backup, which a full import then emptied the store from).

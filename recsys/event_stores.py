@@ -131,6 +131,13 @@ def is_postgres_url(url: str | Path) -> bool:
     return store_location(url)[0] == "postgresql"
 
 
+def store_exists(url: str | Path) -> bool:
+    """Whether ``url`` names a store that is there: a SQLite file that exists (opening
+    one creates it, empty), or any PostgreSQL URL (asked when opened)."""
+    kind, where = store_location(url)
+    return kind == "postgresql" or Path(where).exists()
+
+
 def describe_url(url: str | Path) -> str:
     """The URL without its password, for messages and logs."""
     if not is_postgres_url(url):

@@ -266,9 +266,9 @@ def recommend(user_id: str, n: int, recipe: str | None, now: float | None,
 
 def _open_event_store():
     """The configured event store when it exists (so stored events fold in)."""
-    from recsys.event_stores import is_postgres_url, open_event_store
+    from recsys.event_stores import open_event_store, store_exists
 
     url = load_settings().event_store_url
-    if not is_postgres_url(url) and not Path(url).exists():
+    if not store_exists(url):  # a sqlite:// URL too
         return None
     return open_event_store(url)
