@@ -142,6 +142,28 @@ def test_frequencies_with_mostly_empty_intervals_are_not_recommended():
     assert len({r["cutoffs"] for r in rows.values()}) == 1
 
 
+def test_a_stray_timestamp_does_not_make_the_backtest_walk_decades(tmp_path):
+    """One row dated 1970 and two dated 2100 made the backtest step through every empty
+    30-minute window between them (killed after 90 s, memory growing). The backtest
+    keeps the last weeks before the data's robust now: the same answer as without them."""
+    import time
+
+    out = tmp_path / "demo"
+    generate_demo_data(out, users=USERS, polls=POLLS, days=DAYS, seed=0, burst_timescale=HOUR)
+    events = load_directory(out).interactions
+    clean = tune_trending(events, warmup=DAY)
+    strays = [Interaction("u-stray", events[0].item_id, "HUNCH", 100),
+              Interaction("u-stray", events[0].item_id, "HUNCH", 4_102_444_800),
+              Interaction("u-stray2", events[0].item_id, "HUNCH", 4_102_444_800)]
+    started = time.perf_counter()
+    said: list[str] = []
+    stray = tune_trending(events + strays, warmup=DAY, progress=said.append)
+    assert time.perf_counter() - started < 60
+    assert stray.recommended == clean.recommended
+    assert stray.to_json()["table"] == clean.to_json()["table"]
+    assert any("left out 3 interactions" in m for m in said), said
+
+
 def test_too_little_data_says_what_is_missing():
     with pytest.raises(TrendTuningError, match="at least 100"):
         tune_trending([Interaction("u", "p", "HUNCH", 1_704_067_200)])
