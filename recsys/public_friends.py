@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import IO
 
 from recsys.errors import HunchError
-from recsys.public_sources import HETREC_LASTFM_FILES, pinned, verify
+from recsys.public_sources import HETREC_LASTFM_FILES, pinned, stale_dataset_files, verify
 from recsys.schemas import CSV_FILES, INTERACTIONS, UNAUTHORED_ITEMS, USERS, write_schema
 
 LISTEN_EVENT_TYPE = "LISTEN"
@@ -247,6 +247,12 @@ def convert_friends(source: Path | str, out_dir: Path | str, *,
         raise FriendsFormatError(f"{source}: {_PLAYS} has no rows")
 
     out = Path(out_dir)
+    stale = stale_dataset_files(out, ("follows.csv", "interactions.csv", "items.csv",
+                                      "users.csv"))
+    if stale:
+        raise FriendsFormatError(
+            f"{out} already holds {', '.join(stale)}: they would be read with the converted "
+            "data; convert into an empty directory (nothing was written)")
     out.mkdir(parents=True, exist_ok=True)
     key = lambda pair: (int(pair[0]), int(pair[1]))  # noqa: E731 (numeric, stable order)
     _write(out / FOLLOWS_FILE, FOLLOW_COLUMNS,

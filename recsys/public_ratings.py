@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from recsys.errors import HunchError
+from recsys.public_sources import stale_dataset_files
 from recsys.schemas import (
     CSV_FILES,
     MAX_CATEGORICAL_LENGTH,
@@ -286,6 +287,12 @@ def convert_ratings(source: Path | str, out_dir: Path | str, *, member: str | No
     # Read before anything is written: a bad .item file leaves the output as it was.
     catalog = read_items(source, member=member) if items else None
     out = Path(out_dir)
+    writes = ("interactions.csv",) + (("items.csv",) if catalog is not None else ())
+    stale = stale_dataset_files(out, writes)
+    if stale:
+        raise RatingsFormatError(
+            f"{out} already holds {', '.join(stale)}: they would be read with the converted "
+            "ratings; convert into an empty directory (nothing was written)")
     path = out / CSV_FILES["interactions"]
     try:
         write_interactions(out,

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys.errors import HunchError
+from recsys.public_sources import stale_dataset_files
 from recsys.schemas import CSV_FILES, write_interactions
 
 REVIEW_EVENT_TYPE = "REVIEW"
@@ -41,7 +42,6 @@ MAX_LINE_ITEMS = 100_000  # a longer line is not a user's history but a broken f
 # Read at most this many characters of a line: split() would hold every field first.
 MAX_LINE_CHARS = 64 * MAX_LINE_ITEMS
 # What load_directory would read beside interactions.csv: a stale one mixes datasets.
-_OTHER_DATASET_FILES = ("items.csv", "users.csv", "impressions.csv", "follows.csv")
 
 
 class SequencesFormatError(HunchError):
@@ -134,7 +134,7 @@ def convert_sequences(source: Path | str, out_dir: Path | str,
             for user, items in sequences.items() for k, item in enumerate(items, start=1)]
     rows.sort(key=lambda r: r[0])  # stable: ties keep the file's user order
     out = Path(out_dir)
-    stale = [n for n in _OTHER_DATASET_FILES if (out / n).exists()]
+    stale = stale_dataset_files(out, ("interactions.csv",))
     if stale:
         raise SequencesFormatError(
             f"{out} already holds {', '.join(stale)}: they would be read with the converted "

@@ -29,6 +29,19 @@ _DEFAULT_CACHE = Path.home() / ".cache" / "hunch" / "public-data"
 _CHUNK = 1 << 20  # hash in 1 MiB reads: constant memory on the 13 MB wheel
 
 
+# Every file a data directory is read from (recsys/datasets.py, the graph tools).
+DATASET_FILES = ("interactions.csv", "items.csv", "users.csv", "impressions.csv",
+                 "follows.csv")
+
+
+def stale_dataset_files(out_dir: Path | str, writes: tuple[str, ...]) -> list[str]:
+    """The dataset files ``out_dir`` already holds that a conversion writing ``writes``
+    would leave in place, to be read with the new data (an earlier run's items.csv
+    under --no-items, another dataset's impressions.csv)."""
+    out = Path(out_dir)
+    return [n for n in DATASET_FILES if n not in writes and (out / n).exists()]
+
+
 class SourceChecksumError(HunchError):
     """A source file is not the pinned one (different bytes, or an unknown dataset name)."""
 

@@ -207,3 +207,17 @@ def test_the_real_extracted_files_have_the_published_counts(tmp_path: Path) -> N
     report = convert_friends(REAL_FILES, tmp_path / "out")  # every file checked by its pin
     assert (report.friendships, report.interactions, report.users) == (12_717, 92_834, 1_892)
     assert report.items == 17_632
+
+
+def test_a_directory_holding_another_datasets_impressions_is_refused(tmp_path: Path) -> None:
+    """impressions.csv left in the output directory was imported with Last.fm (86
+    impression events of another dataset)."""
+    from recsys.public_friends import FriendsFormatError
+
+    source = _archive(tmp_path / "hetrec.zip")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "impressions.csv").write_text("USER_ID,TIMESTAMP,IMPRESSION\nu1,1,p1\n")
+    with pytest.raises(FriendsFormatError, match="already holds impressions.csv"):
+        convert_friends(source, out, expected_sha256=sha256_of(source))
+    assert sorted(p.name for p in out.iterdir()) == ["impressions.csv"]

@@ -76,6 +76,24 @@ def test_an_item_file_beside_the_ratings_becomes_items_with_text(tmp_path: Path)
     assert imported.written.interactions == 4 and imported.without_record == 1
 
 
+def test_a_directory_holding_other_dataset_files_is_refused(tmp_path: Path) -> None:
+    """--no-items into a directory an earlier run left items.csv in: that items.csv was
+    kept and read with the new ratings."""
+    (tmp_path / "ml-100k.inter").write_text(INTER)
+    (tmp_path / "ml-100k.item").write_text(ITEM)
+    out = tmp_path / "out"
+    convert_ratings(tmp_path / "ml-100k.inter", out)
+    before = (out / "interactions.csv").read_bytes()
+    with pytest.raises(RatingsFormatError, match="already holds items.csv"):
+        convert_ratings(tmp_path / "ml-100k.inter", out, items=False, min_rating=4)
+    assert (out / "interactions.csv").read_bytes() == before  # nothing was written
+    (out / "impressions.csv").write_text("USER_ID,TIMESTAMP,IMPRESSION\n")
+    with pytest.raises(RatingsFormatError, match="already holds impressions.csv"):
+        convert_ratings(tmp_path / "ml-100k.inter", out)
+    (out / "impressions.csv").unlink()
+    convert_ratings(tmp_path / "ml-100k.inter", out)  # its own files are rewritten
+
+
 def test_a_plain_inter_file_takes_the_item_file_beside_it(tmp_path: Path) -> None:
     (tmp_path / "ml-100k.inter").write_text(INTER)
     convert_ratings(tmp_path / "ml-100k.inter", tmp_path / "without")
