@@ -122,19 +122,23 @@ def _rows(archive: _Files, name: str, width: int) -> Iterator[tuple[int, list[st
     # The archive's text files are not all clean UTF-8 (artist names); replace, never fail.
     with io.TextIOWrapper(archive.open(name), encoding="utf-8", errors="replace") as text:
         reader = csv.reader(text, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(reader, None)
-        for line, row in enumerate(reader, start=2):
-            if not row or not any(row):
-                continue
-            if len(row) < width:
-                raise FriendsFormatError(
-                    f"{name}:{line}: expected {width} tab-separated fields, got {row!r}")
-            yield line, [v.strip() for v in row[:width]]
+        line = 1
+        try:
+            next(reader, None)
+            for line, row in enumerate(reader, start=2):
+                if not row or not any(row):
+                    continue
+                if len(row) < width:
+                    raise FriendsFormatError(
+                        f"{name}:{line}: expected {width} tab-separated fields, got {row!r}")
+                yield line, [v.strip() for v in row[:width]]
+        except csv.Error as exc:  # a field past the csv module's limit (128 KiB)
+            raise FriendsFormatError(f"{name}:{line + 1}: unreadable ({exc})") from None
 
 
 def _ids(name: str, line: int, *values: str) -> None:
     for v in values:
-        if not v.isdigit():
+        if not (v.isascii() and v.isdigit()):  # "²" is a digit to isdigit(), not to int()
             raise FriendsFormatError(f"{name}:{line}: expected numeric ids, got {v!r}")
 
 

@@ -171,8 +171,18 @@ def _read(opened: tuple[str, TextIO], parse: Callable[[Iterable[str], str], Iter
 
 
 def _parse(lines: Iterable[str], source: str) -> Iterator[Rating]:
-    rows = csv.reader(lines, delimiter="\t")
-    first = next(rows, None)
+    try:
+        yield from _parse_rows(lines, source)
+    except csv.Error as exc:  # a field past the csv module's limit (128 KiB)
+        raise RatingsFormatError(f"{source}: not a ratings file ({exc})") from None
+
+
+def _parse_rows(lines: Iterable[str], source: str) -> Iterator[Rating]:
+    # QUOTE_NONE: the files are tab-separated with no quoting, and RecBole's ml-1m has
+    # titles such as '"Great Performances" Cats (1998)' as item ids; read with quoting,
+    # that id lost its quotes and became another film's.
+    rows = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    first = next((r for r in rows if r), None)  # blank lines before the first are none
     if first is None:
         raise RatingsFormatError(f"{source} is empty")
     if ":" in first[0]:  # RecBole header: name:type

@@ -94,6 +94,21 @@ def test_a_directory_holding_other_dataset_files_is_refused(tmp_path: Path) -> N
     convert_ratings(tmp_path / "ml-100k.inter", out)  # its own files are rewritten
 
 
+def test_quotes_in_ids_are_kept_and_hostile_files_are_typed_errors(tmp_path: Path) -> None:
+    """RecBole's ml-1m has titles as item ids; read with CSV quoting,
+    '"Great Performances" Cats (1998)' became 'Great Performances Cats (1998)' (two
+    films one). A blank-only file was a traceback."""
+    quoted = tmp_path / "q.inter"
+    quoted.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                      '1\t"Great Performances" Cats (1998)\t4\t881250949\n'
+                      "2\tGreat Performances Cats (1998)\t5\t881250950\n")
+    report = convert_ratings(quoted, tmp_path / "q")
+    assert report.items == 2
+    (tmp_path / "blank.data").write_text("\n\n\n")
+    with pytest.raises(RatingsFormatError, match="is empty"):
+        convert_ratings(tmp_path / "blank.data", tmp_path / "out-blank")
+
+
 def test_a_plain_inter_file_takes_the_item_file_beside_it(tmp_path: Path) -> None:
     (tmp_path / "ml-100k.inter").write_text(INTER)
     convert_ratings(tmp_path / "ml-100k.inter", tmp_path / "without")
