@@ -19,7 +19,10 @@ class DatasetValidationError(HunchError):
         more = self.total - len(shown)
         tail = f"\n... and {more} more" if more > 0 else ""
         super().__init__(
-            f"{self.total} problem(s) in the dataset, nothing was imported:\n"
+            # Said by every reader of data directories (import, train --data, evaluate):
+            # "nothing was imported" misled under train --data, which imports nothing.
+            f"{self.total} problem(s) in the dataset; fix them and run the command "
+            "again (nothing was imported, trained or changed):\n"
             + "\n".join(shown)
             + tail
         )

@@ -234,9 +234,13 @@ def recommend(user_id: str, n: int, recipe: str | None, now: float | None,
     from rich.console import Console
     from rich.table import Table
 
+    from recsys.admission import check_user_id
     from recsys.artifacts import ArtifactNotFound
     from recsys.serving import RecipeService
 
+    # The API's rule for user ids: " u1" or "" silently got cold-start polls, and an
+    # id holding ESC sequences reached the terminal through the header line below.
+    check_user_id("--user", user_id)
     store = _artifact_store(artifacts)
     if recipe is None:
         trained = [(store.latest(name), name) for name in _RECIPE_CHOICES]
@@ -258,7 +262,9 @@ def recommend(user_id: str, n: int, recipe: str | None, now: float | None,
     table.add_column("poll")
     table.add_column("score", justify="right")
     for rank, item in enumerate(answer.items, 1):
-        table.add_row(str(rank), item.item_id, f"{item.score:.4f}")
+        # Poll ids of stores older releases filled may hold anything: shown escaped.
+        table.add_row(str(rank), item.item_id if item.item_id.isprintable()
+                      else repr(item.item_id), f"{item.score:.4f}")
     Console().print(table)
     if not answer.items:
         click.echo("no polls to recommend")

@@ -151,6 +151,11 @@ def test_hunch_train_then_recommend_from_the_command_line(tmp_path):
     bad = runner.invoke(cli, ["recommend", "--user", "u1", "--recipe", "trending-now"], env=env)
     assert bad.exit_code == 2
     assert "hunch train --recipe trending-now" in bad.output
+    # the API's rule for user ids: no cold-start answer for " u0001", no ESC to the terminal
+    for hostile in (" u0001", "", "u\x1b]0;owned\x07"):
+        refused = runner.invoke(cli, ["recommend", "--user", hostile], env=env)
+        assert refused.exit_code == 2, (hostile, refused.output)
+        assert "--user" in refused.output and "\x1b" not in refused.output
 
 
 class CountingEvents:
