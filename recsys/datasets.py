@@ -293,8 +293,12 @@ def _read_rows(
         # took minutes to refuse).
         duplicated = sorted(h for h, n in Counter(header).items() if n > 1)
         if unknown:
+            # One column holding ';' or tabs: another separator (Excel in many locales)
+            separator = next((f" (separated by {sep!r}? save the file with commas)"
+                              for sep in (";", "\t") if len(header) == 1 and sep in header[0]),
+                             "")
             problems.add(name, 1, f"unknown column(s) {_some(unknown)}; the {schema.dataset} "
-                                  f"schema declares {', '.join(schema.names)}")
+                                  f"schema declares {', '.join(schema.names)}{separator}")
         if missing:
             problems.add(name, 1, f"missing required column(s) {', '.join(missing)}")
         if duplicated:
@@ -307,8 +311,8 @@ def _read_rows(
         try:
             for row in reader:
                 first, line = line + 1, reader.line_num
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # blank line
+                if not any(cell.strip() for cell in row):
+                    continue  # a blank line, or a row of empty cells (Excel leaves them)
                 if len(row) != width:
                     # A row read over several lines holds a quoted newline: most often a
                     # quote opened and never closed, which swallows the lines after it.

@@ -295,6 +295,18 @@ def test_an_absurdly_long_number_is_refused_not_a_crash(tmp_path):
     assert "is not an integer" in problems[0] and len(problems[0]) < 200
 
 
+def test_excels_leftovers_rows_of_empty_cells_and_semicolons(tmp_path):
+    """Excel leaves rows of empty cells (",,,,,,") below the data, refused as "USER_ID
+    is empty"; in many locales it separates with ';', which said only "unknown column"."""
+    d = make_dir(tmp_path)
+    path = d / "interactions.csv"
+    path.write_text(path.read_text() + ",,,,,,\n , ,,,,,\n")
+    assert len(load_directory(d).interactions) == 3
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(line.replace(",", ";") for line in lines) + "\n")
+    assert any("separated by ';'? save the file with commas" in p for p in problems_of(d))
+
+
 def test_an_unclosed_quote_is_pointed_at(tmp_path):
     d = make_dir(tmp_path)
     path = d / "interactions.csv"
