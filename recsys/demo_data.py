@@ -702,7 +702,7 @@ def read_comments(directory: Path | str) -> dict[tuple[str, str, int], str] | No
     path = Path(directory) / COMMENTS_FILE
     if not path.exists():
         return None
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM is no column
         reader = csv.DictReader(f)
         missing = set(COMMENT_COLUMNS) - set(reader.fieldnames or ())
         if missing:

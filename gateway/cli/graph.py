@@ -203,7 +203,7 @@ DEFAULT_EVENT_TYPE = "INTERACTION"
 def _csv_rows(path: Path, required: tuple[str, ...], what: str) -> Iterator[tuple[int, dict]]:
     """(line number, row) of a CSV, after checking its header names ``required``."""
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        with path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM is no column
             reader = csv.DictReader(fh)
             missing = [c for c in required if c not in (reader.fieldnames or [])]
             if missing:

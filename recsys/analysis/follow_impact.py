@@ -176,13 +176,19 @@ def read_follows(path: Path | str) -> list[tuple[str, str]]:
         raise FollowImpactError(
             f"{path} not found: the follow-impact analysis needs the follows "
             "(FOLLOWER_ID,FOLLOWEE_ID); export them from the graph or generate demo data")
-    with path.open(newline="", encoding="utf-8") as fh:
+    # utf-8-sig: a byte-order mark (Excel's default) is no part of the header, as the
+    # import and `hunch graph cluster` read it
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         missing = {"FOLLOWER_ID", "FOLLOWEE_ID"} - set(reader.fieldnames or [])
         if missing:
             raise FollowImpactError(f"{path}: missing column(s) {sorted(missing)}; expected "
                                     "FOLLOWER_ID,FOLLOWEE_ID[,TIMESTAMP]")
-        return [(r["FOLLOWER_ID"], r["FOLLOWEE_ID"]) for r in reader]
+        follows = [(r["FOLLOWER_ID"], r["FOLLOWEE_ID"]) for r in reader]
+    if not follows:
+        raise FollowImpactError(f"{path}: no follows after the header; the analysis "
+                                "needs rows FOLLOWER_ID,FOLLOWEE_ID[,TIMESTAMP]")
+    return follows
 
 
 def followees_of(follows: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:

@@ -118,7 +118,7 @@ def read_served(path: Path | str) -> list[ServedPoll]:
     if not path.exists():
         raise ServedLogError(f"{path} not found: export it with `hunch analyze export-served`")
     out = []
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM is no column
         reader = csv.DictReader(fh)
         missing = set(SERVED_COLUMNS) - set(reader.fieldnames or [])
         if missing:

@@ -279,3 +279,17 @@ def test_seeds_in_parallel_processes_give_the_serial_result(tmp_path):
     serial, parallel = (json.dumps(r.to_json(), sort_keys=True) for r in results)
     assert serial == parallel
     assert results[0].curve["community"]  # the last seed's curve came back from its worker
+
+
+def test_follows_read_as_the_import_reads_them(tmp_path):
+    """A BOM (Excel's default) was read into the first column's name ("missing column
+    FOLLOWER_ID"), and a header-only file sent the user to load follows they had given."""
+    from recsys.analysis.follow_impact import FollowImpactError
+
+    path = tmp_path / "follows.csv"
+    path.write_text("\ufeffFOLLOWER_ID,FOLLOWEE_ID,TIMESTAMP\nu1,u2,1700000000\n",
+                    encoding="utf-8")
+    assert read_follows(path) == [("u1", "u2")]
+    path.write_text("FOLLOWER_ID,FOLLOWEE_ID,TIMESTAMP\n", encoding="utf-8")
+    with pytest.raises(FollowImpactError, match="no follows after the header"):
+        read_follows(path)
