@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import tempfile
 import time
 from collections import Counter
@@ -441,17 +442,27 @@ class InvalidFollowsFile(GraphAnalyticsError):
 def _decoded_lines(path: Path, fh, problems: list[str]):
     """The file's lines as text; a line that is not UTF-8 is a problem and ends the file
     (decoding line by line names the line, where a buffered decode names a byte offset)."""
-    for number, raw in enumerate(fh, start=1):
-        try:
-            # utf-8-sig on the first line: a byte-order mark (Excel's default) is not
-            # part of the header, as the import reads it
-            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            problems.append(
-                f"{path}:{number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
-                f"{exc.start + 1} of the line); save the file as UTF-8"
-            )
-            return
+    number = 0
+    for chunk in fh:
+        # A bare CR ends a line too (Excel for Mac), as the import reads it (the same
+        # rule as recsys/datasets.py's _utf8_lines; graph/ does not import recsys/).
+        for raw in _BARE_CR.split(chunk) if b"\r" in chunk else (chunk,):
+            if not raw:
+                continue
+            number += 1
+            try:
+                # utf-8-sig on the first line: a byte-order mark (Excel's default) is
+                # not part of the header, as the import reads it
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(
+                    f"{path}:{number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
+                    f"{exc.start + 1} of the line); save the file as UTF-8"
+                )
+                return
+
+
+_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")  # just after a CR that no LF follows
 
 
 def read_follows_csv(path: Path) -> list[tuple[str, str, int]]:

@@ -95,6 +95,13 @@ def test_a_timestamp_is_ascii_digits_as_the_import_reads_it(tmp_path, cell):
     assert f"{path}:2: TIMESTAMP" in str(caught.value) and "not an integer" in str(caught.value)
 
 
+def test_a_file_with_bare_cr_line_ends_reads(tmp_path):
+    path = tmp_path / "follows.csv"
+    path.write_bytes((HEADER + "u1,u2,1704080658\nu2,u3,1704080659\n").replace(
+        "\n", "\r").encode())
+    assert read_follows_csv(path) == [("u1", "u2", 1704080658), ("u2", "u3", 1704080659)]
+
+
 def test_every_problem_is_listed_and_good_ids_pass(tmp_path):
     path = tmp_path / "follows.csv"
     path.write_text(HEADER + "google-oauth2|1093,Zoë,1704080658\n"
