@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from recsys.errors import HunchError, InvalidEvent
@@ -336,19 +336,6 @@ class EventRules:
         self._check_not_future(timestamp, self.clock())
         if hasattr(event, "event_type"):
             self.check_type(getattr(event, "event_type"))
-
-    def history_problems(self, events: Iterable[object], what: str) -> list[str]:
-        """Every imported event that :meth:`check_history` refuses, as readable lines."""
-        problems = []
-        for event in events:
-            try:
-                self.check_history(event)
-            except InvalidEvent as exc:
-                item = getattr(event, "item_id", None)
-                where = f"user {echo(getattr(event, 'user_id'))}" + (
-                    f", poll {echo(item)}" if item is not None else "")
-                problems.append(f"{what} ({where}): {exc}")
-        return problems
 
     def _check_not_future(self, timestamp: int, now: float, what: str = "at") -> None:
         if timestamp > now + self.max_future_seconds:

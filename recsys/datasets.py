@@ -34,7 +34,7 @@ from recsys.admission import (
 )
 from recsys.errors import DatasetValidationError, HunchError, InvalidEvent
 from recsys.event_stores import describe_url
-from recsys.events import Impression, Interaction, distinct_impressions
+from recsys.events import Impression, Interaction, check_storable, distinct_impressions
 from recsys.schemas import (
     CSV_FILES,
     DEFAULT_SCHEMAS,
@@ -418,8 +418,8 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
     when anything is wrong, :class:`MissingDataset` when interactions.csv is absent.
     EVENT_TYPE is stored as :func:`canonical_event_type` spells it; an event repeated
     (the same id, however its type was spelled) is kept once, as the stores keep it.
-    With ``rules``, a poll's CREATION_TIMESTAMP must not be in the future either (their
-    history rule for events is applied by :func:`import_directory`).
+    Every event must be one the stores would write; with ``rules``, also one their
+    history rule admits, and a poll's CREATION_TIMESTAMP must not be in the future.
     """
     directory = Path(directory)
     problems = _Problems()
@@ -441,7 +441,7 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
 
     interactions: dict[tuple[str, str], Interaction] = {}
     legacy_event_ids: dict[tuple[str, str], str] = {}
-    for _, rec in _read_rows(interactions_path, schemas["interactions"], problems):
+    for line, rec in _read_rows(interactions_path, schemas["interactions"], problems):
         written = rec.get("EVENT_TYPE") or ""
         event = Interaction(
             user_id=rec["USER_ID"],
@@ -452,6 +452,8 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
             impression=_split_ids(rec.get("IMPRESSION")),
             recommendation_id=rec.get("RECOMMENDATION_ID"),
         )
+        if not _admissible(event, rules, interactions_path.name, line, problems):
+            continue
         key = (event.user_id, event.event_id)
         if key in interactions:
             continue  # "HUNCH" and "hunch" rows otherwise alike are one vote
@@ -489,13 +491,15 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
     impressions_path = directory / IMPRESSIONS_FILE
     if _present(impressions_path, problems):
         present.append(impressions_path)
-        for _, rec in _read_rows(impressions_path, _impressions_schema(), problems):
+        for line, rec in _read_rows(impressions_path, _impressions_schema(), problems):
             shown = Impression(
                 user_id=rec["USER_ID"],
                 item_ids=_split_ids(rec["IMPRESSION"]),
                 timestamp=rec["TIMESTAMP"],
                 recommendation_id=rec.get("RECOMMENDATION_ID"),
             )
+            if not _admissible(shown, rules, IMPRESSIONS_FILE, line, problems):
+                continue
             impressions.setdefault((shown.user_id, shown.event_id), shown)
 
     problems.raise_if_any()
@@ -503,6 +507,21 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
     return Datasets(sorted(interactions.values(), key=lambda e: e.timestamp), items, users,
                     sorted(impressions.values(), key=lambda e: e.timestamp), schemas,
                     _fingerprint(present), legacy_event_ids)
+
+
+def _admissible(event: Interaction | Impression, rules: EventRules | None, file: str,
+                line: int, problems: _Problems) -> bool:
+    """Whether the store will take ``event`` (and, with ``rules``, their history rule:
+    time floor, not in the future, a known type); if not, the reason is noted at
+    ``file:line``, so one run names every refused line, not the first the store meets."""
+    try:
+        check_storable(event)
+        if rules is not None:
+            rules.check_history(event)
+    except InvalidEvent as exc:
+        problems.add(file, line, str(exc))
+        return False
+    return True
 
 
 @dataclass
@@ -548,12 +567,6 @@ def import_directory(
     directory = Path(directory)
     data = _with_status(progress, f"validating {directory}",
                         lambda: load_directory(directory, rules))
-    if rules is not None:
-        problems = (rules.history_problems(data.interactions, CSV_FILES["interactions"])
-                    + rules.history_problems(data.impressions, IMPRESSIONS_FILE))
-        if problems:
-            raise DatasetValidationError(problems[:DatasetValidationError.max_shown],
-                                         total=len(problems))
     with open_event_store(db_path, rules) as store:
         without_record = _polls_without_record(data, store, mode)
         fresh = data.interactions

@@ -1048,6 +1048,13 @@ def _impression_row(e: Impression) -> tuple[Any, ...]:
     )
 
 
+def check_storable(event: Interaction | Impression) -> None:
+    """Raise :class:`InvalidEvent` unless every store would write ``event`` (its ids,
+    type, time, value and poll list): an import checks each line with this first, so
+    that it names every refused line instead of the first event the store refuses."""
+    _event_row(event)
+
+
 def _event_row(event: Interaction | Impression) -> tuple[Any, ...]:
     if isinstance(event, Impression):
         return _impression_row(event)

@@ -231,7 +231,8 @@ def test_hunch_data_import_applies_the_configured_history_rule(tmp_path):
                                                       row("liar", YEAR_2100)])
     refused = runner.invoke(cli, ["data", "import", str(future)], env=env)
     assert refused.exit_code == 2, refused.output
-    assert "'liar'" in refused.output and "after the server's clock" in refused.output
+    assert "interactions.csv:3: " in refused.output  # the line of liar's vote
+    assert "after the server's clock" in refused.output
     ratings = write_interactions(tmp_path / "ratings", [row("u1", now - DAY, "RATING")])
     assert runner.invoke(cli, ["data", "import", str(ratings)], env=env).exit_code == 2
     allowed = runner.invoke(cli, ["data", "import", str(ratings)],

@@ -236,6 +236,35 @@ def test_a_refused_row_leaves_a_filled_store_unchanged(tmp_path):
             assert store.count_items() == 3
 
 
+def test_every_event_the_store_or_the_history_rule_refuses_is_named_by_line(tmp_path):
+    """A value the store refuses (EVENT_VALUE past float32), an event before the history
+    floor, an unknown type and an impression in the future: one run names each by
+    file:line (it used to stop at the store's first, naming no line, and the history
+    rule named users, not lines), and nothing is stored."""
+    db = tmp_path / "events.sqlite3"
+    directory = write_dir(tmp_path / "bad", [
+        f"u1,p1,{T},HUNCH,1,,",
+        f"u1,p2,{T},HUNCH,1e39,,",      # line 3: the store's value range
+        "u2,p1,100,HUNCH,,,",            # line 4: before the history floor
+        f"u2,p2,{T},SHRUG,,,",          # line 5: a type this server does not accept
+    ])
+    (directory / "impressions.csv").write_text(
+        f"USER_ID,IMPRESSION,TIMESTAMP\nu1,p1|p2,{T}\nu1,p3,{NOW + 3600}\n",
+        encoding="utf-8")
+    with pytest.raises(DatasetValidationError) as info:
+        import_directory(directory, db, rules=rules())
+    found = info.value.problems
+    assert [p.split(": ", 1)[0] for p in found] == [
+        "interactions.csv:3", "interactions.csv:4", "interactions.csv:5", "impressions.csv:3"]
+    assert "EVENT_VALUE is a 32-bit float" in found[0]
+    assert "history floor" in found[1] and "SHRUG" in found[2]
+    assert "after the server's clock" in found[3]
+    with EventStore(db) as store:
+        assert list(store.interactions()) == []
+    # Without rules (train --data, evaluate) the store's own limits still apply.
+    assert [p.split(": ", 1)[0] for p in problems_of(directory)] == ["interactions.csv:3"]
+
+
 def test_a_store_older_code_filled_with_such_values_still_loads(tmp_path):
     """Values older imports stored are not rewritten: the store opens and reads them."""
     db = tmp_path / "events.sqlite3"
