@@ -149,6 +149,8 @@ def _integer(raw: str, column: str) -> tuple[Any, str | None]:
 
 
 def _timestamp_in_range(column: str, value: int) -> None:
+    """check_timestamp in the (column, value) shape of the range checks: it names the
+    API's field ("timestamp ... is not a date"), as the import's message always has."""
     check_timestamp(value)
 
 
