@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY recsys ./recsys
 COPY graph ./graph
+COPY hunchio ./hunchio
 COPY gateway ./gateway
 RUN pip install --no-cache-dir .
 # 0.0.0.0 inside the container: on 127.0.0.1 the published port reaches nothing

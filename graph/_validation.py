@@ -3,14 +3,22 @@ before writing anything."""
 
 from __future__ import annotations
 
-import math
-import re
-import unicodedata
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import TypeVar
 
 from graph.errors import InvalidGraphData
 from graph.store import Follow, Labels
+from hunchio.values import (
+    CONTROL,
+    INVISIBLE,
+    MAX_ID_LENGTH,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    echo,
+    padded,
+    parse_integer,
+    refused_characters,
+)
 
 T = TypeVar("T")
 
@@ -53,23 +61,9 @@ def last_by_key(rows: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
 
 
 # -- ids and times of follows.csv --------------------------------------------------------
-# The rules of recsys.admission.check_user_id and check_timestamp, which this package may
-# not import (tests/graph/test_analytics.py checks that the two agree): a follows.csv
-# `hunch graph cluster` accepts yields a users.csv `hunch data import` accepts, and users
-# the API could name.
-MAX_ID_LENGTH = 256  # Personalize's limit on ids
-MIN_TIMESTAMP = -62_135_596_800  # 0001-01-01
-MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
-# Bidirectional overrides and isolates, zero-width space, BOM, line/paragraph separators.
-DECEPTIVE_CHARACTERS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-                                 "\u200b\ufeff\u2028\u2029")
-_ECHO_CHARS = 60
-
-
-def _echo(value: str) -> str:
-    if len(value) > _ECHO_CHARS:
-        return f"{value[:_ECHO_CHARS]!r}... ({len(value)} characters)"
-    return repr(value)
+# The rules of recsys.admission.check_user_id and check_timestamp (hunchio.values holds
+# them for both): a follows.csv `hunch graph cluster` accepts yields a users.csv `hunch
+# data import` accepts, and users the API could name.
 
 
 def user_id_problem(column: str, value: str) -> str | None:
@@ -80,24 +74,20 @@ def user_id_problem(column: str, value: str) -> str | None:
     if len(value) > MAX_ID_LENGTH:
         return (f"{column} is {len(value)} characters long; ids may have at most "
                 f"{MAX_ID_LENGTH}")
-    if value != value.strip():
-        return (f"{column} {_echo(value)} starts or ends with whitespace (another user than "
+    if padded(value):
+        return (f"{column} {echo(value)} starts or ends with whitespace (another user than "
                 "without it); write it without")
-    for i, char in enumerate(value):
-        if char in DECEPTIVE_CHARACTERS:
-            return (f"{column} {_echo(value)} contains the invisible character "
+    for i, char, why in refused_characters(value):
+        if why == INVISIBLE:
+            return (f"{column} {echo(value)} contains the invisible character "
                     f"U+{ord(char):04X} at position {i}; write visible characters")
-        if unicodedata.category(char) == "Cc":
-            return (f"{column} {_echo(value)} contains the control character "
+        if why == CONTROL:
+            return (f"{column} {echo(value)} contains the control character "
                     f"U+{ord(char):04X} at position {i}; write printable text")
-        if unicodedata.category(char) == "Cs":
-            return (f"{column} {_echo(value)} is not valid Unicode (character {i} is a lone "
-                    "surrogate); write UTF-8 text")
+        return (  # SURROGATE
+            f"{column} {echo(value)} is not valid Unicode (character {i} is a lone "
+            "surrogate); write UTF-8 text")
     return None
-
-
-_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
-_NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
 
 
 def timestamp_problem(column: str, raw: str) -> tuple[int | None, str | None]:
@@ -105,15 +95,9 @@ def timestamp_problem(column: str, raw: str) -> tuple[int | None, str | None]:
     integer, or a number with no fraction ("1.7e9"), of a real date."""
     if raw == "":
         return None, f"{column} is empty but required"
-    # As the import: ASCII digits only (int() also takes "1_700" and other scripts'
-    # digits), a number with no fraction ("1.7e9"), nothing absurdly long.
-    if len(raw) <= 40 and _INTEGER.fullmatch(raw):
-        value = int(raw)
-    else:
-        as_float = float(raw) if len(raw) <= 40 and _NUMBER.fullmatch(raw) else math.nan
-        if not (math.isfinite(as_float) and as_float.is_integer()):
-            return None, f"{column} {raw[:40]!r} is not an integer (epoch seconds)"
-        value = int(as_float)
+    value = parse_integer(raw)
+    if value is None:
+        return None, f"{column} {raw[:40]!r} is not an integer (epoch seconds)"
     if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
         return None, (f"{column} {raw[:40]!r} is not a date (years 1 to 9999); write epoch "
                       "seconds")

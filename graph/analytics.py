@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import tempfile
 import time
 from collections import Counter
@@ -42,6 +41,7 @@ from graph.errors import GraphError
 from graph.features import MIN_COMPONENT_SIZE, build_follow_graph, compute_features
 from graph.report import write_report, write_summary
 from graph.store import GraphStore, Labels
+from hunchio.lines import NotUtf8, utf8_lines
 
 NONE_LABEL = "none"
 CLUSTER_PREFIX = "c"
@@ -439,32 +439,6 @@ class InvalidFollowsFile(GraphAnalyticsError):
                          + "\n".join(shown) + more)
 
 
-def _decoded_lines(path: Path, fh, problems: list[str]):
-    """The file's lines as text; a line that is not UTF-8 is a problem and ends the file
-    (decoding line by line names the line, where a buffered decode names a byte offset)."""
-    number = 0
-    for chunk in fh:
-        # A bare CR ends a line too (Excel for Mac), as the import reads it (the same
-        # rule as recsys/datasets.py's _utf8_lines; graph/ does not import recsys/).
-        for raw in _BARE_CR.split(chunk) if b"\r" in chunk else (chunk,):
-            if not raw:
-                continue
-            number += 1
-            try:
-                # utf-8-sig on the first line: a byte-order mark (Excel's default) is
-                # not part of the header, as the import reads it
-                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                problems.append(
-                    f"{path}:{number}: not UTF-8 (byte 0x{raw[exc.start]:02x} at byte "
-                    f"{exc.start + 1} of the line); save the file as UTF-8"
-                )
-                return
-
-
-_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")  # just after a CR that no LF follows
-
-
 def read_follows_csv(path: Path) -> list[tuple[str, str, int]]:
     """(follower, followee, timestamp) rows of a follows.csv (FOLLOWER_ID, FOLLOWEE_ID,
     TIMESTAMP), as the demo generator writes it.
@@ -485,11 +459,17 @@ def read_follows_csv(path: Path) -> list[tuple[str, str, int]]:
         if len(problems) < 1000:
             problems.append(f"{path}:{line}: {reason}")
 
+    decode_problems: list[str] = []
+
+    def not_utf8(at: NotUtf8) -> None:
+        decode_problems.append(f"{path}:{at.line}: not UTF-8 (byte 0x{at.byte:02x} at byte "
+                               f"{at.position} of the line); save the file as UTF-8")
+
     out: list[tuple[str, str, int]] = []
     try:
         with path.open("rb") as fh:
-            decode_problems: list[str] = []
-            reader = csv.reader(_decoded_lines(path, fh, decode_problems))
+            # Lines as the import reads them: a bare CR ends one, a BOM is no part of it.
+            reader = csv.reader(utf8_lines(fh, not_utf8))
             line = 1
             try:
                 header = next(reader, None)

@@ -24,27 +24,30 @@ from __future__ import annotations
 
 import math
 import time
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+# The shape rules graph/ applies too (ids, times, echoed input) are hunchio's.
+from hunchio.values import (  # noqa: F401 - MAX_ECHO_CHARS and echo are re-exported
+    CONTROL,
+    INVISIBLE,
+    MAX_ECHO_CHARS,
+    MAX_ID_LENGTH,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    echo,
+    padded,
+    refused_characters,
+)
 from recsys.errors import HunchError, InvalidEvent
-from recsys.schemas import MAX_ID_LENGTH
 
 # --- shape ------------------------------------------------------------------------
-# Epoch seconds of 0001-01-01 and 9999-12-31T23:59:59Z: what datetime can show. Anything
-# outside is not a time (1e19 overflowed SQLite's INTEGER and failed as a server error).
-MIN_TIMESTAMP = -62_135_596_800
-MAX_TIMESTAMP = 253_402_300_799
 # EVENT_VALUE is an Avro ``float`` (32-bit) in the Interactions schema. 2**24 is the
 # largest magnitude at which a float32 still holds every integer, so counts such as a
 # comment's words or seconds watched survive the export to Personalize unchanged; 1e308
 # (accepted before) is not even a float32.
 MAX_EVENT_VALUE = float(2**24)
 MAX_EVENT_TYPE_LENGTH = 256  # PutEvents' eventType limit
-# Echoed client input in error messages is cut to this many characters: a 60 KB id must
-# not come back in the response (nor fill logs).
-MAX_ECHO_CHARS = 60
 
 # --- policy defaults (settings: event_max_age_seconds, event_max_future_seconds, ...) ---
 # A phone that was offline sends its queued events later: a week covers a weekend in
@@ -66,15 +69,6 @@ MAX_AGE = 150
 # rating history the engine imports (MovieLens 100k, 1997). A missing time read as 0, or
 # an epoch in days or hours, lands before it; one in milliseconds lands after "now".
 DEFAULT_HISTORY_FLOOR = 788_918_400
-
-
-def echo(value: object, limit: int = MAX_ECHO_CHARS) -> str:
-    """``value`` as a short, printable, quoted string for an error message (repr escapes
-    lone surrogates, so the message itself can always be encoded as UTF-8)."""
-    text = value if isinstance(value, str) else str(value)
-    if len(text) > limit:
-        return f"{text[:limit]!r}... ({len(text)} characters)"
-    return repr(text)
 
 
 def check_text(what: str, value: str) -> None:
@@ -127,11 +121,11 @@ def check_printable(what: str, value: str) -> None:
     """No surrounding whitespace ("u1 " is another user than "u1", and passed the
     follow-yourself check), no deceptive invisible character, no control character
     (NUL and escapes break logs and CSV tools)."""
-    if value != value.strip():
+    if padded(value):
         raise InvalidEvent(f"{what} {echo(value)} starts or ends with whitespace; "
                            "send it without")
-    for i, char in enumerate(value):
-        if char in _DECEPTIVE:
+    for i, char, why in refused_characters(value):
+        if why == INVISIBLE:
             raise InvalidEvent(f"{what} {echo(value)} contains the invisible character "
                                f"U+{ord(char):04X} at position {i}; send visible characters")
     check_no_control(what, value)
@@ -144,20 +138,11 @@ def check_no_bar(what: str, value: str) -> None:
                            "without it")
 
 
-# Characters that make one id read as another in every tool that shows it (bidirectional
-# overrides and isolates: U+202E reverses the rest) or two ids look alike (zero-width
-# space, BOM, line and paragraph separators). Not the format characters real names and
-# emoji need: U+200C (Persian, Indic), U+200D (emoji), U+200E/U+200F (Hebrew, Arabic),
-# the soft hyphen, emoji tag characters (flags).
-_DECEPTIVE = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-                       "\u200b\ufeff\u2028\u2029")
-
-
 def check_no_control(what: str, value: str, *, allow_whitespace: bool = False) -> None:
     """No control character (C0, DEL, C1; NUL included). ``allow_whitespace`` lets tab,
     newline and the like through: in free text they are folded into spaces anyway."""
-    for i, char in enumerate(value):
-        if unicodedata.category(char) == "Cc" and not (allow_whitespace and char.isspace()):
+    for i, char, why in refused_characters(value, allow_whitespace=allow_whitespace):
+        if why == CONTROL:
             raise InvalidEvent(f"{what} {echo(value)} contains the control character "
                                f"U+{ord(char):04X} at position {i}; send printable text")
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hunchio.lines import NotUtf8, utf8_lines
+from hunchio.values import MAX_INTEGER_CHARS, NUMBER, parse_integer
 from recsys.admission import (
     EventRules,
     canonical_event_type,
@@ -137,26 +139,18 @@ def clean_text(value: str) -> str:
     return value[:MAX_TEXTUAL_LENGTH]
 
 
-# Numbers as CSV writers write them: ASCII digits, a sign, a decimal point, an exponent.
-# Python's int() and float() also take "1_704_080_658" and other scripts' digits, which
-# no exporter writes: such a cell is more likely a mistake than a number.
-_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
-_NUMBER = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
-
-
 def _integer(raw: str, column: str) -> tuple[Any, str | None]:
-    if len(raw) > 40:  # no field's integer is this long (int() refuses 4,301 digits)
+    if len(raw) > MAX_INTEGER_CHARS:
         return None, f"{column} {raw[:40]!r}... is not an integer (digits 0-9)"
-    if _INTEGER.fullmatch(raw):
-        return int(raw), None
-    if _NUMBER.fullmatch(raw):
-        as_float = float(raw)
-        if as_float.is_integer():  # "1700000000.0", as spreadsheets write integers
-            return int(as_float), None
-    return None, f"{column} {raw[:40]!r} is not an integer (digits 0-9)"
+    value = parse_integer(raw)
+    if value is None:
+        return None, f"{column} {raw[:40]!r} is not an integer (digits 0-9)"
+    return value, None
 
 
 def _timestamp_in_range(column: str, value: int) -> None:
+    """check_timestamp in the (column, value) shape of the range checks: it names the
+    API's field ("timestamp ... is not a date"), as the import's message always has."""
     check_timestamp(value)
 
 
@@ -180,7 +174,7 @@ def _convert(f: Field, raw: str, column: str) -> tuple[Any, str | None]:
                 return None, str(exc)
         return value, reason
     if f.type in ("float", "double"):
-        if not _NUMBER.fullmatch(raw) and raw.strip().lower() not in _NON_FINITE:
+        if not NUMBER.fullmatch(raw) and raw.strip().lower() not in _NON_FINITE:
             return None, f"{column} {raw[:40]!r} is not a number"
         value = float(raw)
         if not math.isfinite(value):
@@ -274,8 +268,14 @@ def _read_rows(
     """Yield (line number, typed record) for each valid row; record problems for the rest."""
     name = path.name
     undecodable: list[int] = []  # the line that is not UTF-8, once met (reading stops)
+
+    def not_utf8(at: NotUtf8) -> None:
+        undecodable.append(at.line)
+        problems.add(name, at.line, f"not UTF-8 (byte 0x{at.byte:02x} at position "
+                                    f"{at.position} of the line); save the file as UTF-8")
+
     with path.open("rb") as fh:
-        reader = csv.reader(_utf8_lines(fh, name, problems, undecodable))
+        reader = csv.reader(utf8_lines(fh, not_utf8))
         try:
             header = next(reader)
         except StopIteration:
@@ -333,34 +333,6 @@ def _read_rows(
                     yield line, record
         except csv.Error as exc:
             problems.add(name, line + 1, f"unreadable CSV ({exc})")
-
-
-_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")  # just after a CR that no LF follows
-
-
-def _utf8_lines(fh: Any, name: str, problems: _Problems, undecodable: list[int]
-                ) -> Iterator[str]:
-    """The file's lines decoded one at a time, so that a byte that is not UTF-8 is
-    reported on its own line (decoded in buffers, one on line 51 was reported as an
-    unreadable header, one on line 182 as line 170); reading stops there. The first
-    line may start with a byte-order mark (Excel writes one by default), which is no
-    part of the first column's name."""
-    number = 0
-    for chunk in fh:
-        # A bare CR ends a line too (Excel for Mac's "CSV (Macintosh)"); binary lines end
-        # at LF only, so such a file came as one line.
-        for raw in _BARE_CR.split(chunk) if b"\r" in chunk else (chunk,):
-            if not raw:
-                continue  # after a file's last CR
-            number += 1
-            try:
-                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                undecodable.append(number)
-                problems.add(name, number, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at "
-                                           f"position {exc.start + 1} of the line); save "
-                                           "the file as UTF-8")
-                return
 
 
 def file_problems(path: Path, schema: DatasetSchema, key: str | None = None) -> list[str]:

@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from hunchio.values import MAX_ID_LENGTH  # noqa: F401 - re-exported, see below
 from recsys.errors import SchemaError
 
 NAMESPACE = "com.amazonaws.personalize.schema"
 
 # Limits from Personalize's documentation; named so the reason travels with the number.
-MAX_ID_LENGTH = 256  # USER_ID, ITEM_ID, RECOMMENDATION_ID
+# MAX_ID_LENGTH (USER_ID, ITEM_ID, RECOMMENDATION_ID) is hunchio's: graph/ checks the ids
+# of a follows.csv by it too.
 MAX_CATEGORICAL_LENGTH = 1000  # a whole categorical value, all `|`-separated parts
 MAX_IMPRESSION_LENGTH = 1000  # the pipe-separated IMPRESSION column
 MAX_TEXTUAL_LENGTH = 20_000  # textual fields are cut (not rejected) past this

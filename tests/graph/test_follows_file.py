@@ -224,21 +224,32 @@ def test_export_refuses_a_required_field_new_users_cannot_fill(tmp_path):
     assert (tmp_path / "users.csv").read_text() == "USER_ID,AGE\nu1,30\n"  # untouched
 
 
-def test_id_and_time_rules_match_the_engine_admission():
+def test_follows_ids_are_refused_as_the_api_refuses_user_ids():
+    """Both apply hunchio's id rule, each in its own order and words: what one refuses,
+    the other refuses too."""
     from graph import _validation
-    from recsys import admission, schemas
+    from recsys import admission
 
-    assert _validation.MAX_ID_LENGTH == schemas.MAX_ID_LENGTH
-    assert (_validation.MIN_TIMESTAMP, _validation.MAX_TIMESTAMP) == (
-        admission.MIN_TIMESTAMP, admission.MAX_TIMESTAMP)
-    assert _validation.DECEPTIVE_CHARACTERS == admission._DECEPTIVE
-    for value in ("u1", " u1", "u\x00", "a\u200bb", "google-oauth2|1093", "x" * 257, ""):
+    for value in ("u1", " u1", "u1\t", "u\x00", "u\x1b[31m", "a\u200bb", "\u202eu1",
+                  "u\ud800", "google-oauth2|1093", "x" * 256, "x" * 257, ""):
         try:
             admission.check_user_id("id", value)
             refused = False
         except Exception:  # noqa: BLE001 - any refusal
             refused = True
         assert refused == (_validation.user_id_problem("id", value) is not None), value
+
+
+def test_the_graph_package_imports_no_recsys():
+    """graph/ stands alone (README): what it shares with recsys/ lives in hunchio/."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, graph.analytics, graph.gds, graph.memory_store, graph.neo4j_store\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'recsys'))\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], check=True)
+    assert run.stdout.strip() == "[]", run.stdout
 
 
 # -- messages that point the right way --------------------------------------------------
