@@ -264,3 +264,18 @@ def test_the_import_refuses_a_poll_id_with_a_bar_as_upsert_poll_does(tmp_path) -
         import_directory(data, tmp_path / "events.sqlite3")
     assert "items.csv:2: ITEM_ID 'probe|pipe' contains '|'" in str(refused.value)
     assert "interactions.csv:3: ITEM_ID 'a|b' contains '|'" in str(refused.value)
+
+
+def test_every_control_surrogate_and_invisible_character_is_still_found() -> None:
+    """refused_characters skips its loop when one regex finds no suspect character: the
+    regex must cover every code point the loop refuses (all of Unicode checked)."""
+    import unicodedata
+
+    from hunchio.values import DECEPTIVE_CHARACTERS, refused_characters
+
+    refused = [c for c in map(chr, range(0x110000))
+               if unicodedata.category(c) in ("Cc", "Cs") or c in DECEPTIVE_CHARACTERS]
+    assert len(refused) == 65 + 2048 + len(DECEPTIVE_CHARACTERS)
+    missed = [c for c in refused if not list(refused_characters(f"ab{c}cd"))]
+    assert missed == []
+    assert [i for i, _, _ in refused_characters("ok\u202eok\x00")] == [2, 5]
