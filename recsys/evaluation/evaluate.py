@@ -142,6 +142,8 @@ COLD_CANDIDATES_DEPTH = M.EVALUATION_DEPTH
 HEAVY_USER_QUANTILE = 0.9
 # The headline comparison: Personalize's console leads with NDCG@10.
 HEADLINE_METRIC = "normalized_discounted_cumulative_gain_at_10"
+# Fewer scored users than this over all folds, and the report says its intervals are rough.
+MIN_SCORED_FOR_INTERVALS = 100
 UP_KEY, UP_NO_TEXT_KEY = "up", "up-notext"
 # ``--ablate NAME`` runs UP without component NAME under this key, beside UP itself.
 ABLATION_KEY_PREFIX = "up-without-"
@@ -838,6 +840,27 @@ def _grid_edge_notes(key: str, searched: Mapping[str, Collection], result: Model
     return notes
 
 
+def _small_sample_notes(results: Sequence[ModelResult]) -> list[str]:
+    """Intervals are a bootstrap over the scored users: with few, they are rough, and
+    where every user scored the same they have no width at all, which reads as a
+    certainty the data does not hold (a probe's 1-user run printed [0.0000, 0.0000])."""
+    ok = [m for m in results if m.status == "ok" and m.folds]
+    if not ok:
+        return []
+    notes = []
+    scored = len(ok[0].pooled(HEADLINE_METRIC))
+    if scored < MIN_SCORED_FOR_INTERVALS:
+        notes.append(f"only {scored} held-out user(s) were scored over all folds (fewer than "
+                     f"{MIN_SCORED_FOR_INTERVALS}): the intervals, a bootstrap over them, are "
+                     "rough; judge differences on data with more users")
+    constant = [m.key for m in ok
+                if scored > 0 and np.ptp(m.pooled(HEADLINE_METRIC)) == 0.0]
+    if constant:
+        notes.append(f"{', '.join(constant)}: every scored user has the same NDCG@10, so "
+                     "its interval has no width; that is the sample's, not a certainty")
+    return notes
+
+
 def _tuning_shortfall_notes(results: Sequence[ModelResult]) -> list[str]:
     """Say when a tuned peer lost to one of its own textbook configurations on the test
     users: its tuning did not transfer, and the comparison uses the better one."""
@@ -1117,6 +1140,7 @@ def evaluate(
         if result.status == "ok" and getattr(contender, "grid", None):
             notes.extend(_grid_edge_notes(contender.key, contender.searched, result))
     notes.extend(_tuning_shortfall_notes(list(results.values())))
+    notes.extend(_small_sample_notes(list(results.values())))
 
     report = EvaluationReport(
         dataset={"users": len(events_per_user), "items": len(catalog),

@@ -491,3 +491,40 @@ def test_cli_prints_each_ablated_components_contribution(ratings_dir) -> None:
     bad = _hunch_in_process("evaluate", "--data", str(ratings_dir), "--ablate", "segmnts")
     assert bad.exit_code == 2
     assert "unknown component(s) segmnts" in bad.stderr and "item_item" in bad.stderr
+
+
+def test_few_scored_users_and_constant_scores_are_said_not_hidden(data, report) -> None:
+    """A run on a handful of users printed tight, even zero-width intervals without a
+    word: the report now says when its intervals come from few users, and which
+    model's come from users who all scored the same."""
+    few = synthetic_polls(users=25, polls=30, seed=3)
+    notes = evaluate(few, folds=2, seed=0, models="most-popular,random",
+                     bootstrap_samples=50).notes
+    small = [n for n in notes if n.startswith("only ")]
+    assert len(small) == 1 and "held-out user(s) were scored" in small[0]
+    scored = len(report.model("most-popular").pooled("normalized_discounted_cumulative_gain_at_10"))
+    assert scored >= 100  # the module's run has enough users: no such note there
+    assert not any(n.startswith("only ") for n in report.notes)
+    assert not any("has no width" in n for n in report.notes)
+
+
+def test_a_model_every_user_scores_the_same_on_is_named() -> None:
+    import numpy as np
+
+    from recsys.evaluation.evaluate import (
+        HEADLINE_METRIC,
+        ModelResult,
+        _FoldOutcome,
+        _small_sample_notes,
+    )
+
+    def result(key, values):
+        empty = np.zeros(0)
+        outcome = _FoldOutcome(0, {HEADLINE_METRIC: np.array(values)}, 1.0, empty, empty,
+                               empty, 1.0, 0.0, {})
+        return ModelResult(key, key, "peer", folds=[outcome])
+
+    notes = _small_sample_notes([result("random", [0.0] * 150),
+                                 result("ease", [0.0, 0.5] * 75)])
+    assert notes == ["random: every scored user has the same NDCG@10, so its interval has "
+                     "no width; that is the sample's, not a certainty"]
