@@ -71,6 +71,10 @@ MAX_EMPTY_SHARE = 0.2
 # and short enough to follow a poll's slow ageing.
 BASELINE_SECONDS = 3 * DAY
 MIN_INTERACTIONS = 100
+# Trending counts a user once per poll per interval, so a handful of accounts can only
+# make a handful of "trends": what the backtest would recommend from them is their
+# habits, not the app's. Below this many distinct users it refuses.
+MIN_USERS = 20
 # One target for every frequency: the surge over the next hour after each cut-off. The
 # frequencies are compared on what the slot shows at the same moments against the same
 # future; an hour is a feed session or two, and the ranking of frequencies did not move
@@ -276,6 +280,11 @@ def tune_trending(events: Sequence[Interaction], *,
     if len(events) < MIN_INTERACTIONS:
         raise TrendTuningError(f"only {len(events)} interactions; the backtest needs at "
                                f"least {MIN_INTERACTIONS} spread over several days")
+    users = len({e.user_id for e in events})
+    if users < MIN_USERS:
+        raise TrendTuningError(f"the interactions come from only {users} user(s); the "
+                               f"backtest needs at least {MIN_USERS}, or what it recommends "
+                               "is a few people's habits, not the app's trends")
     say(f"backtesting trend discovery every {', '.join(frequencies)} on one target")
     scores = backtest(events, frequencies, top_k=top_k, warmup=warmup, horizon=horizon,
                       step=step, baseline=baseline)

@@ -11,6 +11,7 @@ import pytest
 
 from recsys.analysis.trend_tuning import (
     MAX_EMPTY_SHARE,
+    MIN_USERS,
     TrendTuningError,
     backtest,
     previous_events,
@@ -167,3 +168,18 @@ def test_a_stray_timestamp_does_not_make_the_backtest_walk_decades(tmp_path):
 def test_too_little_data_says_what_is_missing():
     with pytest.raises(TrendTuningError, match="at least 100"):
         tune_trending([Interaction("u", "p", "HUNCH", 1_704_067_200)])
+
+
+def test_a_handful_of_users_is_not_enough_to_tune_on():
+    """Five accounts voting on 40 polls over five days made a recommendation before:
+    their habits, not trends. Below MIN_USERS the backtest refuses, naming the count;
+    the same volume from enough users runs."""
+    start = 1_704_067_200
+
+    def events(users: int) -> list[Interaction]:
+        return [Interaction(f"u{k % users}", f"p{k % 40}", "HUNCH", start + k * 900)
+                for k in range(5 * 96)]
+
+    with pytest.raises(TrendTuningError, match=f"only 5 user.*at least {MIN_USERS}"):
+        tune_trending(events(5), warmup=DAY)
+    assert tune_trending(events(MIN_USERS), warmup=DAY).recommended
