@@ -71,6 +71,7 @@ class FeedFilters:
         self._promotion_cache: tuple[float, object, list[Promotion]] | None = None
         self._compiled_cache: dict[str, CompiledFilter] = {}
         self._unusable_logged: dict[str, float] = {}  # promotion name -> when last logged
+        self._unusable_lock = threading.Lock()  # feeds run in many threads: log once
 
     def begin_request(self) -> None:
         """A new request: read the user's events afresh."""
@@ -164,9 +165,12 @@ class FeedFilters:
         except PROMOTION_UNUSABLE as exc:
             self._request.promotion_skipped = promotion.name
             now = time.monotonic()
-            if now - self._unusable_logged.get(promotion.name, -math.inf) \
-                    >= UNUSABLE_PROMOTION_LOG_SECONDS:
-                self._unusable_logged[promotion.name] = now
+            with self._unusable_lock:  # the check and the mark as one step
+                due = now - self._unusable_logged.get(promotion.name, -math.inf) \
+                    >= UNUSABLE_PROMOTION_LOG_SECONDS
+                if due:
+                    self._unusable_logged[promotion.name] = now
+            if due:
                 log.error("promotion %r is active but its filter cannot apply (%s): feeds "
                           "are served without it until it is fixed or deleted",
                           promotion.name, exc)

@@ -5,6 +5,7 @@ Bad input exits non-zero with one line that says what to fix; a traceback means 
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import click
@@ -29,7 +30,10 @@ class _HunchGroup(click.Group):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except OSError as exc:
-            if exc.errno is None:  # not the system's refusal (a library's own OSError)
+            # errno None: not the system's refusal (a library's own OSError). EPIPE: the
+            # reader went away (`hunch ... | head`), which click ends quietly (exit 1);
+            # "error: Broken pipe" on the terminal was noise.
+            if exc.errno is None or exc.errno == errno.EPIPE:
                 raise
             where = f": {exc.filename}" if exc.filename else ""
             click.echo(f"error: {exc.strerror}{where}", err=True)

@@ -523,3 +523,18 @@ def test_a_directory_read_keeps_each_impression_list_once_per_poll_as_the_stores
     with EventStore(store_path) as store:
         assert store.counts()["interactions"] == 1 and store.counts()["impressions"] == 1
         assert list(store.interactions())[0].event_id == data.interactions[0].event_id
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path) -> None:
+    """`hunch ... | head` closes the pipe early: the command stops without "error:
+    Broken pipe" (what it printed before) and without a traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from gateway.cli import main; main()", "export-schema"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert err == "", err
