@@ -991,10 +991,10 @@ def distinct_impressions(item_ids: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(item_ids))
 
 
-def _impression_json(item_ids: tuple[str, ...], what: str) -> str | None:
+def _impression_ids(item_ids: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """The list as every store keeps it (each poll once, see
+    :func:`distinct_impressions`), or :class:`InvalidEvent`."""
     item_ids = distinct_impressions(item_ids)  # every store writes lists through here
-    if not item_ids:
-        return None
     for item in item_ids:
         _check_id(f"item id in the {what}", item)
         if "|" in item:
@@ -1009,10 +1009,15 @@ def _impression_json(item_ids: tuple[str, ...], what: str) -> str | None:
             f"'|'; Personalize allows at most {MAX_IMPRESSION_LENGTH}: send only the polls "
             "that were visible, or split them into several impression events"
         )
-    return json.dumps(item_ids)
+    return item_ids
 
 
-def _interaction_row(e: Interaction) -> tuple[Any, ...]:
+def _json_or_none(item_ids: tuple[str, ...]) -> str | None:
+    return json.dumps(item_ids) if item_ids else None
+
+
+def _checked_interaction(e: Interaction) -> tuple[float | None, tuple[str, ...]]:
+    """The value and the impression list a store writes for ``e``, or InvalidEvent."""
     if not isinstance(e, Interaction):
         raise InvalidEvent(f"expected an Interaction, got {type(e).__name__}")
     _check_id("event_id", e.event_id)
@@ -1023,13 +1028,19 @@ def _interaction_row(e: Interaction) -> tuple[Any, ...]:
     value = check_event_value(e.event_value)
     if e.recommendation_id is not None:
         _check_id("recommendation_id", e.recommendation_id)
+    return value, _impression_ids(tuple(e.impression), "impression list")
+
+
+def _interaction_row(e: Interaction) -> tuple[Any, ...]:
+    value, shown = _checked_interaction(e)
     return (
         e.event_id, _INTERACTION, e.user_id, e.item_id, e.event_type, value, e.timestamp,
-        _impression_json(tuple(e.impression), "impression list"), e.recommendation_id,
+        _json_or_none(shown), e.recommendation_id,
     )
 
 
-def _impression_row(e: Impression) -> tuple[Any, ...]:
+def _checked_impression(e: Impression) -> tuple[str, ...]:
+    """The poll list a store writes for ``e``, or InvalidEvent."""
     if not isinstance(e, Impression):
         raise InvalidEvent(f"expected an Impression, got {type(e).__name__}")
     _check_id("event_id", e.event_id)
@@ -1042,9 +1053,14 @@ def _impression_row(e: Impression) -> tuple[Any, ...]:
             "an impression event needs the polls that were shown (item_ids) or the "
             "recommendation_id of the response that showed them"
         )
+    return _impression_ids(tuple(e.item_ids), "impression event")
+
+
+def _impression_row(e: Impression) -> tuple[Any, ...]:
+    shown = _checked_impression(e)
     return (
         e.event_id, _IMPRESSION, e.user_id, None, None, None, e.timestamp,
-        _impression_json(tuple(e.item_ids), "impression event"), e.recommendation_id,
+        _json_or_none(shown), e.recommendation_id,
     )
 
 
@@ -1052,7 +1068,10 @@ def check_storable(event: Interaction | Impression) -> None:
     """Raise :class:`InvalidEvent` unless every store would write ``event`` (its ids,
     type, time, value and poll list): an import checks each line with this first, so
     that it names every refused line instead of the first event the store refuses."""
-    _event_row(event)
+    if isinstance(event, Impression):
+        _checked_impression(event)
+    else:
+        _checked_interaction(event)
 
 
 def _event_row(event: Interaction | Impression) -> tuple[Any, ...]:
