@@ -53,6 +53,7 @@ def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: st
         member = member or pin.member
     click.echo(convert(source, out_dir, member=member, min_rating=min_rating,
                        items=not no_items).describe())
+    _check_importable(out_dir)
 
 
 @click.command("convert-friends")
@@ -81,6 +82,7 @@ def convert_friends(source: Path, out_dir: Path, expected_sha256: str | None, se
     click.echo(convert(source, out_dir, expected_sha256=expected_sha256,
                        shuffle_seed=None if no_order else seed,
                        pinned_files=not unpinned).describe())
+    _check_importable(out_dir)
 
 
 @click.command("convert-sequences")
@@ -111,6 +113,26 @@ def convert_sequences(source: Path, out_dir: Path, dataset: str | None, layout: 
                                    f"not {layout}")
         layout = pin.sequence_layout
     click.echo(convert(source, out_dir, layout or "lines").describe())
+    _check_importable(out_dir)
+
+
+def _check_importable(out_dir: Path) -> None:
+    """A conversion exists to be imported: read what it wrote as ``hunch data import``
+    will, and exit 2 naming file:line of what it would refuse (an id with a control
+    character, a value out of range...) instead of leaving that to the import."""
+    from recsys.datasets import load_directory
+    from recsys.errors import DatasetValidationError, HunchError
+
+    try:
+        load_directory(out_dir)
+    except DatasetValidationError as exc:
+        shown = exc.problems[:DatasetValidationError.max_shown]
+        more = exc.total - len(shown)
+        raise HunchError(
+            f"{out_dir} was written, but `hunch data import` would refuse it: "
+            f"{exc.total} problem(s), as the source holds them; fix them there (or in "
+            "the files) before importing:\n" + "\n".join(shown)
+            + (f"\n... and {more} more" if more > 0 else "")) from None
 
 
 def _check(source: Path, dataset: str, expected_sha256: str | None) -> PinnedSource:

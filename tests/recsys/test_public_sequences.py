@@ -214,3 +214,22 @@ def test_cli_takes_the_pinned_datasets_layout_and_refuses_another(tmp_path: Path
     run = CliRunner().invoke(cli, ["data", "convert-sequences", str(source),
                                    str(tmp_path / "as-lines")])
     assert run.exit_code != 0 and "pairs layout" in run.output, run.output
+
+
+def test_a_conversion_the_import_would_refuse_exits_2_naming_the_lines(tmp_path: Path) -> None:
+    """An item id with an escape character converted and exited 0, and only the import
+    said what was wrong: the converter now reads its output as the import will."""
+    from gateway.cli import cli
+
+    source = tmp_path / "seq.txt"
+    source.write_text("u1 i1 i2 i3\nu2 i2 \x1bi3 i4\n")
+    run = CliRunner().invoke(cli, ["data", "convert-sequences", str(source),
+                                   str(tmp_path / "out")])
+    assert run.exit_code == 2, run.output
+    assert "`hunch data import` would refuse it: 1 problem(s)" in run.output
+    assert "interactions.csv:5: ITEM_ID '\\x1bi3' contains the control character" in run.output
+    clean = tmp_path / "clean.txt"
+    clean.write_text("u1 i1 i2 i3\nu2 i2 i3 i4\n")
+    run = CliRunner().invoke(cli, ["data", "convert-sequences", str(clean),
+                                   str(tmp_path / "out2")])
+    assert run.exit_code == 0, run.output
