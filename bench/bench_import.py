@@ -31,13 +31,14 @@ MEMORY_GOAL = 1.0  # load_directory's peak RSS / the baseline's
 _MEASURE = r"""
 import csv, json, resource, sys, time
 from pathlib import Path
-directory, how = Path(sys.argv[1]), sys.argv[2]
+directory, how, names = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 started = time.perf_counter()
 if how == "baseline":
     kept = []
-    for path in sorted(directory.glob("*.csv")):
-        with path.open(newline="", encoding="utf-8") as fh:
-            kept.append(list(csv.reader(fh)))
+    for path in (directory / n for n in names):
+        if path.exists():
+            with path.open(newline="", encoding="utf-8") as fh:
+                kept.append(list(csv.reader(fh)))
 else:
     from recsys.datasets import load_directory
     kept = load_directory(directory)
@@ -47,8 +48,12 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak_kib / 1024}))
 """
 
 
+# The files load_directory reads (demo data also writes comments and follows).
+NAMES = ("interactions.csv", "impressions.csv", "items.csv", "users.csv")
+
+
 def _measure(directory: Path, how: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", _MEASURE, str(directory), how],
+    out = subprocess.run([sys.executable, "-c", _MEASURE, str(directory), how, *NAMES],
                          capture_output=True, text=True, check=True, cwd=REPO)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -71,13 +76,11 @@ def main() -> None:
             directory = Path(tmp) / "demo"
             generate_demo_data(directory, users=args.users, polls=args.polls,
                                days=args.days, seed=args.seed)
-        # The files load_directory reads (demo data also writes comments and follows).
-        names = ("interactions.csv", "impressions.csv", "items.csv", "users.csv")
-        size_mib = sum((directory / n).stat().st_size for n in names
+        size_mib = sum((directory / n).stat().st_size for n in NAMES
                        if (directory / n).exists()) / 2**20
         baseline = _measure(directory, "baseline")
         loaded = _measure(directory, "load_directory")
-    print(f"files: {size_mib:,.0f} MiB ({', '.join(names)})")
+    print(f"files: {size_mib:,.0f} MiB ({', '.join(NAMES)})")
     print(f"baseline (csv.reader, rows kept):  {baseline['seconds']:6.1f} s, "
           f"peak {baseline['peak_mib']:,.0f} MiB")
     print(f"load_directory (typed, checked):   {loaded['seconds']:6.1f} s, "

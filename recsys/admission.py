@@ -37,6 +37,7 @@ from hunchio.values import (  # noqa: F401 - MAX_ECHO_CHARS and echo are re-expo
     MIN_TIMESTAMP,
     echo,
     padded,
+    plain,
     refused_characters,
 )
 from recsys.errors import HunchError, InvalidEvent
@@ -121,6 +122,8 @@ def check_printable(what: str, value: str) -> None:
     """No surrounding whitespace ("u1 " is another user than "u1", and passed the
     follow-yourself check), no deceptive invisible character, no control character
     (NUL and escapes break logs and CSV tools)."""
+    if plain(value):
+        return  # nearly every id: one regex pass
     if padded(value):
         raise InvalidEvent(f"{what} {echo(value)} starts or ends with whitespace; "
                            "send it without")

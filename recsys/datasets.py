@@ -18,7 +18,7 @@ import math
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -154,12 +154,12 @@ def _timestamp_in_range(column: str, value: int) -> None:
     check_timestamp(value)
 
 
-# Integer fields with a range beyond their type (an event's TIMESTAMP is checked by the
-# store and the history rule, see recsys.admission).
+# Integer fields with a range beyond their type. An event's TIMESTAMP is checked again
+# with the whole event (check_storable, the history rule); checked here as a cell, a
+# row that is not a date is refused once, before an event is built from it (1e19
+# overflowed in the recipes' clock).
 _RANGE_CHECKS = {"CREATION_TIMESTAMP": check_creation_timestamp, "AGE": check_age,
-                 # a date (years 1 to 9999), also where no store checks it (train --data:
-                 # 1e19 overflowed in the recipes' clock)
-                 "TIMESTAMP": _timestamp_in_range}
+                 "TIMESTAMP": _timestamp_in_range}  # a date: years 1 to 9999
 _NON_FINITE = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}
 
 
@@ -352,18 +352,14 @@ def file_problems(path: Path, schema: DatasetSchema, key: str | None = None) -> 
     return problems.messages
 
 
-_intern = sys.intern  # one string per distinct id, however often rows repeat it
-
-
-def _split_ids(value: str | None) -> tuple[str, ...]:
+def _split_ids(value: str | None, intern: Callable[[str], str] = str) -> tuple[str, ...]:
     # Repeats kept: an event without EVENT_ID is identified by its contents, the list as
     # written included, so importing the same file again stays a no-op; training_data()
     # drops them.
     if not value:
         return ()
-    # Interned, as the user and poll ids are: a poll id repeats in millions of lists, and
-    # each its own string held a 1.5M-event load at 2.1 GB.
-    return tuple(_intern(part) for part in value.split("|") if part)
+    # ``intern``: one string per distinct id (see load_directory).
+    return tuple(intern(part) for part in value.split("|") if part)
 
 
 def _fingerprint(paths: list[Path]) -> str:
@@ -416,6 +412,14 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
         )
     present = [interactions_path]
 
+    # One string per distinct user, poll and type, however often rows repeat it: each
+    # its own string held a 1.5M-event load at 2.1 GB (1.1 GB so). A dict of this load,
+    # not sys.intern, whose strings Python 3.12 never frees.
+    strings: dict[str, str] = {}
+
+    def _intern(value: str) -> str:
+        return strings.setdefault(value, value)
+
     interactions: dict[tuple[str, str], Interaction] = {}
     legacy_event_ids: dict[tuple[str, str], str] = {}
     for line, rec in _read_rows(interactions_path, schemas["interactions"], problems):
@@ -426,7 +430,7 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
             event_type=_intern(canonical_event_type(written)),
             timestamp=rec["TIMESTAMP"],
             event_value=rec.get("EVENT_VALUE"),
-            impression=_split_ids(rec.get("IMPRESSION")),
+            impression=_split_ids(rec.get("IMPRESSION"), _intern),
             recommendation_id=rec.get("RECOMMENDATION_ID"),
         )
         if not _admissible(event, rules, interactions_path.name, line, problems):
@@ -471,7 +475,7 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
         for line, rec in _read_rows(impressions_path, _impressions_schema(), problems):
             shown = Impression(
                 user_id=_intern(rec["USER_ID"]),
-                item_ids=_split_ids(rec["IMPRESSION"]),
+                item_ids=_split_ids(rec["IMPRESSION"], _intern),
                 timestamp=rec["TIMESTAMP"],
                 recommendation_id=rec.get("RECOMMENDATION_ID"),
             )

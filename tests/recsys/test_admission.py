@@ -279,3 +279,27 @@ def test_every_control_surrogate_and_invisible_character_is_still_found() -> Non
     missed = [c for c in refused if not list(refused_characters(f"ab{c}cd"))]
     assert missed == []
     assert [i for i, _, _ in refused_characters("ok\u202eok\x00")] == [2, 5]
+
+
+def test_plain_says_yes_only_for_values_every_slow_check_passes() -> None:
+    """check_printable passes a `plain` value without its slower checks: plain must never
+    say yes to a value they refuse (every code point alone, between letters, at the ends,
+    and random mixes of the awkward ones)."""
+    import random
+
+    from hunchio.values import padded, plain, refused_characters
+
+    def slow_ok(value: str) -> bool:
+        return not padded(value) and not list(refused_characters(value))
+
+    samples = []
+    for code in range(0x110000):
+        c = chr(code)
+        samples += [c, f"a{c}b", f"{c}ab", f"ab{c}"]
+    awkward = [" ", "\t", "\u00a0", "\u3000", "\x00", "\x85", "\u202e", "\u200d", "\ud800",
+               "a", "\u00e9", "|", "\U0001f600"]
+    rng = random.Random(0)
+    samples += ["".join(rng.choices(awkward, k=rng.randint(0, 6))) for _ in range(20_000)]
+    wrong = [s for s in samples if plain(s) and not slow_ok(s)]
+    assert wrong == []
+    assert plain("google-oauth2|1093") and plain("\u0645\u200c\u0646") and not plain(" u1")

@@ -303,3 +303,17 @@ def test_a_store_held_by_another_process_is_busy_not_unusable(tmp_path, monkeypa
         holder.execute("ROLLBACK")
         holder.close()
     EventStore(path).close()  # once it is free, it opens
+
+
+def test_derived_event_ids_stay_the_ones_stored_before() -> None:
+    """A bulk row's id derives from its contents, and stores hold millions made so: a
+    re-import adds nothing only while the derivation gives the same ids (these were
+    made by the releases before the one-call hash)."""
+    from recsys.events import Impression, Interaction
+
+    assert Interaction("u1", "p1", "HUNCH", 1_700_000_000).event_id == \
+        "4443c02963419eece15281267e98c1cd"
+    assert Interaction("u1", "p1", "HUNCH", 1_700_000_000, 2.5, ("p1", "p9"),
+                       "r1").event_id == "08023d566be0b57ccf23c6aeefa79881"
+    assert Impression("u1", ("p1", "p2"), 1_700_000_000).event_id == \
+        "a1f1f3db8e71640789c1fdad4b9bbd9e"
