@@ -11,7 +11,8 @@ Printed: wall time and peak memory (RSS, each in a fresh process) of
 
 with their ratios, and the peak against the files' size (a 1.5M-event demo directory once
 needed 2.1 GB, ~13x its CSVs; interned ids brought it to 1.1 GB). Goal: the validation's
-peak memory at most the baseline's (it keeps typed events, not rows of strings).
+peak memory at most the baseline's, within 5 % (it keeps typed events, not rows of
+strings).
 
     python bench/bench_import.py [--users 5000 --polls 50000 --days 30] [--data DIR]
 """
@@ -26,7 +27,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MEMORY_GOAL = 1.0  # load_directory's peak RSS / the baseline's
+# load_directory's peak RSS / the baseline's: typed, checked events should not cost more
+# than rows of strings (5 %: what RSS peaks move between runs of the same code).
+MEMORY_GOAL = 1.05
 
 _MEASURE = r"""
 import csv, json, resource, sys, time
