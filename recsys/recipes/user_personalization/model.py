@@ -142,6 +142,20 @@ class _UserVectors:
         self.noise: tuple[tuple[Any, ...], np.ndarray] | None = None  # exploration's draw
 
 
+_NO_POLLS = np.zeros(0, np.int32)
+
+
+def _users_per_poll(users: np.ndarray, items: np.ndarray, n_items: int) -> np.ndarray:
+    """How many distinct users engaged with each poll (float32). A poll's popularity,
+    exposure and coldness count users, as Popularity-Count does, not events: counted per
+    event, one account's 3,000 votes on a poll (five minutes of the API's mutation
+    limit) lifted it from rank ~400 into the top 25 of 70 % of other users' feeds."""
+    if not len(items):
+        return np.zeros(n_items, np.float32)
+    pairs = sorted_distinct(users.astype(np.int64) * n_items + items)
+    return np.bincount(pairs % n_items, minlength=n_items).astype(np.float32)
+
+
 class UserPersonalization:
     """Personalized ranking of polls from history, metadata, text, recency."""
 
@@ -313,8 +327,7 @@ class UserPersonalization:
                            data.users)
         self._fit_engagement_curve(items[keep], stamps[keep])
         # What the components learn from before the blend: the events it may see.
-        self._train_counts = np.bincount(items[keep], minlength=len(self.item_ids_)).astype(
-            np.float32)
+        self._train_counts = _users_per_poll(users[keep], items[keep], len(self.item_ids_))
         self.counts_ = self._train_counts.copy()
         self._metadata_features_ = metadata.fit(self, data.items)
         for name, component in self._components.items():
@@ -336,7 +349,7 @@ class UserPersonalization:
             blend.learn(self, users, items, stamps, is_target)
         # The blend is learned; from here on every event counts.
         self._fill_creation(items, stamps)
-        self.counts_ = np.bincount(items, minlength=len(self.item_ids_)).astype(np.float32)
+        self.counts_ = _users_per_poll(users, items, len(self.item_ids_))
         for component in self._registered():
             component.finish(self, events)
         self._set_history(users, items, weights, stamps, np.ones(len(users), bool))
@@ -791,7 +804,11 @@ class UserPersonalization:
                 # An unknown poll is new: it becomes recommendable from this moment.
                 self.add_items({event.item_id: {"CREATION_TIMESTAMP": event.timestamp}})
             i = self.item_index_[event.item_id]
-            self.counts_[i] += 1
+            seen = self.interacted_.get(event.user_id, _NO_POLLS)
+            at_seen = int(np.searchsorted(seen, i))
+            first_time = at_seen == len(seen) or seen[at_seen] != i
+            if first_time:  # a poll counts users, not events (see _users_per_poll)
+                self.counts_[i] += 1
             if event.impression:
                 self._count_impression(event.impression)
             if self._clock.observe(int(event.timestamp)):
@@ -808,8 +825,8 @@ class UserPersonalization:
             weights = np.insert(weights, at, weight)[-self.max_recent_events:]
             stamps = np.insert(stamps, at, event.timestamp)[-self.max_recent_events:]
             self.recent_[event.user_id] = (items, weights, stamps)
-            seen = self.interacted_.get(event.user_id, np.zeros(0, np.int32))
-            self.interacted_[event.user_id] = np.union1d(seen, [i]).astype(np.int32)
+            if first_time:
+                self.interacted_[event.user_id] = np.insert(seen, at_seen, i).astype(np.int32)
 
     def add_items(self, items: Mapping[str, Mapping[str, Any]]) -> None:
         """Make new polls recommendable at once, scored from their metadata and text.
