@@ -285,6 +285,32 @@ def test_exploration_gives_new_polls_exposure_shrinking_with_impressions(world) 
     assert not model.exploration_bonus("pets-fan-2")[model.item_index_["fresh-1"]]
 
 
+def test_one_account_reporting_a_poll_seen_again_and_again_is_one_viewer(world) -> None:
+    """Exposure counts the users shown a poll: one account reporting a new poll seen
+    500 times (separate events, under a minute of the mutation limit) counted 500 and
+    took away its exploration for everyone; now it is one viewer, streamed or trained."""
+    data = _with_new_polls(world)
+    model = _fresh(data, exploration_weight=1.0)
+    i, other = model.item_index_["fresh-0"], model.item_index_["fresh-1"]
+    before = model.impressions_[i]
+    assert before == model.impressions_[other]
+    spam = [Impression("spammer", ("fresh-0",), NEWEST + k, event_id=f"m{k}")
+            for k in range(500)]
+    model.observe(spam)
+    assert model.impressions_[i] == before + 1
+    one_viewer = model.exploration_bonus("pets-fan-2")[i]
+    model.observe([Impression(f"viewer-{k}", ("fresh-1",), NEWEST + k) for k in range(40)])
+    bonus = model.exploration_bonus("pets-fan-2")
+    assert bonus[i] == one_viewer > 3 * bonus[other]
+    # The same list inside interactions, and trained on: one viewer.
+    model.observe([Interaction("spammer", "pets-3", "HUNCH", NEWEST + k,
+                               impression=("fresh-0",), event_id=f"v{k}") for k in range(50)])
+    assert model.impressions_[i] == before + 1
+    retrained = _fresh(TrainingData(data.interactions, data.items, data.users,
+                                    [*data.impressions, *spam]), exploration_weight=1.0)
+    assert retrained.impressions_[retrained.item_index_["fresh-0"]] == before + 1
+
+
 def test_impressions_in_interactions_count_as_exposure(world) -> None:
     model = _fresh(_with_new_polls(world), exploration_weight=1.0)
     model.observe([Interaction(f"voter-{k}", "pets-3", "HUNCH", NEWEST + k,

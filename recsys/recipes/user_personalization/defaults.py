@@ -174,6 +174,10 @@ DEFAULTS: tuple[Default, ...] = (
        "polls that teach the metadata ridge and donate item-item scores; dd3cc95"),
     _d("METADATA_RIDGE_ALPHA", SETTINGS, 10.0, FROZEN, UNRECORDED,
        "ridge of the metadata -> factor map, strong since text vectors are noisy; dd3cc95"),
+    _d("MAX_SHOWN_PAIRS", SETTINGS, 2_000_000, FROZEN, NONE,
+       "memory bound of the streamed (user, poll) impressions remembered so that a user "
+       "counts once per poll shown; past it the memory starts again (a user may count "
+       "once more): a safety limit, not a quality choice"),
     _d("CONTENT_MAX_FIELD_VALUES", SETTINGS, 256, FROZEN, UNRECORDED,
        "keeps many-valued fields (AUTHOR_ID) out of the dense content vector; dd3cc95"),
     _d("SEGMENT_PRIOR_EVENTS", SETTINGS, 2.0, FROZEN, DEMO,

@@ -188,3 +188,6 @@ ITEM_ITEM_NEIGHBOUR_PRIOR = 1.0
 # Rows of the poll x warm-poll similarity computed at once while finding neighbours
 # (1,000 x 10,000 float32: 40 MB).
 NEIGHBOUR_CHUNK = 1_000
+# (user, poll) impressions streamed since the last fit that are remembered so that a user
+# counts once per poll shown (~100 bytes each: 2M pairs, ~200 MB, a busy day's feeds).
+MAX_SHOWN_PAIRS = 2_000_000
