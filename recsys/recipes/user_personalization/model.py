@@ -422,7 +422,7 @@ class UserPersonalization:
         and the lists interactions carry). Counted per impression, one account reporting
         a new poll seen 3,000 times (five minutes of the mutation limit) took it from the
         top 25 of 29 % of other users' feeds to none: its exploration was gone."""
-        self._shown_since_fit: set[tuple[str, int]] = set()
+        self._shown_since_fit: set[int] = set()
         lists = [*map(_ITEM_IDS, impressions), *map(_IMPRESSION, interactions)]
         if not lists:
             return
@@ -446,8 +446,10 @@ class UserPersonalization:
         fresh = []
         for item_id in item_ids:
             i = self.item_index_.get(item_id)
-            if i is not None and (user_id, i) not in shown:
-                shown.add((user_id, i))
+            # The pair's hash, not the pair: one int per entry (~80 bytes, not a tuple's ~130);
+            # two pairs sharing a 64-bit hash are as likely as never.
+            if i is not None and (key := hash((user_id, i))) not in shown:
+                shown.add(key)
                 fresh.append(i)
         if len(shown) > MAX_SHOWN_PAIRS:
             shown.clear()  # bounded memory: at worst a user counts once more per poll

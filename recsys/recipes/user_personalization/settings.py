@@ -189,5 +189,5 @@ ITEM_ITEM_NEIGHBOUR_PRIOR = 1.0
 # (1,000 x 10,000 float32: 40 MB).
 NEIGHBOUR_CHUNK = 1_000
 # (user, poll) impressions streamed since the last fit that are remembered so that a user
-# counts once per poll shown (~100 bytes each: 2M pairs, ~200 MB, a busy day's feeds).
+# counts once per poll shown (~80 bytes each: 2M pairs, ~160 MB, a busy day's feeds).
 MAX_SHOWN_PAIRS = 2_000_000
