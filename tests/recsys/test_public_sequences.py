@@ -89,9 +89,9 @@ def test_cli_checks_the_pin_before_reading_and_takes_another_hash_only_when_told
 
 def test_the_sequence_pins_split_into_development_and_confirmation() -> None:
     roles = {name: PINNED_SOURCES[name].role for name in SEQUENCE_DATASETS}
-    # Sports confirmed once (2026-12-05) and was then analysed: development since.
+    # Sports and Yelp confirmed once (2026-12-05) and were then analysed: development since.
     assert roles == {"amazon-toys": "development", "amazon-beauty": "confirmation",
-                     "amazon-sports": "development", "yelp-sequences": "confirmation",
+                     "amazon-sports": "development", "yelp-sequences": "development",
                      "amazon-video-games": "confirmation"}
 
 

@@ -441,7 +441,8 @@ class UserPersonalization:
 
     def _count_impression(self, user_id: str, item_ids: Iterable[str]) -> None:
         """Streamed: a user counts once per poll shown (see _fit_impressions) until the
-        next fit; past MAX_SHOWN_PAIRS remembered pairs the memory starts again."""
+        next fit. Only pairs streamed since the fit are remembered (one shown before it
+        counts once more), and past MAX_SHOWN_PAIRS the memory starts again."""
         shown = self.__dict__.setdefault("_shown_since_fit", set())
         fresh = []
         for item_id in item_ids:
