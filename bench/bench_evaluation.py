@@ -28,6 +28,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from _data import add_data_arguments, data_directory
+
 # Models fitted, in the order printed; ALS is the baseline the others are divided by.
 MODELS: tuple[str, ...] = ("als", "ease", "up")
 BASELINE = "als"
@@ -148,23 +150,12 @@ def _tuning(directory: Path) -> tuple[float, float, int, tuple[int, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=2_000)
-    parser.add_argument("--polls", type=int, default=5_000)
-    parser.add_argument("--days", type=int, default=14)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--data", type=Path, default=None,
-                        help="an existing Personalize-format directory instead of demo data")
+    add_data_arguments(parser, users=2_000, polls=5_000, days=14)
     parser.add_argument("--no-tuning", action="store_true", help="skip the EASE tuning table")
     args = parser.parse_args()
 
-    from recsys.demo_data import generate_demo_data
-
     with tempfile.TemporaryDirectory() as tmp:
-        directory = args.data
-        if directory is None:
-            directory = Path(tmp) / "demo"
-            generate_demo_data(directory, users=args.users, polls=args.polls,
-                               days=args.days, seed=args.seed)
+        directory = data_directory(args, tmp)
         results = {m: _in_child(m, directory) for m in MODELS}
         shape, nnz = results[BASELINE]["shape"], results[BASELINE]["nnz"]
         print(f"data: {shape[0]:,} users x {shape[1]:,} polls, {nnz:,} user-poll pairs "

@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _data import add_data_arguments, data_directory
+
 REPO = Path(__file__).resolve().parents[1]
 # load_directory's peak RSS / the baseline's: typed, checked events should not cost more
 # than rows of strings (5 %: what RSS peaks move between runs of the same code).
@@ -63,22 +65,10 @@ def _measure(directory: Path, how: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=5_000)
-    parser.add_argument("--polls", type=int, default=50_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--data", type=Path, default=None,
-                        help="an existing Personalize-format directory instead of demo data")
+    add_data_arguments(parser, users=5_000, polls=50_000, days=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        directory = args.data
-        if directory is None:
-            sys.path.insert(0, str(REPO))
-            from recsys.demo_data import generate_demo_data
-
-            directory = Path(tmp) / "demo"
-            generate_demo_data(directory, users=args.users, polls=args.polls,
-                               days=args.days, seed=args.seed)
+        directory = data_directory(args, tmp)
         size_mib = sum((directory / n).stat().st_size for n in NAMES
                        if (directory / n).exists()) / 2**20
         baseline = _measure(directory, "baseline")

@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from _data import add_data_arguments, data_directory
 
 TRAINING_RATIO_GOAL = 3.0
 P99_GOAL_MS = 5.0
@@ -51,12 +51,7 @@ def _als_baseline(model, data):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=5_000)
-    parser.add_argument("--polls", type=int, default=50_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--data", type=Path, default=None,
-                        help="an existing Personalize-format directory instead of demo data")
+    add_data_arguments(parser, users=5_000, polls=50_000, days=30)
     parser.add_argument("--without", action="append", default=[], metavar="COMPONENT",
                         help="fit UP without this component (repeatable), e.g. to see "
                              "what one costs against the same-run ALS baseline")
@@ -73,16 +68,11 @@ def main() -> None:
     from threadpoolctl import threadpool_limits
 
     from recsys.datasets import load_directory
-    from recsys.demo_data import generate_demo_data
     from recsys.recipes.user_personalization import COMPONENT_NAMES, UserPersonalization
 
     components = [c for c in COMPONENT_NAMES if c not in args.without]
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
-        directory = args.data
-        if directory is None:
-            directory = Path(tmp) / "demo"
-            generate_demo_data(directory, users=args.users, polls=args.polls,
-                               days=args.days, seed=args.seed)
+        directory = data_directory(args, tmp)
         data = load_directory(directory).training_data()
         print(f"data: {len(data.interactions):,} interactions, {len(data.items):,} polls, "
               f"{len(data.users):,} users")
@@ -151,7 +141,6 @@ def item_item_comparison(args: argparse.Namespace) -> None:
     from threadpoolctl import threadpool_limits
 
     from recsys.datasets import load_directory
-    from recsys.demo_data import generate_demo_data
     from recsys.evaluation.metrics import ndcg_at_k, recall_at_k
     from recsys.evaluation.split import personalize_split
     from recsys.recipes.base import TrainingData
@@ -159,11 +148,7 @@ def item_item_comparison(args: argparse.Namespace) -> None:
 
     components = [c for c in COMPONENT_NAMES if c not in args.without]
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
-        directory = args.data
-        if directory is None:
-            directory = Path(tmp) / "demo"
-            generate_demo_data(directory, users=args.users, polls=args.polls,
-                               days=args.days, seed=args.seed)
+        directory = data_directory(args, tmp)
         full = load_directory(directory).training_data()
         split = personalize_split(full.interactions, seed=0)
         data = TrainingData(list(split.training), full.items, full.users,

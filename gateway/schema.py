@@ -27,7 +27,9 @@ from gateway.auth import Forbidden, Principal
 from gateway.errors import RateLimited, retry_after_seconds
 from graph.errors import GraphError
 from recsys.admission import (
+    MAX_CREATION_TIMESTAMP,
     MAX_ECHO_CHARS,
+    MIN_CREATION_TIMESTAMP,
     UnknownPolls,
     check_client_id,
     check_user_id,
@@ -81,7 +83,7 @@ def _int32_or_none(value: Any) -> int | None:
     the whole page for clients that treat any error as failure."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return int(value) if -2**31 <= value < 2**31 else None
+    return int(value) if MIN_CREATION_TIMESTAMP <= value <= MAX_CREATION_TIMESTAMP else None
 
 
 @strawberry.type
