@@ -178,7 +178,9 @@ class Filter:
 @strawberry.type
 class Recorded:
     stored: bool = strawberry.field(
-        description="False when the caller already sent an event with this id.")
+        description=("False when the event was already counted: the caller already sent "
+                     "an event with this id, or already has one of a type counted once "
+                     "per poll (a HUNCH vote, by default) on this poll."))
     event_id: str
 
 

@@ -18,6 +18,7 @@ from recsys.admission import (
     DEFAULT_HISTORY_FLOOR,
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_FUTURE_SECONDS,
+    DEFAULT_ONCE_PER_POLL_TYPES,
     EventRules,
 )
 from recsys.refresher import REFRESH_SECONDS
@@ -95,6 +96,8 @@ class Settings(BaseSettings):
     event_max_future_seconds: int = DEFAULT_MAX_FUTURE_SECONDS  # clock skew: 5 min ahead
     event_types: list[str] = list(DEFAULT_EVENT_TYPES)  # JSON list; [] accepts any type
     event_history_floor: int = DEFAULT_HISTORY_FLOOR  # imports: nothing before 1995-01-01
+    # types a user has at most once per poll (a vote): a repeat is stored as a no-op
+    event_once_per_poll: list[str] = list(DEFAULT_ONCE_PER_POLL_TYPES)  # JSON list; [] = off
 
     # --- the feed -----------------------------------------------------------------------
     cursor_secret: str = "dev-only-cursor-secret-change-me"
@@ -162,7 +165,8 @@ class Settings(BaseSettings):
     def event_rules(self) -> EventRules:
         """The admission rules for live and imported events."""
         return EventRules(self.event_max_age_seconds, self.event_max_future_seconds,
-                          tuple(self.event_types), self.event_history_floor)
+                          tuple(self.event_types), self.event_history_floor,
+                          once_per_poll=tuple(self.event_once_per_poll))
 
 
 def load_settings() -> Settings:

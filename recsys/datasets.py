@@ -522,7 +522,7 @@ class ImportReport:
                     + len(d.impressions) - self.written.impressions)
             new = (f"; {self.written.interactions:,} interactions and "
                    f"{self.written.impressions:,} impression events were new, "
-                   f"{held:,} already stored")
+                   f"{held:,} already stored or counted (a repeated vote)")
         note = (f"\nnote: {self.without_record:,} interactions name polls that neither "
                 "items.csv nor the store has a record of: they train the models, and the feed "
                 "can show such a poll by its id only; add the polls to items.csv"

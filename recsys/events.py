@@ -43,6 +43,7 @@ from typing import Any, Literal, Self, TypeVar
 
 from recsys.admission import (
     EventRules,
+    canonical_event_type,
     check_event_type,
     check_event_value,
     check_id as _check_id,
@@ -115,7 +116,7 @@ class Impression:
 
 # --------------------------------------------------------------------------- the store
 
-SCHEMA_VERSION = 3  # PRAGMA user_version of files this code writes; bump on migrations
+SCHEMA_VERSION = 4  # PRAGMA user_version of files this code writes; bump on migrations
 # Write transactions last milliseconds; a worker that waits this long for the write lock
 # is facing a stuck process, and an error it can report beats hanging a request forever.
 BUSY_TIMEOUT_MS = 30_000
@@ -223,15 +224,30 @@ _MIGRATIONS = {
     CREATE INDEX events_by_time ON events (kind, timestamp);
     CREATE INDEX events_by_user ON events (user_id, timestamp);
     """,
+    # 4: a user's vote counts once per poll (admission.DEFAULT_ONCE_PER_POLL_TYPES). A
+    # writer with rules sets once_per_poll to the canonical type of such events (" hunch"
+    # is HUNCH), NULL otherwise; the partial unique index then keeps the first of a (user,
+    # poll, type) and INSERT OR IGNORE skips the rest, as it skips a retried event id.
+    # Rows stored before stay NULL (which types count once is a setting; nothing stored
+    # is rewritten): a vote from before the upgrade does not stop the next one. Adding a
+    # column and an index leaves every row as it was.
+    4: """
+    ALTER TABLE events ADD COLUMN once_per_poll TEXT;
+    CREATE UNIQUE INDEX events_once_per_poll ON events (user_id, item_id, once_per_poll)
+        WHERE once_per_poll IS NOT NULL;
+    """,
 }
 
 _EVENT_COLUMNS = (
     "seq, kind, event_id, user_id, item_id, event_type, event_value, timestamp, "
     "impression, recommendation_id"
 )
+# The row of _event_row, then once_per_poll (see migration 4): a row that breaks either
+# unique index (a retried event id, a second vote) is skipped.
 _INSERT_EVENT = (
     "INSERT OR IGNORE INTO events (event_id, kind, user_id, item_id, event_type, "
-    "event_value, timestamp, impression, recommendation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "event_value, timestamp, impression, recommendation_id, once_per_poll) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # JSON merge patch (RFC 7396): given fields replace stored ones, a null removes one; a
 # new record is patched onto {} so it never stores nulls either.
@@ -436,17 +452,20 @@ class EventStore:
             self.rules.check_live(event)
 
     def append(self, event: Interaction | Impression) -> bool:
-        """Store one event durably; True when new, False when its user already sent
-        an event with its id."""
-        row = _event_row(event)
+        """Store one event durably; True when new, False when it was already counted:
+        its user already sent an event with its id, or (with rules) already has an
+        event of this once-per-poll type on this poll (a second vote)."""
+        row = (*_event_row(event), once_per_poll(event, self.rules))
         if self.rules is not None:
             self.rules.check_live(event)
         return bool(self._write(lambda conn: conn.execute(_INSERT_EVENT, row).rowcount))
 
     def append_many(self, events: Iterable[Interaction | Impression]) -> int:
-        """Store events in one transaction (all or none); returns how many were new."""
+        """Store events in one transaction (all or none); returns how many were new
+        (see :meth:`append`: a second vote in the same batch counts once too)."""
         events = list(events)
-        rows = [_event_row(e) for e in events]  # validate all before writing any
+        # validate all before writing any
+        rows = [(*_event_row(e), once_per_poll(e, self.rules)) for e in events]
         if self.rules is not None:
             for event in events:
                 self.rules.check_live(event)
@@ -829,10 +848,11 @@ class EventStore:
                     conn.execute(f"DELETE FROM {table}")
             # Generators, not lists: a million rows never sit in memory twice.
             new_interactions = conn.executemany(
-                _INSERT_EVENT, (_interaction_row(e) for e in interactions)
+                _INSERT_EVENT, ((*_interaction_row(e), once_per_poll(e, self.rules))
+                                for e in interactions)
             ).rowcount
             new_impressions = conn.executemany(
-                _INSERT_EVENT, (_impression_row(e) for e in impressions)
+                _INSERT_EVENT, ((*_impression_row(e), None) for e in impressions)
             ).rowcount
             n_items = _upsert_stamped(
                 conn, (_catalog_row("ITEM_ID", r, n) for n, r in enumerate(items, 1)))
@@ -1072,6 +1092,15 @@ def check_storable(event: Interaction | Impression) -> None:
         _checked_impression(event)
     else:
         _checked_interaction(event)
+
+
+def once_per_poll(event: Interaction | Impression, rules: EventRules | None) -> str | None:
+    """The once_per_poll column of ``event``: its canonical type when ``rules`` say a
+    user has at most one event of that type per poll (a vote), else NULL (no such limit;
+    no rules, no limit: the store then keeps what it is given, as before)."""
+    if rules is None or not rules.counts_once(event):
+        return None
+    return canonical_event_type(event.event_type)  # type: ignore[union-attr]
 
 
 def _event_row(event: Interaction | Impression) -> tuple[Any, ...]:

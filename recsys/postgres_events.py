@@ -64,7 +64,7 @@ from recsys.events import (
     _record_from,
 )
 from recsys.events import _check_id as check_id
-from recsys.events import owned_poll_fields
+from recsys.events import once_per_poll, owned_poll_fields
 from recsys.events import _check_timestamp as check_timestamp
 
 COMPONENT = "events"  # this store's row in hunch_schema
@@ -155,6 +155,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events DROP CONSTRAINT events_event_id_key,
         ADD CONSTRAINT events_user_event_key UNIQUE (user_id, event_id);
     """,
+    # 3: a user's vote counts once per poll, as in SQLite's migration 4: writers with
+    # rules set once_per_poll to the canonical type of such events, and the partial
+    # unique index keeps the first of a (user, poll, type); the writes' untargeted ON
+    # CONFLICT DO NOTHING skips the rest. Additive: code one release behind sets nothing,
+    # so the index never refuses its writes. Rows stored before stay NULL.
+    """
+    ALTER TABLE events ADD COLUMN once_per_poll TEXT COLLATE "C";
+    CREATE UNIQUE INDEX events_once_per_poll ON events (user_id, item_id, once_per_poll)
+        WHERE once_per_poll IS NOT NULL;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -167,13 +177,14 @@ _SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS} FROM events"
 _APPEND = (
     "WITH taken AS (UPDATE event_seq SET value = value + %(n)s RETURNING value - %(n)s AS base) "
     "INSERT INTO events (seq, event_id, kind, user_id, item_id, event_type, event_value, "
-    "timestamp, impression, recommendation_id) "
+    "timestamp, impression, recommendation_id, once_per_poll) "
     "SELECT taken.base + e.n, e.event_id, e.kind, e.user_id, e.item_id, e.event_type, "
-    "e.event_value, e.ts, e.impression, e.recommendation_id FROM taken, "
+    "e.event_value, e.ts, e.impression, e.recommendation_id, e.once_per_poll FROM taken, "
     "json_to_recordset(%(rows)s::json) AS e(n int8, event_id text, kind text, "
     "user_id text, item_id text, event_type text, event_value float8, ts int8, "
-    "impression text, recommendation_id text) ORDER BY e.n "
-    "ON CONFLICT (user_id, event_id) DO NOTHING"
+    "impression text, recommendation_id text, once_per_poll text) ORDER BY e.n "
+    # Untargeted: a retried (user, event id) or a second vote (migration 3) is skipped.
+    "ON CONFLICT DO NOTHING"
 )
 _RECORD_RECOMMENDATIONS = (
     "INSERT INTO recommendations (recommendation_id, user_id, item_ids, timestamp) "
@@ -183,7 +194,7 @@ _RECORD_RECOMMENDATIONS = (
 )
 _RECOMMENDATION_FIELDS = ("recommendation_id", "user_id", "item_ids", "ts")
 _ROW_FIELDS = ("n", "event_id", "kind", "user_id", "item_id", "event_type", "event_value",
-               "ts", "impression", "recommendation_id")
+               "ts", "impression", "recommendation_id", "once_per_poll")
 _UPSERT_ITEM = (
     "INSERT INTO items (item_id, fields, updated_seq) "
     "VALUES (%(id)s, hunch_merge_patch('{}', %(fields)s::jsonb), %(seq)s) "
@@ -335,7 +346,8 @@ class PostgresEventStore:
 
     def append_many(self, events: Iterable[Interaction | Impression]) -> int:
         events = list(events)
-        rows = [_postgres_row(_event_row(e)) for e in events]  # validate all first
+        # validate all first
+        rows = [(*_postgres_row(_event_row(e)), once_per_poll(e, self.rules)) for e in events]
         if self.rules is not None:
             for event in events:
                 self.rules.check_live(event)
@@ -659,26 +671,28 @@ class PostgresEventStore:
             conn.execute(
                 "CREATE TEMP TABLE import_events (n BIGINT, event_id TEXT, kind TEXT, "
                 "user_id TEXT, item_id TEXT, event_type TEXT, event_value FLOAT8, "
-                "timestamp BIGINT, impression TEXT, recommendation_id TEXT) ON COMMIT DROP")
+                "timestamp BIGINT, impression TEXT, recommendation_id TEXT, "
+                "once_per_poll TEXT) ON COMMIT DROP")
             n = 0
             with conn.cursor() as cur, cur.copy("COPY import_events FROM STDIN") as copy:
                 for event in interactions:
                     n += 1
-                    copy.write_row((n, *_postgres_row(_interaction_row(event))))
+                    copy.write_row((n, *_postgres_row(_interaction_row(event)),
+                                    once_per_poll(event, self.rules)))
                 n_interactions = n
                 for event in impressions:
                     n += 1
-                    copy.write_row((n, *_postgres_row(_impression_row(event))))
+                    copy.write_row((n, *_postgres_row(_impression_row(event)), None))
             new = {}
             for kind, low, high in ((_INTERACTION, 0, n_interactions),
                                     (_IMPRESSION, n_interactions, n)):
                 new[kind] = conn.execute(
                     "INSERT INTO events (seq, event_id, kind, user_id, item_id, event_type, "
-                    "event_value, timestamp, impression, recommendation_id) "
+                    "event_value, timestamp, impression, recommendation_id, once_per_poll) "
                     "SELECT %s + n, event_id, kind, user_id, item_id, event_type, "
-                    "event_value, timestamp, impression, recommendation_id "
+                    "event_value, timestamp, impression, recommendation_id, once_per_poll "
                     "FROM import_events WHERE n > %s AND n <= %s ORDER BY n "
-                    "ON CONFLICT (user_id, event_id) DO NOTHING", (base, low, high)).rowcount
+                    "ON CONFLICT DO NOTHING", (base, low, high)).rowcount
             conn.execute("UPDATE event_seq SET value = %s", (base + n,))
             n_items = _upsert_stamped(
                 conn, (_catalog_pg_row("ITEM_ID", r, k) for k, r in enumerate(items, 1)))

@@ -93,3 +93,19 @@ def test_a_poll_repeated_in_one_impression_batch_is_stored_once(server, home):
         after = store.impression_counts()
     assert {p: after.get(p, 0) - before.get(p, 0) for p in POLLS} == {
         "p0001": 1, "p0002": 0, "p0003": 1}
+
+
+def test_one_account_voting_again_and_again_on_a_poll_is_counted_once(server, home):
+    """The attack: each request valid (a new event id every time), 30 votes by one
+    account on one poll. The first is stored; the rest answer stored: false and leave
+    nothing behind, however the type is spelled. Comments may repeat."""
+    answers = [record(server, "u0040", pollId="p0002", eventType=spelling)
+               for spelling in ["HUNCH"] * 20 + ["hunch", " Hunch "] * 5]
+    assert [a["stored"] for a in answers] == [True] + [False] * 29
+    assert all(a["__typename"] == "Recorded" for a in answers)
+    for _ in range(3):
+        assert record(server, "u0040", pollId="p0002", eventType="COMMENT")["stored"] is True
+    mine = [(e.item_id, e.event_type) for e in events_of(home, "u0040")]
+    assert mine == [("p0002", "HUNCH")] + [("p0002", "COMMENT")] * 3
+    # another account's vote on the poll still counts
+    assert record(server, "u0041", pollId="p0002", eventType="HUNCH")["stored"] is True

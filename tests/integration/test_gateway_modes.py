@@ -77,6 +77,14 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
         events = [b for p, b in _FakePersonalize.requests if p == "/events"]
         assert events[-1]["eventList"][0]["itemId"] == poll
         assert events[-1]["trackingId"] == "tracking-1"
+        # The same user voting on the poll again (new event ids each time) is already
+        # counted: nothing more is stored, and nothing more reaches Amazon's model.
+        for _ in range(5):
+            again = srv.gql("""mutation($p: ID!) { recordInteraction(input: {pollId: $p,
+                eventType: "HUNCH"}) { ... on Recorded { stored } } }""",
+                            {"p": poll}, token(user)).json()
+            assert again["data"]["recordInteraction"] == {"stored": False}, again
+        assert len([b for p, b in _FakePersonalize.requests if p == "/events"]) == len(events)
         # throttling: the feed is still full, from the local popularity list
         _FakePersonalize.throttle = True
         feed = srv.gql(FEED, token=token("another-user")).json()["data"]["feed"]

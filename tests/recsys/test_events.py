@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from recsys.admission import EventRules
 from recsys import events as events_module
 from recsys.events import (
     EventStore,
@@ -234,10 +235,28 @@ def test_a_file_of_an_older_release_is_migrated_without_losing_events(
         assert raw.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         unique = [name for _, name, is_unique, *_ in raw.execute("PRAGMA index_list(events)")
                   if is_unique]
-        assert [[c[2] for c in raw.execute(f"PRAGMA index_info({name})")]
-                for name in unique] == [["user_id", "event_id"]]
+        assert sorted([c[2] for c in raw.execute(f"PRAGMA index_info({name})")]
+                      for name in unique) == [["user_id", "event_id"],
+                                              ["user_id", "item_id", "once_per_poll"]]
     finally:
         raw.close()
+
+
+def test_votes_stored_before_the_once_per_poll_rule_are_kept_and_count_as_unmarked(
+        tmp_path: Path) -> None:
+    """A file of an older release may hold repeated votes (nothing stopped them): the
+    migration keeps them all, and the rule starts from the upgrade on: the user's next
+    vote on that poll is stored once, the one after is not."""
+    path = tmp_path / "events.db"
+    write_old_event_file(path, 2)
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("INSERT INTO events (event_id, kind, user_id, item_id, event_type, timestamp)"
+                " VALUES ('again', 'interaction', 'u0002', 'p0002', 'HUNCH', 1700000003)")
+    raw.close()
+    with EventStore(path, EventRules(clock=lambda: 1_700_000_100)) as s:
+        assert s.counts()["interactions"] == 3  # both old votes of u0002 on p0002
+        assert s.append(hunch("u0002", "p0002", 1_700_000_050, event_id="new1")) is True
+        assert s.append(hunch("u0002", "p0002", 1_700_000_051, event_id="new2")) is False
 
 
 _OPEN_AND_COUNT = """

@@ -805,6 +805,45 @@ def test_live_rules_refuse_events_and_history_rules_imports(open_store) -> None:
     assert store.counts()["interactions"] == 2
 
 
+def test_a_vote_counts_once_per_user_and_poll(open_store) -> None:
+    """The attack: one account sends vote after vote on one poll, each a valid request
+    with a new event id. A store with the server's rules keeps the first vote of a (user,
+    poll) and skips the rest as already counted, whichever way they come (append, a
+    batch, an import, another host's store object, another spelling of the type);
+    comments repeat, other users and other polls are not limited."""
+    store = open_store(EventRules(clock=lambda: NOW))
+    assert store.append(hunch("u1", "p1", NOW, event_id="v1")) is True
+    assert store.append(hunch("u1", "p1", NOW + 1, event_id="v2")) is False
+    assert store.append(hunch("u1", "p1", NOW + 2, event_id="v3", event_type=" hunch")) is False
+    assert store.append_many([hunch("u1", "p1", NOW, event_id=f"x{k}") for k in range(50)]) == 0
+    assert store.append_many([hunch("u2", "p1", NOW, event_id=f"y{k}") for k in range(3)]) == 1
+    assert store.append(hunch("u1", "p2", NOW, event_id="v4")) is True
+    for k in range(2):  # comments are not votes
+        assert store.append(hunch("u1", "p1", NOW, event_id=f"c{k}", event_type="COMMENT"))
+    imported = store.import_bulk([hunch("u1", "p1", NOW - DAY, event_id="i1"),
+                                  hunch("u3", "p1", NOW - DAY, event_id="i2"),
+                                  hunch("u3", "p1", NOW - DAY, event_id="i3")])
+    assert imported.interactions == 1
+    assert not open_store(EventRules(clock=lambda: NOW)).append(hunch("u1", "p1", NOW,
+                                                                       event_id="v9"))
+    votes = sorted((e.user_id, e.item_id, e.event_id) for e in store.interactions()
+                   if e.event_type.strip().upper() == "HUNCH")
+    assert votes == [("u1", "p1", "v1"), ("u1", "p2", "v4"), ("u2", "p1", "y0"),
+                     ("u3", "p1", "i2")]
+    assert store.counts()["interactions"] == 6
+    # The rule is the server's: a store told no type counts once keeps every repeat.
+    free = open_store(EventRules(clock=lambda: NOW, once_per_poll=()))
+    assert free.append(hunch("u5", "p1", NOW, event_id="f1"))
+    assert free.append(hunch("u5", "p1", NOW, event_id="f2"))
+
+
+def test_a_full_import_starts_the_votes_again(open_store) -> None:
+    store = open_store(EventRules(clock=lambda: NOW))
+    assert store.append(hunch("u1", "p1", NOW, event_id="v1"))
+    store.import_bulk([hunch("u2", "p1", NOW - DAY)], mode="full")
+    assert store.append(hunch("u1", "p1", NOW, event_id="v2"))  # v1 is gone with the import
+
+
 def test_ids_at_the_schema_limit_are_fine_and_one_more_is_not(store) -> None:
     assert store.append(hunch("u" * MAX_ID_LENGTH, "p1", 1))
     with pytest.raises(InvalidEvent, match="too long"):
