@@ -837,6 +837,26 @@ def test_a_vote_counts_once_per_user_and_poll(open_store) -> None:
     assert free.append(hunch("u5", "p1", NOW, event_id="f2"))
 
 
+def test_concurrent_votes_of_one_user_on_one_poll_store_one(open_store) -> None:
+    """Votes sent at once through different store objects (workers, hosts): the unique
+    index, not a read before the write, decides, so exactly one is stored."""
+    stores = [open_store(EventRules(clock=lambda: NOW)) for _ in range(4)]
+    start = threading.Barrier(len(stores))
+    stored: list[bool] = []
+
+    def vote(k: int) -> None:
+        start.wait()
+        stored.append(stores[k].append(hunch("u1", "p1", NOW, event_id=f"tap-{k}")))
+
+    threads = [threading.Thread(target=vote, args=(k,)) for k in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(stored) == [False, False, False, True]
+    assert stores[0].counts()["interactions"] == 1
+
+
 def test_a_full_import_starts_the_votes_again(open_store) -> None:
     store = open_store(EventRules(clock=lambda: NOW))
     assert store.append(hunch("u1", "p1", NOW, event_id="v1"))
