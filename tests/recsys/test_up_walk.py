@@ -199,3 +199,44 @@ def test_beta_is_chosen_on_the_column_as_it_is_served() -> None:
     np.testing.assert_array_equal(seen.toarray() > 0, [[True, True, False, False]])
     half = 0.5 ** (1 / WALK_HALF_LIFE_EVENTS)
     np.testing.assert_allclose(latest.toarray(), [[1.0, 2.0 * half, 0, 0]])
+
+
+def test_walking_only_the_rows_read_before_finish_changes_nothing(monkeypatch) -> None:
+    """Before finish the walk is read only from the validation users' latest events, so
+    fit walks those polls' rows alone. Histories here are longer than the walk reads
+    (40 events against WALK_LAST_EVENTS), so fewer rows are walked; the model must be
+    the one a walk from every poll those users touched gives: the same beta, blend and
+    recommendations."""
+    rng = np.random.default_rng(3)
+    interactions = []
+    for u in range(300):
+        group = rng.integers(8)
+        polls = np.r_[group * 50 + rng.choice(50, 30, replace=False), rng.choice(400, 10)]
+        interactions += [Interaction(f"u{u}", f"p{p}", "HUNCH", START + u * 1_000 + 10 * k)
+                         for k, p in enumerate(rng.permutation(polls))]
+    data = TrainingData(interactions, items={f"p{p}": {"CREATION_TIMESTAMP": START}
+                                             for p in range(400)})
+    walked: list[int] = []
+    narrow = Walk.read_before_finish
+
+    def counted(up, events):
+        rows = narrow(up, events)
+        walked.append(len(rows))
+        return rows
+
+    def every_poll_of_the_validation_users(up, events):
+        validation = np.isin(events.users, events.users[events.is_target])
+        walked.append(len(rows := np.unique(events.items[events.keep & validation])))
+        return rows
+
+    models = []
+    for rows in (counted, every_poll_of_the_validation_users):
+        monkeypatch.setattr(Walk, "read_before_finish", staticmethod(rows))
+        models.append(UserPersonalization(factors=4, iterations=4, exploration_weight=0.0,
+                                          random_state=0).fit(data))
+    assert walked[0] < walked[1]  # the test walks fewer rows, or it tests nothing
+    narrowed, whole = models
+    assert narrowed.walk_beta_ == whole.walk_beta_ and narrowed.blend_ == whole.blend_
+    for user in ("u0", "u7", "u150", "u299"):
+        assert ([(r.item_id, r.score) for r in narrowed.recommend(user, 25)]
+                == [(r.item_id, r.score) for r in whole.recommend(user, 25)])
