@@ -201,12 +201,14 @@ def test_beta_is_chosen_on_the_column_as_it_is_served() -> None:
     np.testing.assert_allclose(latest.toarray(), [[1.0, 2.0 * half, 0, 0]])
 
 
-def test_walking_only_the_rows_read_before_finish_changes_nothing(monkeypatch) -> None:
-    """Before finish the walk is read only from the validation users' latest events, so
-    fit walks those polls' rows alone. Histories here are longer than the walk reads
-    (40 events against WALK_LAST_EVENTS), so fewer rows are walked; the model must be
-    the one a walk from every poll those users touched gives: the same beta, blend and
+def test_building_only_the_rows_read_before_finish_changes_nothing(monkeypatch) -> None:
+    """Before finish the walk and the sequence matrix are read only from the validation
+    users' latest events, so fit builds those polls' rows alone. Histories here are
+    longer than either reads (40 events against their 20), so fewer rows are built; the
+    model must be the one built from every row: the same beta, blend and
     recommendations."""
+    from recsys.recipes.user_personalization.components import sequence, walk
+
     rng = np.random.default_rng(3)
     interactions = []
     for u in range(300):
@@ -216,27 +218,26 @@ def test_walking_only_the_rows_read_before_finish_changes_nothing(monkeypatch) -
                          for k, p in enumerate(rng.permutation(polls))]
     data = TrainingData(interactions, items={f"p{p}": {"CREATION_TIMESTAMP": START}
                                              for p in range(400)})
-    walked: list[int] = []
-    narrow = Walk.read_before_finish
+    built: list[int] = []
+    narrow = walk.polls_read_before_finish
 
-    def counted(up, events):
-        rows = narrow(up, events)
-        walked.append(len(rows))
+    def counted(up, events, depth):
+        built.append(len(rows := narrow(up, events, depth)))
         return rows
 
-    def every_poll_of_the_validation_users(up, events):
-        validation = np.isin(events.users, events.users[events.is_target])
-        walked.append(len(rows := np.unique(events.items[events.keep & validation])))
-        return rows
+    def every_row(up, events, depth):
+        return np.arange(len(up.item_ids_))
 
     models = []
-    for rows in (counted, every_poll_of_the_validation_users):
-        monkeypatch.setattr(Walk, "read_before_finish", staticmethod(rows))
+    for rows in (counted, every_row):
+        for module in (walk, sequence):
+            monkeypatch.setattr(module, "polls_read_before_finish", rows)
         models.append(UserPersonalization(factors=4, iterations=4, exploration_weight=0.0,
                                           random_state=0).fit(data))
-    assert walked[0] < walked[1]  # the test walks fewer rows, or it tests nothing
+    assert len(built) == 2 and max(built) < 400  # fewer rows, or this tests nothing
     narrowed, whole = models
     assert narrowed.walk_beta_ == whole.walk_beta_ and narrowed.blend_ == whole.blend_
+    assert narrowed.blend_["sequence"] > 0 and narrowed.blend_["walk"] > 0
     for user in ("u0", "u7", "u150", "u299"):
         assert ([(r.item_id, r.score) for r in narrowed.recommend(user, 25)]
                 == [(r.item_id, r.score) for r in whole.recommend(user, 25)])

@@ -125,6 +125,30 @@ def recent_weights(up: UserPersonalization, user_id: str | None
     return uniq, w
 
 
+def newest_first(events: FitEvents, users: np.ndarray, depth: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The events the blend may see (``events.keep``) of ``users``, grouped by user in
+    time order (their positions), how many of the user's events are newer than each, and
+    whether it is among the user's latest ``depth``."""
+    idx = np.flatnonzero(events.keep & np.isin(events.users, users))
+    idx = idx[np.argsort(events.users[idx], kind="stable")]  # by user, in time order
+    by_user = events.users[idx]
+    ends = np.flatnonzero(np.r_[by_user[1:] != by_user[:-1], True])
+    newer = np.repeat(ends, np.diff(np.r_[-1, ends])) - np.arange(len(idx))
+    return idx, newer, newer < depth
+
+
+def polls_read_before_finish(up: UserPersonalization, events: FitEvents, depth: int
+                             ) -> np.ndarray:
+    """The polls of the validation users' latest ``depth`` events (at most the
+    ``max_recent_events`` kept per user): before ``finish`` only those users are scored
+    (to learn the blend, to choose a setting), so a component that reads rows of a poll
+    x poll matrix from a user's latest events reads only these rows until then."""
+    idx, _, latest = newest_first(events, np.unique(events.users[events.is_target]),
+                                  min(up.max_recent_events, depth))
+    return np.unique(events.items[idx[latest]])
+
+
 def halving_weights(n: int, half_life: float) -> np.ndarray:
     """Weights of a user's latest ``n`` events (time order, float64): the newest 1, each
     older one halved every ``half_life`` newer events."""

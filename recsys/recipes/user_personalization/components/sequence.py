@@ -27,6 +27,7 @@ from recsys.recipes.user_personalization.components.base import (
     FitEvents,
     UserContext,
     halving_weights,
+    polls_read_before_finish,
     sparse_arrays,
     sparse_from,
     weighted_rows,
@@ -75,12 +76,20 @@ def transition_counts(users: np.ndarray, items: np.ndarray, n_items: int, window
     return counts
 
 
-def successor_matrix(counts: sp.csr_matrix, items: np.ndarray, successors: int
-                     ) -> sp.csr_matrix | None:
+def successor_matrix(counts: sp.csr_matrix, items: np.ndarray, successors: int,
+                     rows: np.ndarray | None = None) -> sp.csr_matrix | None:
     """Counts normalised like cosine by each poll's events in ``items``, each row cut to
-    its ``successors`` strongest (float32); None when there is no transition."""
+    its ``successors`` strongest (float32); None when there is no transition. With
+    ``rows``, only those rows (the others empty): each row is normalised and cut alone."""
     if not counts.nnz:
         return None
+    if rows is not None:
+        wanted = np.zeros(counts.shape[0], bool)
+        wanted[rows] = True
+        lengths = np.where(wanted, np.diff(counts.indptr), 0)
+        entries = np.repeat(wanted, np.diff(counts.indptr))
+        counts = sp.csr_matrix((counts.data[entries], counts.indices[entries],
+                                np.r_[0, np.cumsum(lengths)]), shape=counts.shape)
     events = np.bincount(items, minlength=counts.shape[0]).astype(np.float64)
     norm = 1.0 / np.sqrt(np.maximum(events, 1.0))
     # A row's own factor orders nothing within the row: cut each row on count x its
@@ -128,7 +137,12 @@ class SequenceAware(BaseComponent):
         keep = events.keep
         self._counts = transition_counts(events.users[keep], events.items[keep],
                                          len(up.item_ids_), SEQUENCE_WINDOW_EVENTS)
-        up.sequence_ = successor_matrix(self._counts, events.items[keep], SEQUENCE_SUCCESSORS)
+        # Until finish only the validation users' latest events read the matrix
+        # (successors): the other rows would be cut for nothing (finish cuts them all).
+        rows = (polls_read_before_finish(up, events, SEQUENCE_LAST_EVENTS)
+                if events.is_target.any() else None)
+        up.sequence_ = successor_matrix(self._counts, events.items[keep], SEQUENCE_SUCCESSORS,
+                                        rows)
 
     def finish(self, up: UserPersonalization, events: FitEvents) -> None:
         # The withheld targets are each validation user's newest events (a suffix of

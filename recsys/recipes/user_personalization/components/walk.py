@@ -33,6 +33,8 @@ from recsys.recipes.user_personalization.components.base import (
     FitEvents,
     UserContext,
     halving_weights,
+    newest_first,
+    polls_read_before_finish,
     sparse_arrays,
     sparse_from,
     weighted_rows,
@@ -243,25 +245,9 @@ class Walk(BaseComponent):
         return int(np.argmax(totals))
 
     @staticmethod
-    def newest_first(up: UserPersonalization, events: FitEvents, users: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The events the blend may see of ``users``, grouped by user in time order
-        (their positions), how many of the user's events are newer than each, and
-        whether it is among the latest the walk reads (:meth:`arrivals`: the last
-        WALK_LAST_EVENTS of the ``max_recent_events`` kept per user)."""
-        idx = np.flatnonzero(events.keep & np.isin(events.users, users))
-        idx = idx[np.argsort(events.users[idx], kind="stable")]  # by user, in time order
-        by_user = events.users[idx]
-        ends = np.flatnonzero(np.r_[by_user[1:] != by_user[:-1], True])
-        newer = np.repeat(ends, np.diff(np.r_[-1, ends])) - np.arange(len(idx))
-        return idx, newer, newer < min(up.max_recent_events, WALK_LAST_EVENTS)
-
-    @staticmethod
     def read_before_finish(up: UserPersonalization, events: FitEvents) -> np.ndarray:
-        """The polls whose rows are read before :meth:`finish`: those of the validation
-        users' latest events (the only users choose and the blend score)."""
-        idx, _, latest = Walk.newest_first(up, events, np.unique(events.users[events.is_target]))
-        return np.unique(events.items[idx[latest]])
+        """The polls whose rows are read before :meth:`finish` (see :meth:`arrivals`)."""
+        return polls_read_before_finish(up, events, WALK_LAST_EVENTS)
 
     @staticmethod
     def histories(up: UserPersonalization, events: FitEvents, rows: np.ndarray
@@ -269,7 +255,8 @@ class Walk(BaseComponent):
         """For the users ``rows``, from the events the blend may see: every poll they
         touched (binary), and their latest events weighted as :meth:`arrivals` weighs
         them at serving."""
-        idx, newer, recent = Walk.newest_first(up, events, rows)
+        idx, newer, recent = newest_first(events, rows,
+                                          min(up.max_recent_events, WALK_LAST_EVENTS))
         users, items = events.users[idx], events.items[idx]
         shape = (len(up.user_ids_), len(up.item_ids_))
         seen = sp.csr_matrix((np.ones(len(idx)), (users, items)), shape=shape)
