@@ -184,6 +184,8 @@ _APPEND = (
     "user_id text, item_id text, event_type text, event_value float8, ts int8, "
     "impression text, recommendation_id text, once_per_poll text) ORDER BY e.n "
     # Untargeted: a retried (user, event id) or a second vote (migration 3) is skipped.
+    # It would skip a clash on seq too, which cannot happen while every writer numbers
+    # under event_seq's row lock (held to COMMIT); a bug there would drop events quietly.
     "ON CONFLICT DO NOTHING"
 )
 _RECORD_RECOMMENDATIONS = (
