@@ -38,6 +38,10 @@ FALLBACKS = Counter(
     ["source", "reason"])
 EVENTS_INGESTED = Counter(
     "hunch_events_ingested_total", "Events stored (new, after de-duplication)", ["kind"])
+EVENTS_NOT_FORWARDED = Counter(
+    "hunch_events_not_forwarded_total",
+    "Stored events not sent to Amazon Personalize (repeat: a user's same type on a poll again)",
+    ["reason"])
 ERRORS = Counter("hunch_graphql_errors_total", "GraphQL errors by code", ["code"])
 # Per worker (multiprocess mode keeps one series per pid): one worker's refresher can
 # fail while the others' do not.

@@ -21,7 +21,7 @@ from gateway import metrics
 from gateway.settings import Settings
 from graph.errors import GraphError, GraphUnavailable
 from graph.store import Follow, GraphStore, PollAuthorship
-from recsys.admission import UnknownPolls
+from recsys.admission import UnknownPolls, canonical_event_type
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
 from recsys.event_head import EventHead
@@ -264,11 +264,27 @@ class Services:
 
     def record_interaction(self, event: Interaction) -> bool:
         self.check_event(event)
+        # Asked before the write: two first comments racing each other are both forwarded
+        # (at worst one too many), where asking after would forward neither.
+        repeat = self._forwarded_before(event)
         stored = self.events.append(event)
         if stored:
             metrics.EVENTS_INGESTED.labels("interaction").inc()
-            self._forward(event.user_id, event)
+            if repeat:
+                metrics.EVENTS_NOT_FORWARDED.labels("repeat").inc()
+            else:
+                self._forward(event.user_id, event)
         return stored
+
+    def _forwarded_before(self, event: Interaction) -> bool:
+        """Whether Personalize already heard of this user's event of this type on this
+        poll (see ``personalize_forward_repeats``). A vote is never stored twice, so only
+        repeatable types (comments) are looked up: one indexed query per user."""
+        if (self.personalize_events is None or self.settings.personalize_forward_repeats
+                or self.event_rules.counts_once(event)):
+            return False
+        return self.events.count_events(user_id=event.user_id, item_id=event.item_id,
+                                        event_type=canonical_event_type(event.event_type)) > 0
 
     def upsert_poll(self, record: dict[str, Any], acting_user: str,
                     admin: bool = False) -> dict[str, Any]:

@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     personalize_items_dataset_arn: str = ""
     personalize_users_dataset_arn: str = ""
     personalize_endpoint_url: str | None = None
+    # Amazon's Trending-Now and User-Personalization count events: one account's 600
+    # comments a minute on one poll would trend it for everyone. Personalize hears a user's
+    # first event of each type on each poll; repeats are stored here only. true: forward all.
+    personalize_forward_repeats: bool = False
 
     @property
     def events_db(self) -> Path:

@@ -85,6 +85,21 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
                             {"p": poll}, token(user)).json()
             assert again["data"]["recordInteraction"] == {"stored": False}, again
         assert len([b for p, b in _FakePersonalize.requests if p == "/events"]) == len(events)
+        # Comments are stored every time, but Amazon hears a user's first comment on a
+        # poll only: its Trending-Now and User-Personalization count events, so one
+        # account's comment flood would trend the poll for everyone.
+        other_poll = feed["edges"][1]["node"]["id"]
+        for who, on in [(user, poll)] * 5 + [(user, other_poll), ("another-user", poll)]:
+            said = srv.gql("""mutation($p: ID!) { recordInteraction(input: {pollId: $p,
+                eventType: "COMMENT"}) { ... on Recorded { stored } } }""",
+                           {"p": on}, token(who)).json()
+            assert said["data"]["recordInteraction"] == {"stored": True}, said
+        forwarded = [(b["userId"], b["eventList"][0]["eventType"], b["eventList"][0]["itemId"])
+                     for p, b in _FakePersonalize.requests if p == "/events"][len(events):]
+        assert forwarded == [(user, "COMMENT", poll), (user, "COMMENT", other_poll),
+                             ("another-user", "COMMENT", poll)]
+        assert 'hunch_events_not_forwarded_total{reason="repeat"} 4.0' in httpx.get(
+            f"{srv.url}/metrics", timeout=10).text
         # throttling: the feed is still full, from the local popularity list
         _FakePersonalize.throttle = True
         feed = srv.gql(FEED, token=token("another-user")).json()["data"]["feed"]
@@ -104,3 +119,24 @@ def test_metrics_and_health_routes(server, home):
     assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{server.url}/readyz").json()
     assert ready["ready"] is True and "user-personalization" in ready["models"]
+
+
+def test_personalize_hears_every_repeat_when_told_to(home, personalize_endpoint):
+    """HUNCH_PERSONALIZE_FORWARD_REPEATS=true: every stored comment is forwarded."""
+    url, polls = personalize_endpoint
+    srv = Server(home, HUNCH_BACKEND="personalize",
+                 HUNCH_PERSONALIZE_TRACKING_ID="tracking-1",
+                 HUNCH_PERSONALIZE_FORWARD_REPEATS="true",
+                 HUNCH_PERSONALIZE_ENDPOINT_URL=url,
+                 AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                 AWS_DEFAULT_REGION="us-east-1").start()
+    try:
+        user = _user(home)
+        for _ in range(3):
+            said = srv.gql("""mutation($p: ID!) { recordInteraction(input: {pollId: $p,
+                eventType: "COMMENT"}) { ... on Recorded { stored } } }""",
+                           {"p": polls[0]}, token(user)).json()
+            assert said["data"]["recordInteraction"] == {"stored": True}, said
+        assert len([b for p, b in _FakePersonalize.requests if p == "/events"]) == 3
+    finally:
+        srv.stop()
