@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from gateway import metrics
@@ -190,11 +190,34 @@ class Services:
         a failure here is logged and counted, never lost and never the client's error."""
         if self.personalize_events is None:
             return
+        if isinstance(event, Impression) and not self.settings.personalize_forward_impressions:
+            # Personalize has no impression-only event: sent, it was an interaction of
+            # type IMPRESSION with the first poll shown, which Amazon's recipes count
+            # like a vote unless a solution trains on one event type. Every page a
+            # client reported then "engaged" its first poll (Trending-Now's count and
+            # UP's history), and one account reporting a poll 600 times a minute
+            # trended it for everyone. Impressions reach Personalize as its API has
+            # them: with interactions (below).
+            metrics.EVENTS_NOT_FORWARDED.labels("impression-only").inc()
+            return
         try:
+            if (isinstance(event, Interaction) and not event.impression
+                    and event.recommendation_id):
+                event = self._with_shown_polls(event)
             self.personalize_events.put_events(user_id, user_id, [event])
         except Exception as exc:  # noqa: BLE001 - forwarding must not fail the request
             metrics.FALLBACKS.labels("personalize-events", type(exc).__name__).inc()
             log.warning("could not forward an event to Personalize: %s", exc)
+
+    def _with_shown_polls(self, event: Interaction) -> Interaction:
+        """``event`` with the polls its recommendation showed as its explicit impression
+        list. The recommendation id is this feed's, not one Personalize handed out, so
+        Amazon could not turn it into implicit impressions itself (the local store does,
+        as Personalize would with its own). Naming someone else's recommendation tells
+        no more than an explicit list of the same polls would, which anyone may send."""
+        shown = (self.recommendation_log.pending_items(event.recommendation_id)
+                 or self.events.recommendation_items(event.recommendation_id))
+        return replace(event, impression=tuple(shown)) if shown else event
 
     # ------------------------------------------------------------------ feed
 

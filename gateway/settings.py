@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # comments a minute on one poll would trend it for everyone. Personalize hears a user's
     # first event of each type on each poll; repeats are stored here only. true: forward all.
     personalize_forward_repeats: bool = False
+    # Impression-only events as an IMPRESSION-typed event on the first poll shown: only
+    # for solutions trained on one event type (see GatewayServices._forward).
+    personalize_forward_impressions: bool = False
 
     @property
     def events_db(self) -> Path:

@@ -43,6 +43,15 @@ class RecommendationLog:
         with self._lock:  # no wake-up of the writer: it polls, requests never wait on it
             self._pending.append((recommendation_id, user_id, item_ids, int(time.time())))
 
+    def pending_items(self, recommendation_id: str) -> list[str] | None:
+        """The polls of a recommendation recorded here and not yet written (the store
+        has the others); None when it is not pending."""
+        with self._lock:
+            for pending_id, _, item_ids, _ in reversed(self._pending):
+                if pending_id == recommendation_id:
+                    return item_ids
+        return None
+
     def flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []

@@ -5,9 +5,10 @@
   promotions). Timeouts and retries with backoff come from botocore's ``Config``; when
   Personalize still fails or throttles, the source falls back to a local list (the
   local popularity ranking) so the feed never fails, and logs and counts the fallback.
-- :class:`PersonalizeEventSink` forwards interactions and impressions (PutEvents, with
-  the recommendation id), cluster labels (PutUsers) and new polls (PutItems), in the
-  batch sizes the service model allows.
+- :class:`PersonalizeEventSink` forwards interactions with their impressions (PutEvents,
+  with the recommendation id; impression-only events only when the gateway is told to,
+  see ``GatewayServices._forward``), cluster labels (PutUsers) and new polls (PutItems),
+  in the batch sizes the service model allows.
 
 ARNs and the tracking id come from :class:`PersonalizeConfig` (the gateway fills it
 from settings).

@@ -77,6 +77,17 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
         events = [b for p, b in _FakePersonalize.requests if p == "/events"]
         assert events[-1]["eventList"][0]["itemId"] == poll
         assert events[-1]["trackingId"] == "tracking-1"
+        # The recommendation id is this feed's, which Amazon cannot resolve: the polls
+        # that response showed go with the vote as its explicit impression list.
+        page = [e["node"]["id"] for e in feed["edges"]]
+        assert events[-1]["eventList"][0]["impression"] == page
+        assert events[-1]["eventList"][0]["recommendationId"] == feed["recommendationId"]
+        # An impression-only report is stored, not sent: Personalize has no such event,
+        # and as an interaction with the first poll shown it counted like a vote.
+        shown = srv.gql("""mutation($p: [ID!]!) { recordImpressions(pollIds: $p) {
+            __typename } }""", {"p": page[3:5]}, token(user)).json()
+        assert shown["data"]["recordImpressions"]["__typename"] == "Recorded", shown
+        assert len([b for p, b in _FakePersonalize.requests if p == "/events"]) == len(events)
         # The same user voting on the poll again (new event ids each time) is already
         # counted: nothing more is stored, and nothing more reaches Amazon's model.
         for _ in range(5):
@@ -98,8 +109,9 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
                      for p, b in _FakePersonalize.requests if p == "/events"][len(events):]
         assert forwarded == [(user, "COMMENT", poll), (user, "COMMENT", other_poll),
                              ("another-user", "COMMENT", poll)]
-        assert 'hunch_events_not_forwarded_total{reason="repeat"} 4.0' in httpx.get(
-            f"{srv.url}/metrics", timeout=10).text
+        counted = httpx.get(f"{srv.url}/metrics", timeout=10).text
+        assert 'hunch_events_not_forwarded_total{reason="repeat"} 4.0' in counted
+        assert 'hunch_events_not_forwarded_total{reason="impression-only"} 1.0' in counted
         # throttling: the feed is still full, from the local popularity list
         _FakePersonalize.throttle = True
         feed = srv.gql(FEED, token=token("another-user")).json()["data"]["feed"]
@@ -121,12 +133,15 @@ def test_metrics_and_health_routes(server, home):
     assert ready["ready"] is True and "user-personalization" in ready["models"]
 
 
-def test_personalize_hears_every_repeat_when_told_to(home, personalize_endpoint):
-    """HUNCH_PERSONALIZE_FORWARD_REPEATS=true: every stored comment is forwarded."""
+def test_personalize_hears_repeats_and_impressions_when_told_to(home, personalize_endpoint):
+    """HUNCH_PERSONALIZE_FORWARD_REPEATS=true: every stored comment is forwarded;
+    HUNCH_PERSONALIZE_FORWARD_IMPRESSIONS=true: impression-only events too (for
+    solutions trained on one event type), as IMPRESSION events."""
     url, polls = personalize_endpoint
     srv = Server(home, HUNCH_BACKEND="personalize",
                  HUNCH_PERSONALIZE_TRACKING_ID="tracking-1",
                  HUNCH_PERSONALIZE_FORWARD_REPEATS="true",
+                 HUNCH_PERSONALIZE_FORWARD_IMPRESSIONS="true",
                  HUNCH_PERSONALIZE_ENDPOINT_URL=url,
                  AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
                  AWS_DEFAULT_REGION="us-east-1").start()
@@ -138,5 +153,11 @@ def test_personalize_hears_every_repeat_when_told_to(home, personalize_endpoint)
                            {"p": polls[0]}, token(user)).json()
             assert said["data"]["recordInteraction"] == {"stored": True}, said
         assert len([b for p, b in _FakePersonalize.requests if p == "/events"]) == 3
+        shown = srv.gql("""mutation($p: [ID!]!) { recordImpressions(pollIds: $p) {
+            __typename } }""", {"p": polls[1:3]}, token(user)).json()
+        assert shown["data"]["recordImpressions"]["__typename"] == "Recorded", shown
+        sent = [b for p, b in _FakePersonalize.requests if p == "/events"][-1]["eventList"][0]
+        assert (sent["eventType"], sent["itemId"], sent["impression"]) == (
+            "IMPRESSION", polls[1], polls[1:3])
     finally:
         srv.stop()

@@ -29,3 +29,20 @@ def test_an_outage_drops_batches_with_one_warning_and_writing_resumes(tmp_path, 
     warned = [r.getMessage() for r in caplog.records
               if r.name == "recsys.recommendation_log" and r.levelno >= logging.WARNING]
     assert len(warned) == 2 and STORE_GONE in warned[0] and "again" in warned[1]
+
+
+def test_a_pending_recommendation_is_found_before_it_is_written(tmp_path):
+    """What a response showed is known from the moment it is served: the Personalize
+    forwarder reads it for a vote that arrives before the writer's next flush."""
+    path = tmp_path / "events.sqlite3"
+    recommendations = RecommendationLog(EventStore(path), flush_seconds=3600)
+    recommendations.record("r1", "u1", ["p1", "p2"])
+    recommendations.record("r2", "u1", ["p3"])
+    assert recommendations.pending_items("r1") == ["p1", "p2"]
+    assert recommendations.pending_items("r2") == ["p3"]
+    assert recommendations.pending_items("unknown") is None
+    recommendations.flush()
+    assert recommendations.pending_items("r1") is None  # written: the store has it now
+    with EventStore(path) as events:
+        assert events.recommendation_items("r1") == ("p1", "p2")
+    recommendations.close()
