@@ -315,7 +315,24 @@ class Services:
         write's transaction, see :meth:`EventStore.upsert_item`) and serve it at once."""
         stored = self.events.upsert_item(record, acting_user=acting_user, admin=admin)
         self.refresher.serve_written({stored["ITEM_ID"]: stored})
+        self._forward_poll(stored)
         return stored
+
+    def _forward_poll(self, stored: dict[str, Any]) -> None:
+        """Send a new or changed poll to Personalize's Items dataset (PutItems), when one
+        is configured: Amazon recommends and explores only polls it knows, and without
+        this a poll made in the app stayed unknown to it until the next bulk import. As
+        for events, the local store is the record and a failure is logged and counted."""
+        if (self.personalize_events is None
+                or not self.personalize_events.config.items_dataset_arn):
+            return
+        fields = {f.name for f in ITEMS.fields}
+        try:
+            self.personalize_events.put_items(
+                {stored["ITEM_ID"]: {k: v for k, v in stored.items() if k in fields}})
+        except Exception as exc:  # noqa: BLE001 - forwarding must not fail the request
+            metrics.FALLBACKS.labels("personalize-items", type(exc).__name__).inc()
+            log.warning("could not forward a poll to Personalize: %s", exc)
 
     # ------------------------------------------------------------------ graph
 

@@ -15,6 +15,7 @@ from tests.integration.conftest import Server, _free_port, _user, token
 from tests.recsys.test_personalize_backend import _FakePersonalize
 
 FEED = "{ feed(first: 10) { recommendationId edges { source node { id } } } }"
+ITEMS_ARN = "arn:aws:personalize:us-east-1:123456789012:dataset/hunch/ITEMS"
 
 
 def test_neo4j_down_feed_still_served_and_follow_is_a_typed_error(home):
@@ -58,6 +59,7 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
     srv = Server(home, HUNCH_BACKEND="personalize",
                  HUNCH_PERSONALIZE_CAMPAIGN_ARNS=json.dumps({"user-personalization": arn}),
                  HUNCH_PERSONALIZE_TRACKING_ID="tracking-1",
+                 HUNCH_PERSONALIZE_ITEMS_DATASET_ARN=ITEMS_ARN,
                  HUNCH_PERSONALIZE_ENDPOINT_URL=url,
                  AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
                  AWS_DEFAULT_REGION="us-east-1").start()
@@ -112,6 +114,34 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
         counted = httpx.get(f"{srv.url}/metrics", timeout=10).text
         assert 'hunch_events_not_forwarded_total{reason="repeat"} 4.0' in counted
         assert 'hunch_events_not_forwarded_total{reason="impression-only"} 1.0' in counted
+        # A poll made in the app reaches Amazon's Items dataset at once (PutItems): it
+        # recommends and explores only polls it knows.
+        made = srv.gql("""mutation($i: PollInput!) { upsertPoll(input: $i) { __typename } }""",
+                       {"i": {"id": "fresh-poll", "categories": ["SPORTS", "NEWS"],
+                              "question": "Who wins tonight?", "options": "Home|Away"}},
+                       token(user)).json()
+        assert made["data"]["upsertPoll"]["__typename"] == "Poll", made
+        items = [b for p, b in _FakePersonalize.requests if p == "/items"]
+        assert len(items) == 1 and items[0]["datasetArn"] == ITEMS_ARN
+        (record,) = items[0]["items"]
+        properties = json.loads(record["properties"])
+        assert record["itemId"] == "fresh-poll"
+        assert properties["authorId"] == user and properties["category"] == "SPORTS|NEWS"
+        assert properties["question"] == "Who wins tonight?"
+        assert isinstance(properties["creationTimestamp"], int)
+        # Amazon failing is logged and counted; the poll is stored and served all the same.
+        _FakePersonalize.fail_writes = True
+        try:
+            made = srv.gql("""mutation($i: PollInput!) { upsertPoll(input: $i) { __typename } }""",
+                           {"i": {"id": "fresh-poll-2", "categories": ["NEWS"]}},
+                           token(user)).json()
+        finally:
+            _FakePersonalize.fail_writes = False
+        assert made["data"]["upsertPoll"]["__typename"] == "Poll", made
+        assert srv.gql('{ poll(id: "fresh-poll-2") { id } }', token=token(user)).json()[
+            "data"]["poll"] == {"id": "fresh-poll-2"}
+        assert 'hunch_fallbacks_total{reason="ClientError",source="personalize-items"}' in \
+            httpx.get(f"{srv.url}/metrics", timeout=10).text
         # throttling: the feed is still full, from the local popularity list
         _FakePersonalize.throttle = True
         feed = srv.gql(FEED, token=token("another-user")).json()["data"]["feed"]

@@ -153,6 +153,7 @@ class _FakePersonalize(BaseHTTPRequestHandler):
     requests: list = []
     throttle = False
     item_ids: list[str] | None = None  # what the campaign recommends (default p0, p1, ...)
+    fail_writes = False  # PutItems/PutUsers answer 500 (an outage on Amazon's side)
 
     def do_POST(self):  # noqa: N802 (http.server naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
@@ -170,6 +171,10 @@ class _FakePersonalize(BaseHTTPRequestHandler):
                                  for i in range(min(n, len(ids)))],
                     "recommendationId": "RID-HTTP"}).encode()
                 self.send_response(200)
+        elif type(self).fail_writes and self.path in ("/items", "/users"):
+            payload = json.dumps({"message": "Internal failure"}).encode()
+            self.send_response(500)
+            self.send_header("x-amzn-ErrorType", "InternalFailure")
         else:
             payload = b"{}"
             self.send_response(200)
