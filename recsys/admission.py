@@ -269,9 +269,16 @@ class EventRules:
         """Whether ``event`` is of a type a user has at most once per poll (an
         interaction of a type in ``once_per_poll``): stores keep the first such event
         of a (user, poll, type) and skip later ones as already counted."""
+        return self.once_per_poll_type(event) is not None
+
+    def once_per_poll_type(self, event: object) -> str | None:
+        """The canonical type of ``event`` when it counts once (see :meth:`counts_once`),
+        else None: what the stores' once_per_poll column holds."""
         event_type = getattr(event, "event_type", None)
-        return (event_type is not None
-                and canonical_event_type(event_type) in self.once_per_poll)
+        if event_type is None:
+            return None
+        canonical = canonical_event_type(event_type)
+        return canonical if canonical in self.once_per_poll else None
 
     def event_time(self, at: float | None) -> int:
         """The API's optional ``at`` (epoch seconds, float) as a stored timestamp: now

@@ -43,7 +43,6 @@ from typing import Any, Literal, Self, TypeVar
 
 from recsys.admission import (
     EventRules,
-    canonical_event_type,
     check_event_type,
     check_event_value,
     check_id as _check_id,
@@ -1098,9 +1097,7 @@ def once_per_poll(event: Interaction | Impression, rules: EventRules | None) -> 
     """The once_per_poll column of ``event``: its canonical type when ``rules`` say a
     user has at most one event of that type per poll (a vote), else NULL (no such limit;
     no rules, no limit: the store then keeps what it is given, as before)."""
-    if rules is None or not rules.counts_once(event):
-        return None
-    return canonical_event_type(event.event_type)  # type: ignore[union-attr]
+    return None if rules is None else rules.once_per_poll_type(event)
 
 
 def _event_row(event: Interaction | Impression) -> tuple[Any, ...]:

@@ -193,7 +193,7 @@ class Walk(BaseComponent):
         # grid walks from those polls alone. A row's walk and cut read no other row, so
         # those rows are what a walk of every poll would give them (at 50k polls, a
         # fifth of the polls the validation users ever touched).
-        rows = self.read_before_finish(up, events)
+        rows = polls_read_before_finish(up, events, WALK_LAST_EVENTS)  # see arrivals
         matrices = walk_matrices(x, WALK_ALPHA, WALK_BETA_GRID, WALK_NEIGHBOURS, rows)
         best = self.choose(up, events, matrices)
         up.walk_beta_ = WALK_BETA_GRID[best]
@@ -243,11 +243,6 @@ class Walk(BaseComponent):
                 scores[seen[batch].nonzero()] = -np.inf  # seen polls go to the bottom
                 totals[j] += ndcg_sum(t, scores, ITEM_ITEM_TUNING_DEPTH)
         return int(np.argmax(totals))
-
-    @staticmethod
-    def read_before_finish(up: UserPersonalization, events: FitEvents) -> np.ndarray:
-        """The polls whose rows are read before :meth:`finish` (see :meth:`arrivals`)."""
-        return polls_read_before_finish(up, events, WALK_LAST_EVENTS)
 
     @staticmethod
     def histories(up: UserPersonalization, events: FitEvents, rows: np.ndarray
