@@ -122,3 +122,30 @@ def test_the_refit_after_the_blend_adds_up_to_a_count_from_scratch() -> None:
     scratch = transitions(users, items, len(model.item_ids_), SEQUENCE_WINDOW_EVENTS,
                           SEQUENCE_SUCCESSORS)
     np.testing.assert_allclose(model.sequence_.toarray(), scratch.toarray(), rtol=1e-6)
+
+
+def test_one_stable_sort_of_the_events_serves_every_subset() -> None:
+    """FitEvents.by_user: the fit sorts its events by user once; each subset's order (the
+    blend's visible events, all of them, a few users') is the one its own stable sort
+    gave, so the transition counts built from it are the same to the bit."""
+    from recsys.recipes.user_personalization.components.base import FitEvents
+    from recsys.recipes.user_personalization.components.sequence import transition_counts
+
+    rng = np.random.default_rng(7)
+    n = 5_000
+    users = rng.integers(0, 60, n)
+    items = rng.integers(0, 300, n)
+    keep = rng.random(n) < 0.9
+    events = FitEvents(users, items, np.ones(n), np.arange(n), keep, ~keep, {}, {})
+    for mask in (None, keep, keep & np.isin(users, [3, 5, 8])):
+        idx = np.arange(n) if mask is None else np.flatnonzero(mask)
+        assert np.array_equal(events.by_user(mask), idx[np.argsort(users[idx], kind="stable")])
+    alone = transition_counts(users[keep], items[keep], 300, window=4)
+    shared = transition_counts(users, items, 300, window=4, order=events.by_user(keep))
+    assert alone.nnz > 1_000
+    for a, b in ((alone.indptr, shared.indptr), (alone.indices, shared.indices),
+                 (alone.data, shared.data)):
+        assert np.array_equal(a, b)
+    later = transition_counts(users, items, 300, window=4, later=~keep)
+    assert np.array_equal(later.data, transition_counts(
+        users, items, 300, window=4, later=~keep, order=events.by_user()).data)

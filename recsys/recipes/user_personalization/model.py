@@ -344,7 +344,7 @@ class UserPersonalization:
 
         self.blend_ = blend.default_weights(self._registered())
         self.age_weights_ = np.array(blend.DEFAULT_AGE_WEIGHTS, np.float32)
-        self._set_history(users, items, weights, stamps, keep)
+        self._set_history(users, items, weights, stamps, keep, events.by_user(keep))
         if self.learn_blend and is_target.any():
             blend.learn(self, users, items, stamps, is_target)
         # The blend is learned; from here on every event counts.
@@ -352,7 +352,8 @@ class UserPersonalization:
         self.counts_ = _users_per_poll(users, items, len(self.item_ids_))
         for component in self._registered():
             component.finish(self, events)
-        self._set_history(users, items, weights, stamps, np.ones(len(users), bool))
+        self._set_history(users, items, weights, stamps, np.ones(len(users), bool),
+                          events.by_user())
         self._refresh_static()
         return self
 
@@ -461,8 +462,11 @@ class UserPersonalization:
                 self._refresh_polls(np.unique(idx))
 
     def _set_history(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray,
-                     stamps: np.ndarray, keep: np.ndarray) -> None:
-        """Per user: all polls interacted with, and the latest events (time order)."""
+                     stamps: np.ndarray, keep: np.ndarray, by_user: np.ndarray | None = None
+                     ) -> None:
+        """Per user: all polls interacted with, and the latest events (time order).
+        ``by_user``: the kept events' positions grouped by user in time order, when the
+        caller has them (:meth:`FitEvents.by_user`)."""
         self.interacted_: dict[str, np.ndarray] = {}
         self.recent_: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         idx = np.flatnonzero(keep)
@@ -470,7 +474,7 @@ class UserPersonalization:
             return
         # Sorted once for all users (a per-user np.unique took a second at 5k users):
         # events by user in time order, and the distinct (user, poll) pairs.
-        order = idx[np.argsort(users[idx], kind="stable")]
+        order = idx[np.argsort(users[idx], kind="stable")] if by_user is None else by_user
         by_user = users[order]
         starts = np.flatnonzero(np.r_[True, by_user[1:] != by_user[:-1]])
         ends = np.r_[starts[1:], len(order)]

@@ -18,7 +18,7 @@ per-poll arrays stay one format; a component names the arrays it saves and resto
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
@@ -41,6 +41,17 @@ class FitEvents:
     is_target: np.ndarray
     items_meta: Mapping[str, Mapping[str, Any]]
     users_meta: Mapping[str, Mapping[str, Any]]
+    _by_user: np.ndarray | None = field(default=None, repr=False)
+
+    def by_user(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Positions of the events (of those ``mask`` marks) grouped by user, in time
+        order within each user. One stable sort of all events serves every subset: a
+        stable order filtered by a mask is the stable sort of that subset, so each
+        reader gets the order its own sort gave it (at 1.5M events, ~0.15 s a sort,
+        which the fit made six times)."""
+        if self._by_user is None:
+            self._by_user = np.argsort(self.users, kind="stable")
+        return self._by_user if mask is None else self._by_user[mask[self._by_user]]
 
 
 @dataclass
@@ -130,8 +141,7 @@ def newest_first(events: FitEvents, users: np.ndarray, depth: int
     """The events the blend may see (``events.keep``) of ``users``, grouped by user in
     time order (their positions), how many of the user's events are newer than each, and
     whether it is among the user's latest ``depth``."""
-    idx = np.flatnonzero(events.keep & np.isin(events.users, users))
-    idx = idx[np.argsort(events.users[idx], kind="stable")]  # by user, in time order
+    idx = events.by_user(events.keep & np.isin(events.users, users))
     by_user = events.users[idx]
     ends = np.flatnonzero(np.r_[by_user[1:] != by_user[:-1], True])
     newer = np.repeat(ends, np.diff(np.r_[-1, ends])) - np.arange(len(idx))

@@ -44,12 +44,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def transition_counts(users: np.ndarray, items: np.ndarray, n_items: int, window: int,
-                      later: np.ndarray | None = None) -> sp.csr_matrix:
+                      later: np.ndarray | None = None, order: np.ndarray | None = None
+                      ) -> sp.csr_matrix:
     """Raw counts (float64) of a -> b within ``window`` events of one user, weighted
     1 / distance, over events given in time order; with ``later`` (a mask over the
-    events), only the pairs whose later event it marks."""
-    # Group by user, keeping time order within each user (a stable sort).
-    order = np.argsort(users, kind="stable")
+    events), only the pairs whose later event it marks. ``order``: the positions of the
+    events to count, grouped by user in time order (:meth:`FitEvents.by_user`); by
+    default every event, grouped here."""
+    if order is None:  # group by user, keeping time order within each user
+        order = np.argsort(users, kind="stable")
     u, i = users[order], items[order].astype(np.int32)
     marked = None if later is None else later[order]
     by_distance = [sp.csr_matrix((n_items, n_items))]
@@ -135,8 +138,8 @@ class SequenceAware(BaseComponent):
 
     def fit(self, up: UserPersonalization, events: FitEvents) -> None:
         keep = events.keep
-        self._counts = transition_counts(events.users[keep], events.items[keep],
-                                         len(up.item_ids_), SEQUENCE_WINDOW_EVENTS)
+        self._counts = transition_counts(events.users, events.items, len(up.item_ids_),
+                                         SEQUENCE_WINDOW_EVENTS, order=events.by_user(keep))
         # Until finish only the validation users' latest events read the matrix
         # (successors): the other rows would be cut for nothing (finish cuts them all).
         rows = (polls_read_before_finish(up, events, SEQUENCE_LAST_EVENTS)
@@ -154,7 +157,8 @@ class SequenceAware(BaseComponent):
         if events.is_target.any():
             counts = counts + transition_counts(events.users, events.items,
                                                 len(up.item_ids_), SEQUENCE_WINDOW_EVENTS,
-                                                later=events.is_target)
+                                                later=events.is_target,
+                                                order=events.by_user())
         self._counts = None
         up.sequence_ = successor_matrix(counts, events.items, SEQUENCE_SUCCESSORS)
 
