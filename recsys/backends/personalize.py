@@ -17,6 +17,7 @@ from settings).
 from __future__ import annotations
 
 import json
+import math
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -35,6 +36,12 @@ MAX_NUM_RESULTS = 500
 MAX_EVENTS_PER_PUT = 10
 MAX_IMPRESSION_IDS = 25
 MAX_RECORDS_PER_PUT = 10  # PutItems / PutUsers
+MAX_PROPERTIES_CHARS = 32_000  # PutItems / PutUsers: a record's properties JSON
+MAX_RECOMMENDATION_ID_CHARS = 40  # PutEvents (clients may send ids of up to 256)
+# A poll's text fields, cut in this order (the least telling first) when a record's
+# properties would pass MAX_PROPERTIES_CHARS: five fields of up to 20,000 characters each
+# (schemas.MAX_TEXTUAL_LENGTH, what a bulk import takes) do not fit one PutItems record.
+TEXT_CUT_ORDER = ("COMMENTS", "OPTION_DESCRIPTIONS", "DESCRIPTION", "OPTIONS", "QUESTION")
 MAX_FILTER_VALUE_KEYS = 25
 
 
@@ -228,7 +235,10 @@ class PersonalizeEventSink:
             if event.event_value is not None:
                 out["eventValue"] = float(event.event_value)
             impression = list(event.impression)
-        if event.recommendation_id:
+        if event.recommendation_id and len(event.recommendation_id) <= MAX_RECOMMENDATION_ID_CHARS:
+            # A longer id failed the whole event (botocore checks the model's 40). It is
+            # this app's own anyway: Amazon resolves only ids it handed out, so the
+            # gateway sends the polls a recommendation showed as the explicit list.
             out["recommendationId"] = event.recommendation_id
         if impression:  # each poll once, as the store keeps it
             out["impression"] = list(distinct_impressions(impression))[:MAX_IMPRESSION_IDS]
@@ -265,11 +275,33 @@ class PersonalizeEventSink:
 
 
 def _properties(props: Mapping[str, Any]) -> str:
-    """Personalize's properties JSON: camelCase keys of the dataset's fields, no ids."""
+    """Personalize's properties JSON: camelCase keys of the dataset's fields, no ids;
+    past MAX_PROPERTIES_CHARS the text fields are cut (TEXT_CUT_ORDER), so that a long
+    poll still reaches Amazon rather than failing the call."""
+    fields = {k: v for k, v in props.items() if k not in ("ITEM_ID", "USER_ID") and v is not None}
+    text = _properties_json(fields)
+    for key in TEXT_CUT_ORDER:
+        excess = len(text) - MAX_PROPERTIES_CHARS
+        if excess <= 0:
+            break
+        value = fields.get(key)
+        if isinstance(value, str) and value:
+            # An escaped character is several in the JSON ("\u00e9" is six): cut the
+            # text by the excess scaled to this field's escaping, then again by what
+            # still overflows (uneven escaping), never more than it must.
+            keep = len(value)
+            while excess > 0 and keep > 0:
+                escaped = len(json.dumps(value[:keep])) - 2
+                keep = max(0, keep - math.ceil(excess * keep / max(escaped, 1)))
+                fields[key] = value[:keep]
+                text = _properties_json(fields)
+                excess = len(text) - MAX_PROPERTIES_CHARS
+    return text
+
+
+def _properties_json(fields: Mapping[str, Any]) -> str:
     out = {}
-    for key, value in props.items():
-        if key in ("ITEM_ID", "USER_ID") or value is None:
-            continue
+    for key, value in fields.items():
         parts = key.lower().split("_")
         out[parts[0] + "".join(p.capitalize() for p in parts[1:])] = value
     return json.dumps(out, separators=(",", ":"))

@@ -138,6 +138,56 @@ def test_forwarded_impressions_name_each_poll_once():
         stub.assert_no_pending_responses()
 
 
+def test_what_a_client_may_send_fits_the_service_model():
+    """Amazon refuses a PutEvents recommendation id past 40 characters and PutItems
+    properties past 32,000 (botocore's model; the Stubber checks types and minimums, the
+    service the maximums): a client's id of up to 256 characters (what the API admits)
+    failed the whole event, and a poll with long text never reached Amazon."""
+    import json
+
+    from recsys.backends.personalize import MAX_PROPERTIES_CHARS, _properties
+    from recsys.schemas import MAX_TEXTUAL_LENGTH
+
+    _, events = make_clients(CONFIG, session())
+    model = events.meta.service_model
+    event_shape = model.operation_model("PutEvents").input_shape.members["eventList"].member
+    item_shape = model.operation_model("PutItems").input_shape.members["items"].member
+    max_id = event_shape.members["recommendationId"].metadata["max"]
+    max_properties = item_shape.members["properties"].metadata["max"]
+    assert (max_id, max_properties) == (40, MAX_PROPERTIES_CHARS)
+    sent: list[dict] = []
+    events.meta.events.register("provide-client-params.personalize-events.*",
+                                lambda params, **_: sent.append(params))
+    sink = PersonalizeEventSink(CONFIG, events)
+    poll = {"CATEGORY": "SPORTS", "AUTHOR_ID": "u1", "CREATION_TIMESTAMP": 1_700_000_000,
+            "QUESTION": "Who wins?", "OPTIONS": "Home|Away",
+            "DESCRIPTION": "d" * MAX_TEXTUAL_LENGTH, "COMMENTS": "c" * MAX_TEXTUAL_LENGTH}
+    # an escaped character is six in the JSON: cut by what the JSON holds, not the text
+    accented = {**poll, "DESCRIPTION": "\u00e9" * MAX_TEXTUAL_LENGTH, "COMMENTS": None}
+    with Stubber(events) as stub:
+        stub.add_response("put_events", {}, {"trackingId": "tracking-1", "userId": "u1",
+                                             "sessionId": "s1", "eventList": ANY})
+        stub.add_response("put_items", {}, {"datasetArn": CONFIG.items_dataset_arn,
+                                            "items": ANY})  # one call holds both polls
+        assert sink.put_events("u1", "s1", [
+            Interaction("u1", "p3", "HUNCH", 1_700_000_001, event_id="e1",
+                        recommendation_id="r" * 41),
+            Interaction("u1", "p4", "HUNCH", 1_700_000_002, event_id="e2",
+                        recommendation_id="r" * 40)]) == 2
+        assert sink.put_items({"p9": poll, "p10": accented}) == 2
+        stub.assert_no_pending_responses()
+    (put_events, put_items) = sent
+    assert [e.get("recommendationId") for e in put_events["eventList"]] == [None, "r" * 40]
+    lengths = [len(i["properties"]) for i in put_items["items"]]
+    assert max(lengths) <= max_properties and min(lengths) > 0.9 * max_properties
+    long_poll, long_accents = (json.loads(i["properties"]) for i in put_items["items"])
+    # the least telling text is cut first: the comments, not the question or description
+    assert long_poll["question"] == "Who wins?" and long_poll["description"] == poll["DESCRIPTION"]
+    assert 0 < len(long_poll["comments"]) < MAX_TEXTUAL_LENGTH
+    assert long_accents["question"] == "Who wins?" and long_accents["options"] == "Home|Away"
+    assert _properties({"QUESTION": "short"}) == '{"question":"short"}'
+
+
 def test_missing_arns_are_a_clear_error():
     runtime, events = make_clients(CONFIG, session())
     with pytest.raises(PersonalizeNotConfigured, match="trending-now"):
