@@ -24,6 +24,7 @@ from graph.store import Follow, GraphStore, PollAuthorship
 from recsys.admission import UnknownPolls, canonical_event_type
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
+from recsys.backends.forwarder import BackgroundForwarder
 from recsys.event_head import EventHead
 from recsys.event_stores import open_event_store
 from recsys.events import Impression, Interaction, LatestInteractionsCache
@@ -137,6 +138,7 @@ class Services:
             for name in ("user-personalization", "trending-now", "popularity-count")
         }
         self.personalize_events = None
+        self.forwarder: BackgroundForwarder | None = None  # set with personalize_events
         if settings.backend == "personalize":
             sources.update(self._personalize_sources(sources["popularity-count"]))
         if settings.in_network:
@@ -174,6 +176,8 @@ class Services:
         runtime, events = make_clients(config)
         if config.tracking_id:
             self.personalize_events = PersonalizeEventSink(config, events)
+            self.forwarder = BackgroundForwarder(
+                on_dropped=lambda: metrics.EVENTS_NOT_FORWARDED.labels("queue-full").inc())
 
         def on_fallback(source: str, reason: str) -> None:
             metrics.FALLBACKS.labels(source, reason).inc()
@@ -186,8 +190,9 @@ class Services:
         }
 
     def _forward(self, user_id: str, event) -> None:
-        """Send an event to Personalize's tracker too. The local store is the record:
-        a failure here is logged and counted, never lost and never the client's error."""
+        """Send an event to Personalize's tracker too, on the forwarder's thread: the
+        local store is the record, so the client's answer never waits for Amazon, and a
+        failure is logged and counted, never the client's error."""
         if self.personalize_events is None:
             return
         if isinstance(event, Impression) and not self.settings.personalize_forward_impressions:
@@ -200,14 +205,27 @@ class Services:
             # them: with interactions (below).
             metrics.EVENTS_NOT_FORWARDED.labels("impression-only").inc()
             return
-        try:
-            if (isinstance(event, Interaction) and not event.impression
-                    and event.recommendation_id):
-                event = self._with_shown_polls(event)
-            self.personalize_events.put_events(user_id, user_id, [event])
-        except Exception as exc:  # noqa: BLE001 - forwarding must not fail the request
-            metrics.FALLBACKS.labels("personalize-events", type(exc).__name__).inc()
-            log.warning("could not forward an event to Personalize: %s", exc)
+        sink = self.personalize_events
+
+        def send() -> None:  # on the forwarder's thread (see recsys/backends/forwarder.py)
+            try:
+                forwarded = event
+                if (isinstance(event, Interaction) and not event.impression
+                        and event.recommendation_id):
+                    forwarded = self._with_shown_polls(event)
+                sink.put_events(user_id, user_id, [forwarded])
+            except Exception as exc:  # noqa: BLE001 - the store has the event
+                metrics.FALLBACKS.labels("personalize-events", type(exc).__name__).inc()
+                log.warning("could not forward an event to Personalize: %s", exc)
+
+        self._submit(send)
+
+    def _submit(self, send: Callable[[], None]) -> None:
+        """Run ``send`` on the forwarder's thread (inline when there is none)."""
+        if self.forwarder is None:
+            send()
+        else:
+            self.forwarder.submit(send)
 
     def _with_shown_polls(self, event: Interaction) -> Interaction:
         """``event`` with the polls its recommendation showed as its explicit impression
@@ -327,12 +345,17 @@ class Services:
                 or not self.personalize_events.config.items_dataset_arn):
             return
         fields = {f.name for f in ITEMS.fields}
-        try:
-            self.personalize_events.put_items(
-                {stored["ITEM_ID"]: {k: v for k, v in stored.items() if k in fields}})
-        except Exception as exc:  # noqa: BLE001 - forwarding must not fail the request
-            metrics.FALLBACKS.labels("personalize-items", type(exc).__name__).inc()
-            log.warning("could not forward a poll to Personalize: %s", exc)
+        record = {k: v for k, v in stored.items() if k in fields}
+        sink = self.personalize_events
+
+        def send() -> None:
+            try:
+                sink.put_items({stored["ITEM_ID"]: record})
+            except Exception as exc:  # noqa: BLE001 - the store has the poll
+                metrics.FALLBACKS.labels("personalize-items", type(exc).__name__).inc()
+                log.warning("could not forward a poll to Personalize: %s", exc)
+
+        self._submit(send)
 
     # ------------------------------------------------------------------ graph
 
@@ -434,6 +457,8 @@ class Services:
     async def close(self) -> None:
         self.refresher.stop()  # it may be mid-read on the feed's and the catalog's connections
         self.recommendation_log.close()  # flush what is queued
+        if self.forwarder is not None:
+            await asyncio.to_thread(self.forwarder.close)  # send what is queued
         try:
             await self.graph.close()
         except Exception:  # noqa: BLE001 - shutting down anyway

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import threading
+import time
 from http.server import ThreadingHTTPServer
 
 import httpx
@@ -44,6 +45,7 @@ def personalize_endpoint(home):
         polls = [row["ITEM_ID"] for row in csv.DictReader(fh)]
     _FakePersonalize.requests = []
     _FakePersonalize.throttle = False
+    _FakePersonalize.hold.set()
     _FakePersonalize.item_ids = polls[::-1]
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakePersonalize)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -76,7 +78,7 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
             eventType: "HUNCH", recommendationId: $r}) { __typename } }""",
                     {"p": poll, "r": feed["recommendationId"]}, token(user)).json()
         assert r["data"]["recordInteraction"]["__typename"] == "Recorded"
-        events = [b for p, b in _FakePersonalize.requests if p == "/events"]
+        events = _sent("/events", 1)  # sent by the forwarder's thread, after the answer
         assert events[-1]["eventList"][0]["itemId"] == poll
         assert events[-1]["trackingId"] == "tracking-1"
         # The recommendation id is this feed's, which Amazon cannot resolve: the polls
@@ -89,15 +91,14 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
         shown = srv.gql("""mutation($p: [ID!]!) { recordImpressions(pollIds: $p) {
             __typename } }""", {"p": page[3:5]}, token(user)).json()
         assert shown["data"]["recordImpressions"]["__typename"] == "Recorded", shown
-        assert len([b for p, b in _FakePersonalize.requests if p == "/events"]) == len(events)
-        # The same user voting on the poll again (new event ids each time) is already
+        # (What reaches Amazon goes in order: the comments below show nothing came
+        # between.) The same user voting on the poll again (new event ids each time) is already
         # counted: nothing more is stored, and nothing more reaches Amazon's model.
         for _ in range(5):
             again = srv.gql("""mutation($p: ID!) { recordInteraction(input: {pollId: $p,
                 eventType: "HUNCH"}) { ... on Recorded { stored } } }""",
                             {"p": poll}, token(user)).json()
             assert again["data"]["recordInteraction"] == {"stored": False}, again
-        assert len([b for p, b in _FakePersonalize.requests if p == "/events"]) == len(events)
         # Comments are stored every time, but Amazon hears a user's first comment on a
         # poll only: its Trending-Now and User-Personalization count events, so one
         # account's comment flood would trend the poll for everyone.
@@ -108,7 +109,7 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
                            {"p": on}, token(who)).json()
             assert said["data"]["recordInteraction"] == {"stored": True}, said
         forwarded = [(b["userId"], b["eventList"][0]["eventType"], b["eventList"][0]["itemId"])
-                     for p, b in _FakePersonalize.requests if p == "/events"][len(events):]
+                     for b in _sent("/events", len(events) + 3)][len(events):]
         assert forwarded == [(user, "COMMENT", poll), (user, "COMMENT", other_poll),
                              ("another-user", "COMMENT", poll)]
         counted = httpx.get(f"{srv.url}/metrics", timeout=10).text
@@ -121,8 +122,10 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
                               "question": "Who wins tonight?", "options": "Home|Away"}},
                        token(user)).json()
         assert made["data"]["upsertPoll"]["__typename"] == "Poll", made
-        items = [b for p, b in _FakePersonalize.requests if p == "/items"]
+        items = _sent("/items", 1)
         assert len(items) == 1 and items[0]["datasetArn"] == ITEMS_ARN
+        # in order after the comments: no repeat was forwarded after them either
+        assert len(_sent("/events", 0)) == len(events) + 3
         (record,) = items[0]["items"]
         properties = json.loads(record["properties"])
         assert record["itemId"] == "fresh-poll"
@@ -135,13 +138,13 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
             made = srv.gql("""mutation($i: PollInput!) { upsertPoll(input: $i) { __typename } }""",
                            {"i": {"id": "fresh-poll-2", "categories": ["NEWS"]}},
                            token(user)).json()
+            assert made["data"]["upsertPoll"]["__typename"] == "Poll", made
+            assert srv.gql('{ poll(id: "fresh-poll-2") { id } }', token=token(user)).json()[
+                "data"]["poll"] == {"id": "fresh-poll-2"}
+            assert _metric_seen(
+                srv, 'hunch_fallbacks_total{reason="ClientError",source="personalize-items"}')
         finally:
             _FakePersonalize.fail_writes = False
-        assert made["data"]["upsertPoll"]["__typename"] == "Poll", made
-        assert srv.gql('{ poll(id: "fresh-poll-2") { id } }', token=token(user)).json()[
-            "data"]["poll"] == {"id": "fresh-poll-2"}
-        assert 'hunch_fallbacks_total{reason="ClientError",source="personalize-items"}' in \
-            httpx.get(f"{srv.url}/metrics", timeout=10).text
         # throttling: the feed is still full, from the local popularity list
         _FakePersonalize.throttle = True
         feed = srv.gql(FEED, token=token("another-user")).json()["data"]["feed"]
@@ -150,6 +153,56 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
         assert 'hunch_fallbacks_total{reason="ThrottlingException",source="user-personalization"}' in metrics
     finally:
         srv.stop()
+
+
+def test_an_amazon_that_hangs_does_not_hold_the_request(home, personalize_endpoint):
+    """Forwarded inline, a vote waited for Amazon's answer: an event tracker that hangs
+    held it through every attempt's timeouts (3 x (1 + 2) s), and a few such requests
+    filled the worker threads. Amazon answers here only once the vote has been
+    acknowledged: forwarded in the background, the copy gets that answer (no timeout,
+    no fallback counted); inline, the request itself would have timed out on it."""
+    url, polls = personalize_endpoint
+    srv = Server(home, HUNCH_BACKEND="personalize",
+                 HUNCH_PERSONALIZE_TRACKING_ID="tracking-1",
+                 HUNCH_PERSONALIZE_ENDPOINT_URL=url,
+                 AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                 AWS_DEFAULT_REGION="us-east-1").start()
+    try:
+        user = _user(home)
+        _FakePersonalize.hold.clear()  # /events waits for the test's word
+        try:
+            said = srv.gql("""mutation($p: ID!) { recordInteraction(input: {pollId: $p,
+                eventType: "HUNCH"}) { ... on Recorded { stored } } }""",
+                           {"p": polls[0]}, token(user)).json()
+        finally:
+            _FakePersonalize.hold.set()
+        assert said["data"]["recordInteraction"] == {"stored": True}, said
+        (sent,) = _sent("/events", 1)
+        assert sent["eventList"][0]["itemId"] == polls[0]
+        assert _metric_seen(srv, 'hunch_events_ingested_total{kind="interaction"} 1.0')
+        assert "personalize-events" not in httpx.get(f"{srv.url}/metrics", timeout=10).text
+    finally:
+        srv.stop()
+
+
+def _sent(path: str, n: int, timeout: float = 15.0) -> list[dict]:
+    """The request bodies the local Personalize endpoint got at ``path``, once there are
+    at least ``n`` (the gateway forwards on a thread of its own, after answering)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [b for p, b in _FakePersonalize.requests if p == path]
+        if len(found) >= n or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def _metric_seen(srv: Server, line: str, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while line not in httpx.get(f"{srv.url}/metrics", timeout=10).text:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_metrics_and_health_routes(server, home):
@@ -182,11 +235,11 @@ def test_personalize_hears_repeats_and_impressions_when_told_to(home, personaliz
                 eventType: "COMMENT"}) { ... on Recorded { stored } } }""",
                            {"p": polls[0]}, token(user)).json()
             assert said["data"]["recordInteraction"] == {"stored": True}, said
-        assert len([b for p, b in _FakePersonalize.requests if p == "/events"]) == 3
+        assert len(_sent("/events", 3)) == 3
         shown = srv.gql("""mutation($p: [ID!]!) { recordImpressions(pollIds: $p) {
             __typename } }""", {"p": polls[1:3]}, token(user)).json()
         assert shown["data"]["recordImpressions"]["__typename"] == "Recorded", shown
-        sent = [b for p, b in _FakePersonalize.requests if p == "/events"][-1]["eventList"][0]
+        sent = _sent("/events", 4)[-1]["eventList"][0]
         assert (sent["eventType"], sent["itemId"], sent["impression"]) == (
             "IMPRESSION", polls[1], polls[1:3])
     finally:

@@ -204,9 +204,13 @@ class _FakePersonalize(BaseHTTPRequestHandler):
     throttle = False
     item_ids: list[str] | None = None  # what the campaign recommends (default p0, p1, ...)
     fail_writes = False  # PutItems/PutUsers answer 500 (an outage on Amazon's side)
+    hold = threading.Event()  # PutEvents answers once set (cleared: Amazon hangs)
+    hold.set()
 
     def do_POST(self):  # noqa: N802 (http.server naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+        if self.path == "/events":
+            type(self).hold.wait(timeout=30)
         type(self).requests.append((self.path, body))
         if self.path == "/recommendations":
             if type(self).throttle:
