@@ -218,14 +218,15 @@ class Services:
                 metrics.FALLBACKS.labels("personalize-events", type(exc).__name__).inc()
                 log.warning("could not forward an event to Personalize: %s", exc)
 
-        self._submit(send)
+        self._submit(user_id, send)
 
-    def _submit(self, send: Callable[[], None]) -> None:
-        """Run ``send`` on the forwarder's thread (inline when there is none)."""
+    def _submit(self, key: str, send: Callable[[], None]) -> None:
+        """Run ``send`` on a forwarder thread, behind the earlier calls of ``key``
+        (inline when there is no forwarder)."""
         if self.forwarder is None:
             send()
         else:
-            self.forwarder.submit(send)
+            self.forwarder.submit(key, send)
 
     def _with_shown_polls(self, event: Interaction) -> Interaction:
         """``event`` with the polls its recommendation showed as its explicit impression
@@ -355,7 +356,7 @@ class Services:
                 metrics.FALLBACKS.labels("personalize-items", type(exc).__name__).inc()
                 log.warning("could not forward a poll to Personalize: %s", exc)
 
-        self._submit(send)
+        self._submit(stored["ITEM_ID"], send)
 
     # ------------------------------------------------------------------ graph
 
