@@ -13,17 +13,18 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gateway import metrics
 from gateway.settings import Settings
 from graph.errors import GraphError, GraphUnavailable
 from graph.store import Follow, GraphStore, PollAuthorship
-from recsys.admission import UnknownPolls, canonical_event_type
+from recsys.admission import UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
+from recsys.backends.amazon_copy import heard_before, with_shown_polls
 from recsys.backends.forwarder import BackgroundForwarder
 from recsys.event_head import EventHead
 from recsys.event_stores import open_event_store
@@ -159,20 +160,9 @@ class Services:
     def _personalize_sources(self, local_popular: ServedRecipeSource) -> dict[str, Any]:
         """Recipes served by Amazon Personalize campaigns (those with an ARN in settings);
         on errors or throttling each falls back to the local popularity list."""
-        from recsys.backends import (
-            PersonalizeConfig,
-            PersonalizeEventSink,
-            PersonalizeRecipeSource,
-            make_clients,
-        )
+        from recsys.backends import PersonalizeEventSink, PersonalizeRecipeSource, make_clients
 
-        s = self.settings
-        config = PersonalizeConfig(
-            region=s.personalize_region, campaign_arns=s.personalize_campaign_arns,
-            filter_arns=s.personalize_filter_arns, tracking_id=s.personalize_tracking_id,
-            items_dataset_arn=s.personalize_items_dataset_arn,
-            users_dataset_arn=s.personalize_users_dataset_arn,
-            endpoint_url=s.personalize_endpoint_url)
+        config = self.settings.personalize_config()
         runtime, events = make_clients(config)
         if config.tracking_id:
             self.personalize_events = PersonalizeEventSink(config, events)
@@ -209,10 +199,8 @@ class Services:
 
         def send() -> None:  # on the forwarder's thread (see recsys/backends/forwarder.py)
             try:
-                forwarded = event
-                if (isinstance(event, Interaction) and not event.impression
-                        and event.recommendation_id):
-                    forwarded = self._with_shown_polls(event)
+                forwarded = (with_shown_polls(event, self._shown_polls)
+                             if isinstance(event, Interaction) else event)
                 sink.put_events(user_id, user_id, [forwarded])
             except Exception as exc:  # noqa: BLE001 - the store has the event
                 metrics.FALLBACKS.labels("personalize-events", type(exc).__name__).inc()
@@ -228,15 +216,12 @@ class Services:
         else:
             self.forwarder.submit(key, send)
 
-    def _with_shown_polls(self, event: Interaction) -> Interaction:
-        """``event`` with the polls its recommendation showed as its explicit impression
-        list. The recommendation id is this feed's, not one Personalize handed out, so
-        Amazon could not turn it into implicit impressions itself (the local store does,
-        as Personalize would with its own). Naming someone else's recommendation tells
-        no more than an explicit list of the same polls would, which anyone may send."""
-        shown = (self.recommendation_log.pending_items(event.recommendation_id)
-                 or self.events.recommendation_items(event.recommendation_id))
-        return replace(event, impression=tuple(shown)) if shown else event
+    def _shown_polls(self, recommendation_id: str) -> Sequence[str] | None:
+        """The polls a recommendation of this feed showed: Amazon cannot resolve this
+        feed's ids, so they go as the explicit list (recsys/backends/amazon_copy.py),
+        from the log while it is not yet written."""
+        return (self.recommendation_log.pending_items(recommendation_id)
+                or self.events.recommendation_items(recommendation_id))
 
     # ------------------------------------------------------------------ feed
 
@@ -320,13 +305,10 @@ class Services:
 
     def _forwarded_before(self, event: Interaction) -> bool:
         """Whether Personalize already heard of this user's event of this type on this
-        poll (see ``personalize_forward_repeats``). A vote is never stored twice, so only
-        repeatable types (comments) are looked up: one indexed query per user."""
-        if (self.personalize_events is None or self.settings.personalize_forward_repeats
-                or self.event_rules.counts_once(event)):
+        poll (see ``personalize_forward_repeats``): one indexed query per comment."""
+        if self.personalize_events is None or self.settings.personalize_forward_repeats:
             return False
-        return self.events.count_events(user_id=event.user_id, item_id=event.item_id,
-                                        event_type=canonical_event_type(event.event_type)) > 0
+        return heard_before(self.events, self.event_rules, event)
 
     def upsert_poll(self, record: dict[str, Any], acting_user: str,
                     admin: bool = False) -> dict[str, Any]:

@@ -8,7 +8,7 @@ Every key has a default that runs the embedded mode on one laptop; the README's
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -168,6 +168,17 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.environment == "development"
+
+    def personalize_config(self) -> Any:
+        """The Amazon Personalize settings as the backend takes them (PersonalizeConfig)."""
+        from recsys.backends import PersonalizeConfig
+
+        return PersonalizeConfig(
+            region=self.personalize_region, campaign_arns=self.personalize_campaign_arns,
+            filter_arns=self.personalize_filter_arns, tracking_id=self.personalize_tracking_id,
+            items_dataset_arn=self.personalize_items_dataset_arn,
+            users_dataset_arn=self.personalize_users_dataset_arn,
+            endpoint_url=self.personalize_endpoint_url)
 
     def event_rules(self) -> EventRules:
         """The admission rules for live and imported events."""

@@ -73,6 +73,8 @@ def _register() -> None:
     from gateway.cli import recipes
     cli.add_command(recipes.train)
     cli.add_command(recipes.recommend)
+    from gateway.cli.personalize import personalize as personalize_command
+    cli.add_command(personalize_command)
     from gateway.cli import serve
     cli.add_command(serve.serve)
     cli.add_command(serve.token)

@@ -203,7 +203,7 @@ class _FakePersonalize(BaseHTTPRequestHandler):
     requests: list = []
     throttle = False
     item_ids: list[str] | None = None  # what the campaign recommends (default p0, p1, ...)
-    fail_writes = False  # PutItems/PutUsers answer 500 (an outage on Amazon's side)
+    fail_writes = False  # PutEvents/PutItems/PutUsers answer 500 (an outage at Amazon)
     hold = threading.Event()  # PutEvents answers once set (cleared: Amazon hangs)
     hold.set()
 
@@ -225,7 +225,7 @@ class _FakePersonalize(BaseHTTPRequestHandler):
                                  for i in range(min(n, len(ids)))],
                     "recommendationId": "RID-HTTP"}).encode()
                 self.send_response(200)
-        elif type(self).fail_writes and self.path in ("/items", "/users"):
+        elif type(self).fail_writes and self.path in ("/items", "/users", "/events"):
             payload = json.dumps({"message": "Internal failure"}).encode()
             self.send_response(500)
             self.send_header("x-amzn-ErrorType", "InternalFailure")
