@@ -58,13 +58,9 @@ def personalize_endpoint(home):
 def test_personalize_backend_serves_forwards_events_and_falls_back(home, personalize_endpoint):
     url, _ = personalize_endpoint
     arn = "arn:aws:personalize:us-east-1:123456789012:campaign/hunch-up"
-    srv = Server(home, HUNCH_BACKEND="personalize",
-                 HUNCH_PERSONALIZE_CAMPAIGN_ARNS=json.dumps({"user-personalization": arn}),
-                 HUNCH_PERSONALIZE_TRACKING_ID="tracking-1",
-                 HUNCH_PERSONALIZE_ITEMS_DATASET_ARN=ITEMS_ARN,
-                 HUNCH_PERSONALIZE_ENDPOINT_URL=url,
-                 AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-                 AWS_DEFAULT_REGION="us-east-1").start()
+    srv = _personalize_server(
+        home, url, HUNCH_PERSONALIZE_CAMPAIGN_ARNS=json.dumps({"user-personalization": arn}),
+        HUNCH_PERSONALIZE_ITEMS_DATASET_ARN=ITEMS_ARN)
     try:
         user = _user(home)
         feed = srv.gql(FEED, token=token(user)).json()["data"]["feed"]
@@ -164,11 +160,7 @@ def test_an_amazon_that_hangs_does_not_hold_the_request(home, personalize_endpoi
     acknowledged: forwarded in the background, the copy gets that answer (no timeout,
     no fallback counted); inline, the request itself would have timed out on it."""
     url, polls = personalize_endpoint
-    srv = Server(home, HUNCH_BACKEND="personalize",
-                 HUNCH_PERSONALIZE_TRACKING_ID="tracking-1",
-                 HUNCH_PERSONALIZE_ENDPOINT_URL=url,
-                 AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-                 AWS_DEFAULT_REGION="us-east-1").start()
+    srv = _personalize_server(home, url)
     try:
         user = _user(home)
         _FakePersonalize.hold.clear()  # /events waits for the test's word
@@ -185,6 +177,14 @@ def test_an_amazon_that_hangs_does_not_hold_the_request(home, personalize_endpoi
         assert "personalize-events" not in httpx.get(f"{srv.url}/metrics", timeout=10).text
     finally:
         srv.stop()
+
+
+def _personalize_server(home, url: str, **settings: str) -> Server:
+    """A gateway on the Personalize backend, its AWS calls to the local endpoint."""
+    return Server(home, HUNCH_BACKEND="personalize", HUNCH_PERSONALIZE_TRACKING_ID="tracking-1",
+                  HUNCH_PERSONALIZE_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="test",
+                  AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+                  **settings).start()
 
 
 def _sent(path: str, n: int, timeout: float = 15.0) -> list[dict]:
@@ -223,13 +223,8 @@ def test_personalize_hears_repeats_and_impressions_when_told_to(home, personaliz
     HUNCH_PERSONALIZE_FORWARD_IMPRESSIONS=true: impression-only events too (for
     solutions trained on one event type), as IMPRESSION events."""
     url, polls = personalize_endpoint
-    srv = Server(home, HUNCH_BACKEND="personalize",
-                 HUNCH_PERSONALIZE_TRACKING_ID="tracking-1",
-                 HUNCH_PERSONALIZE_FORWARD_REPEATS="true",
-                 HUNCH_PERSONALIZE_FORWARD_IMPRESSIONS="true",
-                 HUNCH_PERSONALIZE_ENDPOINT_URL=url,
-                 AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-                 AWS_DEFAULT_REGION="us-east-1").start()
+    srv = _personalize_server(home, url, HUNCH_PERSONALIZE_FORWARD_REPEATS="true",
+                              HUNCH_PERSONALIZE_FORWARD_IMPRESSIONS="true")
     try:
         user = _user(home)
         for _ in range(3):
