@@ -214,7 +214,11 @@ def test_events_stored_by_another_worker_are_folded_in_before_any_feed_asks(sett
                     break
                 await asyncio.sleep(0.05)
             assert live.last_seq >= newest, "new events were not folded in without a request"
-            top = live.artifact.model.recommend(None, 1)
+            # Under the live lock: the refresher moves last_seq before it observes the
+            # batch (both under this lock), so read without it the model could still be
+            # mid-fold (a flake seen once on a loaded machine).
+            with live.lock:
+                top = live.artifact.model.recommend(None, 1)
             assert [i.item_id for i in top] == ["p0"]  # 60 new fans beat p29's 30 votes
 
     asyncio.run(main())
