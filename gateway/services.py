@@ -198,23 +198,27 @@ class Services:
         sink = self.personalize_events
 
         def send() -> None:  # on the forwarder's thread (see recsys/backends/forwarder.py)
-            try:
-                forwarded = (with_shown_polls(event, self._shown_polls)
-                             if isinstance(event, Interaction) else event)
-                sink.put_events(user_id, user_id, [forwarded])
-            except Exception as exc:  # noqa: BLE001 - the store has the event
-                metrics.FALLBACKS.labels("personalize-events", type(exc).__name__).inc()
-                log.warning("could not forward an event to Personalize: %s", exc)
+            forwarded = (with_shown_polls(event, self._shown_polls)
+                         if isinstance(event, Interaction) else event)
+            sink.put_events(user_id, user_id, [forwarded])
 
-        self._submit(user_id, send)
+        self._submit(user_id, "personalize-events", send)
 
-    def _submit(self, key: str, send: Callable[[], None]) -> None:
+    def _submit(self, key: str, source: str, send: Callable[[], None]) -> None:
         """Run ``send`` on a forwarder thread, behind the earlier calls of ``key``
-        (inline when there is no forwarder)."""
+        (inline when there is no forwarder). The store has the record: a failure is
+        counted as a fallback of ``source`` and logged, never the client's error."""
+        def guarded() -> None:
+            try:
+                send()
+            except Exception as exc:  # noqa: BLE001 - the store has the record
+                metrics.FALLBACKS.labels(source, type(exc).__name__).inc()
+                log.warning("could not send %s to Personalize: %s", source, exc)
+
         if self.forwarder is None:
-            send()
+            guarded()
         else:
-            self.forwarder.submit(key, send)
+            self.forwarder.submit(key, guarded)
 
     def _shown_polls(self, recommendation_id: str) -> Sequence[str] | None:
         """The polls a recommendation of this feed showed: Amazon cannot resolve this
@@ -330,15 +334,8 @@ class Services:
         fields = {f.name for f in ITEMS.fields}
         record = {k: v for k, v in stored.items() if k in fields}
         sink = self.personalize_events
-
-        def send() -> None:
-            try:
-                sink.put_items({stored["ITEM_ID"]: record})
-            except Exception as exc:  # noqa: BLE001 - the store has the poll
-                metrics.FALLBACKS.labels("personalize-items", type(exc).__name__).inc()
-                log.warning("could not forward a poll to Personalize: %s", exc)
-
-        self._submit(stored["ITEM_ID"], send)
+        self._submit(stored["ITEM_ID"], "personalize-items",
+                     lambda: sink.put_items({stored["ITEM_ID"]: record}))
 
     # ------------------------------------------------------------------ graph
 
