@@ -77,6 +77,7 @@ DEMO = "demo"
 TOYS = "amazon-toys"
 SPORTS = "amazon-sports"
 LASTFM = "hetrec-lastfm-2k"
+YELP = "yelp-sequences"
 
 _COMPONENTS = ("collaborative", "content", "popularity", "segments", "item_item", "recency",
                "exploration", "sequence", "walk")
@@ -87,11 +88,17 @@ _FALLBACK = ("the fallback when the validation split has fewer than "
 
 DEFAULTS: tuple[Default, ...] = (
     # ---------------------------------------------------------------- constructor
-    _d("factors", CONSTRUCTOR, 64, FROZEN, UNRECORDED,
-       "ALS rank; set in the first commit (dd3cc95, 2026-11-28) with no measurement "
-       "recorded (implicit's own default is 100)"),
-    _d("regularization", CONSTRUCTOR, 0.05, FROZEN, UNRECORDED,
-       "ALS and fold-in ridge; dd3cc95, no measurement recorded"),
+    _d("factors", CONSTRUCTOR, 64, FROZEN, (ML100K, TOYS, SPORTS, LASTFM, YELP, DEMO),
+       "ALS rank, set in dd3cc95 and measured 2026-12-05 (5 folds, UP with 128 minus UP, "
+       "NDCG@10): MovieLens 100k -0.0050 [-0.0081, -0.0019], Toys -0.0002, Sports "
+       "-0.0006 [-0.0013, -0.0000], Last.fm +0.0004, Yelp +0.0006 [+0.0000, +0.0013], "
+       "demo +0.0024 [+0.0003, +0.0044]; 256 on MovieLens 100k -0.0028. UP's ALS is one column of the blend: "
+       "the ALS peer's best rank (up to 1,024 on Sports) is not UP's"),
+    _d("regularization", CONSTRUCTOR, 0.05, FROZEN, (ML100K, TOYS, SPORTS, LASTFM, YELP, DEMO),
+       "ALS and fold-in ridge, set in dd3cc95 and measured 2026-12-05 (5 folds, UP with "
+       "10 minus UP): MovieLens 100k +0.0009 [-0.0010, +0.0030], Toys -0.0004, Sports "
+       "-0.0000, Last.fm -0.0002, Yelp -0.0002, demo +0.0018 [+0.0003, +0.0033]; 1 on MovieLens 100k -0.0012: "
+       "flat on the public sets, up on the generated demo alone: kept"),
     _d("iterations", CONSTRUCTOR, 15, FROZEN, PRIOR_ART,
        "implicit's AlternatingLeastSquares default"),
     _d("event_weights", CONSTRUCTOR, None, FROZEN, NONE,
@@ -165,8 +172,10 @@ DEFAULTS: tuple[Default, ...] = (
        FROZEN, UNRECORDED,
        "step edges of the recency feature, hand-set in dd3cc95 (a feed's engagement "
        "falls off within hours to days); each step's weight is chosen in fit"),
-    _d("ALS_ALPHA", SETTINGS, 10.0, FROZEN, PRIOR_ART,
-       "Hu, Koren & Volinsky's recommended order of magnitude of the confidence scale"),
+    _d("ALS_ALPHA", SETTINGS, 10.0, FROZEN, (PRIOR_ART, ML100K),
+       "Hu, Koren & Volinsky's recommended order of magnitude of the confidence scale; "
+       "on MovieLens 100k (5 folds, 2026-12-05) alpha 3 -0.0032 [-0.0061, -0.0004] and 30 "
+       "-0.0008 NDCG@10 against 10"),
     _d("COLD_ITEM_PRIOR_STRENGTH", SETTINGS, 5.0, FROZEN, UNRECORDED,
        "a poll's factor is shrunk towards its metadata prediction with the strength of 5 "
        "events; dd3cc95, no measurement recorded"),
@@ -211,10 +220,12 @@ DEFAULTS: tuple[Default, ...] = (
     _d("POOL_NEGATIVES", SETTINGS, 60, FROZEN, (TOYS, ML100K, DEMO),
        "non-targets of the pool kept per validation user (the 30 + 30 negatives before "
        "the pool, dd3cc95)"),
-    _d("BLEND_INVERSE_L2", SETTINGS, 1.0, FROZEN, PRIOR_ART,
+    _d("BLEND_INVERSE_L2", SETTINGS, 1.0, FROZEN, (PRIOR_ART, ML100K, TOYS, LASTFM),
        "scikit-learn's LogisticRegression default C, on columns scaled to unit spread "
        "(since 2026-12-04; unscaled, the penalty floored small-scale affinities): Toys "
-       "0.0751 -> 0.0745, ML-100k 0.1700 -> 0.1768, demo 0.2090 -> 0.2024"),
+       "0.0751 -> 0.0745, ML-100k 0.1700 -> 0.1768, demo 0.2090 -> 0.2024. Against C 0.1 "
+       "and 10 (2026-12-05, 5 folds): ML-100k -0.0005 / +0.0004, Toys +0.0002 / -0.0001, "
+       "Last.fm -0.0004 / -0.0000: flat, kept"),
     _d("BLEND_MAX_ITERATIONS", SETTINGS, 500, FROZEN, NONE,
        "lbfgs iterations, enough to converge"),
     _d("EXPLORATION_BONUS_SCALE", SETTINGS, 1.0, FROZEN, UNRECORDED,
@@ -238,9 +249,12 @@ DEFAULTS: tuple[Default, ...] = (
     _d("ITEM_ITEM_MAX_ITEMS", SETTINGS, 10_000, FROZEN, NONE,
        "memory bound: dense B over the whole catalog costs catalog^2 float32 (400 MB at "
        "10,000 polls); above it the active window"),
-    _d("ITEM_ITEM_ACTIVE_POLLS", SETTINGS, 2_000, FROZEN, DEMO,
+    _d("ITEM_ITEM_ACTIVE_POLLS", SETTINGS, 2_000, FROZEN, (DEMO, LASTFM),
        "demo at 50,000 polls (5,000 users, 1.5M events): window of 2,000 polls NDCG@10 "
-       "0.0230 (fit 8 s) vs 4,000 polls 0.0208 (73 s) vs sparse item-kNN 0.0196 (d450636)"),
+       "0.0230 (fit 8 s) vs 4,000 polls 0.0208 (73 s) vs sparse item-kNN 0.0196 (d450636). "
+       "On HetRec Last.fm (17,632 artists; 5 folds, 2026-12-05) a 6,000-poll window "
+       "+0.0018 [+0.0003, +0.0033] and B over every artist +0.0009 [-0.0006, +0.0024], "
+       "for up to twice UP's fit there: kept"),
     _d("ITEM_ITEM_L2_GRID", SETTINGS, (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0),
        FROZEN, DEMO,
        "the grid lambda is chosen from in fit; spans the EASE peer's grid, whose top was "
@@ -287,9 +301,12 @@ DEFAULTS: tuple[Default, ...] = (
     _d("WALK_ALPHA", SETTINGS, 0.5, FROZEN, SPORTS,
        "what the tuned RP3beta peer chose in 10/10 folds of Amazon Sports' confirmation "
        "run (development since)"),
-    _d("WALK_NEIGHBOURS", SETTINGS, 200, FROZEN, SPORTS,
+    _d("WALK_NEIGHBOURS", SETTINGS, 200, FROZEN, (SPORTS, ML100K, TOYS, LASTFM, YELP, DEMO),
        "what the tuned RP3beta peer chose in 7/10 folds of Amazon Sports (400 and 800 in "
-       "the others)"),
+       "the others). 500 against 200 (2026-12-05, 5 folds, NDCG@10): Toys +0.0006 "
+       "[+0.0003, +0.0009], Sports +0.0003 [+0.0000, +0.0005], MovieLens 100k -0.0000, "
+       "Last.fm +0.0003, Yelp -0.0001, demo +0.0001, for 2.5x the arrivals a request adds: "
+       "not taken"),
     _d("WALK_BETA_GRID", SETTINGS, (0.1, 0.2, 0.3, 0.5), FROZEN, SPORTS,
        "the grid beta is chosen from in fit; spans the tuned RP3beta peer's choices on "
        "Amazon Sports (0.11-0.3)"),
