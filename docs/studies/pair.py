@@ -1,5 +1,6 @@
 """pair.py DATASET A B [C ...]: UP's per-user NDCG@10 of study runs A and B (same folds,
-seed), the mean difference B - A and a bootstrap 95 % interval over users."""
+seed), the mean difference B - A and its 95 % interval over users (the evaluation's own
+paired bootstrap, recsys/evaluation/intervals.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import numpy as np
 
 from _common import RUNS
+from recsys.evaluation.intervals import paired_difference
 
 METRIC = "normalized_discounted_cumulative_gain_at_10"
 
@@ -27,12 +29,9 @@ def main(dataset: str, base: str, *others: str) -> None:
         if [len(x) for x in a] != [len(x) for x in b]:
             raise SystemExit(f"{base} and {other} are not the same folds")
         x, y = np.concatenate(a), np.concatenate(b)
-        d = y - x
-        rng = np.random.default_rng(0)
-        boots = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(2000)]
-        print(f"{dataset} ({len(d)} users): {base} {x.mean():.4f}, {other} {y.mean():.4f}, "
-              f"difference {d.mean():+.4f} [{np.percentile(boots, 2.5):+.4f}, "
-              f"{np.percentile(boots, 97.5):+.4f}]")
+        d = paired_difference(y, x)
+        print(f"{dataset} ({d.users} users): {base} {x.mean():.4f}, {other} {y.mean():.4f}, "
+              f"difference {d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]")
 
 
 if __name__ == "__main__":

@@ -100,9 +100,10 @@ def held_out_ndcg(up, drawn, n_columns: int) -> float:
     from recsys.recipes.user_personalization import blend
     from recsys.recipes.user_personalization.components import Recency
 
+    from recsys.evaluation.metrics import ndcg_at_k
+
     order = np.random.default_rng(0).permutation(len(drawn))
     halves = (order[::2], order[1::2])
-    discount = 1.0 / np.log2(np.arange(2, 12))
     scores = []
     for learn_on, rank_for in ((0, 1), (1, 0)):
         x = np.vstack([drawn[k][0] for k in halves[learn_on]])
@@ -122,8 +123,7 @@ def held_out_ndcg(up, drawn, n_columns: int) -> float:
             score[up.interacted_[user_id]] = -np.inf
             top = np.argpartition(-score, 10)[:10]
             top = top[np.argsort(-score[top], kind="stable")]
-            ideal = discount[:min(10, len(relevant))].sum()
-            scores.append(float(np.isin(top, relevant) @ discount / ideal))
+            scores.append(ndcg_at_k(top.tolist(), set(relevant.tolist()), 10))
     return float(np.mean(scores))
 
 
