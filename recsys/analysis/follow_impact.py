@@ -73,7 +73,7 @@ from recsys.evaluation.split import HeldOutUser, personalize_split
 from recsys.events import Impression, Interaction
 from recsys.mixer import IN_NETWORK, USER_PERSONALIZATION, Mixer, MixRequest, SlotPlan
 from recsys.recipes.base import ScoredItem, TrainingData
-from recsys.recipes.user_personalization import UserPersonalization
+from recsys.recipes.user_personalization import UserPersonalization, blend
 
 # The share is read over one session's scroll, 50 polls (ten phone screens); NDCG@10
 # over its first two screens. A followee's poll is ~2-3 % of a feed, so a 10-poll feed
@@ -580,7 +580,9 @@ def _segment_curve(model: UserPersonalization, held: list[HeldOutUser],
     points = []
     try:
         for multiplier in SEGMENT_WEIGHT_CURVE:
-            model.blend_ = {**learned, "segment": learned["segment"] * multiplier}
+            twin = blend.twin_name("segment")  # the weight's history twin scales too
+            model.blend_ = {**learned, "segment": learned["segment"] * multiplier,
+                            **({twin: learned[twin] * multiplier} if twin in learned else {})}
             shares, ndcgs = [], []
             for user in held:
                 feed = _feed(model, user, depth, None)

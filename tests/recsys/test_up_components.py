@@ -58,7 +58,7 @@ def test_a_dropped_component_has_no_weight_and_changes_the_scores(data, full, na
     # Served scores stay the blend's own formula without it.
     t_ref = model._reference_time(USER, None)
     np.testing.assert_allclose(model.score_all(USER),
-                               model._combine(*model._features(USER, t_ref)),
+                               model._combine(*model._features(USER, t_ref), USER),
                                rtol=1e-5, atol=1e-5)
 
 

@@ -174,7 +174,7 @@ def test_a_block_without_blend_weight_is_not_computed_and_scores_stay_the_formul
     for user in (USER, "new-baker", None):
         t_ref = loaded._reference_time(user, None)
         np.testing.assert_allclose(loaded.score_all(user),
-                                   loaded._combine(*loaded._features(user, t_ref)),
+                                   loaded._combine(*loaded._features(user, t_ref), user),
                                    rtol=1e-5, atol=1e-5)
     computed.clear()
     loaded._vectors_changed()  # forget the vectors the checks above computed

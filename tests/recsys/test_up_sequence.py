@@ -104,7 +104,7 @@ def test_served_scores_are_the_blends_formula_after_a_save_and_new_polls(tmp_pat
     loaded.observe([Interaction("u1", "brand-new", "HUNCH", START + 5_000)])
     for user in ("u0", "u1", "u7"):
         t_ref = loaded._reference_time(user, None)
-        formula = loaded._combine(*loaded._features(user, t_ref))
+        formula = loaded._combine(*loaded._features(user, t_ref), user)
         np.testing.assert_allclose(loaded.score_all(user), formula, rtol=1e-5, atol=1e-6)
     column = loaded._blend_features().index("sequence")
     assert loaded._features("u0", START)[0][column][loaded.item_index_["brand-new"]] == 0

@@ -147,7 +147,7 @@ def test_a_blend_without_affinity_weights_ranks_as_its_learned_formula(tmp_path)
     loaded = UserPersonalization.load(tmp_path)
     for user in ("football-fan-3", "new-baker", "pets-fan-0", None):
         t_ref = loaded._reference_time(user, None)
-        formula = loaded._combine(*loaded._features(user, t_ref))
+        formula = loaded._combine(*loaded._features(user, t_ref), user)
         seen = set(loaded.interacted_.get(user, np.zeros(0, int)).tolist()) if user else set()
         best = [i for i in np.argsort(-formula, kind="stable") if i not in seen][:20]
         recs = loaded.recommend(user, 20)
@@ -169,7 +169,7 @@ def test_scores_tied_at_the_cut_rank_as_a_sort_over_the_catalog(tmp_path, popula
     model.save(tmp_path)
     loaded = UserPersonalization.load(tmp_path)
     for user in (None, "football-fan-3", "new-baker"):
-        formula = loaded._combine(*loaded._features(user, loaded._reference_time(user, None)))
+        formula = loaded._combine(*loaded._features(user, loaded._reference_time(user, None)), user)
         assert len(np.unique(formula)) < len(formula) // 4  # the ties this is about
         seen = set(loaded.interacted_.get(user, np.zeros(0, int)).tolist()) if user else set()
         for n in (1, 10, 25):

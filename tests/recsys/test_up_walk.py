@@ -134,7 +134,7 @@ def test_served_scores_are_the_blends_formula_after_a_save_and_new_polls(tmp_pat
         t_ref = loaded._reference_time(user, None)
         features, ages = loaded._features(user, t_ref)
         assert features[walk_column].any()
-        np.testing.assert_allclose(loaded.score_all(user), loaded._combine(features, ages),
+        np.testing.assert_allclose(loaded.score_all(user), loaded._combine(features, ages, user),
                                    rtol=1e-5, atol=1e-6)
     assert loaded._features("u0", START)[0][walk_column][loaded.item_index_["brand-new"]] == 0
 

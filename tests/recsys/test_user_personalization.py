@@ -629,7 +629,7 @@ def test_served_scores_with_both_item_item_features_are_the_blends_formula(world
                                    "QUESTION": "Which puppy leash does the vet like?"}})
     model._refresh_static()
     for user in ("pets-fan-2", "football-fan-0", "new-baker"):
-        formula = model._combine(*model._features(user, model._reference_time(user, None)))
+        formula = model._combine(*model._features(user, model._reference_time(user, None)), user)
         np.testing.assert_allclose(model.score_all(user), formula, rtol=1e-5, atol=1e-5)
 
 

@@ -29,7 +29,9 @@ in creation order, the collaborative and content columns' per-poll weights are f
 into one float32 matrix and one bias vector, the poll-age term is a few slice adds and
 exploration noise is drawn only for the young polls that can receive it. That fused
 path lives here, reading the components' state; ``_features`` scores the same blend
-component by component (the tests hold both to one formula).
+component by component (the tests hold both to one formula). With history twins
+(``blend.py``) every user has weights of their own (``blend.user_weights``): a block of
+the matrix with a twin carries weight 1 and the user's weight scales their query.
 
 What a request computes from the user's own events (the fold-in factor, the content
 profile, the item-item scores over B and what content neighbours borrow of them, the
@@ -343,6 +345,7 @@ class UserPersonalization:
         self._fit_impressions(data.impressions, interactions)
 
         self.blend_ = blend.default_weights(self._registered())
+        self.history_z_range_: tuple[float, float] | None = None  # no history twins
         self.age_weights_ = np.array(blend.DEFAULT_AGE_WEIGHTS, np.float32)
         self._set_history(users, items, weights, stamps, keep, events.by_user(keep))
         if self.learn_blend and is_target.any():
@@ -552,12 +555,13 @@ class UserPersonalization:
         k = self.factors
         cold = self._coldness[idx]
         pos = self._position[idx]
+        collaborative, content = self._block_weights()
         # Both affinities are scaled per poll by its coldness, so the blend's
         # cold-interaction terms stay inside the one matrix-vector product.
         rows = np.empty((len(pos), self._matrix_t.shape[0]), np.float32)
         rows[:, :k] = self.item_factors_[idx] * (
-            b["collaborative"] + b["cold_collaborative"] * cold)[:, None]
-        rows[:, k:] = self.content_[idx] * (b["content"] + b["cold_content"] * cold)[:, None]
+            collaborative + b["cold_collaborative"] * cold)[:, None]
+        rows[:, k:] = self.content_[idx] * (content + b["cold_content"] * cold)[:, None]
         # Users keep their product with the matrix (see _serving_scores) until a row
         # really moves: an event rewrites its poll's row, which stays the same unless
         # the blend weighs coldness (the learned demo blends do not).
@@ -570,6 +574,15 @@ class UserPersonalization:
                            + b["appeal"] * self._appeal[idx] + b["coldness"] * cold)
         exposure = self.impressions_[idx] + self.counts_[idx]
         self._explore_base[pos] = 1.0 / np.sqrt(1.0 + exposure)
+
+    def _block_weights(self) -> tuple[float, float]:
+        """The weights the serving matrix's collaborative and content blocks carry: the
+        blend's own, or 1 for a block with a history twin (each user's weight then
+        scales the query, see _serving_scores; the learned blends have no cold_*
+        weights, so a block's weight is one number per user)."""
+        b = self.blend_
+        return tuple(1.0 if b.get(blend.twin_name(name)) else b[name]
+                     for name in ("collaborative", "content"))
 
     def _poll_changed(self, i: int) -> None:
         """Counts of poll ``i`` moved: update its statics and serving row in place."""
@@ -598,16 +611,22 @@ class UserPersonalization:
                     else np.zeros((0, len(self.item_ids_)), np.float32))
         return features, Recency.steps(self, t_ref)
 
-    def _combine(self, features: np.ndarray, ages: np.ndarray) -> np.ndarray:
-        weights = np.array([self.blend_[f] for f in self._blend_features()], np.float32)
+    def _combine(self, features: np.ndarray, ages: np.ndarray, user_id: str | None
+                 ) -> np.ndarray:
+        """The blend of ``_features(user_id, ...)``: the user's weights (history twins
+        included) times the columns, plus the age term."""
+        b = blend.user_weights(self, user_id)
+        weights = np.array([b[f] for f in self._blend_features()], np.float32)
         return weights @ features + self.age_weights_[ages]
 
-    def _user_vectors(self, user_id: str | None) -> "_UserVectors":
+    def _user_vectors(self, user_id: str | None,
+                      b: Mapping[str, float] | None = None) -> "_UserVectors":
         """The memo of the user's request-time vectors, valid while everything they are
         computed from is: the user's events (``observe`` replaces, never mutates, the
         arrays it keeps per user), their segments, B and its neighbours, the item-item
-        weights, and the poll arrays (``_vectors_epoch`` moves with them)."""
-        b = self.blend_
+        weights, and the poll arrays (``_vectors_epoch`` moves with them). ``b``: the
+        user's blend weights (:func:`blend.user_weights`)."""
+        b = blend.user_weights(self, user_id) if b is None else b
         # Arrays are compared by identity (they are replaced when they change), the rest
         # by value.
         refs = (self.recent_.get(user_id), self.interacted_.get(user_id),
@@ -631,13 +650,16 @@ class UserPersonalization:
     def _serving_scores(self, user_id: str | None, t_ref: float) -> np.ndarray:
         """Blend scores without exploration, in serving (creation) order: the fused form
         of ``_combine(*_features(...))``."""
-        b = self.blend_
+        b = blend.user_weights(self, user_id)  # the blend's own without history twins
         segs = self.user_segments_.get(user_id, []) if user_id is not None else []
-        vectors = self._user_vectors(user_id)
-        collaborative = bool(b["collaborative"] or b["cold_collaborative"])
-        content = bool(b["content"] or b["cold_content"])
+        vectors = self._user_vectors(user_id, b)
+        blocks = self._block_weights()
+        collaborative = bool(blocks[0] or self.blend_["cold_collaborative"])
+        content = bool(blocks[1] or self.blend_["cold_content"])
+        # The matrix holds the blocks' weights; a user's history twins scale the query.
+        scaled = (_ratio(b["collaborative"], blocks[0]), _ratio(b["content"], blocks[1]))
         if collaborative or content:
-            if vectors.query is None or vectors.blocks != (collaborative, content):
+            if vectors.query is None or vectors.blocks != (collaborative, content, scaled):
                 # A block whose blend weights are both 0 holds only zeros in the matrix
                 # (the demo's learned blend leaves collaborative out): the fold-in solve
                 # behind it would only be multiplied by them. (The product stays whole:
@@ -645,11 +667,11 @@ class UserPersonalization:
                 # scores would move in their last bits.)
                 k = self.factors
                 vectors.query = np.concatenate([
-                    Collaborative.user_vector(self, user_id) if collaborative
+                    Collaborative.user_vector(self, user_id) * scaled[0] if collaborative
                     else np.zeros(k, np.float32),
-                    Content.user_profile(self, user_id) if content
+                    Content.user_profile(self, user_id) * scaled[1] if content
                     else np.zeros(self._matrix_t.shape[0] - k, np.float32)]).astype(np.float32)
-                vectors.blocks = (collaborative, content)
+                vectors.blocks = (collaborative, content, scaled)
                 vectors.affinity = None
             version = (self._matrix_t, getattr(self, "_matrix_version", 0))
             if vectors.affinity is None or not (vectors.affinity_of[0] is version[0]
@@ -662,27 +684,27 @@ class UserPersonalization:
             # the fold-in and the catalog-wide product (most of a request's cost) would
             # only add zeros.
             score = self._bias.copy()
-        if segs and self.blend_["segment"]:
-            score += Segments.serving_row(self, segs)
-        if self.blend_["item_item"] or self.blend_["item_item_recent"]:
+        if segs and b["segment"]:
+            score += Segments.serving_row(self, segs, b["segment"])
+        if b["item_item"] or b["item_item_recent"]:
             if not vectors.has_own:
-                vectors.own = ItemItem.user_own(self, user_id)
+                vectors.own = ItemItem.user_own(self, user_id, b)
                 vectors.borrowed = (None if vectors.own is None
                                     else ItemItem.borrowed(self, vectors.own))
                 vectors.has_own = True
             if vectors.own is not None:
                 row = ItemItem.spread(self, vectors.own, vectors.borrowed)
                 score += row[self._order]
-        if self.blend_["sequence"]:
+        if b["sequence"]:
             # A few hundred successors: added where they sit, not as a catalog-wide row.
             found = SequenceAware.successors(self, user_id)
             if found is not None:
-                np.add.at(score, self._position[found[0]], self.blend_["sequence"] * found[1])
-        if self.blend_["walk"]:
+                np.add.at(score, self._position[found[0]], b["sequence"] * found[1])
+        if b["walk"]:
             # 20 latest events x 200 arrivals: added where they sit, as sequence's.
             found = Walk.arrivals(self, user_id)
             if found is not None:
-                np.add.at(score, self._position[found[0]], self.blend_["walk"] * found[1])
+                np.add.at(score, self._position[found[0]], b["walk"] * found[1])
         if self._recency_on:
             Recency.add_age_term(self, score, t_ref)
         return score
@@ -1009,6 +1031,7 @@ class UserPersonalization:
             "categorical_index": self.categorical_index_, "blend": self.blend_,
             "newest_timestamp": self.newest_timestamp_, "history_users": users,
             "has_encoder": self.encoder_ is not None, "item_item_l2": self.item_item_l2_,
+            "history_z_range": self.history_z_range_,
         }
         (directory / "model.json").write_text(json.dumps(state))
         np.savez(
@@ -1053,6 +1076,8 @@ class UserPersonalization:
         model.user_segments_ = state["user_segments"]
         model.categorical_index_ = state["categorical_index"]
         model.blend_ = {**{f: 0.0 for f in _FEATURES}, **state["blend"]}
+        z_range = state.get("history_z_range")  # None: no twins, or saved before them
+        model.history_z_range_ = None if z_range is None else (z_range[0], z_range[1])
         model.newest_timestamp_ = state["newest_timestamp"]
         model._clock = EventClock([model.newest_timestamp_],
                                   max_lead_seconds=AGE_CLOCK_MAX_LEAD_SECONDS)
@@ -1091,3 +1116,8 @@ class UserPersonalization:
                      "_sorted_creation", "_popularity", "_coldness", "_appeal", "_bias",
                      "_explore_base"):
             self._append(name, none)
+
+
+def _ratio(moved: float, base: float) -> np.float32:
+    """How much a user's history twin scales a matrix block of weight ``base``."""
+    return np.float32(moved / base) if base else np.float32(1.0)

@@ -58,6 +58,11 @@ POOL_NEGATIVES = 60
 # columns scaled to unit spread, and iterations enough for lbfgs to converge on ~20.
 BLEND_INVERSE_L2 = 1.0
 BLEND_MAX_ITERATIONS = 500
+# History twins (blend.learn): a column's weight may move with how many polls the user
+# has touched, w + t * z with z = log1p(polls) - log1p(HISTORY_PIVOT_POLLS); fit keeps
+# them only where a blend learned with them ranks held-out validation users' whole
+# catalog better than one without.
+HISTORY_PIVOT_POLLS = 10
 # Exploration bonus of an unseen new poll at weight 1: the gap between this request's
 # best score and its average poll's, so that weight w lifts an unproven poll by w of the
 # way from a typical poll to the head of the feed, whatever scale the learned blend has

@@ -348,10 +348,13 @@ class ItemItem(BaseComponent):
         return None if own is None else ItemItem.spread(up, own)
 
     @staticmethod
-    def user_own(up: UserPersonalization, user_id: str | None) -> np.ndarray | None:
+    def user_own(up: UserPersonalization, user_id: str | None,
+                 weights: Mapping[str, float] | None = None) -> np.ndarray | None:
         """Both item-item features of the user, blend-weighted and summed, over B's polls
         (None without B or history): what :meth:`spread` turns into a row. It depends on
-        the user's events, B and the two blend weights only."""
+        the user's events, B and the two blend weights only (``weights``: the user's,
+        :func:`blend.user_weights`; by default the blend's own)."""
+        b = up.blend_ if weights is None else weights
         if getattr(up, "item_item_", None) is None or user_id is None:
             return None
         own = np.zeros(len(up.item_item_), np.float32)
@@ -359,11 +362,11 @@ class ItemItem(BaseComponent):
         recent = ItemItem.recent_events(up, user_id)
         if (items is None or not len(items)) and recent is None:
             return None
-        if up.blend_["item_item"] and items is not None and len(items):
-            own += up.blend_["item_item"] * ItemItem.own(up,
-                items, np.ones(len(items), np.float32))
-        if up.blend_["item_item_recent"] and recent is not None:
-            own += up.blend_["item_item_recent"] * ItemItem.own(up, *recent)
+        if b["item_item"] and items is not None and len(items):
+            own += b["item_item"] * ItemItem.own(up, items,
+                                                 np.ones(len(items), np.float32))
+        if b["item_item_recent"] and recent is not None:
+            own += b["item_item_recent"] * ItemItem.own(up, *recent)
         return own
 
     @staticmethod

@@ -177,11 +177,21 @@ class Segments(BaseComponent):
                                   / (expected + SEGMENT_PRIOR_EVENTS)).astype(np.float32)
 
     @staticmethod
-    def serving_row(up: UserPersonalization, segs: Sequence[int]) -> np.ndarray:
-        """The blend-weighted mean segment lift of a segment set, in serving order."""
+    def serving_row(up: UserPersonalization, segs: Sequence[int],
+                    weight: float | None = None) -> np.ndarray:
+        """The blend-weighted mean segment lift of a segment set, in serving order
+        (``weight``: the user's segment weight, :func:`blend.user_weights`; by default
+        the blend's own)."""
         segs = tuple(sorted(segs))
+        base = float(up.blend_["segment"])
+        if weight is not None and float(weight) != base:
+            # A history twin moved it: the cached row rescaled, not a row per weight.
+            if base:
+                return Segments.serving_row(up, segs) * np.float32(float(weight) / base)
+            return (float(weight) * up.segment_lift_[list(segs)].mean(0))[
+                up._order].astype(np.float32)
         # The weight is part of the key: the follow-impact curve rescales it in place.
-        key = (float(up.blend_["segment"]), *segs)
+        key = (base, *segs)
         row = up._segment_rows.get(key)
         if row is not None and len(row) < len(up._order):
             # Polls appended since (_extend_serving) have no segment lift yet.
