@@ -274,6 +274,11 @@ def _fit_and_publish(recipe_name: str, data: TrainingData, fingerprint: str,
     # made serving treat every later real event as one the model had already learned.
     extra = {"trained_until": robust_newest(e.timestamp for e in data.interactions), **extra,
              "metrics_note": METRICS_PENDING if with_metrics else "offline metrics not requested"}
+    # What the fit chose on its own validation split (User-Personalization: the blend,
+    # whether history twins are on, item-item's lambda, the walk's beta), for operators.
+    summary = getattr(model, "fit_summary", None)
+    if callable(summary):
+        extra["fit"] = summary()
     version = store.publish(recipe_name, model, _effective_params(model, params),
                             fingerprint, {}, extra=extra)
     manifest = store.manifest(recipe_name, version)

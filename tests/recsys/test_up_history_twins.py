@@ -171,3 +171,20 @@ def test_the_switch_finds_a_planted_history_effect_and_no_effect_where_none_is()
             assert model.validation_size_["history_twins"] is True
     assert gains[True] > 0.02, gains
     assert abs(gains[False]) < 0.01, gains
+
+
+def test_a_published_version_says_what_its_fit_chose(tmp_path, monkeypatch) -> None:
+    """Operators read from the manifest whether twins are on and what was measured."""
+    from recsys.demo_data import generate_demo_data
+    from recsys.training import train
+
+    generate_demo_data(tmp_path / "demo", users=900, polls=150, days=4, seed=2)
+    monkeypatch.setattr(blend, "_twins_rank_better", lambda *args: (0.25, 0.5))
+    manifest = train("user-personalization", tmp_path / "demo", tmp_path / "store",
+                     {"factors": 8, "iterations": 4}, with_metrics=False)
+    fit = manifest["fit"]
+    assert fit["validation_users"] >= 60
+    assert fit["history_twins"] is True
+    assert fit["history_twins_ndcg"] == {"without": 0.25, "with": 0.5}
+    assert any(name.endswith(SUFFIX) for name in fit["blend"])
+    assert fit["item_item_l2"] > 0 and fit["walk_beta"] > 0

@@ -360,6 +360,22 @@ class UserPersonalization:
         self._refresh_static()
         return self
 
+    def fit_summary(self) -> dict[str, Any]:
+        """What fit chose on its validation split, JSON-ready (a published version's
+        manifest carries it): how many validation users the blend learned from (none:
+        the default blend), whether history twins are on and what the held-out ranking
+        measured, the blend's weights, item-item's lambda and the walk's beta."""
+        self._require_fitted()
+        validation = getattr(self, "validation_size_", None) or {}
+        return {
+            "validation_users": validation.get("users", 0),
+            "history_twins": bool(validation.get("history_twins", False)),
+            "history_twins_ndcg": validation.get("history_twins_ndcg"),
+            "blend": {k: round(float(v), 6) for k, v in self.blend_.items() if v},
+            "item_item_l2": float(getattr(self, "item_item_l2_", ITEM_ITEM_DEFAULT_L2)),
+            "walk_beta": float(getattr(self, "walk_beta_", 0.0)),
+        }
+
     def _index_items(self, items: Mapping[str, Mapping[str, Any]],
                      item_column: Sequence[str]) -> None:
         # Polls with metadata first, then those only events name (order of first event).
