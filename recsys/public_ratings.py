@@ -287,17 +287,24 @@ def _parse_items(lines: Iterable[str], source: str) -> Iterator[CatalogItem]:
             raise RatingsFormatError(
                 f"{source}:{line}: expected {len(names)} tab-separated columns "
                 f"({', '.join(names)}), got {len(row)}")
-        item_id = row[names.index("item_id")]
-        if item_id in seen:
-            raise RatingsFormatError(f"{source}:{line}: item {item_id!r} is listed twice")
-        seen.add(item_id)
         value = {key: "" if i is None else row[i].strip() for key, i in at.items()}
-        genres = tuple(value["genres"].split())
-        if len("|".join(genres)) > MAX_CATEGORICAL_LENGTH:
-            raise RatingsFormatError(
-                f"{source}:{line}: the genres of {item_id!r} are longer than "
-                f"{MAX_CATEGORICAL_LENGTH:,} characters, a CATEGORY's limit")
-        yield CatalogItem(item_id, value["title"], genres, _year(value["year"]))
+        yield _catalog_item(f"{source}:{line}", seen, row[names.index("item_id")],
+                            value["title"], tuple(value["genres"].split()),
+                            _year(value["year"]))
+
+
+def _catalog_item(where: str, seen: set[str], item_id: str, title: str,
+                  genres: tuple[str, ...], year: int | None) -> CatalogItem:
+    """One items-file row as a CatalogItem, refused if its id was listed before (added
+    to ``seen``) or its genres pass a CATEGORY's length."""
+    if item_id in seen:
+        raise RatingsFormatError(f"{where}: item {item_id!r} is listed twice")
+    seen.add(item_id)
+    if len("|".join(genres)) > MAX_CATEGORICAL_LENGTH:
+        raise RatingsFormatError(
+            f"{where}: the genres of {item_id!r} are longer than "
+            f"{MAX_CATEGORICAL_LENGTH:,} characters, a CATEGORY's limit")
+    return CatalogItem(item_id, title, genres, year)
 
 
 def _parse_movies_csv(lines: Iterable[str], source: str) -> Iterator[CatalogItem]:
@@ -313,18 +320,12 @@ def _parse_movies_csv(lines: Iterable[str], source: str) -> Iterator[CatalogItem
                 f"{source}:{line}: expected {len(_CSV_MOVIES_HEADER)} comma-separated "
                 f"columns ({', '.join(_CSV_MOVIES_HEADER)}), got {len(row)}")
         item_id, title, genre_text = (value.strip() for value in row)
-        if item_id in seen:
-            raise RatingsFormatError(f"{source}:{line}: item {item_id!r} is listed twice")
-        seen.add(item_id)
         genres = () if genre_text == _CSV_NO_GENRES else tuple(
             g for g in genre_text.split("|") if g)
-        if len("|".join(genres)) > MAX_CATEGORICAL_LENGTH:
-            raise RatingsFormatError(
-                f"{source}:{line}: the genres of {item_id!r} are longer than "
-                f"{MAX_CATEGORICAL_LENGTH:,} characters, a CATEGORY's limit")
         year = _TITLE_YEAR.search(title)
-        yield CatalogItem(item_id, _TITLE_YEAR.sub("", title) if year else title, genres,
-                          _year(year.group(1)) if year else None)
+        yield _catalog_item(f"{source}:{line}", seen, item_id,
+                            _TITLE_YEAR.sub("", title) if year else title, genres,
+                            _year(year.group(1)) if year else None)
 
 
 def read_items(source: Path | str, *, member: str | None = None
