@@ -33,7 +33,7 @@ def _fit(data: TrainingData, monkeypatch, measured: tuple[float, float] | None
          ) -> UserPersonalization:
     """UP whose switch is told what the held-out ranking measured (None: measure)."""
     if measured is not None:
-        monkeypatch.setattr(blend, "_twins_rank_better", lambda *args: measured)
+        monkeypatch.setattr(blend, "_twins_held_out_ndcg", lambda *args: measured)
     return UserPersonalization(factors=8, iterations=8, exploration_weight=0.0).fit(data)
 
 
@@ -179,7 +179,7 @@ def test_a_published_version_says_what_its_fit_chose(tmp_path, monkeypatch) -> N
     from recsys.training import train
 
     generate_demo_data(tmp_path / "demo", users=900, polls=150, days=4, seed=2)
-    monkeypatch.setattr(blend, "_twins_rank_better", lambda *args: (0.25, 0.5))
+    monkeypatch.setattr(blend, "_twins_held_out_ndcg", lambda *args: (0.25, 0.5))
     manifest = train("user-personalization", tmp_path / "demo", tmp_path / "store",
                      {"factors": 8, "iterations": 4}, with_metrics=False)
     fit = manifest["fit"]

@@ -99,24 +99,41 @@ def history_z(polls: int) -> float:
     return float(np.log1p(polls) - np.log1p(HISTORY_PIVOT_POLLS))
 
 
+def _affinities(up: UserPersonalization) -> set[str]:
+    return {f for c in up._registered() for f in c.affinities}
+
+
 def twinned_columns(up: UserPersonalization) -> list[str]:
     """The columns that may get a history twin: the affinities and the segment lift."""
-    affinities = {f for c in up._registered() for f in c.affinities}
+    affinities = _affinities(up)
     return [f for f in up._blend_features() if f in affinities or f == "segment"]
+
+
+def personal_weights(columns: np.ndarray, twins: np.ndarray, z: float,
+                     floored: np.ndarray) -> np.ndarray:
+    """One user's weights, w + t * z, each ``floored`` one (an affinity) at least 0:
+    the one rule behind both fit's judgement of the twins and serving."""
+    moved = columns + twins * z
+    return np.where(floored, np.maximum(moved, 0.0), moved)
 
 
 def user_weights(up: UserPersonalization, user_id: str | None) -> dict[str, float]:
     """The blend's weights for this user: ``up.blend_`` moved by its history twins
-    (w + t * z, z clipped to the validation users' range; an affinity stays >= 0)."""
+    (:func:`personal_weights`, z clipped to the validation users' range)."""
     z_range = getattr(up, "history_z_range_", None)
     if z_range is None:
         return up.blend_
     seen = up.interacted_.get(user_id) if user_id is not None else None
     z = min(max(history_z(0 if seen is None else len(seen)), z_range[0]), z_range[1])
     weights = dict(up.blend_)
-    for name in twinned_columns(up):
-        moved = weights[name] + weights.get(twin_name(name), 0.0) * z
-        weights[name] = moved if name == "segment" else max(0.0, moved)
+    # The twinned columns are those fit gave a twin weight (kept in blend_, so a saved
+    # model needs nothing else).
+    names = [n for n in up.blend_ if twin_name(n) in up.blend_]
+    affinities = _affinities(up)
+    moved = personal_weights(np.array([weights[n] for n in names]),
+                             np.array([weights[twin_name(n)] for n in names]), z,
+                             np.array([n in affinities for n in names], bool))
+    weights.update(zip(names, moved.tolist()))
     return weights
 
 
@@ -141,9 +158,7 @@ class _Blend:
 
     def scores(self, features: np.ndarray, ages: np.ndarray, z: float,
                floored: np.ndarray) -> np.ndarray:
-        w = self.columns + self.twins * z
-        w[floored] = np.maximum(w[floored], 0.0)
-        return w @ features + self.ages[ages]
+        return personal_weights(self.columns, self.twins, z, floored) @ features + self.ages[ages]
 
 
 def _draw(up: UserPersonalization, users: np.ndarray, items: np.ndarray,
@@ -226,7 +241,7 @@ def _fit(up: UserPersonalization, drawn: Sequence[_Drawn], n_columns: int,
     return _Blend(columns, twins, ages.astype(np.float32))
 
 
-def _twins_rank_better(up: UserPersonalization, drawn: Sequence[_Drawn], n_columns: int,
+def _twins_held_out_ndcg(up: UserPersonalization, drawn: Sequence[_Drawn], n_columns: int,
                        twinned: np.ndarray, floored: np.ndarray) -> tuple[float, float]:
     """NDCG@10 of the validation users' targets over their whole catalog, each half
     ranked by a blend learned on the other half, without and with history twins.
@@ -266,7 +281,7 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
     if len(drawn) < MIN_VALIDATION_USERS:
         return
     names = up._blend_features()
-    affinities = {f for c in up._registered() for f in c.affinities}
+    affinities = _affinities(up)
     floored = np.array([n in affinities for n in names], bool)
     twinned = np.array([names.index(n) for n in twinned_columns(up)], np.int64)
     measured = None
@@ -274,7 +289,7 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
     # (with one, a twin is its column times a constant).
     z = [d.z for d in drawn]
     if len(twinned) and len(drawn) >= 2 * MIN_VALIDATION_USERS and max(z) > min(z):
-        measured = _twins_rank_better(up, drawn, len(names), twinned, floored)
+        measured = _twins_held_out_ndcg(up, drawn, len(names), twinned, floored)
     with_twins = measured is not None and measured[1] > measured[0]
     fitted = _fit(up, drawn, len(names), twinned if with_twins else np.zeros(0, np.int64),
                   floored)

@@ -663,10 +663,11 @@ class UserPersonalization:
             memo.popitem(last=False)
         return entry
 
-    def _serving_scores(self, user_id: str | None, t_ref: float) -> np.ndarray:
+    def _serving_scores(self, user_id: str | None, t_ref: float,
+                        b: Mapping[str, float]) -> np.ndarray:
         """Blend scores without exploration, in serving (creation) order: the fused form
-        of ``_combine(*_features(...))``."""
-        b = blend.user_weights(self, user_id)  # the blend's own without history twins
+        of ``_combine(*_features(...))``; ``b``: the user's weights
+        (:func:`blend.user_weights`, the blend's own without history twins)."""
         segs = self.user_segments_.get(user_id, []) if user_id is not None else []
         vectors = self._user_vectors(user_id, b)
         blocks = self._block_weights()
@@ -738,8 +739,10 @@ class UserPersonalization:
         bonus = np.zeros(len(self.item_ids_), np.float32)
         if not self._exploring:
             return bonus
-        score = self._serving_scores(user_id, self._reference_time(user_id, now))
-        start, tail = Exploration.tail(self, user_id, now, Exploration.scale(score))
+        b = blend.user_weights(self, user_id)
+        score = self._serving_scores(user_id, self._reference_time(user_id, now), b)
+        start, tail = Exploration.tail(self, user_id, now, Exploration.scale(score),
+                                       self._user_vectors(user_id, b))
         bonus[self._order[start:]] = tail
         return bonus
 
@@ -752,10 +755,13 @@ class UserPersonalization:
         cached = getattr(self, "_last_scores", None)
         if cached is not None and cached[0] == key:
             return cached[1].copy()
-        score = self._serving_scores(user_id, self._reference_time(user_id, now))
+        # The user's weights once per request: the scores and the exploration tail
+        # both read them.
+        b = blend.user_weights(self, user_id)
+        score = self._serving_scores(user_id, self._reference_time(user_id, now), b)
         if self._exploring:
             start, tail = Exploration.tail(self, user_id, now, Exploration.scale(score),
-                                           self._user_vectors(user_id))
+                                           self._user_vectors(user_id, b))
             score[start:] += tail
         self._last_scores = (key, score.copy())
         return score
