@@ -3,7 +3,7 @@
 VARIANT is `name=value[,name=value]`:
 - a constructor parameter (`factors=128`, `regularization=10`,
   `item_item_active_polls=6000`); a JSON value for a mapping
-  (`event_weights={"HUNCH":1,"COMMENT":1}`);
+  (`event_weights={"HUNCH":1,"COMMENT":1}`) or a list;
 - `alpha=V` for ALS_ALPHA (read by the collaborative component's fit and fold-in);
 - `module.NAME=V` for a setting read by one component module or the blend
   (`walk.WALK_NEIGHBOURS=500`, `blend.BLEND_INVERSE_L2=10`);
@@ -42,8 +42,8 @@ def _recipe_modules() -> list:
 def patch(variant: str) -> None:
     evaluate = importlib.import_module("recsys.evaluation.evaluate")
     collaborative = importlib.import_module(PACKAGE + ".components.collaborative")
-    # commas inside a JSON mapping belong to its value
-    for assignment in re.split(r",(?![^{]*})", variant):
+    # commas inside a JSON mapping or list belong to its value
+    for assignment in re.split(r",(?![^{\[]*[}\]])", variant):
         name, text = assignment.split("=", 1)
         value = _value(text)
         if name == "text.min_df":
