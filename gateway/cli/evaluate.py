@@ -90,6 +90,10 @@ def render(report: dict, console: Console) -> None:
                     f"{pf['metrics']['normalized_discounted_cumulative_gain_at_10']:.4f}"
                     for pf in m["per_fold"]])
         console.print(per_fold)
+    for m in report["models"]:
+        line = _fit_choices(m)
+        if line:
+            console.print(line)
 
     slices = Table(title="slices: cold polls (<{} training interactions), cold users (<{} input "
                          "events), heavy users (>= {:g} events)".format(
@@ -160,6 +164,20 @@ def render(report: dict, console: Console) -> None:
         console.print(table)
     for note in report["notes"]:
         console.print(f"note: {note}")
+
+
+def _fit_choices(model: dict) -> str | None:
+    """One line on what a recipe's own fit chose per fold (UP's fit summary), or None."""
+    fits = [pf.get("fit") for pf in model.get("per_fold", [])]
+    if not fits or not all(fits) or "history_twins" not in fits[0]:
+        return None
+    on = [str(k + 1) for k, f in enumerate(fits) if f["history_twins"]]
+    users = [f["validation_users"] for f in fits]
+    betas = sorted({f["walk_beta"] for f in fits})
+    return (f"{model['key']}'s fit chose: history twins in {len(on)} of {len(fits)} fold(s)"
+            + (f" ({', '.join(on)})" if on else "")
+            + f"; {min(users)}-{max(users)} validation users; walk beta "
+            + ", ".join(f"{b:g}" for b in betas))
 
 
 # No run has this many folds; a bound keeps "1-10000000000" from building a huge set.

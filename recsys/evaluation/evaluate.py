@@ -32,7 +32,8 @@ compared with the best configuration of any peer on the test folds.
           "metrics": {<metric>: {"mean": float|null, "ci_low": float|null,
                                  "ci_high": float|null, "users": int}},
           "per_fold": [{"fold": int, "fit_seconds": float, "tune_seconds": float,
-                        "metrics": {<metric>: float}}],
+                        "metrics": {<metric>: float},
+                        "fit": {...}|null}],   # what a recipe's fit chose (UP: fit_summary)
           "slices": {"cold_polls": {"recall_at_25": <estimate>},
                      "cold_candidates": {"recall_at_25": <estimate>},  # among cold polls only
                      "cold_users": {"normalized_discounted_cumulative_gain_at_10": <estimate>,
@@ -477,6 +478,11 @@ class RecipeContender:
     def tune(self, validation: Sequence[_Fold], seed: int) -> dict[str, Any]:
         return {}  # our recipes run with their shipped defaults: that is what we serve
 
+    def fit_summary(self) -> dict[str, Any] | None:
+        """What the fitted recipe chose inside its fit, when it says (UP does)."""
+        summary = getattr(self.recipe, "fit_summary", None)
+        return summary() if callable(summary) else None
+
     def fit(self, fold: _Fold, params: Mapping[str, Any]) -> None:
         cls = _recipe_class(self.module_name, self.name)
         kwargs = {**self.kwargs, **params}
@@ -604,6 +610,10 @@ class _FoldOutcome:
     # Recall@25 among cold polls only (see COLD_CANDIDATES_DEPTH), per user with a cold
     # relevant poll, in the same order as cold_poll_recall.
     cold_candidate_recall: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # What the recipe's own fit chose on its validation split (UP's fit_summary: history
+    # twins on or off, blend weights, ...); None for peers (their choice is ``params``)
+    # and in fold files written before it was recorded.
+    fit_summary: dict[str, Any] | None = None
 
 
 @dataclass
@@ -765,7 +775,8 @@ class EvaluationReport:
                     {"fold": f.fold, "fit_seconds": f.fit_seconds, "tune_seconds": f.tune_seconds,
                      "metrics": {"coverage": f.coverage,
                                  **{k: float(np.mean(v)) if len(v) else None
-                                    for k, v in f.per_user.items()}}}
+                                    for k, v in f.per_user.items()}},
+                     "fit": f.fit_summary}
                     for f in m.folds
                 ]
                 entry["slices"] = {s: {k: e.to_json() for k, e in v.items()}
@@ -934,6 +945,8 @@ def _measure_fold(split_: EvaluationSplit, contenders: Sequence[Any],
             tuned = time.perf_counter()
             contender.fit(fold, params)
             fitted = time.perf_counter()
+            summary = getattr(contender, "fit_summary", None)
+            fit_summary = summary() if callable(summary) else None
             lists = contender.rank(fold, users, M.EVALUATION_DEPTH)
             among_cold = contender.rank_among(fold, cold_holders, COLD_CANDIDATES_DEPTH,
                                               cold_catalog)
@@ -963,6 +976,7 @@ def _measure_fold(split_: EvaluationSplit, contenders: Sequence[Any],
             cold_candidate_recall=np.array([
                 M.recall_at_k(r, c, COLD_CANDIDATES_DEPTH)
                 for r, c in zip(among_cold, cold_relevant)]),
+            fit_summary=fit_summary,
         )
         progress.model_finished(split_.fold, contender.key)
     for contender in contenders:

@@ -235,6 +235,14 @@ def test_our_recipes_run_through_the_recipe_protocol(data) -> None:
         assert by_key[key]["status"] == "ok", by_key[key]["note"]
     assert shape["comparison"]["best_peer"] == "item-knn"
     assert shape["comparison"]["ratio"]["mean"] > 0
+    # Each fold records what UP's own fit chose (history twins, blend, ...); a peer's
+    # choice is its hyperparameters, and a recipe without a fit summary records none.
+    for fold in by_key["up"]["per_fold"]:
+        assert set(fold["fit"]) == {"validation_users", "history_twins", "history_twins_ndcg",
+                                    "blend", "item_item_l2", "walk_beta"}
+        assert fold["fit"]["blend"], "the weights UP served in that fold"
+    assert all(f["fit"] is None for key in ("item-knn", "popularity-count")
+               for f in by_key[key]["per_fold"])
     assert set(shape["text_on_cold_polls"]) == {"with_text", "without_text", "difference"}
     assert set(shape["text_on_cold_candidates"]) == {"with_text", "without_text",
                                                      "difference", "ratio"}
@@ -488,6 +496,7 @@ def test_cli_prints_each_ablated_components_contribution(ratings_dir) -> None:
     assert "what each User-Personalization component adds" in run.stdout
     table = run.stdout.split("what each User-Personalization component adds")[1]
     assert "item_item" in table and "popularity" in table
+    assert "up's fit chose: history twins in 0 of 1 fold(s)" in run.stdout
     bad = _hunch_in_process("evaluate", "--data", str(ratings_dir), "--ablate", "segmnts")
     assert bad.exit_code == 2
     assert "unknown component(s) segmnts" in bad.stderr and "item_item" in bad.stderr
