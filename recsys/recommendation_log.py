@@ -34,6 +34,10 @@ class RecommendationLog:
         self.dropped = 0  # recommendations not stored because the store failed
         self._failing = False
         self._pending: list[tuple[str, str, list[str], int]] = []
+        # The batch being written: still looked up by pending_items until the store has
+        # it (swapped out of _pending, not yet committed, it was in neither place, and a
+        # vote forwarded in that window lost the polls its recommendation showed).
+        self._writing: list[list[tuple[str, str, list[str], int]]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recommendation-log", daemon=True)
@@ -47,14 +51,18 @@ class RecommendationLog:
         """The polls of a recommendation recorded here and not yet written (the store
         has the others); None when it is not pending."""
         with self._lock:
-            for pending_id, _, item_ids, _ in reversed(self._pending):
-                if pending_id == recommendation_id:
-                    return item_ids
+            # Newest first: what is pending, then the batches being written.
+            for batch in (self._pending, *reversed(self._writing)):
+                for pending_id, _, item_ids, _ in reversed(batch):
+                    if pending_id == recommendation_id:
+                        return item_ids
         return None
 
     def flush(self) -> None:
         with self._lock:
             batch, self._pending = self._pending, []
+            if batch:
+                self._writing.append(batch)
         if batch:
             try:
                 self.events.record_recommendations(batch)
@@ -70,6 +78,9 @@ class RecommendationLog:
                     log.warning("recommendations are stored again (%d dropped so far)",
                                 self.dropped)
                 self._failing = False
+            finally:
+                with self._lock:
+                    self._writing.remove(batch)
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):

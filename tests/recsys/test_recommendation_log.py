@@ -46,3 +46,37 @@ def test_a_pending_recommendation_is_found_before_it_is_written(tmp_path):
     with EventStore(path) as events:
         assert events.recommendation_items("r1") == ("p1", "p2")
     recommendations.close()
+
+
+def test_a_recommendation_is_found_while_its_batch_is_being_written(tmp_path):
+    """Between taking the pending batch and the store's commit, a recommendation was in
+    neither place: a vote forwarded to Personalize then lost the polls it was shown (a
+    loaded CI machine widened that window until a gateway test failed)."""
+    import threading
+
+    path = tmp_path / "events.sqlite3"
+    writing, release = threading.Event(), threading.Event()
+
+    class SlowStore(EventStore):
+        def record_recommendations(self, rows, *args, **kwargs):
+            rows = list(rows)
+            writing.set()
+            release.wait(10)
+            return super().record_recommendations(rows, *args, **kwargs)
+
+    store = SlowStore(path)
+    recommendations = RecommendationLog(store, flush_seconds=3600)
+    recommendations.record("r1", "u1", ["p1", "p2"])
+    flusher = threading.Thread(target=recommendations.flush)
+    flusher.start()
+    assert writing.wait(10)
+    try:
+        # mid-write: not pending any more, not yet in the store
+        assert store.recommendation_items("r1") is None
+        assert recommendations.pending_items("r1") == ["p1", "p2"]
+    finally:
+        release.set()
+        flusher.join(10)
+    assert recommendations.pending_items("r1") is None
+    assert store.recommendation_items("r1") == ("p1", "p2")
+    recommendations.close()
