@@ -47,6 +47,7 @@ from recsys.recipes.user_personalization.settings import (
     BLEND_INVERSE_L2,
     BLEND_MAX_ITERATIONS,
     HISTORY_PIVOT_POLLS,
+    HISTORY_TWINS_MIN_USERS,
     MIN_VALIDATION_USERS,
     POLL_AGE_EDGES_DAYS,
     POOL_HEAD_PER_COLUMN,
@@ -288,7 +289,7 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
     # Twins need two halves of validation users, and histories of more than one length
     # (with one, a twin is its column times a constant).
     z = [d.z for d in drawn]
-    if len(twinned) and len(drawn) >= 2 * MIN_VALIDATION_USERS and max(z) > min(z):
+    if len(twinned) and len(drawn) >= HISTORY_TWINS_MIN_USERS and max(z) > min(z):
         measured = _twins_held_out_ndcg(up, drawn, len(names), twinned, floored)
     with_twins = measured is not None and measured[1] > measured[0]
     fitted = _fit(up, drawn, len(names), twinned if with_twins else np.zeros(0, np.int64),
