@@ -205,38 +205,31 @@ def _parse_rows(lines: Iterable[str], source: str) -> Iterator[Rating]:
     head = next((text for text in lines if text.strip()), None)  # blank lines are none
     if head is None:
         raise RatingsFormatError(f"{source} is empty")
-    separator = "tabs"
+    grouplens = {k: i for i, k in enumerate(_GROUPLENS_ORDER)}
+    body: Iterable[list[str]]
     if head.rstrip("\r\n").split(",")[:4] == _CSV_RATINGS_HEADER:
         # GroupLens' CSV release: comma-separated, ids are numbers (no quoting needed).
-        rows = csv.reader(lines)
-        first = _CSV_RATINGS_HEADER
-        separator = "commas"
+        separator, index, body, line = "commas", grouplens, csv.reader(lines), 2
     else:
+        separator = "tabs"
         # QUOTE_NONE: the files are tab-separated with no quoting, and RecBole's ml-1m
         # has titles such as '"Great Performances" Cats (1998)' as item ids; read with
         # quoting, that id lost its quotes and became another film's.
         rows = csv.reader(itertools.chain([head], lines), delimiter="\t",
                           quoting=csv.QUOTE_NONE)
         first = next(rows)
-    if separator == "commas":
-        index = {k: i for i, k in enumerate(_GROUPLENS_ORDER)}
-        body: Iterable[list[str]] = rows
-        line = 2
-    elif ":" in first[0]:  # RecBole header: name:type
-        names = [c.split(":", 1)[0] for c in first]
-        try:
-            index = {k: names.index(v) for k, v in _RECBOLE_COLUMNS.items()}
-        except ValueError:
-            raise RatingsFormatError(
-                f"{source}: a RecBole .inter file needs columns "
-                f"{', '.join(_RECBOLE_COLUMNS.values())}; it has {', '.join(names)}"
-            ) from None
-        body = rows
-        line = 2
-    else:
-        index = {k: i for i, k in enumerate(_GROUPLENS_ORDER)}
-        body = itertools.chain([first], rows)
-        line = 1
+        if ":" in first[0]:  # RecBole header: name:type
+            names = [c.split(":", 1)[0] for c in first]
+            try:
+                index = {k: names.index(v) for k, v in _RECBOLE_COLUMNS.items()}
+            except ValueError:
+                raise RatingsFormatError(
+                    f"{source}: a RecBole .inter file needs columns "
+                    f"{', '.join(_RECBOLE_COLUMNS.values())}; it has {', '.join(names)}"
+                ) from None
+            body, line = rows, 2
+        else:  # GroupLens' u.data: no header
+            index, body, line = grouplens, itertools.chain([first], rows), 1
     for row in body:
         if not row:
             line += 1

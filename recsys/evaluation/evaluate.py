@@ -258,6 +258,8 @@ class Contender(Protocol):
     def rank_among(self, fold: _Fold, users: Sequence[HeldOutUser], n: int,
                    candidates: Collection[str]) -> list[list[str]]: ...
 
+    def fit_summary(self) -> dict[str, Any] | None: ...
+
 
 # Item fields derived from events: field -> the event type whose events it summarises.
 # Taken from the whole dataset they would carry held-out users' future events (a poll
@@ -383,6 +385,9 @@ class PeerContender:
         """Top ``n`` of ``candidates`` only: the whole ranking, filtered."""
         full = self.rank(fold, users, len(fold.matrix.item_ids))
         return [[i for i in ranked if i in candidates][:n] for ranked in full]
+
+    def fit_summary(self) -> None:
+        return None  # a peer's choices are its tuned parameters (``params``)
 
 
 class EaseContender(PeerContender):
@@ -945,8 +950,7 @@ def _measure_fold(split_: EvaluationSplit, contenders: Sequence[Any],
             tuned = time.perf_counter()
             contender.fit(fold, params)
             fitted = time.perf_counter()
-            summary = getattr(contender, "fit_summary", None)
-            fit_summary = summary() if callable(summary) else None
+            fit_summary = contender.fit_summary()
             lists = contender.rank(fold, users, M.EVALUATION_DEPTH)
             among_cold = contender.rank_among(fold, cold_holders, COLD_CANDIDATES_DEPTH,
                                               cold_catalog)
