@@ -34,7 +34,7 @@ import numpy as np
 from recsys.artifacts import ArtifactStore, VersionStore, recipe_class
 from recsys.errors import HunchError
 from recsys.events import Interaction
-from recsys.recipes.base import TrainingData
+from recsys.recipes.base import TrainingData, fit_summary
 from recsys.recipes.clock import robust_newest
 
 # Steps reported to ``progress`` in this order.
@@ -276,9 +276,9 @@ def _fit_and_publish(recipe_name: str, data: TrainingData, fingerprint: str,
              "metrics_note": METRICS_PENDING if with_metrics else "offline metrics not requested"}
     # What the fit chose on its own validation split (User-Personalization: the blend,
     # whether history twins are on, item-item's lambda, the walk's beta), for operators.
-    summary = getattr(model, "fit_summary", None)
-    if callable(summary):
-        extra["fit"] = summary()
+    chosen = fit_summary(model)
+    if chosen is not None:
+        extra["fit"] = chosen
     version = store.publish(recipe_name, model, _effective_params(model, params),
                             fingerprint, {}, extra=extra)
     manifest = store.manifest(recipe_name, version)

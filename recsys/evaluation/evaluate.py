@@ -115,7 +115,7 @@ from recsys.datasets import clean_text
 from recsys.demo_data import comments_field
 from recsys.event_values import EventValues
 from recsys.events import Interaction
-from recsys.recipes.base import TrainingData
+from recsys.recipes.base import TrainingData, fit_summary
 
 SCHEMA_VERSION = 1
 REPORT_SCHEMA_FILE = "report.schema.json"
@@ -485,8 +485,7 @@ class RecipeContender:
 
     def fit_summary(self) -> dict[str, Any] | None:
         """What the fitted recipe chose inside its fit, when it says (UP does)."""
-        summary = getattr(self.recipe, "fit_summary", None)
-        return summary() if callable(summary) else None
+        return fit_summary(self.recipe)
 
     def fit(self, fold: _Fold, params: Mapping[str, Any]) -> None:
         cls = _recipe_class(self.module_name, self.name)

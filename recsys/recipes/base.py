@@ -145,3 +145,10 @@ class Recipe(Protocol):
 
     @classmethod
     def load(cls, directory: Path) -> Self: ...
+
+
+def fit_summary(recipe: Any) -> dict[str, Any] | None:
+    """What a fitted recipe chose inside its own fit, when it says (User-Personalization's
+    ``fit_summary``: its blend, history twins, ...); None for recipes that do not."""
+    summary = getattr(recipe, "fit_summary", None)
+    return summary() if callable(summary) else None
