@@ -111,6 +111,28 @@ SASREC_COMMIT = "e3738967fddab206d6eeb4fda433e7a7034dd8b1"
 SASREC_DIR = "kang205-SASRec"
 
 
+# Two more Amazon 5-core categories in S3-Rec's preparation (each user's reviews sorted
+# by time, "USER ITEM ITEM ..." lines, users and items with at least 5 reviews), as
+# GraphDA's repository vendors them (data/, commit 64395dc; the same author's STOSA
+# repository holds the script, DataProcessing_amazon.py). Added 2026-12-06 unseen (their
+# format and counts only): confirmation data for the round after Video Games', of the
+# sparse implicit shape where UP has missed issue 14's bar.
+GRAPHDA = "https://github.com/zfan20/GraphDA"
+GRAPHDA_COMMIT = "64395dc69727f16ba8c7e898dacee7a803ac6a72"
+GRAPHDA_DIR = "zfan20-GraphDA"
+
+
+def _graphda(name: str, stem: str, size: int, sha256: str, counts: str) -> PinnedSource:
+    """One of GraphDA's sequence files, ``data/<stem>.txt`` (confirmation data)."""
+    return PinnedSource(
+        name=name, shape=f"sparse implicit, many items, in time order (no times): {counts}",
+        role="confirmation", filename=f"{GRAPHDA_DIR}/{stem}.txt", size=size,
+        sha256=sha256, member=None,
+        obtain=f"git show {GRAPHDA_COMMIT[:7]}:data/{stem}.txt in a clone of {GRAPHDA}",
+        sequence_layout="lines",
+    )
+
+
 PINNED_SOURCES: dict[str, PinnedSource] = {
     s.name: s
     for s in (
@@ -189,6 +211,13 @@ PINNED_SOURCES: dict[str, PinnedSource] = {
                    f"movies.csv beside it) in a clone of {ML_LATEST_SMALL}",
             items_file=("movies.csv", 484_688,
                         "c47b783f23eb304413307e1bb05335e427737da20ec8d3c0e96335567dd5f3dc")),
+        _graphda("amazon-tools", "Tools_and_Home_Improvement", 749_939,
+                 "da9823825eb73e2093e85946a935e5f4818420a89b07b63e04414ce720056f9c",
+                 "Amazon Tools and Home Improvement 5-core: 134,476 reviews, 16,638 users, "
+                 "10,217 items"),
+        _graphda("amazon-office", "Office_Products", 271_091,
+                 "c83c66b0ffa34e5d942ea4dbf3481c9effb0c099099a0ebc02345cd67a7d81a5",
+                 "Amazon Office Products 5-core: 53,258 reviews, 4,905 users, 2,420 items"),
     )
 }
 

@@ -92,7 +92,8 @@ def test_the_sequence_pins_split_into_development_and_confirmation() -> None:
     # Sports and Yelp confirmed once (2026-12-05) and were then analysed: development since.
     assert roles == {"amazon-toys": "development", "amazon-beauty": "confirmation",
                      "amazon-sports": "development", "yelp-sequences": "development",
-                     "amazon-video-games": "confirmation"}
+                     "amazon-video-games": "confirmation", "amazon-tools": "confirmation",
+                     "amazon-office": "confirmation"}
 
 
 # The counts S3-Rec's paper publishes for its preparation (Zhou et al. 2020, table 1).
@@ -101,7 +102,10 @@ _REAL_COUNTS = {"amazon-beauty": (198_502, 22_363, 12_101),
                 "amazon-toys": (167_597, 19_412, 11_924),
                 "yelp-sequences": (316_354, 30_431, 20_033),
                 # SASRec's paper (Kang & McAuley 2018, table 2): Video Games.
-                "amazon-video-games": (287_107, 31_013, 23_715)}
+                "amazon-video-games": (287_107, 31_013, 23_715),
+                # The counts of GraphDA's files (no paper table; counted when pinned).
+                "amazon-tools": (134_476, 16_638, 10_217),
+                "amazon-office": (53_258, 4_905, 2_420)}
 
 
 @pytest.mark.parametrize("name", sorted(_REAL_COUNTS))

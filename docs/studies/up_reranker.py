@@ -1,0 +1,136 @@
+"""up_reranker.py DATASET [TAG] [KEY=VALUE ...]: UP's linear blend, then a learned
+re-ranker of its head: does a non-linear second stage rank the newest events better?
+
+UP ranks the catalog by one linear blend of its components' columns (blend.py; the
+history twins are its only per-user interaction). Here, inside ``fit`` and right after
+the blend is learned, the same validation users the blend learned from (their newest
+events withheld) are ranked by it; each one's head of ``HEAD`` polls becomes a query
+for a LambdaMART ranker (LightGBM's ``lambdarank``, NDCG's own gradient) over the
+components' columns, the poll's age step, the blend's score and rank, and the user's
+history length. Serving (here: the evaluation's ``recommend``) takes the blend's head
+the same way and orders it by the ranker. Nothing else changes, so pairing this run
+against UP at its defaults (``pair.py DATASET default TAG``) measures the second stage.
+
+Settings (``KEY=VALUE``): head (100), trees (300), leaves (15), rate (0.05),
+min_leaf (50), users (drawn: those the blend learned from;
+all: every validation user), ages (1: the poll's age step is a feature; 0: not).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from _common import evaluate_up
+
+SETTINGS = {"head": 100, "trees": 300, "leaves": 15, "rate": 0.05, "min_leaf": 50,
+            "users": "drawn", "ages": 1}
+
+
+def _rows(up, user_id: str, t_ref: float, head: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The ranker's rows for the user's head (poll indices; by default the blend's top
+    ``head`` unseen polls, best first) and those indices."""
+    from recsys.recipes.user_personalization import blend
+
+    features, ages = up._features(user_id, t_ref)
+    linear = up._combine(features, ages, user_id)
+    seen = up.interacted_.get(user_id, np.zeros(0, np.int64))
+    if head is None:
+        masked = linear.copy()
+        masked[seen] = -np.inf
+        k = min(SETTINGS["head"], int(np.isfinite(masked).sum()))
+        head = np.argsort(-masked, kind="stable")[:k]
+    z = blend.history_z(len(seen))
+    columns = [features[:, head].T, linear[head], np.arange(len(head)),
+               np.full(len(head), z)]
+    if SETTINGS["ages"]:
+        columns.append(ages[head])
+    rows = np.column_stack(columns)
+    return rows.astype(np.float32), head
+
+
+class _User:
+    def __init__(self, user_id, relevant):
+        self.user_id, self.relevant = user_id, relevant
+
+
+def _train(up, drawn) -> None:
+    import lightgbm as lgb
+
+    X, y, groups = [], [], []
+    for d in drawn:
+        rows, head = _rows(up, d.user_id, float(up.recent_[d.user_id][2][-1]))
+        labels = np.isin(head, d.relevant).astype(np.int32)
+        if labels.any():  # a query without a target gives lambdarank nothing
+            X.append(rows)
+            y.append(labels)
+            groups.append(len(labels))
+    up._reranker = None
+    if len(groups) < 20:
+        return
+    ranker = lgb.LGBMRanker(objective="lambdarank", n_estimators=SETTINGS["trees"],
+                            num_leaves=SETTINGS["leaves"], learning_rate=SETTINGS["rate"],
+                            min_child_samples=SETTINGS["min_leaf"], subsample=0.8,
+                            subsample_freq=1, colsample_bytree=0.8, random_state=0,
+                            n_jobs=1, verbose=-1)
+    ranker.fit(np.vstack(X), np.concatenate(y), group=groups)
+    up._reranker = ranker
+    names = [*up._blend_features(), "blend", "rank", "history"] + (
+        ["age"] if SETTINGS["ages"] else [])
+    gain = ranker.booster_.feature_importance("gain")
+    share = ", ".join(f"{n} {g / gain.sum():.2f}" for g, n in sorted(
+        zip(gain, names), reverse=True) if g > 0)
+    print(f"reranker: {len(groups)} queries with a target in the head of "
+          f"{len(drawn)} users; gain: {share}", file=sys.stderr, flush=True)
+
+
+def install() -> None:
+    from recsys.recipes.base import ScoredItem
+    from recsys.recipes.user_personalization import blend
+    from recsys.recipes.user_personalization.model import UserPersonalization
+    from recsys.recipes.user_personalization.settings import MIN_VALIDATION_USERS
+
+    learn = blend.learn
+
+    def learn_then_rank(up, users, items, stamps, is_target):
+        learn(up, users, items, stamps, is_target)
+        up._reranker = None
+        drawn = blend._draw(up, users, items, is_target)  # the same draw (seeded)
+        if len(drawn) < MIN_VALIDATION_USERS:
+            return
+        if SETTINGS["users"] == "all":  # every validation user, not only those drawn
+            targets = {}
+            for u, i in zip(users[is_target].tolist(), items[is_target].tolist()):
+                targets.setdefault(u, set()).add(i)
+            drawn = [_User(up.user_ids_[u], np.fromiter(r, np.int64)) for u, r in
+                     targets.items() if up.user_ids_[u] in up.recent_]
+        _train(up, drawn)
+
+    blend.learn = learn_then_rank
+    recommend = UserPersonalization.recommend
+
+    def reranked(self, user_id, n=25, *, now=None, exclude=(), allow=None):
+        ranker = getattr(self, "_reranker", None)
+        if ranker is None or user_id not in self.recent_:
+            return recommend(self, user_id, n, now=now, exclude=exclude, allow=allow)
+        base = recommend(self, user_id, max(n, SETTINGS["head"]), now=now,
+                         exclude=exclude, allow=allow)
+        if not base:
+            return base
+        head = np.array([self.item_index_[s.item_id] for s in base])
+        rows, _ = _rows(self, user_id, self._reference_time(user_id, now), head)
+        predicted = ranker.predict(rows)
+        order = np.argsort(-predicted, kind="stable")[:n]
+        return [ScoredItem(base[j].item_id, float(predicted[j])) for j in order]
+
+    UserPersonalization.recommend = reranked
+
+
+if __name__ == "__main__":
+    dataset, tag = sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "reranker"
+    for arg in sys.argv[3:]:
+        key, value = arg.split("=", 1)
+        SETTINGS[key] = type(SETTINGS[key])(value)
+    install()
+    evaluate_up(dataset, tag)
