@@ -13,7 +13,7 @@ against UP at its defaults (``pair.py DATASET default TAG``) measures the second
 
 Settings (``KEY=VALUE``): head (100), trees (300), leaves (15), rate (0.05),
 min_leaf (50), users (drawn: those the blend learned from;
-all: every validation user), ages (1: the poll's age step is a feature; 0: not).
+all: every validation user), ages (1: the poll's age step is a feature; 0: not), gate (1: the ranker is kept\nonly when it ranks held-out validation users' heads better, as the twins are judged).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 from _common import evaluate_up
 
 SETTINGS = {"head": 100, "trees": 300, "leaves": 15, "rate": 0.05, "min_leaf": 50,
-            "users": "drawn", "ages": 1}
+            "users": "drawn", "ages": 1, "gate": 0}
 
 
 def _rows(up, user_id: str, t_ref: float, head: np.ndarray | None = None
@@ -55,10 +55,43 @@ class _User:
         self.user_id, self.relevant = user_id, relevant
 
 
-def _train(up, drawn) -> None:
+def _ranker(X, y, groups):
     import lightgbm as lgb
 
-    X, y, groups = [], [], []
+    ranker = lgb.LGBMRanker(objective="lambdarank", n_estimators=SETTINGS["trees"],
+                            num_leaves=SETTINGS["leaves"], learning_rate=SETTINGS["rate"],
+                            min_child_samples=SETTINGS["min_leaf"], subsample=0.8,
+                            subsample_freq=1, colsample_bytree=0.8, random_state=0,
+                            n_jobs=1, verbose=-1)
+    return ranker.fit(np.vstack(X), np.concatenate(y), group=groups)
+
+
+def _ndcg10(labels: np.ndarray, order: np.ndarray, relevant: int) -> float:
+    gains = labels[order[:10]] / np.log2(np.arange(2, min(10, len(order)) + 2))
+    ideal = (1 / np.log2(np.arange(2, min(10, relevant) + 2))).sum()
+    return float(gains.sum() / ideal)
+
+
+def _judged(X, y, groups, relevant) -> tuple[float, float]:
+    """NDCG@10 of the validation users' heads, each half ranked by a ranker trained on
+    the other half, against the blend's own order (a user whose head holds no target
+    scores 0 both ways, so only the queries matter), as the history twins are judged."""
+    order = np.random.default_rng(1).permutation(len(groups))
+    halves = (order[::2], order[1::2])
+    totals = np.zeros(2)
+    for learn_on, rank_for in ((0, 1), (1, 0)):
+        k = halves[learn_on]
+        ranker = _ranker([X[j] for j in k], [y[j] for j in k], [groups[j] for j in k])
+        for j in halves[rank_for]:
+            blend_order = np.arange(len(y[j]))  # rows are the blend's head, best first
+            ranked = np.argsort(-ranker.predict(X[j]), kind="stable")
+            totals[0] += _ndcg10(y[j], blend_order, relevant[j])
+            totals[1] += _ndcg10(y[j], ranked, relevant[j])
+    return float(totals[0]), float(totals[1])
+
+
+def _train(up, drawn) -> None:
+    X, y, groups, relevant = [], [], [], []
     for d in drawn:
         rows, head = _rows(up, d.user_id, float(up.recent_[d.user_id][2][-1]))
         labels = np.isin(head, d.relevant).astype(np.int32)
@@ -66,15 +99,19 @@ def _train(up, drawn) -> None:
             X.append(rows)
             y.append(labels)
             groups.append(len(labels))
+            relevant.append(len(np.setdiff1d(d.relevant, up.interacted_[d.user_id])))
     up._reranker = None
     if len(groups) < 20:
         return
-    ranker = lgb.LGBMRanker(objective="lambdarank", n_estimators=SETTINGS["trees"],
-                            num_leaves=SETTINGS["leaves"], learning_rate=SETTINGS["rate"],
-                            min_child_samples=SETTINGS["min_leaf"], subsample=0.8,
-                            subsample_freq=1, colsample_bytree=0.8, random_state=0,
-                            n_jobs=1, verbose=-1)
-    ranker.fit(np.vstack(X), np.concatenate(y), group=groups)
+    verdict = ""
+    if SETTINGS["gate"]:
+        without, with_ = _judged(X, y, groups, relevant)
+        verdict = f"; held out: blend {without:.2f}, ranker {with_:.2f}"
+        if with_ <= without:
+            print(f"reranker off ({len(groups)} queries{verdict})", file=sys.stderr,
+                  flush=True)
+            return
+    ranker = _ranker(X, y, groups)
     up._reranker = ranker
     names = [*up._blend_features(), "blend", "rank", "history"] + (
         ["age"] if SETTINGS["ages"] else [])
@@ -82,7 +119,7 @@ def _train(up, drawn) -> None:
     share = ", ".join(f"{n} {g / gain.sum():.2f}" for g, n in sorted(
         zip(gain, names), reverse=True) if g > 0)
     print(f"reranker: {len(groups)} queries with a target in the head of "
-          f"{len(drawn)} users; gain: {share}", file=sys.stderr, flush=True)
+          f"{len(drawn)} users{verdict}; gain: {share}", file=sys.stderr, flush=True)
 
 
 def install() -> None:
