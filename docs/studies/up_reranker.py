@@ -4,7 +4,7 @@ re-ranker of its head: does a non-linear second stage rank the newest events bet
 UP ranks the catalog by one linear blend of its components' columns (blend.py; the
 history twins are its only per-user interaction). Here, inside ``fit`` and right after
 the blend is learned, the same validation users the blend learned from (their newest
-events withheld) are ranked by it; each one's head of ``HEAD`` polls becomes a query
+events withheld) are ranked by it; each one's head of ``head`` polls becomes a query
 for a LambdaMART ranker (LightGBM's ``lambdarank``, NDCG's own gradient) over the
 components' columns, the poll's age step, the blend's score and rank, and the user's
 history length. Serving (here: the evaluation's ``recommend``) takes the blend's head
@@ -12,8 +12,11 @@ the same way and orders it by the ranker. Nothing else changes, so pairing this 
 against UP at its defaults (``pair.py DATASET default TAG``) measures the second stage.
 
 Settings (``KEY=VALUE``): head (100), trees (300), leaves (15), rate (0.05),
-min_leaf (50), users (drawn: those the blend learned from;
-all: every validation user), ages (1: the poll's age step is a feature; 0: not), gate (1: the ranker is kept\nonly when it ranks held-out validation users' heads better, as the twins are judged).
+min_leaf (50), users (drawn: those the blend learned from; all: every validation
+user), ages (1: the poll's age step is a feature; 0: not), gate (1: the ranker is kept
+only when rankers learned on part of the validation queries rank the rest's heads
+better, as the history twins are judged), parts (how many parts that judgement splits
+the queries into: 2, halves, both ways round).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import numpy as np
 from _common import evaluate_up
 
 SETTINGS = {"head": 100, "trees": 300, "leaves": 15, "rate": 0.05, "min_leaf": 50,
-            "users": "drawn", "ages": 1, "gate": 0}
+            "users": "drawn", "ages": 1, "gate": 0,
+            "parts": 2}
 
 
 def _rows(up, user_id: str, t_ref: float, head: np.ndarray | None = None
@@ -73,16 +77,18 @@ def _ndcg10(labels: np.ndarray, order: np.ndarray, relevant: int) -> float:
 
 
 def _judged(X, y, groups, relevant) -> tuple[float, float]:
-    """NDCG@10 of the validation users' heads, each half ranked by a ranker trained on
-    the other half, against the blend's own order (a user whose head holds no target
-    scores 0 both ways, so only the queries matter), as the history twins are judged."""
+    """NDCG@10 of the validation users' heads, each part ranked by a ranker trained on
+    the other parts (``parts`` of them: 2 is halves, both ways round, as the history
+    twins are judged), against the blend's own order (a user whose head holds no target
+    scores 0 both ways, so only the queries matter)."""
     order = np.random.default_rng(1).permutation(len(groups))
-    halves = (order[::2], order[1::2])
+    parts = [order[k::SETTINGS["parts"]] for k in range(SETTINGS["parts"])]
     totals = np.zeros(2)
-    for learn_on, rank_for in ((0, 1), (1, 0)):
-        k = halves[learn_on]
-        ranker = _ranker([X[j] for j in k], [y[j] for j in k], [groups[j] for j in k])
-        for j in halves[rank_for]:
+    for k, rank_for in enumerate(parts):
+        learn_on = np.concatenate([p for j, p in enumerate(parts) if j != k])
+        ranker = _ranker([X[j] for j in learn_on], [y[j] for j in learn_on],
+                         [groups[j] for j in learn_on])
+        for j in rank_for:
             blend_order = np.arange(len(y[j]))  # rows are the blend's head, best first
             ranked = np.argsort(-ranker.predict(X[j]), kind="stable")
             totals[0] += _ndcg10(y[j], blend_order, relevant[j])
