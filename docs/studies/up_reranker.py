@@ -139,7 +139,7 @@ def install() -> None:
     def learn_then_rank(up, users, items, stamps, is_target):
         learn(up, users, items, stamps, is_target)
         up._reranker = None
-        drawn = blend._draw(up, users, items, is_target)  # the same draw (seeded)
+        drawn = blend._draw(up, blend.validation_targets(up, users, items, is_target))
         if len(drawn) < MIN_VALIDATION_USERS:
             return
         if SETTINGS["users"] == "all":  # every validation user, not only those drawn

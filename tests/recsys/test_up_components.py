@@ -100,4 +100,4 @@ def test_an_unknown_component_names_the_registered_ones() -> None:
 def test_by_default_every_component_is_registered() -> None:
     assert UserPersonalization().components == COMPONENT_NAMES == (
         "collaborative", "content", "popularity", "segments", "item_item", "recency",
-        "exploration", "sequence", "walk")
+        "exploration", "sequence", "walk", "rerank")

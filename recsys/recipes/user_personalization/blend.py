@@ -42,7 +42,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from recsys.arrays import top_k
-from recsys.recipes.user_personalization.components import BaseComponent, Recency
+from recsys.recipes.user_personalization.components import (
+    BaseComponent,
+    Recency,
+    Rerank,
+    rerank,
+)
 from recsys.recipes.user_personalization.settings import (
     BLEND_INVERSE_L2,
     BLEND_MAX_ITERATIONS,
@@ -162,26 +167,34 @@ class _Blend:
         return personal_weights(self.columns, self.twins, z, floored) @ features + self.ages[ages]
 
 
-def _draw(up: UserPersonalization, users: np.ndarray, items: np.ndarray,
-          is_target: np.ndarray) -> list[_Drawn]:
-    """Each validation user's candidate-pool rows, as the blend learns from them."""
-    rng = np.random.default_rng(up.random_state + 1)
+def validation_targets(up: UserPersonalization, users: np.ndarray, items: np.ndarray,
+                       is_target: np.ndarray) -> dict[str, np.ndarray]:
+    """Each validation user's withheld polls that they had not touched before (poll
+    indices), in order of the users' first target; users without any, or without
+    visible history, are left out."""
     targets: dict[int, set[int]] = {}
     for u, i in zip(users[is_target].tolist(), items[is_target].tolist()):
         targets.setdefault(u, set()).add(i)
-    drawn: list[_Drawn] = []
+    out: dict[str, np.ndarray] = {}
     for u, relevant in targets.items():
         user_id = up.user_ids_[u]
-        recent = up.recent_.get(user_id)
-        if recent is None:
+        if user_id not in up.recent_:
             continue
-        t_ref = float(recent[2][-1])
+        relevant_arr = np.fromiter(relevant, np.int64)
+        relevant_arr = relevant_arr[~np.isin(relevant_arr, up.interacted_[user_id])]
+        if len(relevant_arr):
+            out[user_id] = relevant_arr
+    return out
+
+
+def _draw(up: UserPersonalization, targets: dict[str, np.ndarray]) -> list[_Drawn]:
+    """Each validation user's candidate-pool rows, as the blend learns from them."""
+    rng = np.random.default_rng(up.random_state + 1)
+    drawn: list[_Drawn] = []
+    for user_id, relevant_arr in targets.items():
+        t_ref = float(up.recent_[user_id][2][-1])
         features, ages = up._features(user_id, t_ref)
         seen = up.interacted_[user_id]
-        relevant_arr = np.fromiter(relevant, np.int64)
-        relevant_arr = relevant_arr[~np.isin(relevant_arr, seen)]
-        if not len(relevant_arr):
-            continue
         pool = candidate_pool(features, seen, rng)
         pool_targets = np.isin(pool, relevant_arr)
         if not pool_targets.any():
@@ -278,7 +291,8 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
     """Fit the blend weights as a logistic regression on validation users' targets,
     with history twins where they rank held-out validation users better."""
     up._refresh_static()
-    drawn = _draw(up, users, items, is_target)
+    targets = validation_targets(up, users, items, is_target)
+    drawn = _draw(up, targets)
     if len(drawn) < MIN_VALIDATION_USERS:
         return
     names = up._blend_features()
@@ -304,3 +318,8 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
                            "history_twins": with_twins,
                            "history_twins_ndcg": None if measured is None else
                            {"without": round(measured[0], 5), "with": round(measured[1], 5)}}
+    if up._has(Rerank.name):
+        # The second stage learns from the heads of the learned blend: every validation
+        # user with a target, not only those whose candidate pool held one.
+        rerank.learn(up, targets)
+        up.validation_size_["rerank"] = {**up.rerank_summary_, "on": up.rerank_ is not None}

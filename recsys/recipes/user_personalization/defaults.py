@@ -80,7 +80,7 @@ LASTFM = "hetrec-lastfm-2k"
 YELP = "yelp-sequences"
 
 _COMPONENTS = ("collaborative", "content", "popularity", "segments", "item_item", "recency",
-               "exploration", "sequence", "walk")
+               "exploration", "sequence", "walk", "rerank")
 _TEXT_FIELDS = ("QUESTION", "OPTIONS", "DESCRIPTION", "OPTION_DESCRIPTIONS", "COMMENTS")
 _FALLBACK = ("the fallback when the validation split has fewer than "
              "MIN_VALIDATION_USERS users or learn_blend=False; the fallback value is "
@@ -164,7 +164,7 @@ DEFAULTS: tuple[Default, ...] = (
        "+0.0201 [0.014, 0.026]), and walk, kept because it lifted UP on every development "
        "dataset (paired, ac70308): Amazon Toys 0.0746 -> 0.0798, Sports 0.0388 -> 0.0417, "
        "MovieLens 100k 0.1754 -> 0.1815, demo 0.2012 -> 0.2051, Last.fm +0.0006 (within "
-       "noise)"),
+       "noise), and rerank (a second stage, switched on in fit; see RERANK_JUDGE_PARTS)"),
     # ---------------------------------------------------------------- settings.py
     _d("TEXT_FIELDS", SETTINGS, _TEXT_FIELDS, FROZEN, NONE, "the items schema's text fields"),
     _d("ITEM_CATEGORICAL_FIELDS", SETTINGS, ("CATEGORY", "AUTHOR_ID"), FROZEN, NONE,
@@ -392,6 +392,37 @@ DEFAULTS: tuple[Default, ...] = (
        "the age steps' weights are chosen in fit by blend.learn (with the intercept folded "
        "in, 1a18566); this is " + _FALLBACK),
     # ---------------------------------------------------------------- components
+    # ---------------------------------------------------------------- the re-ranker
+    _d("RERANK_HEAD", SETTINGS, 100, FROZEN, TOYS,
+       "the blend's head the ranker re-orders (docs/public-data.md, 'A second stage'): "
+       "50 or 200 polls scored as 100 on Amazon Toys (-0.0004, -0.0003 NDCG@10, 5 folds, "
+       "intervals across 0); deeper costs serving time"),
+    _d("RERANK_TREES", SETTINGS, 100, FROZEN, (ML100K, TOYS, SPORTS),
+       "with RERANK_LEAVES and RERANK_MIN_LEAF_ROWS: 300 trees of 15 leaves at >= 50 rows "
+       "a leaf overfit a few hundred queries (5 folds, UP with minus without it: "
+       "MovieLens 100k -0.0384, Toys -0.0003, Sports -0.0011); 100 trees of 7 leaves at "
+       ">= 200 rows lifted Toys +0.0064 and Sports +0.0029"),
+    _d("RERANK_LEAVES", SETTINGS, 7, FROZEN, (ML100K, TOYS, SPORTS), "see RERANK_TREES"),
+    _d("RERANK_MIN_LEAF_ROWS", SETTINGS, 200, FROZEN, (ML100K, TOYS, SPORTS),
+       "see RERANK_TREES"),
+    _d("RERANK_LEARNING_RATE", SETTINGS, 0.05, FROZEN, PRIOR_ART,
+       "a common LambdaMART shrinkage (LightGBM's own default is 0.1); not varied"),
+    _d("RERANK_JUDGE_PARTS", SETTINGS, 5, IN_FIT, (TOYS, SPORTS, YELP, ML100K, LASTFM, DEMO),
+       "whether the ranker is used at all is chosen in fit (held-out validation queries, "
+       "ranker against the blend's order); the number of parts was chosen on development "
+       "data: judged on halves the switch was off in 3 of 5 Amazon Toys folds (kept "
+       "+0.0028 of the +0.0064 an always-on ranker gave), on 5 parts it was on in every "
+       "Toys and Sports fold and off in every Yelp fold (where always-on lost 0.0020). The "
+       "fallback, with fewer than RERANK_MIN_QUERIES queries or no validation split: no "
+       "ranker, the blend's order"),
+    _d("RERANK_MIN_GAIN_ERRORS", SETTINGS, 1.0, FROZEN, (ML100K, YELP, TOYS, SPORTS),
+       "the switch's margin (5 folds, UP with minus without the ranker, session 25): at 0 "
+       "the ranker went on in 3 of 5 MovieLens 100k folds and 1 of 5 Yelp folds, each won "
+       "by 0.3-0.9 standard errors, and lost there (-0.0059 [-0.0125, +0.0003], -0.0004 "
+       "[-0.0010, +0.0001]); at 1 they stay off, Toys keeps +0.0052 of +0.0064 (off in one "
+       "fold won by 0.9) and Sports all of its +0.0022; at 1.5 Toys +0.0039, Sports +0.0012"),
+    _d("RERANK_MIN_QUERIES", SETTINGS, 20, FROZEN, NONE,
+       "below it each of the 5 parts would be judged on ~4 users; no ranker"),
     _d("COMPONENT_NAMES", COMPONENTS, _COMPONENTS, FROZEN,
        (PRIOR_ART, ML100K, TOYS, SPORTS, DEMO),
        "the default of components= (see there)"),

@@ -15,7 +15,10 @@ components (components/, one module each; see components/base.py for what one is
 - **sequence**: what people engaged with right after the polls the user just touched
   (directed transitions, sparse, so on at any catalog size);
 - **walk**: RP3beta's poll -> user -> poll walk over the whole catalog (sparse), where
-  item-item's dense B covers only an active window.
+  item-item's dense B covers only an active window;
+- **rerank**: not a column but a second stage: a small LambdaMART ranker that re-orders
+  the blend's head of 100 polls, learned after the blend on the same validation users
+  and kept only where it ranks held-out ones better (components/rerank.py).
 
 **The blend** of the registered components' columns is a logistic regression learned
 inside ``fit`` on a validation split carved from TRAINING users only (Personalize's
@@ -72,10 +75,12 @@ from recsys.recipes.user_personalization.components import (
     FitEvents,
     ItemItem,
     Recency,
+    Rerank,
     Segments,
     SequenceAware,
     UserContext,
     Walk,
+    rerank,
 )
 from recsys.recipes.user_personalization.settings import (
     AGE_CLOCK_MAX_LEAD_SECONDS,
@@ -95,6 +100,7 @@ from recsys.recipes.user_personalization.settings import (
     MIN_EVENTS_FOR_VALIDATION_USER,
     MIN_VALIDATION_USERS,
     POLL_AGE_EDGES_DAYS,
+    RERANK_HEAD,
     SECONDS_PER_DAY,
     TEXT_FIELDS,
     USER_FIELDS,
@@ -364,7 +370,8 @@ class UserPersonalization:
         """What fit chose on its validation split, JSON-ready (a published version's
         manifest carries it): how many validation users the blend learned from (none:
         the default blend), whether history twins are on and what the held-out ranking
-        measured, the blend's weights, item-item's lambda and the walk's beta."""
+        measured, the blend's weights, item-item's lambda, the walk's beta and whether the
+        re-ranker is on (with the held-out NDCG@10 of the blend's and its order)."""
         self._require_fitted()
         validation = getattr(self, "validation_size_", None) or {}
         return {
@@ -374,6 +381,9 @@ class UserPersonalization:
             "blend": {k: round(float(v), 6) for k, v in self.blend_.items() if v},
             "item_item_l2": float(getattr(self, "item_item_l2_", ITEM_ITEM_DEFAULT_L2)),
             "walk_beta": float(getattr(self, "walk_beta_", 0.0)),
+            # The second stage: on or off, and the held-out judgement that decided it.
+            "rerank": validation.get("rerank", {"on": getattr(self, "rerank_", None)
+                                                is not None}),
         }
 
     def _index_items(self, items: Mapping[str, Mapping[str, Any]],
@@ -747,6 +757,13 @@ class UserPersonalization:
         return bonus
 
     def _final_scores(self, user_id: str | None, now: float | None) -> np.ndarray:
+        return self._scores_and_bonus(user_id, now)[0]
+
+    def _scores_and_bonus(self, user_id: str | None, now: float | None
+                          ) -> tuple[np.ndarray, int, np.ndarray | None]:
+        """The request's scores (a copy, serving order) and the exploration bonus in
+        them: (scores, first serving position with a bonus, the bonus from there on;
+        None when not exploring)."""
         # One feed page asks for the same user's scores more than once (regular and
         # promoted slots): the last answer is kept until the model changes.
         key = (user_id, now, getattr(self, "_version", 0), self.exploration_weight,
@@ -754,17 +771,18 @@ class UserPersonalization:
                tuple(self.blend_.values()))  # weights read live at serving may be rescaled
         cached = getattr(self, "_last_scores", None)
         if cached is not None and cached[0] == key:
-            return cached[1].copy()
+            return cached[1].copy(), cached[2], cached[3]
         # The user's weights once per request: the scores and the exploration tail
         # both read them.
         b = blend.user_weights(self, user_id)
         score = self._serving_scores(user_id, self._reference_time(user_id, now), b)
+        start, tail = len(score), None
         if self._exploring:
             start, tail = Exploration.tail(self, user_id, now, Exploration.scale(score),
                                            self._user_vectors(user_id, b))
             score[start:] += tail
-        self._last_scores = (key, score.copy())
-        return score
+        self._last_scores = (key, score.copy(), start, tail)
+        return score, start, tail
 
     def _changed(self) -> None:
         """Something the scores depend on moved: forget the cached scores."""
@@ -794,9 +812,38 @@ class UserPersonalization:
         exclude: Collection[str] = (),
         allow: Callable[[str], bool] | None = None,
     ) -> list[ScoredItem]:
-        """Top ``n`` polls for the user, best first (see the Recipe protocol)."""
+        """Top ``n`` polls for the user, best first (see the Recipe protocol): the
+        blend's, its head re-ordered by the re-ranker when fit learned one
+        (components/rerank.py; ``score_all`` stays the blend's)."""
         self._require_fitted()
-        score = self._final_scores(user_id, now)
+        if (getattr(self, "rerank_", None) is None or not self._has(Rerank.name)
+                or user_id not in self.recent_ or n <= 0):
+            return self._recommend_blend(user_id, n, now, exclude, allow)[0]
+        out, start, bonus = self._recommend_blend(user_id, max(int(n), RERANK_HEAD), now,
+                                                  exclude, allow)
+        head = out[:RERANK_HEAD]
+        if len(head) < 2:
+            return out[:n]
+        polls = np.fromiter(map(self.item_index_.__getitem__, (s.item_id for s in head)),
+                            np.int64, len(head))
+        served = np.array([s.score for s in head], np.float64)
+        extra = np.zeros(len(head))
+        if bonus is not None:
+            at = self._position[polls] - start
+            inside = at >= 0
+            extra[inside] = bonus[at[inside]]
+        order, scores = rerank.reorder(self, user_id, self._reference_time(user_id, now),
+                                       polls, served, extra)
+        reranked = [ScoredItem(head[j].item_id, s) for j, s in zip(order.tolist(),
+                                                                   scores.tolist())]
+        return (reranked + out[RERANK_HEAD:])[:n]
+
+    def _recommend_blend(self, user_id: str | None, n: int, now: float | None,
+                         exclude: Collection[str], allow: Callable[[str], bool] | None
+                         ) -> tuple[list[ScoredItem], int, np.ndarray | None]:
+        """The blend's top ``n`` (``recommend`` without the re-ranker), and the
+        exploration bonus in its scores (see ``_scores_and_bonus``)."""
+        score, start, bonus = self._scores_and_bonus(user_id, now)
         if self.exclude_interacted and user_id in self.interacted_:
             score[self._position[self.interacted_[user_id]]] = -np.inf
         if exclude:
@@ -806,7 +853,7 @@ class UserPersonalization:
         n = max(0, int(n))
         out: list[ScoredItem] = []
         if n == 0:
-            return out
+            return out, start, bonus
         positions = None  # the serving positions `score` holds (None: every one)
         if isinstance(allow, PollMask):
             # One vector operation instead of one call per candidate, and no rescans
@@ -839,7 +886,7 @@ class UserPersonalization:
                 out = [ScoredItem(ids[i], s) for i, s in
                        zip(polls[:min(n, count)], ranked[:min(n, count)].tolist())]
                 if len(out) == n or count < len(ranked) or depth >= len(score):
-                    return out
+                    return out, start, bonus
                 depth = min(len(score), depth * 4)
                 continue
             for s, i in zip(ranked.tolist(), polls):
@@ -850,9 +897,9 @@ class UserPersonalization:
                     continue
                 out.append(ScoredItem(item_id, s))
                 if len(out) == n:
-                    return out
+                    return out, start, bonus
             if depth >= len(score):
-                return out
+                return out, start, bonus
             depth = min(len(score), depth * 4)
 
     def _head(self, score: np.ndarray, depth: int, positions: np.ndarray | None

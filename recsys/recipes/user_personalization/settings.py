@@ -172,6 +172,28 @@ WALK_LAST_EVENTS = 20
 WALK_MAX_PAIRS = 10_000_000
 # Polls whose walks are made (and cut to their neighbours) at once: bounds memory.
 WALK_ROW_CHUNK = 2_000
+# The re-ranker (components/rerank.py): a LambdaMART ranker of the blend's head, switched
+# on in fit when it ranks held-out validation users better. Chosen on development data
+# (docs/public-data.md, "A second stage", 5 folds each, NDCG@10 against UP without it):
+# 300 trees of 15 leaves at >= 50 rows a leaf overfit a few hundred queries (MovieLens
+# 100k -0.0384, Toys -0.0003); 100 trees of 7 leaves at >= 200 rows lifted Toys +0.0064
+# and Sports +0.0029 and lost Yelp 0.0020 when always on; judged on 5 parts it stays on
+# for Toys and Sports in every fold and off for Yelp (judged on halves it was off in 3
+# of 5 Toys folds). A head of 50 or 200 polls scored as 100 (Toys).
+RERANK_HEAD = 100
+RERANK_TREES = 100
+RERANK_LEAVES = 7
+RERANK_LEARNING_RATE = 0.05
+RERANK_MIN_LEAF_ROWS = 200
+RERANK_JUDGE_PARTS = 5
+# The held-out gain must exceed this many of its standard errors (over the queries). At
+# 0 ("any gain") the ranker went on in 3 of 5 MovieLens 100k folds (93 queries each) and
+# 1 of 5 Yelp folds and lost there (-0.0059 [-0.0125, +0.0003], -0.0004): each had won
+# by 0.3-0.9 standard errors; at 1 those stay off and Toys keeps +0.0052 of +0.0064.
+RERANK_MIN_GAIN_ERRORS = 1.0
+# Fewer validation users with a target in their head than this: no ranker (each of the
+# 5 parts would judge on ~4 users).
+RERANK_MIN_QUERIES = 20
 # While a user's history holds at most this share of B's polls, their item-item row
 # gathers their rows of B (reads and copies those rows); above it, one dense
 # vector-matrix product reads all of B once. A fixed count of 256 polls, tuned on the

@@ -82,6 +82,11 @@ class Component(Protocol):
     def score(self, up: UserPersonalization, user: UserContext) -> np.ndarray:
         """``len(features)`` rows over the catalog (poll-id order)."""
 
+    def score_at(self, up: UserPersonalization, user: UserContext, polls: np.ndarray
+                 ) -> np.ndarray:
+        """``score(up, user)[:, polls]``: the columns at a few polls only (the re-ranker's
+        head at serving, where the whole catalog's would cost ~6 ms at 50k polls)."""
+
     def save(self, up: UserPersonalization) -> dict[str, np.ndarray]: ...
 
     def load(self, up: UserPersonalization, arrays: Mapping[str, np.ndarray]) -> None: ...
@@ -106,6 +111,12 @@ class BaseComponent:
 
     def score(self, up: UserPersonalization, user: UserContext) -> np.ndarray:
         return np.zeros((0, len(up.item_ids_)), np.float32)
+
+    def score_at(self, up: UserPersonalization, user: UserContext, polls: np.ndarray
+                 ) -> np.ndarray:
+        # Correct for every component; the ones whose catalog-wide row is costly
+        # override it with the same arithmetic over ``polls`` only.
+        return self.score(up, user)[:, polls]
 
     def save(self, up: UserPersonalization) -> dict[str, np.ndarray]:
         return {}

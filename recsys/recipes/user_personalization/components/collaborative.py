@@ -134,6 +134,10 @@ class Collaborative(BaseComponent):
     def score(self, up: UserPersonalization, user: UserContext) -> np.ndarray:
         return (up.item_factors_ @ self.user_vector(up, user.user_id))[None, :]
 
+    def score_at(self, up: UserPersonalization, user: UserContext, polls: np.ndarray
+                 ) -> np.ndarray:
+        return (up.item_factors_[polls] @ self.user_vector(up, user.user_id))[None, :]
+
     @staticmethod
     def user_vector(up: UserPersonalization, user_id: str | None) -> np.ndarray:
         """The user's factor, solved from their latest events (a fold-in), or their

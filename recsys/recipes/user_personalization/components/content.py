@@ -28,6 +28,10 @@ class Content(BaseComponent):
     def score(self, up: UserPersonalization, user: UserContext) -> np.ndarray:
         return (up.content_ @ self.user_profile(up, user.user_id))[None, :]
 
+    def score_at(self, up: UserPersonalization, user: UserContext, polls: np.ndarray
+                 ) -> np.ndarray:
+        return (up.content_[polls] @ self.user_profile(up, user.user_id))[None, :]
+
     @staticmethod
     def user_profile(up: UserPersonalization, user_id: str | None) -> np.ndarray:
         """The event-weighted, unit-length mean content of the user's latest polls

@@ -103,6 +103,20 @@ class ItemItem(BaseComponent):
         rows = [self.row(up, user.user_id), self.recent_row(up, user.user_id)]
         return np.vstack([np.zeros(n, np.float32) if r is None else r for r in rows])
 
+    def score_at(self, up: UserPersonalization, user: UserContext, polls: np.ndarray
+                 ) -> np.ndarray:
+        out = np.zeros((2, len(polls)), np.float32)
+        if getattr(up, "item_item_", None) is None or user.user_id is None:
+            return out
+        items = up.interacted_.get(user.user_id)
+        if items is not None and len(items):
+            out[0] = self.spread_at(up, self.own(up, items, np.ones(len(items), np.float32)),
+                                    polls)
+        recent = self.recent_events(up, user.user_id)
+        if recent is not None:
+            out[1] = self.spread_at(up, self.own(up, *recent), polls)
+        return out
+
     def add_polls(self, up: UserPersonalization, n_new: int) -> None:
         """The last ``n_new`` polls were just added: they have no column of B, so their
         item-item score is all borrowed from their content neighbours."""
@@ -323,6 +337,30 @@ class ItemItem(BaseComponent):
             own = own + up._coldness[where] * (row[where] - own)
         row[where] = own
         return row
+
+    @staticmethod
+    def spread_at(up: UserPersonalization, own: np.ndarray, polls: np.ndarray) -> np.ndarray:
+        """``spread(up, own)[polls]``, computing only those polls' rows."""
+        b_polls = up.item_item_polls_
+        neighbours = getattr(up, "item_item_neighbours_", None)
+        out = np.zeros(len(polls), np.float32)
+        if neighbours is not None:
+            has_row = polls < neighbours.shape[0]
+            out[has_row] = neighbours[polls[has_row]] @ own
+        if not len(b_polls):
+            return out
+        if ItemItem._covers_prefix(b_polls):
+            at = polls
+            inside = polls < len(b_polls)
+        else:
+            at = np.minimum(np.searchsorted(b_polls, polls), len(b_polls) - 1)
+            inside = b_polls[at] == polls
+        at = at[inside]
+        own_at = own[at]
+        if neighbours is not None:
+            own_at = own_at + up._coldness[polls[inside]] * (out[inside] - own_at)
+        out[inside] = own_at
+        return out
 
     @staticmethod
     def borrowed(up: UserPersonalization, own: np.ndarray) -> np.ndarray | None:

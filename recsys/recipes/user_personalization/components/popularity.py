@@ -23,3 +23,7 @@ class Popularity(BaseComponent):
 
     def score(self, up: UserPersonalization, user: UserContext) -> np.ndarray:
         return up._popularity[None, :]
+
+    def score_at(self, up: UserPersonalization, user: UserContext, polls: np.ndarray
+                 ) -> np.ndarray:
+        return up._popularity[polls][None, :]

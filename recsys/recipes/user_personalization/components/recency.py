@@ -25,6 +25,11 @@ class Recency(BaseComponent):
         return np.searchsorted(up._age_edges, t_ref - up.creation_, side="right")
 
     @staticmethod
+    def steps_at(up: UserPersonalization, t_ref: float, polls: np.ndarray) -> np.ndarray:
+        """``steps(up, t_ref)[polls]``."""
+        return np.searchsorted(up._age_edges, t_ref - up.creation_[polls], side="right")
+
+    @staticmethod
     def design(ages: np.ndarray, on: bool) -> np.ndarray:
         """The blend's age columns: one-hot steps, or all ones (an intercept) when off."""
         one_hot = np.zeros((len(ages), len(POLL_AGE_EDGES_DAYS) + 1))

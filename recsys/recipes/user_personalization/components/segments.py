@@ -75,6 +75,13 @@ class Segments(BaseComponent):
                else np.zeros(len(up.item_ids_), np.float32))
         return row[None, :]
 
+    def score_at(self, up: UserPersonalization, user: UserContext, polls: np.ndarray
+                 ) -> np.ndarray:
+        segs = up.user_segments_.get(user.user_id, []) if user.user_id is not None else []
+        if not segs:
+            return np.zeros((1, len(polls)), np.float32)
+        return up.segment_lift_[np.ix_(segs, polls)].mean(0)[None, :]
+
     @staticmethod
     def _index(up: UserPersonalization, users: Mapping[str, Mapping[str, Any]]) -> None:
         up.segment_ids_ = []

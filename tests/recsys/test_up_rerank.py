@@ -1,0 +1,206 @@
+"""The re-ranker (components/rerank.py): learned in fit on the validation users' heads,
+switched on only where it ranks held-out validation users better, and served over the
+blend's head without breaking what a feed relies on (pagination, filters, exclusions,
+exploration, a saved model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.events import Interaction
+from recsys.recipes.base import TrainingData
+from recsys.recipes.user_personalization import COMPONENT_NAMES, UserPersonalization
+from recsys.recipes.user_personalization.components import REGISTRY, UserContext, rerank
+from recsys.recipes.user_personalization.settings import RERANK_HEAD
+from tests.recsys.test_user_personalization import _ten_times_the_users
+
+T0, HOUR, DAY = 1_700_000_000, 3_600, 86_400
+POLLS = 400
+
+
+def _planted(effect: bool, seed: int = 0, users: int = 3_000) -> TrainingData:
+    """Users with short (5 polls) and long (25 polls) histories over polls 100-399. With
+    the ``effect``, every user's newest event is a poll of their kind's set: 0-49 for
+    short histories, 50-99 for long ones (a third of the users, so the long set is the
+    less popular): "which set" depends on history length, which no linear blend column
+    multiplies popularity by. Without it, the newest event is any poll at random."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for u in range(users):
+        long = u % 3 == 0
+        history = rng.choice(np.arange(100, POLLS), 25 if long else 5, replace=False)
+        if effect:
+            newest = rng.integers(50, 100) if long else rng.integers(0, 50)
+        else:
+            newest = rng.choice(np.setdiff1d(np.arange(POLLS), history))
+        for k, p in enumerate([*history, newest]):
+            events.append(Interaction(f"u{u}", f"p{p}", "HUNCH", T0 + u * 10 + k * HOUR))
+    items = {f"p{p}": {"CREATION_TIMESTAMP": T0 - DAY} for p in range(POLLS)}
+    return TrainingData(events, items, {})
+
+
+def _fit(data: TrainingData, **params) -> UserPersonalization:
+    return UserPersonalization(factors=8, iterations=8, exploration_weight=0.0,
+                               **params).fit(data)
+
+
+@pytest.fixture(scope="module")
+def planted() -> TrainingData:
+    return _planted(effect=True)
+
+
+@pytest.fixture(scope="module")
+def ranked(planted) -> UserPersonalization:
+    return _fit(planted)
+
+
+def _long_set_hits(model: UserPersonalization, users: range) -> float:
+    """Share of long-history users whose top 10 holds a poll of the long set (50-99)."""
+    hits = [any(50 <= int(r.item_id[1:]) < 100 for r in model.recommend(f"u{u}", 10))
+            for u in users if u % 3 == 0]
+    return float(np.mean(hits))
+
+
+def test_fit_switches_the_ranker_on_where_it_ranks_held_out_users_better(planted, ranked):
+    summary = ranked.fit_summary()["rerank"]
+    assert summary["on"] and ranked.rerank_ is not None
+    assert summary["queries"] >= 100
+    # Judged on validation users each part's ranker did not learn from.
+    assert summary["ranker_ndcg"] > summary["blend_ndcg"] + 2 * summary["gain_standard_error"]
+    # What it learned reaches the feed: long histories get the long set on top.
+    blend_only = _fit(planted, components=[c for c in COMPONENT_NAMES if c != "rerank"])
+    assert blend_only.rerank_ is None and blend_only.fit_summary()["rerank"] == {"on": False}
+    assert _long_set_hits(ranked, range(600)) > _long_set_hits(blend_only, range(600)) + 0.2
+
+
+def test_the_ranker_stays_off_when_the_newest_events_are_noise():
+    model = _fit(_planted(effect=False))
+    summary = model.fit_summary()["rerank"]
+    assert summary["queries"] >= 20  # judged, and judged worse: not too few to judge
+    assert not summary["on"] and model.rerank_ is None
+    assert summary["ranker_ndcg"] <= summary["blend_ndcg"]
+
+
+def test_served_order_is_the_rankers_over_the_blends_head(ranked):
+    user = "u3"
+    blend_head = ranked._recommend_blend(user, RERANK_HEAD, None, (), None)[0]
+    served = ranked.recommend(user, RERANK_HEAD)
+    # The same polls as the blend's head, in the ranker's order.
+    assert {s.item_id for s in served} == {s.item_id for s in blend_head}
+    polls = np.array([ranked.item_index_[s.item_id] for s in blend_head])
+    t_ref = ranked._reference_time(user, None)
+    # Fit learns from heads taken as serving takes them.
+    np.testing.assert_array_equal(rerank.head_polls(ranked, user, t_ref), polls)
+    rows = rerank.head_rows(ranked, user, t_ref, polls)
+    predicted = ranked.rerank_.predict(rows)
+    expected = [blend_head[j].item_id for j in np.argsort(-predicted, kind="stable")]
+    assert [s.item_id for s in served] == expected
+    assert [s.item_id for s in served] != [s.item_id for s in blend_head]
+    # Scores stay in the blend's units: the head's blend scores, dealt best first.
+    np.testing.assert_allclose([s.score for s in served],
+                               sorted((s.score for s in blend_head), reverse=True))
+
+
+def test_pages_are_prefixes_and_past_the_head_the_blend_orders(ranked):
+    user = "u6"
+    long = ranked.recommend(user, RERANK_HEAD + 50)
+    for n in (1, 10, 25, RERANK_HEAD):
+        assert ranked.recommend(user, n) == long[:n]
+    tail = ranked._recommend_blend(user, RERANK_HEAD + 50, None, (), None)[0][RERANK_HEAD:]
+    assert long[RERANK_HEAD:] == tail
+
+
+def test_exclusions_and_filters_choose_the_head_before_the_ranker(ranked):
+    user = "u9"
+    first = ranked.recommend(user, 10)
+    excluded = {s.item_id for s in first[:3]}
+    kept = ranked.recommend(user, 10, exclude=excluded)
+    assert not excluded & {s.item_id for s in kept}
+
+    def even(poll_id: str) -> bool:
+        return int(poll_id[1:]) % 2 == 0
+
+    filtered = ranked.recommend(user, 30, allow=even)
+    assert len(filtered) == 30 and all(even(s.item_id) for s in filtered)
+    # Polls the user touched are never served (exclude_interacted).
+    touched = {ranked.item_ids_[i] for i in ranked.interacted_[user]}
+    assert not touched & {s.item_id for s in ranked.recommend(user, RERANK_HEAD)}
+
+
+def test_exploration_bonus_weighs_what_it_does_without_the_ranker(ranked):
+    user = "u12"
+    try:
+        ranked.exploration_weight = 1.0  # read live at serving
+        bonus = ranked.exploration_bonus(user)
+        assert bonus.max() > 0
+        served = ranked.recommend(user, RERANK_HEAD)
+        blend_head = ranked._recommend_blend(user, RERANK_HEAD, None, (), None)[0]
+    finally:
+        ranked.exploration_weight = 0.0
+    assert [s.score for s in served] == sorted((s.score for s in served), reverse=True)
+    # Take each poll's bonus off: what is left is the blend's scores of the head, dealt
+    # to the ranker's order; the bonus itself is each poll's own.
+    without = sorted((s.score - bonus[ranked.item_index_[s.item_id]] for s in served),
+                     reverse=True)
+    blend_scores = sorted((s.score - bonus[ranked.item_index_[s.item_id]]
+                           for s in blend_head), reverse=True)
+    np.testing.assert_allclose(without, blend_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_a_saved_model_serves_the_same_ranked_feed(ranked, tmp_path):
+    ranked.save(tmp_path / "up")
+    loaded = UserPersonalization.load(tmp_path / "up")
+    assert loaded.rerank_ is not None
+    for user in ("u0", "u1", "u3", "u2999"):
+        assert loaded.recommend(user, 50) == ranked.recommend(user, 50)
+
+
+def test_a_model_saved_before_the_ranker_loads_without_one(ranked):
+    model = UserPersonalization()
+    REGISTRY["rerank"]().load(model, {})
+    assert model.rerank_ is None
+
+
+@pytest.fixture(scope="module")
+def windowed():
+    """Item-item over an active window smaller than the catalog: B's polls are not a
+    prefix, and polls outside it borrow from their content neighbours."""
+    data = _ten_times_the_users(seed=3)
+    n_polls = len({e.item_id for e in data.interactions} | set(data.items))
+    return _fit(data, item_item_max_items=n_polls // 2, item_item_active_polls=n_polls // 3)
+
+
+@pytest.mark.parametrize("which", ["planted", "windowed"])
+def test_score_at_is_the_catalog_columns_at_those_polls(which, ranked, windowed):
+    model = {"planted": ranked, "windowed": windowed}[which]
+    rng = np.random.default_rng(0)
+    n = len(model.item_ids_)
+    users = [model.user_ids_[0], model.user_ids_[len(model.user_ids_) // 2], "nobody", None]
+    for user_id in users:
+        context = UserContext(user_id, model._reference_time(user_id, None))
+        for polls in (rng.choice(n, 37, replace=False), np.arange(n)):
+            for name in COMPONENT_NAMES:
+                component = model._components[name]
+                np.testing.assert_allclose(
+                    component.score_at(model, context, polls),
+                    component.score(model, context)[:, polls], rtol=1e-5, atol=1e-6,
+                    err_msg=f"{name} for {user_id}")
+    if which == "windowed":
+        assert not (model.item_item_polls_ == np.arange(len(model.item_item_polls_))).all()
+
+
+@pytest.mark.parametrize("errors, on", [(0.5, False), (2.0, True)])
+def test_the_switch_wants_a_gain_beyond_its_standard_error(planted, monkeypatch, errors, on):
+    """The held-out judgement says the ranker gains ``errors`` standard errors."""
+    def judged(queries, random_state):
+        n = len(queries)
+        spread = np.where(np.arange(n) % 2 == 0, 0.1, -0.1)
+        error = spread.std(ddof=1) / np.sqrt(n)
+        return np.column_stack([np.full(n, 0.2), 0.2 + spread + errors * error])
+
+    monkeypatch.setattr(rerank, "judge", judged)
+    model = _fit(planted)
+    summary = model.fit_summary()["rerank"]
+    assert summary["on"] is on and (model.rerank_ is not None) is on
+    assert summary["ranker_ndcg"] > summary["blend_ndcg"]  # a gain, either way
