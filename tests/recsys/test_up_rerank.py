@@ -204,3 +204,25 @@ def test_the_switch_wants_a_gain_beyond_its_standard_error(planted, monkeypatch,
     summary = model.fit_summary()["rerank"]
     assert summary["on"] is on and (model.rerank_ is not None) is on
     assert summary["ranker_ndcg"] > summary["blend_ndcg"]  # a gain, either way
+
+
+def _serve_in_child(model: UserPersonalization, user: str, queue) -> None:
+    queue.put([s.item_id for s in model.recommend(user, 20)])
+
+
+def test_a_forked_worker_serves_the_ranked_feed(ranked):
+    """Servers and the analyses fork workers after the model served: LightGBM's OpenMP
+    pool, had the parent started one, would hang the child's first prediction."""
+    import multiprocessing as mp
+
+    expected = [s.item_id for s in ranked.recommend("u3", 20)]  # the parent serves first
+    context = mp.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_serve_in_child, args=(ranked, "u3", queue))
+    child.start()
+    try:
+        assert queue.get(timeout=60) == expected
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()

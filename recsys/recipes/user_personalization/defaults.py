@@ -420,7 +420,7 @@ DEFAULTS: tuple[Default, ...] = (
        "the ranker went on in 3 of 5 MovieLens 100k folds and 1 of 5 Yelp folds, each won "
        "by 0.3-0.9 standard errors, and lost there (-0.0059 [-0.0125, +0.0003], -0.0004 "
        "[-0.0010, +0.0001]); at 1 they stay off, Toys keeps +0.0052 of +0.0064 (off in one "
-       "fold won by 0.9) and Sports all of its +0.0022; at 1.5 Toys +0.0039, Sports +0.0012"),
+       "fold won by 0.9) and Sports all of its +0.0021; at 1.5 Toys +0.0039, Sports +0.0011"),
     _d("RERANK_MIN_QUERIES", SETTINGS, 20, FROZEN, NONE,
        "below it each of the 5 parts would be judged on ~4 users; no ranker"),
     _d("COMPONENT_NAMES", COMPONENTS, _COMPONENTS, FROZEN,

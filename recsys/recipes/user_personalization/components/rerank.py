@@ -15,7 +15,7 @@ learn from better than the blend does, by more than the gain's standard error
 parts, each part's heads are ordered by a ranker learned on the others, and each
 query's NDCG@10 is compared with the blend's own order. Development (docs/public-data.md,
 "The re-ranker in the product", 5 folds each): on Amazon Toys and Sports it was on in
-4 folds of 5 and lifted UP's NDCG@10 by +0.0052 and +0.0022; it stayed off in every fold
+4 folds of 5 and lifted UP's NDCG@10 by +0.0052 and +0.0021; it stayed off in every fold
 of MovieLens 100k, Last.fm and Yelp, where every fold it lost in had won the judgement
 by less than one standard error.
 
