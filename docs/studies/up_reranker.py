@@ -138,6 +138,9 @@ def install() -> None:
 
     def learn_then_rank(up, users, items, stamps, is_target):
         learn(up, users, items, stamps, is_target)
+        # Since session 25 the product has its own re-ranker (components/rerank.py): off
+        # here, so this study measures its own second stage over the blend, as it did.
+        up.rerank_ = None
         up._reranker = None
         drawn = blend._draw(up, blend.validation_targets(up, users, items, is_target))
         if len(drawn) < MIN_VALIDATION_USERS:
