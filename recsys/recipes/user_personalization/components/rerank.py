@@ -61,9 +61,10 @@ if TYPE_CHECKING:  # pragma: no cover
 class _Query:
     """One validation user's head under the blend: the ranker's rows, best first."""
 
+    polls: np.ndarray
     rows: np.ndarray
-    labels: np.ndarray
-    relevant: int  # targets the user had not touched: NDCG@10's ideal
+    labels: np.ndarray  # 1 where the head's poll is a target
+    relevant: frozenset[int]  # every target the user had not touched (some past the head)
 
 
 def head_rows(up: UserPersonalization, user_id: str, t_ref: float, polls: np.ndarray,
@@ -117,13 +118,11 @@ def _ranker(queries: Sequence[_Query], random_state: int) -> lightgbm.Booster:
     return lgb.train(params, data, num_boost_round=RERANK_TREES)
 
 
-def _ndcg10(labels: np.ndarray, order: np.ndarray, relevant: int) -> float:
-    """NDCG@10 of a head ranked in ``order`` whose targets are ``labels`` (1/0), against
-    the ideal of all ``relevant`` targets (some may lie outside the head)."""
-    top = order[:10]
-    gains = labels[top] / np.log2(np.arange(2, len(top) + 2))
-    ideal = (1 / np.log2(np.arange(2, min(10, relevant) + 2))).sum()
-    return float(gains.sum() / ideal)
+def _ndcg10(q: _Query, order: np.ndarray) -> float:
+    """NDCG@10 of the query's head in ``order``, as the evaluation scores a ranking."""
+    from recsys.evaluation.metrics import ndcg_at_k
+
+    return ndcg_at_k(q.polls[order[:10]].tolist(), q.relevant, 10)
 
 
 def judge(queries: Sequence[_Query], random_state: int) -> np.ndarray:
@@ -140,8 +139,7 @@ def judge(queries: Sequence[_Query], random_state: int) -> np.ndarray:
         for j in part:
             q = queries[j]
             ranked = np.argsort(-ranker.predict(q.rows, num_threads=1), kind="stable")
-            scores[j] = (_ndcg10(q.labels, np.arange(len(q.labels)), q.relevant),
-                         _ndcg10(q.labels, ranked, q.relevant))
+            scores[j] = (_ndcg10(q, np.arange(len(q.polls))), _ndcg10(q, ranked))
     return scores
 
 
@@ -160,7 +158,8 @@ def learn(up: UserPersonalization, targets: Mapping[str, np.ndarray]) -> None:
         polls = head_polls(up, user_id, t_ref)
         labels = np.isin(polls, relevant).astype(np.int32)
         if labels.any():  # a query without a target gives lambdarank nothing
-            queries.append(_Query(head_rows(up, user_id, t_ref, polls), labels, len(relevant)))
+            queries.append(_Query(polls, head_rows(up, user_id, t_ref, polls), labels,
+                                  frozenset(relevant.tolist())))
     up.rerank_summary_ = {"queries": len(queries)}
     if len(queries) < RERANK_MIN_QUERIES:
         return
