@@ -8,6 +8,10 @@ user with ``recalculate_user=True`` (its fold-in path).
 
 Run: ``python bench/bench_user_personalization.py [--users 5000 --polls 50000 --days 30]``
 
+The re-ranker (components/rerank.py) is on only where fit's held-out judgement keeps it
+(on this generated data it is usually off); ``--rerank-on`` keeps it regardless, to
+print what it adds to a request: the same requests through the blend alone, interleaved.
+
 ``--item-item`` instead compares UP with its item-item component (past 10k polls: EASE
 over the active window) against UP without it (baseline), same run, same data: NDCG@10
 and recall@25 of the held-out users of one Personalize split, fit time (and each one's
@@ -55,6 +59,9 @@ def main() -> None:
     parser.add_argument("--without", action="append", default=[], metavar="COMPONENT",
                         help="fit UP without this component (repeatable), e.g. to see "
                              "what one costs against the same-run ALS baseline")
+    parser.add_argument("--rerank-on", action="store_true",
+                        help="keep the re-ranker whatever fit's held-out judgement says, "
+                             "to measure what it costs a request (not what it is worth)")
     parser.add_argument("--item-item", action="store_true",
                         help="compare UP with and without its item-item component")
     args = parser.parse_args()
@@ -71,6 +78,10 @@ def main() -> None:
     from recsys.recipes.user_personalization import COMPONENT_NAMES, UserPersonalization
 
     components = [c for c in COMPONENT_NAMES if c not in args.without]
+    if args.rerank_on:
+        from recsys.recipes.user_personalization.components import rerank
+
+        rerank.RERANK_MIN_GAIN_ERRORS = float("-inf")  # on even when it ranks worse
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1):
         directory = data_directory(args, tmp)
         data = load_directory(directory).training_data()

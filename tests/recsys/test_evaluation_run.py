@@ -239,8 +239,9 @@ def test_our_recipes_run_through_the_recipe_protocol(data) -> None:
     # choice is its hyperparameters, and a recipe without a fit summary records none.
     for fold in by_key["up"]["per_fold"]:
         assert set(fold["fit"]) == {"validation_users", "history_twins", "history_twins_ndcg",
-                                    "blend", "item_item_l2", "walk_beta"}
+                                    "blend", "item_item_l2", "walk_beta", "rerank"}
         assert fold["fit"]["blend"], "the weights UP served in that fold"
+        assert isinstance(fold["fit"]["rerank"]["on"], bool)  # and what judged it, if any
     assert all(f["fit"] is None for key in ("item-knn", "popularity-count")
                for f in by_key[key]["per_fold"])
     assert set(shape["text_on_cold_polls"]) == {"with_text", "without_text", "difference"}
