@@ -108,13 +108,17 @@ class ItemItem(BaseComponent):
         out = np.zeros((2, len(polls)), np.float32)
         if getattr(up, "item_item_", None) is None or user.user_id is None:
             return out
+        owns, rows = [], []
         items = up.interacted_.get(user.user_id)
         if items is not None and len(items):
-            out[0] = self.spread_at(up, self.own(up, items, np.ones(len(items), np.float32)),
-                                    polls)
+            owns.append(self.own(up, items, np.ones(len(items), np.float32)))
+            rows.append(0)
         recent = self.recent_events(up, user.user_id)
         if recent is not None:
-            out[1] = self.spread_at(up, self.own(up, *recent), polls)
+            owns.append(self.own(up, *recent))
+            rows.append(1)
+        if owns:  # both columns in one pass over the head's neighbour rows
+            out[rows] = self.spread_at(up, np.vstack(owns), polls)
         return out
 
     def add_polls(self, up: UserPersonalization, n_new: int) -> None:
@@ -339,14 +343,15 @@ class ItemItem(BaseComponent):
         return row
 
     @staticmethod
-    def spread_at(up: UserPersonalization, own: np.ndarray, polls: np.ndarray) -> np.ndarray:
-        """``spread(up, own)[polls]``, computing only those polls' rows."""
+    def spread_at(up: UserPersonalization, owns: np.ndarray, polls: np.ndarray) -> np.ndarray:
+        """``spread(up, own)[polls]`` for each row ``own`` of ``owns``, computing only
+        those polls' scores (rows x polls)."""
         b_polls = up.item_item_polls_
         neighbours = getattr(up, "item_item_neighbours_", None)
-        out = np.zeros(len(polls), np.float32)
+        out = np.zeros((len(owns), len(polls)), np.float32)
         if neighbours is not None:
             has_row = polls < neighbours.shape[0]
-            out[has_row] = neighbours[polls[has_row]] @ own
+            out[:, has_row] = (neighbours[polls[has_row]] @ owns.T).T
         if not len(b_polls):
             return out
         if ItemItem._covers_prefix(b_polls):
@@ -355,11 +360,10 @@ class ItemItem(BaseComponent):
         else:
             at = np.minimum(np.searchsorted(b_polls, polls), len(b_polls) - 1)
             inside = b_polls[at] == polls
-        at = at[inside]
-        own_at = own[at]
+        own_at = owns[:, at[inside]]
         if neighbours is not None:
-            own_at = own_at + up._coldness[polls[inside]] * (out[inside] - own_at)
-        out[inside] = own_at
+            own_at = own_at + up._coldness[polls[inside]] * (out[:, inside] - own_at)
+        out[:, inside] = own_at
         return out
 
     @staticmethod

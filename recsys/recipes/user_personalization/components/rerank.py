@@ -37,7 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recsys.recipes.user_personalization.components.base import BaseComponent, UserContext
+from recsys.recipes.user_personalization.components.base import (
+    BaseComponent,
+    UserContext,
+)
 from recsys.recipes.user_personalization.settings import (
     RERANK_HEAD,
     RERANK_JUDGE_PARTS,
