@@ -70,21 +70,18 @@ class _Query:
     relevant: frozenset[int]  # every target the user had not touched (some past the head)
 
 
-def head_rows(up: UserPersonalization, user_id: str, t_ref: float, polls: np.ndarray,
-              features: np.ndarray | None = None, ages: np.ndarray | None = None
+def head_rows(up: UserPersonalization, user_id: str, t_ref: float, polls: np.ndarray
               ) -> np.ndarray:
     """The ranker's rows for ``polls`` (the user's blend head, best first): the
-    components' columns, the blend's score, the rank and the history length. ``features``
-    and ``ages``: the columns and age steps at ``polls`` when the caller has them."""
+    components' columns at those polls, the blend's score, the rank and the history
+    length."""
     from recsys.recipes.user_personalization import blend
     from recsys.recipes.user_personalization.components import Recency
 
-    if features is None:
-        user = UserContext(user_id, t_ref)
-        columns = [c.score_at(up, user, polls) for c in up._registered()]
-        features = np.vstack(columns) if columns else np.zeros((0, len(polls)), np.float32)
-    if ages is None:
-        ages = Recency.steps_at(up, t_ref, polls)
+    user = UserContext(user_id, t_ref)
+    columns = [c.score_at(up, user, polls) for c in up._registered()]
+    features = np.vstack(columns) if columns else np.zeros((0, len(polls)), np.float32)
+    ages = Recency.steps_at(up, t_ref, polls)
     weights = blend.user_weights(up, user_id)
     linear = (np.array([weights[f] for f in up._blend_features()], np.float32) @ features
               + up.age_weights_[ages])
