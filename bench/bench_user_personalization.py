@@ -196,7 +196,9 @@ def item_item_comparison(args: argparse.Namespace) -> None:
         for label, params in (("with item-item", {}),
                               ("without (baseline)", {"item_item_active_polls": 0,
                                                       "item_item_max_items": 0})):
-            model = UserPersonalization(num_threads=1, random_state=0, **params)
+            # --without applies to both arms (it was parsed and then ignored here).
+            model = UserPersonalization(num_threads=1, random_state=0, components=components,
+                                        **params)
             started = time.perf_counter()
             model.fit(data)
             seconds = time.perf_counter() - started

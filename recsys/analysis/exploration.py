@@ -91,7 +91,7 @@ from recsys.evaluation.intervals import BOOTSTRAP_SAMPLES, CONFIDENCE_LEVEL
 from recsys.evaluation.metrics import ndcg_at_k
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import TrainingData
-from recsys.recipes.user_personalization import EXPLORATION_BONUS_SCALE, UserPersonalization
+from recsys.recipes.user_personalization import UserPersonalization
 
 # Personalize's default (0.3), none, and twice the default.
 EXPLORATION_WEIGHTS: tuple[float, ...] = (0.0, 0.3, 0.6)
