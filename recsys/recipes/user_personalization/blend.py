@@ -321,5 +321,4 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
     if up._has(Rerank.name):
         # The second stage learns from the heads of the learned blend: every validation
         # user with a target, not only those whose candidate pool held one.
-        rerank.learn(up, targets)
-        up.validation_size_["rerank"] = {**up.rerank_summary_, "on": up.rerank_ is not None}
+        up.validation_size_["rerank"] = rerank.learn(up, targets)

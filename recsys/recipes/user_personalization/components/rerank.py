@@ -143,10 +143,11 @@ def judge(queries: Sequence[_Query], random_state: int) -> np.ndarray:
     return scores
 
 
-def learn(up: UserPersonalization, targets: Mapping[str, np.ndarray]) -> None:
+def learn(up: UserPersonalization, targets: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Learn the re-ranker from the validation users' heads under the learned blend
     (``targets``: each validation user's withheld polls they had not touched before),
-    and keep it only if it ranks held-out parts of them better (module docstring)."""
+    and keep it only if it ranks held-out parts of them better (module docstring).
+    Returns what fit records: the queries, the judgement and whether it is on."""
     up.rerank_ = None
     # The heads come from the serving path (the learned weights in its matrix), as at
     # serving; columns are computed for the head only: at 50k polls the whole catalog's
@@ -160,15 +161,15 @@ def learn(up: UserPersonalization, targets: Mapping[str, np.ndarray]) -> None:
         if labels.any():  # a query without a target gives lambdarank nothing
             queries.append(_Query(polls, head_rows(up, user_id, t_ref, polls), labels,
                                   frozenset(relevant.tolist())))
-    up.rerank_summary_ = {"queries": len(queries)}
+    summary: dict[str, Any] = {"queries": len(queries)}
     if len(queries) < RERANK_MIN_QUERIES:
-        return
+        return {**summary, "on": False}
     scores = judge(queries, up.random_state)
     gain = scores[:, 1] - scores[:, 0]
     error = float(gain.std(ddof=1) / np.sqrt(len(gain)))
     blend_ndcg, ranker_ndcg = scores.mean(0).tolist()
-    up.rerank_summary_.update(blend_ndcg=round(blend_ndcg, 5), ranker_ndcg=round(ranker_ndcg, 5),
-                              gain_standard_error=round(error, 5))
+    summary.update(blend_ndcg=round(blend_ndcg, 5), ranker_ndcg=round(ranker_ndcg, 5),
+                   gain_standard_error=round(error, 5))
     # Kept only when the held-out gain exceeds its own standard error: on development
     # data every fold that lost with the ranker had won the judgement by less.
     on = ranker_ndcg - blend_ndcg > RERANK_MIN_GAIN_ERRORS * error
@@ -177,6 +178,7 @@ def learn(up: UserPersonalization, targets: Mapping[str, np.ndarray]) -> None:
               len(queries), blend_ndcg, ranker_ndcg, ranker_ndcg - blend_ndcg, error)
     if on:
         up.rerank_ = _ranker(queries, up.random_state)
+    return {**summary, "on": on}
 
 
 def reorder(up: UserPersonalization, user_id: str, t_ref: float, polls: np.ndarray,
