@@ -135,12 +135,17 @@ class _UserVectors:
     """One user's request-time vectors (see ``UserPersonalization._user_vectors``),
     each computed when a request first needs it."""
 
-    __slots__ = ("refs", "values", "query", "blocks", "affinity", "affinity_of", "own",
-                 "borrowed", "has_own", "noise")
+    __slots__ = ("refs", "values", "fold_in", "profile", "columns", "query", "blocks",
+                 "affinity", "affinity_of", "own", "borrowed", "has_own", "noise")
 
     def __init__(self, refs: tuple[Any, ...], values: tuple[Any, ...]) -> None:
         self.refs = refs  # what they were computed from, compared by identity
         self.values = values  # ... and by value
+        # Unweighted, read by the serving product and by the re-ranker's head columns
+        # (components' score_at): solved once a request, not once for each.
+        self.fold_in: np.ndarray | None = None  # the collaborative factor
+        self.profile: np.ndarray | None = None  # the content profile
+        self.columns: dict[int, np.ndarray | None] = {}  # item-item's two, over B's polls
         self.query: np.ndarray | None = None  # fold-in factor + content profile
         self.blocks = (True, True)  # which of the two the query holds (others: zeros)
         self.affinity: np.ndarray | None = None  # the serving matrix @ query ...
@@ -694,9 +699,9 @@ class UserPersonalization:
                 # scores would move in their last bits.)
                 k = self.factors
                 vectors.query = np.concatenate([
-                    Collaborative.user_vector(self, user_id) * scaled[0] if collaborative
-                    else np.zeros(k, np.float32),
-                    Content.user_profile(self, user_id) * scaled[1] if content
+                    Collaborative.request_vector(self, user_id, vectors) * scaled[0]
+                    if collaborative else np.zeros(k, np.float32),
+                    Content.request_profile(self, user_id, vectors) * scaled[1] if content
                     else np.zeros(self._matrix_t.shape[0] - k, np.float32)]).astype(np.float32)
                 vectors.blocks = (collaborative, content, scaled)
                 vectors.affinity = None
@@ -715,7 +720,7 @@ class UserPersonalization:
             score += Segments.serving_row(self, segs, b["segment"])
         if b["item_item"] or b["item_item_recent"]:
             if not vectors.has_own:
-                vectors.own = ItemItem.user_own(self, user_id, b)
+                vectors.own = ItemItem.user_own(self, user_id, b, vectors)
                 vectors.borrowed = (None if vectors.own is None
                                     else ItemItem.borrowed(self, vectors.own))
                 vectors.has_own = True

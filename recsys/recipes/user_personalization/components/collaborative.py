@@ -38,7 +38,7 @@ from recsys.recipes.user_personalization.settings import (
 from recsys.shared_fits import memo
 
 if TYPE_CHECKING:  # pragma: no cover
-    from recsys.recipes.user_personalization.model import UserPersonalization
+    from recsys.recipes.user_personalization.model import UserPersonalization, _UserVectors
 
 
 def ridge(features: sp.csr_matrix, targets: np.ndarray, alpha: float
@@ -136,7 +136,18 @@ class Collaborative(BaseComponent):
 
     def score_at(self, up: UserPersonalization, user: UserContext, polls: np.ndarray
                  ) -> np.ndarray:
-        return (up.item_factors_[polls] @ self.user_vector(up, user.user_id))[None, :]
+        vector = self.request_vector(up, user.user_id, up._user_vectors(user.user_id))
+        return (up.item_factors_[polls] @ vector)[None, :]
+
+    @staticmethod
+    def request_vector(up: UserPersonalization, user_id: str | None, vectors: _UserVectors
+                       ) -> np.ndarray:
+        """:meth:`user_vector`, solved once per entry of the request memo ``vectors``
+        (``UserPersonalization._user_vectors``): the serving product and the
+        re-ranker's head both read it."""
+        if vectors.fold_in is None:
+            vectors.fold_in = Collaborative.user_vector(up, user_id)
+        return vectors.fold_in
 
     @staticmethod
     def user_vector(up: UserPersonalization, user_id: str | None) -> np.ndarray:

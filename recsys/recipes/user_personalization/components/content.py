@@ -16,7 +16,7 @@ from recsys.recipes.user_personalization.components.base import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from recsys.recipes.user_personalization.model import UserPersonalization
+    from recsys.recipes.user_personalization.model import UserPersonalization, _UserVectors
 
 
 class Content(BaseComponent):
@@ -30,7 +30,17 @@ class Content(BaseComponent):
 
     def score_at(self, up: UserPersonalization, user: UserContext, polls: np.ndarray
                  ) -> np.ndarray:
-        return (up.content_[polls] @ self.user_profile(up, user.user_id))[None, :]
+        profile = self.request_profile(up, user.user_id, up._user_vectors(user.user_id))
+        return (up.content_[polls] @ profile)[None, :]
+
+    @staticmethod
+    def request_profile(up: UserPersonalization, user_id: str | None, vectors: _UserVectors
+                        ) -> np.ndarray:
+        """:meth:`user_profile`, once per entry of the request memo ``vectors`` (see
+        ``Collaborative.request_vector``)."""
+        if vectors.profile is None:
+            vectors.profile = Content.user_profile(up, user_id)
+        return vectors.profile
 
     @staticmethod
     def user_profile(up: UserPersonalization, user_id: str | None) -> np.ndarray:

@@ -50,7 +50,7 @@ from recsys.recipes.user_personalization.settings import (
 from recsys.shared_fits import matrix_key, memo
 
 if TYPE_CHECKING:  # pragma: no cover
-    from recsys.recipes.user_personalization.model import UserPersonalization
+    from recsys.recipes.user_personalization.model import UserPersonalization, _UserVectors
 
 
 def ndcg_at(truth: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -108,17 +108,11 @@ class ItemItem(BaseComponent):
         out = np.zeros((2, len(polls)), np.float32)
         if getattr(up, "item_item_", None) is None or user.user_id is None:
             return out
-        owns, rows = [], []
-        items = up.interacted_.get(user.user_id)
-        if items is not None and len(items):
-            owns.append(self.own(up, items, np.ones(len(items), np.float32)))
-            rows.append(0)
-        recent = self.recent_events(up, user.user_id)
-        if recent is not None:
-            owns.append(self.own(up, *recent))
-            rows.append(1)
+        vectors = up._user_vectors(user.user_id)
+        owns = {row: own for row in (0, 1)
+                if (own := self.user_column(up, user.user_id, row, vectors)) is not None}
         if owns:  # both columns in one pass over the head's neighbour rows
-            out[rows] = self.spread_at(up, np.vstack(owns), polls)
+            out[list(owns)] = self.spread_at(up, np.vstack(list(owns.values())), polls)
         return out
 
     def add_polls(self, up: UserPersonalization, n_new: int) -> None:
@@ -391,25 +385,47 @@ class ItemItem(BaseComponent):
 
     @staticmethod
     def user_own(up: UserPersonalization, user_id: str | None,
-                 weights: Mapping[str, float] | None = None) -> np.ndarray | None:
+                 weights: Mapping[str, float] | None = None,
+                 vectors: _UserVectors | None = None) -> np.ndarray | None:
         """Both item-item features of the user, blend-weighted and summed, over B's polls
         (None without B or history): what :meth:`spread` turns into a row. It depends on
         the user's events, B and the two blend weights only (``weights``: the user's,
-        :func:`blend.user_weights`; by default the blend's own)."""
+        :func:`blend.user_weights`; by default the blend's own). ``vectors``: the
+        request memo that keeps each unweighted column (see :meth:`user_column`)."""
         b = up.blend_ if weights is None else weights
         if getattr(up, "item_item_", None) is None or user_id is None:
             return None
-        own = np.zeros(len(up.item_item_), np.float32)
-        items = up.interacted_.get(user_id)
-        recent = ItemItem.recent_events(up, user_id)
-        if (items is None or not len(items)) and recent is None:
+        items, recent = up.interacted_.get(user_id), up.recent_.get(user_id)
+        if (items is None or not len(items)) and (recent is None or not len(recent[0])):
             return None
-        if b["item_item"] and items is not None and len(items):
-            own += b["item_item"] * ItemItem.own(up, items,
-                                                 np.ones(len(items), np.float32))
-        if b["item_item_recent"] and recent is not None:
-            own += b["item_item_recent"] * ItemItem.own(up, *recent)
+        own = np.zeros(len(up.item_item_), np.float32)
+        for row, name in enumerate(("item_item", "item_item_recent")):
+            column = (ItemItem.user_column(up, user_id, row, vectors) if b[name]
+                      else None)  # a weight of 0: not even computed
+            if column is not None:
+                own += b[name] * column
         return own
+
+    @staticmethod
+    def user_column(up: UserPersonalization, user_id: str, row: int,
+                    vectors: _UserVectors | None = None) -> np.ndarray | None:
+        """One unweighted item-item column of the user over B's polls: ``row`` 0 every
+        poll they touched (binary, as EASE learns), 1 their latest events (halved);
+        None where they have no such events. Kept in ``vectors`` (the request memo,
+        ``UserPersonalization._user_vectors``) when given: the serving row and the
+        re-ranker's head columns both read them."""
+        if vectors is not None and row in vectors.columns:
+            return vectors.columns[row]
+        if row == 0:
+            items = up.interacted_.get(user_id)
+            column = (None if items is None or not len(items)
+                      else ItemItem.own(up, items, np.ones(len(items), np.float32)))
+        else:
+            recent = ItemItem.recent_events(up, user_id)
+            column = None if recent is None else ItemItem.own(up, *recent)
+        if vectors is not None:
+            vectors.columns[row] = column
+        return column
 
     @staticmethod
     def recent_events(up: UserPersonalization, user_id: str) -> tuple[np.ndarray, np.ndarray] | None:
