@@ -190,6 +190,40 @@ def test_score_at_is_the_catalog_columns_at_those_polls(which, ranked, windowed)
         assert not (model.item_item_polls_ == np.arange(len(model.item_item_polls_))).all()
 
 
+def test_a_ranked_request_solves_each_user_vector_once(ranked, monkeypatch, tmp_path):
+    """The serving row and the head's columns share the request memo: one fold-in and
+    one pass per item-item column a request, and a memo made before the user's next
+    event is not read after it."""
+    from recsys.recipes.user_personalization.components import Collaborative, ItemItem
+
+    ranked.save(tmp_path / "up")
+    model = UserPersonalization.load(tmp_path / "up")  # observe below must not touch `ranked`
+    calls = {"fold_in": 0, "item_item": 0}
+
+    def counted(name, f):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return f(*args, **kwargs)
+        return staticmethod(wrapper)
+
+    monkeypatch.setattr(Collaborative, "user_vector", counted("fold_in", Collaborative.user_vector))
+    monkeypatch.setattr(ItemItem, "own", counted("item_item", ItemItem.own))
+    assert model.rerank_ is not None and model.blend_["collaborative"] > 0
+    model.recommend("u0", 10)
+    # Both item-item columns (every touched poll, the latest events) once each: the
+    # head's columns read what the serving row computed.
+    assert calls == {"fold_in": 1, "item_item": 2}
+    model.observe([Interaction("u0", "p60", "VOTE", int(model.newest_timestamp_) + 60)])
+    model.recommend("u0", 10)
+    assert calls == {"fold_in": 2, "item_item": 4}
+    context = UserContext("u0", model._reference_time("u0", None))
+    polls = np.arange(len(model.item_ids_))
+    for name in ("collaborative", "content", "item_item"):
+        component = model._components[name]
+        np.testing.assert_allclose(component.score_at(model, context, polls),
+                                   component.score(model, context), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("errors, on", [(0.5, False), (2.0, True)])
 def test_the_switch_wants_a_gain_beyond_its_standard_error(planted, monkeypatch, errors, on):
     """The held-out judgement says the ranker gains ``errors`` standard errors."""
