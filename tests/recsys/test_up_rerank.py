@@ -191,14 +191,20 @@ def test_score_at_is_the_catalog_columns_at_those_polls(which, ranked, windowed)
 
 
 def test_a_ranked_request_solves_each_user_vector_once(ranked, monkeypatch, tmp_path):
-    """The serving row and the head's columns share the request memo: one fold-in and
-    one pass per item-item column a request, and a memo made before the user's next
+    """The serving row and the head's columns share the request memo: one fold-in, one
+    pass per item-item column and one gather of the successors and of the walk's
+    arrivals a request, and a memo made before the user's next
     event is not read after it."""
-    from recsys.recipes.user_personalization.components import Collaborative, ItemItem
+    from recsys.recipes.user_personalization.components import (
+        Collaborative,
+        ItemItem,
+        sequence,
+        walk,
+    )
 
     ranked.save(tmp_path / "up")
     model = UserPersonalization.load(tmp_path / "up")  # observe below must not touch `ranked`
-    calls = {"fold_in": 0, "item_item": 0}
+    calls = {"fold_in": 0, "item_item": 0, "sequence": 0, "walk": 0}
 
     def counted(name, f):
         def wrapper(*args, **kwargs):
@@ -208,17 +214,21 @@ def test_a_ranked_request_solves_each_user_vector_once(ranked, monkeypatch, tmp_
 
     monkeypatch.setattr(Collaborative, "user_vector", counted("fold_in", Collaborative.user_vector))
     monkeypatch.setattr(ItemItem, "own", counted("item_item", ItemItem.own))
-    assert model.rerank_ is not None and model.blend_["collaborative"] > 0
+    for module in (sequence, walk):  # the successors' and the arrivals' gathers
+        monkeypatch.setattr(module, "weighted_rows",
+                            counted(module.__name__.rsplit(".", 1)[1], module.weighted_rows))
+    assert model.rerank_ is not None
+    assert min(model.blend_[n] for n in ("collaborative", "sequence", "walk")) > 0
     model.recommend("u0", 10)
     # Both item-item columns (every touched poll, the latest events) once each: the
     # head's columns read what the serving row computed.
-    assert calls == {"fold_in": 1, "item_item": 2}
+    assert calls == {"fold_in": 1, "item_item": 2, "sequence": 1, "walk": 1}
     model.observe([Interaction("u0", "p60", "VOTE", int(model.newest_timestamp_) + 60)])
     model.recommend("u0", 10)
-    assert calls == {"fold_in": 2, "item_item": 4}
+    assert calls == {"fold_in": 2, "item_item": 4, "sequence": 2, "walk": 2}
     context = UserContext("u0", model._reference_time("u0", None))
     polls = np.arange(len(model.item_ids_))
-    for name in ("collaborative", "content", "item_item"):
+    for name in ("collaborative", "content", "item_item", "sequence", "walk"):
         component = model._components[name]
         np.testing.assert_allclose(component.score_at(model, context, polls),
                                    component.score(model, context), rtol=1e-5, atol=1e-6)

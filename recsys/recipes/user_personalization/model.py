@@ -135,17 +135,15 @@ class _UserVectors:
     """One user's request-time vectors (see ``UserPersonalization._user_vectors``),
     each computed when a request first needs it."""
 
-    __slots__ = ("refs", "values", "fold_in", "profile", "columns", "query", "blocks",
-                 "affinity", "affinity_of", "own", "borrowed", "has_own", "noise")
+    __slots__ = ("refs", "values", "parts", "query", "blocks", "affinity", "affinity_of",
+                 "own", "borrowed", "has_own", "noise")
 
     def __init__(self, refs: tuple[Any, ...], values: tuple[Any, ...]) -> None:
         self.refs = refs  # what they were computed from, compared by identity
         self.values = values  # ... and by value
-        # Unweighted, read by the serving product and by the re-ranker's head columns
-        # (components' score_at): solved once a request, not once for each.
-        self.fold_in: np.ndarray | None = None  # the collaborative factor
-        self.profile: np.ndarray | None = None  # the content profile
-        self.columns: dict[int, np.ndarray | None] = {}  # item-item's two, over B's polls
+        # Unweighted parts read both by the serving row and by the re-ranker's head
+        # columns (components' score_at), computed once a request (see ``once``).
+        self.parts: dict[Any, Any] = {}
         self.query: np.ndarray | None = None  # fold-in factor + content profile
         self.blocks = (True, True)  # which of the two the query holds (others: zeros)
         self.affinity: np.ndarray | None = None  # the serving matrix @ query ...
@@ -154,6 +152,13 @@ class _UserVectors:
         self.borrowed: np.ndarray | None = None  # what content neighbours take of them
         self.has_own = False
         self.noise: tuple[tuple[Any, ...], np.ndarray] | None = None  # exploration's draw
+
+    def once(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """The part ``key`` (e.g. the fold-in, item-item's columns, the sequence's
+        successors), computed by ``compute()`` the first time it is asked for."""
+        if key not in self.parts:
+            self.parts[key] = compute()
+        return self.parts[key]
 
 
 _NO_POLLS = np.zeros(0, np.int32)
@@ -662,7 +667,8 @@ class UserPersonalization:
         # by value.
         refs = (self.recent_.get(user_id), self.interacted_.get(user_id),
                 getattr(self, "item_item_", None),
-                getattr(self, "item_item_neighbours_", None))
+                getattr(self, "item_item_neighbours_", None),
+                getattr(self, "sequence_", None), getattr(self, "walk_", None))
         values = (tuple(self.user_segments_.get(user_id, ())),
                   getattr(self, "_vectors_epoch", 0), b["item_item"], b["item_item_recent"])
         memo: OrderedDict[str | None, _UserVectors] = self.__dict__.setdefault(
@@ -729,12 +735,12 @@ class UserPersonalization:
                 score += row[self._order]
         if b["sequence"]:
             # A few hundred successors: added where they sit, not as a catalog-wide row.
-            found = SequenceAware.successors(self, user_id)
+            found = SequenceAware.successors(self, user_id, vectors)
             if found is not None:
                 np.add.at(score, self._position[found[0]], b["sequence"] * found[1])
         if b["walk"]:
             # 20 latest events x 200 arrivals: added where they sit, as sequence's.
-            found = Walk.arrivals(self, user_id)
+            found = Walk.arrivals(self, user_id, vectors)
             if found is not None:
                 np.add.at(score, self._position[found[0]], b["walk"] * found[1])
         if self._recency_on:

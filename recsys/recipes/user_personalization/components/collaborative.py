@@ -145,9 +145,7 @@ class Collaborative(BaseComponent):
         """:meth:`user_vector`, solved once per entry of the request memo ``vectors``
         (``UserPersonalization._user_vectors``): the serving product and the
         re-ranker's head both read it."""
-        if vectors.fold_in is None:
-            vectors.fold_in = Collaborative.user_vector(up, user_id)
-        return vectors.fold_in
+        return vectors.once("fold_in", lambda: Collaborative.user_vector(up, user_id))
 
     @staticmethod
     def user_vector(up: UserPersonalization, user_id: str | None) -> np.ndarray:

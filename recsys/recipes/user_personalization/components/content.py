@@ -38,9 +38,7 @@ class Content(BaseComponent):
                         ) -> np.ndarray:
         """:meth:`user_profile`, once per entry of the request memo ``vectors`` (see
         ``Collaborative.request_vector``)."""
-        if vectors.profile is None:
-            vectors.profile = Content.user_profile(up, user_id)
-        return vectors.profile
+        return vectors.once("profile", lambda: Content.user_profile(up, user_id))
 
     @staticmethod
     def user_profile(up: UserPersonalization, user_id: str | None) -> np.ndarray:

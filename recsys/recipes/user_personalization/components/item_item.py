@@ -414,18 +414,15 @@ class ItemItem(BaseComponent):
         None where they have no such events. Kept in ``vectors`` (the request memo,
         ``UserPersonalization._user_vectors``) when given: the serving row and the
         re-ranker's head columns both read them."""
-        if vectors is not None and row in vectors.columns:
-            return vectors.columns[row]
+        if vectors is not None:
+            return vectors.once(("item_item", row),
+                                lambda: ItemItem.user_column(up, user_id, row))
         if row == 0:
             items = up.interacted_.get(user_id)
-            column = (None if items is None or not len(items)
-                      else ItemItem.own(up, items, np.ones(len(items), np.float32)))
-        else:
-            recent = ItemItem.recent_events(up, user_id)
-            column = None if recent is None else ItemItem.own(up, *recent)
-        if vectors is not None:
-            vectors.columns[row] = column
-        return column
+            return (None if items is None or not len(items)
+                    else ItemItem.own(up, items, np.ones(len(items), np.float32)))
+        recent = ItemItem.recent_events(up, user_id)
+        return None if recent is None else ItemItem.own(up, *recent)
 
     @staticmethod
     def recent_events(up: UserPersonalization, user_id: str) -> tuple[np.ndarray, np.ndarray] | None:

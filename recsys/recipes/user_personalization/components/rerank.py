@@ -188,7 +188,10 @@ def reorder(up: UserPersonalization, user_id: str, t_ref: float, polls: np.ndarr
     their new scores, best first)."""
     # One thread: a head is 100 rows, and a server's workers are its parallelism (the
     # native predict holds a lock per booster, so concurrent requests are safe).
-    predicted = up.rerank_.predict(head_rows(up, user_id, t_ref, polls), num_threads=1)
+    # float64 in C order: what LightGBM reads without a conversion of its own (0.23
+    # against 0.35 ms for 100 rows); every float32 is exactly a float64, same output.
+    rows = np.ascontiguousarray(head_rows(up, user_id, t_ref, polls), np.float64)
+    predicted = up.rerank_.predict(rows, num_threads=1)
     ranked = np.argsort(-predicted, kind="stable")
     # The blend's own scores of the head, best first, dealt to the ranker's order: the
     # scores stay in the blend's units, so the exploration bonus weighs what it did.
