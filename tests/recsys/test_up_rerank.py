@@ -84,7 +84,7 @@ def test_the_ranker_stays_off_when_the_newest_events_are_noise():
 
 def test_served_order_is_the_rankers_over_the_blends_head(ranked):
     user = "u3"
-    blend_head = ranked._recommend_blend(user, RERANK_HEAD, None, (), None)[0]
+    blend_head = ranked._recommend_blend(user, RERANK_HEAD, None, (), None)
     served = ranked.recommend(user, RERANK_HEAD)
     # The same polls as the blend's head, in the ranker's order.
     assert {s.item_id for s in served} == {s.item_id for s in blend_head}
@@ -107,7 +107,7 @@ def test_pages_are_prefixes_and_past_the_head_the_blend_orders(ranked):
     long = ranked.recommend(user, RERANK_HEAD + 50)
     for n in (1, 10, 25, RERANK_HEAD):
         assert ranked.recommend(user, n) == long[:n]
-    tail = ranked._recommend_blend(user, RERANK_HEAD + 50, None, (), None)[0][RERANK_HEAD:]
+    tail = ranked._recommend_blend(user, RERANK_HEAD + 50, None, (), None)[RERANK_HEAD:]
     assert long[RERANK_HEAD:] == tail
 
 
@@ -135,7 +135,7 @@ def test_exploration_bonus_weighs_what_it_does_without_the_ranker(ranked):
         bonus = ranked.exploration_bonus(user)
         assert bonus.max() > 0
         served = ranked.recommend(user, RERANK_HEAD)
-        blend_head = ranked._recommend_blend(user, RERANK_HEAD, None, (), None)[0]
+        blend_head = ranked._recommend_blend(user, RERANK_HEAD, None, (), None)
     finally:
         ranked.exploration_weight = 0.0
     assert [s.score for s in served] == sorted((s.score for s in served), reverse=True)

@@ -757,14 +757,19 @@ class UserPersonalization:
         """The per-poll exploration bonus the next request would add (0 when weight 0),
         in ``item_ids_`` order."""
         self._require_fitted()
-        bonus = np.zeros(len(self.item_ids_), np.float32)
-        if not self._exploring:
-            return bonus
-        b = blend.user_weights(self, user_id)
-        score = self._serving_scores(user_id, self._reference_time(user_id, now), b)
-        start, tail = Exploration.tail(self, user_id, now, Exploration.scale(score),
-                                       self._user_vectors(user_id, b))
-        bonus[self._order[start:]] = tail
+        return self._bonus_at(user_id, now, np.arange(len(self.item_ids_))).astype(
+            np.float32)
+
+    def _bonus_at(self, user_id: str | None, now: float | None, polls: np.ndarray
+                  ) -> np.ndarray:
+        """The exploration bonus in the request's scores of ``polls`` (poll indices;
+        0 where none): read from the request's own (cached) scores."""
+        _, start, tail = self._scores_and_bonus(user_id, now)
+        bonus = np.zeros(len(polls))
+        if tail is not None:
+            at = self._position[polls] - start  # the bonus tail starts at serving `start`
+            inside = at >= 0
+            bonus[inside] = tail[at[inside]]
         return bonus
 
     def _final_scores(self, user_id: str | None, now: float | None) -> np.ndarray:
@@ -829,32 +834,25 @@ class UserPersonalization:
         self._require_fitted()
         if (getattr(self, "rerank_", None) is None or not self._has(Rerank.name)
                 or user_id not in self.recent_ or n <= 0):
-            return self._recommend_blend(user_id, n, now, exclude, allow)[0]
-        out, start, bonus = self._recommend_blend(user_id, max(int(n), RERANK_HEAD), now,
-                                                  exclude, allow)
+            return self._recommend_blend(user_id, n, now, exclude, allow)
+        out = self._recommend_blend(user_id, max(int(n), RERANK_HEAD), now, exclude, allow)
         head = out[:RERANK_HEAD]
         if len(head) < 2:
             return out[:n]
         polls = np.fromiter(map(self.item_index_.__getitem__, (s.item_id for s in head)),
                             np.int64, len(head))
         served = np.array([s.score for s in head], np.float64)
-        extra = np.zeros(len(head))
-        if bonus is not None:
-            at = self._position[polls] - start
-            inside = at >= 0
-            extra[inside] = bonus[at[inside]]
         order, scores = rerank.reorder(self, user_id, self._reference_time(user_id, now),
-                                       polls, served, extra)
+                                       polls, served, self._bonus_at(user_id, now, polls))
         reranked = [ScoredItem(head[j].item_id, s) for j, s in zip(order.tolist(),
                                                                    scores.tolist())]
         return (reranked + out[RERANK_HEAD:])[:n]
 
     def _recommend_blend(self, user_id: str | None, n: int, now: float | None,
                          exclude: Collection[str], allow: Callable[[str], bool] | None
-                         ) -> tuple[list[ScoredItem], int, np.ndarray | None]:
-        """The blend's top ``n`` (``recommend`` without the re-ranker), and the
-        exploration bonus in its scores (see ``_scores_and_bonus``)."""
-        score, start, bonus = self._scores_and_bonus(user_id, now)
+                         ) -> list[ScoredItem]:
+        """The blend's top ``n``: ``recommend`` without the re-ranker."""
+        score = self._scores_and_bonus(user_id, now)[0]
         if self.exclude_interacted and user_id in self.interacted_:
             score[self._position[self.interacted_[user_id]]] = -np.inf
         if exclude:
@@ -864,7 +862,7 @@ class UserPersonalization:
         n = max(0, int(n))
         out: list[ScoredItem] = []
         if n == 0:
-            return out, start, bonus
+            return out
         positions = None  # the serving positions `score` holds (None: every one)
         if isinstance(allow, PollMask):
             # One vector operation instead of one call per candidate, and no rescans
@@ -897,7 +895,7 @@ class UserPersonalization:
                 out = [ScoredItem(ids[i], s) for i, s in
                        zip(polls[:min(n, count)], ranked[:min(n, count)].tolist())]
                 if len(out) == n or count < len(ranked) or depth >= len(score):
-                    return out, start, bonus
+                    return out
                 depth = min(len(score), depth * 4)
                 continue
             for s, i in zip(ranked.tolist(), polls):
@@ -908,9 +906,9 @@ class UserPersonalization:
                     continue
                 out.append(ScoredItem(item_id, s))
                 if len(out) == n:
-                    return out, start, bonus
+                    return out
             if depth >= len(score):
-                return out, start, bonus
+                return out
             depth = min(len(score), depth * 4)
 
     def _head(self, score: np.ndarray, depth: int, positions: np.ndarray | None
