@@ -92,6 +92,7 @@ from recsys.evaluation.metrics import ndcg_at_k
 from recsys.events import Impression, Interaction
 from recsys.recipes.base import TrainingData
 from recsys.recipes.user_personalization import UserPersonalization
+from recsys.recipes.user_personalization.settings import RERANK_HEAD
 
 # Personalize's default (0.3), none, and twice the default.
 EXPLORATION_WEIGHTS: tuple[float, ...] = (0.0, 0.3, 0.6)
@@ -398,17 +399,36 @@ def _unproven_gaps(model: UserPersonalization, user_id: str, now: float,
                    created_at: np.ndarray) -> np.ndarray:
     """How far (in score units) each posted unproven poll sits below the feed's last slot,
     before any exploration bonus (the model at weight 0)."""
-    score = model.score_all(user_id, now=now)
-    posted = np.zeros(len(score), bool)  # polls first seen in the replay are skipped
+    posted = np.zeros(len(model.item_ids_), bool)  # polls first seen in the replay are skipped
     posted[: len(created_at)] = created_at <= now
-    if posted.sum() <= FEED_DEPTH:
+    score = served_scores(model, user_id, now, posted)
+    servable = np.isfinite(score)
+    if servable.sum() <= FEED_DEPTH:
         return np.zeros(0)
-    last_slot = np.partition(score[posted], -FEED_DEPTH)[-FEED_DEPTH]
-    unproven = posted & (model.counts_ < UNPROVEN_INTERACTIONS)
+    last_slot = np.partition(score[servable], -FEED_DEPTH)[-FEED_DEPTH]
+    unproven = servable & (model.counts_ < UNPROVEN_INTERACTIONS)
     # In units of this request's bonus at weight 1 (the model scales it to the spread of
     # the request's scores), so "reachable at weight w" is simply gap < w.
-    scale = model._exploration_scale(score)
+    scale = model._exploration_scale(model.score_all(user_id, now=now))
     return np.maximum(last_slot - score[unproven], 0.0) / scale
+
+
+def served_scores(model: UserPersonalization, user_id: str, now: float,
+                  posted: np.ndarray) -> np.ndarray:
+    """Each poll's score as the feed serves it (``item_ids_`` order), -inf where the feed
+    cannot hold it: not ``posted``, or already touched by the user (the feed leaves those
+    out). With a re-ranker, its head's polls hold the scores it deals them: the head's
+    own blend scores in the ranker's order, so a poll it lifts into the feed is not
+    counted below the feed's last slot."""
+    score = model.score_all(user_id, now=now).astype(np.float64)
+    score[~posted] = -np.inf
+    if model.exclude_interacted and user_id in model.interacted_:
+        score[model.interacted_[user_id]] = -np.inf
+    index = model.item_index_
+    for served in model.recommend(user_id, RERANK_HEAD, now=now,
+                                  allow=lambda p: bool(posted[index[p]])):
+        score[index[served.item_id]] = served.score
+    return score
 
 
 def _headroom(gaps: list[np.ndarray], weights: Sequence[float]) -> dict[str, Any]:

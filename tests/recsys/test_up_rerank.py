@@ -270,3 +270,23 @@ def test_a_forked_worker_serves_the_ranked_feed(ranked):
         child.join(10)
         if child.is_alive():
             child.kill()
+
+
+def test_the_exploration_analysis_reads_gaps_in_the_served_order(ranked):
+    """The replay's "gap below the feed's last slot" is read in the order the feed
+    serves: the polls a feed holds are exactly the best of the served scores (the
+    ranker's head, the user's own polls left out), none of them below the last slot."""
+    from recsys.analysis.exploration import served_scores
+
+    posted = np.ones(len(ranked.item_ids_), bool)
+    moved = 0
+    for user in (f"u{u}" for u in range(0, 3_000, 150)):
+        feed = [ranked.item_index_[s.item_id] for s in ranked.recommend(user, 10)]
+        served = served_scores(ranked, user, None, posted)
+        last_slot = np.sort(served)[-10]
+        assert (served[feed] >= last_slot).all()
+        assert set(np.flatnonzero(served > last_slot)) <= set(feed)
+        blend = ranked.score_all(user)
+        blend[ranked.interacted_[user]] = -np.inf
+        moved += int((blend[feed] < np.sort(blend)[-10]).any())
+    assert moved  # the ranker did lift polls the blend alone ranked below the slot
