@@ -80,15 +80,23 @@ ICLREC_COMMIT = "2890e6c3ff6a22c6699fc19cb863b66786c1cde4"
 ICLREC_DIR = "salesforce-ICLRec"  # where they are kept in the cache, under their own names
 
 
+def _sequence_lines(name: str, repo: str, commit: str, directory: str, stem: str,
+                    role: Role, size: int, sha256: str, counts: str) -> PinnedSource:
+    """One S3-Rec-style sequence file (one line per user, items in time order), kept
+    as ``data/<stem>.txt`` in ``repo`` at ``commit``."""
+    return PinnedSource(
+        name=name, shape=f"sparse implicit, many items, in time order (no times): {counts}",
+        role=role, filename=f"{directory}/{stem}.txt", size=size, sha256=sha256,
+        member=None, obtain=f"git show {commit[:7]}:data/{stem}.txt in a clone of {repo}",
+        sequence_layout="lines",
+    )
+
+
 def _iclrec(name: str, stem: str, role: Role, size: int, sha256: str,
             counts: str) -> PinnedSource:
     """One of ICLRec's sequence files, ``data/<stem>.txt``."""
-    return PinnedSource(
-        name=name, shape=f"sparse implicit, many items, in time order (no times): {counts}",
-        role=role, filename=f"{ICLREC_DIR}/{stem}.txt", size=size, sha256=sha256,
-        member=None, obtain=f"git show {ICLREC_COMMIT[:7]}:data/{stem}.txt in a clone of {ICLREC}",
-        sequence_layout="lines",
-    )
+    return _sequence_lines(name, ICLREC, ICLREC_COMMIT, ICLREC_DIR, stem, role, size,
+                           sha256, counts)
 
 
 # MovieLens' ml-latest-small (GroupLens, generated 2018-09-26), as vendored byte for byte
@@ -124,13 +132,8 @@ GRAPHDA_DIR = "zfan20-GraphDA"
 
 def _graphda(name: str, stem: str, size: int, sha256: str, counts: str) -> PinnedSource:
     """One of GraphDA's sequence files, ``data/<stem>.txt`` (confirmation data)."""
-    return PinnedSource(
-        name=name, shape=f"sparse implicit, many items, in time order (no times): {counts}",
-        role="confirmation", filename=f"{GRAPHDA_DIR}/{stem}.txt", size=size,
-        sha256=sha256, member=None,
-        obtain=f"git show {GRAPHDA_COMMIT[:7]}:data/{stem}.txt in a clone of {GRAPHDA}",
-        sequence_layout="lines",
-    )
+    return _sequence_lines(name, GRAPHDA, GRAPHDA_COMMIT, GRAPHDA_DIR, stem, "confirmation",
+                           size, sha256, counts)
 
 
 PINNED_SOURCES: dict[str, PinnedSource] = {
