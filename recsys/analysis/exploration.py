@@ -399,18 +399,27 @@ def _unproven_gaps(model: UserPersonalization, user_id: str, now: float,
                    created_at: np.ndarray) -> np.ndarray:
     """How far (in score units) each posted unproven poll sits below the feed's last slot,
     before any exploration bonus (the model at weight 0)."""
-    posted = np.zeros(len(model.item_ids_), bool)  # polls first seen in the replay are skipped
-    posted[: len(created_at)] = created_at <= now
-    score = served_scores(model, user_id, now, posted)
+    score = served_scores(model, user_id, now, posted_mask(model, created_at, now))
     servable = np.isfinite(score)
     if servable.sum() <= FEED_DEPTH:
         return np.zeros(0)
     last_slot = np.partition(score[servable], -FEED_DEPTH)[-FEED_DEPTH]
     unproven = servable & (model.counts_ < UNPROVEN_INTERACTIONS)
+    unproven[len(created_at):] = False  # first named by the replay: not candidates
     # In units of this request's bonus at weight 1 (the model scales it to the spread of
     # the request's scores), so "reachable at weight w" is simply gap < w.
     scale = model._exploration_scale(model.score_all(user_id, now=now))
     return np.maximum(last_slot - score[unproven], 0.0) / scale
+
+
+def posted_mask(model: UserPersonalization, created_at: np.ndarray, now: float
+                ) -> np.ndarray:
+    """The polls the replay's feed may hold at ``now`` (``item_ids_`` order):
+    ``created_at`` covers the polls the replay started with; polls first named by its
+    events since were created by them, before ``now``, and its filter lets them through."""
+    posted = np.ones(len(model.item_ids_), bool)
+    posted[:len(created_at)] = created_at <= now
+    return posted
 
 
 def served_scores(model: UserPersonalization, user_id: str, now: float,
@@ -419,7 +428,8 @@ def served_scores(model: UserPersonalization, user_id: str, now: float,
     cannot hold it: not ``posted``, or already touched by the user (the feed leaves those
     out). With a re-ranker, its head's polls hold the scores it deals them: the head's
     own blend scores in the ranker's order, so a poll it lifts into the feed is not
-    counted below the feed's last slot."""
+    counted below the feed's last slot. Scores as the model serves them now: the
+    replay asks at exploration weight 0, where no poll carries a bonus."""
     score = model.score_all(user_id, now=now).astype(np.float64)
     score[~posted] = -np.inf
     if model.exclude_interacted and user_id in model.interacted_:

@@ -290,3 +290,22 @@ def test_the_exploration_analysis_reads_gaps_in_the_served_order(ranked):
         blend[ranked.interacted_[user]] = -np.inf
         moved += int((blend[feed] < np.sort(blend)[-10]).any())
     assert moved  # the ranker did lift polls the blend alone ranked below the slot
+
+
+def test_the_replays_posted_polls_are_what_its_feed_may_hold(ranked, tmp_path):
+    """A poll first named by a replayed vote holds feed slots (the replay's filter lets
+    it through), so the served scores the gaps are read from keep it: with it left out,
+    the ranker's head and so its order differed from the feed for most users."""
+    from recsys.analysis.exploration import posted_mask, served_scores
+
+    ranked.save(tmp_path / "up")
+    model = UserPersonalization.load(tmp_path / "up")
+    created_at = np.full(len(model.item_ids_), -np.inf)  # every poll posted before
+    now = float(model.newest_timestamp_) + 120
+    model.observe([Interaction("u1", "brand-new", "VOTE", int(now) - 60)])
+    posted = posted_mask(model, created_at, now)
+    assert posted[model.item_index_["brand-new"]]
+    for user in (f"u{u}" for u in range(0, 3_000, 150)):
+        feed = [model.item_index_[s.item_id] for s in model.recommend(user, 10, now=now)]
+        served = served_scores(model, user, now, posted)
+        assert set(np.argsort(-served, kind="stable")[:10]) == set(feed), user
