@@ -757,6 +757,8 @@ class UserPersonalization:
         """The per-poll exploration bonus the next request would add (0 when weight 0),
         in ``item_ids_`` order."""
         self._require_fitted()
+        if not self._exploring:  # no bonus to read: not worth a request's scores
+            return np.zeros(len(self.item_ids_), np.float32)
         return self._bonus_at(user_id, now, np.arange(len(self.item_ids_))).astype(
             np.float32)
 
