@@ -766,7 +766,7 @@ class UserPersonalization:
                   ) -> np.ndarray:
         """The exploration bonus in the request's scores of ``polls`` (poll indices;
         0 where none): read from the request's own (cached) scores."""
-        _, start, tail = self._scores_and_bonus(user_id, now)
+        _, start, tail = self._scores_and_bonus(user_id, now, copy=False)
         bonus = np.zeros(len(polls))
         if tail is not None:
             at = self._position[polls] - start  # the bonus tail starts at serving `start`
@@ -777,11 +777,12 @@ class UserPersonalization:
     def _final_scores(self, user_id: str | None, now: float | None) -> np.ndarray:
         return self._scores_and_bonus(user_id, now)[0]
 
-    def _scores_and_bonus(self, user_id: str | None, now: float | None
+    def _scores_and_bonus(self, user_id: str | None, now: float | None, copy: bool = True
                           ) -> tuple[np.ndarray, int, np.ndarray | None]:
         """The request's scores (a copy, serving order) and the exploration bonus in
         them: (scores, first serving position with a bonus, the bonus from there on;
-        None when not exploring)."""
+        None when not exploring). ``copy=False``: a cached answer's scores as kept, for a
+        caller that only reads the bonus (they must not be written to)."""
         # One feed page asks for the same user's scores more than once (regular and
         # promoted slots): the last answer is kept until the model changes.
         key = (user_id, now, getattr(self, "_version", 0), self.exploration_weight,
@@ -789,7 +790,7 @@ class UserPersonalization:
                tuple(self.blend_.values()))  # weights read live at serving may be rescaled
         cached = getattr(self, "_last_scores", None)
         if cached is not None and cached[0] == key:
-            return cached[1].copy(), cached[2], cached[3]
+            return (cached[1].copy() if copy else cached[1]), cached[2], cached[3]
         # The user's weights once per request: the scores and the exploration tail
         # both read them.
         b = blend.user_weights(self, user_id)
