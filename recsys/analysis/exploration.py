@@ -430,10 +430,8 @@ def served_scores(model: UserPersonalization, user_id: str, now: float,
     own blend scores in the ranker's order, so a poll it lifts into the feed is not
     counted below the feed's last slot. Scores as the model serves them now: the
     replay asks at exploration weight 0, where no poll carries a bonus."""
-    score = model.score_all(user_id, now=now).astype(np.float64)
+    score = model.feed_scores(user_id, now=now).astype(np.float64)
     score[~posted] = -np.inf
-    if model.exclude_interacted and user_id in model.interacted_:
-        score[model.interacted_[user_id]] = -np.inf
     index = model.item_index_
     for served in model.recommend(user_id, RERANK_HEAD, now=now,
                                   allow=lambda p: bool(posted[index[p]])):

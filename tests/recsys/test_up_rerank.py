@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recsys.events import Interaction
-from recsys.recipes.base import TrainingData
+from recsys.recipes.base import ScoredItem, TrainingData
 from recsys.recipes.user_personalization import COMPONENT_NAMES, UserPersonalization
 from recsys.recipes.user_personalization.components import REGISTRY, UserContext, rerank
 from recsys.recipes.user_personalization.settings import RERANK_HEAD
@@ -82,9 +82,15 @@ def test_the_ranker_stays_off_when_the_newest_events_are_noise():
     assert summary["ranker_ndcg"] <= summary["blend_ndcg"]
 
 
+def _blend_feed(model, user: str, n: int) -> list[ScoredItem]:
+    """The blend's feed for ``user``: ``recommend`` without the re-ranker."""
+    polls, scores = model._blend_top(user, n, None, (), None)
+    return [ScoredItem(model.item_ids_[i], s) for i, s in zip(polls.tolist(), scores.tolist())]
+
+
 def test_served_order_is_the_rankers_over_the_blends_head(ranked):
     user = "u3"
-    blend_head = ranked._recommend_blend(user, RERANK_HEAD, None, (), None)
+    blend_head = _blend_feed(ranked, user, RERANK_HEAD)
     served = ranked.recommend(user, RERANK_HEAD)
     # The same polls as the blend's head, in the ranker's order.
     assert {s.item_id for s in served} == {s.item_id for s in blend_head}
@@ -107,7 +113,7 @@ def test_pages_are_prefixes_and_past_the_head_the_blend_orders(ranked):
     long = ranked.recommend(user, RERANK_HEAD + 50)
     for n in (1, 10, 25, RERANK_HEAD):
         assert ranked.recommend(user, n) == long[:n]
-    tail = ranked._recommend_blend(user, RERANK_HEAD + 50, None, (), None)[RERANK_HEAD:]
+    tail = _blend_feed(ranked, user, RERANK_HEAD + 50)[RERANK_HEAD:]
     assert long[RERANK_HEAD:] == tail
 
 
@@ -128,6 +134,20 @@ def test_exclusions_and_filters_choose_the_head_before_the_ranker(ranked):
     assert not touched & {s.item_id for s in ranked.recommend(user, RERANK_HEAD)}
 
 
+def test_feed_scores_are_the_blends_without_the_polls_a_feed_never_holds(ranked):
+    user = "u15"
+    touched = ranked.interacted_[user]
+    feed = ranked.feed_scores(user)
+    everything = ranked.score_all(user)
+    assert len(touched) and np.isneginf(feed[touched]).all()
+    untouched = np.setdiff1d(np.arange(len(feed)), touched)
+    np.testing.assert_array_equal(feed[untouched], everything[untouched])
+    # The blend's feed is exactly the top of these scores (ties to the lower poll id).
+    polls, scores = ranked._blend_top(user, 30, None, (), None)
+    np.testing.assert_array_equal(polls, np.lexsort((np.arange(len(feed)), -feed))[:30])
+    np.testing.assert_array_equal(scores, feed[polls])
+
+
 def test_exploration_bonus_weighs_what_it_does_without_the_ranker(ranked):
     user = "u12"
     try:
@@ -135,7 +155,7 @@ def test_exploration_bonus_weighs_what_it_does_without_the_ranker(ranked):
         bonus = ranked.exploration_bonus(user)
         assert bonus.max() > 0
         served = ranked.recommend(user, RERANK_HEAD)
-        blend_head = ranked._recommend_blend(user, RERANK_HEAD, None, (), None)
+        blend_head = _blend_feed(ranked, user, RERANK_HEAD)
     finally:
         ranked.exploration_weight = 0.0
     assert [s.score for s in served] == sorted((s.score for s in served), reverse=True)

@@ -822,6 +822,20 @@ class UserPersonalization:
         self._require_fitted()
         return self._final_scores(user_id, now)[self._position]
 
+    def feed_scores(self, user_id: str | None, *, now: float | None = None) -> np.ndarray:
+        """``score_all`` as the feed ranks it: -inf at the polls the user already touched
+        (when ``exclude_interacted``), which no feed holds."""
+        self._require_fitted()
+        return self._candidate_scores(user_id, now)[self._position]
+
+    def _candidate_scores(self, user_id: str | None, now: float | None) -> np.ndarray:
+        """The request's scores (a copy, serving order) with the user's touched polls
+        at -inf when the feed leaves them out."""
+        score = self._scores_and_bonus(user_id, now)[0]
+        if self.exclude_interacted and user_id in self.interacted_:
+            score[self._position[self.interacted_[user_id]]] = -np.inf
+        return score
+
     def recommend(
         self,
         user_id: str | None,
@@ -835,37 +849,38 @@ class UserPersonalization:
         blend's, its head re-ordered by the re-ranker when fit learned one
         (components/rerank.py; ``score_all`` stays the blend's)."""
         self._require_fitted()
+        n = max(0, int(n))
         if (getattr(self, "rerank_", None) is None or not self._has(Rerank.name)
-                or user_id not in self.recent_ or n <= 0):
-            return self._recommend_blend(user_id, n, now, exclude, allow)
-        out = self._recommend_blend(user_id, max(int(n), RERANK_HEAD), now, exclude, allow)
-        head = out[:RERANK_HEAD]
-        if len(head) < 2:
-            return out[:n]
-        polls = np.fromiter(map(self.item_index_.__getitem__, (s.item_id for s in head)),
-                            np.int64, len(head))
-        served = np.array([s.score for s in head], np.float64)
-        order, scores = rerank.reorder(self, user_id, self._reference_time(user_id, now),
-                                       polls, served, self._bonus_at(user_id, now, polls))
-        reranked = [ScoredItem(head[j].item_id, s) for j, s in zip(order.tolist(),
-                                                                   scores.tolist())]
-        return (reranked + out[RERANK_HEAD:])[:n]
+                or user_id not in self.recent_ or n == 0):
+            polls, scores = self._blend_top(user_id, n, now, exclude, allow)
+        else:
+            polls, scores = self._blend_top(user_id, max(n, RERANK_HEAD), now, exclude,
+                                            allow)
+            if len(polls) >= 2:
+                head = polls[:RERANK_HEAD]
+                order, dealt = rerank.reorder(
+                    self, user_id, self._reference_time(user_id, now), head,
+                    scores[:RERANK_HEAD], self._bonus_at(user_id, now, head))
+                polls = np.concatenate([head[order], polls[RERANK_HEAD:]])
+                scores = np.concatenate([dealt, scores[RERANK_HEAD:]])
+        ids = self.item_ids_
+        return [ScoredItem(ids[i], s) for i, s in zip(polls[:n].tolist(),
+                                                      scores[:n].tolist())]
 
-    def _recommend_blend(self, user_id: str | None, n: int, now: float | None,
-                         exclude: Collection[str], allow: Callable[[str], bool] | None
-                         ) -> list[ScoredItem]:
-        """The blend's top ``n``: ``recommend`` without the re-ranker."""
-        score = self._scores_and_bonus(user_id, now)[0]
-        if self.exclude_interacted and user_id in self.interacted_:
-            score[self._position[self.interacted_[user_id]]] = -np.inf
+    def _blend_top(self, user_id: str | None, n: int, now: float | None,
+                   exclude: Collection[str], allow: Callable[[str], bool] | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The blend's top ``n`` as (poll indices, float64 scores), best first:
+        ``recommend`` without the re-ranker. Poll indices until the very end: the
+        re-ranker reads its head by index, and ids are looked up once."""
+        score = self._candidate_scores(user_id, now)
         if exclude:
             idx = np.fromiter(map(self.item_index_.get, exclude, repeat(-1)), np.int64,
                               len(exclude))  # map(): the lookups stay in C
             score[self._position[idx[idx >= 0]]] = -np.inf
-        n = max(0, int(n))
-        out: list[ScoredItem] = []
+        none = np.zeros(0, np.int64), np.zeros(0)
         if n == 0:
-            return out
+            return none
         positions = None  # the serving positions `score` holds (None: every one)
         if isinstance(allow, PollMask):
             # One vector operation instead of one call per candidate, and no rescans
@@ -886,32 +901,21 @@ class UserPersonalization:
             where = head if positions is None else positions[head]
             # Ties break by poll id order, as a sort over the catalog would.
             rank = np.lexsort((self._order[where], -score[head]))
-            out = []
-            polls = self._order[where[rank]].tolist()  # poll indices, best first
-            ranked = score[head[rank]]
+            polls = self._order[where[rank]]  # poll indices, best first
+            ranked = score[head[rank]].astype(np.float64)
+            finite = np.isfinite(ranked)
+            # Scores are best first: past the first -inf there is nothing to rank,
+            # however deep one looks.
+            count = len(ranked) if finite.all() else int(np.argmin(finite))
             if allow is None:  # the usual case (a mask was applied above): no loop
-                finite = np.isfinite(ranked)
-                # Scores are best first: past the first -inf there is nothing to rank,
-                # however deep one looks.
-                count = len(ranked) if finite.all() else int(np.argmin(finite))
-                ids = self.item_ids_
-                out = [ScoredItem(ids[i], s) for i, s in
-                       zip(polls[:min(n, count)], ranked[:min(n, count)].tolist())]
-                if len(out) == n or count < len(ranked) or depth >= len(score):
-                    return out
+                if count >= n or count < len(ranked) or depth >= len(score):
+                    return polls[:min(n, count)], ranked[:min(n, count)]
                 depth = min(len(score), depth * 4)
                 continue
-            for s, i in zip(ranked.tolist(), polls):
-                if not math.isfinite(s):
-                    break
-                item_id = self.item_ids_[i]
-                if allow is not None and not allow(item_id):
-                    continue
-                out.append(ScoredItem(item_id, s))
-                if len(out) == n:
-                    return out
-            if depth >= len(score):
-                return out
+            ids = self.item_ids_
+            kept = [j for j, i in enumerate(polls[:count].tolist()) if allow(ids[i])][:n]
+            if len(kept) == n or count < len(ranked) or depth >= len(score):
+                return polls[kept], ranked[kept]
             depth = min(len(score), depth * 4)
 
     def _head(self, score: np.ndarray, depth: int, positions: np.ndarray | None

@@ -24,10 +24,10 @@ request for more polls than the head gets the same first :data:`RERANK_HEAD` and
 blend's order after them (pagination stays a prefix). The columns are computed for the
 head's polls only (``score_at``), from the parts the request's serving row already
 computed (the fold-in, item-item's columns, the successors and arrivals: the user's
-request memo, ``UserPersonalization._user_vectors``). The scores handed out stay in the blend's units: the
-head's blend scores, best first, are dealt to the ranker's order, and each poll's
-exploration bonus is added back before the final sort, so ``exploration_weight`` moves
-a new poll as much as it does without the ranker.
+request memo, ``UserPersonalization._user_vectors``). The scores handed out stay in the
+blend's units: the head's blend scores, best first, are dealt to the ranker's order, and
+each poll's exploration bonus is added back before the final sort, so
+``exploration_weight`` moves a new poll as much as it does without the ranker.
 """
 
 from __future__ import annotations
