@@ -148,6 +148,18 @@ def test_feed_scores_are_the_blends_without_the_polls_a_feed_never_holds(ranked)
     np.testing.assert_array_equal(scores, feed[polls])
 
 
+def test_a_filter_is_asked_only_until_the_head_is_full(ranked):
+    asked: list[str] = []
+
+    def allow(poll_id: str) -> bool:  # a caller's predicate may be costly, or strict
+        asked.append(poll_id)
+        return True
+
+    feed = ranked.recommend("u18", 5, allow=allow)
+    assert len(feed) == 5 and len(asked) == RERANK_HEAD  # the ranker's head, no more
+    assert set(asked) >= {s.item_id for s in feed}
+
+
 def test_exploration_bonus_weighs_what_it_does_without_the_ranker(ranked):
     user = "u12"
     try:
@@ -306,8 +318,7 @@ def test_the_exploration_analysis_reads_gaps_in_the_served_order(ranked):
         last_slot = np.sort(served)[-10]
         assert (served[feed] >= last_slot).all()
         assert set(np.flatnonzero(served > last_slot)) <= set(feed)
-        blend = ranked.score_all(user)
-        blend[ranked.interacted_[user]] = -np.inf
+        blend = ranked.feed_scores(user)
         moved += int((blend[feed] < np.sort(blend)[-10]).any())
     assert moved  # the ranker did lift polls the blend alone ranked below the slot
 

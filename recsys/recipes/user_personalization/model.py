@@ -51,7 +51,7 @@ import math
 import operator
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from itertools import chain, count, repeat
+from itertools import chain, count, islice, repeat
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -823,8 +823,9 @@ class UserPersonalization:
         return self._final_scores(user_id, now)[self._position]
 
     def feed_scores(self, user_id: str | None, *, now: float | None = None) -> np.ndarray:
-        """``score_all`` as the feed ranks it: -inf at the polls the user already touched
-        (when ``exclude_interacted``), which no feed holds."""
+        """The blend's candidate scores: ``score_all`` with -inf at the polls the user
+        already touched (when ``exclude_interacted``), which no feed holds. The feed is
+        their top, its head re-ordered by the re-ranker when fit learned one."""
         self._require_fitted()
         return self._candidate_scores(user_id, now)[self._position]
 
@@ -878,9 +879,9 @@ class UserPersonalization:
             idx = np.fromiter(map(self.item_index_.get, exclude, repeat(-1)), np.int64,
                               len(exclude))  # map(): the lookups stay in C
             score[self._position[idx[idx >= 0]]] = -np.inf
-        none = np.zeros(0, np.int64), np.zeros(0)
+        n = max(0, int(n))
         if n == 0:
-            return none
+            return np.zeros(0, np.int64), np.zeros(0)
         positions = None  # the serving positions `score` holds (None: every one)
         if isinstance(allow, PollMask):
             # One vector operation instead of one call per candidate, and no rescans
@@ -913,7 +914,9 @@ class UserPersonalization:
                 depth = min(len(score), depth * 4)
                 continue
             ids = self.item_ids_
-            kept = [j for j, i in enumerate(polls[:count].tolist()) if allow(ids[i])][:n]
+            # Asked lazily, best first: ``allow`` is not called past the n-th kept poll.
+            kept = list(islice((j for j, i in enumerate(polls[:count].tolist())
+                                if allow(ids[i])), n))
             if len(kept) == n or count < len(ranked) or depth >= len(score):
                 return polls[kept], ranked[kept]
             depth = min(len(score), depth * 4)
