@@ -874,14 +874,14 @@ class UserPersonalization:
         """The blend's top ``n`` as (poll indices, float64 scores), best first:
         ``recommend`` without the re-ranker. Poll indices until the very end: the
         re-ranker reads its head by index, and ids are looked up once."""
+        n = max(0, int(n))
+        if n == 0:  # nothing to rank: the request's scores are not computed
+            return np.zeros(0, np.int64), np.zeros(0)
         score = self._candidate_scores(user_id, now)
         if exclude:
             idx = np.fromiter(map(self.item_index_.get, exclude, repeat(-1)), np.int64,
                               len(exclude))  # map(): the lookups stay in C
             score[self._position[idx[idx >= 0]]] = -np.inf
-        n = max(0, int(n))
-        if n == 0:
-            return np.zeros(0, np.int64), np.zeros(0)
         positions = None  # the serving positions `score` holds (None: every one)
         if isinstance(allow, PollMask):
             # One vector operation instead of one call per candidate, and no rescans
