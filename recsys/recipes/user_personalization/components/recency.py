@@ -22,7 +22,16 @@ class Recency(BaseComponent):
     @staticmethod
     def steps(up: UserPersonalization, t_ref: float) -> np.ndarray:
         """Each poll's age step at ``t_ref`` (poll-id order)."""
-        return np.searchsorted(up._age_edges, t_ref - up.creation_, side="right")
+        # The serving cuts (add_age_term), not a search per poll: fit asks this for every
+        # validation user, and at 50k polls the search was 0.9 ms a user. In creation
+        # order a poll's step is how many cuts lie past it.
+        cuts = np.searchsorted(up._sorted_creation, t_ref - up._age_edges, side="right")
+        in_creation_order = np.zeros(len(up._order), np.intp)
+        for cut in cuts.tolist():
+            in_creation_order[:cut] += 1
+        steps = np.empty_like(in_creation_order)
+        steps[up._order] = in_creation_order
+        return steps
 
     @staticmethod
     def steps_at(up: UserPersonalization, t_ref: float, polls: np.ndarray) -> np.ndarray:
