@@ -169,8 +169,11 @@ def test_the_switch_finds_a_planted_history_effect_and_no_effect_where_none_is()
         gains[planted] = ndcg["with"] - ndcg["without"]
         if planted:
             assert model.validation_size_["history_twins"] is True
-    assert gains[True] > 0.02, gains
-    assert abs(gains[False]) < 0.01, gains
+    # Without the effect twins still gain a little (+0.007 to +0.011 over seeds 0-2,
+    # from 0.57-0.58): light and heavy users differ in more than the planted habit.
+    assert gains[True] > 0.05, gains
+    assert abs(gains[False]) < 0.02, gains
+    assert gains[True] > 5 * abs(gains[False]), gains
 
 
 def test_a_published_version_says_what_its_fit_chose(tmp_path, monkeypatch) -> None:
@@ -188,3 +191,46 @@ def test_a_published_version_says_what_its_fit_chose(tmp_path, monkeypatch) -> N
     assert fit["history_twins_ndcg"] == {"without": 0.25, "with": 0.5}
     assert any(name.endswith(SUFFIX) for name in fit["blend"])
     assert fit["item_item_l2"] > 0 and fit["walk_beta"] > 0
+
+
+def _fully_sorted_judgement(up, drawn, n_columns, twinned, floored) -> np.ndarray:
+    """The twins' judgement written plainly: the same halves and blends, each held-out
+    user's unseen catalog fully sorted (best first, ties to the lower poll id)."""
+    from recsys.evaluation.metrics import ndcg_at_k
+
+    order = np.random.default_rng(up.random_state + 2).permutation(len(drawn))
+    halves = (order[::2], order[1::2])
+    totals = np.zeros(2)
+    for learn_on, rank_for in ((0, 1), (1, 0)):
+        learned = [drawn[k] for k in halves[learn_on]]
+        blends = [blend._fit(up, learned, n_columns, np.zeros(0, np.int64), floored),
+                  blend._fit(up, learned, n_columns, twinned, floored)]
+        low, high = min(d.z for d in learned), max(d.z for d in learned)
+        for k in halves[rank_for]:
+            d = drawn[k]
+            features, ages = up._features(d.user_id, float(up.recent_[d.user_id][2][-1]))
+            for j, b in enumerate(blends):
+                score = b.scores(features, ages, min(max(d.z, low), high), floored)
+                score[up.interacted_[d.user_id]] = -np.inf
+                ranked = np.argsort(-score, kind="stable")[:10]
+                totals[j] += ndcg_at_k(ranked.tolist(), set(d.relevant.tolist()), 10)
+    return totals / len(drawn)
+
+
+def test_the_switch_ranks_each_held_out_user_best_first(data, monkeypatch) -> None:
+    """NDCG reads positions: the judgement must score each held-out user's top 10 in
+    score order (a top-k set in poll-id order once scored the switch by which targets had
+    the lowest poll ids)."""
+    judged: list[tuple[tuple[float, float], np.ndarray]] = []
+    measure = blend._twins_held_out_ndcg
+
+    def recording(*args):
+        # The reference is taken inside fit, while the targets are still withheld.
+        judged.append((measure(*args), _fully_sorted_judgement(*args)))
+        return judged[-1][0]
+
+    monkeypatch.setattr(blend, "_twins_held_out_ndcg", recording)
+    UserPersonalization(factors=8, iterations=8, exploration_weight=0.0).fit(data)
+    (measured, reference), = judged
+    assert reference.max() > 0.05  # targets reach the top 10: positions matter
+    assert measured == pytest.approx(tuple(reference), abs=1e-12)

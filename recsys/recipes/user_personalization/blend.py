@@ -281,7 +281,10 @@ def _twins_held_out_ndcg(up: UserPersonalization, drawn: Sequence[_Drawn], n_col
             for j, b in enumerate(blends):
                 score = b.scores(features, ages, min(max(d.z, low), high), floored)
                 score[seen] = -np.inf
+                # top_k's set comes in no order, and NDCG reads positions: best first,
+                # ties to the lower poll id, as a feed ranks them.
                 top = top_k(score, 10)
+                top = top[np.lexsort((top, -score[top]))]
                 totals[j] += ndcg_at_k(top.tolist(), relevant, 10)
     return float(totals[0] / len(drawn)), float(totals[1] / len(drawn))
 
