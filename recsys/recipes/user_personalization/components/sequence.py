@@ -53,7 +53,10 @@ def transition_counts(users: np.ndarray, items: np.ndarray, n_items: int, window
     default every event, grouped here."""
     if order is None:  # group by user, keeping time order within each user
         order = np.argsort(users, kind="stable")
-    u, i = users[order], items[order].astype(np.int32)
+    # The polls in the type of the pair keys a * n_items + b (see _distance_counts):
+    # uint32 while they fit (up to 65,536 polls), whose sort takes half int64's time.
+    key = np.uint32 if n_items ** 2 <= 2 ** 32 else np.int64
+    u, i = users[order], items[order].astype(key)
     marked = None if later is None else later[order]
     by_distance = [sp.csr_matrix((n_items, n_items))]
     for step in range(1, window + 1):
@@ -63,20 +66,42 @@ def transition_counts(users: np.ndarray, items: np.ndarray, n_items: int, window
         same = one_user & (i[:-step] != i[step:])
         if marked is not None:
             same &= marked[step:]
-        # float64: a popular pair repeats 100,000s of times, and float32 sums drifted
-        # by 0.3 % at 1.5M events.
-        by_distance.append(sp.csr_matrix(
-            (np.full(int(same.sum()), 1.0 / step), (i[:-step][same], i[step:][same])),
-            shape=(n_items, n_items)))
+        by_distance.append(_distance_counts(i[:-step][same], i[step:][same], n_items, step))
     # Summed pairwise (a tree): each sum merges two canonical matrices in one pass.
     # Adding them one after another re-merged the growing total each time (33 s for
-    # 1.5M events at 50k polls), one conversion of every pair at once took 2.4 s, this 1.0.
+    # 1.5M events at 50k polls), one conversion of every pair at once took 2.4 s, this 1.0
+    # (the per-distance matrices as many seconds again; see _distance_counts).
     while len(by_distance) > 1:
         by_distance = [by_distance[k] + by_distance[k + 1] if k + 1 < len(by_distance)
                        else by_distance[k] for k in range(0, len(by_distance), 2)]
     counts = by_distance[0].tocsr()
     counts.sum_duplicates()  # canonical: one entry per pair, columns sorted
     return counts
+
+
+def _distance_counts(a: np.ndarray, b: np.ndarray, n_items: int, step: int
+                     ) -> sp.csr_matrix:
+    """The transitions a -> b at one distance as a canonical CSR matrix, each pair's
+    entry 1 / step added once per transition (float64: a popular pair repeats 100,000s
+    of times, and float32 sums drifted by 0.3 % at 1.5M events).
+
+    The same matrix, to the bit, as ``csr_matrix((np.full(len(a), 1 / step), (a, b)))``,
+    whose sum_duplicates adds a pair's entries one after another; cumsum adds the same
+    way, so a pair seen c times gets the c-th running sum. One sort of the pair keys
+    took a third of the time of scipy's COO -> CSR conversion, which sorted each row's
+    columns and summed their duplicates (at 50k polls, 1.4M transitions a distance)."""
+    keys = np.sort(a * a.dtype.type(n_items) + b)  # a, b: the key type, as is n_items
+    new_pair = np.ones(len(keys), bool)  # (no transition at all: none)
+    new_pair[1:] = keys[1:] != keys[:-1]
+    first = np.flatnonzero(new_pair)
+    times = np.diff(first, append=len(keys))  # transitions per distinct pair
+    running = np.cumsum(np.full(int(times.max(initial=0)), 1.0 / step))
+    keys = keys[first]
+    rows = keys // n_items  # (divmod took twice as long)
+    columns = keys - rows * n_items
+    # rows ascend (the keys are sorted): each row starts where its index would go
+    indptr = np.searchsorted(rows, np.arange(n_items + 1, dtype=rows.dtype))
+    return sp.csr_matrix((running[times - 1], columns, indptr), shape=(n_items, n_items))
 
 
 def successor_matrix(counts: sp.csr_matrix, items: np.ndarray, successors: int,
