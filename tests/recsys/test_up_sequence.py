@@ -149,3 +149,35 @@ def test_one_stable_sort_of_the_events_serves_every_subset() -> None:
     later = transition_counts(users, items, 300, window=4, later=~keep)
     assert np.array_equal(later.data, transition_counts(
         users, items, 300, window=4, later=~keep, order=events.by_user()).data)
+
+
+@pytest.mark.parametrize("n_items", [50, 70_000])  # pair keys in uint32, then int64
+def test_counts_are_scipys_sums_to_the_bit(n_items) -> None:
+    """Each distance's counts add a pair's 1 / step entries one after another, as scipy's
+    COO -> CSR conversion does: the same float64 bits, where a popular pair repeats
+    thousands of times (a sum in another order drifts in the last bits)."""
+    import scipy.sparse as sp
+
+    from recsys.recipes.user_personalization.components.sequence import transition_counts
+
+    rng = np.random.default_rng(4)
+    n = 30_000
+    users = np.sort(rng.integers(0, 300, n))  # grouped by user, time order within
+    items = np.where(rng.random(n) < 0.5, rng.integers(0, 3, n), rng.integers(0, n_items, n))
+    window = 5
+    parts = [sp.csr_matrix((n_items, n_items))]
+    for step in range(1, window + 1):
+        same = (users[:-step] == users[step:]) & (items[:-step] != items[step:])
+        parts.append(sp.csr_matrix(
+            (np.full(int(same.sum()), 1.0 / step), (items[:-step][same], items[step:][same])),
+            shape=(n_items, n_items)))
+    while len(parts) > 1:  # the distances summed in transition_counts' order (a tree)
+        parts = [parts[k] + parts[k + 1] if k + 1 < len(parts) else parts[k]
+                 for k in range(0, len(parts), 2)]
+    expected = parts[0]
+    expected.sum_duplicates()
+    got = transition_counts(users, items, n_items, window)
+    assert got.dtype == np.float64 and got.has_canonical_format
+    np.testing.assert_array_equal(got.indptr, expected.indptr)
+    np.testing.assert_array_equal(got.indices, expected.indices)
+    np.testing.assert_array_equal(got.data, expected.data)  # bitwise, not approx

@@ -241,3 +241,41 @@ def test_building_only_the_rows_read_before_finish_changes_nothing(monkeypatch) 
     for user in ("u0", "u7", "u150", "u299"):
         assert ([(r.item_id, r.score) for r in narrowed.recommend(user, 25)]
                 == [(r.item_id, r.score) for r in whole.recommend(user, 25)])
+
+
+def test_each_row_keeps_its_k_largest_ties_to_the_lower_column() -> None:
+    """top_per_row against a plain per-row sort (value descending, then column), on rows
+    full of exact ties at the cut, short rows, empty rows and k = 0."""
+    rng = np.random.default_rng(5)
+    dense = rng.choice([0.0, 0.0, 0.25, 0.5, 0.5, 1.0, 2.0], size=(300, 60))
+    dense[::7] = 0.0  # empty rows
+    m = sp.csr_matrix(dense)
+    for k in (0, 1, 3, 8, 60):
+        expected = np.zeros_like(dense)
+        for r in range(dense.shape[0]):
+            columns = np.flatnonzero(dense[r])
+            best = sorted(columns, key=lambda c: (-dense[r, c], c))[:k]
+            expected[r, best] = dense[r, best]
+        cut = top_per_row(m, k)
+        np.testing.assert_array_equal(cut.toarray(), expected)
+        assert cut.has_sorted_indices
+
+
+def test_a_users_latest_polls_are_their_most_recently_touched_distinct_polls() -> None:
+    """latest_polls against a plain reading of the events, newest first, with repeats,
+    users without events and a cap that cuts long histories."""
+    rng = np.random.default_rng(6)
+    users = rng.integers(0, 30, 2_000)
+    items = rng.integers(0, 40, 2_000)
+    for max_pairs in (10**6, 2_000, 300):
+        got = latest_polls(users, items, 35, 40, max_pairs)
+        latest: dict[int, list[int]] = {}
+        for u, i in zip(users[::-1].tolist(), items[::-1].tolist()):  # newest first
+            if i not in latest.setdefault(u, []):
+                latest[u].append(i)
+        cap = polls_per_user(np.array([len(v) for v in latest.values()]), max_pairs)
+        expected = np.zeros((35, 40))
+        for u, polls in latest.items():
+            expected[u, polls[:cap]] = 1.0
+        np.testing.assert_array_equal(got.toarray(), expected)
+        assert got.has_canonical_format
