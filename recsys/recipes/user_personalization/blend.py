@@ -30,7 +30,10 @@ each half, and each ranks the other half's whole catalog (NDCG@10 of their targe
 twins stay only if they rank better. Judged on the candidate pools instead, twins looked
 better on Amazon Toys and Sports, where the test folds said they were worse. Measured
 (docs/public-data.md, "History twins"): on for MovieLens 100k and the demo (+5.5 %,
-+1.5 % NDCG@10), off or level elsewhere.
++1.5 % NDCG@10), off or level elsewhere. Until session 28 the judgement scored each
+user's top 10 in poll-id order, not best first; with the ranks read, it decides
+differently in a few folds of most datasets, within noise either way on the test users
+(docs/public-data.md, "History twins", session 28).
 """
 
 from __future__ import annotations
