@@ -11,6 +11,9 @@ its fit chose (history twins, re-ranker); no metric value. Then, from this check
 ``hunch evaluate`` with the kept run's options and ``--checkpoint OUT`` reports the run
 (it measures nothing: every fold is in). Session 28 re-measured Amazon Tools and Office
 this way after the history twins' fix (docs/public-data.md, "Confirmation runs").
+The data is checked against the kept run's digest and the kept folds against its run;
+that the evaluation and the other models' code did not change since the kept run is the
+caller's to check (``git diff KEPT_COMMIT -- recsys`` outside UP's recipe).
 
 Run from the repository's root: ``PYTHONPATH=. python docs/studies/remeasure_up.py
 ~/.cache/hunch/public-data/tools confirmation/tools-17ee747 /tmp/tools-remeasured``.
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import pickle
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.datasets import load_directory
-from recsys.evaluation.checkpoint import FoldCheckpoint, code_digest
+from recsys.evaluation.checkpoint import FoldCheckpoint, code_digest, directory_digest
 from recsys.evaluation.split import user_folds
 
 # The module (the package re-exports its function under the same name).
@@ -39,6 +41,9 @@ def main(data_dir: Path, kept: Path, out: Path) -> None:
     run = json.loads((kept / "run.json").read_text())
     if run["split"] != "personalize" or run["ablate"] or run["event_values"] or run["comment_texts"]:
         raise SystemExit("only plain personalize-split runs are re-measured here")
+    if directory_digest(data_dir) != run["data"]:
+        raise SystemExit(f"{data_dir} is not the data {kept} was measured on")
+    kept_folds = FoldCheckpoint.open(kept, run)  # refuses fold files of another run
     data = load_directory(data_dir).training_data()
     interactions = list(data.interactions)
     catalog = sorted(set(data.items) | {e.item_id for e in interactions})
@@ -49,12 +54,13 @@ def main(data_dir: Path, kept: Path, out: Path) -> None:
                                      configuration=up.configuration)}
     store = FoldCheckpoint.open(out, {**run, "code": code_digest()})
     for split_ in user_folds(interactions, run["folds"], seed=run["seed"]):
-        # Fold files are pickles this project's own runs wrote: load no others.
-        stored = pickle.loads((kept / f"fold-{split_.fold + 1:02d}.pickle").read_bytes())
+        stored = kept_folds.load_fold(split_.fold)
+        if stored is None:
+            raise SystemExit(f"{kept} has no fold {split_.fold + 1}")
         record = E._measure_fold(split_, [up], results, set(), catalog, data, None, None,
                                  run["tuning_folds"], run["seed"], events_per_user,
                                  heavy_min, E._Silent())
-        new, old = record["outcomes"][up.key], stored["record"]["outcomes"][up.key]
+        new, old = record["outcomes"][up.key], stored["outcomes"][up.key]
         print(json.dumps({
             "fold": split_.fold + 1,
             "per_user_identical": all(np.array_equal(new.per_user[k], old.per_user[k])
@@ -62,8 +68,8 @@ def main(data_dir: Path, kept: Path, out: Path) -> None:
             "twins": [old.fit_summary["history_twins"], new.fit_summary["history_twins"]],
             "rerank": [old.fit_summary["rerank"]["on"], new.fit_summary["rerank"]["on"]],
         }), flush=True)
-        stored["record"]["outcomes"][up.key] = new
-        store.save_fold(split_.fold, stored["record"])
+        stored["outcomes"][up.key] = new
+        store.save_fold(split_.fold, stored)
 
 
 if __name__ == "__main__":

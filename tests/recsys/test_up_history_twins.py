@@ -169,10 +169,12 @@ def test_the_switch_finds_a_planted_history_effect_and_no_effect_where_none_is()
         gains[planted] = ndcg["with"] - ndcg["without"]
         if planted:
             assert model.validation_size_["history_twins"] is True
-    # Without the effect twins still gain a little (+0.007 to +0.011 over seeds 0-2,
-    # from 0.57-0.58): light and heavy users differ in more than the planted habit.
+    # Without the effect twins still gain a little (-0.003 to +0.019 over seeds 0-4,
+    # planted +0.107 to +0.193; seed 0 here): light and heavy users differ in more than
+    # the planted habit. Without the ordered ranking (before 05ff321) the planted gain
+    # was 0.039, under the first bound.
     assert gains[True] > 0.05, gains
-    assert abs(gains[False]) < 0.02, gains
+    assert abs(gains[False]) < 0.03, gains
     assert gains[True] > 5 * abs(gains[False]), gains
 
 

@@ -24,7 +24,9 @@ class Recency(BaseComponent):
         """Each poll's age step at ``t_ref`` (poll-id order)."""
         # The serving cuts (add_age_term), not a search per poll: fit asks this for every
         # validation user, and at 50k polls the search was 0.9 ms a user. In creation
-        # order a poll's step is how many cuts lie past it.
+        # order a poll's step is how many cuts lie past it. The same steps as the search
+        # wherever the subtractions are exact (whole-second timestamps, as Personalize
+        # keeps them); a NaN creation time reads as step 0 here, as serving reads it.
         cuts = np.searchsorted(up._sorted_creation, t_ref - up._age_edges, side="right")
         in_creation_order = np.zeros(len(up._order), np.intp)
         for cut in cuts.tolist():

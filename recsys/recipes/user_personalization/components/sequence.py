@@ -55,6 +55,7 @@ def transition_counts(users: np.ndarray, items: np.ndarray, n_items: int, window
         order = np.argsort(users, kind="stable")
     # The polls in the type of the pair keys a * n_items + b (see _distance_counts):
     # uint32 while they fit (up to 65,536 polls), whose sort takes half int64's time.
+    n_items = int(n_items)  # a numpy int32 would overflow the square below
     key = np.uint32 if n_items ** 2 <= 2 ** 32 else np.int64
     u, i = users[order], items[order].astype(key)
     marked = None if later is None else later[order]
