@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 
 def sorted_distinct(keys: np.ndarray) -> np.ndarray:
@@ -16,6 +17,22 @@ def sorted_distinct(keys: np.ndarray) -> np.ndarray:
     if len(keys) < 2:
         return keys
     return keys[np.r_[True, keys[1:] != keys[:-1]]]
+
+
+def run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in ``sorted_keys`` (positions, ascending)."""
+    new_run = np.ones(len(sorted_keys), bool)
+    new_run[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    return np.flatnonzero(new_run)
+
+
+def csr_from_sorted_keys(keys: np.ndarray, data: np.ndarray, n_rows: int, n_columns: int
+                         ) -> sp.csr_matrix:
+    """The canonical CSR matrix with ``data`` at row * n_columns + column = ``keys``
+    (distinct, ascending): no COO conversion, no sort."""
+    rows = keys // n_columns  # (divmod took twice as long)
+    indptr = np.searchsorted(rows, np.arange(n_rows + 1, dtype=rows.dtype))
+    return sp.csr_matrix((data, keys - rows * n_columns, indptr), shape=(n_rows, n_columns))
 
 
 # Scores are cut into blocks of this many to bound the k-th largest (top_candidates).

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.arrays import csr_from_sorted_keys, run_starts
 from recsys.recipes.user_personalization.components.base import (
     BaseComponent,
     FitEvents,
@@ -92,17 +93,10 @@ def _distance_counts(a: np.ndarray, b: np.ndarray, n_items: int, step: int
     took a third of the time of scipy's COO -> CSR conversion, which sorted each row's
     columns and summed their duplicates (at 50k polls, 1.4M transitions a distance)."""
     keys = np.sort(a * a.dtype.type(n_items) + b)  # a, b: the key type, as is n_items
-    new_pair = np.ones(len(keys), bool)  # (no transition at all: none)
-    new_pair[1:] = keys[1:] != keys[:-1]
-    first = np.flatnonzero(new_pair)
+    first = run_starts(keys)
     times = np.diff(first, append=len(keys))  # transitions per distinct pair
     running = np.cumsum(np.full(int(times.max(initial=0)), 1.0 / step))
-    keys = keys[first]
-    rows = keys // n_items  # (divmod took twice as long)
-    columns = keys - rows * n_items
-    # rows ascend (the keys are sorted): each row starts where its index would go
-    indptr = np.searchsorted(rows, np.arange(n_items + 1, dtype=rows.dtype))
-    return sp.csr_matrix((running[times - 1], columns, indptr), shape=(n_items, n_items))
+    return csr_from_sorted_keys(keys[first], running[times - 1], n_items, n_items)
 
 
 def successor_matrix(counts: sp.csr_matrix, items: np.ndarray, successors: int,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.arrays import csr_from_sorted_keys, run_starts
 from recsys.recipes.user_personalization.components.base import (
     BaseComponent,
     FitEvents,
@@ -71,9 +72,7 @@ def latest_polls(users: np.ndarray, items: np.ndarray, n_users: int, n_items: in
     pairs = users.astype(np.int64) * n_items + items
     order = np.argsort(pairs)
     pairs = pairs[order]
-    new_pair = np.ones(n, bool)
-    new_pair[1:] = pairs[1:] != pairs[:-1]
-    first = np.flatnonzero(new_pair)
+    first = run_starts(pairs)
     pair, position = pairs[first], np.maximum.reduceat(order, first)
     u = pair // n_items
     # Within each user, rank the distinct polls by how recently they were touched:
@@ -85,11 +84,7 @@ def latest_polls(users: np.ndarray, items: np.ndarray, n_users: int, n_items: in
     rank[by_recency] = np.arange(len(pair)) - np.repeat(starts, lengths)
     keep = rank < polls_per_user(lengths[lengths > 0], max_pairs)
     # The kept pairs are in (user, poll) order: the matrix comes out canonical.
-    kept = pair[keep]
-    rows = kept // n_items
-    indptr = np.searchsorted(rows, np.arange(n_users + 1))
-    return sp.csr_matrix((np.ones(len(kept)), kept - rows * n_items, indptr),
-                         shape=(n_users, n_items))
+    return csr_from_sorted_keys(pair[keep], np.ones(int(keep.sum())), n_users, n_items)
 
 
 def polls_per_user(lengths: np.ndarray, max_pairs: int) -> int:
