@@ -108,6 +108,18 @@ def test_served_order_is_the_rankers_over_the_blends_head(ranked):
                                sorted((s.score for s in blend_head), reverse=True))
 
 
+def test_heads_keep_touched_polls_where_the_feed_does():
+    """With ``exclude_interacted`` off a feed may show polls the user touched, so the
+    heads the ranker learns from hold them too: fit's head is the served one."""
+    model = _fit(_planted(effect=True, users=1_000), exclude_interacted=False)
+    user = "u3"
+    touched = set(model.interacted_[user].tolist())
+    head = rerank.head_polls(model, user, model._reference_time(user, None))
+    assert touched & set(head.tolist())  # the user's own polls rank high under the blend
+    served = _blend_feed(model, user, RERANK_HEAD)
+    np.testing.assert_array_equal(head, [model.item_index_[s.item_id] for s in served])
+
+
 def test_pages_are_prefixes_and_past_the_head_the_blend_orders(ranked):
     user = "u6"
     long = ranked.recommend(user, RERANK_HEAD + 50)

@@ -94,12 +94,14 @@ def head_rows(up: UserPersonalization, user_id: str, t_ref: float, polls: np.nda
 
 
 def head_polls(up: UserPersonalization, user_id: str, t_ref: float) -> np.ndarray:
-    """The user's head under the blend: their RERANK_HEAD best polls they have not
-    touched (poll indices, best first; ties to the lowest poll id, as ``recommend``)."""
+    """The user's head under the blend: their RERANK_HEAD best polls, without those they
+    touched when the feed leaves them out (``exclude_interacted``), as serving takes it
+    (poll indices, best first; ties to the lowest poll id, as ``recommend``)."""
     from recsys.recipes.user_personalization import blend
 
     score = up._serving_scores(user_id, t_ref, blend.user_weights(up, user_id))
-    score[up._position[up.interacted_[user_id]]] = -np.inf
+    if up.exclude_interacted:
+        score[up._position[up.interacted_[user_id]]] = -np.inf
     k = min(RERANK_HEAD, int(np.isfinite(score).sum()))
     head = up._head(score, k, None)
     head = head[np.lexsort((up._order[head], -score[head]))]
