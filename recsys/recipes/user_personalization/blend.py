@@ -53,6 +53,7 @@ from recsys.recipes.user_personalization.components import (
 )
 from recsys.recipes.user_personalization.settings import (
     BLEND_INVERSE_L2,
+    BLEND_KEPT_FEATURES_BYTES,
     BLEND_MAX_ITERATIONS,
     HISTORY_PIVOT_POLLS,
     HISTORY_TWINS_MIN_USERS,
@@ -155,6 +156,9 @@ class _Drawn:
     user_id: str
     relevant: np.ndarray  # the targets the user had not touched before
     z: float
+    # The user's whole-catalog columns and age steps (``up._features``), kept by the
+    # draw for the twins judgement while BLEND_KEPT_FEATURES_BYTES lasts (else None).
+    catalog: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -194,6 +198,7 @@ def _draw(up: UserPersonalization, targets: dict[str, np.ndarray]) -> list[_Draw
     """Each validation user's candidate-pool rows, as the blend learns from them."""
     rng = np.random.default_rng(up.random_state + 1)
     drawn: list[_Drawn] = []
+    room = BLEND_KEPT_FEATURES_BYTES
     for user_id, relevant_arr in targets.items():
         t_ref = float(up.recent_[user_id][2][-1])
         features, ages = up._features(user_id, t_ref)
@@ -211,7 +216,12 @@ def _draw(up: UserPersonalization, targets: dict[str, np.ndarray]) -> list[_Draw
         rows = np.hstack([features[:, chosen].T,
                           Recency.design(np.maximum(ages[chosen], 1), up._recency_on)])
         labels = np.r_[np.ones(int(pool_targets.sum())), np.zeros(len(negatives))]
-        drawn.append(_Drawn(rows, labels, user_id, relevant_arr, history_z(len(seen))))
+        catalog = None
+        if features.nbytes + len(ages) <= room:
+            catalog = (features, ages.astype(np.uint8))  # a step fits a byte
+            room -= features.nbytes + len(ages)
+        drawn.append(_Drawn(rows, labels, user_id, relevant_arr, history_z(len(seen)),
+                            catalog))
     return drawn
 
 
@@ -278,7 +288,8 @@ def _twins_held_out_ndcg(up: UserPersonalization, drawn: Sequence[_Drawn], n_col
         low, high = min(d.z for d in learned), max(d.z for d in learned)
         for k in halves[rank_for]:
             d = drawn[k]
-            features, ages = up._features(d.user_id, float(up.recent_[d.user_id][2][-1]))
+            features, ages = (d.catalog if d.catalog is not None else
+                              up._features(d.user_id, float(up.recent_[d.user_id][2][-1])))
             seen = up.interacted_[d.user_id]
             relevant = set(d.relevant.tolist())
             for j, b in enumerate(blends):
@@ -311,6 +322,8 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
     z = [d.z for d in drawn]
     if len(twinned) and len(drawn) >= HISTORY_TWINS_MIN_USERS and max(z) > min(z):
         measured = _twins_held_out_ndcg(up, drawn, len(names), twinned, floored)
+    for d in drawn:
+        d.catalog = None  # the judgement's alone
     with_twins = measured is not None and measured[1] > measured[0]
     fitted = _fit(up, drawn, len(names), twinned if with_twins else np.zeros(0, np.int64),
                   floored)

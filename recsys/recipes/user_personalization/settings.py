@@ -70,6 +70,10 @@ HISTORY_PIVOT_POLLS = 10
 # many drawn they are not tried (at 30 a half, as measured; below, on a 400-user demo with
 # ~36 drawn, judging on halves of 18 lost -0.0045 NDCG@10).
 HISTORY_TWINS_MIN_USERS = 60
+# The judgement ranks the drawn users' whole catalog again: the draw keeps their columns
+# for it (1.65 MB a user at 50k polls, ~3 ms each to recompute) up to this many bytes,
+# and the users past it are recomputed.
+BLEND_KEPT_FEATURES_BYTES = 256 * 2**20
 # Exploration bonus of an unseen new poll at weight 1: the gap between this request's
 # best score and its average poll's, so that weight w lifts an unproven poll by w of the
 # way from a typical poll to the head of the feed, whatever scale the learned blend has
