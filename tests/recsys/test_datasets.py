@@ -352,6 +352,16 @@ def test_clean_text_strips_markup_and_cuts():
     assert len(clean_text("word " * 10_000)) == 20_000
 
 
+def test_clean_text_folds_every_whitespace_the_regex_knows():
+    """clean_text splits on str.isspace; the regex \\s+ it replaced saw the same set."""
+    import re
+    import sys
+
+    spaces = "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace())
+    assert re.fullmatch(r"\s+", spaces)
+    assert clean_text(f"{spaces}a{spaces}\u200bb{spaces}") == "a \u200bb"
+
+
 def test_failed_import_changes_nothing(tmp_path):
     from recsys.events import EventStore
 
