@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.arrays import csr_from_sorted_keys, sorted_distinct
 from recsys.recipes.user_personalization.components.base import (
     BaseComponent,
     FitEvents,
@@ -234,10 +235,11 @@ class ItemItem(BaseComponent):
     def user_poll_matrix(up: UserPersonalization, users: np.ndarray, items: np.ndarray) -> sp.csr_matrix:
         """Users x B's polls. Binary, as EASE's strongest weighting on vote data: a poll
         is touched or not."""
-        x = sp.csr_matrix((np.ones(len(users)), (users, items)),
-                          shape=(len(up.user_ids_), len(up.item_ids_)))
-        x.sum_duplicates()
-        x.data[:] = 1.0
+        # Built from the sorted distinct pairs: the same canonical matrix as a COO
+        # conversion plus sum_duplicates, which sorted every row's columns once more.
+        n_items = len(up.item_ids_)
+        pairs = sorted_distinct(np.asarray(users, np.int64) * n_items + items)
+        x = csr_from_sorted_keys(pairs, np.ones(len(pairs)), len(up.user_ids_), n_items)
         polls = getattr(up, "item_item_polls_", None)
         if polls is not None and len(polls) < x.shape[1]:
             x = x[:, polls]
