@@ -61,14 +61,15 @@ def main(data_dir: Path, kept: Path, out: Path) -> None:
                                  run["tuning_folds"], run["seed"], events_per_user,
                                  heavy_min, E._Silent())
         new, old = record["outcomes"][up.key], stored["outcomes"][up.key]
-        # Folds kept before fit summaries were recorded (4826a3c) have none: null.
-        was = old.fit_summary or {"history_twins": None, "rerank": {"on": None}}
+        # Folds kept before fit summaries (4826a3c) or the re-ranker's entry in them
+        # (60fe2f0) were recorded say null.
+        was = old.fit_summary or {}
         print(json.dumps({
             "fold": split_.fold + 1,
             "per_user_identical": all(np.array_equal(new.per_user[k], old.per_user[k])
                                       for k in old.per_user),
-            "twins": [was["history_twins"], new.fit_summary["history_twins"]],
-            "rerank": [was["rerank"]["on"], new.fit_summary["rerank"]["on"]],
+            "twins": [was.get("history_twins"), new.fit_summary["history_twins"]],
+            "rerank": [was.get("rerank", {}).get("on"), new.fit_summary["rerank"]["on"]],
         }), flush=True)
         stored["outcomes"][up.key] = new
         store.save_fold(split_.fold, stored)

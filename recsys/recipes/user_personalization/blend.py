@@ -320,10 +320,12 @@ def learn(up: UserPersonalization, users: np.ndarray, items: np.ndarray, stamps:
     # Twins need two halves of validation users, and histories of more than one length
     # (with one, a twin is its column times a constant).
     z = [d.z for d in drawn]
-    if len(twinned) and len(drawn) >= HISTORY_TWINS_MIN_USERS and max(z) > min(z):
-        measured = _twins_held_out_ndcg(up, drawn, len(names), twinned, floored)
-    for d in drawn:
-        d.catalog = None  # the judgement's alone
+    try:
+        if len(twinned) and len(drawn) >= HISTORY_TWINS_MIN_USERS and max(z) > min(z):
+            measured = _twins_held_out_ndcg(up, drawn, len(names), twinned, floored)
+    finally:
+        for d in drawn:
+            d.catalog = None  # the judgement's alone (up to BLEND_KEPT_FEATURES_BYTES)
     with_twins = measured is not None and measured[1] > measured[0]
     fitted = _fit(up, drawn, len(names), twinned if with_twins else np.zeros(0, np.int64),
                   floored)
