@@ -296,8 +296,17 @@ class RecipeService:
             batch = self.event_store.events_since(live.last_seq, TAIL_BATCH)
             if not batch:
                 return
+            # Past the batch before it is folded in: one the model cannot take would
+            # otherwise be read again, and fail again, on every request.
             live.last_seq = batch[-1][0]
-            live.artifact.model.observe([e for _, e in batch if self._is_new(live, e)])
+            try:
+                live.artifact.model.observe([e for _, e in batch if self._is_new(live, e)])
+            except Exception:  # noqa: BLE001 - the model's error, not the store's
+                # Said as what it is (the request path would report a store outage), and
+                # the tail goes on: these events count from the next training.
+                log.exception("%s %s: could not fold in stored events %d-%d; they count "
+                              "from the next training", live.artifact.recipe, live.version,
+                              batch[0][0], batch[-1][0])
             if len(batch) < TAIL_BATCH:
                 return
 

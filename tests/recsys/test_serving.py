@@ -101,6 +101,40 @@ def test_events_stored_after_training_count_at_once_and_old_ones_not_twice(tmp_p
     events.close()
 
 
+def test_events_the_model_cannot_fold_in_are_reported_and_the_tail_goes_on(
+        tmp_path, caplog, monkeypatch):
+    """A stored event the live model's ``observe`` rejects is logged as the model's
+    failure (not as the store being unreadable), is not read again on every request,
+    and does not stop the events stored after it from counting."""
+    training = votes("steady", "abc")
+    events = EventStore(tmp_path / "events.sqlite3")
+    events.append_many(training)
+    publish_popularity(ArtifactStore(tmp_path / "artifacts"), training)
+    service = RecipeService(tmp_path / "artifacts", events)
+    model = service.model("popularity-count")
+    real_observe, calls = model.observe, []
+
+    def observe(batch):
+        batch = list(batch)
+        calls.append(batch)
+        if any(e.item_id == "poison" for e in batch):
+            raise ValueError("cannot take this event")
+        real_observe(batch)
+
+    monkeypatch.setattr(model, "observe", observe)
+    events.append_many(votes("poison", "d", T0 + 60))
+    with caplog.at_level("WARNING", logger="recsys.serving"):
+        assert ids(service.recommend("popularity-count", None)) == ["steady"]
+        assert ids(service.recommend("popularity-count", None)) == ["steady"]
+    failed = [r for r in caplog.records if "could not fold in stored events" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is not None  # once, with the cause
+    assert not any("cannot read new events" in r.getMessage() for r in caplog.records)
+    assert sum(any(e.item_id == "poison" for e in b) for b in calls) == 1  # not re-read
+    events.append_many(votes("rising", "defg", T0 + 120))
+    assert ids(service.recommend("popularity-count", None)) == ["rising", "steady"]
+    events.close()
+
+
 def test_trending_folds_stored_events_and_says_why(tmp_path):
     training = votes("a", "xyz", T0 + 10)
     events = EventStore(tmp_path / "events.sqlite3")
