@@ -69,7 +69,7 @@ def _more_fits(fits: int, first_ratio: float, data, components) -> None:
         model.fit(data)
         up_seconds = time.perf_counter() - started
         _, _, als_seconds = _als_baseline(model, data)
-        del model  # one fitted model at a time (~2 GB at 50k polls)
+        del model  # at most two fitted models alive (~2 GB each at 50k polls)
         ratios.append(up_seconds / als_seconds)
         print(f"  fit {k}: user-personalization {up_seconds:.2f} s, implicit ALS "
               f"{als_seconds:.2f} s, ratio {ratios[-1]:.2f}x")
