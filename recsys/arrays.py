@@ -14,9 +14,7 @@ def sorted_distinct(keys: np.ndarray) -> np.ndarray:
     return_index still sort, and are as fast).
     """
     keys = np.sort(np.ravel(keys))
-    if len(keys) < 2:
-        return keys
-    return keys[np.r_[True, keys[1:] != keys[:-1]]]
+    return keys[run_starts(keys)]
 
 
 def run_starts(sorted_keys: np.ndarray) -> np.ndarray:

@@ -832,7 +832,12 @@ class UserPersonalization:
     def _candidate_scores(self, user_id: str | None, now: float | None) -> np.ndarray:
         """The request's scores (a copy, serving order) with the user's touched polls
         at -inf when the feed leaves them out."""
-        score = self._scores_and_bonus(user_id, now)[0]
+        return self._leave_out_touched(self._scores_and_bonus(user_id, now)[0], user_id)
+
+    def _leave_out_touched(self, score: np.ndarray, user_id: str | None) -> np.ndarray:
+        """``score`` (serving order) with -inf, in place, at the polls the user touched
+        when the feed leaves them out (``exclude_interacted``): what a feed never holds,
+        for requests and for the re-ranker's heads in fit alike."""
         if self.exclude_interacted and user_id in self.interacted_:
             score[self._position[self.interacted_[user_id]]] = -np.inf
         return score

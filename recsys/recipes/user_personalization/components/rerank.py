@@ -99,9 +99,8 @@ def head_polls(up: UserPersonalization, user_id: str, t_ref: float) -> np.ndarra
     (poll indices, best first; ties to the lowest poll id, as ``recommend``)."""
     from recsys.recipes.user_personalization import blend
 
-    score = up._serving_scores(user_id, t_ref, blend.user_weights(up, user_id))
-    if up.exclude_interacted:
-        score[up._position[up.interacted_[user_id]]] = -np.inf
+    score = up._leave_out_touched(
+        up._serving_scores(user_id, t_ref, blend.user_weights(up, user_id)), user_id)
     k = min(RERANK_HEAD, int(np.isfinite(score).sum()))
     head = up._head(score, k, None)
     head = head[np.lexsort((up._order[head], -score[head]))]
