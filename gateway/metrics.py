@@ -42,6 +42,10 @@ EVENTS_NOT_FORWARDED = Counter(
     "hunch_events_not_forwarded_total",
     "Stored events not sent to Amazon Personalize (repeat: a user's same type on a poll again)",
     ["reason"])
+EVENTS_NOT_FOLDED_IN = Counter(
+    "hunch_events_not_folded_in_total",
+    "Stored events a live model rejected while catching up (they count from its next training)",
+    ["recipe"])
 ERRORS = Counter("hunch_graphql_errors_total", "GraphQL errors by code", ["code"])
 # Per worker (multiprocess mode keeps one series per pid): one worker's refresher can
 # fail while the others' do not.

@@ -107,7 +107,9 @@ class Services:
             self._feed_events, per_type=RECENT_EVENTS_PER_TYPE, head=self.event_head)
         self.recipes = RecipeService(settings.artifact_store(), self._feed_events,
                                      check_seconds=settings.artifacts_poll_seconds,
-                                     background_swap=True, head=self.event_head)
+                                     background_swap=True, head=self.event_head,
+                                     on_fold_in_failure=lambda recipe, n:
+                                     metrics.EVENTS_NOT_FOLDED_IN.labels(recipe).inc(n))
         # HUNCH_STORE_URL: PostgreSQL shared by several hosts, else the event store's file.
         self.filters = open_filter_store(settings.store_url or settings.events_db)
         self.promotions = open_promotion_store(settings.store_url or settings.events_db)
@@ -430,6 +432,8 @@ class Services:
         # stopped by a bug leaves this worker's catalog and models behind: not ready.
         checks["refresher"] = {"crashed": self.refresher.crashed, **{
             task: asdict(health) for task, health in self.refresher.health().items()}}
+        # Informational too: events a live model rejected count from its next training.
+        checks["events_not_folded_in"] = dict(self.recipes.fold_in_failures)
         checks["ready"] = bool(checks["models"]) and checks["store"] == "writable" and (
             checks.get("neo4j", "reachable") == "reachable") and self.refresher.crashed is None
         return checks

@@ -110,6 +110,7 @@ class RecipeService:
         clock: Callable[[], float] = time.monotonic,
         background_swap: bool = False,
         head: EventHead | None = None,
+        on_fold_in_failure: Callable[[str, int], None] | None = None,
     ) -> None:
         self.store: VersionStore = (ArtifactStore(artifacts)
                                     if isinstance(artifacts, (Path, str)) else artifacts)
@@ -128,6 +129,11 @@ class RecipeService:
         self._loading: dict[str, threading.Lock] = {name: threading.Lock() for name in RECIPES}
         self._added_items: dict[str, dict[str, Any]] = {}
         self._store_failing = False  # the last request's tail could not read the store
+        # Stored events a live model's observe rejected, per recipe (since this process
+        # started): they count only from the next training, so health and metrics show
+        # them (``on_fold_in_failure(recipe, events)``, e.g. a Prometheus counter).
+        self.fold_in_failures: dict[str, int] = {}
+        self.on_fold_in_failure = on_fold_in_failure
 
     def available(self) -> list[str]:
         """Recipes that have at least one published version (or a live one while the
@@ -299,16 +305,26 @@ class RecipeService:
             # Past the batch before it is folded in: one the model cannot take would
             # otherwise be read again, and fail again, on every request.
             live.last_seq = batch[-1][0]
+            fresh = [e for _, e in batch if self._is_new(live, e)]
             try:
-                live.artifact.model.observe([e for _, e in batch if self._is_new(live, e)])
+                live.artifact.model.observe(fresh)
             except Exception:  # noqa: BLE001 - the model's error, not the store's
                 # Said as what it is (the request path would report a store outage), and
                 # the tail goes on: these events count from the next training.
                 log.exception("%s %s: could not fold in stored events %d-%d; they count "
                               "from the next training", live.artifact.recipe, live.version,
                               batch[0][0], batch[-1][0])
+                self._fold_in_failed(live.artifact.recipe, len(fresh))
             if len(batch) < TAIL_BATCH:
                 return
+
+    def _fold_in_failed(self, recipe: str, events: int) -> None:
+        self.fold_in_failures[recipe] = self.fold_in_failures.get(recipe, 0) + events
+        if self.on_fold_in_failure is not None:
+            try:
+                self.on_fold_in_failure(recipe, events)
+            except Exception:  # noqa: BLE001 - reporting must not stop the tail
+                log.exception("reporting %s's fold-in failure failed", recipe)
 
     def _tail_to_head(self, live: _Live) -> None:
         """:meth:`_tail`, skipped when the head of this request (or refresher round) says

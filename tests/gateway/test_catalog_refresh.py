@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 from gateway.services import Services
 from recsys.events import _SCHEMA, EventStore
@@ -148,3 +149,39 @@ def test_in_network_polls_read_their_creation_time_under_the_catalog_lock(settin
             ("p-new", 1_700_000_000.0), ("p-unknown", 0.0)]
     finally:
         asyncio.run(services.close())
+
+
+def test_events_a_live_model_rejects_show_in_metrics_and_readiness(settings):  # noqa: F811
+    """A stored event the live model cannot fold in is not a store outage and does not
+    make the worker unready, but /metrics and /readyz count it: those events reach the
+    model only at its next training."""
+    import httpx
+
+    from gateway.app import create_app
+    from recsys.events import Interaction
+
+    services = Services(settings)
+    app = create_app(settings, services)
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                       base_url="http://gw")
+            model = services.recipes.model("popularity-count")
+
+            def observe(batch):
+                raise ValueError("cannot take these events")
+
+            model.observe = observe
+            now = int(time.time())
+            services.events.append_many([Interaction("u1", "p1", "HUNCH", now),
+                                         Interaction("u2", "p1", "HUNCH", now)])
+            services.recipes.model("popularity-count")  # catches up, as a request does
+            text = (await client.get("/metrics")).text
+            assert 'hunch_events_not_folded_in_total{recipe="popularity-count"} 2.0' in text
+            ready = (await client.get("/readyz")).json()
+            assert ready["events_not_folded_in"] == {"popularity-count": 2}
+            assert ready["ready"] is True
+            await client.aclose()
+
+    asyncio.run(main())

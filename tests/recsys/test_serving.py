@@ -110,7 +110,9 @@ def test_events_the_model_cannot_fold_in_are_reported_and_the_tail_goes_on(
     events = EventStore(tmp_path / "events.sqlite3")
     events.append_many(training)
     publish_popularity(ArtifactStore(tmp_path / "artifacts"), training)
-    service = RecipeService(tmp_path / "artifacts", events)
+    reported: list[tuple[str, int]] = []
+    service = RecipeService(tmp_path / "artifacts", events,
+                            on_fold_in_failure=lambda *args: reported.append(args))
     model = service.model("popularity-count")
     real_observe, calls = model.observe, []
 
@@ -130,6 +132,9 @@ def test_events_the_model_cannot_fold_in_are_reported_and_the_tail_goes_on(
     assert len(failed) == 1 and failed[0].exc_info is not None  # once, with the cause
     assert not any("cannot read new events" in r.getMessage() for r in caplog.records)
     assert sum(any(e.item_id == "poison" for e in b) for b in calls) == 1  # not re-read
+    # Counted where health and metrics read it: one batch of 1 event, reported once.
+    assert service.fold_in_failures == {"popularity-count": 1}
+    assert reported == [("popularity-count", 1)]
     events.append_many(votes("rising", "defg", T0 + 120))
     assert ids(service.recommend("popularity-count", None)) == ["rising", "steady"]
     events.close()
