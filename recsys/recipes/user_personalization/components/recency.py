@@ -27,13 +27,20 @@ class Recency(BaseComponent):
         # order a poll's step is how many cuts lie past it. The same steps as the search
         # wherever the subtractions are exact (whole-second timestamps, as Personalize
         # keeps them); a NaN creation time reads as step 0 here, as serving reads it.
-        cuts = np.searchsorted(up._sorted_creation, t_ref - up._age_edges, side="right")
+        cuts = Recency._cuts(up, t_ref)
         in_creation_order = np.zeros(len(up._order), np.intp)
         for cut in cuts.tolist():
             in_creation_order[:cut] += 1
         steps = np.empty_like(in_creation_order)
         steps[up._order] = in_creation_order
         return steps
+
+    @staticmethod
+    def _cuts(up: UserPersonalization, t_ref: float) -> np.ndarray:
+        """Per age edge, how many polls (in creation order) were created at or before
+        ``t_ref - edge``: a poll is in step j when its age passed j edges, so in creation
+        order each step is one run between two cuts."""
+        return np.searchsorted(up._sorted_creation, t_ref - up._age_edges, side="right")
 
     @staticmethod
     def steps_at(up: UserPersonalization, t_ref: float, polls: np.ndarray) -> np.ndarray:
@@ -52,9 +59,7 @@ class Recency(BaseComponent):
     @staticmethod
     def add_age_term(up: UserPersonalization, score: np.ndarray, t_ref: float) -> None:
         """Add each poll's age-step weight to ``score`` (serving order) in place."""
-        # A poll is in step j when its age passed j edges, i.e. it was created at or
-        # before t_ref - edge for j edges; in creation order each step is one run.
-        cuts = np.searchsorted(up._sorted_creation, t_ref - up._age_edges, side="right")
+        cuts = Recency._cuts(up, t_ref)
         bounds = [0, *cuts[::-1].tolist(), len(score)]  # plain ints: a few slices per request
         weights = up.age_weights_
         last = len(up._age_edges)
