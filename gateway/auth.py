@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import jwt
 
 from gateway.settings import Settings
-from recsys.errors import HunchError
+from recsys.admission import check_printable
+from recsys.errors import HunchError, InvalidEvent
 from recsys.schemas import MAX_ID_LENGTH
 
 ADMIN_ROLE = "admin"
@@ -108,6 +109,13 @@ class Authenticator:
             # The id reaches the stores as USER_ID: it must fit the schema's limits.
             raise Unauthorized(f"the token's sub claim must be a user id of at most "
                                f"{MAX_ID_LENGTH} characters of valid Unicode")
+        try:
+            # The rule every other writer of USER_ID applies (`hunch data import`
+            # refuses such ids): with "u\x00x" or " u1" as sub, events and polls were
+            # stored that made the store's export impossible to import again.
+            check_printable("the token's sub claim", sub)
+        except InvalidEvent as exc:
+            raise Unauthorized(f"{exc} (the user id the identity provider issues)") from exc
         # PyJWT checked exp against the wall clock; later hits check it against ours.
         return Principal(sub, claims.get("role") == ADMIN_ROLE), float(claims["exp"])
 

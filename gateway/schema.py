@@ -630,15 +630,19 @@ class Mutation:
         if (problem := _invalid_ids(("id", input.id)) or _invalid_ids(
                 ("authorId", input.author_id), check=check_user_id)) is not None:
             return problem
-        try:
+        services = _services(info)
+
+        def store() -> dict[str, Any]:
             record = _poll_record(input)
             if input.created_at is not None:  # left out: now for a new poll, kept on an edit
-                record["CREATION_TIMESTAMP"] = _services(info).event_rules.poll_created_at(
+                record["CREATION_TIMESTAMP"] = services.event_rules.poll_created_at(
                     input.created_at, internal_tool=principal.is_admin)
-            # An fsync and every model's lock (the poll joins the live models): off the
-            # event loop, like recordInteraction.
-            stored = await asyncio.to_thread(_services(info).upsert_poll, record,
-                                             principal.user_id, principal.is_admin)
+            return services.upsert_poll(record, principal.user_id, principal.is_admin)
+
+        try:
+            # Off the event loop, like recordInteraction: cleaning up to 60,000 characters
+            # of text, an fsync and every model's lock (the poll joins the live models).
+            stored = await asyncio.to_thread(store)
         except InvalidEvent as exc:
             return InvalidInputError(message=str(exc))
         return Poll.from_record(stored)

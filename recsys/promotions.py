@@ -75,6 +75,13 @@ class Promotion:
             raise InvalidPromotion(
                 "a promotion needs a filter (an expression or a stored filter's name) "
                 "that selects the polls it promotes")
+        for what, value in (("startAt", self.start_at), ("endAt", self.end_at)):
+            # A GraphQL Float literal such as 1e400 arrives as infinity: stored, it was
+            # written as JSON no reader accepts, and every promotions query failed.
+            if value is not None and not (isinstance(value, (int, float))
+                                          and math.isfinite(value)):
+                raise InvalidPromotion(f"{what} must be a finite time in epoch seconds "
+                                       f"(or left out), got {value!r}")
         if self.start_at is not None and self.end_at is not None and self.end_at <= self.start_at:
             raise InvalidPromotion("a promotion's end time must come after its start time")
         texts = [self.name, self.filter_expression, self.filter_name or "",
