@@ -29,7 +29,7 @@ from gateway import metrics
 from gateway.auth import Authenticator, Principal
 from gateway.errors import clip_message
 from gateway.production import check_production
-from gateway.rate_limit import RateLimiter, make_rate_limiter
+from gateway.rate_limit import RateLimiter, make_daily_quota, make_rate_limiter
 from gateway.schema import build_schema
 from gateway.services import Services
 from gateway.settings import Settings, load_settings
@@ -209,7 +209,8 @@ class HunchGraphQL(GraphQL):
                  rate_limiter: RateLimiter, development: bool,
                  feed_executor: Executor | None = None,
                  feed_rate_limiter: RateLimiter | None = None,
-                 read_rate_limiter: RateLimiter | None = None):
+                 read_rate_limiter: RateLimiter | None = None,
+                 poll_write_quota: RateLimiter | None = None):
         super().__init__(schema, graphql_ide="graphiql" if development else None,
                          allow_queries_via_get=False)
         self.services_ref = services_ref
@@ -217,6 +218,7 @@ class HunchGraphQL(GraphQL):
         self.rate_limiter = rate_limiter
         self.feed_rate_limiter = feed_rate_limiter
         self.read_rate_limiter = read_rate_limiter
+        self.poll_write_quota = poll_write_quota
         self.feed_executor = feed_executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -289,6 +291,7 @@ class HunchGraphQL(GraphQL):
                 "services": self.services_ref["services"], "rate_limiter": self.rate_limiter,
                 "feed_rate_limiter": self.feed_rate_limiter,
                 "read_rate_limiter": self.read_rate_limiter,
+                "poll_write_quota": self.poll_write_quota,
                 "feed_executor": self.feed_executor, "degraded": []}
 
 
@@ -308,8 +311,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 for scope, rate in (("mutation", settings.mutation_rate_per_minute),
                                     ("feed", settings.feed_rate_per_minute),
                                     ("read", settings.read_rate_per_minute))]
+    limiters.append(make_daily_quota("poll", settings.poll_writes_per_day,
+                                     settings.session_store, settings.redis_url))
     graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings), limiters[0],
-                               settings.development, feed_executor, limiters[1], limiters[2])
+                               settings.development, feed_executor, limiters[1], limiters[2],
+                               limiters[3])
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

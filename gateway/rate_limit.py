@@ -44,6 +44,7 @@ REDIS_WINDOW_SLACK_SECONDS = 60
 # A rate check is one round trip (~1-2 ms here); 0.2 s means Redis is in trouble.
 REDIS_TIMEOUT_SECONDS = 0.2
 WINDOW_SECONDS = 60
+DAY_SECONDS = 24 * 3600
 # Counts one request in the window's key and returns the count. Atomic, as a script is:
 # the key gets its expiry with its first count, so no key lives without one. The key
 # names its window, so it never needs a later EXPIRE.
@@ -67,11 +68,15 @@ class LocalRateLimiter:
     """A token bucket per user in this process (see the module docstring)."""
 
     def __init__(self, rate_per_minute: int, *, max_users: int = RATE_LIMIT_MAX_USERS,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 window_seconds: float = WINDOW_SECONDS, burst: float | None = None):
+        """``rate_per_minute`` requests per ``window_seconds`` (a minute unless said)
+        sustained, in bursts of ``burst`` (a tenth of the rate, at least 10, unless said;
+        a daily quota is the whole day's count at once)."""
         if rate_per_minute < 1:
             raise ValueError(f"rate_per_minute must be at least 1, got {rate_per_minute}")
-        self.rate = rate_per_minute / 60.0
-        self.burst = max(10.0, rate_per_minute / 10.0)
+        self.rate = rate_per_minute / float(window_seconds)
+        self.burst = float(burst) if burst is not None else max(10.0, rate_per_minute / 10.0)
         self._clock = clock
         # An entry idle for longer than a full refill takes would be a full bucket again.
         self._buckets: TTLCache[str, tuple[float, float]] = TTLCache(
@@ -110,10 +115,12 @@ class RedisRateLimiter:
 
     def __init__(self, url: str, scope: str, rate_per_minute: int,
                  fallback: LocalRateLimiter | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 window_seconds: int = WINDOW_SECONDS):
         self.url = url
         self.scope = scope
-        self.rate_per_minute = rate_per_minute
+        self.rate_per_minute = rate_per_minute  # per window_seconds
+        self.window_seconds = window_seconds
         self.fallback = fallback or LocalRateLimiter(rate_per_minute)
         self._client = None  # made in the event loop that uses it (redis.asyncio)
         self._count_in_window = None  # the script, registered with that client
@@ -124,7 +131,7 @@ class RedisRateLimiter:
         import redis.asyncio as redis
         from redis.exceptions import RedisError
 
-        window = int(self._clock() // WINDOW_SECONDS)
+        window = int(self._clock() // self.window_seconds)
         key = f"hunch:rate:{self.scope}:{user_id}:{window}"
         try:
             if self._client is None:
@@ -136,7 +143,7 @@ class RedisRateLimiter:
                 # EVALSHA; loaded again by itself when Redis lost it (a restart)
                 self._count_in_window = self._client.register_script(_COUNT_IN_WINDOW)
             count = await self._count_in_window(
-                keys=[key], args=[WINDOW_SECONDS + REDIS_WINDOW_SLACK_SECONDS])
+                keys=[key], args=[self.window_seconds + REDIS_WINDOW_SLACK_SECONDS])
         except (RedisError, OSError) as exc:
             metrics.FALLBACKS.labels(f"rate-limit-{self.scope}", type(exc).__name__).inc()
             if not self._degraded:
@@ -152,7 +159,7 @@ class RedisRateLimiter:
         """Until the next window starts (this worker's buckets while Redis is down)."""
         if self._degraded:
             return self.fallback.retry_after(user_id)
-        return WINDOW_SECONDS - self._clock() % WINDOW_SECONDS
+        return self.window_seconds - self._clock() % self.window_seconds
 
     async def close(self) -> None:
         if self._client is not None:
@@ -168,3 +175,15 @@ def make_rate_limiter(scope: str, rate_per_minute: int, session_store: str,
     if session_store == "redis":
         return RedisRateLimiter(redis_url, scope, rate_per_minute)
     return LocalRateLimiter(rate_per_minute)
+
+
+def make_daily_quota(scope: str, per_day: int, session_store: str,
+                     redis_url: str) -> RateLimiter:
+    """At most ``per_day`` requests of a kind per user a day (``scope`` "poll": poll
+    writes). Through Redis, one count per UTC day shared by every worker; else this
+    worker's bucket of ``per_day`` that refills over 24 hours (forgotten on restart)."""
+    local = LocalRateLimiter(per_day, window_seconds=DAY_SECONDS, burst=per_day)
+    if session_store == "redis":
+        return RedisRateLimiter(redis_url, scope, per_day, fallback=local,
+                                window_seconds=DAY_SECONDS)
+    return local

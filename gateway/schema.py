@@ -627,6 +627,12 @@ class Mutation:
     async def upsert_poll(self, info: Info, input: PollInput) -> UpsertPollResult:
         principal = _principal(info)
         await _check_rate(info, principal)
+        quota = info.context.get("poll_write_quota")
+        if quota is not None and not principal.is_admin and not await quota.allow(
+                principal.user_id):
+            # Internal tools (catalog ingest) are not counted; authors are.
+            raise _rate_limited(info, quota, principal,
+                                "too many poll writes today (HUNCH_POLL_WRITES_PER_DAY)")
         if (problem := _invalid_ids(("id", input.id)) or _invalid_ids(
                 ("authorId", input.author_id), check=check_user_id)) is not None:
             return problem

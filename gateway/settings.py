@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # max_query_nodes' job). Their own limit: a store read costs a fraction of a feed
     # page, and opening polls must not use up a reader's feed pages, nor the reverse.
     read_rate_per_minute: int = Field(300, ge=1)
+    # upsertPoll per user a day (new polls and edits; internal tools are not counted).
+    # Every new poll is explored in other users' feeds, so within the mutation limit one
+    # account put 300 polls into everyone's feed in 34 s; people post a few a day.
+    poll_writes_per_day: int = Field(100, ge=1)
     max_page_size: int = 100
 
     # --- event admission (see recsys/admission.py for the reasons) -----------------------

@@ -18,6 +18,7 @@ from gateway.rate_limit import (
     WINDOW_SECONDS,
     LocalRateLimiter,
     RedisRateLimiter,
+    make_daily_quota,
     make_rate_limiter,
 )
 from gateway.services import Services
@@ -50,6 +51,65 @@ def test_the_feed_is_rate_limited_per_user(settings):  # noqa: F811
         assert "errors" not in other  # one user's flood costs only that user
 
     serve(settings, scenario)
+
+
+def test_poll_writes_are_limited_per_author_a_day(settings):  # noqa: F811
+    """Every new poll is explored in other users' feeds: within the mutation limit one
+    account put 300 polls into everyone's feed in 34 s. Authors get a daily quota of
+    poll writes; internal tools (catalog ingest) are not counted."""
+    settings.poll_writes_per_day = 3
+    upsert = ('mutation($i: PollInput!) { upsertPoll(input: $i) { __typename '
+              '... on InvalidInputError { message } } }')
+
+    async def scenario(client):
+        def poll(k):
+            return {"i": {"id": f"spam{k}", "categories": ["news"], "question": "buy?"}}
+
+        answers = [(await gql(client, settings, upsert, poll(k), user="spammer")).json()
+                   for k in range(4)]
+        assert [a["data"]["upsertPoll"]["__typename"] for a in answers[:3]] == ["Poll"] * 3
+        assert codes(answers[3]) == ["RATE_LIMITED"], answers[3]
+        error = answers[3]["errors"][0]
+        assert "too many poll writes today" in error["message"]
+        # the bucket of 3 refills over a day: the next write in about 8 hours
+        assert 8 * 3600 - 60 <= error["extensions"]["retryAfter"] <= 8 * 3600, error
+        assert (await client.post("/graphql", json={  # not stored
+            "query": '{ poll(id: "spam3") { id } }'}, headers={
+            "Authorization": f"Bearer {issue_token(settings, 'reader')}"})).json()[
+            "data"]["poll"] is None
+        # an edit counts too; another author and an internal tool are not held back
+        edit = (await gql(client, settings, upsert, poll(0), user="spammer")).json()
+        assert codes(edit) == ["RATE_LIMITED"]
+        other = (await gql(client, settings, upsert, poll("x"), user="writer")).json()
+        assert other["data"]["upsertPoll"]["__typename"] == "Poll", other
+        admin = issue_token(settings, "ingest", admin=True)
+        for k in range(5):
+            body = (await client.post("/graphql", json={"query": upsert, "variables": {
+                "i": {"id": f"bulk{k}", "categories": ["news"], "authorId": "a1"}}},
+                headers={"Authorization": f"Bearer {admin}"})).json()
+            assert body["data"]["upsertPoll"]["__typename"] == "Poll", body
+
+    serve(settings, scenario)
+
+
+def test_a_daily_quota_through_redis_counts_every_host_for_the_day(redis_url):  # noqa: F811
+    day = 86_400
+
+    async def main():
+        clock = [FROZEN]
+        hosts = [make_daily_quota("poll", 3, "redis", redis_url) for _ in range(2)]
+        for host in hosts:
+            host._clock = lambda: clock[0]
+        try:
+            assert [await hosts[k % 2].allow("ann") for k in range(4)] == [True] * 3 + [False]
+            assert 0 < hosts[0].retry_after("ann") <= day
+            clock[0] += hosts[0].retry_after("ann")  # the next UTC day
+            assert await hosts[1].allow("ann")
+        finally:
+            for host in hosts:
+                await host.close()
+
+    asyncio.run(main())
 
 
 def test_the_local_limiter_keeps_a_bounded_number_of_users():
