@@ -285,10 +285,25 @@ class RecipeService:
         elif live.trained_until is not None and hasattr(self.event_store, "seq_before"):
             # Skip, in one indexed query, the events the model was trained on.
             live.last_seq = self.event_store.seq_before(int(live.trained_until))
+        self._add_polls_written_since_training(artifact)
         if self._added_items:
             artifact.model.add_items(dict(self._added_items))
         self._tail(live)
         return live
+
+    def _add_polls_written_since_training(self, artifact: Artifact) -> None:
+        """Polls stored (new or edited) after the model's training read the catalog: a
+        worker that starts, or loads this version, after they were written was never
+        told of them (a poll without a vote yet left every feed at a restart)."""
+        seq = artifact.manifest.get("catalog_seq")
+        if seq is None or not hasattr(self.event_store, "items_updated_since"):
+            return  # trained from files, or before the manifest said
+        seq = int(seq)
+        while True:
+            seq, records = self.event_store.items_updated_since(seq)
+            if not records:
+                return
+            artifact.model.add_items(records)
 
     # -- events -------------------------------------------------------------------
 

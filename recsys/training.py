@@ -179,6 +179,9 @@ class StoreSnapshot:
     data: TrainingData
     event_seq: int  # the newest event included: serving tails the store from here
     fingerprint: str
+    # The catalog's sequence number before its polls were read: serving adds the polls
+    # written after it (new or edited) to the model it loads, on any worker, at any time.
+    catalog_seq: int | None = None
 
 
 def read_event_store(events: Any) -> StoreSnapshot:
@@ -186,6 +189,7 @@ def read_event_store(events: Any) -> StoreSnapshot:
     arriving meanwhile are left to serving's tail, never trained on *and* tailed), plus
     the catalog and users."""
     upto = events.last_seq()
+    catalog_seq = events.catalog_seq() if hasattr(events, "catalog_seq") else None
     digest = hashlib.blake2b(digest_size=16)
     interactions, impressions = [], []
     seq = 0
@@ -207,7 +211,7 @@ def read_event_store(events: Any) -> StoreSnapshot:
     for record in (items, users):
         digest.update(json.dumps(record, sort_keys=True, default=str).encode())
     return StoreSnapshot(TrainingData(interactions, items, users, impressions), upto,
-                         digest.hexdigest())
+                         digest.hexdigest(), catalog_seq)
 
 
 def train_from_store(
@@ -244,6 +248,7 @@ def train_from_store(
     extra: dict[str, Any] = {
         "event_store": repr(events),
         "event_seq": snap.event_seq,
+        "catalog_seq": snap.catalog_seq,
         "dataset": {"interactions": len(data.interactions), "items": len(data.items),
                     "users": len(data.users), "impressions": len(data.impressions)},
     }

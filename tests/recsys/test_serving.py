@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 
 from recsys.artifacts import ArtifactNotFound, ArtifactStore, UnknownRecipe
@@ -243,4 +244,35 @@ def test_within_a_request_the_recipes_read_the_store_once_and_still_see_new_even
     counting.reads.clear()
     service.recommend("popularity-count", None)  # outside a request: reads as before
     assert counting.reads == ["events_since"]
+    events.close()
+
+
+def test_polls_written_after_training_reach_a_model_loaded_later(tmp_path):
+    """A worker that starts (or loads the version) after polls were written is told of
+    them from the store's catalog sequence: before, a poll without a vote yet left every
+    feed at a restart, and an edit went back to the trained text."""
+    from recsys.training import train_from_store
+
+    events = EventStore(tmp_path / "events.sqlite3")
+    events.upsert_items([{"ITEM_ID": p, "CATEGORY": "news", "CREATION_TIMESTAMP": T0}
+                         for p in "abc"])
+    events.append_many(votes("a", "xyz") + votes("b", "xy") + votes("c", "x"))
+    for recipe in ("user-personalization", "popularity-count"):
+        train_from_store(recipe, events, tmp_path / "artifacts", with_metrics=False)
+    events.upsert_item({"ITEM_ID": "fresh", "CATEGORY": "news", "QUESTION": "new?"},
+                       acting_user="writer")
+    events.upsert_item({"ITEM_ID": "b", "CATEGORY": "sports"}, acting_user="ops", admin=True)
+
+    service = RecipeService(tmp_path / "artifacts", events)  # a worker started now
+    up = service.model("user-personalization")
+    assert "fresh" in up.item_index_
+    answer = service.recommend("user-personalization", "z", 10,
+                               allow=lambda poll: poll == "fresh")
+    assert [i.item_id for i in answer.items] == ["fresh"]
+    assert "fresh" in service.model("popularity-count")._items.index
+    # The edit too: b's content is its new category's, not the trained one's.
+    trained = ArtifactStore(tmp_path / "artifacts").load("user-personalization").model
+    b = up.item_index_["b"]
+    assert not np.array_equal(up.content_[b], trained.content_[b])
+    assert np.array_equal(up.content_[up.item_index_["a"]], trained.content_[b])
     events.close()
