@@ -20,6 +20,7 @@ from typing import Any
 from gateway import metrics
 from gateway.settings import Settings
 from graph.errors import GraphError, GraphUnavailable
+from graph.follow_journal import FollowJournal
 from graph.store import Follow, GraphStore, PollAuthorship
 from recsys.admission import UnknownPolls
 from recsys.artifacts import ArtifactNotFound
@@ -114,6 +115,10 @@ class Services:
         self.filters = open_filter_store(settings.store_url or settings.events_db)
         self.promotions = open_promotion_store(settings.store_url or settings.events_db)
         self.graph = graph if graph is not None else _make_graph(settings)
+        # The in-process graph is rebuilt at every start: follows made through the API
+        # are kept on disk and replayed (Neo4j keeps its own).
+        self.follow_journal = (FollowJournal(settings.home / "follows-journal.sqlite3")
+                               if settings.graph_store == "memory" else None)
         # Its own connection: its commits (fsync) must not hold the lock that the feed's
         # reads of the event store take.
         self.recommendation_log = RecommendationLog(open_event_store(settings.event_store_url))
@@ -342,10 +347,17 @@ class Services:
     # ------------------------------------------------------------------ graph
 
     async def follow(self, follower: str, followee: str) -> None:
-        await self._graph_call(self.graph.follow(follower, followee, int(time.time())))
+        at = int(time.time())
+        await self._graph_call(self.graph.follow(follower, followee, at))
+        if self.follow_journal is not None:  # on disk before the caller hears "done"
+            await asyncio.to_thread(self.follow_journal.record, follower, followee, True, at)
 
     async def unfollow(self, follower: str, followee: str) -> bool:
-        return await self._graph_call(self.graph.unfollow(follower, followee))
+        removed = await self._graph_call(self.graph.unfollow(follower, followee))
+        if removed and self.follow_journal is not None:
+            await asyncio.to_thread(self.follow_journal.record, follower, followee, False,
+                                    int(time.time()))
+        return removed
 
     async def followees(self, user_id: str) -> list[str]:
         return await self._graph_call(self.graph.followees(user_id))
@@ -405,14 +417,31 @@ class Services:
         pays for loading), and follows.csv into the in-process graph in embedded mode."""
         await asyncio.to_thread(self.warm_up)
         self.refresher.start()  # after warm_up: it must not load the models a second time
-        path = self.settings.follows_path
-        if self.settings.graph_store != "memory" or path is None or not path.exists():
+        if self.settings.graph_store != "memory":
             return
-        from graph.analytics import read_follows_csv
+        path = self.settings.follows_path
+        rows = []
+        if path is not None and path.exists():
+            from graph.analytics import read_follows_csv
 
+            rows = read_follows_csv(path)
+        # Who wrote which poll, whether the follows come from the file or the journal:
+        # the in-network source reads followees' polls from the graph.
         polls = [(r["ITEM_ID"], r["AUTHOR_ID"], int(r.get("CREATION_TIMESTAMP") or 0))
                  for r in self.events.items() if r.get("AUTHOR_ID")]
-        await load_follows(self.graph, read_follows_csv(path), polls)
+        await load_follows(self.graph, rows, polls)
+        await self._replay_follows()
+
+    async def _replay_follows(self) -> None:
+        """The API's follows and unfollows, over what follows.csv loaded: an unfollow
+        of a listed follow stays undone."""
+        if self.follow_journal is None:
+            return
+        changes = await asyncio.to_thread(self.follow_journal.changes)
+        await self.graph.upsert_follows(Follow(a, b, at) for a, b, on, at in changes if on)
+        for a, b, on, _ in changes:
+            if not on:
+                await self.graph.unfollow(a, b)
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
@@ -447,6 +476,8 @@ class Services:
             await self.graph.close()
         except Exception:  # noqa: BLE001 - shutting down anyway
             pass
+        if self.follow_journal is not None:
+            self.follow_journal.close()
         self.events.close()
         self._feed_events.close()
         self.filters.close()

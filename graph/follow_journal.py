@@ -1,0 +1,65 @@
+"""FollowJournal: the follows and unfollows made through the API, kept on disk for the
+embedded (in-memory) follower graph.
+
+The in-memory graph is rebuilt at every start (from follows.csv when there is one), so
+without this an acknowledged ``follow`` or ``unfollow`` was gone after a restart. The
+journal keeps each (follower, followee) pair's latest state in a SQLite file under
+``HUNCH_HOME``; the gateway replays it over the graph at start, after follows.csv, so an
+unfollow of a follow the file lists stays undone. Neo4j keeps its own follows and
+needs none of this.
+
+One row per pair, not a log: the file grows with the pairs ever touched, not with the
+clicks. Several workers of one host share the file (WAL); each replays it when it
+starts, and until then sees only its own changes (the embedded graph is per process).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from recsys.sqlite_wal import enable_wal
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS follows (
+    follower TEXT NOT NULL,
+    followee TEXT NOT NULL,
+    following INTEGER NOT NULL,  -- 1: follows, 0: unfollowed
+    at INTEGER NOT NULL,  -- epoch seconds of the change
+    PRIMARY KEY (follower, followee)
+) WITHOUT ROWID;
+"""
+
+
+class FollowJournal:
+    """Each pair's latest follow state, durable once :meth:`record` returns."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False,
+                                     isolation_level=None)
+        enable_wal(self._conn)
+        # FULL: a change is on disk when record() returns, as an acknowledged event is.
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def record(self, follower: str, followee: str, following: bool, at: int) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO follows VALUES (?, ?, ?, ?) ON CONFLICT (follower, followee) "
+                "DO UPDATE SET following = excluded.following, at = excluded.at",
+                (follower, followee, int(following), int(at)))
+
+    def changes(self) -> list[tuple[str, str, bool, int]]:
+        """Every pair's latest state: (follower, followee, following, at)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT follower, followee, following, at FROM follows "
+                "ORDER BY follower, followee").fetchall()
+        return [(a, b, bool(f), int(t)) for a, b, f, t in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
