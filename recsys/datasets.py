@@ -92,6 +92,10 @@ class Datasets:
     # whose EVENT_TYPE was not in its stored spelling (" hunch "): an import skips the
     # row when the store holds that id, so re-importing an old file adds nothing.
     legacy_event_ids: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Rows that repeat an earlier row's event (the same user, poll, type, time, value,
+    # list and recommendation): kept once. A file has no EVENT_ID column, so two
+    # comments stored in one second export as two such rows.
+    repeated_rows: int = 0
 
     def training_data(self):
         from recsys.recipes.base import TrainingData
@@ -111,9 +115,11 @@ class Datasets:
         )
 
     def describe(self) -> str:
+        repeated = (f" ({self.repeated_rows:,} more rows repeated an earlier row's event "
+                    "and were kept once)" if self.repeated_rows else "")
         return (
             f"{len(self.interactions):,} interactions, {len(self.impressions):,} impression "
-            f"events, {len(self.items):,} polls, {len(self.users):,} users"
+            f"events, {len(self.items):,} polls, {len(self.users):,} users{repeated}"
         )
 
 
@@ -426,6 +432,7 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
 
     interactions: dict[tuple[str, str], Interaction] = {}
     legacy_event_ids: dict[tuple[str, str], str] = {}
+    repeated_rows = 0
     for line, rec in _read_rows(interactions_path, schemas["interactions"], problems):
         written = rec.get("EVENT_TYPE") or ""
         event = Interaction(
@@ -441,6 +448,7 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
             continue
         key = (event.user_id, event.event_id)
         if key in interactions:
+            repeated_rows += 1
             continue  # "HUNCH" and "hunch" rows otherwise alike are one vote
         interactions[key] = event
         if written != event.event_type:
@@ -485,13 +493,15 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
             )
             if not _admissible(shown, rules, IMPRESSIONS_FILE, line, problems):
                 continue
+            if (shown.user_id, shown.event_id) in impressions:
+                repeated_rows += 1
             impressions.setdefault((shown.user_id, shown.event_id), shown)
 
     problems.raise_if_any()
     # Stable time order: the store and the recipes rely on it.
     return Datasets(sorted(interactions.values(), key=lambda e: e.timestamp), items, users,
                     sorted(impressions.values(), key=lambda e: e.timestamp), schemas,
-                    _fingerprint(present), legacy_event_ids)
+                    _fingerprint(present), legacy_event_ids, repeated_rows)
 
 
 def _admissible(event: Interaction | Impression, rules: EventRules | None, file: str,

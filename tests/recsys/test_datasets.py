@@ -258,6 +258,23 @@ def test_events_on_polls_without_a_record_are_counted_in_the_summary(tmp_path):
     assert "note:" not in import_directory(later, db).describe()
 
 
+def test_rows_repeating_an_event_are_kept_once_and_counted_in_the_summary(tmp_path):
+    """A file has no EVENT_ID column: two comments stored in one second export as two
+    identical rows, and the import keeps one. The summary said "read 280,007" of a file
+    of 280,008 rows, with nothing about the other (helper-59)."""
+    comment = ["u1", "p2", "1700000060", "COMMENT", "12", "", ""]
+    shown = ["u1", "1700000200", "p2|p3", ""]
+    d = make_dir(tmp_path, interactions=GOOD_INTERACTIONS + [comment],
+                 impressions=[shown, shown])
+    report = import_directory(d, tmp_path / "events.sqlite3")
+    assert report.datasets.repeated_rows == 2
+    assert len(report.datasets.interactions) == 3 and len(report.datasets.impressions) == 1
+    assert "(2 more rows repeated an earlier row's event and were kept once)" \
+        in report.describe()
+    (tmp_path / "plain").mkdir()
+    assert "repeated" not in load_directory(make_dir(tmp_path / "plain")).describe()
+
+
 def test_a_byte_that_is_not_utf8_is_reported_on_its_own_line(tmp_path):
     """Decoded in buffers, a Latin-1 byte on line 51 was "line 1: unreadable header" and
     one on line 182 was reported at line 170."""
