@@ -378,15 +378,18 @@ class Services:
         return self._run_graph(self.graph.followees(user_id)) or []
 
     def _polls_by_authors_sync(self, authors: list[str], limit: int) -> list[tuple[str, float]]:
-        polls = self._run_graph(self.graph.polls_by_authors(authors, limit)) or []
+        """The followees' newest polls, from the catalog's AUTHOR_ID index: every poll
+        the store holds, those other workers wrote a refresh ago included. The graph's
+        authorship is loaded in bulk (`hunch graph load`, follows.csv at start), so a
+        poll written since was missing from the in-network source, newest ones first."""
         out = []
         with self._catalog_lock:  # the refresher may be growing the catalog's columns
-            for poll_id in polls:
-                row = self.catalog.index.get(poll_id)
-                created = (self.catalog.numeric_value(row, "CREATION_TIMESTAMP")
-                           if row is not None else None)
-                out.append((poll_id, float(created or 0.0)))
-        return out
+            for author in dict.fromkeys(authors):
+                for row in self.catalog.rows_with_value("AUTHOR_ID", author):
+                    created = self.catalog.numeric_value(int(row), "CREATION_TIMESTAMP")
+                    out.append((self.catalog.ids[int(row)], float(created or 0.0)))
+        out.sort(key=lambda p: (-p[1], p[0]))  # newest first, ties by poll id
+        return out[:limit]
 
     def _run_graph(self, coro):
         """Run a graph call from synchronous mixer code; on failure, degrade quietly."""
@@ -420,16 +423,12 @@ class Services:
         if self.settings.graph_store != "memory":
             return
         path = self.settings.follows_path
-        rows = []
         if path is not None and path.exists():
             from graph.analytics import read_follows_csv
 
-            rows = read_follows_csv(path)
-        # Who wrote which poll, whether the follows come from the file or the journal:
-        # the in-network source reads followees' polls from the graph.
-        polls = [(r["ITEM_ID"], r["AUTHOR_ID"], int(r.get("CREATION_TIMESTAMP") or 0))
-                 for r in self.events.items() if r.get("AUTHOR_ID")]
-        await load_follows(self.graph, rows, polls)
+            polls = [(r["ITEM_ID"], r["AUTHOR_ID"], int(r.get("CREATION_TIMESTAMP") or 0))
+                     for r in self.events.items() if r.get("AUTHOR_ID")]
+            await load_follows(self.graph, read_follows_csv(path), polls)
         await self._replay_follows()
 
     async def _replay_follows(self) -> None:

@@ -33,9 +33,9 @@ class InNetworkSource:
     """Polls authored by the people a user follows, newest first, ties by poll id (off
     by default).
 
-    ``followees`` and ``polls_by_authors`` come from the follower graph; the gateway wires
-    them (recsys does not import graph). ``polls_by_authors`` returns (poll id, created
-    at) pairs.
+    ``followees`` comes from the follower graph, ``polls_by_authors`` from the catalog
+    (every poll the store holds); the gateway wires them (recsys does not import graph).
+    ``polls_by_authors`` returns (poll id, created at) pairs.
     """
 
     name = "in-network"

@@ -40,13 +40,17 @@ def test_follows_and_unfollows_survive_a_restart_over_the_follows_file(settings)
         asyncio.run(second.close())
 
 
-def test_polls_authored_are_known_to_the_graph_without_a_follows_file(settings):  # noqa: F811
-    """The in-network source reads followees' polls from the graph: their authorship is
-    loaded at start whether the follows come from a file or from the journal."""
+def test_the_in_network_source_serves_a_followees_poll_written_after_start(settings):  # noqa: F811
+    """Followees' polls come from the catalog: the graph's authorship is loaded in bulk,
+    so a poll written since (the newest, what an in-network slot is for) was missing."""
+    settings = settings.model_copy(update={"in_network": True})
     services = _restarted(settings)  # the fixture's home has no follows.csv
     try:
-        asyncio.run(services.follow("reader", "a1"))
-        polls = asyncio.run(services.graph.polls_by_authors(["a1"], 5))
-        assert len(polls) == 5 and all(p.startswith("p") for p in polls), polls
+        asyncio.run(services.follow("reader", "writer"))
+        services.upsert_poll({"ITEM_ID": "fresh", "CATEGORY": "news"}, "writer")
+        assert services._polls_by_authors_sync(["writer"], 5)[0][0] == "fresh"
+        first = services.feed("reader", 10, None).page
+        assert [(i.item_id, i.source) for i in first.items if i.source == "in-network"] == [
+            ("fresh", "in-network")], first.items
     finally:
         asyncio.run(services.close())
