@@ -36,7 +36,7 @@ from recsys.admission import (
     check_no_control,
     check_plain,
 )
-from recsys.errors import HunchError, InvalidEvent
+from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
 from recsys.events import Interaction
 from recsys.feed import check_page_size
 from recsys.filters import FilterAlreadyExists, InvalidFilterExpression, UnknownFilter
@@ -627,29 +627,39 @@ class Mutation:
     async def upsert_poll(self, info: Info, input: PollInput) -> UpsertPollResult:
         principal = _principal(info)
         await _check_rate(info, principal)
-        quota = info.context.get("poll_write_quota")
-        if quota is not None and not principal.is_admin and not await quota.allow(
-                principal.user_id):
-            # Internal tools (catalog ingest) are not counted; authors are.
-            raise _rate_limited(info, quota, principal,
-                                "too many poll writes today (HUNCH_POLL_WRITES_PER_DAY)")
         if (problem := _invalid_ids(("id", input.id)) or _invalid_ids(
                 ("authorId", input.author_id), check=check_user_id)) is not None:
             return problem
         services = _services(info)
 
-        def store() -> dict[str, Any]:
-            record = _poll_record(input)
+        def record() -> dict[str, Any]:
+            fields = _poll_record(input)
             if input.created_at is not None:  # left out: now for a new poll, kept on an edit
-                record["CREATION_TIMESTAMP"] = services.event_rules.poll_created_at(
+                fields["CREATION_TIMESTAMP"] = services.event_rules.poll_created_at(
                     input.created_at, internal_tool=principal.is_admin)
-            return services.upsert_poll(record, principal.user_id, principal.is_admin)
+            return fields
 
         try:
             # Off the event loop, like recordInteraction: cleaning up to 60,000 characters
-            # of text, an fsync and every model's lock (the poll joins the live models).
-            stored = await asyncio.to_thread(store)
+            # of text; then an fsync and every model's lock (the poll joins the live models).
+            fields = await asyncio.to_thread(record)
         except InvalidEvent as exc:
+            return InvalidInputError(message=str(exc))
+        # Authors have a daily quota of writes (internal tools, catalog ingest, do not):
+        # charged for a valid write, given back when the store refuses it (not the
+        # author's poll), so a client's retries of a refused write cost nothing.
+        quota = None if principal.is_admin else info.context.get("poll_write_quota")
+        if quota is not None and not await quota.allow(principal.user_id):
+            raise _rate_limited(info, quota, principal,
+                                "too many poll writes today (HUNCH_POLL_WRITES_PER_DAY)")
+        try:
+            stored = await asyncio.to_thread(services.upsert_poll, fields, principal.user_id,
+                                             principal.is_admin)
+        except (InvalidEvent, NotPollAuthor) as exc:
+            if quota is not None:
+                await quota.refund(principal.user_id)
+            if isinstance(exc, NotPollAuthor):
+                raise
             return InvalidInputError(message=str(exc))
         return Poll.from_record(stored)
 

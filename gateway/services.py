@@ -17,6 +17,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from gateway import metrics
 from gateway.settings import Settings
 from graph.errors import GraphError, GraphUnavailable
@@ -354,7 +356,10 @@ class Services:
 
     async def unfollow(self, follower: str, followee: str) -> bool:
         removed = await self._graph_call(self.graph.unfollow(follower, followee))
-        if removed and self.follow_journal is not None:
+        if self.follow_journal is not None:
+            # Whether or not this worker's graph held the follow: another worker may
+            # have made it, or a retry follows a failed write; "not following" is the
+            # state the caller was told.
             await asyncio.to_thread(self.follow_journal.record, follower, followee, False,
                                     int(time.time()))
         return removed
@@ -382,13 +387,18 @@ class Services:
         the store holds, those other workers wrote a refresh ago included. The graph's
         authorship is loaded in bulk (`hunch graph load`, follows.csv at start), so a
         poll written since was missing from the in-network source, newest ones first."""
-        out = []
         with self._catalog_lock:  # the refresher may be growing the catalog's columns
-            for author in dict.fromkeys(authors):
-                for row in self.catalog.rows_with_value("AUTHOR_ID", author):
-                    created = self.catalog.numeric_value(int(row), "CREATION_TIMESTAMP")
-                    out.append((self.catalog.ids[int(row)], float(created or 0.0)))
-        out.sort(key=lambda p: (-p[1], p[0]))  # newest first, ties by poll id
+            found = [self.catalog.rows_with_value("AUTHOR_ID", a) for a in dict.fromkeys(authors)]
+            rows = np.concatenate(found) if found else np.zeros(0, np.int64)
+            created = np.nan_to_num(self.catalog.numeric_values(rows, "CREATION_TIMESTAMP"))
+            if len(rows) > limit > 0:
+                # Only the newest `limit` (and polls tied with the last of them) can make
+                # the cut; the tie rule below needs their ids.
+                cut = np.partition(created, len(created) - limit)[len(created) - limit]
+                keep = created >= cut
+                rows, created = rows[keep], created[keep]
+            ids = [self.catalog.ids[r] for r in rows.tolist()]
+        out = sorted(zip(ids, created.tolist()), key=lambda p: (-p[1], p[0]))
         return out[:limit]
 
     def _run_graph(self, coro):

@@ -75,13 +75,6 @@ class Promotion:
             raise InvalidPromotion(
                 "a promotion needs a filter (an expression or a stored filter's name) "
                 "that selects the polls it promotes")
-        for what, value in (("startAt", self.start_at), ("endAt", self.end_at)):
-            # A GraphQL Float literal such as 1e400 arrives as infinity: stored, it was
-            # written as JSON no reader accepts, and every promotions query failed.
-            if value is not None and not (isinstance(value, (int, float))
-                                          and math.isfinite(value)):
-                raise InvalidPromotion(f"{what} must be a finite time in epoch seconds "
-                                       f"(or left out), got {value!r}")
         if self.start_at is not None and self.end_at is not None and self.end_at <= self.start_at:
             raise InvalidPromotion("a promotion's end time must come after its start time")
         texts = [self.name, self.filter_expression, self.filter_name or "",
@@ -148,11 +141,25 @@ class PromotionStoreProtocol(Protocol):
     def close(self) -> None: ...
 
 
+def _check_times(**times: float | None) -> None:
+    """A time a promotion is written with: finite epoch seconds, or left out. A GraphQL
+    Float literal such as 1e400 arrives as infinity: stored, it was written as JSON no
+    reader takes, and every promotions query failed. Checked where a promotion is
+    written, not where one is read: a row an older release stored still reads (an
+    infinite end never ends), so feeds keep working and an admin can mend or delete it."""
+    for what, value in times.items():
+        if value is not None and not (isinstance(value, (int, float))
+                                      and math.isfinite(value)):
+            raise InvalidPromotion(f"{what} must be a finite time in epoch seconds "
+                                   f"(or left out), got {value!r}")
+
+
 class PromotionStoreBase:
     """The semantics of every promotion store; subclasses provide the row operations
     (``_insert``, ``_update_row``, ``_delete_row``, ``_body``, ``_bodies``, ``_version``)."""
 
     def create(self, promotion: Promotion) -> Promotion:
+        _check_times(startAt=promotion.start_at, endAt=promotion.end_at)
         if not self._insert(promotion.name, asdict(promotion), time.time()):
             raise PromotionAlreadyExists(
                 f"a promotion named {promotion.name!r} exists; update it instead")
@@ -162,6 +169,8 @@ class PromotionStoreBase:
                **changes) -> Promotion:
         """Change ``name``'s fields; ``check`` (e.g. that its filter applies) sees the
         updated promotion inside the transaction and raises to refuse it."""
+        _check_times(startAt=changes.get("start_at"), endAt=changes.get("end_at"))
+
         def change(body: dict) -> dict:
             updated = replace(Promotion(**body), **changes)  # validation: __post_init__
             if updated.name != name:

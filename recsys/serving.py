@@ -91,6 +91,8 @@ class _Live:
     last_seq: int = 0
     trained_until: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # The polls added since start that this version was given when it was prepared.
+    added: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -272,6 +274,8 @@ class RecipeService:
                 self._listed[recipe] = (self._clock(), live.version)
                 return live
             self._live[recipe] = fresh  # the swap: one assignment
+            # Polls added while it was prepared went to the live versions only.
+            self._add_items_since(fresh)
             return fresh
         finally:
             loading.release()
@@ -286,10 +290,21 @@ class RecipeService:
             # Skip, in one indexed query, the events the model was trained on.
             live.last_seq = self.event_store.seq_before(int(live.trained_until))
         self._add_polls_written_since_training(artifact)
-        if self._added_items:
-            artifact.model.add_items(dict(self._added_items))
+        live.added = dict(self._added_items)
+        if live.added:
+            artifact.model.add_items(live.added)
         self._tail(live)
         return live
+
+    def _add_items_since(self, live: _Live) -> None:
+        """Give ``live`` the polls :meth:`add_items` took after :meth:`_prepare` copied
+        them (a new record object per poll written, so identity tells them apart)."""
+        with live.lock:
+            late = {k: v for k, v in list(self._added_items.items())
+                    if live.added.get(k) is not v}
+            if late:
+                live.artifact.model.add_items(late)
+                live.added.update(late)
 
     def _add_polls_written_since_training(self, artifact: Artifact) -> None:
         """Polls stored (new or edited) after the model's training read the catalog: a

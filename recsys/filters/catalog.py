@@ -173,6 +173,14 @@ class Catalog:
         value = float(column[row])
         return None if math.isnan(value) else value
 
+    def numeric_values(self, rows: np.ndarray, field: str) -> np.ndarray:
+        """The numeric ``field`` of each of ``rows`` (a copy; NaN where a record has
+        none): :meth:`numeric_value` for many rows at once."""
+        column = self._numeric.get(field)
+        if column is None:
+            return np.full(len(rows), np.nan)
+        return np.asarray(column, np.float64)[rows]
+
     def indices(self, ids: Iterable[str]) -> np.ndarray:
         """Row index of each id; unknown ids get :data:`UNKNOWN` (the blank row)."""
         # map() over dict.get keeps the per-id work in C; this is the one O(candidates)

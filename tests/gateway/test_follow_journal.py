@@ -40,6 +40,25 @@ def test_follows_and_unfollows_survive_a_restart_over_the_follows_file(settings)
         asyncio.run(second.close())
 
 
+def test_an_unfollow_this_worker_did_not_see_the_follow_of_stays_after_a_restart(
+        settings):  # noqa: F811
+    """Two workers of one host: A follows, B (whose graph never held it) unfollows; or a
+    retried unfollow after the journal failed. Both were answered "not following", and
+    the follow came back at the next start (helper-61)."""
+    a, b = _restarted(settings), _restarted(settings)
+    try:
+        asyncio.run(a.follow("ann", "bob"))
+        assert asyncio.run(b.unfollow("ann", "bob")) is False
+    finally:
+        asyncio.run(a.close())
+        asyncio.run(b.close())
+    c = _restarted(settings)
+    try:
+        assert asyncio.run(c.followees("ann")) == []
+    finally:
+        asyncio.run(c.close())
+
+
 def test_the_in_network_source_serves_a_followees_poll_written_after_start(settings):  # noqa: F811
     """Followees' polls come from the catalog: the graph's authorship is loaded in bulk,
     so a poll written since (the newest, what an in-network slot is for) was missing."""

@@ -264,6 +264,41 @@ def test_a_promotion_at_an_infinite_time_is_refused_and_the_list_still_reads(set
     serve(settings, scenario)
 
 
+def test_a_promotion_an_older_release_stored_at_an_infinite_time_still_reads(settings):  # noqa: F811
+    """Finite times are a rule of writes: a row stored before it (json.dumps wrote
+    Infinity, which Python reads back) must not break every feed, and can be mended."""
+    import time
+
+    from gateway.auth import issue_token
+    from recsys.promotions import PromotionStore
+    from tests.gateway.test_app import WITH_FIELDS
+
+    store = PromotionStore(settings.events_db)
+    store._insert("forever", {
+        "name": "forever", "percent_promoted_items": 10,
+        "filter_expression": 'INCLUDE ItemID WHERE Items.CATEGORY IN ("news")',
+        "filter_values": {}, "start_at": None, "end_at": float("inf"), "priority": 0,
+        "filter_name": None}, time.time())
+    store.close()
+    admin = issue_token(settings, "ops", admin=True)
+
+    async def scenario(client):
+        feed = (await gql(client, settings, WITH_FIELDS)).json()
+        assert "errors" not in feed, feed
+        mended = (await client.post("/graphql", json={"query": (
+            'mutation { updatePromotion(name: "forever", input: {percentPromotedItems: 10, '
+            'filterExpression: "INCLUDE ItemID WHERE Items.CATEGORY IN (\\"news\\")", endAt: 2e9})'
+            "{ __typename } }")}, headers={"Authorization": f"Bearer {admin}"})).json()
+        assert mended["data"]["updatePromotion"]["__typename"] == "Promotion", mended
+        refused = (await client.post("/graphql", json={"query": (
+            'mutation { updatePromotion(name: "forever", input: {percentPromotedItems: 10, '
+            'filterExpression: "INCLUDE ItemID WHERE Items.CATEGORY IN (\\"news\\")", endAt: 1e400})'
+            "{ __typename } }")}, headers={"Authorization": f"Bearer {admin}"})).json()
+        assert refused["data"]["updatePromotion"]["__typename"] == "InvalidInputError", refused
+
+    serve(settings, scenario)
+
+
 def test_the_content_type_is_read_case_insensitively(settings):  # noqa: F811
     """Media types are case-insensitive (RFC 9110): ``APPLICATION/JSON`` was refused with
     strawberry's plain "Unsupported content type"."""

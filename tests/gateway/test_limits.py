@@ -82,6 +82,17 @@ def test_poll_writes_are_limited_per_author_a_day(settings):  # noqa: F811
         assert codes(edit) == ["RATE_LIMITED"]
         other = (await gql(client, settings, upsert, poll("x"), user="writer")).json()
         assert other["data"]["upsertPoll"]["__typename"] == "Poll", other
+        # Refused writes cost nothing: an invalid poll, another author's poll.
+        writer = [(await gql(client, settings, upsert, body, user="writer")).json()
+                  for body in ({"i": {"id": "bad|id", "categories": ["news"]}},
+                               {"i": {"id": "spam0", "categories": ["news"]}},
+                               {"i": {"id": "spam1", "categories": ["news"]}},
+                               {"i": {"id": "no-categories", "categories": []}})] + [
+            (await gql(client, settings, upsert, poll(f"w{k}"), user="writer")).json()
+            for k in range(2)]
+        assert [codes(b) or [b["data"]["upsertPoll"]["__typename"]] for b in writer] == [
+            ["InvalidInputError"], ["FORBIDDEN"], ["FORBIDDEN"], ["InvalidInputError"],
+            ["Poll"], ["Poll"]], writer  # with "x" above: its 3 of the day
         admin = issue_token(settings, "ingest", admin=True)
         for k in range(5):
             body = (await client.post("/graphql", json={"query": upsert, "variables": {
@@ -101,9 +112,13 @@ def test_a_daily_quota_through_redis_counts_every_host_for_the_day(redis_url):  
         for host in hosts:
             host._clock = lambda: clock[0]
         try:
-            assert [await hosts[k % 2].allow("ann") for k in range(4)] == [True] * 3 + [False]
+            assert [await hosts[k % 2].allow("ann") for k in range(3)] == [True] * 3
+            await hosts[0].refund("ann")  # a write the store refused gives its count back
+            assert [await hosts[k % 2].allow("ann") for k in range(2)] == [True, False]
             assert 0 < hosts[0].retry_after("ann") <= day
             clock[0] += hosts[0].retry_after("ann")  # the next UTC day
+            await hosts[0].refund("bob")  # nothing counted: nothing to give back
+            assert [await hosts[1].allow("bob") for _ in range(4)] == [True] * 3 + [False]
             assert await hosts[1].allow("ann")
         finally:
             for host in hosts:

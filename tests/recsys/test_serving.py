@@ -276,3 +276,30 @@ def test_polls_written_after_training_reach_a_model_loaded_later(tmp_path):
     assert not np.array_equal(up.content_[b], trained.content_[b])
     assert np.array_equal(up.content_[up.item_index_["a"]], trained.content_[b])
     events.close()
+
+
+def test_a_poll_added_while_a_new_version_is_prepared_reaches_it(tmp_path):
+    """The refresher hands a poll to every live version; one being prepared for a swap
+    was not live yet, and never got it (helper-61)."""
+    from recsys.training import train_from_store
+
+    events = EventStore(tmp_path / "events.sqlite3")
+    events.upsert_items([{"ITEM_ID": p, "CATEGORY": "news", "CREATION_TIMESTAMP": T0}
+                         for p in "abc"])
+    events.append_many(votes("a", "xyz") + votes("b", "xy"))
+    train_from_store("popularity-count", events, tmp_path / "artifacts", with_metrics=False)
+    service = RecipeService(tmp_path / "artifacts", events, check_seconds=0)
+    service.model("popularity-count")
+    train_from_store("popularity-count", events, tmp_path / "artifacts", with_metrics=False)
+    real_tail = service._tail
+
+    def tail(live):  # meanwhile, the refresher delivers a poll another worker wrote
+        if live.artifact.model is not service._live["popularity-count"].artifact.model:
+            service.add_items({"late": events.upsert_item(
+                {"ITEM_ID": "late", "CATEGORY": "news"}, acting_user="w")})
+        real_tail(live)
+
+    service._tail = tail
+    swapped = service.model("popularity-count")
+    assert "late" in swapped._items.index
+    events.close()
