@@ -130,9 +130,11 @@ class Services:
         self._catalog_events = open_event_store(settings.event_store_url)  # see _feed_events
         # Polls and events other workers store reach this one's catalog and models on
         # the refresher's thread, off the request path (started by start()).
-        self.refresher = Refresher(self._catalog_events, self.catalog, self._catalog_lock,
-                                   self.recipes, interval_seconds=settings.refresh_seconds,
-                                   on_health=metrics.observe_refresh)
+        self._follows_seq = 0  # the newest journal change applied to this worker's graph
+        self.refresher = Refresher(
+            self._catalog_events, self.catalog, self._catalog_lock, self.recipes,
+            interval_seconds=settings.refresh_seconds, on_health=metrics.observe_refresh,
+            extra_tasks=({"follows": self.refresh_follows} if self.follow_journal else None))
         self.refresher.load_catalog()
         self.exclusion: CompiledFilter | None = (
             compile_filter(settings.exclusion_filter) if settings.exclusion_filter else None)
@@ -444,13 +446,32 @@ class Services:
     async def _replay_follows(self) -> None:
         """The API's follows and unfollows, over what follows.csv loaded: an unfollow
         of a listed follow stays undone."""
-        if self.follow_journal is None:
-            return
-        changes = await asyncio.to_thread(self.follow_journal.changes)
-        await self.graph.upsert_follows(Follow(a, b, at) for a, b, on, at in changes if on)
-        for a, b, on, _ in changes:
-            if not on:
+        if self.follow_journal is not None:
+            await self._apply_follows(*await asyncio.to_thread(
+                self.follow_journal.changes_since, 0))
+
+    async def _apply_follows(self, seq: int, changes: list[tuple[str, str, bool, int]]
+                             ) -> None:
+        for a, b, on, at in changes:  # oldest change first: one row per pair anyway
+            if on:
+                await self.graph.follow(a, b, at)
+            else:
                 await self.graph.unfollow(a, b)
+        self._follows_seq = max(self._follows_seq, seq)
+
+    def refresh_follows(self) -> None:
+        """A refresher task: the follows and unfollows other workers journalled since
+        this worker last looked, into its graph (on the event loop, where the graph's
+        other calls run)."""
+        seq, changes = self.follow_journal.changes_since(self._follows_seq)
+        if not changes:
+            return
+        coro = self._apply_follows(seq, changes)
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=10.0)
+        else:
+            asyncio.run(coro)
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}

@@ -9,8 +9,9 @@ unfollow of a follow the file lists stays undone. Neo4j keeps its own follows an
 needs none of this.
 
 One row per pair, not a log: the file grows with the pairs ever touched, not with the
-clicks. Several workers of one host share the file (WAL); each replays it when it
-starts, and until then sees only its own changes (the embedded graph is per process).
+clicks. Several workers of one host share the file (WAL): each replays it when it
+starts, and its refresher reads the changes other workers made since (each change is
+numbered), so a follow on one worker reaches the others' graphs within a refresh.
 """
 
 from __future__ import annotations
@@ -27,13 +28,16 @@ CREATE TABLE IF NOT EXISTS follows (
     followee TEXT NOT NULL,
     following INTEGER NOT NULL,  -- 1: follows, 0: unfollowed
     at INTEGER NOT NULL,  -- epoch seconds of the change
+    seq INTEGER NOT NULL,  -- the journal's change number: other workers read what is new
     PRIMARY KEY (follower, followee)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS follows_by_seq ON follows (seq);
 """
 
 
 class FollowJournal:
-    """Each pair's latest follow state, durable once :meth:`record` returns."""
+    """Each pair's latest follow state, durable once :meth:`record` returns, numbered
+    so that a worker reads only the changes made since it last looked."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -47,18 +51,30 @@ class FollowJournal:
 
     def record(self, follower: str, followee: str, following: bool, at: int) -> None:
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO follows VALUES (?, ?, ?, ?) ON CONFLICT (follower, followee) "
-                "DO UPDATE SET following = excluded.following, at = excluded.at",
-                (follower, followee, int(following), int(at)))
+            # IMMEDIATE: writers of every worker take turns, so numbers follow commits.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "INSERT INTO follows VALUES (?, ?, ?, ?, "
+                    "(SELECT coalesce(max(seq), 0) + 1 FROM follows)) "
+                    "ON CONFLICT (follower, followee) DO UPDATE SET "
+                    "following = excluded.following, at = excluded.at, seq = excluded.seq",
+                    (follower, followee, int(following), int(at)))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
 
-    def changes(self) -> list[tuple[str, str, bool, int]]:
-        """Every pair's latest state: (follower, followee, following, at)."""
+    def changes_since(self, seq: int) -> tuple[int, list[tuple[str, str, bool, int]]]:
+        """The pairs changed after change number ``seq``, oldest change first:
+        (the newest number read, [(follower, followee, following, at)])."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT follower, followee, following, at FROM follows "
-                "ORDER BY follower, followee").fetchall()
-        return [(a, b, bool(f), int(t)) for a, b, f, t in rows]
+                "SELECT follower, followee, following, at, seq FROM follows WHERE seq > ? "
+                "ORDER BY seq", (seq,)).fetchall()
+        if not rows:
+            return seq, []
+        return rows[-1][4], [(a, b, bool(f), int(t)) for a, b, f, t, _ in rows]
 
     def close(self) -> None:
         with self._lock:

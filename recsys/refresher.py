@@ -31,7 +31,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -56,7 +56,7 @@ REFRESH_BACKOFF_LIMIT_SECONDS = 10.0
 
 CATALOG = "catalog"
 MODELS = "models"
-TASKS = (CATALOG, MODELS)
+TASKS = (CATALOG, MODELS)  # every refresher's; a gateway may add its own (extra_tasks)
 
 
 class CatalogSource(Protocol):
@@ -96,7 +96,10 @@ class Refresher:
     def __init__(self, store: CatalogSource, catalog: Catalog, catalog_lock: threading.Lock,
                  recipes: RecipeService, *, interval_seconds: float = REFRESH_SECONDS,
                  max_backoff_seconds: float | None = None,
-                 on_health: Callable[[RefreshHealth], None] | None = None) -> None:
+                 on_health: Callable[[RefreshHealth], None] | None = None,
+                 extra_tasks: Mapping[str, Callable[[], None]] | None = None) -> None:
+        """``extra_tasks``: more steps run every round with the same health and backoff
+        (the gateway's embedded follower graph reads its journal so)."""
         if not interval_seconds > 0:
             raise InvalidRefreshSetting(
                 f"the refresh interval must be more than 0 seconds, got {interval_seconds!r}")
@@ -115,10 +118,10 @@ class Refresher:
         self.on_health = on_health
         self.catalog_seq = 0  # the newest catalog sequence number applied
         self.crashed: str | None = None  # set if the thread ever ends by an unexpected error
-        self._health = {task: RefreshHealth(task, None, 0, None, interval_seconds)
-                        for task in TASKS}
         self._steps: dict[str, Callable[[], None]] = {
-            CATALOG: self.refresh_catalog, MODELS: self.fold_new_events}
+            CATALOG: self.refresh_catalog, MODELS: self.fold_new_events, **(extra_tasks or {})}
+        self._health = {task: RefreshHealth(task, None, 0, None, interval_seconds)
+                        for task in self._steps}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -173,7 +176,7 @@ class Refresher:
 
     def run_once(self) -> dict[str, RefreshHealth]:
         """One round of every task now; failures are recorded, not raised."""
-        for task in TASKS:
+        for task in self._steps:
             self._attempt(task)
         return self.health()
 
@@ -238,9 +241,9 @@ class Refresher:
 
     def _run(self) -> None:
         try:
-            due = {task: time.monotonic() + self.interval_seconds for task in TASKS}
+            due = {task: time.monotonic() + self.interval_seconds for task in self._steps}
             while not self._stop.wait(max(0.0, min(due.values()) - time.monotonic())):
-                for task in TASKS:
+                for task in self._steps:
                     if due[task] <= time.monotonic():
                         due[task] = time.monotonic() + self._attempt(task).retry_in_seconds
         except BaseException as exc:

@@ -59,6 +59,27 @@ def test_an_unfollow_this_worker_did_not_see_the_follow_of_stays_after_a_restart
         asyncio.run(c.close())
 
 
+def test_a_follow_on_one_worker_reaches_another_within_a_refresh(settings):  # noqa: F811
+    """Each worker's embedded graph is its own; the journal's numbered changes are read
+    by every worker's refresher, as polls and events are."""
+    a, b = _restarted(settings), _restarted(settings)
+    try:
+        asyncio.run(a.follow("ann", "bob"))
+        asyncio.run(a.follow("ann", "cat"))
+        b.refresher.run_once()
+        assert asyncio.run(b.followees("ann")) == ["bob", "cat"]
+        assert b.refresher.health()["follows"].consecutive_failures == 0
+        asyncio.run(b.unfollow("ann", "bob"))
+        a.refresh_follows()
+        assert asyncio.run(a.followees("ann")) == ["cat"]
+        seq = a._follows_seq
+        a.refresh_follows()  # nothing new: nothing read again
+        assert a._follows_seq == seq
+    finally:
+        asyncio.run(a.close())
+        asyncio.run(b.close())
+
+
 def test_the_in_network_source_serves_a_followees_poll_written_after_start(settings):  # noqa: F811
     """Followees' polls come from the catalog: the graph's authorship is loaded in bulk,
     so a poll written since (the newest, what an in-network slot is for) was missing."""
