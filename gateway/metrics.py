@@ -51,7 +51,7 @@ ERRORS = Counter("hunch_graphql_errors_total", "GraphQL errors by code", ["code"
 # fail while the others' do not.
 REFRESH_LAST_SUCCESS = Gauge(
     "hunch_refresh_last_success_timestamp_seconds",
-    "Unix time a refresh task (catalog, models) last caught up with the store", ["task"])
+    "Unix time a refresh task (catalog, models, follows) last caught up with the store", ["task"])
 REFRESH_FAILURES = Gauge(
     "hunch_refresh_consecutive_failures",
     "Failures in a row of a refresh task (0 when it is caught up)", ["task"])

@@ -21,7 +21,7 @@ import numpy as np
 
 from gateway import metrics
 from gateway.settings import Settings
-from graph.errors import GraphError, GraphUnavailable
+from graph.errors import GraphError, GraphUnavailable, InvalidGraphData
 from graph.follow_journal import FollowJournal
 from graph.store import Follow, GraphStore, PollAuthorship
 from recsys.admission import UnknownPolls
@@ -134,7 +134,8 @@ class Services:
         self.refresher = Refresher(
             self._catalog_events, self.catalog, self._catalog_lock, self.recipes,
             interval_seconds=settings.refresh_seconds, on_health=metrics.observe_refresh,
-            extra_tasks=({"follows": self.refresh_follows} if self.follow_journal else None))
+            extra_tasks=({"follows": lambda: self.refresh_follows(on_loop_only=True)}
+                         if self.follow_journal else None))
         self.refresher.load_catalog()
         self.exclusion: CompiledFilter | None = (
             compile_filter(settings.exclusion_filter) if settings.exclusion_filter else None)
@@ -453,25 +454,37 @@ class Services:
     async def _apply_follows(self, seq: int, changes: list[tuple[str, str, bool, int]]
                              ) -> None:
         for a, b, on, at in changes:  # oldest change first: one row per pair anyway
-            if on:
-                await self.graph.follow(a, b, at)
-            else:
-                await self.graph.unfollow(a, b)
+            try:
+                if on:
+                    await self.graph.follow(a, b, at)
+                else:
+                    await self.graph.unfollow(a, b)
+            except InvalidGraphData as exc:  # a row the API never writes (a self-follow)
+                log.warning("follow journal: skipped %r -> %r: %s", a, b, exc)
         self._follows_seq = max(self._follows_seq, seq)
 
-    def refresh_follows(self) -> None:
-        """A refresher task: the follows and unfollows other workers journalled since
-        this worker last looked, into its graph (on the event loop, where the graph's
-        other calls run)."""
+    def refresh_follows(self, *, on_loop_only: bool = False) -> None:
+        """The follows and unfollows other workers journalled since this worker last
+        looked, into its graph. Applied on the event loop, where the graph's other calls
+        run (the in-memory graph is not thread-safe); ``on_loop_only`` (the refresher's
+        thread): nothing is applied while no loop runs or the worker is stopping."""
+        loop = self._loop
+        running = loop is not None and loop.is_running()
+        if on_loop_only and (not running or self.refresher.stopping):
+            return
         seq, changes = self.follow_journal.changes_since(self._follows_seq)
         if not changes:
             return
         coro = self._apply_follows(seq, changes)
-        loop = self._loop
-        if loop is not None and loop.is_running():
-            asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=10.0)
-        else:
+        if not running:
             asyncio.run(coro)
+            return
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            future.result(timeout=10.0)
+        except BaseException:
+            future.cancel()
+            raise
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
@@ -498,7 +511,9 @@ class Services:
         return checks
 
     async def close(self) -> None:
-        self.refresher.stop()  # it may be mid-read on the feed's and the catalog's connections
+        # It may be mid-read on the feed's and the catalog's connections, or waiting for
+        # this loop to apply follows: waited for off the loop.
+        await asyncio.to_thread(self.refresher.stop)
         self.recommendation_log.close()  # flush what is queued
         if self.forwarder is not None:
             await asyncio.to_thread(self.forwarder.close)  # send what is queued

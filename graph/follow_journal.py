@@ -31,7 +31,16 @@ CREATE TABLE IF NOT EXISTS follows (
     seq INTEGER NOT NULL,  -- the journal's change number: other workers read what is new
     PRIMARY KEY (follower, followee)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS follows_by_seq ON follows (seq);
+"""
+# A journal written before changes were numbered (no seq column): numbered in the
+# order of their times, so a worker replays them as before and reads later ones.
+_NUMBER_OLD_ROWS = """
+ALTER TABLE follows ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+UPDATE follows SET seq = (
+    SELECT n FROM (SELECT follower AS f, followee AS e,
+                          row_number() OVER (ORDER BY at, follower, followee) AS n
+                   FROM follows)
+    WHERE f = follows.follower AND e = follows.followee);
 """
 
 
@@ -46,7 +55,18 @@ class FollowJournal:
         enable_wal(self._conn)
         # FULL: a change is on disk when record() returns, as an acknowledged event is.
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
+        self._conn.execute("BEGIN IMMEDIATE")  # workers starting together take turns
+        try:
+            self._conn.execute(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(follows)")}
+            if "seq" not in columns:
+                for statement in filter(str.strip, _NUMBER_OLD_ROWS.split(";")):
+                    self._conn.execute(statement)
+            self._conn.execute("CREATE INDEX IF NOT EXISTS follows_by_seq ON follows (seq)")
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
         self._lock = threading.Lock()
 
     def record(self, follower: str, followee: str, following: bool, at: int) -> None:

@@ -233,6 +233,11 @@ class Refresher:
         self._thread = threading.Thread(target=self._run, name="refresher", daemon=True)
         self._thread.start()
 
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called: a task should not start long work."""
+        return self._stop.is_set()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the thread; it may be mid-read, so wait up to ``timeout`` for it."""
         self._stop.set()

@@ -66,9 +66,13 @@ def test_a_follow_on_one_worker_reaches_another_within_a_refresh(settings):  # n
     try:
         asyncio.run(a.follow("ann", "bob"))
         asyncio.run(a.follow("ann", "cat"))
+        # The refresher's thread applies changes on the worker's event loop only (the
+        # in-memory graph is not thread-safe); without one, the caller applies them.
         b.refresher.run_once()
-        assert asyncio.run(b.followees("ann")) == ["bob", "cat"]
+        assert asyncio.run(b.followees("ann")) == []
         assert b.refresher.health()["follows"].consecutive_failures == 0
+        b.refresh_follows()
+        assert asyncio.run(b.followees("ann")) == ["bob", "cat"]
         asyncio.run(b.unfollow("ann", "bob"))
         a.refresh_follows()
         assert asyncio.run(a.followees("ann")) == ["cat"]
@@ -92,5 +96,64 @@ def test_the_in_network_source_serves_a_followees_poll_written_after_start(setti
         first = services.feed("reader", 10, None).page
         assert [(i.item_id, i.source) for i in first.items if i.source == "in-network"] == [
             ("fresh", "in-network")], first.items
+    finally:
+        asyncio.run(services.close())
+
+
+def test_the_refresher_applies_other_workers_follows_on_the_running_loop(settings):  # noqa: F811
+    a = _restarted(settings)
+
+    async def worker_b():
+        b = Services(settings)
+        b._loop = asyncio.get_running_loop()  # as the app's lifespan sets it
+        await b.start()
+        try:
+            await a.follow("ann", "bob")  # another worker's follow
+            for _ in range(200):  # the refresher's thread, every refresh_seconds
+                if await b.followees("ann") == ["bob"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert await b.followees("ann") == ["bob"]
+        finally:
+            await b.close()
+
+    try:
+        asyncio.run(worker_b())
+    finally:
+        asyncio.run(a.close())
+
+
+def test_a_journal_written_before_changes_were_numbered_opens_and_replays(tmp_path):
+    import sqlite3
+
+    from graph.follow_journal import FollowJournal
+
+    path = tmp_path / "follows-journal.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE follows (follower TEXT NOT NULL, followee TEXT NOT NULL,
+            following INTEGER NOT NULL, at INTEGER NOT NULL,
+            PRIMARY KEY (follower, followee)) WITHOUT ROWID;
+        INSERT INTO follows VALUES ('ann', 'bob', 1, 20), ('ann', 'cat', 0, 10);
+    """)
+    old.close()
+    journal = FollowJournal(path)
+    try:
+        assert journal.changes_since(0) == (2, [("ann", "cat", False, 10),
+                                                ("ann", "bob", True, 20)])
+        journal.record("eve", "ann", True, 30)
+        assert journal.changes_since(2) == (3, [("eve", "ann", True, 30)])
+    finally:
+        journal.close()
+
+
+def test_a_row_the_graph_refuses_is_skipped_not_a_block(settings):  # noqa: F811
+    services = _restarted(settings)
+    try:
+        services.follow_journal.record("x", "x", True, 1)  # never written by the API
+        asyncio.run(services.follow("ann", "bob"))
+        services.refresh_follows()
+        assert asyncio.run(services.followees("ann")) == ["bob"]
+        assert services._follows_seq == 2
     finally:
         asyncio.run(services.close())
