@@ -404,13 +404,23 @@ class Services:
         out = sorted(zip(ids, created.tolist()), key=lambda p: (-p[1], p[0]))
         return out[:limit]
 
+    def _on_loop(self, coro, timeout: float):
+        """Run ``coro`` from a thread on the worker's event loop, where the graph's other
+        calls run (without a running loop, here); abandoned on timeout."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return asyncio.run(coro)
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result(timeout=timeout)
+        except BaseException:
+            future.cancel()
+            raise
+
     def _run_graph(self, coro):
         """Run a graph call from synchronous mixer code; on failure, degrade quietly."""
-        loop = self._loop
         try:
-            if loop is not None and loop.is_running():
-                return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=2.0)
-            return asyncio.run(coro)
+            return self._on_loop(coro, timeout=2.0)
         except Exception as exc:  # the feed must not fail because the graph did
             self.graph_degraded = True
             metrics.FALLBACKS.labels(IN_NETWORK, type(exc).__name__).inc()
@@ -475,16 +485,7 @@ class Services:
         seq, changes = self.follow_journal.changes_since(self._follows_seq)
         if not changes:
             return
-        coro = self._apply_follows(seq, changes)
-        if not running:
-            asyncio.run(coro)
-            return
-        future = asyncio.run_coroutine_threadsafe(coro, loop)
-        try:
-            future.result(timeout=10.0)
-        except BaseException:
-            future.cancel()
-            raise
+        self._on_loop(self._apply_follows(seq, changes), timeout=10.0)
 
     async def readiness(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}

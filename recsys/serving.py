@@ -91,7 +91,7 @@ class _Live:
     last_seq: int = 0
     trained_until: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # The polls added since start that this version was given when it was prepared.
+    # The polls added since start that this version was given (see _add_items_since).
     added: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -290,15 +290,14 @@ class RecipeService:
             # Skip, in one indexed query, the events the model was trained on.
             live.last_seq = self.event_store.seq_before(int(live.trained_until))
         self._add_polls_written_since_training(artifact)
-        live.added = dict(self._added_items)
-        if live.added:
-            artifact.model.add_items(live.added)
+        self._add_items_since(live)
         self._tail(live)
         return live
 
     def _add_items_since(self, live: _Live) -> None:
-        """Give ``live`` the polls :meth:`add_items` took after :meth:`_prepare` copied
-        them (a new record object per poll written, so identity tells them apart)."""
+        """Give ``live`` the polls :meth:`add_items` took since start that it was not
+        given yet: all of them when it is prepared, then those that came while it was
+        (a new record object per poll written, so identity tells them apart)."""
         with live.lock:
             late = {k: v for k, v in list(self._added_items.items())
                     if live.added.get(k) is not v}
