@@ -305,7 +305,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     services_ref: dict[str, Any] = {"services": services}
     schema = build_schema(settings.development, settings.max_query_depth,
                           settings.max_query_tokens, settings.max_aliases,
-                          settings.max_query_nodes, settings.max_page_size)
+                          settings.max_query_nodes, settings.max_page_size,
+                          settings.max_response_text_chars)
     feed_executor = ThreadPoolExecutor(FEED_THREADS, thread_name_prefix="feed")
     limiters = [make_rate_limiter(scope, rate, settings.session_store, settings.redis_url)
                 for scope, rate in (("mutation", settings.mutation_rate_per_minute),

@@ -17,6 +17,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from gateway.auth import Forbidden, Unauthorized
+from gateway.query_cost import ResponseTooLarge
 from graph.errors import GraphUnavailable, InvalidGraphData, UnknownUser
 from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
 from recsys.store_db import StoreUnavailable  # every shared store's, the event store's too
@@ -64,6 +65,7 @@ ERROR_CODES: list[tuple[type[BaseException] | tuple[type[BaseException], ...], s
     (ExpiredCursor, "CURSOR_EXPIRED"),
     (InvalidCursor, "INVALID_CURSOR"),
     (PageSizeExceeded, "PAGE_SIZE_EXCEEDED"),
+    (ResponseTooLarge, "RESPONSE_TOO_LARGE"),
     (GraphUnavailable, "GRAPH_UNAVAILABLE"),
     (StoreUnavailable, "STORE_UNAVAILABLE"),
     (USER_INPUT_ERRORS, "BAD_USER_INPUT"),

@@ -13,6 +13,10 @@ scalar or enum: it reads the attribute and coerces it for output as graphql-core
 Anything else, and any case that would be an error (an exception, null for a non-null
 field, a value the scalar refuses), goes through graphql-core's own path, so errors keep
 their messages, paths and locations.
+
+Both paths count the characters of the strings they complete (``text_chars``): the
+response's text, which the node budget (gateway/query_cost.py) bounds only through the
+number of polls.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ _NOT_SHORT = object()  # this field takes graphql-core's path
 
 class ScalarFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """strawberry's execution context, with the short path for plain scalar fields."""
+
+    text_chars = 0  # characters of the strings completed so far (one context per operation)
 
     def execute_field(self, parent_type: Any, source: Any, field_details_list: Any,
                       path: Path, position_context: Any) -> Any:
@@ -70,4 +76,12 @@ class ScalarFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return _NOT_SHORT
         if coerced is None or coerced is Undefined:
             return _NOT_SHORT
+        if coerced.__class__ is str:
+            self.text_chars += len(coerced)
+        return coerced
+
+    def complete_leaf_value(self, return_type: Any, result: Any) -> Any:  # type: ignore[override]
+        coerced = super().complete_leaf_value(return_type, result)
+        if coerced.__class__ is str:
+            self.text_chars += len(coerced)
         return coerced

@@ -848,7 +848,8 @@ class _PreparedDocumentsExtension(SchemaExtension):
 
 
 def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases: int,
-                 max_nodes: int = 500, max_page_size: int = 100):
+                 max_nodes: int = 500, max_page_size: int = 100,
+                 max_text_chars: int | None = None):
     from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter
 
     from gateway.document_limits import bounded_fragments
@@ -873,8 +874,10 @@ def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases
     from gateway.query_cost import node_budget
 
     # The node budget needs the variables' values, which validation rules do not see:
-    # it is counted by the executor, before the first resolver (gateway/query_cost.py).
-    executor = node_budget(ScalarFieldsExecutionContext, max_nodes, max_page_size)
+    # it is counted by the executor, before the first resolver (gateway/query_cost.py);
+    # the answer's text as the executor builds it.
+    executor = node_budget(ScalarFieldsExecutionContext, max_nodes, max_page_size,
+                           max_text_chars)
     return _Schema(query=Query, mutation=Mutation, extensions=extensions,
                    execution_context_class=executor)
 

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     # author.polls(first: 100) 10,100. A poll's text is at most ~64 KB (the body limit),
     # so 500 also caps an answer near 32 MB of it.
     max_query_nodes: int = Field(500, ge=1)
+    # Characters of text (every string: poll text, ids, cursors) one query's answer may
+    # hold, counted as it is built (gateway/query_cost.py): nodes alone let 448 bytes of
+    # query fetch 25.8 MB. A page of 100 polls passes up to 20,000 characters a poll; the
+    # app's polls are a few hundred.
+    max_response_text_chars: int = Field(2_000_000, ge=1)
     max_body_bytes: int = 64 * 1024  # a recordImpressions of 100 ids is ~5 KiB
     # Per user, counted by each worker, or by all of them through Redis when
     # session_store is redis (gateway/rate_limit.py).

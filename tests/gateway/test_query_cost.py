@@ -274,3 +274,77 @@ def test_poll_me_and_author_polls_are_rate_limited_once_per_request(settings):  
         assert "errors" not in (await gql(client, settings, "{ me { id } }", user="reader")).json()
 
     serve(settings, scenario)
+
+
+# helper-60's probe (session 30): 495 nodes, within the budget, of the largest polls.
+BIG_TEXT = "y" * 20_000
+WIDE_POLLS = "{ " + " ".join(
+    f'a{i}: poll(id: "p1") {{ author {{ polls(first: 99) '
+    "{ id question options description } } }" for i in range(5)) + " }"
+
+
+@pytest.fixture
+def big_hoard(settings):  # noqa: F811
+    """a1 wrote 100 polls of 60,000 characters of text each (as large as a body allows)."""
+    events = EventStore(settings.events_db)
+    events.upsert_items([
+        {"ITEM_ID": f"big{k}", "CATEGORY": "news", "AUTHOR_ID": "a1",
+         "CREATION_TIMESTAMP": 1_700_000_000 + k, "QUESTION": BIG_TEXT,
+         "OPTIONS": BIG_TEXT, "DESCRIPTION": BIG_TEXT} for k in range(HOARD)])
+    events.close()
+    return settings
+
+
+def test_an_answer_of_too_much_text_is_refused_and_not_sent(big_hoard):
+    """Nodes do not bound bytes: the probe's 5 aliases of author.polls(first: 99) are 495
+    nodes and answered 25.8 MB (here ~29.7 million characters). It is now refused with
+    RESPONSE_TOO_LARGE, without data, and the same reads asked for less pass."""
+    settings = big_hoard  # noqa: F811 - the fixture, by its role here
+
+    async def scenario(client):
+        response = await gql(client, settings, WIDE_POLLS)
+        body = response.json()
+        assert codes(body) == ["RESPONSE_TOO_LARGE"], str(body)[:300]
+        assert body["data"] is None
+        assert len(response.content) < 2_000  # nothing of the text is sent
+        error = body["errors"][0]
+        assert error["extensions"]["maxTextChars"] == 2_000_000
+        assert error["extensions"]["textChars"] > 5 * 99 * 3 * 20_000
+        assert "fewer items" in error["message"]
+        # One alias of 30 polls' full text (1.8 million characters) is within the limit,
+        # and the 495 polls' ids alone are tiny.
+        one = (await gql(client, settings, WIDE_POLLS.split(" a1:")[0]
+                         .replace("99", "30") + " }")).json()
+        assert "errors" not in one, str(one)[:300]
+        assert len(one["data"]["a0"]["author"]["polls"]) == 30
+        ids = (await gql(client, settings, WIDE_POLLS.replace(
+            "question options description", ""))).json()
+        assert "errors" not in ids and len(ids["data"]["a4"]["author"]["polls"]) == 99
+        # a feed page of the big polls counts through the short path and the list path
+        # (categories) alike: refused at a lower limit, served at the default
+        page = "{ feed(first: 100) { edges { cursor node { id categories question } } } }"
+        assert "errors" not in (await gql(client, settings, page)).json()
+
+    serve(settings, scenario)
+
+
+def test_the_text_limit_is_a_setting_and_counts_every_string(settings):  # noqa: F811
+    """Counted over both of the executor's paths: plain attributes (question, cursor)
+    and list items (categories); a mutation's answer is not counted (it has written)."""
+    small = settings.model_copy(update={"max_response_text_chars": 30})
+
+    async def scenario(client):
+        # p1's id (2) + "news" and "sports" (10) + "question of p1?" (15) = 27
+        one = '{ poll(id: "p1") { id categories question } }'
+        assert "errors" not in (await gql(client, small, one)).json()
+        body = (await gql(client, small, one.replace("id categories",
+                                                     "id categories description options "
+                                                     "c: categories"))).json()
+        assert codes(body) == ["RESPONSE_TOO_LARGE"], body
+        assert body["errors"][0]["extensions"]["textChars"] == 27 + 10
+        write = ('mutation { upsertPoll(input: {id: "w1", categories: ["news"], question: '
+                 '"a question longer than the thirty characters allowed"}) { __typename '
+                 "... on Poll { id question } } }")
+        assert (await gql(client, small, write, user="admin")).json().get("errors") is None
+
+    serve(small, scenario)
