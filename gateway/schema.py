@@ -181,7 +181,9 @@ class Recorded:
         description=("False when the event was already counted: the caller already sent "
                      "an event with this id, or already has one of a type counted once "
                      "per poll (a HUNCH vote, by default) on this poll."))
-    event_id: str
+    event_id: str = strawberry.field(description=(
+        "The id of the stored event that counts: this request's, or when `stored` is "
+        "false the earlier one's (the first vote's id for a second vote)."))
 
 
 @strawberry.type
@@ -588,11 +590,15 @@ class Mutation:
                     event_id=event_id or uuid.uuid4().hex,
                 )
                 stored = services.record_interaction(event)  # checks the event, then stores
+                # A repeat answers with the id of the event that counts (a second vote's
+                # freshly generated id was never stored anywhere).
+                counted = event.event_id if stored else (
+                    services.events.counted_event_id(event) or event.event_id)
             except UnknownPolls as exc:
                 return _unknown_poll(exc)
             except InvalidEvent as exc:
                 return InvalidInputError(message=str(exc))
-            return Recorded(stored=stored, event_id=event.event_id)
+            return Recorded(stored=stored, event_id=counted)
 
         return await asyncio.to_thread(record)
 

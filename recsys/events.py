@@ -241,6 +241,11 @@ _EVENT_COLUMNS = (
     "seq, kind, event_id, user_id, item_id, event_type, event_value, timestamp, "
     "impression, recommendation_id"
 )
+# What append()'s two unique indexes compare; the event's own id first.
+_COUNTED_EVENT_ID = (
+    "SELECT event_id FROM events WHERE user_id = ?1 AND (event_id = ?2 OR "
+    "(item_id = ?3 AND once_per_poll = ?4)) ORDER BY event_id <> ?2 LIMIT 1")
+
 # The row of _event_row, then once_per_poll (see migration 4): a row that breaks either
 # unique index (a retried event id, a second vote) is skipped.
 _INSERT_EVENT = (
@@ -458,6 +463,14 @@ class EventStore:
         if self.rules is not None:
             self.rules.check_live(event)
         return bool(self._write(lambda conn: conn.execute(_INSERT_EVENT, row).rowcount))
+
+    def counted_event_id(self, event: Interaction) -> str | None:
+        """The id of the stored event that made :meth:`append` of ``event`` a repeat:
+        the one with its user and id, else (with rules) its user's event of its
+        once-per-poll type on its poll; None when neither is stored."""
+        rows = self._read(_COUNTED_EVENT_ID, (event.user_id, event.event_id, event.item_id,
+                                              once_per_poll(event, self.rules)))
+        return rows[0][0] if rows else None
 
     def append_many(self, events: Iterable[Interaction | Impression]) -> int:
         """Store events in one transaction (all or none); returns how many were new

@@ -611,6 +611,15 @@ class PostgresEventStore:
                 out[row[0]] = _record_from("ITEM_ID", row)
         return out
 
+    def counted_event_id(self, event: Interaction) -> str | None:
+        rows = self._read(
+            "SELECT event_id FROM events WHERE user_id = %(user)s AND (event_id = %(id)s OR "
+            "(item_id = %(item)s AND once_per_poll = %(once)s)) "
+            "ORDER BY event_id <> %(id)s LIMIT 1",
+            {"user": event.user_id, "id": event.event_id, "item": event.item_id,
+             "once": once_per_poll(event, self.rules)})
+        return rows[0][0] if rows else None
+
     def get_user(self, user_id: str) -> dict[str, Any] | None:
         rows = self._read("SELECT user_id, fields::text FROM users WHERE user_id = %s",
                           (user_id,))

@@ -175,6 +175,11 @@ def test_events_are_recorded_off_the_event_loop_with_the_same_answers(settings):
         first = (await send(interaction, {"p": "p29", "id": "e1"}))["recordInteraction"]
         again = (await send(interaction, {"p": "p29", "id": "e1"}))["recordInteraction"]
         assert (first["stored"], again["stored"]) == (True, False)
+        assert again["eventId"] == "e1"
+        # a second vote under another id, or none, answers with the vote that counts
+        for other_id in ("e9", None):
+            second = (await send(interaction, {"p": "p29", "id": other_id}))["recordInteraction"]
+            assert (second["stored"], second["eventId"]) == (False, "e1"), second
         unknown = (await send(interaction, {"p": "nope", "id": "e2"}))["recordInteraction"]
         assert unknown["__typename"] == "UnknownPollError"
         shown = (await send(impressions, {"ids": ["p1", "p2"]}))["recordImpressions"]

@@ -831,6 +831,13 @@ def test_a_vote_counts_once_per_user_and_poll(open_store) -> None:
     assert votes == [("u1", "p1", "v1"), ("u1", "p2", "v4"), ("u2", "p1", "y0"),
                      ("u3", "p1", "i2")]
     assert store.counts()["interactions"] == 6
+    # A repeat names the event that counts: the same id, or the poll's first vote.
+    assert store.counted_event_id(hunch("u1", "p1", NOW, event_id="v2")) == "v1"
+    assert store.counted_event_id(hunch("u1", "p1", NOW, event_id="c1",
+                                        event_type="COMMENT")) == "c1"
+    assert store.counted_event_id(hunch("u3", "p1", NOW, event_id="new")) == "i2"
+    assert store.counted_event_id(hunch("u4", "p1", NOW, event_id="new")) is None
+    assert store.counted_event_id(hunch("u1", "p9", NOW, event_id="v1")) == "v1"  # its id
     # The rule is the server's: a store told no type counts once keeps every repeat.
     free = open_store(EventRules(clock=lambda: NOW, once_per_poll=()))
     assert free.append(hunch("u5", "p1", NOW, event_id="f1"))
