@@ -17,7 +17,6 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 
 from gateway import metrics
 from gateway.settings import Settings
@@ -155,7 +154,8 @@ class Services:
         if settings.backend == "personalize":
             sources.update(self._personalize_sources(sources["popularity-count"]))
         if settings.in_network:
-            sources[IN_NETWORK] = InNetworkSource(self._followees_sync, self._polls_by_authors_sync)
+            sources[IN_NETWORK] = InNetworkSource(self._followees_sync,
+                                                  self.feed_filters.newest_polls_by)
         self.mixer = Mixer(sources, plan)
         self.feed_service = FeedService(
             self.mixer,
@@ -384,25 +384,6 @@ class Services:
 
     def _followees_sync(self, user_id: str) -> list[str]:
         return self._run_graph(self.graph.followees(user_id)) or []
-
-    def _polls_by_authors_sync(self, authors: list[str], limit: int) -> list[tuple[str, float]]:
-        """The followees' newest polls, from the catalog's AUTHOR_ID index: every poll
-        the store holds, those other workers wrote a refresh ago included. The graph's
-        authorship is loaded in bulk (`hunch graph load`, follows.csv at start), so a
-        poll written since was missing from the in-network source, newest ones first."""
-        with self._catalog_lock:  # the refresher may be growing the catalog's columns
-            found = [self.catalog.rows_with_value("AUTHOR_ID", a) for a in dict.fromkeys(authors)]
-            rows = np.concatenate(found) if found else np.zeros(0, np.int64)
-            created = np.nan_to_num(self.catalog.numeric_values(rows, "CREATION_TIMESTAMP"))
-            if len(rows) > limit > 0:
-                # Only the newest `limit` (and polls tied with the last of them) can make
-                # the cut; the tie rule below needs their ids.
-                cut = np.partition(created, len(created) - limit)[len(created) - limit]
-                keep = created >= cut
-                rows, created = rows[keep], created[keep]
-            ids = [self.catalog.ids[r] for r in rows.tolist()]
-        out = sorted(zip(ids, created.tolist()), key=lambda p: (-p[1], p[0]))
-        return out[:limit]
 
     def _on_loop(self, coro, timeout: float):
         """Run ``coro`` from a thread on the worker's event loop, where the graph's other

@@ -209,11 +209,24 @@ class FeedFilters:
         return compiled
 
     def polls_by_author(self, author_id: str, n: int) -> list[str]:
-        """The author's newest ``n`` polls, from the catalog's AUTHOR_ID index (the
-        whole id: user ids may hold ``|``)."""
-        with self._catalog_lock:
-            rows = self.catalog.rows_with_value("AUTHOR_ID", author_id)
-            created = [self.catalog.numeric_value(int(r), "CREATION_TIMESTAMP") or 0.0
-                       for r in rows]
-            ids = [self.catalog.ids[int(r)] for r in rows]
-        return [i for _, i in sorted(zip(created, ids), reverse=True)[:n]]
+        """The author's newest ``n`` polls (see :meth:`newest_polls_by`)."""
+        return [poll for poll, _ in self.newest_polls_by([author_id], n)]
+
+    def newest_polls_by(self, authors: list[str], limit: int) -> list[tuple[str, float]]:
+        """The ``limit`` newest polls written by any of ``authors`` (poll id, creation
+        time; none: 0), from the catalog's AUTHOR_ID index, newest first and ties by
+        poll id, the whole id matched (user ids may hold ``|``). Every poll the store
+        holds counts, those other workers wrote a refresh ago included: "more from this
+        author" and the in-network source read the same list."""
+        with self._catalog_lock:  # the refresher may be growing the catalog's columns
+            found = [self.catalog.rows_with_value("AUTHOR_ID", a) for a in dict.fromkeys(authors)]
+            rows = np.concatenate(found) if found else np.zeros(0, np.int64)
+            created = np.nan_to_num(self.catalog.numeric_values(rows, "CREATION_TIMESTAMP"))
+            if len(rows) > limit > 0:
+                # Only the newest `limit` (and polls tied with the last of them) can make
+                # the cut; the tie rule below needs their ids.
+                cut = np.partition(created, len(created) - limit)[len(created) - limit]
+                keep = created >= cut
+                rows, created = rows[keep], created[keep]
+            ids = [self.catalog.ids[r] for r in rows.tolist()]
+        return sorted(zip(ids, created.tolist()), key=lambda p: (-p[1], p[0]))[:max(limit, 0)]

@@ -143,9 +143,10 @@ def test_in_network_polls_read_their_creation_time_under_the_catalog_lock(settin
     try:
         services.upsert_poll({"ITEM_ID": "p-new", "CREATION_TIMESTAMP": 1_700_000_000},
                              acting_user="ann")
-        services.catalog = LockCheckedCatalog(services.catalog, services._catalog_lock)
+        services.feed_filters.catalog = LockCheckedCatalog(services.catalog,
+                                                           services._catalog_lock)
         # From the catalog's author index (a poll only the graph knew could not be served).
-        assert services._polls_by_authors_sync(["ann"], 10) == [("p-new", 1_700_000_000.0)]
+        assert services.feed_filters.newest_polls_by(["ann"], 10) == [("p-new", 1_700_000_000.0)]
     finally:
         asyncio.run(services.close())
 
@@ -184,3 +185,20 @@ def test_events_a_live_model_rejects_show_in_metrics_and_readiness(settings):  #
             await client.aclose()
 
     asyncio.run(main())
+
+
+def test_more_from_this_author_and_the_in_network_source_read_one_list(settings):  # noqa: F811
+    """Both come from the catalog's author index, newest first: polls written in the same
+    second are in poll id order in both (Author.polls had them in reverse id order)."""
+    services = Services(settings)
+    try:
+        for poll in ("tie-b", "tie-a", "older"):
+            services.upsert_poll({"ITEM_ID": poll, "CREATION_TIMESTAMP": 1_700_000_000
+                                  - (poll == "older")}, acting_user="cat")
+        assert services.polls_by_author("cat", 5) == ["tie-a", "tie-b", "older"]
+        assert services.polls_by_author("cat", 1) == ["tie-a"]
+        assert [p for p, _ in services.feed_filters.newest_polls_by(["cat"], 5)] == [
+            "tie-a", "tie-b", "older"]
+        assert services.polls_by_author("cat", 0) == []
+    finally:
+        asyncio.run(services.close())

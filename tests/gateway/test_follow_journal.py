@@ -92,7 +92,7 @@ def test_the_in_network_source_serves_a_followees_poll_written_after_start(setti
     try:
         asyncio.run(services.follow("reader", "writer"))
         services.upsert_poll({"ITEM_ID": "fresh", "CATEGORY": "news"}, "writer")
-        assert services._polls_by_authors_sync(["writer"], 5)[0][0] == "fresh"
+        assert services.feed_filters.newest_polls_by(["writer"], 5)[0][0] == "fresh"
         first = services.feed("reader", 10, None).page
         assert [(i.item_id, i.source) for i in first.items if i.source == "in-network"] == [
             ("fresh", "in-network")], first.items
