@@ -39,10 +39,12 @@ skip validation).
 so 5 aliases of ``poll { author { polls(first: 99) { question options description } } }``
 (448 bytes, 495 nodes) answered 25.8 MB in 0.6 s. The text cannot be known before the
 resolvers read it, so it is counted as execution completes each string
-(gateway/execution.py), and a query whose strings add up to more than
-``max_text_chars`` is answered with one RESPONSE_TOO_LARGE error and no data instead of
-being encoded and sent. Queries only: a mutation has already written when its answer is
-complete, and answers one object.
+(gateway/execution.py), response keys included (five 12,000-character aliases of
+``__typename`` on a page answered 26.7 MB with no poll text at all), and an operation
+whose text adds up to more than ``max_text_chars`` is answered with one
+RESPONSE_TOO_LARGE error and no data instead of being encoded and sent. Mutations too
+(``upsertPoll { ... on Poll { author { polls { author { polls { ... } } } } } }``
+answered 26.5 MB): their writes are done by then, and the error says so.
 """
 
 from __future__ import annotations
@@ -202,10 +204,13 @@ def too_many_nodes(nodes: int, budget: int, operation: OperationDefinitionNode,
 
 def too_much_text(chars: int, budget: int, operation: OperationDefinitionNode
                   ) -> GraphQLError:
+    done = (" The mutation was carried out: ask its answer for less (its id) and read "
+            "the rest with queries." if operation.operation == OperationType.MUTATION else "")
     error = ResponseTooLarge(
-        f"this query's answer holds {chars:,} characters of text, over the limit of "
-        f"{budget:,} for one response: ask for fewer items (a smaller `first`) or fewer "
-        "text fields per item, or split it into several queries")
+        f"this {operation.operation.value}'s answer holds {chars:,} characters of text "
+        f"(keys included), over the limit of {budget:,} for one response: ask for fewer "
+        "items (a smaller `first`), fewer text fields per item or shorter aliases, or "
+        "split it into several queries." + done)
     return GraphQLError(str(error), operation, original_error=error,
                         extensions={"textChars": chars, "maxTextChars": budget})
 
@@ -214,8 +219,8 @@ def node_budget(executor_class: type, max_nodes: int, page_size: int,
                 max_text_chars: int | None = None) -> type:
     """``executor_class`` (gateway/execution.py's, which counts the text it completes)
     that refuses an operation of more than ``max_nodes`` nodes with a validation error
-    before it runs any resolver, and answers a query whose strings add up to more than
-    ``max_text_chars`` characters with RESPONSE_TOO_LARGE and no data."""
+    before it runs any resolver, and answers one whose keys and strings add up to more
+    than ``max_text_chars`` characters with RESPONSE_TOO_LARGE and no data."""
 
     class NodeBudgetExecutor(executor_class):  # type: ignore[valid-type, misc]
         def execute_operation(self, serially: bool | None = None) -> Any:
@@ -234,7 +239,7 @@ def node_budget(executor_class: type, max_nodes: int, page_size: int,
                 error = too_many_nodes(nodes, max_nodes, self.operation)
             else:
                 result = super().execute_operation(serially)
-                if max_text_chars is None or self.operation.operation != OperationType.QUERY:
+                if max_text_chars is None:
                     return result
                 if self.is_awaitable(result):
                     return self._within_text_budget_later(result)

@@ -371,9 +371,10 @@ def _invalid_ids(*named: tuple[str, object],
     return None
 
 
-def _poll_record(input: PollInput) -> dict[str, Any]:
+def _poll_record(input: PollInput, max_field_chars: int | None = None) -> dict[str, Any]:
     """``input`` as the poll's record to store (without CREATION_TIMESTAMP), or
-    :class:`InvalidEvent` saying what to fix."""
+    :class:`InvalidEvent` saying what to fix. ``max_field_chars``: an author's limit on
+    each text field, once cleaned (None: the import's, for internal tools)."""
     from recsys.datasets import clean_text, export_problems
 
     if not input.categories:
@@ -394,6 +395,10 @@ def _poll_record(input: PollInput) -> dict[str, Any]:
             # Tabs and newlines pass: clean_text folds them into spaces, as Personalize does.
             check_no_control(name, value, allow_whitespace=True)
             record[column] = clean_text(value)
+            if max_field_chars is not None and len(record[column]) > max_field_chars:
+                raise InvalidEvent(
+                    f"{name} holds {len(record[column]):,} characters; a poll's text fields "
+                    f"hold at most {max_field_chars:,} each (HUNCH_POLL_FIELD_CHARS)")
     # What upsertPoll stores must pass `hunch data import` once exported (CATEGORY at
     # most 1,000 characters, ...): the import's own checks, not a copy of its numbers.
     if problems := export_problems(record):
@@ -639,7 +644,10 @@ class Mutation:
         services = _services(info)
 
         def record() -> dict[str, Any]:
-            fields = _poll_record(input)
+            # Authors' polls are sized so that any page the node budget allows fits the
+            # response text budget (settings.py); internal tools ingest as the import does.
+            fields = _poll_record(input, None if principal.is_admin
+                                  else services.settings.poll_field_chars)
             if input.created_at is not None:  # left out: now for a new poll, kept on an edit
                 fields["CREATION_TIMESTAMP"] = services.event_rules.poll_created_at(
                     input.created_at, internal_tool=principal.is_admin)

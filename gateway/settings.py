@@ -77,11 +77,16 @@ class Settings(BaseSettings):
     # author.polls(first: 100) 10,100. A poll's text is at most ~64 KB (the body limit),
     # so 500 also caps an answer near 32 MB of it.
     max_query_nodes: int = Field(500, ge=1)
-    # Characters of text (every string: poll text, ids, cursors) one query's answer may
-    # hold, counted as it is built (gateway/query_cost.py): nodes alone let 448 bytes of
-    # query fetch 25.8 MB. A page of 100 polls passes up to 20,000 characters a poll; the
-    # app's polls are a few hundred.
-    max_response_text_chars: int = Field(2_000_000, ge=1)
+    # Characters of text (every string and response key: poll text, ids, cursors) one
+    # answer may hold, counted as it is built (gateway/query_cost.py): nodes alone let
+    # 448 bytes of query fetch 25.8 MB. Sized so that any query within max_query_nodes
+    # over polls their authors wrote passes (500 x 3 served fields x poll_field_chars is
+    # 3M, plus ids, cursors and keys): it stops long aliases and imported long texts,
+    # not pages of ordinary polls, which one author's big polls must not break.
+    max_response_text_chars: int = Field(4_000_000, ge=1)
+    # Each text field of a poll an author writes (question, options, description, ...),
+    # once cleaned; internal tools (admins) ingest up to the import's 20,000.
+    poll_field_chars: int = Field(2_000, ge=1)
     max_body_bytes: int = 64 * 1024  # a recordImpressions of 100 ids is ~5 KiB
     # Per user, counted by each worker, or by all of them through Redis when
     # session_store is redis (gateway/rate_limit.py).

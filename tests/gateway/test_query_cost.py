@@ -12,6 +12,7 @@ import time
 import pytest
 
 from gateway.app import create_app
+from gateway.auth import issue_token
 from gateway.services import Services
 from recsys.events import EventStore
 from tests.gateway.test_app import codes, gql, serve, settings  # noqa: F401 - a fixture
@@ -308,7 +309,7 @@ def test_an_answer_of_too_much_text_is_refused_and_not_sent(big_hoard):
         assert body["data"] is None
         assert len(response.content) < 2_000  # nothing of the text is sent
         error = body["errors"][0]
-        assert error["extensions"]["maxTextChars"] == 2_000_000
+        assert error["extensions"]["maxTextChars"] == 4_000_000
         assert error["extensions"]["textChars"] > 5 * 99 * 3 * 20_000
         assert "fewer items" in error["message"]
         # One alias of 30 polls' full text (1.8 million characters) is within the limit,
@@ -328,23 +329,111 @@ def test_an_answer_of_too_much_text_is_refused_and_not_sent(big_hoard):
     serve(settings, scenario)
 
 
-def test_the_text_limit_is_a_setting_and_counts_every_string(settings):  # noqa: F811
-    """Counted over both of the executor's paths: plain attributes (question, cursor)
-    and list items (categories); a mutation's answer is not counted (it has written)."""
-    small = settings.model_copy(update={"max_response_text_chars": 30})
+def test_the_text_limit_is_a_setting_and_counts_every_string_and_key(settings):  # noqa: F811
+    """Counted over both of the executor's paths, plain attributes (question, cursor) and
+    list items (categories), and every response key once per object."""
+    small = settings.model_copy(update={"max_response_text_chars": 60})
 
     async def scenario(client):
-        # p1's id (2) + "news" and "sports" (10) + "question of p1?" (15) = 27
+        # values: "p1" (2) + "sports", "news" (10) + "question of p1?" (15) = 27;
+        # keys: poll (4) + id (2) + categories (10) + question (8) = 24
         one = '{ poll(id: "p1") { id categories question } }'
         assert "errors" not in (await gql(client, small, one)).json()
-        body = (await gql(client, small, one.replace("id categories",
-                                                     "id categories description options "
-                                                     "c: categories"))).json()
+        body = (await gql(client, small, one.replace("question", "question c: categories"))
+                ).json()
         assert codes(body) == ["RESPONSE_TOO_LARGE"], body
-        assert body["errors"][0]["extensions"]["textChars"] == 27 + 10
-        write = ('mutation { upsertPoll(input: {id: "w1", categories: ["news"], question: '
-                 '"a question longer than the thirty characters allowed"}) { __typename '
-                 "... on Poll { id question } } }")
-        assert (await gql(client, small, write, user="admin")).json().get("errors") is None
+        assert body["errors"][0]["extensions"]["textChars"] == 51 + 1 + 10
 
     serve(small, scenario)
+
+
+def test_long_aliases_count_as_text(settings):  # noqa: F811
+    """helper-63's probe: five 12,000-character aliases of __typename on a feed page and
+    on its authors' polls (444 nodes) answered 26.7 MB of keys."""
+    aliases = " ".join(f"{chr(97 + k) * 12_000}: __typename" for k in range(5))
+    query = ("query { feed(first: 100) { edges { node { ...K author { polls(first: 3) { ...K"
+             " } } } } } } fragment K on Poll { " + aliases + " }")
+    big = settings.model_copy(update={"max_query_tokens": 10_000})
+
+    async def scenario(client):
+        response = await gql(client, big, query)
+        body = response.json()
+        assert codes(body) == ["RESPONSE_TOO_LARGE"], str(body)[:300]
+        assert len(response.content) < 2_000
+        assert body["errors"][0]["extensions"]["textChars"] > 4_000_000
+        # the same shape with short aliases is an ordinary answer
+        short = query.replace("a" * 12_000, "a").replace("b" * 12_000, "b")
+        short = short.replace("c" * 12_000, "c").replace("d" * 12_000, "d")
+        body = (await gql(client, big, short.replace("e" * 12_000, "e"))).json()
+        assert "errors" not in body, str(body)[:300]
+
+    serve(big, scenario)
+
+
+def test_a_mutations_answer_is_bounded_too_and_says_the_write_is_done(big_hoard):
+    """helper-63: an author's edit asking author.polls of author.polls of its 60,000-
+    character polls (462 nodes) answered 26.5 MB. The answer is refused; the edit stays."""
+    settings = big_hoard  # noqa: F811 - the fixture, by its role here
+    edit = ('mutation { upsertPoll(input: {id: "big0", categories: ["news"], question: '
+            '"edited"}) { ... on Poll { id author { polls(first: 21) { author { '
+            "polls(first: 21) { question options description } } } } } } }")
+
+    async def scenario(client):
+        body = (await gql(client, settings, edit, user="a1")).json()
+        assert codes(body) == ["RESPONSE_TOO_LARGE"], str(body)[:300]
+        assert body["data"] is None
+        assert "The mutation was carried out" in body["errors"][0]["message"]
+        read = (await gql(client, settings, '{ poll(id: "big0") { question } }')).json()
+        assert read["data"]["poll"]["question"] == "edited"
+
+    serve(settings, scenario)
+
+
+def test_an_authors_poll_fields_are_bounded_and_internal_tools_ingest_as_imports(settings):  # noqa: F811
+    """So that any page the node budget allows fits the text budget, an author's text
+    fields hold at most HUNCH_POLL_FIELD_CHARS (2,000) characters each, once cleaned."""
+    write = ('mutation($q: String!, $id: ID!) { upsertPoll(input: {id: $id, categories: '
+             '["news"], question: $q}) { __typename ... on InvalidInputError { message } '
+             "... on Poll { question } } }")
+
+    async def scenario(client):
+        long = (await gql(client, settings, write, {"id": "w1", "q": "q" * 2_001},
+                          user="writer")).json()["data"]["upsertPoll"]
+        assert long["__typename"] == "InvalidInputError"
+        assert "2,001 characters" in long["message"] and "HUNCH_POLL_FIELD_CHARS" in long["message"]
+        # cleaned first: runs of spaces collapse to one
+        spaced = (await gql(client, settings, write, {"id": "w2", "q": "q " + " " * 3_000 + "q"},
+                            user="writer")).json()["data"]["upsertPoll"]
+        assert spaced == {"__typename": "Poll", "question": "q q"}
+        fits = (await gql(client, settings, write, {"id": "w3", "q": "q" * 2_000},
+                          user="writer")).json()["data"]["upsertPoll"]
+        assert fits["__typename"] == "Poll"
+        admin = issue_token(settings, "ops", admin=True)
+        ingest = (await client.post("/graphql", json={
+            "query": write, "variables": {"id": "w4", "q": "q" * 20_000}},
+            headers={"Authorization": f"Bearer {admin}"})).json()["data"]["upsertPoll"]
+        assert ingest["__typename"] == "Poll" and len(ingest["question"]) == 20_000
+
+    serve(settings, scenario)
+
+
+def test_any_query_within_the_node_budget_over_authors_polls_fits_the_text_budget(settings):  # noqa: F811
+    """helper-63: one account's legal polls (60,000 characters each) made 7 of 40 other
+    users' ordinary pages fail. Polls as large as an author may write them (three served
+    fields of HUNCH_POLL_FIELD_CHARS) fill the node budget (495 nodes) and still pass."""
+    field = "z" * settings.poll_field_chars
+    events = EventStore(settings.events_db)
+    events.upsert_items([
+        {"ITEM_ID": f"max{k}", "CATEGORY": "news", "AUTHOR_ID": "a1",
+         "CREATION_TIMESTAMP": 1_700_000_000 + k, "QUESTION": field, "OPTIONS": field,
+         "DESCRIPTION": field} for k in range(HOARD)])
+    events.close()
+
+    async def scenario(client):
+        response = await gql(client, settings, WIDE_POLLS)
+        body = response.json()
+        assert "errors" not in body, str(body)[:300]
+        assert sum(len(body["data"][f"a{i}"]["author"]["polls"]) for i in range(5)) == 495
+        assert len(response.content) > 495 * 3 * settings.poll_field_chars
+
+    serve(settings, scenario)
