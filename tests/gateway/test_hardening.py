@@ -324,3 +324,41 @@ def test_the_content_type_is_read_case_insensitively(settings):  # noqa: F811
         assert "Content-Type: application/json" in error["message"]
 
     serve(settings, scenario)
+
+
+def test_a_request_of_many_mistakes_logs_one_line(settings, caplog):  # noqa: F811
+    """helper-63: one 493-byte document of 120 unknown fields wrote 100 INFO lines a
+    request (17 KB), ~34 times the request, resent at ~10 ms apiece."""
+    import logging
+
+    query = "{ " + " ".join(f"f{k}" for k in range(120)) + " }"
+
+    async def scenario(client):
+        for _ in range(3):
+            body = (await gql(client, settings, query)).json()
+            assert len(body["errors"]) >= 100
+        lines = [r.getMessage() for r in caplog.records if r.name == "gateway.errors"]
+        assert len(lines) == 3, lines[:5]
+        assert all(m.startswith("client error GRAPHQL_VALIDATION_FAILED") for m in lines)
+        assert all("more: GRAPHQL_VALIDATION_FAILED x" in m for m in lines)
+        assert sum(len(m) for m in lines) < 3 * 500
+
+    with caplog.at_level(logging.INFO):
+        serve(settings, scenario)
+
+
+def test_faults_log_a_few_tracebacks_a_request_and_outages_once(caplog):
+    import logging
+
+    from graphql import GraphQLError
+
+    from gateway.errors import MAX_LOGGED_FAULTS, log_errors
+    from recsys.store_db import StoreUnavailable
+
+    with caplog.at_level(logging.INFO):
+        log_errors([GraphQLError("boom", original_error=RuntimeError("bug"))] * 10
+                   + [GraphQLError("down", original_error=StoreUnavailable("db"))] * 10)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert sum(r.exc_info is not None for r in errors) == MAX_LOGGED_FAULTS
+    assert any("7 more unexpected errors" in r.getMessage() for r in errors)
+    assert sum(r.getMessage().startswith("STORE_UNAVAILABLE") for r in errors) == 1
