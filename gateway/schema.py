@@ -13,7 +13,7 @@ import functools
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Annotated, Any
 
 import strawberry
@@ -766,8 +766,12 @@ class Mutation:
 
 # Distinct documents kept parsed and validated: mobile clients send a handful, internal
 # tools a few more; beyond that the least recently used is dropped (an LRU, so a flood
-# of unique queries cannot grow memory: at most this many bodies of max_body_bytes).
+# of unique queries cannot grow memory).
 PREPARED_DOCUMENTS_CACHED = 256
+# ... and at most this many characters of query text in all: a 2,000-token document kept
+# ~1.5 MB of syntax tree and errors, so 256 of them took a worker from 329 to 729 MB.
+# The app's documents are a few KB each.
+PREPARED_DOCUMENTS_MAX_CHARS = 1_000_000
 
 
 class PreparedDocuments:
@@ -782,50 +786,69 @@ class PreparedDocuments:
     its syntax error reaches :class:`ErrorCodes` with GRAPHQL_PARSE_FAILED; it is not
     cached. Validation errors are cached like successes: the same text fails the same
     way (depth, aliases, unknown fields).
+
+    A document seen for the first time is parsed and validated on a worker thread: up
+    to 2,000 tokens took ~300 ms of pure Python, which on the event loop held up every
+    other request of the worker (a `me` query waited 1.8 s behind two such clients).
     """
 
     def __init__(self, max_tokens: int, rules: Iterable[type[ASTValidationRule]] = (),
-                 maxsize: int = PREPARED_DOCUMENTS_CACHED):
+                 maxsize: int = PREPARED_DOCUMENTS_CACHED,
+                 max_chars: int = PREPARED_DOCUMENTS_MAX_CHARS):
         self.max_tokens = max_tokens
         self.rules = tuple(rules)
         self.maxsize = maxsize
+        self.max_chars = max_chars
         self._documents: OrderedDict[tuple, DocumentNode] = OrderedDict()
         self._errors: OrderedDict[tuple, list[GraphQLError]] = OrderedDict()
+        self._chars = {id(self._documents): 0, id(self._errors): 0}
         self._lock = threading.Lock()
 
     def extension(self) -> SchemaExtension:
         """A per-request extension that uses this cache (pass the bound method)."""
         return _PreparedDocumentsExtension(self)
 
+    def cached_document(self, query: str, options: dict[str, Any]) -> DocumentNode | None:
+        return self._cached(self._documents, (query, tuple(sorted(options.items()))))
+
     def document(self, query: str, options: dict[str, Any]) -> DocumentNode:
-        key = (query, tuple(sorted(options.items())))
-        with self._lock:
-            found = self._documents.get(key)
-            if found is not None:
-                self._documents.move_to_end(key)
-                return found
+        found = self.cached_document(query, options)
+        if found is not None:
+            return found
         document = parse(query, **options)  # raises GraphQLError: not cached
-        self._store(self._documents, key, document)
+        self._store(self._documents, (query, tuple(sorted(options.items()))), document)
         return document
+
+    def cached_errors(self, query: str, rules: tuple) -> list[GraphQLError] | None:
+        return self._cached(self._errors, (query, rules))
 
     def errors(self, query: str, rules: tuple, run: Callable[[], list[GraphQLError]],
                ) -> list[GraphQLError]:
         """The validation errors of ``query`` under ``rules`` (``run`` validates it)."""
-        key = (query, rules)
-        with self._lock:
-            found = self._errors.get(key)
-            if found is not None:
-                self._errors.move_to_end(key)
-                return found
+        found = self.cached_errors(query, rules)
+        if found is not None:
+            return found
         errors = run()
-        self._store(self._errors, key, errors)
+        self._store(self._errors, (query, rules), errors)
         return errors
+
+    def _cached(self, entries: OrderedDict, key: tuple) -> Any:
+        with self._lock:
+            found = entries.get(key)
+            if found is not None:
+                entries.move_to_end(key)
+            return found
 
     def _store(self, entries: OrderedDict, key: tuple, value: Any) -> None:
         with self._lock:
+            if key in entries:
+                return
             entries[key] = value
-            while len(entries) > self.maxsize:
-                entries.popitem(last=False)
+            chars = self._chars[id(entries)] + len(key[0])
+            while entries and (len(entries) > self.maxsize or chars > self.max_chars):
+                dropped, _ = entries.popitem(last=False)
+                chars -= len(dropped[0])
+            self._chars[id(entries)] = chars
 
 
 class _PreparedDocumentsExtension(SchemaExtension):
@@ -841,23 +864,31 @@ class _PreparedDocumentsExtension(SchemaExtension):
         context.validation_rules = context.validation_rules + self.cache.rules
         yield
 
-    def on_parse(self) -> Iterator[None]:
+    async def on_parse(self) -> AsyncIterator[None]:
         context = self.execution_context
         if context.query and context.graphql_document is None:
-            with contextlib.suppress(GraphQLError):
-                context.graphql_document = self.cache.document(
-                    context.query, context.parse_options)
+            document = self.cache.cached_document(context.query, context.parse_options)
+            if document is None:  # first seen: off the event loop
+                with contextlib.suppress(GraphQLError):
+                    document = await asyncio.to_thread(
+                        self.cache.document, context.query, dict(context.parse_options))
+            if document is not None:
+                context.graphql_document = document
                 self.from_cache = True
         yield
 
-    def on_validate(self) -> Iterator[None]:
+    async def on_validate(self) -> AsyncIterator[None]:
         context = self.execution_context
         if self.from_cache and context.query:
             document = context.graphql_document
             assert document is not None
-            context.pre_execution_errors = self.cache.errors(
-                context.query, tuple(context.validation_rules),
-                lambda: validate(context.schema._schema, document, context.validation_rules))
+            rules = tuple(context.validation_rules)
+            errors = self.cache.cached_errors(context.query, rules)
+            if errors is None:  # first seen: off the event loop
+                errors = await asyncio.to_thread(
+                    self.cache.errors, context.query, rules,
+                    lambda: validate(context.schema._schema, document, list(rules)))
+            context.pre_execution_errors = errors
         yield
 
 

@@ -4,6 +4,8 @@ test_adversarial.py."""
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import subprocess
 import sys
@@ -194,19 +196,23 @@ def test_fragments_that_double_are_refused_without_walking_them():
     from gateway.schema import build_schema
 
     schema = build_schema(True, max_depth=6, max_tokens=2000, max_aliases=15)
-    refused = schema.execute_sync(_doubling(30))
+
+    def execute(query: str):  # the gateway's hooks are async (first documents off the loop)
+        return asyncio.run(schema.execute(query))
+
+    refused = execute(_doubling(30))
     assert [e.message for e in refused.errors] == [
         f"the document expands to over {MAX_EXPANDED_SELECTIONS} fields through its "
         "fragments; spread each fragment once"]
-    small = schema.execute_sync(_doubling(4))
+    small = execute(_doubling(4))
     assert small.errors is None and small.data == {"__typename": "Query"}
     aliases = " ".join(f"a{i}: __typename" for i in range(20))
-    too_many = schema.execute_sync(f"{{ ...A }} fragment A on Query {{ {aliases} }}")
+    too_many = execute(f"{{ ...A }} fragment A on Query {{ {aliases} }}")
     assert "aliases" in too_many.errors[0].message
     deep = ("{ ...D } fragment D on Query { poll(id: \"p\") { author { polls { author { "
             "polls { author { polls { id } } } } } } } }")
-    assert "depth" in schema.execute_sync(deep).errors[0].message
-    unknown = schema.execute_sync("{ ...Nope }")
+    assert "depth" in execute(deep).errors[0].message
+    unknown = execute("{ ...Nope }")
     assert [e.message for e in unknown.errors] == ["Unknown fragment 'Nope'."]
 
 
@@ -362,3 +368,79 @@ def test_faults_log_a_few_tracebacks_a_request_and_outages_once(caplog):
     assert sum(r.exc_info is not None for r in errors) == MAX_LOGGED_FAULTS
     assert any("7 more unexpected errors" in r.getMessage() for r in errors)
     assert sum(r.getMessage().startswith("STORE_UNAVAILABLE") for r in errors) == 1
+
+
+def _prepared_documents(app):
+    """The app's cache of parsed and validated documents."""
+    from gateway.app import HunchGraphQL
+    from gateway.schema import PreparedDocuments
+
+    view = next(r.app for r in app.routes if isinstance(getattr(r, "app", None), HunchGraphQL))
+    return next(e.__self__ for e in view.schema.extensions
+                if isinstance(getattr(e, "__self__", None), PreparedDocuments))
+
+
+def test_a_request_without_a_token_is_refused_before_its_document_is_parsed(settings):  # noqa: F811
+    """helper-63: distinct 2,000-token documents (~300 ms each to parse and validate, on
+    the event loop) from clients that never signed in held up other users' requests and
+    grew the document cache. Anonymous requests now get 401 before any parsing."""
+    app = create_app(settings)
+    heavy = "{ " + " ".join(f"f{k}" for k in range(1_500)) + " }"
+
+    async def scenario(client):
+        for headers in ({}, {"Authorization": "Bearer not-a-jwt"}, {"Authorization": "Basic x"}):
+            response = await client.post("/graphql", json={"query": heavy}, headers=headers)
+            assert response.status_code == 401, response.text
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert codes(response.json()) == ["UNAUTHENTICATED"]
+        cache = _prepared_documents(app)
+        assert not cache._documents and not cache._errors  # nothing was parsed
+        # signed in, the same document is parsed, validated and refused as usual
+        body = (await gql(client, settings, heavy)).json()
+        assert set(codes(body)) == {"GRAPHQL_VALIDATION_FAILED"}
+        assert len(cache._documents) == 1
+
+    serve(settings, scenario, app)
+
+
+def test_a_new_document_is_parsed_and_validated_off_the_event_loop(settings, monkeypatch):  # noqa: F811
+    import threading
+
+    import gateway.schema as schema_module
+
+    threads: dict[str, set] = {"parse": set(), "validate": set()}
+    for name in threads:
+        original = getattr(schema_module, name)
+
+        def spied(*args, _original=original, _name=name, **kwargs):
+            threads[_name].add(threading.get_ident())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(schema_module, name, spied)
+    query = '{ poll(id: "p1") { id question } }'
+
+    async def scenario(client):
+        loop_thread = threading.get_ident()
+        for _ in range(3):  # the first prepares it, the others read the cache
+            body = (await gql(client, settings, query)).json()
+            assert body["data"]["poll"]["id"] == "p1", body
+        assert threads["parse"] and loop_thread not in threads["parse"]
+        assert threads["validate"] and loop_thread not in threads["validate"]
+        assert len(threads["parse"]) == len(threads["validate"]) == 1  # once each
+
+    serve(settings, scenario)
+
+
+def test_the_document_cache_is_bounded_by_its_text_too():
+    from gateway.schema import PreparedDocuments
+
+    cache = PreparedDocuments(max_tokens=2000, maxsize=256, max_chars=100)
+    queries = [f"{{ a{k}: __typename {' ' * 40} }}" for k in range(5)]  # ~60 characters
+    for query in queries:
+        cache.document(query, {})
+        cache.errors(query, (), lambda: [])
+    assert [key[0] for key in cache._documents] == queries[-1:]
+    assert [key[0] for key in cache._errors] == queries[-1:]
+    assert cache._chars[id(cache._documents)] == len(queries[-1])
+    cache.document(queries[-1], {})  # a hit moves nothing out
+    assert len(cache._documents) == 1
