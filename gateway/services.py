@@ -43,6 +43,7 @@ from recsys.recommendation_log import RecommendationLog
 from recsys.refresher import Refresher
 from recsys.schemas import ITEMS
 from recsys.serving import RecipeService
+from recsys.event_stores import is_postgres_url
 from recsys.store_db import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 STORE_DEGRADED = "event-store"
 # ... and of one served without the active promotion, whose filter could not apply.
 PROMOTION_DEGRADED = "promotion"
+# ... and of one whose session is in this host's store while Redis fails.
+SESSIONS_DEGRADED = "sessions"
 # Interactions filters look at a user's last 100 interactions per event type (Personalize).
 RECENT_EVENTS_PER_TYPE = 100
 
@@ -120,6 +123,12 @@ class Services:
         # are kept on disk and replayed (Neo4j keeps its own).
         self.follow_journal = (FollowJournal(settings.home / "follows-journal.sqlite3")
                                if settings.graph_store == "memory" else None)
+        if settings.graph_store == "memory" and (settings.session_store == "redis"
+                                                 or is_postgres_url(settings.event_store_url)):
+            # Shared sessions or store mean several hosts: each would keep its own graph.
+            log.warning("HUNCH_GRAPH_STORE=memory with stores shared by several hosts: "
+                        "follows made through this host reach no other host and are lost "
+                        "with it; set HUNCH_GRAPH_STORE=neo4j (README, Several hosts)")
         # Its own connection: its commits (fsync) must not hold the lock that the feed's
         # reads of the event store take.
         self.recommendation_log = RecommendationLog(open_event_store(settings.event_store_url))
@@ -157,9 +166,10 @@ class Services:
             sources[IN_NETWORK] = InNetworkSource(self._followees_sync,
                                                   self.feed_filters.newest_polls_by)
         self.mixer = Mixer(sources, plan)
+        self.session_store = _make_session_store(settings)
         self.feed_service = FeedService(
             self.mixer,
-            _make_session_store(settings),
+            self.session_store,
             CursorSigner(settings.cursor_secret),
             session_ttl_seconds=settings.session_ttl_seconds,
             active_promotion=self.feed_filters.active_promotion,
@@ -253,6 +263,8 @@ class Services:
             degraded.append(STORE_DEGRADED)
         if self.feed_filters.promotion_skipped:
             degraded.append(PROMOTION_DEGRADED)
+        if getattr(self.session_store, "degraded", False):
+            degraded.append(SESSIONS_DEGRADED)
         return FeedResult(page, degraded)
 
     def feed_records(self, result: FeedResult) -> dict[str, dict[str, Any]]:
@@ -469,6 +481,12 @@ class Services:
         self._on_loop(self._apply_follows(seq, changes), timeout=10.0)
 
     async def readiness(self) -> dict[str, Any]:
+        """What /readyz answers: whether this worker can serve (``ready``) and the state
+        of what it depends on. A store every host shares (PostgreSQL, Redis, Neo4j) being
+        down is listed but does not make a worker unready: the feed is then served
+        degraded (extensions.degraded), and every host would be pulled at once, turning
+        a degraded feed into none. What is this host's own (its SQLite event store, its
+        models, its refresher) does."""
         checks: dict[str, Any] = {}
         checks["models"] = await asyncio.to_thread(self.recipes.available)  # may list S3
         try:
@@ -476,20 +494,27 @@ class Services:
             checks["store"] = "writable"
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             checks["store"] = f"not writable: {exc}"
+        shared_store = is_postgres_url(self.settings.event_store_url)
         if self.settings.graph_store == "neo4j":
             try:
                 await self.graph.counts()
                 checks["neo4j"] = "reachable"
             except Exception as exc:  # noqa: BLE001
                 checks["neo4j"] = f"unreachable: {exc}"
+        sessions = self.session_store
+        if getattr(sessions, "degraded", False):
+            checks["sessions"] = (f"redis unreachable ({sessions.last_error}): new feeds "
+                                  "keep their sessions on this host")
+        elif self.settings.session_store == "redis":
+            checks["sessions"] = "redis"
         # Informational while the store fails (the store check says so); a refresher that
         # stopped by a bug leaves this worker's catalog and models behind: not ready.
         checks["refresher"] = {"crashed": self.refresher.crashed, **{
             task: asdict(health) for task, health in self.refresher.health().items()}}
         # Informational too: events a live model rejected count from its next training.
         checks["events_not_folded_in"] = dict(self.recipes.fold_in_failures)
-        checks["ready"] = bool(checks["models"]) and checks["store"] == "writable" and (
-            checks.get("neo4j", "reachable") == "reachable") and self.refresher.crashed is None
+        checks["ready"] = bool(checks["models"]) and (
+            shared_store or checks["store"] == "writable") and self.refresher.crashed is None
         return checks
 
     async def close(self) -> None:
@@ -514,9 +539,24 @@ class Services:
 
 def _make_session_store(settings: Settings):
     if settings.session_store == "redis":
-        from recsys.feed_sessions import RedisFeedSessionStore
+        from redis.exceptions import RedisError
 
-        return RedisFeedSessionStore(settings.redis_url)
+        from recsys.feed_sessions import FallbackFeedSessionStore, RedisFeedSessionStore
+
+        warned: list[bool] = []
+
+        def failed(exc: BaseException) -> None:
+            metrics.FALLBACKS.labels(SESSIONS_DEGRADED, type(exc).__name__).inc()
+            if not warned:  # once per worker and outage would need state; once is enough
+                warned.append(True)
+                log.warning("feed sessions fall back to this host's own while Redis fails: "
+                            "%s", exc)
+
+        # Redis down: new feeds open their sessions in this host's SQLite file instead
+        # of failing (recsys/feed_sessions.py, FallbackFeedSessionStore).
+        return FallbackFeedSessionStore(RedisFeedSessionStore(settings.redis_url),
+                                        SQLiteFeedSessionStore(settings.sessions_db),
+                                        (RedisError, OSError), on_failure=failed)
     return SQLiteFeedSessionStore(settings.sessions_db)
 
 

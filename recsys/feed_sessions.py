@@ -24,6 +24,7 @@ of the same session can be served by any other worker.
 from __future__ import annotations
 
 import base64
+import logging
 import contextlib
 import hashlib
 import hmac
@@ -32,11 +33,11 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from math import isfinite
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -44,6 +45,8 @@ from recsys.errors import HunchError
 from recsys.mixer import FeedItem
 from recsys.sqlite_wal import enable_wal
 from recsys.store_db import sqlite_write
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_SESSION_TTL_SECONDS = 30 * 60  # a scrolling session; a new app open starts anew
 SWEEP_SECONDS = 60.0  # how often a store deletes expired sessions
@@ -386,6 +389,13 @@ return 1
 """
 
 
+# A session call takes ~1 ms; a second means Redis is in trouble.
+REDIS_SESSION_TIMEOUT_SECONDS = 1.0
+# After a failed call, Redis is left alone this long: pages go to the fallback at once
+# instead of each paying a timeout.
+REDIS_RETRY_SECONDS = 5.0
+
+
 class RedisFeedSessionStore:
     """Feed sessions in Redis, shared by the gateways of several hosts.
 
@@ -393,10 +403,14 @@ class RedisFeedSessionStore:
     ``<prefix>:<session>:items`` (a list of JSON items); both expire with the session.
     """
 
-    def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "hunch:feed"):
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", prefix: str = "hunch:feed",
+                 timeout_seconds: float = REDIS_SESSION_TIMEOUT_SECONDS):
         import redis
 
-        self._redis = redis.Redis.from_url(url)
+        # Bounded waits: a Redis that hangs must fail a call (and the feed fall back,
+        # see FallbackFeedSessionStore), not hold the page forever.
+        self._redis = redis.Redis.from_url(url, socket_timeout=timeout_seconds,
+                                           socket_connect_timeout=timeout_seconds)
         self.prefix = prefix
         self._extend_script = self._redis.register_script(_REDIS_EXTEND)
         self._snapshot_script = self._redis.register_script(_REDIS_SNAPSHOT)
@@ -476,3 +490,91 @@ def decode_session_items(raw: Sequence[bytes]) -> list[FeedItem]:
     except orjson.JSONDecodeError:
         decoded = json.loads(array)
     return [FeedItem(**fields) for fields in decoded]
+
+
+class FallbackFeedSessionStore:
+    """Sessions in a shared store (Redis), and in this host's own (SQLite) while the
+    shared one fails, so that an outage of Redis does not fail every feed.
+
+    Before, every feed page of every host answered INTERNAL_SERVER_ERROR while Redis was
+    down. Now a new feed opens its session in the fallback (its id marked with
+    :data:`LOCAL`, which no uuid hex holds), a cursor of such a session is read there on
+    any worker of the host, and a cursor of a shared session that cannot be read is
+    expired (the client starts its feed again, as documented for CURSOR_EXPIRED). Once
+    Redis answers again new sessions go back to it; local ones live out their time.
+    ``degraded`` says whether the last call to the shared store failed (readiness and
+    the feed's ``extensions.degraded`` read it)."""
+
+    LOCAL = "l"
+
+    def __init__(self, shared: FeedSessionStore, local: FeedSessionStore,
+                 errors: tuple[type[BaseException], ...],
+                 on_failure: Callable[[BaseException], None] | None = None,
+                 retry_seconds: float = REDIS_RETRY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self.shared, self.local = shared, local
+        self._errors = errors
+        self._on_failure = on_failure
+        self._retry_seconds = retry_seconds
+        self._clock = clock
+        self._failed_at: float | None = None
+        self.last_error: str | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self._failed_at is not None
+
+    def _call(self, method: str, *args: Any) -> tuple[bool, Any]:
+        """(True, the shared store's answer), or (False, None) when it failed or is
+        being left alone after a failure."""
+        failed_at = self._failed_at
+        if failed_at is not None and self._clock() - failed_at < self._retry_seconds:
+            return False, None
+        try:
+            answer = getattr(self.shared, method)(*args)
+        except self._errors as exc:
+            self._failed_at = self._clock()
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            if self._on_failure is not None:
+                self._on_failure(exc)
+            return False, None
+        if failed_at is not None:
+            _log.info("feed sessions are in the shared store again")
+        self._failed_at = None
+        self.last_error = None
+        return True, answer
+
+    def create(self, user_id: str, ttl_seconds: float,
+               items: Sequence[FeedItem] = ()) -> tuple[str, float]:
+        ok, created = self._call("create", user_id, ttl_seconds, items)
+        if ok:
+            return created
+        session_id, expires = self.local.create(user_id, ttl_seconds, items)
+        return self.LOCAL + session_id, expires
+
+    def _route(self, method: str, session_id: str, *args: Any, missing: Any) -> Any:
+        if session_id.startswith(self.LOCAL):
+            return getattr(self.local, method)(session_id[len(self.LOCAL):], *args)
+        ok, answer = self._call(method, session_id, *args)
+        return answer if ok else missing
+
+    def snapshot(self, session_id: str) -> SessionSnapshot | None:
+        return self._route("snapshot", session_id, missing=None)  # None: expired
+
+    def expires_at(self, session_id: str) -> float | None:
+        return self._route("expires_at", session_id, missing=None)
+
+    def items(self, session_id: str, start: int = 0, limit: int | None = None) -> list[FeedItem]:
+        return self._route("items", session_id, start, limit, missing=[])
+
+    def placed_ids(self, session_id: str) -> set[str]:
+        return self._route("placed_ids", session_id, missing=set())
+
+    def extend(self, session_id: str, at: int, items: Sequence[FeedItem]) -> bool:
+        # False: not written; the page reads the session again, and finds it expired.
+        return self._route("extend", session_id, at, items, missing=False)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.shared.close()
+        self.local.close()

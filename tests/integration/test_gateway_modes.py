@@ -33,8 +33,11 @@ def test_neo4j_down_feed_still_served_and_follow_is_a_typed_error(home):
                     '... on GraphUnavailableError { message } } }', token=token(user)).json()
         assert r["data"]["follow"]["__typename"] == "GraphUnavailableError"
         assert "unreachable" in r["data"]["follow"]["message"]
+        # Listed, but the host stays ready: every host shares the outage, and pulling them
+        # all would turn this degraded feed into none (helper-64's operator review).
         ready = httpx.get(f"{srv.url}/readyz", timeout=10)
-        assert ready.status_code == 503 and ready.json()["neo4j"].startswith("unreachable")
+        assert ready.status_code == 200 and ready.json()["ready"] is True
+        assert ready.json()["neo4j"].startswith("unreachable")
     finally:
         srv.stop()
 

@@ -230,6 +230,7 @@ class Writer(threading.Thread):
         self.host, self.polls = host, polls
         self.user = f"writer-{uuid.uuid4().hex[:6]}"
         self.acknowledged: list[str] = []
+        self.counted: dict[str, str] = {}  # event id -> the id of the event that counts
         self.error_codes: list[str] = []
         self.stopping = threading.Event()
 
@@ -253,6 +254,8 @@ class Writer(threading.Thread):
                     self.error_codes.append(body["errors"][0]["extensions"]["code"])
                 elif body["data"]["recordInteraction"]["__typename"] == "Recorded":
                     self.acknowledged.append(event_id)
+                    # a second vote on a poll is answered with the first vote's id
+                    self.counted[event_id] = body["data"]["recordInteraction"]["eventId"]
 
     def stop(self) -> None:
         self.stopping.set()
@@ -269,7 +272,8 @@ class Writer(threading.Thread):
                     "query": VOTE, "variables": {"p": self.poll_of(event_id),
                                                  "e": event_id}}).json()
                 if body.get("data", {}).get("recordInteraction") != {
-                        "__typename": "Recorded", "stored": False, "eventId": event_id}:
+                        "__typename": "Recorded", "stored": False,
+                        "eventId": self.counted.get(event_id, event_id)}:
                     missing.append(event_id)
         return missing
 
