@@ -69,7 +69,8 @@ class Gateway:
         self.env = {**_clean_env(), "HUNCH_HOME": str(home), "HUNCH_PORT": str(self.port),
                     "HUNCH_FEED_RATE_PER_MINUTE": NO_RATE_LIMIT,
                     "HUNCH_MUTATION_RATE_PER_MINUTE": NO_RATE_LIMIT,
-                    "HUNCH_POLL_WRITES_PER_DAY": NO_RATE_LIMIT, **settings}
+                    "HUNCH_POLL_WRITES_PER_DAY": NO_RATE_LIMIT,
+                    "HUNCH_FOLLOW_CHANGES_PER_DAY": NO_RATE_LIMIT, **settings}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--workers", str(workers)],
             env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -210,7 +210,8 @@ class HunchGraphQL(GraphQL):
                  feed_executor: Executor | None = None,
                  feed_rate_limiter: RateLimiter | None = None,
                  read_rate_limiter: RateLimiter | None = None,
-                 poll_write_quota: RateLimiter | None = None):
+                 poll_write_quota: RateLimiter | None = None,
+                 follow_quota: RateLimiter | None = None):
         super().__init__(schema, graphql_ide="graphiql" if development else None,
                          allow_queries_via_get=False)
         self.services_ref = services_ref
@@ -219,6 +220,7 @@ class HunchGraphQL(GraphQL):
         self.feed_rate_limiter = feed_rate_limiter
         self.read_rate_limiter = read_rate_limiter
         self.poll_write_quota = poll_write_quota
+        self.follow_quota = follow_quota
         self.feed_executor = feed_executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -306,6 +308,7 @@ class HunchGraphQL(GraphQL):
                 "feed_rate_limiter": self.feed_rate_limiter,
                 "read_rate_limiter": self.read_rate_limiter,
                 "poll_write_quota": self.poll_write_quota,
+                "follow_quota": self.follow_quota,
                 "feed_executor": self.feed_executor, "degraded": []}
 
 
@@ -328,9 +331,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                                     ("read", settings.read_rate_per_minute))]
     limiters.append(make_daily_quota("poll", settings.poll_writes_per_day,
                                      settings.session_store, settings.redis_url))
+    limiters.append(make_daily_quota("follow", settings.follow_changes_per_day,
+                                     settings.session_store, settings.redis_url))
     graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings), limiters[0],
                                settings.development, feed_executor, limiters[1], limiters[2],
-                               limiters[3])
+                               limiters[3], limiters[4])
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

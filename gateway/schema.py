@@ -329,6 +329,18 @@ async def _check_read_rate(info: Info, principal: Principal) -> None:
         raise _rate_limited(info, limiter, principal, "too many reads (poll, me, Author.polls)")
 
 
+async def _charge_follow_change(info: Info, principal: Principal) -> Any:
+    """One of the caller's follow changes a day (HUNCH_FOLLOW_CHANGES_PER_DAY; internal
+    tools are not counted): each is a journal row and a graph node, and within the
+    mutation limit one account could add ~860k a day (helper-63). Returns the quota to
+    refund when the change is not made, or None."""
+    quota = None if principal.is_admin else info.context.get("follow_quota")
+    if quota is not None and not await quota.allow(principal.user_id):
+        raise _rate_limited(info, quota, principal,
+                            "too many follows and unfollows today (HUNCH_FOLLOW_CHANGES_PER_DAY)")
+    return quota
+
+
 def _rate_limited(info: Info, limiter: Any, principal: Principal, what: str) -> RateLimited:
     """The refusal, with when to come back: in the error (``extensions.retryAfter``) and
     as HTTP's ``Retry-After`` header (the longest wait when several limits refused)."""
@@ -428,7 +440,11 @@ class Query:
                    filter_values: JSON | None = None) -> FeedConnection:
         principal = _principal(info)
         await _check_rate(info, principal, "feed")
-        target = str(user_id) if user_id else principal.user_id
+        if user_id is not None:
+            # Checked like every user id a client sends: a 300-character id served a feed,
+            # then failed the background write of its recommendations with the others'.
+            check_user_id("userId", str(user_id))
+        target = str(user_id) if user_id is not None else principal.user_id
         if target != principal.user_id and not principal.is_admin:
             raise Forbidden("a user can read only their own feed")
         services = _services(info)
@@ -615,9 +631,12 @@ class Mutation:
             return problem
         if str(user_id) == principal.user_id:
             return InvalidInputError(message="a user cannot follow themselves")
+        quota = await _charge_follow_change(info, principal)
         try:
             await _services(info).follow(principal.user_id, str(user_id))
         except GraphError as exc:
+            if quota is not None:
+                await quota.refund(principal.user_id)
             return GraphUnavailableError(message=str(exc))
         return FollowChanged(follower=principal.user_id, followee=str(user_id), following=True)
 
@@ -627,9 +646,12 @@ class Mutation:
         await _check_rate(info, principal)
         if (problem := _invalid_ids(("userId", user_id), check=check_user_id)) is not None:
             return problem
+        quota = await _charge_follow_change(info, principal)
         try:
             await _services(info).unfollow(principal.user_id, str(user_id))
         except GraphError as exc:
+            if quota is not None:
+                await quota.refund(principal.user_id)
             return GraphUnavailableError(message=str(exc))
         return FollowChanged(follower=principal.user_id, followee=str(user_id), following=False)
 

@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     # Every new poll is explored in other users' feeds, so within the mutation limit one
     # account put 300 polls into everyone's feed in 34 s; people post a few a day.
     poll_writes_per_day: int = Field(100, ge=1)
+    # follow + unfollow per user a day (internal tools are not counted): each change is a
+    # row in the follow journal (memory graph) and a node or edge in the graph, and
+    # within the mutation limit one account could make ~860k a day. People follow a few.
+    follow_changes_per_day: int = Field(1_000, ge=1)
     max_page_size: int = 100
 
     # --- event admission (see recsys/admission.py for the reasons) -----------------------

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+from recsys.errors import InvalidEvent
 from recsys.events import EventStore
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,13 @@ class RecommendationLog:
                 self._writing.append(batch)
         if batch:
             try:
-                self.events.record_recommendations(batch)
+                try:
+                    self.events.record_recommendations(batch)
+                except InvalidEvent:
+                    # One bad row must not take the others with it: each alone, and only
+                    # what the store refuses is dropped (a bug upstream: ids are checked
+                    # where clients send them).
+                    self._record_one_by_one(batch)
             except Exception as exc:  # noqa: BLE001 - logged; the feed keeps serving
                 self.dropped += len(batch)
                 if not self._failing:
@@ -81,6 +88,14 @@ class RecommendationLog:
             finally:
                 with self._lock:
                     self._writing.remove(batch)
+
+    def _record_one_by_one(self, batch: list) -> None:
+        for row in batch:
+            try:
+                self.events.record_recommendations([row])
+            except InvalidEvent as exc:
+                self.dropped += 1
+                log.error("recommendation %r not stored: %s", str(row[0])[:80], exc)
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from gateway.app import create_app
-from gateway.auth import Forbidden
+from gateway.auth import Forbidden, issue_token
 from gateway.services import Services
 from gateway.settings import Settings
 from recsys.errors import HunchError
@@ -444,3 +444,24 @@ def test_the_document_cache_is_bounded_by_its_text_too():
     assert cache._chars[id(cache._documents)] == len(queries[-1])
     cache.document(queries[-1], {})  # a hit moves nothing out
     assert len(cache._documents) == 1
+
+
+def test_an_admins_feed_user_id_is_checked_like_every_user_id(settings):  # noqa: F811
+    """helper-63: `feed(userId:)` took a 300-character id (its recommendations then failed
+    the log's write with other users'), and `userId: ""` meant the admin's own feed."""
+    admin = issue_token(settings, "ops", admin=True)
+    query = 'query($u: ID) { feed(first: 3, userId: $u) { edges { node { id } } } }'
+
+    async def scenario(client):
+        async def ask(user):
+            return (await client.post("/graphql", json={"query": query, "variables": {"u": user}},
+                                      headers={"Authorization": f"Bearer {admin}"})).json()
+
+        for bad in ("u" * 300, "", " u1", "u\x00"):
+            body = await ask(bad)
+            assert codes(body) == ["BAD_USER_INPUT"], (bad, body)
+            assert "userId" in body["errors"][0]["message"]
+        body = await ask("u1")
+        assert "errors" not in body and len(body["data"]["feed"]["edges"]) == 3
+
+    serve(settings, scenario)

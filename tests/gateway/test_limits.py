@@ -340,3 +340,35 @@ def test_author_polls_first_is_bounded_with_a_typed_error(settings, first, code,
         assert len(ok["data"]["poll"]["author"]["polls"]) == 30  # all of a1's polls
 
     serve(settings, scenario)
+
+
+def test_follow_changes_are_limited_per_user_a_day(settings):  # noqa: F811
+    """helper-63: follows of made-up ids and unfollows, each a journal row and a graph
+    node, at the mutation limit (~860k a day for one account). A daily quota, refunded
+    when the change is refused; internal tools are not counted."""
+    settings.follow_changes_per_day = 3
+    follow = ('mutation($u: ID!) { follow(userId: $u) { __typename } }')
+    unfollow = ('mutation($u: ID!) { unfollow(userId: $u) { __typename } }')
+
+    async def scenario(client):
+        changes = [(await gql(client, settings, q, {"u": u}, user="churner")).json()
+                   for q, u in ((follow, "a"), (unfollow, "a"), (follow, "b"), (follow, "c"))]
+        assert [c["data"]["follow" if "follow" in c["data"] else "unfollow"]["__typename"]
+                for c in changes[:3]] == ["FollowChanged"] * 3, changes
+        assert codes(changes[3]) == ["RATE_LIMITED"], changes[3]
+        assert "too many follows and unfollows today" in changes[3]["errors"][0]["message"]
+        # refused before the quota: following oneself, a bad id
+        for body in ((follow, "other"), (follow, "bad\x00id")):
+            answer = (await gql(client, settings, body[0], {"u": body[1]},
+                                user="other")).json()
+            assert answer["data"]["follow"]["__typename"] == "InvalidInputError"
+        for k in range(3):  # the refusals above cost "other" nothing
+            body = (await gql(client, settings, follow, {"u": f"x{k}"}, user="other")).json()
+            assert body["data"]["follow"]["__typename"] == "FollowChanged", body
+        admin = issue_token(settings, "ops", admin=True)
+        for k in range(5):
+            body = (await client.post("/graphql", json={"query": follow, "variables": {
+                "u": f"y{k}"}}, headers={"Authorization": f"Bearer {admin}"})).json()
+            assert body["data"]["follow"]["__typename"] == "FollowChanged", body
+
+    serve(settings, scenario)

@@ -80,3 +80,19 @@ def test_a_recommendation_is_found_while_its_batch_is_being_written(tmp_path):
     assert recommendations.pending_items("r1") is None
     assert store.recommendation_items("r1") == ("p1", "p2")
     recommendations.close()
+
+
+def test_a_row_the_store_refuses_does_not_take_its_batch_with_it(tmp_path):
+    """helper-63: an admin's feed for a 300-character user id failed the batch's write
+    with InvalidEvent, and the other users' recommendations in it were dropped too."""
+    path = tmp_path / "events.sqlite3"
+    recommendations = RecommendationLog(EventStore(path), flush_seconds=3600)
+    recommendations.record("ok1", "u1", ["p1"])
+    recommendations.record("bad", "u" * 300, ["p2"])
+    recommendations.record("ok2", "u2", ["p3"])
+    recommendations.close()
+    with EventStore(path) as events:
+        assert events.recommendation_items("ok1") == ("p1",)
+        assert events.recommendation_items("ok2") == ("p3",)
+        assert events.recommendation_items("bad") is None
+    assert recommendations.dropped == 1
