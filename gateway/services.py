@@ -131,7 +131,9 @@ class Services:
                         "with it; set HUNCH_GRAPH_STORE=neo4j (README, Several hosts)")
         # Its own connection: its commits (fsync) must not hold the lock that the feed's
         # reads of the event store take.
-        self.recommendation_log = RecommendationLog(open_event_store(settings.event_store_url))
+        self.recommendation_log = RecommendationLog(
+            open_event_store(settings.event_store_url),
+            retention_seconds=settings.recommendation_retention_days * 86_400 or None)
         self.graph_degraded = False
         self._catalog_lock = threading.Lock()
         self.catalog = Catalog(schema=ITEMS)

@@ -115,7 +115,7 @@ class Impression:
 
 # --------------------------------------------------------------------------- the store
 
-SCHEMA_VERSION = 4  # PRAGMA user_version of files this code writes; bump on migrations
+SCHEMA_VERSION = 5  # PRAGMA user_version of files this code writes; bump on migrations
 # Write transactions last milliseconds; a worker that waits this long for the write lock
 # is facing a stuck process, and an error it can report beats hanging a request forever.
 BUSY_TIMEOUT_MS = 30_000
@@ -235,12 +235,32 @@ _MIGRATIONS = {
     CREATE UNIQUE INDEX events_once_per_poll ON events (user_id, item_id, once_per_poll)
         WHERE once_per_poll IS NOT NULL;
     """,
+    # 5: (a) recommendations expire (RecommendationLog's retention): an index to find the
+    # old ones. (b) Polls that imported interactions name without a catalog record: such
+    # a poll already exists (it has votes, is served), so only an internal tool may write
+    # its record; before, whoever named it first in upsertPoll became its author and
+    # wrote its text over its votes (helper-63). Filled from the events already stored.
+    5: """
+    CREATE INDEX IF NOT EXISTS recommendations_by_time ON recommendations (timestamp);
+    CREATE TABLE IF NOT EXISTS event_only_polls (item_id TEXT PRIMARY KEY) WITHOUT ROWID;
+    INSERT OR IGNORE INTO event_only_polls
+        SELECT DISTINCT item_id FROM events WHERE kind = 'interaction' AND item_id IS NOT NULL
+        AND item_id NOT IN (SELECT item_id FROM items);
+    """,
 }
+# After an import: the polls its interactions name that have no record (migration 5).
+_NOTE_EVENT_ONLY_POLLS = (
+    "INSERT OR IGNORE INTO event_only_polls SELECT DISTINCT e.item_id FROM events AS e "
+    "WHERE e.seq > ? AND e.kind = 'interaction' AND e.item_id IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = e.item_id)"
+)
 
 _EVENT_COLUMNS = (
     "seq, kind, event_id, user_id, item_id, event_type, event_value, timestamp, "
     "impression, recommendation_id"
 )
+# Recommendations deleted a transaction by forget_recommendations_before.
+FORGET_BATCH_ROWS = 5_000
 # What append()'s two unique indexes compare; the event's own id first.
 _COUNTED_EVENT_ID = (
     "SELECT event_id FROM events WHERE user_id = ?1 AND (event_id = ?2 OR "
@@ -667,6 +687,20 @@ class EventStore:
             "timestamp) VALUES (?, ?, ?, ?)", checked,
         ).rowcount)
 
+    def forget_recommendations_before(self, timestamp: int,
+                                      batch: int = FORGET_BATCH_ROWS) -> int:
+        """Delete the recorded recommendations older than ``timestamp`` (a batch a
+        transaction, so writers wait at most one batch); returns how many."""
+        deleted = 0
+        while True:
+            n = self._write(lambda conn: conn.execute(
+                "DELETE FROM recommendations WHERE recommendation_id IN (SELECT "
+                "recommendation_id FROM recommendations WHERE timestamp < ? LIMIT ?)",
+                (timestamp, batch)).rowcount)
+            deleted += n
+            if n < batch:
+                return deleted
+
     def record_recommendation(
         self, recommendation_id: str, user_id: str, item_ids: Iterable[str], timestamp: int
     ) -> bool:
@@ -727,7 +761,10 @@ class EventStore:
                 "SELECT json_extract(fields, '$.AUTHOR_ID'), "
                 "json_extract(fields, '$.CREATION_TIMESTAMP') FROM items WHERE item_id = ?",
                 (item_id,)).fetchone()
-            fields = owned_poll_fields(item_id, record, found, acting_user, admin)
+            named = found is None and conn.execute(
+                "SELECT 1 FROM event_only_polls WHERE item_id = ?", (item_id,)).fetchone()
+            fields = owned_poll_fields(item_id, record, found, acting_user, admin,
+                                       has_events=bool(named))
             _upsert_stamped(conn, [_catalog_row("ITEM_ID", fields, 1)])
             row = conn.execute("SELECT item_id, fields FROM items WHERE item_id = ?",
                                (item_id,)).fetchone()
@@ -856,8 +893,9 @@ class EventStore:
 
         def work(conn: sqlite3.Connection) -> ImportCounts:
             if mode == "full":
-                for table in ("events", "items", "users"):
+                for table in ("events", "items", "users", "event_only_polls"):
                     conn.execute(f"DELETE FROM {table}")
+            before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             # Generators, not lists: a million rows never sit in memory twice.
             new_interactions = conn.executemany(
                 _INSERT_EVENT, ((*_interaction_row(e), once_per_poll(e, self.rules))
@@ -871,6 +909,7 @@ class EventStore:
             n_users = conn.executemany(
                 _UPSERT_USER, (_catalog_row("USER_ID", r, n) for n, r in enumerate(users, 1))
             ).rowcount
+            conn.execute(_NOTE_EVENT_ONLY_POLLS, (before,))
             return ImportCounts(
                 max(new_interactions, 0), max(new_impressions, 0), max(n_items, 0),
                 max(n_users, 0),
@@ -972,14 +1011,20 @@ class LatestInteractionsCache:
 
 
 def owned_poll_fields(item_id: str, record: Mapping[str, Any], found: Sequence[Any] | None,
-                      acting_user: str, admin: bool) -> dict[str, Any]:
+                      acting_user: str, admin: bool, has_events: bool = False
+                      ) -> dict[str, Any]:
     """The fields to store for a poll write, after the ownership rule (both stores call
     this inside their write transaction). ``found`` is the stored poll's (author,
     creation time), or None for a new poll. A new poll is authored by the caller and dated
     now unless given; an existing one changes only by its stored author or an admin, is
-    never given away and never re-dated. Raises :class:`NotPollAuthor`, or
-    :class:`InvalidEvent` for a new date."""
+    never given away and never re-dated. ``has_events``: imported interactions name the
+    poll though it has no record; it exists, and only an admin may write its record.
+    Raises :class:`NotPollAuthor`, or :class:`InvalidEvent` for a new date."""
     fields = dict(record)
+    if found is None and has_events and not admin:
+        raise NotPollAuthor(
+            f"poll {item_id!r:.80} already exists (imported interactions name it) without "
+            "a catalog record; only an internal tool may write it: choose another id")
     if found is None:
         if fields.get("CREATION_TIMESTAMP") is None:
             fields["CREATION_TIMESTAMP"] = int(time.time())

@@ -64,7 +64,7 @@ from recsys.events import (
     _record_from,
 )
 from recsys.events import _check_id as check_id
-from recsys.events import once_per_poll, owned_poll_fields
+from recsys.events import FORGET_BATCH_ROWS, once_per_poll, owned_poll_fields
 from recsys.events import _check_timestamp as check_timestamp
 
 COMPONENT = "events"  # this store's row in hunch_schema
@@ -164,6 +164,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE events ADD COLUMN once_per_poll TEXT COLLATE "C";
     CREATE UNIQUE INDEX events_once_per_poll ON events (user_id, item_id, once_per_poll)
         WHERE once_per_poll IS NOT NULL;
+    """,
+    # 4: as SQLite's migration 5: an index to expire old recommendations, and the polls
+    # imported interactions name without a catalog record (only an internal tool may
+    # write their record). Additive: code one release behind neither reads nor writes
+    # them (its imports do not note such polls; upsertPoll's check then misses those).
+    """
+    CREATE INDEX recommendations_by_time ON recommendations (timestamp);
+    CREATE TABLE event_only_polls (item_id TEXT COLLATE "C" PRIMARY KEY);
+    INSERT INTO event_only_polls
+        SELECT DISTINCT e.item_id FROM events AS e WHERE e.kind = 'interaction'
+        AND e.item_id IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = e.item_id);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -520,6 +532,18 @@ class PostgresEventStore:
         with self._connection("record recommendations") as conn:  # one statement: atomic
             return conn.execute(_RECORD_RECOMMENDATIONS, (payload,)).rowcount
 
+    def forget_recommendations_before(self, timestamp: int,
+                                      batch: int = FORGET_BATCH_ROWS) -> int:
+        deleted = 0
+        while True:
+            n = self._write(lambda conn: conn.execute(
+                "DELETE FROM recommendations WHERE recommendation_id IN (SELECT "
+                "recommendation_id FROM recommendations WHERE timestamp < %s LIMIT %s)",
+                (timestamp, batch)).rowcount, "forget recommendations")
+            deleted += n
+            if n < batch:
+                return deleted
+
     def record_recommendation(self, recommendation_id: str, user_id: str,
                               item_ids: Iterable[str], timestamp: int) -> bool:
         return bool(self.record_recommendations([(recommendation_id, user_id, item_ids,
@@ -561,7 +585,10 @@ class PostgresEventStore:
                 "SELECT fields ->> 'AUTHOR_ID', fields -> 'CREATION_TIMESTAMP' FROM items "
                 "WHERE item_id = %s FOR UPDATE",
                 (item_id,)).fetchone()
-            fields = owned_poll_fields(item_id, record, found, acting_user, admin)
+            named = found is None and conn.execute(
+                "SELECT 1 FROM event_only_polls WHERE item_id = %s", (item_id,)).fetchone()
+            fields = owned_poll_fields(item_id, record, found, acting_user, admin,
+                                       has_events=bool(named))
             _upsert_stamped(conn, [_catalog_pg_row("ITEM_ID", fields, 1)])
             row = conn.execute("SELECT item_id, fields::text FROM items WHERE item_id = %s",
                                (item_id,)).fetchone()
@@ -677,7 +704,7 @@ class PostgresEventStore:
             base = conn.execute("SELECT value FROM event_seq FOR UPDATE").fetchone()[0]
             conn.execute("SELECT value FROM catalog_seq FOR UPDATE")
             if mode == "full":  # DELETE, not TRUNCATE: readers keep their snapshot
-                for table in ("events", "items", "users"):
+                for table in ("events", "items", "users", "event_only_polls"):
                     conn.execute(f"DELETE FROM {table}")
             conn.execute(
                 "CREATE TEMP TABLE import_events (n BIGINT, event_id TEXT, kind TEXT, "
@@ -709,6 +736,11 @@ class PostgresEventStore:
                 conn, (_catalog_pg_row("ITEM_ID", r, k) for k, r in enumerate(items, 1)))
             n_users = _upsert_users(
                 conn, (_catalog_pg_row("USER_ID", r, k) for k, r in enumerate(users, 1)))
+            conn.execute(  # the polls its interactions name without a record
+                "INSERT INTO event_only_polls SELECT DISTINCT e.item_id FROM events AS e "
+                "WHERE e.seq > %s AND e.kind = 'interaction' AND e.item_id IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = e.item_id) "
+                "ON CONFLICT DO NOTHING", (base,))
             return ImportCounts(new[_INTERACTION], new[_IMPRESSION], n_items, n_users)
 
         return self._write(work, "import")

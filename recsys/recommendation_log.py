@@ -14,6 +14,9 @@ log = logging.getLogger(__name__)
 # How often queued feed responses are written: a request never waits on an fsync, and a
 # crash loses at most this long's worth of soft state.
 RECOMMENDATION_FLUSH_SECONDS = 0.2
+# How often recommendations past their retention are deleted (one indexed range delete,
+# in batches: the table held every feed page for ever, ~1 KB a page).
+FORGET_EVERY_SECONDS = 3600.0
 
 
 class RecommendationLog:
@@ -29,9 +32,17 @@ class RecommendationLog:
     """
 
     def __init__(self, events: EventStore, *,
-                 flush_seconds: float = RECOMMENDATION_FLUSH_SECONDS):
+                 flush_seconds: float = RECOMMENDATION_FLUSH_SECONDS,
+                 retention_seconds: float | None = None,
+                 forget_every_seconds: float = FORGET_EVERY_SECONDS):
         self.events = events
         self.flush_seconds = flush_seconds
+        # None keeps them all; else one worker of each host deletes what is older every
+        # forget_every_seconds (several doing it at once only repeat an empty delete).
+        self.retention_seconds = retention_seconds
+        self.forget_every_seconds = forget_every_seconds
+        self._forgot_at = time.monotonic() - forget_every_seconds  # due at the first flush
+        self.forgotten = 0
         self.dropped = 0  # recommendations not stored because the store failed
         self._failing = False
         self._pending: list[tuple[str, str, list[str], int]] = []
@@ -97,9 +108,26 @@ class RecommendationLog:
                 self.dropped += 1
                 log.error("recommendation %r not stored: %s", str(row[0])[:80], exc)
 
+    def forget_old(self, now: float | None = None) -> int:
+        """Delete recommendations past the retention (none without one); a failure is
+        logged and tried again at the next turn."""
+        if self.retention_seconds is None:
+            return 0
+        now = time.time() if now is None else now
+        try:
+            n = self.events.forget_recommendations_before(int(now - self.retention_seconds))
+        except Exception as exc:  # noqa: BLE001 - soft state: the next turn tries again
+            log.warning("old recommendations not deleted (%s: %s)", type(exc).__name__, exc)
+            return 0
+        self.forgotten += n
+        return n
+
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
             self.flush()
+            if time.monotonic() - self._forgot_at >= self.forget_every_seconds:
+                self._forgot_at = time.monotonic()
+                self.forget_old()
 
     def close(self) -> None:
         self._stop.set()

@@ -336,3 +336,29 @@ def test_derived_event_ids_stay_the_ones_stored_before() -> None:
                        "r1").event_id == "08023d566be0b57ccf23c6aeefa79881"
     assert Impression("u1", ("p1", "p2"), 1_700_000_000).event_id == \
         "a1f1f3db8e71640789c1fdad4b9bbd9e"
+
+
+def test_a_file_before_schema_5_learns_its_event_only_polls(tmp_path: Path) -> None:
+    """Migration 5 fills event_only_polls from the events already stored, so polls
+    imported before the upgrade are protected too (helper-63's orphan claim)."""
+    from recsys.errors import NotPollAuthor
+
+    path = tmp_path / "events.sqlite3"
+    with EventStore(path) as s:
+        s.import_bulk([hunch("u1", "orphan-1", 1_700_000_000, event_id="v1"),
+                       hunch("u1", "listed", 1_700_000_001, event_id="v2")],
+                      items=[{"ITEM_ID": "listed", "CATEGORY": "X"}])
+    raw = sqlite3.connect(path)  # as schema 4 left it
+    raw.executescript("DROP TABLE event_only_polls; DROP INDEX recommendations_by_time; "
+                      "PRAGMA user_version = 4;")
+    raw.close()
+    with EventStore(path) as s:
+        with pytest.raises(NotPollAuthor):
+            s.upsert_item({"ITEM_ID": "orphan-1", "CATEGORY": "X"}, acting_user="claimant")
+        assert s.upsert_item({"ITEM_ID": "other", "CATEGORY": "X"}, acting_user="claimant")
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert raw.execute("SELECT item_id FROM event_only_polls").fetchall() == [("orphan-1",)]
+    finally:
+        raw.close()

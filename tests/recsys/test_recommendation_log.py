@@ -96,3 +96,27 @@ def test_a_row_the_store_refuses_does_not_take_its_batch_with_it(tmp_path):
         assert events.recommendation_items("ok2") == ("p3",)
         assert events.recommendation_items("bad") is None
     assert recommendations.dropped == 1
+
+
+def test_recommendations_past_their_retention_are_forgotten(tmp_path):
+    """helper-63: every feed page's row (~1 KB) was kept for ever."""
+    import time
+
+    path = tmp_path / "events.sqlite3"
+    with EventStore(path) as events:
+        events.record_recommendations([("old", "u1", ["p1"], int(time.time()) - 40 * 86_400),
+                                       ("recent", "u1", ["p2"], int(time.time()) - 86_400)])
+    log = RecommendationLog(EventStore(path), flush_seconds=0.01,
+                            retention_seconds=30 * 86_400, forget_every_seconds=3600)
+    for _ in range(500):  # the writer thread forgets at its first turn
+        if log.forgotten:
+            break
+        time.sleep(0.01)
+    log.close()
+    assert log.forgotten == 1
+    with EventStore(path) as events:
+        assert events.recommendation_items("old") is None
+        assert events.recommendation_items("recent") == ("p2",)
+    keep_all = RecommendationLog(EventStore(path), flush_seconds=3600)
+    assert keep_all.forget_old() == 0
+    keep_all.close()

@@ -1103,3 +1103,38 @@ def test_two_hosts_upgrading_at_once_apply_each_migration_once(postgres_url) -> 
     for t in threads:
         t.join()
     assert results == [{"events": postgres_events.SCHEMA_VERSION}] * 4
+
+
+def test_a_poll_imported_interactions_name_without_a_record_is_not_anyones_to_claim(
+        store) -> None:
+    """helper-63: after an import of votes on `orphan-1` (no catalog record), whoever
+    named it first in upsertPoll became its author and wrote its text over its votes.
+    Such a poll exists: only an internal tool may write its record."""
+    store.import_bulk([hunch(f"u{k}", "orphan-1", NOW - DAY + k, event_id=f"v{k}")
+                       for k in range(3)] + [hunch("u9", "listed", NOW - DAY, event_id="l")],
+                      items=[{"ITEM_ID": "listed", "CATEGORY": "X"}])
+    with pytest.raises(NotPollAuthor, match="imported interactions name it"):
+        store.upsert_item({"ITEM_ID": "orphan-1", "QUESTION": "Visit scam.example"},
+                          acting_user="claimant")
+    assert store.get_item("orphan-1") is None
+    fresh = store.upsert_item({"ITEM_ID": "brand-new", "CATEGORY": "X"}, acting_user="ann")
+    assert fresh["AUTHOR_ID"] == "ann"
+    tool = store.upsert_item({"ITEM_ID": "orphan-1", "CATEGORY": "X", "AUTHOR_ID": "ann"},
+                             acting_user="ingest", admin=True)
+    assert tool["AUTHOR_ID"] == "ann"  # from now on, an ordinary poll of its author
+    edited = store.upsert_item({"ITEM_ID": "orphan-1", "QUESTION": "?"}, acting_user="ann")
+    assert edited["QUESTION"] == "?"
+    # A full import starts the catalog again: its own orphans only.
+    store.import_bulk([hunch("u1", "p1", NOW - DAY, event_id="f1")], mode="full")
+    assert store.upsert_item({"ITEM_ID": "orphan-2", "CATEGORY": "X"}, acting_user="x")
+    with pytest.raises(NotPollAuthor):
+        store.upsert_item({"ITEM_ID": "p1", "CATEGORY": "X"}, acting_user="x")
+
+
+def test_old_recommendations_are_forgotten_in_batches(store) -> None:
+    store.record_recommendations([(f"old{k}", "u1", ["p1"], 100 + k) for k in range(5)]
+                                 + [("new", "u1", ["p2"], 1_000)])
+    assert store.forget_recommendations_before(105, batch=2) == 5
+    assert store.recommendation_items("old4") is None
+    assert store.recommendation_items("new") == ("p2",)
+    assert store.forget_recommendations_before(105) == 0
