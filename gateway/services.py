@@ -491,6 +491,10 @@ class Services:
         models, its refresher) does."""
         checks: dict[str, Any] = {}
         checks["models"] = await asyncio.to_thread(self.recipes.available)  # may list S3
+        # Which version each recipe serves: after a training, every host should say the
+        # same (an operator had no way to confirm the swap).
+        checks["versions"] = {recipe: self.recipes.version(recipe)
+                              for recipe in checks["models"]}
         try:
             self.events.check_writable()
             checks["store"] = "writable"

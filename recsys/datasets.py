@@ -396,7 +396,8 @@ def _impressions_schema() -> DatasetSchema:
     )
 
 
-def load_directory(directory: Path | str, rules: EventRules | None = None) -> Datasets:
+def load_directory(directory: Path | str, rules: EventRules | None = None, *,
+                   require_interactions: bool = True) -> Datasets:
     """Read and validate a Personalize-format data directory.
 
     Raises :class:`DatasetValidationError` listing every problem (``file:line: reason``)
@@ -418,11 +419,16 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
                      "keep only Personalize's reserved interaction fields")
 
     interactions_path = directory / CSV_FILES["interactions"]
-    if not interactions_path.exists():
+    has_interactions = interactions_path.exists()
+    if not has_interactions and (require_interactions or not any(
+            (directory / name).exists() for name in (CSV_FILES["items"], CSV_FILES["users"],
+                                                     IMPRESSIONS_FILE))):
         raise MissingDataset(
             f"{interactions_path} not found; a data directory needs at least interactions.csv"
-        )
-    present = [interactions_path]
+            + ("" if require_interactions else
+               " (an incremental import also takes items.csv, users.csv or impressions.csv "
+               "alone)"))
+    present = [interactions_path] if has_interactions else []
 
     # One string per distinct user, poll and type, however often rows repeat it: each
     # its own string held a 1.5M-event load at 2.1 GB (1.1 GB so). A dict of this load,
@@ -435,7 +441,9 @@ def load_directory(directory: Path | str, rules: EventRules | None = None) -> Da
     interactions: dict[tuple[str, str], Interaction] = {}
     legacy_event_ids: dict[tuple[str, str], str] = {}
     repeated_rows = 0
-    for line, rec in _read_rows(interactions_path, schemas["interactions"], problems):
+    rows = (_read_rows(interactions_path, schemas["interactions"], problems)
+            if has_interactions else ())
+    for line, rec in rows:
         written = rec.get("EVENT_TYPE") or ""
         event = Interaction(
             user_id=_intern(rec["USER_ID"]),
@@ -562,8 +570,12 @@ def import_directory(
     if mode not in ("incremental", "full"):
         raise HunchError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
     directory = Path(directory)
+    # Incremental imports may bring users.csv alone (the labels `hunch graph cluster`
+    # writes), items.csv or impressions; a full one replaces everything, so it needs
+    # interactions (one without would empty the store of events).
     data = _with_status(progress, f"validating {directory}",
-                        lambda: load_directory(directory, rules))
+                        lambda: load_directory(directory, rules,
+                                               require_interactions=mode == "full"))
     with open_event_store(db_path, rules) as store:
         without_record = _polls_without_record(data, store, mode)
         fresh = data.interactions

@@ -167,7 +167,17 @@ def export_served_command(sessions_db: Path | None, out_csv: Path) -> None:
     if sessions_db is None:
         from gateway.settings import load_settings
 
-        sessions_db = load_settings().sessions_db
+        settings = load_settings()
+        if settings.session_store == "redis":
+            # Sessions in Redis expire with their feeds and are not an archive: the
+            # served log is this host's SQLite sessions only (helper-64 was told to run
+            # the gateway, which was running).
+            raise click.ClickException(
+                "HUNCH_SESSION_STORE=redis: feed sessions live in Redis, which keeps them "
+                "only until they expire, and export-served reads a host's SQLite sessions "
+                "file; pass --sessions FILE of a host that served with "
+                "HUNCH_SESSION_STORE=sqlite")
+        sessions_db = settings.sessions_db
     rows = export_served(sessions_db, out_csv)
     click.echo(f"wrote {rows} served polls to {out_csv}")
 

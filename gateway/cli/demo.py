@@ -65,10 +65,17 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
         report = import_directory(data_dir, settings.event_store_url, mode="incremental",
                                   progress=True, rules=settings.event_rules())
         click.echo(report.describe())
-    if settings.graph_store == "neo4j":  # the compose route: the demo's graph is not there
-        click.echo(f"the follower graph is Neo4j ({settings.neo4j_uri}); to load the demo's "
-                   f"follows into it: hunch graph load --follows {data_dir / 'follows.csv'} "
-                   f"--items {data_dir / 'items.csv'}")
+        if settings.graph_store == "neo4j":
+            # The compose route: the demo's follows go into Neo4j with its first import
+            # only (a later start would add back follows users have undone since).
+            import asyncio
+
+            from gateway.cli.graph import _load
+
+            written, _ = asyncio.run(_load(None, data_dir / "follows.csv",
+                                           data_dir / "items.csv"))
+            click.echo(f"the follower graph is Neo4j ({settings.neo4j_uri}): "
+                       + ", ".join(f"{n:,} {what}" for what, n in written.items()) + " loaded")
     artifacts = settings.artifact_store()  # the gateway's: a directory or S3
     for recipe in ("popularity-count", "trending-now", "user-personalization"):
         if artifacts.latest(recipe) is not None:  # trained at an earlier start

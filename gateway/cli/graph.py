@@ -267,8 +267,10 @@ def _engagement_chunks(path: Path) -> Iterator[list]:
 def load(interactions: Path | None, follows: Path | None, items: Path | None) -> None:
     """Load Personalize-format CSVs into Neo4j (HUNCH_NEO4J_URI/USER/PASSWORD).
 
-    Upserts: loading the same files again changes nothing. Cluster and community labels
-    come from `hunch graph cluster --store neo4j`.
+    Upserts, never deletes: loading the same files again adds back every follow they
+    list, also one a user has undone through the API since (Neo4j keeps no record of
+    unfollows). Load a file once, into a new graph; the live graph is Neo4j's. Cluster
+    and community labels come from `hunch graph cluster --store neo4j`.
     """
     if not (interactions or follows or items):
         raise click.UsageError("give at least one of --interactions, --follows, --items")

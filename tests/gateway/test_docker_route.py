@@ -154,3 +154,37 @@ def test_running_the_demo_again_keeps_the_events_stored_between_runs(tmp_path):
             "acknowledged"]
         assert store.get_item(poll)["QUESTION"] == "edited after the import"
     assert "not imported again" in second
+
+
+def test_the_demo_loads_its_follows_into_neo4j_with_its_first_import_only(tmp_path,
+                                                                          monkeypatch):
+    """helper-64: compose's init ran the demo on Neo4j and left the graph empty (it only
+    printed a hint). The follows go in with the demo's import; a restart, which imports
+    nothing, loads nothing either (re-loading would undo users' unfollows). The load
+    itself is `hunch graph load`'s, tested against the real server in tests/graph; here
+    it is recorded, so that no demo data lands in the suite's shared Neo4j."""
+    from click.testing import CliRunner
+
+    import gateway.cli.graph as graph_cli
+    from gateway.cli import cli
+
+    loads: list[tuple] = []
+
+    async def recorded(interactions, follows, items):
+        loads.append((interactions, follows, items))
+        return {"polls": 60, "follows": 7}, {}
+
+    monkeypatch.setattr(graph_cli, "_load", recorded)
+    for name in list(os.environ):
+        if name.startswith(PREFIX):
+            monkeypatch.delenv(name)
+    env = {"HUNCH_HOME": str(tmp_path), "HUNCH_GRAPH_STORE": "neo4j"}
+    args = ["demo", "--no-serve", "--users", "40", "--polls", "60", "--days", "2"]
+    first = CliRunner().invoke(cli, args, env=env)
+    assert first.exit_code == 0, first.output
+    data = tmp_path / "demo-data"
+    assert loads == [(None, data / "follows.csv", data / "items.csv")]
+    assert "60 polls, 7 follows loaded" in first.output
+    again = CliRunner().invoke(cli, args, env=env)
+    assert again.exit_code == 0, again.output
+    assert len(loads) == 1 and "not imported again" in again.output

@@ -98,6 +98,9 @@ def test_a_shared_stores_outage_is_listed_but_a_hosts_own_makes_it_unready(setti
         services.events.check_writable = down
         own = asyncio.run(services.readiness())
         assert own["ready"] is False and own["store"].startswith("not writable")  # SQLite
+        versions = own["versions"]  # what each recipe serves, to compare across hosts
+        assert versions["popularity-count"] == services.recipes.version("popularity-count")
+        assert versions["popularity-count"]
         services.settings = settings.model_copy(
             update={"store_url": "postgresql://hunch@127.0.0.1:5432/hunch"})
         shared = asyncio.run(services.readiness())

@@ -108,3 +108,12 @@ def test_missing_columns_say_what_is_expected(tmp_path):
         read_served(bad)
     with pytest.raises(ServedLogError, match="hunch serve"):
         export_served(tmp_path / "nope.sqlite3", tmp_path / "x.csv")
+
+
+def test_export_served_on_redis_sessions_says_where_the_log_is(tmp_path):
+    """helper-64: with HUNCH_SESSION_STORE=redis it said "run the gateway" (which was
+    running); Redis keeps sessions only until they expire."""
+    r = CliRunner().invoke(cli, ["analyze", "export-served", "--out", str(tmp_path / "s.csv")],
+                           env={"HUNCH_HOME": str(tmp_path), "HUNCH_SESSION_STORE": "redis"})
+    assert r.exit_code != 0
+    assert "HUNCH_SESSION_STORE=redis" in r.output and "--sessions" in r.output

@@ -575,3 +575,26 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 1
     assert err == "", err
+
+
+def test_an_incremental_import_takes_users_csv_alone(tmp_path):
+    """helper-64: the users.csv `hunch graph cluster` writes (the cluster labels) could not
+    be imported without an interactions.csv beside it. Incremental imports take it alone;
+    a full import, which replaces every event, still needs interactions."""
+    from recsys.events import EventStore
+
+    db = tmp_path / "events.sqlite3"
+    import_directory(make_dir(tmp_path), db)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    _write(labels / "users.csv", USERS.names, [["u1", "34", "en_US", "c7", "m1"]])
+    report = import_directory(labels, db)
+    assert "1 users" in report.describe()
+    with EventStore(db) as store:
+        assert store.get_user("u1")["CLUSTER"] == "c7"
+        assert store.counts()["interactions"] == 3  # the events stay
+    with pytest.raises(MissingDataset, match="interactions.csv"):
+        import_directory(labels, db, mode="full")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(MissingDataset, match="items.csv, users.csv or impressions.csv alone"):
+        import_directory(tmp_path / "nothing", db)
