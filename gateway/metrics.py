@@ -1,7 +1,8 @@
 """Prometheus metrics of the gateway (served at /metrics).
 
-With several uvicorn workers, set PROMETHEUS_MULTIPROC_DIR so every worker's numbers are
-collected (prometheus-client's multiprocess mode); otherwise each worker reports its own.
+With several uvicorn workers every worker's numbers are collected (prometheus-client's
+multiprocess mode): ``hunch serve --workers N`` sets PROMETHEUS_MULTIPROC_DIR to an empty
+directory under HUNCH_HOME unless the environment names one.
 """
 
 from __future__ import annotations
@@ -49,12 +50,16 @@ EVENTS_NOT_FOLDED_IN = Counter(
 ERRORS = Counter("hunch_graphql_errors_total", "GraphQL errors by code", ["code"])
 # Per worker (multiprocess mode keeps one series per pid): one worker's refresher can
 # fail while the others' do not.
+# With several workers (multiprocess mode) a gauge is one number across the live ones:
+# the stalest worker's last success and the worst one's failures, what an alert wants.
 REFRESH_LAST_SUCCESS = Gauge(
     "hunch_refresh_last_success_timestamp_seconds",
-    "Unix time a refresh task (catalog, models, follows) last caught up with the store", ["task"])
+    "Unix time a refresh task (catalog, models, follows) last caught up with the store", ["task"],
+    multiprocess_mode="livemin")
 REFRESH_FAILURES = Gauge(
     "hunch_refresh_consecutive_failures",
-    "Failures in a row of a refresh task (0 when it is caught up)", ["task"])
+    "Failures in a row of a refresh task (0 when it is caught up)", ["task"],
+    multiprocess_mode="livemax")
 
 
 def observe_refresh(health: RefreshHealth) -> None:

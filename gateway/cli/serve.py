@@ -24,13 +24,34 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     settings = load_settings()
     check_production(settings)  # before any worker starts: one line, exit 2
     configure_logging()
+    workers = workers or settings.workers
+    if workers > 1:
+        _metrics_across_workers(settings.home)
     uvicorn.run(
         "gateway.app:create_app", factory=True,
         host=host or settings.host, port=port or settings.port,
-        workers=workers or settings.workers,
+        workers=workers,
         log_config=None,  # our JSON logging, set above
         access_log=False, timeout_graceful_shutdown=10,
     )
+
+
+def _metrics_across_workers(home) -> None:
+    """Several workers: /metrics answers for all of them (prometheus-client's
+    multiprocess mode), not for whichever worker took the scrape, whose counters looked
+    to Prometheus like resets (helper-64: an events counter alternated 1,828 and 222).
+    Each worker writes its numbers under one directory of this run, made empty here;
+    the variable must be set before the workers import prometheus-client."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return  # the operator's own directory (to be emptied by them between runs)
+    directory = Path(home) / "metrics-workers"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 @click.command()

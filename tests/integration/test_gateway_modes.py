@@ -244,3 +244,32 @@ def test_personalize_hears_repeats_and_impressions_when_told_to(home, personaliz
             "IMPRESSION", polls[1], polls[1:3])
     finally:
         srv.stop()
+
+
+def test_metrics_of_several_workers_are_one_set_of_numbers(home):
+    """helper-64: with --workers 2 each scrape answered from whichever worker took it, so
+    hunch_events_ingested_total alternated between two workers' counts (1,828 and 222),
+    which Prometheus reads as resets. Every scrape now sums the workers."""
+    import re
+
+    srv = Server(home, workers=2).start()
+    try:
+        user = _user(home)
+        polls = [e["node"]["id"] for e in srv.gql(
+            "{ feed(first: 20) { edges { node { id } } } }", token=token(user)).json()[
+            "data"]["feed"]["edges"]]
+        vote = ('mutation($p: ID!) { recordInteraction(input: {pollId: $p, eventType: '
+                '"COMMENT"}) { __typename } }')
+        for poll in polls:  # spread over both workers by the kernel's accept
+            assert srv.gql(vote, {"p": poll}, token(user)).json()["data"][
+                "recordInteraction"]["__typename"] == "Recorded"
+
+        def ingested() -> float:
+            text = httpx.get(f"{srv.url}/metrics", timeout=10).text
+            found = re.search(r'^hunch_events_ingested_total\{kind="interaction"\} (\S+)$',
+                              text, re.M)
+            return float(found.group(1)) if found else 0.0
+
+        assert {ingested() for _ in range(12)} == {float(len(polls))}
+    finally:
+        srv.stop()
