@@ -395,7 +395,9 @@ def _poll_record(input: PollInput, max_field_chars: int | None = None) -> dict[s
         if not category:  # "" was stored as an empty CATEGORY, which the import refuses
             raise InvalidEvent(f"categories[{i}] is empty; send a category name")
         check_plain(f"categories[{i}]", category)  # "A|B" was stored as two categories
-    record: dict[str, Any] = {"ITEM_ID": str(input.id), "CATEGORY": "|".join(input.categories)}
+    # A category sent twice is one (["a", "a"] was stored as "a|a").
+    record: dict[str, Any] = {"ITEM_ID": str(input.id),
+                              "CATEGORY": "|".join(dict.fromkeys(input.categories))}
     if input.author_id is not None:  # left out: the caller, or the stored author
         record["AUTHOR_ID"] = input.author_id
     for name, column, value in (

@@ -266,3 +266,13 @@ def test_a_stored_time_an_int_cannot_carry_is_null_not_an_error(settings):  # no
                                 "b": {"createdAt": 1_704_109_165}}
 
     serve(settings, scenario)
+
+
+def test_a_category_sent_twice_is_stored_once(settings):  # noqa: F811
+    """helper-63: ["a", "a"] was stored as "a|a"."""
+    async def scenario(client):
+        body = (await _upsert(client, settings, id="dup", categories=["a", "b", "a"])).json()
+        assert body["data"]["upsertPoll"]["__typename"] == "Poll", body
+
+    serve(settings, scenario)
+    assert _stored(settings, "dup")["CATEGORY"] == "a|b"
