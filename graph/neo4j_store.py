@@ -192,6 +192,12 @@ MATCH (a:User)-[:FOLLOWS]->(b:User)
 RETURN collect(a.id) AS followers, collect(b.id) AS followees
 """
 
+_FOLLOWS_WITH_TIME = """
+MATCH (a:User)-[f:FOLLOWS]->(b:User)
+RETURN a.id AS follower, b.id AS followee, coalesce(f.since, 0) AS since
+ORDER BY follower, followee
+"""
+
 # Each count reads Neo4j's count store: constant time whatever the graph's size.
 _COUNT_USERS = "MATCH (u:User) RETURN count(u) AS n"
 _COUNT_FOLLOWS = "MATCH ()-[f:FOLLOWS]->() RETURN count(f) AS n"
@@ -428,6 +434,16 @@ class Neo4jGraphStore:
         async def work(tx: AsyncManagedTransaction) -> list[tuple[str, str]]:
             record = await (await tx.run(_EDGES)).single(strict=True)
             return list(zip(record["followers"], record["followees"]))
+
+        return await self._run(False, work)
+
+    async def follows(self) -> list[Follow]:
+        """Every follow with the time it was made: what `hunch graph export-follows`
+        writes."""
+        async def work(tx: AsyncManagedTransaction) -> list[Follow]:
+            result = await tx.run(_FOLLOWS_WITH_TIME)
+            return [Follow(r["follower"], r["followee"], int(r["since"]))
+                    async for r in result]
 
         return await self._run(False, work)
 

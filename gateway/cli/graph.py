@@ -319,6 +319,77 @@ async def _load(interactions: Path | None, follows: Path | None,
     return written, counts
 
 
+# -- hunch graph export-follows ----------------------------------------------------------
+
+@graph.command("export-follows")
+@click.option("--out", "out_csv", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="follows.csv to write.")
+@click.option("--store", "store_kind", type=click.Choice(["neo4j", "memory"]), default=None,
+              help="The live graph to read [default: HUNCH_GRAPH_STORE].")
+def export_follows(out_csv: Path, store_kind: str | None) -> None:
+    """Write the live follower graph as follows.csv (FOLLOWER_ID, FOLLOWEE_ID, TIMESTAMP).
+
+    The follows users made and undid through the API are in the live graph only: a file
+    exported before them is stale, and `hunch graph load` or `hunch analyze follow-impact
+    --follows` of it would bring back what users undid. neo4j: the server's FOLLOWS
+    edges; memory: this host's HUNCH_FOLLOWS_PATH with its follow journal applied, as a
+    worker builds its graph at start."""
+    from gateway.settings import load_settings
+
+    settings = load_settings()
+    kind = store_kind or settings.graph_store
+    if kind == "neo4j":
+        from graph.errors import GraphError
+        from graph.neo4j_store import Neo4jGraphStore
+
+        async def read() -> list:
+            store = Neo4jGraphStore.from_env()
+            try:
+                return await store.follows()
+            finally:
+                await store.close()
+
+        try:
+            rows = [(f.follower, f.followee, f.timestamp) for f in asyncio.run(read())]
+        except GraphError as exc:
+            raise GraphCommandError(str(exc)) from exc
+    else:
+        rows = _journalled_follows(settings)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    with out_csv.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["FOLLOWER_ID", "FOLLOWEE_ID", "TIMESTAMP"])
+        writer.writerows(sorted(rows))
+    click.echo(f"wrote {len(rows):,} follows to {out_csv}")
+
+
+def _journalled_follows(settings) -> list[tuple[str, str, int]]:
+    """HUNCH_FOLLOWS_PATH's follows with the follow journal's changes applied."""
+    from graph.analytics import GraphAnalyticsError, read_follows_csv
+    from graph.follow_journal import FollowJournal
+
+    pairs: dict[tuple[str, str], int] = {}
+    path = settings.follows_path
+    if path is not None and path.exists():
+        try:
+            pairs = {(a, b): int(t) for a, b, t in read_follows_csv(path)}
+        except GraphAnalyticsError as exc:
+            raise GraphCommandError(str(exc)) from exc
+    journal_path = Path(settings.home) / "follows-journal.sqlite3"
+    if journal_path.exists():
+        journal = FollowJournal(journal_path)
+        try:
+            _, changes = journal.changes_since(0)
+        finally:
+            journal.close()
+        for a, b, following, at in changes:
+            if following:
+                pairs[(a, b)] = at
+            else:
+                pairs.pop((a, b), None)
+    return [(a, b, t) for (a, b), t in pairs.items()]
+
+
 # -- hunch graph query -----------------------------------------------------------------
 
 def _param(values: tuple[str, ...]) -> dict[str, str]:
