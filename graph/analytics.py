@@ -17,11 +17,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,11 @@ async def finish(
     "none"; labels are written in one transaction; then users.csv and the report."""
     say = progress or (lambda _step: None)
     known = await store.labels()
+    # Names kept from the last run: K-Means and the community algorithms number their
+    # groups anew each run, so 562 of 2,003 users' CLUSTER changed on an unchanged graph
+    # and "c9" meant another group in every users.csv (helper-64).
+    previous = _previous_labels(known, users_csv or (out_dir / USERS_CSV))
+    outcome.labels = align_labels(outcome.labels, previous)
     followless = [uid for uid in known if uid not in outcome.labels]
     for uid in followless:
         outcome.labels[uid] = Labels(NONE_LABEL, NONE_LABEL)
@@ -284,6 +290,69 @@ async def finish(
     write_report(
         out_dir, outcome.summary, outcome.embedding, outcome.community_ids,
     )
+
+
+def _previous_labels(known: Mapping[str, Labels], users_csv: Path) -> dict[str, Labels]:
+    """The labels of the last run: the graph store's, else the users.csv being merged."""
+    previous = {uid: lab for uid, lab in known.items() if lab.cluster or lab.community}
+    if users_csv.exists():
+        try:
+            _, rows = _read_users(users_csv)
+        except InvalidUsersDataset:
+            rows = []  # refused later, with its reason, when users.csv is written
+        for row in rows:
+            if row.get("USER_ID") not in previous and (row.get("CLUSTER") or row.get("COMMUNITY")):
+                previous[row["USER_ID"]] = Labels(row.get("CLUSTER") or None,
+                                                  row.get("COMMUNITY") or None)
+    return previous
+
+
+def align_labels(labels: Mapping[str, Labels], previous: Mapping[str, Labels]
+                 ) -> dict[str, Labels]:
+    """``labels`` renamed so that each group keeps the name of the previous run's group
+    it shares most users with (a maximum-overlap matching, Hungarian, per field); a group
+    without a match gets the smallest free name. "none" stays "none"."""
+    out = dict(labels)
+    for kind, prefix in (("cluster", CLUSTER_PREFIX), ("community", COMMUNITY_PREFIX)):
+        new = {uid: getattr(lab, kind) for uid, lab in labels.items()}
+        old = {uid: getattr(lab, kind) for uid, lab in previous.items()}
+        names = _matched_names(new, old, prefix)
+        for uid, lab in out.items():
+            value = getattr(lab, kind)
+            if value in names:
+                out[uid] = replace(lab, **{kind: names[value]})
+    return out
+
+
+def _matched_names(new: Mapping[str, str | None], old: Mapping[str, str | None],
+                   prefix: str) -> dict[str, str]:
+    from scipy.optimize import linear_sum_assignment
+
+    groups = sorted({v for v in new.values() if v and v != NONE_LABEL})
+    # Only names this code gives ("c4"): a users.csv may hold another system's labels.
+    ours = re.compile(rf"{re.escape(prefix)}\d+")
+    before = sorted({v for v in old.values() if v and ours.fullmatch(v)})
+    names: dict[str, str] = {}
+    if groups and before:
+        row = {g: i for i, g in enumerate(groups)}
+        col = {g: j for j, g in enumerate(before)}
+        overlap = np.zeros((len(groups), len(before)), np.int64)
+        for uid, g in new.items():
+            b = old.get(uid)
+            if g in row and b in col:
+                overlap[row[g], col[b]] += 1
+        for i, j in zip(*linear_sum_assignment(-overlap)):
+            if overlap[i, j] > 0:
+                names[groups[i]] = before[j]
+    taken = set(before) | set(names.values())
+    k = 0
+    for g in groups:
+        if g not in names:
+            while f"{prefix}{k}" in taken:
+                k += 1
+            names[g] = f"{prefix}{k}"
+            taken.add(names[g])
+    return names
 
 
 def load_ground_truth(path: Path) -> dict[str, str]:

@@ -272,3 +272,53 @@ def test_cli_cluster_on_a_clique_writes_one_cluster_and_says_why(tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 8 and {r["CLUSTER"] for r in rows} == {"c0"}
     assert json.loads((out / "report.json").read_text())["kmeans"]["k"] == 1
+
+
+def test_a_second_run_keeps_the_groups_names(planted, tmp_path):
+    """helper-64: the algorithms number their groups anew each run, so an unchanged graph
+    gave 562 of 2,003 users another CLUSTER (u0000: c9, then c5). Each group now keeps
+    the name of the previous run's group it shares most users with (the store's labels,
+    or the users.csv being merged), whatever numbering the algorithms chose."""
+    import copy
+
+    from graph.analytics import align_labels, finish
+
+    follows, _ = planted
+    out = tmp_path / "cluster"
+
+    async def first_run():
+        store = InMemoryGraphStore()
+        await store.upsert_follows(Follow(a, b, 1_700_000_000) for a, b in follows)
+        return await cluster_store(store, out, ClusterOptions(k=PLANTED_COMMUNITIES)), store
+
+    first, store = asyncio.run(first_run())
+
+    def renumbered() -> object:
+        """The same groups as a later run may number them: every name moved by one."""
+        clusters = sorted({lab.cluster for lab in first.labels.values()} - {"none"})
+        communities = sorted({lab.community for lab in first.labels.values()} - {"none"})
+        shift = {**{c: clusters[(i + 1) % len(clusters)] for i, c in enumerate(clusters)},
+                 **{m: communities[(i + 1) % len(communities)]
+                    for i, m in enumerate(communities)}, "none": "none"}
+        outcome = copy.deepcopy(first)
+        outcome.labels = {u: Labels(shift[lab.cluster], shift[lab.community])
+                          for u, lab in first.labels.items()}
+        assert sum(outcome.labels[u] == first.labels[u] for u in first.labels) < 100
+        return outcome
+
+    # Through the store's labels (Neo4j keeps them), then through users.csv alone (a
+    # fresh in-memory store, as `hunch graph cluster --follows` builds each run).
+    fresh = InMemoryGraphStore()
+    asyncio.run(fresh.upsert_follows(Follow(a, b, 1_700_000_000) for a, b in follows))
+    for again_store in (store, fresh):
+        outcome = renumbered()
+        asyncio.run(finish(again_store, outcome, out, None))
+        assert outcome.labels == first.labels
+    # The matching itself: a swapped numbering is undone, a new group gets a free name.
+    previous = {"u1": Labels("c0", "m0"), "u2": Labels("c0", "m0"), "u3": Labels("c1", "m1")}
+    swapped = {"u1": Labels("c1", "m1"), "u2": Labels("c1", "m1"), "u3": Labels("c0", "m0"),
+               "u4": Labels("c2", "none")}
+    assert align_labels(swapped, previous) == {
+        "u1": Labels("c0", "m0"), "u2": Labels("c0", "m0"), "u3": Labels("c1", "m1"),
+        "u4": Labels("c2", "none")}
+    assert align_labels({"u9": Labels("c0", "m3")}, previous) == {"u9": Labels("c2", "m2")}
