@@ -368,7 +368,8 @@ def main() -> None:
     env = {**os.environ, "HUNCH_HOME": str(home), "HUNCH_PORT": str(port),
            "HUNCH_MUTATION_RATE_PER_MINUTE": "1000000", "HUNCH_FEED_RATE_PER_MINUTE": "1000000",
            "HUNCH_POLL_WRITES_PER_DAY": "1000000",
-           "HUNCH_FOLLOW_CHANGES_PER_DAY": "1000000"}
+           "HUNCH_FOLLOW_CHANGES_PER_DAY": "1000000",
+           "HUNCH_DOCUMENT_RATE_PER_MINUTE": "1000000"}
     _build_engine(home, env, args.users, args.polls)
     with (home / "data" / "users.csv").open() as fh:
         users = [row["USER_ID"] for _, row in zip(range(200), csv.DictReader(fh))]

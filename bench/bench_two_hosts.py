@@ -70,7 +70,8 @@ class Gateway:
                     "HUNCH_FEED_RATE_PER_MINUTE": NO_RATE_LIMIT,
                     "HUNCH_MUTATION_RATE_PER_MINUTE": NO_RATE_LIMIT,
                     "HUNCH_POLL_WRITES_PER_DAY": NO_RATE_LIMIT,
-                    "HUNCH_FOLLOW_CHANGES_PER_DAY": NO_RATE_LIMIT, **settings}
+                    "HUNCH_FOLLOW_CHANGES_PER_DAY": NO_RATE_LIMIT,
+                    "HUNCH_DOCUMENT_RATE_PER_MINUTE": NO_RATE_LIMIT, **settings}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve", "--workers", str(workers)],
             env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -29,7 +29,12 @@ from gateway import metrics
 from gateway.auth import Authenticator, Principal, Unauthorized
 from gateway.errors import clip_message
 from gateway.production import check_production
-from gateway.rate_limit import RateLimiter, make_daily_quota, make_rate_limiter
+from gateway.rate_limit import (
+    LocalRateLimiter,
+    RateLimiter,
+    make_daily_quota,
+    make_rate_limiter,
+)
 from gateway.schema import build_schema
 from gateway.services import Services
 from gateway.settings import Settings, load_settings
@@ -211,7 +216,8 @@ class HunchGraphQL(GraphQL):
                  feed_rate_limiter: RateLimiter | None = None,
                  read_rate_limiter: RateLimiter | None = None,
                  poll_write_quota: RateLimiter | None = None,
-                 follow_quota: RateLimiter | None = None):
+                 follow_quota: RateLimiter | None = None,
+                 document_rate_limiter: RateLimiter | None = None):
         super().__init__(schema, graphql_ide="graphiql" if development else None,
                          allow_queries_via_get=False)
         self.services_ref = services_ref
@@ -221,6 +227,7 @@ class HunchGraphQL(GraphQL):
         self.read_rate_limiter = read_rate_limiter
         self.poll_write_quota = poll_write_quota
         self.follow_quota = follow_quota
+        self.document_rate_limiter = document_rate_limiter
         self.feed_executor = feed_executor
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -239,8 +246,10 @@ class HunchGraphQL(GraphQL):
                 request.scope["hunch.principal"] = self.authenticator.authenticate(
                     request.headers.get("authorization"))
             except Unauthorized as exc:
-                response = graphql_error_response(401, str(exc), "UNAUTHENTICATED")
-                response.headers["WWW-Authenticate"] = "Bearer"
+                # HTTP 200, as a resolver's UNAUTHENTICATED was: Apollo Kotlin and iOS
+                # raise on a 401 without reading the body, and token-refresh logic keys
+                # on the code (helper-65).
+                response = graphql_error_response(200, str(exc), "UNAUTHENTICATED")
                 await response(scope, receive, send)
                 return
         try:
@@ -309,6 +318,7 @@ class HunchGraphQL(GraphQL):
                 "read_rate_limiter": self.read_rate_limiter,
                 "poll_write_quota": self.poll_write_quota,
                 "follow_quota": self.follow_quota,
+                "document_rate_limiter": self.document_rate_limiter,
                 "feed_executor": self.feed_executor, "degraded": []}
 
 
@@ -333,9 +343,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                                      settings.session_store, settings.redis_url))
     limiters.append(make_daily_quota("follow", settings.follow_changes_per_day,
                                      settings.session_store, settings.redis_url))
+    # New documents are new to this worker's cache: counted by the worker, the whole
+    # minute's worth at once (a fresh worker's first users bring the app's documents).
+    limiters.append(LocalRateLimiter(settings.document_rate_per_minute,
+                                     burst=settings.document_rate_per_minute))
     graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings), limiters[0],
                                settings.development, feed_executor, limiters[1], limiters[2],
-                               limiters[3], limiters[4])
+                               limiters[3], limiters[4], limiters[5])
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

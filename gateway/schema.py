@@ -8,11 +8,11 @@ and carries a stable ``extensions.code`` (see :mod:`gateway.errors`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import threading
 import uuid
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Annotated, Any
 
@@ -793,9 +793,10 @@ class Mutation:
 # of unique queries cannot grow memory).
 PREPARED_DOCUMENTS_CACHED = 256
 # ... and at most this many characters of query text in all: a 2,000-token document kept
-# ~1.5 MB of syntax tree and errors, so 256 of them took a worker from 329 to 729 MB.
-# The app's documents are a few KB each.
-PREPARED_DOCUMENTS_MAX_CHARS = 1_000_000
+# ~1.5 MB of syntax tree and errors, so 256 of them took a worker from 329 to 729 MB (and
+# at 1,000,000 characters, documents of short names still 146 MB). The app's documents
+# are a few KB each.
+PREPARED_DOCUMENTS_MAX_CHARS = 250_000
 
 
 class PreparedDocuments:
@@ -827,10 +828,21 @@ class PreparedDocuments:
         self._errors: OrderedDict[tuple, list[GraphQLError]] = OrderedDict()
         self._chars = {id(self._documents): 0, id(self._errors): 0}
         self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
 
     def extension(self) -> SchemaExtension:
         """A per-request extension that uses this cache (pass the bound method)."""
         return _PreparedDocumentsExtension(self)
+
+    async def prepare(self, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(*args)`` on this cache's own thread: first-seen documents queue behind
+        each other there, not in the default executor that mutations and reads use
+        (a flood of them held a `me` query up 0.2-0.4 s)."""
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(1, thread_name_prefix="prepare")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 
     def cached_document(self, query: str, options: dict[str, Any]) -> DocumentNode | None:
         return self._cached(self._documents, (query, tuple(sorted(options.items()))))
@@ -875,10 +887,16 @@ class PreparedDocuments:
             self._chars[id(entries)] = chars
 
 
+# What a refused document is replaced by until validation reports why (strawberry would
+# parse a failed document again, on the event loop, to find its error).
+_REFUSED = parse("{ __typename }")
+
+
 class _PreparedDocumentsExtension(SchemaExtension):
     def __init__(self, cache: PreparedDocuments):
         self.cache = cache
         self.from_cache = False
+        self.refused: GraphQLError | None = None
 
     def on_operation(self) -> Iterator[None]:
         # What MaxTokensLimiter and AddValidationRules do, in one extension: each
@@ -892,24 +910,47 @@ class _PreparedDocumentsExtension(SchemaExtension):
         context = self.execution_context
         if context.query and context.graphql_document is None:
             document = self.cache.cached_document(context.query, context.parse_options)
-            if document is None:  # first seen: off the event loop
-                with contextlib.suppress(GraphQLError):
-                    document = await asyncio.to_thread(
-                        self.cache.document, context.query, dict(context.parse_options))
-            if document is not None:
-                context.graphql_document = document
-                self.from_cache = True
+            if document is None:  # first seen: off the event loop, if the caller may
+                self.refused = await self._over_document_rate()
+                if self.refused is None:
+                    try:
+                        document = await self.cache.prepare(
+                            self.cache.document, context.query, dict(context.parse_options))
+                    except GraphQLError as error:  # a syntax error: reported as validation's
+                        self.refused = error
+            context.graphql_document = _REFUSED if self.refused is not None else document
+            self.from_cache = True
         yield
+
+    async def _over_document_rate(self) -> GraphQLError | None:
+        """Documents this worker has not prepared cost ~100x a cached one (2,000 tokens:
+        ~300 ms), and fail validation before any resolver's rate limit: each user may
+        bring HUNCH_DOCUMENT_RATE_PER_MINUTE of them (an app sends a handful, once)."""
+        context = self.execution_context.context
+        limiter = context.get("document_rate_limiter") if isinstance(context, dict) else None
+        if limiter is None:
+            return None
+        user_id = context["principal"]().user_id
+        if await limiter.allow(user_id):
+            return None
+        wait = limiter.retry_after(user_id)
+        refusal = RateLimited(
+            "too many different queries (HUNCH_DOCUMENT_RATE_PER_MINUTE): send the same "
+            f"documents with variables; retry in {retry_after_seconds(wait)} s",
+            retry_after=wait)
+        return GraphQLError(str(refusal), original_error=refusal)
 
     async def on_validate(self) -> AsyncIterator[None]:
         context = self.execution_context
-        if self.from_cache and context.query:
+        if self.refused is not None:
+            context.pre_execution_errors = [self.refused]
+        elif self.from_cache and context.query:
             document = context.graphql_document
             assert document is not None
             rules = tuple(context.validation_rules)
             errors = self.cache.cached_errors(context.query, rules)
             if errors is None:  # first seen: off the event loop
-                errors = await asyncio.to_thread(
+                errors = await self.cache.prepare(
                     self.cache.errors, context.query, rules,
                     lambda: validate(context.schema._schema, document, list(rules)))
             context.pre_execution_errors = errors

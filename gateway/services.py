@@ -492,15 +492,19 @@ class Services:
         checks: dict[str, Any] = {}
         checks["models"] = await asyncio.to_thread(self.recipes.available)  # may list S3
         # Which version each recipe serves: after a training, every host should say the
-        # same (an operator had no way to confirm the swap).
-        checks["versions"] = {recipe: self.recipes.version(recipe)
-                              for recipe in checks["models"]}
+        # same (an operator had no way to confirm the swap). What is live only: asking
+        # version() would load a newly published one here, on the event loop.
+        checks["versions"] = self.recipes.live_versions()
         try:
             self.events.check_writable()
             checks["store"] = "writable"
+            self._store_reached = True
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             checks["store"] = f"not writable: {exc}"
-        shared_store = is_postgres_url(self.settings.event_store_url)
+        # A shared store's outage does not pull the host, once the host has reached it:
+        # a wrong URL or password is this host's own fault (helper-65).
+        shared_store = (is_postgres_url(self.settings.event_store_url)
+                        and getattr(self, "_store_reached", False))
         if self.settings.graph_store == "neo4j":
             try:
                 await self.graph.counts()

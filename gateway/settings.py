@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # row in the follow journal (memory graph) and a node or edge in the graph, and
     # within the mutation limit one account could make ~860k a day. People follow a few.
     follow_changes_per_day: int = Field(1_000, ge=1)
+    # Queries a worker has not seen before, per user a minute: each is parsed and
+    # validated (up to ~300 ms at max_query_tokens) before any other limit applies, and
+    # an app sends the same few documents with variables (later ones are cached).
+    document_rate_per_minute: int = Field(60, ge=1)
     # What each feed page showed is kept this long (events naming its recommendation id
     # count its polls as seen; training and `hunch personalize replay` read them), then
     # deleted: the table grew by every page for ever. 0 keeps them all.

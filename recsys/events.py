@@ -689,17 +689,12 @@ class EventStore:
 
     def forget_recommendations_before(self, timestamp: int,
                                       batch: int = FORGET_BATCH_ROWS) -> int:
-        """Delete the recorded recommendations older than ``timestamp`` (a batch a
-        transaction, so writers wait at most one batch); returns how many."""
-        deleted = 0
-        while True:
-            n = self._write(lambda conn: conn.execute(
-                "DELETE FROM recommendations WHERE recommendation_id IN (SELECT "
-                "recommendation_id FROM recommendations WHERE timestamp < ? LIMIT ?)",
-                (timestamp, batch)).rowcount)
-            deleted += n
-            if n < batch:
-                return deleted
+        """Delete up to ``batch`` recorded recommendations older than ``timestamp`` in
+        one transaction (writers wait at most one batch); returns how many."""
+        return self._write(lambda conn: conn.execute(
+            "DELETE FROM recommendations WHERE recommendation_id IN (SELECT "
+            "recommendation_id FROM recommendations WHERE timestamp < ? LIMIT ?)",
+            (timestamp, batch)).rowcount)
 
     def record_recommendation(
         self, recommendation_id: str, user_id: str, item_ids: Iterable[str], timestamp: int

@@ -391,8 +391,8 @@ return 1
 
 # A session call takes ~1 ms; a second means Redis is in trouble.
 REDIS_SESSION_TIMEOUT_SECONDS = 1.0
-# After a failed call, Redis is left alone this long: pages go to the fallback at once
-# instead of each paying a timeout.
+# After a failed call, new sessions are opened on the host for this long instead of each
+# first page paying a timeout (cursors of Redis sessions keep trying Redis).
 REDIS_RETRY_SECONDS = 5.0
 
 
@@ -524,11 +524,15 @@ class FallbackFeedSessionStore:
     def degraded(self) -> bool:
         return self._failed_at is not None
 
-    def _call(self, method: str, *args: Any) -> tuple[bool, Any]:
-        """(True, the shared store's answer), or (False, None) when it failed or is
-        being left alone after a failure."""
+    def _call(self, method: str, *args: Any, wait_after_failure: bool = False
+              ) -> tuple[bool, Any]:
+        """(True, the shared store's answer), or (False, None) when it failed or (with
+        ``wait_after_failure``: new sessions) is being left alone after a failure.
+        Reads and extensions of shared sessions always try it (their waits are bounded):
+        one slow call must not expire every scrolling user's feed for retry_seconds."""
         failed_at = self._failed_at
-        if failed_at is not None and self._clock() - failed_at < self._retry_seconds:
+        if (wait_after_failure and failed_at is not None
+                and self._clock() - failed_at < self._retry_seconds):
             return False, None
         try:
             answer = getattr(self.shared, method)(*args)
@@ -546,7 +550,8 @@ class FallbackFeedSessionStore:
 
     def create(self, user_id: str, ttl_seconds: float,
                items: Sequence[FeedItem] = ()) -> tuple[str, float]:
-        ok, created = self._call("create", user_id, ttl_seconds, items)
+        ok, created = self._call("create", user_id, ttl_seconds, items,
+                                 wait_after_failure=True)
         if ok:
             return created
         session_id, expires = self.local.create(user_id, ttl_seconds, items)

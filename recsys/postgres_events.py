@@ -534,15 +534,10 @@ class PostgresEventStore:
 
     def forget_recommendations_before(self, timestamp: int,
                                       batch: int = FORGET_BATCH_ROWS) -> int:
-        deleted = 0
-        while True:
-            n = self._write(lambda conn: conn.execute(
-                "DELETE FROM recommendations WHERE recommendation_id IN (SELECT "
-                "recommendation_id FROM recommendations WHERE timestamp < %s LIMIT %s)",
-                (timestamp, batch)).rowcount, "forget recommendations")
-            deleted += n
-            if n < batch:
-                return deleted
+        return self._write(lambda conn: conn.execute(
+            "DELETE FROM recommendations WHERE recommendation_id IN (SELECT "
+            "recommendation_id FROM recommendations WHERE timestamp < %s LIMIT %s)",
+            (timestamp, batch)).rowcount, "forget recommendations")
 
     def record_recommendation(self, recommendation_id: str, user_id: str,
                               item_ids: Iterable[str], timestamp: int) -> bool:

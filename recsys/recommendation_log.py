@@ -7,16 +7,18 @@ import threading
 import time
 
 from recsys.errors import InvalidEvent
-from recsys.events import EventStore
+from recsys.events import FORGET_BATCH_ROWS, EventStore
 
 log = logging.getLogger(__name__)
 
 # How often queued feed responses are written: a request never waits on an fsync, and a
 # crash loses at most this long's worth of soft state.
 RECOMMENDATION_FLUSH_SECONDS = 0.2
-# How often recommendations past their retention are deleted (one indexed range delete,
-# in batches: the table held every feed page for ever, ~1 KB a page).
+# How often recommendations past their retention are deleted (indexed range deletes of
+# FORGET_BATCH_ROWS, FORGET_PAUSE_SECONDS apart: the table held every feed page for ever,
+# ~1 KB a page).
 FORGET_EVERY_SECONDS = 3600.0
+FORGET_PAUSE_SECONDS = 0.1
 
 
 class RecommendationLog:
@@ -41,7 +43,7 @@ class RecommendationLog:
         # forget_every_seconds (several doing it at once only repeat an empty delete).
         self.retention_seconds = retention_seconds
         self.forget_every_seconds = forget_every_seconds
-        self._forgot_at = time.monotonic() - forget_every_seconds  # due at the first flush
+        self._first_forget = min(forget_every_seconds, 1.0)  # soon after start, then hourly
         self.forgotten = 0
         self.dropped = 0  # recommendations not stored because the store failed
         self._failing = False
@@ -54,6 +56,11 @@ class RecommendationLog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recommendation-log", daemon=True)
         self._thread.start()
+        self._forget_thread: threading.Thread | None = None
+        if retention_seconds is not None:
+            self._forget_thread = threading.Thread(target=self._run_forget, daemon=True,
+                                                   name="recommendation-retention")
+            self._forget_thread.start()
 
     def record(self, recommendation_id: str, user_id: str, item_ids: list[str]) -> None:
         with self._lock:  # no wake-up of the writer: it polls, requests never wait on it
@@ -109,28 +116,42 @@ class RecommendationLog:
                 log.error("recommendation %r not stored: %s", str(row[0])[:80], exc)
 
     def forget_old(self, now: float | None = None) -> int:
-        """Delete recommendations past the retention (none without one); a failure is
-        logged and tried again at the next turn."""
+        """Delete recommendations past the retention (none without one), a batch at a
+        time with a pause between batches (a backlog after an upgrade must not hold the
+        store's writers); returns how many. A failure is logged and tried again at the
+        next turn; stopping ends it between batches."""
         if self.retention_seconds is None:
             return 0
-        now = time.time() if now is None else now
-        try:
-            n = self.events.forget_recommendations_before(int(now - self.retention_seconds))
-        except Exception as exc:  # noqa: BLE001 - soft state: the next turn tries again
-            log.warning("old recommendations not deleted (%s: %s)", type(exc).__name__, exc)
-            return 0
-        self.forgotten += n
-        return n
+        before = int((time.time() if now is None else now) - self.retention_seconds)
+        deleted = 0
+        while not self._stop.is_set():
+            try:
+                n = self.events.forget_recommendations_before(before, FORGET_BATCH_ROWS)
+            except Exception as exc:  # noqa: BLE001 - soft state: the next turn tries again
+                log.warning("old recommendations not deleted (%s: %s)",
+                            type(exc).__name__, exc)
+                break
+            deleted += n
+            self.forgotten += n
+            if n < FORGET_BATCH_ROWS:
+                break
+            self._stop.wait(FORGET_PAUSE_SECONDS)
+        return deleted
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
             self.flush()
-            if time.monotonic() - self._forgot_at >= self.forget_every_seconds:
-                self._forgot_at = time.monotonic()
-                self.forget_old()
+
+    def _run_forget(self) -> None:
+        # Its own thread: the writes of new recommendations go on meanwhile.
+        while not self._stop.wait(self._first_forget):
+            self._first_forget = self.forget_every_seconds
+            self.forget_old()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        if self._forget_thread is not None:
+            self._forget_thread.join(timeout=30)  # ends between batches
         self.flush()
         self.events.close()

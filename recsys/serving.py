@@ -152,6 +152,10 @@ class RecipeService:
                 out.append(name)
         return out
 
+    def live_versions(self) -> dict[str, str]:
+        """The versions serving now, per recipe, without loading or listing anything."""
+        return {name: live.version for name, live in list(self._live.items())}
+
     def version(self, recipe: str) -> str | None:
         """The version now serving ``recipe`` (loading it if needed)."""
         live = self._current(recipe)

@@ -65,17 +65,19 @@ def demo(users: int, polls: int, days: int, seed: int, serve: bool) -> None:
         report = import_directory(data_dir, settings.event_store_url, mode="incremental",
                                   progress=True, rules=settings.event_rules())
         click.echo(report.describe())
-        if settings.graph_store == "neo4j":
-            # The compose route: the demo's follows go into Neo4j with its first import
-            # only (a later start would add back follows users have undone since).
-            import asyncio
+    if settings.graph_store == "neo4j":
+        # The compose route: the demo's follows go into Neo4j while it holds none (a
+        # start after that would add back follows users have undone since); decided by
+        # Neo4j's own count, so a load that failed is tried again at the next start.
+        import asyncio
 
-            from gateway.cli.graph import _load
+        from gateway.cli.graph import load_follows_if_empty
 
-            written, _ = asyncio.run(_load(None, data_dir / "follows.csv",
-                                           data_dir / "items.csv"))
-            click.echo(f"the follower graph is Neo4j ({settings.neo4j_uri}): "
-                       + ", ".join(f"{n:,} {what}" for what, n in written.items()) + " loaded")
+        loaded = asyncio.run(load_follows_if_empty(data_dir / "follows.csv",
+                                                   data_dir / "items.csv"))
+        click.echo(f"the follower graph is Neo4j ({settings.neo4j_uri}): " + (
+            ", ".join(f"{n:,} {what}" for what, n in loaded.items()) + " loaded"
+            if loaded else "it holds follows already; nothing loaded"))
     artifacts = settings.artifact_store()  # the gateway's: a directory or S3
     for recipe in ("popularity-count", "trending-now", "user-personalization"):
         if artifacts.latest(recipe) is not None:  # trained at an earlier start

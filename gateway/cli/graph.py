@@ -390,6 +390,22 @@ def _journalled_follows(settings) -> list[tuple[str, str, int]]:
     return [(a, b, t) for (a, b), t in pairs.items()]
 
 
+async def load_follows_if_empty(follows: Path, items: Path) -> dict[str, int] | None:
+    """Load ``follows`` and ``items`` into Neo4j when it holds no follow yet (what `hunch
+    demo` does on Neo4j); None when it holds some: loading again would bring back the
+    follows users have undone since."""
+    from graph.neo4j_store import Neo4jGraphStore
+
+    store = Neo4jGraphStore.from_env()
+    try:
+        if (await store.counts())["follows"]:
+            return None
+    finally:
+        await store.close()
+    written, _ = await _load(None, follows, items)
+    return written
+
+
 # -- hunch graph query -----------------------------------------------------------------
 
 def _param(values: tuple[str, ...]) -> dict[str, str]:

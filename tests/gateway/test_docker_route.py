@@ -4,6 +4,8 @@ the events acknowledged in the previous run)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import re
 import shlex
@@ -156,35 +158,45 @@ def test_running_the_demo_again_keeps_the_events_stored_between_runs(tmp_path):
     assert "not imported again" in second
 
 
-def test_the_demo_loads_its_follows_into_neo4j_with_its_first_import_only(tmp_path,
-                                                                          monkeypatch):
+def test_the_demo_loads_its_follows_into_neo4j_while_it_holds_none(tmp_path, monkeypatch):
     """helper-64: compose's init ran the demo on Neo4j and left the graph empty (it only
-    printed a hint). The follows go in with the demo's import; a restart, which imports
-    nothing, loads nothing either (re-loading would undo users' unfollows). The load
-    itself is `hunch graph load`'s, tested against the real server in tests/graph; here
-    it is recorded, so that no demo data lands in the suite's shared Neo4j."""
+    printed a hint). The demo loads its follows while the graph holds none, by the graph's
+    own count: a start after that loads nothing (it would undo users' unfollows), and a
+    load that failed is tried again at the next start although the events are in
+    (helper-65). The graph is an in-memory store with Neo4j's interface here, so that no
+    demo data lands in the suite's shared Neo4j; `hunch graph load` itself runs against
+    the real server in tests/graph."""
     from click.testing import CliRunner
 
-    import gateway.cli.graph as graph_cli
     from gateway.cli import cli
+    from graph.errors import GraphUnavailable
+    from graph.memory_store import InMemoryGraphStore
+    from graph.neo4j_store import Neo4jGraphStore
 
-    loads: list[tuple] = []
+    graph = InMemoryGraphStore()
+    down = [True]
 
-    async def recorded(interactions, follows, items):
-        loads.append((interactions, follows, items))
-        return {"polls": 60, "follows": 7}, {}
+    def from_env(*args, **kwargs):
+        if down[0]:
+            raise GraphUnavailable("Neo4j at bolt://neo4j:7687 is unreachable")
+        return graph
 
-    monkeypatch.setattr(graph_cli, "_load", recorded)
+    monkeypatch.setattr(Neo4jGraphStore, "from_env", staticmethod(from_env))
     for name in list(os.environ):
         if name.startswith(PREFIX):
             monkeypatch.delenv(name)
     env = {"HUNCH_HOME": str(tmp_path), "HUNCH_GRAPH_STORE": "neo4j"}
     args = ["demo", "--no-serve", "--users", "40", "--polls", "60", "--days", "2"]
     first = CliRunner().invoke(cli, args, env=env)
-    assert first.exit_code == 0, first.output
-    data = tmp_path / "demo-data"
-    assert loads == [(None, data / "follows.csv", data / "items.csv")]
-    assert "60 polls, 7 follows loaded" in first.output
-    again = CliRunner().invoke(cli, args, env=env)
-    assert again.exit_code == 0, again.output
-    assert len(loads) == 1 and "not imported again" in again.output
+    assert first.exit_code != 0  # Neo4j down: the events are in, the graph is not
+    down[0] = False
+    second = CliRunner().invoke(cli, args, env=env)
+    assert second.exit_code == 0, second.output
+    assert "not imported again" in second.output and " follows loaded" in second.output
+    follows = asyncio.run(graph.counts())["follows"]
+    with (tmp_path / "demo-data" / "follows.csv").open() as fh:
+        assert follows == sum(1 for _ in fh) - 1 > 0
+    third = CliRunner().invoke(cli, args, env=env)
+    assert third.exit_code == 0, third.output
+    assert "holds follows already; nothing loaded" in third.output
+    assert asyncio.run(graph.counts())["follows"] == follows

@@ -372,3 +372,35 @@ def test_follow_changes_are_limited_per_user_a_day(settings):  # noqa: F811
             assert body["data"]["follow"]["__typename"] == "FollowChanged", body
 
     serve(settings, scenario)
+
+
+def test_a_follow_change_the_graph_refuses_is_given_back(settings):  # noqa: F811
+    """The quota is charged before the graph is asked; a change the graph refuses
+    (GraphUnavailableError) costs nothing (helper-65: the refund was never exercised)."""
+    from gateway.app import create_app
+    from gateway.services import Services
+    from graph.errors import GraphUnavailable
+
+    settings.follow_changes_per_day = 1
+    services = Services(settings)
+    follow = services.follow
+    down = [True]
+
+    async def flaky(follower, followee):
+        if down[0]:
+            raise GraphUnavailable("Neo4j is restarting")
+        return await follow(follower, followee)
+
+    services.follow = flaky
+    query = 'mutation($u: ID!) { follow(userId: $u) { __typename } }'
+
+    async def scenario(client):
+        async def ask(u):
+            return (await gql(client, settings, query, {"u": u}, user="fan")).json()
+
+        assert (await ask("a"))["data"]["follow"]["__typename"] == "GraphUnavailableError"
+        down[0] = False
+        assert (await ask("a"))["data"]["follow"]["__typename"] == "FollowChanged"
+        assert codes(await ask("b")) == ["RATE_LIMITED"]
+
+    serve(settings, scenario, create_app(settings, services))

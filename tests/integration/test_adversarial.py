@@ -138,7 +138,8 @@ class HostileServer:
         env = {**os.environ, "HUNCH_HOME": str(home), "HUNCH_PORT": str(self.port),
                "HUNCH_MUTATION_RATE_PER_MINUTE": "1000000", "HUNCH_FEED_RATE_PER_MINUTE": "1000000",
                "HUNCH_READ_RATE_PER_MINUTE": "1000000", "HUNCH_POLL_WRITES_PER_DAY": "1000000",
-               "HUNCH_FOLLOW_CHANGES_PER_DAY": "1000000"}
+               "HUNCH_FOLLOW_CHANGES_PER_DAY": "1000000",
+               "HUNCH_DOCUMENT_RATE_PER_MINUTE": "1000000"}
         with log.open("wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env,
                                          stdout=out, stderr=subprocess.STDOUT)

@@ -68,7 +68,8 @@ def shared(home, tmp_path_factory, postgres_server, redis_server) -> dict[str, s
            "HUNCH_JWT_SECRET": JWT_SECRET, "HUNCH_CURSOR_SECRET": CURSOR_SECRET,
            "HUNCH_FEED_RATE_PER_MINUTE": str(FEED_RATE_PER_MINUTE),
            "HUNCH_MUTATION_RATE_PER_MINUTE": "1000000",
-           "HUNCH_POLL_WRITES_PER_DAY": "1000000", "HUNCH_FOLLOW_CHANGES_PER_DAY": "1000000"}
+           "HUNCH_POLL_WRITES_PER_DAY": "1000000", "HUNCH_FOLLOW_CHANGES_PER_DAY": "1000000",
+           "HUNCH_DOCUMENT_RATE_PER_MINUTE": "1000000"}
     # Set up and imported once, by a home of its own (as a deploy step would): the hosts
     # find it through the shared settings.
     deploy = {**_clean_env(), "HUNCH_HOME": str(root / "importer"), **env}

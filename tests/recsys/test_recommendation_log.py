@@ -120,3 +120,34 @@ def test_recommendations_past_their_retention_are_forgotten(tmp_path):
     keep_all = RecommendationLog(EventStore(path), flush_seconds=3600)
     assert keep_all.forget_old() == 0
     keep_all.close()
+
+
+def test_a_backlog_is_forgotten_a_batch_at_a_time(tmp_path, monkeypatch):
+    """helper-65: the first pass after an upgrade deleted the whole backlog in back-to-back
+    transactions on the flushing thread. Batches now pause, on a thread of their own."""
+    import time
+
+    from recsys import recommendation_log
+
+    monkeypatch.setattr(recommendation_log, "FORGET_BATCH_ROWS", 2)
+    monkeypatch.setattr(recommendation_log, "FORGET_PAUSE_SECONDS", 0.0)
+    path = tmp_path / "events.sqlite3"
+    old = int(time.time()) - 40 * 86_400
+    with EventStore(path) as events:
+        events.record_recommendations([(f"old{k}", "u1", ["p1"], old) for k in range(5)])
+    store = EventStore(path)
+    calls: list[int] = []
+    original = store.forget_recommendations_before
+
+    def counted(before, batch):
+        calls.append(batch)
+        return original(before, batch)
+
+    store.forget_recommendations_before = counted
+    log = RecommendationLog(store, flush_seconds=3600, retention_seconds=30 * 86_400,
+                            forget_every_seconds=3600)
+    log._stop.set()  # no background turn: this test runs the pass itself
+    log._forget_thread.join(timeout=10)
+    log._stop.clear()
+    assert log.forget_old() == 5 and calls == [2, 2, 2]
+    log.close()
