@@ -43,6 +43,9 @@ RATE_LIMIT_MAX_USERS = 100_000
 REDIS_WINDOW_SLACK_SECONDS = 60
 # A rate check is one round trip (~1-2 ms here); 0.2 s means Redis is in trouble.
 REDIS_TIMEOUT_SECONDS = 0.2
+# After a failed check, this worker's own buckets answer for this long before Redis is
+# asked again.
+REDIS_RETRY_SECONDS = 5.0
 WINDOW_SECONDS = 60
 DAY_SECONDS = 24 * 3600
 # Counts one request in the window's key and returns the count. Atomic, as a script is:
@@ -141,10 +144,14 @@ class RedisRateLimiter:
         self.scope = scope
         self.rate_per_minute = rate_per_minute  # per window_seconds
         self.window_seconds = window_seconds
-        self.fallback = fallback or LocalRateLimiter(rate_per_minute)
+        # `is not None`, not `or`: an empty LocalRateLimiter has len 0, is falsy, and the
+        # daily quota's own fallback was replaced by a per-minute one (helper-66).
+        self.fallback = (fallback if fallback is not None
+                         else LocalRateLimiter(rate_per_minute))
         self._client = None  # made in the event loop that uses it (redis.asyncio)
         self._count_in_window = None  # the script, registered with that client
         self._degraded = False
+        self._failed_at: float | None = None  # monotonic time of the last failed call
         self._clock = clock  # the wall clock: every host must agree on the window
 
     async def allow(self, user_id: str) -> bool:
@@ -153,6 +160,11 @@ class RedisRateLimiter:
 
         window = int(self._clock() // self.window_seconds)
         key = f"hunch:rate:{self.scope}:{user_id}:{window}"
+        if (self._failed_at is not None
+                and time.monotonic() - self._failed_at < REDIS_RETRY_SECONDS):
+            # Left alone a while after a failure: a hung Redis cost every request its
+            # whole timeout (helper-66); this worker's buckets hold the limits meanwhile.
+            return self.fallback.allow_now(user_id)
         try:
             if self._client is None:
                 # Bounded waits: a Redis that hangs (rather than refuses) must fall
@@ -165,11 +177,13 @@ class RedisRateLimiter:
             count = await self._count_in_window(
                 keys=[key], args=[self.window_seconds + REDIS_WINDOW_SLACK_SECONDS])
         except (RedisError, OSError) as exc:
+            self._failed_at = time.monotonic()
             metrics.FALLBACKS.labels(f"rate-limit-{self.scope}", type(exc).__name__).inc()
             if not self._degraded:
                 log.warning("rate limits fall back to this worker's own (Redis: %s)", exc)
                 self._degraded = True
             return self.fallback.allow_now(user_id)
+        self._failed_at = None
         if self._degraded:
             log.info("rate limits are shared through Redis again")
             self._degraded = False

@@ -23,7 +23,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField
 
-from gateway.auth import Forbidden, Principal
+from gateway.auth import Forbidden, Principal, Unauthorized
 from gateway.errors import RateLimited, retry_after_seconds
 from graph.errors import GraphError
 from recsys.admission import (
@@ -790,13 +790,17 @@ class Mutation:
 
 # Distinct documents kept parsed and validated: mobile clients send a handful, internal
 # tools a few more; beyond that the least recently used is dropped (an LRU, so a flood
-# of unique queries cannot grow memory).
-PREPARED_DOCUMENTS_CACHED = 256
+# of unique queries cannot grow memory). 64 of at most ~1.5 MB of syntax tree each (the
+# token limit bounds a document): ~100 MB at worst.
+PREPARED_DOCUMENTS_CACHED = 64
+# Documents longer than this are prepared every time, not kept: padding (a 55 KB
+# comment) let six requests push everyone's documents out of the cache (helper-66).
+PREPARED_DOCUMENT_MAX_CACHED_CHARS = 16_384
 # ... and at most this many characters of query text in all: a 2,000-token document kept
 # ~1.5 MB of syntax tree and errors, so 256 of them took a worker from 329 to 729 MB (and
 # at 1,000,000 characters, documents of short names still 146 MB). The app's documents
 # are a few KB each.
-PREPARED_DOCUMENTS_MAX_CHARS = 250_000
+PREPARED_DOCUMENTS_MAX_CHARS = 1_000_000
 
 
 class PreparedDocuments:
@@ -876,6 +880,8 @@ class PreparedDocuments:
             return found
 
     def _store(self, entries: OrderedDict, key: tuple, value: Any) -> None:
+        if len(key[0]) > PREPARED_DOCUMENT_MAX_CACHED_CHARS:
+            return
         with self._lock:
             if key in entries:
                 return
@@ -930,7 +936,10 @@ class _PreparedDocumentsExtension(SchemaExtension):
         limiter = context.get("document_rate_limiter") if isinstance(context, dict) else None
         if limiter is None:
             return None
-        user_id = context["principal"]().user_id
+        try:
+            user_id = context["principal"]().user_id
+        except Unauthorized as exc:  # checked before parsing; a caller that skipped that
+            return GraphQLError(str(exc), original_error=exc)
         if await limiter.allow(user_id):
             return None
         wait = limiter.retry_after(user_id)
@@ -950,9 +959,22 @@ class _PreparedDocumentsExtension(SchemaExtension):
             rules = tuple(context.validation_rules)
             errors = self.cache.cached_errors(context.query, rules)
             if errors is None:  # first seen: off the event loop
-                errors = await self.cache.prepare(
-                    self.cache.errors, context.query, rules,
-                    lambda: validate(context.schema._schema, document, list(rules)))
+                def run() -> list[GraphQLError]:
+                    from gateway.document_limits import (
+                        MAX_EXPANDED_SELECTIONS,
+                        expanded_selections,
+                        too_wide,
+                    )
+
+                    # Before the quadratic merge check; fragments that expand past their
+                    # own bound are left to its rule, whose message says what to fix.
+                    size = expanded_selections(document, MAX_EXPANDED_SELECTIONS)
+                    wide = (too_wide(document)
+                            if size is not None and size <= MAX_EXPANDED_SELECTIONS else None)
+                    return [wide] if wide else validate(context.schema._schema, document,
+                                                        list(rules))
+
+                errors = await self.cache.prepare(self.cache.errors, context.query, rules, run)
             context.pre_execution_errors = errors
         yield
 

@@ -389,11 +389,16 @@ return 1
 """
 
 
-# A session call takes ~1 ms; a second means Redis is in trouble.
-REDIS_SESSION_TIMEOUT_SECONDS = 1.0
+# A session call takes ~1 ms; a quarter of a second means Redis is in trouble (a hung
+# Redis held each worker's one feed thread a whole timeout per page: helper-66).
+REDIS_SESSION_TIMEOUT_SECONDS = 0.25
 # After a failed call, new sessions are opened on the host for this long instead of each
-# first page paying a timeout (cursors of Redis sessions keep trying Redis).
+# first page paying a timeout ...
 REDIS_RETRY_SECONDS = 5.0
+# ... and cursors of Redis sessions wait this long before trying Redis again: one slow
+# call expires scrolling users' cursors for at most this (helper-65), and a hung Redis
+# costs a worker one timeout a second, not one a page (helper-66).
+REDIS_READ_RETRY_SECONDS = 1.0
 
 
 class RedisFeedSessionStore:
@@ -511,11 +516,13 @@ class FallbackFeedSessionStore:
                  errors: tuple[type[BaseException], ...],
                  on_failure: Callable[[BaseException], None] | None = None,
                  retry_seconds: float = REDIS_RETRY_SECONDS,
+                 read_retry_seconds: float = REDIS_READ_RETRY_SECONDS,
                  clock: Callable[[], float] = time.monotonic):
         self.shared, self.local = shared, local
         self._errors = errors
         self._on_failure = on_failure
         self._retry_seconds = retry_seconds
+        self._read_retry_seconds = read_retry_seconds
         self._clock = clock
         self._failed_at: float | None = None
         self.last_error: str | None = None
@@ -524,15 +531,14 @@ class FallbackFeedSessionStore:
     def degraded(self) -> bool:
         return self._failed_at is not None
 
-    def _call(self, method: str, *args: Any, wait_after_failure: bool = False
+    def _call(self, method: str, *args: Any, new_session: bool = False
               ) -> tuple[bool, Any]:
-        """(True, the shared store's answer), or (False, None) when it failed or (with
-        ``wait_after_failure``: new sessions) is being left alone after a failure.
-        Reads and extensions of shared sessions always try it (their waits are bounded):
-        one slow call must not expire every scrolling user's feed for retry_seconds."""
+        """(True, the shared store's answer), or (False, None) when it failed or is left
+        alone after a failure: retry_seconds for new sessions, read_retry_seconds for the
+        reads and extensions of shared sessions (a cursor has nowhere else to go)."""
         failed_at = self._failed_at
-        if (wait_after_failure and failed_at is not None
-                and self._clock() - failed_at < self._retry_seconds):
+        pause = self._retry_seconds if new_session else self._read_retry_seconds
+        if failed_at is not None and self._clock() - failed_at < pause:
             return False, None
         try:
             answer = getattr(self.shared, method)(*args)
@@ -550,8 +556,7 @@ class FallbackFeedSessionStore:
 
     def create(self, user_id: str, ttl_seconds: float,
                items: Sequence[FeedItem] = ()) -> tuple[str, float]:
-        ok, created = self._call("create", user_id, ttl_seconds, items,
-                                 wait_after_failure=True)
+        ok, created = self._call("create", user_id, ttl_seconds, items, new_session=True)
         if ok:
             return created
         session_id, expires = self.local.create(user_id, ttl_seconds, items)

@@ -445,6 +445,15 @@ def test_the_document_cache_is_bounded_by_its_text_too():
     assert cache._chars[id(cache._documents)] == len(queries[-1])
     cache.document(queries[-1], {})  # a hit moves nothing out
     assert len(cache._documents) == 1
+    # helper-66: padded documents (a 55 KB comment each) pushed everyone's out: a
+    # document past PREPARED_DOCUMENT_MAX_CACHED_CHARS is prepared, not kept
+    from gateway.schema import PREPARED_DOCUMENT_MAX_CACHED_CHARS
+
+    roomy = PreparedDocuments(max_tokens=2000)
+    padded = "{ __typename } #" + "x" * PREPARED_DOCUMENT_MAX_CACHED_CHARS
+    assert roomy.document(padded, {}) is not None
+    roomy.errors(padded, (), lambda: [])
+    assert not roomy._documents and not roomy._errors
 
 
 def test_an_admins_feed_user_id_is_checked_like_every_user_id(settings):  # noqa: F811
@@ -504,5 +513,65 @@ def test_new_documents_are_rate_limited_per_user_and_syntax_errors_parsed_once(
         other = (await gql(client, settings, '{ a11: poll(id: "p1") { id } }',
                            user="someone-else")).json()
         assert other["data"]["a11"]["id"] == "p1"
+
+    serve(settings, scenario)
+
+
+def test_a_lone_surrogate_is_found_in_linear_time_and_named_by_its_path():
+    """helper-66: the check spelled every value's path up front: a 30,000-character key
+    over 15,000 list items built 15,000 strings of 30 KB (440 MB, 0.3 s) for a 60 KB
+    body. Paths are spelled for the failing string only."""
+    import json
+    import tracemalloc
+
+    from gateway.app import decode_request_json
+
+    body = json.dumps({"variables": {"k" * 30_000: [0] * 15_000, "x": "\U0001F600"}})
+    tracemalloc.start()
+    assert decode_request_json(body)["variables"]["x"] == "\U0001F600"
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20_000_000, peak  # was ~440 MB (memory, not time: tests assert no timings)
+    for text, where in (('{"variables": {"ids": ["ok", "\\ud800"]}}', "request.variables.ids[1]"),
+                        ('{"variables": {"m": {"\\udc00": 1}}}', "a key in request.variables.m")):
+        with pytest.raises(Exception) as refused:
+            decode_request_json(text)
+        assert refused.value.reason.startswith(where + " holds a lone"), refused.value.reason
+
+
+def test_a_get_with_a_query_and_no_token_is_refused_before_anything_is_decoded(settings):  # noqa: F811
+    """helper-66: GET was not authenticated first; its `variables` were decoded and a new
+    document reached the per-user document limit without a user (a 500 and a traceback
+    each). The GraphiQL page itself (a GET without a query string) still loads."""
+    async def scenario(client):
+        response = await client.get("/graphql", params={"query": "{ me { id } }"})
+        assert response.status_code == 200 and codes(response.json()) == ["UNAUTHENTICATED"]
+
+    serve(settings, scenario)
+
+
+def test_a_selection_set_too_wide_is_refused_before_the_quadratic_merge_check(settings):  # noqa: F811
+    """helper-66: `{ me { id x490 } }` (4.9 KB) took 0.66-0.87 s to validate, almost all
+    in graphql-core's pairwise check that repeated fields can be merged; 60 such
+    documents a minute kept the preparation thread busy. Sets wider than
+    MAX_FIELDS_PER_SELECTION fields, fragments expanded at their level, are refused
+    before validation runs."""
+    from gateway.document_limits import MAX_FIELDS_PER_SELECTION, widest_selection
+    from graphql import parse
+
+    wide = "{ me { " + "id " * (MAX_FIELDS_PER_SELECTION + 1) + "} }"
+    half = " ".join(["id"] * (MAX_FIELDS_PER_SELECTION // 2 + 1))
+    spread = ("{ me { ...A ... on Me { ...B } } } "
+              f"fragment A on Me {{ {half} }} fragment B on Me {{ {half} }}")
+    fits = "{ me { " + "id " * MAX_FIELDS_PER_SELECTION + "} }"
+    assert widest_selection(parse(spread), 10_000) == 2 * (MAX_FIELDS_PER_SELECTION // 2 + 1)
+
+    async def scenario(client):
+        for query in (wide, spread):
+            body = (await gql(client, settings, query)).json()
+            assert codes(body) == ["GRAPHQL_VALIDATION_FAILED"], body
+            assert f"over {MAX_FIELDS_PER_SELECTION} fields" in body["errors"][0]["message"]
+        body = (await gql(client, settings, fits)).json()
+        assert "errors" not in body and body["data"]["me"]["id"] == "reader", body
 
     serve(settings, scenario)

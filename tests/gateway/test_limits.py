@@ -404,3 +404,45 @@ def test_a_follow_change_the_graph_refuses_is_given_back(settings):  # noqa: F81
         assert codes(await ask("b")) == ["RATE_LIMITED"]
 
     serve(settings, scenario, create_app(settings, services))
+
+
+def test_a_daily_quota_falls_back_to_a_daily_bucket_when_redis_fails():
+    """helper-66: `fallback or LocalRateLimiter(rate)` took the quota's own (empty, so
+    falsy) daily bucket for absent: with Redis down, 100 poll writes a day became 100 a
+    minute with bursts of 10."""
+    from gateway.rate_limit import DAY_SECONDS, make_daily_quota
+
+    quota = make_daily_quota("poll", 2, "redis", "redis://127.0.0.1:1/0")  # nothing there
+    assert quota.fallback.burst == 2 and quota.fallback.rate == 2 / DAY_SECONDS
+
+    async def main():
+        try:
+            return [await quota.allow("ann") for _ in range(5)]
+        finally:
+            await quota.close()
+
+    assert asyncio.run(main()) == [True, True, False, False, False]
+
+
+def test_a_failing_redis_is_left_alone_for_a_while():
+    """helper-66: with Redis hung, every rate check waited its whole timeout (`me` took
+    0.2 s). After a failed check the worker's own buckets answer for
+    REDIS_RETRY_SECONDS without asking Redis."""
+    import redis
+
+    tried: list[str] = []
+
+    async def hung(keys, args):
+        tried.append(keys[0])
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    async def main():
+        limiter = RedisRateLimiter("redis://127.0.0.1:1/0", "feed", 600)
+        limiter._client = object()  # "connected"
+        limiter._count_in_window = hung
+        answers = [await limiter.allow("ann") for _ in range(5)]
+        limiter._client = None
+        return answers
+
+    assert asyncio.run(main()) == [True] * 5  # the local bucket's burst
+    assert len(tried) == 1

@@ -73,10 +73,12 @@ def test_sessions_return_to_the_shared_store_and_local_ones_live_on(tmp_path):
     assert store.create("u2", 600)[0].startswith(FallbackFeedSessionStore.LOCAL)
     assert len(failures) == 1, failures  # new sessions left Redis alone after the failure
     shared.down = False
+    now[0] = 0.5
+    assert store.snapshot(before) is None  # cursors wait read_retry_seconds (1 s) ...
     now[0] = 4.0
     assert store.create("u3", 600)[0].startswith(FallbackFeedSessionStore.LOCAL)  # not yet
-    # helper-65: one hiccup must not expire every shared session for retry_seconds: a
-    # cursor of a Redis session tries Redis, and its answer ends the pause
+    # ... not retry_seconds (helper-65: one hiccup must not expire every shared session
+    # for 5 s); a cursor of a Redis session tries Redis, and its answer ends the pause
     assert store.snapshot(before) is not None and not store.degraded
     after, _ = store.create("u1", 600, [item])
     assert not after.startswith(FallbackFeedSessionStore.LOCAL)
