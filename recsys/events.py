@@ -246,13 +246,20 @@ _MIGRATIONS = {
     INSERT OR IGNORE INTO event_only_polls
         SELECT DISTINCT item_id FROM events WHERE kind = 'interaction' AND item_id IS NOT NULL
         AND item_id NOT IN (SELECT item_id FROM items);
+    INSERT OR IGNORE INTO event_only_polls
+        SELECT DISTINCT j.value FROM events AS e, json_each(e.impression) AS j
+        WHERE e.impression IS NOT NULL AND j.value NOT IN (SELECT item_id FROM items);
     """,
 }
-# After an import: the polls its interactions name that have no record (migration 5).
+# After an import: the polls its events name that have no record (migration 5): an
+# interaction's poll, and every poll of an impression list (shown in someone's feed).
 _NOTE_EVENT_ONLY_POLLS = (
     "INSERT OR IGNORE INTO event_only_polls SELECT DISTINCT e.item_id FROM events AS e "
-    "WHERE e.seq > ? AND e.kind = 'interaction' AND e.item_id IS NOT NULL "
-    "AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = e.item_id)"
+    "WHERE e.seq > ?1 AND e.kind = 'interaction' AND e.item_id IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = e.item_id) "
+    "UNION SELECT j.value FROM events AS e, json_each(e.impression) AS j "
+    "WHERE e.seq > ?1 AND e.impression IS NOT NULL "
+    "AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = j.value)"
 )
 
 _EVENT_COLUMNS = (
@@ -1018,7 +1025,7 @@ def owned_poll_fields(item_id: str, record: Mapping[str, Any], found: Sequence[A
     fields = dict(record)
     if found is None and has_events and not admin:
         raise NotPollAuthor(
-            f"poll {item_id!r:.80} already exists (imported interactions name it) without "
+            f"poll {item_id!r:.80} already exists (imported events name it) without "
             "a catalog record; only an internal tool may write it: choose another id")
     if found is None:
         if fields.get("CREATION_TIMESTAMP") is None:

@@ -176,6 +176,12 @@ MIGRATIONS: list[str] = [
         SELECT DISTINCT e.item_id FROM events AS e WHERE e.kind = 'interaction'
         AND e.item_id IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = e.item_id);
+    INSERT INTO event_only_polls
+        SELECT DISTINCT j.value FROM events AS e,
+            jsonb_array_elements_text(e.impression::jsonb) AS j(value)
+        WHERE e.impression IS NOT NULL
+        AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = j.value)
+        ON CONFLICT DO NOTHING;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -731,11 +737,15 @@ class PostgresEventStore:
                 conn, (_catalog_pg_row("ITEM_ID", r, k) for k, r in enumerate(items, 1)))
             n_users = _upsert_users(
                 conn, (_catalog_pg_row("USER_ID", r, k) for k, r in enumerate(users, 1)))
-            conn.execute(  # the polls its interactions name without a record
-                "INSERT INTO event_only_polls SELECT DISTINCT e.item_id FROM events AS e "
-                "WHERE e.seq > %s AND e.kind = 'interaction' AND e.item_id IS NOT NULL "
+            conn.execute(  # the polls its events name without a record (SQLite's note)
+                "INSERT INTO event_only_polls SELECT e.item_id FROM events AS e "
+                "WHERE e.seq > %(base)s AND e.kind = 'interaction' AND e.item_id IS NOT NULL "
                 "AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = e.item_id) "
-                "ON CONFLICT DO NOTHING", (base,))
+                "UNION SELECT j.value FROM events AS e, "
+                "jsonb_array_elements_text(e.impression::jsonb) AS j(value) "
+                "WHERE e.seq > %(base)s AND e.impression IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = j.value) "
+                "ON CONFLICT DO NOTHING", {"base": base})
             return ImportCounts(new[_INTERACTION], new[_IMPRESSION], n_items, n_users)
 
         return self._write(work, "import")

@@ -1111,9 +1111,15 @@ def test_a_poll_imported_interactions_name_without_a_record_is_not_anyones_to_cl
     named it first in upsertPoll became its author and wrote its text over its votes.
     Such a poll exists: only an internal tool may write its record."""
     store.import_bulk([hunch(f"u{k}", "orphan-1", NOW - DAY + k, event_id=f"v{k}")
-                       for k in range(3)] + [hunch("u9", "listed", NOW - DAY, event_id="l")],
+                       for k in range(3)] + [hunch("u9", "listed", NOW - DAY, event_id="l",
+                                                   impression=("listed", "shown-1"))],
+                      [Impression("u8", ("shown-2", "listed"), NOW - DAY)],
                       items=[{"ITEM_ID": "listed", "CATEGORY": "X"}])
-    with pytest.raises(NotPollAuthor, match="imported interactions name it"):
+    # helper-66: polls only impression lists name were shown in feeds: theirs too
+    for shown in ("shown-1", "shown-2"):
+        with pytest.raises(NotPollAuthor, match="imported events name it"):
+            store.upsert_item({"ITEM_ID": shown, "CATEGORY": "X"}, acting_user="claimant")
+    with pytest.raises(NotPollAuthor, match="imported events name it"):
         store.upsert_item({"ITEM_ID": "orphan-1", "QUESTION": "Visit scam.example"},
                           acting_user="claimant")
     assert store.get_item("orphan-1") is None
