@@ -1,8 +1,9 @@
 """Prometheus metrics of the gateway (served at /metrics).
 
-With several uvicorn workers every worker's numbers are collected (prometheus-client's
-multiprocess mode): ``hunch serve --workers N`` sets PROMETHEUS_MULTIPROC_DIR to an empty
-directory under HUNCH_HOME unless the environment names one.
+With several uvicorn workers and HUNCH_METRICS_ACROSS_WORKERS=true every worker's
+numbers are collected (prometheus-client's multiprocess mode): ``hunch serve --workers
+N`` sets PROMETHEUS_MULTIPROC_DIR to an empty directory under HUNCH_HOME unless the
+environment names one. Otherwise each worker reports its own.
 """
 
 from __future__ import annotations

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     # deleted: the table grew by every page for ever. 0 keeps them all.
     recommendation_retention_days: float = Field(30.0, ge=0)
     max_page_size: int = 100
+    # With several workers, /metrics sums them all (prometheus-client's multiprocess mode,
+    # set up by `hunch serve`); off, each scrape answers for the worker that took it.
+    # Costs feed capacity (bench_gateway: 332-345 -> 176 req/s on 2 workers).
+    metrics_across_workers: bool = False
 
     # --- event admission (see recsys/admission.py for the reasons) -----------------------
     event_max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS  # live events: a week back at most

@@ -249,10 +249,11 @@ def test_personalize_hears_repeats_and_impressions_when_told_to(home, personaliz
 def test_metrics_of_several_workers_are_one_set_of_numbers(home):
     """helper-64: with --workers 2 each scrape answered from whichever worker took it, so
     hunch_events_ingested_total alternated between two workers' counts (1,828 and 222),
-    which Prometheus reads as resets. Every scrape now sums the workers."""
+    which Prometheus reads as resets. With HUNCH_METRICS_ACROSS_WORKERS (opt-in: it costs
+    feed capacity) every scrape sums the workers."""
     import re
 
-    srv = Server(home, workers=2).start()
+    srv = Server(home, workers=2, HUNCH_METRICS_ACROSS_WORKERS="true").start()
     try:
         user = _user(home)
         polls = [e["node"]["id"] for e in srv.gql(
