@@ -133,7 +133,12 @@ def widest_selection(document: DocumentNode, cap: int) -> int:
 def too_wide(document: DocumentNode, cap: int = MAX_FIELDS_PER_SELECTION
              ) -> GraphQLError | None:
     """The refusal of a document with a selection set wider than ``cap`` (checked
-    before validation, whose merge check is quadratic in a set's width), or None."""
+    before validation, whose merge check is quadratic in a set's width), or None.
+    Fragments that expand past MAX_EXPANDED_SELECTIONS (or unknown ones) are left to
+    validation's own rules, whose messages say what to fix."""
+    size = expanded_selections(document, MAX_EXPANDED_SELECTIONS)
+    if size is None or size > MAX_EXPANDED_SELECTIONS:
+        return None
     if widest_selection(document, cap) > cap:
         return GraphQLError(
             f"a selection set of this document holds over {cap} fields (fragments "

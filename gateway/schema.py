@@ -893,6 +893,15 @@ class PreparedDocuments:
             self._chars[id(entries)] = chars
 
 
+def _validated(schema: Any, document: DocumentNode, rules: tuple) -> list[GraphQLError]:
+    """Validation's errors; a too wide selection set is refused before graphql-core's
+    merge check, which is quadratic in a set's width."""
+    from gateway.document_limits import too_wide
+
+    wide = too_wide(document)
+    return [wide] if wide else validate(schema, document, list(rules))
+
+
 # What a refused document is replaced by until validation reports why (strawberry would
 # parse a failed document again, on the event loop, to find its error).
 _REFUSED = parse("{ __typename }")
@@ -959,22 +968,9 @@ class _PreparedDocumentsExtension(SchemaExtension):
             rules = tuple(context.validation_rules)
             errors = self.cache.cached_errors(context.query, rules)
             if errors is None:  # first seen: off the event loop
-                def run() -> list[GraphQLError]:
-                    from gateway.document_limits import (
-                        MAX_EXPANDED_SELECTIONS,
-                        expanded_selections,
-                        too_wide,
-                    )
-
-                    # Before the quadratic merge check; fragments that expand past their
-                    # own bound are left to its rule, whose message says what to fix.
-                    size = expanded_selections(document, MAX_EXPANDED_SELECTIONS)
-                    wide = (too_wide(document)
-                            if size is not None and size <= MAX_EXPANDED_SELECTIONS else None)
-                    return [wide] if wide else validate(context.schema._schema, document,
-                                                        list(rules))
-
-                errors = await self.cache.prepare(self.cache.errors, context.query, rules, run)
+                errors = await self.cache.prepare(
+                    self.cache.errors, context.query, rules,
+                    lambda: _validated(context.schema._schema, document, rules))
             context.pre_execution_errors = errors
         yield
 

@@ -135,6 +135,7 @@ class Services:
             open_event_store(settings.event_store_url),
             retention_seconds=settings.recommendation_retention_days * 86_400 or None)
         self.graph_degraded = False
+        self._store_reached = False  # readiness: the event store answered once since start
         self._catalog_lock = threading.Lock()
         self.catalog = Catalog(schema=ITEMS)
         self._catalog_events = open_event_store(settings.event_store_url)  # see _feed_events
@@ -503,8 +504,7 @@ class Services:
             checks["store"] = f"not writable: {exc}"
         # A shared store's outage does not pull the host, once the host has reached it:
         # a wrong URL or password is this host's own fault (helper-65).
-        shared_store = (is_postgres_url(self.settings.event_store_url)
-                        and getattr(self, "_store_reached", False))
+        shared_store = is_postgres_url(self.settings.event_store_url) and self._store_reached
         if self.settings.graph_store == "neo4j":
             try:
                 await self.graph.counts()

@@ -37,16 +37,22 @@ PAGE_WITH_AUTHOR_POLLS = """query($first: Int!, $more: Int!) { feed(first: $firs
   edges { node { id question author { id polls(first: $more) { id question } } } } } }"""
 
 
+def _write_hoard(settings, prefix: str, text: str):  # noqa: F811
+    """a1 (author of the feed's polls) writes HOARD more polls whose question, options
+    and description are each ``text``."""
+    events = EventStore(settings.events_db)
+    events.upsert_items([
+        {"ITEM_ID": f"{prefix}{k}", "CATEGORY": "news", "AUTHOR_ID": "a1",
+         "CREATION_TIMESTAMP": 1_700_000_000 + k, "QUESTION": text, "OPTIONS": text,
+         "DESCRIPTION": text} for k in range(HOARD)])
+    events.close()
+    return settings
+
+
 @pytest.fixture
 def hoard(settings):  # noqa: F811
     """The probe's set-up: a1 (author of the feed's polls) wrote 100 more, text and all."""
-    events = EventStore(settings.events_db)
-    events.upsert_items([
-        {"ITEM_ID": f"h{k}", "CATEGORY": "news", "AUTHOR_ID": "a1",
-         "CREATION_TIMESTAMP": 1_700_000_000 + k, "QUESTION": TEXT, "OPTIONS": TEXT,
-         "DESCRIPTION": TEXT} for k in range(HOARD)])
-    events.close()
-    return settings
+    return _write_hoard(settings, "h", TEXT)
 
 
 def _spied(settings) -> tuple[Services, list[str]]:  # noqa: F811
@@ -287,13 +293,7 @@ WIDE_POLLS = "{ " + " ".join(
 @pytest.fixture
 def big_hoard(settings):  # noqa: F811
     """a1 wrote 100 polls of 60,000 characters of text each (as large as a body allows)."""
-    events = EventStore(settings.events_db)
-    events.upsert_items([
-        {"ITEM_ID": f"big{k}", "CATEGORY": "news", "AUTHOR_ID": "a1",
-         "CREATION_TIMESTAMP": 1_700_000_000 + k, "QUESTION": BIG_TEXT,
-         "OPTIONS": BIG_TEXT, "DESCRIPTION": BIG_TEXT} for k in range(HOARD)])
-    events.close()
-    return settings
+    return _write_hoard(settings, "big", BIG_TEXT)
 
 
 def test_an_answer_of_too_much_text_is_refused_and_not_sent(big_hoard):
@@ -421,13 +421,7 @@ def test_any_query_within_the_node_budget_over_authors_polls_fits_the_text_budge
     """helper-63: one account's legal polls (60,000 characters each) made 7 of 40 other
     users' ordinary pages fail. Polls as large as an author may write them (three served
     fields of HUNCH_POLL_FIELD_CHARS) fill the node budget (495 nodes) and still pass."""
-    field = "z" * settings.poll_field_chars
-    events = EventStore(settings.events_db)
-    events.upsert_items([
-        {"ITEM_ID": f"max{k}", "CATEGORY": "news", "AUTHOR_ID": "a1",
-         "CREATION_TIMESTAMP": 1_700_000_000 + k, "QUESTION": field, "OPTIONS": field,
-         "DESCRIPTION": field} for k in range(HOARD)])
-    events.close()
+    _write_hoard(settings, "max", "z" * settings.poll_field_chars)
 
     async def scenario(client):
         response = await gql(client, settings, WIDE_POLLS)
