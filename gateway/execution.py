@@ -16,11 +16,14 @@ their messages, paths and locations.
 
 Both paths count the characters of the strings they complete and of each field's
 response key (``text_chars``): the response's text, which the node budget
-(gateway/query_cost.py) bounds only through the number of polls.
+(gateway/query_cost.py) bounds only through the number of polls. A JSON value
+(``Promotion.filterValues``) counts as its JSON text: a list of promotions has no node
+bound of its own, and each may carry a map of values.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from graphql import GraphQLEnumType, GraphQLNonNull, GraphQLScalarType
@@ -79,12 +82,20 @@ class ScalarFieldsExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return _NOT_SHORT
         if coerced is None or coerced is Undefined:
             return _NOT_SHORT
-        if coerced.__class__ is str:
-            self.text_chars += len(coerced)
+        self.text_chars += _text_chars(coerced)
         return coerced
 
     def complete_leaf_value(self, return_type: Any, result: Any) -> Any:  # type: ignore[override]
         coerced = super().complete_leaf_value(return_type, result)
-        if coerced.__class__ is str:
-            self.text_chars += len(coerced)
+        self.text_chars += _text_chars(coerced)
         return coerced
+
+
+def _text_chars(value: Any) -> int:
+    """The characters a completed leaf adds to the answer's text: a string's, a JSON
+    scalar's map or list as its JSON text, nothing for numbers and booleans."""
+    if value.__class__ is str:
+        return len(value)
+    if isinstance(value, (dict, list)):
+        return len(json.dumps(value, ensure_ascii=False))
+    return 0

@@ -431,3 +431,30 @@ def test_any_query_within_the_node_budget_over_authors_polls_fits_the_text_budge
         assert len(response.content) > 495 * 3 * settings.poll_field_chars
 
     serve(settings, scenario)
+
+
+def test_json_values_count_as_text(settings):  # noqa: F811
+    """A promotion's filterValues (JSON) were not counted, and the promotions list has no
+    node bound: an internal tool's `promotions` answer was unbounded."""
+    admin = issue_token(settings, "ops", admin=True)
+    small = settings.model_copy(update={"max_response_text_chars": 2_500})
+
+    async def scenario(client):
+        async def ask(query):
+            return (await client.post("/graphql", json={"query": query}, headers={
+                "Authorization": f"Bearer {admin}"})).json()
+
+        for k in range(3):  # each with one value of 1,000 characters (the most one holds)
+            created = await ask(
+                f'mutation {{ createPromotion(name: "p{k}", input: {{percentPromotedItems: '
+                '10, filterExpression: "INCLUDE ItemID WHERE Items.CATEGORY IN ($v)", '
+                f'filterValues: {{v: "\\"{"x" * 998}\\""}}}}) {{ __typename }} }}')
+            assert created["data"]["createPromotion"]["__typename"] == "Promotion", created
+        body = await ask("{ promotions { name } }")
+        assert "errors" not in body, str(body)[:300]
+        # ~3,000 characters of JSON: refused (before, JSON counted nothing and it passed)
+        body = await ask("{ promotions { name filterValues } }")
+        assert codes(body) == ["RESPONSE_TOO_LARGE"], str(body)[:300]
+        assert body["errors"][0]["extensions"]["textChars"] > 3_000
+
+    serve(small, scenario)
