@@ -123,6 +123,10 @@ class FeedEdge:
     score: float
     rank: int = strawberry.field(description="1-based rank within its source's list.")
     promotion_name: str | None
+    recommendation_id: str = strawberry.field(description=(
+        "The recommendation that placed this poll: name it in the events about this poll "
+        "(`recordInteraction`, `recordImpressions`). A page can hold polls of two, and "
+        "clients that merge pages (Apollo, Relay, urql) keep one page's connection fields."))
 
 
 @strawberry.type
@@ -137,7 +141,11 @@ class PageInfo:
 class FeedConnection:
     edges: list[FeedEdge]
     page_info: PageInfo
-    recommendation_id: str
+    recommendation_id: str = strawberry.field(
+        description="The recommendation of the page's first poll.",
+        deprecation_reason="a page can hold polls of two recommendations, and a client "
+                           "that merges pages keeps one page's: use "
+                           "`edges { recommendationId }`")
 
 
 @strawberry.type
@@ -472,6 +480,7 @@ class Query:
                 cursor=cursor,
                 node=Poll.from_record(records.get(i.item_id) or {"ITEM_ID": i.item_id}),
                 source=i.source, score=i.score, rank=i.rank, promotion_name=i.promotion_name,
+                recommendation_id=i.recommendation_id,
             )
             for i, cursor in zip(page.items, cursors)
         ]

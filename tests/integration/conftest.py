@@ -4,6 +4,7 @@ home) and a uvicorn server in a subprocess."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +17,11 @@ import pytest
 
 from gateway.auth import issue_token
 from gateway.settings import Settings
+from tests.conftest import require_or_skip
+
+# The JavaScript clients apps use (Apollo, Relay, urql), pinned by one package.json and
+# lock file, and the scripts that drive them against a real server.
+CLIENTS_DIR = Path(__file__).parent / "clients"
 
 
 def _free_port() -> int:
@@ -103,3 +109,20 @@ def _user(home: Path) -> str:
         return next(csv.DictReader(fh))["USER_ID"]
 
 
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    """The Node binary, with the pinned clients installed (``npm ci``, which uses npm's
+    offline cache when it can)."""
+    node_bin, npm_bin = shutil.which("node"), shutil.which("npm")
+    require_or_skip(node_bin is not None and npm_bin is not None,
+                    "node and npm are needed for the JavaScript client checks")
+    installed = CLIENTS_DIR / "node_modules" / ".package-lock.json"  # written by npm ci
+    lock = CLIENTS_DIR / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        done = subprocess.run([npm_bin, "ci", "--prefer-offline", "--no-audit", "--no-fund"],
+                              cwd=CLIENTS_DIR, capture_output=True, text=True, timeout=600)
+        require_or_skip(done.returncode == 0,
+                        f"npm ci in {CLIENTS_DIR} failed: {done.stderr[-2000:]}")
+    return node_bin

@@ -7,43 +7,22 @@ way an app of components asks it (colocated fragments) must not be refused."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_or_skip
-from tests.integration.conftest import Server, _user, token
+from tests.integration.conftest import CLIENTS_DIR, Server, _user, token
 from tests.integration.test_redis_sessions import redis_url  # noqa: F401 (fixture)
 
-APOLLO_DIR = Path(__file__).parent / "apollo"
 PAGES = 10  # as a user scrolls: ten fetchMore calls
 FIRST = 10  # polls per page
-
-
-@pytest.fixture(scope="module")
-def node() -> str:
-    """The Node binary, with the pinned Apollo Client installed (``npm ci``, which uses
-    npm's offline cache when it can)."""
-    node_bin, npm_bin = shutil.which("node"), shutil.which("npm")
-    require_or_skip(node_bin is not None and npm_bin is not None,
-                    "node and npm are needed for the Apollo Client check")
-    installed = APOLLO_DIR / "node_modules" / ".package-lock.json"  # written by npm ci
-    lock = APOLLO_DIR / "package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
-        done = subprocess.run([npm_bin, "ci", "--prefer-offline", "--no-audit", "--no-fund"],
-                              cwd=APOLLO_DIR, capture_output=True, text=True, timeout=600)
-        require_or_skip(done.returncode == 0,
-                        f"npm ci in {APOLLO_DIR} failed: {done.stderr[-2000:]}")
-    return node_bin
 
 
 def page_with_apollo(node_bin: str, server: Server, user: str) -> dict[str, list[str]]:
     done = subprocess.run(
         [node_bin, "page_feed.mjs", f"{server.url}/graphql", token(user), str(PAGES),
          str(FIRST)],
-        cwd=APOLLO_DIR, capture_output=True, text=True, timeout=300)
+        cwd=CLIENTS_DIR, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -80,7 +59,7 @@ def test_a_full_page_of_colocated_fragments_is_served(node, one_worker_server, h
     budget, which counted them twice (700 > 500) and refused the app's page."""
     done = subprocess.run(
         [node, "colocated_page.mjs", f"{one_worker_server.url}/graphql", token(_user(home)),
-         "100"], cwd=APOLLO_DIR, capture_output=True, text=True, timeout=300)
+         "100"], cwd=CLIENTS_DIR, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     page = json.loads(done.stdout.strip().splitlines()[-1])
     assert page["errors"] is None, page["errors"]
