@@ -44,6 +44,10 @@ EVENTS_NOT_FORWARDED = Counter(
     "hunch_events_not_forwarded_total",
     "Stored events not sent to Amazon Personalize (repeat: a user's same type on a poll again)",
     ["reason"])
+IMPRESSIONS_NOT_FORWARDED = Counter(
+    "hunch_impressions_not_forwarded_total",
+    "Poll ids of stored impression lists left out of what Amazon Personalize was sent "
+    "(PutEvents takes 25 an event; the 25 up to the poll acted on are sent)")
 EVENTS_NOT_FOLDED_IN = Counter(
     "hunch_events_not_folded_in_total",
     "Stored events a live model rejected while catching up (they count from its next training)",

@@ -268,7 +268,9 @@ class InteractionInput:
     event_type: str = "HUNCH"
     event_value: float | None = None
     recommendation_id: str | None = None
-    impression: list[strawberry.ID] | None = None
+    impression: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="The polls visible when it happened, at most 25 "
+        "(what Amazon Personalize takes with an event).")
     event_id: str | None = strawberry.field(
         default=None, description="Client-chosen id, unique per user: the same user's retry "
         "with the same id is ignored.")

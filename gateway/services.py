@@ -190,7 +190,8 @@ class Services:
         config = self.settings.personalize_config()
         runtime, events = make_clients(config)
         if config.tracking_id:
-            self.personalize_events = PersonalizeEventSink(config, events)
+            self.personalize_events = PersonalizeEventSink(
+                config, events, on_impressions_cut=metrics.IMPRESSIONS_NOT_FORWARDED.inc)
             self.forwarder = BackgroundForwarder(
                 on_dropped=lambda: metrics.EVENTS_NOT_FORWARDED.labels("queue-full").inc())
 

@@ -49,6 +49,11 @@ from recsys.errors import HunchError, InvalidEvent
 # (accepted before) is not even a float32.
 MAX_EVENT_VALUE = float(2**24)
 MAX_EVENT_TYPE_LENGTH = 256  # PutEvents' eventType limit
+# A live interaction's explicit impression list: PutEvents takes 1 to 25 ids an event
+# (botocore's model). The gateway took 1,000 characters (~100 ids) and the local recipes
+# counted every one as seen while Amazon was sent the first 25. Imported history keeps
+# the bulk column's 1,000 characters (Amazon's bulk import takes those).
+MAX_LIVE_IMPRESSION_IDS = 25
 
 # --- policy defaults (settings: event_max_age_seconds, event_max_future_seconds, ...) ---
 # A phone that was offline sends its queued events later: a week covers a weekend in
@@ -311,6 +316,12 @@ class EventRules:
         self._check_not_future(timestamp, now)
         if hasattr(event, "event_type"):
             self.check_type(getattr(event, "event_type"))
+        shown = getattr(event, "impression", ())
+        if len(shown) > MAX_LIVE_IMPRESSION_IDS and len(set(shown)) > MAX_LIVE_IMPRESSION_IDS:
+            raise InvalidEvent(
+                f"the impression list names {len(set(shown))} polls; an interaction carries "
+                f"at most {MAX_LIVE_IMPRESSION_IDS} (what Amazon Personalize takes with an "
+                "event): send the polls that were visible when it happened")
 
     def poll_created_at(self, created_at: int, *, internal_tool: bool) -> int:
         """A client's ``createdAt`` for a poll. A poll's age drives its rank (UP's age

@@ -10,6 +10,8 @@ forwarding and ``hunch personalize replay`` apply the same rules.
   that recommendation showed as its explicit list.
 - Amazon ignores an event id it has already seen, so sending an event twice (a replay
   over a window that partly arrived) changes nothing there.
+- A call Amazon refuses for what it holds is sent again one event at a time, so that
+  one event it cannot take does not cost the nine beside it.
 """
 
 from __future__ import annotations
@@ -90,7 +92,41 @@ def replay(store: Any, sink: Any, rules: EventRules | None, since: int, until: i
             try:
                 counts.sent += sink.put_events(user_id, user_id, batch)
             except Exception as exc:  # noqa: BLE001 - counted and reported; the rest go on
+                if len(batch) > 1 and refused_as_input(exc):
+                    # One event Amazon refuses fails its whole call: the other nine
+                    # were lost with it, at every replay. Sent one by one, only it is.
+                    for event in batch:
+                        try:
+                            counts.sent += sink.put_events(user_id, user_id, [event])
+                        except Exception as one_exc:  # noqa: BLE001 - as above
+                            counts.failed += 1
+                            if on_failure is not None:
+                                on_failure(user_id, one_exc)
+                    continue
                 counts.failed += len(batch)
                 if on_failure is not None:
                     on_failure(user_id, exc)
     return counts
+
+
+# Refusals of the request rate, not of what a request holds: sending its events one by
+# one would only make more requests.
+_RATE_ERRORS = frozenset({"ThrottlingException", "TooManyRequestsException",
+                          "LimitExceededException"})
+
+
+def refused_as_input(exc: BaseException) -> bool:
+    """Whether Amazon (or botocore, checking the model's minimums) refused what the
+    request holds (a 4xx answer other than a rate limit), so that another request
+    without the offending event would pass."""
+    try:
+        from botocore.exceptions import ClientError, ParamValidationError
+    except ImportError:  # boto3 is only needed by the Personalize backend
+        return False
+    if isinstance(exc, ParamValidationError):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = exc.response.get("Error", {}).get("Code", "")
+    return 400 <= status < 500 and code not in _RATE_ERRORS

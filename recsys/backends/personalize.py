@@ -20,29 +20,39 @@ import json
 import math
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from recsys.errors import HunchError
-from recsys.events import Impression, Interaction, distinct_impressions
+from recsys.events import Impression, Interaction, derive_event_id, distinct_impressions
 from recsys.recipes.base import ScoredItem
 
 log = logging.getLogger(__name__)
 
-# Limits from the service models (botocore/data/personalize-*/service-2.json).
-MAX_NUM_RESULTS = 500
+# Limits from the service models (botocore/data/personalize-*/service-2.json) and
+# Amazon's documentation; botocore checks only the minimums client-side, Amazon the rest
+# (the README's "Amazon Personalize's limits" table says what the engine does with each).
+MAX_NUM_RESULTS = 500  # documented; the model says only "at least 0"
 MAX_EVENTS_PER_PUT = 10
-MAX_IMPRESSION_IDS = 25
+MAX_IMPRESSION_IDS = 25  # PutEvents: ids of one event's impression list
 MAX_RECORDS_PER_PUT = 10  # PutItems / PutUsers
-MAX_PROPERTIES_CHARS = 32_000  # PutItems / PutUsers: a record's properties JSON
+MAX_PROPERTIES_CHARS = 32_000  # PutItems: a record's properties JSON
 MAX_RECOMMENDATION_ID_CHARS = 40  # PutEvents (clients may send ids of up to 256)
 # A poll's text fields, cut in this order (the least telling first) when a record's
 # properties would pass MAX_PROPERTIES_CHARS: five fields of up to 20,000 characters each
 # (schemas.MAX_TEXTUAL_LENGTH, what a bulk import takes) do not fit one PutItems record.
 TEXT_CUT_ORDER = ("COMMENTS", "OPTION_DESCRIPTIONS", "DESCRIPTION", "OPTIONS", "QUESTION")
 MAX_FILTER_VALUE_KEYS = 25
+# After a ThrottlingException a campaign is left alone this long: the source serves its
+# fallback at once. Each throttled feed page made 3 calls (botocore's attempts) and
+# waited 0.8-2.2 s of backoff before falling back (measured against a local endpoint),
+# so a campaign over its requests a second got three times the load from every worker.
+# One second is the window Amazon's per-second quota is counted over.
+THROTTLE_COOL_OFF_SECONDS = 1.0
+THROTTLED = "ThrottlingException"
 
 
 class PersonalizeNotConfigured(HunchError):
@@ -124,6 +134,8 @@ class PersonalizeRecipeSource:
         self.fallbacks = fallbacks or FallbackCounter()
         self.on_fallback = on_fallback
         self.last_recommendation_id: str | None = None
+        self.clock: Callable[[], float] = time.monotonic
+        self._throttled_until = 0.0  # see THROTTLE_COOL_OFF_SECONDS
 
     def get_recommendations(
         self, user_id: str, n: int, *, filter_name: str | None = None,
@@ -165,22 +177,25 @@ class PersonalizeRecipeSource:
                    filter_values: dict[str, str] | None = None) -> list[ScoredItem]:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if self.clock() < self._throttled_until:
+            return self._fall_back(f"{THROTTLED}-cool-off", user_id, n, exclude, allow,
+                                   quiet=True)
         # Personalize cannot exclude a list of ids: ask for enough to drop them locally.
         asked = min(MAX_NUM_RESULTS, n + len(exclude))
         try:
             items, rec_id = self.get_recommendations(
                 user_id, asked, filter_name=filter_name, filter_values=filter_values)
+        except PersonalizeNotConfigured:
+            # A filter made with createFilter (or a promotion's) that has no ARN in the
+            # settings: the feed failed for everyone asking for it. The fallback applies
+            # it locally (``allow``), so the page is still filtered.
+            return self._fall_back("no-filter-arn", user_id, n, exclude, allow)
         except (ClientError, BotoCoreError) as exc:
             reason = (exc.response.get("Error", {}).get("Code", "ClientError")
                       if isinstance(exc, ClientError) else type(exc).__name__)
-            self.fallbacks.record(reason)
-            if self.on_fallback is not None:
-                self.on_fallback(self.name, reason)
-            log.warning("personalize %s failed (%s); serving the local fallback list",
-                        self.name, reason)
-            if self.fallback is None:
-                return []
-            return self.fallback(user_id, n, exclude=exclude, allow=allow)
+            if reason == THROTTLED:
+                self._throttled_until = self.clock() + THROTTLE_COOL_OFF_SECONDS
+            return self._fall_back(reason, user_id, n, exclude, allow)
         self.last_recommendation_id = rec_id
         out = []
         for item in items:
@@ -192,6 +207,21 @@ class PersonalizeRecipeSource:
                 break
         return out
 
+    def _fall_back(self, reason: str, user_id: str, n: int, exclude: Collection[str],
+                   allow: Callable[[str], bool] | None, quiet: bool = False,
+                   ) -> list[ScoredItem]:
+        """The local list in place of the campaign's, counted by ``reason`` (and logged,
+        unless ``quiet``: a cool-off would log every request)."""
+        self.fallbacks.record(reason)
+        if self.on_fallback is not None:
+            self.on_fallback(self.name, reason)
+        if not quiet:
+            log.warning("personalize %s failed (%s); serving the local fallback list",
+                        self.name, reason)
+        if self.fallback is None:
+            return []
+        return self.fallback(user_id, n, exclude=exclude, allow=allow)
+
 
 def _sent_at(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
@@ -200,51 +230,74 @@ def _sent_at(timestamp: float) -> datetime:
 class PersonalizeEventSink:
     """Forwards what the gateway records to Personalize's event tracker and datasets."""
 
-    def __init__(self, config: PersonalizeConfig, events_client):
+    def __init__(self, config: PersonalizeConfig, events_client,
+                 on_impressions_cut: Callable[[int], None] | None = None):
         self.config = config
         self.client = events_client
+        # Called with how many ids of an impression list Amazon was not sent (see
+        # _impression_window); the gateway counts them in a metric.
+        self.on_impressions_cut = on_impressions_cut
 
     def put_events(self, user_id: str, session_id: str,
                    events: Iterable[Interaction | Impression]) -> int:
+        """Send ``events``, 10 to a call; the number of PutEvents events sent (an
+        impression-only event of more than 25 polls is several)."""
         if not self.config.tracking_id:
             raise PersonalizeNotConfigured("no tracking id; set it in the Personalize settings")
         batch: list[dict] = []
         sent = 0
         for event in events:
-            batch.append(self._event(event))
-            if len(batch) == MAX_EVENTS_PER_PUT:
-                sent += self._send(user_id, session_id, batch)
-                batch = []
+            for out in self._events(event):
+                batch.append(out)
+                if len(batch) == MAX_EVENTS_PER_PUT:
+                    sent += self._send(user_id, session_id, batch)
+                    batch = []
         if batch:
             sent += self._send(user_id, session_id, batch)
         return sent
 
-    def _event(self, event: Interaction | Impression) -> dict:
+    def _events(self, event: Interaction | Impression) -> list[dict]:
         if isinstance(event, Impression):
-            # Personalize has no impression-only event: send the first shown poll with
-            # an event type of our own, carrying the full impression.
-            out: dict[str, Any] = {
-                "eventId": event.event_id, "eventType": "IMPRESSION",
-                "sentAt": _sent_at(event.timestamp),
-                "itemId": event.item_ids[0] if event.item_ids else "",
-            }
-            impression = list(event.item_ids)
-        else:
-            out = {"eventId": event.event_id, "eventType": event.event_type,
-                   "sentAt": _sent_at(event.timestamp), "itemId": event.item_id}
-            if event.event_value is not None:
-                out["eventValue"] = float(event.event_value)
-            impression = list(event.impression)
-        if event.recommendation_id and len(event.recommendation_id) <= MAX_RECOMMENDATION_ID_CHARS:
+            # Personalize has no impression-only event: each IMPRESSION event carries
+            # 25 of the polls shown, on the first of them (forwarded only for solutions
+            # trained on one event type, see GatewayServices._forward). Past 25 the
+            # list is split rather than cut; later parts get ids derived from the
+            # event's, so that sending it again is ignored by Amazon as the first is.
+            shown = distinct_impressions(event.item_ids)
+            parts = [shown[i:i + MAX_IMPRESSION_IDS]
+                     for i in range(0, len(shown), MAX_IMPRESSION_IDS)] or [()]
+            out = []
+            for k, part in enumerate(parts):
+                one: dict[str, Any] = {
+                    "eventId": event.event_id if k == 0 else derive_event_id(
+                        "m", event.event_id, k),
+                    "eventType": "IMPRESSION", "sentAt": _sent_at(event.timestamp)}
+                if part:
+                    one["itemId"] = part[0]
+                    one["impression"] = list(part)
+                self._recommendation_id(one, event.recommendation_id)
+                out.append(one)
+            return out
+        one = {"eventId": event.event_id, "eventType": event.event_type,
+               "sentAt": _sent_at(event.timestamp), "itemId": event.item_id}
+        if event.event_value is not None:
+            one["eventValue"] = float(event.event_value)
+        self._recommendation_id(one, event.recommendation_id)
+        if event.impression:  # each poll once, as the store keeps it
+            shown = distinct_impressions(event.impression)
+            window = _impression_window(shown, event.item_id)
+            if len(window) < len(shown) and self.on_impressions_cut is not None:
+                self.on_impressions_cut(len(shown) - len(window))
+            one["impression"] = list(window)
+        return [one]
+
+    @staticmethod
+    def _recommendation_id(out: dict, recommendation_id: str | None) -> None:
+        if recommendation_id and len(recommendation_id) <= MAX_RECOMMENDATION_ID_CHARS:
             # A longer id failed the whole event (botocore checks the model's 40). It is
             # this app's own anyway: Amazon resolves only ids it handed out, so the
             # gateway sends the polls a recommendation showed as the explicit list.
-            out["recommendationId"] = event.recommendation_id
-        if impression:  # each poll once, as the store keeps it
-            out["impression"] = list(distinct_impressions(impression))[:MAX_IMPRESSION_IDS]
-        if not out["itemId"]:
-            del out["itemId"]
-        return out
+            out["recommendationId"] = recommendation_id
 
     def _send(self, user_id: str, session_id: str, batch: list[dict]) -> int:
         self.client.put_events(trackingId=self.config.tracking_id, userId=user_id,
@@ -272,6 +325,23 @@ class PersonalizeEventSink:
             self.client.put_items(datasetArn=self.config.items_dataset_arn,
                                   items=records[start:start + MAX_RECORDS_PER_PUT])
         return len(records)
+
+
+def _impression_window(shown: Sequence[str], item_id: str) -> Sequence[str]:
+    """The 25 polls of ``shown`` (a list of distinct ids) Amazon is sent with an
+    interaction on ``item_id``: the 25 up to and including that poll, the ones the user
+    had scrolled past (the first 25 when it is among them or not in the list). A list
+    this long comes from this feed's own recommendation (a page of up to 100 polls) or
+    from imported history; the first 25 of a page left out the poll a user voted on at
+    position 60 and the polls seen before it."""
+    if len(shown) <= MAX_IMPRESSION_IDS:
+        return shown
+    try:
+        position = list(shown).index(item_id)
+    except ValueError:
+        position = 0
+    end = max(position + 1, MAX_IMPRESSION_IDS)
+    return shown[end - MAX_IMPRESSION_IDS:end]
 
 
 def _properties(props: Mapping[str, Any]) -> str:
