@@ -268,9 +268,9 @@ class PersonalizeEventSink:
                      for i in range(0, len(shown), MAX_IMPRESSION_IDS)] or [()]
             out = []
             for k, part in enumerate(parts):
+                first = amazon_event_id(event.user_id, event.event_id)
                 one: dict[str, Any] = {
-                    "eventId": event.event_id if k == 0 else derive_event_id(
-                        "m", event.event_id, k),
+                    "eventId": first if k == 0 else derive_event_id("m", first, k),
                     "eventType": "IMPRESSION", "sentAt": _sent_at(event.timestamp)}
                 if part:
                     one["itemId"] = part[0]
@@ -278,7 +278,8 @@ class PersonalizeEventSink:
                 self._recommendation_id(one, event.recommendation_id)
                 out.append(one)
             return out
-        one = {"eventId": event.event_id, "eventType": event.event_type,
+        one = {"eventId": amazon_event_id(event.user_id, event.event_id),
+               "eventType": event.event_type,
                "sentAt": _sent_at(event.timestamp), "itemId": event.item_id}
         if event.event_value is not None:
             one["eventValue"] = float(event.event_value)
@@ -325,6 +326,15 @@ class PersonalizeEventSink:
             self.client.put_items(datasetArn=self.config.items_dataset_arn,
                                   items=records[start:start + MAX_RECORDS_PER_PUT])
         return len(records)
+
+
+def amazon_event_id(user_id: str, event_id: str) -> str:
+    """The eventId Amazon is sent for ``user_id``'s event ``event_id``. Event ids are
+    unique per user here (a client may number its events 1, 2, 3, ...), while Amazon
+    trains on the first event of each id only, whoever sent it: two users' "1" would
+    have left one of the two events out of training. Deterministic, so a resend (a
+    replay) is still ignored by Amazon as the first."""
+    return derive_event_id("amazon-event", user_id, event_id)
 
 
 def _impression_window(shown: Sequence[str], item_id: str) -> Sequence[str]:

@@ -20,6 +20,7 @@ from recsys.backends import (
     PersonalizeRecipeSource,
     make_clients,
 )
+from recsys.backends.personalize import amazon_event_id
 from recsys.events import Impression, Interaction
 from recsys.feed import FeedService
 from recsys.feed_sessions import CursorSigner, InMemoryFeedSessionStore
@@ -127,9 +128,11 @@ def test_forwarded_impressions_name_each_poll_once():
     with Stubber(events) as stub:
         stub.add_response("put_events", {}, {
             "trackingId": "tracking-1", "userId": "u1", "sessionId": "s1", "eventList": [
-                {"eventId": "m1", "eventType": "IMPRESSION", "sentAt": ANY, "itemId": "p1",
+                {"eventId": amazon_event_id("u1", "m1"), "eventType": "IMPRESSION", "sentAt": ANY,
+                 "itemId": "p1",
                  "impression": ["p1", "p2"]},
-                {"eventId": "e1", "eventType": "HUNCH", "sentAt": ANY, "itemId": "p3",
+                {"eventId": amazon_event_id("u1", "e1"), "eventType": "HUNCH", "sentAt": ANY,
+                 "itemId": "p3",
                  "impression": ["p2", "p1"]}]})
         assert sink.put_events("u1", "s1", [
             Impression("u1", ("p1", "p1", "p2", "p1"), 1_700_000_000, event_id="m1"),

@@ -12,7 +12,11 @@ from botocore.stub import ANY, Stubber
 from recsys.admission import MAX_LIVE_IMPRESSION_IDS, EventRules
 from recsys.backends import PersonalizeEventSink, PersonalizeRecipeSource, make_clients
 from recsys.backends.amazon_copy import replay
-from recsys.backends.personalize import MAX_IMPRESSION_IDS, THROTTLE_COOL_OFF_SECONDS
+from recsys.backends.personalize import (
+    MAX_IMPRESSION_IDS,
+    THROTTLE_COOL_OFF_SECONDS,
+    amazon_event_id,
+)
 from recsys.errors import InvalidEvent
 from recsys.events import EventStore, Impression, Interaction, derive_event_id
 from tests.recsys.test_personalize_backend import ARN, CONFIG, popular_fallback, session
@@ -47,11 +51,11 @@ def test_an_interaction_carries_the_25_polls_up_to_the_one_acted_on():
     with Stubber(events) as stub:
         stub.add_response("put_events", {}, {
             "trackingId": "tracking-1", "userId": "u1", "sessionId": "u1", "eventList": [
-                {"eventId": "e1", "eventType": "HUNCH", "sentAt": ANY, "itemId": "p40",
+                {"eventId": amazon_event_id("u1", "e1"), "eventType": "HUNCH", "sentAt": ANY, "itemId": "p40",
                  "impression": [f"p{i}" for i in range(16, 41)]},
-                {"eventId": "e2", "eventType": "HUNCH", "sentAt": ANY, "itemId": "p3",
+                {"eventId": amazon_event_id("u1", "e2"), "eventType": "HUNCH", "sentAt": ANY, "itemId": "p3",
                  "impression": [f"p{i}" for i in range(25)]},
-                {"eventId": "e3", "eventType": "HUNCH", "sentAt": ANY, "itemId": "zz",
+                {"eventId": amazon_event_id("u1", "e3"), "eventType": "HUNCH", "sentAt": ANY, "itemId": "zz",
                  "impression": [f"p{i}" for i in range(25)]}]})
         assert sink.put_events("u1", "u1", [
             Interaction("u1", "p40", "HUNCH", 1_700_000_000, impression=page, event_id="e1"),
@@ -77,8 +81,9 @@ def test_an_impression_only_event_of_more_than_25_polls_is_split_not_cut():
                                                        event_id="m1")]) == 3
         stub.assert_no_pending_responses()
     (call,) = sent
+    first = amazon_event_id("u1", "m1")
     assert [e["eventId"] for e in call["eventList"]] == [
-        "m1", derive_event_id("m", "m1", 1), derive_event_id("m", "m1", 2)]
+        first, derive_event_id("m", first, 1), derive_event_id("m", first, 2)]
     assert [e["impression"] for e in call["eventList"]] == [
         list(shown[:25]), list(shown[25:50]), list(shown[50:])]
     assert [e["itemId"] for e in call["eventList"]] == ["p0", "p25", "p50"]
@@ -162,7 +167,8 @@ def test_one_event_amazon_refuses_does_not_cost_the_nine_beside_it(tmp_path):
                                   http_status_code=400)
             for k in range(3):
                 expected = {"trackingId": "tracking-1", "userId": "u1", "sessionId": "u1",
-                            "eventList": [{"eventId": f"v{k}", "eventType": "HUNCH",
+                            "eventList": [{"eventId": amazon_event_id("u1", f"v{k}"),
+                                           "eventType": "HUNCH",
                                            "sentAt": ANY, "itemId": f"p{k}"}]}
                 if k == 1:
                     stub.add_client_error("put_events", "InvalidInputException",
@@ -178,3 +184,26 @@ def test_one_event_amazon_refuses_does_not_cost_the_nine_beside_it(tmp_path):
             stub.assert_no_pending_responses()
     assert (counts.sent, counts.failed, failures) == (2, 1, ["u1"])
     assert (throttled.sent, throttled.failed) == (0, 3)
+
+
+def test_two_users_events_of_the_same_client_id_reach_amazon_as_two_ids():
+    """Event ids are unique per user here (a client may number its events 1, 2, 3),
+    while Amazon trains on the first event of each eventId only, whoever sent it: two
+    users' "1" reached Amazon as one id, and one of the two votes was left out of
+    training. Now each is sent as an id derived from its user and its own id, the same
+    at every resend (Amazon still ignores a resent event)."""
+    _, events = make_clients(CONFIG, session())
+    sink = PersonalizeEventSink(CONFIG, events)
+    sent = _sent(events)
+    with Stubber(events) as stub:
+        for user in ("u1", "u2", "u1"):
+            stub.add_response("put_events", {}, {"trackingId": "tracking-1", "userId": user,
+                                                 "sessionId": user, "eventList": ANY})
+        for user in ("u1", "u2", "u1"):  # u1's event sent twice (a replay)
+            sink.put_events(user, user, [Interaction(user, "p1", "HUNCH", 1_700_000_000,
+                                                     event_id="1")])
+        stub.assert_no_pending_responses()
+    first, other, again = (call["eventList"][0]["eventId"] for call in sent)
+    assert first != other and first == again
+    limit = _model_max(events, "PutEvents", "eventList", "[]", "eventId")
+    assert all(len(i) <= limit for i in (first, other))

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from gateway.cli import cli
 from gateway.settings import Settings
+from recsys.backends.personalize import amazon_event_id
 from recsys.events import EventStore, Impression, Interaction
 from tests.recsys.test_personalize_backend import _FakePersonalize, endpoint  # noqa: F401
 
@@ -57,11 +58,14 @@ def test_a_window_is_sent_again_by_the_forwarding_rules(tmp_path, endpoint):  # 
                             for e in b["eventList"]])
              for p, b in _FakePersonalize.requests if p == "/events"]
     assert calls[:2] == [
-        ("u1", [("c2", "COMMENT", "p2", None), ("v1", "HUNCH", "p1", ["p1", "p2", "p3"])]),
-        ("u2", [("v2", "HUNCH", "p1", None)])]
-    # the event ids are the stored ones (Amazon ignores those it has), 10 to a call
+        ("u1", [(amazon_event_id("u1", "c2"), "COMMENT", "p2", None),
+                (amazon_event_id("u1", "v1"), "HUNCH", "p1", ["p1", "p2", "p3"])]),
+        ("u2", [(amazon_event_id("u2", "v2"), "HUNCH", "p1", None)])]
+    # the event ids are derived from the stored ones as live forwarding derives them
+    # (Amazon ignores those it has), 10 to a call
     assert [c[0] for c in calls[2:]] == ["u3", "u3"]
-    assert [e[0] for c in calls[2:] for e in c[1]] == [f"w{k}" for k in range(11)]
+    assert [e[0] for c in calls[2:] for e in c[1]] == [
+        amazon_event_id("u3", f"w{k}") for k in range(11)]
     assert len(calls[2][1]) == 10
 
 
