@@ -243,6 +243,17 @@ class UnknownPolls(InvalidEvent):
         super().__init__(f"no poll {echo(self.poll_ids[0])}{more}; upsert it first")
 
 
+class DeletedPolls(InvalidEvent):
+    """A write names polls that were deleted (by their author or by moderation): a
+    deleted poll takes no events, and its id is never written again."""
+
+    def __init__(self, poll_ids: Sequence[str],
+                 fix: str = "nothing was stored: drop it from what the client shows"):
+        self.poll_ids = list(poll_ids)
+        more = f" and {len(self.poll_ids) - 1} more" if len(self.poll_ids) > 1 else ""
+        super().__init__(f"poll {echo(self.poll_ids[0])}{more} was deleted; {fix}")
+
+
 # --- policy -----------------------------------------------------------------------
 
 

@@ -42,7 +42,9 @@ from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from recsys.admission import (
+    DeletedPolls,
     EventRules,
+    UnknownPolls,
     check_event_type,
     check_event_value,
     check_id as _check_id,
@@ -115,7 +117,7 @@ class Impression:
 
 # --------------------------------------------------------------------------- the store
 
-SCHEMA_VERSION = 5  # PRAGMA user_version of files this code writes; bump on migrations
+SCHEMA_VERSION = 6  # PRAGMA user_version of files this code writes; bump on migrations
 # Write transactions last milliseconds; a worker that waits this long for the write lock
 # is facing a stuck process, and an error it can report beats hanging a request forever.
 BUSY_TIMEOUT_MS = 30_000
@@ -250,6 +252,21 @@ _MIGRATIONS = {
         SELECT DISTINCT j.value FROM events AS e, json_each(e.impression) AS j
         WHERE e.impression IS NOT NULL AND j.value NOT IN (SELECT item_id FROM items);
     """,
+    # 6: deleted polls (deletePoll: by their author or by moderation). The catalog row
+    # goes, with its text (privacy); the tombstone keeps the id, the author, who deleted
+    # it and when, so the id is never written again (upsertPoll, imports), events on it
+    # are refused, and every worker learns of it by the catalog sequence number it was
+    # stamped with (deletions_since), as it learns of a new poll. Events stay (history).
+    6: """
+    CREATE TABLE IF NOT EXISTS deleted_polls (
+        item_id TEXT PRIMARY KEY,
+        author_id TEXT,
+        deleted_by TEXT NOT NULL,
+        deleted_at INTEGER NOT NULL,
+        deleted_seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS deleted_polls_by_seq ON deleted_polls (deleted_seq);
+    """,
 }
 # After an import: the polls its events name that have no record (migration 5): an
 # interaction's poll, and every poll of an impression list (shown in someone's feed).
@@ -282,8 +299,10 @@ _INSERT_EVENT = (
 )
 # JSON merge patch (RFC 7396): given fields replace stored ones, a null removes one; a
 # new record is patched onto {} so it never stores nulls either.
+# A deleted poll's id is skipped (its tombstone stays): no write brings it back.
 _UPSERT_ITEM = (
-    "INSERT INTO items (item_id, fields, updated_seq) VALUES (?1, json_patch('{}', ?2), ?3) "
+    "INSERT INTO items (item_id, fields, updated_seq) SELECT ?1, json_patch('{}', ?2), ?3 "
+    "WHERE NOT EXISTS (SELECT 1 FROM deleted_polls WHERE item_id = ?1) "
     "ON CONFLICT (item_id) DO UPDATE SET fields = json_patch(fields, ?2), updated_seq = ?3"
 )
 _UPSERT_USER = (
@@ -294,6 +313,19 @@ _UPSERT_USER = (
 
 class EventStoreError(HunchError):
     """The event store file cannot be used as asked (closed, newer schema, not SQLite)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollDeletion:
+    """A deleted poll's tombstone: its id, author (None for a poll imported events
+    named without a record), who deleted it (the author or an internal tool's user) and
+    when (epoch seconds). ``already``: it was deleted before this call."""
+
+    item_id: str
+    author_id: str | None
+    deleted_by: str
+    deleted_at: int
+    already: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,7 +521,13 @@ class EventStore:
         row = (*_event_row(event), once_per_poll(event, self.rules))
         if self.rules is not None:
             self.rules.check_live(event)
-        return bool(self._write(lambda conn: conn.execute(_INSERT_EVENT, row).rowcount))
+        polls = named_polls([event])
+
+        def work(conn: sqlite3.Connection) -> int:
+            _refuse_deleted(conn, polls)  # in the write: a racing deletion is seen
+            return conn.execute(_INSERT_EVENT, row).rowcount
+
+        return bool(self._write(work))
 
     def counted_event_id(self, event: Interaction) -> str | None:
         """The id of the stored event that made :meth:`append` of ``event`` a repeat:
@@ -510,7 +548,13 @@ class EventStore:
                 self.rules.check_live(event)
         if not rows:
             return 0
-        return self._write(lambda conn: conn.executemany(_INSERT_EVENT, rows).rowcount)
+        polls = named_polls(events)
+
+        def work(conn: sqlite3.Connection) -> int:
+            _refuse_deleted(conn, polls)
+            return conn.executemany(_INSERT_EVENT, rows).rowcount
+
+        return self._write(work)
 
     def interactions(self) -> Iterator[Interaction]:
         """Every interaction, oldest first (ties in the order they were stored)."""
@@ -759,6 +803,7 @@ class EventStore:
         item_id, _ = _catalog_row("ITEM_ID", record, 1)  # validates before any lock
 
         def work(conn: sqlite3.Connection) -> dict[str, Any]:
+            _refuse_deleted(conn, [item_id], _DELETED_STAYS)
             found = conn.execute(
                 "SELECT json_extract(fields, '$.AUTHOR_ID'), "
                 "json_extract(fields, '$.CREATION_TIMESTAMP') FROM items WHERE item_id = ?",
@@ -773,6 +818,58 @@ class EventStore:
             return _record_from("ITEM_ID", row)
 
         return self._write(work)
+
+    def delete_item(self, item_id: str, *, acting_user: str, admin: bool = False,
+                    now: int | None = None) -> PollDeletion:
+        """Delete a poll on behalf of ``acting_user``: its catalog row (and text) goes,
+        a tombstone stays (see migration 6); its events stay. Only its stored author or
+        an internal tool (``admin``) may, checked in the write's transaction. Deleting a
+        deleted poll answers its tombstone (``already``). Raises :class:`NotPollAuthor`,
+        or :class:`UnknownPolls` when no such poll exists."""
+        _check_id("poll id", item_id)
+        at = int(time.time()) if now is None else now
+
+        def work(conn: sqlite3.Connection) -> PollDeletion:
+            gone = conn.execute(
+                "SELECT author_id, deleted_by, deleted_at FROM deleted_polls WHERE item_id = ?",
+                (item_id,)).fetchone()
+            if gone is not None:
+                check_may_delete(item_id, gone[0], acting_user, admin)
+                return PollDeletion(item_id, *gone, already=True)
+            author = _stored_author(conn.execute(
+                "SELECT json_extract(fields, '$.AUTHOR_ID') FROM items WHERE item_id = ?",
+                (item_id,)).fetchone(), conn.execute(
+                "SELECT 1 FROM event_only_polls WHERE item_id = ?", (item_id,)).fetchone(),
+                item_id)
+            check_may_delete(item_id, author, acting_user, admin)
+            seq = conn.execute("SELECT value FROM catalog_seq").fetchone()[0] + 1
+            conn.execute("DELETE FROM items WHERE item_id = ?", (item_id,))
+            conn.execute("INSERT INTO deleted_polls (item_id, author_id, deleted_by, "
+                         "deleted_at, deleted_seq) VALUES (?, ?, ?, ?, ?)",
+                         (item_id, author, acting_user, at, seq))
+            conn.execute("UPDATE catalog_seq SET value = ?", (seq,))
+            return PollDeletion(item_id, author, acting_user, at)
+
+        return self._write(work)
+
+    def deleted_item_ids(self, item_ids: Iterable[str]) -> list[str]:
+        """The ids among ``item_ids`` that name deleted polls, in the order given."""
+        ids = list(dict.fromkeys(item_ids))
+        with self._lock:
+            gone = _deleted_among(self._connection(), ids)
+        return [i for i in ids if i in gone]
+
+    def deletions_since(self, seq: int, limit: int = PAGE_SIZE,
+                        ) -> tuple[int, dict[str, int]]:
+        """Polls deleted after catalog sequence number ``seq``, by whichever process:
+        ``(newest seq read, {poll id: deleted at})``; fewer than ``limit`` means up to
+        date (as :meth:`items_updated_since`, which no longer lists them)."""
+        rows = self._read(
+            "SELECT item_id, deleted_at, deleted_seq FROM deleted_polls WHERE deleted_seq > ? "
+            "ORDER BY deleted_seq LIMIT ?", (seq, limit))
+        if not rows:
+            return seq, {}
+        return rows[-1][2], {row[0]: row[1] for row in rows}
 
     def upsert_users(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Add or update users; merged like :meth:`upsert_items`."""
@@ -1010,6 +1107,64 @@ class LatestInteractionsCache:
 
 # --------------------------------------------------------------------------- rows
 
+
+
+# What upsertPoll of a deleted poll's id is told (authors included: a deletion is final).
+_DELETED_STAYS = "a deleted poll stays deleted and its id is not used again: choose another id"
+
+
+def named_polls(events: Iterable[Interaction | Impression]) -> list[str]:
+    """Every poll the events name (an interaction's poll and impression list, an
+    impression's list), once each: what a deletion refuses events on."""
+    polls: dict[str, None] = {}
+    for event in events:
+        if isinstance(event, Interaction):
+            polls[event.item_id] = None
+            polls.update(dict.fromkeys(event.impression))
+        else:
+            polls.update(dict.fromkeys(event.item_ids))
+    return list(polls)
+
+
+def check_may_delete(item_id: str, author: str | None, acting_user: str,
+                     admin: bool) -> None:
+    """Only a poll's stored author or an internal tool may delete it (both stores call
+    this in their write transaction, as :func:`owned_poll_fields`)."""
+    if not admin and author != acting_user:
+        raise NotPollAuthor(
+            f"poll {item_id!r:.80} belongs to another author; only its author or an "
+            "internal tool may delete it")
+
+
+def _stored_author(found: Sequence[Any] | None, event_only: object, item_id: str,
+                   ) -> str | None:
+    """The author of a poll about to be deleted: its record's, or None for a poll that
+    imported events name without a record (only internal tools may delete those)."""
+    if found is not None:
+        return found[0]
+    if event_only:
+        return None
+    raise UnknownPolls([item_id])
+
+
+def _deleted_among(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    gone: set[str] = set()
+    for start in range(0, len(ids), 500):  # SQLite's variable limit, with room
+        chunk = ids[start:start + 500]
+        gone.update(row[0] for row in conn.execute(
+            f"SELECT item_id FROM deleted_polls WHERE item_id IN ({', '.join('?' * len(chunk))})",
+            tuple(chunk)))
+    return gone
+
+
+def _refuse_deleted(conn: sqlite3.Connection, polls: Sequence[str],
+                    fix: str | None = None) -> None:
+    """:class:`DeletedPolls` when any of ``polls`` was deleted (call in the write's
+    transaction: a deletion committed before it is seen, none can slip in after)."""
+    gone = _deleted_among(conn, polls) if polls else set()
+    if gone:
+        named = [p for p in polls if p in gone]
+        raise DeletedPolls(named) if fix is None else DeletedPolls(named, fix)
 
 
 def owned_poll_fields(item_id: str, record: Mapping[str, Any], found: Sequence[Any] | None,

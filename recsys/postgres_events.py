@@ -30,6 +30,7 @@ PostgreSQL doing the work SQLite's single writer did:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
@@ -38,7 +39,7 @@ from typing import Any, Self, TypeVar
 import psycopg
 
 from recsys import store_db
-from recsys.admission import EventRules
+from recsys.admission import DeletedPolls, EventRules, UnknownPolls
 from recsys.errors import InvalidEvent
 from recsys.event_stores import StoreUnavailable, describe_url
 from recsys.events import (
@@ -64,7 +65,15 @@ from recsys.events import (
     _record_from,
 )
 from recsys.events import _check_id as check_id
-from recsys.events import FORGET_BATCH_ROWS, once_per_poll, owned_poll_fields
+from recsys.events import (
+    _DELETED_STAYS,
+    FORGET_BATCH_ROWS,
+    PollDeletion,
+    check_may_delete,
+    named_polls,
+    once_per_poll,
+    owned_poll_fields,
+)
 from recsys.events import _check_timestamp as check_timestamp
 
 COMPONENT = "events"  # this store's row in hunch_schema
@@ -183,6 +192,19 @@ MIGRATIONS: list[str] = [
         AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = j.value)
         ON CONFLICT DO NOTHING;
     """,
+    # 5: deleted polls, as SQLite's migration 6 (the tombstone; the catalog row goes).
+    # Additive, but code one release behind neither reads nor honours tombstones: until
+    # every host runs this code, a deleted id may be written again through an old host.
+    """
+    CREATE TABLE deleted_polls (
+        item_id TEXT COLLATE "C" PRIMARY KEY,
+        author_id TEXT COLLATE "C",
+        deleted_by TEXT COLLATE "C" NOT NULL,
+        deleted_at BIGINT NOT NULL,
+        deleted_seq BIGINT NOT NULL
+    );
+    CREATE INDEX deleted_polls_by_seq ON deleted_polls (deleted_seq);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -215,9 +237,11 @@ _RECORD_RECOMMENDATIONS = (
 _RECOMMENDATION_FIELDS = ("recommendation_id", "user_id", "item_ids", "ts")
 _ROW_FIELDS = ("n", "event_id", "kind", "user_id", "item_id", "event_type", "event_value",
                "ts", "impression", "recommendation_id", "once_per_poll")
+# A deleted poll's id is skipped (its tombstone stays): no write brings it back.
 _UPSERT_ITEM = (
     "INSERT INTO items (item_id, fields, updated_seq) "
-    "VALUES (%(id)s, hunch_merge_patch('{}', %(fields)s::jsonb), %(seq)s) "
+    "SELECT %(id)s::text, hunch_merge_patch('{}', %(fields)s::jsonb), %(seq)s::bigint "
+    "WHERE NOT EXISTS (SELECT 1 FROM deleted_polls WHERE item_id = %(id)s::text) "
     "ON CONFLICT (item_id) DO UPDATE SET "
     "fields = hunch_merge_patch(items.fields, %(fields)s::jsonb), updated_seq = %(seq)s"
 )
@@ -375,7 +399,13 @@ class PostgresEventStore:
             return 0
         payload = json.dumps([dict(zip(_ROW_FIELDS, (n, *row)))
                               for n, row in enumerate(rows, 1)], ensure_ascii=False)
-        with self._connection("append events") as conn:  # one statement: atomic
+        polls = named_polls(events)
+        with self._connection("append events") as conn, conn.transaction():
+            # The counter's row lock first (a deletion holds it to COMMIT): the check
+            # below is a later statement, so it sees a deletion that committed while
+            # this waited; a vote can no more slip in after the deletion answered.
+            conn.execute("SELECT value FROM event_seq FOR UPDATE")
+            _refuse_deleted(conn, polls)
             return conn.execute(_APPEND, {"n": len(rows), "rows": payload}).rowcount
 
     def interactions(self) -> Iterator[Interaction]:
@@ -582,6 +612,7 @@ class PostgresEventStore:
             # two first writes of one new id cannot both see "no such poll"; FOR UPDATE
             # then holds the poll itself until COMMIT.
             conn.execute("SELECT value FROM catalog_seq FOR UPDATE")
+            _refuse_deleted(conn, [item_id], _DELETED_STAYS)
             found = conn.execute(
                 "SELECT fields ->> 'AUTHOR_ID', fields -> 'CREATION_TIMESTAMP' FROM items "
                 "WHERE item_id = %s FOR UPDATE",
@@ -596,6 +627,55 @@ class PostgresEventStore:
             return _record_from("ITEM_ID", row)
 
         return self._write(work, "upsert a poll")
+
+    def delete_item(self, item_id: str, *, acting_user: str, admin: bool = False,
+                    now: int | None = None) -> PollDeletion:
+        check_id("poll id", item_id)
+        _postgres_row((item_id, acting_user))
+        at = int(time.time()) if now is None else now
+
+        def work(conn: psycopg.Connection) -> PollDeletion:
+            # Both counters' row locks, held to COMMIT: poll writes (catalog_seq) and
+            # event appends (event_seq) wait, then see the tombstone.
+            seq = conn.execute("SELECT value FROM catalog_seq FOR UPDATE").fetchone()[0] + 1
+            conn.execute("SELECT value FROM event_seq FOR UPDATE")
+            gone = conn.execute(
+                "SELECT author_id, deleted_by, deleted_at FROM deleted_polls "
+                "WHERE item_id = %s", (item_id,)).fetchone()
+            if gone is not None:
+                check_may_delete(item_id, gone[0], acting_user, admin)
+                return PollDeletion(item_id, *gone, already=True)
+            found = conn.execute("SELECT fields ->> 'AUTHOR_ID' FROM items WHERE item_id = %s",
+                                 (item_id,)).fetchone()
+            named = found is None and conn.execute(
+                "SELECT 1 FROM event_only_polls WHERE item_id = %s", (item_id,)).fetchone()
+            if found is None and not named:
+                raise UnknownPolls([item_id])
+            author = found[0] if found is not None else None
+            check_may_delete(item_id, author, acting_user, admin)
+            conn.execute("DELETE FROM items WHERE item_id = %s", (item_id,))
+            conn.execute("INSERT INTO deleted_polls (item_id, author_id, deleted_by, "
+                         "deleted_at, deleted_seq) VALUES (%s, %s, %s, %s, %s)",
+                         (item_id, author, acting_user, at, seq))
+            conn.execute("UPDATE catalog_seq SET value = %s", (seq,))
+            return PollDeletion(item_id, author, acting_user, at)
+
+        return self._write(work, "delete a poll")
+
+    def deleted_item_ids(self, item_ids: Iterable[str]) -> list[str]:
+        ids = list(dict.fromkeys(item_ids))
+        with self._connection("read deleted polls") as conn:
+            gone = _deleted_among(conn, ids)
+        return [i for i in ids if i in gone]
+
+    def deletions_since(self, seq: int, limit: int = PAGE_SIZE,
+                        ) -> tuple[int, dict[str, int]]:
+        rows = self._read(
+            "SELECT item_id, deleted_at, deleted_seq FROM deleted_polls WHERE deleted_seq > %s "
+            "ORDER BY deleted_seq LIMIT %s", (seq, limit))
+        if not rows:
+            return seq, {}
+        return rows[-1][2], {row[0]: row[1] for row in rows}
 
     def upsert_users(self, records: Iterable[Mapping[str, Any]]) -> int:
         rows = [_catalog_pg_row("USER_ID", r, n) for n, r in enumerate(records, 1)]
@@ -806,6 +886,25 @@ def _upsert_stamped(conn: psycopg.Connection, rows: Iterable[tuple[str, str]]) -
     if last[0] != start:
         conn.execute("UPDATE catalog_seq SET value = %s", (last[0],))
     return written
+
+
+def _deleted_among(conn: psycopg.Connection, ids: list[str]) -> set[str]:
+    gone: set[str] = set()
+    for start in range(0, len(ids), _ID_CHUNK):
+        gone.update(row[0] for row in conn.execute(
+            "SELECT item_id FROM deleted_polls WHERE item_id = ANY(%s)",
+            (ids[start:start + _ID_CHUNK],)))
+    return gone
+
+
+def _refuse_deleted(conn: psycopg.Connection, polls: list[str],
+                    fix: str | None = None) -> None:
+    """:class:`DeletedPolls` when any of ``polls`` was deleted (in the write's
+    transaction, after the lock a deletion takes)."""
+    gone = _deleted_among(conn, polls) if polls else set()
+    if gone:
+        named = [p for p in polls if p in gone]
+        raise DeletedPolls(named) if fix is None else DeletedPolls(named, fix)
 
 
 def _upsert_users(conn: psycopg.Connection, rows: Iterable[tuple[str, str]]) -> int:

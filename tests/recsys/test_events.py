@@ -358,7 +358,32 @@ def test_a_file_before_schema_5_learns_its_event_only_polls(tmp_path: Path) -> N
         assert s.upsert_item({"ITEM_ID": "other", "CATEGORY": "X"}, acting_user="claimant")
     raw = sqlite3.connect(path)
     try:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == events_module.SCHEMA_VERSION
         assert raw.execute("SELECT item_id FROM event_only_polls").fetchall() == [("orphan-1",)]
+    finally:
+        raw.close()
+
+
+def test_a_file_before_schema_6_learns_deleted_polls(tmp_path: Path) -> None:
+    """Migration 6 adds the tombstones: a file of the release before opens, keeps its
+    polls, and its polls can be deleted for good."""
+    from recsys.admission import DeletedPolls
+
+    path = tmp_path / "events.sqlite3"
+    with EventStore(path) as s:
+        s.upsert_items([{"ITEM_ID": "p1", "CATEGORY": "X", "AUTHOR_ID": "ann"}])
+    raw = sqlite3.connect(path)  # as schema 5 left it
+    raw.executescript("DROP TABLE deleted_polls; PRAGMA user_version = 5;")
+    raw.close()
+    with EventStore(path) as s:
+        assert s.get_item("p1")["AUTHOR_ID"] == "ann"
+        assert s.delete_item("p1", acting_user="ann").author_id == "ann"
+        with pytest.raises(DeletedPolls):
+            s.upsert_item({"ITEM_ID": "p1", "CATEGORY": "X"}, acting_user="ann")
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert raw.execute("SELECT item_id, author_id FROM deleted_polls").fetchall() == [
+            ("p1", "ann")]
     finally:
         raw.close()

@@ -1143,3 +1143,174 @@ def test_old_recommendations_are_forgotten_in_batches(store) -> None:
     assert [store.forget_recommendations_before(105, batch=2) for _ in range(4)] == [2, 2, 1, 0]
     assert store.recommendation_items("old4") is None
     assert store.recommendation_items("new") == ("p2",)
+
+
+# --------------------------------------------------------------------- deleted polls
+
+
+def _poll(store, poll_id: str, author: str = "ann", **fields):
+    return store.upsert_item({"ITEM_ID": poll_id, "CATEGORY": "X", "QUESTION": "Tea?",
+                              "DESCRIPTION": "private words", **fields}, acting_user=author)
+
+
+def test_a_deleted_poll_leaves_a_tombstone_and_no_text(store, open_store) -> None:
+    _poll(store, "p1")
+    _poll(store, "p2")
+    store.append(hunch("u1", "p1", NOW - DAY, event_id="v1"))
+    seq = store.catalog_seq()
+    gone = store.delete_item("p1", acting_user="ann", now=NOW)
+    assert (gone.item_id, gone.author_id, gone.deleted_by, gone.deleted_at,
+            gone.already) == ("p1", "ann", "ann", NOW, False)
+    # The record and its text are gone from every read; the events stay (history).
+    assert store.get_item("p1") is None and "p1" not in store.get_items(["p1", "p2"])
+    assert [r["ITEM_ID"] for r in store.items()] == ["p2"]
+    assert store.unknown_item_ids(["p1"]) == ["p1"]
+    assert [e.item_id for e in store.interactions()] == ["p1"]
+    assert store.deleted_item_ids(["p2", "p1", "p9"]) == ["p1"]
+    # Other workers and hosts learn of it by the catalog sequence number, as of new polls.
+    other = open_store()
+    assert other.catalog_seq() > seq
+    assert other.deletions_since(seq) == (other.catalog_seq(), {"p1": NOW})
+    assert other.deletions_since(other.catalog_seq()) == (other.catalog_seq(), {})
+    assert "p1" not in other.items_updated_since(seq)[1]
+
+
+def test_only_a_polls_author_or_an_internal_tool_deletes_it_and_again_is_the_same(
+        store) -> None:
+    _poll(store, "p1")
+    _poll(store, "p2")
+    with pytest.raises(NotPollAuthor, match="only its author or an internal tool"):
+        store.delete_item("p1", acting_user="bob")
+    assert store.get_item("p1")["QUESTION"] == "Tea?"  # the refused delete changed nothing
+    from recsys.admission import UnknownPolls
+
+    with pytest.raises(UnknownPolls):
+        store.delete_item("never-was", acting_user="ann")
+    first = store.delete_item("p1", acting_user="ann", now=NOW)
+    again = store.delete_item("p1", acting_user="ann", now=NOW + 60)
+    assert again.already and again.deleted_at == first.deleted_at == NOW
+    with pytest.raises(NotPollAuthor):  # a stranger learns nothing more the second time
+        store.delete_item("p1", acting_user="bob")
+    seq = store.catalog_seq()
+    moderated = store.delete_item("p2", acting_user="moderator", admin=True, now=NOW)
+    assert (moderated.author_id, moderated.deleted_by) == ("ann", "moderator")
+    assert store.catalog_seq() == seq + 1
+
+
+def test_a_deleted_polls_id_is_never_written_again(store) -> None:
+    from recsys.admission import DeletedPolls
+
+    _poll(store, "p1")
+    store.delete_item("p1", acting_user="ann")
+    for user, admin in (("ann", False), ("bob", False), ("tools", True)):
+        with pytest.raises(DeletedPolls, match="stays deleted"):
+            store.upsert_item({"ITEM_ID": "p1", "CATEGORY": "X", "QUESTION": "back"},
+                              acting_user=user, admin=admin)
+    assert store.upsert_items([{"ITEM_ID": "p1", "CATEGORY": "X"}]) == 0  # bulk: skipped
+    counts = store.import_bulk(items=[{"ITEM_ID": "p1", "CATEGORY": "X", "AUTHOR_ID": "bob",
+                                       "QUESTION": "resurrected"},
+                                      {"ITEM_ID": "p3", "CATEGORY": "X"}])
+    assert counts.items == 1
+    assert store.get_item("p1") is None and store.get_item("p3") is not None
+    # A full import starts events and the catalog again; tombstones stay.
+    store.import_bulk([hunch("u1", "p3", NOW - DAY, event_id="f1")],
+                      items=[{"ITEM_ID": "p1", "CATEGORY": "X"}], mode="full")
+    assert store.get_item("p1") is None and store.deleted_item_ids(["p1"]) == ["p1"]
+
+
+def test_events_on_a_deleted_poll_are_refused_and_nothing_of_the_batch_is_stored(
+        open_store) -> None:
+    from recsys.admission import DeletedPolls
+
+    store = open_store(EventRules(clock=lambda: NOW))
+    _poll(store, "p1")
+    _poll(store, "p2")
+    store.delete_item("p1", acting_user="ann")
+    for event in (hunch("u1", "p1", NOW, event_id="v1"),
+                  hunch("u1", "p2", NOW, event_id="v2", impression=("p2", "p1")),
+                  Impression("u1", ("p2", "p1"), NOW, event_id="m1")):
+        with pytest.raises(DeletedPolls, match="'p1' was deleted"):
+            store.append(event)
+        with pytest.raises(DeletedPolls):
+            store.append_many([hunch("u2", "p2", NOW, event_id="ok"), event])
+    assert store.counts()["interactions"] == store.counts()["impressions"] == 0
+    assert store.append(hunch("u1", "p2", NOW, event_id="v3")) is True
+
+
+def test_a_vote_racing_a_deletion_is_stored_before_it_or_refused(open_store) -> None:
+    """Votes from several threads while the author deletes the poll: each vote either
+    committed before the deletion (kept, as history) or is refused; none lands after."""
+    from recsys.admission import DeletedPolls
+
+    setup = open_store()
+    _poll(setup, "p1")
+    outcomes: list[str] = []
+    start = threading.Barrier(5)
+
+    def vote(k: int) -> None:
+        voter = open_store(EventRules(clock=lambda: NOW))
+        start.wait()
+        for n in range(20):
+            try:
+                voter.append(hunch(f"u{k}-{n}", "p1", NOW, event_id=f"v{k}-{n}"))
+                outcomes.append("stored")
+            except DeletedPolls:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=vote, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    deleter = open_store()
+    start.wait()
+    deleted_at_seq = None
+    time.sleep(0.01)
+    deleter.delete_item("p1", acting_user="ann")
+    deleted_at_seq = deleter.last_seq()
+    for t in threads:
+        t.join()
+    stored = deleter.events_since(0)
+    assert len(stored) == outcomes.count("stored")
+    assert all(seq <= deleted_at_seq for seq, _ in stored)  # nothing after the deletion
+
+
+def test_an_event_only_poll_is_deleted_by_internal_tools_only(store) -> None:
+    store.import_bulk([hunch("u1", "orphan-1", NOW - DAY, event_id="v1")])
+    with pytest.raises(NotPollAuthor):
+        store.delete_item("orphan-1", acting_user="claimant")
+    gone = store.delete_item("orphan-1", acting_user="moderator", admin=True)
+    assert gone.author_id is None and store.deleted_item_ids(["orphan-1"]) == ["orphan-1"]
+
+
+def test_odd_poll_ids_are_refused_or_looked_up_like_any_other(store) -> None:
+    from recsys.admission import UnknownPolls
+
+    for bad in ("", "x" * (MAX_ID_LENGTH + 1), "\ud800"):
+        with pytest.raises(InvalidEvent):
+            store.delete_item(bad, acting_user="ann")
+    store.upsert_items([{"ITEM_ID": "poll 7 ", "CATEGORY": "X", "AUTHOR_ID": "ann"},
+                        {"ITEM_ID": "ünï|cödé 🎉", "CATEGORY": "X", "AUTHOR_ID": "ann"}])
+    with pytest.raises(UnknownPolls):
+        store.delete_item("poll 7", acting_user="ann")  # another id than "poll 7 "
+    for odd in ("poll 7 ", "ünï|cödé 🎉"):
+        assert store.delete_item(odd, acting_user="ann").item_id == odd
+    assert store.deleted_item_ids(["poll 7 ", "poll 7", "ünï|cödé 🎉"]) == [
+        "poll 7 ", "ünï|cödé 🎉"]
+
+
+def test_a_database_before_deleted_polls_is_upgraded_and_keeps_its_polls(
+        postgres_url, monkeypatch) -> None:
+    monkeypatch.setattr(postgres_events, "MIGRATIONS", postgres_events.MIGRATIONS[:4])
+    monkeypatch.setattr(postgres_events, "SCHEMA_VERSION", 4)
+    PostgresEventStore(postgres_url, upgrade=True).close()
+    monkeypatch.undo()
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as schema 4 wrote it
+        conn.execute("INSERT INTO items VALUES ('p1', '{\"CATEGORY\": \"X\", "
+                     "\"AUTHOR_ID\": \"ann\"}', 1)")
+    with pytest.raises(SchemaOutdated):
+        open_event_store(postgres_url)
+    assert postgres_events.upgrade(postgres_url)["events"] == postgres_events.SCHEMA_VERSION
+    with open_event_store(postgres_url) as store:
+        assert store.delete_item("p1", acting_user="ann").author_id == "ann"
+        assert store.get_item("p1") is None
