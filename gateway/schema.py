@@ -30,8 +30,11 @@ from recsys.admission import (
     MAX_CREATION_TIMESTAMP,
     MAX_ECHO_CHARS,
     MIN_CREATION_TIMESTAMP,
+    DeletedPolls,
     UnknownPolls,
     check_client_id,
+    check_id,
+    echo,
     check_user_id,
     check_no_control,
     check_plain,
@@ -41,6 +44,7 @@ from recsys.events import Interaction
 from recsys.feed import check_page_size
 from recsys.filters import FilterAlreadyExists, InvalidFilterExpression, UnknownFilter
 from recsys.filters.compiler import InvalidFilterValues
+from recsys.schemas import DELETED_POLL_CATEGORY
 from recsys.promotions import (
     InvalidPromotion,
     Promotion as PromotionRecord,
@@ -199,6 +203,17 @@ class Deleted:
     name: str
 
 
+@strawberry.type(description="A deleted poll's tombstone: its text is gone, its id is "
+                 "never used again, and it is no longer served.")
+class DeletedPoll:
+    id: strawberry.ID
+    author_id: str | None = strawberry.field(
+        description="Its author; null for a poll imported events named without a record.")
+    deleted_at: int = strawberry.field(
+        description="When it was deleted (epoch seconds): the first deletion's, when "
+                    "deletePoll is sent again for a poll already deleted.")
+
+
 @strawberry.type
 class FollowChanged:
     follower: str
@@ -216,6 +231,13 @@ class UnknownPollError:
 @strawberry.type
 class InvalidInputError:
     message: str
+
+
+@strawberry.type(description="The poll was deleted (by its author or by moderation): "
+                 "it takes no events and its id is not written again.")
+class DeletedPollError:
+    message: str
+    poll_id: str
 
 
 @strawberry.type
@@ -244,13 +266,17 @@ class AlreadyExistsError:
 
 
 RecordInteractionResult = Annotated[
-    Recorded | UnknownPollError | InvalidInputError,
+    Recorded | UnknownPollError | DeletedPollError | InvalidInputError,
     strawberry.union("RecordInteractionResult")]
 RecordImpressionsResult = Annotated[
-    Recorded | UnknownPollError | InvalidInputError, strawberry.union("RecordImpressionsResult")]
+    Recorded | UnknownPollError | DeletedPollError | InvalidInputError,
+    strawberry.union("RecordImpressionsResult")]
 FollowResult = Annotated[
     FollowChanged | GraphUnavailableError | InvalidInputError, strawberry.union("FollowResult")]
-UpsertPollResult = Annotated[Poll | InvalidInputError, strawberry.union("UpsertPollResult")]
+UpsertPollResult = Annotated[Poll | DeletedPollError | InvalidInputError,
+                             strawberry.union("UpsertPollResult")]
+DeletePollResult = Annotated[DeletedPoll | NotFoundError | InvalidInputError,
+                             strawberry.union("DeletePollResult")]
 PromotionResult = Annotated[
     Promotion | InvalidInputError | NotFoundError | AlreadyExistsError,
     strawberry.union("PromotionResult")]
@@ -405,6 +431,9 @@ def _poll_record(input: PollInput, max_field_chars: int | None = None) -> dict[s
         if not category:  # "" was stored as an empty CATEGORY, which the import refuses
             raise InvalidEvent(f"categories[{i}] is empty; send a category name")
         check_plain(f"categories[{i}]", category)  # "A|B" was stored as two categories
+        if category == DELETED_POLL_CATEGORY:  # what Amazon's copy of a deleted poll holds
+            raise InvalidEvent(f"categories[{i}] {category!r} is reserved for deleted polls; "
+                               "choose another name")
     # A category sent twice is one (["a", "a"] was stored as "a|a").
     record: dict[str, Any] = {"ITEM_ID": str(input.id),
                               "CATEGORY": "|".join(dict.fromkeys(input.categories))}
@@ -560,6 +589,10 @@ def _unknown_poll(error: UnknownPolls) -> UnknownPollError:
     return UnknownPollError(message=str(error), poll_id=error.poll_ids[0][:MAX_ECHO_CHARS])
 
 
+def _deleted_poll(error: DeletedPolls) -> DeletedPollError:
+    return DeletedPollError(message=str(error), poll_id=error.poll_ids[0][:MAX_ECHO_CHARS])
+
+
 def _string_dict(value: Any, what: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -594,6 +627,8 @@ class Mutation:
                 [str(p) for p in poll_ids], recommendation_id, at)
         except UnknownPolls as exc:
             return _unknown_poll(exc)
+        except DeletedPolls as exc:
+            return _deleted_poll(exc)
         except InvalidEvent as exc:
             return InvalidInputError(message=str(exc))
         return Recorded(stored=True, event_id=event_id)
@@ -630,6 +665,8 @@ class Mutation:
                     services.events.counted_event_id(event) or event.event_id)
             except UnknownPolls as exc:
                 return _unknown_poll(exc)
+            except DeletedPolls as exc:
+                return _deleted_poll(exc)
             except InvalidEvent as exc:
                 return InvalidInputError(message=str(exc))
             return Recorded(stored=stored, event_id=counted)
@@ -709,8 +746,31 @@ class Mutation:
                 await quota.refund(principal.user_id)
             if isinstance(exc, NotPollAuthor):
                 raise
+            if isinstance(exc, DeletedPolls):
+                return _deleted_poll(exc)
             return InvalidInputError(message=str(exc))
         return Poll.from_record(stored)
+
+    @strawberry.mutation(description=(
+        "Delete a poll: its author's or, for internal tools, any. Its text is erased, "
+        "it is served no more (feeds opened before included) and takes no events; its id "
+        "is never used again. Sent again, it answers the same DeletedPoll."))
+    async def delete_poll(self, info: Info, poll_id: strawberry.ID) -> DeletePollResult:
+        principal = _principal(info)
+        # The mutation limit only: a deletion adds nothing to anyone's feed, so it does
+        # not spend HUNCH_POLL_WRITES_PER_DAY (an author out of writes may still delete).
+        await _check_rate(info, principal)
+        services = _services(info)
+        try:
+            check_id("pollId", str(poll_id))  # a stored poll's id: looked up as it is
+            gone = await asyncio.to_thread(services.delete_poll, str(poll_id),
+                                           principal.user_id, principal.is_admin)
+        except UnknownPolls:
+            return NotFoundError(message=f"no poll {echo(str(poll_id))}; nothing was deleted")
+        except InvalidEvent as exc:
+            return InvalidInputError(message=str(exc))
+        return DeletedPoll(id=strawberry.ID(gone.item_id), author_id=gone.author_id,
+                           deleted_at=gone.deleted_at)
 
     @strawberry.mutation
     @_in_thread

@@ -23,14 +23,14 @@ from gateway.settings import Settings
 from graph.errors import GraphError, GraphUnavailable, InvalidGraphData
 from graph.follow_journal import FollowJournal
 from graph.store import Follow, GraphStore, PollAuthorship
-from recsys.admission import UnknownPolls
+from recsys.admission import DeletedPolls, UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
 from recsys.backends.amazon_copy import heard_before, with_shown_polls
 from recsys.backends.forwarder import BackgroundForwarder
 from recsys.event_head import EventHead
 from recsys.event_stores import open_event_store
-from recsys.events import Impression, Interaction, LatestInteractionsCache
+from recsys.events import Impression, Interaction, LatestInteractionsCache, PollDeletion
 from recsys.feed import FeedPage, FeedService
 from recsys.feed_filters import FeedFilters
 from recsys.feed_sessions import CursorSigner, SQLiteFeedSessionStore
@@ -179,6 +179,7 @@ class Services:
             promotion_filter=self.feed_filters.promotion_predicate,
             on_recommendation=self._record_recommendation,
             max_page_size=settings.max_page_size,
+            withdrawn=self.feed_filters.deleted_among,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -318,8 +319,9 @@ class Services:
         polls = ((event.item_id, *event.impression) if isinstance(event, Interaction)
                  else event.item_ids)
         unknown = self.events.unknown_item_ids(polls)
-        if unknown:
-            raise UnknownPolls(unknown)
+        if unknown:  # a deleted poll has no record: say so rather than "no poll"
+            deleted = self.events.deleted_item_ids(unknown)
+            raise DeletedPolls(deleted) if deleted else UnknownPolls(unknown)
 
     def record_interaction(self, event: Interaction) -> bool:
         self.check_event(event)
@@ -350,6 +352,36 @@ class Services:
         self.refresher.serve_written({stored["ITEM_ID"]: stored})
         self._forward_poll(stored)
         return stored
+
+    def delete_poll(self, poll_id: str, acting_user: str, admin: bool = False,
+                    ) -> PollDeletion:
+        """Delete a poll for its author or an internal tool (checked in the store's write
+        transaction, see :meth:`EventStore.delete_item`); this worker stops serving it
+        at once, the others within a refresh. Deleting it again answers the same."""
+        # Read first for Amazon's copy only (its creation time): the store decides.
+        record = self.events.get_item(poll_id) if self._sends_items() else None
+        gone = self.events.delete_item(poll_id, acting_user=acting_user, admin=admin)
+        self.refresher.serve_deleted([poll_id])
+        if not gone.already:
+            self._forward_deletion(gone, record or {})
+        return gone
+
+    def _sends_items(self) -> bool:
+        return (self.personalize_events is not None
+                and bool(self.personalize_events.config.items_dataset_arn))
+
+    def _forward_deletion(self, gone: PollDeletion, record: dict[str, Any]) -> None:
+        """Personalize cannot delete one item: its record is replaced (PutItems) by the
+        tombstone's, without text (Amazon keeps no more of it than this store) and in
+        the category DELETED_POLL_CATEGORY that a Personalize filter can exclude; this
+        gateway drops the poll from Amazon's answers meanwhile (the live mask)."""
+        if not self._sends_items():
+            return
+        sink = self.personalize_events
+        tombstone = {"AUTHOR_ID": gone.author_id,
+                     "CREATION_TIMESTAMP": record.get("CREATION_TIMESTAMP")}
+        self._submit(gone.item_id, "personalize-items",
+                     lambda: sink.put_deleted_items({gone.item_id: tombstone}))
 
     def _forward_poll(self, stored: dict[str, Any]) -> None:
         """Send a new or changed poll to Personalize's Items dataset (PutItems), when one

@@ -537,6 +537,7 @@ class ImportReport:
     datasets: Datasets
     written: Any = None  # the store's ImportCounts: events new to it (the rest it held)
     without_record: int = 0  # interactions on polls the catalog holds no record of
+    kept_deleted: int = 0  # items.csv rows of deleted polls: skipped, they stay deleted
 
     def describe(self) -> str:
         new = ""
@@ -551,6 +552,10 @@ class ImportReport:
                 "items.csv nor the store has a record of: they train the models, and the feed "
                 "can show such a poll by its id only; add the polls to items.csv"
                 if self.without_record else "")
+        if self.kept_deleted:
+            note += (f"\nnote: {self.kept_deleted:,} polls of items.csv were deleted here "
+                     "(by their author or moderation): they stay deleted, their rows were "
+                     "skipped")
         return (
             f"read {self.datasets.describe()} from {self.directory} into "
             f"{describe_url(self.db_path)} ({self.mode}{new}){note}"
@@ -578,6 +583,9 @@ def import_directory(
                                                require_interactions=mode == "full"))
     with open_event_store(db_path, rules) as store:
         without_record = _polls_without_record(data, store, mode)
+        # A deleted poll stays deleted: the store skips its row (tombstones outlive
+        # full imports too); an older export brought back would otherwise restore it.
+        kept_deleted = len(store.deleted_item_ids(data.items.keys()))
         fresh = data.interactions
         if data.legacy_event_ids and mode == "incremental":
             stored = store.stored_event_ids(
@@ -592,7 +600,8 @@ def import_directory(
                 fresh, data.impressions, data.items.values(), data.users.values(), mode=mode,
             ),
         )
-    return ImportReport(directory, db_path, mode, data, written, without_record)
+    return ImportReport(directory, db_path, mode, data, written, without_record,
+                        kept_deleted)
 
 
 def _polls_without_record(data: Datasets, store: Any, mode: str) -> int:

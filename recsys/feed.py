@@ -82,13 +82,18 @@ class FeedPage:
     # only when asked for: a signature per edge would be most of a page's cursor cost.
     sign_positions: Callable[[Sequence[int]], list[str]] | None = field(default=None,
                                                                          repr=False)
+    # Each item's position in its session, when a deleted poll left a gap in the page
+    # (None: the items sit at position, position + 1, ...).
+    positions: list[int] | None = None
 
     def edge_cursors(self) -> list[str]:
         """Each poll's own cursor: ``after`` it, the feed resumes right after that poll
         (Relay clients such as Apollo's ``relayStylePagination`` splice pages by it).
-        The last one is ``end_cursor``."""
+        The last one is ``end_cursor`` unless a deleted poll was left out there."""
         if self.sign_positions is None:
             raise ValueError("this page was built without a cursor signer")
+        if self.positions is not None:
+            return self.sign_positions([p + 1 for p in self.positions])
         return self.sign_positions(range(self.position + 1,
                                          self.position + len(self.items) + 1))
 
@@ -107,6 +112,9 @@ class FeedService:
     promoted_source: str = USER_PERSONALIZATION  # Personalize ranks promoted items by the campaign
     on_recommendation: Callable[[str, str, list[str]], None] | None = None
     max_page_size: int = MAX_PAGE_SIZE
+    # The deleted polls among some ids: left out of every page served from now on,
+    # those a session placed before the deletion included.
+    withdrawn: Callable[[list[str]], set[str]] | None = None
 
     def page(self, user_id: str, first: int = 20, after: str | None = None, *,
              allow: ItemPredicate | None = None, now: float | None = None) -> FeedPage:
@@ -159,9 +167,21 @@ class FeedService:
         has_next = not exhausted or len(placed) > end
         cursor = self.signer.encode(Cursor(session_id, user_id, end, expires))
         recommendation_id = items[0].recommendation_id if items else ""
+        items, positions = self._without_deleted(items, position)
         return FeedPage(items, cursor, has_next, recommendation_id, session_id, position,
                         partial(self.signer.encode_run, session_id, user_id,
-                                expires_at=expires))
+                                expires_at=expires), positions)
+
+    def _without_deleted(self, items: list[FeedItem], position: int,
+                         ) -> tuple[list[FeedItem], list[int] | None]:
+        """The page without polls deleted since the session placed them. The session
+        keeps them (pages are not rewritten), so every other poll keeps its position and
+        its cursor, and ``after`` any cursor still resumes where it did."""
+        gone = self.withdrawn([it.item_id for it in items]) if self.withdrawn and items else ()
+        if not gone:
+            return items, None
+        kept = [(position + k, it) for k, it in enumerate(items) if it.item_id not in gone]
+        return [it for _, it in kept], [p for p, _ in kept]
 
     def _mix(self, user_id: str, need: int, placed: list[FeedItem],
              allow: ItemPredicate | None) -> list[FeedItem]:

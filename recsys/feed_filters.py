@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -98,6 +98,8 @@ class FeedFilters:
                  if filter_name else None)
         masks: list[np.ndarray] = []
         with self._catalog_lock:
+            if (live := self.catalog.live_mask()) is not None:  # deleted polls: never
+                masks.append(live)
             if self.exclusion is not None:
                 masks.append(self.exclusion.bind().catalog_mask(context))
             if named is not None:
@@ -161,7 +163,8 @@ class FeedFilters:
             context = self.context(user_id)
             with self._catalog_lock:
                 mask = compiled.bind(promotion.filter_values).catalog_mask(context)
-                predicate = self._mask_predicate([mask])
+                live = self.catalog.live_mask()  # a deleted poll is never promoted
+                predicate = self._mask_predicate([mask] if live is None else [mask, live])
         except PROMOTION_UNUSABLE as exc:
             self._request.promotion_skipped = promotion.name
             now = time.monotonic()
@@ -207,6 +210,12 @@ class FeedFilters:
         if compiled is None:
             compiled = self._compiled_cache[expression] = compile_filter(expression)
         return compiled
+
+    def deleted_among(self, poll_ids: Iterable[str]) -> set[str]:
+        """The polls among ``poll_ids`` that were deleted (as far as this worker knows:
+        its own deletions at once, other hosts' within a refresh)."""
+        with self._catalog_lock:
+            return self.catalog.deleted.intersection(poll_ids)
 
     def polls_by_author(self, author_id: str, n: int) -> list[str]:
         """The author's newest ``n`` polls (see :meth:`newest_polls_by`)."""

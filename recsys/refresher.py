@@ -31,7 +31,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -67,6 +67,8 @@ class CatalogSource(Protocol):
     def items(self) -> Any: ...
 
     def items_updated_since(self, seq: int) -> tuple[int, dict[str, dict[str, Any]]]: ...
+
+    def deletions_since(self, seq: int) -> tuple[int, dict[str, int]]: ...
 
 
 class InvalidRefreshSetting(HunchError):
@@ -117,6 +119,7 @@ class Refresher:
         self.max_backoff_seconds = max_backoff_seconds
         self.on_health = on_health
         self.catalog_seq = 0  # the newest catalog sequence number applied
+        self.deletions_seq = 0  # ... and of the deletions applied (read on their own)
         self.crashed: str | None = None  # set if the thread ever ends by an unexpected error
         self._steps: dict[str, Callable[[], None]] = {
             CATALOG: self.refresh_catalog, MODELS: self.fold_new_events, **(extra_tasks or {})}
@@ -134,6 +137,7 @@ class Refresher:
         with self.catalog_lock:
             self.catalog.upsert(records)
             self.catalog_seq = seq
+        self.refresh_deletions()  # every tombstone: trained models may know those polls
 
     def refresh_catalog(self) -> None:
         """Pick up polls that other workers added or changed: those stamped with a
@@ -142,7 +146,7 @@ class Refresher:
             # A page at a time, outside the lock: requests keep reading the catalog.
             seq, records = self.store.items_updated_since(self.catalog_seq)
             if not records:
-                return
+                break
             with self.catalog_lock:
                 self.catalog.upsert(records)
                 self.catalog_seq = seq
@@ -150,6 +154,25 @@ class Refresher:
             # ones get their new text and categories (a worker's own edits come back
             # once too: re-applying a record is harmless).
             self.recipes.add_items(records)
+        self.refresh_deletions()
+
+    def refresh_deletions(self) -> None:
+        """Polls deleted through any worker or host since the last deletion applied:
+        every source, promotion and author list stops serving them (the catalog's
+        live mask), as a new poll starts being served, within one refresh."""
+        while True:
+            seq, deleted = self.store.deletions_since(self.deletions_seq)
+            if not deleted:
+                return
+            with self.catalog_lock:
+                self.catalog.delete(deleted)
+                self.deletions_seq = seq
+
+    def serve_deleted(self, poll_ids: Iterable[str]) -> None:
+        """Polls this worker just deleted: never served again from the next request on
+        (the refresh reads them back once; deleting twice is harmless)."""
+        with self.catalog_lock:
+            self.catalog.delete(poll_ids)
 
     def serve_written(self, records: dict[str, dict[str, Any]]) -> None:
         """Polls this worker just wrote: served at once, without waiting for the next

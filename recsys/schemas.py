@@ -38,6 +38,11 @@ CSV_FILES: dict[str, str] = {
     "users": "users.csv",
 }
 PROMOTIONAL_EVENT = "PROMOTIONAL_EVENT"  # the CATEGORY of polls that promotions push
+# The CATEGORY of a deleted poll's record at Amazon Personalize (which cannot delete one
+# item: PutItems replaces its record): `EXCLUDE ItemID WHERE Items.CATEGORY IN
+# ("hunch-deleted")` in a campaign's filters keeps Amazon from ranking it; reserved, so
+# upsertPoll refuses it as an author's category.
+DELETED_POLL_CATEGORY = "hunch-deleted"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any
 from recsys.errors import HunchError
 from recsys.events import Impression, Interaction, derive_event_id, distinct_impressions
 from recsys.recipes.base import ScoredItem
+from recsys.schemas import DELETED_POLL_CATEGORY
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,15 @@ class PersonalizeEventSink:
             self.client.put_items(datasetArn=self.config.items_dataset_arn,
                                   items=records[start:start + MAX_RECORDS_PER_PUT])
         return len(records)
+
+    def put_deleted_items(self, tombstones: Mapping[str, Mapping[str, Any]]) -> int:
+        """Deleted polls: each record replaced by its tombstone (PutItems replaces a
+        whole record), with no text and the category :data:`DELETED_POLL_CATEGORY`."""
+        return self.put_items({
+            item_id: {**{k: v for k, v in fields.items() if k in ("AUTHOR_ID",
+                                                               "CREATION_TIMESTAMP")},
+                      "CATEGORY": DELETED_POLL_CATEGORY}
+            for item_id, fields in tombstones.items()})
 
 
 def amazon_event_id(user_id: str, event_id: str) -> str:

@@ -64,6 +64,7 @@ class Catalog:
         self._postings_cache: dict[tuple[str, str], np.ndarray] = {}
         self._masks: dict[tuple, np.ndarray] = {}
         self._kinds: dict[str, str] = {}
+        self.deleted: set[str] = set()  # deleted polls: blank rows no filter keeps
         if schema is not None:
             for f in schema.fields:
                 if f.numeric:
@@ -83,25 +84,55 @@ class Catalog:
         return self._kinds.get(field)
 
     def upsert(self, records: Mapping[str, Mapping[str, Any]]) -> None:
-        """Add new records and replace existing ones (a poll edited or created)."""
+        """Add new records and replace existing ones (a poll edited or created); a
+        deleted poll's record arriving late (another worker's page) stays deleted."""
         for record_id, record in records.items():
             if not isinstance(record_id, str) or not record_id:
                 raise InvalidCatalogRecord(f"record id {record_id!r} must be a non-empty string")
-            row = self.index.get(record_id)
-            if row is None:
-                row = len(self.ids)
-                if row + 1 >= self._capacity:
-                    self._grow()
-                self.ids.append(record_id)
-                self.index[record_id] = row
-                for values in self._row_values.values():
-                    values.append(None)
-            else:
-                self._clear_row(row)
+            if record_id in self.deleted:
+                continue
+            row = self._row_for(record_id)
             for field, value in record.items():
                 self._set(row, record_id, field, value)
         self.version += 1
         self._masks.clear()
+
+    def delete(self, record_ids: Iterable[str]) -> None:
+        """Deleted polls: their rows lose every value (no filter, author index or
+        category finds them) and :meth:`live_mask` drops them. A poll this catalog never
+        held gets a row too: models may know it from its events alone."""
+        for record_id in record_ids:
+            self._row_for(record_id)
+            self.deleted.add(record_id)
+        self.version += 1
+        self._masks.clear()
+
+    def live_mask(self) -> np.ndarray | None:
+        """Rows (plus the blank row) of polls not deleted; None when none was."""
+        if not self.deleted:
+            return None
+
+        def build() -> np.ndarray:
+            mask = np.ones(len(self.ids) + 1, dtype=bool)
+            mask[[self.index[i] for i in self.deleted]] = False
+            return mask
+
+        return self._memo(("live",), build)
+
+    def _row_for(self, record_id: str) -> int:
+        """The record's row, emptied; a new one at the end for a new id."""
+        row = self.index.get(record_id)
+        if row is not None:
+            self._clear_row(row)
+            return row
+        row = len(self.ids)
+        if row + 1 >= self._capacity:
+            self._grow()
+        self.ids.append(record_id)
+        self.index[record_id] = row
+        for values in self._row_values.values():
+            values.append(None)
+        return row
 
     def _grow(self) -> None:
         self._capacity *= 2
