@@ -387,15 +387,14 @@ class Services:
         """Send a new or changed poll to Personalize's Items dataset (PutItems), when one
         is configured: Amazon recommends and explores only polls it knows, and without
         this a poll made in the app stayed unknown to it until the next bulk import. As
-        for events, the local store is the record and a failure is logged and counted."""
+        for events, the local store is the record and a failure is logged and counted.
+        The sink sends it as Amazon's Items dataset holds it (its text fields as one)."""
         if (self.personalize_events is None
                 or not self.personalize_events.config.items_dataset_arn):
             return
-        fields = {f.name for f in ITEMS.fields}
-        record = {k: v for k, v in stored.items() if k in fields}
         sink = self.personalize_events
         self._submit(stored["ITEM_ID"], "personalize-items",
-                     lambda: sink.put_items({stored["ITEM_ID"]: record}))
+                     lambda: sink.put_items({stored["ITEM_ID"]: stored}))
 
     # ------------------------------------------------------------------ graph
 

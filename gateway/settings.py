@@ -210,6 +210,12 @@ class Settings(BaseSettings):
             users_dataset_arn=self.personalize_users_dataset_arn,
             endpoint_url=self.personalize_endpoint_url)
 
+    @property
+    def sends_items_to_amazon(self) -> bool:
+        """Whether Amazon Personalize is given this deployment's polls: the backend, or
+        an Items dataset to forward new polls to."""
+        return self.backend == "personalize" or bool(self.personalize_items_dataset_arn)
+
     def event_rules(self) -> EventRules:
         """The admission rules for live and imported events."""
         return EventRules(self.event_max_age_seconds, self.event_max_future_seconds,

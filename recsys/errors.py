@@ -32,6 +32,11 @@ class SchemaError(HunchError):
     """A dataset schema file is not a valid Personalize Avro schema."""
 
 
+class AmazonQuotaExceeded(SchemaError):
+    """A schema meant for Amazon Personalize passes one of its dataset quotas (five
+    textual fields where its Items dataset takes one)."""
+
+
 class InvalidEvent(HunchError):
     """An event or catalog record is malformed (empty id, over-long field, ...)."""
 

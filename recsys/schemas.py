@@ -4,7 +4,9 @@ Personalize describes each dataset with an Avro record schema in the namespace
 ``com.amazonaws.personalize.schema``. String fields count only when declared
 ``categorical`` (values separated by ``|``) or, for Items, ``textual``. These are the
 schemas of the Hunch app's datasets; a data directory may carry its own
-``<dataset>.schema.json`` to override them (see :func:`load_schema`).
+``<dataset>.schema.json`` to override them (see :func:`load_schema`). Amazon's Items
+dataset takes one textual field where the local ITEMS has five: Amazon is given
+AMAZON_ITEMS, and :func:`check_amazon_quotas` checks a schema meant for Amazon.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from hunchio.values import MAX_ID_LENGTH  # noqa: F401 - re-exported, see below
-from recsys.errors import SchemaError
+from recsys.errors import AmazonQuotaExceeded, SchemaError
 
 NAMESPACE = "com.amazonaws.personalize.schema"
 
@@ -28,7 +30,15 @@ NAMESPACE = "com.amazonaws.personalize.schema"
 MAX_CATEGORICAL_LENGTH = 1000  # a whole categorical value, all `|`-separated parts
 MAX_IMPRESSION_LENGTH = 1000  # the pipe-separated IMPRESSION column
 MAX_TEXTUAL_LENGTH = 20_000  # textual fields are cut (not rejected) past this
-MAX_USER_METADATA_FIELDS = 5
+MAX_USER_METADATA_FIELDS = 5  # the local loader's rule (Amazon's guide once said 5)
+# Amazon Personalize's dataset quotas (developer guide, "Service quotas"). The local
+# engine reads five textual fields of a poll; Amazon's Items dataset declares one, so
+# Amazon is given AMAZON_ITEMS (see recsys/amazon_items.py).
+AMAZON_MAX_TEXTUAL_FIELDS = 1  # Items
+AMAZON_MAX_ITEM_METADATA_FIELDS = 100
+AMAZON_MAX_USER_METADATA_FIELDS = 25
+AMAZON_MAX_INTERACTION_METADATA_COLUMNS = 5  # reserved fields excluded
+AMAZON_MAX_EVENT_TYPES_AND_METADATA = 10  # distinct event types + those columns
 
 DatasetName = Literal["interactions", "items", "users"]
 DATASETS: tuple[DatasetName, ...] = ("interactions", "items", "users")
@@ -146,6 +156,26 @@ USERS = DatasetSchema(
     ),
 )
 
+# The one textual field of Amazon's Items dataset: a poll's text fields joined (see
+# recsys/amazon_items.py). Named for what it holds rather than reusing DESCRIPTION, which
+# locally is one part of it (and an analysis or filter reading DESCRIPTION on both
+# backends would read two different things).
+POLL_TEXT = "POLL_TEXT"
+
+# The Items schema Amazon is given: ITEMS with its five textual fields as one. Every
+# field but ITEM_ID nullable, so that one schema takes the bulk export and live PutItems
+# of any catalog (public catalogs have no author; Amazon takes empty metadata).
+AMAZON_ITEMS = DatasetSchema(
+    "items",
+    (
+        Field("ITEM_ID", "string"),
+        Field("CATEGORY", "string", nullable=True, categorical=True),
+        Field("AUTHOR_ID", "string", nullable=True, categorical=True),
+        Field("CREATION_TIMESTAMP", "long", nullable=True),
+        Field(POLL_TEXT, "string", nullable=True, textual=True),
+    ),
+)
+
 DEFAULT_SCHEMAS: dict[str, DatasetSchema] = {
     "interactions": INTERACTIONS,
     "items": ITEMS,
@@ -209,6 +239,46 @@ def schema_from_avro(dataset: DatasetName, avro: dict, source: str = "schema") -
             f"got {len(fields) - 1}"
         )
     return DatasetSchema(dataset, tuple(fields))
+
+
+_INTERACTION_RESERVED = frozenset(f.name for f in INTERACTIONS.fields)
+_AMAZON_METADATA_LIMITS = {"items": AMAZON_MAX_ITEM_METADATA_FIELDS,
+                           "users": AMAZON_MAX_USER_METADATA_FIELDS,
+                           "interactions": AMAZON_MAX_INTERACTION_METADATA_COLUMNS}
+
+
+def amazon_quota_problems(schema: DatasetSchema, event_types: int | None = None,
+                          ) -> list[str]:
+    """Why Amazon Personalize would refuse a dataset made from ``schema`` (its dataset
+    quotas); empty when it takes it. ``event_types``: the number of distinct event
+    types the interactions hold, counted with their metadata columns."""
+    if schema.dataset == "interactions":
+        metadata = [name for name in schema.names if name not in _INTERACTION_RESERVED]
+    else:
+        metadata = [name for name in schema.names if name not in _ID_FIELDS[schema.dataset]]
+    limit = _AMAZON_METADATA_LIMITS[schema.dataset]
+    problems = []
+    textual = [f.name for f in schema.fields if f.textual]
+    if len(textual) > AMAZON_MAX_TEXTUAL_FIELDS:
+        problems.append(
+            f"{len(textual)} textual fields ({', '.join(textual)}); Amazon's Items dataset "
+            f"takes {AMAZON_MAX_TEXTUAL_FIELDS} (join them in one, as {POLL_TEXT} does)")
+    if schema.dataset == "interactions" and event_types is not None \
+            and event_types + len(metadata) > AMAZON_MAX_EVENT_TYPES_AND_METADATA:
+        problems.append(f"{event_types} event types and {len(metadata)} metadata fields; "
+                        f"Amazon takes {AMAZON_MAX_EVENT_TYPES_AND_METADATA} together")
+    if len(metadata) > limit:
+        problems.append(f"{len(metadata)} metadata fields; Amazon's "
+                        f"{schema.dataset.capitalize()} dataset takes {limit}")
+    return problems
+
+
+def check_amazon_quotas(schema: DatasetSchema, event_types: int | None = None) -> None:
+    """Raise :class:`AmazonQuotaExceeded` unless Amazon takes a dataset of ``schema``."""
+    problems = amazon_quota_problems(schema, event_types)
+    if problems:
+        raise AmazonQuotaExceeded(f"the {schema.dataset} schema is not one Amazon "
+                                  f"Personalize takes: {'; '.join(problems)}")
 
 
 def schema_path(directory: Path, dataset: DatasetName) -> Path:

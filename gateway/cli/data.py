@@ -54,9 +54,13 @@ def generate(users: int, polls: int, days: int, seed: int, follow_effect: bool,
               show_default=True, help="full replaces everything stored; incremental adds.")
 def import_(directory: Path, mode: str) -> None:
     """Validate DIRECTORY's CSVs and import them into the event store, all or nothing."""
+    from recsys.amazon_items import amazon_schema_notice
     from recsys.datasets import import_directory
 
     settings = load_settings()
+    notice = amazon_schema_notice(directory) if settings.sends_items_to_amazon else None
+    if notice:
+        click.echo(f"warning: {notice}", err=True)
     report = import_directory(directory, settings.event_store_url, mode=mode, progress=True,
                               rules=settings.event_rules())
     click.echo(report.describe())
@@ -65,7 +69,9 @@ def import_(directory: Path, mode: str) -> None:
 @data.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def export(directory: Path) -> None:
-    """Write the stored datasets to DIRECTORY in Personalize's bulk CSV format."""
+    """Write the stored datasets to DIRECTORY in Personalize's bulk CSV format, items
+    with the local engine's five textual fields (so that they import back here); for
+    Amazon's Items dataset, which takes one, `hunch personalize export-items`."""
     from recsys.datasets import export_directory
 
     settings = load_settings()

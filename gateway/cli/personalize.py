@@ -1,9 +1,11 @@
-"""``hunch personalize replay``: send Amazon Personalize what an outage kept from it."""
+"""``hunch personalize``: send Amazon Personalize what an outage kept from it (replay),
+write the items it imports (export-items)."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
@@ -76,3 +78,25 @@ def replay(since: str, until: str | None, dry_run: bool) -> None:
                f"poll heard before); {counts.failed:,} refused")
     if counts.failed:
         raise SystemExit(1)
+
+
+@personalize.command("export-items")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def export_items(directory: Path) -> None:
+    """Write the stored polls to DIRECTORY as Amazon's Items dataset imports them:
+    items.csv and items.schema.json with one textual field, POLL_TEXT (the question,
+    options, description, option descriptions and comments joined, cut at 20,000
+    characters, comments first). Create Amazon's Items dataset from this schema: its
+    Items dataset takes one textual field, not the local engine's five. The
+    interactions.csv and users.csv of `hunch data export` are Amazon's as they are."""
+    from recsys.amazon_items import export_amazon_items
+    from recsys.datasets import ExportFailed
+    from recsys.event_stores import open_event_store, store_exists
+
+    settings = load_settings()
+    if not store_exists(settings.event_store_url):
+        raise ExportFailed(f"no event store at {settings.event_store_url}: nothing to "
+                           "export (check HUNCH_HOME or HUNCH_STORE_URL)")
+    with open_event_store(settings.event_store_url) as store:
+        export = export_amazon_items(store.items(), directory)
+    click.echo(export.describe())

@@ -17,7 +17,6 @@ from settings).
 from __future__ import annotations
 
 import json
-import math
 import logging
 import threading
 import time
@@ -26,10 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from recsys.amazon_items import amazon_item, cut_text
 from recsys.errors import HunchError
 from recsys.events import Impression, Interaction, derive_event_id, distinct_impressions
 from recsys.recipes.base import ScoredItem
-from recsys.schemas import DELETED_POLL_CATEGORY
+from recsys.schemas import DELETED_POLL_CATEGORY, POLL_TEXT
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,6 @@ MAX_IMPRESSION_IDS = 25  # PutEvents: ids of one event's impression list
 MAX_RECORDS_PER_PUT = 10  # PutItems / PutUsers
 MAX_PROPERTIES_CHARS = 32_000  # PutItems: a record's properties JSON
 MAX_RECOMMENDATION_ID_CHARS = 40  # PutEvents (clients may send ids of up to 256)
-# A poll's text fields, cut in this order (the least telling first) when a record's
-# properties would pass MAX_PROPERTIES_CHARS: five fields of up to 20,000 characters each
-# (schemas.MAX_TEXTUAL_LENGTH, what a bulk import takes) do not fit one PutItems record.
-TEXT_CUT_ORDER = ("COMMENTS", "OPTION_DESCRIPTIONS", "DESCRIPTION", "OPTIONS", "QUESTION")
 MAX_FILTER_VALUE_KEYS = 25
 # After a ThrottlingException a campaign is left alone this long: the source serves its
 # fallback at once. Each throttled feed page made 3 calls (botocore's attempts) and
@@ -318,10 +314,11 @@ class PersonalizeEventSink:
         return len(records)
 
     def put_items(self, items: Mapping[str, Mapping[str, Any]]) -> int:
-        """New or changed polls (catalog ingest), text fields included."""
+        """New or changed polls (catalog ingest), as the store holds them: each is sent as
+        Amazon's Items dataset takes it (``amazon_item``: one textual field, POLL_TEXT)."""
         if not self.config.items_dataset_arn:
             raise PersonalizeNotConfigured("no Items dataset ARN in the Personalize settings")
-        records = [{"itemId": iid, "properties": _properties(props)}
+        records = [{"itemId": iid, "properties": _properties(amazon_item(props))}
                    for iid, props in items.items()]
         for start in range(0, len(records), MAX_RECORDS_PER_PUT):
             self.client.put_items(datasetArn=self.config.items_dataset_arn,
@@ -366,27 +363,22 @@ def _impression_window(shown: Sequence[str], item_id: str) -> Sequence[str]:
 
 def _properties(props: Mapping[str, Any]) -> str:
     """Personalize's properties JSON: camelCase keys of the dataset's fields, no ids;
-    past MAX_PROPERTIES_CHARS the text fields are cut (TEXT_CUT_ORDER), so that a long
-    poll still reaches Amazon rather than failing the call."""
+    past MAX_PROPERTIES_CHARS the poll's text is cut from its end (its least telling
+    parts, see recsys/amazon_items.py), so that a long poll still reaches Amazon rather
+    than failing the call."""
     fields = {k: v for k, v in props.items() if k not in ("ITEM_ID", "USER_ID") and v is not None}
     text = _properties_json(fields)
-    for key in TEXT_CUT_ORDER:
-        excess = len(text) - MAX_PROPERTIES_CHARS
-        if excess <= 0:
-            break
-        value = fields.get(key)
-        if isinstance(value, str) and value:
-            # An escaped character is several in the JSON ("\u00e9" is six): cut the
-            # text by the excess scaled to this field's escaping, then again by what
-            # still overflows (uneven escaping), never more than it must.
-            keep = len(value)
-            while excess > 0 and keep > 0:
-                escaped = len(json.dumps(value[:keep])) - 2
-                keep = max(0, keep - math.ceil(excess * keep / max(escaped, 1)))
-                fields[key] = value[:keep]
-                text = _properties_json(fields)
-                excess = len(text) - MAX_PROPERTIES_CHARS
-    return text
+    poll_text = fields.get(POLL_TEXT)
+    if len(text) <= MAX_PROPERTIES_CHARS or not isinstance(poll_text, str):
+        return text
+    # An escaped character is several in the JSON ("\u00e9" is six): the longest cut that
+    # fits is searched for, not computed from the excess.
+    keep, too_long = 0, len(poll_text)
+    while too_long - keep > 1:
+        middle = (keep + too_long) // 2
+        fits = len(_properties_json({**fields, POLL_TEXT: cut_text(poll_text, middle)}))
+        keep, too_long = (middle, too_long) if fits <= MAX_PROPERTIES_CHARS else (keep, middle)
+    return _properties_json({**fields, POLL_TEXT: cut_text(poll_text, keep)})
 
 
 def _properties_json(fields: Mapping[str, Any]) -> str:

@@ -131,7 +131,9 @@ def test_personalize_backend_serves_forwards_events_and_falls_back(home, persona
         properties = json.loads(record["properties"])
         assert record["itemId"] == "fresh-poll"
         assert properties["authorId"] == user and properties["category"] == "SPORTS|NEWS"
-        assert properties["question"] == "Who wins tonight?"
+        # Amazon's Items dataset has one textual field: the poll's text joined in it
+        assert properties["pollText"] == "Who wins tonight? Home|Away"
+        assert "question" not in properties and "options" not in properties
         assert isinstance(properties["creationTimestamp"], int)
         # Amazon failing is logged and counted; the poll is stored and served all the same.
         _FakePersonalize.fail_writes = True

@@ -113,7 +113,7 @@ def test_put_events_users_items_match_the_service_model():
                                                        "properties": '{"cluster":"c3","community":"m1"}'}]})
         stub.add_response("put_items", {}, {"datasetArn": CONFIG.items_dataset_arn,
                                             "items": [{"itemId": "p9",
-                                                       "properties": '{"category":"SPORTS","creationTimestamp":1700000000,"question":"Who wins?"}'}]})
+                                                       "properties": '{"category":"SPORTS","creationTimestamp":1700000000,"pollText":"Who wins?"}'}]})
         assert sink.put_events("u1", "s1", interactions + [Impression("u1", ("p1", "p2"), 1_700_000_100)]) == 13
         sink.put_users({"u1": {"USER_ID": "u1", "CLUSTER": "c3", "COMMUNITY": "m1"}})
         sink.put_items({"p9": {"CATEGORY": "SPORTS", "CREATION_TIMESTAMP": 1700000000,
@@ -182,13 +182,17 @@ def test_what_a_client_may_send_fits_the_service_model():
     (put_events, put_items) = sent
     assert [e.get("recommendationId") for e in put_events["eventList"]] == [None, "r" * 40]
     lengths = [len(i["properties"]) for i in put_items["items"]]
-    assert max(lengths) <= max_properties and min(lengths) > 0.9 * max_properties
+    # the plain poll's text stops at Amazon's 20,000 characters, the accented one's at
+    # the properties' 32,000 (cut no more than it must)
+    assert max(lengths) <= max_properties and lengths[1] > max_properties - 6
     long_poll, long_accents = (json.loads(i["properties"]) for i in put_items["items"])
-    # the least telling text is cut first: the comments, not the question or description
-    assert long_poll["question"] == "Who wins?" and long_poll["description"] == poll["DESCRIPTION"]
-    assert 0 < len(long_poll["comments"]) < MAX_TEXTUAL_LENGTH
-    assert long_accents["question"] == "Who wins?" and long_accents["options"] == "Home|Away"
-    assert _properties({"QUESTION": "short"}) == '{"question":"short"}'
+    # one textual field of Amazon's 20,000 characters at most; the least telling text is
+    # cut first: the comments went whole, the description lost its end, not the question
+    assert set(long_poll) == {"category", "authorId", "creationTimestamp", "pollText"}
+    assert long_poll["pollText"] == ("Who wins? Home|Away " + poll["DESCRIPTION"])[
+        :MAX_TEXTUAL_LENGTH]
+    assert long_accents["pollText"].startswith("Who wins? Home|Away \u00e9")
+    assert _properties({"POLL_TEXT": "short"}) == '{"pollText":"short"}'
 
 
 def test_missing_arns_are_a_clear_error():
