@@ -204,8 +204,8 @@ def test_with_personalize_the_tombstone_replaces_amazons_record_and_its_answers_
         with Stubber(services.personalize_events.client) as events, \
                 Stubber(source.client) as runtime:
             events.add_response("put_items", {}, {"datasetArn": items_arn, "items": [{
-                "itemId": "p29", "properties": '{"authorId":"a1","creationTimestamp":%d,'
-                                               '"category":"hunch-deleted"}' % T0}]})
+                "itemId": "p29", "properties": '{"category":"hunch-deleted","authorId":"a1",'
+                                               '"creationTimestamp":%d}' % T0}]})
             services.delete_poll("p29", "a1")
             services.forwarder.close()  # sends what waits
             events.assert_no_pending_responses()
