@@ -26,8 +26,14 @@ from graph.store import Follow, GraphStore, PollAuthorship
 from recsys.admission import DeletedPolls, UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
-from recsys.backends.amazon_copy import heard_before, with_shown_polls
-from recsys.backends.forwarder import BackgroundForwarder
+from recsys.backends.amazon_copy import (
+    heard_before,
+    refused_as_input,
+    refused_for_rate,
+    with_shown_polls,
+)
+from recsys.backends.forwarder import BackgroundForwarder, RecordBatcher
+from recsys.backends.personalize import deleted_item
 from recsys.event_head import EventHead
 from recsys.event_stores import open_event_store
 from recsys.events import Impression, Interaction, LatestInteractionsCache, PollDeletion
@@ -163,6 +169,7 @@ class Services:
         }
         self.personalize_events = None
         self.forwarder: BackgroundForwarder | None = None  # set with personalize_events
+        self.item_copies: RecordBatcher | None = None  # PutItems, with an Items dataset
         if settings.backend == "personalize":
             sources.update(self._personalize_sources(sources["popularity-count"]))
         if settings.in_network:
@@ -195,6 +202,11 @@ class Services:
                 config, events, on_impressions_cut=metrics.IMPRESSIONS_NOT_FORWARDED.inc)
             self.forwarder = BackgroundForwarder(
                 on_dropped=lambda: metrics.EVENTS_NOT_FORWARDED.labels("queue-full").inc())
+            if config.items_dataset_arn:
+                # PutItems: 10 polls a call, paced, throttled calls retried (forwarder.py)
+                self.item_copies = self.forwarder.records(
+                    self.personalize_events.put_items, throttled=refused_for_rate,
+                    refused_as_input=refused_as_input, on_failed=_item_copy_failed)
 
         def on_fallback(source: str, reason: str) -> None:
             metrics.FALLBACKS.labels(source, reason).inc()
@@ -377,11 +389,8 @@ class Services:
         gateway drops the poll from Amazon's answers meanwhile (the live mask)."""
         if not self._sends_items():
             return
-        sink = self.personalize_events
-        tombstone = {"AUTHOR_ID": gone.author_id,
-                     "CREATION_TIMESTAMP": record.get("CREATION_TIMESTAMP")}
-        self._submit(gone.item_id, "personalize-items",
-                     lambda: sink.put_deleted_items({gone.item_id: tombstone}))
+        self._send_item(gone.item_id, deleted_item({
+            "AUTHOR_ID": gone.author_id, "CREATION_TIMESTAMP": record.get("CREATION_TIMESTAMP")}))
 
     def _forward_poll(self, stored: dict[str, Any]) -> None:
         """Send a new or changed poll to Personalize's Items dataset (PutItems), when one
@@ -392,9 +401,17 @@ class Services:
         if (self.personalize_events is None
                 or not self.personalize_events.config.items_dataset_arn):
             return
+        self._send_item(stored["ITEM_ID"], stored)
+
+    def _send_item(self, item_id: str, record: dict[str, Any]) -> None:
+        """``record`` as the poll's latest state for Amazon's Items dataset: 10 to a
+        call, paced, a throttled call's polls sent again (``item_copies``); inline
+        without a forwarder."""
+        if self.item_copies is not None:
+            self.item_copies.submit(item_id, record)
+            return
         sink = self.personalize_events
-        self._submit(stored["ITEM_ID"], "personalize-items",
-                     lambda: sink.put_items({stored["ITEM_ID"]: stored}))
+        self._submit(item_id, "personalize-items", lambda: sink.put_items({item_id: record}))
 
     # ------------------------------------------------------------------ graph
 
@@ -577,6 +594,16 @@ class Services:
         self.filters.close()
         self.promotions.close()
         self._catalog_events.close()
+
+
+def _item_copy_failed(exc: BaseException | None, polls: int) -> None:
+    """A PutItems copy Amazon refused (``polls`` given up; 0 when a throttled call's
+    polls wait to go again) or that the full queue could not take (``exc`` None)."""
+    reason = "queue-full" if exc is None else (
+        "throttled-retried" if polls == 0 else type(exc).__name__)
+    metrics.FALLBACKS.labels("personalize-items", reason).inc()
+    if exc is not None and polls:
+        log.warning("could not send %d poll(s) to Personalize: %s", polls, exc)
 
 
 def _make_session_store(settings: Settings):

@@ -115,6 +115,17 @@ _RATE_ERRORS = frozenset({"ThrottlingException", "TooManyRequestsException",
                           "LimitExceededException"})
 
 
+def refused_for_rate(exc: BaseException) -> bool:
+    """Whether Amazon refused a request for the request rate (throttled): the same
+    request may pass later."""
+    try:
+        from botocore.exceptions import ClientError
+    except ImportError:  # boto3 is only needed by the Personalize backend
+        return False
+    return (isinstance(exc, ClientError)
+            and exc.response.get("Error", {}).get("Code", "") in _RATE_ERRORS)
+
+
 def refused_as_input(exc: BaseException) -> bool:
     """Whether Amazon (or botocore, checking the model's minimums) refused what the
     request holds (a 4xx answer other than a rate limit), so that another request

@@ -328,11 +328,15 @@ class PersonalizeEventSink:
     def put_deleted_items(self, tombstones: Mapping[str, Mapping[str, Any]]) -> int:
         """Deleted polls: each record replaced by its tombstone (PutItems replaces a
         whole record), with no text and the category :data:`DELETED_POLL_CATEGORY`."""
-        return self.put_items({
-            item_id: {**{k: v for k, v in fields.items() if k in ("AUTHOR_ID",
-                                                               "CREATION_TIMESTAMP")},
-                      "CATEGORY": DELETED_POLL_CATEGORY}
-            for item_id, fields in tombstones.items()})
+        return self.put_items({item_id: deleted_item(fields)
+                               for item_id, fields in tombstones.items()})
+
+
+def deleted_item(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The record a deleted poll's Amazon copy is replaced by: its author and creation
+    time (of ``fields``), no text, the category :data:`DELETED_POLL_CATEGORY`."""
+    return {**{k: v for k, v in fields.items() if k in ("AUTHOR_ID", "CREATION_TIMESTAMP")},
+            "CATEGORY": DELETED_POLL_CATEGORY}
 
 
 def amazon_event_id(user_id: str, event_id: str) -> str:

@@ -57,8 +57,10 @@ def test_a_poll_written_through_the_api_reaches_amazon_with_one_textual_property
     declare: now one pollText, question first, comments last, each part cleaned."""
     _, events = make_clients(CONFIG, session())
     sink = PersonalizeEventSink(CONFIG, events)
-    services = SimpleNamespace(personalize_events=sink,
+    services = SimpleNamespace(personalize_events=sink, item_copies=None,
                                _submit=lambda key, source, send: send())
+    services._send_item = lambda item_id, record: Services._send_item(services, item_id,
+                                                                      record)
     expected = {"category": "SPORTS|NEWS", "authorId": "u1",
                 "creationTimestamp": 1_700_000_000, "pollText": JOINED}
     with Stubber(events) as stub:

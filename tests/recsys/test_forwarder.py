@@ -70,3 +70,100 @@ def test_a_key_waits_for_its_own_calls_only() -> None:
     gate.set()
     assert forwarder.wait_idle(10)
     assert done[3:] == ["slow-1", "slow-2"]
+
+
+class _Throttled(Exception):
+    pass
+
+
+class _Refused(Exception):
+    pass
+
+
+def _batcher(send, **options):
+    from recsys.backends.forwarder import RecordBatcher
+
+    failures: list[tuple[str | None, int]] = []
+    batcher = RecordBatcher(
+        send, throttled=lambda exc: isinstance(exc, _Throttled),
+        refused_as_input=lambda exc: isinstance(exc, _Refused),
+        on_failed=lambda exc, n: failures.append((type(exc).__name__ if exc else None, n)),
+        **{"interval": 0.0, "retry": (0.01, 0.02), **options})
+    return batcher, failures
+
+
+def test_records_go_ten_to_a_call_and_a_records_latest_state_wins() -> None:
+    """PutItems takes 10 records a call and 10 calls a second per dataset group: one
+    call per poll written capped the app at 10 polls a second. 25 polls (one written
+    twice while waiting) go in 3 calls, with the poll's newest state."""
+    gate = threading.Event()
+    calls: list[dict] = []
+
+    def send(records: dict) -> None:
+        gate.wait(10)  # Amazon is slow: the rest queue up meanwhile
+        calls.append(records)
+
+    batcher, failures = _batcher(send)
+    batcher.submit("p0", {"v": 0})
+    time.sleep(0.05)  # p0's call is in flight
+    for k in range(1, 25):
+        batcher.submit(f"p{k}", {"v": 0})
+    batcher.submit("p3", {"v": 1})  # edited before it was sent
+    gate.set()
+    assert batcher.wait_idle(10)
+    batcher.close()
+    assert [len(c) for c in calls] == [1, 10, 10, 4]
+    sent = {k: v for c in calls for k, v in c.items()}
+    assert len(sent) == 25 and sent["p3"] == {"v": 1} and failures == []
+
+
+def test_a_throttled_call_waits_and_goes_again_and_a_bad_record_costs_one() -> None:
+    """A throttled PutItems lost its polls after botocore's retries; now they wait
+    and go again, unless a newer state was written meanwhile. A call refused for what
+    it holds is sent record by record: the nine good records are not lost."""
+    calls: list[dict] = []
+    throttles = [2]
+
+    def send(records: dict) -> None:
+        calls.append(dict(records))
+        if throttles[0]:
+            throttles[0] -= 1
+            raise _Throttled()
+        if "bad" in records:
+            raise _Refused()
+
+    batcher, failures = _batcher(send)
+    for k in range(3):
+        batcher.submit(f"p{k}", {"v": k})
+    assert batcher.wait_idle(10)
+    assert calls[-1] == {"p0": {"v": 0}, "p1": {"v": 1}, "p2": {"v": 2}}
+    assert failures == [("_Throttled", 0), ("_Throttled", 0)]  # retried, none given up
+    calls.clear()
+    batcher.submit("a", {})
+    batcher.submit("bad", {})
+    batcher.submit("b", {})
+    assert batcher.wait_idle(10)
+    batcher.close()
+    assert calls == [{"a": {}, "bad": {}, "b": {}}, {"a": {}}, {"bad": {}}, {"b": {}}]
+    assert failures[2:] == [("_Refused", 1)]
+
+
+def test_a_full_map_refuses_new_records_and_closing_does_not_retry_throttles() -> None:
+    gate = threading.Event()
+
+    def send(records: dict) -> None:
+        gate.wait(10)
+        raise _Throttled()
+
+    batcher, failures = _batcher(send, max_pending=2)
+    batcher.submit("p0", {})
+    time.sleep(0.05)  # in flight
+    assert batcher.submit("p1", {}) and batcher.submit("p2", {})
+    assert batcher.submit("p1", {"newer": True})  # a known record is replaced, not refused
+    assert not batcher.submit("p3", {})
+    assert failures == [(None, 1)]
+    gate.set()
+    batcher.close(timeout=5)
+    # closing: throttled calls are given up (reported: all 3 polls), not retried for ever
+    assert sum(n for name, n in failures if name == "_Throttled") == 3
+    assert batcher.wait_idle(0)
