@@ -205,7 +205,7 @@ class Services:
             if config.items_dataset_arn:
                 # PutItems: 10 polls a call, paced, throttled calls retried (forwarder.py)
                 self.item_copies = self.forwarder.records(
-                    self.personalize_events.put_items, throttled=refused_for_rate,
+                    self._put_item_copies, throttled=refused_for_rate,
                     refused_as_input=refused_as_input, on_failed=_item_copy_failed)
 
         def on_fallback(source: str, reason: str) -> None:
@@ -410,8 +410,17 @@ class Services:
         if self.item_copies is not None:
             self.item_copies.submit(item_id, record)
             return
-        sink = self.personalize_events
-        self._submit(item_id, "personalize-items", lambda: sink.put_items({item_id: record}))
+        self._submit(item_id, "personalize-items",
+                     lambda: self._put_item_copies({item_id: record}))
+
+    def _put_item_copies(self, records: dict[str, dict[str, Any]]) -> None:
+        """PutItems of ``records``, those of polls deleted by now sent as tombstones: an
+        edit committed before a deletion may reach the batcher's map after it (its
+        request's thread, or another worker) and replaced the tombstone there, so
+        Amazon kept the text. The store says what is deleted when the call goes."""
+        gone = set(self.events.deleted_item_ids(records))
+        self.personalize_events.put_items(
+            {i: deleted_item(r) if i in gone else r for i, r in records.items()})
 
     # ------------------------------------------------------------------ graph
 

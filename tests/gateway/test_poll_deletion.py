@@ -218,3 +218,35 @@ def test_with_personalize_the_tombstone_replaces_amazons_record_and_its_answers_
                 "p28", "p27"]
     finally:
         asyncio.run(services.close())
+
+
+def test_an_edit_whose_copy_follows_the_deletion_does_not_bring_its_text_back_to_amazon(
+        settings):  # noqa: F811
+    """An edit committed just before the deletion, its PutItems copy submitted just
+    after (another request's thread, or another worker): the edit replaced the
+    tombstone waiting in the batcher's map, and Amazon kept the text and the poll as a
+    live one. What goes is checked against the store when it is sent."""
+    from botocore.stub import Stubber
+
+    from tests.gateway.test_app import T0
+
+    arn = "arn:aws:personalize:us-east-1:123456789012:campaign/hunch-up"
+    items_arn = "arn:aws:personalize:us-east-1:123456789012:dataset/hunch/ITEMS"
+    configured = settings.model_copy(update={
+        "backend": "personalize", "personalize_campaign_arns": {"user-personalization": arn},
+        "personalize_tracking_id": "tracking-1", "personalize_items_dataset_arn": items_arn})
+    services = Services(configured)
+    try:
+        with Stubber(services.personalize_events.client) as events:
+            events.add_response("put_items", {}, {"datasetArn": items_arn, "items": [{
+                "itemId": "p29", "properties": '{"category":"hunch-deleted","authorId":"a1",'
+                                               '"creationTimestamp":%d}' % T0}]})
+            edited = services.events.upsert_item(
+                {"ITEM_ID": "p29", "QUESTION": "my phone number is ..."}, acting_user="a1")
+            with services.item_copies._cond:  # both reach the map before a call goes
+                services.delete_poll("p29", "a1")
+                services._forward_poll(edited)  # the edit's request, a moment late
+            services.forwarder.close()
+            events.assert_no_pending_responses()
+    finally:
+        asyncio.run(services.close())
