@@ -36,7 +36,14 @@ from recsys.admission import (
 )
 from recsys.errors import DatasetValidationError, HunchError, InvalidEvent
 from recsys.event_stores import describe_url
-from recsys.events import Impression, Interaction, check_storable, distinct_impressions
+from recsys.events import (
+    Impression,
+    Interaction,
+    check_storable,
+    deleted_poll_ids,
+    distinct_impressions,
+    without_polls,
+)
 from recsys.schemas import (
     CSV_FILES,
     DEFAULT_SCHEMAS,
@@ -663,10 +670,14 @@ def _columns_for(schema: DatasetSchema, records: list[dict[str, Any]]) -> Datase
 class ExportReport:
     directory: Path
     counts: dict[str, int]
+    deleted: int = 0  # deleted polls whose events were left out
 
     def describe(self) -> str:
         parts = ", ".join(f"{n:,} {k}" for k, n in self.counts.items())
-        return f"exported {parts} to {self.directory}"
+        note = (f"; left out the events of {self.deleted:,} deleted poll(s) (they stay in "
+                "the store as history; an export is read as training reads the store)"
+                if self.deleted else "")
+        return f"exported {parts} to {self.directory}{note}"
 
 
 class ExportFailed(HunchError):
@@ -698,6 +709,10 @@ def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=directory))
     try:
         with open_event_store(db_path) as store:
+            # As training reads the store: a deleted poll's events, exported without its
+            # tombstone, brought it back wherever the export was imported (another
+            # store, Amazon's interactions dataset), trained on and served by its id.
+            deleted = deleted_poll_ids(store)
             schema = DEFAULT_SCHEMAS["interactions"]
             counts["interactions"] = _write_csv(
                 staging / CSV_FILES["interactions"],
@@ -705,7 +720,7 @@ def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport
                 (
                     [e.user_id, e.item_id, e.timestamp, e.event_type or None, e.event_value,
                      "|".join(e.impression) or None, e.recommendation_id]
-                    for e in store.interactions()
+                    for e in without_polls(store.interactions(), deleted)
                 ),
             )
             write_schema(staging, schema)
@@ -723,7 +738,7 @@ def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport
                 list(IMPRESSIONS_COLUMNS),
                 (
                     [m.user_id, m.timestamp, "|".join(m.item_ids), m.recommendation_id]
-                    for m in store.impressions()
+                    for m in without_polls(store.impressions(), deleted)
                 ),
             )
         written = sorted(staging.iterdir())
@@ -738,7 +753,7 @@ def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport
             f.replace(directory / f.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ExportReport(directory, counts)
+    return ExportReport(directory, counts, len(deleted))
 
 
 def _write_csv(path: Path, header: list[str], rows) -> int:

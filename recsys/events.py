@@ -36,7 +36,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -1124,6 +1124,35 @@ def named_polls(events: Iterable[Interaction | Impression]) -> list[str]:
         else:
             polls.update(dict.fromkeys(event.item_ids))
     return list(polls)
+
+
+def deleted_poll_ids(store: Any) -> set[str]:
+    """Every deleted poll's id ``store`` holds a tombstone of."""
+    deleted: set[str] = set()
+    seq = 0
+    while True:
+        seq, page = store.deletions_since(seq)
+        if not page:
+            return deleted
+        deleted.update(page)
+
+
+def without_polls(events: Iterable[_E], polls: set[str]) -> Iterator[_E]:
+    """``events`` as if ``polls`` had never been (training, exports): interactions on
+    them left out, them left out of impression lists (an impression left with no poll
+    and no recommendation id is dropped). Lazily: an export streams millions."""
+    for e in events:
+        if isinstance(e, Interaction):
+            if e.item_id in polls:
+                continue
+            if polls.intersection(e.impression):
+                e = replace(e, impression=tuple(p for p in e.impression if p not in polls))
+        else:
+            if polls.intersection(e.item_ids):
+                e = replace(e, item_ids=tuple(p for p in e.item_ids if p not in polls))
+            if not e.item_ids and not e.recommendation_id:
+                continue
+        yield e
 
 
 def check_may_delete(item_id: str, author: str | None, acting_user: str,

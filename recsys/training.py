@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from recsys.artifacts import ArtifactStore, VersionStore, recipe_class
 from recsys.errors import HunchError
-from recsys.events import Impression, Interaction
+from recsys.events import Impression, Interaction, deleted_poll_ids, without_polls
 from recsys.recipes.base import TrainingData, fit_summary
 from recsys.recipes.clock import robust_newest
 
@@ -219,29 +219,12 @@ def read_event_store(events: Any) -> StoreSnapshot:
                          digest.hexdigest(), catalog_seq)
 
 
-def deleted_poll_ids(events: Any) -> set[str]:
-    """Every deleted poll's id the store holds a tombstone of."""
-    deleted: set[str] = set()
-    seq = 0
-    while True:
-        seq, page = events.deletions_since(seq)
-        if not page:
-            return deleted
-        deleted.update(page)
-
-
 def _without_polls(interactions: list[Interaction], impressions: list[Impression],
                    polls: set[str]) -> tuple[list[Interaction], list[Impression]]:
-    """The events as if ``polls`` had never been: interactions on them left out, and
-    them left out of impression lists (an impression left with no poll is dropped)."""
+    """The events as if ``polls`` had never been (:func:`without_polls`)."""
     if not polls:
         return interactions, impressions
-    kept = [replace(e, impression=tuple(p for p in e.impression if p not in polls))
-            if polls.intersection(e.impression) else e
-            for e in interactions if e.item_id not in polls]
-    shown = [replace(e, item_ids=tuple(p for p in e.item_ids if p not in polls))
-             if polls.intersection(e.item_ids) else e for e in impressions]
-    return kept, [e for e in shown if e.item_ids or e.recommendation_id]
+    return list(without_polls(interactions, polls)), list(without_polls(impressions, polls))
 
 
 def train_from_store(

@@ -67,3 +67,23 @@ def test_the_catalog_keeps_deleted_polls_out_of_every_mask() -> None:
     assert catalog.rows_with_value("AUTHOR_ID", "ann").tolist() == [catalog.index["p2"]]
     catalog.upsert({"p1": {"CATEGORY": "news", "AUTHOR_ID": "ann"}})  # a late page
     assert not catalog.live_mask()[catalog.index["p1"]]
+
+
+def test_an_export_reads_the_store_as_training_does_so_a_restore_does_not_revive_it(
+        tmp_path: Path) -> None:
+    """`hunch data export` wrote the deleted poll's events (and no tombstone): imported
+    into another store (a move, a restore; or Amazon, which takes interactions.csv as
+    it is), the poll was back, trained on and served by its id."""
+    from recsys.datasets import export_directory
+
+    with _store_with_votes(tmp_path / "events.sqlite3") as store:
+        store.delete_item("p1", acting_user="ann")
+    report = export_directory(tmp_path / "events.sqlite3", tmp_path / "export")
+    assert report.counts["interactions"] == 2
+    assert "p1" not in (tmp_path / "export" / "interactions.csv").read_text()
+    assert "p1" not in (tmp_path / "export" / "impressions.csv").read_text()
+    assert "left out the events of 1 deleted poll" in report.describe()
+    import_directory(tmp_path / "export", tmp_path / "restored.sqlite3", mode="full")
+    with EventStore(tmp_path / "restored.sqlite3") as store:
+        assert store.count_events(item_id="p1") == 0
+        assert "p1" not in read_event_store(store).data.items
