@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping
 from itertools import islice
 from typing import Any
 
+from recsys.errors import HunchError
+
 log = logging.getLogger(__name__)
 
 # ~1 KB an event: 10 MB at most through an outage, minutes of a busy app's writes.
@@ -125,6 +127,18 @@ class BackgroundForwarder:
                 calls.task_done()
 
 
+class RecordsNotSent(HunchError):
+    """Records the batcher could not send before it closed (or submitted after): the
+    store has them; Amazon has them after an import of `hunch personalize export-items`."""
+
+    def __init__(self, records: int):
+        self.records = records
+        super().__init__(
+            f"{records:,} record(s) had not gone to Amazon when the forwarder closed; the "
+            "store has them: import `hunch personalize export-items` into Amazon's Items "
+            "dataset (incremental) to bring it up to date")
+
+
 class RecordBatcher:
     """The latest state of each record (a poll by id), sent to ``send`` up to
     ``per_call`` at a time by one thread, one call per ``interval`` at most. A call
@@ -149,6 +163,7 @@ class RecordBatcher:
         self._pending: dict[str, Any] = {}  # insertion order: oldest first
         self._in_flight = 0
         self._closing = False
+        self._closed = False  # nothing is taken or sent any more
         self._cond = threading.Condition()
         self._wake = threading.Event()  # ends a pause early when closing
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -159,7 +174,9 @@ class RecordBatcher:
         """Queue ``record`` as ``record_id``'s latest state (replacing one not yet
         sent); False (and reported) when the map is full."""
         with self._cond:
-            if record_id not in self._pending and len(self._pending) >= self._max_pending:
+            if self._closed:
+                full = True
+            elif record_id not in self._pending and len(self._pending) >= self._max_pending:
                 full = True
             else:
                 full = False
@@ -167,7 +184,7 @@ class RecordBatcher:
                 self._pending[record_id] = dict(record)
                 self._cond.notify_all()
         if full:
-            self._on_failed(None, 1)
+            self._on_failed(RecordsNotSent(1) if self._closed else None, 1)
         return not full
 
     def wait_idle(self, timeout: float) -> bool:
@@ -190,6 +207,15 @@ class RecordBatcher:
             self._cond.notify_all()
         self._wake.set()
         self._thread.join(timeout)
+        # What is left would go on after the store closed, or be lost with the process
+        # unreported: given up, reported; the thread ends after its call in flight.
+        with self._cond:
+            left = len(self._pending)
+            self._pending.clear()
+            self._closed = True
+            self._cond.notify_all()
+        if left:
+            self._on_failed(RecordsNotSent(left), left)
 
     def _run(self) -> None:
         pause = 0.0

@@ -167,3 +167,27 @@ def test_a_full_map_refuses_new_records_and_closing_does_not_retry_throttles() -
     # closing: throttled calls are given up (reported: all 3 polls), not retried for ever
     assert sum(n for name, n in failures if name == "_Throttled") == 3
     assert batcher.wait_idle(0)
+
+
+def test_closing_with_a_backlog_reports_what_was_not_sent_and_stops() -> None:
+    """A shutdown's few seconds send ~50 calls at Amazon's pace: close returned with
+    the rest still in the map and unreported, the thread went on sending after the
+    store closed, and a poll submitted after close waited for ever, unreported."""
+    calls: list[dict] = []
+
+    def send(records: dict) -> None:
+        time.sleep(0.02)
+        calls.append(records)
+
+    batcher, failures = _batcher(send)
+    for k in range(300):
+        batcher.submit(f"p{k}", {})
+    batcher.close(timeout=0.1)
+    time.sleep(0.1)  # the call in flight at close ends
+    sent = sum(len(c) for c in calls)
+    assert sent < 300 and sum(n for _, n in failures) == 300 - sent
+    assert {name for name, _ in failures} == {"RecordsNotSent"}
+    time.sleep(0.1)
+    assert sum(len(c) for c in calls) == sent  # stopped: nothing goes after close
+    assert not batcher.submit("late", {}) and failures[-1] == ("RecordsNotSent", 1)
+    assert batcher.wait_idle(0)
