@@ -651,9 +651,10 @@ class PostgresEventStore:
 
         def work(conn: psycopg.Connection) -> PollDeletion:
             # Both counters' row locks, held to COMMIT: poll writes (catalog_seq) and
-            # event appends (event_seq) wait, then see the tombstone.
-            seq = conn.execute("SELECT value FROM catalog_seq FOR UPDATE").fetchone()[0] + 1
+            # event appends (event_seq) wait, then see the tombstone. event_seq first,
+            # as import_bulk takes them: the other order deadlocked with an import.
             conn.execute("SELECT value FROM event_seq FOR UPDATE")
+            seq = conn.execute("SELECT value FROM catalog_seq FOR UPDATE").fetchone()[0] + 1
             gone = conn.execute(
                 "SELECT author_id, deleted_by, deleted_at FROM deleted_polls "
                 "WHERE item_id = %s", (item_id,)).fetchone()

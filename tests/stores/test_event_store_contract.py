@@ -1273,6 +1273,44 @@ def test_a_vote_racing_a_deletion_is_stored_before_it_or_refused(open_store) -> 
     assert all(seq <= deleted_at_seq for seq, _ in stored)  # nothing after the deletion
 
 
+def test_a_deletion_racing_an_import_waits_for_it_on_postgresql(postgres_url) -> None:
+    """The import takes event_seq's row lock then catalog_seq's, as every writer does;
+    delete_item took them the other way round. Both queued behind a third writer, the
+    import got event_seq and waited for catalog_seq, which the deletion held while it
+    waited for event_seq: PostgreSQL aborted one of them (DeadlockDetected), an
+    import of hours or a moderator's deletion."""
+    import psycopg
+
+    open_event_store(postgres_url, upgrade=True).close()
+    with open_event_store(postgres_url) as importer, \
+            open_event_store(postgres_url) as deleter:
+        _poll(importer, "p1")
+        failures: list[BaseException] = []
+
+        def run(work) -> None:
+            try:
+                work()
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                failures.append(exc)
+
+        with psycopg.connect(postgres_url) as holder:  # another writer, mid-append
+            holder.execute("SELECT value FROM event_seq FOR UPDATE")
+            imports = threading.Thread(target=run, args=(lambda: importer.import_bulk(
+                [hunch("u1", "p2", NOW - DAY, event_id="i1")]),))
+            imports.start()
+            time.sleep(0.5)  # the import waits for event_seq first in line
+            deletes = threading.Thread(target=run, args=(lambda: deleter.delete_item(
+                "p1", acting_user="ann"),))
+            deletes.start()
+            time.sleep(0.5)
+            holder.rollback()
+        for t in (imports, deletes):
+            t.join(30)
+        assert failures == []
+        assert deleter.deleted_item_ids(["p1"]) == ["p1"]
+        assert deleter.count_events(item_id="p2") == 1
+
+
 def test_an_event_only_poll_is_deleted_by_internal_tools_only(store) -> None:
     store.import_bulk([hunch("u1", "orphan-1", NOW - DAY, event_id="v1")])
     with pytest.raises(NotPollAuthor):
