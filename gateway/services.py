@@ -36,7 +36,14 @@ from recsys.backends.forwarder import BackgroundForwarder, RecordBatcher
 from recsys.backends.personalize import deleted_item
 from recsys.event_head import EventHead
 from recsys.event_stores import open_event_store
-from recsys.events import Impression, Interaction, LatestInteractionsCache, PollDeletion
+from recsys.events import (
+    Impression,
+    Interaction,
+    LatestInteractionsCache,
+    PollDeletion,
+    named_polls,
+    without_polls,
+)
 from recsys.feed import FeedPage, FeedService
 from recsys.feed_filters import FeedFilters
 from recsys.feed_sessions import CursorSigner, SQLiteFeedSessionStore
@@ -237,9 +244,12 @@ class Services:
         sink = self.personalize_events
 
         def send() -> None:  # on the forwarder's thread (see recsys/backends/forwarder.py)
-            forwarded = (with_shown_polls(event, self._shown_polls)
-                         if isinstance(event, Interaction) else event)
-            sink.put_events(user_id, user_id, [forwarded])
+            shown = (with_shown_polls(event, self._shown_polls)
+                     if isinstance(event, Interaction) else event)
+            # A recommendation's polls include those deleted since it was served: Amazon
+            # is not told a deleted poll was seen (nor anything, when it is the one).
+            gone = self.feed_filters.deleted_among(named_polls([shown]))
+            sink.put_events(user_id, user_id, list(without_polls([shown], gone)))
 
         self._submit(user_id, "personalize-events", send)
 

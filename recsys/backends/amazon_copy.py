@@ -22,7 +22,7 @@ from typing import Any
 
 from recsys.admission import EventRules, canonical_event_type
 from recsys.backends.personalize import MAX_EVENTS_PER_PUT
-from recsys.events import Interaction
+from recsys.events import Interaction, deleted_poll_ids, without_polls
 
 
 def heard_before(store: Any, rules: EventRules | None, event: Interaction,
@@ -72,7 +72,10 @@ def replay(store: Any, sink: Any, rules: EventRules | None, since: int, until: i
     counts = ReplayCounts()
     heard: set[tuple[str, str, str]] = set()
     by_user: dict[str, list[Interaction]] = {}
-    for event in store.events_between(since, until):
+    # As training reads the store: Amazon is not taught a deleted poll again, nor
+    # shown it in the polls a recommendation showed.
+    deleted = deleted_poll_ids(store)
+    for event in without_polls(store.events_between(since, until), deleted):
         if not forward_repeats and not (rules is not None and rules.counts_once(event)):
             key = (event.user_id, event.item_id, canonical_event_type(event.event_type))
             if key in heard or heard_before(store, rules, event, before=since):
@@ -80,8 +83,8 @@ def replay(store: Any, sink: Any, rules: EventRules | None, since: int, until: i
                 counts.repeats += 1
                 continue
             heard.add(key)
-        by_user.setdefault(event.user_id, []).append(
-            with_shown_polls(event, store.recommendation_items))
+        by_user.setdefault(event.user_id, []).extend(
+            without_polls([with_shown_polls(event, store.recommendation_items)], deleted))
     counts.users = len(by_user)
     for user_id, events in by_user.items():
         for start in range(0, len(events), MAX_EVENTS_PER_PUT):

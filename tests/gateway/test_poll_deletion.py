@@ -250,3 +250,37 @@ def test_an_edit_whose_copy_follows_the_deletion_does_not_bring_its_text_back_to
             events.assert_no_pending_responses()
     finally:
         asyncio.run(services.close())
+
+
+def test_a_vote_forwarded_to_amazon_leaves_a_deleted_poll_out_of_what_was_shown(
+        settings):  # noqa: F811
+    """A vote naming a page's recommendation goes to Amazon with the page's polls as its
+    impression list: a poll of that page deleted since went with it, and Amazon was
+    taught it again as seen."""
+    from botocore.stub import ANY, Stubber
+
+    from recsys.events import Interaction
+
+    arn = "arn:aws:personalize:us-east-1:123456789012:campaign/hunch-up"
+    configured = settings.model_copy(update={
+        "personalize_tracking_id": "tracking-1", "backend": "personalize",
+        "personalize_campaign_arns": {"user-personalization": arn}})
+    services = Services(configured)
+    try:
+        page = services.feed("u1", 3, None).page  # Amazon's campaign is not stubbed:
+        shown = [i.item_id for i in page.items]  # the local fallback's page
+        services.recommendation_log.flush()
+        services.delete_poll(shown[0], "a1")
+        with Stubber(services.personalize_events.client) as events:
+            events.add_response("put_events", {}, {
+                "trackingId": "tracking-1", "userId": "u1", "sessionId": "u1",
+                "eventList": [{"eventId": ANY, "eventType": "HUNCH", "sentAt": ANY,
+                               "itemId": shown[1], "impression": shown[1:],
+                               "recommendationId": page.recommendation_id}]})
+            services.record_interaction(Interaction(
+                "u1", shown[1], "HUNCH", services.event_rules.event_time(None),
+                recommendation_id=page.recommendation_id, event_id="v1"))
+            services.forwarder.close()
+            events.assert_no_pending_responses()
+    finally:
+        asyncio.run(services.close())

@@ -85,3 +85,23 @@ def test_a_refused_call_is_reported_and_the_exit_status_says_so(tmp_path, endpoi
     bad = CliRunner().invoke(cli, ["personalize", "replay", "--since", "yesterday"],
                              env=_env(tmp_path, endpoint))
     assert bad.exit_code == 2 and "neither epoch seconds nor an ISO 8601 time" in bad.output
+
+
+def test_a_replay_leaves_deleted_polls_out(tmp_path, endpoint):  # noqa: F811
+    """A window holding votes on a poll deleted since: the replay sent them, and Amazon
+    learned the deleted poll again (the live copy of each had been refused or sent
+    before the deletion); and the polls of a recommendation that showed it."""
+    now = int(time.time())
+    since = now - 100
+    with EventStore(tmp_path / "events.sqlite3") as store:
+        store.upsert_items([{"ITEM_ID": p, "AUTHOR_ID": "ann"} for p in ("gone", "kept")])
+        store.record_recommendation("rec-1", "u1", ["gone", "kept"], now - 90)
+        store.append(Interaction("u1", "gone", "HUNCH", since + 1, event_id="v1"))
+        store.append(Interaction("u1", "kept", "HUNCH", since + 2, event_id="v2",
+                                 recommendation_id="rec-1"))
+        store.delete_item("gone", acting_user="ann")
+    sent = CliRunner().invoke(cli, ["personalize", "replay", "--since", str(since)],
+                              env=_env(tmp_path, endpoint))
+    assert sent.exit_code == 0, sent.output
+    events = [e for p, b in _FakePersonalize.requests if p == "/events" for e in b["eventList"]]
+    assert [(e["itemId"], e.get("impression")) for e in events] == [("kept", ["kept"])]
