@@ -58,9 +58,11 @@ def test_a_poll_written_through_the_api_reaches_amazon_with_one_textual_property
     _, events = make_clients(CONFIG, session())
     sink = PersonalizeEventSink(CONFIG, events)
     services = SimpleNamespace(personalize_events=sink, item_copies=None,
-                               _submit=lambda key, source, send: send())
+                               _submit=lambda key, source, send: send(),
+                               events=SimpleNamespace(deleted_item_ids=lambda ids: []))
     services._send_item = lambda item_id, record: Services._send_item(services, item_id,
                                                                       record)
+    services._put_item_copies = lambda records: Services._put_item_copies(services, records)
     expected = {"category": "SPORTS|NEWS", "authorId": "u1",
                 "creationTimestamp": 1_700_000_000, "pollText": JOINED}
     with Stubber(events) as stub:
