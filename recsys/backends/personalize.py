@@ -50,6 +50,11 @@ MAX_FILTER_VALUE_KEYS = 25
 # One second is the window Amazon's per-second quota is counted over.
 THROTTLE_COOL_OFF_SECONDS = 1.0
 THROTTLED = "ThrottlingException"
+# After a campaign timed out, could not be reached or answered 5xx, it is left alone this
+# long (the fallback serves at once), then one request tries it again. Against a hung
+# endpoint every feed request waited 7.4-8.5 s (3 attempts of 1 + 2 s timeouts) before
+# its fallback, so a handful of requests held every feed thread of a worker.
+OUTAGE_COOL_OFF_SECONDS = 5.0
 
 
 class PersonalizeNotConfigured(HunchError):
@@ -65,9 +70,15 @@ class PersonalizeConfig:
     items_dataset_arn: str = ""
     users_dataset_arn: str = ""
     endpoint_url: str | None = None  # a local endpoint speaking the same protocol (tests)
+    # The event tracker and datasets (off the request path: the forwarder's threads)
     connect_timeout: float = 1.0
-    read_timeout: float = 2.0  # a feed request cannot wait longer than this for a list
+    read_timeout: float = 2.0
     max_attempts: int = 3  # attempts in all (first try + retries with backoff and jitter)
+    # GetRecommendations, on the feed's request path: one attempt, short timeouts, then
+    # the local fallback (and OUTAGE_COOL_OFF_SECONDS): a feed page waits at most ~1.5 s.
+    runtime_connect_timeout: float = 0.5
+    runtime_read_timeout: float = 1.0
+    runtime_max_attempts: int = 1
 
 
 def make_clients(config: PersonalizeConfig, session=None) -> tuple[Any, Any]:
@@ -76,14 +87,18 @@ def make_clients(config: PersonalizeConfig, session=None) -> tuple[Any, Any]:
     from botocore.config import Config
 
     session = session or boto3.session.Session()
-    cfg = Config(
-        region_name=config.region,
-        connect_timeout=config.connect_timeout,
-        read_timeout=config.read_timeout,
-        retries={"total_max_attempts": config.max_attempts, "mode": "standard"},
-    )
-    runtime = session.client("personalize-runtime", config=cfg, endpoint_url=config.endpoint_url)
-    events = session.client("personalize-events", config=cfg, endpoint_url=config.endpoint_url)
+
+    def config_of(connect: float, read: float, attempts: int) -> Config:
+        return Config(region_name=config.region, connect_timeout=connect, read_timeout=read,
+                      retries={"total_max_attempts": attempts, "mode": "standard"})
+
+    runtime = session.client("personalize-runtime", endpoint_url=config.endpoint_url,
+                             config=config_of(config.runtime_connect_timeout,
+                                              config.runtime_read_timeout,
+                                              config.runtime_max_attempts))
+    events = session.client("personalize-events", endpoint_url=config.endpoint_url,
+                            config=config_of(config.connect_timeout, config.read_timeout,
+                                             config.max_attempts))
     return runtime, events
 
 
@@ -132,7 +147,10 @@ class PersonalizeRecipeSource:
         self.on_fallback = on_fallback
         self.last_recommendation_id: str | None = None
         self.clock: Callable[[], float] = time.monotonic
-        self._throttled_until = 0.0  # see THROTTLE_COOL_OFF_SECONDS
+        # Until then the fallback serves without calling Amazon (reason, clock time):
+        # THROTTLE_COOL_OFF_SECONDS after a throttle, OUTAGE_COOL_OFF_SECONDS after an
+        # outage.
+        self._cool_off: tuple[str, float] = ("", 0.0)
 
     def get_recommendations(
         self, user_id: str, n: int, *, filter_name: str | None = None,
@@ -174,8 +192,9 @@ class PersonalizeRecipeSource:
                    filter_values: dict[str, str] | None = None) -> list[ScoredItem]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if self.clock() < self._throttled_until:
-            return self._fall_back(f"{THROTTLED}-cool-off", user_id, n, exclude, allow,
+        reason, until = self._cool_off
+        if self.clock() < until:
+            return self._fall_back(f"{reason}-cool-off", user_id, n, exclude, allow,
                                    quiet=True)
         # Personalize cannot exclude a list of ids: ask for enough to drop them locally.
         asked = min(MAX_NUM_RESULTS, n + len(exclude))
@@ -191,7 +210,9 @@ class PersonalizeRecipeSource:
             reason = (exc.response.get("Error", {}).get("Code", "ClientError")
                       if isinstance(exc, ClientError) else type(exc).__name__)
             if reason == THROTTLED:
-                self._throttled_until = self.clock() + THROTTLE_COOL_OFF_SECONDS
+                self._cool_off = (reason, self.clock() + THROTTLE_COOL_OFF_SECONDS)
+            elif _outage(exc):
+                self._cool_off = (reason, self.clock() + OUTAGE_COOL_OFF_SECONDS)
             return self._fall_back(reason, user_id, n, exclude, allow)
         self.last_recommendation_id = rec_id
         out = []
@@ -218,6 +239,16 @@ class PersonalizeRecipeSource:
         if self.fallback is None:
             return []
         return self.fallback(user_id, n, exclude=exclude, allow=allow)
+
+
+def _outage(exc: BaseException) -> bool:
+    """Whether a failed call says the campaign is unreachable or failing (a timeout, a
+    connection error, a 5xx answer) rather than refusing this one request."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
+    return isinstance(exc, BotoCoreError)
 
 
 def _sent_at(timestamp: float) -> datetime:

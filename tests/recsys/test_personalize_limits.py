@@ -14,7 +14,9 @@ from recsys.backends import PersonalizeEventSink, PersonalizeRecipeSource, make_
 from recsys.backends.amazon_copy import replay
 from recsys.backends.personalize import (
     MAX_IMPRESSION_IDS,
+    OUTAGE_COOL_OFF_SECONDS,
     THROTTLE_COOL_OFF_SECONDS,
+    PersonalizeConfig,
     amazon_event_id,
 )
 from recsys.errors import InvalidEvent
@@ -207,3 +209,71 @@ def test_two_users_events_of_the_same_client_id_reach_amazon_as_two_ids():
     assert first != other and first == again
     limit = _model_max(events, "PutEvents", "eventList", "[]", "eventId")
     assert all(len(i) <= limit for i in (first, other))
+
+
+def test_a_hung_campaign_costs_one_short_wait_then_the_fallback_serves_at_once():
+    """Against an endpoint that accepts and never answers, every feed request waited
+    7.4-8.5 s (3 attempts of 1 s connect + 2 s read) for its fallback, so a handful of
+    requests held a worker's feed threads. Now one attempt with a short read timeout,
+    then OUTAGE_COOL_OFF_SECONDS without calling Amazon; then one request tries again."""
+    import socket
+    import threading
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(hung.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    config = PersonalizeConfig(**{**CONFIG.__dict__, "runtime_read_timeout": 0.2,
+                                  "endpoint_url": f"http://127.0.0.1:{hung.getsockname()[1]}"})
+    runtime, _ = make_clients(config, session())
+    now = [100.0]
+    seen: list[str] = []
+    source = PersonalizeRecipeSource("user-personalization", config, runtime,
+                                     fallback=popular_fallback,
+                                     on_fallback=lambda name, why: seen.append(why))
+    source.clock = lambda: now[0]
+    try:
+        assert [s.item_id for s in source.candidates("u1", 2)] == ["pop0", "pop1"]
+        assert len(accepted) == 1  # one attempt, not three
+        now[0] += OUTAGE_COOL_OFF_SECONDS / 2
+        assert [s.item_id for s in source.candidates("u2", 2)] == ["pop0", "pop1"]
+        assert len(accepted) == 1  # within the cool-off: Amazon is not asked
+        now[0] += OUTAGE_COOL_OFF_SECONDS
+        source.candidates("u3", 2)
+        assert len(accepted) == 2  # then tried again
+    finally:
+        hung.close()
+        for conn in accepted:
+            conn.close()
+    assert seen == ["ReadTimeoutError", "ReadTimeoutError-cool-off", "ReadTimeoutError"]
+
+
+def test_a_campaign_answering_5xx_is_left_alone_but_a_refused_request_is_not():
+    """A 5xx is the campaign failing: the cool-off applies. A 4xx refusing this request
+    (a bad filter value, say) says nothing of the next one: no cool-off."""
+    runtime, _ = make_clients(CONFIG, session())
+    now = [100.0]
+    source = PersonalizeRecipeSource("user-personalization", CONFIG, runtime,
+                                     fallback=popular_fallback)
+    source.clock = lambda: now[0]
+    answer = {"itemList": [{"itemId": "a", "score": 1.0}], "recommendationId": "R"}
+    with Stubber(runtime) as stub:
+        stub.add_client_error("get_recommendations", "InvalidInputException",
+                              http_status_code=400)
+        stub.add_response("get_recommendations", answer, None)
+        assert [s.item_id for s in source.candidates("u1", 1)] == ["pop0"]
+        assert [s.item_id for s in source.candidates("u1", 1)] == ["a"]  # asked again
+        stub.add_client_error("get_recommendations", "InternalServerError",
+                              http_status_code=500)
+        assert [s.item_id for s in source.candidates("u1", 1)] == ["pop0"]
+        assert [s.item_id for s in source.candidates("u1", 1)] == ["pop0"]  # not asked
+        stub.assert_no_pending_responses()
