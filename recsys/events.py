@@ -41,6 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
+from hunchio.values import MAX_TIMESTAMP, MIN_TIMESTAMP
 from recsys.admission import (
     DeletedPolls,
     EventRules,
@@ -305,6 +306,15 @@ _UPSERT_ITEM = (
     "WHERE NOT EXISTS (SELECT 1 FROM deleted_polls WHERE item_id = ?1) "
     "ON CONFLICT (item_id) DO UPDATE SET fields = json_patch(fields, ?2), updated_seq = ?3"
 )
+# A tombstone from elsewhere (an import): new, or replacing a later deletion of the same
+# id, so the first deletion's author, deleter and time are the ones kept. The sequence
+# number stays a tombstone's first: workers already dropped the poll by it.
+_IMPORT_DELETION = (
+    "INSERT INTO deleted_polls (item_id, author_id, deleted_by, deleted_at, deleted_seq) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (item_id) DO UPDATE SET "
+    "author_id = excluded.author_id, deleted_by = excluded.deleted_by, "
+    "deleted_at = excluded.deleted_at WHERE excluded.deleted_at < deleted_polls.deleted_at"
+)
 _UPSERT_USER = (
     "INSERT INTO users (user_id, fields) VALUES (?1, json_patch('{}', ?2)) "
     "ON CONFLICT (user_id) DO UPDATE SET fields = json_patch(fields, ?2)"
@@ -336,6 +346,7 @@ class ImportCounts:
     impressions: int
     items: int
     users: int
+    deletions: int = 0  # tombstones new to the store (import_deletions)
 
 
 class EventStore:
@@ -871,6 +882,29 @@ class EventStore:
             return seq, {}
         return rows[-1][2], {row[0]: row[1] for row in rows}
 
+    def deletions(self) -> Iterator[PollDeletion]:
+        """Every tombstone, in the order the polls were deleted, read in pages (an
+        export streams them)."""
+        after: tuple[int, str] = (-1, "")
+        while True:
+            rows = self._read(
+                "SELECT item_id, author_id, deleted_by, deleted_at, deleted_seq "
+                "FROM deleted_polls WHERE (deleted_seq, item_id) > (?, ?) "
+                f"ORDER BY deleted_seq, item_id LIMIT {PAGE_SIZE}", after)
+            yield from (PollDeletion(*row[:4]) for row in rows)
+            if len(rows) < PAGE_SIZE:
+                return
+            after = (rows[-1][4], rows[-1][0])
+
+    def import_deletions(self, deletions: Iterable[PollDeletion]) -> int:
+        """Store tombstones another store kept (a restore, a move), in one transaction:
+        each poll's catalog row goes, and its id is never written again, as after
+        :meth:`delete_item`. Idempotent; where a tombstone exists, the earlier deletion
+        is kept. Returns how many were new. Raises :class:`InvalidEvent` (nothing
+        written) for a tombstone whose ids or time no store would take."""
+        rows = [_deletion_row(d) for d in deletions]  # checked before any lock
+        return self._write(lambda conn: _store_deletions(conn, rows)) if rows else 0
+
     def upsert_users(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Add or update users; merged like :meth:`upsert_items`."""
         rows = [_catalog_row("USER_ID", r, n) for n, r in enumerate(records, 1)]
@@ -975,6 +1009,7 @@ class EventStore:
         items: Iterable[Mapping[str, Any]] = (),
         users: Iterable[Mapping[str, Any]] = (),
         mode: ImportMode = "incremental",
+        deletions: Iterable[PollDeletion] = (),
     ) -> ImportCounts:
         """Write datasets in ONE transaction: everything goes in, or (on any error,
         including one raised while iterating the inputs) nothing changes.
@@ -982,7 +1017,9 @@ class EventStore:
         ``full`` first deletes every stored event and the catalog (recorded
         recommendations stay: they describe responses already served); ``incremental``
         adds new events and merges catalog records. Sequence numbers keep growing in
-        both modes.
+        both modes. ``deletions`` are stored first (:meth:`import_deletions`), so the
+        ``items`` of those polls are skipped as any deleted poll's are; tombstones
+        outlive a full import.
         """
         if mode not in ("incremental", "full"):
             raise EventStoreError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
@@ -994,6 +1031,7 @@ class EventStore:
             if mode == "full":
                 for table in ("events", "items", "users", "event_only_polls"):
                     conn.execute(f"DELETE FROM {table}")
+            new_deletions = _store_deletions(conn, [_deletion_row(d) for d in deletions])
             before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             # Generators, not lists: a million rows never sit in memory twice.
             new_interactions = conn.executemany(
@@ -1011,7 +1049,7 @@ class EventStore:
             conn.execute(_NOTE_EVENT_ONLY_POLLS, (before,))
             return ImportCounts(
                 max(new_interactions, 0), max(new_impressions, 0), max(n_items, 0),
-                max(n_users, 0),
+                max(n_users, 0), new_deletions,
             )
 
         with self._lock:
@@ -1194,6 +1232,45 @@ def _refuse_deleted(conn: sqlite3.Connection, polls: Sequence[str],
     if gone:
         named = [p for p in polls if p in gone]
         raise DeletedPolls(named) if fix is None else DeletedPolls(named, fix)
+
+
+def check_deletion(deletion: PollDeletion) -> None:
+    """What a store takes as a tombstone from elsewhere: ids as every write's (a poll
+    imported events named without a record has no author), a date as DELETED_AT."""
+    if not isinstance(deletion, PollDeletion):
+        raise InvalidEvent(f"a tombstone must be a PollDeletion, got "
+                           f"{type(deletion).__name__}")
+    _check_id("ITEM_ID of a deleted poll", deletion.item_id)
+    about = f"of deleted poll {deletion.item_id!r:.60}"
+    if deletion.author_id is not None:
+        _check_id(f"AUTHOR_ID {about}", deletion.author_id)
+    _check_id(f"DELETED_BY {about}", deletion.deleted_by)
+    at = deletion.deleted_at
+    if not isinstance(at, int) or isinstance(at, bool) or not MIN_TIMESTAMP <= at <= MAX_TIMESTAMP:
+        raise InvalidEvent(f"DELETED_AT {about} is {at!r:.40}, not a date (years 1 to "
+                           "9999); send epoch seconds")
+
+
+def _deletion_row(deletion: PollDeletion) -> tuple[str, str | None, str, int]:
+    check_deletion(deletion)
+    return deletion.item_id, deletion.author_id, deletion.deleted_by, deletion.deleted_at
+
+
+def _store_deletions(conn: sqlite3.Connection,
+                     rows: Sequence[tuple[str, str | None, str, int]]) -> int:
+    """Store tombstones and drop their polls' catalog rows (in a write transaction).
+    Each is stamped with the next catalog sequence number, as :meth:`delete_item`
+    stamps one, so every worker drops the poll (deletions_since); numbers of those
+    already stored are skipped. Returns how many were new."""
+    if not rows:
+        return 0
+    count = "SELECT count(*) FROM deleted_polls"
+    before = conn.execute(count).fetchone()[0]
+    start = conn.execute("SELECT value FROM catalog_seq").fetchone()[0]
+    conn.executemany(_IMPORT_DELETION, ((*row, start + n) for n, row in enumerate(rows, 1)))
+    conn.executemany("DELETE FROM items WHERE item_id = ?", ((row[0],) for row in rows))
+    conn.execute("UPDATE catalog_seq SET value = ?", (start + len(rows),))
+    return conn.execute(count).fetchone()[0] - before
 
 
 def owned_poll_fields(item_id: str, record: Mapping[str, Any], found: Sequence[Any] | None,

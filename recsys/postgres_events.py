@@ -69,6 +69,7 @@ from recsys.events import (
     _DELETED_STAYS,
     FORGET_BATCH_ROWS,
     PollDeletion,
+    _deletion_row,
     check_may_delete,
     named_polls,
     once_per_poll,
@@ -260,6 +261,13 @@ _UPSERT_ITEM = (
     "WHERE NOT EXISTS (SELECT 1 FROM deleted_polls WHERE item_id = %(id)s::text) "
     "ON CONFLICT (item_id) DO UPDATE SET "
     "fields = hunch_merge_patch(items.fields, %(fields)s::jsonb), updated_seq = %(seq)s"
+)
+# SQLite's _IMPORT_DELETION: the earlier deletion is kept, the first sequence number too.
+_IMPORT_DELETION = (
+    "INSERT INTO deleted_polls (item_id, author_id, deleted_by, deleted_at, deleted_seq) "
+    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (item_id) DO UPDATE SET "
+    "author_id = excluded.author_id, deleted_by = excluded.deleted_by, "
+    "deleted_at = excluded.deleted_at WHERE excluded.deleted_at < deleted_polls.deleted_at"
 )
 _UPSERT_USER = (
     "INSERT INTO users (user_id, fields) VALUES (%(id)s, hunch_merge_patch('{}', %(fields)s::jsonb)) "
@@ -693,6 +701,29 @@ class PostgresEventStore:
             return seq, {}
         return rows[-1][2], {row[0]: row[1] for row in rows}
 
+    def deletions(self) -> Iterator[PollDeletion]:
+        after: tuple[int, str] = (-1, "")
+        while True:
+            rows = self._read(
+                "SELECT item_id, author_id, deleted_by, deleted_at, deleted_seq "
+                "FROM deleted_polls WHERE (deleted_seq, item_id) > (%s, %s) "
+                f"ORDER BY deleted_seq, item_id LIMIT {PAGE_SIZE}", after)
+            yield from (PollDeletion(*row[:4]) for row in rows)
+            if len(rows) < PAGE_SIZE:
+                return
+            after = (rows[-1][4], rows[-1][0])
+
+    def import_deletions(self, deletions: Iterable[PollDeletion]) -> int:
+        rows = [_pg_deletion_row(d) for d in deletions]  # checked before any lock
+
+        def work(conn: psycopg.Connection) -> int:
+            # Both counters' row locks, in delete_item's order: appends and poll writes
+            # wait, then see the tombstones.
+            conn.execute("SELECT value FROM event_seq FOR UPDATE")
+            return _store_deletions(conn, rows)
+
+        return self._write(work, "import deleted polls") if rows else 0
+
     def upsert_users(self, records: Iterable[Mapping[str, Any]]) -> int:
         rows = [_catalog_pg_row("USER_ID", r, n) for n, r in enumerate(records, 1)]
         if not rows:
@@ -785,7 +816,8 @@ class PostgresEventStore:
                     impressions: Iterable[Impression] = (),
                     items: Iterable[Mapping[str, Any]] = (),
                     users: Iterable[Mapping[str, Any]] = (),
-                    mode: ImportMode = "incremental") -> ImportCounts:
+                    mode: ImportMode = "incremental",
+                    deletions: Iterable[PollDeletion] = ()) -> ImportCounts:
         """Write datasets in ONE transaction (see :meth:`EventStore.import_bulk`). Events
         go through ``COPY`` into a temporary table, then into ``events`` numbered in
         input order, duplicates of stored (user, id) pairs (or of earlier rows) skipped."""
@@ -803,6 +835,7 @@ class PostgresEventStore:
             if mode == "full":  # DELETE, not TRUNCATE: readers keep their snapshot
                 for table in ("events", "items", "users", "event_only_polls"):
                     conn.execute(f"DELETE FROM {table}")
+            new_deletions = _store_deletions(conn, [_pg_deletion_row(d) for d in deletions])
             conn.execute(
                 "CREATE TEMP TABLE import_events (n BIGINT, event_id TEXT, kind TEXT, "
                 "user_id TEXT, item_id TEXT, event_type TEXT, event_value FLOAT8, "
@@ -842,7 +875,8 @@ class PostgresEventStore:
                 "WHERE e.seq > %(base)s AND e.impression IS NOT NULL "
                 "AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = j.value) "
                 "ON CONFLICT DO NOTHING", {"base": base})
-            return ImportCounts(new[_INTERACTION], new[_IMPRESSION], n_items, n_users)
+            return ImportCounts(new[_INTERACTION], new[_IMPRESSION], n_items, n_users,
+                                new_deletions)
 
         return self._write(work, "import")
 
@@ -921,6 +955,29 @@ def _refuse_deleted(conn: psycopg.Connection, polls: list[str],
     if gone:
         named = [p for p in polls if p in gone]
         raise DeletedPolls(named) if fix is None else DeletedPolls(named, fix)
+
+
+def _pg_deletion_row(deletion: PollDeletion) -> tuple[str, str | None, str, int]:
+    return _postgres_row(_deletion_row(deletion))  # type: ignore[return-value]
+
+
+def _store_deletions(conn: psycopg.Connection,
+                     rows: list[tuple[str, str | None, str, int]]) -> int:
+    """SQLite's _store_deletions: tombstones stored, stamped with catalog sequence
+    numbers (under the counter's row lock), their polls' catalog rows dropped."""
+    if not rows:
+        return 0
+    count = "SELECT count(*) FROM deleted_polls"
+    before = conn.execute(count).fetchone()[0]
+    start = conn.execute("SELECT value FROM catalog_seq FOR UPDATE").fetchone()[0]
+    with conn.cursor() as cur:
+        cur.executemany(_IMPORT_DELETION,
+                        ((*row, start + n) for n, row in enumerate(rows, 1)))
+    ids = [row[0] for row in rows]
+    for at in range(0, len(ids), _ID_CHUNK):
+        conn.execute("DELETE FROM items WHERE item_id = ANY(%s)", (ids[at:at + _ID_CHUNK],))
+    conn.execute("UPDATE catalog_seq SET value = %s", (start + len(rows),))
+    return conn.execute(count).fetchone()[0] - before
 
 
 def _upsert_users(conn: psycopg.Connection, rows: Iterable[tuple[str, str]]) -> int:

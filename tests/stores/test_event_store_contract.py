@@ -1335,6 +1335,85 @@ def test_odd_poll_ids_are_refused_or_looked_up_like_any_other(store) -> None:
         "poll 7 ", "ünï|cödé 🎉"]
 
 
+def test_imported_tombstones_reserve_their_ids_and_keep_the_first_deletion(
+        store, open_store) -> None:
+    """A restore (hunch data import of an export's deleted_polls.csv): before, a store
+    had no way to take a tombstone, so every deleted id was free again after a move."""
+    from recsys.admission import DeletedPolls
+    from recsys.events import PollDeletion
+
+    _poll(store, "p1")  # a poll this store still serves, deleted where the export came from
+    _poll(store, "p2")
+    seq = store.catalog_seq()
+    first = PollDeletion("p1", "ann", "moderator", NOW - DAY)
+    assert store.import_deletions([PollDeletion("p1", "ann", "ann", NOW), first,
+                                   PollDeletion("gone", None, "tools", NOW)]) == 2
+    assert store.get_item("p1") is None and [r["ITEM_ID"] for r in store.items()] == ["p2"]
+    with pytest.raises(DeletedPolls, match="stays deleted"):
+        store.upsert_item({"ITEM_ID": "p1", "CATEGORY": "X"}, acting_user="ann")
+    with pytest.raises(DeletedPolls, match="stays deleted"):
+        store.upsert_item({"ITEM_ID": "gone", "CATEGORY": "X"}, acting_user="eve")
+    # Every worker drops them by the catalog sequence number, as after deletePoll.
+    assert open_store().deletions_since(seq)[1] == {"p1": NOW - DAY, "gone": NOW}
+    # Again (a second import of the same backup), or a later deletion: nothing changes.
+    assert store.import_deletions([first, PollDeletion("p1", "bob", "bob", NOW + 5)]) == 0
+    assert [(d.item_id, d.author_id, d.deleted_by, d.deleted_at) for d in store.deletions()
+            ] == [("p1", "ann", "moderator", NOW - DAY), ("gone", None, "tools", NOW)]
+    assert store.delete_item("p1", acting_user="ann").already
+
+
+@pytest.mark.parametrize("bad", [("", "ann", "ann", NOW),
+                                 ("p3", "ann", "", NOW), ("p3", "ann", "ann", 10**13),
+                                 ("p3", "x" * (MAX_ID_LENGTH + 1), "ann", NOW),
+                                 ("p3", "ann", "ann", "yesterday")])
+def test_a_tombstone_no_store_would_keep_is_refused_and_nothing_is_written(
+        store, bad) -> None:
+    from recsys.events import PollDeletion
+
+    _poll(store, "p2")
+    before = snapshot(store)
+    with pytest.raises(InvalidEvent):
+        store.import_deletions([PollDeletion("p2", "ann", "ann", NOW), PollDeletion(*bad)])
+    with pytest.raises(InvalidEvent):
+        store.import_bulk(items=[{"ITEM_ID": "p4", "CATEGORY": "X"}],
+                          deletions=[PollDeletion("p2", "ann", "ann", NOW), PollDeletion(*bad)])
+    assert snapshot(store) == before and list(store.deletions()) == []
+
+
+@pytest.mark.parametrize("mode", ["incremental", "full"])
+def test_an_import_stores_its_tombstones_first_and_all_or_nothing(store, mode) -> None:
+    from recsys.events import PollDeletion
+
+    _poll(store, "p1")
+    tombstones = [PollDeletion("p1", "ann", "ann", NOW), PollDeletion("p3", "bob", "bob", NOW)]
+    before = snapshot(store)
+    with pytest.raises(_Broken):
+        store.import_bulk(_fails_after(3, lambda i: hunch(f"u{i}", "p2", NOW - i)),
+                          deletions=tombstones, mode=mode)
+    assert snapshot(store) == before and list(store.deletions()) == []
+    counts = store.import_bulk([hunch("u1", "p2", NOW - DAY)],
+                               items=[{"ITEM_ID": "p3", "CATEGORY": "X", "QUESTION": "back"},
+                                      {"ITEM_ID": "p2", "CATEGORY": "X"}],
+                               deletions=tombstones, mode=mode)
+    assert (counts.deletions, counts.items) == (2, 1)  # p3's row skipped: deleted
+    assert [r["ITEM_ID"] for r in store.items()] == ["p2"]
+    assert store.deleted_item_ids(["p1", "p2", "p3"]) == ["p1", "p3"]
+
+
+def test_tombstones_are_read_in_deletion_order_across_pages(
+        store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.events import PollDeletion
+
+    monkeypatch.setattr(events_module, "PAGE_SIZE", 3)  # force several pages
+    monkeypatch.setattr(postgres_events, "PAGE_SIZE", 3)
+    polls = [f"p{i}" for i in (5, 1, 7, 3, 9, 2, 8)]
+    for p in polls[:4]:
+        _poll(store, p)
+        store.delete_item(p, acting_user="ann", now=NOW)
+    store.import_deletions(PollDeletion(p, None, "tools", NOW + 1) for p in polls[4:])
+    assert [d.item_id for d in store.deletions()] == polls
+
+
 def test_a_database_before_deleted_polls_is_upgraded_and_keeps_its_polls(
         postgres_url, monkeypatch) -> None:
     monkeypatch.setattr(postgres_events, "MIGRATIONS", postgres_events.MIGRATIONS[:4])
