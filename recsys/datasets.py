@@ -4,7 +4,10 @@ A data directory holds ``interactions.csv``, ``items.csv`` and ``users.csv`` in
 Personalize's bulk format (a header row of field names), optionally each dataset's Avro
 schema as ``<dataset>.schema.json`` (else the defaults of :mod:`recsys.schemas`), and
 ``impressions.csv`` (USER_ID, TIMESTAMP, IMPRESSION, RECOMMENDATION_ID): impression-only
-events, which Personalize has no bulk format for and this project keeps beside the rest.
+events, which Personalize has no bulk format for and this project keeps beside the rest,
+and ``deleted_polls.csv`` (ITEM_ID, AUTHOR_ID, DELETED_BY, DELETED_AT): the tombstones of
+deleted polls, so that a store restored from an export keeps their ids reserved. Neither
+is a Personalize dataset: never give them to Amazon.
 
 Validation reads every file completely and reports every problem as ``file:line: reason``
 before anything is written, so a failed import changes nothing.
@@ -24,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from hunchio.lines import NotUtf8, utf8_lines
-from hunchio.values import MAX_INTEGER_CHARS, NUMBER, parse_integer
+from hunchio.values import (
+    MAX_INTEGER_CHARS,
+    MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
+    NUMBER,
+    parse_integer,
+)
 from recsys.admission import (
     EventRules,
     canonical_event_type,
@@ -39,8 +48,9 @@ from recsys.event_stores import describe_url
 from recsys.events import (
     Impression,
     Interaction,
+    PollDeletion,
+    check_deletion,
     check_storable,
-    deleted_poll_ids,
     distinct_impressions,
     without_polls,
 )
@@ -62,7 +72,12 @@ IMPRESSIONS_COLUMNS = ("USER_ID", "TIMESTAMP", "IMPRESSION", "RECOMMENDATION_ID"
 # Interactions may carry only Personalize's reserved columns: the event store has no
 # place for custom interaction fields yet.
 _INTERACTION_COLUMNS = {f.name for f in DEFAULT_SCHEMAS["interactions"].fields}
-_ID_COLUMNS = {"USER_ID", "ITEM_ID", "RECOMMENDATION_ID"}
+# Tombstones (events.PollDeletion): what `hunch data export` writes of each deleted poll,
+# what an import stores first. AUTHOR_ID is empty for a poll imported events named
+# without a record.
+DELETED_POLLS_FILE = "deleted_polls.csv"
+DELETED_POLLS_COLUMNS = ("ITEM_ID", "AUTHOR_ID", "DELETED_BY", "DELETED_AT")
+_ID_COLUMNS = {"USER_ID", "ITEM_ID", "RECOMMENDATION_ID", "DELETED_BY"}
 # Ids follow the live API's rules (recsys.admission): no surrounding whitespace (" u1 "
 # became a second user), no control or deceptive invisible character (ESC in an id
 # reached terminals through `hunch recommend`). '|' is allowed where the API allows it
@@ -105,6 +120,9 @@ class Datasets:
     # list and recommendation): kept once. A file has no EVENT_ID column, so two
     # comments stored in one second export as two such rows.
     repeated_rows: int = 0
+    # deleted_polls.csv: an import stores them first; training reads the rest as if
+    # these polls had never been, as it reads a store.
+    deletions: list[PollDeletion] = field(default_factory=list)
 
     def training_data(self):
         from recsys.recipes.base import TrainingData
@@ -112,23 +130,25 @@ class Datasets:
         # A poll repeated in one list counts once (events.distinct_impressions), as the
         # stores keep lists: `hunch train --data DIR` trains on what an import stores.
         # replace() keeps each event's id, derived from the list as written.
+        deleted = {d.item_id for d in self.deletions}
         return TrainingData(
             interactions=[e if len(set(e.impression)) == len(e.impression)
                           else replace(e, impression=distinct_impressions(e.impression))
-                          for e in self.interactions],
-            items=self.items,
+                          for e in without_polls(self.interactions, deleted)],
+            items={k: v for k, v in self.items.items() if k not in deleted},
             users=self.users,
             impressions=[m if len(set(m.item_ids)) == len(m.item_ids)
                          else replace(m, item_ids=distinct_impressions(m.item_ids))
-                         for m in self.impressions],
+                         for m in without_polls(self.impressions, deleted)],
         )
 
     def describe(self) -> str:
         repeated = (f" ({self.repeated_rows:,} more rows repeated an earlier row's event "
                     "and were kept once)" if self.repeated_rows else "")
+        deleted = f", {len(self.deletions):,} deleted polls" if self.deletions else ""
         return (
             f"{len(self.interactions):,} interactions, {len(self.impressions):,} impression "
-            f"events, {len(self.items):,} polls, {len(self.users):,} users{repeated}"
+            f"events, {len(self.items):,} polls, {len(self.users):,} users{deleted}{repeated}"
         )
 
 
@@ -177,8 +197,15 @@ def _timestamp_in_range(column: str, value: int) -> None:
 # with the whole event (check_storable, the history rule); checked here as a cell, a
 # row that is not a date is refused once, before an event is built from it (1e19
 # overflowed in the recipes' clock).
+def _deletion_time_in_range(column: str, value: int) -> None:
+    if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
+        raise InvalidEvent(f"{column} {value} is not a date (years 1 to 9999); write the "
+                           "deletion's time in epoch seconds")
+
+
 _RANGE_CHECKS = {"CREATION_TIMESTAMP": check_creation_timestamp, "AGE": check_age,
-                 "TIMESTAMP": _timestamp_in_range}  # a date: years 1 to 9999
+                 "TIMESTAMP": _timestamp_in_range,  # a date: years 1 to 9999
+                 "DELETED_AT": _deletion_time_in_range}
 _NON_FINITE = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", "+infinity"}
 
 
@@ -403,6 +430,41 @@ def _impressions_schema() -> DatasetSchema:
     )
 
 
+def _deleted_polls_schema() -> DatasetSchema:
+    return DatasetSchema(
+        "deleted polls",  # type: ignore[arg-type]  # named in messages only
+        (
+            Field("ITEM_ID", "string"),
+            Field("AUTHOR_ID", "string", nullable=True),
+            Field("DELETED_BY", "string"),
+            Field("DELETED_AT", "long"),
+        ),
+    )
+
+
+def _read_deletions(path: Path, problems: _Problems) -> list[PollDeletion]:
+    """deleted_polls.csv's tombstones: each cell checked as the other files' (ids as
+    everywhere), each tombstone as the stores check it, an ITEM_ID once."""
+    deletions: list[PollDeletion] = []
+    first_line: dict[str, int] = {}
+    for line, rec in _read_rows(path, _deleted_polls_schema(), problems):
+        deletion = PollDeletion(rec["ITEM_ID"], rec.get("AUTHOR_ID"), rec["DELETED_BY"],
+                                rec["DELETED_AT"])
+        try:
+            check_deletion(deletion)
+        except InvalidEvent as exc:
+            problems.add(path.name, line, str(exc))
+            continue
+        if deletion.item_id in first_line:
+            problems.add(path.name, line, f"ITEM_ID {deletion.item_id!r} already appeared "
+                                          f"on line {first_line[deletion.item_id]}; keep "
+                                          "one tombstone per poll")
+            continue
+        first_line[deletion.item_id] = line
+        deletions.append(deletion)
+    return deletions
+
+
 def load_directory(directory: Path | str, rules: EventRules | None = None, *,
                    require_interactions: bool = True) -> Datasets:
     """Read and validate a Personalize-format data directory.
@@ -429,13 +491,20 @@ def load_directory(directory: Path | str, rules: EventRules | None = None, *,
     has_interactions = interactions_path.exists()
     if not has_interactions and (require_interactions or not any(
             (directory / name).exists() for name in (CSV_FILES["items"], CSV_FILES["users"],
-                                                     IMPRESSIONS_FILE))):
+                                                     IMPRESSIONS_FILE, DELETED_POLLS_FILE))):
         raise MissingDataset(
             f"{interactions_path} not found; a data directory needs at least interactions.csv"
             + ("" if require_interactions else
-               " (an incremental import also takes items.csv, users.csv or impressions.csv "
-               "alone)"))
+               " (an incremental import also takes items.csv, users.csv, impressions.csv "
+               "or deleted_polls.csv alone)"))
     present = [interactions_path] if has_interactions else []
+
+    # First: the tombstones decide which items.csv rows an import skips.
+    deletions: list[PollDeletion] = []
+    deletions_path = directory / DELETED_POLLS_FILE
+    if _present(deletions_path, problems):
+        present.append(deletions_path)
+        deletions = _read_deletions(deletions_path, problems)
 
     # One string per distinct user, poll and type, however often rows repeat it: each
     # its own string held a 1.5M-event load at 2.1 GB (1.1 GB so). A dict of this load,
@@ -518,7 +587,7 @@ def load_directory(directory: Path | str, rules: EventRules | None = None, *,
     # Stable time order: the store and the recipes rely on it.
     return Datasets(sorted(interactions.values(), key=lambda e: e.timestamp), items, users,
                     sorted(impressions.values(), key=lambda e: e.timestamp), schemas,
-                    _fingerprint(present), legacy_event_ids, repeated_rows)
+                    _fingerprint(present), legacy_event_ids, repeated_rows, deletions)
 
 
 def _admissible(event: Interaction | Impression, rules: EventRules | None, file: str,
@@ -559,8 +628,16 @@ class ImportReport:
                 "items.csv nor the store has a record of: they train the models, and the feed "
                 "can show such a poll by its id only; add the polls to items.csv"
                 if self.without_record else "")
+        if self.datasets.deletions:
+            stored = "" if self.written is None else (
+                f" ({self.written.deletions:,} new to the store, "
+                f"{len(self.datasets.deletions) - self.written.deletions:,} deleted here "
+                "already)")
+            note += (f"\nnote: {len(self.datasets.deletions):,} deleted polls' tombstones "
+                     f"read from {DELETED_POLLS_FILE}{stored}: their ids stay reserved and "
+                     "nothing of them is served or trained")
         if self.kept_deleted:
-            note += (f"\nnote: {self.kept_deleted:,} polls of items.csv were deleted here "
+            note += (f"\nnote: {self.kept_deleted:,} polls of items.csv were deleted "
                      "(by their author or moderation): they stay deleted, their rows were "
                      "skipped")
         return (
@@ -592,7 +669,9 @@ def import_directory(
         without_record = _polls_without_record(data, store, mode)
         # A deleted poll stays deleted: the store skips its row (tombstones outlive
         # full imports too); an older export brought back would otherwise restore it.
-        kept_deleted = len(store.deleted_item_ids(data.items.keys()))
+        # The directory's own tombstones are stored first, so their rows go the same way.
+        kept_deleted = len({d.item_id for d in data.deletions}.intersection(data.items)
+                           .union(store.deleted_item_ids(data.items.keys())))
         fresh = data.interactions
         if data.legacy_event_ids and mode == "incremental":
             stored = store.stored_event_ids(
@@ -605,6 +684,7 @@ def import_directory(
             progress, f"writing to {describe_url(db_path)}",
             lambda: store.import_bulk(
                 fresh, data.impressions, data.items.values(), data.users.values(), mode=mode,
+                deletions=data.deletions,
             ),
         )
     return ImportReport(directory, db_path, mode, data, written, without_record,
@@ -675,7 +755,10 @@ class ExportReport:
     def describe(self) -> str:
         parts = ", ".join(f"{n:,} {k}" for k, n in self.counts.items())
         note = (f"; left out the events of {self.deleted:,} deleted poll(s) (they stay in "
-                "the store as history; an export is read as training reads the store)"
+                "the store as history; an export is read as training reads the store) and "
+                f"wrote their tombstones to {DELETED_POLLS_FILE}, which keeps their ids "
+                "reserved wherever the directory is imported (not an Amazon dataset: "
+                "never give it to Amazon)"
                 if self.deleted else "")
         return f"exported {parts} to {self.directory}{note}"
 
@@ -709,10 +792,17 @@ def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=directory))
     try:
         with open_event_store(db_path) as store:
+            # The tombstones first, and the ids they name are the ones left out below:
+            # without them a restore freed every deleted id for another upsertPoll.
+            deleted: set[str] = set()
+            counts["deleted polls"] = _write_csv(
+                staging / DELETED_POLLS_FILE, list(DELETED_POLLS_COLUMNS),
+                ([d.item_id, d.author_id, d.deleted_by, d.deleted_at]
+                 for d in _noting_ids(store.deletions(), deleted)),
+            )
             # As training reads the store: a deleted poll's events, exported without its
             # tombstone, brought it back wherever the export was imported (another
             # store, Amazon's interactions dataset), trained on and served by its id.
-            deleted = deleted_poll_ids(store)
             schema = DEFAULT_SCHEMAS["interactions"]
             counts["interactions"] = _write_csv(
                 staging / CSV_FILES["interactions"],
@@ -741,6 +831,7 @@ def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport
                     for m in without_polls(store.impressions(), deleted)
                 ),
             )
+        counts["deleted polls"] = counts.pop("deleted polls")  # said last, as an aside
         written = sorted(staging.iterdir())
         # Checked before anything moves: a rename onto a directory fails half-way.
         blocked = [f.name for f in written
@@ -754,6 +845,12 @@ def export_directory(db_path: Path | str, directory: Path | str) -> ExportReport
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(directory, counts, len(deleted))
+
+
+def _noting_ids(deletions: Iterator[PollDeletion], ids: set[str]) -> Iterator[PollDeletion]:
+    for deletion in deletions:
+        ids.add(deletion.item_id)
+        yield deletion
 
 
 def _write_csv(path: Path, header: list[str], rows) -> int:

@@ -31,7 +31,7 @@ _CHUNK = 1 << 20  # hash in 1 MiB reads: constant memory on the 13 MB wheel
 
 # Every file a data directory is read from (recsys/datasets.py, the graph tools).
 DATASET_FILES = ("interactions.csv", "items.csv", "users.csv", "impressions.csv",
-                 "follows.csv")
+                 "deleted_polls.csv", "follows.csv")
 
 
 def stale_dataset_files(out_dir: Path | str, writes: tuple[str, ...]) -> list[str]:

@@ -53,7 +53,8 @@ def generate(users: int, polls: int, days: int, seed: int, follow_effect: bool,
 @click.option("--mode", type=click.Choice(["incremental", "full"]), default="incremental",
               show_default=True, help="full replaces everything stored; incremental adds.")
 def import_(directory: Path, mode: str) -> None:
-    """Validate DIRECTORY's CSVs and import them into the event store, all or nothing."""
+    """Validate DIRECTORY's CSVs and import them into the event store, all or nothing;
+    deleted_polls.csv's tombstones first, so those polls stay deleted here too."""
     from recsys.amazon_items import amazon_schema_notice
     from recsys.datasets import import_directory
 
@@ -71,7 +72,9 @@ def import_(directory: Path, mode: str) -> None:
 def export(directory: Path) -> None:
     """Write the stored datasets to DIRECTORY in Personalize's bulk CSV format, items
     with the local engine's five textual fields (so that they import back here); for
-    Amazon's Items dataset, which takes one, `hunch personalize export-items`."""
+    Amazon's Items dataset, which takes one, `hunch personalize export-items`. Deleted
+    polls' tombstones go to deleted_polls.csv (not an Amazon dataset): an import keeps
+    their ids reserved."""
     from recsys.datasets import export_directory
 
     settings = load_settings()

@@ -70,3 +70,53 @@ def test_data_import_export_and_db_upgrade_use_the_store_url(tmp_path, store_url
         assert [row[:2] for row in csv.reader(fh)][1:] == [["u1", "p1"], ["u2", "p2"]]
     if store_url.startswith("sqlite"):
         assert f"events: {SCHEMA_VERSION}" in upgraded.output
+
+
+def test_a_restore_from_an_export_keeps_every_deleted_id_reserved(tmp_path, store_url) -> None:
+    """`hunch data export` wrote no tombstones: restored into a new store (a move from
+    SQLite to PostgreSQL, a backup), every deleted id was free again, and another user's
+    upsertPoll took it over (a moderator's takedown undone for the id)."""
+    from recsys.admission import DeletedPolls
+    from recsys.events import Impression, Interaction
+    from recsys.training import read_event_store
+
+    now = int(time.time())
+    source = f"sqlite://{tmp_path / 'source' / 'events.sqlite3'}"
+    with open_event_store(source) as store:
+        store.upsert_items([{"ITEM_ID": p, "CATEGORY": "X", "AUTHOR_ID": "ann",
+                             "CREATION_TIMESTAMP": now - 600, "QUESTION": f"{p}?"}
+                            for p in ("p1", "p2", "p3")])
+        store.import_bulk([Interaction("u1", "p1", "HUNCH", now - 60, impression=("p1", "p2")),
+                           Interaction("u2", "p2", "HUNCH", now - 50)],
+                          [Impression("u3", ("p1", "p3"), now - 40)])
+        store.delete_item("p1", acting_user="moderator", admin=True, now=now - 30)
+        store.delete_item("p3", acting_user="ann", now=now - 20)
+    runner = CliRunner()
+    home = str(tmp_path / "home")
+    exported = runner.invoke(cli, ["data", "export", str(tmp_path / "backup")],
+                             env={"HUNCH_HOME": home, "HUNCH_STORE_URL": source})
+    assert exported.exit_code == 0, exported.output
+    assert "2 deleted polls" in exported.output and "deleted_polls.csv" in exported.output
+    assert not (tmp_path / "backup" / "deleted_polls.schema.json").exists()  # not Amazon's
+
+    env = {"HUNCH_HOME": home, "HUNCH_STORE_URL": store_url}
+    assert runner.invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+    for mode in ("full", "incremental"):  # a second restore finds them stored
+        imported = runner.invoke(cli, ["data", "import", "--mode", mode,
+                                       str(tmp_path / "backup")], env=env)
+        assert imported.exit_code == 0, imported.output
+        new = 2 if mode == "full" else 0
+        assert (f"2 deleted polls' tombstones read from deleted_polls.csv ({new} new to the "
+                f"store, {2 - new} deleted here already)") in imported.output, imported.output
+    with open_event_store(store_url) as store:
+        for user in ("eve", "ann"):  # another user, or the author, claiming the id
+            with pytest.raises(DeletedPolls, match="stays deleted"):
+                store.upsert_item({"ITEM_ID": "p1", "CATEGORY": "X", "QUESTION": "mine now"},
+                                  acting_user=user)
+        assert [(d.item_id, d.author_id, d.deleted_by, d.deleted_at)
+                for d in store.deletions()] == [("p1", "ann", "moderator", now - 30),
+                                                ("p3", "ann", "ann", now - 20)]
+        assert set(store.deletions_since(0)[1]) == {"p1", "p3"}  # what serving drops
+        trained = read_event_store(store).data
+    assert [e.item_id for e in trained.interactions] == ["p2"]
+    assert list(trained.items) == ["p2"] and trained.impressions == []
