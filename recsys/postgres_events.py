@@ -194,8 +194,9 @@ MIGRATIONS: list[str] = [
         ON CONFLICT DO NOTHING;
     """,
     # 5: deleted polls, as SQLite's migration 6 (the tombstone; the catalog row goes).
-    # Additive, but code one release behind neither reads nor honours tombstones: until
-    # every host runs this code, a deleted id may be written again through an old host.
+    # Additive; code one release behind neither reads nor honours tombstones, so the
+    # database keeps a deleted id out of `items` itself (below). Events an old host
+    # still stores on a deleted poll are left out of training and serving by this code.
     """
     CREATE TABLE deleted_polls (
         item_id TEXT COLLATE "C" PRIMARY KEY,
@@ -205,6 +206,18 @@ MIGRATIONS: list[str] = [
         deleted_seq BIGINT NOT NULL
     );
     CREATE INDEX deleted_polls_by_seq ON deleted_polls (deleted_seq);
+    -- A deleted id stays deleted whoever writes: during a rolling deploy a host one
+    -- release behind upserted it again (its text and author back, served at once).
+    -- The row is skipped, as this code's own guard skips it.
+    CREATE FUNCTION hunch_keep_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM deleted_polls WHERE item_id = NEW.item_id) THEN
+            RETURN NULL;
+        END IF;
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER items_keep_deleted BEFORE INSERT ON items
+        FOR EACH ROW EXECUTE FUNCTION hunch_keep_deleted();
     -- An append: the counter's row lock first (a deletion holds it to COMMIT), then the
     -- numbered insert, a later statement with a snapshot of its own, so it sees a
     -- deletion that committed while the lock waited: no vote lands after a deletion

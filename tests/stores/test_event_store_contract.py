@@ -1431,3 +1431,31 @@ def test_a_database_before_deleted_polls_is_upgraded_and_keeps_its_polls(
     with open_event_store(postgres_url) as store:
         assert store.delete_item("p1", acting_user="ann").author_id == "ann"
         assert store.get_item("p1") is None
+
+
+def test_a_host_one_release_behind_cannot_write_a_deleted_poll_back(postgres_url) -> None:
+    """Code one release behind neither reads nor honours tombstones: during a rolling
+    deploy its upsert (the statement it runs, below) brought a deleted poll back, text
+    and author, served at once. The database now skips the row itself."""
+    import json
+
+    import psycopg
+
+    open_event_store(postgres_url, upgrade=True).close()
+    with open_event_store(postgres_url) as store:
+        _poll(store, "p1")
+        store.delete_item("p1", acting_user="ann")
+        old_release_upsert = (
+            "INSERT INTO items (item_id, fields, updated_seq) "
+            "VALUES (%(id)s, hunch_merge_patch('{}', %(fields)s::jsonb), %(seq)s) "
+            "ON CONFLICT (item_id) DO UPDATE SET "
+            "fields = hunch_merge_patch(items.fields, %(fields)s::jsonb), updated_seq = %(seq)s")
+        with psycopg.connect(postgres_url, autocommit=True) as old_host:
+            written = old_host.execute(old_release_upsert, {
+                "id": "p1", "seq": 10_000, "fields": json.dumps(
+                    {"AUTHOR_ID": "mallory", "QUESTION": "back again?"})}).rowcount
+            assert written == 0
+            old_host.execute(old_release_upsert, {"id": "p9", "seq": 10_001, "fields": "{}"})
+        assert store.get_item("p1") is None
+        assert store.get_item("p9") is not None  # other polls are written as before
+        assert store.deleted_item_ids(["p1"]) == ["p1"]
