@@ -26,14 +26,9 @@ from graph.store import Follow, GraphStore, PollAuthorship
 from recsys.admission import DeletedPolls, UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
-from recsys.backends.amazon_copy import (
-    heard_before,
-    refused_as_input,
-    refused_for_rate,
-    with_shown_polls,
-)
+from recsys.backends.amazon_copy import heard_before, with_shown_polls
 from recsys.backends.forwarder import BackgroundForwarder, RecordBatcher
-from recsys.backends.personalize import deleted_item
+from recsys.backends.personalize import deleted_item, refused_as_input, refused_for_rate
 from recsys.event_head import EventHead
 from recsys.event_stores import open_event_store
 from recsys.events import (

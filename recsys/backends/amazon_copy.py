@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from recsys.admission import EventRules, canonical_event_type
-from recsys.backends.personalize import MAX_EVENTS_PER_PUT
+from recsys.backends.personalize import MAX_EVENTS_PER_PUT, refused_as_input
 from recsys.events import Interaction, deleted_poll_ids, without_polls
 
 
@@ -110,37 +110,3 @@ def replay(store: Any, sink: Any, rules: EventRules | None, since: int, until: i
                 if on_failure is not None:
                     on_failure(user_id, exc)
     return counts
-
-
-# Refusals of the request rate, not of what a request holds: sending its events one by
-# one would only make more requests.
-_RATE_ERRORS = frozenset({"ThrottlingException", "TooManyRequestsException",
-                          "LimitExceededException"})
-
-
-def refused_for_rate(exc: BaseException) -> bool:
-    """Whether Amazon refused a request for the request rate (throttled): the same
-    request may pass later."""
-    try:
-        from botocore.exceptions import ClientError
-    except ImportError:  # boto3 is only needed by the Personalize backend
-        return False
-    return (isinstance(exc, ClientError)
-            and exc.response.get("Error", {}).get("Code", "") in _RATE_ERRORS)
-
-
-def refused_as_input(exc: BaseException) -> bool:
-    """Whether Amazon (or botocore, checking the model's minimums) refused what the
-    request holds (a 4xx answer other than a rate limit), so that another request
-    without the offending event would pass."""
-    try:
-        from botocore.exceptions import ClientError, ParamValidationError
-    except ImportError:  # boto3 is only needed by the Personalize backend
-        return False
-    if isinstance(exc, ParamValidationError):
-        return True
-    if not isinstance(exc, ClientError):
-        return False
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    code = exc.response.get("Error", {}).get("Code", "")
-    return 400 <= status < 500 and code not in _RATE_ERRORS

@@ -211,7 +211,7 @@ class PersonalizeRecipeSource:
                       if isinstance(exc, ClientError) else type(exc).__name__)
             if reason == THROTTLED:
                 self._cool_off = (reason, self.clock() + THROTTLE_COOL_OFF_SECONDS)
-            elif _outage(exc):
+            elif outage(exc):
                 self._cool_off = (reason, self.clock() + OUTAGE_COOL_OFF_SECONDS)
             return self._fall_back(reason, user_id, n, exclude, allow)
         self.last_recommendation_id = rec_id
@@ -241,7 +241,43 @@ class PersonalizeRecipeSource:
         return self.fallback(user_id, n, exclude=exclude, allow=allow)
 
 
-def _outage(exc: BaseException) -> bool:
+# --- what a failed call says (a rate, this request, or the service) -----------------
+
+# Refusals of the request rate, not of what a request holds: sending its events one by
+# one would only make more requests.
+_RATE_ERRORS = frozenset({"ThrottlingException", "TooManyRequestsException",
+                          "LimitExceededException"})
+
+
+def refused_for_rate(exc: BaseException) -> bool:
+    """Whether Amazon refused a request for the request rate (throttled): the same
+    request may pass later."""
+    try:
+        from botocore.exceptions import ClientError
+    except ImportError:  # boto3 is only needed by the Personalize backend
+        return False
+    return (isinstance(exc, ClientError)
+            and exc.response.get("Error", {}).get("Code", "") in _RATE_ERRORS)
+
+
+def refused_as_input(exc: BaseException) -> bool:
+    """Whether Amazon (or botocore, checking the model's minimums) refused what the
+    request holds (a 4xx answer other than a rate limit), so that another request
+    without the offending event would pass."""
+    try:
+        from botocore.exceptions import ClientError, ParamValidationError
+    except ImportError:  # boto3 is only needed by the Personalize backend
+        return False
+    if isinstance(exc, ParamValidationError):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    code = exc.response.get("Error", {}).get("Code", "")
+    return 400 <= status < 500 and code not in _RATE_ERRORS
+
+
+def outage(exc: BaseException) -> bool:
     """Whether a failed call says the campaign is unreachable or failing (a timeout, a
     connection error, a 5xx answer) rather than refusing this one request."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -355,12 +391,6 @@ class PersonalizeEventSink:
             self.client.put_items(datasetArn=self.config.items_dataset_arn,
                                   items=records[start:start + MAX_RECORDS_PER_PUT])
         return len(records)
-
-    def put_deleted_items(self, tombstones: Mapping[str, Mapping[str, Any]]) -> int:
-        """Deleted polls: each record replaced by its tombstone (PutItems replaces a
-        whole record), with no text and the category :data:`DELETED_POLL_CATEGORY`."""
-        return self.put_items({item_id: deleted_item(fields)
-                               for item_id, fields in tombstones.items()})
 
 
 def deleted_item(fields: Mapping[str, Any]) -> dict[str, Any]:
