@@ -75,11 +75,12 @@ def _more_fits(fits: int, first: tuple[float, float], data, components) -> None:
     pair's ratios (wall, CPU) and their medians: a pair fitted close together shares the
     machine's load, and the median is what to compare between versions of the code."""
     from recsys.recipes.user_personalization import UserPersonalization
+    from recsys.training import loaded_data_frozen
 
     ratios = [first]
     for k in range(2, fits + 1):
         model = UserPersonalization(num_threads=1, random_state=0, components=components)
-        with _Clock() as up:
+        with _Clock() as up, loaded_data_frozen():
             model.fit(data)
         _, _, als = _als_baseline(model, data)
         del model  # at most two fitted models alive (~2 GB each at 50k polls)
@@ -120,6 +121,7 @@ def main() -> None:
 
     from recsys.datasets import load_directory
     from recsys.recipes.user_personalization import COMPONENT_NAMES, UserPersonalization
+    from recsys.training import loaded_data_frozen
 
     components = [c for c in COMPONENT_NAMES if c not in args.without]
     if args.rerank_on:
@@ -142,7 +144,7 @@ def main() -> None:
         model = UserPersonalization(num_threads=1, random_state=0, components=components)
         if args.without:
             print(f"UP without {', '.join(args.without)}")
-        with _Clock() as up:
+        with _Clock() as up, loaded_data_frozen():  # as `hunch train` fits
             model.fit(data)
 
         # Baseline: implicit ALS alone with the same factors on the same weighted matrix.

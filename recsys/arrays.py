@@ -13,8 +13,20 @@ def sorted_distinct(keys: np.ndarray) -> np.ndarray:
     values it took 1.4 s, the sort below 0.1 s (the variants with return_counts or
     return_index still sort, and are as fast).
     """
-    keys = np.sort(np.ravel(keys))
+    keys = np.ravel(keys)
+    # Non-negative keys below 2**32 sort as uint32 in half the time of int64 (11.2M
+    # (viewer, poll) keys at 50k polls: 0.45 s against 0.91 s); the distinct values,
+    # given back in the keys' own type, are the same.
+    if (len(keys) > _NARROW_FROM and keys.dtype.kind in "iu" and keys.dtype.itemsize > 4
+            and keys.min() >= 0 and keys.max() <= np.iinfo(np.uint32).max):
+        narrow = np.sort(keys.astype(np.uint32))
+        return narrow[run_starts(narrow)].astype(keys.dtype)
+    keys = np.sort(keys)
     return keys[run_starts(keys)]
+
+
+# Below this many keys the extra min/max passes cost more than the narrower sort saves.
+_NARROW_FROM = 4096
 
 
 def run_starts(sorted_keys: np.ndarray) -> np.ndarray:

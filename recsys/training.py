@@ -18,13 +18,15 @@ shared store), and :func:`run_schedule` repeats training rounds until told to st
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import inspect
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,12 +282,34 @@ def _unchanged(store: VersionStore, recipe_name: str, fingerprint: str,
             and all(trained_with.get(k) == v for k, v in params.items()))
 
 
+@contextmanager
+def loaded_data_frozen() -> Iterator[None]:
+    """Keep what the process holds now (the loaded training data: millions of event
+    objects) out of the garbage collector's full passes while a fit runs.
+
+    The events live as long as the fit and form no reference cycles, yet a full pass walks
+    every one: at 1.5M interactions and 750k impression events (2.35M objects) it took
+    1.3 s, and one fell due during the fit in most runs (session 33). ``gc.freeze`` moves
+    the objects that exist now into a generation the collector skips; what the fit makes
+    is collected as usual, and ``gc.unfreeze`` gives the rest back afterwards. Left alone
+    when something else already froze objects: that is its decision to undo."""
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _fit_and_publish(recipe_name: str, data: TrainingData, fingerprint: str,
                      store: VersionStore, params: dict[str, Any], extra: dict[str, Any],
                      with_metrics: bool, step: Callable[[str], None],
                      metrics_later: bool = False) -> dict[str, Any]:
     step("fit")
-    model = build_recipe(recipe_name, params).fit(data)
+    with loaded_data_frozen():
+        model = build_recipe(recipe_name, params).fit(data)
 
     step("publish")
     # Robust to a stray future timestamp: with the plain maximum, one event from 2100

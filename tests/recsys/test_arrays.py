@@ -10,6 +10,12 @@ from recsys.arrays import TOP_BLOCK, sorted_distinct, top_candidates, top_k
     np.array([3, 3, 3], np.int64),
     np.random.default_rng(0).integers(-50, 50, 1_000),
     np.random.default_rng(1).integers(0, 2**40, 5_000),
+    # Past 4,096 keys, keys from 0 to 2**32 - 1 sort as uint32: the edges, a key just
+    # past them, a negative one and an unsigned input.
+    np.r_[np.random.default_rng(2).integers(0, 2**32, 10_000), 0, 2**32 - 1, 2**32 - 1],
+    np.r_[np.random.default_rng(3).integers(0, 2**32, 10_000), 2**32],
+    np.r_[np.random.default_rng(4).integers(0, 1_000, 10_000), -1],
+    np.random.default_rng(5).integers(0, 2**32, 10_000).astype(np.uint64),
 ])
 def test_sorted_distinct_is_np_unique(keys):
     got = sorted_distinct(keys)
