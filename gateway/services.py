@@ -27,7 +27,7 @@ from recsys.admission import DeletedPolls, UnknownPolls
 from recsys.artifacts import ArtifactNotFound
 from recsys.backends import InNetworkSource
 from recsys.backends.amazon_copy import heard_before, with_shown_polls
-from recsys.backends.forwarder import BackgroundForwarder, RecordBatcher
+from recsys.backends.forwarder import BackgroundForwarder, EventBatcher, RecordBatcher
 from recsys.backends.personalize import deleted_item, refused_as_input, refused_for_rate
 from recsys.event_head import EventHead
 from recsys.event_stores import open_event_store
@@ -171,6 +171,7 @@ class Services:
         }
         self.personalize_events = None
         self.forwarder: BackgroundForwarder | None = None  # set with personalize_events
+        self.event_copies: EventBatcher | None = None  # PutEvents, set with the forwarder
         self.item_copies: RecordBatcher | None = None  # PutItems, with an Items dataset
         if settings.backend == "personalize":
             sources.update(self._personalize_sources(sources["popularity-count"]))
@@ -204,6 +205,11 @@ class Services:
                 config, events, on_impressions_cut=metrics.IMPRESSIONS_NOT_FORWARDED.inc)
             self.forwarder = BackgroundForwarder(
                 on_dropped=lambda: metrics.EVENTS_NOT_FORWARDED.labels("queue-full").inc())
+            # PutEvents: a user's events queued together go in one call, 10 at most
+            # (forwarder.py); throttled calls retried, refused ones sent event by event
+            self.event_copies = self.forwarder.events(
+                self._put_event_copies, throttled=refused_for_rate,
+                refused_as_input=refused_as_input, on_failed=_event_copy_failed)
             if config.items_dataset_arn:
                 # PutItems: 10 polls a call, paced, throttled calls retried (forwarder.py)
                 self.item_copies = self.forwarder.records(
@@ -236,17 +242,25 @@ class Services:
             # them: with interactions (below).
             metrics.EVENTS_NOT_FORWARDED.labels("impression-only").inc()
             return
-        sink = self.personalize_events
+        if self.event_copies is None:  # no forwarder: inline
+            self._submit(user_id, "personalize-events",
+                         lambda: self._put_event_copies((user_id, user_id), [event]))
+            return
+        # the user's id is the session's: one call takes one user's and session's events
+        self.event_copies.submit(user_id, (user_id, user_id), event)
 
-        def send() -> None:  # on the forwarder's thread (see recsys/backends/forwarder.py)
-            shown = (with_shown_polls(event, self._shown_polls)
-                     if isinstance(event, Interaction) else event)
-            # A recommendation's polls include those deleted since it was served: Amazon
-            # is not told a deleted poll was seen (nor anything, when it is the one).
-            gone = self.feed_filters.deleted_among(named_polls([shown]))
-            sink.put_events(user_id, user_id, list(without_polls([shown], gone)))
-
-        self._submit(user_id, "personalize-events", send)
+    def _put_event_copies(self, group: tuple[str, str], events: list) -> None:
+        """PutEvents of one user's (and session's) ``events``, in their order, on the
+        forwarder's thread (see recsys/backends/forwarder.py); failures are the
+        caller's (``event_copies`` retries, resends or counts them)."""
+        user_id, session_id = group
+        shown = [with_shown_polls(event, self._shown_polls)
+                 if isinstance(event, Interaction) else event for event in events]
+        # A recommendation's polls include those deleted since it was served: Amazon is
+        # not told a deleted poll was seen (nor anything, when it is the one).
+        gone = self.feed_filters.deleted_among(named_polls(shown))
+        self.personalize_events.put_events(user_id, session_id,
+                                           list(without_polls(shown, gone)))
 
     def _submit(self, key: str, source: str, send: Callable[[], None]) -> None:
         """Run ``send`` on a forwarder thread, behind the earlier calls of ``key``
@@ -608,6 +622,16 @@ class Services:
         self.filters.close()
         self.promotions.close()
         self._catalog_events.close()
+
+
+def _event_copy_failed(exc: BaseException, events: int) -> None:
+    """A PutEvents call that failed: ``events`` given up (counted one each, as when each
+    event was its own call), or 0 when a throttled call goes again whole."""
+    if events == 0:
+        metrics.FALLBACKS.labels("personalize-events", "throttled-retried").inc()
+        return
+    metrics.FALLBACKS.labels("personalize-events", type(exc).__name__).inc(events)
+    log.warning("could not send %d event(s) to Personalize: %s", events, exc)
 
 
 def _item_copy_failed(exc: BaseException | None, polls: int) -> None:

@@ -17,6 +17,15 @@ most 10 a call and 10 calls a second per dataset group, so one call per poll wri
 capped the app at 10 polls a second before Amazon throttled, and each throttled copy
 was dropped after botocore's retries. A record's latest state waits in one map, 10 go
 to a call, calls are paced, and a throttled call's records wait and go again.
+
+Events (PutEvents: votes, comments, impressions) go through the same threads as calls
+do, in order per key, but through an :class:`EventBatcher`: PutEvents takes 1 to 10
+events of one user and one session a call, and Amazon takes 1,000 calls a second per
+dataset group, so one call per event capped a busy app at ~1,000 events a second across
+its workers, each a round trip. When a thread picks an event up, the events of the same
+group (user and session) queued behind it at that moment go with it, up to 10 in their
+order; nothing waits for a call to fill (an idle queue sends an event at once), so the
+calls grow only while events arrive faster than Amazon answers.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -48,6 +57,61 @@ RECORD_CALL_INTERVAL = 0.1
 # After a throttled call: wait this long, doubling at each throttle in a row, up to the
 # second value.
 RECORD_RETRY_SECONDS = (1.0, 30.0)
+# PutEvents: at most 10 events a call, all of one user and one session (the service
+# model's eventList: 1 to 10); 1,000 calls a second per dataset group (Amazon's quotas).
+EVENTS_PER_CALL = 10
+# After a throttled PutEvents call (once botocore's own attempts were throttled too):
+# wait this long, doubling at each throttle in a row, up to the second value, then send
+# the same call again. The thread waits, and the calls queued behind it with it.
+EVENT_RETRY_SECONDS = (1.0, 30.0)
+
+
+class _Event:
+    """An event an :class:`EventBatcher` queued on a forwarder thread."""
+
+    __slots__ = ("group", "event", "batcher")
+
+    def __init__(self, group: Hashable, event: Any, batcher: EventBatcher):
+        self.group, self.event, self.batcher = group, event, batcher
+
+
+# What a forwarder thread's queue holds: (key, a call or an event), or None to stop.
+_Entry = tuple[str, "Callable[[], None] | _Event"] | None
+
+
+class _Shard(queue.Queue):
+    """One forwarder thread's queue; :meth:`take` removes the events queued behind one
+    that may go in its call."""
+
+    def take(self, key: str, first: _Event, most: int) -> list[_Event]:
+        """Up to ``most`` events queued now that may join ``first``'s call (``key``'s,
+        of its group and batcher), in their order; the scan stops at an entry of
+        ``key`` that may not (a call, another group's event): a key's calls keep their
+        order. Each taken entry is still to be marked done (``task_done``)."""
+        taken: list[_Event] = []
+        if most <= 0:
+            return taken
+        with self.mutex:
+            kept: list[_Entry] = []
+            while self.queue and len(taken) < most:
+                entry = self.queue.popleft()
+                if entry is None:  # closing: what follows it is not for this call
+                    kept.append(entry)
+                    break
+                entry_key, item = entry
+                if entry_key != key:
+                    kept.append(entry)
+                    continue
+                if (isinstance(item, _Event) and item.batcher is first.batcher
+                        and item.group == first.group):
+                    taken.append(item)
+                    continue
+                kept.append(entry)
+                break
+            self.queue.extendleft(reversed(kept))
+            if taken:
+                self.not_full.notify(len(taken))
+        return taken
 
 
 class BackgroundForwarder:
@@ -58,10 +122,11 @@ class BackgroundForwarder:
                  on_dropped: Callable[[], None] | None = None):
         self._batchers: list[RecordBatcher] = []
         per_thread = max(1, max_pending // threads)
-        self._queues: list[queue.Queue[Callable[[], None] | None]] = [
-            queue.Queue(maxsize=per_thread) for _ in range(threads)]
+        self._queues: list[_Shard] = [_Shard(maxsize=per_thread) for _ in range(threads)]
         self._on_dropped = on_dropped
         self.dropped = 0
+        self.closing = False  # a throttled event call is given up rather than retried
+        self._wake = threading.Event()  # ends a retry's pause early when closing
         self._threads = [threading.Thread(target=self._run, args=(q,), daemon=True,
                                           name=f"personalize-forwarder-{n}")
                          for n, q in enumerate(self._queues)]
@@ -71,11 +136,19 @@ class BackgroundForwarder:
     def submit(self, key: str, call: Callable[[], None]) -> bool:
         """Queue ``call`` behind the earlier calls of ``key``; False (and counted) when
         that queue is full."""
+        return self._put(key, call)
+
+    def events(self, send: Callable[[Any, list[Any]], None], **options: Any
+               ) -> EventBatcher:
+        """An :class:`EventBatcher` sending through this forwarder's threads."""
+        return EventBatcher(self, send, **options)
+
+    def _put(self, key: str, item: Callable[[], None] | _Event) -> bool:
         # crc32, not hash(): the same key picks the same thread in every process run
         shard = self._queues[zlib.crc32(key.encode("utf-8", "surrogatepass"))
                              % len(self._queues)]
         try:
-            shard.put_nowait(call)
+            shard.put_nowait((key, item))
         except queue.Full:
             self.dropped += 1
             if self._on_dropped is not None:
@@ -101,8 +174,11 @@ class BackgroundForwarder:
         return all(b.wait_idle(max(0.0, deadline - time.monotonic())) for b in self._batchers)
 
     def close(self, timeout: float = CLOSE_SECONDS) -> None:
-        """Send what is queued (for at most ``timeout``), then stop the threads."""
+        """Send what is queued (for at most ``timeout``; a throttled event call is not
+        retried then), then stop the threads."""
         deadline = time.monotonic() + timeout
+        self.closing = True
+        self._wake.set()
         self.wait_idle(timeout)
         for batcher in self._batchers:
             batcher.close(max(0.0, deadline - time.monotonic()))
@@ -114,17 +190,91 @@ class BackgroundForwarder:
         for thread in self._threads:
             thread.join(timeout=0.5)
 
-    def _run(self, calls: queue.Queue[Callable[[], None] | None]) -> None:
+    def _run(self, calls: _Shard) -> None:
         while True:
-            call = calls.get()
+            entry = calls.get()
+            done = 1
             try:
-                if call is None:
+                if entry is None:
                     return
-                call()
+                key, item = entry
+                if isinstance(item, _Event):
+                    # what is queued now goes with it; nothing waits for more
+                    more = calls.take(key, item, item.batcher.per_call - 1)
+                    done += len(more)
+                    item.batcher.deliver(item.group, [item.event] + [m.event for m in more])
+                else:
+                    item()
             except Exception:  # noqa: BLE001 - a call reports its own failures; this is a bug
                 log.exception("a Personalize forwarding call failed")
             finally:
-                calls.task_done()
+                for _ in range(done):
+                    calls.task_done()
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` unless closing (then at once); whether still not closing."""
+        if not self.closing:
+            self._wake.wait(seconds)
+        return not self.closing
+
+
+class EventBatcher:
+    """Events sent to ``send(group, events)`` on a :class:`BackgroundForwarder`'s
+    threads, in order per key: the events of one group (PutEvents: one user and one
+    session) queued behind the one a thread picks up go in its call, up to ``per_call``
+    in their order; the thread takes what is queued and never waits for more.
+
+    A call ``throttled(exc)`` says was refused for the rate goes again whole, after a
+    pause (EVENT_RETRY_SECONDS, doubling), reported as ``on_failed(exc, 0)``; when
+    closing it is given up. One ``refused_as_input(exc)`` says was refused for what it
+    holds is sent again event by event, so one bad event costs one. Other failures are
+    reported as ``on_failed(exc, events given up)``; the store has the events."""
+
+    def __init__(self, forwarder: BackgroundForwarder, send: Callable[[Any, list[Any]], None],
+                 *, throttled: Callable[[BaseException], bool] = lambda exc: False,
+                 refused_as_input: Callable[[BaseException], bool] = lambda exc: False,
+                 on_failed: Callable[[BaseException, int], None] = lambda e, n: None,
+                 per_call: int = EVENTS_PER_CALL,
+                 retry: tuple[float, float] | None = None):
+        self._forwarder = forwarder
+        self._send, self._throttled, self._refused = send, throttled, refused_as_input
+        self._on_failed = on_failed
+        self.per_call = max(1, per_call)
+        self.retry = retry or EVENT_RETRY_SECONDS
+
+    def submit(self, key: str, group: Hashable, event: Any) -> bool:
+        """Queue ``event`` behind the earlier calls and events of ``key`` (the events of
+        ``group`` must all have the same key); False (and counted by the forwarder) when
+        that queue is full."""
+        return self._forwarder._put(key, _Event(group, event, self))
+
+    def deliver(self, group: Hashable, events: Sequence[Any]) -> None:
+        """Send ``events`` (of ``group``, at most ``per_call``) in one call, on the
+        calling thread, handling its failures."""
+        events = list(events)
+        pause = 0.0
+        while True:
+            try:
+                self._send(group, events)
+                return
+            except Exception as exc:  # noqa: BLE001 - reported; the store has the events
+                if self._throttled(exc) and not self._forwarder.closing:
+                    self._on_failed(exc, 0)  # retried: reported, nothing lost yet
+                    first, most = self.retry
+                    pause = min(most, max(first, pause * 2))
+                    if self._forwarder.pause(pause):
+                        continue  # the same call, whole
+                    self._on_failed(exc, len(events))  # closing meanwhile: given up
+                    return
+                if len(events) > 1 and self._refused(exc):
+                    for event in events:
+                        try:
+                            self._send(group, [event])
+                        except Exception as one:  # noqa: BLE001 - reported
+                            self._on_failed(one, 1)
+                    return
+                self._on_failed(exc, len(events))
+                return
 
 
 class RecordsNotSent(HunchError):
