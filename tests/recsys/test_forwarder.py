@@ -191,3 +191,103 @@ def test_closing_with_a_backlog_reports_what_was_not_sent_and_stops() -> None:
     assert sum(len(c) for c in calls) == sent  # stopped: nothing goes after close
     assert not batcher.submit("late", {}) and failures[-1] == ("RecordsNotSent", 1)
     assert batcher.wait_idle(0)
+
+
+def _events(forwarder, **options):
+    """An EventBatcher whose calls are recorded as (group, events); failures as
+    (exception name, events given up)."""
+    calls: list[tuple[str, list]] = []
+    failures: list[tuple[str, int]] = []
+
+    def send(group, events) -> None:
+        calls.append((group, list(events)))
+        if any(isinstance(event, _Throttled) for event in events):
+            raise _Throttled()  # Amazon over its rate, whatever the call holds
+        if "bad" in events:
+            raise _Refused()  # Amazon cannot take this event: the whole call fails
+
+    batcher = forwarder.events(
+        send, throttled=lambda exc: isinstance(exc, _Throttled),
+        refused_as_input=lambda exc: isinstance(exc, _Refused),
+        on_failed=lambda exc, n: failures.append((type(exc).__name__, n)),
+        **{"retry": (0.01, 0.02), **options})
+    return batcher, calls, failures
+
+
+def test_events_queued_together_go_in_one_call_without_passing_their_keys_other_calls():
+    """A thread takes the events of one group queued behind the one it picks up (10 at
+    most); it stops at a call or another group's event of the same key, so a key's
+    calls keep their order, and leaves other keys' entries where they are."""
+    gate = threading.Event()
+    done: list[str] = []
+    forwarder = BackgroundForwarder(threads=1)
+    batcher, calls, failures = _events(forwarder)
+    forwarder.submit("u1", lambda: gate.wait(10))
+    for k in range(12):
+        batcher.submit("u1", "s1", f"a{k}")
+    batcher.submit("u2", "s2", "b0")  # another key between them: left in place
+    batcher.submit("u1", "s1", "a12")
+    forwarder.submit("u1", lambda: done.append("call"))  # a call of the key: a border
+    batcher.submit("u1", "s1", "a13")
+    batcher.submit("u1", "other-session", "c0")  # another group of the key: a border
+    batcher.submit("u1", "s1", "a14")
+    batcher.submit("u2", "s2", "b1")
+    gate.set()
+    assert forwarder.wait_idle(10)
+    forwarder.close()
+    assert calls == [("s1", [f"a{k}" for k in range(10)]),
+                     ("s1", ["a10", "a11", "a12"]),
+                     ("s2", ["b0", "b1"]),
+                     ("s1", ["a13"]), ("other-session", ["c0"]), ("s1", ["a14"])]
+    assert done == ["call"] and failures == []
+
+
+def test_a_throttled_event_call_goes_again_whole_but_not_once_closing():
+    gate = threading.Event()
+    forwarder = BackgroundForwarder(threads=1)
+    batcher, calls, failures = _events(forwarder, retry=(5.0, 5.0))
+    forwarder.submit("u1", lambda: gate.wait(10))
+    batcher.submit("u1", "s1", _Throttled())
+    batcher.submit("u1", "s1", "a1")
+    gate.set()
+    deadline = time.monotonic() + 10
+    while not failures and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert failures == [("_Throttled", 0)]  # pausing before the same call again
+    started = time.monotonic()
+    forwarder.close()  # ends the pause: the call is given up, counted, not retried
+    assert time.monotonic() - started < 2
+    assert len(calls) == 1 and failures == [("_Throttled", 0), ("_Throttled", 2)]
+
+
+def test_a_refused_event_call_is_sent_again_event_by_event():
+    gate = threading.Event()
+    forwarder = BackgroundForwarder(threads=1)
+    batcher, calls, failures = _events(forwarder)
+    forwarder.submit("u1", lambda: gate.wait(10))
+    for event in ("a0", "bad", "a2"):
+        batcher.submit("u1", "s1", event)
+    gate.set()
+    assert forwarder.wait_idle(10)
+    forwarder.close()
+    assert calls == [("s1", ["a0", "bad", "a2"]), ("s1", ["a0"]), ("s1", ["bad"]),
+                     ("s1", ["a2"])]
+    assert failures == [("_Refused", 1)]
+
+
+def test_events_a_full_queue_cannot_take_are_dropped_and_counted():
+    gate = threading.Event()
+    dropped: list[int] = []
+    forwarder = BackgroundForwarder(max_pending=2, threads=1,
+                                    on_dropped=lambda: dropped.append(1))
+    batcher, calls, _ = _events(forwarder)
+    started = threading.Event()
+    forwarder.submit("u1", lambda: (started.set(), gate.wait(10)))
+    assert started.wait(10)
+    assert batcher.submit("u1", "s1", "a0") and batcher.submit("u1", "s1", "a1")
+    assert not batcher.submit("u1", "s1", "a2")
+    assert forwarder.dropped == 1 and dropped == [1]
+    gate.set()
+    assert forwarder.wait_idle(10)
+    forwarder.close()
+    assert calls == [("s1", ["a0", "a1"])]
