@@ -10,14 +10,19 @@ as one, ``POLL_TEXT`` (:data:`recsys.schemas.AMAZON_ITEMS`), the same way on eve
   space) and joined by one space: the text the local encoder reads (which joins the
   parts with whitespace and cleans the whole); Amazon folds whitespace too, so any
   separator would end as one space;
-- the whole cut at Amazon's 20,000 characters from its end. The end holds the least
-  telling parts, so the cut takes the comments first, then the option descriptions, the
-  description, the options and last the question; PutItems cuts the same way again
-  when a record's properties JSON would pass its 32,000 characters.
+- the whole cut at Amazon's limit from its end: 20,000 characters, 7,000 when the text
+  is Chinese or Japanese (:func:`chinese_or_japanese`: at least half the letters of its
+  first 20,000 characters are Han ideographs or kana; Amazon takes an item's text in one
+  language and truncates past the limit itself, so a cut here only decides what the
+  export reports). The end holds the least telling parts, so the cut takes the comments
+  first, then the option descriptions, the description, the options and last the
+  question; PutItems cuts the same way again when a record's properties JSON would pass
+  its 32,000 characters.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,7 @@ from typing import Any
 from recsys.datasets import clean_text
 from recsys.schemas import (
     AMAZON_ITEMS,
+    AMAZON_MAX_TEXTUAL_LENGTH_CHINESE_JAPANESE,
     MAX_TEXTUAL_LENGTH,
     POLL_TEXT,
     check_amazon_quotas,
@@ -40,10 +46,35 @@ POLL_TEXT_PARTS: tuple[str, ...] = (
 )
 
 
-def poll_text(record: Mapping[str, Any], limit: int = MAX_TEXTUAL_LENGTH) -> str | None:
+# Han ideographs (CJK Unified Ideographs, extensions A to H, compatibility ideographs)
+# and kana (hiragana, katakana, their phonetic extensions, halfwidth katakana).
+_HAN_OR_KANA = re.compile(
+    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+    "\uff66-\uff9f\U00020000-\U0003134f]")
+
+
+def chinese_or_japanese(text: str) -> bool:
+    """Whether Amazon's 7,000-character limit for Chinese and Japanese applies to
+    ``text``: at least half the letters of its first 20,000 characters (what Amazon
+    would keep of another language) are Han ideographs or kana. Amazon asks for one
+    language an item; a poll in English quoting a name in kanji keeps its 20,000."""
+    head = text[:MAX_TEXTUAL_LENGTH]
+    letters = sum(1 for c in head if c.isalpha())
+    return letters > 0 and 2 * len(_HAN_OR_KANA.findall(head)) >= letters
+
+
+def textual_limit(text: str) -> int:
+    """How many characters of ``text`` Amazon keeps in a textual field."""
+    return (AMAZON_MAX_TEXTUAL_LENGTH_CHINESE_JAPANESE if chinese_or_japanese(text)
+            else MAX_TEXTUAL_LENGTH)
+
+
+def poll_text(record: Mapping[str, Any], limit: int | None = None) -> str | None:
     """A poll's text fields as Amazon's one textual field, at most ``limit`` characters
-    (None when the poll has no text)."""
-    return cut_text(joined_text(record), limit) or None
+    (by default Amazon's limit for its language, :func:`textual_limit`; None when the
+    poll has no text)."""
+    text = joined_text(record)
+    return cut_text(text, textual_limit(text) if limit is None else limit) or None
 
 
 def joined_text(record: Mapping[str, Any]) -> str:
@@ -89,11 +120,12 @@ def amazon_schema_notice(directory: Path) -> str | None:
 class AmazonItemsExport:
     path: Path
     polls: int
-    cut: int  # polls whose text reached Amazon's 20,000 characters (and was cut there)
+    cut: int  # polls whose text passed Amazon's limit (and was cut there)
 
     def describe(self) -> str:
-        cut = (f"; the text of {self.cut:,} reached {MAX_TEXTUAL_LENGTH:,} characters and "
-               "was cut there, comments first" if self.cut else "")
+        cut = (f"; the text of {self.cut:,} reached {MAX_TEXTUAL_LENGTH:,} characters "
+               f"({AMAZON_MAX_TEXTUAL_LENGTH_CHINESE_JAPANESE:,} in Chinese or Japanese) "
+               "and was cut there, comments first" if self.cut else "")
         return (f"wrote {self.polls:,} polls to {self.path} and its items.schema.json "
                 f"(Amazon's Items dataset, one textual field {POLL_TEXT}){cut}")
 
@@ -109,7 +141,7 @@ def export_amazon_items(records: Iterable[Mapping[str, Any]],
         for record in records:
             item = amazon_item(record)
             export.polls += 1
-            export.cut += len(item.get(POLL_TEXT, "")) >= MAX_TEXTUAL_LENGTH
+            export.cut += len(joined_text(record)) > len(item.get(POLL_TEXT, ""))
             yield [item.get(name, "") for name in AMAZON_ITEMS.names]
 
     write_dataset(Path(directory), AMAZON_ITEMS, AMAZON_ITEMS.names, rows())

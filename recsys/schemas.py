@@ -30,6 +30,9 @@ NAMESPACE = "com.amazonaws.personalize.schema"
 MAX_CATEGORICAL_LENGTH = 1000  # a whole categorical value, all `|`-separated parts
 MAX_IMPRESSION_LENGTH = 1000  # the pipe-separated IMPRESSION column
 MAX_TEXTUAL_LENGTH = 20_000  # textual fields are cut (not rejected) past this
+# Amazon's limit for a textual value in Chinese or Japanese (developer guide, quotas and
+# "Unstructured text metadata"); Amazon truncates past it as past 20,000 in others.
+AMAZON_MAX_TEXTUAL_LENGTH_CHINESE_JAPANESE = 7_000
 MAX_USER_METADATA_FIELDS = 5  # the local loader's rule (Amazon's guide once said 5)
 # Amazon Personalize's dataset quotas (developer guide, "Service quotas"). The local
 # engine reads five textual fields of a poll; Amazon's Items dataset declares one, so

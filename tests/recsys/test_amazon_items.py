@@ -100,6 +100,39 @@ def test_long_text_is_cut_least_important_first_within_amazons_limits():
     assert escaped["pollText"].startswith("Who wins? \u00e9")
 
 
+def test_chinese_and_japanese_text_is_cut_at_amazons_7000_characters():
+    """Amazon keeps 7,000 characters of a textual value in Chinese or Japanese, 20,000
+    in other languages (developer guide: quotas, unstructured text): Chinese and
+    Japanese polls were cut at 20,000 and counted as whole. The rule: at least half the
+    letters are Han ideographs or kana; an English poll naming a place in kanji, and a
+    Korean one, keep 20,000."""
+    chinese = {"QUESTION": "谁会赢?" * 1000, "COMMENTS": "主队" * 3000}
+    japanese = {"QUESTION": "どちらが勝つ?" * 1000, "COMMENTS": "東京のチーム" * 1000}
+    english = {"QUESTION": "Who wins in 東京 tonight? " * 1000}
+    korean = {"QUESTION": "누가 이길까요? " * 3000}
+    assert len(poll_text(chinese)) == 7000 and len(poll_text(japanese)) == 7000
+    assert poll_text(japanese).startswith("どちらが勝つ?")  # cut from the end
+    assert len(poll_text(english)) == MAX_TEXTUAL_LENGTH
+    assert len(poll_text(korean)) == MAX_TEXTUAL_LENGTH
+    assert len(amazon_item({**POLL, **chinese})["POLL_TEXT"]) == 7000
+
+
+def test_export_counts_a_chinese_poll_cut_at_7000_characters(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    chinese = {**POLL, "ITEM_ID": "zh", "QUESTION": "谁会赢?", "COMMENTS": "主队" * 4000}
+    with EventStore(home / "events.sqlite3") as store:
+        store.upsert_items([POLL, chinese])
+    out = tmp_path / "amazon"
+    result = CliRunner().invoke(cli, ["personalize", "export-items", str(out)],
+                                env={"HUNCH_HOME": str(home)})
+    assert result.exit_code == 0, result.output
+    assert "the text of 1 reached" in result.output
+    with open(out / "items.csv", newline="", encoding="utf-8") as f:
+        rows = {row["ITEM_ID"]: row for row in csv.DictReader(f)}
+    assert len(rows["zh"]["POLL_TEXT"]) == 7000
+
+
 def test_the_schema_amazon_is_given_passes_its_quotas_and_the_local_one_does_not():
     check_amazon_quotas(AMAZON_ITEMS)
     assert [f.name for f in AMAZON_ITEMS.fields if f.textual] == ["POLL_TEXT"]
