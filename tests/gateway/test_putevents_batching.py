@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 from botocore.stub import ANY, Stubber
 
@@ -195,10 +194,10 @@ def test_an_idle_queue_sends_an_event_at_once_and_what_queues_meanwhile_goes_tog
         with Stubber(services.personalize_events.client) as stub:
             stub.add_response("put_events", {}, _call("u1", POLLS[:1]))
             stub.add_response("put_events", {}, _call("u1", POLLS[1:4]))
-            voted = time.monotonic()
             _vote(services, "u1", POLLS[0])
+            # Sent alone, with nothing else queued (how soon is bench_putevents.py's:
+            # tests assert no timings).
             assert in_flight.wait(10)
-            assert time.monotonic() - voted < 0.5  # sent at once (no linger)
             for poll in POLLS[1:4]:
                 _vote(services, "u1", poll)
             answer.set()

@@ -245,7 +245,9 @@ def test_events_queued_together_go_in_one_call_without_passing_their_keys_other_
 def test_a_throttled_event_call_goes_again_whole_but_not_once_closing():
     gate = threading.Event()
     forwarder = BackgroundForwarder(threads=1)
-    batcher, calls, failures = _events(forwarder, retry=(5.0, 5.0))
+    # A pause far longer than close waits: only close ending it lets the call be
+    # given up (and counted) before close returns.
+    batcher, calls, failures = _events(forwarder, retry=(600.0, 600.0))
     forwarder.submit("u1", lambda: gate.wait(10))
     batcher.submit("u1", "s1", _Throttled())
     batcher.submit("u1", "s1", "a1")
@@ -254,9 +256,7 @@ def test_a_throttled_event_call_goes_again_whole_but_not_once_closing():
     while not failures and time.monotonic() < deadline:
         time.sleep(0.01)
     assert failures == [("_Throttled", 0)]  # pausing before the same call again
-    started = time.monotonic()
     forwarder.close()  # ends the pause: the call is given up, counted, not retried
-    assert time.monotonic() - started < 2
     assert len(calls) == 1 and failures == [("_Throttled", 0), ("_Throttled", 2)]
 
 
