@@ -619,8 +619,9 @@ class ImportReport:
         new = ""
         if self.written is not None:
             d = self.datasets
-            held = (len(d.interactions) - self.written.interactions
-                    + len(d.impressions) - self.written.impressions)
+            skipped = self.written.deleted
+            held = (len(d.interactions) - self.written.interactions - skipped.interactions
+                    + len(d.impressions) - self.written.impressions - skipped.impressions)
             new = (f"; {self.written.interactions:,} interactions and "
                    f"{self.written.impressions:,} impression events were new, "
                    f"{held:,} already stored or counted (a repeated vote)")
@@ -640,6 +641,14 @@ class ImportReport:
             note += (f"\nnote: {self.kept_deleted:,} polls of items.csv were deleted "
                      "(by their author or moderation): they stay deleted, their rows were "
                      "skipped")
+        skipped = None if self.written is None else self.written.deleted
+        if skipped:  # as a live event on a deleted poll is refused
+            note += (f"\nnote: {skipped.interactions:,} interactions on deleted polls and "
+                     f"{skipped.impressions:,} impression events that showed only deleted "
+                     "polls were skipped, and "
+                     f"{skipped.lists:,} events were stored without the deleted polls of "
+                     "their impression list (deleted in the store or by "
+                     f"{DELETED_POLLS_FILE}): nothing of a deleted poll is stored again")
         return (
             f"read {self.datasets.describe()} from {self.directory} into "
             f"{describe_url(self.db_path)} ({self.mode}{new}){note}"
@@ -697,7 +706,11 @@ def _polls_without_record(data: Datasets, store: Any, mode: str) -> int:
     models, but the feed has nothing to show for such a poll but its id. Counted, not
     refused: public data converted by ``hunch data convert-ratings`` leaves out the
     movies without a readable year, and refusing them broke that documented path."""
-    unknown = {e.item_id for e in data.interactions} - data.items.keys()
+    # Deleted polls are not counted: the import skips their events.
+    unknown = ({e.item_id for e in data.interactions} - data.items.keys()
+               - {d.item_id for d in data.deletions})
+    if unknown:
+        unknown -= set(store.deleted_item_ids(sorted(unknown)))
     if unknown and mode == "incremental":
         unknown = set(store.unknown_item_ids(sorted(unknown)))
     return sum(1 for e in data.interactions if e.item_id in unknown) if unknown else 0

@@ -36,7 +36,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -338,6 +338,19 @@ class PollDeletion:
     already: bool = False
 
 
+@dataclass(slots=True)
+class LeftOut:
+    """What :func:`without_polls` left out of events for naming ``polls`` (counted as
+    they stream: read once the events are consumed)."""
+
+    interactions: int = 0  # interactions on one of the polls
+    impressions: int = 0  # impression-only events that showed nothing else
+    lists: int = 0  # events kept, the polls taken out of their impression list
+
+    def __bool__(self) -> bool:
+        return bool(self.interactions or self.impressions or self.lists)
+
+
 @dataclass(frozen=True, slots=True)
 class ImportCounts:
     """What :meth:`EventStore.import_bulk` wrote: new events, upserted catalog records."""
@@ -347,6 +360,9 @@ class ImportCounts:
     items: int
     users: int
     deletions: int = 0  # tombstones new to the store (import_deletions)
+    # Imported events naming a deleted poll (deleted before, or by this import's
+    # tombstones): skipped, as an append of them is refused (see without_polls).
+    deleted: LeftOut = field(default_factory=LeftOut)
 
 
 class EventStore:
@@ -1020,6 +1036,12 @@ class EventStore:
         both modes. ``deletions`` are stored first (:meth:`import_deletions`), so the
         ``items`` of those polls are skipped as any deleted poll's are; tombstones
         outlive a full import.
+
+        Events naming a deleted poll (deleted before, or by ``deletions``) are skipped,
+        not refused: an interaction on one is left out, its id is taken out of
+        impression lists, and an impression-only event that showed nothing else is
+        left out (:func:`without_polls`, counted in :attr:`ImportCounts.deleted`).
+        Read in the write transaction, so no deletion slips in between.
         """
         if mode not in ("incremental", "full"):
             raise EventStoreError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
@@ -1032,14 +1054,18 @@ class EventStore:
                 for table in ("events", "items", "users", "event_only_polls"):
                     conn.execute(f"DELETE FROM {table}")
             new_deletions = _store_deletions(conn, [_deletion_row(d) for d in deletions])
+            left_out = LeftOut()  # in the write lock: no deletion slips in meanwhile
+            acted, shown = without_deleted(
+                {row[0] for row in conn.execute("SELECT item_id FROM deleted_polls")},
+                interactions, impressions, left_out)
             before = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             # Generators, not lists: a million rows never sit in memory twice.
             new_interactions = conn.executemany(
                 _INSERT_EVENT, ((*_interaction_row(e), once_per_poll(e, self.rules))
-                                for e in interactions)
+                                for e in acted)
             ).rowcount
             new_impressions = conn.executemany(
-                _INSERT_EVENT, ((*_impression_row(e), None) for e in impressions)
+                _INSERT_EVENT, ((*_impression_row(e), None) for e in shown)
             ).rowcount
             n_items = _upsert_stamped(
                 conn, (_catalog_row("ITEM_ID", r, n) for n, r in enumerate(items, 1)))
@@ -1049,7 +1075,7 @@ class EventStore:
             conn.execute(_NOTE_EVENT_ONLY_POLLS, (before,))
             return ImportCounts(
                 max(new_interactions, 0), max(new_impressions, 0), max(n_items, 0),
-                max(n_users, 0), new_deletions,
+                max(n_users, 0), new_deletions, left_out,
             )
 
         with self._lock:
@@ -1175,21 +1201,30 @@ def deleted_poll_ids(store: Any) -> set[str]:
         deleted.update(page)
 
 
-def without_polls(events: Iterable[_E], polls: set[str]) -> Iterator[_E]:
-    """``events`` as if ``polls`` had never been (training, exports): interactions on
-    them left out, them left out of impression lists (an impression left with no poll
-    and no recommendation id is dropped). Lazily: an export streams millions."""
+def without_polls(events: Iterable[_E], polls: set[str],
+                  left_out: LeftOut | None = None) -> Iterator[_E]:
+    """``events`` as if ``polls`` had never been (training, exports, imports):
+    interactions on them left out, them left out of impression lists (an impression
+    left with no poll and no recommendation id is dropped); ``left_out`` counts each.
+    An event keeps its id (derived from the list as written), so a file imported again
+    adds nothing. Lazily: an export streams millions."""
+    counts = LeftOut() if left_out is None else left_out
     for e in events:
         if isinstance(e, Interaction):
             if e.item_id in polls:
+                counts.interactions += 1
                 continue
             if polls.intersection(e.impression):
+                counts.lists += 1
                 e = replace(e, impression=tuple(p for p in e.impression if p not in polls))
         else:
-            if polls.intersection(e.item_ids):
+            trimmed = bool(polls.intersection(e.item_ids))
+            if trimmed:
                 e = replace(e, item_ids=tuple(p for p in e.item_ids if p not in polls))
             if not e.item_ids and not e.recommendation_id:
+                counts.impressions += 1
                 continue
+            counts.lists += trimmed
         yield e
 
 
@@ -1212,6 +1247,18 @@ def _stored_author(found: Sequence[Any] | None, event_only: object, item_id: str
     if event_only:
         return None
     raise UnknownPolls([item_id])
+
+
+def without_deleted(gone: set[str], interactions: Iterable[Interaction],
+                    impressions: Iterable[Impression], left_out: LeftOut,
+                    ) -> tuple[Iterable[Interaction], Iterable[Impression]]:
+    """An import's events as the stores take them: those naming a poll of ``gone`` (every
+    tombstone, read in the import's transaction) skipped or trimmed, see
+    :meth:`EventStore.import_bulk`. Unchanged, and not scanned, when none is deleted."""
+    if not gone:
+        return interactions, impressions
+    return (without_polls(interactions, gone, left_out),
+            without_polls(impressions, gone, left_out))
 
 
 def _deleted_among(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:

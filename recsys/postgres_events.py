@@ -68,12 +68,14 @@ from recsys.events import _check_id as check_id
 from recsys.events import (
     _DELETED_STAYS,
     FORGET_BATCH_ROWS,
+    LeftOut,
     PollDeletion,
     _deletion_row,
     check_may_delete,
     named_polls,
     once_per_poll,
     owned_poll_fields,
+    without_deleted,
 )
 from recsys.events import _check_timestamp as check_timestamp
 
@@ -833,7 +835,8 @@ class PostgresEventStore:
                     deletions: Iterable[PollDeletion] = ()) -> ImportCounts:
         """Write datasets in ONE transaction (see :meth:`EventStore.import_bulk`). Events
         go through ``COPY`` into a temporary table, then into ``events`` numbered in
-        input order, duplicates of stored (user, id) pairs (or of earlier rows) skipped."""
+        input order, duplicates of stored (user, id) pairs (or of earlier rows) skipped;
+        so are events naming a deleted poll, trimmed as SQLite's are."""
         if mode not in ("incremental", "full"):
             raise EventStoreError(f"unknown import mode {mode!r}; use 'incremental' or 'full'")
         if self.rules is not None:
@@ -849,6 +852,12 @@ class PostgresEventStore:
                 for table in ("events", "items", "users", "event_only_polls"):
                     conn.execute(f"DELETE FROM {table}")
             new_deletions = _store_deletions(conn, [_pg_deletion_row(d) for d in deletions])
+            # Read under event_seq's row lock, which delete_item takes first: a deletion
+            # committed before it is seen here, a later one waits for this import.
+            left_out = LeftOut()
+            acted, shown = without_deleted(
+                {row[0] for row in conn.execute("SELECT item_id FROM deleted_polls")},
+                interactions, impressions, left_out)
             conn.execute(
                 "CREATE TEMP TABLE import_events (n BIGINT, event_id TEXT, kind TEXT, "
                 "user_id TEXT, item_id TEXT, event_type TEXT, event_value FLOAT8, "
@@ -856,12 +865,12 @@ class PostgresEventStore:
                 "once_per_poll TEXT) ON COMMIT DROP")
             n = 0
             with conn.cursor() as cur, cur.copy("COPY import_events FROM STDIN") as copy:
-                for event in interactions:
+                for event in acted:
                     n += 1
                     copy.write_row((n, *_postgres_row(_interaction_row(event)),
                                     once_per_poll(event, self.rules)))
                 n_interactions = n
-                for event in impressions:
+                for event in shown:
                     n += 1
                     copy.write_row((n, *_postgres_row(_impression_row(event)), None))
             new = {}
@@ -889,7 +898,7 @@ class PostgresEventStore:
                 "AND NOT EXISTS (SELECT 1 FROM items AS i WHERE i.item_id = j.value) "
                 "ON CONFLICT DO NOTHING", {"base": base})
             return ImportCounts(new[_INTERACTION], new[_IMPRESSION], n_items, n_users,
-                                new_deletions)
+                                new_deletions, left_out)
 
         return self._write(work, "import")
 

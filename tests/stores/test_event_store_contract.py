@@ -1400,6 +1400,44 @@ def test_an_import_stores_its_tombstones_first_and_all_or_nothing(store, mode) -
     assert store.deleted_item_ids(["p1", "p2", "p3"]) == ["p1", "p3"]
 
 
+@pytest.mark.parametrize("mode", ["incremental", "full"])
+def test_an_import_skips_events_on_deleted_polls_as_an_append_refuses_them(
+        store, open_store, mode) -> None:
+    """Appends of events naming a deleted poll are refused; an import stored them, for a
+    poll deleted in the store or by the import's own tombstones (deleted_polls.csv):
+    its votes trained again, its id sat in impression lists and came back in exports.
+    They are skipped (an import of history goes on), counted, and lists trimmed."""
+    from recsys.events import LeftOut, PollDeletion, named_polls
+
+    for p in ("p1", "p2"):
+        _poll(store, p)
+    store.delete_item("p1", acting_user="ann", now=NOW - DAY)
+    tombstone = PollDeletion("p3", None, "tools", NOW - DAY)  # deleted by this import
+    acted = [hunch("u1", "p1", NOW - 9 * DAY, event_id="on-deleted"),
+             hunch("u2", "p3", NOW - 8 * DAY, event_id="on-own-tombstone"),
+             hunch("u3", "p2", NOW - 7 * DAY, event_id="shown-with", impression=("p1", "p2", "p3")),
+             hunch("u3", "p4", NOW - 7 * DAY, event_id="fine", impression=("p4",))]
+    shown = [Impression("u4", ("p1",), NOW - 6 * DAY, event_id="only-deleted"),
+             Impression("u5", ("p3", "p2"), NOW - 5 * DAY, event_id="trimmed"),
+             Impression("u6", ("p3",), NOW - 4 * DAY, "rec-1", event_id="by-recommendation")]
+    counts = store.import_bulk(acted, shown, mode=mode, deletions=[tombstone])
+    assert (counts.interactions, counts.impressions) == (2, 2)
+    assert counts.deleted == LeftOut(interactions=2, impressions=1, lists=3)
+    reader = open_store()
+    assert [(e.event_id, e.item_id, e.impression) for e in reader.interactions()] == [
+        ("shown-with", "p2", ("p2",)), ("fine", "p4", ("p4",))]
+    # The recommendation id stays: the response it names is what was shown.
+    assert [(e.event_id, e.item_ids, e.recommendation_id) for e in reader.impressions()] == [
+        ("trimmed", ("p2",), None), ("by-recommendation", (), "rec-1")]
+    assert not {"p1", "p3"} & set(named_polls([*reader.interactions(),
+                                               *reader.impressions()]))
+    # Again: the trimmed events keep their ids (derived from the lists as written), so
+    # nothing is new, and the same is skipped.
+    again = store.import_bulk(acted, shown, deletions=[tombstone])
+    assert (again.interactions, again.impressions, again.deleted) == (0, 0, counts.deleted)
+    assert reader.counts()["interactions"] == 2 and reader.count_events(item_id="p1") == 0
+
+
 def test_tombstones_are_read_in_deletion_order_across_pages(
         store, monkeypatch: pytest.MonkeyPatch) -> None:
     from recsys.events import PollDeletion
