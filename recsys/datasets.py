@@ -48,6 +48,7 @@ from recsys.event_stores import describe_url
 from recsys.events import (
     Impression,
     Interaction,
+    LeftOut,
     PollDeletion,
     check_deletion,
     check_storable,
@@ -120,9 +121,44 @@ class Datasets:
     # list and recommendation): kept once. A file has no EVENT_ID column, so two
     # comments stored in one second export as two such rows.
     repeated_rows: int = 0
-    # deleted_polls.csv: an import stores them first; training reads the rest as if
-    # these polls had never been, as it reads a store.
+    # deleted_polls.csv: an import stores them first; training, evaluation and the
+    # analyses read the rest as if these polls had never been (without_deleted), as
+    # training reads a store.
     deletions: list[PollDeletion] = field(default_factory=list)
+    # Set by without_deleted: what it left out of the events (None: not applied yet),
+    # and how many items.csv rows.
+    left_out: LeftOut | None = None
+    items_left_out: int = 0
+
+    def without_deleted(self) -> Datasets:
+        """The directory as if its deleted polls had never been, as training reads a
+        store (events.without_polls): their items.csv rows, their interactions, their
+        ids in impression lists (an impression event left showing nothing is dropped).
+        Counted in ``left_out`` and ``items_left_out``; applying it again changes nothing."""
+        if self.left_out is not None:
+            return self
+        deleted = {d.item_id for d in self.deletions}
+        left_out = LeftOut()
+        if not deleted:
+            return replace(self, left_out=left_out)
+        items = {k: v for k, v in self.items.items() if k not in deleted}
+        return replace(self, interactions=list(without_polls(self.interactions, deleted,
+                                                             left_out)),
+                       items=items, impressions=list(without_polls(self.impressions,
+                                                                   deleted, left_out)),
+                       left_out=left_out, items_left_out=len(self.items) - len(items))
+
+    def left_out_note(self) -> str:
+        """For a command's output: what :meth:`without_deleted` left out ("" when the
+        directory has no deleted_polls.csv)."""
+        if not self.deletions:
+            return ""
+        left = self.left_out or LeftOut()
+        return (f"note: left out {len(self.deletions):,} deleted polls ({DELETED_POLLS_FILE}) "
+                "as training from the store does: "
+                f"{self.items_left_out:,} polls of items.csv, {left.interactions:,} "
+                f"interactions and {left.impressions:,} impression events that showed only "
+                f"deleted polls; {left.lists:,} impression lists were read without them")
 
     def training_data(self):
         from recsys.recipes.base import TrainingData
@@ -130,16 +166,16 @@ class Datasets:
         # A poll repeated in one list counts once (events.distinct_impressions), as the
         # stores keep lists: `hunch train --data DIR` trains on what an import stores.
         # replace() keeps each event's id, derived from the list as written.
-        deleted = {d.item_id for d in self.deletions}
+        live = self.without_deleted()
         return TrainingData(
             interactions=[e if len(set(e.impression)) == len(e.impression)
                           else replace(e, impression=distinct_impressions(e.impression))
-                          for e in without_polls(self.interactions, deleted)],
-            items={k: v for k, v in self.items.items() if k not in deleted},
+                          for e in live.interactions],
+            items=live.items,
             users=self.users,
             impressions=[m if len(set(m.item_ids)) == len(m.item_ids)
                          else replace(m, item_ids=distinct_impressions(m.item_ids))
-                         for m in without_polls(self.impressions, deleted)],
+                         for m in live.impressions],
         )
 
     def describe(self) -> str:

@@ -160,16 +160,21 @@ def train(
     build_recipe(recipe_name, params)  # bad parameters fail before the slow load
 
     step("load")
-    datasets = load_directory(data_dir)
+    # Its deleted polls (deleted_polls.csv) left out, as from the store: the counts
+    # below are what the recipe learns.
+    datasets = load_directory(data_dir).without_deleted()
     if not datasets.interactions:  # as from the store: no recipe is published empty
         raise NothingToTrain(f"{data_dir} holds no interactions (interactions.csv has no "
-                             "rows): add some, or train on the event store")
+                             "rows, or only rows of deleted polls): add some, or train on "
+                             "the event store")
     extra: dict[str, Any] = {
         "data_dir": str(Path(data_dir).resolve()),
         "dataset": {"interactions": len(datasets.interactions),
                     "items": len(datasets.items), "users": len(datasets.users),
                     "impressions": len(datasets.impressions)},
     }
+    if datasets.deletions:
+        extra["dataset"]["deleted_polls_left_out"] = len(datasets.deletions)
     return _fit_and_publish(recipe_name, datasets.training_data(), datasets.fingerprint,
                             _store(artifact_root), params, extra, with_metrics, step)
 

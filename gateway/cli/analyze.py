@@ -41,6 +41,24 @@ def graph_labels(follows_csv: Path, progress=None) -> dict[str, dict[str, str]]:
             for u, lab in outcome.labels.items()}
 
 
+def load_live(data_dir: Path, dataset=None):
+    """``dataset`` (else ``data_dir``, read) as every analysis reads it: its deleted polls
+    (deleted_polls.csv) left out, items and events, as training leaves them out."""
+    from recsys.datasets import load_directory
+
+    return (dataset or load_directory(data_dir)).without_deleted()
+
+
+def _loaded(data_dir: Path, say, as_json: bool = False):
+    """The directory for a command, its note of deleted polls left out echoed (on
+    stderr under --json: stdout stays JSON)."""
+    say(f"loading {data_dir}")
+    ds = load_live(data_dir)
+    if ds.deletions:
+        click.echo(ds.left_out_note(), err=as_json)
+    return ds
+
+
 def run_follow_impact(data_dir: Path, *, seeds: tuple[int, ...] = (0, 1),
                       max_users: int | None = None, progress=None, dataset=None):
     from recsys.analysis.follow_impact import (
@@ -49,11 +67,9 @@ def run_follow_impact(data_dir: Path, *, seeds: tuple[int, ...] = (0, 1),
         labels_from_users,
         read_follows,
     )
-    from recsys.datasets import load_directory
-
     say = progress or (lambda _m: None)
     say(f"loading {data_dir}")
-    ds = dataset or load_directory(data_dir)
+    ds = load_live(data_dir, dataset)
     follows = read_follows(data_dir / FOLLOWS_FILE)
     labels = labels_from_users(ds.users)
     if not labels:
@@ -65,26 +81,31 @@ def run_follow_impact(data_dir: Path, *, seeds: tuple[int, ...] = (0, 1),
 
 
 def run_served_impact(data_dir: Path, served_csv: Path, follows_csv: Path | None = None,
-                      progress=None):
-    """Follow impact on a served-feed log (recsys.analysis.served documents the format)."""
+                      progress=None, dataset=None, note=None):
+    """Follow impact on a served-feed log (recsys.analysis.served documents the format).
+    Served polls since deleted are left out with their items (``note`` is told how
+    many), as if never served: kept without their authors, they read as non-followees'."""
     from recsys.analysis.follow_impact import labels_from_users, read_follows
     from recsys.analysis.served import read_served, served_follow_impact
-    from recsys.datasets import load_directory
 
     say = progress or (lambda _m: None)
     follows_csv = follows_csv or data_dir / FOLLOWS_FILE
     say(f"loading {data_dir} and {served_csv}")
-    ds = load_directory(data_dir)
+    ds = load_live(data_dir, dataset)
+    deleted = {d.item_id for d in ds.deletions}
+    served = read_served(served_csv)
+    live = [p for p in served if p.item_id not in deleted]
+    if len(live) < len(served) and note is not None:
+        note(f"note: left out {len(served) - len(live):,} served polls of {served_csv.name} "
+             "whose polls were deleted (deleted_polls.csv)")
     labels = labels_from_users(ds.users) or graph_labels(follows_csv, progress=say)
-    return served_follow_impact(read_served(served_csv), read_follows(follows_csv), ds.items,
-                                labels)
+    return served_follow_impact(live, read_follows(follows_csv), ds.items, labels)
 
 
 def run_trend_tuning(data_dir: Path, progress=None, dataset=None):
     from recsys.analysis.trend_tuning import tune_trending
-    from recsys.datasets import load_directory
 
-    ds = dataset or load_directory(data_dir)
+    ds = load_live(data_dir, dataset)
     return tune_trending(ds.interactions, progress=progress)
 
 
@@ -115,7 +136,10 @@ def follow_impact_command(data_dir: Path, seeds: int, max_users: int | None,
     """Do follow-graph labels raise the share of polls from followees, at what cost?"""
     if served_csv is not None:
         with _status(not as_json) as say:
-            served = run_served_impact(data_dir, served_csv, follows_csv, progress=say)
+            served = run_served_impact(
+                data_dir, served_csv, follows_csv, progress=say,
+                dataset=_loaded(data_dir, say, as_json),
+                note=lambda line: click.echo(line, err=as_json))
         out = served.to_json()
         if as_json:
             click.echo(json.dumps(out, indent=1))
@@ -132,7 +156,7 @@ def follow_impact_command(data_dir: Path, seeds: int, max_users: int | None,
         return
     with _status(not as_json) as say:
         result = run_follow_impact(data_dir, seeds=tuple(range(seeds)), max_users=max_users,
-                                   progress=say)
+                                   progress=say, dataset=_loaded(data_dir, say, as_json))
     out = result.to_json()
     if as_json:
         click.echo(json.dumps(out, indent=1))
@@ -184,19 +208,17 @@ def export_served_command(sessions_db: Path | None, out_csv: Path) -> None:
 
 def run_text_ablation(data_dir: Path, progress=None, dataset=None):
     from recsys.analysis.text_ablation import text_ablation
-    from recsys.datasets import load_directory
     from recsys.demo_data import read_comments
 
-    ds = dataset or load_directory(data_dir)
+    ds = load_live(data_dir, dataset)
     return text_ablation(ds.interactions, ds.items, ds.users, impressions=ds.impressions,
                          comment_texts=read_comments(data_dir), progress=progress)
 
 
 def run_exploration(data_dir: Path, progress=None, dataset=None):
     from recsys.analysis.exploration import exploration_replay
-    from recsys.datasets import load_directory
 
-    ds = dataset or load_directory(data_dir)
+    ds = load_live(data_dir, dataset)
     return exploration_replay(ds.interactions, ds.items, ds.users,
                               impressions=ds.impressions, progress=progress)
 
@@ -207,7 +229,8 @@ def run_exploration(data_dir: Path, progress=None, dataset=None):
 def text_command(data_dir: Path, as_json: bool) -> None:
     """What each poll text field adds, overall (NDCG@10) and on cold polls (recall@25)."""
     with _status(not as_json) as say:
-        result = run_text_ablation(data_dir, progress=say)
+        result = run_text_ablation(data_dir, progress=say,
+                                   dataset=_loaded(data_dir, say, as_json))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
         return
@@ -231,7 +254,8 @@ def exploration_command(data_dir: Path, as_json: bool) -> None:
     """Replay held-out time: exposure of new and unproven polls, its spread, wasted
     impressions and NDCG@10 per exploration weight, with and without impressions."""
     with _status(not as_json) as say:
-        result = run_exploration(data_dir, progress=say)
+        result = run_exploration(data_dir, progress=say,
+                                 dataset=_loaded(data_dir, say, as_json))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=1))
         return
@@ -276,7 +300,7 @@ def tune() -> None:
 def tune_trending_command(data_dir: Path) -> None:
     """Backtest the four trend discovery frequencies and recommend one."""
     with _status(True) as say:
-        result = run_trend_tuning(data_dir, progress=say)
+        result = run_trend_tuning(data_dir, progress=say, dataset=_loaded(data_dir, say))
     for row in result.to_json()["table"]:
         click.echo(f"{row['frequency']:11s} NDCG@10 {row['ndcg_at_10']:.4f}  precision@10 "
                    f"{row['precision_at_10']:.4f}  empty {row['empty_interval_share']:.3f}")
@@ -295,12 +319,10 @@ def report(data_dir: Path, out_dir: Path, seeds: int, served_csv: Path | None) -
     from recsys.analysis.exploration import ExplorationReplayError
     from recsys.analysis.report import write_report
     from recsys.analysis.trend_tuning import TrendTuningError
-    from recsys.datasets import load_directory
 
     not_run: dict[str, str] = {}
     with _status(True) as say:
-        say(f"loading {data_dir}")
-        ds = load_directory(data_dir)  # once: the analyses only read it
+        ds = _loaded(data_dir, say)  # once: the analyses only read it
         follow = run_follow_impact(data_dir, seeds=tuple(range(seeds)), progress=say,
                                    dataset=ds)
         try:
@@ -312,7 +334,8 @@ def report(data_dir: Path, out_dir: Path, seeds: int, served_csv: Path | None) -
             exploration = run_exploration(data_dir, progress=say, dataset=ds)
         except ExplorationReplayError as e:  # e.g. listens in a synthetic order (Last.fm)
             exploration, not_run["exploration"] = None, str(e)
-        served = run_served_impact(data_dir, served_csv, progress=say) if served_csv else None
+        served = (run_served_impact(data_dir, served_csv, progress=say, dataset=ds,
+                                    note=click.echo) if served_csv else None)
         say("writing the report")
         path = write_report(out_dir, follow=follow, trend=trend, text=text,
                             exploration=exploration, served=served, not_run=not_run)

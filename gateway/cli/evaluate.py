@@ -266,7 +266,11 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
     if chosen_folds is not None and checkpoint is None:
         raise click.UsageError("--only-folds keeps its folds for a later run to report: "
                                "it needs --checkpoint DIR")
-    data = load_directory(data_dir).training_data()
+    # Deleted polls (deleted_polls.csv) are left out, as training leaves them out.
+    datasets = load_directory(data_dir).without_deleted()
+    if datasets.deletions:
+        click.echo(datasets.left_out_note(), err=as_json)  # JSON on stdout stays JSON
+    data = datasets.training_data()
     progress_console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=progress_console, transient=True) as bars:

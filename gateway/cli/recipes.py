@@ -113,9 +113,12 @@ def _report(manifest: dict) -> None:
 
 
 def _report_published(manifest: dict) -> None:
+    deleted = manifest["dataset"].get("deleted_polls_left_out")
+    left_out = (f"; {deleted:,} deleted polls of deleted_polls.csv left out, as training "
+                "from the store leaves them out" if deleted else "")
     click.echo(f"published {manifest['recipe']} version {manifest['version']} "
                f"(data {manifest['data_fingerprint'][:12]}, "
-               f"{manifest['dataset']['interactions']:,} interactions)")
+               f"{manifest['dataset']['interactions']:,} interactions{left_out})")
 
 
 def _report_metrics(manifest: dict, heading: bool = True) -> None:
