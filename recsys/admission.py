@@ -359,6 +359,23 @@ class EventRules:
         check_creation_timestamp(what, created_at)
         self._check_not_future(created_at, self.clock(), what)
 
+    def check_deletion_history(self, deleted_at: int, what: str = "DELETED_AT") -> None:
+        """An imported tombstone's time: a deletion some store stamped with its clock
+        (deletePoll), so never before the history floor (a missing time read as 0, an
+        epoch in days) nor after now plus skew. Outside them the earliest deletion kept
+        is a wrong one, and a time past 2038 broke deletePoll's answer (a GraphQL Int)."""
+        if deleted_at < self.history_floor:
+            raise InvalidEvent(
+                f"{what} {deleted_at} is before {self.history_floor} (the history floor); "
+                "write when the poll was deleted in epoch seconds (a missing time read as "
+                "0 lands here)")
+        now = self.clock()
+        if deleted_at > now + self.max_future_seconds:
+            raise InvalidEvent(
+                f"{what} {deleted_at} is more than {self.max_future_seconds} s after the "
+                f"server's clock ({int(now)}): a poll cannot have been deleted later than "
+                "now; check the clock of the store it came from (epoch seconds)")
+
     def check_history(self, event: object) -> None:
         """An imported event: not before ``history_floor``, not after now plus skew."""
         timestamp = getattr(event, "timestamp")

@@ -478,9 +478,11 @@ def _deleted_polls_schema() -> DatasetSchema:
     )
 
 
-def _read_deletions(path: Path, problems: _Problems) -> list[PollDeletion]:
+def _read_deletions(path: Path, problems: _Problems,
+                    rules: EventRules | None = None) -> list[PollDeletion]:
     """deleted_polls.csv's tombstones: each cell checked as the other files' (ids as
-    everywhere), each tombstone as the stores check it, an ITEM_ID once."""
+    everywhere), each tombstone as the stores check it (with ``rules``, DELETED_AT by
+    their history rule, as an imported event's time), an ITEM_ID once."""
     deletions: list[PollDeletion] = []
     first_line: dict[str, int] = {}
     for line, rec in _read_rows(path, _deleted_polls_schema(), problems):
@@ -488,6 +490,8 @@ def _read_deletions(path: Path, problems: _Problems) -> list[PollDeletion]:
                                 rec["DELETED_AT"])
         try:
             check_deletion(deletion)
+            if rules is not None:
+                rules.check_deletion_history(deletion.deleted_at)
         except InvalidEvent as exc:
             problems.add(path.name, line, str(exc))
             continue
@@ -510,7 +514,8 @@ def load_directory(directory: Path | str, rules: EventRules | None = None, *,
     EVENT_TYPE is stored as :func:`canonical_event_type` spells it; an event repeated
     (the same id, however its type was spelled) is kept once, as the stores keep it.
     Every event must be one the stores would write; with ``rules``, also one their
-    history rule admits, and a poll's CREATION_TIMESTAMP must not be in the future.
+    history rule admits, a poll's CREATION_TIMESTAMP must not be in the future and a
+    tombstone's DELETED_AT must pass the history rule (EventRules.check_deletion_history).
     """
     directory = Path(directory)
     problems = _Problems()
@@ -540,7 +545,7 @@ def load_directory(directory: Path | str, rules: EventRules | None = None, *,
     deletions_path = directory / DELETED_POLLS_FILE
     if _present(deletions_path, problems):
         present.append(deletions_path)
-        deletions = _read_deletions(deletions_path, problems)
+        deletions = _read_deletions(deletions_path, problems, rules)
 
     # One string per distinct user, poll and type, however often rows repeat it: each
     # its own string held a 1.5M-event load at 2.1 GB (1.1 GB so). A dict of this load,

@@ -918,7 +918,7 @@ class EventStore:
         :meth:`delete_item`. Idempotent; where a tombstone exists, the earlier deletion
         is kept. Returns how many were new. Raises :class:`InvalidEvent` (nothing
         written) for a tombstone whose ids or time no store would take."""
-        rows = [_deletion_row(d) for d in deletions]  # checked before any lock
+        rows = [_deletion_row(d, self.rules) for d in deletions]  # before any lock
         return self._write(lambda conn: _store_deletions(conn, rows)) if rows else 0
 
     def upsert_users(self, records: Iterable[Mapping[str, Any]]) -> int:
@@ -1053,7 +1053,8 @@ class EventStore:
             if mode == "full":
                 for table in ("events", "items", "users", "event_only_polls"):
                     conn.execute(f"DELETE FROM {table}")
-            new_deletions = _store_deletions(conn, [_deletion_row(d) for d in deletions])
+            new_deletions = _store_deletions(conn, [_deletion_row(d, self.rules)
+                                                     for d in deletions])
             left_out = LeftOut()  # in the write lock: no deletion slips in meanwhile
             acted, shown = without_deleted(
                 {row[0] for row in conn.execute("SELECT item_id FROM deleted_polls")},
@@ -1298,8 +1299,14 @@ def check_deletion(deletion: PollDeletion) -> None:
                            "9999); send epoch seconds")
 
 
-def _deletion_row(deletion: PollDeletion) -> tuple[str, str | None, str, int]:
+def _deletion_row(deletion: PollDeletion, rules: EventRules | None = None,
+                  ) -> tuple[str, str | None, str, int]:
+    """The row of a tombstone from elsewhere; with ``rules``, its time must pass their
+    history rule too, as an imported event's (EventRules.check_deletion_history)."""
     check_deletion(deletion)
+    if rules is not None:
+        rules.check_deletion_history(deletion.deleted_at,
+                                     f"DELETED_AT of deleted poll {deletion.item_id!r:.60}")
     return deletion.item_id, deletion.author_id, deletion.deleted_by, deletion.deleted_at
 
 

@@ -729,7 +729,7 @@ class PostgresEventStore:
             after = (rows[-1][4], rows[-1][0])
 
     def import_deletions(self, deletions: Iterable[PollDeletion]) -> int:
-        rows = [_pg_deletion_row(d) for d in deletions]  # checked before any lock
+        rows = [_pg_deletion_row(d, self.rules) for d in deletions]  # before any lock
 
         def work(conn: psycopg.Connection) -> int:
             # Both counters' row locks, in delete_item's order: appends and poll writes
@@ -851,7 +851,8 @@ class PostgresEventStore:
             if mode == "full":  # DELETE, not TRUNCATE: readers keep their snapshot
                 for table in ("events", "items", "users", "event_only_polls"):
                     conn.execute(f"DELETE FROM {table}")
-            new_deletions = _store_deletions(conn, [_pg_deletion_row(d) for d in deletions])
+            new_deletions = _store_deletions(conn, [_pg_deletion_row(d, self.rules)
+                                                     for d in deletions])
             # Read under event_seq's row lock, which delete_item takes first: a deletion
             # committed before it is seen here, a later one waits for this import.
             left_out = LeftOut()
@@ -979,8 +980,9 @@ def _refuse_deleted(conn: psycopg.Connection, polls: list[str],
         raise DeletedPolls(named) if fix is None else DeletedPolls(named, fix)
 
 
-def _pg_deletion_row(deletion: PollDeletion) -> tuple[str, str | None, str, int]:
-    return _postgres_row(_deletion_row(deletion))  # type: ignore[return-value]
+def _pg_deletion_row(deletion: PollDeletion, rules: EventRules | None = None,
+                     ) -> tuple[str, str | None, str, int]:
+    return _postgres_row(_deletion_row(deletion, rules))  # type: ignore[return-value]
 
 
 def _store_deletions(conn: psycopg.Connection,

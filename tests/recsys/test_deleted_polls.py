@@ -183,3 +183,39 @@ def test_training_from_a_directory_reads_its_tombstones_as_training_reads_the_st
     trained = datasets.training_data()
     assert [(e.item_id, e.impression) for e in trained.interactions] == [("p2", ("p2",))]
     assert list(trained.items) == ["p2"]
+
+
+def test_a_tombstone_dated_before_the_history_floor_or_in_the_future_is_refused_by_line(
+        tmp_path: Path) -> None:
+    """DELETED_AT was checked as a date only: 0 (a missing time) or a time ahead of the
+    server's clock was stored, though no store can have deleted a poll then (and one past
+    2038 broke deletePoll's answer, a GraphQL Int). With the import's rules it follows
+    their history rule, as an imported event's TIMESTAMP does: every such line named,
+    nothing written."""
+    from recsys.admission import EventRules
+    from recsys.datasets import load_directory
+    from recsys.errors import DatasetValidationError
+
+    now = T0 + 86_400
+    rules = EventRules(clock=lambda: now)
+    path = tmp_path / "events.sqlite3"
+    _store_with_votes(path).close()
+    data = tmp_path / "data"
+    _tombstones(data, f"p1,ann,ann,{now - 60}", "p2,ann,ann,0",
+                f"p3,ann,ann,{now + 3600}", f"p4,,tools,{2**31}")
+    with pytest.raises(DatasetValidationError) as info:
+        import_directory(data, path, rules=rules)
+    assert info.value.problems == [
+        "deleted_polls.csv:3: DELETED_AT 0 is before 788918400 (the history floor); write "
+        "when the poll was deleted in epoch seconds (a missing time read as 0 lands here)",
+        f"deleted_polls.csv:4: DELETED_AT {now + 3600} is more than 300 s after the "
+        f"server's clock ({now}): a poll cannot have been deleted later than now; check "
+        "the clock of the store it came from (epoch seconds)",
+        info.value.problems[2]]
+    assert info.value.problems[2].startswith(f"deleted_polls.csv:5: DELETED_AT {2**31} ")
+    with EventStore(path) as store:
+        assert list(store.deletions()) == [] and store.get_item("p1") is not None
+    # Without rules (a tool reading a directory) only a date is asked, as for events.
+    assert len(load_directory(data, require_interactions=False).deletions) == 4
+    _tombstones(data, f"p1,ann,ann,{now - 60}", f"p2,ann,ann,{now + 300}")  # the skew
+    assert import_directory(data, path, rules=rules).written.deletions == 2

@@ -1380,6 +1380,27 @@ def test_a_tombstone_no_store_would_keep_is_refused_and_nothing_is_written(
     assert snapshot(store) == before and list(store.deletions()) == []
 
 
+@pytest.mark.parametrize("deleted_at", [0, NOW + DAY])
+def test_a_store_with_rules_takes_a_tombstones_time_by_their_history_rule(
+        open_store, deleted_at) -> None:
+    """As an imported event's time: a tombstone dated before the history floor or ahead
+    of the clock is refused (what a store with rules imports is what the directory's
+    check lets through), nothing of the batch written."""
+    from recsys.events import PollDeletion
+
+    store = open_store(EventRules(clock=lambda: NOW))
+    _poll(store, "p2")
+    before = snapshot(store)
+    bad = PollDeletion("p3", None, "tools", deleted_at)
+    with pytest.raises(InvalidEvent, match="DELETED_AT of deleted poll 'p3'"):
+        store.import_deletions([PollDeletion("p2", "ann", "ann", NOW), bad])
+    with pytest.raises(InvalidEvent, match="DELETED_AT of deleted poll 'p3'"):
+        store.import_bulk([hunch("u1", "p2", NOW - DAY)],
+                          deletions=[PollDeletion("p2", "ann", "ann", NOW), bad])
+    assert snapshot(store) == before and list(store.deletions()) == []
+    assert open_store().import_deletions([bad]) == 1  # without rules: a date is enough
+
+
 @pytest.mark.parametrize("mode", ["incremental", "full"])
 def test_an_import_stores_its_tombstones_first_and_all_or_nothing(store, mode) -> None:
     from recsys.events import PollDeletion
