@@ -1311,6 +1311,47 @@ def test_a_deletion_racing_an_import_waits_for_it_on_postgresql(postgres_url) ->
         assert deleter.count_events(item_id="p2") == 1
 
 
+def test_an_import_queued_behind_a_deletion_skips_its_polls_events_on_postgresql(
+        postgres_url) -> None:
+    """The tombstones an import skips events by are read under event_seq's row lock,
+    which delete_item takes first: a deletion that commits while the import waits is
+    seen, and the import stores nothing on the poll (read before the lock, the vote
+    landed after the deletion, as an append racing it never does)."""
+    import psycopg
+
+    open_event_store(postgres_url, upgrade=True).close()
+    with open_event_store(postgres_url) as importer, \
+            open_event_store(postgres_url) as deleter:
+        _poll(importer, "p1")
+        failures: list[BaseException] = []
+        counts: list[ImportCounts] = []
+
+        def run(work) -> None:
+            try:
+                work()
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                failures.append(exc)
+
+        with psycopg.connect(postgres_url) as holder:  # another writer, mid-append
+            holder.execute("SELECT value FROM event_seq FOR UPDATE")
+            deletes = threading.Thread(target=run, args=(lambda: deleter.delete_item(
+                "p1", acting_user="ann"),))
+            deletes.start()
+            time.sleep(0.5)  # the deletion waits for event_seq first in line
+            imports = threading.Thread(target=run, args=(lambda: counts.append(
+                importer.import_bulk([hunch("u1", "p1", NOW - DAY, event_id="late"),
+                                      hunch("u1", "p2", NOW - DAY, event_id="other")])),))
+            imports.start()
+            time.sleep(0.5)
+            holder.rollback()
+        for t in (deletes, imports):
+            t.join(30)
+        assert failures == []
+        assert counts[0].interactions == 1 and counts[0].deleted.interactions == 1
+        assert deleter.count_events(item_id="p1") == 0
+        assert deleter.count_events(item_id="p2") == 1
+
+
 def test_an_event_only_poll_is_deleted_by_internal_tools_only(store) -> None:
     store.import_bulk([hunch("u1", "orphan-1", NOW - DAY, event_id="v1")])
     with pytest.raises(NotPollAuthor):
