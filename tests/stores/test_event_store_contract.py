@@ -1273,6 +1273,23 @@ def test_a_vote_racing_a_deletion_is_stored_before_it_or_refused(open_store) -> 
     assert all(seq <= deleted_at_seq for seq, _ in stored)  # nothing after the deletion
 
 
+def _wait_for_lock_waiters(url: str, n: int) -> None:
+    """Until ``n`` sessions of the database wait on a lock: the order writers queue in,
+    read from the server (a sleep guessed it, and a loaded machine got it wrong)."""
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    with psycopg.connect(url, autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()").fetchone()[0]
+            if waiting >= n:
+                return
+            time.sleep(0.01)
+    raise AssertionError(f"{n} writer(s) never queued on a lock")
+
+
 def test_a_deletion_racing_an_import_waits_for_it_on_postgresql(postgres_url) -> None:
     """The import takes event_seq's row lock then catalog_seq's, as every writer does;
     delete_item took them the other way round. Both queued behind a third writer, the
@@ -1298,11 +1315,11 @@ def test_a_deletion_racing_an_import_waits_for_it_on_postgresql(postgres_url) ->
             imports = threading.Thread(target=run, args=(lambda: importer.import_bulk(
                 [hunch("u1", "p2", NOW - DAY, event_id="i1")]),))
             imports.start()
-            time.sleep(0.5)  # the import waits for event_seq first in line
+            _wait_for_lock_waiters(postgres_url, 1)  # the import first in line
             deletes = threading.Thread(target=run, args=(lambda: deleter.delete_item(
                 "p1", acting_user="ann"),))
             deletes.start()
-            time.sleep(0.5)
+            _wait_for_lock_waiters(postgres_url, 2)
             holder.rollback()
         for t in (imports, deletes):
             t.join(30)
@@ -1337,12 +1354,12 @@ def test_an_import_queued_behind_a_deletion_skips_its_polls_events_on_postgresql
             deletes = threading.Thread(target=run, args=(lambda: deleter.delete_item(
                 "p1", acting_user="ann"),))
             deletes.start()
-            time.sleep(0.5)  # the deletion waits for event_seq first in line
+            _wait_for_lock_waiters(postgres_url, 1)  # the deletion first in line
             imports = threading.Thread(target=run, args=(lambda: counts.append(
                 importer.import_bulk([hunch("u1", "p1", NOW - DAY, event_id="late"),
                                       hunch("u1", "p2", NOW - DAY, event_id="other")])),))
             imports.start()
-            time.sleep(0.5)
+            _wait_for_lock_waiters(postgres_url, 2)
             holder.rollback()
         for t in (deletes, imports):
             t.join(30)
