@@ -110,8 +110,20 @@ DELETE f
 RETURN count(f) AS removed
 """
 
-_FOLLOWEES = "MATCH (:User {id: $id})-[:FOLLOWS]->(b:User) RETURN b.id AS id ORDER BY id"
-_FOLLOWERS = "MATCH (a:User)-[:FOLLOWS]->(:User {id: $id}) RETURN a.id AS id ORDER BY id"
+# One record holding the sorted list, for the reason given at _EDGES: a record per
+# followee cost ~75 us of the gateway's event loop each, so one account following 100k
+# users spent 7.5 s (4.4 s of CPU on the loop every other request waits for) per feed
+# page's in-network lookup; as one list, ~0.3 s (measured here).
+_FOLLOWEES = """
+MATCH (:User {id: $id})-[:FOLLOWS]->(b:User)
+WITH b.id AS id ORDER BY id
+RETURN collect(id) AS ids
+"""
+_FOLLOWERS = """
+MATCH (a:User)-[:FOLLOWS]->(:User {id: $id})
+WITH a.id AS id ORDER BY id
+RETURN collect(id) AS ids
+"""
 
 # A poll has one author: re-upserting it with another author moves the AUTHORED edge.
 _UPSERT_POLLS = """
@@ -348,10 +360,10 @@ class Neo4jGraphStore:
         return rows[0]["removed"] > 0
 
     async def followees(self, user_id: str) -> list[str]:
-        return [r["id"] for r in await self._read_rows(_FOLLOWEES, id=user_id)]
+        return (await self._read_rows(_FOLLOWEES, id=user_id))[0]["ids"]
 
     async def followers(self, user_id: str) -> list[str]:
-        return [r["id"] for r in await self._read_rows(_FOLLOWERS, id=user_id)]
+        return (await self._read_rows(_FOLLOWERS, id=user_id))[0]["ids"]
 
     async def upsert_polls(self, polls: Iterable[PollAuthorship]) -> int:
         rows = last_by_key(polls, lambda p: p.poll_id)
