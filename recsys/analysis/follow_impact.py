@@ -67,7 +67,7 @@ from recsys.analysis.stats import (
 )
 from recsys.backends.local import InNetworkSource
 from recsys.shared_fits import shared_fits, sharing
-from recsys.errors import HunchError
+from recsys.errors import HunchError, InvalidEvent
 from recsys.evaluation.metrics import ndcg_at_k
 from recsys.evaluation.split import HeldOutUser, personalize_split
 from recsys.events import Impression, Interaction
@@ -169,22 +169,71 @@ class FollowImpactResult:
         }
 
 
+# Problems listed in a FollowImpactError, as `hunch data import` lists them.
+MAX_SHOWN_FOLLOW_PROBLEMS = 20
+
+
 def read_follows(path: Path | str) -> list[tuple[str, str]]:
-    """(follower, followee) pairs of a follows.csv (FOLLOWER_ID, FOLLOWEE_ID[, TIMESTAMP])."""
+    """(follower, followee) pairs of a follows.csv (FOLLOWER_ID, FOLLOWEE_ID[, TIMESTAMP]).
+
+    Checked as `hunch graph cluster` and the API check follows (README, "Every bulk
+    read ... follows the API's rules"), every problem as ``file:line: reason``: ids are
+    user ids (non-empty, at most 256 characters, no surrounding whitespace, control or
+    invisible character), every row has its fields, no one follows themselves (a
+    self-follow counted a user's own polls as a followee's, raising the followee share
+    the analysis measures), the file is UTF-8. Unread, a bad row skewed the answer."""
+    from hunchio.lines import NotUtf8, utf8_lines
+    from recsys.admission import check_user_id
+
     path = Path(path)
     if not path.exists():
         raise FollowImpactError(
             f"{path} not found: the follow-impact analysis needs the follows "
             "(FOLLOWER_ID,FOLLOWEE_ID); export them from the graph or generate demo data")
-    # utf-8-sig: a byte-order mark (Excel's default) is no part of the header, as the
-    # import and `hunch graph cluster` read it
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"FOLLOWER_ID", "FOLLOWEE_ID"} - set(reader.fieldnames or [])
-        if missing:
-            raise FollowImpactError(f"{path}: missing column(s) {sorted(missing)}; expected "
-                                    "FOLLOWER_ID,FOLLOWEE_ID[,TIMESTAMP]")
-        follows = [(r["FOLLOWER_ID"], r["FOLLOWEE_ID"]) for r in reader]
+    problems: list[str] = []
+
+    def not_utf8(at: NotUtf8) -> None:
+        problems.append(f"{path}:{at.line}: not UTF-8 (byte 0x{at.byte:02x} at byte "
+                        f"{at.position} of the line); save the file as UTF-8")
+
+    follows: list[tuple[str, str]] = []
+    # Decoded line by line (a BOM, Excel's default, is no part of the header), as the
+    # import and `hunch graph cluster` read it.
+    with path.open("rb") as fh:
+        reader = csv.DictReader(utf8_lines(fh, not_utf8))
+        try:
+            missing = {"FOLLOWER_ID", "FOLLOWEE_ID"} - set(reader.fieldnames or [])
+            if missing and not problems:
+                raise FollowImpactError(
+                    f"{path}: missing column(s) {sorted(missing)}; expected "
+                    "FOLLOWER_ID,FOLLOWEE_ID[,TIMESTAMP]")
+            for row in reader:
+                line = reader.line_num
+                if None in row or None in row.values():
+                    problems.append(f"{path}:{line}: expected {len(reader.fieldnames)} "
+                                    f"fields ({','.join(reader.fieldnames)})")
+                    continue
+                follower, followee = row["FOLLOWER_ID"], row["FOLLOWEE_ID"]
+                try:
+                    check_user_id("FOLLOWER_ID", follower)
+                    check_user_id("FOLLOWEE_ID", followee)
+                except InvalidEvent as exc:
+                    problems.append(f"{path}:{line}: {exc}")
+                    continue
+                if follower == followee:
+                    problems.append(f"{path}:{line}: user {follower!r} follows themselves; "
+                                    "drop the row")
+                    continue
+                follows.append((follower, followee))
+        except csv.Error as exc:
+            problems.append(f"{path}:{reader.line_num}: unreadable CSV ({exc}); check the "
+                            "quoting")
+    if problems:
+        shown = problems[:MAX_SHOWN_FOLLOW_PROBLEMS]
+        more = (f"\n... and {len(problems) - len(shown)} more"
+                if len(problems) > len(shown) else "")
+        raise FollowImpactError(f"{len(problems)} problem(s) in {path}, nothing was "
+                                "analysed:\n" + "\n".join(shown) + more)
     if not follows:
         raise FollowImpactError(f"{path}: no follows after the header; the analysis "
                                 "needs rows FOLLOWER_ID,FOLLOWEE_ID[,TIMESTAMP]")

@@ -293,3 +293,25 @@ def test_follows_read_as_the_import_reads_them(tmp_path):
     path.write_text("FOLLOWER_ID,FOLLOWEE_ID,TIMESTAMP\n", encoding="utf-8")
     with pytest.raises(FollowImpactError, match="no follows after the header"):
         read_follows(path)
+
+
+def test_follows_the_graph_would_refuse_are_refused_with_their_lines(tmp_path):
+    """helper-75: read unchecked, a self-follow counted a user's own polls as a
+    followee's (raising the share the analysis measures), " u2" was another user than
+    "u2", a short row became a follow of None, and a byte that is not UTF-8 was a
+    traceback; `hunch graph cluster` refused each of them."""
+    from recsys.analysis.follow_impact import FollowImpactError
+
+    path = tmp_path / "follows.csv"
+    path.write_bytes(b"FOLLOWER_ID,FOLLOWEE_ID,TIMESTAMP\r\nu1,u2,1\r\nu1,u1,1\r\n"
+                     b" u2,u3,1\r\nu4\r\nu5,u\x00,1\r\n\"google|7\",\"a\"\"b\",1\r\n"
+                     b"u5,u6\xff,1\r\n")
+    with pytest.raises(FollowImpactError) as refused:
+        read_follows(path)
+    message = str(refused.value)
+    assert "5 problem(s)" in message, message
+    for line, reason in ((3, "follows themselves"), (4, "whitespace"), (5, "fields"),
+                         (6, "control character"), (8, "not UTF-8")):
+        assert f"follows.csv:{line}: " in message and reason in message, (line, message)
+    path.write_bytes(b"FOLLOWER_ID,FOLLOWEE_ID\r\n\"google|7\",\"a\"\"b\"\r\nu1,u2\r\n")
+    assert read_follows(path) == [("google|7", 'a"b'), ("u1", "u2")]
