@@ -34,6 +34,7 @@ _PARAM_LINE = re.compile(
     r"(?:\s*=\s*(?P<default>\S+))?(?:\s+--\s*(?P<help>.*))?\s*$"
 )
 PARAM_KINDS = ("string", "int", "float", "list")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class AnalystQueryError(GraphError):
@@ -88,12 +89,23 @@ class QueryParameter:
         if not ok:
             raise InvalidQueryParameter(
                 f"parameter {self.name!r} must be of type {self.kind}, got {value!r}")
+        if self.kind == "int":
+            self._check_int64(value)
         return list(value) if self.kind == "list" else value
+
+    def _check_int64(self, value: int) -> int:
+        # Cypher's integers are 64-bit: a larger one was an OverflowError traceback from
+        # the driver, after the connection was made.
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidQueryParameter(
+                f"parameter {self.name!r} must be an integer from {INT64_MIN} to "
+                f"{INT64_MAX} (Cypher's 64-bit integers), got {value}")
+        return value
 
     def _parse(self, text: str) -> Any:
         try:
             if self.kind == "int":
-                return int(text)
+                return self._check_int64(int(text))
             if self.kind == "float":
                 return float(text)
         except ValueError:

@@ -261,6 +261,22 @@ def test_unknown_query_and_bad_parameters_say_what_to_do() -> None:
         "limit": 10}
 
 
+def test_an_integer_cypher_cannot_hold_is_refused_before_connecting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-75: `-p limit=99999999999999999999` was an OverflowError traceback from
+    the driver; Cypher's integers are 64-bit."""
+    hubs = load_query("cluster_hubs")
+    for value in ("9223372036854775808", 2**63, -(2**63) - 1):
+        with pytest.raises(InvalidQueryParameter, match="64-bit"):
+            hubs.bind({"cluster": "c1", "limit": value})
+    assert hubs.bind({"cluster": "c1", "limit": str(2**63 - 1)})["limit"] == 2**63 - 1
+    monkeypatch.setenv("HUNCH_NEO4J_URI", "bolt://127.0.0.1:1")  # never reached
+    result = CliRunner().invoke(cli, ["graph", "query", "cluster_hubs", "-p", "cluster=c1",
+                                      "-p", "limit=99999999999999999999"])
+    assert result.exit_code == 2, result.output
+    assert "64-bit" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_a_query_file_with_an_unused_or_unreadable_parameter_is_refused() -> None:
     with pytest.raises(MalformedQueryFile, match="never uses \\$limit"):
         parse_query("q", "// Who?\n// @param limit int = 3 -- rows\nRETURN 1")
