@@ -200,61 +200,153 @@ LOAD_CHUNK_ROWS = 50_000
 DEFAULT_EVENT_TYPE = "INTERACTION"
 
 
-def _csv_rows(path: Path, required: tuple[str, ...], what: str) -> Iterator[tuple[int, dict]]:
-    """(line number, row) of a CSV, after checking its header names ``required``."""
+# Problems listed in a refusal, as `hunch data import` lists them; the rest are counted.
+MAX_SHOWN_LOAD_PROBLEMS = 20
+MAX_EVENT_TYPE_CHARS = 256
+
+
+class _Problems:
+    """``file:line: reason`` of one file, listed together: nothing is loaded on any."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.shown: list[str] = []
+        self.total = 0
+
+    def add(self, line: int, reason: str) -> None:
+        self.total += 1
+        if len(self.shown) < MAX_SHOWN_LOAD_PROBLEMS:
+            self.shown.append(f"{self.path}:{line}: {reason}")
+
+    def raise_any(self) -> None:
+        if self.total:
+            more = (f"\n... and {self.total - len(self.shown)} more"
+                    if self.total > len(self.shown) else "")
+            raise GraphCommandError(f"{self.total} problem(s) in {self.path}, nothing was "
+                                    "loaded:\n" + "\n".join(self.shown) + more)
+
+
+def _csv_rows(path: Path, required: tuple[str, ...], what: str,
+              problems: _Problems) -> Iterator[tuple[int, dict]]:
+    """(line number, row) of a CSV, after checking its header names ``required``; a
+    line that is not UTF-8, unreadable quoting or a row without one field per column
+    is a problem (and no row)."""
+    from hunchio.lines import NotUtf8, utf8_lines
+
+    def not_utf8(at: NotUtf8) -> None:
+        problems.add(at.line, f"not UTF-8 (byte 0x{at.byte:02x} at byte {at.position} of "
+                              "the line); save the file as UTF-8")
+
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:  # a BOM is no column
-            reader = csv.DictReader(fh)
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
-            if missing:
-                raise GraphCommandError(
-                    f"{path}: missing column(s) {missing}; a {what} file needs "
-                    f"{', '.join(required)}")
-            for line, row in enumerate(reader, start=2):
-                yield line, row
+        with path.open("rb") as fh:  # decoded line by line; a BOM is no column
+            reader = csv.DictReader(utf8_lines(fh, not_utf8))
+            try:
+                missing = [c for c in required if c not in (reader.fieldnames or [])]
+                if missing and not problems.total:
+                    raise GraphCommandError(
+                        f"{path}: missing column(s) {missing}; a {what} file needs "
+                        f"{', '.join(required)}")
+                for row in reader:
+                    line = reader.line_num
+                    if None in row or None in row.values():
+                        problems.add(line, f"expected {len(reader.fieldnames)} fields "
+                                           f"({','.join(reader.fieldnames)})")
+                        continue
+                    yield line, row
+            except csv.Error as exc:
+                problems.add(reader.line_num, f"unreadable CSV ({exc}); check the quoting")
     except OSError as exc:
         raise GraphCommandError(f"{path}: cannot read the {what} file ({exc})") from exc
 
 
-def _epoch(path: Path, line: int, column: str, text: str | None) -> int:
-    try:
-        return int(float(text)) if text else 0
-    except ValueError:
-        raise GraphCommandError(
-            f"{path}:{line}: {column} {text!r} is not epoch seconds") from None
+def _check_id(problems: _Problems, line: int, column: str, value: str, *,
+              bar: bool = True) -> bool:
+    """The API's id rules (as follows.csv and `hunch data import` apply them): an id the
+    graph holds is one a user or poll of the event store can have ('|' in user ids only)."""
+    from graph._validation import user_id_problem
+
+    reason = user_id_problem(column, value)
+    if reason is None and not bar and "|" in value:
+        reason = f"{column} {value[:40]!r} contains '|', which only user ids may hold"
+    if reason:
+        problems.add(line, reason)
+    return reason is None
+
+
+def _epoch(problems: _Problems, line: int, column: str, text: str, *,
+           required: bool) -> int | None:
+    """Epoch seconds of a real date (as `hunch data import` reads them); empty is 0 where
+    the column is optional."""
+    from graph._validation import timestamp_problem
+
+    if not text and not required:
+        return 0
+    value, reason = timestamp_problem(column, text)
+    if reason:
+        problems.add(line, reason)
+    return value
 
 
 def _read_polls(path: Path) -> tuple[list, int]:
     """Authored polls of items.csv, and how many rows had no AUTHOR_ID (skipped)."""
     from graph.store import PollAuthorship
 
+    problems = _Problems(path)
     polls, authorless = [], 0
-    for line, row in _csv_rows(path, ("ITEM_ID", "AUTHOR_ID"), "items"):
+    for line, row in _csv_rows(path, ("ITEM_ID", "AUTHOR_ID"), "items", problems):
+        ok = _check_id(problems, line, "ITEM_ID", row["ITEM_ID"], bar=False)
         if not row["AUTHOR_ID"]:
             authorless += 1
             continue
-        created = _epoch(path, line, "CREATION_TIMESTAMP", row.get("CREATION_TIMESTAMP"))
-        polls.append(PollAuthorship(row["ITEM_ID"], row["AUTHOR_ID"], created))
+        ok = _check_id(problems, line, "AUTHOR_ID", row["AUTHOR_ID"]) and ok
+        created = _epoch(problems, line, "CREATION_TIMESTAMP",
+                         row.get("CREATION_TIMESTAMP") or "", required=False)
+        if ok and created is not None:
+            polls.append(PollAuthorship(row["ITEM_ID"], row["AUTHOR_ID"], created))
+    problems.raise_any()
     return polls, authorless
 
 
-def _engagement_chunks(path: Path) -> Iterator[list]:
-    from graph.errors import InvalidGraphData
+def _engagements(path: Path, problems: _Problems) -> Iterator:
     from graph.store import Engagement
 
+    for line, row in _csv_rows(path, ("USER_ID", "ITEM_ID", "TIMESTAMP"), "interactions",
+                               problems):
+        ok = _check_id(problems, line, "USER_ID", row["USER_ID"])
+        ok = _check_id(problems, line, "ITEM_ID", row["ITEM_ID"], bar=False) and ok
+        at = _epoch(problems, line, "TIMESTAMP", row["TIMESTAMP"], required=True)
+        # Stored stripped and upper-case, as the import and recordInteraction store it:
+        # " hunch " was an ENGAGED type of its own that `event_types=HUNCH` never counted.
+        event_type = (row.get("EVENT_TYPE") or "").strip().upper() or DEFAULT_EVENT_TYPE
+        if len(event_type) > MAX_EVENT_TYPE_CHARS:
+            problems.add(line, f"EVENT_TYPE is {len(event_type)} characters long; at most "
+                               f"{MAX_EVENT_TYPE_CHARS}")
+            ok = False
+        if ok and at is not None:
+            yield Engagement(row["USER_ID"], row["ITEM_ID"], event_type, at)
+
+
+def _check_interactions(path: Path) -> None:
+    """Every row of interactions.csv checked before any is loaded (streamed: the file
+    may hold millions): a bad row on line 2,000,000 left the first chunks loaded."""
+    problems = _Problems(path)
+    for _ in _engagements(path, problems):
+        pass
+    problems.raise_any()
+
+
+def _engagement_chunks(path: Path) -> Iterator[list]:
+    """interactions.csv (checked by :func:`_check_interactions`) in chunks."""
+    problems = _Problems(path)
     chunk = []
-    for line, row in _csv_rows(path, ("USER_ID", "ITEM_ID", "TIMESTAMP"), "interactions"):
-        at = _epoch(path, line, "TIMESTAMP", row["TIMESTAMP"])
-        try:
-            chunk.append(Engagement(row["USER_ID"], row["ITEM_ID"],
-                                    row.get("EVENT_TYPE") or DEFAULT_EVENT_TYPE, at))
-        except InvalidGraphData as exc:
-            raise GraphCommandError(f"{path}:{line}: {exc}") from None
+    for engagement in _engagements(path, problems):
+        chunk.append(engagement)
         if len(chunk) >= LOAD_CHUNK_ROWS:
             yield chunk
             chunk = []
     if chunk:
         yield chunk
+    problems.raise_any()  # the file changed since it was checked
 
 
 @graph.command()
@@ -293,6 +385,8 @@ async def _load(interactions: Path | None, follows: Path | None,
     # Files are read before anything is written where they fit in memory, so a bad row
     # in items.csv or follows.csv leaves the graph as it was.
     polls, authorless = _read_polls(items) if items else ([], 0)
+    if interactions:
+        _check_interactions(interactions)
     try:
         follow_rows = read_follows_csv(follows) if follows else []
     except GraphAnalyticsError as exc:

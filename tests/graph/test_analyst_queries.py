@@ -298,3 +298,44 @@ def test_load_refuses_a_file_without_its_columns(tmp_path: Path,
     result = CliRunner().invoke(cli, ["graph", "load", "--items", str(items)])
     assert result.exit_code == 2
     assert "missing column(s) ['AUTHOR_ID']" in result.stderr
+
+
+def test_load_checks_every_row_as_the_import_does_before_writing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """helper-75: `graph load` read items.csv and interactions.csv unchecked: 'inf' was an
+    OverflowError traceback, a 40,000-character id a Neo4j DatabaseError traceback after
+    the interactions' first chunks were written, ' p9 ' and 'a1 ' were other polls and
+    users than the event store's, and ' hunch ' an ENGAGED type of its own."""
+    monkeypatch.setenv("HUNCH_NEO4J_URI", "bolt://127.0.0.1:1")  # never reached
+    items = tmp_path / "items.csv"
+    items.write_bytes(b"ITEM_ID,AUTHOR_ID,CREATION_TIMESTAMP\r\np1,a1,1700000000\r\n"
+                      b"p2,a1,inf\r\n p3 ,a1 ,1\r\np4|x,a\x1b,1\r\np5\r\np6,a1,\r\n"
+                      b"p7,a\xff,1\r\n")
+    result = CliRunner().invoke(cli, ["graph", "load", "--items", str(items)])
+    assert result.exit_code == 2, result.output
+    for line, reason in ((3, "'inf' is not an integer"), (4, "ITEM_ID ' p3 '"),
+                         (4, "AUTHOR_ID 'a1 '"), (5, "contains '|'"),
+                         (5, "control character"), (6, "expected 3 fields"),
+                         (8, "not UTF-8")):
+        assert f"items.csv:{line}: " in result.stderr and reason in result.stderr, (
+            line, reason, result.stderr)
+    assert "unreachable" not in result.stderr  # refused before connecting
+    rows = [("u1", "p1", 1_700_000_000, "HUNCH")] * 60_000 + [("u" + "x" * 40_000, "p1", 1, "")]
+    interactions = _write_csv(tmp_path / "interactions.csv",
+                              ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"], rows)
+    result = CliRunner().invoke(cli, ["graph", "load", "--interactions", str(interactions)])
+    assert result.exit_code == 2, result.output
+    assert "interactions.csv:60002: USER_ID is 40001 characters long" in result.stderr
+    assert "unreachable" not in result.stderr
+
+
+def test_load_stores_event_types_as_the_import_does(tmp_path: Path) -> None:
+    from gateway.cli.graph import _engagement_chunks
+
+    interactions = _write_csv(tmp_path / "interactions.csv",
+                              ["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE"],
+                              [("u1", "p1", 1, " hunch "), ("u1", "p1", 2, "HUNCH"),
+                               ("u2", "p1", "1.7e9", "")])
+    (chunk,) = list(_engagement_chunks(interactions))
+    assert [(e.user_id, e.event_type, e.timestamp) for e in chunk] == [
+        ("u1", "HUNCH", 1), ("u1", "HUNCH", 2), ("u2", "INTERACTION", 1_700_000_000)]
