@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from graph._validation import check_follows, check_labels, check_limit, last_by_key
+from graph._validation import (
+    check_engagements,
+    check_follows,
+    check_labels,
+    check_limit,
+    check_polls,
+    check_user_ids,
+    last_by_key,
+)
 from graph.errors import UnknownUser
 from graph.store import Engagement, Follow, Labels, PollAuthorship
 
@@ -39,7 +47,7 @@ class InMemoryGraphStore:
         self._labels.setdefault(user_id, Labels())
 
     async def upsert_users(self, user_ids: Iterable[str]) -> int:
-        distinct = dict.fromkeys(user_ids)
+        distinct = dict.fromkeys(check_user_ids(user_ids))
         for user_id in distinct:
             self._add_user(user_id)
         return len(distinct)
@@ -69,7 +77,7 @@ class InMemoryGraphStore:
         return sorted(self._followers.get(user_id, ()))
 
     async def upsert_polls(self, polls: Iterable[PollAuthorship]) -> int:
-        rows = last_by_key(polls, lambda p: p.poll_id)
+        rows = last_by_key(check_polls(polls), lambda p: p.poll_id)
         for poll in rows:
             self._add_user(poll.author_id)
             previous = self._polls.get(poll.poll_id)
@@ -92,7 +100,7 @@ class InMemoryGraphStore:
 
     async def upsert_engagements(self, engagements: Iterable[Engagement]) -> int:
         latest: dict[tuple[str, str, str], int] = {}
-        for e in engagements:
+        for e in check_engagements(engagements):
             key = (e.poll_id, e.user_id, e.event_type)
             latest[key] = max(e.timestamp, latest.get(key, e.timestamp))
         for (poll_id, user_id, event_type), at in latest.items():

@@ -23,7 +23,15 @@ from urllib.parse import urlparse
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
 from neo4j.exceptions import AuthError, ConfigurationError, ServiceUnavailable, SessionExpired
 
-from graph._validation import check_follows, check_labels, check_limit, last_by_key
+from graph._validation import (
+    check_engagements,
+    check_follows,
+    check_labels,
+    check_limit,
+    check_polls,
+    check_user_ids,
+    last_by_key,
+)
 from graph.errors import GraphError, GraphUnavailable, UnknownUser
 from graph.store import Engagement, Follow, Labels, PollAuthorship
 
@@ -322,7 +330,7 @@ class Neo4jGraphStore:
         await self._write("CALL db.awaitIndexes($timeout)", timeout=INDEX_ONLINE_TIMEOUT_S)
 
     async def upsert_users(self, user_ids: Iterable[str]) -> int:
-        ids = list(dict.fromkeys(user_ids))
+        ids = list(dict.fromkeys(check_user_ids(user_ids)))
         for batch in _batches(ids, self.batch_size):
             await self._write(_UPSERT_USERS, ids=batch)
         return len(ids)
@@ -366,7 +374,7 @@ class Neo4jGraphStore:
         return (await self._read_rows(_FOLLOWERS, id=user_id))[0]["ids"]
 
     async def upsert_polls(self, polls: Iterable[PollAuthorship]) -> int:
-        rows = last_by_key(polls, lambda p: p.poll_id)
+        rows = last_by_key(check_polls(polls), lambda p: p.poll_id)
         for batch in _batches(rows, self.batch_size):
             authors = list(dict.fromkeys(p.author_id for p in batch))
             params = [{"poll": p.poll_id, "author": p.author_id, "created_at": p.created_at}
@@ -391,7 +399,7 @@ class Neo4jGraphStore:
 
     async def upsert_engagements(self, engagements: Iterable[Engagement]) -> int:
         latest: dict[tuple[str, str, str], int] = {}
-        for e in engagements:
+        for e in check_engagements(engagements):
             key = (e.user_id, e.poll_id, e.event_type)
             latest[key] = max(e.timestamp, latest.get(key, e.timestamp))
         rows = [{"user": u, "poll": p, "type": t, "at": at} for (u, p, t), at in latest.items()]

@@ -166,6 +166,30 @@ async def test_self_follow_is_refused_and_nothing_is_written(store: GraphStore) 
     assert await store.counts() == {"users": 0, "follows": 0, "polls": 0}
 
 
+@pytest.mark.parametrize("write", [
+    lambda s: s.upsert_follows([Follow("ann", "bob", 1), Follow("ann", "x" * 9_000, 2)]),
+    lambda s: s.upsert_follows([Follow("ann", "bob", 1), Follow(None, "bob", 2)]),
+    lambda s: s.follow("ann", "", 1),
+    lambda s: s.follow("ann", "bob", "1700000000"),
+    lambda s: s.follow("ann", "bob", 2**63),
+    lambda s: s.follow("ann", "bob", 1.5),
+    lambda s: s.upsert_users(["ann", "y" * 257]),
+    lambda s: s.upsert_polls([PollAuthorship("p1", "ann", 1), PollAuthorship("p2", 7, 1)]),
+    lambda s: s.upsert_polls([PollAuthorship("p1", "ann", None)]),
+    lambda s: s.upsert_engagements([Engagement("ann", "p1", "HUNCH", 1),
+                                    Engagement("ann", "p" * 300, "HUNCH", 1)]),
+], ids=["long-id", "none-id", "empty-id", "text-time", "int64-overflow", "float-time",
+        "long-user", "int-author", "no-created-at", "long-poll"])
+async def test_rows_neither_store_could_hold_are_refused_alike(store: GraphStore,
+                                                               write) -> None:
+    """helper-75: Neo4j refused an id of ~9,000 characters (its index key limit), None,
+    and a time past 64 bits, each after writing the users merged before; the memory
+    store took them all. Both refuse them now, before writing anything."""
+    with pytest.raises(InvalidGraphData, match="nothing was written"):
+        await write(store)
+    assert await store.counts() == {"users": 0, "follows": 0, "polls": 0}
+
+
 async def test_polls_and_their_authors(store: GraphStore) -> None:
     polls = [PollAuthorship("p1", "ann", 10), PollAuthorship("p2", "ann", 20),
              PollAuthorship("p3", "bob", 15)]
