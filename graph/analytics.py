@@ -71,6 +71,10 @@ class EmptyFollowGraph(GraphAnalyticsError):
     """There are too few follows to cluster."""
 
 
+NO_FOLLOWS = ("the graph store holds no follows: load some first (hunch graph cluster "
+              "--follows follows.csv; with --store neo4j add --load)")
+
+
 class InvalidUsersDataset(GraphAnalyticsError):
     """An existing users.csv / users.schema.json cannot be merged with the labels."""
 
@@ -132,10 +136,7 @@ def analyze_edges(
     core_users = int(graph.in_core.sum())
     needed = (options.k or options.k_range[0]) + 1
     if graph.n_follows == 0:
-        raise EmptyFollowGraph(
-            "the graph store holds no follows: load some first (hunch graph cluster "
-            "--follows follows.csv; with --store neo4j add --load)"
-        )
+        raise EmptyFollowGraph(NO_FOLLOWS)
     if core_users < MIN_COMPONENT_SIZE:
         raise EmptyFollowGraph(
             f"no connected group of >= {MIN_COMPONENT_SIZE} users among the "

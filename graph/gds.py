@@ -43,7 +43,9 @@ from graph.analytics import (
     CLUSTER_PREFIX,
     COMMUNITY_PREFIX,
     ClusterOptions,
+    NO_FOLLOWS,
     ClusterOutcome,
+    EmptyFollowGraph,
     GraphAnalyticsError,
     Progress,
     StepTimer,
@@ -238,6 +240,10 @@ def _analyze_projection(
     timings: dict[str, float],
 ) -> ClusterOutcome:
     n_nodes = int(projected["nodeCount"])
+    if int(projected["relationshipCount"]) == 0:
+        # As the Python path says it; GDS's own words were "a GDS procedure failed: ...
+        # Expecting at least one node projection to contain property key".
+        raise EmptyFollowGraph(NO_FOLLOWS)
     seed = options.seed
     say("features in GDS: degree, components, clustering coefficient, betweenness")
     _q(driver, "CALL gds.degree.mutate($g, {relationshipTypes: ['FOLLOWS'], orientation: 'REVERSE', "
@@ -278,10 +284,18 @@ def _analyze_projection(
     candidates = [options.k] if options.k else list(range(options.k_range[0], options.k_range[1] + 1))
     candidates = [c for c in candidates if 2 <= c < int(in_core.sum())]
     if not candidates:
-        raise GraphAnalyticsError(
-            f"only {int(in_core.sum())} users sit in connected groups of >= {MIN_COMPONENT_SIZE}: "
-            "load follows first or ask for a smaller k"
-        )
+        # The Python path's words: "load follows first" sent a user who had just loaded
+        # a single follow or scattered pairs to load them again.
+        core_users = int(in_core.sum())
+        if core_users < MIN_COMPONENT_SIZE:
+            raise EmptyFollowGraph(
+                f"no connected group of >= {MIN_COMPONENT_SIZE} users among the {n_nodes} "
+                "users of the graph, so there is nothing to cluster (smaller groups share "
+                "the label 'none'): add follows that connect them")
+        raise EmptyFollowGraph(
+            f"only {core_users} users sit in connected groups of >= {MIN_COMPONENT_SIZE} "
+            f"and k={options.k or options.k_range[0]} needs more: ask for a "
+            f"smaller k (--k or --k-range LOW:HIGH with LOW at most {core_users - 1})")
     say("K-Means in GDS" + (f" with k={options.k}" if options.k else f" over k in {options.k_range}"))
     fits: dict[int, tuple[np.ndarray, float, float]] = {}
     for k in candidates:
