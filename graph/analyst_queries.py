@@ -231,6 +231,12 @@ def run_query(driver: Driver, name: str, values: Mapping[str, Any] | None = None
             "with `hunch neo4j start` or set HUNCH_NEO4J_URI") from exc
     except Neo4jError as exc:
         message = " ".join(str(exc.message or exc).split())
+        if exc.code == "Neo.ClientError.Statement.ArgumentError":
+            # A value the query cannot take (`-p limit=-1`): the analyst's to fix, not the
+            # query file's, which the message below sent them to.
+            raise InvalidQueryParameter(
+                f"Neo4j refused a parameter value of {name!r} ({message}); change the "
+                f"--param value") from exc
         raise AnalystQueryFailed(
             f"Neo4j refused query {name!r} ({exc.code}: {message}); "
             f"check graph/cypher/{name}.cypher") from exc

@@ -233,6 +233,14 @@ def test_hunch_graph_query_prints_the_rows(planted: Driver) -> None:
     assert ns("pc") in table.output and ns("pb") not in table.output
 
 
+def test_a_value_neo4j_refuses_points_at_the_parameter_not_the_file(planted: Driver) -> None:
+    """helper-75: `-p limit=-1` said "check graph/cypher/cluster_hubs.cypher"."""
+    result = CliRunner().invoke(cli, ["graph", "query", "cluster_hubs", "-p",
+                                      f"cluster={RUN}cA", "-p", "limit=-1"])
+    assert result.exit_code == 2, result.output
+    assert "change the --param value" in result.stderr and ".cypher" not in result.stderr
+
+
 # -- mistakes an analyst makes, answered before or without the server -------------------
 
 def test_every_shipped_query_parses_and_the_issue_questions_are_there() -> None:
