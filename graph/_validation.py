@@ -35,9 +35,15 @@ def _id_problem(what: str, value: object) -> str | None:
     return None
 
 
+# What Neo4j can hold: the files and the API bound times to real dates, but a store an
+# older release filled may hold a poll created in milliseconds, and a worker must still
+# build its graph from it.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _time_problem(what: str, value: object) -> str | None:
-    if type(value) is not int or not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
-        return f"{what} must be integer epoch seconds of a real date, got {echo(value)}"
+    if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
+        return f"{what} must be integer epoch seconds (a 64-bit integer), got {echo(value)}"
     return None
 
 
