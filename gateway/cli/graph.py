@@ -449,11 +449,18 @@ def export_follows(out_csv: Path, store_kind: str | None) -> None:
             raise GraphCommandError(str(exc)) from exc
     else:
         rows = _journalled_follows(settings)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with out_csv.open("w", newline="", encoding="utf-8") as fh:
+    from graph.analytics import _atomic_write
+
+    def write(fh) -> None:
         writer = csv.writer(fh)
         writer.writerow(["FOLLOWER_ID", "FOLLOWEE_ID", "TIMESTAMP"])
         writer.writerows(sorted(rows))
+
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    # Replaced whole (temp file, fsync, rename): --out is often HUNCH_FOLLOWS_PATH itself,
+    # which was truncated first, so a full disk or a Ctrl-C midway lost every follow it
+    # held, and a worker starting meanwhile read half a graph.
+    _atomic_write(out_csv, write)
     click.echo(f"wrote {len(rows):,} follows to {out_csv}")
 
 

@@ -87,3 +87,30 @@ def test_neo4j_exports_what_the_server_holds_after_an_unfollow(tmp_path):
                         (f"{run}c", f"{run}a", 1_700_000_003)]
     finally:
         asyncio.run(unfollow_and_clean(True))
+
+
+def test_an_export_that_fails_midway_leaves_the_file_it_replaces(tmp_path, monkeypatch):
+    """helper-75: `--out $HUNCH_FOLLOWS_PATH` (the file workers build their graph from)
+    truncated it first: a full disk or a Ctrl-C midway lost every follow it held."""
+    base = _write(tmp_path / "follows.csv", [("u1", "u2", 1_700_000_010),
+                                             ("u1", "u3", 1_700_000_011)])
+    before = base.read_bytes()
+    journal = FollowJournal(tmp_path / "follows-journal.sqlite3")
+    journal.record("u4", "u1", True, 1_700_000_021)
+    journal.close()
+
+    # The rows written fail after the first, as a full disk fails a write.
+    class Exploding(list):
+        def __iter__(self):
+            yield ("u1", "u3", 1_700_000_011)
+            raise OSError(28, "No space left on device")
+
+    import gateway.cli.graph as graph_cli
+    monkeypatch.setattr(graph_cli, "sorted", lambda rows: Exploding(rows), raising=False)
+    result = CliRunner().invoke(cli, ["graph", "export-follows", "--out", str(base),
+                                      "--store", "memory"],
+                                env={"HUNCH_HOME": str(tmp_path),
+                                     "HUNCH_FOLLOWS_PATH": str(base)})
+    assert result.exit_code != 0
+    assert base.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".follows")] == []
