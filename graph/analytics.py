@@ -458,6 +458,20 @@ def _users_schema(header: list[str], existing_schema: Path) -> dict:
             fields.append(declared.get(name) or KNOWN_USER_FIELDS.get(name) or {
                 "name": name, "type": ["null", "string"], "categorical": True,
             })
+    # Personalize: "Schema fields must have unique alphanumeric names" (GENRES_FIELD_1 and
+    # GENRESFIELD1 may not both be). A users.csv with a `cluster` or `Cluster_` column
+    # got CLUSTER beside it: a schema Amazon refuses, and two labels per user locally.
+    seen: dict[str, str] = {}
+    for f in fields:
+        key = re.sub(r"[^0-9a-z]", "", f["name"].lower())
+        if key in seen:
+            raise InvalidUsersDataset(
+                f"users.csv would have the columns {seen[key]!r} and {f['name']!r}, one "
+                "field to Amazon Personalize (field names must be unique once only their "
+                "letters and digits are compared, case aside): rename or drop "
+                f"{f['name'] if seen[key] in LABEL_FIELDS else seen[key]!r} "
+                f"(CLUSTER and COMMUNITY are the labels `hunch graph cluster` writes)")
+        seen[key] = f["name"]
     metadata = len(fields) - 1
     if metadata > MAX_USER_METADATA_FIELDS:
         raise InvalidUsersDataset(

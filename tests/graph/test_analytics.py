@@ -322,3 +322,26 @@ def test_a_second_run_keeps_the_groups_names(planted, tmp_path):
         "u1": Labels("c0", "m0"), "u2": Labels("c0", "m0"), "u3": Labels("c1", "m1"),
         "u4": Labels("c2", "none")}
     assert align_labels({"u9": Labels("c0", "m3")}, previous) == {"u9": Labels("c2", "m2")}
+
+
+@pytest.mark.parametrize("column", ["cluster", "Community", "CLUSTER_"])
+def test_a_users_column_personalize_takes_for_a_label_is_refused_before_clustering(
+        tmp_path, column):
+    """helper-75: a users.csv with a `cluster` column got CLUSTER beside it: two labels
+    per user locally, and a schema Amazon refuses ("Schema fields must have unique
+    alphanumeric names")."""
+    from gateway.cli import cli
+
+    follows = tmp_path / "follows.csv"
+    users = [f"{g}{i}" for g in "xy" for i in range(6)]
+    follows.write_text("FOLLOWER_ID,FOLLOWEE_ID,TIMESTAMP\n" + "".join(
+        f"{a},{b},1700000000\n" for a in users for b in users if a != b and a[0] == b[0]))
+    users_csv = tmp_path / "in" / "users.csv"
+    users_csv.parent.mkdir()
+    users_csv.write_text(f"USER_ID,{column}\n" + "".join(f"{u},old\n" for u in users))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["graph", "cluster", "--follows", str(follows),
+                                      "--users-csv", str(users_csv), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert f"rename or drop {column!r}" in result.stderr, result.stderr
+    assert not out.exists()
