@@ -146,9 +146,9 @@ async def test_followees_of_a_user_following_many_cost_the_caller_little(
     the loop's CPU, every other request waiting, on each in-network lookup."""
     fans = [Follow("whale", f"x{i:05d}", 1) for i in range(20_000)]
     await store.upsert_follows(fans + [Follow("x00001", "whale", 1)])
-    started = time.process_time()
+    started = time.thread_time()
     followees = await store.followees("whale")
-    spent = time.process_time() - started
+    spent = time.thread_time() - started
     assert followees == [f.followee for f in fans]
     assert await store.followers("whale") == ["x00001"]
     assert await store.followers("x00002") == ["whale"]

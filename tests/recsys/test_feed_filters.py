@@ -94,9 +94,9 @@ def test_a_user_following_100k_accounts_holds_the_catalog_lock_briefly(tmp_path)
     before = len(cache)
     followees = [f"made-up-{i}" for i in range(100_000)] + ["a2", "google-oauth2|9", "a1",
                                                              "google-oauth2"]
-    started = time.process_time()
+    started = time.thread_time()
     newest = filters.newest_polls_by(followees, 3)
-    spent = time.process_time() - started
+    spent = time.thread_time() - started
     assert newest == [("p4", 40.0), ("p3", 30.0), ("p2", 20.0)]
     assert len(cache) - before <= 4  # the authors found, not one per made-up id
     assert spent < 0.25, spent  # was ~0.5 s; ~0.04 s now
