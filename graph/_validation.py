@@ -112,6 +112,18 @@ def check_limit(limit: int) -> None:
         raise InvalidGraphData(f"limit must be 0 or more, got {limit}")
 
 
+def first_follows(rows: Iterable[Follow]) -> list[Follow]:
+    """One row per (follower, followee), the earliest: a follow's time is when it was
+    made, and a follow sent again (a retried or repeated click, a file listing it twice)
+    does not make it newer."""
+    earliest: dict[tuple[str, str], Follow] = {}
+    for f in rows:
+        known = earliest.get((f.follower, f.followee))
+        if known is None or f.timestamp < known.timestamp:
+            earliest[(f.follower, f.followee)] = f
+    return list(earliest.values())
+
+
 def last_by_key(rows: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
     """Drop duplicates, keeping the last row of each key (an upsert's last write wins)."""
     return list({key(row): row for row in rows}.values())

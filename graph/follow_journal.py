@@ -77,8 +77,12 @@ class FollowJournal:
                 self._conn.execute(
                     "INSERT INTO follows VALUES (?, ?, ?, ?, "
                     "(SELECT coalesce(max(seq), 0) + 1 FROM follows)) "
+                    # A follow sent again keeps the time it was made (an unfollow
+                    # sent again, the time it was undone).
                     "ON CONFLICT (follower, followee) DO UPDATE SET "
-                    "following = excluded.following, at = excluded.at, seq = excluded.seq",
+                    "at = CASE WHEN following = excluded.following THEN at "
+                    "ELSE excluded.at END, "
+                    "following = excluded.following, seq = excluded.seq",
                     (follower, followee, int(following), int(at)))
                 self._conn.execute("COMMIT")
             except BaseException:

@@ -21,6 +21,7 @@ from graph._validation import (
     check_limit,
     check_polls,
     check_user_ids,
+    first_follows,
     last_by_key,
 )
 from graph.errors import UnknownUser
@@ -53,11 +54,13 @@ class InMemoryGraphStore:
         return len(distinct)
 
     async def upsert_follows(self, follows: Iterable[Follow]) -> int:
-        rows = last_by_key(check_follows(follows), lambda f: (f.follower, f.followee))
+        rows = first_follows(check_follows(follows))
         for f in rows:
             self._add_user(f.follower)
             self._add_user(f.followee)
-            self._followees.setdefault(f.follower, {})[f.followee] = f.timestamp
+            # A follow that exists keeps the time it was made (see first_follows).
+            out = self._followees.setdefault(f.follower, {})
+            out[f.followee] = min(f.timestamp, out.get(f.followee, f.timestamp))
             self._followers.setdefault(f.followee, set()).add(f.follower)
         return len(rows)
 
@@ -69,6 +72,12 @@ class InMemoryGraphStore:
             return False
         self._followers[followee].discard(follower)
         return True
+
+    async def follows(self) -> list[Follow]:
+        """Every follow with the time it was made, ordered by follower and followee (as
+        the Neo4j store's)."""
+        return sorted((Follow(a, b, t) for a, out in self._followees.items()
+                       for b, t in out.items()), key=lambda f: (f.follower, f.followee))
 
     async def followees(self, user_id: str) -> list[str]:
         return sorted(self._followees.get(user_id, {}))

@@ -30,6 +30,7 @@ from graph._validation import (
     check_limit,
     check_polls,
     check_user_ids,
+    first_follows,
     last_by_key,
 )
 from graph.errors import GraphError, GraphUnavailable, UnknownUser
@@ -100,7 +101,9 @@ UNWIND range(0, size($followers) - 1) AS i
 MATCH (a:User), (b:User)
 WHERE elementId(a) = $followers[i] AND elementId(b) = $followees[i]
 MERGE (a)-[f:FOLLOWS]->(b)
-SET f.since = $since[i]
+ON CREATE SET f.since = $since[i]
+ON MATCH SET f.since = CASE WHEN f.since IS NULL OR $since[i] < f.since
+                            THEN $since[i] ELSE f.since END
 """
 
 # For followers with no follows yet (see _LOCK_FOLLOWERS): CREATE skips MERGE's search
@@ -336,7 +339,7 @@ class Neo4jGraphStore:
         return len(ids)
 
     async def upsert_follows(self, follows: Iterable[Follow]) -> int:
-        rows = last_by_key(check_follows(follows), lambda f: (f.follower, f.followee))
+        rows = first_follows(check_follows(follows))
         # Every user once, before the follows: merging each batch's users again cost as
         # much as the follows themselves. Sorted by follower so that a batch touches few
         # users' relationship chains.

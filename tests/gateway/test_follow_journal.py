@@ -157,3 +157,22 @@ def test_a_row_the_graph_refuses_is_skipped_not_a_block(settings):  # noqa: F811
         assert services._follows_seq == 2
     finally:
         asyncio.run(services.close())
+
+
+def test_a_follow_sent_again_keeps_its_time_in_the_journal(tmp_path):
+    """helper-75: the journal's time of a follow moved with every repeated follow, and
+    export-follows and every worker's replay took the latest click for when it was made."""
+    from graph.follow_journal import FollowJournal
+
+    journal = FollowJournal(tmp_path / "follows-journal.sqlite3")
+    try:
+        journal.record("ann", "bob", True, 10)
+        journal.record("ann", "bob", True, 20)
+        assert journal.changes_since(0)[1] == [("ann", "bob", True, 10)]
+        journal.record("ann", "bob", False, 30)
+        journal.record("ann", "bob", False, 40)
+        assert journal.changes_since(0)[1] == [("ann", "bob", False, 30)]
+        journal.record("ann", "bob", True, 50)
+        assert journal.changes_since(0)[1] == [("ann", "bob", True, 50)]
+    finally:
+        journal.close()

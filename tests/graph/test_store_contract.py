@@ -155,6 +155,20 @@ async def test_followees_of_a_user_following_many_cost_the_caller_little(
     assert spent < 0.3, spent  # was ~0.9 s for Neo4j
 
 
+async def test_a_follow_sent_again_keeps_the_time_it_was_made(store: GraphStore) -> None:
+    """helper-75: each repeated `follow` (a retry, a double tap, 1,000 a day) moved the
+    follow's time to the latest, in both stores and the journal: a follow of 2020 looked
+    made today. Unfollowing and following again is a new follow."""
+    await store.follow("ann", "bob", 100)
+    await store.follow("ann", "bob", 200)
+    await store.upsert_follows([Follow("ann", "bob", 300), Follow("cat", "bob", 50),
+                                Follow("cat", "bob", 40)])
+    assert await store.follows() == [Follow("ann", "bob", 100), Follow("cat", "bob", 40)]
+    await store.unfollow("ann", "bob")
+    await store.follow("ann", "bob", 400)
+    assert await store.follows() == [Follow("ann", "bob", 400), Follow("cat", "bob", 40)]
+
+
 async def test_unknown_user_has_no_followees_or_followers(store: GraphStore) -> None:
     assert await store.followees("ghost") == []
     assert await store.followers("ghost") == []
