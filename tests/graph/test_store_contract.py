@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -146,13 +145,17 @@ async def test_followees_of_a_user_following_many_cost_the_caller_little(
     the loop's CPU, every other request waiting, on each in-network lookup."""
     fans = [Follow("whale", f"x{i:05d}", 1) for i in range(20_000)]
     await store.upsert_follows(fans + [Follow("x00001", "whale", 1)])
-    started = time.thread_time()
     followees = await store.followees("whale")
-    spent = time.thread_time() - started
     assert followees == [f.followee for f in fans]
     assert await store.followers("whale") == ["x00001"]
     assert await store.followers("x00002") == ["whale"]
-    assert spent < 0.3, spent  # was ~0.9 s for Neo4j
+    if isinstance(store, Neo4jGraphStore):
+        # What the caller decodes: one record holding the list (20,000 records before;
+        # tests assert no timings: 0.9 s of the caller's CPU then, ~0.05 s now).
+        from graph.neo4j_store import _FOLLOWEES, _FOLLOWERS
+
+        for query in (_FOLLOWEES, _FOLLOWERS):
+            assert len(await store._read_rows(query, id="whale")) == 1
 
 
 async def test_a_follow_sent_again_keeps_the_time_it_was_made(store: GraphStore) -> None:
