@@ -24,10 +24,12 @@ from starlette.routing import Route
 from cross_web import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
 
 from gateway import metrics
 from gateway.auth import Authenticator, Principal, Unauthorized
 from gateway.errors import clip_message
+from gateway.persisted_queries import PersistedQueries, PersistedQueryError
 from gateway.production import check_production
 from gateway.rate_limit import (
     LocalRateLimiter,
@@ -145,12 +147,14 @@ def _media_type_lowercased(scope: Scope) -> Scope:
     return scope
 
 
-def graphql_error_response(status: int, message: str, code: str | None = None) -> Response:
+def graphql_error_response(status: int, message: str, code: str | None = None,
+                           headers: dict[str, str] | None = None) -> Response:
     """A refusal before GraphQL runs, shaped like a GraphQL error so clients parse one form."""
     code = code or _HTTP_ERROR_CODES.get(status, "BAD_REQUEST")
     metrics.ERRORS.labels(code).inc()
     return JSONResponse({"errors": [{"message": clip_message(message),
-                                     "extensions": {"code": code}}]}, status_code=status)
+                                     "extensions": {"code": code}}]}, status_code=status,
+                        headers=headers)
 
 
 def decode_request_json(data: str | bytes) -> Any:
@@ -237,9 +241,12 @@ class HunchGraphQL(GraphQL):
                  read_rate_limiter: RateLimiter | None = None,
                  poll_write_quota: RateLimiter | None = None,
                  follow_quota: RateLimiter | None = None,
-                 document_rate_limiter: RateLimiter | None = None):
+                 document_rate_limiter: RateLimiter | None = None,
+                 persisted_queries: PersistedQueries | None = None):
         super().__init__(schema, graphql_ide="graphiql" if development else None,
                          allow_queries_via_get=False)
+        self.persisted_queries = (persisted_queries if persisted_queries is not None
+                                  else PersistedQueries())
         self.services_ref = services_ref
         self.authenticator = authenticator
         self.rate_limiter = rate_limiter
@@ -282,6 +289,9 @@ class HunchGraphQL(GraphQL):
                 status, reason = 415, ("unsupported Content-Type: send the request as JSON "
                                        "(Content-Type: application/json)")
             response = graphql_error_response(status, reason)
+        except PersistedQueryError as exc:
+            # PersistedQueryNotFound included: HTTP 200 with the code the links retry on
+            response = graphql_error_response(exc.status, str(exc), exc.code, exc.headers)
         except _TooLarge:
             raise  # BodySizeLimit answers 413
         except Exception:
@@ -304,6 +314,28 @@ class HunchGraphQL(GraphQL):
                 response["errors"][i] = {"message": "Unexpected error.",
                                          "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
         return response
+
+    async def execute_operation(self, request, request_adapter, request_data, context,
+                                root_value, sub_response):
+        """Automatic Persisted Queries (gateway/persisted_queries.py): a request that
+        names a hash runs the document this worker stored under it, or is answered
+        PersistedQueryNotFound; one that also sends the query has the hash checked, and
+        the document is stored once it validates (by the prepared documents' step)."""
+        if isinstance(request_data, GraphQLRequestData) and request_data.extensions:
+            if (request_data.extensions.get("persistedQuery") is not None
+                    and request.method != "POST"):
+                raise PersistedQueryError(
+                    405, "persisted queries are sent by POST (Apollo's "
+                         "useGETForHashedQueries and urql's preferGetForPersistedQueries "
+                         "must stay off)", "METHOD_NOT_ALLOWED")
+            query, register = self.persisted_queries.resolve(
+                request_data.query, request_data.extensions)
+            request_data.query = query
+            if register is not None and isinstance(context, dict):
+                context["persisted_query_hash"] = register
+        return await super().execute_operation(
+            request=request, request_adapter=request_adapter, request_data=request_data,
+            context=context, root_value=root_value, sub_response=sub_response)
 
     def decode_json(self, data: str | bytes) -> object:
         return decode_request_json(data)
@@ -341,6 +373,7 @@ class HunchGraphQL(GraphQL):
                 "poll_write_quota": self.poll_write_quota,
                 "follow_quota": self.follow_quota,
                 "document_rate_limiter": self.document_rate_limiter,
+                "persisted_queries": self.persisted_queries,
                 "feed_executor": self.feed_executor, "degraded": []}
 
 
