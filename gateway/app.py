@@ -29,7 +29,11 @@ from strawberry.http import GraphQLRequestData
 from gateway import metrics
 from gateway.auth import Authenticator, Principal, Unauthorized
 from gateway.errors import clip_message
-from gateway.persisted_queries import PersistedQueries, PersistedQueryError
+from gateway.persisted_queries import (
+    PersistedQueries,
+    PersistedQueryError,
+    make_persisted_queries,
+)
 from gateway.production import check_production
 from gateway.rate_limit import (
     LocalRateLimiter,
@@ -328,7 +332,7 @@ class HunchGraphQL(GraphQL):
                     405, "persisted queries are sent by POST (Apollo's "
                          "useGETForHashedQueries and urql's preferGetForPersistedQueries "
                          "must stay off)", "METHOD_NOT_ALLOWED")
-            query, register = self.persisted_queries.resolve(
+            query, register = await self.persisted_queries.resolve(
                 request_data.query, request_data.extensions)
             request_data.query = query
             if register is not None and isinstance(context, dict):
@@ -404,7 +408,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                                      burst=settings.document_rate_per_minute))
     graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings), limiters[0],
                                settings.development, feed_executor, limiters[1], limiters[2],
-                               limiters[3], limiters[4], limiters[5])
+                               limiters[3], limiters[4], limiters[5],
+                               make_persisted_queries(settings.session_store, settings.home,
+                                                      settings.redis_url))
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -435,6 +441,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             for limiter in limiters:
                 with contextlib.suppress(Exception):  # shutting down anyway
                     await getattr(limiter, "close", _nothing)()
+            with contextlib.suppress(Exception):  # soft state
+                await graphql_app.persisted_queries.close()
             await services_ref["services"].close()
             log.info("gateway stopped")
 

@@ -16,29 +16,43 @@ aliases, width, the node budget, the per-user rate of new documents, authenticat
 POST only) applies to it as to a document sent in full. A hash-only request for a
 document the worker has prepared costs what a cached query costs.
 
-Per worker, not shared through Redis: a worker that has not seen a hash costs the client
-one more round trip for that document (the link resends it at once), and each worker
-prepares its documents anyway (the prepared documents are per worker, and so is the
-rate of new ones). An app sends a handful of documents, so with N workers a client pays
-at most N extra round trips per document after a deploy; a Redis look-up would cost every
-miss a round trip to Redis and the feed a dependency.
+Two tiers. Each worker keeps the documents it has used in a bounded LRU, which answers
+almost every request. Behind it the host's workers share what was registered: a SQLite
+file (``<home>/persisted-queries.sqlite3``), or Redis, every host alike, when the feed
+sessions are in Redis (``HUNCH_SESSION_STORE=redis``); the shared tier is read only on a
+worker's miss and written once per registration. Per worker alone was not enough: Node's
+fetch (undici) sent the link's hash-only requests on one pooled connection and its
+resends on another, so with two workers one worker stored every document and the other
+was asked every hash; in one run of four, every operation took two round trips, for
+good. A failing shared tier only costs round trips: its errors are misses.
 
 Documents are not secret: any signed-in user may run a document another user stored,
 as they could by sending its text; it runs as the caller, with the caller's limits.
 
-Bounded: at most ``max_entries`` documents and ``max_chars`` characters of text in all,
-the least recently used dropped first, and no document over ``max_document_chars``
-kept. A client registering millions of hashes only pushes other documents out (their
-clients resend them, one round trip more); it pays the document rate for each.
+Bounded: a worker keeps at most ``max_entries`` documents and ``max_chars`` characters
+of text in all, the least recently used dropped first, and no document over
+``max_document_chars``. The SQLite tier keeps the newest SHARED_MAX_ENTRIES registrations;
+Redis keys expire after REDIS_TTL_SECONDS. A client registering hashes in bulk pays the
+document rate (HUNCH_DOCUMENT_RATE_PER_MINUTE) for each and only pushes other documents
+out (their clients resend them: one round trip more).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import re
+import sqlite3
 import threading
+import time
 from collections import OrderedDict
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway import metrics
+
+log = logging.getLogger(__name__)
 
 VERSION = 1
 NOT_FOUND_MESSAGE = "PersistedQueryNotFound"
@@ -54,6 +68,14 @@ PERSISTED_QUERIES_MAX_CHARS = 1_000_000
 # A longer document is run but not kept: its client sends it in full each time (two
 # round trips). A document of max_query_tokens tokens is a few KB.
 PERSISTED_QUERY_MAX_DOCUMENT_CHARS = 64 * 1024
+
+# Registrations the host's workers share in SQLite (newest kept): ~64 MB at worst at the
+# largest document kept, a few MB for real documents.
+SHARED_MAX_ENTRIES = 10_000
+# How long a registration lives in Redis (each host's workers keep theirs in memory).
+REDIS_TTL_SECONDS = 24 * 3600
+REDIS_TIMEOUT_SECONDS = 0.2  # as the rate limiter's: a hung Redis must not stall requests
+SHARED_RETRY_SECONDS = 5.0  # after a failure, the shared tier is left alone this long
 
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -105,7 +127,9 @@ class PersistedQueries:
 
     def __init__(self, max_entries: int = PERSISTED_QUERIES_MAX_ENTRIES,
                  max_chars: int = PERSISTED_QUERIES_MAX_CHARS,
-                 max_document_chars: int = PERSISTED_QUERY_MAX_DOCUMENT_CHARS):
+                 max_document_chars: int = PERSISTED_QUERY_MAX_DOCUMENT_CHARS,
+                 shared: SharedDocuments | None = None):
+        self.shared = shared
         self.max_entries = max_entries
         self.max_chars = max_chars
         self.max_document_chars = max_document_chars
@@ -144,16 +168,35 @@ class PersistedQueries:
                 self._chars -= len(dropped)
             return True
 
-    def resolve(self, query: str | None, extensions: Any) -> tuple[str | None, str | None]:
+    async def lookup(self, digest: str) -> str | None:
+        """The document stored under ``digest``: this worker's, else the shared tier's
+        (then kept here too), else None."""
+        query = self.get(digest)
+        if query is None and self.shared is not None:
+            query = await self.shared.get(digest)
+            # what another process wrote is checked as a client's registration is
+            if query is not None and sha256_hex(query) == digest:
+                self.put(digest, query)
+            else:
+                query = None
+        return query
+
+    async def register(self, digest: str, query: str) -> None:
+        """Keep a validated document here and in the shared tier."""
+        if self.put(digest, query) and self.shared is not None:
+            await self.shared.put(digest, query)
+
+    async def resolve(self, query: str | None, extensions: Any
+                      ) -> tuple[str | None, str | None]:
         """``(query to run, hash to store it under once it validates)`` for a request's
         ``query`` and ``extensions``; raises :class:`PersistedQueryError` for a hash
-        this worker does not know (the client resends with the query), a malformed
+        no tier knows (the client resends with the query), a malformed
         ``persistedQuery``, or a query whose SHA-256 is not the hash."""
         digest = requested_hash(extensions)
         if digest is None:
             return query, None
         if query is None:
-            found = self.get(digest)
+            found = await self.lookup(digest)
             if found is None:
                 raise PersistedQueryError(200, NOT_FOUND_MESSAGE, NOT_FOUND_CODE,
                                           NOT_FOUND_HEADERS)
@@ -165,3 +208,177 @@ class PersistedQueries:
         if self.get(digest) is not None:
             return query, None  # known already (and just marked recently used)
         return query, digest
+
+    async def close(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()
+
+
+class SharedDocuments(Protocol):
+    async def get(self, digest: str) -> str | None: ...
+
+    async def put(self, digest: str, query: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class _Failures:
+    """Errors of a shared tier are misses: counted, logged once per outage, and the
+    tier left alone SHARED_RETRY_SECONDS after one."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.failed_at: float | None = None
+
+    def resting(self) -> bool:
+        return (self.failed_at is not None
+                and time.monotonic() - self.failed_at < SHARED_RETRY_SECONDS)
+
+    def failed(self, exc: BaseException) -> None:
+        if self.failed_at is None:
+            log.warning("persisted queries: the shared %s tier failed (%s); this "
+                        "worker's own documents answer meanwhile", self.name, exc)
+        self.failed_at = time.monotonic()
+        metrics.FALLBACKS.labels(f"persisted-queries-{self.name}", type(exc).__name__).inc()
+
+    def ok(self) -> None:
+        self.failed_at = None
+
+
+class SQLiteSharedDocuments:
+    """Registrations shared by the workers of one host, in a SQLite file of their own
+    (soft state: deleting it costs clients one round trip per document)."""
+
+    def __init__(self, path: str | Path, max_entries: int = SHARED_MAX_ENTRIES):
+        self.path = Path(path)
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._failures = _Failures("sqlite")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            from recsys.sqlite_wal import enable_wal
+
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=1.0, check_same_thread=False,
+                                   isolation_level=None)
+            enable_wal(conn)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS persisted_queries ("
+                         "sha256 TEXT PRIMARY KEY, query TEXT NOT NULL, "
+                         "stored INTEGER NOT NULL)")
+            conn.execute("CREATE INDEX IF NOT EXISTS persisted_queries_stored "
+                         "ON persisted_queries (stored)")
+            self._conn = conn
+        return self._conn
+
+    def _get(self, digest: str) -> str | None:
+        with self._lock:
+            row = self._connection().execute(
+                "SELECT query FROM persisted_queries WHERE sha256 = ?", (digest,)).fetchone()
+        return None if row is None else row[0]
+
+    def _put(self, digest: str, query: str) -> None:
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # `stored` counts up: the newest registrations are kept
+                conn.execute(
+                    "INSERT OR IGNORE INTO persisted_queries (sha256, query, stored) "
+                    "VALUES (?, ?, (SELECT COALESCE(MAX(stored), 0) + 1 "
+                    "FROM persisted_queries))", (digest, query))
+                conn.execute(
+                    "DELETE FROM persisted_queries WHERE stored <= "
+                    "(SELECT MAX(stored) FROM persisted_queries) - ?", (self.max_entries,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    async def get(self, digest: str) -> str | None:
+        if self._failures.resting():
+            return None
+        try:
+            found = await asyncio.to_thread(self._get, digest)
+        except sqlite3.Error as exc:
+            self._failures.failed(exc)
+            return None
+        self._failures.ok()
+        return found
+
+    async def put(self, digest: str, query: str) -> None:
+        if self._failures.resting():
+            return
+        try:
+            await asyncio.to_thread(self._put, digest, query)
+        except sqlite3.Error as exc:
+            self._failures.failed(exc)
+            return
+        self._failures.ok()
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class RedisSharedDocuments:
+    """Registrations shared by every worker of every host, as keys that expire."""
+
+    def __init__(self, url: str, ttl_seconds: int = REDIS_TTL_SECONDS):
+        self.url = url
+        self.ttl_seconds = ttl_seconds
+        self._client = None  # made in the event loop that uses it (redis.asyncio)
+        self._failures = _Failures("redis")
+
+    def _redis(self):
+        if self._client is None:
+            import redis.asyncio as redis
+
+            self._client = redis.Redis.from_url(
+                self.url, socket_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+        return self._client
+
+    async def get(self, digest: str) -> str | None:
+        from redis.exceptions import RedisError
+
+        if self._failures.resting():
+            return None
+        try:
+            value = await self._redis().get(f"hunch:apq:{digest}")
+        except (RedisError, OSError) as exc:
+            self._failures.failed(exc)
+            return None
+        self._failures.ok()
+        return None if value is None else value.decode("utf-8", "replace")
+
+    async def put(self, digest: str, query: str) -> None:
+        from redis.exceptions import RedisError
+
+        if self._failures.resting():
+            return
+        try:
+            await self._redis().set(f"hunch:apq:{digest}", query.encode("utf-8"),
+                                    ex=self.ttl_seconds)
+        except (RedisError, OSError) as exc:
+            self._failures.failed(exc)
+            return
+        self._failures.ok()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def make_persisted_queries(session_store: str, home: Path, redis_url: str
+                           ) -> PersistedQueries:
+    """This worker's documents, shared as the feed sessions are: through Redis when
+    they are (every host), else through a SQLite file in ``home`` (this host)."""
+    shared: SharedDocuments = (RedisSharedDocuments(redis_url) if session_store == "redis"
+                               else SQLiteSharedDocuments(home / "persisted-queries.sqlite3"))
+    return PersistedQueries(shared=shared)

@@ -1044,11 +1044,11 @@ class _PreparedDocumentsExtension(SchemaExtension):
                     lambda: _validated(context.schema._schema, document, rules))
             context.pre_execution_errors = errors
             if not errors:
-                _store_persisted(self.execution_context.context, context.query)
+                await _store_persisted(self.execution_context.context, context.query)
         yield
 
 
-def _store_persisted(context: Any, query: str) -> None:
+async def _store_persisted(context: Any, query: str) -> None:
     """Keeps a document sent with its persisted-query hash (checked by the HTTP view,
     gateway/persisted_queries.py) once it has parsed and validated: the hash then
     stands for a document that can run."""
@@ -1057,7 +1057,7 @@ def _store_persisted(context: Any, query: str) -> None:
     digest = context.get("persisted_query_hash")
     store = context.get("persisted_queries")
     if digest is not None and store is not None:
-        store.put(digest, query)
+        await store.register(digest, query)
 
 
 def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases: int,

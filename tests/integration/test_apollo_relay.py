@@ -68,3 +68,59 @@ def test_a_full_page_of_colocated_fragments_is_served(node, one_worker_server, h
     assert all(1 <= len(p) <= 3 for p in polls), polls[:3]
     # both fragments' fields on one merged list (Apollo adds __typename)
     assert all(fields == ["__typename", "id", "question"] for p in polls for fields in p)
+
+
+def page_with_apq(node_bin: str, server: Server, user: str, poll: str) -> dict:
+    """apq_feed.mjs: Apollo Client 4 with PersistedQueryLink pages the feed and sends a
+    mutation, twice with one link (an app whose screen is opened again)."""
+    done = subprocess.run(
+        [node_bin, "apq_feed.mjs", f"{server.url}/graphql", token(user), str(PAGES),
+         str(FIRST), "2", poll],
+        cwd=CLIENTS_DIR, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _first_poll(home) -> str:
+    import csv
+
+    with (home / "data" / "items.csv").open() as fh:
+        return next(csv.DictReader(fh))["ITEM_ID"]
+
+
+def _check_apq_run(out: dict, workers: int) -> list[dict]:
+    # Before the gateway spoke APQ: 400 "No GraphQL query found" for every operation,
+    # on which Apollo Client 4's link neither retries nor disables itself.
+    assert out["error"] is None and out["mutationError"] is None, out
+    served, cached = out["served"], out["cached"]
+    assert len(served) == PAGES * FIRST and len(set(served)) == len(served), served
+    assert cached == served
+    assert out["mutation"] == {"__typename": "Recorded", "stored": True}
+    requests = out["requests"]
+    assert all(r["method"] == "POST" and r["status"] == 200 and r["hash"]
+               for r in requests), requests
+    not_found = [r for r in requests if r["codes"] == ["PERSISTED_QUERY_NOT_FOUND"]]
+    with_query = [r for r in requests if r["query"]]
+    assert all(r["codes"] == [] for r in with_query), with_query
+    # Each document (the feed and the mutation) is sent in full at most once per worker
+    # (none when an earlier test registered it: the host's workers share them), always
+    # right after a worker said it did not know the hash. With the documents per worker
+    # only, Node's fetch sent hash-only requests on one pooled connection and resends on
+    # another: one worker stored, the other was asked, and every operation took two.
+    assert len(not_found) == len(with_query) <= 2 * workers
+    operations = 2 * (PAGES + 1)
+    assert len(requests) == operations + len(not_found)
+    # the second screen: every operation one round trip, by hash alone
+    assert all(not r["query"] and r["codes"] == [] for r in requests[-(PAGES + 1):])
+    return requests
+
+
+def test_apollo_persisted_queries_page_the_feed_and_mutate(node, one_worker_server, home):
+    out = page_with_apq(node, one_worker_server, _user(home), _first_poll(home))
+    requests = _check_apq_run(out, workers=1)
+    assert len(requests) <= 2 * (PAGES + 1) + 2  # 24: two NotFound at most, then hashes
+
+
+def test_apollo_persisted_queries_across_workers(node, two_worker_server, home):
+    out = page_with_apq(node, two_worker_server, _user(home), _first_poll(home))
+    _check_apq_run(out, workers=2)
