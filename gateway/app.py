@@ -409,7 +409,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings), limiters[0],
                                settings.development, feed_executor, limiters[1], limiters[2],
                                limiters[3], limiters[4], limiters[5],
-                               make_persisted_queries(settings.session_store, settings.home,
+                               make_persisted_queries(settings.session_store,
+                                                      settings.sessions_db.parent,
                                                       settings.redis_url))
 
     async def healthz(request: Request) -> Response:

@@ -18,7 +18,8 @@ document the worker has prepared costs what a cached query costs.
 
 Two tiers. Each worker keeps the documents it has used in a bounded LRU, which answers
 almost every request. Behind it the host's workers share what was registered: a SQLite
-file (``<home>/persisted-queries.sqlite3``), or Redis, every host alike, when the feed
+file beside the feed sessions' (``<home>/persisted-queries.sqlite3`` unless
+``HUNCH_SESSIONS_PATH`` puts them elsewhere), or Redis, every host alike, when the feed
 sessions are in Redis (``HUNCH_SESSION_STORE=redis``); the shared tier is read only on a
 worker's miss and written once per registration. Per worker alone was not enough: Node's
 fetch (undici) sent the link's hash-only requests on one pooled connection and its
@@ -31,8 +32,8 @@ as they could by sending its text; it runs as the caller, with the caller's limi
 
 Bounded: a worker keeps at most ``max_entries`` documents and ``max_chars`` characters
 of text in all, the least recently used dropped first, and no document over
-``max_document_chars``. The SQLite tier keeps the newest SHARED_MAX_ENTRIES registrations;
-Redis keys expire after REDIS_TTL_SECONDS. A client registering hashes in bulk pays the
+``max_document_chars``. The shared tier keeps the SHARED_MAX_ENTRIES latest
+registrations of at most SHARED_MAX_DOCUMENT_BYTES each (SQLite and Redis alike). A client registering hashes in bulk pays the
 document rate (HUNCH_DOCUMENT_RATE_PER_MINUTE) for each and only pushes other documents
 out (their clients resend them: one round trip more).
 """
@@ -69,11 +70,11 @@ PERSISTED_QUERIES_MAX_CHARS = 1_000_000
 # round trips). A document of max_query_tokens tokens is a few KB.
 PERSISTED_QUERY_MAX_DOCUMENT_CHARS = 64 * 1024
 
-# Registrations the host's workers share in SQLite (newest kept): ~64 MB at worst at the
-# largest document kept, a few MB for real documents.
-SHARED_MAX_ENTRIES = 10_000
-# How long a registration lives in Redis (each host's workers keep theirs in memory).
-REDIS_TTL_SECONDS = 24 * 3600
+# Registrations shared in SQLite or Redis, the most recently registered kept, and the
+# longest document shared (UTF-8 bytes; a longer one stays in its worker): 32 MB at
+# worst, some hundreds of KB for an app's real documents (a few KB each).
+SHARED_MAX_ENTRIES = 2_000
+SHARED_MAX_DOCUMENT_BYTES = 16 * 1024
 REDIS_TIMEOUT_SECONDS = 0.2  # as the rate limiter's: a hung Redis must not stall requests
 SHARED_RETRY_SECONDS = 5.0  # after a failure, the shared tier is left alone this long
 
@@ -183,7 +184,8 @@ class PersistedQueries:
 
     async def register(self, digest: str, query: str) -> None:
         """Keep a validated document here and in the shared tier."""
-        if self.put(digest, query) and self.shared is not None:
+        if (self.put(digest, query) and self.shared is not None
+                and len(query.encode("utf-8", "surrogatepass")) <= SHARED_MAX_DOCUMENT_BYTES):
             await self.shared.put(digest, query)
 
     async def resolve(self, query: str | None, extensions: Any
@@ -284,11 +286,13 @@ class SQLiteSharedDocuments:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                # `stored` counts up: the newest registrations are kept
+                # `stored` counts up: the latest registrations are kept
                 conn.execute(
-                    "INSERT OR IGNORE INTO persisted_queries (sha256, query, stored) "
+                    "INSERT INTO persisted_queries (sha256, query, stored) "
                     "VALUES (?, ?, (SELECT COALESCE(MAX(stored), 0) + 1 "
-                    "FROM persisted_queries))", (digest, query))
+                    "FROM persisted_queries)) "
+                    "ON CONFLICT (sha256) DO UPDATE SET stored = excluded.stored",
+                    (digest, query))
                 conn.execute(
                     "DELETE FROM persisted_queries WHERE stored <= "
                     "(SELECT MAX(stored) FROM persisted_queries) - ?", (self.max_entries,))
@@ -325,13 +329,33 @@ class SQLiteSharedDocuments:
                 self._conn = None
 
 
-class RedisSharedDocuments:
-    """Registrations shared by every worker of every host, as keys that expire."""
+# Keeps a document and drops the least recently registered past ARGV[4] (one script:
+# atomic, one round trip). A hash of documents and a sorted set of when each was
+# registered, both in one slot (the braces) for Redis Cluster.
+_REGISTER = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  local dropped = redis.call('ZRANGE', KEYS[2], 0, over - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+  redis.call('HDEL', KEYS[1], unpack(dropped))
+end
+return over
+"""
+REDIS_DOCUMENTS_KEY = "hunch:{apq}:documents"
+REDIS_ORDER_KEY = "hunch:{apq}:registered"
 
-    def __init__(self, url: str, ttl_seconds: int = REDIS_TTL_SECONDS):
+
+class RedisSharedDocuments:
+    """Registrations shared by every worker of every host: the latest
+    ``max_entries`` kept, in one Redis hash and one sorted set."""
+
+    def __init__(self, url: str, max_entries: int = SHARED_MAX_ENTRIES):
         self.url = url
-        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
         self._client = None  # made in the event loop that uses it (redis.asyncio)
+        self._register = None
         self._failures = _Failures("redis")
 
     def _redis(self):
@@ -341,6 +365,7 @@ class RedisSharedDocuments:
             self._client = redis.Redis.from_url(
                 self.url, socket_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+            self._register = self._client.register_script(_REGISTER)
         return self._client
 
     async def get(self, digest: str) -> str | None:
@@ -349,7 +374,7 @@ class RedisSharedDocuments:
         if self._failures.resting():
             return None
         try:
-            value = await self._redis().get(f"hunch:apq:{digest}")
+            value = await self._redis().hget(REDIS_DOCUMENTS_KEY, digest)
         except (RedisError, OSError) as exc:
             self._failures.failed(exc)
             return None
@@ -362,8 +387,10 @@ class RedisSharedDocuments:
         if self._failures.resting():
             return
         try:
-            await self._redis().set(f"hunch:apq:{digest}", query.encode("utf-8"),
-                                    ex=self.ttl_seconds)
+            self._redis()
+            await self._register(keys=[REDIS_DOCUMENTS_KEY, REDIS_ORDER_KEY],
+                                 args=[digest, query.encode("utf-8", "surrogatepass"),
+                                       time.time(), self.max_entries])
         except (RedisError, OSError) as exc:
             self._failures.failed(exc)
             return
@@ -373,12 +400,13 @@ class RedisSharedDocuments:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+            self._register = None
 
 
-def make_persisted_queries(session_store: str, home: Path, redis_url: str
+def make_persisted_queries(session_store: str, directory: Path, redis_url: str
                            ) -> PersistedQueries:
     """This worker's documents, shared as the feed sessions are: through Redis when
-    they are (every host), else through a SQLite file in ``home`` (this host)."""
+    they are (every host), else through a SQLite file beside the host's sessions."""
     shared: SharedDocuments = (RedisSharedDocuments(redis_url) if session_store == "redis"
-                               else SQLiteSharedDocuments(home / "persisted-queries.sqlite3"))
+                               else SQLiteSharedDocuments(directory / "persisted-queries.sqlite3"))
     return PersistedQueries(shared=shared)

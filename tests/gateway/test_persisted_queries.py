@@ -10,12 +10,14 @@ import tracemalloc
 import pytest
 
 from gateway.persisted_queries import (
+    SHARED_MAX_DOCUMENT_BYTES,
     PersistedQueries,
     PersistedQueryError,
     RedisSharedDocuments,
     SQLiteSharedDocuments,
     sha256_hex,
 )
+from tests.integration.test_redis_sessions import redis_url  # noqa: F401 (fixture)
 
 
 def doc(k: int, pad: int = 0) -> tuple[str, str]:
@@ -54,19 +56,68 @@ def test_a_flood_of_hashes_leaves_a_worker_at_its_bound():
     assert current < 2_000_000, current  # ~0.3 MB for 1,000 short documents
 
 
-def test_the_hosts_shared_file_keeps_the_newest_registrations(tmp_path):
+async def _keeps_the_latest(shared, other, count) -> None:
+    for k in range(200):
+        await shared.put(*doc(k))
+    await shared.put(*doc(150))  # registered again: now the latest, not a second entry
+    await shared.put(*doc(200))  # pushes out the least recently registered: 151
+    assert await other.get(doc(200)[0]) == doc(200)[1]  # another worker reads it
+    assert await other.get(doc(150)[0]) == doc(150)[1]
+    assert await other.get(doc(151)[0]) is None and await other.get(doc(149)[0]) is None
+    assert await other.get(doc(152)[0]) == doc(152)[1]
+    assert await count() == 50
+
+
+def test_the_hosts_shared_file_keeps_the_latest_registrations(tmp_path):
     async def scenario():
         shared = SQLiteSharedDocuments(tmp_path / "apq.sqlite3", max_entries=50)
         other = SQLiteSharedDocuments(tmp_path / "apq.sqlite3", max_entries=50)
-        for k in range(200):
-            await shared.put(*doc(k))
-        await shared.put(*doc(199))  # again: no second row
-        assert await other.get(doc(199)[0]) == doc(199)[1]  # another worker reads it
-        assert await other.get(doc(149)[0]) is None and await other.get(doc(150)[0])
-        conn = shared._connection()
-        assert conn.execute("SELECT COUNT(*) FROM persisted_queries").fetchone() == (50,)
+
+        async def count():
+            return shared._connection().execute(
+                "SELECT COUNT(*) FROM persisted_queries").fetchone()[0]
+
+        await _keeps_the_latest(shared, other, count)
         await shared.close()
         await other.close()
+
+    asyncio.run(scenario())
+
+
+def test_redis_keeps_the_latest_registrations(redis_url):  # noqa: F811
+    import redis
+
+    from gateway.persisted_queries import REDIS_DOCUMENTS_KEY, REDIS_ORDER_KEY
+
+    redis.Redis.from_url(redis_url).delete(REDIS_DOCUMENTS_KEY, REDIS_ORDER_KEY)
+
+    async def scenario():
+        shared = RedisSharedDocuments(redis_url, max_entries=50)
+        other = RedisSharedDocuments(redis_url, max_entries=50)
+
+        async def count():
+            client = shared._redis()
+            return max(await client.hlen(REDIS_DOCUMENTS_KEY),
+                       await client.zcard(REDIS_ORDER_KEY))
+
+        await _keeps_the_latest(shared, other, count)
+        await shared.close()
+        await other.close()
+
+    asyncio.run(scenario())
+
+
+def test_only_documents_of_bounded_size_are_shared(tmp_path):
+    async def scenario():
+        shared = SQLiteSharedDocuments(tmp_path / "apq.sqlite3")
+        store = PersistedQueries(shared=shared)
+        small, large = doc(1), doc(2, pad=SHARED_MAX_DOCUMENT_BYTES)
+        await store.register(*small)
+        await store.register(*large)
+        assert store.get(large[0]) == large[1]  # this worker keeps it ...
+        assert await shared.get(large[0]) is None  # ... the host does not
+        assert await shared.get(small[0]) == small[1]
+        await store.close()
 
     asyncio.run(scenario())
 

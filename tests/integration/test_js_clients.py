@@ -84,6 +84,25 @@ def test_urql_graphcache_holds_every_poll_served_in_order(node, server, home):
     assert pages["cachedOnly"] == pages["served"]  # the list read again from the cache
 
 
+def test_urql_persisted_exchange_pages_the_feed_and_mutates(node, server, home):
+    """@urql/exchange-persisted (POST, mutations too), twice with one client. Before the
+    gateway spoke APQ: 400 "No GraphQL query found", on which urql does not resend."""
+    out = run_node(node, "urql_apq.mjs", f"{server.url}/graphql", token(_user(home)),
+                   str(PAGES), str(FIRST), "2")
+    assert out["error"] is None, out["error"]
+    assert len(out["served"]) == PAGES * FIRST == len(set(out["served"]))
+    assert out["mutation"] == {"__typename": "Recorded", "stored": True}
+    requests = out["requests"]
+    assert all(r["method"] == "POST" and r["status"] == 200 and r["hash"]
+               for r in requests), requests
+    not_found = [r for r in requests if r["codes"] == ["PERSISTED_QUERY_NOT_FOUND"]]
+    with_query = [r for r in requests if r["query"]]
+    # each document in full once at most (none when the host already had it)
+    assert len(not_found) == len(with_query) <= 2
+    assert len(requests) == 2 * (PAGES + 1) + len(not_found)
+    assert all(not r["query"] and r["codes"] == [] for r in requests[-(PAGES + 1):])
+
+
 def test_each_edge_names_the_recommendation_that_placed_its_poll(server, home):
     """A page that starts inside one recommendation and goes past its end (`after` an edge
     that is not the last, or a larger `first`) holds polls of two: the page's
