@@ -2,8 +2,8 @@
 and urql's persistedExchange.
 
 A client sends ``extensions: {persistedQuery: {version: 1, sha256Hash}}`` and, the
-first time, no ``query``. When this worker knows the hash it runs the document stored
-under it; else it answers the GraphQL error ``PersistedQueryNotFound`` (code
+first time, no ``query``. When the hash is known it runs the document stored under
+it; else it answers the GraphQL error ``PersistedQueryNotFound`` (code
 ``PERSISTED_QUERY_NOT_FOUND``, HTTP 200 and ``Cache-Control: private, no-cache,
 must-revalidate``, as Apollo Server does), and the client sends the request again with
 the query and the hash. The hash must be the SHA-256 of that query (a client cannot put
@@ -33,9 +33,10 @@ as they could by sending its text; it runs as the caller, with the caller's limi
 Bounded: a worker keeps at most ``max_entries`` documents and ``max_chars`` characters
 of text in all, the least recently used dropped first, and no document over
 ``max_document_chars``. The shared tier keeps the SHARED_MAX_ENTRIES latest
-registrations of at most SHARED_MAX_DOCUMENT_BYTES each (SQLite and Redis alike). A client registering hashes in bulk pays the
-document rate (HUNCH_DOCUMENT_RATE_PER_MINUTE) for each and only pushes other documents
-out (their clients resend them: one round trip more).
+registrations of at most SHARED_MAX_DOCUMENT_BYTES each (SQLite and Redis alike). A
+client registering hashes in bulk pays the document rate (HUNCH_DOCUMENT_RATE_PER_MINUTE)
+for each and only pushes other documents out (their clients resend them: one round trip
+more).
 """
 
 from __future__ import annotations

@@ -81,6 +81,14 @@ def page_with_apq(node_bin: str, server: Server, user: str, poll: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _apq_user(home, k: int) -> str:
+    """A user of its own (20 feed pages): the module's other tests spend _user's burst."""
+    import csv
+
+    with (home / "data" / "users.csv").open() as fh:
+        return [r["USER_ID"] for r in csv.DictReader(fh)][k]
+
+
 def _first_poll(home) -> str:
     import csv
 
@@ -116,11 +124,11 @@ def _check_apq_run(out: dict, workers: int) -> list[dict]:
 
 
 def test_apollo_persisted_queries_page_the_feed_and_mutate(node, one_worker_server, home):
-    out = page_with_apq(node, one_worker_server, _user(home), _first_poll(home))
+    out = page_with_apq(node, one_worker_server, _apq_user(home, 2), _first_poll(home))
     requests = _check_apq_run(out, workers=1)
     assert len(requests) <= 2 * (PAGES + 1) + 2  # 24: two NotFound at most, then hashes
 
 
 def test_apollo_persisted_queries_across_workers(node, two_worker_server, home):
-    out = page_with_apq(node, two_worker_server, _user(home), _first_poll(home))
+    out = page_with_apq(node, two_worker_server, _apq_user(home, 3), _first_poll(home))
     _check_apq_run(out, workers=2)
