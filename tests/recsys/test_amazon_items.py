@@ -75,29 +75,34 @@ def test_a_poll_written_through_the_api_reaches_amazon_with_one_textual_property
 
 def test_long_text_is_cut_least_important_first_within_amazons_limits():
     """Five parts of 6,000 characters: Amazon keeps 20,000 of a textual field, so the
-    comments go first, then the end of the option descriptions. Accented text escapes
-    to six JSON characters each: PutItems' 32,000 then cut it further, from its end."""
+    comments go first, then the end of the option descriptions. Accented letters go as
+    themselves (escaped, six JSON characters each, PutItems' 32,000 cut them at ~5,300);
+    quotes escape to two, and the 32,000 then cut the text further, from its end."""
     parts = {"QUESTION": "q" * 6000, "OPTIONS": "o" * 6000, "DESCRIPTION": "d" * 6000,
              "OPTION_DESCRIPTIONS": "x" * 6000, "COMMENTS": "c" * 6000}
     kept = " ".join(("q" * 6000, "o" * 6000, "d" * 6000, "x" * 1997))
     accented = {name: "\u00e9" * 6000 for name in parts} | {"QUESTION": "Who wins?"}
+    quoted = {name: '"' * 6000 for name in parts} | {"QUESTION": "Who wins?"}
     _, events = make_clients(CONFIG, session())
     sent = _sent_items(events)
     with Stubber(events) as stub:
         stub.add_response("put_items", {}, None)
         PersonalizeEventSink(CONFIG, events).put_items({"p1": {**POLL, **parts},
-                                                        "p2": {**POLL, **accented}})
+                                                        "p2": {**POLL, **accented},
+                                                        "p3": {**POLL, **quoted}})
         stub.assert_no_pending_responses()
     (call,) = sent
-    plain, escaped = (json.loads(i["properties"]) for i in call["items"])
+    plain, letters, escaped = (json.loads(i["properties"]) for i in call["items"])
     assert plain["pollText"] == kept and len(kept) == MAX_TEXTUAL_LENGTH
     assert [k for k in escaped if k.lower() in {p.lower().replace("_", "") for p in parts}] \
         == [], "no local text field is sent"
+    assert letters["pollText"] == poll_text({**POLL, **accented})[:MAX_TEXTUAL_LENGTH]
     lengths = [len(i["properties"]) for i in call["items"]]
-    assert lengths[1] <= MAX_PROPERTIES_CHARS and lengths[1] > MAX_PROPERTIES_CHARS - 6
-    whole = poll_text({**POLL, **accented})
+    assert lengths[2] <= MAX_PROPERTIES_CHARS and lengths[2] > MAX_PROPERTIES_CHARS - 2
+    whole = poll_text({**POLL, **quoted})
     assert escaped["pollText"] == whole[:len(escaped["pollText"])]
-    assert escaped["pollText"].startswith("Who wins? \u00e9")
+    assert escaped["pollText"].startswith('Who wins? "')
+    assert len(escaped["pollText"]) < MAX_TEXTUAL_LENGTH
 
 
 def test_chinese_and_japanese_text_is_cut_at_amazons_7000_characters():
@@ -115,6 +120,17 @@ def test_chinese_and_japanese_text_is_cut_at_amazons_7000_characters():
     assert len(poll_text(english)) == MAX_TEXTUAL_LENGTH
     assert len(poll_text(korean)) == MAX_TEXTUAL_LENGTH
     assert len(amazon_item({**POLL, **chinese})["POLL_TEXT"]) == 7000
+    # and PutItems carries all 7,000: escaped ("\u8c01", six characters each) the
+    # properties' 32,000 cut them at ~5,300
+    _, events = make_clients(CONFIG, session())
+    sent = _sent_items(events)
+    with Stubber(events) as stub:
+        stub.add_response("put_items", {}, None)
+        PersonalizeEventSink(CONFIG, events).put_items({"zh": {**POLL, **chinese}})
+        stub.assert_no_pending_responses()
+    (call,) = sent
+    assert json.loads(call["items"][0]["properties"])["pollText"] == amazon_item(
+        {**POLL, **chinese})["POLL_TEXT"]
 
 
 def test_export_counts_a_chinese_poll_cut_at_7000_characters(tmp_path):

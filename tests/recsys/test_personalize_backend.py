@@ -165,8 +165,10 @@ def test_what_a_client_may_send_fits_the_service_model():
     poll = {"CATEGORY": "SPORTS", "AUTHOR_ID": "u1", "CREATION_TIMESTAMP": 1_700_000_000,
             "QUESTION": "Who wins?", "OPTIONS": "Home|Away",
             "DESCRIPTION": "d" * MAX_TEXTUAL_LENGTH, "COMMENTS": "c" * MAX_TEXTUAL_LENGTH}
-    # an escaped character is six in the JSON: cut by what the JSON holds, not the text
+    # letters go as themselves (one character each in the JSON), an escaped character
+    # ('"' is two) is cut by what the JSON holds, not the text
     accented = {**poll, "DESCRIPTION": "\u00e9" * MAX_TEXTUAL_LENGTH, "COMMENTS": None}
+    quoted = {**poll, "DESCRIPTION": '"' * MAX_TEXTUAL_LENGTH, "COMMENTS": None}
     with Stubber(events) as stub:
         stub.add_response("put_events", {}, {"trackingId": "tracking-1", "userId": "u1",
                                              "sessionId": "s1", "eventList": ANY})
@@ -177,21 +179,25 @@ def test_what_a_client_may_send_fits_the_service_model():
                         recommendation_id="r" * 41),
             Interaction("u1", "p4", "HUNCH", 1_700_000_002, event_id="e2",
                         recommendation_id="r" * 40)]) == 2
-        assert sink.put_items({"p9": poll, "p10": accented}) == 2
+        assert sink.put_items({"p9": poll, "p10": accented, "p11": quoted}) == 3
         stub.assert_no_pending_responses()
     (put_events, put_items) = sent
     assert [e.get("recommendationId") for e in put_events["eventList"]] == [None, "r" * 40]
     lengths = [len(i["properties"]) for i in put_items["items"]]
-    # the plain poll's text stops at Amazon's 20,000 characters, the accented one's at
-    # the properties' 32,000 (cut no more than it must)
-    assert max(lengths) <= max_properties and lengths[1] > max_properties - 6
-    long_poll, long_accents = (json.loads(i["properties"]) for i in put_items["items"])
+    # the plain and the accented poll's text stop at Amazon's 20,000 characters, the
+    # quoted one's at the properties' 32,000 (cut no more than it must)
+    assert max(lengths) <= max_properties and lengths[2] > max_properties - 2
+    long_poll, long_accents, long_quotes = (json.loads(i["properties"])
+                                            for i in put_items["items"])
     # one textual field of Amazon's 20,000 characters at most; the least telling text is
     # cut first: the comments went whole, the description lost its end, not the question
     assert set(long_poll) == {"category", "authorId", "creationTimestamp", "pollText"}
     assert long_poll["pollText"] == ("Who wins? Home|Away " + poll["DESCRIPTION"])[
         :MAX_TEXTUAL_LENGTH]
-    assert long_accents["pollText"].startswith("Who wins? Home|Away \u00e9")
+    assert long_accents["pollText"] == ("Who wins? Home|Away " + accented["DESCRIPTION"])[
+        :MAX_TEXTUAL_LENGTH]
+    assert long_quotes["pollText"].startswith('Who wins? Home|Away "')
+    assert len(long_quotes["pollText"]) < MAX_TEXTUAL_LENGTH
     assert _properties({"POLL_TEXT": "short"}) == '{"pollText":"short"}'
 
 
