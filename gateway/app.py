@@ -355,7 +355,14 @@ class HunchGraphQL(GraphQL):
 
     def parse_json(self, data: str | bytes) -> Any:
         value = super().parse_json(data)
-        if not isinstance(value, (dict, list)):  # a list is a batch: strawberry decides
+        if isinstance(value, list):
+            # A batch: several operations in one request, each with its own side effects
+            # (a feed page, a vote) and limits; refused, as Apollo Server 4 does by
+            # default. strawberry said only "Batching is not enabled".
+            raise HTTPException(400, "batched requests (a JSON array of operations) are "
+                                     "not taken: send one operation per request (Apollo "
+                                     "Client: HttpLink, not BatchHttpLink)")
+        if not isinstance(value, dict):
             raise HTTPException(400, 'the request body must be a JSON object: '
                                      '{"query": "...", "variables": {...}}')
         return value

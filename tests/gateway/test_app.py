@@ -227,3 +227,27 @@ def test_events_stored_by_another_worker_are_folded_in_before_any_feed_asks(sett
             assert [i.item_id for i in top] == ["p0"]  # 60 new fans beat p29's 30 votes
 
     asyncio.run(main())
+
+
+def test_a_batch_of_operations_is_refused_with_what_to_send_instead(settings):
+    """Apollo Client's BatchHttpLink sends a JSON array of operations; each would have
+    its own side effects and limits, so batches are refused (as Apollo Server 4 does by
+    default), with what to send instead: strawberry said "Batching is not enabled"."""
+    async def scenario(client):
+        token = {"Authorization": f"Bearer {issue_token(settings, 'reader')}"}
+        batch = [{"query": "{ feed(first: 2) { edges { cursor } } }"}, {"query": "{ me { id } }"}]
+        refused = await client.post("/graphql", json=batch, headers=token)
+        assert refused.status_code == 400
+        (error,) = refused.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_REQUEST"
+        assert "one operation per request" in error["message"]
+        assert "BatchHttpLink" in error["message"]
+        # a scalar body is still told the shape of a request
+        scalar = await client.post("/graphql", json="{ me { id } }", headers=token)
+        assert scalar.status_code == 400
+        assert "must be a JSON object" in scalar.json()["errors"][0]["message"]
+        # and one operation alone is served
+        one = await client.post("/graphql", json=batch[1], headers=token)
+        assert one.status_code == 200 and one.json()["data"]["me"]["id"] == "reader"
+
+    serve(settings, scenario)
