@@ -126,6 +126,7 @@ class BackgroundForwarder:
         self._on_dropped = on_dropped
         self.dropped = 0
         self.closing = False  # a throttled event call is given up rather than retried
+        self._closed = False  # the threads are stopping: what is submitted now is dropped
         self._wake = threading.Event()  # ends a retry's pause early when closing
         self._threads = [threading.Thread(target=self._run, args=(q,), daemon=True,
                                           name=f"personalize-forwarder-{n}")
@@ -144,17 +145,24 @@ class BackgroundForwarder:
         return EventBatcher(self, send, **options)
 
     def _put(self, key: str, item: Callable[[], None] | _Event) -> bool:
+        if self._closed:
+            # No thread would take it: left in a queue it was neither sent nor counted.
+            self._drop()
+            return False
         # crc32, not hash(): the same key picks the same thread in every process run
         shard = self._queues[zlib.crc32(key.encode("utf-8", "surrogatepass"))
                              % len(self._queues)]
         try:
             shard.put_nowait((key, item))
         except queue.Full:
-            self.dropped += 1
-            if self._on_dropped is not None:
-                self._on_dropped()
+            self._drop()
             return False
         return True
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        if self._on_dropped is not None:
+            self._on_dropped()
 
     def records(self, send: Callable[[dict[str, Any]], None], **options: Any
                 ) -> RecordBatcher:
@@ -182,6 +190,7 @@ class BackgroundForwarder:
         self.wait_idle(timeout)
         for batcher in self._batchers:
             batcher.close(max(0.0, deadline - time.monotonic()))
+        self._closed = True
         for q in self._queues:
             try:
                 q.put(None, timeout=0.1)
@@ -252,29 +261,36 @@ class EventBatcher:
         """Send ``events`` (of ``group``, at most ``per_call``) in one call, on the
         calling thread, handling its failures."""
         events = list(events)
+        try:
+            self._send_retrying(group, events)
+        except Exception as exc:  # noqa: BLE001 - reported; the store has the events
+            if len(events) > 1 and self._refused(exc):
+                for event in events:
+                    try:  # one by one, each retried when throttled as the call was
+                        self._send_retrying(group, [event])
+                    except Exception as one:  # noqa: BLE001 - reported
+                        self._on_failed(one, 1)
+                return
+            self._on_failed(exc, len(events))
+
+    def _send_retrying(self, group: Hashable, events: list[Any]) -> None:
+        """One call; sent again whole after a pause (EVENT_RETRY_SECONDS, doubling) for
+        as long as it is throttled (each reported as ``on_failed(exc, 0)``) and the
+        forwarder is not closing. Any other failure, or a throttle while closing, is
+        raised."""
         pause = 0.0
         while True:
             try:
                 self._send(group, events)
                 return
-            except Exception as exc:  # noqa: BLE001 - reported; the store has the events
-                if self._throttled(exc) and not self._forwarder.closing:
-                    self._on_failed(exc, 0)  # retried: reported, nothing lost yet
-                    first, most = self.retry
-                    pause = min(most, max(first, pause * 2))
-                    if self._forwarder.pause(pause):
-                        continue  # the same call, whole
-                    self._on_failed(exc, len(events))  # closing meanwhile: given up
-                    return
-                if len(events) > 1 and self._refused(exc):
-                    for event in events:
-                        try:
-                            self._send(group, [event])
-                        except Exception as one:  # noqa: BLE001 - reported
-                            self._on_failed(one, 1)
-                    return
-                self._on_failed(exc, len(events))
-                return
+            except Exception as exc:
+                if not self._throttled(exc) or self._forwarder.closing:
+                    raise
+                self._on_failed(exc, 0)  # retried: reported, nothing lost yet
+                first, most = self.retry
+                pause = min(most, max(first, pause * 2))
+                if not self._forwarder.pause(pause):
+                    raise  # closing meanwhile: given up
 
 
 class RecordsNotSent(HunchError):

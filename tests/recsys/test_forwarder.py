@@ -291,3 +291,48 @@ def test_events_a_full_queue_cannot_take_are_dropped_and_counted():
     assert forwarder.wait_idle(10)
     forwarder.close()
     assert calls == [("s1", ["a0", "a1"])]
+
+
+def test_an_event_resent_alone_is_retried_when_throttled():
+    """A call refused for what it holds goes again event by event; one of those calls
+    throttled was counted lost (helper-74 left it), though a throttled call is retried
+    whole: each is retried alike now."""
+    gate = threading.Event()
+    forwarder = BackgroundForwarder(threads=1)
+    calls: list[list] = []
+    failures: list[tuple[str, int]] = []
+    throttled: list[int] = []
+
+    def send(group, events) -> None:
+        calls.append(list(events))
+        if "bad" in events:
+            raise _Refused()
+        if events == ["a2"] and not throttled:
+            throttled.append(1)
+            raise _Throttled()  # Amazon over its rate, this once
+
+    batcher = forwarder.events(
+        send, throttled=lambda exc: isinstance(exc, _Throttled),
+        refused_as_input=lambda exc: isinstance(exc, _Refused),
+        on_failed=lambda exc, n: failures.append((type(exc).__name__, n)),
+        retry=(0.01, 0.02))
+    forwarder.submit("u1", lambda: gate.wait(10))
+    for event in ("a0", "bad", "a2"):
+        batcher.submit("u1", "s1", event)
+    gate.set()
+    assert forwarder.wait_idle(10)
+    forwarder.close()
+    assert calls == [["a0", "bad", "a2"], ["a0"], ["bad"], ["a2"], ["a2"]]
+    assert failures == [("_Refused", 1), ("_Throttled", 0)]  # only "bad" lost
+
+
+def test_what_is_submitted_after_close_is_dropped_and_counted():
+    """No thread takes a queue's entries once the forwarder closed: an event or call
+    submitted then sat unsent and uncounted."""
+    dropped: list[int] = []
+    forwarder = BackgroundForwarder(threads=1, on_dropped=lambda: dropped.append(1))
+    batcher, calls, _ = _events(forwarder)
+    forwarder.close()
+    assert batcher.submit("u1", "s1", "late") is False
+    assert forwarder.submit("u1", lambda: calls.append(("call", []))) is False
+    assert forwarder.dropped == 2 and dropped == [1, 1] and calls == []
