@@ -16,11 +16,12 @@ import click
 
 from gateway.settings import load_settings
 
+# The edge's recommendationId (the connection's is deprecated: a page may hold polls of
+# two recommendations, and clients keep one page's connection fields when they merge).
 EXAMPLE_QUERY = """{
   feed(first: 10) {
-    recommendationId
     pageInfo { hasNextPage endCursor }
-    edges { source score promotionName node { id categories question } }
+    edges { source score promotionName recommendationId node { id categories question } }
   }
 }"""
 
