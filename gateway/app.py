@@ -30,6 +30,7 @@ from strawberry.http import GraphQLRequestData
 from gateway import metrics
 from gateway.auth import Authenticator, Principal, Unauthorized
 from gateway.errors import clip_message
+from gateway.ops import OpsAccess, SharedReadiness
 from gateway.persisted_queries import (
     PersistedQueries,
     PersistedQueryError,
@@ -426,11 +427,23 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    # /readyz and /metrics: details for operators only in production (gateway/ops.py)
+    ops_access = OpsAccess(settings, graphql_app.authenticator)
+    public_readiness = SharedReadiness(lambda: services_ref["services"].readiness())
+
     async def readyz(request: Request) -> Response:
-        checks = await services_ref["services"].readiness()
+        if ops_access.allows(request.headers.get("authorization")):
+            checks = await services_ref["services"].readiness()
+        else:
+            checks = {"ready": await public_readiness.ready()}
         return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
 
     async def metrics_route(request: Request) -> Response:
+        if not ops_access.allows(request.headers.get("authorization")):
+            return PlainTextResponse(
+                "metrics are for operators: send 'Authorization: Bearer <HUNCH_OPS_TOKEN>' "
+                "(or an admin token)\n", status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
         body, content_type = metrics.render()
         return PlainTextResponse(body, media_type=content_type)
 

@@ -38,3 +38,9 @@ def check_production(settings: Settings) -> None:
             raise InsecureProductionSettings(
                 f"{variable} is {len(value.encode())} bytes; HUNCH_ENVIRONMENT=production "
                 f"needs a random secret of at least {MIN_SECRET_BYTES} bytes")
+    # Optional, but a short one can be guessed by anyone who can reach /metrics.
+    if settings.ops_token and len(settings.ops_token.encode()) < MIN_SECRET_BYTES:
+        raise InsecureProductionSettings(
+            f"HUNCH_OPS_TOKEN is {len(settings.ops_token.encode())} bytes; "
+            f"HUNCH_ENVIRONMENT=production needs a random token of at least "
+            f"{MIN_SECRET_BYTES} bytes, or none (only admins then read /metrics)")

@@ -574,7 +574,9 @@ class Services:
         # version() would load a newly published one here, on the event loop.
         checks["versions"] = self.recipes.live_versions()
         try:
-            self.events.check_writable()
+            # Off the event loop: it waits for the write lock (an import holds it for
+            # minutes), and every request of the worker would wait with it.
+            await asyncio.to_thread(self.events.check_writable)
             checks["store"] = "writable"
             self._store_reached = True
         except Exception as exc:  # noqa: BLE001 - reported, not raised

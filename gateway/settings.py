@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     event_once_per_poll: list[str] = list(DEFAULT_ONCE_PER_POLL_TYPES)  # JSON list; [] = off
 
     # --- the feed -----------------------------------------------------------------------
+    # Production: the bearer token that reads /metrics and /readyz's details
+    # (gateway/ops.py); admins' JWTs do too. Empty: admins only.
+    ops_token: str = ""
     cursor_secret: str = "dev-only-cursor-secret-change-me"
     # sqlite: shared by the workers of one host; redis: shared by several hosts
     session_store: Literal["sqlite", "redis"] = "sqlite"

@@ -70,6 +70,12 @@ def gql(client: httpx.AsyncClient, settings: Settings, query: str, variables=Non
                        headers={"Authorization": f"Bearer {issue_token(settings, user)}"})
 
 
+def operator(settings: Settings) -> dict[str, str]:
+    """Headers of an admin's request: production shows /metrics and /readyz's details to
+    operators only (gateway/ops.py)."""
+    return {"Authorization": f"Bearer {issue_token(settings, 'ops', admin=True)}"}
+
+
 def codes(body: dict) -> list[str]:
     return [e["extensions"]["code"] for e in body.get("errors", [])]
 
@@ -146,13 +152,13 @@ def test_operation_latency_is_counted_under_the_root_field(settings):
         return float(match.group(1)) if match else 0.0
 
     async def scenario(client):
-        before = (await client.get("/metrics")).text
+        before = (await client.get("/metrics", headers=operator(settings))).text
         await gql(client, settings, ID_ONLY)
         await gql(client, settings, ID_ONLY)
         await gql(client, settings, "{ me { id } }")
         await gql(client, settings, "{ feed(first: 5 { id }")  # does not parse
         await gql(client, settings, "{ madeUpField }")  # does not validate
-        after = (await client.get("/metrics")).text
+        after = (await client.get("/metrics", headers=operator(settings))).text
         assert count(after, "feed") - count(before, "feed") == 2
         assert count(after, "me") - count(before, "me") == 1
         assert count(after, "unknown") - count(before, "unknown") == 2

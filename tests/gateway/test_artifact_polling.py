@@ -19,6 +19,7 @@ from recsys.artifacts import S3ArtifactStore
 from recsys.events import EventStore, Interaction
 from recsys.recipes.base import TrainingData
 from recsys.recipes.popularity_count import PopularityCount
+from tests.gateway.test_app import operator
 from tests.s3_server import s3, s3_server  # noqa: F401 - fixtures
 
 T0 = 1_700_000_000
@@ -101,7 +102,7 @@ def test_a_gateway_whose_artifact_store_is_down_starts_serves_and_says_not_ready
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                ready = await client.get("/readyz")
+                ready = await client.get("/readyz", headers=operator(settings))
                 token = issue_token(settings, "reader")
                 feed = await client.post(
                     "/graphql", json={"query": "{ feed(first: 2) { edges { node { id } } } }"},

@@ -10,7 +10,7 @@ import time
 
 from gateway.services import Services
 from recsys.events import _SCHEMA, EventStore
-from tests.gateway.test_app import settings  # noqa: F401 - the fixture
+from tests.gateway.test_app import operator, settings  # noqa: F401 - the fixture
 
 
 def _has_category(services: Services, poll: str, category: str) -> bool:
@@ -90,14 +90,14 @@ def test_a_failing_refresh_shows_in_metrics_and_readiness_and_recovers(settings)
             reads.down = True
             for _ in range(2):
                 await asyncio.to_thread(services.refresher.run_once)
-            assert failures((await client.get("/metrics")).text).endswith(" 2.0")
-            ready = (await client.get("/readyz")).json()
+            assert failures((await client.get("/metrics", headers=operator(settings))).text).endswith(" 2.0")
+            ready = (await client.get("/readyz", headers=operator(settings))).json()
             assert ready["refresher"]["catalog"]["consecutive_failures"] == 2
             assert STORE_GONE in ready["refresher"]["catalog"]["last_error"]
             assert ready["ready"] is True  # writes work: this outage is of reads only
             reads.down = False
             await asyncio.to_thread(services.refresher.run_once)
-            text = (await client.get("/metrics")).text
+            text = (await client.get("/metrics", headers=operator(settings))).text
             assert failures(text).endswith(" 0.0")
             assert 'hunch_refresh_last_success_timestamp_seconds{task="catalog"}' in text
             await client.aclose()
@@ -177,9 +177,9 @@ def test_events_a_live_model_rejects_show_in_metrics_and_readiness(settings):  #
             services.events.append_many([Interaction("u1", "p1", "HUNCH", now),
                                          Interaction("u2", "p1", "HUNCH", now)])
             services.recipes.model("popularity-count")  # catches up, as a request does
-            text = (await client.get("/metrics")).text
+            text = (await client.get("/metrics", headers=operator(settings))).text
             assert 'hunch_events_not_folded_in_total{recipe="popularity-count"} 2.0' in text
-            ready = (await client.get("/readyz")).json()
+            ready = (await client.get("/readyz", headers=operator(settings))).json()
             assert ready["events_not_folded_in"] == {"popularity-count": 2}
             assert ready["ready"] is True
             await client.aclose()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from recsys.feed_sessions import FallbackFeedSessionStore, SQLiteFeedSessionStore
 from recsys.mixer import FeedItem
-from tests.gateway.test_app import gql, serve, settings  # noqa: F401 - a fixture
+from tests.gateway.test_app import gql, operator, serve, settings  # noqa: F401 - a fixture
 
 PAGE = """query($after: String) { feed(first: 5, after: $after) {
   pageInfo { endCursor hasNextPage } edges { node { id } } } }"""
@@ -30,7 +30,7 @@ def test_a_feed_pages_through_a_redis_outage_on_the_hosts_own_sessions(settings)
             seen += [e["node"]["id"] for e in page["edges"]]
             after = page["pageInfo"]["endCursor"]
         assert len(seen) == 15 == len(set(seen))  # no repeats across the pages
-        ready = (await client.get("/readyz"))
+        ready = (await client.get("/readyz", headers=operator(settings)))
         assert ready.status_code == 200 and ready.json()["ready"] is True
         assert ready.json()["sessions"].startswith("redis unreachable")
 
