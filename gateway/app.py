@@ -17,12 +17,13 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Route
-from cross_web import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLRequestData
@@ -46,6 +47,7 @@ from gateway.rate_limit import (
 from gateway.schema import build_schema
 from gateway.services import Services
 from gateway.settings import Settings, load_settings
+from recsys.errors import HunchError
 
 log = logging.getLogger("gateway")
 
@@ -55,6 +57,14 @@ log = logging.getLogger("gateway")
 # bench/bench_gateway.py at 200 feed req/s: two threads cost 6.3-6.5 ms of server CPU
 # per page and p99 55-61 ms (lock and GIL hand-offs); one thread 5.0-6.0 ms and 39-41 ms.
 FEED_THREADS = 1
+# Request headers a page may send cross-origin: the token, JSON, and what Apollo Client
+# and its tooling add (client name and version, the CSRF-prevention header).
+CORS_HEADERS = ["authorization", "content-type", "apollographql-client-name",
+                "apollographql-client-version", "apollo-require-preflight",
+                "x-apollo-operation-name"]
+# How long a browser may reuse a preflight's answer (Chromium caps it at 2 hours).
+CORS_MAX_AGE_SECONDS = 600
+_ORIGIN = re.compile(r"https?://[^/\s?#]+")
 # zlib level of compressed answers (settings.gzip_min_bytes says which are).
 GZIP_LEVEL = 6
 
@@ -153,6 +163,18 @@ def _media_type_lowercased(scope: Scope) -> Scope:
                 return {**scope, "headers": headers}
             break
     return scope
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """``settings.cors_origins`` checked: a browser sends an origin as scheme://host[:port],
+    never with a path or a trailing slash, so an entry written otherwise would match
+    nothing and the page would fail with no word of why."""
+    for origin in settings.cors_origins:
+        if origin != "*" and not _ORIGIN.fullmatch(origin):
+            raise HunchError(f"HUNCH_CORS_ORIGINS: {origin!r} is not an origin; write "
+                             "scheme://host[:port] with no path or trailing slash, e.g. "
+                             '["https://hunch.app"], or ["*"] for every page')
+    return list(settings.cors_origins)
 
 
 def graphql_error_response(status: int, message: str, code: str | None = None,
@@ -482,10 +504,17 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.gzip_min_bytes:
-        # Outermost, so every answer (refusals included) is sent compressed. Level 6:
+        # Outside the body limit, so every answer (refusals too) goes compressed. Level 6:
         # level 9 saves 0.6 % more bytes of a feed page for 12 % more CPU. No secret is
         # ever in a body beside text a client chose (tokens travel in headers only, the
         # cursors are signed, not secret), so compression leaks nothing (BREACH).
         app.add_middleware(GZipMiddleware, minimum_size=settings.gzip_min_bytes,
                            compresslevel=GZIP_LEVEL)
+    if settings.cors_origins:
+        # Outside compression and the body limit, so that their answers (a 413, a
+        # rate limit's Retry-After) reach the page too: a browser hides an answer
+        # without CORS headers from the script that asked.
+        app.add_middleware(CORSMiddleware, allow_origins=cors_origins(settings),
+                           allow_methods=["POST", "GET"], allow_headers=CORS_HEADERS,
+                           expose_headers=["Retry-After"], max_age=CORS_MAX_AGE_SECONDS)
     return app

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     # once cleaned; internal tools (admins) ingest up to the import's 20,000.
     poll_field_chars: int = Field(2_000, ge=1)
     max_body_bytes: int = 64 * 1024  # a recordImpressions of 100 ids is ~5 KiB
+    # Web pages allowed to call the API from another origin (browsers enforce CORS):
+    # a JSON list of origins, e.g. ["https://hunch.app", "https://tools.hunch.app"], or
+    # ["*"] (safe with bearer tokens, which a page of another site does not have). Empty:
+    # only pages served by the gateway itself (GraphiQL in development).
+    cors_origins: list[str] = []
     # Answers of at least this many bytes are gzip-compressed for clients that accept it
     # (every mobile HTTP stack and browser does): a feed page of 20 polls, 8.3 KB of JSON,
     # goes as 2.1 KB for ~0.07 ms of CPU (~2 % of the page). 0 turns it off, e.g. behind

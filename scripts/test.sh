@@ -25,6 +25,15 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   fi
 fi
 
+# Chromium runs the browser checks (CORS is enforced by browsers only).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium missing: install it (e.g. apt-get install chromium)" >&2
+  fi
+fi
+
 # Tests that need Neo4j fail (not skip) when CI=true, so CI must have a server.
 eval "$(bash scripts/neo4j-for-tests.sh env)"  # HUNCH_NEO4J_* for the tests
 bash scripts/neo4j-for-tests.sh start
