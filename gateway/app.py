@@ -30,6 +30,7 @@ from strawberry.http import GraphQLRequestData
 
 from gateway import metrics
 from gateway.auth import Authenticator, Principal, Unauthorized
+from gateway.daily_quota import make_daily_quota
 from gateway.errors import clip_message
 from gateway.ops import OpsAccess, SharedReadiness
 from gateway.persisted_queries import (
@@ -41,7 +42,6 @@ from gateway.production import check_production
 from gateway.rate_limit import (
     LocalRateLimiter,
     RateLimiter,
-    make_daily_quota,
     make_rate_limiter,
 )
 from gateway.schema import build_schema
@@ -431,10 +431,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 for scope, rate in (("mutation", settings.mutation_rate_per_minute),
                                     ("feed", settings.feed_rate_per_minute),
                                     ("read", settings.read_rate_per_minute))]
+    # Daily quotas hold across the host's workers and restarts: a file beside the
+    # sessions' (or Redis, every host, when the sessions are there).
     limiters.append(make_daily_quota("poll", settings.poll_writes_per_day,
-                                     settings.session_store, settings.redis_url))
+                                     settings.session_store, settings.redis_url,
+                                     settings.sessions_db.parent))
     limiters.append(make_daily_quota("follow", settings.follow_changes_per_day,
-                                     settings.session_store, settings.redis_url))
+                                     settings.session_store, settings.redis_url,
+                                     settings.sessions_db.parent))
     # New documents are new to this worker's cache: counted by the worker, the whole
     # minute's worth at once (a fresh worker's first users bring the app's documents).
     limiters.append(LocalRateLimiter(settings.document_rate_per_minute,

@@ -18,6 +18,9 @@ Two implementations of one small protocol (``await limiter.allow(user_id)``):
   request, which a feed page cannot afford. When Redis fails the worker falls back to its
   own buckets: the limits still hold per worker, and the feed does not fail because the
   limiter did.
+
+Daily quotas (poll writes, follow changes) are :mod:`gateway.daily_quota`: a window of
+24 hours rather than a minute, shared by a host's workers even without Redis.
 """
 
 from __future__ import annotations
@@ -47,7 +50,6 @@ REDIS_TIMEOUT_SECONDS = 0.2
 # asked again.
 REDIS_RETRY_SECONDS = 5.0
 WINDOW_SECONDS = 60
-DAY_SECONDS = 24 * 3600
 # Counts one request in the window's key and returns the count. Atomic, as a script is:
 # the key gets its expiry with its first count, so no key lives without one. The key
 # names its window, so it never needs a later EXPIRE.
@@ -223,14 +225,3 @@ def make_rate_limiter(scope: str, rate_per_minute: int, session_store: str,
         return RedisRateLimiter(redis_url, scope, rate_per_minute)
     return LocalRateLimiter(rate_per_minute)
 
-
-def make_daily_quota(scope: str, per_day: int, session_store: str,
-                     redis_url: str) -> RateLimiter:
-    """At most ``per_day`` requests of a kind per user a day (``scope`` "poll": poll
-    writes). Through Redis, one count per UTC day shared by every worker; else this
-    worker's bucket of ``per_day`` that refills over 24 hours (forgotten on restart)."""
-    local = LocalRateLimiter(per_day, window_seconds=DAY_SECONDS, burst=per_day)
-    if session_store == "redis":
-        return RedisRateLimiter(redis_url, scope, per_day, fallback=local,
-                                window_seconds=DAY_SECONDS)
-    return local

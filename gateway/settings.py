@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     # max_query_nodes' job). Their own limit: a store read costs a fraction of a feed
     # page, and opening polls must not use up a reader's feed pages, nor the reverse.
     read_rate_per_minute: int = Field(300, ge=1)
+    # Daily quotas (gateway/daily_quota.py): at most this many in any 24 hours, shared
+    # by the host's workers (a SQLite file beside the sessions) or by every host (Redis).
     # upsertPoll per user a day (new polls and edits; internal tools are not counted).
     # Every new poll is explored in other users' feeds, so within the mutation limit one
     # account put 300 polls into everyone's feed in 34 s; people post a few a day.

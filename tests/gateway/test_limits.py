@@ -13,12 +13,12 @@ import pytest
 from gateway import app as gateway_app
 from gateway.app import create_app
 from gateway.auth import issue_token
+from gateway.daily_quota import DAY_SECONDS, QUOTA_BUCKET_SECONDS, make_daily_quota
 from gateway.rate_limit import (
     REDIS_WINDOW_SLACK_SECONDS,
     WINDOW_SECONDS,
     LocalRateLimiter,
     RedisRateLimiter,
-    make_daily_quota,
     make_rate_limiter,
 )
 from gateway.services import Services
@@ -71,8 +71,10 @@ def test_poll_writes_are_limited_per_author_a_day(settings):  # noqa: F811
         assert codes(answers[3]) == ["RATE_LIMITED"], answers[3]
         error = answers[3]["errors"][0]
         assert "too many poll writes today" in error["message"]
-        # the bucket of 3 refills over a day: the next write in about 8 hours
-        assert 8 * 3600 - 60 <= error["extensions"]["retryAfter"] <= 8 * 3600, error
+        # the next write once the first leaves the 24-hour window (its quarter hour's
+        # end, plus a day); a bucket that refilled over the day said 8 hours
+        assert DAY_SECONDS < error["extensions"]["retryAfter"] <= (
+            DAY_SECONDS + QUOTA_BUCKET_SECONDS), error
         assert (await client.post("/graphql", json={  # not stored
             "query": '{ poll(id: "spam3") { id } }'}, headers={
             "Authorization": f"Bearer {issue_token(settings, 'reader')}"})).json()[
@@ -104,7 +106,7 @@ def test_poll_writes_are_limited_per_author_a_day(settings):  # noqa: F811
 
 
 def test_a_daily_quota_through_redis_counts_every_host_for_the_day(redis_url):  # noqa: F811
-    day = 86_400
+    day = DAY_SECONDS + QUOTA_BUCKET_SECONDS  # a day after the count's quarter hour ends
 
     async def main():
         clock = [FROZEN]
@@ -115,8 +117,9 @@ def test_a_daily_quota_through_redis_counts_every_host_for_the_day(redis_url):  
             assert [await hosts[k % 2].allow("ann") for k in range(3)] == [True] * 3
             await hosts[0].refund("ann")  # a write the store refused gives its count back
             assert [await hosts[k % 2].allow("ann") for k in range(2)] == [True, False]
-            assert 0 < hosts[0].retry_after("ann") <= day
-            clock[0] += hosts[0].retry_after("ann")  # the next UTC day
+            # the host that refused says when (the gateway asks the limiter that refused)
+            assert day - QUOTA_BUCKET_SECONDS < hosts[1].retry_after("ann") <= day
+            clock[0] += hosts[1].retry_after("ann")  # ann's writes left the window
             await hosts[0].refund("bob")  # nothing counted: nothing to give back
             assert [await hosts[1].allow("bob") for _ in range(4)] == [True] * 3 + [False]
             assert await hosts[1].allow("ann")
@@ -410,10 +413,10 @@ def test_a_daily_quota_falls_back_to_a_daily_bucket_when_redis_fails():
     """helper-66: `fallback or LocalRateLimiter(rate)` took the quota's own (empty, so
     falsy) daily bucket for absent: with Redis down, 100 poll writes a day became 100 a
     minute with bursts of 10."""
-    from gateway.rate_limit import DAY_SECONDS, make_daily_quota
+    from gateway.daily_quota import MemoryDailyQuota
 
     quota = make_daily_quota("poll", 2, "redis", "redis://127.0.0.1:1/0")  # nothing there
-    assert quota.fallback.burst == 2 and quota.fallback.rate == 2 / DAY_SECONDS
+    assert isinstance(quota.fallback, MemoryDailyQuota) and quota.fallback.per_day == 2
 
     async def main():
         try:
