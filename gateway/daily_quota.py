@@ -215,11 +215,11 @@ class _SharedDailyQuota:
             log.info("the %s quota is shared through %s again", self.scope, self.source)
         self._failed_at = None
 
-    def _answer(self, user_id: str, allowed: bool, wait: float) -> bool:
+    def _answer(self, user_id: str, now: float, allowed: bool, wait: float) -> bool:
         if allowed:
             self._refused_until.pop(user_id, None)
         else:
-            self._refused_until[user_id] = self._clock() + wait
+            self._refused_until[user_id] = now + wait
         return allowed
 
     async def _check(self, user_id: str, now: float) -> tuple[bool, float]:
@@ -229,15 +229,16 @@ class _SharedDailyQuota:
         raise NotImplementedError
 
     async def allow(self, user_id: str) -> bool:
+        now = self._clock()
         if not self._resting():
             try:
-                allowed, wait = await self._check(user_id, self._clock())
+                allowed, wait = await self._check(user_id, now)
             except self._errors as exc:
                 self._failed(exc)
             else:
                 self._ok()
-                return self._answer(user_id, allowed, wait)
-        return self._answer(user_id, *self.fallback.check_now(user_id))
+                return self._answer(user_id, now, allowed, wait)
+        return self._answer(user_id, now, *self.fallback.check_now(user_id))
 
     async def refund(self, user_id: str) -> None:
         """One count back (never below zero), where it was most likely counted."""

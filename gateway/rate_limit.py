@@ -87,7 +87,7 @@ class LocalRateLimiter:
                  window_seconds: float = WINDOW_SECONDS, burst: float | None = None):
         """``rate_per_minute`` requests per ``window_seconds`` (a minute unless said)
         sustained, in bursts of ``burst`` (a tenth of the rate, at least 10, unless said;
-        a daily quota is the whole day's count at once)."""
+        the document rate takes the whole minute's worth at once)."""
         if rate_per_minute < 1:
             raise ValueError(f"rate_per_minute must be at least 1, got {rate_per_minute}")
         self.rate = rate_per_minute / float(window_seconds)
