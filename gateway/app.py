@@ -273,8 +273,14 @@ class HunchGraphQL(GraphQL):
                  follow_quota: RateLimiter | None = None,
                  document_rate_limiter: RateLimiter | None = None,
                  persisted_queries: PersistedQueries | None = None):
+        # Queries by GET too (mutations stay POST; strawberry refuses them with 405):
+        # Apollo Kotlin sends persisted queries' hashes by GET by default, and urql
+        # every query within 2,048 characters. A feed page's side effects are a new
+        # session and its log, which a repeated GET repeats as a repeated POST would
+        # (the same `after` gives the same page); no cache keeps the answer (no-store,
+        # and a shared cache does not keep answers to requests with Authorization).
         super().__init__(schema, graphql_ide="graphiql" if development else None,
-                         allow_queries_via_get=False)
+                         allow_queries_via_get=True)
         self.persisted_queries = (persisted_queries if persisted_queries is not None
                                   else PersistedQueries())
         self.services_ref = services_ref
@@ -318,6 +324,9 @@ class HunchGraphQL(GraphQL):
             if reason == "Unsupported content type":  # strawberry's 400: say what to send
                 status, reason = 415, ("unsupported Content-Type: send the request as JSON "
                                        "(Content-Type: application/json)")
+            elif reason == "mutations are not allowed when using GET":  # GraphQL over HTTP
+                status, reason = 405, ("mutations are sent by POST; GET runs queries only "
+                                       "(a GET must change nothing)")
             response = graphql_error_response(status, reason)
         except PersistedQueryError as exc:
             # PersistedQueryNotFound included: HTTP 200 with the code the links retry on
@@ -327,6 +336,10 @@ class HunchGraphQL(GraphQL):
         except Exception:
             log.exception("unexpected error serving a GraphQL request")
             response = graphql_error_response(500, "Unexpected error.", "INTERNAL_SERVER_ERROR")
+        # Every answer is one user's (a feed page, their polls): kept by no cache, not
+        # even the client's HTTP cache, which would answer a GET of the same page again
+        # (PersistedQueryNotFound keeps Apollo Server's own no-cache).
+        response.headers.setdefault("Cache-Control", "no-store")
         await response(scope, receive, send)
 
     async def process_result(self, request: Request, result: Any) -> Any:
@@ -352,12 +365,6 @@ class HunchGraphQL(GraphQL):
         PersistedQueryNotFound; one that also sends the query has the hash checked, and
         the document is stored once it validates (by the prepared documents' step)."""
         if isinstance(request_data, GraphQLRequestData) and request_data.extensions:
-            if (request_data.extensions.get("persistedQuery") is not None
-                    and request.method != "POST"):
-                raise PersistedQueryError(
-                    405, "persisted queries are sent by POST (Apollo's "
-                         "useGETForHashedQueries and urql's preferGetForPersistedQueries "
-                         "must stay off)", "METHOD_NOT_ALLOWED")
             query, register = await self.persisted_queries.resolve(
                 request_data.query, request_data.extensions)
             request_data.query = query

@@ -13,7 +13,7 @@ validation, so only documents that can run are kept.
 The stored text then goes the way of any query: it is parsed, validated and prepared by
 :class:`gateway.schema.PreparedDocuments`, so every limit on a document (tokens, depth,
 aliases, width, the node budget, the per-user rate of new documents, authentication,
-POST only) applies to it as to a document sent in full. A hash-only request for a
+mutations by POST only) applies to it as to a document sent in full. A hash-only request for a
 document the worker has prepared costs what a cached query costs.
 
 Two tiers. Each worker keeps the documents it has used in a bounded LRU, which answers

@@ -77,27 +77,38 @@ def test_relay_connection_holds_every_poll_served_in_order(node, server, home):
     assert records["poll"]["__typename"] == "Poll"
 
 
-def test_urql_graphcache_holds_every_poll_served_in_order(node, server, home):
-    pages = run_node(node, "urql_feed.mjs", f"{server.url}/graphql", token(_user(home)),
-                     str(PAGES), str(FIRST))
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_urql_graphcache_holds_every_poll_served_in_order(node, server, home, method):
+    """urql's default sends each query by GET (within 2,048 characters of URL), which
+    the gateway refused (a 405 for every feed page); "post" is preferGetMethod: false."""
+    with (home / "data" / "users.csv").open() as fh:  # a user (and feed-rate burst) each
+        user = [r["USER_ID"] for r in csv.DictReader(fh)][2 if method == "get" else 3]
+    pages = run_node(node, "urql_feed.mjs", f"{server.url}/graphql", token(user),
+                     str(PAGES), str(FIRST), method)
     assert_kept_what_was_served(pages)
     assert pages["cachedOnly"] == pages["served"]  # the list read again from the cache
+    assert set(pages["methods"]) == {method.upper()}, pages["methods"]
 
 
-def test_urql_persisted_exchange_pages_the_feed_and_mutates(node, server, home):
-    """@urql/exchange-persisted (POST, mutations too), twice with one client. Before the
-    gateway spoke APQ: 400 "No GraphQL query found", on which urql does not resend."""
+@pytest.mark.parametrize("method", ["post", "get"])
+def test_urql_persisted_exchange_pages_the_feed_and_mutates(node, server, home, method):
+    """@urql/exchange-persisted (mutations too), twice with one client: by POST, and with
+    queries and their hashes by GET (preferGetForPersistedQueries, as Apollo Kotlin's
+    default sends hashes), which the gateway refused with 405. Before the gateway spoke
+    APQ: 400 "No GraphQL query found", on which urql does not resend."""
     # A user of its own: this module's other tests spend _user's feed-rate burst.
     with (home / "data" / "users.csv").open() as fh:
-        user = [r["USER_ID"] for r in csv.DictReader(fh)][1]
+        user = [r["USER_ID"] for r in csv.DictReader(fh)][1 if method == "post" else 4]
     out = run_node(node, "urql_apq.mjs", f"{server.url}/graphql", token(user),
-                   str(PAGES), str(FIRST), "2")
+                   str(PAGES), str(FIRST), "2", method)
     assert out["error"] is None, out["error"]
     assert len(out["served"]) == PAGES * FIRST == len(set(out["served"]))
     assert out["mutation"] == {"__typename": "Recorded", "stored": True}
     requests = out["requests"]
-    assert all(r["method"] == "POST" and r["status"] == 200 and r["hash"]
-               for r in requests), requests
+    assert all(r["status"] == 200 and r["hash"] for r in requests), requests
+    by_hash = [r for r in requests if not r["query"]]
+    assert {r["method"] for r in by_hash if r["operation"] == "mutation"} == {"POST"}
+    assert {r["method"] for r in by_hash if r["operation"] == "query"} == {method.upper()}
     not_found = [r for r in requests if r["codes"] == ["PERSISTED_QUERY_NOT_FOUND"]]
     with_query = [r for r in requests if r["query"]]
     # each document in full once at most (none when the host already had it)

@@ -174,15 +174,50 @@ def test_the_node_budget_applies_to_a_persisted_document(apq_server, home):
     assert r.json()["data"] is None and "over the budget of" in r.text, r.text
 
 
-def test_persisted_queries_are_posted(apq_server, home):
+def get(server: Server, params: dict, user: str | None) -> httpx.Response:
+    """A GET as Apollo Kotlin sends a persisted query's hash by default
+    (``httpMethodForHashedQueries = HttpMethod.Get``): JSON values in the query string."""
     import json
 
-    params = {"extensions": json.dumps(persisted(sha(ME)))}
-    r = httpx.get(f"{apq_server.url}/graphql", params=params, timeout=30,
-                  headers={"Authorization": f"Bearer {token(_user(home))}",
-                           "Accept": "application/json"})  # as the links send it
-    assert r.status_code == 405 and codes(r) == ["METHOD_NOT_ALLOWED"], r.text
-    assert "POST" in r.json()["errors"][0]["message"]
+    params = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in params.items()}
+    headers = {"Accept": "application/json"}
+    if user:
+        headers["Authorization"] = f"Bearer {token(user)}"
+    return httpx.get(f"{server.url}/graphql", params=params, headers=headers, timeout=30)
+
+
+def test_a_persisted_query_runs_by_get_as_apollo_kotlin_sends_it(apq_server, home):
+    user = _user(home)
+    query = FEED + " # by GET"
+    ask = {"variables": {"first": 3}, "extensions": persisted(sha(query)),
+           "operationName": "Feed"}
+    r = get(apq_server, ask, user)
+    assert r.status_code == 200 and codes(r) == ["PERSISTED_QUERY_NOT_FOUND"], r.text
+    assert "errors" not in post(apq_server, {**ask, "query": query}, user).json()  # resent
+    r = get(apq_server, ask, user)
+    assert r.status_code == 200 and "errors" not in r.json(), r.text
+    assert len(r.json()["data"]["feed"]["edges"]) == 3
+    # one user's page: kept by no cache (a shared one, nor the app's own HTTP cache)
+    assert r.headers["cache-control"] == "no-store"
+    # signed-in callers only, as by POST
+    assert codes(get(apq_server, ask, None)) == ["UNAUTHENTICATED"]
+
+
+def test_a_mutation_is_never_run_by_get(apq_server, home):
+    """A GET must not change anything: a mutation sent by GET, as a document or by the
+    hash of one stored before, is refused and does nothing."""
+    user = _user(home)
+    poll = post(apq_server, {"query": FEED, "variables": {"first": 1}}, user
+                ).json()["data"]["feed"]["edges"][0]["node"]["id"]
+    variables = {"pollIds": [poll]}
+    refused = get(apq_server, {"query": SEEN, "variables": variables}, user)
+    assert refused.status_code == 405 and codes(refused) == ["METHOD_NOT_ALLOWED"]
+    assert "POST" in refused.json()["errors"][0]["message"]
+    body = {"variables": variables, "extensions": persisted(sha(SEEN))}
+    stored = post(apq_server, {**body, "query": SEEN}, user).json()
+    assert stored["data"]["recordImpressions"]["__typename"] == "Recorded", stored
+    refused = get(apq_server, body, user)
+    assert refused.status_code == 405 and codes(refused) == ["METHOD_NOT_ALLOWED"]
 
 
 def test_registering_documents_costs_the_document_rate(home):

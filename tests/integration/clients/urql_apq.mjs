@@ -1,17 +1,19 @@
 // Pages the Hunch feed and sends a mutation as an urql app with Automatic Persisted
 // Queries does: @urql/exchange-persisted's persistedExchange before the fetchExchange,
-// POST only (preferGetForPersistedQueries: false; the gateway refuses a persisted GET),
-// mutations persisted too (enableForMutation). Counts every HTTP round trip.
+// POST (preferGetForPersistedQueries: false), or with "get" as the last argument urql's
+// defaults for queries and hashed queries by GET; mutations persisted too
+// (enableForMutation, always POSTed). Counts every HTTP round trip.
 //
 // Prints one JSON line: {served, mutation, error, requests} (requests as apq_feed.mjs's).
 //
-// usage: node urql_apq.mjs <graphql url> <bearer token> <pages> <first> [runs]
+// usage: node urql_apq.mjs <graphql url> <bearer token> <pages> <first> [runs] [post|get]
 import { createHash } from "node:crypto";
 
 import { Client, fetchExchange, gql } from "@urql/core";
 import { persistedExchange } from "@urql/exchange-persisted";
 
-const [url, token, pagesArg, firstArg, runsArg] = process.argv.slice(2);
+const [url, token, pagesArg, firstArg, runsArg, methodArg] = process.argv.slice(2);
+const byGet = methodArg === "get";
 const pages = Number(pagesArg);
 const first = Number(firstArg);
 const runs = Number(runsArg ?? 1);
@@ -38,10 +40,18 @@ const SEEN = gql`
 `;
 
 const requests = [];
+let operation = "query"; // what the client is sending, for the counts
 async function countingFetch(input, init) {
   let body = {};
   try {
-    body = JSON.parse(init?.body ?? "{}");
+    if (init?.body) {
+      body = JSON.parse(init.body);
+    } else {
+      // a GET: the operation is in the query string, JSON values as text
+      const params = new URL(String(input)).searchParams;
+      body = { query: params.get("query") ?? undefined,
+               extensions: JSON.parse(params.get("extensions") ?? "{}") };
+    }
   } catch {}
   const response = await fetch(input, init);
   let codes = [];
@@ -49,6 +59,7 @@ async function countingFetch(input, init) {
     codes = ((await response.clone().json()).errors ?? []).map((e) => e.extensions?.code ?? e.message);
   } catch {}
   requests.push({
+    operation,
     method: init?.method ?? "GET",
     status: response.status,
     query: typeof body.query === "string",
@@ -60,13 +71,13 @@ async function countingFetch(input, init) {
 
 const client = new Client({
   url,
-  preferGetMethod: false,
+  ...(byGet ? {} : { preferGetMethod: false }),
   requestPolicy: "network-only",
   fetch: countingFetch,
   fetchOptions: { headers: { authorization: `Bearer ${token}` } },
   exchanges: [
     persistedExchange({
-      preferGetForPersistedQueries: false,
+      preferGetForPersistedQueries: byGet,
       enableForMutation: true,
       generateHash: async (query) => createHash("sha256").update(query).digest("hex"),
     }),
@@ -80,6 +91,7 @@ try {
     out.served = [];
     let after = null;
     for (let page = 0; page < pages; page++) {
+      operation = "query";
       const result = await client.query(FEED, { first, after }).toPromise();
       if (result.error) throw result.error;
       const feed = result.data.feed;
@@ -87,6 +99,7 @@ try {
       if (!feed.pageInfo.hasNextPage) break;
       after = feed.pageInfo.endCursor;
     }
+    operation = "mutation";
     const done = await client.mutation(SEEN, { pollIds: out.served.slice(0, 1) }).toPromise();
     if (done.error) throw done.error;
     out.mutation = done.data.recordImpressions;

@@ -3,15 +3,16 @@
 // list's endCursor. Prints one JSON line: the poll ids (and recommendation ids) each
 // response served, those the cache's merged list holds afterwards, and its pageInfo.
 //
-// urql sends queries as GET by default (preferGetMethod: "within-url-limit"); the
-// gateway takes POST only (a feed page is not a cacheable read), so the client says so.
+// urql sends queries as GET by default (preferGetMethod: "within-url-limit"), which the
+// gateway takes; with "post" as the last argument the client POSTs them instead.
+// Each response's method is kept in `methods`.
 //
-// usage: node urql_feed.mjs <graphql url> <bearer token> <pages> <first>
+// usage: node urql_feed.mjs <graphql url> <bearer token> <pages> <first> [get|post]
 import { Client, fetchExchange, gql } from "@urql/core";
 import { cacheExchange } from "@urql/exchange-graphcache";
 import { relayPagination } from "@urql/exchange-graphcache/extras";
 
-const [url, token, pagesArg, firstArg] = process.argv.slice(2);
+const [url, token, pagesArg, firstArg, methodArg] = process.argv.slice(2);
 const pages = Number(pagesArg);
 const first = Number(firstArg);
 if (!url || !token || !(pages >= 1) || !(first >= 1)) {
@@ -30,12 +31,15 @@ const FEED = gql`
 
 const served = [];
 const servedRecommendationIds = [];
+const methods = [];
 const client = new Client({
   url,
-  preferGetMethod: false,
+  // urql's own default unless told to POST
+  ...(methodArg === "post" ? { preferGetMethod: false } : {}),
   fetchOptions: { headers: { authorization: `Bearer ${token}` } },
   // What the server answered, page by page, to compare with what the cache makes of it.
   fetch: async (...args) => {
+    methods.push(args[1]?.method ?? "GET");
     const response = await fetch(...args);
     const body = await response.clone().json();
     for (const edge of body.data?.feed?.edges ?? []) {
@@ -67,5 +71,6 @@ console.log(JSON.stringify({
   cachedRecommendationIds: feed.edges.map((edge) => edge.recommendationId),
   cachedOnly: cachedOnly.data ? cachedOnly.data.feed.edges.map((edge) => edge.node.id) : null,
   pageInfo: feed.pageInfo,
+  methods,
 }));
 process.exit(0);
