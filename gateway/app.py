@@ -308,7 +308,9 @@ class HunchGraphQL(GraphQL):
             # cannot make a worker parse anything (2,000 tokens of unknown fields took
             # ~300 ms each, and two such clients held a `me` query up for 1.8 s).
             try:
-                request.scope["hunch.principal"] = self.authenticator.authenticate(
+                # async: a token under the identity provider's new key waits for
+                # the JWKS document to be fetched again, off the event loop.
+                request.scope["hunch.principal"] = await self.authenticator.authenticate_async(
                     request.headers.get("authorization"))
             except Unauthorized as exc:
                 # HTTP 200, as a resolver's UNAUTHENTICATED was: Apollo Kotlin and iOS
@@ -425,9 +427,11 @@ async def _nothing() -> None:
     pass
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, services: Services | None = None,
+               authenticator: Authenticator | None = None) -> Starlette:
     settings = settings or load_settings()
     check_production(settings)
+    authenticator = authenticator if authenticator is not None else Authenticator(settings)
     services_ref: dict[str, Any] = {"services": services}
     schema = build_schema(settings.development, settings.max_query_depth,
                           settings.max_query_tokens, settings.max_aliases,
@@ -450,7 +454,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # minute's worth at once (a fresh worker's first users bring the app's documents).
     limiters.append(LocalRateLimiter(settings.document_rate_per_minute,
                                      burst=settings.document_rate_per_minute))
-    graphql_app = HunchGraphQL(schema, services_ref, Authenticator(settings), limiters[0],
+    graphql_app = HunchGraphQL(schema, services_ref, authenticator, limiters[0],
                                settings.development, feed_executor, limiters[1], limiters[2],
                                limiters[3], limiters[4], limiters[5],
                                make_persisted_queries(settings.session_store,
@@ -461,18 +465,28 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return JSONResponse({"status": "ok"})
 
     # /readyz and /metrics: details for operators only in production (gateway/ops.py)
-    ops_access = OpsAccess(settings, graphql_app.authenticator)
-    public_readiness = SharedReadiness(lambda: services_ref["services"].readiness())
+    ops_access = OpsAccess(settings, authenticator)
+
+    async def readiness() -> dict[str, Any]:
+        checks = await services_ref["services"].readiness()
+        jwks = authenticator.readiness()
+        if jwks is not None:
+            # A worker that never obtained the identity provider's keys verifies no one.
+            checks["jwks"] = jwks
+            checks["ready"] = bool(checks["ready"] and jwks["ready"])
+        return checks
+
+    public_readiness = SharedReadiness(readiness)
 
     async def readyz(request: Request) -> Response:
-        if ops_access.allows(request.headers.get("authorization")):
-            checks = await services_ref["services"].readiness()
+        if await ops_access.allows(request.headers.get("authorization")):
+            checks = await readiness()
         else:
             checks = {"ready": await public_readiness.ready()}
         return JSONResponse(checks, status_code=200 if checks["ready"] else 503)
 
     async def metrics_route(request: Request) -> Response:
-        if not ops_access.allows(request.headers.get("authorization")):
+        if not await ops_access.allows(request.headers.get("authorization")):
             return PlainTextResponse(
                 "metrics are for operators: send 'Authorization: Bearer <HUNCH_OPS_TOKEN>' "
                 "(or an admin token)\n", status_code=401,
@@ -490,10 +504,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             services_ref["services"] = Services(settings)
         services_ref["services"]._loop = asyncio.get_running_loop()
         await services_ref["services"].start()
+        # The JWKS document's first fetch (bounded by its timeout; a failure leaves the
+        # worker unready and retrying, gateway/jwks.py), off the event loop.
+        await asyncio.to_thread(authenticator.start)
         log.info("gateway ready", extra={"path": str(settings.home)})
         try:
             yield
         finally:
+            await asyncio.to_thread(authenticator.close)
             feed_executor.shutdown(wait=True)  # in-flight pages finish before the stores close
             for limiter in limiters:
                 with contextlib.suppress(Exception):  # shutting down anyway

@@ -45,7 +45,7 @@ class OpsAccess:
         self._token = settings.ops_token.encode()
         self._authenticator = authenticator
 
-    def allows(self, authorization: str | None) -> bool:
+    async def allows(self, authorization: str | None) -> bool:
         if self.open:
             return True
         scheme, _, credentials = (authorization or "").partition(" ")
@@ -55,7 +55,9 @@ class OpsAccess:
         if self._token and hmac.compare_digest(credentials.encode(), self._token):
             return True
         try:
-            return self._authenticator.authenticate(authorization).is_admin
+            # async: an admin token under a new JWKS key waits for the refetch, off
+            # the event loop (gateway/jwks.py)
+            return (await self._authenticator.authenticate_async(authorization)).is_admin
         except Unauthorized:
             return False
 

@@ -25,7 +25,7 @@ def check_production(settings: Settings) -> None:
     if settings.development:
         return
     secrets = [("cursor_secret", "HUNCH_CURSOR_SECRET")]
-    if settings.jwt_algorithm == "HS256":  # RS256 verifies with a public key instead
+    if settings.jwt_algorithm == "HS256":  # RS256/ES256 verify with public keys instead
         secrets.insert(0, ("jwt_secret", "HUNCH_JWT_SECRET"))
     for field, variable in secrets:
         value: str = getattr(settings, field)

@@ -59,9 +59,16 @@ class Settings(BaseSettings):
     blas_threads: int = 1
 
     # --- auth (bearer JWT) ----------------------------------------------------------
-    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"  # pinned: tokens with others fail
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] = "HS256"  # pinned: tokens with others fail
     jwt_secret: str = "dev-only-secret-change-me-in-production-0123456789"  # HS256
-    jwt_public_key: str = ""  # RS256: PEM text of the issuer's public key
+    jwt_public_key: str = ""  # RS256/ES256: PEM text of the issuer's one public key
+    # RS256/ES256: the identity provider's JWKS document (https; keys chosen by the
+    # token's kid, refetched when it names a new one, at most once a minute). Not with
+    # jwt_public_key: startup refuses both (gateway/auth.py, gateway/jwks.py).
+    jwt_jwks_url: str = ""
+    # How often each worker fetches the JWKS document again (so a withdrawn key stops
+    # being accepted); a shorter Cache-Control max-age is honoured, down to a minute.
+    jwt_jwks_refresh_seconds: float = Field(3600.0, ge=60)
     jwt_audience: str = "hunch-app"
     jwt_issuer: str = "hunch-auth"
 

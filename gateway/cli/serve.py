@@ -21,8 +21,11 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     from gateway.production import check_production
 
+    from gateway.auth import check_jwt_settings
+
     settings = load_settings()
-    check_production(settings)  # before any worker starts: one line, exit 2
+    check_jwt_settings(settings)  # before any worker starts: one line, exit 2
+    check_production(settings)
     configure_logging()
     workers = workers or settings.workers
     if workers > 1 and settings.metrics_across_workers:
