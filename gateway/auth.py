@@ -197,9 +197,11 @@ class Authenticator:
             raise UnknownSigningKey(
                 "the identity provider's signing keys could not be fetched yet "
                 f"({jwks.last_error or 'first fetch under way'}); try again shortly")
+        failing = (f" (and the latest fetch of them failed: {jwks.last_error})"
+                   if jwks.last_error else "")
         raise UnknownSigningKey(
             f"the token's signing key (kid {kid[:64]!r}) is unknown: not among the "
-            "identity provider's published keys")
+            f"identity provider's published keys{failing}")
 
     def _verify_and_remember(self, token: str, key: tuple[object, str | None]) -> Principal:
         principal, expires_at = self._verify(token, key[0])

@@ -153,8 +153,14 @@ class JwksKeys:
             return self._start_locked()
 
     async def wait(self, future: Future[bool]) -> bool:
-        """``future``'s outcome, awaited without blocking the event loop."""
-        return await asyncio.shield(asyncio.wrap_future(future))
+        """``future``'s outcome, awaited without blocking the event loop; False if it
+        takes longer than twice the fetch's timeout (a name lookup is not bounded by
+        httpx's timeouts): the request is answered, the fetch goes on."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
+                                          2 * self.timeout)
+        except asyncio.TimeoutError:
+            return False
 
     def wait_until(self, predicate: Callable[[JwksKeys], bool], timeout: float) -> bool:
         """Whether ``predicate(self)`` held after a fetch within ``timeout`` seconds (for

@@ -201,6 +201,18 @@ def test_tokens_without_kid_or_with_another_algorithm_are_refused_without_a_fetc
     assert server.requests == 1
 
 
+def test_a_cognito_access_token_without_aud_is_refused(server, make_auth, key_a):
+    """Cognito's access tokens name the app client in client_id, with no aud: the
+    README says to send the ID token instead."""
+    server.publish(key_a.jwk)
+    auth = make_auth()
+    access = {k: v for k, v in claims("cognito-sub").items() if k != "aud"}
+    with pytest.raises(Unauthorized, match='missing the "aud" claim'):
+        check(auth, key_a.token({**access, "client_id": "hunch-app", "token_use": "access"}))
+    id_token = {**claims("cognito-sub"), "token_use": "id"}
+    assert check(auth, key_a.token(id_token)).user_id == "cognito-sub"
+
+
 def test_es256_keys(server, make_auth):
     ec_key = SigningKey("ec-1", "ES256")
     rsa_key = SigningKey("rsa-1")
@@ -294,6 +306,38 @@ def test_a_slow_endpoint_times_out_and_the_keys_stay(server, make_auth, key_a):
     assert auth.jwks.fetch().result() is False
     assert "0.5 s" in auth.readiness()["last_error"]
     assert check(auth, key_a.token(claims("u-slow"))).user_id == "u-slow"
+
+
+class StuckTransport(httpx.BaseTransport):
+    """A fetch stuck where httpx's timeouts do not reach (a name lookup), until released."""
+
+    def __init__(self, document: bytes) -> None:
+        self.release = threading.Event()
+        self.document = document
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.release.wait(30)
+        return httpx.Response(200, stream=httpx.ByteStream(self.document))
+
+
+def test_a_request_waits_for_a_stuck_fetch_only_so_long(clock, key_a, key_b):
+    url = "http://jwks.invalid/keys.json"
+    transport = StuckTransport(json.dumps({"keys": [key_a.jwk, key_b.jwk]}).encode())
+    jwks = JwksKeys(url, "RS256", allow_http=True, clock=clock, timeout=0.25,
+                    transport=transport)
+    auth = Authenticator(Settings(jwt_algorithm="RS256", jwt_jwks_url=url), jwks=jwks)
+    try:
+        with pytest.raises(UnknownSigningKey, match="could not be fetched yet"):
+            check(auth, key_b.token(claims("u-stuck")))  # answered after 2 x 0.25 s
+        transport.release.set()
+        # the stuck fetch ends refused: its answer came after the whole fetch's deadline
+        assert jwks.wait_until(lambda keys: keys.fetches == 1, timeout=30)
+        assert "took over 0.25 s" in jwks.last_error and not jwks.obtained
+        clock.t += 60
+        assert check(auth, key_b.token(claims("u-stuck"))).user_id == "u-stuck"
+    finally:
+        transport.release.set()
+        auth.close()
 
 
 def _padded(key: SigningKey, size: int) -> bytes:
