@@ -28,7 +28,7 @@ from recsys.errors import HunchError
 from recsys.events import EventStore, Interaction
 from recsys.recipes.base import TrainingData
 from recsys.recipes.popularity_count import PopularityCount
-from tests.gateway.jwks_server import JwksServer, SigningKey, hs256_token
+from tests.jwks_server import JwksServer, SigningKey, hs256_token
 
 T0 = 1_700_000_000
 
@@ -279,6 +279,20 @@ def test_the_background_keeps_trying_until_the_endpoint_is_up(server, make_auth,
     assert auth.jwks.wait_until(lambda keys: keys.obtained, timeout=30)
     assert auth.readiness()["ready"] is True
     assert auth.authenticate(bearer(key_a.token(claims("u-bg")))).user_id == "u-bg"
+
+
+def test_the_periodic_refresh_drops_a_withdrawn_key(server, make_auth, key_a, key_b):
+    server.publish(key_a.jwk, key_b.jwk)
+    auth = make_auth(start=False)
+    auth.jwks.refresh_seconds = 0.01  # under the setting's floor, for the test only
+    auth.start()
+    withdrawn = key_a.token(claims("u-a"))
+    assert auth.authenticate(bearer(withdrawn)).user_id == "u-a"  # remembered
+    server.publish(key_b.jwk)  # key A withdrawn (say, after an incident)
+    assert auth.jwks.wait_until(lambda keys: keys.kids == ["key-b"], timeout=30)
+    with pytest.raises(UnknownSigningKey, match="is unknown"):
+        auth.authenticate(bearer(withdrawn))
+    assert auth.authenticate(bearer(key_b.token(claims("u-b")))).user_id == "u-b"
 
 
 def test_endpoint_down_at_a_refresh_keeps_the_keys(server, make_auth, key_a):

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.gateway.jwks_server import JwksServer, SigningKey
+from tests.jwks_server import JwksServer, SigningKey
 from tests.integration.conftest import Server
 
 ME = "{ me { id } }"
