@@ -503,10 +503,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if services_ref["services"] is None:
             services_ref["services"] = Services(settings)
         services_ref["services"]._loop = asyncio.get_running_loop()
-        await services_ref["services"].start()
         # The JWKS document's first fetch (bounded by its timeout; a failure leaves the
-        # worker unready and retrying, gateway/jwks.py), off the event loop.
-        await asyncio.to_thread(authenticator.start)
+        # worker unready and retrying, gateway/jwks.py) runs off the event loop while
+        # the models load.
+        await asyncio.gather(services_ref["services"].start(),
+                             asyncio.to_thread(authenticator.start))
         log.info("gateway ready", extra={"path": str(settings.home)})
         try:
             yield

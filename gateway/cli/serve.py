@@ -19,9 +19,8 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
 
     from gateway.app import configure_logging
 
-    from gateway.production import check_production
-
     from gateway.auth import check_jwt_settings
+    from gateway.production import check_production
 
     settings = load_settings()
     check_jwt_settings(settings)  # before any worker starts: one line, exit 2
