@@ -31,6 +31,11 @@ DEV_TOKEN_LIFETIME_SECONDS = 24 * 3600
 # feed request's time in the event loop. 10,000 entries is ~3 MB and covers the users
 # active on one worker within a token's lifetime; the least recently used go first.
 TOKEN_CACHE_SIZE = 10_000
+# How far a token's iat or nbf may be ahead of this server's clock. A provider's token
+# is used the moment it is minted, so with no allowance a server whose clock is a little
+# behind the provider's refused fresh tokens ("not yet valid (iat)": the complaint
+# firebase-admin's clock_skew_seconds answers). exp gets none: it is the token's end.
+CLOCK_SKEW_SECONDS = 60
 
 
 class Unauthorized(HunchError):
@@ -219,12 +224,14 @@ class Authenticator:
             claims = jwt.decode(
                 token, key, algorithms=[self.algorithm],
                 audience=self.settings.jwt_audience, issuer=self.settings.jwt_issuer,
-                options={"require": ["exp", "sub", "aud", "iss"]},
+                options={"require": ["exp", "sub", "aud", "iss"],
+                         "verify_iat": False, "verify_nbf": False},  # below, with skew
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("the token has expired; sign in again") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthorized(f"invalid token: {exc}") from exc
+        _check_not_before(claims, time.time())
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthorized("the token's sub claim must be the user id")
@@ -267,6 +274,20 @@ def _bearer(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("the Authorization header must be 'Bearer <jwt>'")
     return token
+
+
+def _check_not_before(claims: dict, now: float) -> None:
+    """``nbf`` and ``iat`` may be up to :data:`CLOCK_SKEW_SECONDS` ahead of this server's
+    clock; ``exp`` is checked without it."""
+    for claim in ("nbf", "iat"):
+        if claim not in claims:
+            continue
+        value = claims[claim]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Unauthorized(f"invalid token: its {claim} claim must be a number")
+        if value > now + CLOCK_SKEW_SECONDS:
+            raise Unauthorized(f"the token is not valid yet: its {claim} is "
+                               f"{value - now:.0f} s ahead of this server's clock")
 
 
 def _valid_unicode(text: str) -> bool:

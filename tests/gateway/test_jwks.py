@@ -170,6 +170,20 @@ def test_made_up_kids_cause_one_fetch_a_minute(server, make_auth, clock, key_a):
     assert server.requests == 3
 
 
+def test_a_token_minted_by_a_clock_a_little_ahead_is_accepted(server, make_auth, key_a):
+    """The provider's clock may be ahead of ours: a token used the moment it is minted
+    has an iat in our future (PyJWT alone refused it: "not yet valid (iat)")."""
+    server.publish(key_a.jwk)
+    auth = make_auth()
+    now = int(time.time())
+    fresh = claims("u-fresh", iat=now + 5, nbf=now + 5)
+    assert check(auth, key_a.token(fresh)).user_id == "u-fresh"
+    with pytest.raises(Unauthorized, match="not valid yet: its nbf"):
+        check(auth, key_a.token(claims("u-later", nbf=now + 3600)))
+    with pytest.raises(Unauthorized, match="iat claim must be a number"):
+        check(auth, key_a.token(claims("u-odd", iat="yesterday")))
+
+
 def test_a_known_kid_with_another_keys_signature_is_refused(server, make_auth, key_a,
                                                             key_c):
     server.publish(key_a.jwk)
