@@ -3,6 +3,7 @@ paging, signed cursors, Personalize's promotion semantics."""
 
 from __future__ import annotations
 
+import math
 import random
 import subprocess
 import sys
@@ -181,9 +182,14 @@ def test_interacted_polls_are_excluded_and_recommendations_reported():
 def test_one_session_paged_alternately_through_two_processes(tmp_path):
     """Two worker processes share one SQLite session store: no repeats, no skips."""
     db = tmp_path / "sessions.sqlite3"
+    here = __import__('pathlib').Path(__file__).resolve().parent
+    # The workers run this tree's code, as this process does: from another directory a
+    # bare `import recsys` found the editable install (another clone, changing under CI).
     script = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+        sys.path[:0] = [{str(here)!r}, {str(here.parents[1])!r}]
+        import recsys
+        assert recsys.__file__.startswith({str(here.parents[1])!r}), recsys.__file__
         from test_feed import make_feed
         from recsys.feed_sessions import SQLiteFeedSessionStore
         feed = make_feed(SQLiteFeedSessionStore({str(db)!r}))
@@ -378,39 +384,57 @@ def test_a_vote_stored_by_another_worker_leaves_the_next_feed(tmp_path):
         asyncio.run(services.close())
 
 
+def only_this_tests_sweep(feed_sessions, monkeypatch) -> None:
+    """The store's own background round sweeps too (CHECKPOINT_SECONDS after its first
+    session, then every SWEEP_SECONDS): a test thread held up that long under load met
+    it, and it took the expired sessions first (``sweep() == 7`` read 0) or paused in
+    the test's patched sleep. Here only the test sweeps; the round still checkpoints."""
+    monkeypatch.setattr(feed_sessions, "SWEEP_SECONDS", math.inf)
+
+
 def test_expired_sessions_are_swept_in_batches_and_live_ones_kept(tmp_path, monkeypatch):
     import recsys.feed_sessions as feed_sessions
     from recsys.mixer import FeedItem
 
     monkeypatch.setattr(feed_sessions, "SWEEP_BATCH_SESSIONS", 3)
+    only_this_tests_sweep(feed_sessions, monkeypatch)
     store = SQLiteFeedSessionStore(tmp_path / "sessions.sqlite3")
-    item = FeedItem("p1", "trending-now", 1.0, 1, "rid")
-    expired = [store.create("u1", -1, [item])[0] for _ in range(7)]
-    live, _ = store.create("u1", 60, [item])
-    assert store.sweep() == 7
-    assert all(store.snapshot(s) is None for s in expired)
-    assert [i.item_id for i in store.snapshot(live).items] == ["p1"]
-    rows = store._conn.execute("SELECT COUNT(*) FROM feed_session_pages").fetchone()[0]
-    assert rows == 1
+    try:
+        item = FeedItem("p1", "trending-now", 1.0, 1, "rid")
+        expired = [store.create("u1", -1, [item])[0] for _ in range(7)]
+        live, _ = store.create("u1", 60, [item])
+        assert store.sweep() == 7
+        assert all(store.snapshot(s) is None for s in expired)
+        assert [i.item_id for i in store.snapshot(live).items] == ["p1"]
+        rows = store._conn.execute("SELECT COUNT(*) FROM feed_session_pages").fetchone()[0]
+        assert rows == 1
+    finally:
+        store.close()  # ends the store's background thread
 
 
 def test_the_sweep_lets_go_of_the_write_lock_between_batches(tmp_path, monkeypatch):
     """A writer in another process must get in between two batches: re-taking the lock
     at once starved feed requests for as long as a big sweep ran."""
     import sqlite3
+    import threading
+    import time
 
     import recsys.feed_sessions as feed_sessions
     from recsys.mixer import FeedItem
 
     monkeypatch.setattr(feed_sessions, "SWEEP_BATCH_SESSIONS", 2)
+    only_this_tests_sweep(feed_sessions, monkeypatch)
     store = SQLiteFeedSessionStore(tmp_path / "sessions.sqlite3")
     item = FeedItem("p1", "trending-now", 1.0, 1, "rid")
     for _ in range(5):
         store.create("u1", -1, [item])
     other = sqlite3.connect(tmp_path / "sessions.sqlite3", timeout=0, isolation_level=None)
     writes_between_batches = []
+    sweeper, real_sleep = threading.current_thread(), time.sleep
 
     def pause(seconds: float) -> None:
+        if threading.current_thread() is not sweeper:
+            return real_sleep(seconds)  # time.sleep is the process's: other threads sleep
         # Longer than SQLite's busy handler's longest sleep, so a waiter wakes inside it.
         assert seconds > 0.1
         other.execute("BEGIN IMMEDIATE")  # timeout 0: fails if the sweep held the lock
@@ -424,6 +448,7 @@ def test_the_sweep_lets_go_of_the_write_lock_between_batches(tmp_path, monkeypat
         assert store.sweep() == 5
     finally:
         other.close()
+        store.close()
     assert len(writes_between_batches) == 2  # after the two full batches, not the last
 
 
