@@ -57,3 +57,40 @@ def redis_server(tmp_path_factory):
     server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
     yield server
     server.destroy()
+
+
+# --- the tree under test must not change during the run (tests/source_changes.py) -----
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SOURCES_AT_START = pytest.StashKey[dict]()
+
+
+def pytest_sessionstart(session):
+    from pathlib import Path
+
+    from tests.source_changes import source_stamps
+
+    session.config.stash[_SOURCES_AT_START] = source_stamps(Path(_ROOT))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    from pathlib import Path
+
+    from tests.source_changes import changed_sources, source_stamps
+
+    before = config.stash.get(_SOURCES_AT_START, None)
+    if before is None:
+        return
+    changed = changed_sources(before, source_stamps(Path(_ROOT)))
+    if not changed:
+        return
+    terminalreporter.section("source files changed during this run", yellow=True)
+    terminalreporter.write_line(
+        "These files were edited, committed or checked out while the tests ran; modules "
+        "imported before and after the change are different versions, so a failure here "
+        "(an ImportError or AttributeError above all) may be the mix, not the code. Run "
+        "again on a tree nobody changes (another clone or a git worktree):")
+    for path in changed[:20]:
+        terminalreporter.write_line(f"  {path}")
+    if len(changed) > 20:
+        terminalreporter.write_line(f"  ... and {len(changed) - 20} more")
