@@ -624,6 +624,9 @@ class Services:
         self.filters.close()
         self.promotions.close()
         self._catalog_events.close()
+        # Its checkpoint thread (SQLite) or Redis connections: left open, each worker
+        # closed (a reload, every test) kept a thread waking every 2 s for good.
+        self.session_store.close()
 
 
 def _event_copy_failed(exc: BaseException, events: int) -> None:

@@ -140,3 +140,22 @@ def test_a_memory_graph_beside_shared_stores_is_warned_of(settings, caplog):  # 
         asyncio.run(services.close())
         assert any("HUNCH_GRAPH_STORE=memory" in r.getMessage()
                    for r in caplog.records) is expected
+
+
+def test_closing_a_worker_closes_its_session_store(tmp_path):
+    """Services.close left the sessions store open: its checkpoint thread went on waking
+    every 2 s for good, one more per worker closed (every test that built one)."""
+    import asyncio
+
+    from gateway.services import Services
+    from gateway.settings import Settings
+
+    services = Services(Settings(home=tmp_path, graph_store="memory"))
+    try:
+        services.feed("u1", 5, None)  # a first session starts the store's thread
+        thread = services.session_store._checkpointer
+        assert thread.is_alive()
+    finally:
+        asyncio.run(services.close())
+    thread.join(timeout=30)  # close() wakes it: it ends at once
+    assert not thread.is_alive()
