@@ -75,7 +75,7 @@ class Author:
 
         def read() -> list[Poll]:  # the catalog lock and the store: off the event loop
             ids = services.polls_by_author(str(self.id), first)  # newest first
-            records = services.events.get_items(ids)
+            records = services.reads.get_items(ids)
             return [Poll.from_record(records[i]) for i in ids if i in records]
 
         return await asyncio.to_thread(read)
@@ -525,15 +525,16 @@ class Query:
     @strawberry.field
     async def poll(self, info: Info, id: strawberry.ID) -> Poll | None:
         await _check_read_rate(info, _principal(info))
-        # Reads wait on the store's lock (behind a commit's fsync): off the event loop.
-        record = await asyncio.to_thread(_services(info).events.get_item, str(id))
+        # Off the event loop (disk I/O), on the connection that never writes: on the
+        # writes' one it waited behind any write waiting for the file (Services.reads).
+        record = await asyncio.to_thread(_services(info).reads.get_item, str(id))
         return Poll.from_record(record) if record else None
 
     @strawberry.field
     async def me(self, info: Info) -> Me:
         principal = _principal(info)
         await _check_read_rate(info, principal)
-        record = await asyncio.to_thread(_services(info).events.get_user,
+        record = await asyncio.to_thread(_services(info).reads.get_user,
                                          principal.user_id) or {}
         return Me(id=strawberry.ID(principal.user_id), cluster=record.get("CLUSTER"),
                   community=record.get("COMMUNITY"), locale=record.get("LOCALE"))

@@ -114,6 +114,12 @@ class Services:
         # fsyncs and behind the catalog refresh's item count (15 ms at 50k polls, every
         # 2 s), since one connection runs one statement at a time.
         self._feed_events = open_event_store(settings.event_store_url)
+        # What clients read (poll, me, Author.polls, a feed page's polls): a connection
+        # that never writes. On self.events they queued behind its lock, which a write
+        # holds while it waits for the file's write lock: during `hunch data import`
+        # (minutes), one vote or one readiness probe held every read of the worker, and
+        # its only feed thread, for the 30 s busy timeout (WAL readers never wait).
+        self.reads = open_event_store(settings.event_store_url)
         # Read once per feed request; the two readers below query only when it moved.
         self.event_head = EventHead(self._feed_events)
         self.latest_interactions = LatestInteractionsCache(
@@ -307,7 +313,7 @@ class Services:
         """The stored records of a page's polls; while the event store is down, none: the
         page is served with poll ids only and marked degraded."""
         try:
-            return self.events.get_items(i.item_id for i in result.page.items)
+            return self.reads.get_items(i.item_id for i in result.page.items)
         except StoreUnavailable:
             if STORE_DEGRADED not in result.degraded:
                 result.degraded.append(STORE_DEGRADED)
@@ -621,6 +627,7 @@ class Services:
             self.follow_journal.close()
         self.events.close()
         self._feed_events.close()
+        self.reads.close()
         self.filters.close()
         self.promotions.close()
         self._catalog_events.close()

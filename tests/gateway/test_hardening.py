@@ -115,6 +115,7 @@ def test_engine_failures_are_masked_and_user_mistakes_stay_typed(settings):  # n
         # The event store failing is not the client's fault: no code that blames the
         # input, and no message naming the file.
         services.events.close()
+        services.reads.close()
         body = (await gql(client, settings, '{ poll(id: "p1") { id } }')).json()
         assert codes(body) == ["INTERNAL_SERVER_ERROR"]
         assert body["errors"][0]["message"] == "Unexpected error."
@@ -150,6 +151,7 @@ def test_client_mistakes_log_one_info_line_and_failures_their_traceback(settings
         assert any(m.startswith("client error INVALID_CURSOR") for m in lines), lines
         assert all("\n" not in m for m in lines)
         services.events.close()  # the engine failing: not the client's fault
+        services.reads.close()
         body = (await gql(client, settings, '{ poll(id: "p1") { id } }')).json()
         assert codes(body) == ["INTERNAL_SERVER_ERROR"]
         failures = [r for r in caplog.records if r.levelno >= logging.ERROR]

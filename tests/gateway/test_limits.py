@@ -289,7 +289,7 @@ def test_resolvers_that_touch_the_stores_run_off_the_event_loop(settings):  # no
 
         setattr(owner, name, called)
 
-    for owner, name in ((services.events, "get_item"), (services.events, "get_user"),
+    for owner, name in ((services.reads, "get_item"), (services.reads, "get_user"),
                         (services, "upsert_poll"), (services, "polls_by_author"),
                         (services.promotions, "list"), (services.promotions, "create"),
                         (services.filters, "list"), (services.filters, "create")):

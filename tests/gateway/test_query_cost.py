@@ -59,8 +59,8 @@ def _spied(settings) -> tuple[Services, list[str]]:  # noqa: F811
     """Services whose store reads (every resolver's way to data) are recorded."""
     services = Services(settings)
     calls: list[str] = []
-    for owner, name in ((services.events, "get_item"), (services.events, "get_items"),
-                        (services.events, "get_user"), (services, "polls_by_author"),
+    for owner, name in ((services.reads, "get_item"), (services.reads, "get_items"),
+                        (services.reads, "get_user"), (services, "polls_by_author"),
                         (services, "feed")):
         method = getattr(owner, name)
 

@@ -1,0 +1,106 @@
+"""What one client's request waits for must not hold up the worker's other requests.
+
+A worker serves every request on one event loop, plus a few threads (the feed's one,
+asyncio's default pool). During `hunch data import` the events file's write lock is
+held for minutes, and a write that comes meanwhile waits up to the 30 s busy timeout:
+that wait must hold up nothing but its own request. Each test holds the lock from a
+connection of its own (as the import does), starts a request that waits for it, and
+checks that others are answered while that one is still pending; then lets go and
+checks that the waiting request succeeded (on the old code it had timed out first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import httpx
+
+from gateway.app import create_app
+from gateway.services import Services
+from tests.gateway.test_app import gql, serve, settings  # noqa: F401 - a fixture
+
+VOTE = """mutation($p: ID!) { recordInteraction(input: {pollId: $p, eventType: "HUNCH"}) {
+  __typename ... on Recorded { stored } } }"""
+READS = (
+    ('{ poll(id: "p1") { id question } }', lambda d: d["poll"]["question"] == "question of p1?"),
+    ("{ me { id } }", lambda d: d["me"]["id"] == "reader"),
+    ('{ poll(id: "p1") { author { polls(first: 2) { id } } } }',
+     lambda d: len(d["poll"]["author"]["polls"]) == 2),
+    # a page whose polls' records are read: on the feed's one thread
+    ("{ feed(first: 3) { edges { node { id question } } } }",
+     lambda d: all(e["node"]["question"] for e in d["feed"]["edges"])),
+)
+
+
+def _held_elsewhere(lock) -> bool:
+    """Whether another thread holds ``lock`` (a threading lock or RLock) now."""
+    if lock.acquire(blocking=False):
+        lock.release()
+        return False
+    return True
+
+
+async def _until(condition) -> None:
+    """Yield to the loop (and the threads) until ``condition()``: a request has reached
+    the point the test waits for. Polls a state; orders nothing by time."""
+    while not condition():
+        await asyncio.sleep(0.001)
+
+
+def _write_lock(settings):  # noqa: F811
+    """A connection holding the events file's write lock, as an import's transaction."""
+    holder = sqlite3.connect(settings.events_db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_reads_are_answered_while_a_vote_waits_for_the_write_lock(settings):  # noqa: F811
+    """A vote waiting for the file held the store's one connection, which every read
+    (poll, me, Author.polls, a feed page's polls) shared: each waited with it, and the
+    feed's one thread with them; now they read on a connection that never writes."""
+    services = Services(settings)
+    app = create_app(settings, services)
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        holder = _write_lock(settings)
+        try:
+            vote = asyncio.ensure_future(gql(client, settings, VOTE, {"p": "p2"}, user="voter"))
+            # the vote is in the store's write, waiting for the lock the test holds
+            await _until(lambda: _held_elsewhere(services.events._lock))
+            for query, check in READS:
+                body = (await gql(client, settings, query)).json()
+                assert "errors" not in body and check(body["data"]), body
+            assert not vote.done()  # every read answered while the vote still waits
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        assert (await vote).json()["data"]["recordInteraction"] == {
+            "__typename": "Recorded", "stored": True}
+
+    serve(settings, scenario, app)
+
+
+def test_reads_are_answered_while_an_anonymous_readiness_probe_waits(settings):  # noqa: F811
+    """The probe's write check runs off the loop, but it held the store's connection
+    for as long as it waited: an anonymous /readyz during an import held every read."""
+    services = Services(settings)
+    app = create_app(settings, services)
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        holder = _write_lock(settings)
+        try:
+            probe = asyncio.ensure_future(client.get("/readyz"))  # nobody's token
+            await _until(lambda: _held_elsewhere(services.events._lock))
+            for query, check in READS:
+                body = (await gql(client, settings, query)).json()
+                assert "errors" not in body and check(body["data"]), body
+            assert not probe.done()
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        answer = await probe
+        assert answer.status_code == 200 and answer.json() == {"ready": True}
+
+    serve(settings, scenario, app)
+
