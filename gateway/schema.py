@@ -390,13 +390,16 @@ def _rate_limited(info: Info, limiter: Any, principal: Principal, what: str) -> 
     return RateLimited(f"{what}; slow down and retry in {seconds} s", retry_after=wait)
 
 
-def _in_thread(resolver: Callable[..., Any]) -> Callable[..., Any]:
-    """A synchronous resolver that reads or writes the stores, run in a worker thread:
-    on the event loop a commit's fsync or a store lock held it up for every request."""
+def _writes_store(resolver: Callable[..., Any]) -> Callable[..., Any]:
+    """A synchronous resolver that writes the stores, run on the store writes' threads
+    (Services.write): on the event loop a commit's fsync or a store lock held it up for
+    every request, and in the default pool, while it waited for the write lock, it held
+    a thread the reads need."""
 
     @functools.wraps(resolver)
     async def run(*args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(resolver, *args, **kwargs)
+        info = kwargs.get("info") or next(a for a in args if isinstance(a, Info))
+        return await _services(info).write(resolver, *args, **kwargs)
 
     return run
 
@@ -620,11 +623,12 @@ class Mutation:
         if (problem := _invalid_ids(("recommendationId", recommendation_id),
                                     check=check_user_id)) is not None:
             return problem
+        services = _services(info)
         try:
-            # A durable write (commit) waits on the disk: off the event loop, so the
-            # worker's other requests (feed pages) are not held up behind it.
-            event_id = await asyncio.to_thread(
-                _services(info).record_impressions, principal.user_id,
+            # A durable write (commit) waits on the disk and for the write lock: off the
+            # event loop, with the other writes (Services.write).
+            event_id = await services.write(
+                services.record_impressions, principal.user_id,
                 [str(p) for p in poll_ids], recommendation_id, at)
         except UnknownPolls as exc:
             return _unknown_poll(exc)
@@ -672,7 +676,7 @@ class Mutation:
                 return InvalidInputError(message=str(exc))
             return Recorded(stored=stored, event_id=counted)
 
-        return await asyncio.to_thread(record)
+        return await services.write(record)
 
     @strawberry.mutation
     async def follow(self, info: Info, user_id: strawberry.ID) -> FollowResult:
@@ -740,8 +744,8 @@ class Mutation:
             raise _rate_limited(info, quota, principal,
                                 "too many poll writes today (HUNCH_POLL_WRITES_PER_DAY)")
         try:
-            stored = await asyncio.to_thread(services.upsert_poll, fields, principal.user_id,
-                                             principal.is_admin)
+            stored = await services.write(services.upsert_poll, fields, principal.user_id,
+                                          principal.is_admin)
         except (InvalidEvent, NotPollAuthor) as exc:
             if quota is not None:
                 await quota.refund(principal.user_id)
@@ -764,8 +768,8 @@ class Mutation:
         services = _services(info)
         try:
             check_id("pollId", str(poll_id))  # a stored poll's id: looked up as it is
-            gone = await asyncio.to_thread(services.delete_poll, str(poll_id),
-                                           principal.user_id, principal.is_admin)
+            gone = await services.write(services.delete_poll, str(poll_id),
+                                        principal.user_id, principal.is_admin)
         except UnknownPolls:
             return NotFoundError(message=f"no poll {echo(str(poll_id))}; nothing was deleted")
         except InvalidEvent as exc:
@@ -774,7 +778,7 @@ class Mutation:
                            deleted_at=gone.deleted_at)
 
     @strawberry.mutation
-    @_in_thread
+    @_writes_store
     def create_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
         _admin(info)
         services = _services(info)
@@ -797,7 +801,7 @@ class Mutation:
         return Promotion.from_record(promotion)
 
     @strawberry.mutation
-    @_in_thread
+    @_writes_store
     def update_promotion(self, info: Info, name: str, input: PromotionInput) -> PromotionResult:
         _admin(info)
         services = _services(info)
@@ -817,7 +821,7 @@ class Mutation:
         return Promotion.from_record(updated)
 
     @strawberry.mutation
-    @_in_thread
+    @_writes_store
     def delete_promotion(self, info: Info, name: str) -> DeleteResult:
         _admin(info)
         try:
@@ -828,7 +832,7 @@ class Mutation:
         return Deleted(name=name)
 
     @strawberry.mutation(description="Filters are immutable: delete and create to change one.")
-    @_in_thread
+    @_writes_store
     def create_filter(self, info: Info, name: str, expression: str) -> FilterResult:
         _admin(info)
         try:
@@ -842,7 +846,7 @@ class Mutation:
         return _filter_from(record)
 
     @strawberry.mutation
-    @_in_thread
+    @_writes_store
     def delete_filter(self, info: Info, name: str) -> DeleteFilterResult:
         _admin(info)
         services = _services(info)

@@ -8,12 +8,15 @@ recsys and graph never meet except here.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import gc
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,6 +67,15 @@ PROMOTION_DEGRADED = "promotion"
 SESSIONS_DEGRADED = "sessions"
 # Interactions filters look at a user's last 100 interactions per event type (Personalize).
 RECENT_EVENTS_PER_TYPE = 100
+# Threads per worker that write the event store's file (events, polls, promotions,
+# filters). Such a write waits for the file's write lock: `hunch data import` holds it
+# for minutes, and each write then waits up to the 30 s busy timeout, one after another
+# (the store has one connection). In asyncio's default pool (cpu + 4 threads) a few
+# votes took every thread, and every read (poll, me, Author.polls), follow and
+# persisted-query lookup of the worker waited behind them. Writes are serialised by the
+# store anyway; a few threads let one wait elsewhere (an upsert's model locks) without
+# holding the others up.
+STORE_WRITE_THREADS = 4
 
 
 class ServedRecipeSource:
@@ -198,6 +210,14 @@ class Services:
             withdrawn=self.feed_filters.deleted_among,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._writes = ThreadPoolExecutor(STORE_WRITE_THREADS, thread_name_prefix="store-write")
+
+    async def write(self, work: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``work(*args, **kwargs)`` on the store writes' threads (STORE_WRITE_THREADS),
+        as :func:`asyncio.to_thread` runs it on the default pool's: what may wait for the
+        event store's write lock goes here, so that it waits with the other writes only."""
+        call = functools.partial(contextvars.copy_context().run, work, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._writes, call)
 
     def _personalize_sources(self, local_popular: ServedRecipeSource) -> dict[str, Any]:
         """Recipes served by Amazon Personalize campaigns (those with an ARN in settings);
@@ -582,7 +602,8 @@ class Services:
         try:
             # Off the event loop: it waits for the write lock (an import holds it for
             # minutes), and every request of the worker would wait with it.
-            await asyncio.to_thread(self.events.check_writable)
+            # With the writes: in the default pool it took a thread for as long.
+            await self.write(self.events.check_writable)
             checks["store"] = "writable"
             self._store_reached = True
         except Exception as exc:  # noqa: BLE001 - reported, not raised
@@ -616,6 +637,8 @@ class Services:
         # It may be mid-read on the feed's and the catalog's connections, or waiting for
         # this loop to apply follows: waited for off the loop.
         await asyncio.to_thread(self.refresher.stop)
+        # the writes under way finish before the stores close (no request is in flight)
+        await asyncio.to_thread(self._writes.shutdown, wait=True)
         self.recommendation_log.close()  # flush what is queued
         if self.forwarder is not None:
             await asyncio.to_thread(self.forwarder.close)  # send what is queued

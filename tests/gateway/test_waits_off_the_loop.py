@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 from gateway.app import create_app
-from gateway.services import Services
+from gateway.services import STORE_WRITE_THREADS, Services
 from tests.gateway.test_app import gql, serve, settings  # noqa: F401 - a fixture
 
 VOTE = """mutation($p: ID!) { recordInteraction(input: {pollId: $p, eventType: "HUNCH"}) {
@@ -103,4 +104,49 @@ def test_reads_are_answered_while_an_anonymous_readiness_probe_waits(settings): 
         assert answer.status_code == 200 and answer.json() == {"ready": True}
 
     serve(settings, scenario, app)
+
+
+
+def test_votes_waiting_for_the_write_lock_leave_the_default_pool_to_the_reads(settings):  # noqa: F811
+    """Writes waited for the file's lock on asyncio's default pool (cpu + 4 threads):
+    during an import a few votes took every thread of it, and the reads, follows and
+    persisted-query lookups of the worker waited for them. The pool here has as many
+    threads as there are votes, as on a small host; the writes have threads of their own."""
+    services = Services(settings)
+    app = create_app(settings, services)
+    votes_in_store: list[str] = []  # votes that reached the store: they wait for the lock
+    record = services.record_interaction
+
+    def counted(event):
+        votes_in_store.append(event.user_id)
+        return record(event)
+
+    services.record_interaction = counted
+    voters = [f"voter{i}" for i in range(STORE_WRITE_THREADS)]
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(len(voters)))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                holder = _write_lock(settings)
+                try:
+                    votes = [asyncio.ensure_future(gql(client, settings, VOTE, {"p": "p2"},
+                                                       user=voter)) for voter in voters]
+                    await _until(lambda: len(votes_in_store) == len(voters))
+                    for query, check in READS:
+                        body = (await gql(client, settings, query)).json()
+                        assert "errors" not in body and check(body["data"]), body
+                    follow = 'mutation { follow(userId: "a1") { __typename } }'
+                    body = (await gql(client, settings, follow)).json()
+                    assert body["data"]["follow"]["__typename"] == "FollowChanged", body
+                    assert not any(vote.done() for vote in votes)  # all still waiting
+                finally:
+                    holder.execute("COMMIT")
+                    holder.close()
+                for vote in votes:
+                    assert (await vote).json()["data"]["recordInteraction"] == {
+                        "__typename": "Recorded", "stored": True}
+
+    asyncio.run(main())
 
