@@ -257,6 +257,12 @@ class PromotionStore(PromotionStoreBase):
         enable_wal(self._conn)
         self._conn.execute("PRAGMA synchronous=FULL")  # an acknowledged change survives
         self.upgrade()  # one host owns the file: its tables are created on open, as always
+        # Reads on a connection of their own: on the writes' one they waited behind its
+        # lock, which a write holds while it waits for the file's write lock (an import
+        # holds that for minutes), and the feed reads the version every second.
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
+                                       isolation_level=None)
 
     def upgrade(self) -> None:
         with self._lock:
@@ -297,25 +303,27 @@ class PromotionStore(PromotionStoreBase):
             "DELETE FROM promotions WHERE name = ?", (name,)).rowcount))
 
     def _body(self, name: str) -> dict | None:
-        with self._lock:
-            row = self._conn.execute("SELECT body FROM promotions WHERE name = ?",
-                                     (name,)).fetchone()
+        with self._read_lock:
+            row = self._reader.execute("SELECT body FROM promotions WHERE name = ?",
+                                       (name,)).fetchone()
         return None if row is None else json.loads(row[0])
 
     def _bodies(self) -> list[dict]:
-        with self._lock:
-            rows = self._conn.execute("SELECT body FROM promotions ORDER BY name").fetchall()
+        with self._read_lock:
+            rows = self._reader.execute("SELECT body FROM promotions ORDER BY name").fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def _version(self) -> int:
-        with self._lock:
-            row = self._conn.execute("SELECT seq FROM hunch_changes WHERE component = ?",
-                                     (CHANGES_COMPONENT,)).fetchone()
+        with self._read_lock:
+            row = self._reader.execute("SELECT seq FROM hunch_changes WHERE component = ?",
+                                       (CHANGES_COMPONENT,)).fetchone()
         return 0 if row is None else int(row[0])
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._read_lock:
+            self._reader.close()
 
 
 def open_promotion_store(url_or_path: str | Path, *,

@@ -235,6 +235,12 @@ class FilterStore(FilterStoreBase):
         enable_wal(self._conn, _BUSY_TIMEOUT_SECONDS)
         self._conn.execute("PRAGMA synchronous=FULL")
         self.upgrade()  # one host owns the file: its tables are created on open, as always
+        # Reads on a connection of their own: on the writes' one they waited behind its
+        # lock, which a write holds while it waits for the file's write lock (an import
+        # holds that for minutes), and a feed with a filter reads it every second.
+        self._read_lock = threading.Lock()
+        self._reader = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_SECONDS,
+                                       check_same_thread=False, isolation_level=None)
 
     def upgrade(self) -> None:
         with self._lock:
@@ -244,6 +250,8 @@ class FilterStore(FilterStoreBase):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._read_lock:
+            self._reader.close()
 
     def _insert_if_absent(self, name: str, expression: str,
                           created_at: float) -> tuple[str, float]:
@@ -262,14 +270,14 @@ class FilterStore(FilterStoreBase):
         return expression, created_at
 
     def _row(self, name: str) -> tuple[str, float] | None:
-        with self._lock:
-            return self._conn.execute(
+        with self._read_lock:
+            return self._reader.execute(
                 "SELECT expression, created_at FROM filters WHERE name = ?", (name,)
             ).fetchone()
 
     def _rows(self) -> list[tuple[str, str, float]]:
-        with self._lock:
-            return self._conn.execute(
+        with self._read_lock:
+            return self._reader.execute(
                 "SELECT name, expression, created_at FROM filters ORDER BY name"
             ).fetchall()
 
@@ -282,8 +290,8 @@ class FilterStore(FilterStoreBase):
         return bool(deleted)
 
     def _version(self) -> int:
-        with self._lock:
-            row = self._conn.execute(
+        with self._read_lock:
+            row = self._reader.execute(
                 "SELECT seq FROM hunch_changes WHERE component = ?", (CHANGES_COMPONENT,)
             ).fetchone()
         return 0 if row is None else int(row[0])

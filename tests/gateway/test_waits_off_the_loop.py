@@ -19,7 +19,7 @@ import httpx
 
 from gateway.app import create_app
 from gateway.services import STORE_WRITE_THREADS, Services
-from tests.gateway.test_app import gql, serve, settings  # noqa: F401 - a fixture
+from tests.gateway.test_app import gql, operator, serve, settings  # noqa: F401 - a fixture
 
 VOTE = """mutation($p: ID!) { recordInteraction(input: {pollId: $p, eventType: "HUNCH"}) {
   __typename ... on Recorded { stored } } }"""
@@ -150,3 +150,40 @@ def test_votes_waiting_for_the_write_lock_leave_the_default_pool_to_the_reads(se
 
     asyncio.run(main())
 
+
+def test_feed_pages_are_served_while_an_internal_tool_waits_for_the_write_lock(settings):  # noqa: F811
+    """Promotions and filters live in the event store's file, each store on a connection
+    whose lock a write held while it waited for the file; the feed reads both every
+    second (has a promotion or the filter changed?): during an import one internal
+    tool's write held the worker's feed thread, and every feed page behind it."""
+    services = Services(settings)
+    services.filters.create("no-x", 'EXCLUDE ItemID WHERE Items.CATEGORY IN ("x")')
+    app = create_app(settings, services)
+    promotion = """mutation { createPromotion(name: "spring", input: {percentPromotedItems: 10,
+      filterExpression: "INCLUDE ItemID WHERE Items.CATEGORY IN (\\"news\\")"}) { __typename } }"""
+    new_filter = """mutation { createFilter(name: "no-y",
+      expression: "EXCLUDE ItemID WHERE Items.CATEGORY IN (\\"y\\")") { __typename } }"""
+    feed = "query($f: String) { feed(first: 3, filter: $f) { edges { node { id } } } }"
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        holder = _write_lock(settings)
+        try:
+            writes = [asyncio.ensure_future(client.post(
+                "/graphql", json={"query": query}, headers=operator(settings)))
+                for query in (promotion, new_filter)]
+            # both wait for the file, each holding its store's connection
+            await _until(lambda: _held_elsewhere(services.promotions._lock)
+                         and _held_elsewhere(services.filters._lock))
+            services.promotions_changed()  # the feed reads the promotions' version now
+            for name in (None, "no-x"):  # the filter's definition is read at its first use
+                body = (await gql(client, settings, feed, {"f": name})).json()
+                assert len(body["data"]["feed"]["edges"]) == 3, body
+            assert not any(write.done() for write in writes)
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        answers = [(await write).json()["data"] for write in writes]
+        assert answers == [{"createPromotion": {"__typename": "Promotion"}},
+                           {"createFilter": {"__typename": "Filter"}}]
+
+    serve(settings, scenario, app)
