@@ -131,7 +131,9 @@ class Services:
         # holds while it waits for the file's write lock: during `hunch data import`
         # (minutes), one vote or one readiness probe held every read of the worker, and
         # its only feed thread, for the 30 s busy timeout (WAL readers never wait).
-        self.reads = open_event_store(settings.event_store_url)
+        # PostgreSQL's store is a pool, safe to share: the feed's, not one pool more.
+        self.reads = (self._feed_events if is_postgres_url(settings.event_store_url)
+                      else open_event_store(settings.event_store_url))
         # Read once per feed request; the two readers below query only when it moved.
         self.event_head = EventHead(self._feed_events)
         self.latest_interactions = LatestInteractionsCache(
@@ -650,7 +652,8 @@ class Services:
             self.follow_journal.close()
         self.events.close()
         self._feed_events.close()
-        self.reads.close()
+        if self.reads is not self._feed_events:
+            self.reads.close()
         self.filters.close()
         self.promotions.close()
         self._catalog_events.close()
