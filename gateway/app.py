@@ -9,9 +9,13 @@ acknowledged event is already committed to SQLite, so nothing is buffered to los
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import copy
 import json
 import logging
+import logging.handlers
+import queue
 import re
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -85,12 +89,44 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(payload)
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+# Log records waiting for the writer thread; past this many (stderr stalled) new ones are
+# dropped and counted, so that memory stays bounded.
+LOG_QUEUE_RECORDS = 10_000
+
+
+class _LogHandoff(logging.handlers.QueueHandler):
+    """Hands records to the writer thread (:func:`configure_logging`). The message is
+    merged here (its arguments may change later); the traceback is formatted there,
+    still as its own field (QueueHandler's own prepare folded it into the message)."""
+
+    dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:  # handleError would write to the stalled stream itself
+            self.dropped += 1
+
+
+def configure_logging(level: int = logging.INFO) -> logging.handlers.QueueListener:
+    """JSON lines on stderr, written by a thread of their own: a log call on the event
+    loop (every client error logs a line) wrote to stderr there, and a stalled reader of
+    the stream (a log shipper, a paused terminal) froze every request of the worker.
+    Returns the writer (``stop()`` writes what is queued; done at exit)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())
+    listener = logging.handlers.QueueListener(queue.Queue(LOG_QUEUE_RECORDS), handler)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_LogHandoff(listener.queue)]
     root.setLevel(level)
+    listener.start()
+    atexit.register(listener.stop)
+    return listener
 
 
 class BodySizeLimit:

@@ -12,14 +12,18 @@ checks that the waiting request succeeded (on the old code it had timed out firs
 from __future__ import annotations
 
 import asyncio
+import atexit
+import logging
 import sqlite3
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from gateway.app import create_app
+from gateway.app import configure_logging, create_app
 from gateway.services import STORE_WRITE_THREADS, Services
-from tests.gateway.test_app import gql, operator, serve, settings  # noqa: F401 - a fixture
+from tests.gateway.test_app import codes, gql, operator, serve, settings  # noqa: F401 - a fixture
 
 VOTE = """mutation($p: ID!) { recordInteraction(input: {pollId: $p, eventType: "HUNCH"}) {
   __typename ... on Recorded { stored } } }"""
@@ -187,3 +191,61 @@ def test_feed_pages_are_served_while_an_internal_tool_waits_for_the_write_lock(s
                            {"createFilter": {"__typename": "Filter"}}]
 
     serve(settings, scenario, app)
+
+
+class _StalledStream:
+    """stderr whose reader has stopped (a log shipper, a paused terminal): write() waits
+    until the test lets go (or gives up after STALL_LIMIT_SECONDS, so that the old code
+    fails rather than hangs, and says so in ``gave_up``)."""
+
+    STALL_LIMIT_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.writing = threading.Event()
+        self.released = threading.Event()
+        self.gave_up = False
+
+    def write(self, text: str) -> int:
+        self.writing.set()
+        if not self.released.wait(self.STALL_LIMIT_SECONDS):
+            self.gave_up = True
+        self.lines.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_stalled_stderr_leaves_the_worker_serving(settings, monkeypatch):  # noqa: F811
+    """Every client error logs a line, on the event loop; written to stderr there, a
+    stalled reader of the stream froze every request of the worker. Lines are written by
+    a thread of their own: requests are answered while the stream is stalled."""
+    stream = _StalledStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    listener = configure_logging()
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        mistake = '{ feed(first: 3, after: "forged") { recommendationId } }'
+        body = (await gql(client, settings, mistake)).json()  # a client error: a log line
+        assert codes(body) == ["INVALID_CURSOR"]
+        await _until(stream.writing.is_set)  # a line is being written, and stalls
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        body = (await gql(client, settings, "{ me { id } }")).json()
+        assert body["data"]["me"]["id"] == "reader"
+        # all answered while the stream was stalled, not after it gave up
+        assert not stream.gave_up and not stream.released.is_set()
+        stream.released.set()
+
+    try:
+        serve(settings, scenario)
+    finally:
+        stream.released.set()
+        if listener is not None:
+            listener.stop()  # writes what is queued
+            atexit.unregister(listener.stop)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert any("INVALID_CURSOR" in line for line in stream.lines)
