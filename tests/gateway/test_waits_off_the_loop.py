@@ -17,9 +17,11 @@ import logging
 import sqlite3
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from gateway.app import configure_logging, create_app
 from gateway.services import STORE_WRITE_THREADS, Services
@@ -48,8 +50,12 @@ def _held_elsewhere(lock) -> bool:
 
 async def _until(condition) -> None:
     """Yield to the loop (and the threads) until ``condition()``: a request has reached
-    the point the test waits for. Polls a state; orders nothing by time."""
+    the point the test waits for. Polls a state; orders nothing by time (the deadline
+    only turns a hang into a failure)."""
+    deadline = time.monotonic() + 120
     while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail("the request never reached the state the test waits for")
         await asyncio.sleep(0.001)
 
 
