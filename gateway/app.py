@@ -113,20 +113,37 @@ class _LogHandoff(logging.handlers.QueueHandler):
             self.dropped += 1
 
 
+_log_writer: logging.handlers.QueueListener | None = None  # this process's, once set up
+
+
 def configure_logging(level: int = logging.INFO) -> logging.handlers.QueueListener:
     """JSON lines on stderr, written by a thread of their own: a log call on the event
     loop (every client error logs a line) wrote to stderr there, and a stalled reader of
     the stream (a log shipper, a paused terminal) froze every request of the worker.
-    Returns the writer (``stop()`` writes what is queued; done at exit)."""
+    Returns the writer (``stop()`` writes what is queued; done at exit). Once a process:
+    a second call returns the writer the first set up."""
+    global _log_writer
+    root = logging.getLogger()
+    if _log_writer is not None and any(isinstance(h, _LogHandoff) for h in root.handlers):
+        return _log_writer
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLogFormatter())
     listener = logging.handlers.QueueListener(queue.Queue(LOG_QUEUE_RECORDS), handler)
-    root = logging.getLogger()
     root.handlers[:] = [_LogHandoff(listener.queue)]
     root.setLevel(level)
     listener.start()
     atexit.register(listener.stop)
+    _log_writer = listener
     return listener
+
+
+def create_worker_app() -> Starlette:
+    """What ``hunch serve`` runs in each worker. With ``--workers N`` uvicorn spawns
+    processes that import the app afresh, so the logging the parent set up never reached
+    them: a worker's lines (its start, every warning and error) were lost, or plain text
+    through Python's last resort, in the mode production runs."""
+    configure_logging()
+    return create_app()
 
 
 class BodySizeLimit:

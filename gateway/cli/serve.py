@@ -30,7 +30,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     if workers > 1 and settings.metrics_across_workers:
         _metrics_across_workers(settings.home)
     uvicorn.run(
-        "gateway.app:create_app", factory=True,
+        "gateway.app:create_worker_app", factory=True,  # logs as set up here, in each worker
         host=host or settings.host, port=port or settings.port,
         workers=workers,
         log_config=None,  # our JSON logging, set above
