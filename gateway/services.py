@@ -76,6 +76,9 @@ RECENT_EVENTS_PER_TYPE = 100
 # store anyway; a few threads let one wait elsewhere (an upsert's model locks) without
 # holding the others up.
 STORE_WRITE_THREADS = 4
+# Locks that order one follower's follow changes (Services._follow_lock); a few dozen
+# keep unrelated followers from waiting on each other.
+FOLLOW_LOCK_STRIPES = 64
 
 
 class ServedRecipeSource:
@@ -213,6 +216,7 @@ class Services:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writes = ThreadPoolExecutor(STORE_WRITE_THREADS, thread_name_prefix="store-write")
+        self._follow_locks = [asyncio.Lock() for _ in range(FOLLOW_LOCK_STRIPES)]
 
     async def write(self, work: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``work(*args, **kwargs)`` on the store writes' threads (STORE_WRITE_THREADS),
@@ -471,21 +475,31 @@ class Services:
 
     # ------------------------------------------------------------------ graph
 
+    def _follow_lock(self, follower: str) -> asyncio.Lock:
+        """One of FOLLOW_LOCK_STRIPES locks, by follower: a follower's changes reach the
+        graph and the journal in the same order (a follow and an unfollow of one pair
+        sent at once reached them in opposite orders, and a restart, which replays the
+        journal, brought back a follow the graph and the caller had dropped)."""
+        return self._follow_locks[hash(follower) % FOLLOW_LOCK_STRIPES]
+
     async def follow(self, follower: str, followee: str) -> None:
-        at = int(time.time())
-        await self._graph_call(self.graph.follow(follower, followee, at))
-        if self.follow_journal is not None:  # on disk before the caller hears "done"
-            await asyncio.to_thread(self.follow_journal.record, follower, followee, True, at)
+        async with self._follow_lock(follower):
+            at = int(time.time())
+            await self._graph_call(self.graph.follow(follower, followee, at))
+            if self.follow_journal is not None:  # on disk before the caller hears "done"
+                await asyncio.to_thread(self.follow_journal.record, follower, followee,
+                                        True, at)
 
     async def unfollow(self, follower: str, followee: str) -> bool:
-        removed = await self._graph_call(self.graph.unfollow(follower, followee))
-        if self.follow_journal is not None:
-            # Whether or not this worker's graph held the follow: another worker may
-            # have made it, or a retry follows a failed write; "not following" is the
-            # state the caller was told.
-            await asyncio.to_thread(self.follow_journal.record, follower, followee, False,
-                                    int(time.time()))
-        return removed
+        async with self._follow_lock(follower):
+            removed = await self._graph_call(self.graph.unfollow(follower, followee))
+            if self.follow_journal is not None:
+                # Whether or not this worker's graph held the follow: another worker may
+                # have made it, or a retry follows a failed write; "not following" is
+                # the state the caller was told.
+                await asyncio.to_thread(self.follow_journal.record, follower, followee,
+                                        False, int(time.time()))
+            return removed
 
     async def followees(self, user_id: str) -> list[str]:
         return await self._graph_call(self.graph.followees(user_id))

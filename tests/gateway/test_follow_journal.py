@@ -176,3 +176,50 @@ def test_a_follow_sent_again_keeps_its_time_in_the_journal(tmp_path):
         assert journal.changes_since(0)[1] == [("ann", "bob", True, 50)]
     finally:
         journal.close()
+
+
+def test_a_follow_and_an_unfollow_sent_at_once_reach_graph_and_journal_in_one_order(
+        settings):  # noqa: F811
+    """The follow reached the graph, then waited for its journal line; meanwhile the
+    unfollow went through both, and the follow's line came last: the graph said "not
+    following", the journal "following", and a restart (which replays the journal)
+    brought the follow back."""
+    import threading
+
+    services = _restarted(settings)
+    journal = services.follow_journal
+    record, held, release = journal.record, threading.Event(), threading.Event()
+
+    def slow_first_record(*args):
+        if not held.is_set():  # the follow's line waits until the test lets it go
+            held.set()
+            assert release.wait(60)
+        record(*args)
+
+    journal.record = slow_first_record
+
+    async def both() -> None:
+        follow = asyncio.ensure_future(services.follow("ann", "bob"))
+        while not held.is_set():  # the follow is in the graph, its line held
+            await asyncio.sleep(0.001)
+        unfollow = asyncio.ensure_future(services.unfollow("ann", "bob"))
+        # The unfollow goes as far as it can: through graph and journal (the old code),
+        # or to the follower's lock, where it waits (asyncio.Lock's queue of waiters).
+        lock = services._follow_lock("ann")
+        while not (unfollow.done() or getattr(lock, "_waiters", None)):
+            await asyncio.sleep(0.001)
+        release.set()
+        await follow
+        await unfollow
+
+    try:
+        asyncio.run(both())
+        assert asyncio.run(services.followees("ann")) == []
+    finally:
+        release.set()
+        asyncio.run(services.close())
+    again = _restarted(settings)
+    try:
+        assert asyncio.run(again.followees("ann")) == []  # as the caller was told last
+    finally:
+        asyncio.run(again.close())
