@@ -35,6 +35,7 @@ from recsys.backends.personalize import deleted_item, refused_as_input, refused_
 from recsys.event_head import EventHead
 from recsys.event_stores import open_event_store
 from recsys.events import (
+    EventStoreBusy,
     Impression,
     Interaction,
     LatestInteractionsCache,
@@ -76,6 +77,11 @@ RECENT_EVENTS_PER_TYPE = 100
 # store anyway; a few threads let one wait elsewhere (an upsert's model locks) without
 # holding the others up.
 STORE_WRITE_THREADS = 4
+# Writes a worker lets wait for the event store at once; past it a write is refused at
+# once as STORE_UNAVAILABLE (retryable): during an import each waits up to the 30 s busy
+# timeout, one after another, and an unbounded queue held votes (and their connections)
+# for minutes only to fail them.
+STORE_WRITE_BACKLOG = 64
 # Locks that order one follower's follow changes (Services._follow_lock); a few dozen
 # keep unrelated followers from waiting on each other.
 FOLLOW_LOCK_STRIPES = 64
@@ -217,13 +223,21 @@ class Services:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writes = ThreadPoolExecutor(STORE_WRITE_THREADS, thread_name_prefix="store-write")
         self._follow_locks = [asyncio.Lock() for _ in range(FOLLOW_LOCK_STRIPES)]
+        self._writes_waiting = 0  # Services.write's calls under way
 
     async def write(self, work: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``work(*args, **kwargs)`` on the store writes' threads (STORE_WRITE_THREADS),
         as :func:`asyncio.to_thread` runs it on the default pool's: what may wait for the
         event store's write lock goes here, so that it waits with the other writes only."""
+        if self._writes_waiting >= STORE_WRITE_BACKLOG:
+            raise EventStoreBusy(f"the event store is busy: {self._writes_waiting} writes "
+                                 "of this worker are waiting for it; retry in a moment")
         call = functools.partial(contextvars.copy_context().run, work, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._writes, call)
+        self._writes_waiting += 1  # on the event loop: no lock needed
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writes, call)
+        finally:
+            self._writes_waiting -= 1
 
     def _personalize_sources(self, local_popular: ServedRecipeSource) -> dict[str, Any]:
         """Recipes served by Amazon Personalize campaigns (those with an ARN in settings);

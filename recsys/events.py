@@ -56,6 +56,7 @@ from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
 from recsys.event_head import EventHead
 from recsys.schemas import MAX_IMPRESSION_LENGTH
 from recsys.sqlite_wal import enable_wal
+from recsys.store_db import StoreUnavailable
 
 
 def derive_event_id(*parts: object) -> str:
@@ -325,6 +326,15 @@ class EventStoreError(HunchError):
     """The event store file cannot be used as asked (closed, newer schema, not SQLite)."""
 
 
+class EventStoreBusy(EventStoreError, StoreUnavailable):
+    """Another process held the file's write lock past the busy timeout (an import, a
+    paused process), or too many writes already wait for it: nothing was written, and a
+    retry in a moment may be. Answered as STORE_UNAVAILABLE (retryable) to clients; it
+    was an INTERNAL_SERVER_ERROR after 30 s of waiting."""
+
+    retryable = True
+
+
 @dataclass(frozen=True, slots=True)
 class PollDeletion:
     """A deleted poll's tombstone: its id, author (None for a poll imported events
@@ -464,7 +474,7 @@ class EventStore:
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
-                raise EventStoreError(
+                raise EventStoreBusy(
                     f"could not write to {self.path}: {exc} (another process held the "
                     f"write lock for over {BUSY_TIMEOUT_MS / 1000:g} s; look for a stuck "
                     "importer or a process paused in a debugger)"

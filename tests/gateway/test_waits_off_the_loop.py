@@ -255,3 +255,60 @@ def test_a_stalled_stderr_leaves_the_worker_serving(settings, monkeypatch):  # n
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
     assert any("INVALID_CURSOR" in line for line in stream.lines)
+
+
+def test_writes_past_the_backlog_are_refused_at_once_as_retryable(settings, monkeypatch):  # noqa: F811
+    """During an import each write waits up to the 30 s busy timeout, one after another,
+    and nothing bounded how many a worker let wait (votes and their connections held for
+    minutes, only to fail). Past STORE_WRITE_BACKLOG a write is refused at once with
+    STORE_UNAVAILABLE, which clients retry; those already waiting are stored."""
+    import gateway.services as services_module
+
+    monkeypatch.setattr(services_module, "STORE_WRITE_BACKLOG", 2)
+    services = Services(settings)
+    app = create_app(settings, services)
+    reached: list[str] = []
+    record = services.record_interaction
+
+    def counted(event):
+        reached.append(event.item_id)
+        return record(event)
+
+    services.record_interaction = counted
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        holder = _write_lock(settings)
+        try:
+            waiting = [asyncio.ensure_future(gql(client, settings, VOTE, {"p": poll},
+                                                 user=f"voter-{poll}"))
+                       for poll in ("p1", "p2")]
+            await _until(lambda: services._writes_waiting == 2)
+            refused = (await gql(client, settings, VOTE, {"p": "p3"}, user="voter-p3")).json()
+            assert codes(refused) == ["STORE_UNAVAILABLE"], refused
+            assert refused["errors"][0]["extensions"].get("retryable") is True, refused
+            assert not any(vote.done() for vote in waiting)
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        for vote in waiting:
+            assert (await vote).json()["data"]["recordInteraction"]["stored"] is True
+        assert "p3" not in reached  # refused before it reached the store
+
+    serve(settings, scenario, app)
+
+
+def test_a_write_that_outwaits_the_busy_timeout_is_retryable(settings, monkeypatch):  # noqa: F811
+    """It was an EventStoreError, masked as INTERNAL_SERVER_ERROR after 30 s."""
+    import recsys.events as events_module
+    from recsys.events import EventStore, EventStoreBusy, Interaction
+    from recsys.store_db import StoreUnavailable
+
+    monkeypatch.setattr(events_module, "BUSY_TIMEOUT_MS", 50)
+    holder = _write_lock(settings)
+    try:
+        with EventStore(settings.events_db) as store, pytest.raises(EventStoreBusy) as busy:
+            store.append(Interaction("u1", "p1", "HUNCH", int(time.time())))
+        assert isinstance(busy.value, StoreUnavailable) and busy.value.retryable
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
