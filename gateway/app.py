@@ -544,7 +544,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 "metrics are for operators: send 'Authorization: Bearer <HUNCH_OPS_TOKEN>' "
                 "(or an admin token)\n", status_code=401,
                 headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-        body, content_type = metrics.render()
+        # off the loop: with several workers it reads every worker's files of metrics
+        body, content_type = await asyncio.to_thread(metrics.render)
         return PlainTextResponse(body, media_type=content_type)
 
     async def ping(request: Request) -> Response:
