@@ -70,12 +70,14 @@ def test_a_full_page_of_colocated_fragments_is_served(node, one_worker_server, h
     assert all(fields == ["__typename", "id", "question"] for p in polls for fields in p)
 
 
-def page_with_apq(node_bin: str, server: Server, user: str, poll: str) -> dict:
+def page_with_apq(node_bin: str, server: Server, user: str, poll: str,
+                  method: str = "post") -> dict:
     """apq_feed.mjs: Apollo Client 4 with PersistedQueryLink pages the feed and sends a
-    mutation, twice with one link (an app whose screen is opened again)."""
+    mutation, twice with one link (an app whose screen is opened again); with "get",
+    hashed queries go by GET."""
     done = subprocess.run(
         [node_bin, "apq_feed.mjs", f"{server.url}/graphql", token(user), str(PAGES),
-         str(FIRST), "2", poll],
+         str(FIRST), "2", poll, method],
         cwd=CLIENTS_DIR, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -96,7 +98,7 @@ def _first_poll(home) -> str:
         return next(csv.DictReader(fh))["ITEM_ID"]
 
 
-def _check_apq_run(out: dict, workers: int) -> list[dict]:
+def _check_apq_run(out: dict, workers: int, hashed_by: str = "POST") -> list[dict]:
     # Before the gateway spoke APQ: 400 "No GraphQL query found" for every operation,
     # on which Apollo Client 4's link neither retries nor disables itself.
     assert out["error"] is None and out["mutationError"] is None, out
@@ -105,8 +107,10 @@ def _check_apq_run(out: dict, workers: int) -> list[dict]:
     assert cached == served
     assert out["mutation"] == {"__typename": "Recorded", "stored": True}
     requests = out["requests"]
-    assert all(r["method"] == "POST" and r["status"] == 200 and r["hash"]
-               for r in requests), requests
+    assert all(r["status"] == 200 and r["hash"] for r in requests), requests
+    # documents sent in full are POSTed; hashes alone as the link was told
+    assert {r["method"] for r in requests if r["query"]} <= {"POST"}, requests
+    assert {r["method"] for r in requests if not r["query"]} <= {hashed_by, "POST"}
     not_found = [r for r in requests if r["codes"] == ["PERSISTED_QUERY_NOT_FOUND"]]
     with_query = [r for r in requests if r["query"]]
     assert all(r["codes"] == [] for r in with_query), with_query
@@ -132,3 +136,13 @@ def test_apollo_persisted_queries_page_the_feed_and_mutate(node, one_worker_serv
 def test_apollo_persisted_queries_across_workers(node, two_worker_server, home):
     out = page_with_apq(node, two_worker_server, _apq_user(home, 3), _first_poll(home))
     _check_apq_run(out, workers=2)
+
+
+def test_apollo_persisted_queries_by_get_as_apollo_kotlin_sends_them(node, one_worker_server,
+                                                                    home):
+    """useGETForHashedQueries: each query's hash by GET (Apollo Kotlin's default), the
+    document POSTed when the server does not know it, mutations POSTed. The gateway
+    answered every such GET with 405, on which the link neither resends nor falls back."""
+    out = page_with_apq(node, one_worker_server, _apq_user(home, 5), _first_poll(home), "get")
+    requests = _check_apq_run(out, workers=1, hashed_by="GET")
+    assert [r for r in requests if r["method"] == "GET"], requests  # hashes went by GET

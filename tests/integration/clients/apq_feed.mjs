@@ -7,7 +7,9 @@
 // one entry per HTTP request: {status, query: whether it carried the document, hash:
 // whether it carried extensions.persistedQuery, codes: the error codes answered}.
 //
-// usage: node apq_feed.mjs <graphql url> <bearer token> <pages> <first> [runs] [poll id]
+// usage: node apq_feed.mjs <graphql url> <bearer token> <pages> <first> [runs] [poll id] [get]
+// With "get", hashed queries go by GET (useGETForHashedQueries, as Apollo Kotlin's
+// persisted queries do by default); documents and mutations are POSTed.
 // With runs > 1 the same client pages the feed again (a second screen of the app): the
 // hashes are known by then, so each request should be one round trip without the query.
 import { createHash } from "node:crypto";
@@ -16,7 +18,7 @@ import { ApolloClient, HttpLink, InMemoryCache, gql } from "@apollo/client";
 import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
 import { relayStylePagination } from "@apollo/client/utilities";
 
-const [url, token, pagesArg, firstArg, runsArg, pollArg] = process.argv.slice(2);
+const [url, token, pagesArg, firstArg, runsArg, pollArg, methodArg] = process.argv.slice(2);
 const pages = Number(pagesArg);
 const first = Number(firstArg);
 const runs = Number(runsArg ?? 1);
@@ -49,7 +51,14 @@ const requests = [];
 async function countingFetch(input, init) {
   let body = {};
   try {
-    body = JSON.parse(init?.body ?? "{}");
+    if (init?.body) {
+      body = JSON.parse(init.body);
+    } else {
+      // a GET: the operation is in the query string, JSON values as text
+      const params = new URL(String(input)).searchParams;
+      body = { query: params.get("query") ?? undefined,
+               extensions: JSON.parse(params.get("extensions") ?? "{}") };
+    }
   } catch {}
   const response = await fetch(input, init);
   const text = await response.clone().text();
@@ -68,7 +77,7 @@ async function countingFetch(input, init) {
 }
 
 const sha256 = (text) => createHash("sha256").update(text).digest("hex");
-const link = new PersistedQueryLink({ sha256 }).concat(
+const link = new PersistedQueryLink({ sha256, useGETForHashedQueries: methodArg === "get" }).concat(
   new HttpLink({ uri: url, headers: { authorization: `Bearer ${token}` }, fetch: countingFetch }),
 );
 
