@@ -12,8 +12,8 @@ import functools
 import threading
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 import strawberry
@@ -34,23 +34,26 @@ from recsys.admission import (
     UnknownPolls,
     check_client_id,
     check_id,
-    echo,
-    check_user_id,
     check_no_control,
     check_plain,
+    check_user_id,
+    echo,
 )
 from recsys.errors import HunchError, InvalidEvent, NotPollAuthor
 from recsys.events import Interaction
 from recsys.feed import check_page_size
 from recsys.filters import FilterAlreadyExists, InvalidFilterExpression, UnknownFilter
 from recsys.filters.compiler import InvalidFilterValues
-from recsys.schemas import DELETED_POLL_CATEGORY
 from recsys.promotions import (
     InvalidPromotion,
-    Promotion as PromotionRecord,
     PromotionAlreadyExists,
     UnknownPromotion,
 )
+from recsys.promotions import (
+    Promotion as PromotionRecord,
+)
+from recsys.schemas import DELETED_POLL_CATEGORY
+from recsys.store_db import StoreUnavailable
 
 MAX_IMPRESSIONS_PER_CALL = 100  # a screenful is ~5; a long scroll batched is < 100
 
@@ -746,10 +749,12 @@ class Mutation:
         try:
             stored = await services.write(services.upsert_poll, fields, principal.user_id,
                                           principal.is_admin)
-        except (InvalidEvent, NotPollAuthor) as exc:
+        except (InvalidEvent, NotPollAuthor, StoreUnavailable) as exc:
+            # nothing was stored (a store that was down or busy included: the client
+            # retries, and each retry was charged again)
             if quota is not None:
                 await quota.refund(principal.user_id)
-            if isinstance(exc, NotPollAuthor):
+            if isinstance(exc, (NotPollAuthor, StoreUnavailable)):
                 raise
             if isinstance(exc, DeletedPolls):
                 return _deleted_poll(exc)
@@ -1068,7 +1073,11 @@ async def _store_persisted(context: Any, query: str) -> None:
 def build_schema(development: bool, max_depth: int, max_tokens: int, max_aliases: int,
                  max_nodes: int = 500, max_page_size: int = 100,
                  max_text_chars: int | None = None):
-    from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter
+    from strawberry.extensions import (
+        DisableIntrospection,
+        MaxAliasesLimiter,
+        QueryDepthLimiter,
+    )
 
     from gateway.document_limits import bounded_fragments
     from gateway.errors import ErrorCodes, ProductionErrorCodes, ResponseExtensions

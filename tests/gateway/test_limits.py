@@ -449,3 +449,25 @@ def test_a_failing_redis_is_left_alone_for_a_while():
 
     assert asyncio.run(main()) == [True] * 5  # the local bucket's burst
     assert len(tried) == 1
+
+
+def test_a_poll_write_the_store_could_not_take_costs_no_quota(settings, monkeypatch):  # noqa: F811
+    """A write refused as STORE_UNAVAILABLE (the store down, or busy with an import) is
+    retried by the client; each try was charged, and an author with a few writes a day
+    ran out during an outage without a poll stored."""
+    import gateway.services as services_module
+
+    settings.poll_writes_per_day = 1
+    upsert = ('mutation($i: PollInput!) { upsertPoll(input: $i) { __typename } }')
+    poll = {"i": {"id": "during-an-import", "categories": ["news"], "question": "now?"}}
+
+    async def scenario(client):
+        monkeypatch.setattr(services_module, "STORE_WRITE_BACKLOG", 0)  # every write busy
+        for _ in range(3):
+            busy = (await gql(client, settings, upsert, poll, user="author")).json()
+            assert codes(busy) == ["STORE_UNAVAILABLE"], busy
+        monkeypatch.setattr(services_module, "STORE_WRITE_BACKLOG", 64)
+        stored = (await gql(client, settings, upsert, poll, user="author")).json()
+        assert stored["data"]["upsertPoll"]["__typename"] == "Poll", stored
+
+    serve(settings, scenario)
