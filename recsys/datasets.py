@@ -148,6 +148,14 @@ class Datasets:
                                                                    deleted, left_out)),
                        left_out=left_out, items_left_out=len(self.items) - len(items))
 
+    def left_out_counts(self) -> dict[str, int]:
+        """:meth:`left_out_note` as numbers, for machine-readable output (all 0 when the
+        directory has no deleted_polls.csv)."""
+        left = self.left_out or LeftOut()
+        return {"deleted_polls": len(self.deletions), "items": self.items_left_out,
+                "interactions": left.interactions, "impression_events": left.impressions,
+                "impression_lists_read_without_them": left.lists}
+
     def left_out_note(self) -> str:
         """For a command's output: what :meth:`without_deleted` left out ("" when the
         directory has no deleted_polls.csv)."""

@@ -287,6 +287,9 @@ def evaluate(data_dir: Path, as_json: bool, split: str, seed: int, folds: int, m
             click.echo(str(kept), err=True)
             return
     shape = report.to_json()
+    # What the numbers were measured without (the note above, for scripts): a run whose
+    # numbers moved after polls were deleted must not read as the same data.
+    shape["left_out"] = datasets.left_out_counts()
     if as_json:
         click.echo(json.dumps(shape, indent=2))
     else:

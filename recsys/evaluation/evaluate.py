@@ -12,7 +12,8 @@ compared with the best configuration of any peer on the test folds.
 
 ``EvaluationReport.to_json()`` is the stable machine-readable shape
 (``schema_version`` 1); ``report.schema.json`` beside this module is its JSON Schema
-(:func:`report_json_schema`), which tools can validate against. In outline::
+(:func:`report_json_schema`), which tools can validate against (``hunch evaluate
+--json`` adds ``left_out``: what the directory's deleted polls took out). In outline::
 
     {
       "schema_version": 1,

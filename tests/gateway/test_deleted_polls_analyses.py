@@ -155,6 +155,28 @@ def test_evaluate_says_what_it_left_out(data, monkeypatch) -> None:
     assert NOTE in output
 
 
+def test_evaluate_json_records_what_it_left_out(data, monkeypatch) -> None:
+    """The note went to stderr only: a script keeping `hunch evaluate --json` had no
+    record that its numbers were measured without the deleted polls."""
+    import recsys.evaluation as evaluation
+
+    class _Report:
+        def to_json(self) -> dict:
+            return {"schema_version": 0, "models": []}
+
+    monkeypatch.setattr(evaluation, "evaluate", lambda data, **kw: _Report())
+    result = CliRunner().invoke(cli, ["evaluate", "--data", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    left_out = json.loads(result.stdout)["left_out"]
+    assert left_out == {"deleted_polls": 1, "items": 1, "interactions": 1,
+                        "impression_events": 1, "impression_lists_read_without_them": 2}
+    import jsonschema
+
+    from recsys.evaluation.evaluate import report_json_schema
+
+    jsonschema.validate(left_out, report_json_schema()["properties"]["left_out"])
+
+
 def test_train_from_a_directory_counts_what_it_trained_on(data, tmp_path) -> None:
     """`hunch train --data` left deleted polls out but reported (and recorded in the
     manifest) the directory's counts, deleted polls' votes included."""
