@@ -45,6 +45,7 @@ from gateway.persisted_queries import (
 from gateway.production import check_production
 from gateway.rate_limit import (
     LocalRateLimiter,
+    Quota,
     RateLimiter,
     make_rate_limiter,
 )
@@ -322,8 +323,8 @@ class HunchGraphQL(GraphQL):
                  feed_executor: Executor | None = None,
                  feed_rate_limiter: RateLimiter | None = None,
                  read_rate_limiter: RateLimiter | None = None,
-                 poll_write_quota: RateLimiter | None = None,
-                 follow_quota: RateLimiter | None = None,
+                 poll_write_quota: Quota | None = None,
+                 follow_quota: Quota | None = None,
                  document_rate_limiter: RateLimiter | None = None,
                  persisted_queries: PersistedQueries | None = None):
         # Queries by GET too (mutations stay POST; strawberry refuses them with 405):

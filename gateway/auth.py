@@ -140,14 +140,14 @@ class Authenticator:
     # ------------------------------------------------------------------ verifying
 
     def authenticate(self, authorization: str | None) -> Principal:
-        token = _bearer(authorization)
+        token = bearer_credentials(authorization)
         hit = self._cached(token)
         if hit is not None:
             return hit
         return self._verify_and_remember(token, self._key_for(token))
 
     async def authenticate_async(self, authorization: str | None) -> Principal:
-        token = _bearer(authorization)
+        token = bearer_credentials(authorization)
         hit = self._cached(token)
         if hit is not None:
             return hit
@@ -266,7 +266,8 @@ def issue_token(settings: Settings, user_id: str, *, admin: bool = False,
                       headers={"kid": kid} if kid else None)
 
 
-def _bearer(authorization: str | None) -> str:
+def bearer_credentials(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (Unauthorized if none)."""
     if not authorization:
         raise Unauthorized("missing bearer token: send 'Authorization: Bearer <jwt>'")
     scheme, _, token = authorization.partition(" ")

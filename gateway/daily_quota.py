@@ -1,7 +1,7 @@
 """Daily quotas: at most ``per_day`` actions of one kind per user in any 24 hours
 (``scope`` "poll": poll writes, HUNCH_POLL_WRITES_PER_DAY; "follow": follows and
 unfollows, HUNCH_FOLLOW_CHANGES_PER_DAY). The protocol is the rate limiters'
-(:class:`gateway.rate_limit.RateLimiter`): ``allow``, ``refund``, ``retry_after``.
+(:class:`gateway.rate_limit.Quota`): ``allow``, ``refund``, ``retry_after``.
 
 The window. A user's actions are counted in buckets of QUOTA_BUCKET_SECONDS (15
 minutes), and a check counts every bucket that overlaps the last 24 hours: the current

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.auth import Authenticator, Unauthorized
+from gateway.auth import Authenticator, Unauthorized, bearer_credentials
 from gateway.settings import Settings
 
 # How old a readiness answer given to an anonymous caller may be. Probes come every few
@@ -48,9 +48,9 @@ class OpsAccess:
     async def allows(self, authorization: str | None) -> bool:
         if self.open:
             return True
-        scheme, _, credentials = (authorization or "").partition(" ")
-        credentials = credentials.strip()
-        if scheme.lower() != "bearer" or not credentials:
+        try:
+            credentials = bearer_credentials(authorization)
+        except Unauthorized:
             return False
         if self._token and hmac.compare_digest(credentials.encode(), self._token):
             return True

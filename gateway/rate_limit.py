@@ -59,13 +59,6 @@ if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
 
-# Gives one count back, never below zero (a refund after the window's key expired).
-_GIVE_BACK = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then return redis.call('DECR', KEYS[1]) end
-return 0
-"""
-
-
 class RateLimiter(Protocol):
     async def allow(self, user_id: str) -> bool:
         """Count one request of ``user_id``; False when it is over the limit."""
@@ -74,9 +67,14 @@ class RateLimiter(Protocol):
         """Seconds until ``user_id`` may send a request again (0 when now), as this
         limiter knows it without a round trip: what a refused client is told."""
 
+
+
+class Quota(RateLimiter, Protocol):
+    """A daily quota (gateway/daily_quota.py): a limiter that gives back what it charged
+    for an action that was not carried out (it charges only what was done)."""
+
     async def refund(self, user_id: str) -> None:
-        """Give back one request counted by :meth:`allow` that was not carried out
-        (a quota charges only what was done)."""
+        """Give back one request counted by :meth:`allow` that was not carried out."""
 
 
 class LocalRateLimiter:
@@ -115,16 +113,6 @@ class LocalRateLimiter:
 
     async def allow(self, user_id: str) -> bool:
         return self.allow_now(user_id)
-
-    def refund_now(self, user_id: str) -> None:
-        now = self._clock()
-        with self._lock:
-            tokens, last = self._buckets.get(user_id, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate + 1.0)
-            self._buckets[user_id] = (tokens, now)
-
-    async def refund(self, user_id: str) -> None:
-        self.refund_now(user_id)
 
     def retry_after(self, user_id: str) -> float:
         """Until the user's bucket holds a whole token again."""
@@ -190,19 +178,6 @@ class RedisRateLimiter:
             log.info("rate limits are shared through Redis again")
             self._degraded = False
         return int(count) <= self.rate_per_minute
-
-    async def refund(self, user_id: str) -> None:
-        """One count back in the user's current window (never below zero)."""
-        from redis.exceptions import RedisError
-
-        if self._client is None or self._degraded:
-            self.fallback.refund_now(user_id)
-            return
-        window = int(self._clock() // self.window_seconds)
-        try:
-            await self._client.eval(_GIVE_BACK, 1, f"hunch:rate:{self.scope}:{user_id}:{window}")
-        except (RedisError, OSError):
-            self.fallback.refund_now(user_id)
 
     def retry_after(self, user_id: str) -> float:
         """Until the next window starts (this worker's buckets while Redis is down)."""

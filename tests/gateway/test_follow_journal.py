@@ -8,6 +8,7 @@ import asyncio
 
 from gateway.services import Services
 from tests.gateway.test_app import settings  # noqa: F401 - the fixture
+from tests.gateway.test_waits_off_the_loop import _until
 
 
 def _restarted(settings) -> Services:  # noqa: F811
@@ -200,14 +201,12 @@ def test_a_follow_and_an_unfollow_sent_at_once_reach_graph_and_journal_in_one_or
 
     async def both() -> None:
         follow = asyncio.ensure_future(services.follow("ann", "bob"))
-        while not held.is_set():  # the follow is in the graph, its line held
-            await asyncio.sleep(0.001)
+        await _until(held.is_set)  # the follow is in the graph, its line held
         unfollow = asyncio.ensure_future(services.unfollow("ann", "bob"))
         # The unfollow goes as far as it can: through graph and journal (the old code),
         # or to the follower's lock, where it waits (asyncio.Lock's queue of waiters).
         lock = services._follow_lock("ann")
-        while not (unfollow.done() or getattr(lock, "_waiters", None)):
-            await asyncio.sleep(0.001)
+        await _until(lambda: unfollow.done() or getattr(lock, "_waiters", None))
         release.set()
         await follow
         await unfollow

@@ -12,6 +12,7 @@
 // persisted queries do by default); documents and mutations are POSTed.
 // With runs > 1 the same client pages the feed again (a second screen of the app): the
 // hashes are known by then, so each request should be one round trip without the query.
+import { countingFetch as makeCountingFetch } from "./counting_fetch.mjs";
 import { createHash } from "node:crypto";
 
 import { ApolloClient, HttpLink, InMemoryCache, gql } from "@apollo/client";
@@ -48,33 +49,7 @@ const SEEN = gql`
 `;
 
 const requests = [];
-async function countingFetch(input, init) {
-  let body = {};
-  try {
-    if (init?.body) {
-      body = JSON.parse(init.body);
-    } else {
-      // a GET: the operation is in the query string, JSON values as text
-      const params = new URL(String(input)).searchParams;
-      body = { query: params.get("query") ?? undefined,
-               extensions: JSON.parse(params.get("extensions") ?? "{}") };
-    }
-  } catch {}
-  const response = await fetch(input, init);
-  const text = await response.clone().text();
-  let codes = [];
-  try {
-    codes = (JSON.parse(text).errors ?? []).map((e) => e.extensions?.code ?? e.message);
-  } catch {}
-  requests.push({
-    method: init?.method ?? "GET",
-    status: response.status,
-    query: typeof body.query === "string",
-    hash: !!body.extensions?.persistedQuery,
-    codes,
-  });
-  return response;
-}
+const countingFetch = makeCountingFetch(requests);
 
 const sha256 = (text) => createHash("sha256").update(text).digest("hex");
 const link = new PersistedQueryLink({ sha256, useGETForHashedQueries: methodArg === "get" }).concat(

@@ -7,6 +7,7 @@
 // Prints one JSON line: {served, mutation, error, requests} (requests as apq_feed.mjs's).
 //
 // usage: node urql_apq.mjs <graphql url> <bearer token> <pages> <first> [runs] [post|get]
+import { countingFetch as makeCountingFetch } from "./counting_fetch.mjs";
 import { createHash } from "node:crypto";
 
 import { Client, fetchExchange, gql } from "@urql/core";
@@ -41,33 +42,7 @@ const SEEN = gql`
 
 const requests = [];
 let operation = "query"; // what the client is sending, for the counts
-async function countingFetch(input, init) {
-  let body = {};
-  try {
-    if (init?.body) {
-      body = JSON.parse(init.body);
-    } else {
-      // a GET: the operation is in the query string, JSON values as text
-      const params = new URL(String(input)).searchParams;
-      body = { query: params.get("query") ?? undefined,
-               extensions: JSON.parse(params.get("extensions") ?? "{}") };
-    }
-  } catch {}
-  const response = await fetch(input, init);
-  let codes = [];
-  try {
-    codes = ((await response.clone().json()).errors ?? []).map((e) => e.extensions?.code ?? e.message);
-  } catch {}
-  requests.push({
-    operation,
-    method: init?.method ?? "GET",
-    status: response.status,
-    query: typeof body.query === "string",
-    hash: !!body.extensions?.persistedQuery,
-    codes,
-  });
-  return response;
-}
+const countingFetch = makeCountingFetch(requests, () => ({ operation }));
 
 const client = new Client({
   url,
